@@ -1,0 +1,98 @@
+"""Models of MetalLB's ``metallb.io`` configuration objects, parsed from the YAML users already apply.
+
+Entry points: :func:`parse_config_object` (one raw object → model, or :class:`InvalidConfigObject`)
+and :func:`validate_configuration` (parsed objects → :class:`ConfigurationReport`).
+"""
+
+from schemas.metallb.addresses import AddressRange, IPFamily, parse_address_range
+from schemas.metallb.advertisements import (
+    BGPAdvertisement,
+    BGPAdvertisementSpec,
+    L2Advertisement,
+    L2AdvertisementSpec,
+    PreferredNodeSelector,
+)
+from schemas.metallb.bfd import BFDProfile, BFDProfileSpec
+from schemas.metallb.bgp import (
+    BGPPeer,
+    BGPPeerSpec,
+    BGPPeerSpecV1Beta1,
+    DynamicASNMode,
+    SecretReference,
+    SessionTimers,
+)
+from schemas.metallb.common import (
+    GoDuration,
+    InvalidConfigObject,
+    LabelSelector,
+    LabelSelectorRequirement,
+    MetallbObject,
+    ObjectMeta,
+    SelectorOperator,
+    any_selector_matches,
+    format_go_duration,
+    parse_go_duration,
+)
+from schemas.metallb.community import (
+    BGPCommunity,
+    Community,
+    CommunityAlias,
+    CommunitySpec,
+    LargeCommunity,
+    StandardCommunity,
+    parse_community,
+)
+from schemas.metallb.parsing import MODELS, ConfigObject, parse_config_object
+from schemas.metallb.pools import IPAddressPool, IPAddressPoolSpec, ServiceAllocation
+from schemas.metallb.validation import (
+    ConfigProblem,
+    ConfigurationReport,
+    ProblemCode,
+    validate_configuration,
+)
+
+__all__ = [
+    "MODELS",
+    "AddressRange",
+    "BFDProfile",
+    "BFDProfileSpec",
+    "BGPAdvertisement",
+    "BGPAdvertisementSpec",
+    "BGPCommunity",
+    "BGPPeer",
+    "BGPPeerSpec",
+    "BGPPeerSpecV1Beta1",
+    "Community",
+    "CommunityAlias",
+    "CommunitySpec",
+    "ConfigObject",
+    "ConfigProblem",
+    "ConfigurationReport",
+    "DynamicASNMode",
+    "GoDuration",
+    "IPAddressPool",
+    "IPAddressPoolSpec",
+    "IPFamily",
+    "InvalidConfigObject",
+    "L2Advertisement",
+    "L2AdvertisementSpec",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "LargeCommunity",
+    "MetallbObject",
+    "ObjectMeta",
+    "PreferredNodeSelector",
+    "ProblemCode",
+    "SecretReference",
+    "SelectorOperator",
+    "ServiceAllocation",
+    "SessionTimers",
+    "StandardCommunity",
+    "any_selector_matches",
+    "format_go_duration",
+    "parse_address_range",
+    "parse_community",
+    "parse_config_object",
+    "parse_go_duration",
+    "validate_configuration",
+]

@@ -1,0 +1,138 @@
+"""Address ranges as MetalLB writes them in ``IPAddressPool.spec.addresses``.
+
+An entry is a CIDR (``192.168.10.0/24``, ``fc00:f853:0ccd:e799::/124``) or an inclusive range
+(``192.168.9.1-192.168.9.5``). Both become an :class:`AddressRange` of integers, exact at any size.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class IPFamily(StrEnum):
+    IPV4 = "IPv4"
+    IPV6 = "IPv6"
+
+    @property
+    def bits(self) -> int:
+        return 32 if self is IPFamily.IPV4 else 128
+
+    @classmethod
+    def of(cls, address: IPAddress | IPNetwork) -> IPFamily:
+        return cls.IPV4 if address.version == 4 else cls.IPV6
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AddressRange:
+    """An inclusive range of addresses of one family, as integers (``first <= last``)."""
+
+    family: IPFamily
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        top = (1 << self.family.bits) - 1
+        if not 0 <= self.first <= self.last <= top:
+            raise ValueError(f"invalid {self.family.value} range {self.first}..{self.last}")
+
+    @classmethod
+    def from_network(cls, network: IPNetwork) -> AddressRange:
+        return cls(IPFamily.of(network), int(network.network_address), int(network.broadcast_address))
+
+    @classmethod
+    def from_addresses(cls, start: IPAddress, end: IPAddress) -> AddressRange:
+        return cls(IPFamily.of(start), int(start), int(end))
+
+    @property
+    def start(self) -> IPAddress:
+        return _address(self.family, self.first)
+
+    @property
+    def end(self) -> IPAddress:
+        return _address(self.family, self.last)
+
+    @property
+    def size(self) -> int:
+        """Number of addresses, exact (a /64 has 2**64)."""
+        return self.last - self.first + 1
+
+    def networks(self) -> tuple[IPNetwork, ...]:
+        """The smallest list of CIDRs covering exactly this range."""
+        return tuple(ipaddress.summarize_address_range(self.start, self.end))
+
+    def shortest_prefix(self) -> int:
+        """The prefix length of the largest CIDR in :meth:`networks` (MetalLB's "lowest mask")."""
+        return min(network.prefixlen for network in self.networks())
+
+    def overlaps(self, other: AddressRange) -> bool:
+        return self.family is other.family and self.first <= other.last and other.first <= self.last
+
+    def __contains__(self, address: object) -> bool:
+        if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return IPFamily.of(address) is self.family and self.first <= int(address) <= self.last
+        return False
+
+    def __iter__(self) -> Iterator[IPAddress]:
+        for value in range(self.first, self.last + 1):
+            yield _address(self.family, value)
+
+    def __str__(self) -> str:
+        networks = self.networks()
+        if len(networks) == 1:
+            return str(networks[0])
+        return f"{self.start}-{self.end}"
+
+
+def _address(family: IPFamily, value: int) -> IPAddress:
+    if family is IPFamily.IPV4:
+        return ipaddress.IPv4Address(value)
+    return ipaddress.IPv6Address(value)
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    if "%" in text:  # zoned IPv6 addresses are not pool material (Go's ParseIP refuses them too)
+        return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def parse_address_range(text: str) -> AddressRange:
+    """Parse one ``spec.addresses`` entry; a ``ValueError`` names the entry and the problem."""
+    if "-" in text:
+        start_text, end_text = (part.strip() for part in text.split("-", 1))
+        start = _parse_ip(start_text)
+        if start is None:
+            raise ValueError(f'invalid IP range "{text}": invalid start IP "{start_text}"')
+        end = _parse_ip(end_text)
+        if end is None:
+            raise ValueError(f'invalid IP range "{text}": invalid end IP "{end_text}"')
+        if start.version != end.version:
+            raise ValueError(
+                f'invalid IP range "{text}": start and end are of different families '
+                f"({IPFamily.of(start).value}, {IPFamily.of(end).value})"
+            )
+        if int(start) > int(end):
+            raise ValueError(f'invalid IP range "{text}": start IP "{start}" is after the end IP "{end}"')
+        return AddressRange.from_addresses(start, end)
+    if "/" not in text:
+        raise ValueError(f'invalid CIDR "{text}": expected a prefix such as 192.168.10.0/24 or a range a-b')
+    address_text, _, length_text = text.partition("/")
+    if _parse_ip(address_text.strip()) is None:
+        raise ValueError(f'invalid CIDR "{text}": invalid IP "{address_text}"')
+    try:
+        if not (length_text.isascii() and length_text.isdigit()):
+            raise ValueError(length_text)
+        loose = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f'invalid CIDR "{text}": invalid prefix length "{length_text}"') from None
+    if int(ipaddress.ip_address(address_text.strip())) != int(loose.network_address):
+        raise ValueError(f'"{text}" has host bits set (the network is {loose})')
+    return AddressRange.from_network(loose)

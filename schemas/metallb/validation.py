@@ -1,0 +1,225 @@
+"""Checks across ``metallb.io`` objects, on already parsed models. Pure: values in, a report out.
+
+Each object may be valid alone and still not fit with the rest: two pools claiming the same addresses,
+an advertisement naming a pool that does not exist, a peer naming a missing BFD profile, an unknown
+community alias. :func:`validate_configuration` lists every such problem with an enum-coded reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas.metallb.addresses import AddressRange, IPFamily
+from schemas.metallb.advertisements import BGPAdvertisement, L2Advertisement
+from schemas.metallb.bfd import BFDProfile
+from schemas.metallb.bgp import BGPPeer
+from schemas.metallb.common import MetallbObject
+from schemas.metallb.community import Community, looks_like_community_value
+from schemas.metallb.parsing import ConfigObject
+from schemas.metallb.pools import IPAddressPool
+
+
+class ProblemCode(StrEnum):
+    DUPLICATE_NAME = "DuplicateName"
+    """Two objects of one kind share a name (in one namespace)."""
+    OVERLAPPING_ADDRESSES = "OverlappingAddresses"
+    """Two address entries, in one pool or in two, share addresses."""
+    UNKNOWN_POOL = "UnknownPool"
+    """An advertisement names a pool that does not exist."""
+    UNKNOWN_PEER = "UnknownPeer"
+    """A BGP advertisement names a peer that does not exist."""
+    UNKNOWN_BFD_PROFILE = "UnknownBFDProfile"
+    """A peer names a BFD profile that does not exist."""
+    UNKNOWN_COMMUNITY_ALIAS = "UnknownCommunityAlias"
+    """A BGP advertisement uses a community name no Community object defines."""
+    DUPLICATE_COMMUNITY_ALIAS = "DuplicateCommunityAlias"
+    """Two Community objects define the same alias."""
+    AGGREGATION_TOO_SHORT = "AggregationLengthTooShort"
+    """A BGP advertisement aggregates to a prefix shorter than a pool entry's own prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    kind: str
+    namespace: str | None
+    name: str
+    field: str
+    code: ProblemCode
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigurationReport:
+    problems: tuple[ConfigProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def for_object(self, kind: str, namespace: str | None, name: str) -> tuple[ConfigProblem, ...]:
+        return tuple(p for p in self.problems if (p.kind, p.namespace, p.name) == (kind, namespace, name))
+
+    def codes(self) -> frozenset[ProblemCode]:
+        return frozenset(problem.code for problem in self.problems)
+
+
+def _problem(obj: MetallbObject, field: str, code: ProblemCode, message: str) -> ConfigProblem:
+    return ConfigProblem(obj.KIND, obj.namespace, obj.name, field, code, message)
+
+
+def validate_configuration(objects: Iterable[ConfigObject]) -> ConfigurationReport:
+    """Check a whole configuration (all ``metallb.io`` objects of the namespace, parsed).
+
+    The report is deterministic: problems come in a stable order whatever the input order.
+    """
+    ordered = sorted(objects, key=lambda o: (o.KIND, o.namespace or "", o.name))
+    pools = [o for o in ordered if isinstance(o, IPAddressPool)]
+    peers = [o for o in ordered if isinstance(o, BGPPeer)]
+    profiles = [o for o in ordered if isinstance(o, BFDProfile)]
+    l2_ads = [o for o in ordered if isinstance(o, L2Advertisement)]
+    bgp_ads = [o for o in ordered if isinstance(o, BGPAdvertisement)]
+    communities = [o for o in ordered if isinstance(o, Community)]
+
+    problems: list[ConfigProblem] = []
+    problems += _duplicate_names(ordered)
+    problems += _overlapping_pools(pools)
+    pool_names = {pool.name for pool in pools}
+    advertisements: list[L2Advertisement | BGPAdvertisement] = [*l2_ads, *bgp_ads]
+    for ad in advertisements:
+        for index, pool_name in enumerate(ad.spec.ip_address_pools):
+            if pool_name not in pool_names:
+                problems.append(
+                    _problem(
+                        ad,
+                        f"spec.ipAddressPools[{index}]",
+                        ProblemCode.UNKNOWN_POOL,
+                        f"IPAddressPool {pool_name!r} does not exist",
+                    )
+                )
+    profile_names = {profile.name for profile in profiles}
+    for peer in peers:
+        if peer.spec.bfd_profile and peer.spec.bfd_profile not in profile_names:
+            problems.append(
+                _problem(
+                    peer,
+                    "spec.bfdProfile",
+                    ProblemCode.UNKNOWN_BFD_PROFILE,
+                    f"BFDProfile {peer.spec.bfd_profile!r} does not exist",
+                )
+            )
+    aliases, alias_problems = _community_aliases(communities)
+    problems += alias_problems
+    peer_names = {peer.name for peer in peers}
+    for ad in bgp_ads:
+        problems += _check_bgp_advertisement(ad, pools, peer_names, aliases)
+    return ConfigurationReport(tuple(problems))
+
+
+def _duplicate_names(ordered: list[ConfigObject]) -> list[ConfigProblem]:
+    seen: set[tuple[str, str | None, str]] = set()
+    problems = []
+    for obj in ordered:
+        key = (obj.KIND, obj.namespace, obj.name)
+        if key in seen:
+            problems.append(_problem(obj, "metadata.name", ProblemCode.DUPLICATE_NAME, f"duplicate {obj.KIND} name"))
+        seen.add(key)
+    return problems
+
+
+def _overlapping_pools(pools: list[IPAddressPool]) -> list[ConfigProblem]:
+    entries: dict[IPFamily, list[tuple[AddressRange, IPAddressPool, int]]] = defaultdict(list)
+    for pool in pools:
+        for index, address_range in enumerate(pool.ranges()):
+            entries[address_range.family].append((address_range, pool, index))
+    problems = []
+    for family in IPFamily:
+        # Sorted by start: an entry overlaps an earlier one exactly when it starts before the furthest
+        # end seen so far; report it against the entry holding that end.
+        furthest: tuple[AddressRange, IPAddressPool, int] | None = None
+        for current in sorted(entries[family], key=lambda e: (e[0].first, e[0].last, e[1].name, e[2])):
+            address_range, pool, index = current
+            if furthest is not None and address_range.first <= furthest[0].last:
+                _, other_pool, other_index = furthest
+                text = pool.spec.addresses[index]
+                other_text = other_pool.spec.addresses[other_index]
+                problems.append(
+                    _problem(
+                        pool,
+                        f"spec.addresses[{index}]",
+                        ProblemCode.OVERLAPPING_ADDRESSES,
+                        f"{text!r} overlaps {other_text!r} of IPAddressPool {other_pool.name!r}",
+                    )
+                )
+            if furthest is None or address_range.last > furthest[0].last:
+                furthest = current
+    return problems
+
+
+def _community_aliases(communities: list[Community]) -> tuple[set[str], list[ConfigProblem]]:
+    names: set[str] = set()
+    problems = []
+    for community in communities:
+        for index, alias in enumerate(community.spec.communities):
+            if alias.name in names:
+                problems.append(
+                    _problem(
+                        community,
+                        f"spec.communities[{index}].name",
+                        ProblemCode.DUPLICATE_COMMUNITY_ALIAS,
+                        f"community alias {alias.name!r} is already defined",
+                    )
+                )
+            names.add(alias.name)
+    return names, problems
+
+
+def _check_bgp_advertisement(
+    ad: BGPAdvertisement, pools: list[IPAddressPool], peer_names: set[str], aliases: set[str]
+) -> list[ConfigProblem]:
+    problems = []
+    for index, peer_name in enumerate(ad.spec.peers):
+        if peer_name not in peer_names:
+            problems.append(
+                _problem(
+                    ad,
+                    f"spec.peers[{index}]",
+                    ProblemCode.UNKNOWN_PEER,
+                    f"BGPPeer {peer_name!r} does not exist",
+                )
+            )
+    for index, text in enumerate(ad.spec.communities):
+        if text not in aliases and not looks_like_community_value(text):
+            problems.append(
+                _problem(
+                    ad,
+                    f"spec.communities[{index}]",
+                    ProblemCode.UNKNOWN_COMMUNITY_ALIAS,
+                    f"{text!r} is neither a community value nor an alias defined by a Community object",
+                )
+            )
+    for pool in pools:
+        if not ad.spec.selects_pool(pool.name, pool.labels):
+            continue
+        for text, address_range in zip(pool.spec.addresses, pool.ranges(), strict=True):
+            v4 = address_range.family is IPFamily.IPV4
+            length = ad.spec.aggregation_length if v4 else ad.spec.aggregation_length_v6
+            shortest = address_range.shortest_prefix()
+            if length < shortest:
+                field = "spec.aggregationLength" if v4 else "spec.aggregationLengthV6"
+                problems.append(
+                    _problem(
+                        ad,
+                        field,
+                        ProblemCode.AGGREGATION_TOO_SHORT,
+                        f"aggregation length {length} is shorter than prefix /{shortest} of {text!r} "
+                        f"in IPAddressPool {pool.name!r}",
+                    )
+                )
+    return problems
