@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, field_validator
+from pydantic import AfterValidator, BeforeValidator, field_validator
 
 from schemas.metallb.common import API_GROUP, MetallbObject, WireModel, invalid
 
@@ -75,6 +75,17 @@ def parse_community(text: str) -> BGPCommunity:
     return StandardCommunity(asn, value)
 
 
+def _undo_yaml_sexagesimal(value: object) -> object:
+    """YAML 1.1 (PyYAML's ``safe_load``) reads an unquoted ``1234:1`` as the base-60 integer 74041.
+
+    The Kubernetes API never does that, but MetalLB's documented YAML has such values unquoted, so an
+    integer here is turned back into ``a:b`` (exact for the two-part form, the only form that is an int).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return f"{value // 60}:{value % 60}"
+    return value
+
+
 def _check_community_value(text: str) -> str:
     try:
         parse_community(text)
@@ -83,7 +94,7 @@ def _check_community_value(text: str) -> str:
     return text
 
 
-CommunityValue = Annotated[str, AfterValidator(_check_community_value)]
+CommunityValue = Annotated[str, BeforeValidator(_undo_yaml_sexagesimal), AfterValidator(_check_community_value)]
 """A community written as a value (never an alias), kept as written."""
 
 
@@ -95,7 +106,7 @@ def _check_community_or_alias(text: str) -> str:
     return text
 
 
-CommunityOrAlias = Annotated[str, AfterValidator(_check_community_or_alias)]
+CommunityOrAlias = Annotated[str, BeforeValidator(_undo_yaml_sexagesimal), AfterValidator(_check_community_or_alias)]
 """A ``BGPAdvertisement.spec.communities`` entry: a value, or the name of a ``Community`` alias."""
 
 
