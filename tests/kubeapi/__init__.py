@@ -1,0 +1,7 @@
+"""An in-process Kubernetes API server stand-in for tests, driven through the official client."""
+
+from tests.kubeapi.handle import KubeApi
+from tests.kubeapi.resources import RESOURCES, Resource, ResourceTable
+from tests.kubeapi.store import ApiError, Change, EventType
+
+__all__ = ["RESOURCES", "ApiError", "Change", "EventType", "KubeApi", "Resource", "ResourceTable"]

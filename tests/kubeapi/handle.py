@@ -1,0 +1,198 @@
+"""``KubeApi``: start and stop the stand-in, and the test controls that bypass HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import kubernetes
+
+from tests.kubeapi.errors import ApiError
+from tests.kubeapi.resources import RESOURCES, Resource, ResourceTable
+from tests.kubeapi.server import KubeHTTPServer
+from tests.kubeapi.store import Change, Store
+from tests.kubeapi.watching import End
+
+Obj = dict[str, Any]
+
+PRESET_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
+
+
+class KubeApi:
+    """A Kubernetes API server stand-in on 127.0.0.1 and a random port.
+
+    Resources are named as ``"services"``, ``"leases"``, ``"ipaddresspools"``, or qualified by group
+    (``"events.events.k8s.io"``, ``"bgppeers.metallb.io"``); ``"services/status"`` names a subresource
+    where one is accepted.
+    """
+
+    def __init__(
+        self,
+        *,
+        bookmark_interval: float = 1.0,
+        history_limit: int = 10_000,
+        require_namespaces: bool = False,
+        preset_namespaces: tuple[str, ...] = PRESET_NAMESPACES,
+        resources: tuple[Resource, ...] = RESOURCES,
+    ) -> None:
+        self.table = ResourceTable(resources)
+        self.store = Store(self.table, history_limit=history_limit, require_namespaces=require_namespaces)
+        self._bookmark_interval = bookmark_interval
+        self._preset = preset_namespaces
+        self._server: KubeHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> KubeApi:
+        if self._server is not None:
+            raise RuntimeError("already started")
+        for ns in self._preset:
+            self.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        self._server = KubeHTTPServer(self.store, bookmark_interval=self._bookmark_interval)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="kubeapi", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end every watch, cut every connection and join every thread."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.shutdown()
+        self.store.close()
+        server.cut_connections()
+        server.server_close()
+        thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> KubeApi:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ------------------------------------------------------------------ clients
+    def configuration(self) -> kubernetes.client.Configuration:
+        config = kubernetes.client.Configuration()
+        config.host = self.url
+        config.api_key = {"authorization": "Bearer kubeapi-test"}
+        return config
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        """A fresh client; close it (or use it as a context manager) when done."""
+        return kubernetes.client.ApiClient(self.configuration())
+
+    def kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
+        """Write a kubeconfig for ``--kubeconfig PATH`` (JSON, which kubeconfig readers accept as YAML)."""
+        path = Path(path)
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kubeapi", "cluster": {"server": self.url}}],
+            "users": [{"name": "kubeapi", "user": {"token": "kubeapi-test"}}],
+            "contexts": [
+                {"name": "kubeapi", "context": {"cluster": "kubeapi", "user": "kubeapi", "namespace": namespace}}
+            ],
+            "current-context": "kubeapi",
+        }
+        path.write_text(json.dumps(doc, indent=2))
+        return path
+
+    # ------------------------------------------------------------------ controls
+    @property
+    def resource_version(self) -> str:
+        return str(self.store.rv)
+
+    def resource(self, name: str) -> Resource:
+        return self.table.by_name(name)
+
+    def compact(self) -> str:
+        """Drop the history: lists and watches from any older resourceVersion now get 410 Expired."""
+        return str(self.store.compact())
+
+    def drop_watches(self, *, abrupt: bool = True) -> int:
+        """End every open watch stream; returns how many.
+
+        ``abrupt=True`` cuts the connection mid-stream (the client sees a broken chunked response);
+        ``abrupt=False`` ends each stream cleanly (``Watch.stream`` then re-watches from its last version).
+        """
+        with self.store.cond:
+            watches = list(self.store.watches)
+            for session in watches:
+                session.stop = End.ABORTED if abrupt else End.DROPPED
+            self.store.cond.notify_all()
+        return len(watches)
+
+    @property
+    def open_watches(self) -> int:
+        with self.store.cond:
+            return len(self.store.watches)
+
+    def wait_for_watches(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` watch streams are open (False on timeout)."""
+        return self.store.wait_for(lambda: len(self.store.watches) >= count, timeout)
+
+    def wait_for_rv(self, predicate: Any, timeout: float = 5.0) -> bool:
+        """Block until ``predicate(store)`` holds after some write (False on timeout)."""
+        return self.store.wait_for(lambda: bool(predicate(self.store)), timeout)
+
+    def fail_next(
+        self, verb: str, resource: str, status: int = 500, *, times: int = 1, message: str | None = None
+    ) -> None:
+        """Answer the next ``times`` requests of ``verb`` on ``resource`` with an error ``status``.
+
+        ``verb`` is one of get, list, watch, create, update, patch, delete; ``resource`` may end in
+        ``/status`` to target the subresource (``"services/status"``).
+        """
+        if verb not in VERBS:
+            raise ValueError(f"unknown verb {verb!r}; one of {sorted(VERBS)}")
+        name, _, subresource = resource.partition("/")
+        res = self.table.by_name(name)
+        if status == 409:
+            from tests.kubeapi import errors
+
+            error = errors.conflict(res.plural, res.group, "injected", message)
+        else:
+            error = ApiError(status, message or f"injected failure of {verb} {resource}")
+        self.store.fail_next(verb, res, subresource or None, error, times)
+
+    # ------------------------------------------------------------------ direct object access
+    def put_object(self, obj: Obj) -> Obj:
+        """Create or replace ``obj`` (with its status) as is, like a write by another client."""
+        res = self.table.by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+        if res is None:
+            raise KeyError(f"no resource for {obj.get('apiVersion')} {obj.get('kind')}")
+        return self.store.put(res, obj)
+
+    def delete_object(self, resource: str, name: str, namespace: str | None = None) -> Obj | None:
+        """Delete at once (finalizers ignored); the final object, or None when absent."""
+        res = self.table.by_name(resource)
+        return self.store.remove(res, self._namespace(res, namespace), name)
+
+    def get_object(self, resource: str, name: str, namespace: str | None = None) -> Obj | None:
+        res = self.table.by_name(resource)
+        return self.store.peek(res, self._namespace(res, namespace), name)
+
+    def history(
+        self, resource: str | None = None, name: str | None = None, namespace: str | None = None
+    ) -> list[Change]:
+        """The kept changes (oldest first), optionally of one resource, object or namespace."""
+        storage = self.table.by_name(resource).storage if resource else None
+        return self.store.history(storage, namespace, name)
+
+    @staticmethod
+    def _namespace(res: Resource, namespace: str | None) -> str | None:
+        return (namespace or "default") if res.namespaced else None
