@@ -1,0 +1,140 @@
+"""Every event that crosses the bus, and the envelope that carries it.
+
+``Envelope`` is the unit on the wire: header fields plus one payload, told apart by its ``type``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from schemas.events.announcements import (
+    AnnouncementMode,
+    AnnouncementReported,
+    AnnouncerHeartbeat,
+    BGPSessionChanged,
+    BGPSessionState,
+)
+from schemas.events.base import EnvelopeHeader, Event, EventId
+from schemas.events.decisions import (
+    AllocationFailed,
+    ConfigProblem,
+    ConfigurationEvaluated,
+    FamilyUsage,
+    IPAllocated,
+    IPReleased,
+    L2PlacementCleared,
+    L2PlacementDecided,
+    PoolUsageReported,
+    ReleaseReason,
+    ServiceId,
+)
+from schemas.events.observed import (
+    CONFIG_KINDS,
+    ConfigObjectObserved,
+    EndpointsObserved,
+    KubeProxyObserved,
+    NamespaceObserved,
+    NodeAddress,
+    NodeEndpoints,
+    NodeObserved,
+    ObjectDeleted,
+    ObjectKind,
+    ObjectRef,
+    SecretObserved,
+    ServiceObserved,
+    ServicePort,
+)
+
+#: Every concrete event type, in the order JSON Schema files are generated.
+EVENT_TYPES: tuple[type[Event], ...] = (
+    ServiceObserved,
+    EndpointsObserved,
+    NodeObserved,
+    NamespaceObserved,
+    ConfigObjectObserved,
+    SecretObserved,
+    KubeProxyObserved,
+    ObjectDeleted,
+    IPAllocated,
+    IPReleased,
+    AllocationFailed,
+    L2PlacementDecided,
+    L2PlacementCleared,
+    ConfigurationEvaluated,
+    PoolUsageReported,
+    AnnouncementReported,
+    BGPSessionChanged,
+    AnnouncerHeartbeat,
+)
+
+AnyEvent = Annotated[
+    Union[  # noqa: UP007 - a discriminated union needs the Union form here
+        ServiceObserved,
+        EndpointsObserved,
+        NodeObserved,
+        NamespaceObserved,
+        ConfigObjectObserved,
+        SecretObserved,
+        KubeProxyObserved,
+        ObjectDeleted,
+        IPAllocated,
+        IPReleased,
+        AllocationFailed,
+        L2PlacementDecided,
+        L2PlacementCleared,
+        ConfigurationEvaluated,
+        PoolUsageReported,
+        AnnouncementReported,
+        BGPSessionChanged,
+        AnnouncerHeartbeat,
+    ],
+    Field(discriminator="type"),
+]
+
+
+class Envelope(EnvelopeHeader):
+    """One event on the wire: header plus payload."""
+
+    event: AnyEvent
+
+
+__all__ = [
+    "CONFIG_KINDS",
+    "EVENT_TYPES",
+    "AllocationFailed",
+    "AnnouncementMode",
+    "AnnouncementReported",
+    "AnnouncerHeartbeat",
+    "AnyEvent",
+    "BGPSessionChanged",
+    "BGPSessionState",
+    "ConfigObjectObserved",
+    "ConfigProblem",
+    "ConfigurationEvaluated",
+    "EndpointsObserved",
+    "Envelope",
+    "EnvelopeHeader",
+    "Event",
+    "EventId",
+    "FamilyUsage",
+    "IPAllocated",
+    "IPReleased",
+    "KubeProxyObserved",
+    "L2PlacementCleared",
+    "L2PlacementDecided",
+    "NamespaceObserved",
+    "NodeAddress",
+    "NodeEndpoints",
+    "NodeObserved",
+    "ObjectDeleted",
+    "ObjectKind",
+    "ObjectRef",
+    "PoolUsageReported",
+    "ReleaseReason",
+    "SecretObserved",
+    "ServiceId",
+    "ServiceObserved",
+    "ServicePort",
+]

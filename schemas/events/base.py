@@ -1,0 +1,39 @@
+"""The envelope every event travels in, and the base class of all event payloads.
+
+An event is a past-tense fact. The payload is a frozen pydantic model that names its own ``type``;
+the envelope around it carries what every event has: schema version, event id, time, producer and
+the id of the event it answers (causation), so a chain of decisions can be followed.
+Stream position (subject, sequence) is not in the body: it belongs to the bus message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, NewType
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EventId = NewType("EventId", str)
+
+
+class Event(BaseModel):
+    """Base of every payload that crosses the bus. Our own events forbid unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Bumped when the payload's shape changes incompatibly; decoders upcast older versions.
+    version: ClassVar[int] = 1
+
+
+class EnvelopeHeader(BaseModel):
+    """What every event carries besides its payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = Field(ge=1, description="version of the payload's schema")
+    event_id: EventId = Field(min_length=1, description="unique id of this event")
+    time: datetime = Field(description="when the producer made the event (UTC)")
+    producer: str = Field(min_length=1, description="component and instance, e.g. 'ipam/ipam-7d9f-x2'")
+    causation_id: EventId | None = Field(
+        default=None, description="id of the event this one answers, if any"
+    )

@@ -1,0 +1,134 @@
+"""The ``metalbus`` command: one entry point for every component and the operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.common.runtime import RuntimeOptions, ServiceMain, run_service
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_HTTP_PORTS = {"watcher": 7470, "ipam": 7471, "announcer": 7472}
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _add_runtime_arguments(parser: argparse.ArgumentParser, component: str) -> None:
+    parser.add_argument(
+        "--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL),
+        help="NATS server URL(s), comma-separated (env NATS_URL)",
+    )
+    parser.add_argument(
+        "--http-port", type=int,
+        default=_env_int("METALBUS_HTTP_PORT", DEFAULT_HTTP_PORTS[component]),
+        help="port for /healthz, /readyz and /metrics; 0 picks a free one (env METALBUS_HTTP_PORT)",
+    )
+    parser.add_argument("--http-host", default=os.environ.get("METALBUS_HTTP_HOST", "0.0.0.0"))
+    parser.add_argument(
+        "--stream-replicas", type=int, default=_env_int("METALBUS_STREAM_REPLICAS", 1),
+        help="JetStream replicas per stream: 1 for one server, 3 for a NATS cluster",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("METALBUS_LOG_LEVEL", "INFO"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metalbus", description="LoadBalancer for Kubernetes without a cloud, over NATS JetStream"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    watcher = commands.add_parser("watcher", help="observe Kubernetes, write status back")
+    _add_runtime_arguments(watcher, "watcher")
+    watcher.add_argument(
+        "--kubeconfig", default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig file (env KUBECONFIG); in-cluster configuration when absent",
+    )
+    watcher.add_argument(
+        "--namespace", default=os.environ.get("METALBUS_NAMESPACE", "metallb-system"),
+        help="namespace of the metallb.io configuration objects (env METALBUS_NAMESPACE)",
+    )
+
+    ipam = commands.add_parser("ipam", help="decide address allocations and L2 placements")
+    _add_runtime_arguments(ipam, "ipam")
+
+    announcer = commands.add_parser("announcer", help="announce IPs on this node (ARP/NDP, BGP)")
+    _add_runtime_arguments(announcer, "announcer")
+    announcer.add_argument(
+        "--node", default=os.environ.get("NODE_NAME"), help="this node's Kubernetes name (env NODE_NAME)"
+    )
+
+    nats_cmd = commands.add_parser("nats", help="run a local nats-server with JetStream")
+    nats_cmd.add_argument("--host", default="127.0.0.1")
+    nats_cmd.add_argument("--port", type=int, default=4222, help="0 picks a free port")
+    nats_cmd.add_argument("--store", type=Path, default=None, help="JetStream store (default: temporary)")
+
+    status = commands.add_parser("status", help="what metalbus is doing, read from the bus")
+    status.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+    return parser
+
+
+def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    return RuntimeOptions(
+        nats_url=args.nats,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        stream_replicas=args.stream_replicas,
+        log_level=args.log_level,
+    )
+
+
+def _service_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServiceMain:
+    if args.command == "announcer":
+        if not args.node:
+            parser.error("announcer needs --node NAME (or NODE_NAME)")
+        from services.announcer.service import announcer_main
+
+        return announcer_main(node=args.node)
+    if args.command == "ipam":
+        from services.ipam.service import ipam_main
+
+        return ipam_main()
+    from services.watcher.service import watcher_main
+
+    return watcher_main(kubeconfig=args.kubeconfig, namespace=args.namespace)
+
+
+def _run_nats(args: argparse.Namespace) -> int:
+    from services.common.logs import setup_logging
+    from services.common.nats_server import EmbeddedNats
+
+    setup_logging("nats")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with EmbeddedNats(host=args.host, port=args.port, store_dir=args.store) as server:
+        print(f"nats-server with JetStream at {server.url} (store {server.store_dir}); Ctrl-C stops it",
+              flush=True)
+        stop.wait()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "nats":
+        return _run_nats(args)
+    if args.command == "status":
+        from services.operator.status import show_status
+
+        return asyncio.run(show_status(args.nats))
+    service = _service_main(args, parser)
+    return asyncio.run(run_service(args.command, _runtime_options(args), service))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

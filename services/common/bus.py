@@ -1,0 +1,333 @@
+"""The NATS JetStream bus: connect, declare streams, publish events, read streams back.
+
+Consumers that process events one by one (with ack, redelivery and dead letters) live in
+:mod:`services.common.consumer`; this module holds the connection and the reads and writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Self
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from schemas.events import Envelope, Event, EventId
+from schemas.events.codec import InvalidEvent, decode, encode, wrap
+from services.common.errors import NotFound, RetryableError, WrongLastSequence
+from services.common.subjects import STREAMS, StreamName, StreamSpec, stream_spec
+from services.common.tracing import inject_context
+
+log = logging.getLogger(__name__)
+
+
+class Header(StrEnum):
+    """Message headers metalbus reads or writes."""
+
+    MSG_ID = "Nats-Msg-Id"
+    EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
+    EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+    ERROR = "Metalbus-Error"
+    ORIGINAL_SUBJECT = "Metalbus-Original-Subject"
+    ORIGINAL_STREAM = "Metalbus-Original-Stream"
+    ORIGINAL_SEQUENCE = "Metalbus-Original-Sequence"
+
+
+#: JetStream API error codes for a failed expected-sequence check.
+WRONG_LAST_SEQUENCE_CODES = frozenset({10071, 10164})
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    sequence: int
+    duplicate: bool
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One event read from a stream, with its position."""
+
+    subject: str
+    sequence: int
+    envelope: Envelope
+    headers: dict[str, str] = field(default_factory=dict)
+    num_delivered: int = 1
+    time: datetime | None = None
+
+    @property
+    def event(self) -> Event:
+        return self.envelope.event
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    url: str
+    #: Stream replicas: 1 for a single server, 3 in a NATS cluster.
+    replicas: int = 1
+    connect_timeout: float = 2.0
+    reconnect_wait: float = 0.5
+    request_timeout: float = 5.0
+    #: Give up the first connection after this many attempts (0: keep trying for ever).
+    initial_attempts: int = 0
+
+
+class Bus:
+    """A connection to NATS with JetStream, stamping every event it publishes with ``producer``."""
+
+    def __init__(self, client: NatsClient, *, producer: str, settings: BusSettings) -> None:
+        self.client = client
+        self.js: JetStreamContext = client.jetstream(timeout=settings.request_timeout)
+        self.producer = producer
+        self.settings = settings
+
+    @classmethod
+    async def connect(
+        cls,
+        settings: BusSettings,
+        *,
+        producer: str,
+        on_disconnect: Callable[[], None] | None = None,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> Self:
+        """Connect (retrying with backoff), then reconnect for ever whenever the connection drops."""
+
+        async def disconnected() -> None:
+            log.warning("bus disconnected url=%s", settings.url)
+            if on_disconnect:
+                on_disconnect()
+
+        async def reconnected() -> None:
+            log.info("bus reconnected url=%s", settings.url)
+            if on_reconnect:
+                on_reconnect()
+
+        async def error(exc: Exception) -> None:
+            log.warning("bus error error=%r", exc)
+
+        delay = settings.reconnect_wait
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                client = await nats.connect(
+                    settings.url,
+                    name=producer,
+                    connect_timeout=settings.connect_timeout,
+                    reconnect_time_wait=settings.reconnect_wait,
+                    max_reconnect_attempts=-1,
+                    allow_reconnect=True,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                )
+                break
+            except (nats.errors.NoServersError, OSError, TimeoutError) as failure:
+                if settings.initial_attempts and attempt >= settings.initial_attempts:
+                    raise RetryableError(f"cannot connect to NATS at {settings.url}: {failure!r}") from failure
+                log.warning("bus not reachable url=%s attempt=%d retry_in_s=%.1f", settings.url, attempt, delay)
+                await asyncio.sleep(delay)  # backoff between connection attempts
+                delay = min(delay * 2, 5.0)
+        return cls(client, producer=producer, settings=settings)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if not self.client.is_closed:
+            try:
+                await self.client.drain()
+            except (nats.errors.ConnectionClosedError, nats.errors.TimeoutError):
+                await self.client.close()
+
+    # --- streams -----------------------------------------------------------------------------
+
+    async def ensure_streams(self, specs: Iterable[StreamSpec] = STREAMS) -> None:
+        """Create every stream, or update it to the wanted config; safe to repeat."""
+        for spec in specs:
+            config = _stream_config(spec, self.settings.replicas)
+            try:
+                await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError as error:
+                if error.err_code != 10058:  # stream name already in use with a different config
+                    raise
+                await self.js.update_stream(config)
+
+    async def last_sequence(self, stream: StreamName) -> int:
+        info = await self.js.stream_info(stream.value)
+        return int(info.state.last_seq)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        subject: str,
+        event: Event,
+        *,
+        causation_id: EventId | None = None,
+        msg_id: str | None = None,
+        expected_last_sequence: int | None = None,
+        expected_last_subject_sequence: int | None = None,
+    ) -> Published:
+        """Append one event to the stream that holds ``subject``.
+
+        ``msg_id`` makes the publish idempotent within the stream's duplicate window.
+        ``expected_last_*`` fence the write: a mismatch raises :class:`WrongLastSequence`.
+        """
+        envelope = wrap(event, producer=self.producer, causation_id=causation_id)
+        headers = _headers(msg_id, expected_last_sequence, expected_last_subject_sequence)
+        try:
+            ack = await self.js.publish(subject, encode(envelope), headers=headers)
+        except nats.js.errors.BadRequestError as error:
+            if error.err_code in WRONG_LAST_SEQUENCE_CODES:
+                expected = expected_last_sequence
+                if expected is None:
+                    expected = expected_last_subject_sequence or 0
+                raise WrongLastSequence(subject, expected, error.description or "") from None
+            raise
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as error:
+            raise RetryableError(f"publish to {subject}: {error!r}") from error
+        return Published(sequence=ack.seq, duplicate=bool(ack.duplicate), envelope=envelope)
+
+    async def publish_many(self, items: Iterable[tuple[str, Event, str | None]]) -> list[Published]:
+        """Publish many events without waiting for each ack in turn (subject, event, msg_id)."""
+        envelopes: list[Envelope] = []
+        futures = []
+        for subject, event, msg_id in items:
+            envelope = wrap(event, producer=self.producer)
+            envelopes.append(envelope)
+            futures.append(
+                await self.js.publish_async(subject, encode(envelope), headers=_headers(msg_id, None, None))
+            )
+        acks = await asyncio.gather(*futures)
+        return [
+            Published(sequence=ack.seq, duplicate=bool(ack.duplicate), envelope=envelope)
+            for ack, envelope in zip(acks, envelopes, strict=True)
+        ]
+
+    async def notify(self, subject: str, event: Event) -> None:
+        """Plain (not stored) publish, for heartbeats."""
+        await self.client.publish(subject, encode(wrap(event, producer=self.producer)))
+
+    # --- reading back -----------------------------------------------------------------------
+
+    async def last_value(self, stream: StreamName, subject: str) -> Received | None:
+        """The newest message on ``subject``, or None if the subject holds nothing."""
+        try:
+            raw = await self.js.get_last_msg(stream.value, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        headers = dict(raw.headers or {})
+        envelope = decode(raw.data or b"")
+        return Received(subject=raw.subject or subject, sequence=raw.seq or 0, envelope=envelope,
+                        headers=headers)
+
+    async def read(
+        self,
+        stream: StreamName,
+        *,
+        subjects: Iterable[str] = (),
+        last_per_subject: bool = False,
+        start_sequence: int = 1,
+        batch: int = 1000,
+        on_invalid: Callable[[Msg, InvalidEvent], None] | None = None,
+    ) -> AsyncIterator[Received]:
+        """Every message of ``stream`` (matching ``subjects``) from ``start_sequence`` up to the end
+        as it is when the read starts; with ``last_per_subject`` only the newest per subject
+        (the current world of a compacted stream). Invalid bodies go to ``on_invalid``, not the caller.
+        """
+        if last_per_subject:
+            policy = api.DeliverPolicy.LAST_PER_SUBJECT
+        elif start_sequence > 1:
+            policy = api.DeliverPolicy.BY_START_SEQUENCE
+        else:
+            policy = api.DeliverPolicy.ALL
+        filters = list(subjects)
+        if last_per_subject and not filters:  # JetStream wants a filter with this policy
+            filters = list(stream_spec(stream).subjects)
+        config = api.ConsumerConfig(
+            deliver_policy=policy,
+            opt_start_seq=start_sequence if policy == api.DeliverPolicy.BY_START_SEQUENCE else None,
+            ack_policy=api.AckPolicy.NONE,
+            filter_subjects=filters or None,
+            inactive_threshold=30.0,
+            max_waiting=1,
+            mem_storage=True,
+        )
+        try:
+            subscription = await self.js.pull_subscribe("", stream=stream.value, config=config)
+        except nats.js.errors.NotFoundError as error:
+            raise NotFound(f"stream {stream.value}") from error
+        try:
+            info = await subscription.consumer_info()
+            remaining = info.num_pending or 0
+            while remaining > 0:
+                try:
+                    messages = await subscription.fetch(min(batch, remaining), timeout=5.0)
+                except nats.errors.TimeoutError as error:
+                    raise RetryableError(f"reading {stream.value}: no messages in time") from error
+                for message in messages:
+                    metadata = message.metadata
+                    remaining = metadata.num_pending
+                    try:
+                        envelope = decode(message.data)
+                    except InvalidEvent as error:
+                        if on_invalid:
+                            on_invalid(message, error)
+                        continue
+                    yield Received(
+                        subject=message.subject,
+                        sequence=metadata.sequence.stream,
+                        envelope=envelope,
+                        headers=dict(message.headers or {}),
+                        num_delivered=metadata.num_delivered,
+                        time=metadata.timestamp,
+                    )
+        finally:
+            await subscription.unsubscribe()
+
+
+def _headers(
+    msg_id: str | None, expected_last_sequence: int | None, expected_last_subject_sequence: int | None
+) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if msg_id is not None:
+        headers[Header.MSG_ID] = msg_id
+    if expected_last_sequence is not None:
+        headers[Header.EXPECTED_LAST_SEQUENCE] = str(expected_last_sequence)
+    if expected_last_subject_sequence is not None:
+        headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected_last_subject_sequence)
+    inject_context(headers)
+    return headers
+
+
+def _stream_config(spec: StreamSpec, replicas: int) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=spec.name.value,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        num_replicas=replicas,
+        max_msgs_per_subject=spec.per_subject,
+        max_msgs=spec.max_msgs,
+        max_age=spec.max_age_seconds,
+        duplicate_window=120.0,
+        allow_direct=True,
+        discard=api.DiscardPolicy.OLD,
+    )

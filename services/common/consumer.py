@@ -1,0 +1,157 @@
+"""Durable pull consumers: one event at a time, in order, explicit ack, bounded redelivery.
+
+A message whose body is not a valid event goes to the dead-letter stream at once; one whose handler
+keeps failing goes there after ``max_deliver`` attempts. Either way it is terminated so it never
+blocks the stream, and the service keeps running. ``stop()`` lets the message in hand finish,
+naks what was fetched but not started (for immediate redelivery), and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import api
+from opentelemetry import trace
+
+from schemas.events.codec import InvalidEvent, decode
+from services.common.bus import Bus, Header, Received
+from services.common.subjects import StreamName, dead_letter_subject
+from services.common.tracing import extract_context, tracer
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Received], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    stream: StreamName
+    durable: str
+    subjects: Sequence[str] = ()
+    max_deliver: int = 5
+    ack_wait: float = 30.0
+    batch: int = 100
+    #: Redelivery delay after a handler failure, growing with each attempt.
+    retry_delay: float = 0.2
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    handled: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+
+
+class Consumer:
+    def __init__(self, bus: Bus, spec: ConsumerSpec, handler: Handler) -> None:
+        self._bus = bus
+        self._spec = spec
+        self._handler = handler
+        self._stopping = asyncio.Event()
+        self.stats = ConsumerStats()
+        self._tracer = tracer(__name__)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`. Creates the durable consumer if it does not exist."""
+        spec = self._spec
+        config = api.ConsumerConfig(
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            max_deliver=spec.max_deliver,
+            ack_wait=spec.ack_wait,
+            filter_subjects=list(spec.subjects) or None,
+            max_ack_pending=max(spec.batch * 10, 1000),
+        )
+        subscription = await self._bus.js.pull_subscribe(
+            "", durable=spec.durable, stream=spec.stream.value, config=config
+        )
+        try:
+            while not self._stopping.is_set():
+                try:
+                    messages = await subscription.fetch(spec.batch, timeout=0.5)
+                except nats.errors.TimeoutError:
+                    continue
+                except nats.errors.ConnectionClosedError:
+                    break
+                for index, message in enumerate(messages):
+                    if self._stopping.is_set():
+                        for unstarted in messages[index:]:
+                            await unstarted.nak()
+                        break
+                    await self._handle(message)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    async def _handle(self, message: Msg) -> None:
+        metadata = message.metadata
+        headers = dict(message.headers or {})
+        try:
+            envelope = decode(message.data)
+        except InvalidEvent as error:
+            await self._dead_letter(message, f"invalid event: {error}")
+            return
+        received = Received(
+            subject=message.subject,
+            sequence=metadata.sequence.stream,
+            envelope=envelope,
+            headers=headers,
+            num_delivered=metadata.num_delivered,
+            time=metadata.timestamp,
+        )
+        with self._tracer.start_as_current_span(
+            f"consume {envelope.event.type}",
+            context=extract_context(headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": message.subject,
+                "messaging.message.id": envelope.event_id,
+                "metalbus.stream.sequence": received.sequence,
+            },
+        ):
+            try:
+                await self._handler(received)
+            except asyncio.CancelledError:
+                await message.nak()
+                raise
+            except Exception as error:
+                self.stats.failed += 1
+                if metadata.num_delivered >= self._spec.max_deliver:
+                    await self._dead_letter(message, f"handler failed {metadata.num_delivered} times: {error!r}")
+                else:
+                    log.warning(
+                        "handler failed subject=%s seq=%d attempt=%d error=%r",
+                        message.subject, received.sequence, metadata.num_delivered, error,
+                    )
+                    await message.nak(delay=self._spec.retry_delay * metadata.num_delivered)
+                return
+        await message.ack()
+        self.stats.handled += 1
+
+    async def _dead_letter(self, message: Msg, reason: str) -> None:
+        """Keep the message for inspection and terminate it so it is never delivered again."""
+        metadata = message.metadata
+        headers: dict[str, str] = {
+            Header.ERROR: reason[:1024],
+            Header.ORIGINAL_SUBJECT: message.subject,
+            Header.ORIGINAL_STREAM: metadata.stream,
+            Header.ORIGINAL_SEQUENCE: str(metadata.sequence.stream),
+        }
+        log.error(
+            "dead-lettered subject=%s seq=%d reason=%s", message.subject, metadata.sequence.stream, reason
+        )
+        await self._bus.js.publish(
+            dead_letter_subject(self._spec.stream, self._spec.durable), message.data, headers=headers
+        )
+        await message.term()
+        self.stats.dead_lettered += 1

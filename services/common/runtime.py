@@ -1,0 +1,103 @@
+"""What every long-running metalbus service shares: logging, tracing, the health/metrics endpoint,
+the bus connection with its streams, and a graceful stop on SIGTERM/SIGINT.
+
+A service is an ``async def main(ctx: ServiceContext)`` that returns once ``ctx.stopping`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.bus import Bus, BusSettings
+from services.common.health import Health, HealthServer
+from services.common.logs import setup_logging
+from services.common.tracing import setup_tracing, shutdown_tracing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    nats_url: str
+    http_host: str = "0.0.0.0"
+    http_port: int = 0
+    stream_replicas: int = 1
+    instance: str = ""
+    log_level: str | None = None
+    #: How long in-flight work may take after SIGTERM before it is cancelled.
+    stop_grace: float = 10.0
+
+
+@dataclass(slots=True)
+class ServiceContext:
+    component: str
+    instance: str
+    bus: Bus
+    health: Health
+    stopping: asyncio.Event
+    options: RuntimeOptions
+
+    @property
+    def producer(self) -> str:
+        return f"{self.component}/{self.instance}"
+
+
+ServiceMain = Callable[[ServiceContext], Coroutine[Any, Any, None]]
+
+
+def default_instance() -> str:
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def run_service(component: str, options: RuntimeOptions, main: ServiceMain) -> int:
+    """Run ``main`` until SIGTERM/SIGINT; returns the process exit code (0 on a clean stop)."""
+    setup_logging(component, options.log_level)
+    setup_tracing(f"metalbus-{component}")
+    instance = options.instance or default_instance()
+    health = Health()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    with HealthServer(health, host=options.http_host, port=options.http_port) as server:
+        log.info("starting component=%s instance=%s http_port=%d", component, instance, server.port)
+        settings = BusSettings(url=options.nats_url, replicas=options.stream_replicas)
+        bus = await Bus.connect(
+            settings,
+            producer=f"{component}/{instance}",
+            on_disconnect=lambda: health.set_ready("bus", False, "disconnected from NATS"),
+            on_reconnect=lambda: health.set_ready("bus", True),
+        )
+        try:
+            await bus.ensure_streams()
+            ctx = ServiceContext(component, instance, bus, health, stopping, options)
+            task = asyncio.create_task(main(ctx), name=f"{component}-main")
+            stop_wait = asyncio.create_task(stopping.wait())
+            await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                log.info("stopping component=%s grace_s=%.1f", component, options.stop_grace)
+                done, _ = await asyncio.wait({task}, timeout=options.stop_grace)
+                if not done:
+                    task.cancel()
+            stop_wait.cancel()
+            code = 0
+            try:
+                await task
+            except asyncio.CancelledError:
+                log.warning("main task cancelled after the grace period component=%s", component)
+            except Exception:
+                log.exception("service failed component=%s", component)
+                code = 1
+        finally:
+            health.set_ready("stopping", False, "shutting down")
+            await bus.close()
+            shutdown_tracing()
+    log.info("stopped component=%s code=%d", component, code)
+    return code

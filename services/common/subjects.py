@@ -1,0 +1,170 @@
+"""Every stream, subject and durable consumer name of metalbus, in one place.
+
+Subject tokens cannot hold ``.``, ``*``, ``>`` or white space, and Kubernetes names and IPv4
+addresses contain dots, so every variable token goes through :func:`encode_token`, which is
+reversible (:func:`decode_token`). Cluster-scoped objects use ``_`` as their namespace token
+(``_`` cannot appear in a Kubernetes name).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas.events import ObjectKind
+
+_SAFE = re.compile(r"[A-Za-z0-9:\-]")
+_ESCAPE = re.compile(r"%([0-9A-F]{2})")
+NO_NAMESPACE = "_"
+
+
+def encode_token(value: str) -> str:
+    """Make ``value`` one subject-safe token, reversibly: unsafe characters become ``%XX``."""
+    if value == "":
+        return NO_NAMESPACE
+    out = []
+    for char in value:
+        if _SAFE.fullmatch(char):
+            out.append(char)
+        else:
+            out.extend(f"%{byte:02X}" for byte in char.encode())
+    return "".join(out)
+
+
+def decode_token(token: str) -> str:
+    """Inverse of :func:`encode_token`."""
+    if token == NO_NAMESPACE:
+        return ""
+    raw = bytearray()
+    index = 0
+    while index < len(token):
+        if _ESCAPE.match(token, index):
+            raw.append(int(token[index + 1 : index + 3], 16))
+            index += 3
+        else:
+            raw.extend(token[index].encode())
+            index += 1
+    return raw.decode()
+
+
+class StreamName(StrEnum):
+    K8S = "K8S"
+    IPAM = "IPAM"
+    ANNOUNCE = "ANNOUNCE"
+    DEAD_LETTER = "DEADLETTER"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """How a stream is kept. ``per_subject`` limits history per subject (1 = last value only)."""
+
+    name: StreamName
+    subjects: tuple[str, ...]
+    description: str
+    per_subject: int = -1
+    max_age_seconds: float = 0.0
+    max_msgs: int = -1
+
+
+K8S_PREFIX = "k8s"
+IPAM_PREFIX = "ipam"
+ANNOUNCE_PREFIX = "announce"
+DEAD_LETTER_PREFIX = "deadletter"
+HEARTBEAT_PREFIX = "heartbeat"
+
+DAY = 86400.0
+
+STREAMS: tuple[StreamSpec, ...] = (
+    StreamSpec(
+        name=StreamName.K8S,
+        subjects=(f"{K8S_PREFIX}.>",),
+        description="observed Kubernetes state, last value per object, deletions as tombstones",
+        per_subject=1,
+    ),
+    StreamSpec(
+        name=StreamName.IPAM,
+        subjects=(f"{IPAM_PREFIX}.>",),
+        description="allocation and placement decisions, full history (single writer)",
+        max_age_seconds=90 * DAY,
+        max_msgs=50_000_000,
+    ),
+    StreamSpec(
+        name=StreamName.ANNOUNCE,
+        subjects=(f"{ANNOUNCE_PREFIX}.>",),
+        description="what each announcer announces on the wire, and BGP session state",
+        per_subject=1000,
+        max_age_seconds=30 * DAY,
+    ),
+    StreamSpec(
+        name=StreamName.DEAD_LETTER,
+        subjects=(f"{DEAD_LETTER_PREFIX}.>",),
+        description="messages that failed validation or exhausted their redeliveries",
+        max_age_seconds=30 * DAY,
+        max_msgs=1_000_000,
+    ),
+)
+
+
+def stream_spec(name: StreamName) -> StreamSpec:
+    return next(spec for spec in STREAMS if spec.name == name)
+
+
+# --- K8S: one subject per object --------------------------------------------------------------
+
+
+def k8s_subject(kind: ObjectKind, namespace: str, name: str) -> str:
+    return f"{K8S_PREFIX}.{kind.value}.{encode_token(namespace)}.{encode_token(name)}"
+
+
+def k8s_kind_filter(kind: ObjectKind) -> str:
+    return f"{K8S_PREFIX}.{kind.value}.>"
+
+
+def parse_k8s_subject(subject: str) -> tuple[ObjectKind, str, str]:
+    prefix, kind, namespace, name = subject.split(".")
+    if prefix != K8S_PREFIX:
+        raise ValueError(f"not a {K8S_PREFIX} subject: {subject!r}")
+    return ObjectKind(kind), decode_token(namespace), decode_token(name)
+
+
+# --- IPAM: decisions ------------------------------------------------------------------------
+
+
+def ipam_allocation_subject(namespace: str, name: str) -> str:
+    return f"{IPAM_PREFIX}.allocation.{encode_token(namespace)}.{encode_token(name)}"
+
+
+def ipam_placement_subject(ip: str) -> str:
+    return f"{IPAM_PREFIX}.placement.{encode_token(ip)}"
+
+
+def ipam_pool_subject(pool: str) -> str:
+    return f"{IPAM_PREFIX}.pool.{encode_token(pool)}"
+
+
+IPAM_CONFIG_SUBJECT = f"{IPAM_PREFIX}.config"
+IPAM_ALLOCATIONS = f"{IPAM_PREFIX}.allocation.>"
+IPAM_PLACEMENTS = f"{IPAM_PREFIX}.placement.>"
+
+
+# --- ANNOUNCE and heartbeats -----------------------------------------------------------------
+
+
+def announce_subject(node: str, ip: str) -> str:
+    return f"{ANNOUNCE_PREFIX}.{encode_token(node)}.ip.{encode_token(ip)}"
+
+
+def bgp_session_subject(node: str, peer: str) -> str:
+    return f"{ANNOUNCE_PREFIX}.{encode_token(node)}.bgp.{encode_token(peer)}"
+
+
+def heartbeat_subject(node: str) -> str:
+    return f"{HEARTBEAT_PREFIX}.announcer.{encode_token(node)}"
+
+
+HEARTBEATS = f"{HEARTBEAT_PREFIX}.announcer.*"
+
+
+def dead_letter_subject(stream: StreamName, consumer: str) -> str:
+    return f"{DEAD_LETTER_PREFIX}.{stream.value.lower()}.{encode_token(consumer)}"

@@ -1,0 +1,38 @@
+"""Shared fixtures: a real nats-server with JetStream for the whole session, and a clean bus per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from services.common.bus import Bus, BusSettings
+from services.common.nats_server import EmbeddedNats
+from services.common.subjects import STREAMS
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[EmbeddedNats]:
+    """One nats-server (random port, temporary store) for the test session."""
+    with EmbeddedNats() as server:
+        yield server
+
+
+@pytest.fixture
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
+    """A connected bus whose streams are created fresh for this test (and removed after it)."""
+    connection = await Bus.connect(BusSettings(url=nats_server.url), producer="test/bus")
+    await _delete_streams(connection)
+    await connection.ensure_streams()
+    try:
+        yield connection
+    finally:
+        await _delete_streams(connection)
+        await connection.close()
+
+
+async def _delete_streams(connection: Bus) -> None:
+    existing = {info.config.name for info in await connection.js.streams_info()}
+    for spec in STREAMS:
+        if spec.name.value in existing:
+            await connection.js.delete_stream(spec.name.value)
