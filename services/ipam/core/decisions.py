@@ -1,0 +1,141 @@
+"""What the allocator answers: decisions are values, reasons are enums plus a human message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from services.ipam.core.addresses import IPAddress
+from services.ipam.core.service import PoolName, ServiceKey
+
+
+class RefusalReason(Enum):
+    """Why a Service gets no address (machine code; the decision carries the human message)."""
+
+    NO_POOLS = "no_pools"
+    NO_IP_FAMILY = "no_ip_family"
+    INVALID_REQUESTED_IP = "invalid_requested_ip"
+    CONFLICTING_REQUEST = "conflicting_request"
+    TOO_MANY_REQUESTED_IPS = "too_many_requested_ips"
+    REQUESTED_FAMILY_MISMATCH = "requested_family_mismatch"
+    REQUESTED_IP_NOT_IN_POOL = "requested_ip_not_in_pool"
+    REQUESTED_IP_WRONG_POOL = "requested_ip_wrong_pool"
+    IP_NOT_SHARED = "ip_not_shared"
+    IP_SHARING_KEY_MISMATCH = "ip_sharing_key_mismatch"
+    IP_BACKEND_MISMATCH = "ip_backend_mismatch"
+    IP_PORT_CONFLICT = "ip_port_conflict"
+    UNKNOWN_POOL = "unknown_pool"
+    POOL_NOT_ALLOWED = "pool_not_allowed"
+    POOL_EXHAUSTED = "pool_exhausted"
+    NO_ELIGIBLE_POOL = "no_eligible_pool"
+    NO_AVAILABLE_IP = "no_available_ip"
+
+
+class AllocationReason(Enum):
+    """How a Service came to hold its addresses."""
+
+    UNCHANGED = "unchanged"
+    """It already held them and still may."""
+    ADOPTED = "adopted"
+    """Re-adopted as given (`assign`: replay, or a status written by MetalLB)."""
+    ADOPTED_FROM_STATUS = "adopted_from_status"
+    """`allocate` found them in the Service's status and kept them."""
+    ADDITIONAL_FAMILY = "additional_family"
+    """PreferDualStack: a second-family address was added from the same pool."""
+    REQUESTED_IPS = "requested_ips"
+    REQUESTED_POOL = "requested_pool"
+    AUTO_ASSIGNED = "auto_assigned"
+
+
+class ReleaseReason(Enum):
+    SERVICE_DELETED = "service_deleted"
+    NOT_LOAD_BALANCER = "not_load_balancer"
+    OTHER_CLASS = "other_load_balancer_class"
+    NOT_IN_ANY_POOL = "not_in_any_pool"
+    """A pool change left the addresses outside every pool (or split across pools)."""
+    REPLACED = "replaced"
+    """The Service's request or the configuration no longer allows them; it is re-allocated."""
+    REFUSED = "refused"
+    """The Service's new request was refused; it holds nothing now."""
+
+
+class ReplaceCause(Enum):
+    """Why `allocate` dropped a Service's previous addresses (MetalLB's `clearAssignment` reasons)."""
+
+    FAMILY_CHANGED = "family_changed"
+    NO_LONGER_ALLOWED = "no_longer_allowed"
+    DIFFERENT_POOL_REQUESTED = "different_pool_requested"
+    DIFFERENT_IP_REQUESTED = "different_ip_requested"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replaced:
+    """The addresses a Service held before this decision, and why they were given up."""
+
+    ips: tuple[IPAddress, ...]
+    pool: PoolName | None
+    cause: ReplaceCause
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Allocated:
+    service: ServiceKey
+    ips: tuple[IPAddress, ...]
+    pool: PoolName
+    sharing_key: str | None
+    reason: AllocationReason
+    message: str = ""
+    replaced: Replaced | None = None
+    deprecated_annotations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Released:
+    service: ServiceKey
+    ips: tuple[IPAddress, ...]
+    pool: PoolName | None
+    reason: ReleaseReason
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused:
+    service: ServiceKey
+    reason: RefusalReason
+    message: str
+    released: Released | None = None
+    """The addresses the Service lost with this refusal (MetalLB clears state before retrying)."""
+    deprecated_annotations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Moved:
+    """A pool change re-pointed an allocation: same addresses, another pool."""
+
+    service: ServiceKey
+    ips: tuple[IPAddress, ...]
+    old_pool: PoolName
+    new_pool: PoolName
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolsApplied:
+    """The outcome of `set_pools`: allocations dropped (to re-allocate) and allocations re-pointed."""
+
+    released: tuple[Released, ...] = ()
+    moved: tuple[Moved, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolUsage:
+    """Addresses of a pool in use (a shared address counts once) and still free, per family."""
+
+    pool: PoolName
+    assigned_v4: int
+    available_v4: int
+    assigned_v6: int
+    available_v6: int
+
+
+Decision = Allocated | Refused

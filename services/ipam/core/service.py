@@ -1,0 +1,107 @@
+"""What the allocator needs to know about a Service: its own small frozen input type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import NamedTuple, NewType
+
+from services.ipam.core.addresses import Family, IPAddress, family_of
+
+ServiceKey = NewType("ServiceKey", str)
+"""`namespace/name` of a Service."""
+
+PoolName = NewType("PoolName", str)
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, str]:
+    return _EMPTY
+
+
+def service_key(namespace: str, name: str) -> ServiceKey:
+    return ServiceKey(f"{namespace}/{name}")
+
+
+class Port(NamedTuple):
+    """One (protocol, port) pair a Service listens on."""
+
+    protocol: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.port}"
+
+
+class TrafficPolicy(Enum):
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
+class IPFamilyPolicy(Enum):
+    SINGLE_STACK = "SingleStack"
+    PREFER_DUAL_STACK = "PreferDualStack"
+    REQUIRE_DUAL_STACK = "RequireDualStack"
+
+
+def backend_key(policy: TrafficPolicy, selector: Mapping[str, str]) -> str:
+    """MetalLB's backend key: "" for `Cluster`, the canonical selector (`a=1,b=2`) for `Local`.
+
+    Two Services may share an IP only with equal backend keys. As in MetalLB, a `Local` Service
+    with an empty selector has the same key as `Cluster` ones.
+    """
+    if policy is TrafficPolicy.CLUSTER:
+        return ""
+    return ",".join(f"{k}={selector[k]}" for k in sorted(selector))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceRequest:
+    """A LoadBalancer Service as the allocator sees it.
+
+    ``families`` is the Service's `spec.ipFamilies` (primary first); two entries make it a dual-stack
+    Service. ``status_ips`` are the addresses its status already shows (migration from MetalLB).
+    ``deprecated_annotations`` names the `metallb.universe.tf/*` annotations it relied on.
+    """
+
+    key: ServiceKey
+    namespace: str
+    families: tuple[Family, ...] = (Family.V4,)
+    family_policy: IPFamilyPolicy = IPFamilyPolicy.SINGLE_STACK
+    ports: tuple[Port, ...] = ()
+    sharing_key: str | None = None
+    traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    selector: Mapping[str, str] = field(default_factory=_empty)
+    labels: Mapping[str, str] = field(default_factory=_empty)
+    namespace_labels: Mapping[str, str] = field(default_factory=_empty)
+    requested_ips: tuple[IPAddress, ...] = ()
+    requested_pool: PoolName | None = None
+    status_ips: tuple[IPAddress, ...] = ()
+    deprecated_annotations: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.families) <= 2 or len(set(self.families)) != len(self.families):
+            raise ValueError(f"{self.key}: families must be one family or two distinct ones")
+
+    @property
+    def dual_stack(self) -> bool:
+        return len(self.families) == 2
+
+    @property
+    def backend(self) -> str:
+        return backend_key(self.traffic_policy, self.selector)
+
+    @property
+    def port_set(self) -> frozenset[Port]:
+        return frozenset(self.ports)
+
+
+def families_of(ips: tuple[IPAddress, ...]) -> tuple[Family, ...] | None:
+    """The families of 1 or 2 addresses of distinct families, else None (MetalLB's `ForAddresses`)."""
+    fams = tuple(family_of(ip) for ip in ips)
+    if len(fams) == 1 or (len(fams) == 2 and fams[0] is not fams[1]):
+        return fams
+    return None

@@ -1,0 +1,125 @@
+"""IP sharing (`metallb.io/allow-shared-ip`): who uses an address, and may another Service join.
+
+MetalLB's rules: an address in use may take another Service only if both carry the same non-empty
+sharing key, the same backend key (`Cluster` Services share with each other, `Local` ones only with
+an identical selector) and no (protocol, port) of the newcomer is already used on it by another
+Service. A Service that is the only user of an address may change its key in place.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from services.ipam.core.service import Port, ServiceKey
+
+
+class SharingConflict(Enum):
+    """Why an address in use cannot take one more Service."""
+
+    NOT_SHARED = "not_shared"
+    """The holder, or the newcomer, does not allow sharing."""
+    KEY_MISMATCH = "key_mismatch"
+    BACKEND_MISMATCH = "backend_mismatch"
+    PORT_CONFLICT = "port_conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class ShareKey:
+    sharing: str | None
+    backend: str
+
+
+@dataclass(slots=True)
+class IPUse:
+    """The users of one address in use."""
+
+    key: ShareKey
+    users: dict[ServiceKey, frozenset[Port]] = field(default_factory=dict)
+    ports: dict[Port, ServiceKey] = field(default_factory=dict)
+
+    def others(self, service: ServiceKey) -> list[ServiceKey]:
+        return sorted(s for s in self.users if s != service)
+
+    def add(self, service: ServiceKey, ports: frozenset[Port]) -> None:
+        self.users[service] = ports
+        for port in ports:
+            self.ports[port] = service
+
+    def remove(self, service: ServiceKey) -> None:
+        for port in self.users.pop(service, frozenset()):
+            if self.ports.get(port) == service:
+                del self.ports[port]
+
+
+def key_conflict(existing: ShareKey, new: ShareKey) -> SharingConflict | None:
+    if not existing.sharing or not new.sharing:
+        return SharingConflict.NOT_SHARED
+    if existing.sharing != new.sharing:
+        return SharingConflict.KEY_MISMATCH
+    if existing.backend != new.backend:
+        return SharingConflict.BACKEND_MISMATCH
+    return None
+
+
+def check_sharing(
+    use: IPUse | None, service: ServiceKey, key: ShareKey, ports: Iterable[Port]
+) -> tuple[SharingConflict, list[ServiceKey]] | None:
+    """None if ``service`` may hold the address, else the conflict and the Services in the way."""
+    if use is None:
+        return None
+    conflict = key_conflict(use.key, key)
+    if conflict is not None:
+        others = use.others(service)
+        if others:
+            return conflict, others
+    clashing = sorted({use.ports[p] for p in ports if p in use.ports and use.ports[p] != service})
+    if clashing:
+        return SharingConflict.PORT_CONFLICT, clashing
+    return None
+
+
+@dataclass(slots=True)
+class KeyedAddresses:
+    """The addresses of one range held under one sharing key, sorted, with a per-port count so an
+    address set that is full for a port is skipped without a scan."""
+
+    values: list[int] = field(default_factory=list)
+    port_count: dict[Port, int] = field(default_factory=dict)
+
+    def add(self, value: int, ports: Iterable[Port]) -> None:
+        bisect.insort(self.values, value)
+        self.add_ports(ports)
+
+    def add_ports(self, ports: Iterable[Port]) -> None:
+        for p in ports:
+            self.port_count[p] = self.port_count.get(p, 0) + 1
+
+    def remove_ports(self, ports: Iterable[Port]) -> None:
+        for p in ports:
+            left = self.port_count[p] - 1
+            if left:
+                self.port_count[p] = left
+            else:
+                del self.port_count[p]
+
+    def remove(self, value: int, ports: Iterable[Port]) -> None:
+        pos = bisect.bisect_left(self.values, value)
+        if pos < len(self.values) and self.values[pos] == value:
+            del self.values[pos]
+        self.remove_ports(ports)
+
+    def lowest_joinable(self, ports: frozenset[Port], uses: dict[int, IPUse], below: int | None) -> int | None:
+        """The lowest address (below ``below`` when given) on which none of ``ports`` is taken."""
+        total = len(self.values)
+        if any(self.port_count.get(p, 0) >= total for p in ports):
+            return None
+        for value in self.values:
+            if below is not None and value >= below:
+                return None
+            taken = uses[value].ports
+            if not any(p in taken for p in ports):
+                return value
+        return None
