@@ -1,0 +1,58 @@
+"""NLRI prefix encoding (RFC 4271 §4.3, RFC 4760 §5): a length in bits, then just enough octets."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from services.announcer.bgp.capabilities import Afi
+from services.announcer.bgp.notification import Notification, UpdateSubcode, update_error
+
+Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def afi_of(prefix: Prefix | IPAddress) -> Afi:
+    return Afi.IPV4 if prefix.version == 4 else Afi.IPV6
+
+
+def encode_prefix(prefix: Prefix) -> bytes:
+    length = prefix.prefixlen
+    return bytes((length,)) + prefix.network_address.packed[: (length + 7) // 8]
+
+
+def encode_prefixes(prefixes: list[Prefix] | tuple[Prefix, ...]) -> bytes:
+    return b"".join(encode_prefix(p) for p in prefixes)
+
+
+def decode_prefixes(data: bytes, afi: int, *, error: Notification | None = None) -> tuple[Prefix, ...]:
+    """Decode a run of prefixes. Host bits beyond the length are cleared.
+
+    On malformed input raise ``error`` (by default UPDATE / Invalid Network Field).
+    """
+    if afi == Afi.IPV4:
+        width, make = 4, _v4
+    elif afi == Afi.IPV6:
+        width, make = 16, _v6
+    else:
+        raise error or update_error(UpdateSubcode.INVALID_NETWORK_FIELD, reason=f"AFI {afi}")
+    out: list[Prefix] = []
+    offset = 0
+    while offset < len(data):
+        length = data[offset]
+        size = (length + 7) // 8
+        if length > width * 8 or offset + 1 + size > len(data):
+            raise error or update_error(
+                UpdateSubcode.INVALID_NETWORK_FIELD, reason=f"prefix length {length} at offset {offset}"
+            )
+        packed = data[offset + 1 : offset + 1 + size].ljust(width, b"\x00")
+        out.append(make(packed, length))
+        offset += 1 + size
+    return tuple(out)
+
+
+def _v4(packed: bytes, length: int) -> Prefix:
+    return ipaddress.IPv4Network((packed, length), strict=False)
+
+
+def _v6(packed: bytes, length: int) -> Prefix:
+    return ipaddress.IPv6Network((packed, length), strict=False)

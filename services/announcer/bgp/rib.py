@@ -1,0 +1,139 @@
+"""What we advertise: the desired :class:`Route` per prefix, the Adj-RIB-Out (what the peer has been told),
+and the diff between them turned into packed UPDATEs. Pure: values in, bytes out."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from services.announcer.bgp.aspath import As4Path, AsPath
+from services.announcer.bgp.attributes import (
+    Attribute,
+    Communities,
+    LargeCommunities,
+    LargeCommunity,
+    LocalPref,
+    Origin,
+    OriginType,
+)
+from services.announcer.bgp.capabilities import IPV4_UNICAST, IPV6_UNICAST, AddressFamily, Negotiated
+from services.announcer.bgp.nlri import IPAddress, Prefix
+from services.announcer.bgp.update import pack_announcements, pack_withdrawals
+
+DEFAULT_LOCAL_PREF = 100
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one prefix is advertised. ``next_hop=None`` means the session's own address for the family."""
+
+    next_hop: IPAddress | None = None
+    communities: tuple[int, ...] = ()
+    large_communities: tuple[LargeCommunity, ...] = ()
+    local_pref: int | None = None  # sent to internal peers only, as MetalLB does
+
+    def normalized(self) -> Route:
+        return replace(
+            self,
+            communities=tuple(sorted(set(self.communities))),
+            large_communities=tuple(sorted(set(self.large_communities))),
+        )
+
+    def _sort_key(self) -> tuple[str, tuple[int, ...], tuple[LargeCommunity, ...], int]:
+        return (str(self.next_hop), self.communities, self.large_communities, self.local_pref or -1)
+
+
+def family_of(prefix: Prefix) -> AddressFamily:
+    return IPV4_UNICAST if prefix.version == 4 else IPV6_UNICAST
+
+
+def _prefix_key(prefix: Prefix) -> tuple[int, int, int]:
+    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
+
+
+def resolve(
+    desired: Mapping[Prefix, Route],
+    *,
+    families: Iterable[AddressFamily],
+    next_hop_v4: ipaddress.IPv4Address | None,
+    next_hop_v6: ipaddress.IPv6Address | None,
+) -> tuple[dict[Prefix, Route], list[Prefix]]:
+    """Fill in next hops and keep what this session can carry; also return what it cannot."""
+    allowed = set(families)
+    resolved: dict[Prefix, Route] = {}
+    unroutable: list[Prefix] = []
+    for prefix, route in desired.items():
+        next_hop = route.next_hop or (next_hop_v4 if prefix.version == 4 else next_hop_v6)
+        if family_of(prefix) not in allowed or next_hop is None or next_hop.version != prefix.version:
+            unroutable.append(prefix)
+            continue
+        resolved[prefix] = replace(route, next_hop=next_hop).normalized()
+    return resolved, sorted(unroutable, key=_prefix_key)
+
+
+def path_attributes(route: Route, negotiated: Negotiated) -> list[Attribute]:
+    """The attributes for ``route`` (next hop aside, which the packer adds)."""
+    path = AsPath() if negotiated.ibgp else AsPath.sequence(negotiated.local_as)
+    attributes: list[Attribute] = [Origin(OriginType.IGP), path]
+    if path.needs_as4_path(negotiated):
+        attributes.append(As4Path(path.segments))
+    if negotiated.ibgp:
+        attributes.append(LocalPref(route.local_pref if route.local_pref is not None else DEFAULT_LOCAL_PREF))
+    if route.communities:
+        attributes.append(Communities(route.communities))
+    if route.large_communities:
+        attributes.append(LargeCommunities(route.large_communities))
+    return attributes
+
+
+class AdjRibOut:
+    """The routes the peer holds from us, and how to move it to a new desired set."""
+
+    def __init__(self) -> None:
+        self.sent: dict[Prefix, Route] = {}
+
+    def clear(self) -> None:
+        self.sent.clear()
+
+    def converge(self, desired: Mapping[Prefix, Route], negotiated: Negotiated) -> tuple[list[bytes], int, int]:
+        """UPDATEs that turn what the peer has into ``desired``; returns (messages, announced, withdrawn)."""
+        withdraw = sorted((p for p in self.sent if p not in desired), key=_prefix_key)
+        announce = {p: r for p, r in desired.items() if self.sent.get(p) != r}
+        messages = self._withdrawals(withdraw, negotiated) + self._announcements(announce, negotiated)
+        for prefix in withdraw:
+            del self.sent[prefix]
+        self.sent.update(announce)
+        return messages, len(announce), len(withdraw)
+
+    def replay(self, family: AddressFamily, negotiated: Negotiated) -> list[bytes]:
+        """Everything we advertise in ``family`` again (answer to a ROUTE-REFRESH)."""
+        return self._announcements({p: r for p, r in self.sent.items() if family_of(p) == family}, negotiated)
+
+    @staticmethod
+    def _withdrawals(prefixes: list[Prefix], negotiated: Negotiated) -> list[bytes]:
+        by_family: dict[AddressFamily, list[Prefix]] = defaultdict(list)
+        for prefix in prefixes:
+            by_family[family_of(prefix)].append(prefix)
+        out: list[bytes] = []
+        for family in sorted(by_family):
+            out += pack_withdrawals(family=family, prefixes=by_family[family], negotiated=negotiated)
+        return out
+
+    @staticmethod
+    def _announcements(routes: Mapping[Prefix, Route], negotiated: Negotiated) -> list[bytes]:
+        groups: dict[tuple[AddressFamily, Route], list[Prefix]] = defaultdict(list)
+        for prefix, route in routes.items():
+            groups[(family_of(prefix), route)].append(prefix)
+        out: list[bytes] = []
+        for family, route in sorted(groups, key=lambda k: (k[0], k[1]._sort_key())):
+            assert route.next_hop is not None
+            out += pack_announcements(
+                family=family,
+                attributes=path_attributes(route, negotiated),
+                next_hops=(route.next_hop,),
+                prefixes=sorted(groups[(family, route)], key=_prefix_key),
+                negotiated=negotiated,
+            )
+        return out
