@@ -143,7 +143,7 @@ def _overlapping_pools(pools: list[IPAddressPool]) -> list[ConfigProblem]:
         # Sorted by start: an entry overlaps an earlier one exactly when it starts before the furthest
         # end seen so far; report it against the entry holding that end.
         furthest: tuple[AddressRange, IPAddressPool, int] | None = None
-        for current in sorted(entries[family], key=lambda e: (e[0].first, e[0].last, e[1].name, e[2])):
+        for current in sorted(entries[family], key=lambda e: (e[0].first, -e[0].last, e[1].name, e[2])):
             address_range, pool, index = current
             if furthest is not None and address_range.first <= furthest[0].last:
                 _, other_pool, other_index = furthest

@@ -1,0 +1,183 @@
+"""Checks across objects: a configuration that is valid object by object can still not fit together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from schemas.metallb import (
+    ConfigObject,
+    ConfigProblem,
+    ProblemCode,
+    parse_config_object,
+    validate_configuration,
+)
+from tests.unit.schemas import metallb_docs as docs
+
+NS = "metallb-system"
+
+
+def load(text: str) -> ConfigObject:
+    raw = yaml.safe_load(text)
+    assert isinstance(raw, dict)
+    return parse_config_object(raw)
+
+
+def make(
+    kind: str, name: str, spec: dict[str, Any], *, api: str = "metallb.io/v1beta1", labels: dict[str, str] | None = None
+) -> ConfigObject:
+    return parse_config_object(
+        {
+            "apiVersion": api,
+            "kind": kind,
+            "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
+            "spec": spec,
+        }
+    )
+
+
+def pool(name: str, *addresses: str, labels: dict[str, str] | None = None) -> ConfigObject:
+    return make("IPAddressPool", name, {"addresses": list(addresses)}, labels=labels)
+
+
+def peer(name: str, **extra: Any) -> ConfigObject:
+    spec = {"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1", **extra}
+    return make("BGPPeer", name, spec, api="metallb.io/v1beta2")
+
+
+def summary(problems: tuple[ConfigProblem, ...]) -> list[tuple[str, str, str, ProblemCode]]:
+    return [(p.kind, p.name, p.field, p.code) for p in problems]
+
+
+def test_documented_configuration_is_consistent() -> None:
+    objects = [
+        load(docs.FIRST_POOL_MIXED),
+        load(docs.EXPENSIVE_POOL),
+        load(docs.L2_FIRST_POOL),
+        load(docs.BGP_PEER_BFD),
+        load(docs.BFD_PROFILE),
+        load(docs.COMMUNITY_ALIASES),
+        load(docs.BGP_ADV_ALIAS),
+        load(docs.BGP_ADV_FIRST_POOL),
+    ]
+    report = validate_configuration(objects)
+    assert report.ok, [str(p) for p in report.problems]
+
+
+# A story: each row adds objects to the configuration of the rows before it, and says what the
+# report must then contain (the problems introduced by that row, in the report's stable order).
+STORY: list[tuple[str, list[ConfigObject], list[tuple[str, str, str, ProblemCode]]]] = [
+    ("two disjoint pools", [pool("lan", "192.168.10.0/24"), pool("wan", "fc00::/64")], []),
+    (
+        "a pool overlapping the first",
+        [pool("dmz", "192.168.10.128-192.168.10.130")],
+        [("IPAddressPool", "dmz", "spec.addresses[0]", ProblemCode.OVERLAPPING_ADDRESSES)],
+    ),
+    (
+        "an L2 ad for a missing pool",
+        [make("L2Advertisement", "l2", {"ipAddressPools": ["lan", "gone"]})],
+        [("L2Advertisement", "l2", "spec.ipAddressPools[1]", ProblemCode.UNKNOWN_POOL)],
+    ),
+    (
+        "a peer with a missing BFD profile",
+        [peer("tor", bfdProfile="fast")],
+        [("BGPPeer", "tor", "spec.bfdProfile", ProblemCode.UNKNOWN_BFD_PROFILE)],
+    ),
+    (
+        "a BGP ad with an unknown alias and peer",
+        [
+            make(
+                "BGPAdvertisement",
+                "bgp",
+                {"ipAddressPools": ["wan"], "communities": ["vpn-only", "1:1"], "peers": ["tor", "spine"]},
+            )
+        ],
+        [
+            ("BGPAdvertisement", "bgp", "spec.communities[0]", ProblemCode.UNKNOWN_COMMUNITY_ALIAS),
+            ("BGPAdvertisement", "bgp", "spec.peers[1]", ProblemCode.UNKNOWN_PEER),
+        ],
+    ),
+    (
+        "aggregating wider than a pool entry",
+        [
+            make(
+                "BGPAdvertisement",
+                "agg",
+                {"ipAddressPoolSelectors": [{"matchLabels": {"tier": "public"}}], "aggregationLength": 16},
+            ),
+            pool("public", "198.51.100.0/24", labels={"tier": "public"}),
+        ],
+        [("BGPAdvertisement", "agg", "spec.aggregationLength", ProblemCode.AGGREGATION_TOO_SHORT)],
+    ),
+    (
+        "two Community objects with one alias",
+        [
+            make("Community", "c1", {"communities": [{"name": "vpn-only", "value": "1234:1"}]}),
+            make("Community", "c2", {"communities": [{"name": "vpn-only", "value": "1234:2"}]}),
+        ],
+        [("Community", "c2", "spec.communities[0].name", ProblemCode.DUPLICATE_COMMUNITY_ALIAS)],
+    ),
+    (
+        "the same pool name twice",
+        [pool("lan", "10.1.0.0/16")],
+        [("IPAddressPool", "lan", "metadata.name", ProblemCode.DUPLICATE_NAME)],
+    ),
+]
+
+
+def test_story() -> None:
+    objects: list[ConfigObject] = []
+    expected: list[tuple[str, str, str, ProblemCode]] = []
+    for step, added, introduced in STORY:
+        objects += added
+        expected += introduced
+        # The alias now defined by c1 resolves the earlier unknown alias.
+        if step == "two Community objects with one alias":
+            expected.remove(("BGPAdvertisement", "bgp", "spec.communities[0]", ProblemCode.UNKNOWN_COMMUNITY_ALIAS))
+        report = validate_configuration(objects)
+        assert sorted(summary(report.problems)) == sorted(expected), step
+
+
+def test_report_is_independent_of_input_order() -> None:
+    objects = [
+        pool("a", "10.0.0.0/24"),
+        pool("b", "10.0.0.0/25"),
+        pool("c", "10.0.0.64/26"),
+        make("L2Advertisement", "l2", {"ipAddressPools": ["zz"]}),
+    ]
+    forward = validate_configuration(objects)
+    backward = validate_configuration(list(reversed(objects)))
+    assert forward == backward
+    assert [str(p) for p in forward.problems] == [
+        "IPAddressPool metallb-system/b: spec.addresses[0]: '10.0.0.0/25' overlaps '10.0.0.0/24' of IPAddressPool 'a'",
+        "IPAddressPool metallb-system/c: spec.addresses[0]: '10.0.0.64/26' overlaps '10.0.0.0/24' of IPAddressPool 'a'",
+        "L2Advertisement metallb-system/l2: spec.ipAddressPools[0]: IPAddressPool 'zz' does not exist",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("addresses", "overlap"),
+    [
+        (["10.0.0.0/24", "10.0.1.0/24"], False),
+        (["10.0.0.0-10.0.0.10", "10.0.0.10/32"], True),
+        (["10.0.0.0/24", "10.0.0.0/24"], True),
+        (["fc00::/64", "fc00:0:0:1::/64"], False),
+        (["fc00::/48", "fc00::ffff/128"], True),
+        (["10.0.0.0/8", "::a00:0/104"], False),  # same integers, other family
+    ],
+)
+def test_overlap_within_one_pool(addresses: list[str], overlap: bool) -> None:
+    report = validate_configuration([pool("p", *addresses)])
+    assert (ProblemCode.OVERLAPPING_ADDRESSES in report.codes()) is overlap
+
+
+def test_advertisement_without_pools_reaches_every_pool() -> None:
+    report = validate_configuration(
+        [pool("v6", "fc00::/120"), make("BGPAdvertisement", "all", {"aggregationLengthV6": 112})]
+    )
+    assert summary(report.problems) == [
+        ("BGPAdvertisement", "all", "spec.aggregationLengthV6", ProblemCode.AGGREGATION_TOO_SHORT)
+    ]
+    assert report.for_object("BGPAdvertisement", NS, "all") == report.problems
