@@ -53,7 +53,7 @@ class KubeApi:
         for ns in self._preset:
             self.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         self._server = KubeHTTPServer(self.store, bookmark_interval=self._bookmark_interval)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kubeapi", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve, name="kubeapi", daemon=True)
         self._thread.start()
         return self
 
@@ -62,11 +62,11 @@ class KubeApi:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
-        server.shutdown()
+        server.stop_accepting()
+        thread.join()
         self.store.close()
         server.cut_connections()
         server.server_close()
-        thread.join()
         self._server = self._thread = None
 
     def __enter__(self) -> KubeApi:

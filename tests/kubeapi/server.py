@@ -46,6 +46,24 @@ class KubeHTTPServer(ThreadingHTTPServer):
         self.bookmark_interval = bookmark_interval
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._stopping = False
+
+    def serve(self) -> None:
+        """Accept until ``stop_accepting``; a blocking accept, no poll interval."""
+        while True:
+            try:
+                request, client_address = self.get_request()
+            except OSError:
+                return
+            if self._stopping:
+                request.close()
+                return
+            self.process_request(request, client_address)
+
+    def stop_accepting(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -75,6 +93,7 @@ def _verb(method: str, route: Route, watch: bool) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server: KubeHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
