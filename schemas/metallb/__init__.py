@@ -4,7 +4,7 @@ Entry points: :func:`parse_config_object` (one raw object → model, or :class:`
 and :func:`validate_configuration` (parsed objects → :class:`ConfigurationReport`).
 """
 
-from schemas.metallb.addresses import AddressRange, IPFamily, parse_address_range
+from schemas.metallb.addresses import AddressRange, IPAddress, IPFamily, is_buggy_ip, parse_address_range
 from schemas.metallb.advertisements import (
     BGPAdvertisement,
     BGPAdvertisementSpec,
@@ -70,6 +70,7 @@ __all__ = [
     "ConfigurationReport",
     "DynamicASNMode",
     "GoDuration",
+    "IPAddress",
     "IPAddressPool",
     "IPAddressPoolSpec",
     "IPFamily",
@@ -90,6 +91,7 @@ __all__ = [
     "StandardCommunity",
     "any_selector_matches",
     "format_go_duration",
+    "is_buggy_ip",
     "parse_address_range",
     "parse_community",
     "parse_config_object",

@@ -89,6 +89,11 @@ class AddressRange:
         return f"{self.start}-{self.end}"
 
 
+def is_buggy_ip(address: IPAddress) -> bool:
+    """An IPv4 address ending in .0 or .255, which some old consumer devices drop (smurf protection)."""
+    return address.version == 4 and int(address) & 0xFF in (0, 0xFF)
+
+
 def _address(family: IPFamily, value: int) -> IPAddress:
     if family is IPFamily.IPV4:
         return ipaddress.IPv4Address(value)

@@ -8,6 +8,7 @@ keepalive not above hold; connect time whole seconds in 1..65535; no ``ebgpMulti
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -205,7 +206,7 @@ class BGPPeerSpec(WireModel):
         assert self.keepalive_time is not None
         return SessionTimers(self.keepalive_time * 3, self.keepalive_time)
 
-    def selects_node(self, node_labels: dict[str, str]) -> bool:
+    def selects_node(self, node_labels: Mapping[str, str]) -> bool:
         """No node selectors: every node peers; otherwise any selector must match."""
         return any_selector_matches(self.node_selectors, node_labels)
 

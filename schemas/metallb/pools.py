@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from schemas.metallb.addresses import AddressRange, parse_address_range
+from schemas.metallb.addresses import AddressRange, IPAddress, is_buggy_ip, parse_address_range
 from schemas.metallb.common import (
     API_GROUP,
     LabelSelector,
@@ -33,8 +33,11 @@ AddressText = Annotated[str, AfterValidator(_check_address)]
 
 
 class ServiceAllocation(WireModel):
-    """``spec.serviceAllocation``: which Services may take addresses from the pool, and with what priority
-    (a lower number is a higher priority; MetalLB treats an unset priority as 0)."""
+    """``spec.serviceAllocation``: which Services may take addresses from the pool, and with what priority.
+
+    Priority 1 is the highest; a larger number is lower; 0 (or unset) is the lowest of all, after every
+    numbered priority (MetalLB's documented order). :attr:`rank` sorts in that order.
+    """
 
     priority: int = 0
     namespaces: tuple[str, ...] = ()
@@ -55,6 +58,11 @@ class ServiceAllocation(WireModel):
     @classmethod
     def _unique_service_selectors(cls, value: tuple[LabelSelector, ...]) -> tuple[LabelSelector, ...]:
         return check_unique_selectors(value, "serviceSelectors")
+
+    @property
+    def rank(self) -> tuple[bool, int]:
+        """Sort key, most preferred first: numbered priorities ascending, then priority 0."""
+        return (self.priority <= 0, self.priority)
 
     def allows_namespace(self, namespace: str, namespace_labels: Mapping[str, str]) -> bool:
         """Whether a Service in ``namespace`` passes the namespace part of the allocation.
@@ -100,6 +108,10 @@ class IPAddressPool(MetallbObject):
     def ranges(self) -> tuple[AddressRange, ...]:
         """The pool's address ranges as integers with their family, exact even for /64 and bigger."""
         return self.spec.ranges()
+
+    def avoids(self, address: IPAddress) -> bool:
+        """Whether ``avoidBuggyIPs`` keeps ``address`` out of allocation (IPv4 ending in .0 or .255)."""
+        return self.spec.avoid_buggy_ips and is_buggy_ip(address)
 
     @property
     def size(self) -> int:

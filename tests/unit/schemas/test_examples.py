@@ -18,6 +18,7 @@ from schemas.metallb import (
     IPFamily,
     L2Advertisement,
     LargeCommunity,
+    ServiceAllocation,
     StandardCommunity,
     parse_config_object,
 )
@@ -195,8 +196,22 @@ def test_unknown_fields_are_ignored_and_metadata_kept() -> None:
 
 def test_models_are_frozen() -> None:
     pool = parse_config_object(load(docs.CHEAP_POOL))
+    assert isinstance(pool, IPAddressPool)
     with pytest.raises(ValueError, match="frozen"):
         pool.spec.auto_assign = False  # type: ignore[misc]
+
+
+def test_avoid_buggy_ips_and_priority_order() -> None:
+    pool = parse_config_object(load(docs.SERVICE_ALLOCATION_POOL))
+    assert isinstance(pool, IPAddressPool)
+    assert pool.avoids(ipaddress.ip_address("192.168.20.0"))
+    assert pool.avoids(ipaddress.ip_address("192.168.20.255"))
+    assert not pool.avoids(ipaddress.ip_address("192.168.20.1"))
+    cheap = parse_config_object(load(docs.CHEAP_POOL))
+    assert isinstance(cheap, IPAddressPool)
+    assert not cheap.avoids(ipaddress.ip_address("192.168.10.0"))
+    ranks = {p: ServiceAllocation(priority=p).rank for p in (0, 1, 50)}
+    assert sorted(ranks, key=ranks.__getitem__) == [1, 50, 0]
 
 
 def test_v1beta1_bgp_peer_is_read_into_the_v1beta2_model() -> None:
