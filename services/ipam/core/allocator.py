@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from services.ipam.core.addresses import Family, IPAddress
-from services.ipam.core.book import Addr, AddressBook, Holding, PoolState, Problem, share_key
+from services.ipam.core.book import Addr, AddressBook, Holding, PoolState, Problem
 from services.ipam.core.decisions import (
     Allocated,
     AllocationReason,
@@ -27,7 +27,7 @@ from services.ipam.core.decisions import (
     ReplaceCause,
     Replaced,
 )
-from services.ipam.core.pools import PoolSpec, auto_assign_tiers, validate_pools
+from services.ipam.core.pools import AutoAssignOrder, PoolSpec, validate_pools
 from services.ipam.core.service import IPFamilyPolicy, PoolName, ServiceKey, ServiceRequest, families_of
 
 
@@ -45,6 +45,7 @@ class Allocator:
     def __init__(self, pools: Sequence[PoolSpec] = ()) -> None:
         self._specs: tuple[PoolSpec, ...] = ()
         self._book = AddressBook()
+        self._tiers: tuple[tuple[PoolState, ...], ...] = ()
         if pools:
             self.set_pools(pools)
 
@@ -87,6 +88,8 @@ class Allocator:
         old = self._book
         self._specs = tuple(pools)
         self._book = AddressBook.of(self._specs)
+        order = AutoAssignOrder.of(self._specs)
+        self._tiers = tuple(tuple(self._book.pools[p.name] for p in tier) for tier in (order.pinned, order.unpinned))
         released: list[Released] = []
         moved: list[Moved] = []
         for service in sorted(old.holdings):
@@ -219,21 +222,20 @@ class Allocator:
             return self._requested_ips(request)
         if request.requested_pool is not None:
             return self._requested_pool(request, request.requested_pool)
-        pinned, unpinned = auto_assign_tiers(self._specs, request)
-        if not pinned and not unpinned:
-            return self._refused(
-                request, RefusalReason.NO_ELIGIBLE_POOL, "no auto-assign address pool admits this Service"
-            )
-        for tier in (pinned, unpinned):
-            found = self._best_pool([self._book.pools[p.name] for p in tier], request)
+        for tier in self._tiers:
+            found = self._best_pool(tier, request)
             if found is not None:
                 state, addrs = found
                 return self._allocated(self._book.commit(request, state, addrs), AllocationReason.AUTO_ASSIGNED)
-        names = ", ".join(p.name for p in (*pinned, *unpinned))
+        eligible = [s.spec.name for tier in self._tiers for s in tier if s.spec.admits(request)]
+        if not eligible:
+            return self._refused(
+                request, RefusalReason.NO_ELIGIBLE_POOL, "no auto-assign address pool admits this Service"
+            )
         return self._refused(
             request,
             RefusalReason.NO_AVAILABLE_IP,
-            f"no available {_families_text(request.families)} addresses in eligible pools ({names})",
+            f"no available {_families_text(request.families)} addresses in eligible pools ({', '.join(eligible)})",
         )
 
     def _requested_ips(self, request: ServiceRequest) -> Decision:
@@ -294,16 +296,19 @@ class Allocator:
         single = first if first is not None else second
         return (single,) if single is not None else None
 
-    def _best_pool(self, states: list[PoolState], request: ServiceRequest) -> tuple[PoolState, tuple[Addr, ...]] | None:
-        """MetalLB's `findBestPoolForService`: the first pool with the Service's family (both
-        families for a dual-stack Service); under PreferDualStack, failing that, the first pool with
-        the primary family, then the first with the secondary one."""
+    def _best_pool(
+        self, states: Sequence[PoolState], request: ServiceRequest
+    ) -> tuple[PoolState, tuple[Addr, ...]] | None:
+        """MetalLB's `findBestPoolForService` over the pools of one tier that admit the Service: the
+        first pool with the Service's family (both families for a dual-stack Service); under
+        PreferDualStack, failing that, the first pool with the primary family, then the first with
+        the secondary one. Admission is checked only for pools with room (it is the costlier test)."""
         book = self._book
         primary = request.families[0]
         if not request.dual_stack:
             for state in states:
                 found = book.candidate(state, primary, request)
-                if found is not None:
+                if found is not None and state.spec.admits(request):
                     return state, (found,)
             return None
         prefer = request.family_policy is IPFamilyPolicy.PREFER_DUAL_STACK
@@ -314,6 +319,8 @@ class Allocator:
             if one is None and not prefer:
                 continue
             two = book.candidate(state, request.families[1], request)
+            if (one is None and two is None) or not state.spec.admits(request):
+                continue
             if one is not None and two is not None:
                 return state, (one, two)
             if not prefer:
@@ -337,7 +344,7 @@ class Allocator:
             service=request.key,
             ips=holding.ips,
             pool=holding.pool,
-            sharing_key=share_key(request).sharing,
+            sharing_key=request.share.sharing,
             reason=reason,
             message=message,
             deprecated_annotations=request.deprecated_annotations,

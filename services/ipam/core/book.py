@@ -14,8 +14,8 @@ from typing import NamedTuple
 from services.ipam.core.addresses import Family, FreeIndex, IPAddress, family_of, to_ip
 from services.ipam.core.decisions import PoolUsage, RefusalReason
 from services.ipam.core.pools import PoolSpec, RangeTable
-from services.ipam.core.service import PoolName, Port, ServiceKey, ServiceRequest
-from services.ipam.core.sharing import IPUse, KeyedAddresses, ShareKey, SharingConflict, check_sharing
+from services.ipam.core.service import PoolName, Port, ServiceKey, ServiceRequest, ShareKey
+from services.ipam.core.sharing import IPUse, KeyedAddresses, SharingConflict, check_sharing
 
 _CONFLICT_REASON = {
     SharingConflict.NOT_SHARED: RefusalReason.IP_NOT_SHARED,
@@ -76,7 +76,7 @@ class PoolState:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Holding:
     """One Service's allocation: addresses (in decision order) from one pool."""
 
@@ -86,10 +86,6 @@ class Holding:
     addrs: tuple[Addr, ...]
     key: ShareKey
     ports: frozenset[Port]
-
-
-def share_key(request: ServiceRequest) -> ShareKey:
-    return ShareKey(request.sharing_key or None, request.backend)
 
 
 @dataclass(slots=True)
@@ -128,7 +124,7 @@ class AddressBook:
         return owner, tuple(addrs)
 
     def sharing_problem(self, request: ServiceRequest, addrs: Iterable[Addr]) -> Problem | None:
-        key, ports = share_key(request), request.ports
+        key, ports = request.share, request.ports
         for a in addrs:
             found = check_sharing(self.uses[a.family].get(a.value), request.key, key, ports)
             if found is not None:
@@ -156,7 +152,7 @@ class AddressBook:
         """The first address of ``family`` the Service could take in the pool: ranges in pool order,
         within a range the lowest address that is free or legally shareable."""
         used = self.uses[family]
-        key = share_key(request)
+        key = request.share
         keyed = state.keyed.get(key) if key.sharing else None
         ports = request.port_set
         for index in state.by_family[family]:
@@ -176,8 +172,9 @@ class AddressBook:
     def commit(self, request: ServiceRequest, state: PoolState, addrs: tuple[Addr, ...]) -> Holding:
         """Record the holding, replacing any previous one of the Service. The caller checked it."""
         service = request.key
-        self.drop(service, retaken=frozenset((a.family, a.value) for a in addrs))
-        key, ports = share_key(request), request.port_set
+        if service in self.holdings:
+            self.drop(service, retaken=frozenset((a.family, a.value) for a in addrs))
+        key, ports = request.share, request.port_set
         for a in addrs:
             uses = self.uses[a.family]
             use = uses.get(a.value)

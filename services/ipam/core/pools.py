@@ -116,18 +116,26 @@ def validate_pools(pools: Sequence[PoolSpec]) -> None:
             raise InvalidPools(f"range {b} of pool {pb!r} overlaps range {a} of pool {pa!r}")
 
 
-def auto_assign_tiers(pools: Iterable[PoolSpec], request: ServiceRequest) -> tuple[list[PoolSpec], list[PoolSpec]]:
+@dataclass(frozen=True, slots=True)
+class AutoAssignOrder:
     """The pools auto-assignment tries, in two tiers (MetalLB's `Allocate`).
 
     First the pinned pools (auto-assign, with a serviceAllocation that admits the Service) by
     priority, lower first, unset last, ties by name; then the auto-assign pools without a
-    serviceAllocation, by name. A pool whose serviceAllocation does not admit the Service is never
-    auto-assigned to it.
+    serviceAllocation, by name. A pool whose serviceAllocation does not admit a Service is never
+    auto-assigned to it (the allocator checks admission as it walks the tiers).
     """
-    pinned = [p for p in pools if p.auto_assign and p.allocation is not None and p.allocation.admits(request)]
-    pinned.sort(key=pool_order_key)
-    free = sorted((p for p in pools if p.auto_assign and p.allocation is None), key=lambda p: p.name)
-    return pinned, free
+
+    pinned: tuple[PoolSpec, ...]
+    unpinned: tuple[PoolSpec, ...]
+
+    @classmethod
+    def of(cls, pools: Iterable[PoolSpec]) -> AutoAssignOrder:
+        auto = [p for p in pools if p.auto_assign]
+        return cls(
+            pinned=tuple(sorted((p for p in auto if p.allocation is not None), key=pool_order_key)),
+            unpinned=tuple(sorted((p for p in auto if p.allocation is None), key=lambda p: p.name)),
+        )
 
 
 def pool_order_key(pool: PoolSpec) -> tuple[int, int, str]:

@@ -47,6 +47,14 @@ class IPFamilyPolicy(Enum):
     REQUIRE_DUAL_STACK = "RequireDualStack"
 
 
+@dataclass(frozen=True, slots=True)
+class ShareKey:
+    """What decides whether two Services may share an address: sharing key and backend key."""
+
+    sharing: str | None
+    backend: str
+
+
 def backend_key(policy: TrafficPolicy, selector: Mapping[str, str]) -> str:
     """MetalLB's backend key: "" for `Cluster`, the canonical selector (`a=1,b=2`) for `Local`.
 
@@ -81,10 +89,14 @@ class ServiceRequest:
     requested_pool: PoolName | None = None
     status_ips: tuple[IPAddress, ...] = ()
     deprecated_annotations: tuple[str, ...] = ()
+    share: ShareKey = field(init=False, repr=False, compare=False)
+    port_set: frozenset[Port] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.families) <= 2 or len(set(self.families)) != len(self.families):
             raise ValueError(f"{self.key}: families must be one family or two distinct ones")
+        object.__setattr__(self, "share", ShareKey(self.sharing_key or None, self.backend))
+        object.__setattr__(self, "port_set", frozenset(self.ports))
 
     @property
     def dual_stack(self) -> bool:
@@ -93,10 +105,6 @@ class ServiceRequest:
     @property
     def backend(self) -> str:
         return backend_key(self.traffic_policy, self.selector)
-
-    @property
-    def port_set(self) -> frozenset[Port]:
-        return frozenset(self.ports)
 
 
 def families_of(ips: tuple[IPAddress, ...]) -> tuple[Family, ...] | None:

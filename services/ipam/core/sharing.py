@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from services.ipam.core.service import Port, ServiceKey
+from services.ipam.core.service import Port, ServiceKey, ShareKey
 
 
 class SharingConflict(Enum):
@@ -24,12 +24,6 @@ class SharingConflict(Enum):
     KEY_MISMATCH = "key_mismatch"
     BACKEND_MISMATCH = "backend_mismatch"
     PORT_CONFLICT = "port_conflict"
-
-
-@dataclass(frozen=True, slots=True)
-class ShareKey:
-    sharing: str | None
-    backend: str
 
 
 @dataclass(slots=True)
