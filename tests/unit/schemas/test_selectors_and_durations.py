@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.metallb import LabelSelector, any_selector_matches, format_go_duration, parse_go_duration
 
@@ -116,3 +118,9 @@ def test_go_duration_refuses(text: str, reason: str) -> None:
 def test_go_duration_formats_like_go(seconds: float, text: str) -> None:
     assert format_go_duration(seconds) == text
     assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+def test_go_duration_round_trip_in_milliseconds(millis: int) -> None:
+    seconds = millis / 1000
+    assert parse_go_duration(format_go_duration(seconds)) == pytest.approx(seconds, abs=1e-9)
