@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     nats_cmd.add_argument("--port", type=int, default=4222, help="0 picks a free port")
     nats_cmd.add_argument("--store", type=Path, default=None, help="JetStream store (default: temporary)")
 
+    dev = commands.add_parser("dev", help="run NATS and every service locally (Ctrl-C stops them)")
+    dev.add_argument("--port", type=int, default=4222, help="NATS port; 0 picks a free one")
+    dev.add_argument("--store", type=Path, default=None, help="JetStream store (default: temporary)")
+    dev.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    dev.add_argument("--node", default=os.environ.get("NODE_NAME"), help="node name of the local announcer")
+
     status = commands.add_parser("status", help="what metalbus is doing, read from the bus")
     status.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
     return parser
@@ -122,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "nats":
         return _run_nats(args)
+    if args.command == "dev":
+        from services.operator.dev import run_dev
+
+        return run_dev(port=args.port, store=args.store, kubeconfig=args.kubeconfig, node=args.node)
     if args.command == "status":
         from services.operator.status import show_status
 

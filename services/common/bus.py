@@ -102,7 +102,11 @@ class Bus:
     ) -> Self:
         """Connect (retrying with backoff), then reconnect for ever whenever the connection drops."""
 
+        connection: list[NatsClient] = []
+
         async def disconnected() -> None:
+            if connection and (connection[0].is_draining or connection[0].is_closed):
+                return  # our own close
             log.warning("bus disconnected url=%s", settings.url)
             if on_disconnect:
                 on_disconnect()
@@ -113,7 +117,7 @@ class Bus:
                 on_reconnect()
 
         async def error(exc: Exception) -> None:
-            log.warning("bus error error=%r", exc)
+            log.debug("bus error error=%r", exc)  # reconnect attempts; disconnects are logged above
 
         delay = settings.reconnect_wait
         attempt = 0
@@ -131,6 +135,7 @@ class Bus:
                     reconnected_cb=reconnected,
                     error_cb=error,
                 )
+                connection.append(client)
                 break
             except (nats.errors.NoServersError, OSError, TimeoutError) as failure:
                 if settings.initial_attempts and attempt >= settings.initial_attempts:

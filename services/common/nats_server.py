@@ -87,7 +87,8 @@ class EmbeddedNats:
         ]
         self._ready.clear()
         self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,
+            start_new_session=True,  # a terminal's Ctrl-C must not stop the bus before its clients
         )
         self._reader = threading.Thread(
             target=self._follow_log, args=(self._process.stderr,), name="nats-server-log", daemon=True

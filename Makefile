@@ -1,0 +1,49 @@
+# The two commands a newcomer needs:  `make run`  (the system, locally)  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+# Debian packages the network tests use (installed when running as root and missing).
+DEBIAN_PACKAGES = iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived
+
+.PHONY: run test venv debs lint typecheck schemas bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+debs:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	else echo "not root: skipping Debian packages (network tests will be skipped)"; fi
+
+## run: start NATS with JetStream and the metalbus services on this machine (Ctrl-C stops all)
+run: venv
+	$(VENV)/bin/metalbus dev
+
+## test: venv + Debian packages (as root) + lint + types + the whole test suite
+test: venv debs lint typecheck
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+schemas: venv
+	$(PY) -m schemas.generate
+
+bench: venv
+	$(PY) bench/bus.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
