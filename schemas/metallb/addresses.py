@@ -138,6 +138,5 @@ def parse_address_range(text: str) -> AddressRange:
         loose = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise ValueError(f'invalid CIDR "{text}": invalid prefix length "{length_text}"') from None
-    if int(ipaddress.ip_address(address_text.strip())) != int(loose.network_address):
-        raise ValueError(f'"{text}" has host bits set (the network is {loose})')
+    # Host bits are masked away, as MetalLB does: "198.51.100.10/24" (in its own docs) is 198.51.100.0/24.
     return AddressRange.from_network(loose)

@@ -73,8 +73,7 @@ spec:
           - {key: app, operator: In, values: [bar]}
 """
 
-# From the advanced BGP page. MetalLB's Go parser masks the host bits of "198.51.100.10/24"; these models
-# refuse host bits (see test_examples), so this one is kept to document the difference.
+# From the advanced BGP page: MetalLB masks the host bits of "198.51.100.10/24" to the whole /24.
 ADVANCED_BGP_POOL_WITH_HOST_BITS = """
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool

@@ -38,7 +38,6 @@ def test_entry_parses_exactly(text: str, family: IPFamily, size: int, canonical:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("10.0.0.5/24", "has host bits set"),
         ("10.0.0.0/255.255.255.0", "invalid prefix length"),
         ("10.0.0.0/", "invalid prefix length"),
         ("fe80::1%eth0/128", "invalid IP"),
@@ -110,3 +109,11 @@ def test_cidr_size_is_exact(network: ipaddress.IPv4Network | ipaddress.IPv6Netwo
     assert parsed.start == network.network_address
     assert parsed.end == network.broadcast_address
     assert str(parsed) == str(network)
+
+
+@pytest.mark.parametrize(
+    ("text", "network"),
+    [("10.0.0.5/24", "10.0.0.0/24"), ("fc00::1/64", "fc00::/64"), ("198.51.100.10/24", "198.51.100.0/24")],
+)
+def test_host_bits_are_masked_like_metallb_does(text: str, network: str) -> None:
+    assert str(parse_address_range(text)) == network

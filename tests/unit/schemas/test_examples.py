@@ -13,7 +13,6 @@ from schemas.metallb import (
     BGPAdvertisement,
     BGPPeer,
     Community,
-    InvalidConfigObject,
     IPAddressPool,
     IPFamily,
     L2Advertisement,
@@ -171,13 +170,12 @@ def test_community_aliases() -> None:
     assert str(LargeCommunity(1, 2, 3)) == "large:1:2:3"
 
 
-def test_documented_pool_with_host_bits_is_refused() -> None:
-    # MetalLB itself masks the host bits away; these models refuse them with the exact entry named.
-    with pytest.raises(InvalidConfigObject) as caught:
-        parse_config_object(load(docs.ADVANCED_BGP_POOL_WITH_HOST_BITS))
-    assert str(caught.value).startswith(
-        'IPAddressPool metallb-system/first-pool: spec.addresses[0]: "198.51.100.10/24" has host bits set'
-    )
+def test_documented_pool_with_host_bits_means_the_whole_network() -> None:
+    # MetalLB masks the host bits away, and its docs rely on it: existing YAML must keep working.
+    pool = parse_config_object(load(docs.ADVANCED_BGP_POOL_WITH_HOST_BITS))
+    assert isinstance(pool, IPAddressPool)
+    assert [str(r) for r in pool.ranges()] == ["198.51.100.0/24"]
+    assert pool.size == 256
 
 
 def test_unknown_fields_are_ignored_and_metadata_kept() -> None:
