@@ -1,0 +1,287 @@
+"""The asyncio shell around one :class:`Session`: sockets, timers, reconnection. No protocol logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.announcer.bgp import tcp
+from services.announcer.bgp.events import Closed, Established, Event, State
+from services.announcer.bgp.nlri import IPAddress, Prefix
+from services.announcer.bgp.rib import Route
+from services.announcer.bgp.session import Session, SessionConfig
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[Event], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeakerConfig:
+    session: SessionConfig
+    peer_address: IPAddress
+    peer_port: int = 179
+    source_address: IPAddress | None = None
+    password: str | None = None  # TCP MD5 (RFC 2385)
+    connect: bool = True  # dial out; with False, wait for the peer (through a Listener)
+    connect_time: float = 120.0  # the longest wait between two attempts (MetalLB's connectTime)
+    min_backoff: float = 1.0
+    connect_timeout: float = 10.0
+    ttl: int | None = None  # e.g. 255 for ebgpMultiHop; None keeps the system default
+
+
+def guard(coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+    """Run ``coro`` as a task whose failure is logged, never lost."""
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+
+    def done(finished: asyncio.Task[None]) -> None:
+        if not finished.cancelled() and finished.exception() is not None:
+            log.error("task failed task=%s", name, exc_info=finished.exception())
+
+    task.add_done_callback(done)
+    return task
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection; it belongs to a speaker once ``attach`` accepted it."""
+
+    def __init__(
+        self, owner: Speaker | None = None, *, route: Callable[[IPAddress | None], Speaker | None] | None = None
+    ):
+        self.owner = owner
+        self._route = route
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.owner is None and self._route is not None:
+            self.owner = self._route(tcp.address_of(transport.get_extra_info("peername")))
+        if self.owner is None or not self.owner.attach(self):
+            self.owner = None
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.owner is not None:
+            self.owner.data_received(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.owner is not None:
+            self.owner.connection_lost(self, exc)
+
+
+class Speaker:
+    """Keeps one BGP session to one peer up and converged to the advertisements it is given."""
+
+    def __init__(self, config: SpeakerConfig, *, on_event: EventCallback | None = None) -> None:
+        self.config = config
+        self.session = Session(config.session)
+        self.established = asyncio.Event()
+        self._on_event = on_event
+        self._loop = asyncio.get_running_loop()
+        self._connection: Connection | None = None
+        self._disconnected = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._was_established = False
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    async def __aenter__(self) -> Speaker:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        if self.config.connect and self._task is None:
+            self._task = guard(self._run(), name=f"bgp-connect-{self.config.peer_address}")
+        elif not self.config.connect:
+            self.session.start(self._loop.time(), passive=True)
+            self._process()
+
+    def set_advertisements(self, routes: Mapping[Prefix, Route]) -> None:
+        """The whole set this peer should have from us, as of now."""
+        self.session.set_advertisements(routes, self._loop.time())
+        self._process()
+
+    async def stop(self, *, keep_routes: bool = False, message: str = "", grace: float = 2.0) -> None:
+        """Close with a Cease NOTIFICATION, or silently with ``keep_routes`` so a graceful restart helper
+        keeps our routes until we are back."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        connection = self._connection
+        self.session.stop(self._loop.time(), notify=not keep_routes, message=message)
+        self._process()
+        if connection is not None and connection.transport is not None:
+            if keep_routes:
+                connection.transport.abort()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._disconnected.wait(), grace)
+            if self._connection is connection and connection.transport is not None:
+                connection.transport.abort()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # --- the connection's calls ----------------------------------------------------------------------
+
+    def attach(self, connection: Connection) -> bool:
+        """Take ``connection`` as this session's transport, unless one is already in use."""
+        if (
+            self._stopping
+            or self._connection is not None
+            or self.session.state
+            not in (
+                State.IDLE,
+                State.CONNECT,
+                State.ACTIVE,
+            )
+        ):
+            return False
+        assert connection.transport is not None
+        self._connection = connection
+        self._disconnected.clear()
+        now = self._loop.time()
+        self.session.start(now, passive=True)
+        local = tcp.address_of(connection.transport.get_extra_info("sockname"))
+        self.session.connection_made(now, local_address=local)
+        log.info("bgp connected peer=%s local=%s", self.config.peer_address, local)
+        self._wakeup.set()
+        self._process()
+        return True
+
+    def data_received(self, connection: Connection, data: bytes) -> None:
+        if connection is self._connection:
+            self.session.receive(data, self._loop.time())
+            self._process()
+
+    def connection_lost(self, connection: Connection, exc: Exception | None) -> None:
+        if connection is not self._connection:
+            return
+        self._connection = None
+        self.session.connection_lost(self._loop.time())
+        self._process()
+        self._disconnected.set()
+        self._wakeup.set()
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Write what the core wants written, deliver its events, re-arm its timer."""
+        data = self.session.data_to_send()
+        connection = self._connection
+        if data and connection is not None and connection.transport is not None:
+            connection.transport.write(data)
+        while (event := self.session.next_event()) is not None:
+            if isinstance(event, Established):
+                self.established.set()
+                self._was_established = True
+            elif isinstance(event, Closed):
+                self.established.clear()
+                log.info("bgp closed peer=%s reason=%s", self.config.peer_address, event.describe())
+                if connection is not None and connection.transport is not None:
+                    connection.transport.close()  # after the NOTIFICATION is flushed
+            if self._on_event is not None:
+                try:
+                    self._on_event(event)
+                except Exception:
+                    log.exception("bgp event callback failed peer=%s", self.config.peer_address)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.session.get_timer()
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._fire_timer)
+
+    def _fire_timer(self) -> None:
+        self._timer = None
+        self.session.handle_timer(self._loop.time())
+        self._process()
+
+    async def _run(self) -> None:
+        backoff = self.config.min_backoff
+        while not self._stopping:
+            if self._connection is None:
+                self._was_established = False
+                self.session.start(self._loop.time())
+                try:
+                    await self._dial()
+                except (OSError, TimeoutError) as error:
+                    log.info("bgp connect failed peer=%s error=%r", self.config.peer_address, error)
+                    self.session.connection_lost(self._loop.time())
+                    self._process()
+            if self._connection is not None:
+                await self._disconnected.wait()
+                if self._was_established:
+                    backoff = self.config.min_backoff
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), backoff)
+            backoff = min(backoff * 2, self.config.connect_time)
+
+    async def _dial(self) -> None:
+        config = self.config
+        sock = tcp.client_socket(
+            peer=config.peer_address, source=config.source_address, password=config.password, ttl=config.ttl
+        )
+        try:
+            async with asyncio.timeout(config.connect_timeout):
+                await self._loop.sock_connect(sock, (str(config.peer_address), config.peer_port))
+        except BaseException:
+            sock.close()
+            raise
+        if self._connection is not None or self._stopping:  # the peer dialled in meanwhile
+            sock.close()
+            return
+        await self._loop.create_connection(lambda: Connection(self), sock=sock)
+
+
+class Listener:
+    """Accepts BGP connections on one address and port and hands each to the speaker for its peer."""
+
+    def __init__(self, *, address: IPAddress, port: int = 179) -> None:
+        self.address, self.port = address, port
+        self._speakers: dict[IPAddress, Speaker] = {}
+        self._sock = tcp.server_socket(address=address, port=port)
+        self._server: asyncio.Server | None = None
+
+    @property
+    def bound_port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    def _speaker_for(self, address: IPAddress | None) -> Speaker | None:
+        return self._speakers.get(address) if address is not None else None
+
+    def add(self, speaker: Speaker) -> None:
+        self._speakers[speaker.config.peer_address] = speaker
+        if speaker.config.password:
+            tcp.set_md5(self._sock, speaker.config.peer_address, speaker.config.password)
+
+    def remove(self, speaker: Speaker) -> None:
+        if self._speakers.get(speaker.config.peer_address) is speaker:
+            del self._speakers[speaker.config.peer_address]
+            if speaker.config.password:
+                tcp.set_md5(self._sock, speaker.config.peer_address, None)
+
+    async def __aenter__(self) -> Listener:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Connection(route=self._speaker_for), sock=self._sock)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

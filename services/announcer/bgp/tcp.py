@@ -1,0 +1,103 @@
+"""Socket plumbing for BGP over TCP on Linux: TCP MD5 signatures (RFC 2385), source binding, TTL."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from services.announcer.bgp.nlri import IPAddress
+
+TCP_MD5SIG = 14  # linux/tcp.h; not exported by Python's socket module
+TCP_MD5SIG_MAXKEYLEN = 80
+_SOCKADDR_STORAGE = 128
+
+
+def tcp_md5sig(peer: IPAddress, key: bytes) -> bytes:
+    """The 216-octet ``struct tcp_md5sig`` for ``peer``; an empty key removes the signature."""
+    if len(key) > TCP_MD5SIG_MAXKEYLEN:
+        raise ValueError(f"TCP MD5 key longer than {TCP_MD5SIG_MAXKEYLEN} octets")
+    if peer.version == 4:
+        sockaddr = struct.pack("=H", socket.AF_INET) + b"\x00\x00" + peer.packed
+    else:
+        sockaddr = struct.pack("=H", socket.AF_INET6) + b"\x00\x00" + b"\x00" * 4 + peer.packed + b"\x00" * 4
+    head = sockaddr.ljust(_SOCKADDR_STORAGE, b"\x00")
+    # tcpm_flags, tcpm_prefixlen, tcpm_keylen, tcpm_ifindex, then the key
+    return head + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(TCP_MD5SIG_MAXKEYLEN, b"\x00")
+
+
+def set_md5(sock: socket.socket, peer: IPAddress, password: str | None) -> None:
+    """Sign (or, with ``None``, stop signing) segments to and from ``peer`` on ``sock``."""
+    key = password.encode() if password else b""
+    peer = _socket_view(sock, peer)
+    sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, tcp_md5sig(peer, key))
+
+
+def _socket_view(sock: socket.socket, peer: IPAddress) -> IPAddress:
+    """An IPv4 peer reaches an IPv6 socket as an IPv4-mapped address."""
+    if sock.family == socket.AF_INET6 and peer.version == 4:
+        return ipaddress.IPv6Address(f"::ffff:{peer}")
+    return peer
+
+
+def family_of(address: IPAddress) -> socket.AddressFamily:
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def client_socket(
+    *,
+    peer: IPAddress,
+    source: IPAddress | None = None,
+    password: str | None = None,
+    ttl: int | None = None,
+) -> socket.socket:
+    """A non-blocking TCP socket ready to connect to ``peer``."""
+    sock = socket.socket(family_of(peer), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if password:
+            set_md5(sock, peer, password)
+        if ttl is not None:
+            set_ttl(sock, ttl)
+        if source is not None:
+            sock.bind((str(source), 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def server_socket(*, address: IPAddress, port: int, backlog: int = 16) -> socket.socket:
+    sock = socket.socket(family_of(address), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if address.version == 6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((str(address), port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def set_ttl(sock: socket.socket, ttl: int) -> None:
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+
+
+def address_of(sockaddr: object) -> IPAddress | None:
+    """The IP address in a socket address tuple (scope id and IPv4-mapping removed)."""
+    if not isinstance(sockaddr, tuple) or not sockaddr:
+        return None
+    try:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
