@@ -1,7 +1,8 @@
 """An in-process Kubernetes API server stand-in for tests, driven through the official client."""
 
+from tests.kubeapi.errors import ApiError
 from tests.kubeapi.handle import KubeApi
 from tests.kubeapi.resources import RESOURCES, Resource, ResourceTable
-from tests.kubeapi.store import ApiError, Change, EventType
+from tests.kubeapi.store import Change, EventType
 
 __all__ = ["RESOURCES", "ApiError", "Change", "EventType", "KubeApi", "Resource", "ResourceTable"]

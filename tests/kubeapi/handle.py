@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -67,6 +68,7 @@ class KubeApi:
         self.store.close()
         server.cut_connections()
         server.server_close()
+        server.hangups.close()
         self._server = self._thread = None
 
     def __enter__(self) -> KubeApi:
@@ -82,7 +84,7 @@ class KubeApi:
         if self._server is None:
             raise RuntimeError("not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}" if isinstance(host, str) else f"http://{host.decode()}:{port}"
 
     # ------------------------------------------------------------------ clients
     def configuration(self) -> kubernetes.client.Configuration:
@@ -145,9 +147,10 @@ class KubeApi:
         """Block until at least ``count`` watch streams are open (False on timeout)."""
         return self.store.wait_for(lambda: len(self.store.watches) >= count, timeout)
 
-    def wait_for_rv(self, predicate: Any, timeout: float = 5.0) -> bool:
-        """Block until ``predicate(store)`` holds after some write (False on timeout)."""
-        return self.store.wait_for(lambda: bool(predicate(self.store)), timeout)
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Block until ``predicate()`` holds, re-checked under the store lock after every write and watch
+        change (False on timeout)."""
+        return self.store.wait_for(predicate, timeout)
 
     def fail_next(
         self, verb: str, resource: str, status: int = 500, *, times: int = 1, message: str | None = None

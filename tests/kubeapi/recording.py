@@ -6,7 +6,9 @@ exception — is queued too, as a ``StreamEnded``.
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,15 +25,29 @@ class StreamEnded:
 
 class WatchRecorder:
     def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.watch = watch.Watch()
+        # The stream goes through a wrapper (see _call), so name the event type from the real function.
+        self.watch = watch.Watch(return_type=watch.Watch().get_return_type(func) or None)
         self._func, self._args, self._kwargs = func, args, kwargs
         self._queue: queue.Queue[dict[str, Any] | StreamEnded] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="watch-recorder", daemon=True)
         self.ended: StreamEnded | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def _call(self, *args: Any, **kwargs: Any) -> Any:
+        """The API call, with a stop that arrives before its response also ending the stream."""
+        response = self._func(*args, **kwargs)
+        with self._lock:
+            if self._stopping:
+                sock = getattr(getattr(response, "connection", None), "sock", None)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+        return response
 
     def _run(self) -> None:
         try:
-            for event in self.watch.stream(self._func, *self._args, **self._kwargs):
+            for event in self.watch.stream(self._call, *self._args, **self._kwargs):
                 self._queue.put(event)
         except BaseException as exc:  # recorded for the test to inspect
             self._queue.put(StreamEnded(exc))
@@ -73,7 +89,9 @@ class WatchRecorder:
                 return item
 
     def stop(self) -> None:
-        self.watch.stop()
+        with self._lock:
+            self._stopping = True
+            self.watch.stop()
         self._thread.join(timeout=10)
 
     def __enter__(self) -> WatchRecorder:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.kubeapi.errors import ApiError
+from tests.kubeapi.hangups import HangupMonitor
 from tests.kubeapi.patching import PatchError, PatchType
 from tests.kubeapi.resources import Resource, ResourceTable
 from tests.kubeapi.selectors import Filter, SelectorError, parse_field_selector, parse_label_selector
@@ -47,6 +48,7 @@ class KubeHTTPServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._stopping = False
+        self.hangups = HangupMonitor(store)
 
     def serve(self) -> None:
         """Accept until ``stop_accepting``; a blocking accept, no poll interval."""
@@ -271,13 +273,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self.wfile.flush()
+        self.server.hangups.add(self.connection, session)
         try:
             for event in session.stream():
                 line = json.dumps(event).encode() + b"\n"
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                 self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:
             session.end = End.CLIENT_GONE
+        finally:
+            self.server.hangups.remove(self.connection)
         if session.end is End.ABORTED:
             self.close_connection = True
             with contextlib.suppress(OSError):

@@ -233,3 +233,20 @@ def test_watch_across_namespaces(kube_api: KubeApi, core: client.CoreV1Api) -> N
         core.create_namespaced_service("b", {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 1}]}})
         events = rec.take(2)
     assert [(e["object"].metadata.namespace, e["object"].metadata.name) for e in events] == [("a", "s"), ("b", "s")]
+
+
+def test_a_client_that_hangs_up_closes_its_watch(kube_api: KubeApi, core: client.CoreV1Api) -> None:
+    rec = WatchRecorder(core.list_namespaced_config_map, "default", resource_version="0").start()
+    assert kube_api.wait_for_watches(1)
+    rec.stop()
+    assert kube_api.wait_until(lambda: kube_api.open_watches == 0)
+
+
+def test_fail_next_on_watch(kube_api: KubeApi, core: client.CoreV1Api) -> None:
+    kube_api.fail_next("watch", "configmaps", 500)
+    with WatchRecorder(core.list_namespaced_config_map, "default", resource_version="0") as rec:
+        ended = rec.wait_ended()
+    assert isinstance(ended.error, client.ApiException) and ended.error.status == 500
+    with WatchRecorder(core.list_namespaced_config_map, "default", resource_version="0") as rec:
+        core.create_namespaced_config_map("default", _cm("a"))
+        assert _names([rec.next_event()]) == [("ADDED", "a")]
