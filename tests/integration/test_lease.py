@@ -1,0 +1,32 @@
+"""The NATS lease: one holder, renewal, release and expiry — against a real server."""
+
+from __future__ import annotations
+
+import time
+
+from services.common.bus import Bus
+from services.common.lease import BusLease
+from tests.waiting import async_wait_until
+
+
+async def test_one_holder_at_a_time_and_release_hands_over_at_once(bus: Bus) -> None:
+    first = BusLease(bus, name="t-handover", holder="a", ttl=5)
+    second = BusLease(bus, name="t-handover", holder="b", ttl=5)
+    assert await first.try_acquire()
+    assert not await second.try_acquire()
+    assert await first.renew()
+    assert await second.holder() == "a"
+    await first.release()
+    assert await second.try_acquire()
+    assert not await first.try_acquire()
+    assert await second.holder() == "b"
+
+
+async def test_a_dead_holder_loses_the_lease_after_its_ttl(bus: Bus) -> None:
+    dead = BusLease(bus, name="t-expiry", holder="dead", ttl=1)
+    standby = BusLease(bus, name="t-expiry", holder="standby", ttl=1)
+    assert await dead.try_acquire()
+    started = time.monotonic()
+    await async_wait_until(standby.try_acquire, timeout=5, interval=0.05, what="the standby to take over")
+    assert time.monotonic() - started < 3
+    assert not await dead.renew(), "the dead holder must notice it lost the lease"
