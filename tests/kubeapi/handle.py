@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
@@ -35,7 +37,7 @@ class KubeApi:
         self,
         *,
         bookmark_interval: float = 1.0,
-        history_limit: int = 10_000,
+        history_limit: int = 100_000,
         require_namespaces: bool = False,
         preset_namespaces: tuple[str, ...] = PRESET_NAMESPACES,
         resources: tuple[Resource, ...] = RESOURCES,
@@ -194,7 +196,10 @@ class KubeApi:
     ) -> list[Change]:
         """The kept changes (oldest first), optionally of one resource, object or namespace."""
         storage = self.table.by_name(resource).storage if resource else None
-        return self.store.history(storage, namespace, name)
+        return [
+            dataclasses.replace(c, obj=copy.deepcopy(c.obj), prev=copy.deepcopy(c.prev))
+            for c in self.store.history(storage, namespace, name)
+        ]
 
     @staticmethod
     def _namespace(res: Resource, namespace: str | None) -> str | None:

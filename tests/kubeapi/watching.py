@@ -69,6 +69,8 @@ class WatchSession:
         bookmark_interval: float,
         timeout: float | None,
     ) -> None:
+        if resource_version not in (None, "", "0") and not str(resource_version).isdigit():
+            raise ApiError(400, f"invalid resource version: {resource_version!r}")
         self.store = store
         self.res = res
         self.flt = flt

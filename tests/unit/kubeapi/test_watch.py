@@ -250,3 +250,9 @@ def test_fail_next_on_watch(kube_api: KubeApi, core: client.CoreV1Api) -> None:
     with WatchRecorder(core.list_namespaced_config_map, "default", resource_version="0") as rec:
         core.create_namespaced_config_map("default", _cm("a"))
         assert _names([rec.next_event()]) == [("ADDED", "a")]
+
+
+def test_invalid_version_is_bad_request(core: client.CoreV1Api) -> None:
+    with WatchRecorder(core.list_namespaced_config_map, "default", resource_version="abc", timeout_seconds=5) as rec:
+        ended = rec.wait_ended()
+    assert isinstance(ended.error, client.ApiException) and ended.error.status == 400
