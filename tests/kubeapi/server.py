@@ -143,8 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
         try:
+            body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
             if self._discovery(method, url.path):
                 return
             route = self._route(url.path)

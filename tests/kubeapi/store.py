@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime
 import enum
 import json
 import secrets
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.kubeapi import errors
+from tests.kubeapi import errors, objects
 from tests.kubeapi.errors import ApiError
 from tests.kubeapi.patching import PatchError, PatchType, apply_patch
 from tests.kubeapi.resources import Resource, ResourceTable
@@ -27,7 +25,6 @@ Obj = dict[str, Any]
 ObjectKey = tuple[str, str, str]
 """(storage, namespace or "", name)"""
 
-_IMMUTABLE_META = ("uid", "creationTimestamp", "namespace", "name", "generation", "deletionTimestamp")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -55,14 +52,6 @@ class Fault:
     subresource: str | None
     error: ApiError
     remaining: int
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _spec_part(obj: Obj) -> Obj:
-    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
 
 
 def _rv_of(obj: Obj) -> str:
@@ -224,7 +213,6 @@ class Store:
         obj = copy.deepcopy(body)
         if obj.get("kind") not in (None, res.kind):
             raise ApiError(400, f"the kind of the object ({obj.get('kind')}) does not match {res.kind}")
-        obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         meta = obj.setdefault("metadata", {})
         if res.namespaced:
             ns = namespace or meta.get("namespace") or "default"
@@ -245,51 +233,14 @@ class Store:
         key = self._key(res, meta.get("namespace"), meta["name"])
         if key in self._objects:
             raise errors.already_exists(res.plural, res.group, meta["name"])
-        meta.setdefault("uid", str(uuid.uuid4()))
-        meta.setdefault("creationTimestamp", _now())
-        meta["generation"] = 1
-        for transient in ("resourceVersion", "deletionTimestamp", "managedFields", "selfLink"):
-            meta.pop(transient, None)
-        if res.status and not keep_status:
-            obj.pop("status", None)
-        if res.plural == "namespaces" and not res.group:
-            obj.setdefault("status", {"phase": "Active"})
-        if res.defaulter:
-            res.defaulter(obj)
+        objects.initialise(res, obj, keep_status=keep_status)
         return obj
-
-    def _merge_write(self, res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
-        """The object a write of ``new`` leaves, honouring the status subresource and immutable fields."""
-        if subresource == "status":
-            result = copy.deepcopy(old)
-            if "status" in new:
-                result["status"] = new["status"]
-            else:
-                result.pop("status", None)
-            return result
-        result = copy.deepcopy(new)
-        if res.status:
-            if "status" in old:
-                result["status"] = copy.deepcopy(old["status"])
-            else:
-                result.pop("status", None)
-        result["apiVersion"], result["kind"] = res.api_version, res.kind
-        meta = result.setdefault("metadata", {})
-        for field in _IMMUTABLE_META:
-            if field in old["metadata"]:
-                meta[field] = old["metadata"][field]
-            else:
-                meta.pop(field, None)
-        meta.pop("managedFields", None)
-        if res.defaulter:
-            res.defaulter(result)
-        return result
 
     def _commit_update(self, key: ObjectKey, old: Obj, result: Obj) -> Obj:
         result["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if result == old:
             return old  # a no-op write changes nothing, as on a real API server
-        if _spec_part(result) != _spec_part(old):
+        if objects.spec_part(result) != objects.spec_part(old):
             result["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         meta = result["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
@@ -320,7 +271,7 @@ class Store:
                 raise errors.conflict(res.plural, res.group, name)
             if not sent_rv and res.custom:
                 raise ApiError(422, "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update")
-            result = self._merge_write(res, old, body, subresource)
+            result = objects.merge_write(res, old, body, subresource)
             key = self._key(res, namespace, name)
             return self.present(res, self._commit_update(key, old, result))
 
@@ -350,7 +301,7 @@ class Store:
                 raise errors.conflict(res.plural, res.group, name)
             if meta.get("name") != name:
                 raise ApiError(422, "metadata.name: Invalid value: the name cannot be changed by a patch")
-            result = self._merge_write(res, old, patched, subresource)
+            result = objects.merge_write(res, old, patched, subresource)
             return self.present(res, self._commit_update(key, old, result))
 
     def delete(
@@ -383,7 +334,7 @@ class Store:
                 if meta.get("deletionTimestamp"):
                     return self.present(res, old), False
                 marked = copy.deepcopy(old)
-                marked["metadata"]["deletionTimestamp"] = _now()
+                marked["metadata"]["deletionTimestamp"] = objects.now()
                 marked["metadata"]["deletionGracePeriodSeconds"] = 0
                 return self.present(res, self._commit(key, EventType.MODIFIED, marked, old)), False
             if res.storage == "namespaces":
@@ -482,7 +433,7 @@ class Store:
             result = copy.deepcopy(obj)
             result["apiVersion"], result["kind"] = res.api_version, res.kind
             rmeta = result.setdefault("metadata", {})
-            for field in _IMMUTABLE_META:
+            for field in objects.IMMUTABLE_META:
                 if field in old["metadata"]:
                     rmeta.setdefault(field, old["metadata"][field])
             if res.defaulter:
