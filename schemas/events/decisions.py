@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +37,10 @@ class ReleaseReason(StrEnum):
     NOT_LOAD_BALANCER = "NotLoadBalancer"
     CLASS_CHANGED = "LoadBalancerClassChanged"
     NOT_COVERED_BY_POOL = "NotCoveredByPool"
-    REQUEST_CHANGED = "RequestChanged"
+    REPLACED = "Replaced"
+    """The Service's request or the configuration no longer allows the IPs; it gets new ones."""
+    REFUSED = "Refused"
+    """The Service's new request was refused; it holds nothing now."""
 
 
 class IPReleased(Event):
@@ -95,6 +98,9 @@ class ConfigurationEvaluated(Event):
     problems: tuple[ConfigProblem, ...] = ()
     in_force_generation: str = Field(
         default="", description="digest of the configuration now in force (the last valid one)"
+    )
+    in_force: tuple[dict[str, Any], ...] = Field(
+        default=(), description="the metallb.io objects of the configuration in force, as written"
     )
 
 

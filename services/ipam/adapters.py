@@ -1,0 +1,73 @@
+"""Translations between the bus's models and the allocator core's inputs and outputs. Pure."""
+
+from __future__ import annotations
+
+from schemas.events import IPReleased, ReleaseReason, ServiceId, ServiceObserved
+from schemas.metallb import IPAddressPool, IPFamily
+from services.ipam import core
+from services.ipam.core.addresses import AddressRange, Family
+
+
+def raw_service(service: ServiceObserved, namespace_labels: dict[str, str]) -> core.RawService:
+    return core.RawService(
+        namespace=service.ref.namespace,
+        name=service.ref.name,
+        type=service.service_type,
+        load_balancer_class=service.load_balancer_class,
+        annotations=service.annotations,
+        labels=service.labels,
+        namespace_labels=namespace_labels,
+        load_balancer_ip=service.load_balancer_ip,
+        ports=tuple((port.protocol, port.port) for port in service.ports),
+        external_traffic_policy=service.external_traffic_policy,
+        selector=service.selector,
+        ip_family_policy=service.ip_family_policy,
+        ip_families=service.ip_families,
+        cluster_ips=service.cluster_ips,
+        status_ips=service.ingress_ips,
+    )
+
+
+def pool_spec(pool: IPAddressPool) -> core.PoolSpec:
+    allocation = pool.spec.service_allocation
+    return core.PoolSpec(
+        name=core.PoolName(pool.metadata.name),
+        ranges=tuple(
+            AddressRange(Family.V4 if r.family is IPFamily.IPV4 else Family.V6, r.first, r.last)
+            for r in pool.ranges()
+        ),
+        auto_assign=pool.spec.auto_assign,
+        avoid_buggy_ips=pool.spec.avoid_buggy_ips,
+        allocation=None
+        if allocation is None
+        else core.ServiceAllocation(
+            priority=allocation.priority or None,
+            namespaces=frozenset(allocation.namespaces),
+            namespace_selectors=allocation.namespace_selectors,
+            service_selectors=allocation.service_selectors,
+        ),
+    )
+
+
+def service_id(key: core.ServiceKey, uid: str = "") -> ServiceId:
+    namespace, _, name = key.partition("/")
+    return ServiceId(namespace=namespace, name=name, uid=uid)
+
+
+RELEASE_REASONS: dict[core.ReleaseReason, ReleaseReason] = {
+    core.ReleaseReason.SERVICE_DELETED: ReleaseReason.SERVICE_DELETED,
+    core.ReleaseReason.NOT_LOAD_BALANCER: ReleaseReason.NOT_LOAD_BALANCER,
+    core.ReleaseReason.OTHER_CLASS: ReleaseReason.CLASS_CHANGED,
+    core.ReleaseReason.NOT_IN_ANY_POOL: ReleaseReason.NOT_COVERED_BY_POOL,
+    core.ReleaseReason.REPLACED: ReleaseReason.REPLACED,
+    core.ReleaseReason.REFUSED: ReleaseReason.REFUSED,
+}
+
+
+def released_event(released: core.Released, uid: str = "") -> IPReleased:
+    return IPReleased(
+        service=service_id(released.service, uid),
+        ips=tuple(str(ip) for ip in released.ips),
+        reason=RELEASE_REASONS[released.reason],
+        message=released.message,
+    )

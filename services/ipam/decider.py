@@ -1,0 +1,373 @@
+"""The ipam's decisions: observed world + its own ledger + the allocator → events to append. Pure.
+
+The decider is level-triggered: for every Service it touches it computes what the Service should
+hold and emits an event only where that differs from what the ledger (the IPAM stream) already says.
+Re-delivered or replayed input therefore produces no new event. Every event it emits is folded into
+the ledger at once with the stream sequence it must get (``Outgoing.sequence``); the shell appends
+with exactly that expected sequence, so a replica that is no longer the only writer cannot append.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.events import (
+    AllocationFailed,
+    ConfigProblem,
+    ConfigurationEvaluated,
+    Event,
+    EventId,
+    FamilyUsage,
+    IPAllocated,
+    PoolUsageReported,
+    ServiceObserved,
+)
+from schemas.metallb import (
+    ConfigObject,
+    InvalidConfigObject,
+    IPAddressPool,
+    parse_config_object,
+    validate_configuration,
+)
+from services.common.subjects import IPAM_CONFIG_SUBJECT, ipam_allocation_subject, ipam_pool_subject
+from services.ipam import core
+from services.ipam.adapters import pool_spec, raw_service, released_event, service_id
+from services.ipam.core.pools import validate_pools
+from services.ipam.core.requests import parse_ip
+from services.ipam.ledger import Ledger, apply
+from services.ipam.world import World
+
+#: Machine reason of a configuration object that does not parse.
+INVALID_OBJECT = "InvalidObject"
+#: Machine reason of a pool set the allocator cannot use.
+INVALID_POOLS = "InvalidPools"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event to append, and the stream sequence it must land at."""
+
+    subject: str
+    event: Event
+    sequence: int
+    causation_id: EventId | None
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """A valid configuration: its objects, and their digest."""
+
+    objects: tuple[ConfigObject, ...]
+    digest: str
+
+    @property
+    def pools(self) -> list[core.PoolSpec]:
+        return [pool_spec(o) for o in self.objects if isinstance(o, IPAddressPool)]
+
+
+EMPTY_CONFIGURATION = Configuration((), "")
+
+
+class Decider:
+    def __init__(self, *, load_balancer_class: str | None = None) -> None:
+        self.load_balancer_class = load_balancer_class
+        self.world = World()
+        self.ledger = Ledger()
+        self.allocator = core.Allocator()
+        self.configuration = EMPTY_CONFIGURATION
+        self._installed: Configuration | None = None
+        self._pending: list[Outgoing] = []
+        self._cause: EventId | None = None
+
+    # --- loading (any replica) --------------------------------------------------------------
+
+    def load_decision(self, event: Event, sequence: int) -> None:
+        """Fold one event of the IPAM stream (replay, or following the active replica)."""
+        apply(self.ledger, event, sequence)
+
+    def load_observation(self, event: Event) -> None:
+        """Fold one observed event without deciding (the world before activation)."""
+        self.world.apply(event)
+
+    # --- deciding (the active replica) ------------------------------------------------------
+
+    def activate(self) -> list[Outgoing]:
+        """Take over: configuration first, then re-adopt every recorded allocation, and only then
+        decide for Services still without one. No address moves because of a restart."""
+        self.allocator = core.Allocator()
+        self._installed = None
+        self.configuration = self._recorded_configuration()
+        self._reconfigure(reconcile=False)
+        doomed = self._readopt()
+        for key in doomed:
+            self._reconcile(key)
+        for key in sorted(self.world.services):
+            self._reconcile(key)
+        self._report_usage()
+        return self._drain()
+
+    def observe(self, event: Event, *, cause: EventId | None = None) -> list[Outgoing]:
+        """Fold one observed event in and decide what it changes."""
+        return self.observe_many([(event, cause)])
+
+    def observe_many(self, events: Iterable[tuple[Event, EventId | None]]) -> list[Outgoing]:
+        for event, cause in events:
+            self._cause = cause
+            change = self.world.apply(event)
+            if change.configuration:
+                self._reconfigure(reconcile=True)
+            for key in sorted(change.services):
+                self._reconcile(key)
+        self._report_usage()
+        self._cause = None
+        return self._drain()
+
+    # --- the decisions ----------------------------------------------------------------------
+
+    def _reconcile(self, key: core.ServiceKey) -> None:
+        service = self.world.services.get(key)
+        if service is None:
+            self._release(self.allocator.release(key, core.ReleaseReason.SERVICE_DELETED), "")
+            return
+        uid = service.ref.uid
+        raw = raw_service(service, self.world.namespace_labels(service.ref.namespace))
+        parsed = core.parse_service(raw, load_balancer_class=self.load_balancer_class)
+        if isinstance(parsed, core.NotManaged):
+            reason = (
+                core.ReleaseReason.NOT_LOAD_BALANCER
+                if parsed.reason is core.NotManagedReason.NOT_LOAD_BALANCER
+                else core.ReleaseReason.OTHER_CLASS
+            )
+            self._release(self.allocator.release(key, reason), uid, parsed.message)
+            return
+        if isinstance(parsed, core.Refused):
+            self._release(self.allocator.release(key, core.ReleaseReason.REFUSED), uid, parsed.message)
+            self._fail(parsed, service)
+            return
+        decision = self.allocator.allocate(parsed)
+        if isinstance(decision, core.Refused):
+            self._release(decision.released, uid)
+            self._fail(decision, service)
+            return
+        if decision.replaced is not None:
+            replaced = decision.replaced
+            self._release(
+                core.Released(
+                    service=key, ips=replaced.ips, pool=replaced.pool, reason=core.ReleaseReason.REPLACED,
+                    message=replaced.message,
+                ),
+                uid,
+            )
+        self._allocated(decision, uid)
+
+    def _allocated(self, decision: core.Allocated, uid: str) -> None:
+        event = IPAllocated(
+            service=service_id(decision.service, uid),
+            ips=tuple(str(ip) for ip in decision.ips),
+            pool=decision.pool,
+            sharing_key=decision.sharing_key,
+            reason=_allocation_text(decision),
+            deprecated_annotations=decision.deprecated_annotations,
+        )
+        recorded = self.ledger.allocation_of(decision.service)
+        if recorded is not None and _same_allocation(recorded, event):
+            return
+        self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+
+    def _release(self, released: core.Released | None, uid: str, message: str = "") -> None:
+        if released is None:
+            return
+        event = released_event(released, uid)
+        if message and not event.message:
+            event = event.model_copy(update={"message": message})
+        if self.ledger.allocation_of(released.service) is None:
+            return  # the ledger already has it released
+        self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+
+    def _fail(self, refused: core.Refused, service: ServiceObserved) -> None:
+        event = AllocationFailed(
+            service=service_id(refused.service, service.ref.uid),
+            reason=refused.reason.value,
+            message=refused.message,
+        )
+        if self.ledger.failures.get(refused.service) == event:
+            return
+        self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+
+    def _readopt(self) -> list[core.ServiceKey]:
+        """Re-adopt every allocation of the ledger; return the Services that could not keep theirs."""
+        doomed: list[core.ServiceKey] = []
+        for key in sorted(self.ledger.allocations):
+            recorded = self.ledger.allocations[key]
+            service = self.world.services.get(key)
+            if service is None:
+                doomed.append(key)
+                continue
+            raw = raw_service(service, self.world.namespace_labels(service.ref.namespace))
+            parsed = core.parse_service(raw, load_balancer_class=self.load_balancer_class)
+            if not isinstance(parsed, core.ServiceRequest):
+                doomed.append(key)
+                continue
+            ips = [ip for ip in (parse_ip(text) for text in recorded.ips) if ip is not None]
+            if isinstance(self.allocator.assign(parsed, ips), core.Refused):
+                doomed.append(key)
+        # Those that cannot keep their addresses are released now and decided after all adoptions.
+        for key in doomed:
+            recorded = self.ledger.allocations[key]
+            service = self.world.services.get(key)
+            released = core.Released(
+                service=key,
+                ips=tuple(ip for ip in (parse_ip(t) for t in recorded.ips) if ip is not None),
+                pool=core.PoolName(recorded.pool),
+                reason=core.ReleaseReason.SERVICE_DELETED if service is None else core.ReleaseReason.REPLACED,
+                message="" if service is None else "no longer allowed after restart; re-deciding",
+            )
+            self._release(released, recorded.service.uid)
+        return doomed
+
+    # --- configuration ----------------------------------------------------------------------
+
+    def _recorded_configuration(self) -> Configuration:
+        """The configuration in force according to the ledger (the last valid one)."""
+        recorded = self.ledger.configuration
+        if recorded is None or not recorded.in_force:
+            return EMPTY_CONFIGURATION
+        try:
+            objects = tuple(parse_config_object(raw) for raw in recorded.in_force)
+        except InvalidConfigObject:
+            return EMPTY_CONFIGURATION
+        return Configuration(objects, recorded.in_force_generation)
+
+    def _reconfigure(self, *, reconcile: bool) -> None:
+        """Evaluate the observed configuration; install it if valid, else keep the one in force."""
+        objects, problems = self._parse_observed_configuration()
+        candidate = self.configuration
+        if not problems:
+            candidate = Configuration(tuple(objects), _digest(self.world.config.values()))
+            try:
+                validate_pools(candidate.pools)
+            except core.InvalidPools as error:
+                problems.append(ConfigProblem(kind="IPAddressPool", reason=INVALID_POOLS, message=str(error)))
+        if problems:
+            self._report_configuration(valid=False, problems=tuple(problems))
+            candidate = self.configuration
+        applied = core.PoolsApplied()
+        if candidate is not self._installed:
+            applied = self.allocator.set_pools(candidate.pools)
+            self._installed = candidate
+        self.configuration = candidate
+        if not problems:
+            self._report_configuration(valid=True, problems=())
+        for released in applied.released:
+            self._release(released, self._uid(released.service))
+        for moved in applied.moved:
+            recorded = self.ledger.allocation_of(moved.service)
+            if recorded is not None:
+                event = recorded.model_copy(
+                    update={"pool": moved.new_pool, "reason": f"pool changed from {moved.old_pool} to {moved.new_pool}"}
+                )
+                self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+        if reconcile:
+            for key in sorted(self.world.services.keys() | self.allocator.services()):
+                self._reconcile(key)
+
+    def _parse_observed_configuration(self) -> tuple[list[ConfigObject], list[ConfigProblem]]:
+        objects: list[ConfigObject] = []
+        problems: list[ConfigProblem] = []
+        for key in sorted(self.world.config):
+            observed = self.world.config[key]
+            try:
+                objects.append(parse_config_object(observed.raw))
+            except InvalidConfigObject as error:
+                problems.append(
+                    ConfigProblem(
+                        kind=observed.kind, namespace=observed.ref.namespace, name=observed.ref.name,
+                        field=error.field, reason=INVALID_OBJECT, message=str(error),
+                    )
+                )
+        report = validate_configuration(objects)
+        problems += [
+            ConfigProblem(
+                kind=p.kind, namespace=p.namespace or "", name=p.name, field=p.field, reason=p.code.value,
+                message=str(p),
+            )
+            for p in report.problems
+        ]
+        return objects, problems
+
+    def _report_configuration(self, *, valid: bool, problems: tuple[ConfigProblem, ...]) -> None:
+        in_force = tuple(self.world.config[k].raw for k in sorted(self.world.config)) if valid else None
+        digest = _digest(self.world.config.values()) if valid else self.configuration.digest
+        recorded = self.ledger.configuration
+        event = ConfigurationEvaluated(
+            valid=valid,
+            problems=problems,
+            in_force_generation=digest,
+            in_force=in_force if in_force is not None else (recorded.in_force if recorded else ()),
+        )
+        if recorded is not None and (recorded.valid, recorded.problems, recorded.in_force_generation) == (
+            event.valid, event.problems, event.in_force_generation,
+        ):
+            return
+        self._emit(IPAM_CONFIG_SUBJECT, event)
+
+    # --- usage, plumbing --------------------------------------------------------------------
+
+    def _report_usage(self) -> None:
+        for usage in self.allocator.usages():
+            event = PoolUsageReported(
+                pool=usage.pool,
+                ipv4=FamilyUsage(assigned=usage.assigned_v4, available=usage.available_v4),
+                ipv6=FamilyUsage(assigned=usage.assigned_v6, available=usage.available_v6),
+            )
+            if self.ledger.usage.get(usage.pool) != event:
+                self._emit(ipam_pool_subject(usage.pool), event)
+
+    def _uid(self, key: core.ServiceKey) -> str:
+        service = self.world.services.get(key)
+        return service.ref.uid if service is not None else ""
+
+    def _emit(self, subject: str, event: Event) -> None:
+        sequence = self.ledger.last_sequence + 1
+        apply(self.ledger, event, sequence)
+        self._pending.append(Outgoing(subject, event, sequence, self._cause))
+
+    def _drain(self) -> list[Outgoing]:
+        pending, self._pending = self._pending, []
+        return pending
+
+
+def _same_allocation(recorded: IPAllocated, event: IPAllocated) -> bool:
+    return (recorded.service, recorded.ips, recorded.pool, recorded.sharing_key) == (
+        event.service, event.ips, event.pool, event.sharing_key,
+    )
+
+
+_ALLOCATION_TEXT = {
+    core.AllocationReason.UNCHANGED: "unchanged",
+    core.AllocationReason.ADOPTED: "re-adopted the recorded allocation",
+    core.AllocationReason.ADOPTED_FROM_STATUS: "kept the address the Service's status already showed",
+    core.AllocationReason.ADDITIONAL_FAMILY: "added an address of the second family",
+    core.AllocationReason.REQUESTED_IPS: "the requested address",
+    core.AllocationReason.REQUESTED_POOL: "lowest free address of the requested pool",
+    core.AllocationReason.AUTO_ASSIGNED: "lowest free address of the first eligible pool",
+}
+
+
+def _allocation_text(decision: core.Allocated) -> str:
+    text = _ALLOCATION_TEXT[decision.reason]
+    if decision.message:
+        text = f"{text}: {decision.message}"
+    if decision.deprecated_annotations:
+        text += f" (deprecated annotations: {', '.join(decision.deprecated_annotations)})"
+    return text
+
+
+def _digest(objects: Iterable[Any]) -> str:
+    """A stable digest of configuration objects (by kind, namespace, name and resourceVersion)."""
+    keys = sorted((o.kind, o.ref.namespace, o.ref.name, o.ref.resource_version) for o in objects)
+    return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]

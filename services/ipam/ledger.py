@@ -1,0 +1,94 @@
+"""The ipam's own history folded into its current state: ``apply(ledger, event, sequence)``.
+
+The ``IPAM`` stream is the single source of truth. A replica rebuilds this ledger by replaying it,
+then keeps folding every decision it (or a former active replica) appended. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import singledispatch
+
+from schemas.events import (
+    AllocationFailed,
+    ConfigurationEvaluated,
+    Event,
+    IPAllocated,
+    IPReleased,
+    L2PlacementCleared,
+    L2PlacementDecided,
+    PoolUsageReported,
+)
+from services.ipam.core import ServiceKey, service_key
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    decision: L2PlacementDecided
+    epoch: int
+
+
+@dataclass(slots=True)
+class Ledger:
+    """What the IPAM stream says now. ``last_sequence`` is the fence for the next append."""
+
+    last_sequence: int = 0
+    allocations: dict[ServiceKey, IPAllocated] = field(default_factory=dict)
+    failures: dict[ServiceKey, AllocationFailed] = field(default_factory=dict)
+    placements: dict[str, Placement] = field(default_factory=dict)
+    usage: dict[str, PoolUsageReported] = field(default_factory=dict)
+    configuration: ConfigurationEvaluated | None = None
+
+    def allocation_of(self, key: ServiceKey) -> IPAllocated | None:
+        return self.allocations.get(key)
+
+
+def apply(ledger: Ledger, event: Event, sequence: int) -> Ledger:
+    """Fold one IPAM event in (mutates and returns ``ledger``)."""
+    _apply(event, ledger, sequence)
+    ledger.last_sequence = max(ledger.last_sequence, sequence)
+    return ledger
+
+
+@singledispatch
+def _apply(event: Event, ledger: Ledger, sequence: int) -> None:
+    """Events the ledger does not track change nothing but the sequence."""
+
+
+@_apply.register
+def _(event: IPAllocated, ledger: Ledger, sequence: int) -> None:
+    key = service_key(event.service.namespace, event.service.name)
+    ledger.allocations[key] = event
+    ledger.failures.pop(key, None)
+
+
+@_apply.register
+def _(event: IPReleased, ledger: Ledger, sequence: int) -> None:
+    ledger.allocations.pop(service_key(event.service.namespace, event.service.name), None)
+
+
+@_apply.register
+def _(event: AllocationFailed, ledger: Ledger, sequence: int) -> None:
+    key = service_key(event.service.namespace, event.service.name)
+    ledger.failures[key] = event
+    ledger.allocations.pop(key, None)
+
+
+@_apply.register
+def _(event: L2PlacementDecided, ledger: Ledger, sequence: int) -> None:
+    ledger.placements[event.ip] = Placement(event, sequence)
+
+
+@_apply.register
+def _(event: L2PlacementCleared, ledger: Ledger, sequence: int) -> None:
+    ledger.placements.pop(event.ip, None)
+
+
+@_apply.register
+def _(event: PoolUsageReported, ledger: Ledger, sequence: int) -> None:
+    ledger.usage[event.pool] = event
+
+
+@_apply.register
+def _(event: ConfigurationEvaluated, ledger: Ledger, sequence: int) -> None:
+    ledger.configuration = event

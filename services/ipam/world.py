@@ -1,0 +1,104 @@
+"""The observed world as ipam sees it: the ``K8S`` stream folded into current objects.
+
+``apply`` returns what the change touches, so the decider reconsiders only what it must:
+a Service change → that Service; a Namespace's labels → the Services in it; configuration → all.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.events import (
+    ConfigObjectObserved,
+    EndpointsObserved,
+    Event,
+    NamespaceObserved,
+    NodeObserved,
+    ObjectDeleted,
+    ObjectKind,
+    SecretObserved,
+    ServiceObserved,
+)
+from schemas.events.observed import CONFIG_KINDS
+from services.ipam.core import ServiceKey, service_key
+
+ConfigKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    services: frozenset[ServiceKey] = frozenset()
+    configuration: bool = False
+    placement: bool = False
+
+    def __or__(self, other: Touched) -> Touched:
+        return Touched(
+            self.services | other.services,
+            self.configuration or other.configuration,
+            self.placement or other.placement,
+        )
+
+
+NOTHING = Touched()
+
+
+@dataclass(slots=True)
+class World:
+    services: dict[ServiceKey, ServiceObserved] = field(default_factory=dict)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    config: dict[ConfigKey, ConfigObjectObserved] = field(default_factory=dict)
+    endpoints: dict[ServiceKey, EndpointsObserved] = field(default_factory=dict)
+    nodes: dict[str, NodeObserved] = field(default_factory=dict)
+    #: Services per namespace, to find who a namespace label change concerns.
+    by_namespace: dict[str, set[ServiceKey]] = field(default_factory=dict)
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        return self.namespaces.get(namespace, {})
+
+    def apply(self, event: Event) -> Touched:
+        """Fold one observed event in and say what it touches."""
+        if isinstance(event, ServiceObserved):
+            key = service_key(event.ref.namespace, event.ref.name)
+            self.services[key] = event
+            self.by_namespace.setdefault(event.ref.namespace, set()).add(key)
+            return Touched(services=frozenset({key}), placement=True)
+        if isinstance(event, EndpointsObserved):
+            key = service_key(event.namespace, event.service)
+            self.endpoints[key] = event
+            return Touched(placement=True)
+        if isinstance(event, NamespaceObserved):
+            self.namespaces[event.ref.name] = dict(event.labels)
+            return Touched(services=frozenset(self.by_namespace.get(event.ref.name, ())))
+        if isinstance(event, NodeObserved):
+            self.nodes[event.ref.name] = event
+            return Touched(placement=True)
+        if isinstance(event, ConfigObjectObserved):
+            self.config[(event.kind, event.ref.namespace, event.ref.name)] = event
+            return Touched(configuration=True)
+        if isinstance(event, ObjectDeleted):
+            return self._delete(event)
+        if isinstance(event, SecretObserved):
+            return NOTHING
+        return NOTHING
+
+    def _delete(self, event: ObjectDeleted) -> Touched:
+        if event.kind is ObjectKind.SERVICE:
+            key = service_key(event.namespace, event.name)
+            self.services.pop(key, None)
+            self.by_namespace.get(event.namespace, set()).discard(key)
+            return Touched(services=frozenset({key}), placement=True)
+        if event.kind is ObjectKind.ENDPOINTS:
+            self.endpoints.pop(service_key(event.namespace, event.name), None)
+            return Touched(placement=True)
+        if event.kind is ObjectKind.NAMESPACE:
+            self.namespaces.pop(event.name, None)
+            return Touched(services=frozenset(self.by_namespace.get(event.name, ())))
+        if event.kind is ObjectKind.NODE:
+            self.nodes.pop(event.name, None)
+            return Touched(placement=True)
+        kind = next((name for name, value in CONFIG_KINDS.items() if value is event.kind), None)
+        if kind is not None:
+            self.config.pop((kind, event.namespace, event.name), None)
+            return Touched(configuration=True)
+        return NOTHING

@@ -1,0 +1,174 @@
+"""The ipam decider as a story: what a cluster operator sees happen, event by event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.events import (
+    AllocationFailed,
+    ConfigObjectObserved,
+    ConfigurationEvaluated,
+    Event,
+    IPAllocated,
+    IPReleased,
+    NamespaceObserved,
+    ObjectDeleted,
+    ObjectKind,
+    ObjectRef,
+    PoolUsageReported,
+    ReleaseReason,
+    ServiceObserved,
+    ServicePort,
+)
+from services.ipam.decider import Decider, Outgoing
+
+NS = "metallb-system"
+
+
+def pool(name: str, *addresses: str, **spec: Any) -> ConfigObjectObserved:
+    raw = {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "resourceVersion": "1"},
+        "spec": {"addresses": list(addresses), **spec},
+    }
+    return ConfigObjectObserved(
+        ref=ObjectRef(namespace=NS, name=name, uid=f"uid-{name}", resource_version=str(len(addresses))),
+        kind="IPAddressPool", api_version="metallb.io/v1beta1", raw=raw,
+    )
+
+
+def service(name: str, *, version: str = "1", namespace: str = "default", **fields: Any) -> ServiceObserved:
+    values: dict[str, Any] = {
+        "service_type": "LoadBalancer",
+        "ports": (ServicePort(protocol="TCP", port=80),),
+        "ip_families": ("IPv4",),
+        "cluster_ips": ("10.96.0.10",),
+    }
+    values.update(fields)
+    return ServiceObserved(
+        ref=ObjectRef(namespace=namespace, name=name, uid=f"uid-{name}", resource_version=version), **values
+    )
+
+
+def deleted(name: str) -> ObjectDeleted:
+    return ObjectDeleted(kind=ObjectKind.SERVICE, namespace="default", name=name, uid=f"uid-{name}")
+
+
+def of_type(outgoing: list[Outgoing], kind: type[Event]) -> list[Any]:
+    return [o.event for o in outgoing if isinstance(o.event, kind)]
+
+
+def active(*world: Event) -> Decider:
+    decider = Decider()
+    for event in world:
+        decider.load_observation(event)
+    decider.activate()
+    return decider
+
+
+def test_a_service_gets_the_lowest_free_address_and_the_pool_reports_usage() -> None:
+    decider = active(pool("lan", "192.168.10.0/24"))
+    out = decider.observe(service("web"))
+    [allocated] = of_type(out, IPAllocated)
+    assert allocated.ips == ("192.168.10.0",) and allocated.pool == "lan"
+    [usage] = of_type(out, PoolUsageReported)
+    assert (usage.ipv4.assigned, usage.ipv4.available) == (1, 255)
+    assert [o.sequence for o in out] == list(range(out[0].sequence, out[0].sequence + len(out)))
+
+
+def test_the_same_observation_again_decides_nothing() -> None:
+    decider = active(pool("lan", "192.168.10.0/24"))
+    decider.observe(service("web"))
+    assert decider.observe(service("web")) == []
+    assert decider.observe(service("web", version="2", labels={"team": "a"})) == []
+
+
+def test_deleting_a_service_releases_its_address_for_the_next_one() -> None:
+    decider = active(pool("lan", "192.168.10.0/24"))
+    decider.observe(service("web"))
+    [released] = of_type(decider.observe(deleted("web")), IPReleased)
+    assert released.ips == ("192.168.10.0",) and released.reason is ReleaseReason.SERVICE_DELETED
+    [allocated] = of_type(decider.observe(service("db")), IPAllocated)
+    assert allocated.ips == ("192.168.10.0",)
+
+
+def test_a_bad_annotation_fails_that_service_with_a_reason_and_no_other() -> None:
+    decider = active(pool("lan", "192.168.10.0/24"))
+    out = decider.observe_many([
+        (service("bad", annotations={"metallb.io/loadBalancerIPs": "not-an-ip"}), None),
+        (service("good"), None),
+    ])
+    [failed] = of_type(out, AllocationFailed)
+    assert failed.service.name == "bad" and failed.reason == "invalid_requested_ip"
+    assert "not-an-ip" in failed.message
+    assert [a.service.name for a in of_type(out, IPAllocated)] == ["good"]
+    assert decider.observe(service("bad", annotations={"metallb.io/loadBalancerIPs": "not-an-ip"})) == []
+
+
+def test_an_invalid_configuration_is_reported_and_the_last_valid_one_stays() -> None:
+    decider = active(pool("lan", "192.168.10.0/24"))
+    decider.observe(service("web"))
+    out = decider.observe(pool("overlap", "192.168.10.128/25"))
+    [evaluated] = of_type(out, ConfigurationEvaluated)
+    assert not evaluated.valid
+    assert any(p.reason == "OverlappingAddresses" for p in evaluated.problems)
+    assert of_type(out, IPReleased) == []
+    [allocated] = of_type(decider.observe(service("db")), IPAllocated)
+    assert allocated.pool == "lan"
+
+
+def test_a_pool_change_that_uncovers_an_address_reallocates_with_a_reason() -> None:
+    decider = active(pool("lan", "192.168.10.0/24"))
+    decider.observe(service("web"))
+    out = decider.observe(pool("lan", "192.168.20.0/24"))
+    [released] = of_type(out, IPReleased)
+    assert released.reason is ReleaseReason.NOT_COVERED_BY_POOL and released.ips == ("192.168.10.0",)
+    [allocated] = of_type(out, IPAllocated)
+    assert allocated.ips == ("192.168.20.0",)
+
+
+def test_a_restart_re_adopts_every_allocation_before_any_new_one() -> None:
+    first = active(pool("lan", "192.168.10.0/30"))
+    history = first.activate() + first.observe(service("a")) + first.observe(service("b"))
+    history += first.observe(deleted("a"))  # .0 is free again
+    replica = Decider()
+    for outgoing in history:
+        replica.load_decision(outgoing.event, outgoing.sequence)
+    for event in (pool("lan", "192.168.10.0/30"), service("b"), service("c")):
+        replica.load_observation(event)
+    out = replica.activate()
+    assert [(a.service.name, a.ips) for a in of_type(out, IPAllocated)] == [("c", ("192.168.10.0",))]
+    assert of_type(out, IPReleased) == []
+    assert out[0].sequence == first.ledger.last_sequence + 1
+
+
+def test_a_service_migrating_from_metallb_keeps_the_address_its_status_shows() -> None:
+    decider = active(pool("lan", "192.168.10.0/24"))
+    [allocated] = of_type(decider.observe(service("web", ingress_ips=("192.168.10.77",))), IPAllocated)
+    assert allocated.ips == ("192.168.10.77",)
+
+
+def test_a_namespace_label_change_reaches_pool_selection() -> None:
+    decider = active(
+        pool("lan", "192.168.10.0/24"),
+        pool("gold", "10.0.0.0/24", serviceAllocation={
+            "priority": 1, "namespaceSelectors": [{"matchLabels": {"tier": "gold"}}]}),
+    )
+    [first] = of_type(decider.observe(service("web", namespace="shop")), IPAllocated)
+    assert first.pool == "lan"
+    decider.observe(deleted("web"))
+    decider.observe(NamespaceObserved(ref=ObjectRef(name="shop", uid="ns", resource_version="2"),
+                                      labels={"tier": "gold"}))
+    [second] = of_type(decider.observe(service("api", namespace="shop")), IPAllocated)
+    assert second.pool == "gold"
+
+
+def test_deprecated_annotations_are_named_in_the_decision() -> None:
+    decider = active(pool("lan", "192.168.10.0/24"), pool("dmz", "10.1.0.0/24", autoAssign=False))
+    [allocated] = of_type(
+        decider.observe(service("web", annotations={"metallb.universe.tf/address-pool": "dmz"})), IPAllocated
+    )
+    assert allocated.pool == "dmz"
+    assert allocated.deprecated_annotations == ("metallb.universe.tf/address-pool",)
+    assert "deprecated" in allocated.reason
