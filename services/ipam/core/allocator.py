@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from services.ipam.core.addresses import Family, IPAddress
-from services.ipam.core.book import Addr, AddressBook, Holding, PoolState, Problem
+from services.ipam.core.book import Addr, AddressBook, PoolState, Problem, Record
 from services.ipam.core.decisions import (
     Allocated,
     AllocationReason,
     Decision,
+    Holding,
     Moved,
     PoolsApplied,
     PoolUsage,
@@ -66,6 +67,13 @@ class Allocator:
     def services(self) -> list[ServiceKey]:
         """Services holding addresses, sorted."""
         return sorted(self._book.holdings)
+
+    def holdings(self) -> list[Holding]:
+        """Every allocation, sorted by Service: what a snapshot or a re-adoption needs."""
+        return [
+            Holding(request=h.request, ips=h.ips, pool=h.pool)
+            for h in (self._book.holdings[s] for s in sorted(self._book.holdings))
+        ]
 
     def holders(self, ip: IPAddress) -> list[ServiceKey]:
         """Services using ``ip``, sorted."""
@@ -172,7 +180,7 @@ class Allocator:
         return replace(decision, released=lost)
 
     def _try_keep(
-        self, request: ServiceRequest, holding: Holding | None, current: tuple[IPAddress, ...]
+        self, request: ServiceRequest, holding: Record | None, current: tuple[IPAddress, ...]
     ) -> Allocated | Replaced:
         old_pool = holding.pool if holding is not None else None
 
@@ -338,7 +346,7 @@ class Allocator:
         return tuple(sorted(addrs, key=lambda a: request.families.index(a.family)))
 
     @staticmethod
-    def _allocated(holding: Holding, reason: AllocationReason, message: str = "") -> Allocated:
+    def _allocated(holding: Record, reason: AllocationReason, message: str = "") -> Allocated:
         request = holding.request
         return Allocated(
             service=request.key,

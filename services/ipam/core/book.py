@@ -77,7 +77,7 @@ class PoolState:
 
 
 @dataclass(slots=True)
-class Holding:
+class Record:
     """One Service's allocation: addresses (in decision order) from one pool."""
 
     request: ServiceRequest
@@ -93,7 +93,7 @@ class AddressBook:
     pools: dict[PoolName, PoolState] = field(default_factory=dict)
     table: RangeTable = field(default_factory=RangeTable)
     uses: dict[Family, dict[int, IPUse]] = field(default_factory=lambda: {Family.V4: {}, Family.V6: {}})
-    holdings: dict[ServiceKey, Holding] = field(default_factory=dict)
+    holdings: dict[ServiceKey, Record] = field(default_factory=dict)
 
     @classmethod
     def of(cls, specs: Sequence[PoolSpec]) -> AddressBook:
@@ -169,7 +169,7 @@ class AddressBook:
 
     # --- changes ---------------------------------------------------------------------------
 
-    def commit(self, request: ServiceRequest, state: PoolState, addrs: tuple[Addr, ...]) -> Holding:
+    def commit(self, request: ServiceRequest, state: PoolState, addrs: tuple[Addr, ...]) -> Record:
         """Record the holding, replacing any previous one of the Service. The caller checked it."""
         service = request.key
         if service in self.holdings:
@@ -190,7 +190,7 @@ class AddressBook:
             elif use.key.sharing:
                 state.keyed[use.key][a.range_index].add_ports(ports)
             use.add(service, ports)
-        holding = Holding(
+        holding = Record(
             request=request,
             pool=state.spec.name,
             ips=tuple(to_ip(a.family, a.value) for a in addrs),
@@ -201,7 +201,7 @@ class AddressBook:
         self.holdings[service] = holding
         return holding
 
-    def drop(self, service: ServiceKey, retaken: frozenset[tuple[Family, int]] = frozenset()) -> Holding | None:
+    def drop(self, service: ServiceKey, retaken: frozenset[tuple[Family, int]] = frozenset()) -> Record | None:
         """Forget the Service's holding. Addresses in ``retaken`` are about to be committed again,
         so they are not offered to the free index."""
         holding = self.holdings.pop(service, None)

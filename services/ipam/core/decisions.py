@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from services.ipam.core.addresses import IPAddress
-from services.ipam.core.service import PoolName, ServiceKey
+from services.ipam.core.service import PoolName, ServiceKey, ServiceRequest
 
 
 class RefusalReason(Enum):
@@ -136,6 +136,15 @@ class PoolUsage:
     available_v4: int
     assigned_v6: int
     available_v6: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holding:
+    """What a Service holds now, with the request it was last decided for (a snapshot row)."""
+
+    request: ServiceRequest
+    ips: tuple[IPAddress, ...]
+    pool: PoolName
 
 
 Decision = Allocated | Refused
