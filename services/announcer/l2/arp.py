@@ -109,9 +109,7 @@ def parse_arp(frame: bytes) -> ArpPacket | ArpDrop:
     )
 
 
-def decide_arp(
-    packet: ArpPacket, *, owned: Container[IPv4Address], own_macs: Container[bytes]
-) -> ArpAction:
+def decide_arp(packet: ArpPacket, *, owned: Container[IPv4Address], own_macs: Container[bytes]) -> ArpAction:
     """Answer requests for owned IPs; report any packet from a foreign MAC that uses an owned IP as its
     sender address (gratuitous request or reply, ordinary reply, or a request sourced from it)."""
     if packet.sender_mac in own_macs or packet.eth_src in own_macs:
@@ -123,9 +121,7 @@ def decide_arp(
     return ArpAction.IGNORE
 
 
-def _arp_frame(
-    *, eth_dst: bytes, op: ArpOp, sha: bytes, spa: IPv4Address, tha: bytes, tpa: IPv4Address
-) -> bytes:
+def _arp_frame(*, eth_dst: bytes, op: ArpOp, sha: bytes, spa: IPv4Address, tha: bytes, tpa: IPv4Address) -> bytes:
     payload = _ARP.pack(HTYPE_ETHERNET, PTYPE_IPV4, 6, 4, op, sha, spa.packed, tha, tpa.packed)
     return build_frame(dst=eth_dst, src=sha, ethertype=ETH_P_ARP, payload=payload)
 

@@ -236,9 +236,7 @@ def _advertisement(
     )
 
 
-def decide_ndp(
-    message: NdpMessage, *, owned: Container[IPv6Address], own_macs: Container[bytes]
-) -> NdpAction:
+def decide_ndp(message: NdpMessage, *, owned: Container[IPv6Address], own_macs: Container[bytes]) -> NdpAction:
     """Advertise owned targets when solicited (DAD probes included: that defends the address); report an
     advertisement for an owned target, or a solicitation sourced from an owned IP, by a foreign MAC."""
     if message.eth_src in own_macs:
@@ -289,6 +287,4 @@ def build_solicited_na(solicitation: NeighborSolicitation, *, mac: bytes) -> byt
 
 def build_unsolicited_na(*, mac: bytes, ip: IPv6Address) -> bytes:
     """An unsolicited advertisement to all-nodes: `ip` is at `mac`, Override set, Solicited clear."""
-    return _na_frame(
-        eth_dst=multicast_mac(ALL_NODES), mac=mac, src=ip, dst=ALL_NODES, target=ip, flags=NA_OVERRIDE
-    )
+    return _na_frame(eth_dst=multicast_mac(ALL_NODES), mac=mac, src=ip, dst=ALL_NODES, target=ip, flags=NA_OVERRIDE)

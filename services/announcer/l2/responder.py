@@ -34,6 +34,7 @@ log = logging.getLogger("metalbus.announcer.l2")
 
 _GONE = {errno.ENODEV, errno.ENXIO}
 _ANSWERABLE = {rawsock.PACKET_HOST, rawsock.PACKET_BROADCAST, rawsock.PACKET_MULTICAST}
+_RETRY = 1.0  # seconds before a failed interface dump is tried again
 _BATCH = 64  # frames read per readiness callback, so one busy interface cannot starve the loop
 
 
@@ -171,7 +172,9 @@ class L2Responder:
         try:
             self._links = self._list_links()
         except OSError as exc:
-            log.warning("event=link_dump_failed error=%s", exc)
+            log.warning("event=link_dump_failed error=%s retry_in=%s", exc, _RETRY)
+            if self._loop is not None and self._events is not None:
+                self._loop.call_later(_RETRY, self.rescan)
             return
         self._own_macs = frozenset(f.mac for f in self._links if f.mac)
         self._converge()
@@ -356,9 +359,7 @@ class L2Responder:
 
     def _conflict(self, port: _Port, ip: IPAddress, other_mac: bytes) -> None:
         self.stats.conflicts[ip] += 1
-        log.warning(
-            "event=conflict ip=%s other_mac=%s interface=%s", ip, format_mac(other_mac), port.facts.name
-        )
+        log.warning("event=conflict ip=%s other_mac=%s interface=%s", ip, format_mac(other_mac), port.facts.name)
         if self._on_conflict is not None:
             try:
                 self._on_conflict(ip, other_mac, port.facts.name)
