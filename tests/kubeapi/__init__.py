@@ -3,6 +3,6 @@
 from tests.kubeapi.errors import ApiError
 from tests.kubeapi.handle import KubeApi
 from tests.kubeapi.resources import RESOURCES, Resource, ResourceTable
-from tests.kubeapi.store import Change, EventType
+from tests.kubeapi.store import Change, EventType, Request
 
-__all__ = ["RESOURCES", "ApiError", "Change", "EventType", "KubeApi", "Resource", "ResourceTable"]
+__all__ = ["RESOURCES", "ApiError", "Change", "EventType", "KubeApi", "Request", "Resource", "ResourceTable"]

@@ -16,7 +16,7 @@ import kubernetes
 from tests.kubeapi.errors import ApiError
 from tests.kubeapi.resources import RESOURCES, Resource, ResourceTable
 from tests.kubeapi.server import KubeHTTPServer
-from tests.kubeapi.store import Change, Store
+from tests.kubeapi.store import Change, Request, Store
 from tests.kubeapi.watching import End
 
 Obj = dict[str, Any]
@@ -173,6 +173,19 @@ class KubeApi:
         else:
             error = ApiError(status, message or f"injected failure of {verb} {resource}")
         self.store.fail_next(verb, res, subresource or None, error, times)
+
+    def requests(
+        self, verb: str | None = None, resource: str | None = None, *, subresource: str | None = None
+    ) -> list[Request]:
+        """The requests served so far (the last 100 000), optionally of one verb, resource and subresource."""
+        storage = self.table.by_name(resource).storage if resource else None
+        return [
+            r
+            for r in self.store.requests()
+            if (verb is None or r.verb == verb)
+            and (storage is None or r.resource == storage)
+            and (subresource is None or r.subresource == subresource)
+        ]
 
     # ------------------------------------------------------------------ direct object access
     def put_object(self, obj: Obj) -> Obj:

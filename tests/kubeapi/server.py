@@ -21,7 +21,7 @@ from tests.kubeapi.hangups import HangupMonitor
 from tests.kubeapi.patching import PatchError, PatchType
 from tests.kubeapi.resources import Resource, ResourceTable
 from tests.kubeapi.selectors import Filter, SelectorError, parse_field_selector, parse_label_selector
-from tests.kubeapi.store import Store
+from tests.kubeapi.store import Request, Store
 from tests.kubeapi.watching import End, WatchSession
 
 log = logging.getLogger(__name__)
@@ -143,13 +143,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        route: Route | None = None
+        verb, code = method.lower(), 200
         try:
             body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
             if self._discovery(method, url.path):
                 return
             route = self._route(url.path)
             watch = query.get("watch") in ("true", "1")
-            fault = self.server.store.take_fault(_verb(method, route, watch), route.resource, route.subresource)
+            verb = _verb(method, route, watch)
+            fault = self.server.store.take_fault(verb, route.resource, route.subresource)
             if fault is not None:
                 raise fault
             if method == "GET" and route.name is None and watch:
@@ -158,11 +161,22 @@ class _Handler(BaseHTTPRequestHandler):
                 code, result = self._handle(method, route, query, body)
                 self._send_json(code, result)
         except ApiError as exc:
+            code = exc.code
             self._send_json(exc.code, exc.status())
         except SelectorError as exc:
+            code = 400
             self._send_json(400, ApiError(400, str(exc)).status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:  # a bug in the stand-in: answer 500 rather than hang the client
+            log.exception("kubeapi: %s %s failed", method, self.path)
+            code = 500
+            self._send_json(500, ApiError(500, f"kubeapi internal error: {exc!r}").status())
+        finally:
+            if route is not None:
+                self.server.store.record(
+                    Request(verb, route.resource.storage, route.namespace, route.name, route.subresource, code)
+                )
 
     def _route(self, path: str) -> Route:
         table: ResourceTable = self.server.store.table

@@ -6,6 +6,7 @@ Every public method takes the one lock (``Store.cond``); watches wait on that co
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import enum
 import json
@@ -43,6 +44,18 @@ class Change:
     key: ObjectKey
     obj: Obj
     prev: Obj | None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One API request as served: ``resource`` is the storage name ("services", "ipaddresspools.metallb.io")."""
+
+    verb: str
+    resource: str
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+    code: int
 
 
 @dataclass
@@ -83,6 +96,7 @@ class Store:
         self._objects: dict[ObjectKey, Obj] = {}
         self._history: list[Change] = []
         self._faults: list[Fault] = []
+        self._requests: collections.deque[Request] = collections.deque(maxlen=100_000)
 
     # ------------------------------------------------------------------ state
     @property
@@ -166,6 +180,16 @@ class Store:
                         self._faults.remove(fault)
                     return fault.error
             return None
+
+    # ------------------------------------------------------------------ request log
+    def record(self, request: Request) -> None:
+        with self.cond:
+            self._requests.append(request)
+            self.cond.notify_all()
+
+    def requests(self) -> list[Request]:
+        with self.cond:
+            return list(self._requests)
 
     # ------------------------------------------------------------------ helpers
     def present(self, res: Resource, obj: Obj) -> Obj:
