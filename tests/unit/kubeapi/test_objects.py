@@ -192,6 +192,8 @@ def test_fail_next_injects_one_error(kube_api: KubeApi, core: client.CoreV1Api) 
             core.replace_namespaced_service("web", "default", svc)
         assert info.value.status == 409
     core.replace_namespaced_service("web", "default", svc)
+    assert [r.code for r in kube_api.requests("update", "services")] == [409, 409, 200]
+    assert [r.code for r in kube_api.requests("patch", "services", subresource="status")] == [500, 200]
 
 
 def test_list_pages_and_exact_versions(kube_api: KubeApi, core: client.CoreV1Api) -> None:
