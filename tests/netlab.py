@@ -5,13 +5,15 @@
         lab.bridge(br)
         node = lab.namespace("node1")
         lab.link(node, bridge_ns=br, addresses=["10.0.0.1/24", "fd00::1/64"])
+        lab.veth(node, lab.namespace("router"), ifname_a="eth1", addresses_a=["10.1.0.2/30"])
         lab.run(node, "ip", "-br", "addr")
         proc = lab.popen(node, sys.executable, "-m", "some.module")
 
 Namespaces are named `<prefix>-<random>-<role>`; IPv6 DAD is off and addresses survive link down in every
-namespace; bridges have multicast snooping off. `close()` (also on leaving the `with`) kills every process
-started through the lab or still inside its namespaces, then deletes the namespaces and with them every
-veth. `skip_reason()` says why a lab cannot run here; `wait_for()` waits on a condition with a deadline.
+namespace; bridges have multicast snooping off. `link()` attaches a namespace to a bridge port, `veth()`
+joins two namespaces directly. `close()` (also on leaving the `with`) kills every process started through
+the lab or still inside its namespaces, then deletes the namespaces and with them every veth.
+`skip_reason()` says why a lab cannot run here; `wait_for()` waits on a condition with a deadline.
 """
 
 from __future__ import annotations
@@ -109,15 +111,33 @@ class Lab:
         port = f"p{len(self.namespaces)}{secrets.token_hex(2)}"[:15]
         self.run(bridge_ns, "ip", "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns)
         self.run(bridge_ns, "ip", "link", "set", port, "master", bridge, "up")
-        self.sysctl(ns, f"net.ipv6.conf.{ifname}.accept_dad", "0")
-        self.sysctl(ns, f"net.ipv6.conf.{ifname}.keep_addr_on_down", "1")
         if mac is not None:
             self.run(ns, "ip", "link", "set", ifname, "address", mac)
+        self._configure(ns, ifname, addresses)
+        return port
+
+    def veth(
+        self,
+        a: str,
+        b: str,
+        *,
+        ifname_a: str = "eth0",
+        ifname_b: str = "eth0",
+        addresses_a: Sequence[str] = (),
+        addresses_b: Sequence[str] = (),
+    ) -> None:
+        """A point-to-point veth between namespaces `a` and `b` (no bridge), both ends up."""
+        self.run(a, "ip", "link", "add", ifname_a, "type", "veth", "peer", "name", ifname_b, "netns", b)
+        for ns, ifname, addresses in ((a, ifname_a, addresses_a), (b, ifname_b, addresses_b)):
+            self._configure(ns, ifname, addresses)
+
+    def _configure(self, ns: str, ifname: str, addresses: Sequence[str]) -> None:
+        self.sysctl(ns, f"net.ipv6.conf.{ifname}.accept_dad", "0")
+        self.sysctl(ns, f"net.ipv6.conf.{ifname}.keep_addr_on_down", "1")
         for address in addresses:
             extra = ["nodad"] if ":" in address else []
             self.run(ns, "ip", "addr", "add", address, "dev", ifname, *extra)
         self.run(ns, "ip", "link", "set", ifname, "up")
-        return port
 
     def mac(self, ns: str, ifname: str = "eth0") -> str:
         return self.run(ns, "cat", f"/sys/class/net/{ifname}/address").stdout.strip()
