@@ -1,0 +1,250 @@
+"""What the ``K8S`` stream should hold for one resource, kept up to date from lists and watch events.
+
+Pure state, no I/O: a projection is told the whole list (``replace``) or one watch event (``apply``)
+and answers which subjects may have changed and what each should now hold (``desired``). The
+reflector compares that with what it knows the stream holds and publishes the difference.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+
+from schemas.events import ObjectKind
+from services.common.subjects import k8s_subject, parse_k8s_subject
+from services.watcher.observe.translate import (
+    Identity,
+    Observation,
+    RawObject,
+    SliceSummary,
+    endpoints_observed,
+    fold_endpoints,
+    referenced_secrets,
+    slice_summary,
+    tombstone,
+)
+
+Translate = Callable[[RawObject], Observation]
+
+
+def _meta(obj: RawObject) -> tuple[str, str, str]:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    return str(meta.get("namespace") or ""), str(meta.get("name") or ""), str(meta.get("resourceVersion") or "")
+
+
+class Projection(ABC):
+    def __init__(self, kind: ObjectKind) -> None:
+        self.kind = kind
+
+    @abstractmethod
+    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
+        """Forget everything and take ``items`` (a full list at ``list_version``) as the world."""
+
+    @abstractmethod
+    def apply(self, change: str, obj: RawObject) -> list[str]:
+        """Take one watch event (ADDED, MODIFIED, DELETED); the subjects that may have changed."""
+
+    @abstractmethod
+    def desired(self, subject: str) -> Observation | None:
+        """What ``subject`` should hold now; None when it should hold a tombstone."""
+
+    @abstractmethod
+    def subjects(self) -> Iterable[str]:
+        """Every subject that should hold a value now."""
+
+    def refresh(self) -> list[str]:
+        """Inputs from outside the resource changed; the subjects that may have changed."""
+        return []
+
+    def tombstone(self, subject: str, stored: Identity, trigger: str) -> Observation:
+        kind, namespace, name = parse_k8s_subject(subject)
+        return tombstone(kind, namespace, name, stored.uid, trigger)
+
+
+class ObjectProjection(Projection):
+    """One object, one subject, one event (Services, Nodes, Namespaces, metallb.io objects, ...)."""
+
+    def __init__(
+        self, kind: ObjectKind, translate: Translate, *, on_error: Callable[[RawObject, Exception], None]
+    ) -> None:
+        super().__init__(kind)
+        self._translate = translate
+        self._on_error = on_error
+        self._current: dict[str, Observation] = {}
+
+    def _observe(self, obj: RawObject) -> Observation | None:
+        try:
+            return self._translate(obj)
+        except ValueError as error:  # Untranslatable, or a value the event model refuses
+            self._on_error(obj, error)
+            return None
+
+    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
+        self._current = {o.subject: o for obj in items if (o := self._observe(obj)) is not None}
+
+    def apply(self, change: str, obj: RawObject) -> list[str]:
+        namespace, name, _ = _meta(obj)
+        subject = k8s_subject(self.kind, namespace, name)
+        observation = self._observe(obj) if change != "DELETED" else None
+        if observation is None:
+            self._current.pop(subject, None)
+        else:
+            self._current[observation.subject] = observation
+        return [subject]
+
+    def desired(self, subject: str) -> Observation | None:
+        return self._current.get(subject)
+
+    def subjects(self) -> Iterable[str]:
+        return self._current.keys()
+
+
+class SecretReferences:
+    """The Secret names BGPPeers reference, shared by the BGPPeer and Secret projections."""
+
+    def __init__(self) -> None:
+        self.names: frozenset[str] = frozenset()
+        self.known = False
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def update(self, names: frozenset[str]) -> None:
+        changed = names != self.names or not self.known
+        self.names, self.known = names, True
+        if changed:
+            for listener in self._listeners:
+                listener()
+
+
+class PeerProjection(ObjectProjection):
+    """BGPPeers; keeps their raw objects to tell which Secrets they reference."""
+
+    def __init__(
+        self, translate: Translate, *, namespace: str, references: SecretReferences,
+        on_error: Callable[[RawObject, Exception], None],
+    ) -> None:
+        super().__init__(ObjectKind.BGP_PEER, translate, on_error=on_error)
+        self._namespace = namespace
+        self._references = references
+        self._raw: dict[str, RawObject] = {}
+
+    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
+        super().replace(items, list_version)
+        self._raw = {k8s_subject(self.kind, *_meta(obj)[:2]): obj for obj in items}
+        self._publish_references()
+
+    def apply(self, change: str, obj: RawObject) -> list[str]:
+        subjects = super().apply(change, obj)
+        if change == "DELETED":
+            self._raw.pop(subjects[0], None)
+        else:
+            self._raw[subjects[0]] = obj
+        self._publish_references()
+        return subjects
+
+    def _publish_references(self) -> None:
+        self._references.update(referenced_secrets(self._raw.values(), self._namespace))
+
+
+class SecretProjection(ObjectProjection):
+    """Secrets of the configuration namespace; only those a BGPPeer references are desired."""
+
+    def __init__(
+        self, translate: Translate, *, references: SecretReferences, on_error: Callable[[RawObject, Exception], None]
+    ) -> None:
+        super().__init__(ObjectKind.SECRET, translate, on_error=on_error)
+        self._references = references
+        self._seen_names: frozenset[str] = frozenset()
+
+    def _wanted(self, subject: str) -> bool:
+        return parse_k8s_subject(subject)[2] in self._references.names
+
+    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
+        super().replace(items, list_version)
+        self._seen_names = self._references.names
+
+    def desired(self, subject: str) -> Observation | None:
+        return super().desired(subject) if self._wanted(subject) else None
+
+    def subjects(self) -> Iterable[str]:
+        return [s for s in super().subjects() if self._wanted(s)]
+
+    def refresh(self) -> list[str]:
+        changed = self._seen_names ^ self._references.names
+        self._seen_names = self._references.names
+        return [s for s in super().subjects() if parse_k8s_subject(s)[2] in changed]
+
+
+class EndpointsProjection(Projection):
+    """EndpointSlices folded per Service: one subject per Service that has slices."""
+
+    def __init__(self, *, on_error: Callable[[RawObject, Exception], None]) -> None:
+        super().__init__(ObjectKind.ENDPOINTS)
+        self._on_error = on_error
+        self._slices: dict[tuple[str, str], SliceSummary] = {}
+        self._by_service: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._current: dict[str, Observation] = {}
+
+    def _summary(self, obj: RawObject) -> SliceSummary | None:
+        try:
+            return slice_summary(obj)
+        except ValueError as error:
+            self._on_error(obj, error)
+            return None
+
+    def _add(self, summary: SliceSummary) -> None:
+        key = (summary.namespace, summary.name)
+        self._slices[key] = summary
+        if summary.service:
+            self._by_service.setdefault((summary.namespace, summary.service), set()).add(key)
+
+    def _remove(self, key: tuple[str, str]) -> SliceSummary | None:
+        old = self._slices.pop(key, None)
+        if old is not None and old.service:
+            members = self._by_service.get((old.namespace, old.service))
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._by_service[(old.namespace, old.service)]
+        return old
+
+    def _refold(self, service: tuple[str, str], trigger: str) -> str:
+        namespace, name = service
+        subject = k8s_subject(self.kind, namespace, name)
+        keys = self._by_service.get(service)
+        if not keys:
+            self._current.pop(subject, None)
+        else:
+            nodes = fold_endpoints(self._slices[k] for k in sorted(keys))
+            self._current[subject] = endpoints_observed(namespace, name, nodes, trigger)
+        return subject
+
+    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
+        self._slices, self._by_service, self._current = {}, {}, {}
+        for obj in items:
+            if (summary := self._summary(obj)) is not None:
+                self._add(summary)
+        for service in list(self._by_service):
+            self._refold(service, list_version)
+
+    def apply(self, change: str, obj: RawObject) -> list[str]:
+        namespace, name, version = _meta(obj)
+        old = self._remove((namespace, name))
+        new = self._summary(obj) if change != "DELETED" else None
+        if new is not None:
+            self._add(new)
+        services = {(s.namespace, s.service) for s in (old, new) if s is not None and s.service}
+        return [self._refold(service, version) for service in sorted(services)]
+
+    def desired(self, subject: str) -> Observation | None:
+        return self._current.get(subject)
+
+    def subjects(self) -> Iterable[str]:
+        return self._current.keys()
+
+    def tombstone(self, subject: str, stored: Identity, trigger: str) -> Observation:
+        kind, namespace, name = parse_k8s_subject(subject)
+        return tombstone(kind, namespace, name, "", trigger)

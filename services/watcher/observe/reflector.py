@@ -1,0 +1,283 @@
+"""A reflector: list a resource, make the ``K8S`` stream match, then watch and publish every change.
+
+- The list is compared with the last value per subject in the stream: only subjects whose identity
+  (uid + resourceVersion, or content hash for folds) differs are published, and subjects the stream
+  holds but the list lacks get a tombstone — deletions that happened while nobody watched.
+- The watch starts from the list's resourceVersion with bookmarks, remembers the last version it
+  handled (bookmarks too) and resumes from it after a dropped stream; 410 Gone means relist.
+- Any other failure (API errors, bus errors) backs off and relists: the comparison with the stream
+  makes that safe, so a change is never lost, and ``Nats-Msg-Id`` ids make it never duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from kubernetes.client.exceptions import ApiException
+
+from services.common.bus import Bus
+from services.common.subjects import StreamName, k8s_kind_filter
+from services.watcher.observe import metrics
+from services.watcher.observe.projection import Projection
+from services.watcher.observe.stream import Ended, Line, ListCall, WatchStream, list_all
+from services.watcher.observe.translate import Identity, Observation, stored_identity
+
+log = logging.getLogger(__name__)
+
+GONE = 410
+NOT_FOUND = 404
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectorSettings:
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+    #: Re-list a resource whose API is absent (a CRD not installed) this often.
+    absent_retry: float = 30.0
+    watch_timeout_seconds: int = 300
+    #: After this many watch failures in a row without a single event, relist instead.
+    watch_failures_before_relist: int = 5
+    list_page: int = 500
+    publish_chunk: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSpec:
+    """One watched resource. ``calls`` are alternative list functions (e.g. BGPPeer v1beta2, then
+    v1beta1): the first the API serves is used."""
+
+    name: str
+    calls: tuple[ListCall, ...]
+
+
+class Relist(Exception):
+    """The watch cannot go on from its version; list again for ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Backoff:
+    initial: float
+    maximum: float
+    current: float = field(default=0.0)
+
+    def next(self) -> float:
+        self.current = min(self.maximum, self.current * 2 if self.current else self.initial)
+        return self.current
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+class _Poke:
+    """Inputs from outside the resource changed (the Secrets BGPPeers reference)."""
+
+
+class Reflector:
+    def __init__(
+        self,
+        *,
+        spec: ResourceSpec,
+        projection: Projection,
+        bus: Bus,
+        settings: ReflectorSettings = ReflectorSettings(),
+        wait_for: asyncio.Event | None = None,
+    ) -> None:
+        self.spec = spec
+        self.projection = projection
+        self.bus = bus
+        self.settings = settings
+        self.synced = asyncio.Event()
+        self._wait_for = wait_for
+        self._stored: dict[str, Identity] = {}
+        self._inbox: asyncio.Queue[Line | Ended | _Poke] = asyncio.Queue()
+        self._stream_number = 0
+        self._kind = projection.kind.value
+
+    def poke(self) -> None:
+        """Ask for the projection to be refreshed (callable from the loop, any time)."""
+        self._inbox.put_nowait(_Poke())
+
+    async def run(self) -> None:
+        """List, reconcile and watch until cancelled; never returns, never raises."""
+        if self._wait_for is not None:
+            await self._wait_for.wait()
+        backoff = _Backoff(self.settings.backoff_initial, self.settings.backoff_max)
+        reason = "initial"
+        while True:
+            try:
+                metrics.RELISTS.labels(self._kind, reason).inc()
+                call, version = await self._list_and_reconcile()
+                self.synced.set()
+                backoff.reset()
+                if call is None:
+                    reason = "absent"
+                    await asyncio.sleep(self.settings.absent_retry)  # the resource may be installed later
+                    continue
+                await self._watch(call, version)
+            except Relist as relist:
+                reason = relist.reason
+                log.info("relisting resource=%s reason=%s", self.spec.name, reason)
+            except Exception as error:  # any failure: back off and relist
+                reason = "error"
+                delay = backoff.next()
+                log.warning("reflector failed resource=%s error=%r retry_in_s=%.1f", self.spec.name, error, delay)
+                await asyncio.sleep(delay)  # backoff before relisting
+
+    # --- list and reconcile ---------------------------------------------------------------------
+
+    async def _list(self) -> tuple[ListCall | None, Sequence[dict[str, object]], str]:
+        for call in self.spec.calls:
+            try:
+                listed = await list_all(call, page=self.settings.list_page)
+            except ApiException as error:
+                if error.status == NOT_FOUND:
+                    continue
+                raise
+            return call, listed.items, listed.resource_version
+        log.warning("resource not served, treating it as empty resource=%s", self.spec.name)
+        return None, [], ""
+
+    async def _list_and_reconcile(self) -> tuple[ListCall | None, str]:
+        call, items, version = await self._list()
+        self.projection.replace(items, version)
+        self._drain_pokes()
+        self._stored = await self._read_stream()
+        subjects = sorted(set(self.projection.subjects()) | set(self._stored))
+        published = await self._sync(subjects, trigger=version or "absent")
+        log.info(
+            "listed resource=%s objects=%d stored=%d published=%d version=%s",
+            self.spec.name, len(items), len(self._stored), published, version,
+        )
+        return call, version
+
+    def _drain_pokes(self) -> None:
+        """Pokes queued before a list are answered by it; the rest of the inbox is stale."""
+        while not self._inbox.empty():
+            self._inbox.get_nowait()
+
+    async def _read_stream(self) -> dict[str, Identity]:
+        stored: dict[str, Identity] = {}
+        async for received in self.bus.read(
+            StreamName.K8S, subjects=[k8s_kind_filter(self.projection.kind)], last_per_subject=True
+        ):
+            identity = stored_identity(received.event)
+            if identity is not None:
+                stored[received.subject] = identity
+        return stored
+
+    async def _sync(self, subjects: Iterable[str], *, trigger: str) -> int:
+        """Publish what differs between the projection and the stream for ``subjects``."""
+        batch: list[Observation] = []
+        for subject in dict.fromkeys(subjects):
+            want = self.projection.desired(subject)
+            have = self._stored.get(subject)
+            if want is not None:
+                if have != want.identity:
+                    batch.append(want)
+            elif have is not None and not have.deleted:
+                batch.append(self.projection.tombstone(subject, have, trigger))
+        chunk = self.settings.publish_chunk
+        for start in range(0, len(batch), chunk):
+            part = batch[start : start + chunk]
+            await self.bus.publish_many((o.subject, o.event, o.msg_id) for o in part)
+            for observation in part:
+                self._stored[observation.subject] = observation.identity
+            metrics.EVENTS_PUBLISHED.labels(self._kind).inc(len(part))
+        return len(batch)
+
+    # --- watch ----------------------------------------------------------------------------------
+
+    def _deliver(self, item: Line | Ended) -> None:
+        self._inbox.put_nowait(item)
+
+    async def _watch(self, call: ListCall, version: str) -> None:
+        """Watch from ``version`` until a relist is needed (raises :class:`Relist`)."""
+        backoff = _Backoff(self.settings.backoff_initial, self.settings.backoff_max)
+        failures = 0
+        while True:
+            self._stream_number += 1
+            stream = WatchStream(
+                call,
+                number=self._stream_number,
+                resource_version=version,
+                deliver=self._deliver,
+                timeout_seconds=self.settings.watch_timeout_seconds,
+            )
+            stream.start()
+            try:
+                version, ended, progressed = await self._consume(stream.number, version)
+            finally:
+                await stream.close()
+            if progressed:
+                failures = 0
+                backoff.reset()
+            if ended.error is None:
+                metrics.WATCH_RESTARTS.labels(self._kind, "ended").inc()
+                continue
+            if isinstance(ended.error, ApiException) and ended.error.status == GONE:
+                raise Relist("expired")
+            failures += 1
+            if failures >= self.settings.watch_failures_before_relist:
+                raise Relist("error")
+            metrics.WATCH_RESTARTS.labels(self._kind, "error").inc()
+            delay = backoff.next() if failures > 1 else 0.0
+            log.info(
+                "watch broke resource=%s error=%r version=%s retry_in_s=%.1f",
+                self.spec.name, ended.error, version, delay,
+            )
+            if delay:
+                await asyncio.sleep(delay)  # backoff before watching again
+
+    async def _consume(self, number: int, version: str) -> tuple[str, Ended, bool]:
+        """Handle the stream's lines in batches; returns the last version, how it ended and whether
+        anything arrived."""
+        progressed = False
+        while True:
+            items = [await self._inbox.get()]
+            while not self._inbox.empty() and len(items) < self.settings.publish_chunk:
+                items.append(self._inbox.get_nowait())
+            subjects: list[str] = []
+            ended: Ended | None = None
+            next_version = version
+            for item in items:
+                if isinstance(item, _Poke):
+                    subjects.extend(self.projection.refresh())
+                elif item.stream != number or ended is not None:
+                    continue  # a line of an older stream, or after the end of this one
+                elif isinstance(item, Ended):
+                    ended = item
+                else:
+                    progressed = True
+                    next_version, changed = self._handle_line(item.text, next_version)
+                    subjects.extend(changed)
+            if subjects:
+                await self._sync(subjects, trigger=next_version)
+            version = next_version
+            if ended is not None:
+                return version, ended, progressed
+
+    def _handle_line(self, text: str, version: str) -> tuple[str, list[str]]:
+        try:
+            event = json.loads(text)
+            change, obj = event["type"], event["object"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable watch line resource=%s line=%.200s", self.spec.name, text)
+            return version, []
+        if change == "ERROR":
+            code = obj.get("code") if isinstance(obj, dict) else None
+            raise Relist("expired" if code == GONE else "error")
+        metadata = obj.get("metadata") if isinstance(obj, dict) else None
+        new_version = str((metadata or {}).get("resourceVersion") or version)
+        if change == "BOOKMARK":
+            return new_version, []
+        if change not in ("ADDED", "MODIFIED", "DELETED"):
+            return new_version, []
+        return new_version, self.projection.apply(change, obj)

@@ -1,0 +1,135 @@
+"""Which resources the watcher observes, with what call and into which projection; and running them."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schemas.events import CONFIG_KINDS, ObjectKind
+from services.common.bus import Bus
+from services.watcher.kube import KubeClients
+from services.watcher.observe import metrics
+from services.watcher.observe.projection import (
+    EndpointsProjection,
+    ObjectProjection,
+    PeerProjection,
+    Projection,
+    SecretProjection,
+    SecretReferences,
+)
+from services.watcher.observe.reflector import Reflector, ReflectorSettings, ResourceSpec
+from services.watcher.observe.stream import ListCall
+from services.watcher.observe.translate import (
+    KUBE_PROXY_NAME,
+    KUBE_PROXY_NAMESPACE,
+    Observation,
+    RawObject,
+    config_observed,
+    kube_proxy_observed,
+    namespace_observed,
+    node_observed,
+    secret_observed,
+    service_observed,
+)
+
+log = logging.getLogger(__name__)
+
+METALLB_GROUP = "metallb.io"
+
+#: metallb.io plurals and the versions read, preferred first.
+METALLB_RESOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "IPAddressPool": ("ipaddresspools", ("v1beta1",)),
+    "L2Advertisement": ("l2advertisements", ("v1beta1",)),
+    "BGPAdvertisement": ("bgpadvertisements", ("v1beta1",)),
+    "BGPPeer": ("bgppeers", ("v1beta2", "v1beta1")),
+    "BFDProfile": ("bfdprofiles", ("v1beta1",)),
+    "Community": ("communities", ("v1beta1",)),
+}
+
+
+def _skipped(kind: ObjectKind) -> Callable[[RawObject, Exception], None]:
+    def skip(obj: RawObject, error: Exception) -> None:
+        metrics.UNTRANSLATABLE.labels(kind.value).inc()
+        log.warning("skipping unreadable object kind=%s error=%s", kind.value, str(error)[:300])
+
+    return skip
+
+
+@dataclass
+class Observers:
+    """Every reflector of one leadership term."""
+
+    reflectors: list[Reflector]
+
+    @property
+    def synced(self) -> bool:
+        return all(r.synced.is_set() for r in self.reflectors)
+
+    async def wait_synced(self) -> None:
+        for reflector in self.reflectors:
+            await reflector.synced.wait()
+
+    async def run(self) -> None:
+        """Run every reflector until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for reflector in self.reflectors:
+                group.create_task(reflector.run(), name=f"reflector-{reflector.spec.name}")
+
+
+def build_observers(
+    *, bus: Bus, clients: KubeClients, namespace: str, settings: ReflectorSettings | None = None
+) -> Observers:
+    settings = settings or ReflectorSettings()
+    core, discovery, custom = clients.core, clients.discovery, clients.custom
+
+    def reflector(name: str, calls: tuple[ListCall, ...], projection: Projection,
+                  wait_for: asyncio.Event | None = None) -> Reflector:
+        return Reflector(spec=ResourceSpec(name, calls), projection=projection, bus=bus, settings=settings,
+                         wait_for=wait_for)
+
+    def simple(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> ObjectProjection:
+        return ObjectProjection(kind, translate, on_error=_skipped(kind))
+
+    reflectors = [
+        reflector("services", (core.list_service_for_all_namespaces,),
+                  simple(ObjectKind.SERVICE, service_observed)),
+        reflector("endpointslices", (discovery.list_endpoint_slice_for_all_namespaces,),
+                  EndpointsProjection(on_error=_skipped(ObjectKind.ENDPOINTS))),
+        reflector("nodes", (core.list_node,), simple(ObjectKind.NODE, node_observed)),
+        reflector("namespaces", (core.list_namespace,), simple(ObjectKind.NAMESPACE, namespace_observed)),
+        reflector(
+            "kube-proxy",
+            (functools.partial(core.list_namespaced_config_map, KUBE_PROXY_NAMESPACE,
+                               field_selector=f"metadata.name={KUBE_PROXY_NAME}"),),
+            simple(ObjectKind.KUBE_PROXY, kube_proxy_observed),
+        ),
+    ]
+    references = SecretReferences()
+    peers: Reflector | None = None
+    for kind_name, (plural, versions) in METALLB_RESOURCES.items():
+        kind = CONFIG_KINDS[kind_name]
+        calls = tuple(
+            functools.partial(custom.list_namespaced_custom_object, METALLB_GROUP, version, namespace, plural)
+            for version in versions
+        )
+        if kind is ObjectKind.BGP_PEER:
+            projection: Projection = PeerProjection(
+                config_observed, namespace=namespace, references=references, on_error=_skipped(kind)
+            )
+            peers = reflector(plural, calls, projection)
+            reflectors.append(peers)
+        else:
+            reflectors.append(reflector(plural, calls, simple(kind, config_observed)))
+    assert peers is not None
+    secrets = reflector(
+        "secrets",
+        (functools.partial(core.list_namespaced_secret, namespace),),
+        SecretProjection(secret_observed, references=references, on_error=_skipped(ObjectKind.SECRET)),
+        wait_for=peers.synced,
+    )
+    references.listen(secrets.poke)
+    reflectors.append(secrets)
+    return Observers(reflectors)

@@ -1,0 +1,341 @@
+"""Raw Kubernetes objects (camelCase JSON as the API returns it) → observed-state events.
+
+Pure: no I/O, no clock. Every input is treated as possibly malformed; an object that lacks its
+identity (name, uid, resourceVersion) raises :class:`Untranslatable`, anything else is read leniently
+(unknown values dropped, missing ones defaulted), so one odd object never stops the watcher.
+
+Each translation returns an :class:`Observation`: the subject, the event, the ``Nats-Msg-Id`` that
+makes its publish idempotent, and the :class:`Identity` the reflector compares with what the ``K8S``
+stream already holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
+
+import yaml
+
+from schemas.events import (
+    CONFIG_KINDS,
+    ConfigObjectObserved,
+    EndpointsObserved,
+    Event,
+    KubeProxyObserved,
+    NamespaceObserved,
+    NodeAddress,
+    NodeEndpoints,
+    NodeObserved,
+    ObjectDeleted,
+    ObjectKind,
+    ObjectRef,
+    SecretObserved,
+    ServiceObserved,
+    ServicePort,
+)
+from services.common.subjects import k8s_subject
+
+RawObject = dict[str, Any]
+
+METALLB_ANNOTATION_PREFIXES = ("metallb.io/", "metallb.universe.tf/")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+KUBE_PROXY_NAMESPACE = "kube-system"
+KUBE_PROXY_NAME = "kube-proxy"
+KUBE_PROXY_CONFIG_KEY = "config.conf"
+
+_PROTOCOLS = frozenset(get_args(ServicePort.model_fields["protocol"].annotation))
+_FAMILIES = frozenset({"IPv4", "IPv6"})
+_FAMILY_POLICIES = frozenset({"SingleStack", "PreferDualStack", "RequireDualStack"})
+
+
+class Untranslatable(ValueError):
+    """The object lacks what identifies it (name, uid or resourceVersion)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What tells two values of one subject apart: uid and version (resourceVersion, or a content
+    hash for folds), or a tombstone of ``uid``."""
+
+    uid: str
+    version: str
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    subject: str
+    event: Event
+    msg_id: str
+    identity: Identity
+
+
+# --- small readers of untrusted JSON -------------------------------------------------------------
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    return {k: v for k, v in _dict(value).items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _ref(obj: RawObject) -> ObjectRef:
+    meta = _dict(obj.get("metadata"))
+    name, uid, rv = _str(meta.get("name")), _str(meta.get("uid")), _str(meta.get("resourceVersion"))
+    if not (name and uid and rv):
+        raise Untranslatable(f"object without name, uid or resourceVersion: {meta!r:.200}")
+    return ObjectRef(namespace=_str(meta.get("namespace")), name=name, uid=uid, resource_version=rv)
+
+
+def _observation(kind: ObjectKind, ref: ObjectRef, event: Event) -> Observation:
+    return Observation(
+        subject=k8s_subject(kind, ref.namespace, ref.name),
+        event=event,
+        msg_id=f"{ref.uid}/{ref.resource_version}",
+        identity=Identity(ref.uid, ref.resource_version),
+    )
+
+
+# --- Services --------------------------------------------------------------------------------------
+
+
+def _ports(raw: Any) -> tuple[ServicePort, ...]:
+    ports = []
+    for item in _list(raw):
+        port = _dict(item).get("port")
+        protocol = _dict(item).get("protocol") or "TCP"
+        if isinstance(port, int) and 1 <= port <= 65535 and protocol in _PROTOCOLS:
+            ports.append(ServicePort(name=_str(item.get("name")), protocol=protocol, port=port))
+    return tuple(ports)
+
+
+def service_observed(obj: RawObject) -> Observation:
+    ref = _ref(obj)
+    meta, spec = _dict(obj.get("metadata")), _dict(obj.get("spec"))
+    ingress = _list(_dict(_dict(obj.get("status")).get("loadBalancer")).get("ingress"))
+    annotations = {
+        key: value
+        for key, value in _str_map(meta.get("annotations")).items()
+        if key.startswith(METALLB_ANNOTATION_PREFIXES)
+    }
+    policy = spec.get("ipFamilyPolicy")
+    event = ServiceObserved(
+        ref=ref,
+        service_type=_str(spec.get("type")) or "ClusterIP",
+        load_balancer_class=_str(spec.get("loadBalancerClass")) or None,
+        load_balancer_ip=_str(spec.get("loadBalancerIP")) or None,
+        annotations=annotations,
+        labels=_str_map(meta.get("labels")),
+        ports=_ports(spec.get("ports")),
+        ip_families=tuple(f for f in _list(spec.get("ipFamilies")) if f in _FAMILIES),
+        ip_family_policy=policy if policy in _FAMILY_POLICIES else None,
+        cluster_ips=tuple(ip for ip in _list(spec.get("clusterIPs")) if isinstance(ip, str) and ip != "None"),
+        external_traffic_policy="Local" if spec.get("externalTrafficPolicy") == "Local" else "Cluster",
+        selector=_str_map(spec.get("selector")),
+        ingress_ips=tuple(ip for entry in ingress if (ip := _str(_dict(entry).get("ip")))),
+    )
+    return _observation(ObjectKind.SERVICE, ref, event)
+
+
+# --- EndpointSlices, folded per Service and node ----------------------------------------------------
+
+#: Per node: (ready, serving) endpoint counts of one EndpointSlice.
+SliceCounts = dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class SliceSummary:
+    """What one EndpointSlice contributes to its Service's fold."""
+
+    namespace: str
+    name: str
+    service: str
+    resource_version: str
+    counts: Mapping[str, tuple[int, int]]
+
+
+def slice_summary(obj: RawObject) -> SliceSummary:
+    """An EndpointSlice reduced to its service and per-node counts. ``service`` is "" for a slice that
+    belongs to no Service (no ``kubernetes.io/service-name`` label)."""
+    meta = _dict(obj.get("metadata"))
+    name = _str(meta.get("name"))
+    if not name:
+        raise Untranslatable("EndpointSlice without a name")
+    counts: SliceCounts = {}
+    for endpoint in _list(obj.get("endpoints")):
+        endpoint = _dict(endpoint)
+        conditions = _dict(endpoint.get("conditions"))
+        # A missing condition means "unknown", which consumers read as ready (and serving as ready).
+        ready = conditions.get("ready") is not False
+        serving_value = conditions.get("serving")
+        serving = ready if serving_value is None else serving_value is True
+        node = _str(endpoint.get("nodeName"))
+        old_ready, old_serving = counts.get(node, (0, 0))
+        counts[node] = (old_ready + int(ready), old_serving + int(serving))
+    return SliceSummary(
+        namespace=_str(meta.get("namespace")),
+        name=name,
+        service=_str_map(meta.get("labels")).get(SERVICE_NAME_LABEL, ""),
+        resource_version=_str(meta.get("resourceVersion")),
+        counts=counts,
+    )
+
+
+def fold_endpoints(slices: Iterable[SliceSummary]) -> tuple[NodeEndpoints, ...]:
+    """Sum the per-node counts of a Service's slices; sorted by node name."""
+    totals: dict[str, tuple[int, int]] = {}
+    for summary in slices:
+        for node, (ready, serving) in summary.counts.items():
+            old_ready, old_serving = totals.get(node, (0, 0))
+            totals[node] = (old_ready + ready, old_serving + serving)
+    return tuple(NodeEndpoints(node=n, ready=r, serving=s) for n, (r, s) in sorted(totals.items()))
+
+
+def endpoints_hash(nodes: Iterable[NodeEndpoints]) -> str:
+    text = json.dumps([[n.node, n.ready, n.serving] for n in nodes], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def endpoints_observed(namespace: str, service: str, nodes: tuple[NodeEndpoints, ...], trigger: str) -> Observation:
+    """The fold of one Service's slices. Its id is the content hash plus ``trigger``, the
+    resourceVersion of the change (or list) that produced it, so that A → B → A is never mistaken
+    for a duplicate of the first A."""
+    digest = endpoints_hash(nodes)
+    subject = k8s_subject(ObjectKind.ENDPOINTS, namespace, service)
+    return Observation(
+        subject=subject,
+        event=EndpointsObserved(namespace=namespace, service=service, nodes=nodes),
+        msg_id=f"endpoints/{namespace}/{service}/{trigger}/{digest}",
+        identity=Identity("", digest),
+    )
+
+
+# --- Nodes, Namespaces --------------------------------------------------------------------------
+
+
+def node_observed(obj: RawObject) -> Observation:
+    ref = _ref(obj)
+    status = _dict(obj.get("status"))
+    unavailable = any(
+        _dict(c).get("type") == "NetworkUnavailable" and _dict(c).get("status") == "True"
+        for c in _list(status.get("conditions"))
+    )
+    addresses = tuple(
+        NodeAddress(type=_str(a.get("type")), address=_str(a.get("address")))
+        for a in map(_dict, _list(status.get("addresses")))
+        if _str(a.get("address"))
+    )
+    labels = _str_map(_dict(obj.get("metadata")).get("labels"))
+    event = NodeObserved(ref=ref, labels=labels, network_unavailable=unavailable, addresses=addresses)
+    return _observation(ObjectKind.NODE, ref, event)
+
+
+def namespace_observed(obj: RawObject) -> Observation:
+    ref = _ref(obj)
+    event = NamespaceObserved(ref=ref, labels=_str_map(_dict(obj.get("metadata")).get("labels")))
+    return _observation(ObjectKind.NAMESPACE, ref, event)
+
+
+# --- metallb.io objects and the Secrets BGPPeers reference ------------------------------------------
+
+
+def config_observed(obj: RawObject) -> Observation:
+    """A metallb.io object, kept whole (less ``managedFields``, which is bookkeeping)."""
+    ref = _ref(obj)
+    kind = _str(obj.get("kind"))
+    if kind not in CONFIG_KINDS:
+        raise Untranslatable(f"not a metallb.io configuration kind: {kind!r}")
+    raw = dict(obj)
+    raw["metadata"] = {k: v for k, v in _dict(obj.get("metadata")).items() if k != "managedFields"}
+    event = ConfigObjectObserved(ref=ref, kind=kind, api_version=_str(obj.get("apiVersion")), raw=raw)
+    return _observation(CONFIG_KINDS[kind], ref, event)
+
+
+def referenced_secrets(peers: Iterable[RawObject], namespace: str) -> frozenset[str]:
+    """Names of the Secrets in ``namespace`` that BGPPeers reference as ``spec.passwordSecret``."""
+    names = set()
+    for peer in peers:
+        secret = _dict(_dict(peer.get("spec")).get("passwordSecret"))
+        name = _str(secret.get("name"))
+        if name and _str(secret.get("namespace")) in ("", namespace):
+            names.add(name)
+    return frozenset(names)
+
+
+def secret_observed(obj: RawObject) -> Observation:
+    ref = _ref(obj)
+    data = {}
+    for key, value in _str_map(obj.get("data")).items():
+        try:
+            data[key] = base64.b64decode(value, validate=True).decode("utf-8", errors="replace")
+        except (binascii.Error, ValueError):
+            continue
+    event = SecretObserved(ref=ref, secret_type=_str(obj.get("type")), data=data)
+    return _observation(ObjectKind.SECRET, ref, event)
+
+
+# --- kube-proxy -----------------------------------------------------------------------------------
+
+
+def kube_proxy_settings(config_text: str) -> tuple[str, bool]:
+    """``mode`` and ``ipvs.strictARP`` of a KubeProxyConfiguration document ("" / False when absent
+    or unreadable)."""
+    try:
+        document = yaml.safe_load(config_text)
+    except yaml.YAMLError:
+        return "", False
+    document = _dict(document)
+    mode = _str(document.get("mode"))
+    strict_arp = _dict(document.get("ipvs")).get("strictARP") is True
+    return mode, strict_arp
+
+
+def kube_proxy_observed(obj: RawObject) -> Observation:
+    ref = _ref(obj)
+    mode, strict_arp = kube_proxy_settings(_str(_str_map(obj.get("data")).get(KUBE_PROXY_CONFIG_KEY)))
+    event = KubeProxyObserved(ref=ref, mode=mode, strict_arp=strict_arp)
+    return _observation(ObjectKind.KUBE_PROXY, ref, event)
+
+
+# --- tombstones and what the stream holds ---------------------------------------------------------
+
+
+def tombstone(kind: ObjectKind, namespace: str, name: str, uid: str, trigger: str) -> Observation:
+    """``ObjectDeleted`` for one subject. Its id is per uid (an object is deleted once); folds have no
+    uid and use ``trigger``, the resourceVersion of the change that emptied them."""
+    return Observation(
+        subject=k8s_subject(kind, namespace, name),
+        event=ObjectDeleted(kind=kind, namespace=namespace, name=name, uid=uid),
+        msg_id=f"{uid}/deleted" if uid else f"{kind.value}/{namespace}/{name}/{trigger}/deleted",
+        identity=Identity(uid, "", deleted=True),
+    )
+
+
+def stored_identity(event: Event) -> Identity | None:
+    """The identity of a value read back from the ``K8S`` stream (None for a foreign event)."""
+    if isinstance(event, ObjectDeleted):
+        return Identity(event.uid, "", deleted=True)
+    if isinstance(event, EndpointsObserved):
+        return Identity("", endpoints_hash(event.nodes))
+    ref = cast(ObjectRef | None, getattr(event, "ref", None))
+    if isinstance(ref, ObjectRef):
+        return Identity(ref.uid, ref.resource_version)
+    return None
+
+
+WatchEventType = Literal["ADDED", "MODIFIED", "DELETED"]
