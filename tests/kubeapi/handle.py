@@ -127,16 +127,26 @@ class KubeApi:
         """Drop the history: lists and watches from any older resourceVersion now get 410 Expired."""
         return str(self.store.compact())
 
-    def drop_watches(self, *, abrupt: bool = True) -> int:
-        """End every open watch stream; returns how many.
+    def drop_watches(self, *, abrupt: bool = True, resource: str | None = None) -> int:
+        """End every open watch stream (of one resource, if named); returns how many.
 
         ``abrupt=True`` cuts the connection mid-stream (the client sees a broken chunked response);
         ``abrupt=False`` ends each stream cleanly (``Watch.stream`` then re-watches from its last version).
         """
+        return self._stop_watches(End.ABORTED if abrupt else End.DROPPED, resource)
+
+    def expire_watches(self, resource: str | None = None) -> int:
+        """Send every open watch stream a 410 Expired ERROR event and end it, as a server whose watch cache
+        fell behind does; returns how many. (``compact()`` then ``drop_watches(abrupt=False)`` instead makes
+        the client's own re-watch meet the 410.)"""
+        return self._stop_watches(End.EXPIRED, resource)
+
+    def _stop_watches(self, how: End, resource: str | None) -> int:
+        storage = self.table.by_name(resource).storage if resource else None
         with self.store.cond:
-            watches = list(self.store.watches)
+            watches = [w for w in self.store.watches if storage is None or w.res.storage == storage]
             for session in watches:
-                session.stop = End.ABORTED if abrupt else End.DROPPED
+                session.stop = how
             self.store.cond.notify_all()
         return len(watches)
 

@@ -153,10 +153,10 @@ class _Handler(BaseHTTPRequestHandler):
             watch = query.get("watch") in ("true", "1")
             verb = _verb(method, route, watch)
             fault = self.server.store.take_fault(verb, route.resource, route.subresource)
-            if fault is not None:
+            if fault is not None and not (verb == "watch" and fault.code == 410):
                 raise fault
             if method == "GET" and route.name is None and watch:
-                self._watch(route, query)
+                self._watch(route, query, fail_with=fault)
             else:
                 code, result = self._handle(method, route, query, body)
                 self._send_json(code, result)
@@ -271,7 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
         return {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": metadata, "items": items}
 
     # ------------------------------------------------------------------ watch
-    def _watch(self, route: Route, query: dict[str, str]) -> None:
+    def _watch(self, route: Route, query: dict[str, str], *, fail_with: ApiError | None = None) -> None:
+        """Stream events; an injected 410 arrives as the ERROR event a real server sends."""
         timeout = query.get("timeoutSeconds")
         session = WatchSession(
             self.server.store,
@@ -281,6 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
             bookmarks=query.get("allowWatchBookmarks") in ("true", "1"),
             bookmark_interval=self.server.bookmark_interval,
             timeout=float(timeout) if timeout else None,
+            fail_with=fail_with,
         )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -68,11 +68,13 @@ class WatchSession:
         bookmarks: bool,
         bookmark_interval: float,
         timeout: float | None,
+        fail_with: ApiError | None = None,
     ) -> None:
         if resource_version not in (None, "", "0") and not str(resource_version).isdigit():
             raise ApiError(400, f"invalid resource version: {resource_version!r}")
         self.store = store
         self.res = res
+        self.fail_with = fail_with
         self.flt = flt
         self.resource_version = resource_version
         self.bookmarks = bookmarks
@@ -116,6 +118,8 @@ class WatchSession:
                 store.watches.add(self)
                 store.cond.notify_all()
                 try:
+                    if self.fail_with is not None:
+                        raise self.fail_with
                     cursor, initial = self._start()
                     self.cursor = cursor
                 except ApiError as exc:

@@ -256,3 +256,32 @@ def test_invalid_version_is_bad_request(core: client.CoreV1Api) -> None:
     with WatchRecorder(core.list_namespaced_config_map, "default", resource_version="abc", timeout_seconds=5) as rec:
         ended = rec.wait_ended()
     assert isinstance(ended.error, client.ApiException) and ended.error.status == 400
+
+
+def test_compact_then_graceful_drop_makes_the_rewatch_meet_410(kube_api: KubeApi, core: client.CoreV1Api) -> None:
+    start = kube_api.resource_version
+    with WatchRecorder(core.list_namespaced_config_map, "default", resource_version=start) as rec:
+        core.create_namespaced_config_map("default", _cm("a"))
+        assert _names([rec.next_event()]) == [("ADDED", "a")]
+        core.create_namespaced_config_map("other", _cm("b"))  # moves the version past the watcher's last event
+        kube_api.compact()
+        kube_api.drop_watches(abrupt=False)
+        ended = rec.wait_ended()
+    assert isinstance(ended.error, client.ApiException) and ended.error.status == 410
+
+
+def test_expire_watches_sends_410_to_open_streams(kube_api: KubeApi, core: client.CoreV1Api) -> None:
+    with WatchRecorder(core.list_namespaced_config_map, "default", resource_version="0", timeout_seconds=30) as rec:
+        assert kube_api.wait_for_watches(1)
+        assert kube_api.expire_watches("services") == 0
+        assert kube_api.expire_watches("configmaps") == 1
+        ended = rec.wait_ended()
+    assert isinstance(ended.error, client.ApiException) and ended.error.status == 410
+
+
+def test_injected_410_on_watch_is_an_error_event(kube_api: KubeApi, core: client.CoreV1Api) -> None:
+    kube_api.fail_next("watch", "configmaps", 410)
+    with WatchRecorder(core.list_namespaced_config_map, "default", resource_version="0", timeout_seconds=30) as rec:
+        ended = rec.wait_ended()
+    assert isinstance(ended.error, client.ApiException) and ended.error.status == 410
+    assert [r.code for r in kube_api.requests("watch", "configmaps")] == [200]  # 410 rides inside the stream
