@@ -151,9 +151,11 @@ class AddressBook:
     def candidate(self, state: PoolState, family: Family, request: ServiceRequest) -> Addr | None:
         """The first address of ``family`` the Service could take in the pool: ranges in pool order,
         within a range the lowest address that is free or legally shareable."""
-        used = self.uses[family]
         key = request.share
         keyed = state.keyed.get(key) if key.sharing else None
+        if keyed is None and state.assigned[family] >= state.capacity[family]:
+            return None  # full, and nothing to share: O(1) whatever the pool size
+        used = self.uses[family]
         ports = request.port_set
         for index in state.by_family[family]:
             best = state.free[index].lowest_free(used)
@@ -193,7 +195,7 @@ class AddressBook:
         holding = Record(
             request=request,
             pool=state.spec.name,
-            ips=tuple(to_ip(a.family, a.value) for a in addrs),
+            ips=tuple([to_ip(a.family, a.value) for a in addrs]),
             addrs=addrs,
             key=key,
             ports=ports,

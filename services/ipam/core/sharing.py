@@ -26,13 +26,15 @@ class SharingConflict(Enum):
     PORT_CONFLICT = "port_conflict"
 
 
-@dataclass(slots=True)
 class IPUse:
-    """The users of one address in use."""
+    """The users of one address in use: their ports, and which Service holds each port."""
 
-    key: ShareKey
-    users: dict[ServiceKey, frozenset[Port]] = field(default_factory=dict)
-    ports: dict[Port, ServiceKey] = field(default_factory=dict)
+    __slots__ = ("key", "ports", "users")
+
+    def __init__(self, key: ShareKey) -> None:
+        self.key = key
+        self.users: dict[ServiceKey, frozenset[Port]] = {}
+        self.ports: dict[Port, ServiceKey] = {}
 
     def others(self, service: ServiceKey) -> list[ServiceKey]:
         return sorted(s for s in self.users if s != service)
