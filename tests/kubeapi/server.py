@@ -67,6 +67,10 @@ class KubeHTTPServer(ThreadingHTTPServer):
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that resets its connection is no error of the server's: log, don't print."""
+        log.debug("kubeapi: connection from %s ended with an error", client_address, exc_info=True)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
             self._connections.add(request)

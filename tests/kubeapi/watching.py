@@ -163,15 +163,15 @@ class WatchSession:
                     return [], End.CLOSED, cursor, False
                 if not store.reaches(cursor):
                     return [], End.EXPIRED, cursor, False
-                changes = store.changes_after(cursor, open_watch=True)
                 now = time.monotonic()
+                if self.deadline is not None and now >= self.deadline:
+                    return [], End.TIMEOUT, cursor, False
+                changes = store.changes_after(cursor, open_watch=True)
                 if changes:
                     cursor = self.cursor = changes[-1].rv
                     events = [e for c in changes if c.key[0] == self.res.storage if (e := translate(c, self.flt))]
                     if events:
                         return [self._present(e) for e in events], None, cursor, False
-                if self.deadline is not None and now >= self.deadline:
-                    return [], End.TIMEOUT, cursor, False
                 if self.bookmarks and now >= next_bookmark:
                     self.cursor = cursor = max(cursor, store.rv)
                     return [], None, cursor, True
