@@ -68,6 +68,8 @@ SCENARIOS: dict[str, tuple[Sequence[PoolSpec], Sequence[Row]]] = {
             Gets(svc("s1"), ("10.4.0.0",), "p10-a"),
             Gets(svc("s2"), ("10.5.0.0",), "p10-b"),
             Gets(svc("s3"), ("10.6.0.0",), "p20"),
+            # a serviceAllocation that restricts nothing admits every Service (MetalLB never
+            # auto-assigns such a pool: it is in neither of its pinned lists; metalbus does)
             Gets(svc("s4"), ("10.7.0.0",), "unset"),
             Gets(svc("s5"), ("10.8.0.0",), "a-free"),
             Gets(svc("s6"), ("10.9.0.0",), "z-free"),
