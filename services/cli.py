@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ipam = commands.add_parser("ipam", help="decide address allocations and L2 placements")
     _add_runtime_arguments(ipam, "ipam")
+    ipam.add_argument(
+        "--load-balancer-class", default=os.environ.get("METALBUS_LOAD_BALANCER_CLASS") or None,
+        help="serve only Services of this loadBalancerClass (default: only Services without one)",
+    )
 
     announcer = commands.add_parser("announcer", help="announce IPs on this node (ARP/NDP, BGP)")
     _add_runtime_arguments(announcer, "announcer")
@@ -100,9 +104,10 @@ def _service_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
         return announcer_main(node=args.node)
     if args.command == "ipam":
+        from services.ipam.replica import ReplicaSettings
         from services.ipam.service import ipam_main
 
-        return ipam_main()
+        return ipam_main(ReplicaSettings(load_balancer_class=args.load_balancer_class))
     from services.watcher.service import watcher_main
 
     return watcher_main(kubeconfig=args.kubeconfig, namespace=args.namespace)

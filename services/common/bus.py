@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -52,6 +52,17 @@ class Published:
     sequence: int
     duplicate: bool
     envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One fenced append: it must land right after ``expected_last_sequence``."""
+
+    subject: str
+    event: Event
+    expected_last_sequence: int
+    causation_id: EventId | None = None
+    trace_headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +168,7 @@ class Bus:
         if not self.client.is_closed:
             try:
                 await self.client.drain()
-            except (nats.errors.ConnectionClosedError, nats.errors.TimeoutError):
+            except (nats.errors.ConnectionClosedError, TimeoutError):
                 await self.client.close()
 
     # --- streams -----------------------------------------------------------------------------
@@ -205,7 +216,7 @@ class Bus:
                     expected = expected_last_subject_sequence or 0
                 raise WrongLastSequence(subject, expected, error.description or "") from None
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as error:
+        except (TimeoutError, nats.errors.NoRespondersError) as error:
             raise RetryableError(f"publish to {subject}: {error!r}") from error
         return Published(sequence=ack.seq, duplicate=bool(ack.duplicate), envelope=envelope)
 
@@ -224,6 +235,37 @@ class Bus:
             Published(sequence=ack.seq, duplicate=bool(ack.duplicate), envelope=envelope)
             for ack, envelope in zip(acks, envelopes, strict=True)
         ]
+
+    async def append_fenced(self, items: Sequence[Append]) -> list[Published]:
+        """Append events in order, pipelined, each fenced on the sequence before it.
+
+        Either all land at the sequences their fences name, or :class:`WrongLastSequence` is raised
+        (a refused append makes every later one in the batch refused too, so nothing lands out of
+        order). Meant for a single writer that knows the stream's last sequence.
+        """
+        envelopes: list[Envelope] = []
+        futures = []
+        for item in items:
+            envelope = wrap(item.event, producer=self.producer, causation_id=item.causation_id)
+            envelopes.append(envelope)
+            headers = {Header.EXPECTED_LAST_SEQUENCE.value: str(item.expected_last_sequence)}
+            headers.update(item.trace_headers or {})
+            futures.append(await self.js.publish_async(item.subject, encode(envelope), headers=headers))
+        try:
+            async with asyncio.timeout(self.settings.request_timeout):
+                outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError as error:
+            raise RetryableError(f"no acknowledgement for {len(items)} appends in time") from error
+        published: list[Published] = []
+        for item, envelope, outcome in zip(items, envelopes, outcomes, strict=True):
+            if isinstance(outcome, nats.js.errors.BadRequestError) and (
+                outcome.err_code in WRONG_LAST_SEQUENCE_CODES
+            ):
+                raise WrongLastSequence(item.subject, item.expected_last_sequence, outcome.description or "")
+            if isinstance(outcome, BaseException):
+                raise RetryableError(f"append to {item.subject} failed: {outcome!r}") from outcome
+            published.append(Published(sequence=outcome.seq, duplicate=bool(outcome.duplicate), envelope=envelope))
+        return published
 
     async def notify(self, subject: str, event: Event) -> None:
         """Plain (not stored) publish, for heartbeats."""
@@ -284,7 +326,7 @@ class Bus:
             while remaining > 0:
                 try:
                     messages = await subscription.fetch(min(batch, remaining), timeout=5.0)
-                except nats.errors.TimeoutError as error:
+                except TimeoutError as error:  # nats-py raises both flavours
                     raise RetryableError(f"reading {stream.value}: no messages in time") from error
                 for message in messages:
                     metadata = message.metadata

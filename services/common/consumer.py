@@ -78,7 +78,7 @@ class Consumer:
             while not self._stopping.is_set():
                 try:
                     messages = await subscription.fetch(spec.batch, timeout=0.5)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats-py raises both flavours
                     continue
                 except nats.errors.ConnectionClosedError:
                     break

@@ -57,7 +57,7 @@ class BusLease:
             self._revision = await kv.create(self._name, self._holder.encode())
         except nats.js.errors.KeyWrongLastSequenceError:
             return False
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError):
+        except (TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError):
             return False
         log.info("lease acquired lease=%s holder=%s", self._name, self._holder)
         return True
@@ -72,7 +72,7 @@ class BusLease:
             return True
         except nats.js.errors.KeyWrongLastSequenceError:
             log.warning("lease lost lease=%s holder=%s", self._name, self._holder)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+        except (TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
             log.warning("lease not renewed lease=%s holder=%s error=%r", self._name, self._holder, e)
         self._revision = None
         return False

@@ -12,7 +12,19 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from schemas.events import ObjectKind
+from schemas.events import (
+    CONFIG_KINDS,
+    ConfigObjectObserved,
+    EndpointsObserved,
+    Event,
+    KubeProxyObserved,
+    NamespaceObserved,
+    NodeObserved,
+    ObjectDeleted,
+    ObjectKind,
+    SecretObserved,
+    ServiceObserved,
+)
 
 _SAFE = re.compile(r"[A-Za-z0-9:\-]")
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
@@ -115,6 +127,27 @@ def stream_spec(name: StreamName) -> StreamSpec:
 
 def k8s_subject(kind: ObjectKind, namespace: str, name: str) -> str:
     return f"{K8S_PREFIX}.{kind.value}.{encode_token(namespace)}.{encode_token(name)}"
+
+
+def observed_subject(event: Event) -> str:
+    """The ``K8S`` subject an observed event (or tombstone) belongs on."""
+    if isinstance(event, ServiceObserved):
+        return k8s_subject(ObjectKind.SERVICE, event.ref.namespace, event.ref.name)
+    if isinstance(event, EndpointsObserved):
+        return k8s_subject(ObjectKind.ENDPOINTS, event.namespace, event.service)
+    if isinstance(event, NodeObserved):
+        return k8s_subject(ObjectKind.NODE, "", event.ref.name)
+    if isinstance(event, NamespaceObserved):
+        return k8s_subject(ObjectKind.NAMESPACE, "", event.ref.name)
+    if isinstance(event, ConfigObjectObserved):
+        return k8s_subject(CONFIG_KINDS[event.kind], event.ref.namespace, event.ref.name)
+    if isinstance(event, SecretObserved):
+        return k8s_subject(ObjectKind.SECRET, event.ref.namespace, event.ref.name)
+    if isinstance(event, KubeProxyObserved):
+        return k8s_subject(ObjectKind.KUBE_PROXY, event.ref.namespace, event.ref.name)
+    if isinstance(event, ObjectDeleted):
+        return k8s_subject(event.kind, event.namespace, event.name)
+    raise ValueError(f"{type(event).__name__} is not an observed event")
 
 
 def k8s_kind_filter(kind: ObjectKind) -> str:

@@ -19,8 +19,13 @@ from services.common.nats_server import EmbeddedNats
 def run_dev(*, port: int, store: Path | None, kubeconfig: str | None, node: str | None) -> int:
     stop = threading.Event()  # Ctrl-C or SIGTERM
     changed = threading.Event()  # any of the above, or a child exited
+
+    def on_stop_signal(*_: object) -> None:
+        stop.set()
+        changed.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: (stop.set(), changed.set()))
+        signal.signal(signum, on_stop_signal)
     signal.signal(signal.SIGCHLD, lambda *_: changed.set())
     with EmbeddedNats(port=port, store_dir=store) as server:
         print(f"nats-server with JetStream at {server.url}", flush=True)

@@ -6,53 +6,22 @@ from typing import Any
 
 from schemas.events import (
     AllocationFailed,
-    ConfigObjectObserved,
     ConfigurationEvaluated,
     Event,
     IPAllocated,
     IPReleased,
     NamespaceObserved,
     ObjectDeleted,
-    ObjectKind,
     ObjectRef,
     PoolUsageReported,
     ReleaseReason,
-    ServiceObserved,
-    ServicePort,
 )
 from services.ipam.decider import Decider, Outgoing
-
-NS = "metallb-system"
-
-
-def pool(name: str, *addresses: str, **spec: Any) -> ConfigObjectObserved:
-    raw = {
-        "apiVersion": "metallb.io/v1beta1",
-        "kind": "IPAddressPool",
-        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "resourceVersion": "1"},
-        "spec": {"addresses": list(addresses), **spec},
-    }
-    return ConfigObjectObserved(
-        ref=ObjectRef(namespace=NS, name=name, uid=f"uid-{name}", resource_version=str(len(addresses))),
-        kind="IPAddressPool", api_version="metallb.io/v1beta1", raw=raw,
-    )
-
-
-def service(name: str, *, version: str = "1", namespace: str = "default", **fields: Any) -> ServiceObserved:
-    values: dict[str, Any] = {
-        "service_type": "LoadBalancer",
-        "ports": (ServicePort(protocol="TCP", port=80),),
-        "ip_families": ("IPv4",),
-        "cluster_ips": ("10.96.0.10",),
-    }
-    values.update(fields)
-    return ServiceObserved(
-        ref=ObjectRef(namespace=namespace, name=name, uid=f"uid-{name}", resource_version=version), **values
-    )
+from tests.builders import pool, service, service_deleted
 
 
 def deleted(name: str) -> ObjectDeleted:
-    return ObjectDeleted(kind=ObjectKind.SERVICE, namespace="default", name=name, uid=f"uid-{name}")
+    return service_deleted(name)
 
 
 def of_type(outgoing: list[Outgoing], kind: type[Event]) -> list[Any]:

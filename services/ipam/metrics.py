@@ -1,0 +1,30 @@
+"""Prometheus metrics of the ipam service (MetalLB's names where the meaning is the same)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from schemas.events import Event, PoolUsageReported
+
+ADDRESSES_IN_USE = Gauge(
+    "metallb_allocator_addresses_in_use_total", "Number of IP addresses in use, per pool", ["pool"]
+)
+ADDRESSES_TOTAL = Gauge("metallb_allocator_addresses_total", "Number of usable IP addresses, per pool", ["pool"])
+ACTIVE = Gauge("metalbus_ipam_active", "1 while this replica is the one deciding")
+DECISIONS = Counter("metalbus_ipam_decisions_total", "Decisions appended to the IPAM stream", ["type"])
+INVALID_INPUTS = Counter("metalbus_ipam_invalid_inputs_total", "Observed messages that failed validation")
+DECISION_LATENCY = Histogram(
+    "metalbus_ipam_decision_latency_seconds",
+    "From an observed event stored to the decisions it caused appended",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def count_decision(event: Event) -> None:
+    DECISIONS.labels(type=type(event).__name__).inc()
+
+
+def report_usage(event: PoolUsageReported) -> None:
+    in_use = event.ipv4.assigned + event.ipv6.assigned
+    ADDRESSES_IN_USE.labels(pool=event.pool).set(in_use)
+    ADDRESSES_TOTAL.labels(pool=event.pool).set(in_use + event.ipv4.available + event.ipv6.available)

@@ -1,0 +1,237 @@
+"""One ipam replica: standby (following both streams) or active (deciding), never both.
+
+Standby keeps the decider warm: it folds the IPAM stream (what the active replica decides) and the
+K8S stream (the world) as they grow, and tries to take the lease. Active: catch up, ``activate``
+(re-adopt, then decide what is pending), then decide on every observed change. Every append is fenced
+on the stream sequence, so a replica that lost the lease — or that was wrong about being alone —
+cannot write; it steps down and rebuilds from the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from nats.aio.msg import Msg
+from opentelemetry import trace
+
+from schemas.events import PoolUsageReported
+from schemas.events.codec import InvalidEvent
+from services.common.bus import Append, Bus, Header, Received
+from services.common.errors import RetryableError, WrongLastSequence
+from services.common.follower import Follower
+from services.common.lease import BusLease
+from services.common.subjects import StreamName, dead_letter_subject
+from services.common.tracing import extract_context, inject_context, tracer
+from services.ipam import metrics
+from services.ipam.decider import Decider, Outgoing
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "ipam"
+
+
+class Role(StrEnum):
+    STANDBY = "standby"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSettings:
+    lease_ttl: float = 2.0
+    #: How often a standby tries the lease (and an active replica renews it).
+    lease_interval: float = 0.25
+    batch: int = 500
+    load_balancer_class: str | None = None
+
+
+class Replica:
+    def __init__(self, bus: Bus, *, holder: str, settings: ReplicaSettings = ReplicaSettings()) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._lease = BusLease(bus, name=LEASE_NAME, holder=holder, ttl=settings.lease_ttl)
+        self._tracer = tracer(__name__)
+        self.role = Role.STANDBY
+        self.decider = Decider(load_balancer_class=settings.load_balancer_class)
+        self._decisions: Follower | None = None
+        self._world: Follower | None = None
+        #: Set once the stream history is loaded (readiness) and once active and caught up.
+        self.loaded = asyncio.Event()
+        self.activated = asyncio.Event()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await self._load()
+        try:
+            while not stopping.is_set():
+                if self.role is Role.STANDBY:
+                    await self._standby_step()
+                else:
+                    await self._active_step()
+        finally:
+            if self.role is Role.ACTIVE:
+                await self._lease.release()
+            for follower in (self._decisions, self._world):
+                if follower is not None:
+                    await follower.close()
+            metrics.ACTIVE.set(0)
+
+    # --- loading and following --------------------------------------------------------------
+
+    async def _load(self) -> None:
+        """Rebuild from scratch: the whole IPAM history, then the current world of K8S."""
+        started = time.perf_counter()
+        self.decider = Decider(load_balancer_class=self._settings.load_balancer_class)
+        for follower in (self._decisions, self._world):
+            if follower is not None:
+                await follower.close()
+        async for received in self._bus.read(StreamName.IPAM, batch=2000, on_invalid=self._dead_letter):
+            self.decider.load_decision(received.event, received.sequence)
+        world_end = await self._bus.last_sequence(StreamName.K8S)
+        async for received in self._bus.read(
+            StreamName.K8S, last_per_subject=True, batch=2000, on_invalid=self._dead_letter
+        ):
+            self.decider.load_observation(received.event)
+        self._decisions = Follower(
+            self._bus,
+            StreamName.IPAM,
+            start_sequence=self.decider.ledger.last_sequence + 1,
+            on_invalid=self._dead_letter,
+        )
+        self._world = Follower(self._bus, StreamName.K8S, start_sequence=world_end + 1, on_invalid=self._dead_letter)
+        self.loaded.set()
+        log.info(
+            "loaded ipam_sequence=%d services=%d allocations=%d seconds=%.3f",
+            self.decider.ledger.last_sequence,
+            len(self.decider.world.services),
+            len(self.decider.ledger.allocations),
+            time.perf_counter() - started,
+        )
+
+    async def _catch_up_decisions(self) -> None:
+        assert self._decisions is not None
+        while batch := await self._decisions.fetch(batch=2000, wait=0.05):
+            for received in batch:
+                self.decider.load_decision(received.event, received.sequence)
+
+    async def _follow_world(self, *, wait: float) -> list[Received]:
+        assert self._world is not None
+        return await self._world.fetch(batch=self._settings.batch, wait=wait)
+
+    # --- standby ----------------------------------------------------------------------------
+
+    async def _standby_step(self) -> None:
+        if await self._lease.try_acquire():
+            await self._activate()
+            return
+        await self._catch_up_decisions()
+        for received in await self._follow_world(wait=self._settings.lease_interval):
+            self.decider.load_observation(received.event)
+
+    # --- active -----------------------------------------------------------------------------
+
+    async def _activate(self) -> None:
+        started = time.perf_counter()
+        await self._catch_up_decisions()
+        for received in await self._drain_world():
+            self.decider.load_observation(received.event)
+        self.role = Role.ACTIVE
+        metrics.ACTIVE.set(1)
+        with self._tracer.start_as_current_span("ipam activate"):
+            outgoing = self.decider.activate()
+            appended = await self._append(outgoing, {})
+        if appended:
+            self.activated.set()
+            log.info(
+                "active ipam_sequence=%d decided=%d seconds=%.3f",
+                self.decider.ledger.last_sequence,
+                len(outgoing),
+                time.perf_counter() - started,
+            )
+
+    async def _drain_world(self) -> list[Received]:
+        drained: list[Received] = []
+        while batch := await self._follow_world(wait=0.05):
+            drained.extend(batch)
+        return drained
+
+    async def _active_step(self) -> None:
+        renew_at = time.monotonic() + self._settings.lease_interval
+        batch = await self._follow_world(wait=self._settings.lease_interval)
+        if batch:
+            outgoing: list[Outgoing] = []
+            contexts: dict[int, dict[str, str]] = {}
+            for received in batch:
+                with self._tracer.start_as_current_span(
+                    f"decide {type(received.event).__name__}",
+                    context=extract_context(received.headers),
+                    kind=trace.SpanKind.CONSUMER,
+                ):
+                    decided = self.decider.observe(received.event, cause=received.envelope.event_id)
+                    headers: dict[str, str] = {}
+                    inject_context(headers)
+                    for out in decided:
+                        contexts[out.sequence] = headers
+                    outgoing.extend(decided)
+            if not await self._append(outgoing, contexts):
+                return
+            _observe_latency(batch)
+        if time.monotonic() >= renew_at and not await self._lease.renew():
+            await self._step_down("lease lost")
+
+    async def _append(self, outgoing: list[Outgoing], contexts: dict[int, dict[str, str]]) -> bool:
+        """Append decisions fenced on their sequences; on a fence failure, step down and rebuild."""
+        if not outgoing:
+            return True
+        items = [
+            Append(out.subject, out.event, out.sequence - 1, out.causation_id, contexts.get(out.sequence))
+            for out in outgoing
+        ]
+        try:
+            for start in range(0, len(items), 1000):
+                await self._bus.append_fenced(items[start : start + 1000])
+        except WrongLastSequence as error:
+            await self._step_down(f"another writer appended first: {error}")
+            return False
+        except RetryableError as error:
+            await self._step_down(f"append failed: {error}")
+            return False
+        for out in outgoing:
+            metrics.count_decision(out.event)
+            if isinstance(out.event, PoolUsageReported):
+                metrics.report_usage(out.event)
+        return True
+
+    async def _step_down(self, reason: str) -> None:
+        log.warning("stepping down reason=%s", reason)
+        await self._lease.release()
+        self.role = Role.STANDBY
+        metrics.ACTIVE.set(0)
+        await self._load()
+
+    def _dead_letter(self, message: Msg, error: InvalidEvent) -> None:
+        metrics.INVALID_INPUTS.inc()
+        log.error("invalid event dropped subject=%s error=%s", message.subject, error)
+        stream = StreamName(message.metadata.stream)
+        task = asyncio.get_running_loop().create_task(
+            self._bus.js.publish(
+                dead_letter_subject(stream, "ipam"),
+                message.data,
+                headers={Header.ERROR.value: str(error)[:1024], Header.ORIGINAL_SUBJECT.value: message.subject},
+            )
+        )
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("dead letter not stored error=%r", task.exception())
+
+
+def _observe_latency(batch: list[Received]) -> None:
+    now = time.time()
+    for received in batch:
+        if received.time is not None:
+            metrics.DECISION_LATENCY.observe(max(0.0, now - received.time.timestamp()))

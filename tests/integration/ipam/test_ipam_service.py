@@ -1,0 +1,192 @@
+"""The ipam service on a real nats-server: decisions, restarts, two replicas, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator
+
+from schemas.events import ConfigurationEvaluated, ObjectKind
+from services.common.bus import Bus, BusSettings
+from services.common.nats_server import EmbeddedNats
+from services.common.subjects import IPAM_CONFIG_SUBJECT, StreamName, k8s_subject
+from services.ipam.replica import Replica, ReplicaSettings, Role
+from tests.builders import pool, service, service_deleted
+from tests.integration.ipam.helpers import (
+    allocations,
+    double_allocations,
+    failures,
+    lease_holder,
+    observe,
+    start_ipam,
+    stop,
+)
+from tests.waiting import async_wait_until
+
+FAST = ReplicaSettings(lease_ttl=1.0, lease_interval=0.1)
+
+
+class Running:
+    """An in-process replica with its own connection; ``stop()`` is a graceful SIGTERM."""
+
+    def __init__(self, replica: Replica, bus: Bus) -> None:
+        self.replica = replica
+        self._bus = bus
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(replica.run(self._stopping))
+
+    async def stop(self) -> None:
+        if self._task.done():
+            return
+        self._stopping.set()
+        await asyncio.wait_for(self._task, 10)
+        await self._bus.close()
+
+
+@contextlib.asynccontextmanager
+async def replica(url: str, name: str) -> AsyncIterator[Running]:
+    bus = await Bus.connect(BusSettings(url=url), producer=f"ipam/{name}")
+    running = Running(Replica(bus, holder=f"ipam/{name}", settings=FAST), bus)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_services_get_addresses_and_deletions_free_them(bus: Bus, nats_server: EmbeddedNats) -> None:
+    await observe(bus, [pool("lan", "192.168.10.0/24"), service("web"), service("db")])
+    async with replica(nats_server.url, "a") as active:
+        await async_wait_until(active.replica.activated.is_set, what="activation")
+        await async_wait_until(lambda: _count(bus, 2), what="two allocations")
+        assert await allocations(bus) == {"default/db": ("192.168.10.0",), "default/web": ("192.168.10.1",)}
+        await observe(bus, [service_deleted("db"), service("api")])
+        await async_wait_until(
+            lambda: _equals(bus, {"default/web": ("192.168.10.1",), "default/api": ("192.168.10.0",)}),
+            what="db's address to go to api",
+        )
+
+
+async def test_malformed_and_invalid_input_fail_alone(bus: Bus, nats_server: EmbeddedNats) -> None:
+    await observe(bus, [pool("lan", "192.168.10.0/24")])
+    async with replica(nats_server.url, "a") as active:
+        await async_wait_until(active.replica.activated.is_set, what="activation with a valid configuration")
+        await bus.js.publish(k8s_subject(ObjectKind.SERVICE, "default", "garbage"), b"\x00not an event")
+        await observe(bus, [
+            pool("broken", "not-a-cidr"),
+            service("wrong", annotations={"metallb.io/loadBalancerIPs": "10.9.9.9"}),
+            service("fine"),
+        ])
+        await async_wait_until(lambda: _count(bus, 1), what="the healthy Service served")
+        await async_wait_until(lambda: _failed(bus, "default/wrong"), what="the refused Service's failure")
+        failed = (await failures(bus))["default/wrong"]
+        assert failed.reason == "requested_ip_not_in_pool" and "10.9.9.9" in failed.message
+        assert (await allocations(bus))["default/fine"] == ("192.168.10.0",), "the last valid pools stay in force"
+        evaluated = await bus.last_value(StreamName.IPAM, IPAM_CONFIG_SUBJECT)
+        assert evaluated is not None and isinstance(evaluated.event, ConfigurationEvaluated)
+        assert not evaluated.event.valid
+        assert any("not-a-cidr" in problem.message for problem in evaluated.event.problems)
+        await async_wait_until(lambda: _dead_letters(bus, 1), what="the malformed message dead-lettered")
+
+
+async def test_restart_mid_stream_keeps_every_address(bus: Bus, nats_server: EmbeddedNats) -> None:
+    await observe(bus, [pool("lan", "10.20.0.0/22")])
+    process = start_ipam(nats_server.url)
+    try:
+        await observe(bus, [service(f"s{i}") for i in range(150)])
+        await async_wait_until(lambda: _count(bus, 150), timeout=30, what="150 allocations")
+        before = await allocations(bus)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        await observe(bus, [service_deleted(f"s{i}") for i in range(0, 150, 3)])
+        await observe(bus, [service(f"late{i}") for i in range(30)])
+        process = start_ipam(nats_server.url)
+        await async_wait_until(lambda: _count(bus, 150 - 50 + 30), timeout=30, what="the world after restart")
+        after = await allocations(bus)
+        survivors = {key: ips for key, ips in before.items() if int(key.split("/s")[1]) % 3}
+        assert {key: after[key] for key in survivors} == survivors, "an address moved across a restart"
+        assert await double_allocations(bus) == []
+    finally:
+        stop(process)
+
+
+async def test_two_replicas_survive_killing_the_active_one_repeatedly(bus: Bus, nats_server: EmbeddedNats) -> None:
+    await observe(bus, [pool("lan", "10.30.0.0/22")])
+    processes = [start_ipam(nats_server.url), start_ipam(nats_server.url)]
+    failovers: list[float] = []
+    try:
+        await async_wait_until(lambda: _has_holder(bus), timeout=20, what="an active replica")
+
+        async def churn() -> None:
+            for round_ in range(6):
+                await observe(bus, [service(f"r{round_}-{i}") for i in range(40)])
+                await observe(bus, [service_deleted(f"r{round_}-{i}") for i in range(0, 40, 4)])
+                await asyncio.sleep(0.3)  # pacing of the workload, not synchronisation
+
+        churning = asyncio.create_task(churn())
+        for _ in range(3):
+            holder = await lease_holder(bus)
+            assert holder is not None
+            victim = next(p for p in processes if holder.endswith(f"-{p.pid}"))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            killed_at = time.monotonic()
+            processes.remove(victim)
+            processes.append(start_ipam(nats_server.url))
+            await async_wait_until(lambda h=holder: _holder_changed(bus, h), timeout=10, what="a new active replica")
+            failovers.append(time.monotonic() - killed_at)
+        await churning
+        await async_wait_until(lambda: _count(bus, 6 * 30), timeout=30, what="every live Service allocated")
+        held = await allocations(bus)
+        assert set(held) == {f"default/r{r}-{i}" for r in range(6) for i in range(40) if i % 4}
+        assert len({ip for ips in held.values() for ip in ips}) == len(held), "one IP held twice"
+        assert await double_allocations(bus) == []
+        assert max(failovers) < 5, f"failover took {failovers}"
+    finally:
+        for process in processes:
+            stop(process)
+
+
+async def test_standby_takes_over_at_once_when_the_active_one_stops(bus: Bus, nats_server: EmbeddedNats) -> None:
+    await observe(bus, [pool("lan", "192.168.10.0/24"), service("web")])
+    async with replica(nats_server.url, "a") as first, replica(nats_server.url, "b") as second:
+        await async_wait_until(first.replica.activated.is_set, what="the first replica active")
+        await async_wait_until(second.replica.loaded.is_set, what="the standby loaded")
+        assert second.replica.role is Role.STANDBY
+        await observe(bus, [service("db")])
+        await async_wait_until(lambda: _count(bus, 2), what="db decided by the active replica")
+        stopped_at = time.monotonic()
+        await first.stop()  # releases the lease: no waiting for it to expire
+        await async_wait_until(second.replica.activated.is_set, timeout=5, what="the standby to activate")
+        assert time.monotonic() - stopped_at < 1.0
+        await observe(bus, [service("api")])
+        await async_wait_until(lambda: _count(bus, 3), what="api decided by the new active replica")
+        assert await allocations(bus) == {
+            "default/web": ("192.168.10.0",), "default/db": ("192.168.10.1",), "default/api": ("192.168.10.2",),
+        }
+
+
+async def _dead_letters(bus: Bus, expected: int) -> bool:
+    return int((await bus.js.stream_info(StreamName.DEAD_LETTER.value)).state.messages) == expected
+
+
+async def _count(bus: Bus, expected: int) -> bool:
+    return len(await allocations(bus)) == expected
+
+
+async def _equals(bus: Bus, expected: dict[str, tuple[str, ...]]) -> bool:
+    return await allocations(bus) == expected
+
+
+async def _failed(bus: Bus, key: str) -> bool:
+    return key in await failures(bus)
+
+
+async def _has_holder(bus: Bus) -> bool:
+    return await lease_holder(bus) is not None
+
+
+async def _holder_changed(bus: Bus, old: str) -> bool:
+    holder = await lease_holder(bus)
+    return holder is not None and holder != old
