@@ -79,8 +79,8 @@ def make_requests(count: int = 10_000) -> tuple[ServiceRequest, ...]:
     requests = []
     for i in range(count):
         ns = NAMESPACES[i % len(NAMESPACES)]
-        dual = i % 3 == 0
-        if dual:
+        families: tuple[Family, ...]
+        if i % 3 == 0:
             families = (Family.V4, Family.V6) if i % 2 else (Family.V6, Family.V4)
             policy = IPFamilyPolicy.PREFER_DUAL_STACK if i % 4 else IPFamilyPolicy.REQUIRE_DUAL_STACK
         else:
