@@ -1,107 +1,333 @@
-"""BIRD 2 as a BGP peer inside a lab namespace: configure, start, query with birdc."""
+"""Real BGP daemons from Debian as the peer inside a lab namespace: BIRD 2, FRR 8 (bgpd alone), GoBGP 3.
+
+Each is configured with one passive neighbour (the node), started in the foreground under the lab (so the lab
+kills it), and read back through its own CLI into a :class:`RouteView` the tests compare across daemons.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 from tests.netlab import Lab, wait_for
 
 
-def bird_skip_reason() -> str | None:
-    missing = [tool for tool in ("bird", "birdc") if shutil.which(tool) is None]
-    return f"BIRD 2 is not installed ({', '.join(missing)} missing; Debian package bird2)" if missing else None
+@dataclass(frozen=True)
+class Peering:
+    router_id: str
+    local: str
+    local_as: int
+    neighbor: str
+    neighbor_as: int
+    password: str | None = None
+    hold_time: int = 9
+    graceful_restart: bool = True
+
+
+@dataclass(frozen=True)
+class RouteView:
+    next_hop: str
+    as_path: tuple[int, ...]
+    communities: tuple[str, ...]
+    large_communities: tuple[str, ...]
+    local_pref: int | None
+
+
+class Router(Protocol):
+    NAME: ClassVar[str]
+
+    def established(self) -> bool: ...
+
+    def route(self, prefix: str) -> RouteView | None: ...
+
+    def diagnostics(self) -> str: ...
+
+
+def skip_reason(*tools: str, package: str) -> str | None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    return f"{', '.join(missing)} not installed (Debian package {package})" if missing else None
+
+
+def _start(lab: Lab, ns: str, ready: Any, *cmd: str) -> subprocess.Popen[str]:
+    proc = lab.popen(ns, *cmd, stdin=subprocess.DEVNULL)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {proc.stderr.read().strip()}")
+        return bool(ready())
+
+    wait_for(up, timeout=10, message=f"{cmd[0]} up")
+    return proc
+
+
+# --- BIRD 2 -------------------------------------------------------------------------------------------
 
 
 @dataclass
 class Bird:
+    NAME: ClassVar[str] = "bird"
     lab: Lab
     ns: str
     directory: Path
+
+    @staticmethod
+    def skip_reason() -> str | None:
+        return skip_reason("bird", "birdc", package="bird2")
 
     @property
     def socket(self) -> str:
         return str(self.directory / "bird.ctl")
 
     @classmethod
-    def start(cls, lab: Lab, ns: str, directory: Path, config: str) -> Bird:
+    def start(cls, lab: Lab, ns: str, directory: Path, peering: Peering) -> Bird:
         directory.mkdir(parents=True, exist_ok=True)
         conf = directory / "bird.conf"
-        conf.write_text(config)
+        conf.write_text(bird_config(peering, log_file=directory / "bird.log"))
         bird = cls(lab, ns, directory)
-        proc = lab.popen(
-            ns,
-            "bird",
-            "-f",
-            "-c",
-            str(conf),
-            "-s",
-            bird.socket,
-            "-P",
-            str(directory / "bird.pid"),
-            stdin=subprocess.DEVNULL,
-        )
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                assert proc.stderr is not None
-                raise RuntimeError(f"bird exited {proc.returncode}: {proc.stderr.read().strip()}")
-            return bird.birdc("show status", check=False).returncode == 0
-
-        wait_for(up, timeout=10, message="BIRD up")
+        ready = lambda: bird.birdc("show status", check=False).returncode == 0  # noqa: E731
+        _start(lab, ns, ready, "bird", "-f", "-c", str(conf), "-s", bird.socket, "-P", str(directory / "bird.pid"))
         return bird
 
     def birdc(self, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.lab.run(self.ns, "birdc", "-s", self.socket, *command.split(), check=check)
 
-    def route(self, prefix: str) -> str | None:
+    def route_text(self, prefix: str) -> str | None:
         """``show route all <prefix>``: the route's text, or None when BIRD has no such route."""
         out = self.birdc(f"show route all {prefix}", check=False).stdout
         return out if prefix in out else None
 
-    def protocol(self, name: str) -> str:
+    def protocol(self, name: str = "node") -> str:
         return self.birdc(f"show protocols all {name}").stdout
 
-    def established(self, name: str) -> bool:
-        return "Established" in self.protocol(name)
+    def established(self) -> bool:
+        return "Established" in self.protocol()
 
-    def log(self) -> str:
-        path = self.directory / "bird.log"
-        return path.read_text() if path.exists() else ""
+    def route(self, prefix: str) -> RouteView | None:
+        text = self.route_text(prefix)
+        if text is None:
+            return None
+        fields = dict(re.findall(r"^\s*BGP\.(\w+): ?(.*)$", text, re.MULTILINE))
+        return RouteView(
+            next_hop=fields["next_hop"].split()[0],
+            as_path=tuple(int(a) for a in fields.get("as_path", "").split()),
+            communities=tuple(f"{a}:{b}" for a, b in re.findall(r"\((\d+),(\d+)\)", fields.get("community", ""))),
+            large_communities=tuple(
+                f"{a}:{b}:{c}" for a, b, c in re.findall(r"\((\d+), (\d+), (\d+)\)", fields.get("large_community", ""))
+            ),
+            local_pref=int(fields["local_pref"]) if "local_pref" in fields else None,
+        )
+
+    def diagnostics(self) -> str:
+        log = self.directory / "bird.log"
+        return self.protocol() + (log.read_text() if log.exists() else "")
 
 
-def bgp_config(
-    *,
-    router_id: str,
-    local: str,
-    local_as: int,
-    neighbor: str,
-    neighbor_as: int,
-    log_file: Path,
-    password: str | None = None,
-    hold_time: int = 9,
-    graceful_restart: bool = True,
-) -> str:
-    """One BGP neighbour, passive, importing IPv4 and IPv6 unicast with next hops on the shared link."""
-    password_line = f'password "{password}";' if password else ""
-    gr_line = "graceful restart on;" if graceful_restart else ""
+def bird_config(peering: Peering, *, log_file: Path) -> str:
+    """One passive neighbour importing IPv4 and IPv6 unicast, next hops on the shared link."""
+    p = peering
+    password = f'password "{p.password}";' if p.password else ""
+    graceful = "graceful restart on;" if p.graceful_restart else ""
     return f"""
-router id {router_id};
+router id {p.router_id};
 log "{log_file}" all;
 protocol device {{ scan time 1; }}
 protocol bgp node {{
-    local {local} as {local_as};
-    neighbor {neighbor} as {neighbor_as};
+    local {p.local} as {p.local_as};
+    neighbor {p.neighbor} as {p.neighbor_as};
     passive on;
     direct;
-    hold time {hold_time};
-    connect retry time 1;
+    hold time {p.hold_time};
     error wait time 1, 2;
-    {password_line}
-    {gr_line}
+    {password}
+    {graceful}
     ipv4 {{ import all; export none; gateway direct; }};
     ipv6 {{ import all; export none; gateway direct; }};
 }}
 """
+
+
+# --- FRR 8 (bgpd without zebra) -----------------------------------------------------------------------
+
+
+@dataclass
+class Frr:
+    NAME: ClassVar[str] = "frr"
+    lab: Lab
+    ns: str
+    directory: Path
+    peering: Peering
+
+    @staticmethod
+    def skip_reason() -> str | None:
+        if not Path("/usr/lib/frr/bgpd").exists():
+            return "/usr/lib/frr/bgpd not installed (Debian package frr)"
+        return skip_reason("vtysh", package="frr")
+
+    @classmethod
+    def start(cls, lab: Lab, ns: str, directory: Path, peering: Peering) -> Frr:
+        directory.mkdir(parents=True, exist_ok=True)
+        conf = directory / "bgpd.conf"
+        conf.write_text(frr_config(peering, log_file=directory / "bgpd.log"))
+        frr = cls(lab, ns, directory, peering)
+        ready = lambda: frr.vtysh("show bgp summary", check=False).returncode == 0  # noqa: E731
+        _start(
+            lab, ns, ready, "/usr/lib/frr/bgpd", "-Z", "-S", "-n", "-f", str(conf), "-i", str(directory / "bgpd.pid"),
+            "-z", str(directory / "zserv.api"), "--vty_socket", str(directory), "-P", "0", "-u", "root", "-g", "root",
+        )  # fmt: skip
+        return frr
+
+    def vtysh(self, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.lab.run(self.ns, "vtysh", "--vty_socket", str(self.directory), "-c", command, check=check)
+
+    def neighbor(self) -> dict[str, Any]:
+        data = json.loads(self.vtysh(f"show bgp neighbors {self.peering.neighbor} json").stdout or "{}")
+        return dict(data.get(self.peering.neighbor, {}))
+
+    def established(self) -> bool:
+        return self.neighbor().get("bgpState") == "Established"
+
+    def route(self, prefix: str) -> RouteView | None:
+        family = "ipv6" if ":" in prefix else "ipv4"
+        data = json.loads(self.vtysh(f"show bgp {family} unicast {prefix} json").stdout or "{}")
+        paths = data.get("paths") or []
+        if not paths:
+            return None
+        path = paths[0]
+        return RouteView(
+            next_hop=path["nexthops"][0]["ip"],
+            as_path=tuple(a for s in path.get("aspath", {}).get("segments", []) for a in s["list"]),
+            communities=tuple(path.get("community", {}).get("list", [])),
+            large_communities=tuple(path.get("largeCommunity", {}).get("list", [])),
+            local_pref=path.get("locPrf"),
+        )
+
+    def diagnostics(self) -> str:
+        log = self.directory / "bgpd.log"
+        return json.dumps(self.neighbor(), indent=1)[:3000] + (log.read_text()[-5000:] if log.exists() else "")
+
+
+def frr_config(peering: Peering, *, log_file: Path) -> str:
+    p, n = peering, peering.neighbor
+    lines = [
+        "frr defaults traditional",
+        "hostname router",
+        f"log file {log_file} informational",
+        f"router bgp {p.local_as}",
+        f" bgp router-id {p.router_id}",
+        " no bgp ebgp-requires-policy",
+        " no bgp default ipv4-unicast",
+        *([" bgp graceful-restart"] if p.graceful_restart else []),
+        f" neighbor {n} remote-as {p.neighbor_as}",
+        f" neighbor {n} update-source {p.local}",
+        f" neighbor {n} passive",
+        f" neighbor {n} timers {max(1, p.hold_time // 3)} {p.hold_time}",
+        *([f" neighbor {n} password {p.password}"] if p.password else []),
+        " address-family ipv4 unicast",
+        f"  neighbor {n} activate",
+        " exit-address-family",
+        " address-family ipv6 unicast",
+        f"  neighbor {n} activate",
+        " exit-address-family",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- GoBGP 3 ------------------------------------------------------------------------------------------
+
+GOBGP_API = "127.0.0.1:50051"  # the router namespace's own loopback
+
+
+@dataclass
+class GoBgp:
+    NAME: ClassVar[str] = "gobgp"
+    lab: Lab
+    ns: str
+    directory: Path
+    peering: Peering
+
+    @staticmethod
+    def skip_reason() -> str | None:
+        return skip_reason("gobgpd", "gobgp", package="gobgpd")
+
+    @classmethod
+    def start(cls, lab: Lab, ns: str, directory: Path, peering: Peering) -> GoBgp:
+        directory.mkdir(parents=True, exist_ok=True)
+        conf = directory / "gobgpd.toml"
+        conf.write_text(gobgp_config(peering))
+        gobgp = cls(lab, ns, directory, peering)
+        ready = lambda: gobgp.cli("neighbor", check=False).returncode == 0  # noqa: E731
+        _start(lab, ns, ready, "gobgpd", "-f", str(conf), "-p", "--api-hosts", GOBGP_API, "--pprof-disable")
+        return gobgp
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        host, port = GOBGP_API.split(":")
+        return self.lab.run(self.ns, "gobgp", "-u", host, "-p", port, *args, check=check)
+
+    def neighbor(self) -> dict[str, Any]:
+        out = self.cli("neighbor", self.peering.neighbor, "-j", check=False).stdout
+        return dict(json.loads(out)) if out.strip().startswith("{") else {}
+
+    def established(self) -> bool:
+        return self.neighbor().get("state", {}).get("session_state") == 6  # ESTABLISHED
+
+    def route(self, prefix: str) -> RouteView | None:
+        family = "ipv6" if ":" in prefix else "ipv4"
+        data = json.loads(self.cli("global", "rib", "-a", family, prefix, "-j").stdout or "{}")
+        paths = data.get(prefix) or []
+        if not paths:
+            return None
+        attrs = {a["type"]: a for a in paths[0]["attrs"]}
+        next_hop = attrs[3]["nexthop"] if 3 in attrs else attrs[14]["nexthop"]
+        return RouteView(
+            next_hop=next_hop,
+            as_path=tuple(a for s in attrs.get(2, {}).get("as_paths", []) for a in s.get("asns", [])),
+            communities=tuple(f"{c >> 16}:{c & 0xFFFF}" for c in attrs.get(8, {}).get("communities", [])),
+            large_communities=tuple(
+                f"{c['ASN']}:{c['LocalData1']}:{c['LocalData2']}" for c in attrs.get(32, {}).get("value", [])
+            ),
+            local_pref=attrs[5]["value"] if 5 in attrs else None,
+        )
+
+    def diagnostics(self) -> str:
+        return json.dumps(self.neighbor(), indent=1)[:3000]
+
+
+def gobgp_config(peering: Peering) -> str:
+    p = peering
+    password = f'    auth-password = "{p.password}"\n' if p.password else ""
+    graceful = "true" if p.graceful_restart else "false"
+    families = "".join(
+        f"""  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "{name}"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = {graceful}
+"""
+        for name in ("ipv4-unicast", "ipv6-unicast")
+    )
+    return f"""[global.config]
+  as = {p.local_as}
+  router-id = "{p.router_id}"
+  port = 179
+  local-address-list = ["{p.local}"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{p.neighbor}"
+    peer-as = {p.neighbor_as}
+{password}  [neighbors.transport.config]
+    passive-mode = true
+  [neighbors.timers.config]
+    hold-time = {p.hold_time}
+    keepalive-interval = {max(1, p.hold_time // 3)}
+  [neighbors.graceful-restart.config]
+    enabled = {graceful}
+{families}"""
+
+
+ROUTERS: tuple[type[Bird] | type[Frr] | type[GoBgp], ...] = (Bird, Frr, GoBgp)

@@ -1,0 +1,84 @@
+"""The same story against BIRD 2, FRR 8 and GoBGP 3: the session comes up (iBGP with TCP MD5, or eBGP), IPv4
+and IPv6 routes arrive with the right next hop, communities, large communities and local-pref, and leave
+when they leave the desired set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.netlab import skip_reason
+from tests.network.bgp.harness import (
+    NODE4,
+    NODE6,
+    PASSWORD,
+    ROUTER4,
+    Net,
+    SpeakerProcess,
+    lab_net,
+    peering,
+    route,
+    wait_established,
+    wait_no_route,
+    wait_route,
+)
+from tests.network.bgp.routers import ROUTERS, Bird, Frr, GoBgp
+
+_SKIP = skip_reason()
+pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
+
+V4, V6 = "198.51.100.7/32", "2001:db8:77::7/128"
+ATTRS = {"communities": ["65000:7", "65000:8"], "large_communities": ["64512:1:2"], "local_pref": 300}
+Daemon = type[Bird] | type[Frr] | type[GoBgp]
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    with lab_net(tmp_path) as lab:
+        yield lab
+
+
+def daemon_param(kind: Daemon) -> object:
+    reason = kind.skip_reason()
+    return pytest.param(kind, id=kind.NAME, marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
+
+
+@pytest.mark.parametrize("daemon", [daemon_param(kind) for kind in ROUTERS])
+def test_ibgp_with_md5(net: Net, daemon: Daemon) -> None:
+    router = daemon.start(net.lab, net.router, net.directory / daemon.NAME, peering(password=PASSWORD))
+    speaker = SpeakerProcess(net, "speaker", password=PASSWORD)
+    speaker.announce(route(V4, **ATTRS), route(V6, **ATTRS))
+    wait_established(router, speaker)
+    v4, v6 = wait_route(router, V4), wait_route(router, V6)
+    assert (v4.next_hop, v6.next_hop) == (NODE4, NODE6)
+    for view in (v4, v6):
+        assert view.as_path == ()
+        assert view.local_pref == 300
+        assert view.communities == ("65000:7", "65000:8")
+        assert view.large_communities == ("64512:1:2",)
+    # the kernel signs the session: the node's socket carries an MD5 key for the router
+    assert f"md5keys:{ROUTER4}/32" in net.lab.run(net.node, "ss", "-tni", "dst", ROUTER4).stdout
+
+    speaker.announce(route(V6, **ATTRS))
+    wait_no_route(router, V4)
+    assert router.route(V6) is not None
+    speaker.announce()
+    wait_no_route(router, V6)
+    assert router.established()
+
+
+@pytest.mark.parametrize("daemon", [daemon_param(kind) for kind in ROUTERS])
+def test_ebgp(net: Net, daemon: Daemon) -> None:
+    router = daemon.start(net.lab, net.router, net.directory / daemon.NAME, peering(local_as=64513))
+    speaker = SpeakerProcess(net, "speaker", peer_as=64513)
+    speaker.announce(route(V4, communities=["64512:100"]), route(V6, large_communities=["64512:2:3"]))
+    wait_established(router, speaker)
+    v4, v6 = wait_route(router, V4), wait_route(router, V6)
+    assert (v4.next_hop, v4.as_path, v4.communities) == (NODE4, (64512,), ("64512:100",))
+    assert (v6.next_hop, v6.as_path, v6.large_communities) == (NODE6, (64512,), ("64512:2:3",))
+
+    speaker.stop()  # Cease: the peer drops the routes at once
+    wait_no_route(router, V4, timeout=5)
+    wait_no_route(router, V6, timeout=5)
