@@ -40,6 +40,7 @@ class KubeHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = False
     block_on_close = True
+    request_queue_size = 256  # many clients connecting at once must not meet SYN retries
 
     def __init__(self, store: Store, *, bookmark_interval: float) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
