@@ -119,8 +119,11 @@ def ips_by_interface(
 
     `desired` maps each owned IP to its allowed interface names (empty: every eligible interface)."""
     links = list(interfaces)
-    result: dict[str, set[IPAddress]] = {}
+    by_selection: dict[frozenset[str], list[IPAddress]] = {}
     for ip, selected in desired.items():
+        by_selection.setdefault(frozenset(selected), []).append(ip)
+    result: dict[str, set[IPAddress]] = {}
+    for selected, ips in by_selection.items():
         for facts in eligible_interfaces(links, selected=selected, policy=policy):
-            result.setdefault(facts.name, set()).add(ip)
+            result.setdefault(facts.name, set()).update(ips)
     return {name: frozenset(ips) for name, ips in result.items()}

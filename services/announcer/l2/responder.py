@@ -104,12 +104,9 @@ class _Port:
         self.owned_v4: frozenset[IPv4Address] = frozenset()
         self.owned_v6: frozenset[IPv6Address] = frozenset()
         self.groups: set[bytes] = set()
-        self.timers: dict[IPAddress, list[asyncio.TimerHandle]] = {}
+        self.takeovers: dict[IPAddress, int] = {}  # IP -> number of its latest takeover on this port
+        self.timers: list[asyncio.TimerHandle] = []
         self.down_logged = False
-
-    def cancel(self, ip: IPAddress) -> None:
-        for handle in self.timers.pop(ip, []):
-            handle.cancel()
 
 
 class L2Responder:
@@ -215,8 +212,8 @@ class L2Responder:
 
     def _close_port(self, name: str) -> None:
         port = self._ports.pop(name)
-        for ip in list(port.timers):
-            port.cancel(ip)
+        for handle in port.timers:
+            handle.cancel()
         if self._loop is not None:
             self._loop.remove_reader(port.sock.fileno())
         port.sock.close()  # memberships go with the socket
@@ -228,12 +225,13 @@ class L2Responder:
         port.owned_v4 = frozenset(ip for ip in ips if isinstance(ip, IPv4Address))
         port.owned_v6 = frozenset(ip for ip in ips if isinstance(ip, IPv6Address))
         for ip in old - ips:
-            port.cancel(ip)
             log.info("event=released ip=%s interface=%s", ip, port.facts.name)
         self._sync_groups(port)
-        for ip in sorted(ips - old, key=str):
+        new = sorted(ips - old, key=lambda ip: (ip.version, ip))
+        for ip in new:
             log.info("event=taken_over ip=%s interface=%s", ip, port.facts.name)
-            self._schedule_gratuitous(port, ip)
+        if new:
+            self._schedule_gratuitous(port, new)
 
     def _sync_groups(self, port: _Port) -> None:
         wanted = {ndp.multicast_mac(ndp.solicited_node_address(ip)) for ip in port.owned_v6}
@@ -250,32 +248,37 @@ class L2Responder:
             except OSError as exc:
                 log.warning("event=leave_failed interface=%s error=%s", port.facts.name, exc)
 
-    def _schedule_gratuitous(self, port: _Port, ip: IPAddress) -> None:
+    def _schedule_gratuitous(self, port: _Port, ips: list[IPAddress]) -> None:
+        """Announce `ips` now and at each later point of the schedule: one timer per point, not per IP.
+        An IP released meanwhile, or taken over again (a newer schedule), is skipped when a timer fires."""
         assert self._loop is not None
-        port.cancel(ip)
-        handles: list[asyncio.TimerHandle] = []
+        batch = []
+        for ip in ips:
+            port.takeovers[ip] = port.takeovers.get(ip, 0) + 1
+            batch.append((ip, port.takeovers[ip]))
+        now = self._loop.time()
+        port.timers = [h for h in port.timers if h.when() > now]
         for delay in self.config.gratuitous_schedule:
             if delay <= 0:
-                self._announce(port, ip)
+                self._announce(port, batch)
             else:
-                handles.append(self._loop.call_later(delay, self._announce, port, ip))
-        port.timers[ip] = handles
+                port.timers.append(self._loop.call_later(delay, self._announce, port, batch))
 
-    def _announce(self, port: _Port, ip: IPAddress) -> None:
+    def _announce(self, port: _Port, batch: list[tuple[IPAddress, int]]) -> None:
         if self._ports.get(port.facts.name) is not port:
             return
         mac = port.facts.mac
-        if isinstance(ip, IPv4Address):
-            if ip not in port.owned_v4:
-                return
-            frames = [arp.build_gratuitous_request(mac=mac, ip=ip), arp.build_gratuitous_reply(mac=mac, ip=ip)]
-        else:
-            if ip not in port.owned_v6:
-                return
-            frames = [ndp.build_unsolicited_na(mac=mac, ip=ip)]
-        for frame in frames:
-            if self._send(port, frame):
-                self.stats.gratuitous_sent[ip] += 1
+        for ip, takeover in batch:
+            if ip not in port.owned or port.takeovers.get(ip) != takeover:
+                continue
+            frames: tuple[bytes, ...]
+            if isinstance(ip, IPv4Address):
+                frames = (arp.build_gratuitous_request(mac=mac, ip=ip), arp.build_gratuitous_reply(mac=mac, ip=ip))
+            else:
+                frames = (ndp.build_unsolicited_na(mac=mac, ip=ip),)
+            for frame in frames:
+                if self._send(port, frame):
+                    self.stats.gratuitous_sent[ip] += 1
 
     # --- the wire ----------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import queue
 import re
@@ -29,8 +30,10 @@ class Announcer:
             *args,
         )  # fmt: skip
         self.events: list[Event] = []
+        self.log: collections.deque[str] = collections.deque(maxlen=500)  # the last lines of stderr
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump_log, daemon=True).start()
         self.ready = self.expect(lambda e: e["event"] == "ready", timeout=ready_timeout)
 
     def _pump(self) -> None:
@@ -38,6 +41,11 @@ class Announcer:
         for line in self.proc.stdout:
             self._lines.put(line)
         self._lines.put(None)
+
+    def _pump_log(self) -> None:  # an unread stderr pipe would block the announcer once full
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
 
     def expect(self, match: Callable[[Event], bool], *, timeout: float = 5.0) -> Event:
         """The next event satisfying `match` (earlier ones are kept in `events`)."""
@@ -53,8 +61,8 @@ class Announcer:
             except queue.Empty:
                 raise TimeoutError(f"no matching event from the announcer in {self.ns}") from None
             if line is None:
-                stderr = self.proc.stderr.read() if self.proc.stderr else ""
-                raise RuntimeError(f"announcer in {self.ns} exited {self.proc.wait()}: {stderr[-2000:]}")
+                tail = "".join(list(self.log)[-20:])
+                raise RuntimeError(f"announcer in {self.ns} exited {self.proc.wait()}: {tail}")
             event = json.loads(line)
             if match(event):
                 return event
