@@ -203,6 +203,20 @@ SCENARIOS: dict[str, tuple[Sequence[PoolSpec], Sequence[Row]]] = {
             Usage("dual", (1, 0, 1, 0)),
         ],
     ),
+    "dual-stack PreferDualStack across tiers: secondary family, pinned single before unpinned dual": (
+        [pool("v4pinned", "10.4.0.0/32", priority=5), pool("dual", "10.0.0.0/32", "fd00::/128")],
+        [
+            # the pinned tier is tried first and settles for the primary family, as MetalLB does
+            Gets(svc("a", fam="46", policy="prefer"), ("10.4.0.0",), "v4pinned"),
+            # RequireDualStack cannot be served by the pinned tier, so it falls through
+            Gets(svc("b", fam="46", policy="require"), ("10.0.0.0", "fd00::"), "dual"),
+            Releases("b", freed=("10.0.0.0", "fd00::")),
+            Gets(svc("c", fam="6"), ("fd00::",), "dual"),
+            # no pair and no IPv6 (its primary family) anywhere: the secondary family
+            Gets(svc("d", fam="64", policy="prefer"), ("10.0.0.0",), "dual"),
+            Refuses(svc("e", fam="64", policy="prefer"), R.NO_AVAILABLE_IP),
+        ],
+    ),
     "keeping, moving and losing an allocation when the request changes (convergeBalancer)": (
         [pool("a", "10.0.0.0/29"), pool("b", "10.1.0.0/29", auto=False)],
         [
