@@ -165,3 +165,19 @@ async def test_takeover_answer_conflict_release(monkeypatch: pytest.MonkeyPatch)
         assert responder.announced() == {}  # every socket closed, and its memberships with it
     assert responder.stats.requests_received == {VIP4: 3, VIP6: 2}
     assert responder.stats.responses_sent == {VIP4: 3, VIP6: 2}
+
+
+async def test_a_quick_release_and_takeover_restarts_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    wire = Wire(monkeypatch)
+    links = [InterfaceFacts(name="eth0", index=2, mac=NODE_MAC, up=True)]
+    config = ResponderConfig(gratuitous_schedule=(0.0, 0.1))
+    async with L2Responder(config=config, list_links=lambda: list(links)) as responder:
+        responder.set_desired({VIP4: ANY_INTERFACE, VIP6: ANY_INTERFACE})
+        responder.set_desired({VIP6: ANY_INTERFACE})
+        responder.set_desired({VIP4: ANY_INTERFACE, VIP6: ANY_INTERFACE})
+        # At once: two ARP and an NA (first takeover), two ARP (second takeover of VIP4).
+        assert [f[12:14] for f in wire.pending("eth0")] == [b"\x08\x06"] * 2 + [b"\x86\xdd"] + [b"\x08\x06"] * 2
+        # The first schedule repeats only VIP6; VIP4 follows its newer schedule, once.
+        repeats = await wire.receive("eth0", 3)
+        assert [f[12:14] for f in repeats] == [b"\x86\xdd", b"\x08\x06", b"\x08\x06"]
+        assert responder.stats.gratuitous_sent == {VIP4: 6, VIP6: 2}
