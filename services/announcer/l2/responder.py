@@ -150,6 +150,7 @@ class L2Responder:
             self._loop.remove_reader(self._events.fileno())
             self._events.close()
             self._events = None
+        self._loop = None  # a pending retry of the interface dump now finds nothing to converge
 
     def set_desired(self, desired: Mapping[IPAddress, AllowedInterfaces]) -> None:
         """The full set of IPs to answer for, each with its allowed interfaces. Takes effect at once."""
@@ -170,7 +171,7 @@ class L2Responder:
             self._links = self._list_links()
         except OSError as exc:
             log.warning("event=link_dump_failed error=%s retry_in=%s", exc, _RETRY)
-            if self._loop is not None and self._events is not None:
+            if self._loop is not None:
                 self._loop.call_later(_RETRY, self.rescan)
             return
         self._own_macs = frozenset(f.mac for f in self._links if f.mac)
