@@ -1,0 +1,265 @@
+"""Make one Kubernetes object show one desired state: read, compare, write only what differs.
+
+Every write carries the ``resourceVersion`` it was computed from, so a concurrent change answers 409;
+the object is then read again and the comparison redone (bounded, with a growing pause). A missing
+object (404) ends the work quietly: there is nothing to show the state on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from services.watcher.status import metrics
+from services.watcher.status.desired import (
+    DEPRECATED_POOL_ANNOTATION,
+    LABEL_MANAGED_BY,
+    LABEL_NODE,
+    LABEL_SERVICE_NAME,
+    LABEL_SERVICE_NAMESPACE,
+    MANAGED_BY,
+    POOL_ANNOTATION,
+    Absent,
+    AnnouncementStatusTarget,
+    ConfigStateTarget,
+    PoolTarget,
+    ServiceTarget,
+    Target,
+    TargetKind,
+    target_kind,
+)
+from services.watcher.status.objects import (
+    CONFIGURATION_STATES,
+    IP_ADDRESS_POOLS,
+    SERVICE_BGP_STATUSES,
+    SERVICE_L2_STATUSES,
+    SERVICES,
+    Conflict,
+    Gone,
+    Obj,
+    ObjectApi,
+    Resource,
+    meta,
+    resource_version,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class Outcome(StrEnum):
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"
+    GONE = "gone"
+
+
+class Converger:
+    def __init__(self, api: ObjectApi, *, namespace: str, max_conflicts: int = 6, conflict_pause: float = 0.02,
+                 clock: Clock = lambda: datetime.now(UTC)) -> None:
+        self.api = api
+        self.namespace = namespace
+        self._max_conflicts = max_conflicts
+        self._pause = conflict_pause
+        self._clock = clock
+
+    async def converge(self, target: Target) -> Outcome:
+        """Write ``target``; retries conflicts, raises :class:`ApiFailure` for anything else."""
+        kind = target_kind(target).value
+        for attempt in range(self._max_conflicts):
+            try:
+                return await self._once(target, kind)
+            except Conflict:
+                metrics.CONFLICTS.labels(kind).inc()
+                if attempt + 1 == self._max_conflicts:
+                    raise
+                await asyncio.sleep(self._pause * 2**attempt)  # let the other writer finish
+            except Gone:
+                return Outcome.GONE
+        raise AssertionError("unreachable")
+
+    async def _once(self, target: Target, kind: str) -> Outcome:
+        if isinstance(target, ServiceTarget):
+            return await self._service(target)
+        if isinstance(target, PoolTarget):
+            return await self._pool(target)
+        if isinstance(target, AnnouncementStatusTarget):
+            return await self._announcement(target)
+        if isinstance(target, ConfigStateTarget):
+            return await self._config_state(target)
+        return await self._absent(target)
+
+    async def _patch(self, resource: Resource, namespace: str, name: str, body: Obj, *,
+                     status: bool) -> Obj:
+        metrics.WRITES.labels(resource.kind, "patch_status" if status else "patch").inc()
+        return await self.api.patch(resource, namespace, name, body, status=status)
+
+    # --- Service ------------------------------------------------------------------------------
+
+    async def _service(self, target: ServiceTarget) -> Outcome:
+        obj = await self.api.get(SERVICES, target.namespace, target.name)
+        if target.uid and meta(obj).get("uid") not in (None, "", target.uid):
+            return Outcome.GONE  # the Service was deleted and made again: the decision was for the old one
+        written = False
+        ingress, annotations = service_changes(target, obj)
+        if ingress is not None:
+            body = {"metadata": {"resourceVersion": resource_version(obj)},
+                    "status": {"loadBalancer": {"ingress": ingress or None}}}
+            obj = await self._patch(SERVICES, target.namespace, target.name, body, status=True)
+            written = True
+            annotations = service_changes(target, obj)[1]
+        if annotations:
+            body = {"metadata": {"resourceVersion": resource_version(obj), "annotations": annotations}}
+            await self._patch(SERVICES, target.namespace, target.name, body, status=False)
+            written = True
+        return Outcome.WRITTEN if written else Outcome.UNCHANGED
+
+    # --- IPAddressPool status -----------------------------------------------------------------
+
+    async def _pool(self, target: PoolTarget) -> Outcome:
+        wanted = pool_status(target)
+        obj = await self.api.get(IP_ADDRESS_POOLS, self.namespace, target.name)
+        if {key: (obj.get("status") or {}).get(key) for key in wanted} == wanted:
+            return Outcome.UNCHANGED
+        body = {"metadata": {"resourceVersion": resource_version(obj)}, "status": wanted}
+        await self._patch(IP_ADDRESS_POOLS, self.namespace, target.name, body, status=True)
+        return Outcome.WRITTEN
+
+    # --- ServiceL2Status / ServiceBGPStatus ---------------------------------------------------
+
+    async def _announcement(self, target: AnnouncementStatusTarget) -> Outcome:
+        resource = SERVICE_L2_STATUSES if target.key.kind is TargetKind.L2_STATUS else SERVICE_BGP_STATUSES
+        return await self._ensure_with_status(resource, target.key.namespace, target.key.name,
+                                              announcement_labels(target), announcement_status(target))
+
+    async def _ensure_with_status(self, resource: Resource, namespace: str, name: str,
+                                  labels: dict[str, str], status: Obj,
+                                  same: Callable[[Obj], bool] | None = None) -> Outcome:
+        """Create the object if missing, then make its labels and status match."""
+        written = False
+        try:
+            obj = await self.api.get(resource, namespace, name)
+        except Gone:
+            metrics.WRITES.labels(resource.kind, "create").inc()
+            body = {"apiVersion": resource.api_version, "kind": resource.kind,
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels}}
+            obj = await self.api.create(resource, namespace, body)
+            written = True
+        current_labels = meta(obj).get("labels") or {}
+        if any(current_labels.get(key) != value for key, value in labels.items()):
+            body = {"metadata": {"resourceVersion": resource_version(obj), "labels": labels}}
+            obj = await self._patch(resource, namespace, name, body, status=False)
+            written = True
+        current = obj.get("status") or {}
+        if not (same(current) if same else current == status):
+            body = {"metadata": {"resourceVersion": resource_version(obj)},
+                    "status": {**{key: None for key in current if key not in status}, **status}}
+            await self._patch(resource, namespace, name, body, status=True)
+            written = True
+        return Outcome.WRITTEN if written else Outcome.UNCHANGED
+
+    async def _absent(self, target: Absent) -> Outcome:
+        resource = {TargetKind.L2_STATUS: SERVICE_L2_STATUSES,
+                    TargetKind.BGP_STATUS: SERVICE_BGP_STATUSES}.get(target.key.kind)
+        if resource is None:
+            return Outcome.UNCHANGED
+        metrics.WRITES.labels(resource.kind, "delete").inc()
+        try:
+            await self.api.delete(resource, target.key.namespace, target.key.name)
+        except Gone:
+            return Outcome.UNCHANGED
+        return Outcome.WRITTEN
+
+    # --- ConfigurationState -------------------------------------------------------------------
+
+    async def _config_state(self, target: ConfigStateTarget) -> Outcome:
+        namespace = self.namespace
+        labels = {"metallb.io/component-type": "controller", LABEL_MANAGED_BY: MANAGED_BY}
+        try:
+            obj = await self.api.get(CONFIGURATION_STATES, namespace, target.name)
+        except Gone:
+            obj = {}
+        status = config_status(target, obj.get("status") or {}, now=self._clock())
+        return await self._ensure_with_status(
+            CONFIGURATION_STATES, namespace, target.name, labels, status,
+            same=lambda current: _without_times(current) == _without_times(status))
+
+
+def pool_status(target: PoolTarget) -> dict[str, int]:
+    return {"assignedIPv4": target.assigned_ipv4, "assignedIPv6": target.assigned_ipv6,
+            "availableIPv4": target.available_ipv4, "availableIPv6": target.available_ipv6}
+
+
+def config_status(target: ConfigStateTarget, current: Obj, *, now: datetime) -> Obj:
+    """The ConfigurationState status to write: conditions merged by type (others kept), transition
+    times kept while a condition's status does not change."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    by_type: dict[str, Obj] = {c.get("type", ""): c for c in current.get("conditions") or []}
+    for condition in target.conditions:
+        before = by_type.get(condition.type) or {}
+        same_status = before.get("status") == condition.status.value
+        by_type[condition.type] = {
+            "type": condition.type, "status": condition.status.value, "reason": condition.reason,
+            "message": condition.message,
+            "lastTransitionTime": before.get("lastTransitionTime", stamp) if same_status else stamp,
+        }
+    status: Obj = {key: value for key, value in current.items() if key not in ("conditions",)}
+    status["conditions"] = [by_type[key] for key in sorted(by_type)]
+    if target.result is not None:
+        status["result"] = target.result.value
+        if target.error_summary:
+            status["errorSummary"] = target.error_summary
+        else:
+            status.pop("errorSummary", None)
+    return status
+
+
+def _without_times(status: Obj) -> Obj:
+    conditions = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []]
+    return {**status, "conditions": conditions}
+
+
+def service_changes(target: ServiceTarget, obj: Obj) -> tuple[list[Obj] | None, dict[str, str | None]]:
+    """What the Service lacks: the ingress list to write (None: already right) and annotation changes."""
+    current = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    if target.ips:
+        wanted: list[Obj] = [{"ip": ip, "ipMode": "VIP"} for ip in target.ips]
+    else:
+        wanted = [entry for entry in current if entry.get("ip") not in target.strip]
+    annotations = meta(obj).get("annotations") or {}
+    changes: dict[str, str | None] = {}
+    if target.pool is not None and annotations.get(POOL_ANNOTATION) != target.pool:
+        changes[POOL_ANNOTATION] = target.pool
+    if target.pool is None and POOL_ANNOTATION in annotations:
+        changes[POOL_ANNOTATION] = None
+    if DEPRECATED_POOL_ANNOTATION in annotations:
+        changes[DEPRECATED_POOL_ANNOTATION] = None
+    return (wanted if wanted != current else None), changes
+
+
+def announcement_labels(target: AnnouncementStatusTarget) -> dict[str, str]:
+    return {LABEL_NODE: target.node, LABEL_SERVICE_NAME: target.service_name,
+            LABEL_SERVICE_NAMESPACE: target.service_namespace, LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def announcement_status(target: AnnouncementStatusTarget) -> Obj:
+    status: Obj = {"node": target.node, "serviceName": target.service_name,
+                   "serviceNamespace": target.service_namespace}
+    if target.interfaces:
+        status["interfaces"] = [{"name": name} for name in target.interfaces]
+    if target.peers:
+        status["peers"] = list(target.peers)
+    return status
+
+
+def shows(target: ServiceTarget | AnnouncementStatusTarget, obj: Obj) -> bool:
+    """Whether ``obj`` (as listed) already shows ``target``."""
+    if isinstance(target, ServiceTarget):
+        ingress, annotations = service_changes(target, obj)
+        return ingress is None and not annotations
+    labels = meta(obj).get("labels") or {}
+    return (all(labels.get(k) == v for k, v in announcement_labels(target).items())
+            and (obj.get("status") or {}) == announcement_status(target))

@@ -1,0 +1,451 @@
+"""What Kubernetes should show, folded from the IPAM, ANNOUNCE and K8S (kube-proxy) streams. No I/O.
+
+:func:`apply` folds one event into :class:`StatusState` and answers with a :class:`Change`: the objects
+whose desired state moved (to be written) and the Kubernetes Events to record. :func:`target` gives
+the desired state of one object as it is *now*, so a writer that falls behind writes only the newest.
+
+Facts taken from MetalLB so its users see the same things:
+- ``status.loadBalancer.ingress`` lists exactly the allocated IPs (we add ``ipMode: VIP``), and the
+  ``metallb.io/ip-allocated-from-pool`` annotation names the pool; the deprecated
+  ``metallb.universe.tf/ip-allocated-from-pool`` is removed. A failed allocation leaves no IP.
+- Event reasons and messages: ``IPAllocated`` "Assigned IP [...]", ``AllocationFailed``
+  "Failed to allocate IP for "ns/name": ...", ``nodeAssigned`` "announcing from node "n" with protocol
+  "layer2"", ``deprecatedAnnotation`` "Service uses deprecated annotation ...", ``ClearAssignment``.
+- ServiceL2Status / ServiceBGPStatus: one per (node, Service) in the speaker namespace, labelled
+  ``metallb.io/node``, ``metallb.io/service-name``, ``metallb.io/service-namespace``.
+- ConfigurationState ``status.result`` is Valid / Invalid / Unknown, ``errorSummary`` the problems.
+Unlike MetalLB, the user's deprecated annotations are reported, never deleted from the Service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from schemas.events import (
+    AllocationFailed,
+    AnnouncementMode,
+    AnnouncementReported,
+    ConfigProblem,
+    ConfigurationEvaluated,
+    Event,
+    IPAllocated,
+    IPReleased,
+    KubeProxyObserved,
+    PoolUsageReported,
+    ReleaseReason,
+    ServiceId,
+)
+
+POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
+DEPRECATED_POOL_ANNOTATION = "metallb.universe.tf/ip-allocated-from-pool"
+LABEL_NODE = "metallb.io/node"
+LABEL_SERVICE_NAME = "metallb.io/service-name"
+LABEL_SERVICE_NAMESPACE = "metallb.io/service-namespace"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "metalbus"
+CONFIG_STATE_NAME = "metalbus"
+#: Kubernetes stores the pool counters as int64; an IPv6 pool can hold more.
+INT64_MAX = 2**63 - 1
+
+STRICT_ARP_FIX = (
+    'kubectl get configmap kube-proxy -n kube-system -o yaml | sed -e "s/strictARP: false/strictARP: true/" '
+    "| kubectl apply -f - -n kube-system"
+)
+
+
+class TargetKind(StrEnum):
+    SERVICE = "Service"
+    POOL = "IPAddressPool"
+    L2_STATUS = "ServiceL2Status"
+    BGP_STATUS = "ServiceBGPStatus"
+    CONFIG_STATE = "ConfigurationState"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ObjectKey:
+    kind: TargetKind
+    namespace: str
+    name: str
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Reason(StrEnum):
+    IP_ALLOCATED = "IPAllocated"
+    ALLOCATION_FAILED = "AllocationFailed"
+    CLEAR_ASSIGNMENT = "ClearAssignment"
+    NODE_ASSIGNED = "nodeAssigned"
+    DEPRECATED_ANNOTATION = "deprecatedAnnotation"
+    STRICT_ARP_REQUIRED = "StrictARPRequired"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeEvent:
+    """A Kubernetes Event to record about ``regarding`` (uid empty when unknown)."""
+
+    regarding: ObjectKey
+    uid: str
+    type: EventType
+    reason: Reason
+    message: str
+
+
+# --- desired objects ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTarget:
+    """Allocated: ``ips`` and ``pool`` set. Released: both empty; ``strip`` lists the IPs to take out."""
+
+    namespace: str
+    name: str
+    uid: str
+    ips: tuple[str, ...] = ()
+    pool: str | None = None
+    strip: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTarget:
+    name: str
+    assigned_ipv4: int
+    assigned_ipv6: int
+    available_ipv4: int
+    available_ipv6: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnnouncementStatusTarget:
+    """A ServiceL2Status (``interfaces``) or ServiceBGPStatus (``peers``) object."""
+
+    key: ObjectKey
+    node: str
+    service_namespace: str
+    service_name: str
+    interfaces: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+class ConfigResult(StrEnum):
+    VALID = "Valid"
+    INVALID = "Invalid"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigStateTarget:
+    """``result`` None: leave result and summary as they are (only conditions to set)."""
+
+    name: str
+    result: ConfigResult | None
+    error_summary: str
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Absent:
+    """The object should not exist (deleted if it does)."""
+
+    key: ObjectKey
+
+
+Target = ServiceTarget | PoolTarget | AnnouncementStatusTarget | ConfigStateTarget | Absent
+
+
+def target_kind(target: Target) -> TargetKind:
+    if isinstance(target, ServiceTarget):
+        return TargetKind.SERVICE
+    if isinstance(target, PoolTarget):
+        return TargetKind.POOL
+    if isinstance(target, ConfigStateTarget):
+        return TargetKind.CONFIG_STATE
+    return target.key.kind
+
+
+# --- state --------------------------------------------------------------------------------------
+
+NodeIp = tuple[str, str]
+
+
+@dataclass
+class StatusState:
+    """The fold of every event seen so far; ``namespace`` is where metalbus keeps its status objects."""
+
+    namespace: str
+    services: dict[tuple[str, str], ServiceTarget] = field(default_factory=dict)
+    announcements: dict[tuple[str, str, AnnouncementMode], AnnouncementReported] = field(default_factory=dict)
+    #: status object key → the (node, ip) announcements it summarises
+    by_status: defaultdict[ObjectKey, set[NodeIp]] = field(default_factory=lambda: defaultdict(set))
+    pools: dict[str, PoolTarget] = field(default_factory=dict)
+    config: ConfigurationEvaluated | None = None
+    kube_proxy: KubeProxyObserved | None = None
+    #: subject → the last stream sequence folded (a redelivered or older message changes nothing)
+    applied: dict[str, int] = field(default_factory=dict)
+
+    def object_keys(self) -> list[ObjectKey]:
+        """Every object this state has an opinion about."""
+        out = [service_key(ns, name) for ns, name in self.services]
+        out += list(self.by_status)
+        out += [ObjectKey(TargetKind.POOL, self.namespace, name) for name in self.pools]
+        if self.config is not None or self.kube_proxy is not None:
+            out.append(config_state_key(self.namespace))
+        return sorted(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    keys: frozenset[ObjectKey] = frozenset()
+    events: tuple[KubeEvent, ...] = ()
+
+
+NO_CHANGE = Change()
+
+
+def service_key(namespace: str, name: str) -> ObjectKey:
+    return ObjectKey(TargetKind.SERVICE, namespace, name)
+
+
+def config_state_key(namespace: str) -> ObjectKey:
+    return ObjectKey(TargetKind.CONFIG_STATE, namespace, CONFIG_STATE_NAME)
+
+
+def status_object_name(mode: AnnouncementMode, node: str, namespace: str, name: str) -> str:
+    """A stable, valid object name per (mode, node, Service): readable prefix plus a digest."""
+    prefix = "l2" if mode is AnnouncementMode.L2 else "bgp"
+    digest = hashlib.sha256(f"{mode}/{node}/{namespace}/{name}".encode()).hexdigest()[:10]
+    readable = f"{prefix}-{namespace}-{name}-{node}".lower()[:200].rstrip("-.")
+    return f"{readable}-{digest}"
+
+
+def go_quoted_list(items: tuple[str, ...]) -> str:
+    """How Go's ``%q`` prints a slice of strings: ``["a" "b"]``."""
+    return "[" + " ".join(f'"{item}"' for item in items) + "]"
+
+
+# --- the fold -----------------------------------------------------------------------------------
+
+
+def apply(state: StatusState, event: Event, *, subject: str, sequence: int) -> Change:
+    """Fold one event (read from ``subject`` at ``sequence``) into ``state``."""
+    if sequence and state.applied.get(subject, 0) >= sequence:
+        return NO_CHANGE
+    if sequence:
+        state.applied[subject] = sequence
+    if isinstance(event, IPAllocated):
+        return _allocated(state, event)
+    if isinstance(event, IPReleased):
+        return _released(state, event)
+    if isinstance(event, AllocationFailed):
+        return _failed(state, event)
+    if isinstance(event, AnnouncementReported):
+        return _announced(state, event)
+    if isinstance(event, PoolUsageReported):
+        return _pool_usage(state, event)
+    if isinstance(event, ConfigurationEvaluated):
+        state.config = event
+        return Change(keys=frozenset({config_state_key(state.namespace)}))
+    if isinstance(event, KubeProxyObserved):
+        return _kube_proxy(state, event)
+    return NO_CHANGE
+
+
+def _service_event(service: ServiceId, kind: EventType, reason: Reason, message: str) -> KubeEvent:
+    return KubeEvent(service_key(service.namespace, service.name), service.uid, kind, reason, message)
+
+
+def _allocated(state: StatusState, event: IPAllocated) -> Change:
+    service = event.service
+    ident = (service.namespace, service.name)
+    before = state.services.get(ident)
+    uid = service.uid or (before.uid if before else "")
+    state.services[ident] = ServiceTarget(service.namespace, service.name, uid, event.ips, event.pool)
+    key = service_key(*ident)
+    if before is not None and before.ips == event.ips and before.pool == event.pool:
+        return Change(keys=frozenset({key}))  # re-adopted: nothing new to tell
+    service = ServiceId(namespace=service.namespace, name=service.name, uid=uid)
+    events = [_service_event(service, EventType.NORMAL, Reason.IP_ALLOCATED,
+                             f"Assigned IP {go_quoted_list(event.ips)}")]
+    events += [
+        _service_event(service, EventType.WARNING, Reason.DEPRECATED_ANNOTATION,
+                       f"Service uses deprecated annotation {annotation}")
+        for annotation in sorted(event.deprecated_annotations)
+    ]
+    return Change(keys=frozenset({key}), events=tuple(events))
+
+
+def _cleared(state: StatusState, service: ServiceId, strip: tuple[str, ...]) -> tuple[ObjectKey, str]:
+    ident = (service.namespace, service.name)
+    before = state.services.get(ident)
+    uid = service.uid or (before.uid if before else "")
+    known = before.ips if before else ()
+    strip = tuple(dict.fromkeys((*known, *strip)))
+    state.services[ident] = ServiceTarget(service.namespace, service.name, uid, strip=strip)
+    return service_key(*ident), uid
+
+
+def _released(state: StatusState, event: IPReleased) -> Change:
+    service = event.service
+    if event.reason is ReleaseReason.SERVICE_DELETED:
+        state.services.pop((service.namespace, service.name), None)
+        return NO_CHANGE  # nothing left to write on, nobody to tell
+    key, uid = _cleared(state, service, event.ips)
+    detail = f": {event.message}" if event.message else ""
+    message = (f"Released IP {go_quoted_list(event.ips)} of \"{service.namespace}/{service.name}\" "
+               f"({event.reason.value}){detail}")
+    return Change(keys=frozenset({key}), events=(
+        KubeEvent(key, uid, EventType.NORMAL, Reason.CLEAR_ASSIGNMENT, message),))
+
+
+def _failed(state: StatusState, event: AllocationFailed) -> Change:
+    service = event.service
+    key, uid = _cleared(state, service, ())
+    message = f"Failed to allocate IP for \"{service.namespace}/{service.name}\": {event.message}"
+    return Change(keys=frozenset({key}), events=(
+        KubeEvent(key, uid, EventType.WARNING, Reason.ALLOCATION_FAILED, message),))
+
+
+def _announced(state: StatusState, event: AnnouncementReported) -> Change:
+    where = (event.node, event.ip, event.mode)
+    before = state.announcements.pop(where, None)
+    kind = TargetKind.L2_STATUS if event.mode is AnnouncementMode.L2 else TargetKind.BGP_STATUS
+    keys: set[ObjectKey] = set()
+    for previous in before.services if before else ():
+        key = ObjectKey(kind, state.namespace,
+                        status_object_name(event.mode, event.node, previous.namespace, previous.name))
+        state.by_status[key].discard((event.node, event.ip))
+        keys.add(key)
+    events: list[KubeEvent] = []
+    if event.announcing:
+        state.announcements[where] = event
+        for service in event.services:
+            key = ObjectKey(kind, state.namespace,
+                            status_object_name(event.mode, event.node, service.namespace, service.name))
+            state.by_status[key].add((event.node, event.ip))
+            keys.add(key)
+            if before is None or service not in before.services:
+                events.append(_service_event(
+                    service, EventType.NORMAL, Reason.NODE_ASSIGNED,
+                    f'announcing from node "{event.node}" with protocol "{event.mode.value}"'))
+    return Change(keys=frozenset(keys), events=tuple(events))
+
+
+def _pool_usage(state: StatusState, event: PoolUsageReported) -> Change:
+    state.pools[event.pool] = PoolTarget(
+        event.pool,
+        assigned_ipv4=min(event.ipv4.assigned, INT64_MAX),
+        assigned_ipv6=min(event.ipv6.assigned, INT64_MAX),
+        available_ipv4=min(event.ipv4.available, INT64_MAX),
+        available_ipv6=min(event.ipv6.available, INT64_MAX),
+    )
+    return Change(keys=frozenset({ObjectKey(TargetKind.POOL, state.namespace, event.pool)}))
+
+
+def strict_arp_missing(kube_proxy: KubeProxyObserved) -> bool:
+    """kube-proxy in IPVS mode answers ARP for every Service IP on every node unless ``strictARP``."""
+    return kube_proxy.mode.lower() == "ipvs" and not kube_proxy.strict_arp
+
+
+def strict_arp_message() -> str:
+    return ("kube-proxy runs in IPVS mode without strictARP: true, so every node answers ARP for "
+            f"LoadBalancer IPs and layer2 announcements break. Fix: {STRICT_ARP_FIX}")
+
+
+def _kube_proxy(state: StatusState, event: KubeProxyObserved) -> Change:
+    was_missing = state.kube_proxy is not None and strict_arp_missing(state.kube_proxy)
+    state.kube_proxy = event
+    key = config_state_key(state.namespace)
+    events: tuple[KubeEvent, ...] = ()
+    if strict_arp_missing(event) and not was_missing:
+        events = (KubeEvent(key, "", EventType.WARNING, Reason.STRICT_ARP_REQUIRED, strict_arp_message()),)
+    return Change(keys=frozenset({key}), events=events)
+
+
+# --- desired state of one object ----------------------------------------------------------------
+
+
+def target(state: StatusState, key: ObjectKey) -> Target | None:
+    """The desired state of ``key`` now; None when this state has no opinion about it."""
+    if key.kind is TargetKind.SERVICE:
+        return state.services.get((key.namespace, key.name))
+    if key.kind is TargetKind.POOL:
+        return state.pools.get(key.name)
+    if key.kind is TargetKind.CONFIG_STATE:
+        return config_state_target(state.config, state.kube_proxy, name=key.name)
+    return _announcement_target(state, key)
+
+
+def _announcement_target(state: StatusState, key: ObjectKey) -> Target:
+    where = state.by_status.get(key)
+    mode = AnnouncementMode.L2 if key.kind is TargetKind.L2_STATUS else AnnouncementMode.BGP
+    reports = [state.announcements[(node, ip, mode)] for node, ip in sorted(where or ())
+               if (node, ip, mode) in state.announcements]
+    if not reports:
+        state.by_status.pop(key, None)
+        return Absent(key)
+    first = reports[0]
+    service = next(s for s in first.services
+                   if status_object_name(mode, first.node, s.namespace, s.name) == key.name)
+    interfaces = sorted({name for report in reports for name in report.interfaces})
+    peers = sorted({peer for report in reports for peer in report.peers})
+    return AnnouncementStatusTarget(key, first.node, service.namespace, service.name,
+                                    interfaces=tuple(interfaces) if mode is AnnouncementMode.L2 else (),
+                                    peers=tuple(peers) if mode is AnnouncementMode.BGP else ())
+
+
+CONDITION_CONFIGURATION = "ConfigurationValid"
+CONDITION_STRICT_ARP = "KubeProxyStrictARP"
+
+
+def config_state_target(config: ConfigurationEvaluated | None, kube_proxy: KubeProxyObserved | None,
+                        *, name: str = CONFIG_STATE_NAME) -> ConfigStateTarget:
+    conditions: list[Condition] = []
+    result: ConfigResult | None = None
+    summary: list[str] = []
+    if config is not None:
+        messages = [_problem_text(problem) for problem in config.problems]
+        if config.valid:
+            result = ConfigResult.VALID
+            conditions.append(Condition(CONDITION_CONFIGURATION, ConditionStatus.TRUE, "Valid",
+                                        "the metallb.io configuration is valid"))
+        else:
+            result = ConfigResult.INVALID
+            summary += messages
+            conditions.append(Condition(CONDITION_CONFIGURATION, ConditionStatus.FALSE, "ConfigurationError",
+                                        "\n".join(messages) or "the metallb.io configuration is invalid"))
+    if kube_proxy is not None:
+        if strict_arp_missing(kube_proxy):
+            conditions.append(Condition(CONDITION_STRICT_ARP, ConditionStatus.FALSE, "StrictARPDisabled",
+                                        strict_arp_message()))
+        else:
+            conditions.append(Condition(CONDITION_STRICT_ARP, ConditionStatus.TRUE, "StrictARPNotNeeded"
+                                        if kube_proxy.mode.lower() != "ipvs" else "StrictARPEnabled",
+                                        f"kube-proxy mode {kube_proxy.mode or 'default'!r}: layer2 is safe"))
+    return ConfigStateTarget(name, result, "\n".join(summary), tuple(conditions))
+
+
+def _problem_text(problem: ConfigProblem) -> str:
+    where = f"{problem.kind} {problem.namespace}/{problem.name}" if problem.namespace else \
+        f"{problem.kind} {problem.name}"
+    if problem.field:
+        where = f"{where.strip()} {problem.field}"
+    return f"{where.strip()}: {problem.message}"

@@ -1,0 +1,41 @@
+"""Prometheus metrics of the status writer (process-wide, like every Prometheus collector)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WRITE_LAG = Histogram(
+    "metalbus_watcher_status_write_lag_seconds",
+    "From the decision (event time) to the Kubernetes object showing it",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+WRITES = Counter(
+    "metalbus_watcher_status_writes_total",
+    "Kubernetes write requests made by the status writer (create, patch, delete)",
+    ["kind", "verb"],
+)
+SKIPPED = Counter(
+    "metalbus_watcher_status_writes_skipped_total",
+    "Objects that already showed the desired state (no write made)",
+    ["kind"],
+)
+CONFLICTS = Counter(
+    "metalbus_watcher_status_conflicts_total",
+    "409 Conflict answers, each followed by a re-read and a retry",
+    ["kind"],
+)
+ERRORS = Counter(
+    "metalbus_watcher_status_errors_total",
+    "Failed status writes (after retries), by kind",
+    ["kind"],
+)
+EVENTS = Counter(
+    "metalbus_watcher_status_events_total",
+    "Kubernetes Events recorded, by reason and outcome (created, aggregated, dropped, failed)",
+    ["reason", "outcome"],
+)
+PENDING = Gauge(
+    "metalbus_watcher_status_pending_objects",
+    "Objects whose desired state is not written yet",
+)

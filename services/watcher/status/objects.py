@@ -1,0 +1,175 @@
+"""The few Kubernetes calls the status writer makes, as plain JSON-shaped dicts, off the event loop.
+
+Client errors are mapped to what the caller does about them: :class:`Conflict` (re-read and retry),
+:class:`Gone` (the object is not there: drop quietly), :class:`Transient` (back off and retry later),
+:class:`Refused` (the request itself is wrong: log, do not retry at once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import kubernetes.client
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
+
+from services.watcher.kube import KubeClients, call, sanitized
+
+Obj = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class ApiFailure(Exception):
+    """Base of the errors below."""
+
+
+class Conflict(ApiFailure):
+    """409: the object changed since it was read."""
+
+
+class Gone(ApiFailure):
+    """404: the object (or its namespace) does not exist."""
+
+
+class Transient(ApiFailure):
+    """5xx, 429, timeouts and broken connections."""
+
+
+class Refused(ApiFailure):
+    """Any other 4xx: the request is invalid or forbidden."""
+
+
+class Group(StrEnum):
+    CORE = ""
+    METALLB = "metallb.io"
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    group: Group
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group.value}/{self.version}" if self.group.value else self.version
+
+
+SERVICES = Resource(Group.CORE, "v1", "services", "Service")
+EVENTS = Resource(Group.CORE, "v1", "events", "Event")
+IP_ADDRESS_POOLS = Resource(Group.METALLB, "v1beta1", "ipaddresspools", "IPAddressPool")
+SERVICE_L2_STATUSES = Resource(Group.METALLB, "v1beta1", "servicel2statuses", "ServiceL2Status")
+SERVICE_BGP_STATUSES = Resource(Group.METALLB, "v1beta1", "servicebgpstatuses", "ServiceBGPStatus")
+CONFIGURATION_STATES = Resource(Group.METALLB, "v1beta1", "configurationstates", "ConfigurationState")
+
+
+def _failure(error: Exception) -> ApiFailure:
+    if isinstance(error, ApiException):
+        status = int(error.status or 0)
+        detail = f"{status} {error.reason}"
+        if status == 409:
+            return Conflict(detail)
+        if status in (404, 410):
+            return Gone(detail)
+        if status == 429 or status >= 500 or status == 0:
+            return Transient(detail)
+        return Refused(f"{detail}: {str(error.body)[:300]}")
+    return Transient(repr(error))
+
+
+_NETWORK_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+class ObjectApi:
+    """get / list / create / patch / delete of the resources above, each call in a worker thread."""
+
+    def __init__(self, clients: KubeClients, *, request_timeout: float = 10.0) -> None:
+        self._clients = clients
+        self._timeout = request_timeout
+
+    async def _run(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await call(function, *args, _request_timeout=self._timeout, **kwargs)
+        except _NETWORK_ERRORS as error:
+            raise _failure(error) from error
+
+    def _plain(self, value: Any) -> Obj:
+        if isinstance(value, dict):
+            return value
+        result: Obj = sanitized(self._clients.api_client, value)
+        return result
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> Obj:
+        if resource is SERVICES:
+            return self._plain(await self._run(self._clients.core.read_namespaced_service, name, namespace))
+        return self._plain(await self._run(
+            self._clients.custom.get_namespaced_custom_object,
+            resource.group.value, resource.version, namespace, resource.plural, name))
+
+    async def list(self, resource: Resource, namespace: str | None, *, label_selector: str = "",
+                   page: int = 500) -> list[Obj]:
+        """Every object (all namespaces when ``namespace`` is None), read in pages."""
+        items: list[Obj] = []
+        token: str | None = None
+        while True:
+            extra: dict[str, Any] = {"limit": page, "label_selector": label_selector or None}
+            if token:
+                extra["_continue"] = token
+            if resource is SERVICES:
+                function = self._clients.core.list_service_for_all_namespaces
+                if namespace is not None:
+                    answer = await self._run(self._clients.core.list_namespaced_service, namespace, **extra)
+                else:
+                    answer = await self._run(function, **extra)
+            else:
+                custom = self._clients.custom
+                if namespace is None:
+                    answer = await self._run(custom.list_cluster_custom_object, resource.group.value,
+                                             resource.version, resource.plural, **extra)
+                else:
+                    answer = await self._run(custom.list_namespaced_custom_object, resource.group.value,
+                                             resource.version, namespace, resource.plural, **extra)
+            plain = self._plain(answer)
+            items.extend(plain.get("items") or [])
+            token = (plain.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    async def create(self, resource: Resource, namespace: str, body: Obj) -> Obj:
+        if resource is EVENTS:
+            return self._plain(await self._run(self._clients.core.create_namespaced_event, namespace, body))
+        return self._plain(await self._run(
+            self._clients.custom.create_namespaced_custom_object,
+            resource.group.value, resource.version, namespace, resource.plural, body))
+
+    async def patch(self, resource: Resource, namespace: str, name: str, body: Obj, *,
+                    status: bool = False) -> Obj:
+        """A JSON merge patch of the object, or of its status subresource."""
+        core = self._clients.core
+        if resource is SERVICES:
+            function = core.patch_namespaced_service_status if status else core.patch_namespaced_service
+            return self._plain(await self._run(function, name, namespace, body, _content_type=MERGE_PATCH))
+        if resource is EVENTS:
+            return self._plain(await self._run(core.patch_namespaced_event, name, namespace, body,
+                                               _content_type=MERGE_PATCH))
+        custom = self._clients.custom
+        patch = custom.patch_namespaced_custom_object_status if status else custom.patch_namespaced_custom_object
+        return self._plain(await self._run(patch, resource.group.value, resource.version, namespace,
+                                           resource.plural, name, body, _content_type=MERGE_PATCH))
+
+    async def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        await self._run(self._clients.custom.delete_namespaced_custom_object, resource.group.value,
+                        resource.version, namespace, resource.plural, name,
+                        body=kubernetes.client.V1DeleteOptions())
+
+
+def meta(obj: Obj) -> Obj:
+    value: Obj = obj.get("metadata") or {}
+    return value
+
+
+def resource_version(obj: Obj) -> str:
+    return str(meta(obj).get("resourceVersion") or "")

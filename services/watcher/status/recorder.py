@@ -1,0 +1,111 @@
+"""Kubernetes Events (core/v1), recorded off the write path, rate limited, identical ones aggregated.
+
+An Event identical to one recorded before (same object, type, reason and message) bumps that Event's
+``count`` and ``lastTimestamp`` instead of making a new object, as client-go's recorder does. Events
+are best effort: when the backlog passes ``max_pending`` the oldest are dropped (and counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from services.watcher.status import metrics
+from services.watcher.status.desired import KubeEvent, TargetKind
+from services.watcher.status.objects import EVENTS, ApiFailure, Gone, ObjectApi
+from services.watcher.status.queueing import TokenBucket
+
+log = logging.getLogger(__name__)
+
+API_VERSIONS = {kind: "metallb.io/v1beta1" for kind in TargetKind} | {TargetKind.SERVICE: "v1"}
+AggregationKey = tuple[TargetKind, str, str, str, str, str]
+
+
+class EventRecorder:
+    def __init__(self, api: ObjectApi, *, component: str = "metalbus", instance: str = "",
+                 rate: float = 100.0, burst: int = 200, max_pending: int = 10_000, remember: int = 4096,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._api = api
+        self._component = component
+        self._instance = instance
+        self._bucket = TokenBucket(rate, burst)
+        self._pending: deque[KubeEvent] = deque()
+        self._max_pending = max_pending
+        self._seen: OrderedDict[AggregationKey, tuple[str, int]] = OrderedDict()
+        self._remember = remember
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+
+    def record(self, event: KubeEvent) -> None:
+        """Queue ``event``; never blocks."""
+        if len(self._pending) >= self._max_pending:
+            dropped = self._pending.popleft()
+            metrics.EVENTS.labels(dropped.reason.value, "dropped").inc()
+        self._pending.append(event)
+        self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        """Record queued Events until cancelled."""
+        while True:
+            while not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            event = self._pending.popleft()
+            await self._bucket.take()
+            try:
+                await self.emit(event)
+            except ApiFailure as error:
+                metrics.EVENTS.labels(event.reason.value, "failed").inc()
+                log.warning("event not recorded reason=%s object=%s/%s error=%s", event.reason,
+                            event.regarding.namespace, event.regarding.name, error)
+
+    async def emit(self, event: KubeEvent) -> None:
+        """Record one Event now (aggregating with an identical earlier one)."""
+        regarding = event.regarding
+        key: AggregationKey = (regarding.kind, regarding.namespace, regarding.name, event.type.value,
+                               event.reason.value, event.message)
+        stamp = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        seen = self._seen.get(key)
+        if seen is not None:
+            name, count = seen
+            try:
+                await self._api.patch(EVENTS, regarding.namespace, name,
+                                      {"count": count + 1, "lastTimestamp": stamp})
+            except Gone:
+                pass  # expired (Events live about an hour): make a new one
+            else:
+                self._remember_event(key, name, count + 1)
+                metrics.EVENTS.labels(event.reason.value, "aggregated").inc()
+                return
+        body = {
+            "metadata": {"name": f"{regarding.name}.{time.time_ns():x}", "namespace": regarding.namespace},
+            "involvedObject": {"kind": regarding.kind.value, "namespace": regarding.namespace,
+                               "name": regarding.name, "apiVersion": API_VERSIONS[regarding.kind],
+                               **({"uid": event.uid} if event.uid else {})},
+            "reason": event.reason.value,
+            "message": event.message,
+            "type": event.type.value,
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": self._component},
+            "reportingComponent": self._component,
+            "reportingInstance": self._instance or self._component,
+        }
+        created = await self._api.create(EVENTS, regarding.namespace, body)
+        self._remember_event(key, str((created.get("metadata") or {}).get("name")), 1)
+        metrics.EVENTS.labels(event.reason.value, "created").inc()
+
+    def _remember_event(self, key: AggregationKey, name: str, count: int) -> None:
+        self._seen[key] = (name, count)
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)

@@ -1,0 +1,58 @@
+"""At start: which known objects Kubernetes does not show yet, found with one list per kind.
+
+Services and the per-node status objects can number in the thousands; listing them once (in pages)
+costs a handful of requests where a read per object would cost thousands. Status objects metalbus
+made that no announcement explains any more are returned too, so the writer deletes them.
+"""
+
+from __future__ import annotations
+
+from services.watcher.status.converge import shows
+from services.watcher.status.desired import (
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    AnnouncementStatusTarget,
+    ObjectKey,
+    ServiceTarget,
+    StatusState,
+    TargetKind,
+    target,
+)
+from services.watcher.status.objects import (
+    SERVICE_BGP_STATUSES,
+    SERVICE_L2_STATUSES,
+    SERVICES,
+    Obj,
+    ObjectApi,
+    meta,
+)
+
+
+def _index(items: list[Obj], kind: TargetKind) -> dict[ObjectKey, Obj]:
+    return {ObjectKey(kind, meta(obj).get("namespace", ""), meta(obj).get("name", "")): obj for obj in items}
+
+
+async def initial_sync(api: ObjectApi, state: StatusState) -> list[ObjectKey]:
+    """The keys to write: known objects shown wrongly or not at all, and stray status objects."""
+    namespace = state.namespace
+    listed = _index(await api.list(SERVICES, None), TargetKind.SERVICE)
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    listed |= _index(await api.list(SERVICE_L2_STATUSES, namespace, label_selector=selector),
+                     TargetKind.L2_STATUS)
+    listed |= _index(await api.list(SERVICE_BGP_STATUSES, namespace, label_selector=selector),
+                     TargetKind.BGP_STATUS)
+    out: list[ObjectKey] = []
+    for key in state.object_keys():
+        desired = target(state, key)
+        obj = listed.get(key)
+        if isinstance(desired, ServiceTarget):
+            if obj is None:
+                continue  # the Service is gone: nothing to show the allocation on
+            if shows(desired, obj):
+                continue
+        elif isinstance(desired, AnnouncementStatusTarget) and obj is not None and shows(desired, obj):
+            continue
+        out.append(key)
+    known = set(state.object_keys())
+    out += sorted(key for key in listed if key.kind is not TargetKind.SERVICE and key not in known)
+    return out

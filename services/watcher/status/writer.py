@@ -1,0 +1,292 @@
+"""The status writer: IPAM, ANNOUNCE and kube-proxy events in, Kubernetes status, Events and CRs out.
+
+Start: for each feed, find (or create) its durable consumer, then fold the stream's last value per
+subject up to what that consumer has already handled — silently, those Events were told before. One
+list per kind finds what Kubernetes does not show yet. Then the durable consumers follow: a handler
+folds the event, queues the objects it changed and the Events it calls for, and returns (so it is
+acked) without waiting on the API. A few workers write, one object at a time, the newest desired
+state, under one global rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import api as js_api
+
+from schemas.events import ObjectKind
+from services.common.bus import Bus, Received
+from services.common.consumer import Consumer, ConsumerSpec
+from services.common.errors import BusError
+from services.common.subjects import (
+    ANNOUNCE_PREFIX,
+    IPAM_ALLOCATIONS,
+    IPAM_CONFIG_SUBJECT,
+    IPAM_PREFIX,
+    StreamName,
+    k8s_subject,
+)
+from services.watcher.kube import KubeClients
+from services.watcher.status import metrics
+from services.watcher.status.converge import Converger, Outcome
+from services.watcher.status.desired import (
+    EventType,
+    KubeEvent,
+    ObjectKey,
+    Reason,
+    ServiceTarget,
+    StatusState,
+    apply,
+    config_state_key,
+    strict_arp_message,
+    strict_arp_missing,
+    target,
+    target_kind,
+)
+from services.watcher.status.objects import ApiFailure, ObjectApi
+from services.watcher.status.queueing import TokenBucket, WorkQueue
+from services.watcher.status.recorder import EventRecorder
+from services.watcher.status.resync import initial_sync
+from services.watcher.status.strictarp import log_strict_arp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusWriterSettings:
+    #: object writes (one object converged) per second, for the whole writer; <= 0: no limit
+    writes_per_second: float = 200.0
+    write_burst: int = 50
+    workers: int = 8
+    events_per_second: float = 100.0
+    event_burst: int = 200
+    request_timeout: float = 10.0
+    #: a failed write is tried again after this, doubling up to ``max_retry_delay``
+    retry_delay: float = 0.5
+    max_retry_delay: float = 30.0
+    event_component: str = "metalbus"
+    instance: str = ""
+    #: compare every known object with Kubernetes at start (one list per kind)
+    initial_sync: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    stream: StreamName
+    durable: str
+    subjects: tuple[str, ...]
+
+
+KUBE_PROXY_SUBJECT = k8s_subject(ObjectKind.KUBE_PROXY, "kube-system", "kube-proxy")
+FEEDS = (
+    Feed(StreamName.IPAM, "watcher-status",
+         (IPAM_ALLOCATIONS, f"{IPAM_PREFIX}.pool.*", IPAM_CONFIG_SUBJECT)),
+    Feed(StreamName.ANNOUNCE, "watcher-announce", (f"{ANNOUNCE_PREFIX}.*.ip.*",)),
+    Feed(StreamName.K8S, "watcher-kubeproxy", (KUBE_PROXY_SUBJECT,)),
+)
+
+
+async def run_status_writer(*, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event,
+                            settings: StatusWriterSettings | None = None) -> None:
+    """Write status while leader; returns soon after ``stopping`` is set."""
+    writer = StatusWriter(bus=bus, clients=clients, namespace=namespace, stopping=stopping,
+                          settings=settings or StatusWriterSettings())
+    await writer.run()
+
+
+class StatusWriter:
+    def __init__(self, *, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event,
+                 settings: StatusWriterSettings) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.stopping = stopping
+        self.state = StatusState(namespace)
+        self.api = ObjectApi(clients, request_timeout=settings.request_timeout)
+        self.converger = Converger(self.api, namespace=namespace)
+        self.recorder = EventRecorder(self.api, component=settings.event_component, instance=settings.instance,
+                                      rate=settings.events_per_second, burst=settings.event_burst)
+        self.queue: WorkQueue[ObjectKey] = WorkQueue()
+        self.bucket = TokenBucket(settings.writes_per_second, settings.write_burst)
+        self._failures: dict[ObjectKey, int] = {}
+        self.ready = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if not await self._start_until_stopped():
+            return
+        consumers = [Consumer(self.bus, ConsumerSpec(feed.stream, feed.durable, feed.subjects), self.handle)
+                     for feed in FEEDS]
+        async with asyncio.TaskGroup() as group:
+            for feed, consumer in zip(FEEDS, consumers, strict=True):
+                group.create_task(self._guarded(f"consumer {feed.durable}", consumer.run))
+            helpers = [group.create_task(self._worker(), name=f"status-writer-{index}")
+                       for index in range(max(1, self.settings.workers))]
+            helpers.append(group.create_task(self.recorder.run(), name="status-events"))
+            self.ready.set()
+            log.info("status writer running objects=%d workers=%d", len(self.queue), len(helpers) - 1)
+            await self.stopping.wait()
+            for consumer in consumers:
+                consumer.stop()
+            for task in helpers:
+                task.cancel()  # writes are idempotent: the next leader redoes any cut short
+        self.queue.close()
+        log.info("status writer stopped pending=%d", len(self.queue))
+
+    async def _start_until_stopped(self) -> bool:
+        """Rebuild and sync, retrying with backoff; False when stopped first."""
+        delay = self.settings.retry_delay
+        while not self.stopping.is_set():
+            if await self._until_stopped(self._start()):
+                return True
+            if self.stopping.is_set():
+                return False
+            await self._pause(delay)
+            delay = min(delay * 2, self.settings.max_retry_delay)
+        return False
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run ``work``; False when stopping came first (work cancelled) or it failed (logged)."""
+        task = asyncio.create_task(work)
+        stop = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            return False
+        error = task.exception()
+        if error is not None:
+            log.warning("status writer start failed error=%r", error)
+            return False
+        return True
+
+    async def _start(self) -> None:
+        self.state = StatusState(self.state.namespace)
+        await self.rebuild()
+        if self.settings.initial_sync:
+            for key in await initial_sync(self.api, self.state):
+                self.queue.put(key)
+        else:
+            for key in self.state.object_keys():
+                self.queue.put(key)
+        kube_proxy = self.state.kube_proxy
+        if kube_proxy is not None and strict_arp_missing(kube_proxy):
+            log_strict_arp(kube_proxy)
+            self.recorder.record(KubeEvent(config_state_key(self.state.namespace), "", EventType.WARNING,
+                                           Reason.STRICT_ARP_REQUIRED, strict_arp_message()))
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay)
+
+    async def _guarded(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run ``run`` until stopping; a failure is logged and retried after a pause, never lost."""
+        delay = self.settings.retry_delay
+        while not self.stopping.is_set():
+            try:
+                await run()
+                delay = self.settings.retry_delay
+            except (BusError, nats.errors.Error, OSError) as error:
+                log.warning("%s failed, restarting retry_in_s=%.1f error=%r", name, delay, error)
+            if not self.stopping.is_set():
+                await self._pause(delay)
+                delay = min(delay * 2, self.settings.max_retry_delay)
+
+    # --- rebuilding from the streams ----------------------------------------------------------
+
+    async def rebuild(self) -> None:
+        """Fold every feed's last value per subject, up to what its durable consumer has handled."""
+        for feed in FEEDS:
+            floor = await self._durable_floor(feed)
+            folded = 0
+            async for received in self.bus.read(feed.stream, subjects=feed.subjects, last_per_subject=True):
+                if received.sequence <= floor:
+                    apply(self.state, received.event, subject=received.subject, sequence=received.sequence)
+                    folded += 1
+            log.info("status rebuilt stream=%s durable=%s floor=%d folded=%d", feed.stream.value,
+                     feed.durable, floor, folded)
+
+    async def _durable_floor(self, feed: Feed) -> int:
+        """The stream sequence up to which the feed's durable consumer has handled everything.
+
+        A missing durable is created to start after the current end: the rebuild covers the past."""
+        try:
+            info = await self.bus.js.consumer_info(feed.stream.value, feed.durable)
+        except nats.js.errors.NotFoundError:
+            pass
+        else:
+            return int(info.ack_floor.stream_seq if info.ack_floor else 0)
+        last = await self.bus.last_sequence(feed.stream)
+        spec = ConsumerSpec(feed.stream, feed.durable, feed.subjects)
+        config = js_api.ConsumerConfig(
+            name=feed.durable, durable_name=feed.durable, ack_policy=js_api.AckPolicy.EXPLICIT,
+            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last + 1,
+            max_deliver=spec.max_deliver, ack_wait=spec.ack_wait, filter_subjects=list(feed.subjects),
+            max_ack_pending=max(spec.batch * 10, 1000),
+        )
+        await self.bus.js.add_consumer(feed.stream.value, config)
+        return last
+
+    # --- live events ------------------------------------------------------------------------
+
+    async def handle(self, received: Received) -> None:
+        """Fold one delivered event; queue what it changed. Never waits on the Kubernetes API."""
+        change = apply(self.state, received.event, subject=received.subject, sequence=received.sequence)
+        since = received.envelope.time.timestamp()
+        for key in change.keys:
+            self.queue.put(key, since)
+        for event in change.events:
+            self.recorder.record(event)
+            if event.reason is Reason.STRICT_ARP_REQUIRED and self.state.kube_proxy is not None:
+                log_strict_arp(self.state.kube_proxy)
+        metrics.PENDING.set(len(self.queue))
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            key, since = await self.queue.get()
+            try:
+                await self.write(key, since)
+            finally:
+                self.queue.done(key)
+                metrics.PENDING.set(len(self.queue))
+
+    async def write(self, key: ObjectKey, since: float | None) -> None:
+        desired = target(self.state, key)
+        if desired is None:
+            return
+        kind = target_kind(desired).value
+        await self.bucket.take()
+        try:
+            outcome = await self.converger.converge(desired)
+        except ApiFailure as error:
+            metrics.ERRORS.labels(kind).inc()
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(self.settings.retry_delay * 2 ** (failures - 1), self.settings.max_retry_delay)
+            log.warning("status write failed kind=%s object=%s/%s attempt=%d retry_in_s=%.1f error=%s",
+                        kind, key.namespace, key.name, failures, delay, error)
+            self.queue.put_later(key, since, delay)
+            return
+        self._failures.pop(key, None)
+        if outcome is Outcome.UNCHANGED:
+            metrics.SKIPPED.labels(kind).inc()
+        if since is not None and outcome is not Outcome.GONE:
+            metrics.WRITE_LAG.labels(kind).observe(max(0.0, time.time() - since))
+        if isinstance(desired, ServiceTarget) and not desired.ips:
+            ident = (desired.namespace, desired.name)
+            if self.state.services.get(ident) is desired:
+                del self.state.services[ident]  # released and shown: nothing left to remember
