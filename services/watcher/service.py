@@ -1,13 +1,132 @@
-"""``metalbus watcher``: Kubernetes in, status out (filled in by the watcher loops)."""
+"""``metalbus watcher``: Kubernetes in, status out — the only component that talks to the API server.
+
+Every replica runs for the ``metalbus-watcher`` Lease; while it leads it runs, side by side, the
+observe side (reflectors publishing to ``K8S``) and the status writer (``services/watcher/status``,
+writing Service status, Events and status objects from the IPAM and ANNOUNCE streams). A standby
+replica does nothing but wait for the Lease.
+
+Readiness: ready while standing by, and while leading once every initial list is published.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import importlib
+import logging
+from typing import Protocol, cast
+
+import kubernetes.client
+
+from services.common.bus import Bus
 from services.common.runtime import ServiceContext, ServiceMain
+from services.watcher.kube import KubeClients, call, load_clients
+from services.watcher.leader import LeaderElector, LeaseSettings, lead
+from services.watcher.observe import ReflectorSettings, build_observers
+
+log = logging.getLogger(__name__)
+
+STATUS_WRITER_MODULE = "services.watcher.status.writer"
+READY_CHECK = "observe"
+#: Watches hold a connection each: give the observe side a pool of its own, large enough for all.
+OBSERVE_POOL_SIZE = 32
 
 
-def watcher_main(*, kubeconfig: str | None, namespace: str) -> ServiceMain:
+class StatusWriter(Protocol):
+    async def __call__(
+        self, *, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event
+    ) -> None: ...
+
+
+def load_status_writer() -> StatusWriter | None:
+    """The status writer, imported lazily (it lives in ``services/watcher/status``)."""
+    try:
+        module = importlib.import_module(STATUS_WRITER_MODULE)
+    except ModuleNotFoundError as error:
+        if error.name is None or not STATUS_WRITER_MODULE.startswith(error.name):
+            raise
+        log.warning("status writer not available module=%s: only observing", STATUS_WRITER_MODULE)
+        return None
+    return cast(StatusWriter, module.run_status_writer)
+
+
+def observe_clients(clients: KubeClients) -> KubeClients:
+    """Clients on a connection pool of their own for the long-lived watch connections."""
+    configuration = copy.copy(clients.api_client.configuration)
+    configuration.connection_pool_maxsize = OBSERVE_POOL_SIZE
+    return KubeClients.from_api_client(kubernetes.client.ApiClient(configuration))
+
+
+def watcher_main(
+    *,
+    kubeconfig: str | None,
+    namespace: str,
+    lease: LeaseSettings | None = None,
+    reflectors: ReflectorSettings | None = None,
+    status_writer: StatusWriter | bool = True,
+) -> ServiceMain:
+    """``status_writer``: True loads the real one, False runs none, or a writer of your own (tests)."""
+
     async def main(ctx: ServiceContext) -> None:
+        clients = await call(load_clients, kubeconfig)
+        watch_clients = observe_clients(clients)
+        writer: StatusWriter | None = None
+        if status_writer is True:
+            writer = load_status_writer()
+        elif status_writer is not False:
+            writer = status_writer
+        elector = LeaderElector(
+            coordination=clients.coordination, namespace=namespace, identity=ctx.instance, settings=lease
+        )
+
+        async def term(over: asyncio.Event) -> None:
+            await _lead_term(
+                ctx=ctx, clients=clients, watch_clients=watch_clients, namespace=namespace,
+                reflectors=reflectors, writer=writer, over=over,
+            )
+
+        def leading(now: bool) -> None:
+            if now:
+                ctx.health.set_ready(READY_CHECK, False, "leading: initial lists not yet published")
+            else:
+                ctx.health.set_ready(READY_CHECK, True)
+
         ctx.health.set_ready("starting", True)
-        await ctx.stopping.wait()
+        try:
+            await lead(elector=elector, work=term, stopping=ctx.stopping, on_change=leading)
+        finally:
+            elector.close()
+            await asyncio.to_thread(watch_clients.close)
+            await asyncio.to_thread(clients.close)
 
     return main
+
+
+async def _lead_term(
+    *,
+    ctx: ServiceContext,
+    clients: KubeClients,
+    watch_clients: KubeClients,
+    namespace: str,
+    reflectors: ReflectorSettings | None,
+    writer: StatusWriter | None,
+    over: asyncio.Event,
+) -> None:
+    """One term of leadership: observe and write status until ``over`` is set."""
+    observers = build_observers(bus=ctx.bus, clients=watch_clients, namespace=namespace, settings=reflectors)
+
+    async def ready_when_synced() -> None:
+        await observers.wait_synced()
+        ctx.health.set_ready(READY_CHECK, True)
+        log.info("initial lists published namespace=%s", namespace)
+
+    async with asyncio.TaskGroup() as group:
+        observing = group.create_task(observers.run(), name="observe")
+        readiness = group.create_task(ready_when_synced(), name="observe-ready")
+        if writer is not None:
+            group.create_task(
+                writer(bus=ctx.bus, clients=clients, namespace=namespace, stopping=over), name="status-writer"
+            )
+        await over.wait()
+        observing.cancel()
+        readiness.cancel()

@@ -151,10 +151,11 @@ class Reflector:
         self._drain_pokes()
         self._stored = await self._read_stream()
         subjects = sorted(set(self.projection.subjects()) | set(self._stored))
-        published = await self._sync(subjects, trigger=version or "absent")
+        batch = self._changes(subjects, trigger=version or "absent")
+        await self._publish(batch)
         log.info(
             "listed resource=%s objects=%d stored=%d published=%d version=%s",
-            self.spec.name, len(items), len(self._stored), published, version,
+            self.spec.name, len(items), len(self._stored), len(batch), version,
         )
         return call, version
 
@@ -173,25 +174,26 @@ class Reflector:
                 stored[received.subject] = identity
         return stored
 
-    async def _sync(self, subjects: Iterable[str], *, trigger: str) -> int:
-        """Publish what differs between the projection and the stream for ``subjects``."""
+    def _changes(self, subjects: Iterable[str], *, trigger: str) -> list[Observation]:
+        """What to publish so that ``subjects`` hold what the projection wants, in order; the
+        stream is taken to hold it from now on (a failed publish means a relist, which re-reads)."""
         batch: list[Observation] = []
         for subject in dict.fromkeys(subjects):
             want = self.projection.desired(subject)
             have = self._stored.get(subject)
-            if want is not None:
-                if have != want.identity:
-                    batch.append(want)
-            elif have is not None and not have.deleted:
-                batch.append(self.projection.tombstone(subject, have, trigger))
+            if want is None and have is not None and not have.deleted:
+                want = self.projection.tombstone(subject, have, trigger)
+            if want is not None and have != want.identity:
+                batch.append(want)
+                self._stored[subject] = want.identity
+        return batch
+
+    async def _publish(self, batch: Sequence[Observation]) -> None:
         chunk = self.settings.publish_chunk
         for start in range(0, len(batch), chunk):
             part = batch[start : start + chunk]
             await self.bus.publish_many((o.subject, o.event, o.msg_id) for o in part)
-            for observation in part:
-                self._stored[observation.subject] = observation.identity
             metrics.EVENTS_PUBLISHED.labels(self._kind).inc(len(part))
-        return len(batch)
 
     # --- watch ----------------------------------------------------------------------------------
 
@@ -244,12 +246,12 @@ class Reflector:
             items = [await self._inbox.get()]
             while not self._inbox.empty() and len(items) < self.settings.publish_chunk:
                 items.append(self._inbox.get_nowait())
-            subjects: list[str] = []
+            batch: list[Observation] = []
             ended: Ended | None = None
             next_version = version
             for item in items:
                 if isinstance(item, _Poke):
-                    subjects.extend(self.projection.refresh())
+                    batch.extend(self._changes(self.projection.refresh(), trigger=next_version))
                 elif item.stream != number or ended is not None:
                     continue  # a line of an older stream, or after the end of this one
                 elif isinstance(item, Ended):
@@ -257,9 +259,8 @@ class Reflector:
                 else:
                     progressed = True
                     next_version, changed = self._handle_line(item.text, next_version)
-                    subjects.extend(changed)
-            if subjects:
-                await self._sync(subjects, trigger=next_version)
+                    batch.extend(self._changes(changed, trigger=next_version))
+            await self._publish(batch)
             version = next_version
             if ended is not None:
                 return version, ended, progressed

@@ -132,10 +132,11 @@ class WatchStream:
         except BaseException as failure:  # every failure is reported to the loop, never raised here
             error = failure
         finally:
-            if response is not None:
-                response.release_conn()
             with self._lock:
                 closed = self._closed
+                self._response = None
+            if response is not None:
+                response.close()  # a watch connection never goes back to the pool
             if not closed:
                 self._send(Ended(self.number, error))
             with contextlib.suppress(RuntimeError):
@@ -149,10 +150,9 @@ class WatchStream:
         """Cut the connection and wait for the thread to notice (bounded: it is a daemon thread)."""
         with self._lock:
             self._closed = True
-            response = self._response
-        if response is not None:
-            with contextlib.suppress(OSError):
-                response.shutdown()
+            if self._response is not None:  # still reading: cut the connection under the thread
+                with contextlib.suppress(OSError, ValueError, RuntimeError):
+                    self._response.shutdown()
         if self._thread.is_alive():
             try:
                 await asyncio.wait_for(asyncio.shield(self._finished), wait)

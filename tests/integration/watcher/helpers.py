@@ -16,6 +16,7 @@ from services.common.bus import Bus
 from services.common.subjects import StreamName, k8s_kind_filter, k8s_subject
 from services.watcher.kube import KubeClients
 from services.watcher.observe import Observers, ReflectorSettings, build_observers
+from services.watcher.service import observe_clients
 from tests.kubeapi import KubeApi
 from tests.waiting import async_wait_until
 
@@ -25,7 +26,8 @@ FAST = ReflectorSettings(backoff_initial=0.05, backoff_max=0.5, absent_retry=0.5
 
 @dataclass
 class Recorder:
-    """Every message the K8S stream stores, in order (an ordered consumer from the start)."""
+    """Every message published on ``k8s.>``, in order — a plain subscription, so it also sees a
+    publish the stream would drop as a duplicate (the watcher should not even send one)."""
 
     messages: list[tuple[str, Event]] = field(default_factory=list)
 
@@ -43,7 +45,8 @@ class Recorder:
 @contextlib.asynccontextmanager
 async def recording(bus: Bus) -> AsyncIterator[Recorder]:
     recorder = Recorder()
-    subscription = await bus.js.subscribe("k8s.>", cb=recorder.on_message, ordered_consumer=True)
+    subscription = await bus.client.subscribe("k8s.>", cb=recorder.on_message)
+    await bus.client.flush()
     try:
         yield recorder
     finally:
@@ -55,7 +58,7 @@ async def observing(
     bus: Bus, kube_api: KubeApi, *, namespace: str = NAMESPACE, settings: ReflectorSettings = FAST
 ) -> AsyncIterator[Observers]:
     """The observe side running until the block ends; entered once every initial list is published."""
-    clients = KubeClients.from_api_client(kube_api.api_client())
+    clients = observe_clients(KubeClients.from_api_client(kube_api.api_client()))
     observers = build_observers(bus=bus, clients=clients, namespace=namespace, settings=settings)
     task = asyncio.create_task(observers.run())
     try:
