@@ -325,24 +325,27 @@ def _failed(state: StatusState, event: AllocationFailed) -> Change:
 
 
 def _announced(state: StatusState, event: AnnouncementReported) -> Change:
+    """One (node, IP) report; a Service gets ``nodeAssigned`` when the node starts announcing it at all."""
     where = (event.node, event.ip, event.mode)
-    before = state.announcements.pop(where, None)
     kind = TargetKind.L2_STATUS if event.mode is AnnouncementMode.L2 else TargetKind.BGP_STATUS
+
+    def key_of(service: ServiceId) -> ObjectKey:
+        return ObjectKey(kind, state.namespace,
+                         status_object_name(event.mode, event.node, service.namespace, service.name))
+
+    shown_before = {service: bool(state.by_status.get(key_of(service))) for service in event.services}
+    before = state.announcements.pop(where, None)
     keys: set[ObjectKey] = set()
     for previous in before.services if before else ():
-        key = ObjectKey(kind, state.namespace,
-                        status_object_name(event.mode, event.node, previous.namespace, previous.name))
-        state.by_status[key].discard((event.node, event.ip))
-        keys.add(key)
+        state.by_status[key_of(previous)].discard((event.node, event.ip))
+        keys.add(key_of(previous))
     events: list[KubeEvent] = []
     if event.announcing:
         state.announcements[where] = event
         for service in event.services:
-            key = ObjectKey(kind, state.namespace,
-                            status_object_name(event.mode, event.node, service.namespace, service.name))
-            state.by_status[key].add((event.node, event.ip))
-            keys.add(key)
-            if before is None or service not in before.services:
+            state.by_status[key_of(service)].add((event.node, event.ip))
+            keys.add(key_of(service))
+            if not shown_before[service]:
                 events.append(_service_event(
                     service, EventType.NORMAL, Reason.NODE_ASSIGNED,
                     f'announcing from node "{event.node}" with protocol "{event.mode.value}"'))
