@@ -182,13 +182,24 @@ class Session:
         if self.state is State.ESTABLISHED and self.negotiated and self.negotiated.route_refresh:
             self._out += RouteRefreshMessage(family).encode()
 
-    def stop(self, now: float, *, notify: bool = True, message: str = "") -> None:
-        """Close: with a Cease/Administrative Shutdown, or (``notify=False``) silently, which lets a graceful
-        restart helper keep our routes (RFC 4724 §4.2)."""
+    @property
+    def desired(self) -> Mapping[Prefix, Route]:
+        return self._desired
+
+    def stop(
+        self,
+        now: float,
+        *,
+        notify: bool = True,
+        message: str = "",
+        subcode: CeaseSubcode = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+    ) -> None:
+        """Close: with a Cease (Administrative Shutdown unless told otherwise), or (``notify=False``)
+        silently, which lets a graceful restart helper keep our routes (RFC 4724 §4.2)."""
         if self.state is State.IDLE:
             return
         if notify and self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
-            notification = Notification.cease(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message)
+            notification = Notification.cease(subcode, message)
             self._out += notification.encode()
             self._close(CloseReason.STOPPED, notification)
         else:

@@ -12,6 +12,7 @@ from typing import Any
 from services.announcer.bgp import tcp
 from services.announcer.bgp.events import Closed, Established, Event, State
 from services.announcer.bgp.nlri import IPAddress, Prefix
+from services.announcer.bgp.notification import CeaseSubcode
 from services.announcer.bgp.rib import Route
 from services.announcer.bgp.session import Session, SessionConfig
 
@@ -90,6 +91,7 @@ class Speaker:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._was_established = False
+        self._pending: tuple[Connection, Session] | None = None
 
     @property
     def state(self) -> State:
@@ -123,6 +125,8 @@ class Speaker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._pending is not None:
+            self._drop_pending(self._pending[0])
         connection = self._connection
         self.session.stop(self._loop.time(), notify=not keep_routes, message=message)
         self._process()
@@ -139,36 +143,45 @@ class Speaker:
     # --- the connection's calls ----------------------------------------------------------------------
 
     def attach(self, connection: Connection) -> bool:
-        """Take ``connection`` as this session's transport, unless one is already in use."""
-        if (
-            self._stopping
-            or self._connection is not None
-            or self.session.state
-            not in (
-                State.IDLE,
-                State.CONNECT,
-                State.ACTIVE,
-            )
-        ):
+        """Take ``connection`` for this session; a second one while the first is still opening is held until
+        the peer's OPEN settles the collision (RFC 4271 §6.8)."""
+        if self._stopping or connection.transport is None:
             return False
-        assert connection.transport is not None
-        self._connection = connection
-        self._disconnected.clear()
         now = self._loop.time()
-        self.session.start(now, passive=True)
         local = tcp.address_of(connection.transport.get_extra_info("sockname"))
-        self.session.connection_made(now, local_address=local)
-        log.info("bgp connected peer=%s local=%s", self.config.peer_address, local)
-        self._wakeup.set()
-        self._process()
-        return True
+        if self._connection is None and self.session.state in (State.IDLE, State.CONNECT, State.ACTIVE):
+            self._connection = connection
+            self._disconnected.clear()
+            self.session.start(now, passive=True)
+            self.session.connection_made(now, local_address=local)
+            log.info("bgp connected peer=%s local=%s", self.config.peer_address, local)
+            self._wakeup.set()
+            self._process()
+            return True
+        if self._pending is None and self.session.state in (State.OPEN_SENT, State.OPEN_CONFIRM):
+            core = Session(self.config.session)
+            core.set_advertisements(self.session.desired)
+            core.start(now, passive=True)
+            core.connection_made(now, local_address=local)
+            self._pending = (connection, core)
+            self._loop.call_later(self.config.session.open_hold_time, self._drop_pending, connection)
+            log.info("bgp second connection peer=%s: collision pending", self.config.peer_address)
+            self._process_pending()
+            return True
+        return False
 
     def data_received(self, connection: Connection, data: bytes) -> None:
         if connection is self._connection:
             self.session.receive(data, self._loop.time())
             self._process()
+        elif self._pending is not None and connection is self._pending[0]:
+            self._pending[1].receive(data, self._loop.time())
+            self._process_pending()
 
     def connection_lost(self, connection: Connection, exc: Exception | None) -> None:
+        if self._pending is not None and connection is self._pending[0]:
+            self._pending = None
+            return
         if connection is not self._connection:
             return
         self._connection = None
@@ -176,6 +189,56 @@ class Speaker:
         self._process()
         self._disconnected.set()
         self._wakeup.set()
+
+    # --- connection collisions (RFC 4271 §6.8) ---------------------------------------------------------
+
+    def _process_pending(self) -> None:
+        assert self._pending is not None
+        connection, core = self._pending
+        if core.peer_open is not None and not core.closed:  # the peer's OPEN arrived: decide now
+            keep_new = self.session.state is not State.ESTABLISHED and int(self.config.session.router_id) < int(
+                core.peer_open.bgp_identifier
+            )
+            if keep_new:
+                self._promote_pending(close_current=True)
+            else:
+                core.data_to_send()  # never confirm the losing connection with a KEEPALIVE
+                self._drop_pending(connection, collision=True)
+            return
+        data = core.data_to_send()
+        if data and connection.transport is not None:
+            connection.transport.write(data)
+        if core.closed:
+            self._drop_pending(connection)
+
+    def _drop_pending(self, connection: Connection, *, collision: bool = False) -> None:
+        if self._pending is None or self._pending[0] is not connection:
+            return
+        core = self._pending[1]
+        self._pending = None
+        if collision:
+            core.stop(self._loop.time(), subcode=CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+        if connection.transport is not None:
+            connection.transport.write(core.data_to_send())
+            connection.transport.close()
+
+    def _promote_pending(self, *, close_current: bool) -> None:
+        """The held connection becomes the session; the current one is closed (Cease, collision)."""
+        assert self._pending is not None
+        connection, core = self._pending
+        self._pending = None
+        old_connection, old_session = self._connection, self.session
+        if close_current:
+            old_session.stop(self._loop.time(), subcode=CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+            if old_connection is not None and old_connection.transport is not None:
+                old_connection.transport.write(old_session.data_to_send())
+                old_connection.transport.close()
+        while core.next_event() is not None:  # its Idle→OpenConfirm story is not news to our listeners
+            pass
+        log.info("bgp collision resolved peer=%s: keeping the connection the peer opened", self.config.peer_address)
+        self.session, self._connection = core, connection
+        self._disconnected.clear()
+        self._process()
 
     # --- internals -------------------------------------------------------------------------------------
 
@@ -194,6 +257,9 @@ class Speaker:
                 log.info("bgp closed peer=%s reason=%s", self.config.peer_address, event.describe())
                 if connection is not None and connection.transport is not None:
                     connection.transport.close()  # after the NOTIFICATION is flushed
+                if self._pending is not None and not self._stopping:
+                    self._promote_pending(close_current=False)  # the peer closed ours: take its connection
+                    return
             if self._on_event is not None:
                 try:
                     self._on_event(event)
@@ -247,41 +313,3 @@ class Speaker:
             sock.close()
             return
         await self._loop.create_connection(lambda: Connection(self), sock=sock)
-
-
-class Listener:
-    """Accepts BGP connections on one address and port and hands each to the speaker for its peer."""
-
-    def __init__(self, *, address: IPAddress, port: int = 179) -> None:
-        self.address, self.port = address, port
-        self._speakers: dict[IPAddress, Speaker] = {}
-        self._sock = tcp.server_socket(address=address, port=port)
-        self._server: asyncio.Server | None = None
-
-    @property
-    def bound_port(self) -> int:
-        return int(self._sock.getsockname()[1])
-
-    def _speaker_for(self, address: IPAddress | None) -> Speaker | None:
-        return self._speakers.get(address) if address is not None else None
-
-    def add(self, speaker: Speaker) -> None:
-        self._speakers[speaker.config.peer_address] = speaker
-        if speaker.config.password:
-            tcp.set_md5(self._sock, speaker.config.peer_address, speaker.config.password)
-
-    def remove(self, speaker: Speaker) -> None:
-        if self._speakers.get(speaker.config.peer_address) is speaker:
-            del self._speakers[speaker.config.peer_address]
-            if speaker.config.password:
-                tcp.set_md5(self._sock, speaker.config.peer_address, None)
-
-    async def __aenter__(self) -> Listener:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(route=self._speaker_for), sock=self._sock)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()

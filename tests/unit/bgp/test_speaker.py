@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.announcer.bgp.events import Closed, CloseReason, Event, RoutesReceived, State
+from services.announcer.bgp.listener import Listener
+from services.announcer.bgp.message import MessageReader, MessageType
+from services.announcer.bgp.notification import CeaseSubcode, ErrorCode, Notification
 from services.announcer.bgp.rib import Route
-from services.announcer.bgp.session import SessionConfig
-from services.announcer.bgp.speaker import Listener, Speaker, SpeakerConfig
+from services.announcer.bgp.session import Session, SessionConfig
+from services.announcer.bgp.speaker import Connection, Speaker, SpeakerConfig
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
@@ -132,3 +135,147 @@ async def test_reconnects_after_the_peer_drops() -> None:
         async with asyncio.timeout(5):
             await active.established.wait()
             await passive.established.wait()
+
+
+async def test_connection_collision_settles_on_one_session() -> None:
+    """Both ends dial and listen at once: RFC 4271 §6.8 keeps exactly one connection, on both sides."""
+    here, there = ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address("127.0.0.2")
+    listener_here, listener_there = Listener(address=here, port=0), Listener(address=there, port=0)
+    events_here, events_there = Recorder(), Recorder()
+    async with listener_here, listener_there:
+        a = Speaker(
+            SpeakerConfig(
+                session=SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address("10.0.0.1")),
+                peer_address=there,
+                peer_port=listener_there.bound_port,
+                source_address=here,
+                min_backoff=0.05,
+                connect_time=0.2,
+            ),
+            on_event=events_here,
+        )
+        b = Speaker(
+            SpeakerConfig(
+                session=SessionConfig(local_as=64513, peer_as=64512, router_id=ipaddress.IPv4Address("10.0.0.2")),
+                peer_address=here,
+                peer_port=listener_here.bound_port,
+                source_address=there,
+                min_backoff=0.05,
+                connect_time=0.2,
+            ),
+            on_event=events_there,
+        )
+        listener_here.add(a)
+        listener_there.add(b)
+        try:
+            a.start()
+            b.start()
+            async with asyncio.timeout(5):
+                await a.established.wait()
+                await b.established.wait()
+            a.set_advertisements(
+                {ipaddress.ip_network("198.51.100.1/32"): Route(next_hop=ipaddress.IPv4Address("192.0.2.1"))}
+            )
+            await events_there.wait_for(
+                lambda: any(isinstance(e, RoutesReceived) and e.announced for e in events_there.events)
+            )
+            assert a.state is State.ESTABLISHED and b.state is State.ESTABLISHED
+            assert a._pending is None and b._pending is None
+            # the two sides hold the two ends of the same TCP connection
+            assert a._connection is not None and b._connection is not None
+            assert a._connection.transport is not None and b._connection.transport is not None
+            a_ends = (
+                a._connection.transport.get_extra_info("sockname"),
+                a._connection.transport.get_extra_info("peername"),
+            )
+            b_ends = (
+                b._connection.transport.get_extra_info("peername"),
+                b._connection.transport.get_extra_info("sockname"),
+            )
+            assert a_ends == b_ends
+        finally:
+            await a.stop()
+            await b.stop()
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def take(self) -> bytes:
+        data = bytes(self.written)
+        self.written.clear()
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("192.0.2.10", 179) if name in ("sockname", "peername") else default
+
+
+def fake_connection(speaker: Speaker) -> tuple[Connection, FakeTransport]:
+    transport = FakeTransport()
+    connection = Connection(speaker)
+    connection.connection_made(transport)
+    return connection, transport
+
+
+def notifications(data: bytes) -> list[Notification]:
+    reader = MessageReader()
+    reader.feed(data)
+    return [Notification.decode(body) for kind, body in reader if kind is MessageType.NOTIFICATION]
+
+
+def kinds(data: bytes) -> list[MessageType]:
+    reader = MessageReader()
+    reader.feed(data)
+    return [kind for kind, _ in reader]
+
+
+@pytest.mark.parametrize(
+    ("our_id", "peer_id", "kept"), [("10.0.0.1", "10.0.0.9", "second"), ("10.0.0.9", "10.0.0.1", "first")]
+)
+async def test_collision_keeps_the_connection_of_the_higher_identifier(our_id: str, peer_id: str, kept: str) -> None:
+    """RFC 4271 §6.8 on fake transports: the first connection is opening when a second one arrives."""
+    speaker = Speaker(
+        SpeakerConfig(
+            session=SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address(our_id)),
+            peer_address=ipaddress.IPv4Address("192.0.2.1"),
+            connect=False,
+        )
+    )
+    speaker.start()
+    first, first_wire = fake_connection(speaker)
+    second, second_wire = fake_connection(speaker)
+    assert speaker._connection is first and speaker._pending is not None
+    assert kinds(first_wire.take()) == kinds(second_wire.take()) == [MessageType.OPEN]  # both sent our OPEN
+
+    peer = Session(SessionConfig(local_as=64513, peer_as=64512, router_id=ipaddress.IPv4Address(peer_id)))
+    peer.start(0.0, passive=True)
+    peer.connection_made(0.0)
+    speaker.data_received(second, peer.data_to_send())  # the peer's OPEN on the second connection
+
+    collision = (ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+    if kept == "second":
+        assert speaker._connection is second and speaker._pending is None
+        assert [(n.code, n.subcode) for n in notifications(first_wire.take())] == [collision]
+        assert first_wire.closed and not second_wire.closed
+        assert kinds(second_wire.take()) == [MessageType.KEEPALIVE]
+        assert speaker.state is State.OPEN_CONFIRM
+    else:
+        assert speaker._connection is first and speaker._pending is None
+        sent = second_wire.take()
+        assert kinds(sent) == [MessageType.NOTIFICATION]  # no KEEPALIVE ever confirms the losing one
+        assert [(n.code, n.subcode) for n in notifications(sent)] == [collision]
+        assert second_wire.closed and not first_wire.closed
+        assert speaker.state is State.OPEN_SENT
+    await speaker.stop(grace=0)
