@@ -7,6 +7,7 @@ Client errors are mapped to what the caller does about them: :class:`Conflict` (
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -15,7 +16,7 @@ import kubernetes.client
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
-from services.watcher.kube import KubeClients, call, sanitized
+from services.watcher.kube import KubeClients, call
 
 Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
@@ -90,75 +91,71 @@ class ObjectApi:
         self._clients = clients
         self._timeout = request_timeout
 
-    async def _run(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _run(self, function: Any, *args: Any, **kwargs: Any) -> Obj:
+        """One call, its answer read as plain JSON (skipping the client's slow model objects)."""
+        return await call(self._blocking, function, args, kwargs)
+
+    def _blocking(self, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Obj:
         try:
-            return await call(function, *args, _request_timeout=self._timeout, **kwargs)
+            response = function(*args, _request_timeout=self._timeout, _preload_content=False, **kwargs)
+            data = response.data
         except _NETWORK_ERRORS as error:
             raise _failure(error) from error
-
-    def _plain(self, value: Any) -> Obj:
-        if isinstance(value, dict):
-            return value
-        result: Obj = sanitized(self._clients.api_client, value)
-        return result
+        try:
+            answer = json.loads(data) if data else {}
+        except ValueError as error:
+            raise Transient(f"unreadable answer: {error}") from error
+        return answer if isinstance(answer, dict) else {}
 
     async def get(self, resource: Resource, namespace: str, name: str) -> Obj:
         if resource is SERVICES:
-            return self._plain(await self._run(self._clients.core.read_namespaced_service, name, namespace))
-        return self._plain(await self._run(
-            self._clients.custom.get_namespaced_custom_object,
-            resource.group.value, resource.version, namespace, resource.plural, name))
+            return await self._run(self._clients.core.read_namespaced_service, name, namespace)
+        return await self._run(self._clients.custom.get_namespaced_custom_object, resource.group.value,
+                               resource.version, namespace, resource.plural, name)
 
     async def list(self, resource: Resource, namespace: str | None, *, label_selector: str = "",
                    page: int = 500) -> list[Obj]:
         """Every object (all namespaces when ``namespace`` is None), read in pages."""
+        core, custom = self._clients.core, self._clients.custom
         items: list[Obj] = []
         token: str | None = None
         while True:
             extra: dict[str, Any] = {"limit": page, "label_selector": label_selector or None}
             if token:
                 extra["_continue"] = token
-            if resource is SERVICES:
-                function = self._clients.core.list_service_for_all_namespaces
-                if namespace is not None:
-                    answer = await self._run(self._clients.core.list_namespaced_service, namespace, **extra)
-                else:
-                    answer = await self._run(function, **extra)
+            if resource is SERVICES and namespace is None:
+                answer = await self._run(core.list_service_for_all_namespaces, **extra)
+            elif resource is SERVICES:
+                answer = await self._run(core.list_namespaced_service, namespace, **extra)
+            elif namespace is None:
+                answer = await self._run(custom.list_cluster_custom_object, resource.group.value,
+                                         resource.version, resource.plural, **extra)
             else:
-                custom = self._clients.custom
-                if namespace is None:
-                    answer = await self._run(custom.list_cluster_custom_object, resource.group.value,
-                                             resource.version, resource.plural, **extra)
-                else:
-                    answer = await self._run(custom.list_namespaced_custom_object, resource.group.value,
-                                             resource.version, namespace, resource.plural, **extra)
-            plain = self._plain(answer)
-            items.extend(plain.get("items") or [])
-            token = (plain.get("metadata") or {}).get("continue")
+                answer = await self._run(custom.list_namespaced_custom_object, resource.group.value,
+                                         resource.version, namespace, resource.plural, **extra)
+            items.extend(answer.get("items") or [])
+            token = (answer.get("metadata") or {}).get("continue")
             if not token:
                 return items
 
     async def create(self, resource: Resource, namespace: str, body: Obj) -> Obj:
         if resource is EVENTS:
-            return self._plain(await self._run(self._clients.core.create_namespaced_event, namespace, body))
-        return self._plain(await self._run(
-            self._clients.custom.create_namespaced_custom_object,
-            resource.group.value, resource.version, namespace, resource.plural, body))
+            return await self._run(self._clients.core.create_namespaced_event, namespace, body)
+        return await self._run(self._clients.custom.create_namespaced_custom_object, resource.group.value,
+                               resource.version, namespace, resource.plural, body)
 
     async def patch(self, resource: Resource, namespace: str, name: str, body: Obj, *,
                     status: bool = False) -> Obj:
         """A JSON merge patch of the object, or of its status subresource."""
-        core = self._clients.core
+        core, custom = self._clients.core, self._clients.custom
         if resource is SERVICES:
             function = core.patch_namespaced_service_status if status else core.patch_namespaced_service
-            return self._plain(await self._run(function, name, namespace, body, _content_type=MERGE_PATCH))
+            return await self._run(function, name, namespace, body, _content_type=MERGE_PATCH)
         if resource is EVENTS:
-            return self._plain(await self._run(core.patch_namespaced_event, name, namespace, body,
-                                               _content_type=MERGE_PATCH))
-        custom = self._clients.custom
+            return await self._run(core.patch_namespaced_event, name, namespace, body, _content_type=MERGE_PATCH)
         patch = custom.patch_namespaced_custom_object_status if status else custom.patch_namespaced_custom_object
-        return self._plain(await self._run(patch, resource.group.value, resource.version, namespace,
-                                           resource.plural, name, body, _content_type=MERGE_PATCH))
+        return await self._run(patch, resource.group.value, resource.version, namespace, resource.plural, name,
+                               body, _content_type=MERGE_PATCH)
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> None:
         await self._run(self._clients.custom.delete_namespaced_custom_object, resource.group.value,

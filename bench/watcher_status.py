@@ -1,0 +1,188 @@
+"""Status writer benchmark: IPAM decision -> Service status written, against a real nats-server and the
+Kubernetes API stand-in (driven through the official client, as in production).
+
+1. paced: IPAllocated decisions at a steady rate (default 100/s); per decision the time from its
+   publish to the Service showing the IP in ``status.loadBalancer.ingress`` (p50/p99/max).
+2. burst: many decisions at once; time until every Service shows its IP (bounded by the write rate
+   limit, default 200 objects/s).
+
+Prints figures; the last line is one JSON object.  ``python bench/watcher_status.py [--quick]``
+:func:`measure` is importable for other benchmarks (``bench/watcher.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+import kubernetes.client
+
+from schemas.events import IPAllocated, ServiceId
+from services.common.bus import Bus, BusSettings
+from services.common.nats_server import EmbeddedNats
+from services.common.subjects import ipam_allocation_subject
+from services.watcher.kube import KubeClients
+from services.watcher.status.writer import StatusWriter, StatusWriterSettings
+from tests.kubeapi.handle import KubeApi
+
+NAMESPACE = "bench"
+
+
+def _ip(index: int) -> str:
+    return f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}"
+
+
+def _follow(api: KubeApi, stop: threading.Event, report: Callable[[str, float], None]) -> None:
+    """Report when each Service first shows an ingress IP (reads the stand-in's change log directly)."""
+    store = api.store
+    cursor = [store.rv]
+    done: set[str] = set()
+    while not stop.is_set():
+        store.wait_for(lambda: store.rv > cursor[0] or stop.is_set(), 0.2)
+        for change in store.changes_after(cursor[0], open_watch=True):
+            cursor[0] = change.rv
+            if change.key[0] != "services" or change.key[2] in done:
+                continue
+            status = change.obj.get("status") or {}
+            if (status.get("loadBalancer") or {}).get("ingress"):
+                done.add(change.key[2])
+                report(change.key[2], time.monotonic())
+
+
+def _api_process(reports: Connection, control: Connection, total: int) -> None:
+    """The API stand-in in its own process, as a real API server is: it shares no interpreter lock."""
+    with KubeApi(history_limit=max(100_000, total * 10)) as api:
+        uids = []
+        for index in range(total):
+            obj = api.put_object({"apiVersion": "v1", "kind": "Service",
+                                  "metadata": {"name": f"svc-{index}", "namespace": NAMESPACE},
+                                  "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})
+            uids.append(obj["metadata"]["uid"])
+        reports.send((api.url, uids))
+        stop = threading.Event()
+        follower = threading.Thread(target=_follow, args=(api, stop, lambda n, t: reports.send((n, t))))
+        follower.start()
+        control.recv()
+        stop.set()
+        follower.join()
+        reports.send(None)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+async def _wait_all(names: list[str], written: dict[str, float], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(name in written for name in names):
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def measure(*, paced: int, rate: float = 100.0, burst: int = 0,
+                  settings: StatusWriterSettings | None = None) -> dict[str, Any]:
+    """Run both phases; figures in milliseconds and objects per second."""
+    total = paced + burst
+    context = multiprocessing.get_context("spawn")
+    reports_in, reports_out = context.Pipe(duplex=False)
+    control_in, control_out = context.Pipe(duplex=False)
+    child = context.Process(target=_api_process, args=(reports_out, control_in, total), daemon=True)
+    child.start()
+    url, uids = reports_in.recv()
+    written: dict[str, float] = {}
+
+    def collect() -> None:
+        while (item := reports_in.recv()) is not None:
+            written[item[0]] = item[1]
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    configuration = kubernetes.client.Configuration()
+    configuration.host = url
+    configuration.api_key = {"authorization": "Bearer kubeapi-test"}
+    clients = KubeClients.from_api_client(kubernetes.client.ApiClient(configuration))
+    with EmbeddedNats() as server:
+        bus = await Bus.connect(BusSettings(url=server.url), producer="bench/ipam")
+        stopping = asyncio.Event()
+        writer = StatusWriter(bus=bus, clients=clients, namespace="metallb-system", stopping=stopping,
+                              settings=settings or StatusWriterSettings())
+        async with bus:
+            await bus.ensure_streams()
+            task = asyncio.create_task(writer.run())
+            await asyncio.wait_for(writer.ready.wait(), 30)
+
+            def decision(index: int) -> tuple[str, IPAllocated]:
+                service = ServiceId(namespace=NAMESPACE, name=f"svc-{index}", uid=uids[index])
+                return (ipam_allocation_subject(NAMESPACE, service.name),
+                        IPAllocated(service=service, ips=(_ip(index),), pool="bench", reason="benchmark"))
+
+            sent: dict[str, float] = {}
+            start = time.monotonic()
+            for index in range(paced):
+                due = start + index / rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))  # pacing the decisions
+                subject, event = decision(index)
+                sent[event.service.name] = time.monotonic()
+                await bus.publish(subject, event)
+            paced_ok = await _wait_all(list(sent), written, 60)
+            lags = [(written[name] - at) * 1000 for name, at in sent.items() if name in written]
+
+            burst_rate = float("nan")
+            burst_ok = True
+            if burst:
+                items = [decision(index) for index in range(paced, total)]
+                start = time.monotonic()
+                await bus.publish_many((subject, event, None) for subject, event in items)
+                names = [event.service.name for _, event in items]
+                burst_ok = await _wait_all(names, written, 120)
+                burst_rate = burst / (max(written.get(n, start) for n in names) - start)
+
+            stopping.set()
+            stopped_at = time.monotonic()
+            await asyncio.wait_for(task, 30)
+            stop_s = time.monotonic() - stopped_at
+    clients.close()
+    control_out.send("stop")
+    collector.join(10)
+    child.join(10)
+    return {
+        "paced_decisions": paced, "paced_rate_per_s": rate, "paced_all_written": paced_ok,
+        "lag_p50_ms": round(_percentile(lags, 0.50), 2), "lag_p99_ms": round(_percentile(lags, 0.99), 2),
+        "lag_max_ms": round(max(lags, default=float("nan")), 2),
+        "burst_decisions": burst, "burst_all_written": burst_ok,
+        "burst_services_per_s": round(burst_rate, 1), "stop_s": round(stop_s, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 000 paced decisions, 1 000 in a burst")
+    parser.add_argument("--rate", type=float, default=100.0, help="paced decisions per second")
+    args = parser.parse_args()
+    paced, burst = (1000, 1000) if args.quick else (6000, 5000)
+    figures = asyncio.run(measure(paced=paced, rate=args.rate, burst=burst))
+    print(f"paced {paced} decisions at {args.rate:.0f}/s: decision -> Service status written "
+          f"p50 {figures['lag_p50_ms']} ms, p99 {figures['lag_p99_ms']} ms, max {figures['lag_max_ms']} ms "
+          f"(target p99 <= 50 ms)")
+    print(f"burst of {burst} decisions: {figures['burst_services_per_s']} Services/s written "
+          f"(write rate limit {StatusWriterSettings().writes_per_second:.0f}/s)")
+    print(f"stop after the burst: {figures['stop_s']} s")
+    print(json.dumps({"benchmark": "watcher_status", "quick": args.quick, **figures}))
+
+
+if __name__ == "__main__":
+    main()
