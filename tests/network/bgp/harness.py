@@ -42,10 +42,18 @@ def lab_net(directory: Path) -> Iterator[Net]:
         yield Net(lab, node, router, directory)
 
 
-def peering(*, local_as: int = 64512, peer_as: int = 64512, password: str | None = None) -> Peering:
+def peering(
+    *, local_as: int = 64512, peer_as: int = 64512, password: str | None = None, passive: bool = True
+) -> Peering:
     """The router's side of the session: ``local_as`` is the router's, ``peer_as`` the node's."""
     return Peering(
-        router_id=ROUTER4, local=ROUTER4, local_as=local_as, neighbor=NODE4, neighbor_as=peer_as, password=password
+        router_id=ROUTER4,
+        local=ROUTER4,
+        local_as=local_as,
+        neighbor=NODE4,
+        neighbor_as=peer_as,
+        password=password,
+        passive=passive,
     )
 
 

@@ -27,6 +27,7 @@ class Peering:
     password: str | None = None
     hold_time: int = 9
     graceful_restart: bool = True
+    passive: bool = True  # the daemon waits for the node to dial
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,9 @@ protocol device {{ scan time 1; }}
 protocol bgp node {{
     local {p.local} as {p.local_as};
     neighbor {p.neighbor} as {p.neighbor_as};
-    passive on;
+    passive {"on" if p.passive else "off"};
+    connect delay time 1;
+    connect retry time 2;
     direct;
     hold time {p.hold_time};
     error wait time 1, 2;
@@ -225,7 +228,7 @@ def frr_config(peering: Peering, *, log_file: Path) -> str:
         *([" bgp graceful-restart"] if p.graceful_restart else []),
         f" neighbor {n} remote-as {p.neighbor_as}",
         f" neighbor {n} update-source {p.local}",
-        f" neighbor {n} passive",
+        *([f" neighbor {n} passive"] if p.passive else [f" neighbor {n} timers connect 2"]),
         f" neighbor {n} timers {max(1, p.hold_time // 3)} {p.hold_time}",
         *([f" neighbor {n} password {p.password}"] if p.password else []),
         " address-family ipv4 unicast",
@@ -321,10 +324,11 @@ def gobgp_config(peering: Peering) -> str:
     neighbor-address = "{p.neighbor}"
     peer-as = {p.neighbor_as}
 {password}  [neighbors.transport.config]
-    passive-mode = true
+    passive-mode = {"true" if p.passive else "false"}
   [neighbors.timers.config]
     hold-time = {p.hold_time}
     keepalive-interval = {max(1, p.hold_time // 3)}
+    connect-retry = 2
   [neighbors.graceful-restart.config]
     enabled = {graceful}
 {families}"""

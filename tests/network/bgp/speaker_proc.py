@@ -4,6 +4,8 @@
     stdin:  {"routes": [{"prefix": "198.51.100.7/32", "communities": ["65000:7"], ...}]}
             {"stop": {"keep_routes": false, "message": "bye"}}
 Every event is written to LOGFILE as one line `event <repr>`; end of stdin or SIGTERM stops with a Cease.
+With `"listen": true` it also accepts the peer's connections on port 179 of `source_address`; with
+`"connect": false` it only does that.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from services.announcer.bgp.attributes import parse_community
 from services.announcer.bgp.events import Event
+from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.nlri import Prefix
 from services.announcer.bgp.rib import Route
 from services.announcer.bgp.session import SessionConfig
@@ -45,6 +48,7 @@ def speaker_config(raw: dict[str, Any]) -> SpeakerConfig:
         peer_address=ipaddress.ip_address(raw["peer_address"]),
         source_address=address("source_address"),
         password=raw.get("password"),
+        connect=raw.get("connect", True),
         min_backoff=0.1,
         connect_time=2.0,
         connect_timeout=2.0,
@@ -65,7 +69,16 @@ def routes(raw: list[dict[str, Any]]) -> dict[Prefix, Route]:
     return out
 
 
-async def main(config: SpeakerConfig) -> None:
+async def main(config: SpeakerConfig, *, listen: bool) -> None:
+    if not listen:
+        await run(config, None)
+        return
+    assert config.source_address is not None
+    async with Listener(address=config.source_address, port=179) as listener:
+        await run(config, listener)
+
+
+async def run(config: SpeakerConfig, listener: Listener | None) -> None:
     loop = asyncio.get_running_loop()
 
     def on_event(event: Event) -> None:
@@ -77,6 +90,8 @@ async def main(config: SpeakerConfig) -> None:
     loop.add_signal_handler(signal.SIGTERM, terminated.set)
     keep_routes, message = False, "speaker stopped"
     async with Speaker(config, on_event=on_event) as speaker:
+        if listener is not None:
+            listener.add(speaker)
         lines = asyncio.ensure_future(reader.readline())
         stop = asyncio.ensure_future(terminated.wait())
         while True:
@@ -102,4 +117,5 @@ if __name__ == "__main__":
     logging.basicConfig(
         filename=sys.argv[2], level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    asyncio.run(main(speaker_config(json.loads(sys.argv[1]))))
+    raw = json.loads(sys.argv[1])
+    asyncio.run(main(speaker_config(raw), listen=bool(raw.get("listen", False))))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netlab import skip_reason
+from tests.netlab import skip_reason, wait_for
 from tests.network.bgp.harness import (
     NODE4,
     NODE6,
@@ -24,7 +24,7 @@ from tests.network.bgp.harness import (
     wait_no_route,
     wait_route,
 )
-from tests.network.bgp.routers import ROUTERS, Bird, Frr, GoBgp
+from tests.network.bgp.routers import ROUTERS, Bird, Frr, GoBgp, Router
 
 _SKIP = skip_reason()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
@@ -82,3 +82,36 @@ def test_ebgp(net: Net, daemon: Daemon) -> None:
     speaker.stop()  # Cease: the peer drops the routes at once
     wait_no_route(router, V4, timeout=5)
     wait_no_route(router, V6, timeout=5)
+
+
+def stays_up(router: Router, prefix: str, *, seconds: float) -> None:
+    """The session stays Established and the route stays put for ``seconds`` (no flapping)."""
+    with pytest.raises(TimeoutError):
+        wait_for(
+            lambda: not router.established() or router.route(prefix) is None,
+            timeout=seconds,
+            message="the session or the route to drop",
+            interval=0.2,
+        )
+
+
+@pytest.mark.parametrize("daemon", [daemon_param(kind) for kind in ROUTERS])
+def test_router_dials_a_listening_speaker(net: Net, daemon: Daemon) -> None:
+    """Passive mode: the speaker only listens (with MD5 on the listening socket) and the router dials."""
+    router = daemon.start(net.lab, net.router, net.directory / daemon.NAME, peering(password=PASSWORD, passive=False))
+    speaker = SpeakerProcess(net, "speaker", password=PASSWORD, connect=False, listen=True)
+    speaker.announce(route(V4, **ATTRS))
+    wait_established(router, speaker)
+    assert wait_route(router, V4).next_hop == NODE4
+
+
+@pytest.mark.parametrize("daemon", [daemon_param(kind) for kind in ROUTERS])
+def test_both_ends_dial_and_settle_on_one_session(net: Net, daemon: Daemon) -> None:
+    """Both sides dial and listen. Whichever way the race goes (a second connection refused while one is
+    Established, or an RFC 4271 §6.8 collision resolved by BGP identifier), one stable session is left."""
+    router = daemon.start(net.lab, net.router, net.directory / daemon.NAME, peering(passive=False))
+    speaker = SpeakerProcess(net, "speaker", listen=True)
+    speaker.announce(route(V4, **ATTRS))
+    wait_established(router, speaker)
+    wait_route(router, V4)
+    stays_up(router, V4, seconds=4)
