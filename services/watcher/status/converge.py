@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from services.watcher.status import metrics
+from services.watcher.status.configstate import ConfigStateTarget
 from services.watcher.status.desired import (
     DEPRECATED_POOL_ANNOTATION,
     LABEL_MANAGED_BY,
@@ -24,7 +25,6 @@ from services.watcher.status.desired import (
     POOL_ANNOTATION,
     Absent,
     AnnouncementStatusTarget,
-    ConfigStateTarget,
     PoolTarget,
     ServiceTarget,
     Target,

@@ -28,7 +28,6 @@ from schemas.events import (
     AllocationFailed,
     AnnouncementMode,
     AnnouncementReported,
-    ConfigProblem,
     ConfigurationEvaluated,
     Event,
     IPAllocated,
@@ -38,6 +37,13 @@ from schemas.events import (
     ReleaseReason,
     ServiceId,
 )
+from services.watcher.status.configstate import (
+    CONFIG_STATE_NAME,
+    ConfigStateTarget,
+    config_state_target,
+    strict_arp_message,
+    strict_arp_missing,
+)
 
 POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
 DEPRECATED_POOL_ANNOTATION = "metallb.universe.tf/ip-allocated-from-pool"
@@ -46,15 +52,8 @@ LABEL_SERVICE_NAME = "metallb.io/service-name"
 LABEL_SERVICE_NAMESPACE = "metallb.io/service-namespace"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "metalbus"
-CONFIG_STATE_NAME = "metalbus"
 #: Kubernetes stores the pool counters as int64; an IPv6 pool can hold more.
 INT64_MAX = 2**63 - 1
-
-STRICT_ARP_FIX = (
-    'kubectl get configmap kube-proxy -n kube-system -o yaml | sed -e "s/strictARP: false/strictARP: true/" '
-    "| kubectl apply -f - -n kube-system"
-)
-
 
 class TargetKind(StrEnum):
     SERVICE = "Service"
@@ -130,36 +129,6 @@ class AnnouncementStatusTarget:
     service_name: str
     interfaces: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
-
-
-class ConditionStatus(StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    type: str
-    status: ConditionStatus
-    reason: str
-    message: str
-
-
-class ConfigResult(StrEnum):
-    VALID = "Valid"
-    INVALID = "Invalid"
-    UNKNOWN = "Unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigStateTarget:
-    """``result`` None: leave result and summary as they are (only conditions to set)."""
-
-    name: str
-    result: ConfigResult | None
-    error_summary: str
-    conditions: tuple[Condition, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,16 +332,6 @@ def _pool_usage(state: StatusState, event: PoolUsageReported) -> Change:
     return Change(keys=frozenset({ObjectKey(TargetKind.POOL, state.namespace, event.pool)}))
 
 
-def strict_arp_missing(kube_proxy: KubeProxyObserved) -> bool:
-    """kube-proxy in IPVS mode answers ARP for every Service IP on every node unless ``strictARP``."""
-    return kube_proxy.mode.lower() == "ipvs" and not kube_proxy.strict_arp
-
-
-def strict_arp_message() -> str:
-    return ("kube-proxy runs in IPVS mode without strictARP: true, so every node answers ARP for "
-            f"LoadBalancer IPs and layer2 announcements break. Fix: {STRICT_ARP_FIX}")
-
-
 def _kube_proxy(state: StatusState, event: KubeProxyObserved) -> Change:
     was_missing = state.kube_proxy is not None and strict_arp_missing(state.kube_proxy)
     state.kube_proxy = event
@@ -413,42 +372,3 @@ def _announcement_target(state: StatusState, key: ObjectKey) -> Target:
     return AnnouncementStatusTarget(key, first.node, service.namespace, service.name,
                                     interfaces=tuple(interfaces) if mode is AnnouncementMode.L2 else (),
                                     peers=tuple(peers) if mode is AnnouncementMode.BGP else ())
-
-
-CONDITION_CONFIGURATION = "ConfigurationValid"
-CONDITION_STRICT_ARP = "KubeProxyStrictARP"
-
-
-def config_state_target(config: ConfigurationEvaluated | None, kube_proxy: KubeProxyObserved | None,
-                        *, name: str = CONFIG_STATE_NAME) -> ConfigStateTarget:
-    conditions: list[Condition] = []
-    result: ConfigResult | None = None
-    summary: list[str] = []
-    if config is not None:
-        messages = [_problem_text(problem) for problem in config.problems]
-        if config.valid:
-            result = ConfigResult.VALID
-            conditions.append(Condition(CONDITION_CONFIGURATION, ConditionStatus.TRUE, "Valid",
-                                        "the metallb.io configuration is valid"))
-        else:
-            result = ConfigResult.INVALID
-            summary += messages
-            conditions.append(Condition(CONDITION_CONFIGURATION, ConditionStatus.FALSE, "ConfigurationError",
-                                        "\n".join(messages) or "the metallb.io configuration is invalid"))
-    if kube_proxy is not None:
-        if strict_arp_missing(kube_proxy):
-            conditions.append(Condition(CONDITION_STRICT_ARP, ConditionStatus.FALSE, "StrictARPDisabled",
-                                        strict_arp_message()))
-        else:
-            conditions.append(Condition(CONDITION_STRICT_ARP, ConditionStatus.TRUE, "StrictARPNotNeeded"
-                                        if kube_proxy.mode.lower() != "ipvs" else "StrictARPEnabled",
-                                        f"kube-proxy mode {kube_proxy.mode or 'default'!r}: layer2 is safe"))
-    return ConfigStateTarget(name, result, "\n".join(summary), tuple(conditions))
-
-
-def _problem_text(problem: ConfigProblem) -> str:
-    where = f"{problem.kind} {problem.namespace}/{problem.name}" if problem.namespace else \
-        f"{problem.kind} {problem.name}"
-    if problem.field:
-        where = f"{where.strip()} {problem.field}"
-    return f"{where.strip()}: {problem.message}"

@@ -11,17 +11,14 @@ import logging
 
 from schemas.events import KubeProxyObserved
 from services.watcher.kube import KubeClients
-from services.watcher.status.converge import Converger
-from services.watcher.status.desired import (
+from services.watcher.status.configstate import (
     STRICT_ARP_FIX,
-    EventType,
-    KubeEvent,
-    Reason,
-    config_state_key,
     config_state_target,
     strict_arp_message,
     strict_arp_missing,
 )
+from services.watcher.status.converge import Converger
+from services.watcher.status.desired import EventType, KubeEvent, Reason, config_state_key
 from services.watcher.status.objects import ObjectApi
 from services.watcher.status.recorder import EventRecorder
 

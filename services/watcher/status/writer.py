@@ -36,6 +36,7 @@ from services.common.subjects import (
 )
 from services.watcher.kube import KubeClients
 from services.watcher.status import metrics
+from services.watcher.status.configstate import strict_arp_message, strict_arp_missing
 from services.watcher.status.converge import Converger, Outcome
 from services.watcher.status.desired import (
     EventType,
@@ -46,8 +47,6 @@ from services.watcher.status.desired import (
     StatusState,
     apply,
     config_state_key,
-    strict_arp_message,
-    strict_arp_missing,
     target,
     target_kind,
 )

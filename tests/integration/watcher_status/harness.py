@@ -87,6 +87,6 @@ def ingress(api: KubeApi, name: str, namespace: str = "default") -> list[Obj]:
     return list(((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
 
 
-def annotations(api: KubeApi, name: str, namespace: str = "default") -> dict[str, str]:
+def service_annotations(api: KubeApi, name: str, namespace: str = "default") -> dict[str, str]:
     obj = api.get_object("services", name, namespace) or {}
     return dict(obj.get("metadata", {}).get("annotations") or {})

@@ -10,11 +10,11 @@ from services.common.subjects import ipam_allocation_subject
 from services.watcher.status import metrics
 from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from tests.integration.watcher_status.harness import (
-    annotations,
     events,
     ingress,
     put_service,
     running_writer,
+    service_annotations,
 )
 from tests.kubeapi.handle import KubeApi
 from tests.waiting import async_wait_until
@@ -27,9 +27,9 @@ async def test_allocation_sets_ingress_annotation_and_event(bus: Bus, kube_api: 
             service=web, ips=("192.168.10.5",), pool="lan", reason="lowest free address"))
         await async_wait_until(lambda: ingress(kube_api, "web") == [{"ip": "192.168.10.5", "ipMode": "VIP"}],
                                what="ingress written")
-        await async_wait_until(lambda: annotations(kube_api, "web").get(POOL_ANNOTATION) == "lan",
+        await async_wait_until(lambda: service_annotations(kube_api, "web").get(POOL_ANNOTATION) == "lan",
                                what="pool annotation")
-        assert DEPRECATED_POOL_ANNOTATION not in annotations(kube_api, "web")
+        assert DEPRECATED_POOL_ANNOTATION not in service_annotations(kube_api, "web")
         await async_wait_until(lambda: bool(events(kube_api, "default", reason="IPAllocated")), what="event")
         [event] = events(kube_api, "default", reason="IPAllocated")
         assert event["type"] == "Normal"
@@ -63,7 +63,7 @@ async def test_release_removes_ingress_and_annotation(bus: Bus, kube_api: KubeAp
                                                   reason=ReleaseReason.NOT_LOAD_BALANCER,
                                                   message="type changed to ClusterIP"))
         await async_wait_until(lambda: ingress(kube_api, "web") == [], what="ingress removed")
-        await async_wait_until(lambda: POOL_ANNOTATION not in annotations(kube_api, "web"),
+        await async_wait_until(lambda: POOL_ANNOTATION not in service_annotations(kube_api, "web"),
                                what="annotation removed")
         await async_wait_until(lambda: bool(events(kube_api, "default", reason="ClearAssignment")),
                                what="ClearAssignment event")
@@ -87,7 +87,7 @@ async def test_conflict_is_read_again_and_the_write_lands(bus: Bus, kube_api: Ku
         kube_api.put_object(current)
         await async_wait_until(lambda: ingress(kube_api, "web") == [{"ip": "10.0.0.9", "ipMode": "VIP"}],
                                what="ingress written after the conflict")
-        await async_wait_until(lambda: annotations(kube_api, "web").get(POOL_ANNOTATION) == "lan",
+        await async_wait_until(lambda: service_annotations(kube_api, "web").get(POOL_ANNOTATION) == "lan",
                                what="annotation written after the conflict")
     obj = kube_api.get_object("services", "web", "default") or {}
     assert obj["metadata"]["labels"]["team"] == "blue"
@@ -127,7 +127,7 @@ async def test_deprecated_annotation_is_reported(bus: Bus, kube_api: KubeApi) ->
         assert event["type"] == "Warning"
         assert event["message"] == "Service uses deprecated annotation metallb.universe.tf/address-pool"
         # reported, not removed: the user's annotation still asks for the pool
-        assert annotations(kube_api, "web")["metallb.universe.tf/address-pool"] == "lan"
+        assert service_annotations(kube_api, "web")["metallb.universe.tf/address-pool"] == "lan"
 
 
 async def test_identical_events_are_aggregated(bus: Bus, kube_api: KubeApi) -> None:

@@ -17,13 +17,11 @@ from schemas.events import (
     ReleaseReason,
     ServiceId,
 )
+from services.watcher.status.configstate import STRICT_ARP_FIX, ConfigResult, ConfigStateTarget
 from services.watcher.status.desired import (
     INT64_MAX,
-    STRICT_ARP_FIX,
     Absent,
     AnnouncementStatusTarget,
-    ConfigResult,
-    ConfigStateTarget,
     EventType,
     ObjectKey,
     PoolTarget,
@@ -46,7 +44,7 @@ SUBJECT = "ipam.allocation.default.web"
 
 
 def allocated(*ips: str, pool: str = "lan", **extra: object) -> IPAllocated:
-    return IPAllocated(service=WEB, ips=ips, pool=pool, reason="r", **extra)  # type: ignore[arg-type]
+    return IPAllocated(service=WEB, ips=ips, pool=pool, reason="r", **extra)
 
 
 def test_allocation_story() -> None:
