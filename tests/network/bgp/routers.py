@@ -76,6 +76,7 @@ class Bird:
     lab: Lab
     ns: str
     directory: Path
+    proc: subprocess.Popen[str] | None = None
 
     @staticmethod
     def skip_reason() -> str | None:
@@ -92,8 +93,16 @@ class Bird:
         conf.write_text(bird_config(peering, log_file=directory / "bird.log"))
         bird = cls(lab, ns, directory)
         ready = lambda: bird.birdc("show status", check=False).returncode == 0  # noqa: E731
-        _start(lab, ns, ready, "bird", "-f", "-c", str(conf), "-s", bird.socket, "-P", str(directory / "bird.pid"))
+        bird.proc = _start(
+            lab, ns, ready, "bird", "-f", "-c", str(conf), "-s", bird.socket, "-P", str(directory / "bird.pid")
+        )
         return bird
+
+    def crash(self) -> None:
+        """SIGKILL: the router vanishes without a NOTIFICATION (its kernel still closes the TCP connection)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=5)
 
     def birdc(self, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.lab.run(self.ns, "birdc", "-s", self.socket, *command.split(), check=check)

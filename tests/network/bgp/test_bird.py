@@ -116,3 +116,25 @@ def test_graceful_restart_keeps_routes_through_a_speaker_restart(net: Net) -> No
 
     second.stop()  # a Cease ends it for real: the route goes
     wait_no_route(bird, V4, timeout=5)
+
+
+def test_router_crash_then_announcer_sigterm(net: Net) -> None:
+    peering_ = peering()
+    bird = Bird.start(net.lab, net.router, net.directory / "bird", peering_)
+    speaker = SpeakerProcess(net, "speaker")
+    speaker.announce(route(V4), route(V6))
+    wait_established(bird, speaker)
+    wait_route(bird, V4)
+
+    bird.crash()  # the speaker sees the connection go, backs off and dials the new BIRD
+    bird = Bird.start(net.lab, net.router, net.directory / "bird", peering_)
+    wait_established(bird, speaker, timeout=20)
+    wait_route(bird, V4)
+    wait_route(bird, V6)
+
+    assert speaker.proc.poll() is None
+    speaker.proc.terminate()  # SIGTERM: the announcer leaves with a Cease, so the routes go at once
+    wait_no_route(bird, V4, timeout=5)
+    wait_no_route(bird, V6, timeout=5)
+    assert speaker.proc.wait(timeout=5) == 0
+    assert "Received: Administrative shutdown" in bird.protocol()

@@ -12,8 +12,9 @@ import pytest
 
 from services.announcer.bgp.events import Closed, CloseReason, Event, RoutesReceived, State
 from services.announcer.bgp.listener import Listener
-from services.announcer.bgp.message import MessageReader, MessageType
-from services.announcer.bgp.notification import CeaseSubcode, ErrorCode, Notification
+from services.announcer.bgp.message import KEEPALIVE, MessageReader, MessageType
+from services.announcer.bgp.notification import CeaseSubcode, ErrorCode, HeaderSubcode, Notification
+from services.announcer.bgp.open import Open
 from services.announcer.bgp.rib import Route
 from services.announcer.bgp.session import Session, SessionConfig
 from services.announcer.bgp.speaker import Connection, Speaker, SpeakerConfig
@@ -279,3 +280,47 @@ async def test_collision_keeps_the_connection_of_the_higher_identifier(our_id: s
         assert second_wire.closed and not first_wire.closed
         assert speaker.state is State.OPEN_SENT
     await speaker.stop(grace=0)
+
+
+async def test_a_hostile_peer_gets_a_notification_and_the_speaker_dials_again() -> None:
+    """A peer that sends garbage after the OPEN exchange: NOTIFICATION, close, and a new attempt later."""
+    received: list[bytes] = []
+    connections = 0
+    second = asyncio.Event()
+
+    async def hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        if connections > 1:
+            second.set()
+            writer.close()
+            return
+        await reader.read(4096)  # the speaker's OPEN
+        peer_open = Open.build(asn=64513, hold_time=9, bgp_identifier=ipaddress.IPv4Address("10.0.0.1"))
+        writer.write(peer_open.encode() + KEEPALIVE)
+        await reader.read(4096)  # its KEEPALIVE (and End-of-RIB)
+        writer.write(b"\x00" * 19)  # not a BGP header at all
+        received.append(await reader.read())  # everything until the speaker closes
+        writer.close()
+
+    server = await asyncio.start_server(hostile, str(LOOPBACK), 0)
+    port = server.sockets[0].getsockname()[1]
+    session = SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address("10.0.0.2"))
+    recorder = Recorder()
+    speaker = Speaker(
+        SpeakerConfig(session=session, peer_address=LOOPBACK, peer_port=port, min_backoff=0.05, connect_time=0.2),
+        on_event=recorder,
+    )
+    async with server:
+        speaker.start()
+        try:
+            async with asyncio.timeout(5):
+                await second.wait()
+        finally:
+            await speaker.stop()
+    sent = notifications(received[0])
+    assert [(n.code, n.subcode) for n in sent] == [
+        (ErrorCode.MESSAGE_HEADER, HeaderSubcode.CONNECTION_NOT_SYNCHRONIZED)
+    ]
+    closed = next(e for e in recorder.events if isinstance(e, Closed))
+    assert closed.reason is CloseReason.PROTOCOL_ERROR
