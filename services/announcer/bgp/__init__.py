@@ -1,1 +1,55 @@
-"""A native BGP-4 speaker: RFC-shaped wire codecs, a sans-IO session core and a thin asyncio shell."""
+"""A native BGP-4 speaker for the announcer: RFC-shaped wire codecs, a sans-IO session core, a thin asyncio shell.
+
+Layers, bottom up (each imports only the ones below it):
+
+- wire codecs, pure and hostile-input safe (every decoder raises only :class:`Notification`):
+  ``message`` (header, KEEPALIVE, stream reader), ``notification``, ``open`` + ``capabilities``,
+  ``update`` + ``attributes`` / ``aspath`` / ``multiprotocol`` / ``nlri``, ``route_refresh``, ``wire``;
+- ``rib``: the desired :class:`Route` per prefix, the Adj-RIB-Out and the diff packed into UPDATEs;
+- ``session``: the RFC 4271 FSM without I/O (``receive(data, now)``, ``handle_timer(now)``,
+  ``get_timer()``, ``data_to_send()``, ``next_event()``), events in ``events``;
+- ``tcp``, ``speaker``, ``listener``: sockets (TCP MD5, source binding), timers, backoff, collisions.
+"""
+
+from services.announcer.bgp.capabilities import IPV4_UNICAST, IPV6_UNICAST, AddressFamily
+from services.announcer.bgp.events import (
+    AdvertisementsSent,
+    Closed,
+    CloseReason,
+    EndOfRibReceived,
+    Established,
+    Event,
+    RefreshRequested,
+    RoutesReceived,
+    State,
+    StateChanged,
+)
+from services.announcer.bgp.listener import Listener
+from services.announcer.bgp.notification import Notification
+from services.announcer.bgp.rib import Route
+from services.announcer.bgp.session import DynamicAsn, Session, SessionConfig
+from services.announcer.bgp.speaker import Speaker, SpeakerConfig
+
+__all__ = [
+    "IPV4_UNICAST",
+    "IPV6_UNICAST",
+    "AddressFamily",
+    "AdvertisementsSent",
+    "CloseReason",
+    "Closed",
+    "DynamicAsn",
+    "EndOfRibReceived",
+    "Established",
+    "Event",
+    "Listener",
+    "Notification",
+    "RefreshRequested",
+    "Route",
+    "RoutesReceived",
+    "Session",
+    "SessionConfig",
+    "Speaker",
+    "SpeakerConfig",
+    "State",
+    "StateChanged",
+]
