@@ -170,3 +170,21 @@ async def test_stops_promptly(bus: Bus, kube_api: KubeApi) -> None:
         harness.stopping.set()
         await asyncio.wait_for(asyncio.shield(harness.task), timeout=3)
         assert loop.time() - started < 3
+
+
+async def test_writes_are_skipped_when_the_object_already_shows_the_state(bus: Bus, kube_api: KubeApi) -> None:
+    web = put_service(kube_api, "web")
+    subject = ipam_allocation_subject("default", "web")
+    lag_before = metrics.WRITE_LAG.labels("Service")._sum.get()
+    async with running_writer(bus, kube_api) as harness:
+        await harness.publish(subject, IPAllocated(service=web, ips=("10.0.0.30",), pool="lan", reason="r"))
+        await async_wait_until(lambda: service_annotations(kube_api, "web").get(POOL_ANNOTATION) == "lan",
+                               what="first write")
+        writes = len(kube_api.history("services", name="web", namespace="default"))
+        skipped = metrics.SKIPPED.labels("Service")._value.get()
+        # re-adopted by a restarted ipam: the same decision again
+        await harness.publish(subject, IPAllocated(service=web, ips=("10.0.0.30",), pool="lan", reason="again"))
+        await async_wait_until(lambda: metrics.SKIPPED.labels("Service")._value.get() > skipped,
+                               what="the no-op noticed")
+        assert len(kube_api.history("services", name="web", namespace="default")) == writes
+    assert metrics.WRITE_LAG.labels("Service")._sum.get() > lag_before

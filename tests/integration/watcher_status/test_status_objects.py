@@ -172,3 +172,16 @@ async def test_warn_strict_arp_directly(kube_api: KubeApi) -> None:
         assert len(events(kube_api, NAMESPACE, reason="StrictARPRequired")) == 1
     finally:
         clients.close()
+
+
+async def test_stray_status_objects_are_swept_at_start(bus: Bus, kube_api: KubeApi) -> None:
+    labels = {"app.kubernetes.io/managed-by": "metalbus", "metallb.io/node": "gone-node",
+              "metallb.io/service-name": "old", "metallb.io/service-namespace": "default"}
+    kube_api.put_object({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2Status",
+                         "metadata": {"name": "l2-stray", "namespace": NAMESPACE, "labels": labels}})
+    kube_api.put_object({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2Status",
+                         "metadata": {"name": "l2-someone-elses", "namespace": NAMESPACE}})
+    async with running_writer(bus, kube_api):
+        await async_wait_until(lambda: kube_api.get_object("servicel2statuses", "l2-stray", NAMESPACE) is None,
+                               what="stray status deleted")
+    assert kube_api.get_object("servicel2statuses", "l2-someone-elses", NAMESPACE) is not None
