@@ -344,3 +344,36 @@ def gobgp_config(peering: Peering) -> str:
 
 
 ROUTERS: tuple[type[Bird] | type[Frr] | type[GoBgp], ...] = (Bird, Frr, GoBgp)
+
+
+# --- FRR with zebra: routes in the router's kernel table ------------------------------------------------
+
+
+def start_frr_with_zebra(lab: Lab, ns: str, directory: Path, bgpd_config: str) -> Frr:
+    """zebra and bgpd as user frr (zebra insists on it), so BGP routes reach the kernel, ECMP included."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.chown(directory, "frr", "frr")
+    (directory / "zebra.conf").write_text("hostname router\n")
+    (directory / "bgpd.conf").write_text(bgpd_config)
+    common = ["-z", str(directory / "zserv.api"), "--vty_socket", str(directory), "-P", "0", "-u", "frr", "-g", "frr"]
+    frr = Frr(lab, ns, directory, Peering(router_id="", local="", local_as=0, neighbor="", neighbor_as=0))
+    zebra_up = lambda: (directory / "zserv.api").exists()  # noqa: E731
+    _start(lab, ns, zebra_up, "/usr/lib/frr/zebra", "-f", str(directory / "zebra.conf"),
+           "-i", str(directory / "zebra.pid"), *common)  # fmt: skip
+    bgpd_up = lambda: frr.vtysh("show bgp summary", check=False).returncode == 0  # noqa: E731
+    _start(lab, ns, bgpd_up, "/usr/lib/frr/bgpd", "-f", str(directory / "bgpd.conf"),
+           "-i", str(directory / "bgpd.pid"), *common)  # fmt: skip
+    return frr
+
+
+def kernel_next_hops(lab: Lab, ns: str, prefix: str) -> set[str]:
+    """The gateways of ``prefix`` in the kernel's main table of ``ns`` (one per ECMP leg)."""
+    family = "-6" if ":" in prefix else "-4"
+    out = lab.run(ns, "ip", "-j", family, "route", "show", prefix, check=False).stdout
+    routes = json.loads(out) if out.strip() else []
+    hops: set[str] = set()
+    for entry in routes:
+        if "gateway" in entry:
+            hops.add(entry["gateway"])
+        hops.update(nh["gateway"] for nh in entry.get("nexthops", []) if "gateway" in nh)
+    return hops
