@@ -65,6 +65,36 @@ class Append:
     trace_headers: dict[str, str] | None = None
 
 
+class PendingAppends:
+    """Fenced appends sent and not yet confirmed."""
+
+    def __init__(self, items: list[Append], envelopes: list[Envelope], futures: list[asyncio.Future[api.PubAck]],
+                 timeout: float) -> None:
+        self._items = items
+        self._envelopes = envelopes
+        self._futures = futures
+        self._timeout = timeout
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def confirmed(self) -> list[Published]:
+        """Wait for every ack; raise :class:`WrongLastSequence` if any fence was refused."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                outcomes = await asyncio.gather(*self._futures, return_exceptions=True)
+        except TimeoutError as error:
+            raise RetryableError(f"no acknowledgement for {len(self._items)} appends in time") from error
+        published: list[Published] = []
+        for item, envelope, outcome in zip(self._items, self._envelopes, outcomes, strict=True):
+            if isinstance(outcome, nats.js.errors.BadRequestError) and outcome.err_code in WRONG_LAST_SEQUENCE_CODES:
+                raise WrongLastSequence(item.subject, item.expected_last_sequence, outcome.description or "")
+            if isinstance(outcome, BaseException):
+                raise RetryableError(f"append to {item.subject} failed: {outcome!r}") from outcome
+            published.append(Published(sequence=outcome.seq, duplicate=bool(outcome.duplicate), envelope=envelope))
+        return published
+
+
 @dataclass(frozen=True, slots=True)
 class Received:
     """One event read from a stream, with its position."""
@@ -237,35 +267,26 @@ class Bus:
         ]
 
     async def append_fenced(self, items: Sequence[Append]) -> list[Published]:
-        """Append events in order, pipelined, each fenced on the sequence before it.
+        """Append events in order, each fenced on the sequence before it, and wait for the acks.
 
         Either all land at the sequences their fences name, or :class:`WrongLastSequence` is raised
-        (a refused append makes every later one in the batch refused too, so nothing lands out of
-        order). Meant for a single writer that knows the stream's last sequence.
+        (a refused append makes every later one refused too, so nothing lands out of order).
+        Meant for a single writer that knows the stream's last sequence.
         """
+        return await (await self.send_fenced(items)).confirmed()
+
+    async def send_fenced(self, items: Sequence[Append]) -> PendingAppends:
+        """Send fenced appends without waiting for their acks: confirm later with
+        :meth:`PendingAppends.confirmed`, so the next batch can be prepared meanwhile."""
         envelopes: list[Envelope] = []
-        futures = []
+        futures: list[asyncio.Future[api.PubAck]] = []
         for item in items:
             envelope = wrap(item.event, producer=self.producer, causation_id=item.causation_id)
             envelopes.append(envelope)
             headers = {Header.EXPECTED_LAST_SEQUENCE.value: str(item.expected_last_sequence)}
             headers.update(item.trace_headers or {})
             futures.append(await self.js.publish_async(item.subject, encode(envelope), headers=headers))
-        try:
-            async with asyncio.timeout(self.settings.request_timeout):
-                outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        except TimeoutError as error:
-            raise RetryableError(f"no acknowledgement for {len(items)} appends in time") from error
-        published: list[Published] = []
-        for item, envelope, outcome in zip(items, envelopes, outcomes, strict=True):
-            if isinstance(outcome, nats.js.errors.BadRequestError) and (
-                outcome.err_code in WRONG_LAST_SEQUENCE_CODES
-            ):
-                raise WrongLastSequence(item.subject, item.expected_last_sequence, outcome.description or "")
-            if isinstance(outcome, BaseException):
-                raise RetryableError(f"append to {item.subject} failed: {outcome!r}") from outcome
-            published.append(Published(sequence=outcome.seq, duplicate=bool(outcome.duplicate), envelope=envelope))
-        return published
+        return PendingAppends(list(items), envelopes, futures, self.settings.request_timeout)
 
     async def notify(self, subject: str, event: Event) -> None:
         """Plain (not stored) publish, for heartbeats."""
@@ -283,6 +304,67 @@ class Bus:
         envelope = decode(raw.data or b"")
         return Received(subject=raw.subject or subject, sequence=raw.seq or 0, envelope=envelope,
                         headers=headers)
+
+    async def replay(
+        self,
+        stream: StreamName,
+        fold: Callable[[Received], None],
+        *,
+        subjects: Iterable[str] = (),
+        last_per_subject: bool = False,
+        start_sequence: int = 1,
+        on_invalid: Callable[[Msg, InvalidEvent], None] | None = None,
+        stall_timeout: float = 10.0,
+    ) -> int:
+        """Fold every message of ``stream`` (as :meth:`read` selects them) through ``fold``, in order,
+        up to the end as it is when the replay starts. Returns the sequence of the last message
+        delivered (valid or not; 0 if none), the position to follow on from.
+
+        Uses an ordered push consumer: several times faster than fetching, for rebuilding state.
+        """
+        filters = list(subjects)
+        if last_per_subject and not filters:
+            filters = list(stream_spec(stream).subjects)
+        if last_per_subject:
+            policy = api.DeliverPolicy.LAST_PER_SUBJECT
+        elif start_sequence > 1:
+            policy = api.DeliverPolicy.BY_START_SEQUENCE
+        else:
+            policy = api.DeliverPolicy.ALL
+        info = await self.js.stream_info(stream.value)
+        end = int(info.state.last_seq)
+        if end < start_sequence or info.state.messages == 0:
+            return 0
+        state = _Replay(fold, on_invalid, target=end if not filters else None)
+        config = api.ConsumerConfig(
+            deliver_policy=policy,
+            opt_start_seq=start_sequence if policy == api.DeliverPolicy.BY_START_SEQUENCE else None,
+            filter_subjects=filters if len(filters) > 1 else None,
+        )
+        subscription = await self.js.subscribe(
+            filters[0] if len(filters) == 1 else ">", stream=stream.value, cb=state.on_message,
+            ordered_consumer=True, config=config, deliver_policy=policy,
+        )
+        try:
+            consumer = await subscription.consumer_info()
+            delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
+            if consumer.num_pending == 0 and not delivered and state.count == 0:
+                return 0  # nothing matches the filter
+            seen = -1
+            while not state.done.is_set():
+                try:
+                    await asyncio.wait_for(state.done.wait(), stall_timeout)
+                except TimeoutError as error:
+                    if state.count == seen:
+                        raise RetryableError(
+                            f"replay of {stream.value} stalled after {state.count} messages"
+                        ) from error
+                    seen = state.count
+            if state.failure is not None:
+                raise state.failure
+            return state.last_sequence
+        finally:
+            await subscription.unsubscribe()
 
     async def read(
         self,
@@ -347,6 +429,44 @@ class Bus:
                     )
         finally:
             await subscription.unsubscribe()
+
+
+class _Replay:
+    """State of one :meth:`Bus.replay`: folds each message in, notices the end and failures."""
+
+    def __init__(self, fold: Callable[[Received], None], on_invalid: Callable[[Msg, InvalidEvent], None] | None,
+                 target: int | None) -> None:
+        self.fold = fold
+        self.on_invalid = on_invalid
+        self.target = target
+        self.last_sequence = 0
+        self.count = 0
+        self.done = asyncio.Event()
+        self.failure: BaseException | None = None
+
+    async def on_message(self, message: Msg) -> None:
+        if self.done.is_set():
+            return
+        metadata = message.metadata
+        sequence = metadata.sequence.stream
+        try:
+            envelope = decode(message.data)
+        except InvalidEvent as error:
+            if self.on_invalid:
+                self.on_invalid(message, error)
+        else:
+            try:
+                self.fold(Received(subject=message.subject, sequence=sequence, envelope=envelope,
+                                   headers=dict(message.headers) if message.headers else {},
+                                   time=metadata.timestamp))
+            except Exception as error:  # surfaced by replay(), not swallowed by the client
+                self.failure = error
+                self.done.set()
+                return
+        self.count += 1
+        self.last_sequence = sequence
+        if metadata.num_pending == 0 or (self.target is not None and sequence >= self.target):
+            self.done.set()
 
 
 def _headers(

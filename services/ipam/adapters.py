@@ -33,8 +33,7 @@ def pool_spec(pool: IPAddressPool) -> core.PoolSpec:
     return core.PoolSpec(
         name=core.PoolName(pool.metadata.name),
         ranges=tuple(
-            AddressRange(Family.V4 if r.family is IPFamily.IPV4 else Family.V6, r.first, r.last)
-            for r in pool.ranges()
+            AddressRange(Family.V4 if r.family is IPFamily.IPV4 else Family.V6, r.first, r.last) for r in pool.ranges()
         ),
         auto_assign=pool.spec.auto_assign,
         avoid_buggy_ips=pool.spec.avoid_buggy_ips,

@@ -89,6 +89,10 @@ class Decider:
         """Fold one event of the IPAM stream (replay, or following the active replica)."""
         apply(self.ledger, event, sequence)
 
+    def skip_to(self, sequence: int) -> None:
+        """The stream holds messages up to ``sequence`` even if some could not be folded (invalid)."""
+        self.ledger.last_sequence = max(self.ledger.last_sequence, sequence)
+
     def load_observation(self, event: Event) -> None:
         """Fold one observed event without deciding (the world before activation)."""
         self.world.apply(event)
@@ -111,20 +115,25 @@ class Decider:
         return self._drain()
 
     def observe(self, event: Event, *, cause: EventId | None = None) -> list[Outgoing]:
-        """Fold one observed event in and decide what it changes."""
-        return self.observe_many([(event, cause)])
-
-    def observe_many(self, events: Iterable[tuple[Event, EventId | None]]) -> list[Outgoing]:
-        for event, cause in events:
-            self._cause = cause
-            change = self.world.apply(event)
-            if change.configuration:
-                self._reconfigure(reconcile=True)
-            for key in sorted(change.services):
-                self._reconcile(key)
-        self._report_usage()
+        """Fold one observed event in and decide what it changes (pool usage: see ``report_usage``)."""
+        self._cause = cause
+        change = self.world.apply(event)
+        if change.configuration:
+            self._reconfigure(reconcile=True)
+        for key in sorted(change.services):
+            self._reconcile(key)
         self._cause = None
         return self._drain()
+
+    def report_usage(self) -> list[Outgoing]:
+        """Pool usage where it changed: once per batch of observations, not per event."""
+        self._report_usage()
+        return self._drain()
+
+    def observe_many(self, events: Iterable[tuple[Event, EventId | None]]) -> list[Outgoing]:
+        """Observe a batch, then report usage."""
+        outgoing = [out for event, cause in events for out in self.observe(event, cause=cause)]
+        return outgoing + self.report_usage()
 
     # --- the decisions ----------------------------------------------------------------------
 
@@ -157,7 +166,10 @@ class Decider:
             replaced = decision.replaced
             self._release(
                 core.Released(
-                    service=key, ips=replaced.ips, pool=replaced.pool, reason=core.ReleaseReason.REPLACED,
+                    service=key,
+                    ips=replaced.ips,
+                    pool=replaced.pool,
+                    reason=core.ReleaseReason.REPLACED,
                     message=replaced.message,
                 ),
                 uid,
@@ -285,14 +297,22 @@ class Decider:
             except InvalidConfigObject as error:
                 problems.append(
                     ConfigProblem(
-                        kind=observed.kind, namespace=observed.ref.namespace, name=observed.ref.name,
-                        field=error.field, reason=INVALID_OBJECT, message=str(error),
+                        kind=observed.kind,
+                        namespace=observed.ref.namespace,
+                        name=observed.ref.name,
+                        field=error.field,
+                        reason=INVALID_OBJECT,
+                        message=str(error),
                     )
                 )
         report = validate_configuration(objects)
         problems += [
             ConfigProblem(
-                kind=p.kind, namespace=p.namespace or "", name=p.name, field=p.field, reason=p.code.value,
+                kind=p.kind,
+                namespace=p.namespace or "",
+                name=p.name,
+                field=p.field,
+                reason=p.code.value,
                 message=str(p),
             )
             for p in report.problems
@@ -310,7 +330,9 @@ class Decider:
             in_force=in_force if in_force is not None else (recorded.in_force if recorded else ()),
         )
         if recorded is not None and (recorded.valid, recorded.problems, recorded.in_force_generation) == (
-            event.valid, event.problems, event.in_force_generation,
+            event.valid,
+            event.problems,
+            event.in_force_generation,
         ):
             return
         self._emit(IPAM_CONFIG_SUBJECT, event)
@@ -343,7 +365,10 @@ class Decider:
 
 def _same_allocation(recorded: IPAllocated, event: IPAllocated) -> bool:
     return (recorded.service, recorded.ips, recorded.pool, recorded.sharing_key) == (
-        event.service, event.ips, event.pool, event.sharing_key,
+        event.service,
+        event.ips,
+        event.pool,
+        event.sharing_key,
     )
 
 

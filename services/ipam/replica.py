@@ -20,7 +20,7 @@ from opentelemetry import trace
 
 from schemas.events import PoolUsageReported
 from schemas.events.codec import InvalidEvent
-from services.common.bus import Append, Bus, Header, Received
+from services.common.bus import Append, Bus, Header, PendingAppends, Received
 from services.common.errors import RetryableError, WrongLastSequence
 from services.common.follower import Follower
 from services.common.lease import BusLease
@@ -48,6 +48,13 @@ class ReplicaSettings:
     load_balancer_class: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    pending: PendingAppends
+    outgoing: list[Outgoing]
+    batch: list[Received]
+
+
 class Replica:
     def __init__(self, bus: Bus, *, holder: str, settings: ReplicaSettings = ReplicaSettings()) -> None:
         self._bus = bus
@@ -56,6 +63,8 @@ class Replica:
         self._tracer = tracer(__name__)
         self.role = Role.STANDBY
         self.decider = Decider(load_balancer_class=settings.load_balancer_class)
+        self._unconfirmed: _Sent | None = None
+        self._renew_at = 0.0
         self._decisions: Follower | None = None
         self._world: Follower | None = None
         #: Set once the stream history is loaded (readiness) and once active and caught up.
@@ -63,7 +72,7 @@ class Replica:
         self.activated = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await self._load()
+        await self.load()
         try:
             while not stopping.is_set():
                 if self.role is Role.STANDBY:
@@ -72,6 +81,8 @@ class Replica:
                     await self._active_step()
         finally:
             if self.role is Role.ACTIVE:
+                if self._unconfirmed is not None:
+                    await self._confirm(self._unconfirmed)
                 await self._lease.release()
             for follower in (self._decisions, self._world):
                 if follower is not None:
@@ -80,20 +91,23 @@ class Replica:
 
     # --- loading and following --------------------------------------------------------------
 
-    async def _load(self) -> None:
+    async def load(self) -> None:
         """Rebuild from scratch: the whole IPAM history, then the current world of K8S."""
         started = time.perf_counter()
         self.decider = Decider(load_balancer_class=self._settings.load_balancer_class)
         for follower in (self._decisions, self._world):
             if follower is not None:
                 await follower.close()
-        async for received in self._bus.read(StreamName.IPAM, batch=2000, on_invalid=self._dead_letter):
-            self.decider.load_decision(received.event, received.sequence)
+        decider = self.decider
+        last = await self._bus.replay(
+            StreamName.IPAM, lambda r: decider.load_decision(r.event, r.sequence), on_invalid=self._dead_letter
+        )
+        decider.skip_to(last)
         world_end = await self._bus.last_sequence(StreamName.K8S)
-        async for received in self._bus.read(
-            StreamName.K8S, last_per_subject=True, batch=2000, on_invalid=self._dead_letter
-        ):
-            self.decider.load_observation(received.event)
+        await self._bus.replay(
+            StreamName.K8S, lambda r: decider.load_observation(r.event), last_per_subject=True,
+            on_invalid=self._dead_letter,
+        )
         self._decisions = Follower(
             self._bus,
             StreamName.IPAM,
@@ -115,6 +129,7 @@ class Replica:
         while batch := await self._decisions.fetch(batch=2000, wait=0.05):
             for received in batch:
                 self.decider.load_decision(received.event, received.sequence)
+        self.decider.skip_to(self._decisions.next_sequence - 1)
 
     async def _follow_world(self, *, wait: float) -> list[Received]:
         assert self._world is not None
@@ -141,8 +156,8 @@ class Replica:
         metrics.ACTIVE.set(1)
         with self._tracer.start_as_current_span("ipam activate"):
             outgoing = self.decider.activate()
-            appended = await self._append(outgoing, {})
-        if appended:
+            sent = await self._send(outgoing, {})
+        if sent is not None and await self._confirm(sent):
             self.activated.set()
             log.info(
                 "active ipam_sequence=%d decided=%d seconds=%.3f",
@@ -158,58 +173,82 @@ class Replica:
         return drained
 
     async def _active_step(self) -> None:
-        renew_at = time.monotonic() + self._settings.lease_interval
-        batch = await self._follow_world(wait=self._settings.lease_interval)
+        """Decide on the next batch of observations while the previous batch's appends are being
+        acknowledged: fetch → decide → send batch N+1, then confirm batch N."""
+        wait = 0.0 if self._unconfirmed else self._settings.lease_interval
+        batch = await self._follow_world(wait=max(wait, 0.01))
+        sent: _Sent | None = None
         if batch:
-            outgoing: list[Outgoing] = []
-            contexts: dict[int, dict[str, str]] = {}
-            for received in batch:
-                with self._tracer.start_as_current_span(
-                    f"decide {type(received.event).__name__}",
-                    context=extract_context(received.headers),
-                    kind=trace.SpanKind.CONSUMER,
-                ):
-                    decided = self.decider.observe(received.event, cause=received.envelope.event_id)
+            sent = await self._send(*self._decide(batch), batch)
+            if sent is None:
+                return
+        if self._unconfirmed is not None and not await self._confirm(self._unconfirmed):
+            return
+        self._unconfirmed = sent
+        if time.monotonic() >= self._renew_at:
+            self._renew_at = time.monotonic() + self._settings.lease_interval
+            if not await self._lease.renew():
+                await self._step_down("lease lost")
+
+    def _decide(self, batch: list[Received]) -> tuple[list[Outgoing], dict[int, dict[str, str]]]:
+        outgoing: list[Outgoing] = []
+        contexts: dict[int, dict[str, str]] = {}
+        for received in batch:
+            with self._tracer.start_as_current_span(
+                f"decide {type(received.event).__name__}",
+                context=extract_context(received.headers),
+                kind=trace.SpanKind.CONSUMER,
+            ):
+                decided = self.decider.observe(received.event, cause=received.envelope.event_id)
+                if decided:
                     headers: dict[str, str] = {}
                     inject_context(headers)
                     for out in decided:
                         contexts[out.sequence] = headers
                     outgoing.extend(decided)
-            if not await self._append(outgoing, contexts):
-                return
-            _observe_latency(batch)
-        if time.monotonic() >= renew_at and not await self._lease.renew():
-            await self._step_down("lease lost")
+        outgoing.extend(self.decider.report_usage())
+        return outgoing, contexts
 
-    async def _append(self, outgoing: list[Outgoing], contexts: dict[int, dict[str, str]]) -> bool:
-        """Append decisions fenced on their sequences; on a fence failure, step down and rebuild."""
-        if not outgoing:
-            return True
+    async def _send(
+        self, outgoing: list[Outgoing], contexts: dict[int, dict[str, str]], batch: list[Received] | None = None
+    ) -> _Sent | None:
+        """Send decisions fenced on their sequences (None, after stepping down, if that failed)."""
         items = [
             Append(out.subject, out.event, out.sequence - 1, out.causation_id, contexts.get(out.sequence))
             for out in outgoing
         ]
         try:
-            for start in range(0, len(items), 1000):
-                await self._bus.append_fenced(items[start : start + 1000])
+            pending = await self._bus.send_fenced(items)
+        except RetryableError as error:
+            await self._step_down(f"append failed: {error}")
+            return None
+        return _Sent(pending, outgoing, batch or [])
+
+    async def _confirm(self, sent: _Sent) -> bool:
+        """Wait for the acks of sent decisions; on a fence failure, step down and rebuild."""
+        self._unconfirmed = None
+        try:
+            await sent.pending.confirmed()
         except WrongLastSequence as error:
             await self._step_down(f"another writer appended first: {error}")
             return False
         except RetryableError as error:
             await self._step_down(f"append failed: {error}")
             return False
-        for out in outgoing:
+        for out in sent.outgoing:
             metrics.count_decision(out.event)
             if isinstance(out.event, PoolUsageReported):
                 metrics.report_usage(out.event)
+        _observe_latency(sent.batch)
         return True
 
     async def _step_down(self, reason: str) -> None:
         log.warning("stepping down reason=%s", reason)
+        self._unconfirmed = None
         await self._lease.release()
         self.role = Role.STANDBY
         metrics.ACTIVE.set(0)
-        await self._load()
+        await self.load()
 
     def _dead_letter(self, message: Msg, error: InvalidEvent) -> None:
         metrics.INVALID_INPUTS.inc()

@@ -246,3 +246,20 @@ async def test_stop_naks_fetched_but_unstarted_messages(bus: Bus) -> None:
     async with running(Consumer(bus, spec, rest)):  # nak'd messages come back at once, not after ack_wait
         await async_wait_until(lambda: len(rest.seen) == 17, timeout=5, what="the unstarted messages")
     assert seen + rest.names() == [f"s{i}" for i in range(20)]
+
+
+async def test_replay_folds_history_in_order_and_says_where_it_ended(bus: Bus) -> None:
+    for index in range(50):
+        await bus.publish(ipam_allocation_subject("default", f"s{index % 10}"), allocated(f"s{index % 10}"))
+    await bus.js.publish(ipam_allocation_subject("default", "junk"), b"junk")
+    folded: list[int] = []
+    invalid: list[str] = []
+    end = await bus.replay(StreamName.IPAM, lambda r: folded.append(r.sequence),
+                           on_invalid=lambda m, e: invalid.append(m.subject))
+    assert folded == list(range(1, 51)) and end == 51 and len(invalid) == 1
+    latest: list[str] = []
+    await bus.replay(StreamName.IPAM, lambda r: latest.append(r.subject), subjects=[IPAM_ALLOCATIONS],
+                     last_per_subject=True)
+    assert len(latest) == 10
+    assert await bus.replay(StreamName.ANNOUNCE, folded.append) == 0
+    assert await bus.replay(StreamName.IPAM, folded.append, subjects=["ipam.placement.>"]) == 0

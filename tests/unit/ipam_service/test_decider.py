@@ -38,7 +38,7 @@ def active(*world: Event) -> Decider:
 
 def test_a_service_gets_the_lowest_free_address_and_the_pool_reports_usage() -> None:
     decider = active(pool("lan", "192.168.10.0/24"))
-    out = decider.observe(service("web"))
+    out = decider.observe(service("web")) + decider.report_usage()
     [allocated] = of_type(out, IPAllocated)
     assert allocated.ips == ("192.168.10.0",) and allocated.pool == "lan"
     [usage] = of_type(out, PoolUsageReported)
