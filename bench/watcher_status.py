@@ -5,6 +5,8 @@ Kubernetes API stand-in (driven through the official client, as in production).
    publish to the Service showing the IP in ``status.loadBalancer.ingress`` (p50/p99/max).
 2. burst: many decisions at once; time until every Service shows its IP (bounded by the write rate
    limit, default 200 objects/s).
+3. restart: a second writer (a new leader) over the same streams and objects: time until it has
+   rebuilt its state and compared it with Kubernetes, and how many writes that took (should be 0).
 
 Prints figures; the last line is one JSON object.  ``python bench/watcher_status.py [--quick]``
 :func:`measure` is importable for other benchmarks (``bench/watcher.py``).
@@ -33,6 +35,7 @@ from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
 from services.common.subjects import ipam_allocation_subject
 from services.watcher.kube import KubeClients
+from services.watcher.status import metrics
 from services.watcher.status.writer import StatusWriter, StatusWriterSettings
 from tests.kubeapi.handle import KubeApi
 
@@ -77,6 +80,11 @@ def _api_process(reports: Connection, control: Connection, total: int) -> None:
         stop.set()
         follower.join()
         reports.send(None)
+
+
+def _writes_made() -> int:
+    return int(sum(sample.value for metric in metrics.WRITES.collect() for sample in metric.samples
+                   if sample.name.endswith("_total")))
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -155,6 +163,22 @@ async def measure(*, paced: int, rate: float = 100.0, burst: int = 0,
             stopped_at = time.monotonic()
             await asyncio.wait_for(task, 30)
             stop_s = time.monotonic() - stopped_at
+
+            # a new leader over the same streams: rebuild, compare with one list, write nothing
+            writes_before = _writes_made()
+            stopping = asyncio.Event()
+            writer = StatusWriter(bus=bus, clients=clients, namespace="metallb-system", stopping=stopping,
+                                  settings=settings or StatusWriterSettings())
+            started = time.monotonic()
+            task = asyncio.create_task(writer.run())
+            await asyncio.wait_for(writer.ready.wait(), 120)
+            restart_s = time.monotonic() - started
+            deadline = time.monotonic() + 60
+            while len(writer.queue) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # whatever the comparison found to write
+            restart_writes = _writes_made() - writes_before
+            stopping.set()
+            await asyncio.wait_for(task, 30)
     clients.close()
     control_out.send("stop")
     collector.join(10)
@@ -165,6 +189,7 @@ async def measure(*, paced: int, rate: float = 100.0, burst: int = 0,
         "lag_max_ms": round(max(lags, default=float("nan")), 2),
         "burst_decisions": burst, "burst_all_written": burst_ok,
         "burst_services_per_s": round(burst_rate, 1), "stop_s": round(stop_s, 3),
+        "restart_services": total, "restart_ready_s": round(restart_s, 3), "restart_writes": restart_writes,
     }
 
 
@@ -181,6 +206,8 @@ def main() -> None:
     print(f"burst of {burst} decisions: {figures['burst_services_per_s']} Services/s written "
           f"(write rate limit {StatusWriterSettings().writes_per_second:.0f}/s)")
     print(f"stop after the burst: {figures['stop_s']} s")
+    print(f"restart over {figures['restart_services']} allocated Services: ready (rebuilt and compared) in "
+          f"{figures['restart_ready_s']} s, {figures['restart_writes']} writes")
     print(json.dumps({"benchmark": "watcher_status", "quick": args.quick, **figures}))
 
 

@@ -66,6 +66,9 @@ class EventRecorder:
                 metrics.EVENTS.labels(event.reason.value, "failed").inc()
                 log.warning("event not recorded reason=%s object=%s/%s error=%s", event.reason,
                             event.regarding.namespace, event.regarding.name, error)
+            except Exception:  # best effort: a bug here must not stop the recorder
+                metrics.EVENTS.labels(event.reason.value, "failed").inc()
+                log.exception("event not recorded reason=%s", event.reason)
 
     async def emit(self, event: KubeEvent) -> None:
         """Record one Event now (aggregating with an identical earlier one)."""

@@ -200,6 +200,8 @@ class StatusWriter:
                 delay = self.settings.retry_delay
             except (BusError, nats.errors.Error, OSError) as error:
                 log.warning("%s failed, restarting retry_in_s=%.1f error=%r", name, delay, error)
+            except Exception:
+                log.exception("%s failed unexpectedly, restarting retry_in_s=%.1f", name, delay)
             if not self.stopping.is_set():
                 await self._pause(delay)
                 delay = min(delay * 2, self.settings.max_retry_delay)
@@ -260,6 +262,9 @@ class StatusWriter:
             key, since = await self.queue.get()
             try:
                 await self.write(key, since)
+            except Exception:  # a bug must not stop the writer: log it, try the object again later
+                log.exception("status write crashed object=%s/%s/%s", key.kind, key.namespace, key.name)
+                self.queue.put_later(key, since, self.settings.max_retry_delay)
             finally:
                 self.queue.done(key)
                 metrics.PENDING.set(len(self.queue))
