@@ -115,6 +115,9 @@ class Speaker:
         """The whole set this peer should have from us, as of now."""
         self.session.set_advertisements(routes, self._loop.time())
         self._process()
+        if self._pending is not None:
+            self._pending[1].set_advertisements(routes, self._loop.time())
+            self._process_pending()
 
     async def stop(self, *, keep_routes: bool = False, message: str = "", grace: float = 2.0) -> None:
         """Close with a Cease NOTIFICATION, or silently with ``keep_routes`` so a graceful restart helper
@@ -287,6 +290,10 @@ class Speaker:
                     await self._dial()
                 except (OSError, TimeoutError) as error:
                     log.info("bgp connect failed peer=%s error=%r", self.config.peer_address, error)
+                    self.session.connection_lost(self._loop.time())
+                    self._process()
+                except Exception:  # a bug must not end the reconnect loop: log it, back off, try again
+                    log.exception("bgp connect attempt failed peer=%s", self.config.peer_address)
                     self.session.connection_lost(self._loop.time())
                     self._process()
             if self._connection is not None:

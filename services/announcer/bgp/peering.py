@@ -1,0 +1,84 @@
+"""From a MetalLB ``BGPPeer`` spec to a :class:`SpeakerConfig`, or a refusal naming what this speaker
+cannot do (never a field silently ignored). Pure: the node's identity and the resolved password come in."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+
+from schemas.metallb.bgp import BGPPeerSpec, DynamicASNMode
+from services.announcer.bgp.capabilities import IPV4_UNICAST, IPV6_UNICAST
+from services.announcer.bgp.session import DynamicAsn, SessionConfig
+from services.announcer.bgp.speaker import SpeakerConfig
+
+DEFAULT_HOLD_TIME = 90  # MetalLB's default
+DEFAULT_CONNECT_TIME = 120.0  # RFC 4271 ConnectRetryTime
+
+
+class Refusal(enum.StrEnum):
+    INTERFACE_UNSUPPORTED = "InterfaceUnsupported"  # BGP unnumbered (peering over an interface)
+    VRF_UNSUPPORTED = "VrfUnsupported"
+    BFD_UNAVAILABLE = "BfdUnavailable"
+    PASSWORD_TOO_LONG = "PasswordTooLong"  # TCP MD5 keys hold at most 80 octets
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: Refusal
+    message: str
+
+
+def speaker_config_for(
+    spec: BGPPeerSpec,
+    *,
+    router_id: ipaddress.IPv4Address,
+    password: str | None = None,
+    next_hop_v4: ipaddress.IPv4Address | None = None,
+    next_hop_v6: ipaddress.IPv6Address | None = None,
+    bfd_available: bool = False,
+) -> SpeakerConfig | Refused:
+    """The session this node opens for ``spec``.
+
+    ``router_id`` is the node's default (``spec.routerID`` wins); ``password`` is the one read from
+    ``passwordSecret`` (``spec.password`` wins); next hops default to the session's own addresses.
+    """
+    if spec.interface:
+        return Refused(Refusal.INTERFACE_UNSUPPORTED, f"peering over interface {spec.interface!r} is not supported")
+    if spec.vrf:
+        return Refused(Refusal.VRF_UNSUPPORTED, f"VRF {spec.vrf!r} is not supported")
+    if spec.bfd_profile and not bfd_available:
+        return Refused(Refusal.BFD_UNAVAILABLE, f"BFD profile {spec.bfd_profile!r}: BFD is not available")
+    secret = spec.password or password or None
+    if secret is not None and len(secret.encode()) > 80:
+        return Refused(Refusal.PASSWORD_TOO_LONG, "TCP MD5 passwords hold at most 80 octets")
+    peer = ipaddress.ip_address(spec.peer_address)
+    timers = spec.timers()
+    hold = int(timers.hold_time) if timers is not None else DEFAULT_HOLD_TIME
+    keepalive = timers.keepalive_time if timers is not None and hold else None
+    families = frozenset({IPV4_UNICAST, IPV6_UNICAST})
+    if spec.disable_mp and not spec.dual_stack_address_family:
+        families = frozenset({IPV4_UNICAST if peer.version == 4 else IPV6_UNICAST})
+    dynamic = {DynamicASNMode.INTERNAL: DynamicAsn.INTERNAL, DynamicASNMode.EXTERNAL: DynamicAsn.EXTERNAL}
+    session = SessionConfig(
+        local_as=spec.my_asn,
+        peer_as=spec.peer_asn or None,
+        dynamic_asn=dynamic[spec.dynamic_asn] if spec.dynamic_asn is not None else None,
+        router_id=ipaddress.IPv4Address(spec.router_id) if spec.router_id else router_id,
+        hold_time=hold,
+        keepalive_time=keepalive,
+        families=families,
+        graceful_restart=spec.enable_graceful_restart,
+        next_hop_v4=next_hop_v4,
+        next_hop_v6=next_hop_v6,
+    )
+    return SpeakerConfig(
+        session=session,
+        peer_address=peer,
+        peer_port=spec.peer_port,
+        source_address=ipaddress.ip_address(spec.source_address) if spec.source_address else None,
+        password=secret,
+        connect_time=spec.connect_time or DEFAULT_CONNECT_TIME,
+        # eBGP peers are one hop away unless told otherwise (RFC 4271 §5.1.3); iBGP keeps the system TTL
+        ttl=None if spec.is_ibgp else (255 if spec.ebgp_multi_hop else 1),
+    )
