@@ -65,6 +65,8 @@ class Converger:
         self._max_conflicts = max_conflicts
         self._pause = conflict_pause
         self._clock = clock
+        #: whether the API server keeps ``status.loadBalancer.ingress[].ipMode`` (learnt from answers)
+        self.ip_mode = True
 
     async def converge(self, target: Target) -> Outcome:
         """Write ``target``; retries conflicts, raises :class:`ApiFailure` for anything else."""
@@ -104,13 +106,17 @@ class Converger:
         if target.uid and meta(obj).get("uid") not in (None, "", target.uid):
             return Outcome.GONE  # the Service was deleted and made again: the decision was for the old one
         written = False
-        ingress, annotations = service_changes(target, obj)
+        ingress, annotations = service_changes(target, obj, ip_mode=self.ip_mode)
         if ingress is not None:
             body = {"metadata": {"resourceVersion": resource_version(obj)},
                     "status": {"loadBalancer": {"ingress": ingress or None}}}
             obj = await self._patch(SERVICES, target.namespace, target.name, body, status=True)
             written = True
-            annotations = service_changes(target, obj)[1]
+            shown = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+            if self.ip_mode and ingress and shown and all("ipMode" not in entry for entry in shown):
+                self.ip_mode = False
+                log.info("the API server keeps no ingress ipMode (Kubernetes < 1.30): not asking for it")
+            annotations = service_changes(target, obj, ip_mode=self.ip_mode)[1]
         if annotations:
             body = {"metadata": {"resourceVersion": resource_version(obj), "annotations": annotations}}
             await self._patch(SERVICES, target.namespace, target.name, body, status=False)
@@ -222,11 +228,14 @@ def _without_times(status: Obj) -> Obj:
     return {**status, "conditions": conditions}
 
 
-def service_changes(target: ServiceTarget, obj: Obj) -> tuple[list[Obj] | None, dict[str, str | None]]:
-    """What the Service lacks: the ingress list to write (None: already right) and annotation changes."""
+def service_changes(target: ServiceTarget, obj: Obj, *, ip_mode: bool = True
+                    ) -> tuple[list[Obj] | None, dict[str, str | None]]:
+    """What the Service lacks: the ingress list to write (None: already right) and annotation changes.
+
+    ``ip_mode`` False: the API server drops ``ipMode`` (Kubernetes before 1.30), so it is not asked for."""
     current = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     if target.ips:
-        wanted: list[Obj] = [{"ip": ip, "ipMode": "VIP"} for ip in target.ips]
+        wanted: list[Obj] = [{"ip": ip, "ipMode": "VIP"} if ip_mode else {"ip": ip} for ip in target.ips]
     else:
         wanted = [entry for entry in current if entry.get("ip") not in target.strip]
     annotations = meta(obj).get("annotations") or {}

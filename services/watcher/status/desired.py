@@ -33,6 +33,9 @@ from schemas.events import (
     IPAllocated,
     IPReleased,
     KubeProxyObserved,
+    ObjectDeleted,
+    ObjectKind,
+    ObjectRef,
     PoolUsageReported,
     ReleaseReason,
     ServiceId,
@@ -235,6 +238,10 @@ def apply(state: StatusState, event: Event, *, subject: str, sequence: int) -> C
         return Change(keys=frozenset({config_state_key(state.namespace)}))
     if isinstance(event, KubeProxyObserved):
         return _kube_proxy(state, event)
+    if isinstance(event, ObjectDeleted) and event.kind is ObjectKind.KUBE_PROXY:
+        # no ConfigMap: kube-proxy runs on its defaults (iptables), where layer2 is safe
+        ref = ObjectRef(namespace=event.namespace, name=event.name, uid=event.uid or "deleted", resource_version="0")
+        return _kube_proxy(state, KubeProxyObserved(ref=ref, mode="", strict_arp=False))
     return NO_CHANGE
 
 

@@ -12,6 +12,8 @@ from schemas.events import (
     IPAllocated,
     IPReleased,
     KubeProxyObserved,
+    ObjectDeleted,
+    ObjectKind,
     ObjectRef,
     PoolUsageReported,
     ReleaseReason,
@@ -235,3 +237,14 @@ def test_object_keys_cover_everything_known() -> None:
     apply(state, ConfigurationEvaluated(valid=True), subject="ipam.config", sequence=1)
     kinds = sorted(key.kind.value for key in state.object_keys())
     assert kinds == ["ConfigurationState", "Service", "ServiceL2Status"]
+
+
+def test_a_deleted_kube_proxy_configmap_clears_the_warning() -> None:
+    state = StatusState(NS)
+    apply(state, kube_proxy("ipvs", False), subject="k8s.kubeproxy", sequence=1)
+    change = apply(state, ObjectDeleted(kind=ObjectKind.KUBE_PROXY, namespace="kube-system", name="kube-proxy"),
+                   subject="k8s.kubeproxy", sequence=2)
+    assert change.keys == {config_state_key(NS)} and change.events == ()
+    desired = target(state, config_state_key(NS))
+    assert isinstance(desired, ConfigStateTarget)
+    assert [(c.type, c.status.value) for c in desired.conditions] == [("KubeProxyStrictARP", "True")]

@@ -1,0 +1,64 @@
+"""What a Service or ConfigurationState lacks, decided without the API (the pure helpers of converge)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.watcher.status.configstate import (
+    Condition,
+    ConditionStatus,
+    ConfigResult,
+    ConfigStateTarget,
+)
+from services.watcher.status.converge import config_status, service_changes
+from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION, ServiceTarget
+
+ALLOCATED = ServiceTarget("default", "web", "u", ("10.0.0.5",), "lan")
+
+
+def service(ingress: list[dict[str, str]], annotations: dict[str, str] | None = None) -> dict[str, object]:
+    return {"metadata": {"name": "web", "annotations": annotations or {}},
+            "status": {"loadBalancer": {"ingress": ingress} if ingress else {}}}
+
+
+def test_a_service_showing_the_allocation_needs_nothing() -> None:
+    obj = service([{"ip": "10.0.0.5", "ipMode": "VIP"}], {POOL_ANNOTATION: "lan"})
+    assert service_changes(ALLOCATED, obj) == (None, {})
+
+
+def test_a_fresh_service_needs_ingress_and_annotation_and_loses_the_deprecated_one() -> None:
+    ingress, annotations = service_changes(ALLOCATED, service([], {DEPRECATED_POOL_ANNOTATION: "lan"}))
+    assert ingress == [{"ip": "10.0.0.5", "ipMode": "VIP"}]
+    assert annotations == {POOL_ANNOTATION: "lan", DEPRECATED_POOL_ANNOTATION: None}
+
+
+def test_without_ip_mode_support_the_plain_ip_is_enough() -> None:
+    obj = service([{"ip": "10.0.0.5"}], {POOL_ANNOTATION: "lan"})
+    assert service_changes(ALLOCATED, obj, ip_mode=False) == (None, {})
+    assert service_changes(ALLOCATED, obj)[0] == [{"ip": "10.0.0.5", "ipMode": "VIP"}]
+
+
+def test_release_strips_only_our_ips() -> None:
+    released = ServiceTarget("default", "web", "u", strip=("10.0.0.5",))
+    obj = service([{"ip": "10.0.0.5", "ipMode": "VIP"}, {"ip": "203.0.113.9"}], {POOL_ANNOTATION: "lan"})
+    assert service_changes(released, obj) == ([{"ip": "203.0.113.9"}], {POOL_ANNOTATION: None})
+    assert service_changes(released, service([])) == (None, {})
+
+
+def test_conditions_merge_by_type_and_keep_their_transition_time() -> None:
+    earlier = datetime(2026, 1, 1, tzinfo=UTC)
+    later = datetime(2026, 1, 2, tzinfo=UTC)
+    valid = Condition("ConfigurationValid", ConditionStatus.TRUE, "Valid", "ok")
+    first = config_status(ConfigStateTarget("metalbus", ConfigResult.VALID, "", (valid,)),
+                          {"conditions": [{"type": "Other", "status": "True"}]}, now=earlier)
+    assert [c["type"] for c in first["conditions"]] == ["ConfigurationValid", "Other"]
+    assert first["result"] == "Valid" and "errorSummary" not in first
+    again = config_status(ConfigStateTarget("metalbus", ConfigResult.VALID, "", (valid,)), first, now=later)
+    assert again["conditions"][0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    broken = Condition("ConfigurationValid", ConditionStatus.FALSE, "ConfigurationError", "bad")
+    flipped = config_status(ConfigStateTarget("metalbus", ConfigResult.INVALID, "bad", (broken,)), again, now=later)
+    assert flipped["conditions"][0]["lastTransitionTime"] == "2026-01-02T00:00:00Z"
+    assert (flipped["result"], flipped["errorSummary"]) == ("Invalid", "bad")
+    # conditions only (result None): result and summary stay as they were
+    only = config_status(ConfigStateTarget("metalbus", None, "", ()), flipped, now=later)
+    assert (only["result"], only["errorSummary"]) == ("Invalid", "bad")
