@@ -1,18 +1,118 @@
-"""``metalbus status``: streams, live announcers and current allocations, read from the bus."""
+"""``metalbus status``: what metalbus is doing, read from the bus alone.
+
+Services with their IPs — or, for a Service without one, the reason from the last decision —,
+pools with usage, the configuration's validity, and the announcers that are alive.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.table import Table
 
-from schemas.events import AnnouncerHeartbeat, IPAllocated
+from schemas.events import (
+    AllocationFailed,
+    AnnouncerHeartbeat,
+    ConfigurationEvaluated,
+    IPAllocated,
+    IPReleased,
+    PoolUsageReported,
+)
 from schemas.events.codec import InvalidEvent, decode
-from services.common.bus import Bus, BusSettings
-from services.common.subjects import HEARTBEATS, IPAM_ALLOCATIONS, STREAMS, StreamName
+from services.common.bus import Bus, BusSettings, Received
+from services.common.subjects import HEARTBEATS, STREAMS, StreamName
 
 HEARTBEAT_LISTEN_SECONDS = 0.5
+
+
+@dataclass
+class IpamView:
+    """The newest decision per subject of the IPAM stream, sorted into what `status` shows."""
+
+    allocated: dict[str, IPAllocated] = field(default_factory=dict)
+    failed: dict[str, AllocationFailed] = field(default_factory=dict)
+    released: dict[str, IPReleased] = field(default_factory=dict)
+    usage: dict[str, PoolUsageReported] = field(default_factory=dict)
+    configuration: ConfigurationEvaluated | None = None
+
+    def fold(self, received: Received) -> None:
+        event = received.event
+        if isinstance(event, IPAllocated | AllocationFailed | IPReleased):
+            key = f"{event.service.namespace}/{event.service.name}"
+            for table in (self.allocated, self.failed, self.released):
+                table.pop(key, None)
+            if isinstance(event, IPAllocated):
+                self.allocated[key] = event
+            elif isinstance(event, AllocationFailed):
+                self.failed[key] = event
+            else:
+                self.released[key] = event
+        elif isinstance(event, PoolUsageReported):
+            self.usage[event.pool] = event
+        elif isinstance(event, ConfigurationEvaluated):
+            self.configuration = event
+
+
+async def read_ipam(bus: Bus) -> IpamView:
+    view = IpamView()
+    await bus.replay(StreamName.IPAM, view.fold, last_per_subject=True)
+    return view
+
+
+def services_table(view: IpamView) -> Table:
+    table = Table(title="services")
+    for column in ("service", "IPs", "pool", "why"):
+        table.add_column(column)
+    for key in sorted(view.allocated.keys() | view.failed.keys()):
+        if key in view.allocated:
+            allocated = view.allocated[key]
+            table.add_row(key, ", ".join(allocated.ips), allocated.pool, allocated.reason)
+        else:
+            failed = view.failed[key]
+            table.add_row(key, "[red]none[/red]", "", f"{failed.reason}: {failed.message}")
+    return table
+
+
+def pools_table(view: IpamView) -> Table:
+    table = Table(title="pools")
+    for column in ("pool", "IPv4 in use", "IPv4 free", "IPv6 in use", "IPv6 free"):
+        table.add_column(column)
+    for name in sorted(view.usage):
+        usage = view.usage[name]
+        table.add_row(name, str(usage.ipv4.assigned), str(usage.ipv4.available), str(usage.ipv6.assigned),
+                      str(usage.ipv6.available))
+    return table
+
+
+def configuration_lines(view: IpamView) -> list[str]:
+    configuration = view.configuration
+    if configuration is None:
+        return ["configuration: not evaluated yet (is ipam running?)"]
+    if configuration.valid:
+        return [f"configuration: valid (generation {configuration.in_force_generation})"]
+    lines = ["configuration: [red]INVALID[/red] — the last valid configuration stays in force:"]
+    lines += [f"  {problem.message}" for problem in configuration.problems]
+    return lines
+
+
+async def live_announcers(bus: Bus, seconds: float = HEARTBEAT_LISTEN_SECONDS) -> dict[str, AnnouncerHeartbeat]:
+    """Announcers heard from within ``seconds`` (they heartbeat about every 100 ms)."""
+    heard: dict[str, AnnouncerHeartbeat] = {}
+
+    async def on_heartbeat(message: object) -> None:
+        try:
+            event = decode(message.data).event  # type: ignore[attr-defined]
+        except InvalidEvent:
+            return
+        if isinstance(event, AnnouncerHeartbeat):
+            heard[event.node] = event
+
+    subscription = await bus.client.subscribe(HEARTBEATS, cb=on_heartbeat)
+    await asyncio.sleep(seconds)  # a listening window, not synchronisation
+    await subscription.unsubscribe()
+    return heard
 
 
 async def show_status(nats_url: str, *, console: Console | None = None) -> int:
@@ -28,40 +128,18 @@ async def show_status(nats_url: str, *, console: Console | None = None) -> int:
             except Exception as error:  # a missing stream is worth showing, not failing on
                 streams.add_row(spec.name.value, "-", f"unavailable: {error!r}")
                 continue
-            streams.add_row(
-                spec.name.value, str(info.state.messages), str(info.state.last_seq),
-            )
+            streams.add_row(spec.name.value, str(info.state.messages), str(info.state.last_seq))
         console.print(streams)
-
-        announcers: dict[str, AnnouncerHeartbeat] = {}
-
-        async def on_heartbeat(message: object) -> None:
-            try:
-                event = decode(message.data).event  # type: ignore[attr-defined]
-            except InvalidEvent:
-                return
-            if isinstance(event, AnnouncerHeartbeat):
-                announcers[event.node] = event
-
-        subscription = await bus.client.subscribe(HEARTBEATS, cb=on_heartbeat)
-        await asyncio.sleep(HEARTBEAT_LISTEN_SECONDS)  # listening window for heartbeats, not a sync
-        await subscription.unsubscribe()
+        view = await read_ipam(bus)
+        for line in configuration_lines(view):
+            console.print(line)
+        console.print(services_table(view))
+        console.print(pools_table(view))
+        announcers = await live_announcers(bus)
         table = Table(title="announcers")
         table.add_column("node")
         table.add_column("state")
         for node in sorted(announcers):
             table.add_row(node, "leaving" if announcers[node].leaving else "live")
         console.print(table)
-
-        allocations = Table(title="allocations")
-        for column in ("service", "IPs", "pool", "sharing key"):
-            allocations.add_column(column)
-        async for received in bus.read(StreamName.IPAM, subjects=[IPAM_ALLOCATIONS], last_per_subject=True):
-            event = received.event
-            if isinstance(event, IPAllocated):
-                allocations.add_row(
-                    f"{event.service.namespace}/{event.service.name}", ", ".join(event.ips), event.pool,
-                    event.sharing_key or "",
-                )
-        console.print(allocations)
     return 0
