@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from schemas.events import AllocationFailed, IPAllocated, IPReleased, ReleaseReason
 from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject
-from services.watcher.status import metrics
+from services.watcher.kube import KubeClients
+from services.watcher.status import StatusWriterSettings, metrics, run_status_writer
 from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from tests.integration.watcher_status.harness import (
     events,
@@ -188,3 +191,43 @@ async def test_writes_are_skipped_when_the_object_already_shows_the_state(bus: B
                                what="the no-op noticed")
         assert len(kube_api.history("services", name="web", namespace="default")) == writes
     assert metrics.WRITE_LAG.labels("Service")._sum.get() > lag_before
+
+
+async def test_run_status_writer_rebuilds_follows_and_stops(bus: Bus, kube_api: KubeApi) -> None:
+    web = put_service(kube_api, "web")
+    api_ = put_service(kube_api, "api")
+    await bus.publish(ipam_allocation_subject("default", "web"), IPAllocated(
+        service=web, ips=("10.0.0.40",), pool="lan", reason="r"))
+    clients = KubeClients.from_api_client(kube_api.api_client())
+    stopping = asyncio.Event()
+    task = asyncio.create_task(run_status_writer(bus=bus, clients=clients, namespace="metallb-system",
+                                                 stopping=stopping))
+    try:
+        await async_wait_until(lambda: len(ingress(kube_api, "web")) == 1, what="status from the rebuild")
+        await bus.publish(ipam_allocation_subject("default", "api"), IPAllocated(
+            service=api_, ips=("10.0.0.41",), pool="lan", reason="r"))
+        await async_wait_until(lambda: len(ingress(kube_api, "api")) == 1, what="status from the stream")
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, timeout=3)
+        clients.close()
+
+
+async def test_an_unreachable_api_at_start_is_retried_and_stopping_still_works(
+    bus: Bus, kube_api: KubeApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    kube_api.fail_next("list", "services", 503, times=1000)
+    clients = KubeClients.from_api_client(kube_api.api_client())
+    stopping = asyncio.Event()
+    settings = StatusWriterSettings(retry_delay=0.05, max_retry_delay=0.1)
+    task = asyncio.create_task(run_status_writer(bus=bus, clients=clients, namespace="metallb-system",
+                                                 stopping=stopping, settings=settings))
+    try:
+        await async_wait_until(
+            lambda: sum("status writer start failed" in r.getMessage() for r in caplog.records) >= 2,
+            what="start retried")
+        assert not task.done()
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, timeout=3)
+        clients.close()
