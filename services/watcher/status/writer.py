@@ -45,6 +45,8 @@ from services.watcher.status.desired import (
     Reason,
     ServiceTarget,
     StatusState,
+    Target,
+    TargetKind,
     apply,
     config_state_key,
     target,
@@ -115,6 +117,8 @@ class StatusWriter:
         self.queue: WorkQueue[ObjectKey] = WorkQueue()
         self.bucket = TokenBucket(settings.writes_per_second, settings.write_burst)
         self._failures: dict[ObjectKey, int] = {}
+        #: status objects as last written by this writer: an unchanged report costs no request
+        self._written: dict[ObjectKey, Target] = {}
         self.ready = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -274,6 +278,9 @@ class StatusWriter:
         if desired is None:
             return
         kind = target_kind(desired).value
+        if key.kind is not TargetKind.SERVICE and self._written.get(key) == desired:
+            metrics.SKIPPED.labels(kind).inc()  # Services are always compared: they are the contract
+            return
         await self.bucket.take()
         try:
             outcome = await self.converger.converge(desired)
@@ -286,6 +293,10 @@ class StatusWriter:
             self.queue.put_later(key, since, delay)
             return
         self._failures.pop(key, None)
+        if outcome is Outcome.GONE or key.kind is TargetKind.SERVICE:
+            self._written.pop(key, None)
+        else:
+            self._written[key] = desired
         if outcome is Outcome.UNCHANGED:
             metrics.SKIPPED.labels(kind).inc()
         if since is not None and outcome is not Outcome.GONE:

@@ -16,7 +16,7 @@ from schemas.events import (
 from services.common.bus import Bus
 from services.common.subjects import IPAM_CONFIG_SUBJECT, announce_subject, ipam_pool_subject, k8s_subject
 from services.watcher.kube import KubeClients
-from services.watcher.status import STRICT_ARP_FIX, warn_strict_arp
+from services.watcher.status import STRICT_ARP_FIX, metrics, warn_strict_arp
 from tests.integration.watcher_status.harness import NAMESPACE, Obj, events, objects, put_service, running_writer
 from tests.kubeapi.handle import KubeApi
 from tests.waiting import async_wait_until
@@ -185,3 +185,19 @@ async def test_stray_status_objects_are_swept_at_start(bus: Bus, kube_api: KubeA
         await async_wait_until(lambda: kube_api.get_object("servicel2statuses", "l2-stray", NAMESPACE) is None,
                                what="stray status deleted")
     assert kube_api.get_object("servicel2statuses", "l2-someone-elses", NAMESPACE) is not None
+
+
+async def test_an_unchanged_report_costs_no_request(bus: Bus, kube_api: KubeApi) -> None:
+    web = put_service(kube_api, "web")
+    report = AnnouncementReported(node="node-c", ip="10.1.0.1", mode=AnnouncementMode.L2, announcing=True,
+                                  services=(web,), interfaces=("eth0",))
+    async with running_writer(bus, kube_api) as harness:
+        await harness.publish(announce_subject("node-c", "10.1.0.1"), report)
+        await async_wait_until(lambda: any("status" in s for s in statuses(kube_api, "servicel2statuses")),
+                               what="ServiceL2Status written")
+        skipped = metrics.SKIPPED.labels("ServiceL2Status")._value.get()
+        patches = metrics.WRITES.labels("ServiceL2Status", "patch_status")._value.get()
+        await harness.publish(announce_subject("node-c", "10.1.0.1"), report)
+        await async_wait_until(lambda: metrics.SKIPPED.labels("ServiceL2Status")._value.get() > skipped,
+                               what="the repeat skipped")
+        assert metrics.WRITES.labels("ServiceL2Status", "patch_status")._value.get() == patches
