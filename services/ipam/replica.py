@@ -10,6 +10,7 @@ cannot write; it steps down and rebuilds from the stream.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -115,6 +116,11 @@ class Replica:
             on_invalid=self._dead_letter,
         )
         self._world = Follower(self._bus, StreamName.K8S, start_sequence=world_end + 1, on_invalid=self._dead_letter)
+        # The loaded state lives as long as the process: keep the collector from rescanning it
+        # (unfreezing first lets a previous load's cyclic garbage be collected).
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         self.loaded.set()
         log.info(
             "loaded ipam_sequence=%d services=%d allocations=%d seconds=%.3f",
