@@ -32,13 +32,13 @@ READY_CHECK = "observe"
 OBSERVE_POOL_SIZE = 32
 
 
-class StatusWriter(Protocol):
+class RunStatusWriter(Protocol):
     async def __call__(
         self, *, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event
     ) -> None: ...
 
 
-def load_status_writer() -> StatusWriter | None:
+def load_status_writer() -> RunStatusWriter | None:
     """The status writer, imported lazily (it lives in ``services/watcher/status``)."""
     try:
         module = importlib.import_module(STATUS_WRITER_MODULE)
@@ -47,7 +47,7 @@ def load_status_writer() -> StatusWriter | None:
             raise
         log.warning("status writer not available module=%s: only observing", STATUS_WRITER_MODULE)
         return None
-    return cast(StatusWriter, module.run_status_writer)
+    return cast(RunStatusWriter, module.run_status_writer)
 
 
 def observe_clients(clients: KubeClients) -> KubeClients:
@@ -63,14 +63,14 @@ def watcher_main(
     namespace: str,
     lease: LeaseSettings | None = None,
     reflectors: ReflectorSettings | None = None,
-    status_writer: StatusWriter | bool = True,
+    status_writer: RunStatusWriter | bool = True,
 ) -> ServiceMain:
     """``status_writer``: True loads the real one, False runs none, or a writer of your own (tests)."""
 
     async def main(ctx: ServiceContext) -> None:
         clients = await call(load_clients, kubeconfig)
         watch_clients = observe_clients(clients)
-        writer: StatusWriter | None = None
+        writer: RunStatusWriter | None = None
         if status_writer is True:
             writer = load_status_writer()
         elif status_writer is not False:
@@ -109,7 +109,7 @@ async def _lead_term(
     watch_clients: KubeClients,
     namespace: str,
     reflectors: ReflectorSettings | None,
-    writer: StatusWriter | None,
+    writer: RunStatusWriter | None,
     over: asyncio.Event,
 ) -> None:
     """One term of leadership: observe and write status until ``over`` is set."""
