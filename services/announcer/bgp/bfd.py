@@ -295,4 +295,3 @@ class BfdSession:
             self._desired_tx = desired
             self._polling = True
         self._events.append(BfdStateChanged(old, new, diagnostic))
-

@@ -27,6 +27,7 @@ class CloseReason(enum.Enum):
     HOLD_TIMER_EXPIRED = "hold_timer_expired"
     NOTIFICATION_RECEIVED = "notification_received"
     PROTOCOL_ERROR = "protocol_error"  # we found an error and sent a NOTIFICATION
+    PEER_DOWN = "peer_down"  # BFD (or another liveness check) says the peer is unreachable
 
 
 @dataclass(frozen=True)

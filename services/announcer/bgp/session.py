@@ -193,6 +193,7 @@ class Session:
         notify: bool = True,
         message: str = "",
         subcode: CeaseSubcode = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+        reason: CloseReason = CloseReason.STOPPED,
     ) -> None:
         """Close: with a Cease (Administrative Shutdown unless told otherwise), or (``notify=False``)
         silently, which lets a graceful restart helper keep our routes (RFC 4724 §4.2)."""
@@ -201,9 +202,9 @@ class Session:
         if notify and self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
             notification = Notification.cease(subcode, message)
             self._out += notification.encode()
-            self._close(CloseReason.STOPPED, notification)
+            self._close(reason, notification)
         else:
-            self._close(CloseReason.STOPPED)
+            self._close(reason)
 
     # --- message handling ----------------------------------------------------------------------------------
 

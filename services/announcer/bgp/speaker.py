@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.announcer.bgp import tcp
-from services.announcer.bgp.events import Closed, Established, Event, State
+from services.announcer.bgp.events import Closed, CloseReason, Established, Event, State
 from services.announcer.bgp.nlri import IPAddress, Prefix
 from services.announcer.bgp.notification import CeaseSubcode
 from services.announcer.bgp.rib import Route
@@ -118,6 +118,16 @@ class Speaker:
         if self._pending is not None:
             self._pending[1].set_advertisements(routes, self._loop.time())
             self._process_pending()
+
+    def peer_down(self, message: str = "BFD down") -> None:
+        """The peer is unreachable (BFD says so): end the session now rather than at hold timer expiry.
+        The reconnect loop carries on with its backoff."""
+        if self.session.state in (State.IDLE, State.CONNECT, State.ACTIVE):
+            return
+        self.session.stop(
+            self._loop.time(), message=message, subcode=CeaseSubcode.BFD_DOWN, reason=CloseReason.PEER_DOWN
+        )
+        self._process()
 
     async def stop(self, *, keep_routes: bool = False, message: str = "", grace: float = 2.0) -> None:
         """Close with a Cease NOTIFICATION, or silently with ``keep_routes`` so a graceful restart helper

@@ -1,0 +1,168 @@
+"""The asyncio shell around :class:`BfdSession` (RFC 5881 single hop): UDP 3784, TTL 255 both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import sys
+from collections.abc import Callable
+
+from services.announcer.bgp import tcp
+from services.announcer.bgp.bfd import CONTROL_PORT, BfdConfig, BfdSession, BfdState, BfdStateChanged
+from services.announcer.bgp.nlri import IPAddress
+
+log = logging.getLogger(__name__)
+
+IP_RECVTTL = 12  # linux/in.h; not exported by Python's socket module
+TTL = 255  # RFC 5881 §5: sent with 255, and anything received with less is not from a neighbour
+SOURCE_PORTS = (49152, 65535)  # RFC 5881 §4
+
+
+class BfdEndpoint:
+    """The receiving socket for one local address; packets go to the peer registered for their source."""
+
+    def __init__(self, *, address: IPAddress, port: int = CONTROL_PORT) -> None:
+        self.address = address
+        self._peers: dict[IPAddress, BfdPeer] = {}
+        self._sock = socket.socket(tcp.family_of(address), socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        if address.version == 4:
+            self._sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        else:
+            self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        self._sock.bind((str(address), port))
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    @property
+    def bound_port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    def add(self, peer: BfdPeer) -> None:
+        self._peers[peer.peer] = peer
+
+    def remove(self, peer: BfdPeer) -> None:
+        if self._peers.get(peer.peer) is peer:
+            del self._peers[peer.peer]
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+    def _readable(self) -> None:
+        for _ in range(64):  # drain what is queued, then yield to the loop
+            try:
+                data, ancillary, _flags, source = self._sock.recvmsg(256, socket.CMSG_SPACE(4))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.warning("bfd receive failed address=%s error=%r", self.address, error)
+                return
+            if _ttl(ancillary) != TTL:
+                continue
+            peer = self._peers.get(tcp.address_of(source))  # type: ignore[arg-type]
+            if peer is not None:
+                peer.datagram_received(data)
+
+
+def _ttl(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, value in ancillary:
+        if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)):
+            return int.from_bytes(value[:4], sys.byteorder) if len(value) >= 4 else value[0]
+    return None
+
+
+class BfdPeer:
+    """One BFD session to ``peer``; ``on_change`` hears every state change (Down is what BGP acts on)."""
+
+    def __init__(
+        self,
+        endpoint: BfdEndpoint,
+        *,
+        peer: IPAddress,
+        config: BfdConfig,
+        peer_port: int = CONTROL_PORT,
+        on_change: Callable[[BfdStateChanged], None] | None = None,
+    ) -> None:
+        self.peer = peer
+        self.peer_port = peer_port
+        self._closed = False
+        self.up = asyncio.Event()
+        self._endpoint = endpoint
+        self._on_change = on_change
+        self._loop = asyncio.get_running_loop()
+        rng = random.SystemRandom()
+        self.session = BfdSession(config, rng.randrange(1, 1 << 32), rng.random)
+        self._sock = _source_socket(endpoint.address, rng)
+        self._timer: asyncio.TimerHandle | None = None
+        endpoint.add(self)
+        self.session.start(self._loop.time())
+        self._process()
+
+    @property
+    def state(self) -> BfdState:
+        return self.session.state
+
+    def close(self) -> None:
+        """Tell the peer we are going (AdminDown), then stop."""
+        if self._closed:
+            return
+        self.session.admin_down(self._loop.time())
+        self._process()
+        self._endpoint.remove(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._closed = True
+        self._sock.close()
+
+    def datagram_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self.session.receive(data, self._loop.time())
+        self._process()
+
+    def _process(self) -> None:
+        for datagram in self.session.datagrams_to_send():
+            if self._closed:
+                break
+            with contextlib.suppress(OSError):  # a cut link: the detection timer will tell
+                self._sock.sendto(datagram, (str(self.peer), self.peer_port))
+        while (event := self.session.next_event()) is not None:
+            log.info("bfd peer=%s %s -> %s diag=%s", self.peer, event.old.name, event.new.name, event.diagnostic.name)
+            if event.new is BfdState.UP:
+                self.up.set()
+            else:
+                self.up.clear()
+            if self._on_change is not None:
+                try:
+                    self._on_change(event)
+                except Exception:
+                    log.exception("bfd state callback failed peer=%s", self.peer)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.session.get_timer()
+        if deadline is not None and not self._closed:
+            self._timer = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.session.handle_timer(self._loop.time())
+        self._process()
+
+
+def _source_socket(address: IPAddress, rng: random.SystemRandom) -> socket.socket:
+    sock = socket.socket(tcp.family_of(address), socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    tcp.set_ttl(sock, TTL)
+    for _ in range(64):
+        try:
+            sock.bind((str(address), rng.randint(*SOURCE_PORTS)))
+            return sock
+        except OSError:
+            continue
+    sock.close()
+    raise OSError("no free BFD source port")
