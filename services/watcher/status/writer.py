@@ -21,6 +21,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.js import api as js_api
+from opentelemetry import trace
 
 from schemas.events import ObjectKind
 from services.common.bus import Bus, Received
@@ -34,6 +35,7 @@ from services.common.subjects import (
     StreamName,
     k8s_subject,
 )
+from services.common.tracing import tracer
 from services.watcher.kube import KubeClients
 from services.watcher.status import metrics
 from services.watcher.status.configstate import strict_arp_message, strict_arp_missing
@@ -119,6 +121,9 @@ class StatusWriter:
         self._failures: dict[ObjectKey, int] = {}
         #: status objects as last written by this writer: an unchanged report costs no request
         self._written: dict[ObjectKey, Target] = {}
+        #: per queued object, the span of the newest decision it shows: its write joins that trace
+        self._origins: dict[ObjectKey, trace.SpanContext] = {}
+        self._tracer = tracer(__name__)
         self.ready = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -251,7 +256,10 @@ class StatusWriter:
         """Fold one delivered event; queue what it changed. Never waits on the Kubernetes API."""
         change = apply(self.state, received.event, subject=received.subject, sequence=received.sequence)
         since = received.envelope.time.timestamp()
+        origin = trace.get_current_span().get_span_context()  # the decision's trace, carried to the write
         for key in change.keys:
+            if origin.is_valid:
+                self._origins[key] = origin
             self.queue.put(key, since)
         for event in change.events:
             self.recorder.record(event)
@@ -282,8 +290,15 @@ class StatusWriter:
             metrics.SKIPPED.labels(kind).inc()  # Services are always compared: they are the contract
             return
         await self.bucket.take()
+        origin = self._origins.pop(key, None)
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(origin)) if origin is not None else None
         try:
-            outcome = await self.converger.converge(desired)
+            with self._tracer.start_as_current_span(
+                f"write {kind}", context=parent, kind=trace.SpanKind.CLIENT,
+                attributes={"k8s.namespace.name": key.namespace, "k8s.object.name": key.name},
+            ) as span:
+                outcome = await self.converger.converge(desired)
+                span.set_attribute("metalbus.status.outcome", outcome.value)
         except ApiFailure as error:
             metrics.ERRORS.labels(kind).inc()
             failures = self._failures[key] = self._failures.get(key, 0) + 1

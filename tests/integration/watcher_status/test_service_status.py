@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from schemas.events import AllocationFailed, IPAllocated, IPReleased, ReleaseReason
 from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject
+from services.common.tracing import setup_tracing
 from services.watcher.kube import KubeClients
 from services.watcher.status import StatusWriterSettings, metrics, run_status_writer
 from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
@@ -231,3 +235,18 @@ async def test_an_unreachable_api_at_start_is_retried_and_stopping_still_works(
         stopping.set()
         await asyncio.wait_for(task, timeout=3)
         clients.close()
+
+
+async def test_the_write_joins_the_decision_trace(bus: Bus, kube_api: KubeApi) -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("metalbus-test", extra_processor=SimpleSpanProcessor(exporter))
+    web = put_service(kube_api, "web")
+    async with running_writer(bus, kube_api) as harness:
+        with trace.get_tracer("test").start_as_current_span("decide") as decide:
+            await harness.publish(ipam_allocation_subject("default", "web"), IPAllocated(
+                service=web, ips=("10.0.0.50",), pool="lan", reason="r"))
+        trace_id = decide.get_span_context().trace_id
+        await async_wait_until(
+            lambda: any(span.name == "write Service" and span.context.trace_id == trace_id
+                        for span in exporter.get_finished_spans()),
+            what="a write span in the decision's trace")
