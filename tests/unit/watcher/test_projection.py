@@ -1,0 +1,97 @@
+"""Projections: what the K8S stream should hold after lists and watch events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.events import EndpointsObserved, ObjectKind
+from services.watcher.observe.projection import (
+    EndpointsProjection,
+    ObjectProjection,
+    PeerProjection,
+    SecretProjection,
+    SecretReferences,
+)
+from services.watcher.observe.translate import Identity, config_observed, secret_observed, service_observed
+
+NS = "metallb-system"
+errors: list[Exception] = []
+
+
+def _record(obj: dict[str, Any], error: Exception) -> None:
+    errors.append(error)
+
+
+def _svc(name: str, rv: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "d", "uid": f"u-{name}", "resourceVersion": rv}, "spec": {}}
+
+
+def test_object_projection_follows_list_and_watch() -> None:
+    projection = ObjectProjection(ObjectKind.SERVICE, service_observed, on_error=_record)
+    projection.replace([_svc("a", "1"), _svc("b", "2"), {"metadata": {}}], "2")
+    assert sorted(projection.subjects()) == ["k8s.service.d.a", "k8s.service.d.b"]
+    assert len(errors) == 1
+    assert projection.apply("MODIFIED", _svc("a", "3")) == ["k8s.service.d.a"]
+    a = projection.desired("k8s.service.d.a")
+    assert a is not None and a.identity == Identity("u-a", "3")
+    assert projection.apply("DELETED", _svc("b", "4")) == ["k8s.service.d.b"]
+    assert projection.desired("k8s.service.d.b") is None
+    assert projection.tombstone("k8s.service.d.b", Identity("u-b", "2"), "4").msg_id == "u-b/deleted"
+
+
+def _slice(name: str, service: str, rv: str, *nodes: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "d", "resourceVersion": rv,
+                     "labels": {"kubernetes.io/service-name": service} if service else {}},
+        "endpoints": [{"nodeName": n, "conditions": {"ready": True}} for n in nodes],
+    }
+
+
+def test_endpoints_fold_moves_with_relabelled_slices_and_empties_into_a_tombstone() -> None:
+    projection = EndpointsProjection(on_error=_record)
+    projection.replace([_slice("s1", "web", "1", "n1"), _slice("s2", "web", "2", "n2"), _slice("x", "", "3", "n9")],
+                       "3")
+    assert list(projection.subjects()) == ["k8s.endpoints.d.web"]
+    # s2 now belongs to "api": both services change
+    assert projection.apply("MODIFIED", _slice("s2", "api", "4", "n2")) == ["k8s.endpoints.d.api",
+                                                                             "k8s.endpoints.d.web"]
+    web = projection.desired("k8s.endpoints.d.web")
+    assert web is not None and isinstance(web.event, EndpointsObserved)
+    assert [n.node for n in web.event.nodes] == ["n1"] and "/4/" in web.msg_id
+    assert projection.apply("DELETED", _slice("s1", "web", "5")) == ["k8s.endpoints.d.web"]
+    assert projection.desired("k8s.endpoints.d.web") is None
+    gone = projection.tombstone("k8s.endpoints.d.web", Identity("", "h"), "5")
+    assert gone.msg_id == "endpoints/d/web/5/deleted"
+
+
+def _peer(name: str, secret: str) -> dict[str, Any]:
+    return {"apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
+            "metadata": {"name": name, "namespace": NS, "uid": f"u-{name}", "resourceVersion": "1"},
+            "spec": {"passwordSecret": {"name": secret, "namespace": NS}}}
+
+
+def _secret(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": NS, "uid": f"u-{name}", "resourceVersion": "1"}, "data": {}}
+
+
+def test_secrets_follow_the_references_of_bgp_peers() -> None:
+    references = SecretReferences()
+    pokes: list[int] = []
+    references.listen(lambda: pokes.append(1))
+    peers = PeerProjection(config_observed, namespace=NS, references=references, on_error=_record)
+    secrets = SecretProjection(secret_observed, references=references, on_error=_record)
+    secrets.replace([_secret("a"), _secret("b"), _secret("c")], "1")
+    assert list(secrets.subjects()) == [] and not references.known
+
+    peers.replace([_peer("p1", "a")], "1")
+    assert references.known and references.names == {"a"} and len(pokes) == 1
+    assert secrets.refresh() == [f"k8s.secret.{NS}.a"]
+    assert list(secrets.subjects()) == [f"k8s.secret.{NS}.a"]
+
+    peers.apply("MODIFIED", _peer("p1", "b"))
+    assert sorted(secrets.refresh()) == [f"k8s.secret.{NS}.a", f"k8s.secret.{NS}.b"]
+    assert secrets.desired(f"k8s.secret.{NS}.a") is None and secrets.desired(f"k8s.secret.{NS}.b") is not None
+    peers.apply("MODIFIED", _peer("p1", "b"))  # same references: no poke
+    assert len(pokes) == 2 and secrets.refresh() == []
+    peers.apply("DELETED", _peer("p1", "b"))
+    assert references.names == frozenset() and secrets.refresh() == [f"k8s.secret.{NS}.b"]
