@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     announcer.add_argument(
         "--node", default=os.environ.get("NODE_NAME"), help="this node's Kubernetes name (env NODE_NAME)"
     )
+    announcer.add_argument(
+        "--exclude-interfaces", default=os.environ.get("METALBUS_EXCLUDE_INTERFACES", ""),
+        help="comma-separated interface name patterns (shell style) never to answer ARP/NDP on, in addition"
+        " to the built-in ones (lo, veth*, docker*, cni*, kube-ipvs*, ...) (env METALBUS_EXCLUDE_INTERFACES)",
+    )
 
     nats_cmd = commands.add_parser("nats", help="run a local nats-server with JetStream")
     nats_cmd.add_argument("--host", default="127.0.0.1")
@@ -100,9 +105,12 @@ def _service_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.command == "announcer":
         if not args.node:
             parser.error("announcer needs --node NAME (or NODE_NAME)")
+        from services.announcer.l2.interfaces import DEFAULT_POLICY, ExclusionPolicy
         from services.announcer.service import announcer_main
 
-        return announcer_main(node=args.node)
+        extra = tuple(p.strip() for p in args.exclude_interfaces.split(",") if p.strip())
+        policy = ExclusionPolicy(names=DEFAULT_POLICY.names + extra, kinds=DEFAULT_POLICY.kinds)
+        return announcer_main(node=args.node, policy=policy)
     if args.command == "ipam":
         from services.ipam.replica import ReplicaSettings
         from services.ipam.service import ipam_main

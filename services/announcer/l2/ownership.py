@@ -1,0 +1,175 @@
+"""Which IPs this node answers for (pure): the newest placement per IP, conflicts seen on the wire, partition.
+
+The ipam decides placements; each carries an epoch (its IPAM stream sequence) and only the newest per IP
+counts, so a late or replayed older decision never undoes a newer one. While the bus is reachable the
+placement is the truth: another station claiming one of our IPs on the wire is counted and logged, and our
+gratuitous schedule wins the neighbour caches back. While partitioned, the ipam has most likely moved our
+IPs already, so a claim on the wire is believed and the IP yielded at once. A resync (re-reading every
+placement after the bus comes back) forgets the yields: the fresh placements decide again.
+
+No I/O, no clock: the shell passes times in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import ip_address
+
+from schemas.events import AnnouncementMode, AnnouncementReported, L2PlacementCleared, L2PlacementDecided, ServiceId
+from services.announcer.l2.interfaces import IPAddress
+
+
+class Connectivity(enum.Enum):
+    CONNECTED = "connected"
+    PARTITIONED = "partitioned"
+
+
+class Applied(enum.Enum):
+    """What folding one placement into the table did."""
+
+    NEWER = "newer"  # it is now the newest placement of its IP
+    STALE = "stale"  # its epoch is not above the one held: ignored
+    INVALID = "invalid"  # its `ip` is not an IP address: ignored
+
+
+class ConflictVerdict(enum.Enum):
+    """What to do when another station claims an IP we answer for."""
+
+    YIELD = "yield"  # partitioned: believe the wire, stop answering at once
+    KEEP = "keep"  # connected: the newest placement names us; count it, keep answering
+    NOT_OURS = "not_ours"  # we do not answer for it (any more): nothing to do
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The newest decision about one IP. `node` None: cleared (nobody announces it)."""
+
+    ip: IPAddress
+    epoch: int
+    node: str | None
+    interfaces: frozenset[str] = frozenset()
+    services: tuple[ServiceId, ...] = ()
+
+
+def placement_of(event: L2PlacementDecided | L2PlacementCleared, *, epoch: int) -> Placement | None:
+    """The placement an IPAM event states, or None when its IP does not parse."""
+    try:
+        ip = ip_address(event.ip)
+    except ValueError:
+        return None
+    if isinstance(event, L2PlacementCleared):
+        return Placement(ip=ip, epoch=epoch, node=None)
+    return Placement(
+        ip=ip, epoch=epoch, node=event.node, interfaces=frozenset(event.interfaces), services=event.services
+    )
+
+
+def connectivity(*, connected: bool, last_echo: float | None, now: float, stale_after: float) -> Connectivity:
+    """Connected while the client says so and our own heartbeat came back through the server recently."""
+    if not connected or last_echo is None or now - last_echo > stale_after:
+        return Connectivity.PARTITIONED
+    return Connectivity.CONNECTED
+
+
+class Ownership:
+    """The placements this node knows of (newest per IP) and the IPs it yielded while partitioned."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._newest: dict[IPAddress, Placement] = {}
+        self._yielded: dict[IPAddress, int] = {}  # IP -> epoch of the placement yielded
+
+    def apply(self, placement: Placement | None) -> Applied:
+        if placement is None:
+            return Applied.INVALID
+        held = self._newest.get(placement.ip)
+        if held is not None and held.epoch >= placement.epoch:
+            return Applied.STALE
+        self._newest[placement.ip] = placement
+        return Applied.NEWER
+
+    def resynced(self, placements: Iterable[Placement]) -> None:
+        """Replace everything with a fresh read of the placements; yields are forgotten."""
+        self._newest.clear()
+        self._yielded.clear()
+        for placement in placements:
+            self.apply(placement)
+
+    def newest(self, ip: IPAddress) -> Placement | None:
+        return self._newest.get(ip)
+
+    def desired(self) -> dict[IPAddress, Placement]:
+        """The IPs to answer for: the newest placement names this node and it was not yielded."""
+        return {
+            ip: placement
+            for ip, placement in self._newest.items()
+            if placement.node == self.node and self._yielded.get(ip, -1) < placement.epoch
+        }
+
+    def conflict(self, ip: IPAddress, *, now: Connectivity) -> ConflictVerdict:
+        """Another station claimed `ip` on the wire; on YIELD it leaves the desired set at once."""
+        placement = self._newest.get(ip)
+        if placement is None or placement.node != self.node or self._yielded.get(ip, -1) >= placement.epoch:
+            return ConflictVerdict.NOT_OURS
+        if now is Connectivity.CONNECTED:
+            return ConflictVerdict.KEEP
+        self._yielded[ip] = placement.epoch
+        return ConflictVerdict.YIELD
+
+    def yielded(self) -> frozenset[IPAddress]:
+        return frozenset(self._yielded)
+
+
+# --- what to report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answering:
+    """One IP as it is answered on the wire now."""
+
+    interfaces: tuple[str, ...]
+    epoch: int
+    services: tuple[ServiceId, ...]
+
+
+def answering(
+    desired: Mapping[IPAddress, Placement], announced: Mapping[IPAddress, tuple[str, ...]]
+) -> dict[IPAddress, Answering]:
+    """Desired IPs that some interface answers for, with those interfaces."""
+    return {
+        ip: Answering(interfaces=tuple(sorted(announced[ip])), epoch=placement.epoch, services=placement.services)
+        for ip, placement in desired.items()
+        if announced.get(ip)
+    }
+
+
+def report_changes(
+    *,
+    node: str,
+    reported: Mapping[IPAddress, Answering],
+    now: Mapping[IPAddress, Answering],
+    newest_epoch: Mapping[IPAddress, int],
+) -> list[tuple[IPAddress, AnnouncementReported]]:
+    """The reports that bring `reported` (what the ANNOUNCE stream says) to `now`, ordered by IP.
+
+    A withdrawal names the newest epoch known for the IP (the placement that moved it, if any)."""
+    changes: list[tuple[IPAddress, AnnouncementReported]] = []
+    for ip in sorted(set(reported) | set(now), key=lambda a: (a.version, a)):
+        before, after = reported.get(ip), now.get(ip)
+        if before == after:
+            continue
+        if after is not None:
+            event = AnnouncementReported(
+                node=node, ip=str(ip), mode=AnnouncementMode.L2, announcing=True, services=after.services,
+                interfaces=after.interfaces, placement_epoch=after.epoch,
+            )  # fmt: skip
+        else:
+            assert before is not None
+            event = AnnouncementReported(
+                node=node, ip=str(ip), mode=AnnouncementMode.L2, announcing=False, services=before.services,
+                placement_epoch=max(before.epoch, newest_epoch.get(ip, 0)),
+            )  # fmt: skip
+        changes.append((ip, event))
+    return changes

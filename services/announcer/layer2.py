@@ -1,0 +1,312 @@
+"""The announcer's L2 agent: IPAM placements in, ARP/NDP answers on the wire, reports on the ANNOUNCE stream.
+
+    read every placement (last per `ipam.placement.>`)  ──►  Ownership (newest epoch per IP)  ──►  L2Responder
+    follow the placements live ────────────────────────────┘        ▲ conflicts from the wire
+    own heartbeat echoed by the server ──► connected / partitioned ─┘
+
+- Nothing is answered before the first full read of the placements.
+- The bus counts as reachable while our own heartbeats come back through the server: the NATS client alone
+  notices a dead TCP path only after minutes. While partitioned the responder keeps answering for the last
+  IPs, and yields an IP the moment another station claims it on the wire. When the echo returns, every
+  placement is read again before anything new is answered.
+- What is answered (IP, interfaces, epoch) is reported on change only; a failed report is retried.
+- On stop the responder goes silent at once; the heartbeat sender's `leaving` hands the IPs over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import nats.errors
+from nats.aio.msg import Msg
+
+from schemas.events import L2PlacementCleared, L2PlacementDecided
+from services.announcer.l2.interfaces import IPAddress
+from services.announcer.l2.metrics import L2Collector, L2Snapshot, l2_collector
+from services.announcer.l2.ownership import (
+    Answering,
+    Applied,
+    ConflictVerdict,
+    Connectivity,
+    Ownership,
+    Placement,
+    answering,
+    connectivity,
+    placement_of,
+    report_changes,
+)
+from services.announcer.l2.responder import AllowedInterfaces, L2Responder, ResponderConfig
+from services.common.bus import Bus, Received
+from services.common.errors import RetryableError
+from services.common.follower import Follower
+from services.common.health import Health
+from services.common.subjects import IPAM_PLACEMENTS, StreamName, announce_subject, heartbeat_subject
+
+log = logging.getLogger("metalbus.announcer.l2")
+
+STALE_AFTER = 0.3  # seconds without our own heartbeat echo before the bus counts as lost
+REPORT_INTERVAL = 1.0  # seconds between checks of what the wire answers (link flaps) and metric snapshots
+_RETRY = 0.5
+T = TypeVar("T")
+
+
+class L2Agent:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        node: str,
+        config: ResponderConfig | None = None,
+        health: Health | None = None,
+        stale_after: float = STALE_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+        collector: L2Collector | None = None,
+    ) -> None:
+        self.bus = bus
+        self.node = node
+        self.config = config or ResponderConfig()
+        self.health = health
+        self.ownership = Ownership(node)
+        self.stale_after = stale_after
+        self._clock = clock
+        self._collector = collector or l2_collector()
+        self._responder: L2Responder | None = None
+        self._last_echo: float | None = None
+        self._stale_timer: asyncio.TimerHandle | None = None
+        self._partitioned = False
+        self._needs_resync = False
+        self._echo_back = asyncio.Event()
+        self._report_due = asyncio.Event()
+        self._reported: dict[IPAddress, Answering] = {}
+        self._yields: dict[str, int] = {}
+        self._follower: Follower | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Answer for this node's placements until `stopping` is set."""
+        echo = await self.bus.client.subscribe(heartbeat_subject(self.node), cb=self._coro_echo)
+        try:
+            self._on_echo(None)  # connected right now: the runtime only hands over a connected bus
+            if not await self._resync_until_done(stopping):
+                return
+            async with L2Responder(config=self.config, on_conflict=self._on_conflict) as responder:
+                self._responder = responder
+                self._converge()
+                if self.health is not None:
+                    self.health.set_ready("layer2", True)
+                log.info("event=l2_agent_started node=%s desired=%d", self.node, len(self.ownership.desired()))
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._follow(stopping), name="l2-follow")
+                    tasks.create_task(self._report(stopping), name="l2-report")
+                responder.set_desired({})  # silent at once; the `leaving` heartbeat hands over
+                self._responder = None
+                log.info("event=l2_agent_stopped node=%s", self.node)
+            await self._withdraw_all()
+        finally:
+            if self._stale_timer is not None:
+                self._stale_timer.cancel()
+            if self._follower is not None:
+                await self._follower.close()
+            with contextlib.suppress(nats.errors.Error):
+                await echo.unsubscribe()
+
+    # --- the bus: placements -----------------------------------------------------------------------
+
+    async def _resync_until_done(self, stopping: asyncio.Event) -> bool:
+        while not stopping.is_set():
+            try:
+                await self._resync()
+                return True
+            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                log.warning("event=placements_read_failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), _RETRY)
+        return False
+
+    async def _resync(self) -> None:
+        """Read every placement (newest per IP) and follow on from there; forgets earlier yields."""
+        started = self._clock()
+        end = await self.bus.last_sequence(StreamName.IPAM)  # before the read: nothing between is missed
+        placements: list[Placement] = []
+
+        def fold(received: Received) -> None:
+            event = received.event
+            if isinstance(event, L2PlacementDecided | L2PlacementCleared):
+                placement = placement_of(event, epoch=received.sequence)
+                if placement is not None:
+                    placements.append(placement)
+
+        await self.bus.replay(StreamName.IPAM, fold, subjects=[IPAM_PLACEMENTS], last_per_subject=True)
+        if self._follower is not None:
+            await self._follower.close()
+        self._follower = Follower(self.bus, StreamName.IPAM, start_sequence=end + 1, subjects=[IPAM_PLACEMENTS])
+        self.ownership.resynced(placements)
+        self._needs_resync = False
+        log.info(
+            "event=placements_read node=%s placements=%d mine=%d up_to=%d took_ms=%.1f", self.node, len(placements),
+            len(self.ownership.desired()), end, (self._clock() - started) * 1000,
+        )  # fmt: skip
+        self._converge()
+
+    async def _follow(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            if self._partitioned:  # keep answering the last IPs; wait for the echo to come back
+                await _first_of(self._echo_back.wait(), stopping.wait())
+                continue
+            if self._needs_resync:
+                try:
+                    await self._resync()
+                except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                    log.warning("event=resync_failed node=%s error=%r", self.node, error)
+                    await _first_of(asyncio.sleep(_RETRY), stopping.wait())  # backoff before the next try
+                continue
+            assert self._follower is not None
+            batch = await _first_of(self._follower.fetch(wait=1.0), stopping.wait())
+            if isinstance(batch, list) and self._apply(batch):
+                self._converge()
+
+    def _apply(self, batch: list[Received]) -> bool:
+        changed = False
+        for received in batch:
+            event = received.event
+            if not isinstance(event, L2PlacementDecided | L2PlacementCleared):
+                continue
+            verdict = self.ownership.apply(placement_of(event, epoch=received.sequence))
+            if verdict is Applied.NEWER:
+                changed = True
+            elif verdict is Applied.INVALID:
+                log.warning("event=placement_invalid subject=%s seq=%d ip=%r", received.subject,
+                            received.sequence, event.ip)
+        return changed
+
+    # --- the bus: liveness -------------------------------------------------------------------------
+
+    def _on_echo(self, _message: Msg | None) -> None:
+        """Our own heartbeat came back through the server (or we just connected)."""
+        loop = asyncio.get_running_loop()
+        self._last_echo = self._clock()
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+        self._stale_timer = loop.call_later(self.stale_after, self._went_stale)
+        if self._partitioned:
+            self._partitioned = False
+            self._needs_resync = True
+            self._echo_back.set()
+            self._set_health(True)
+            log.warning("event=bus_back node=%s resync=true", self.node)
+
+    async def _coro_echo(self, message: Msg) -> None:
+        self._on_echo(message)
+
+    def _went_stale(self) -> None:
+        self._stale_timer = None
+        if not self._partitioned:
+            self._partitioned = True
+            self._echo_back.clear()
+            self._set_health(False)
+            log.warning(
+                "event=partitioned node=%s answering=%d stale_after=%s", self.node, len(self.ownership.desired()),
+                self.stale_after,
+            )  # fmt: skip
+
+    def _connectivity(self) -> Connectivity:
+        if self._partitioned:
+            return Connectivity.PARTITIONED
+        return connectivity(
+            connected=self.bus.client.is_connected, last_echo=self._last_echo, now=self._clock(),
+            stale_after=self.stale_after,
+        )  # fmt: skip
+
+    def _set_health(self, ok: bool) -> None:
+        if self.health is not None:
+            self.health.set_ready("layer2-bus", ok, "lost the bus: answering for the last placements")
+
+    # --- the wire ----------------------------------------------------------------------------------
+
+    def _on_conflict(self, ip: IPAddress, other_mac: bytes, interface: str) -> None:
+        verdict = self.ownership.conflict(ip, now=self._connectivity())
+        if verdict is ConflictVerdict.YIELD:
+            self._yields[str(ip)] = self._yields.get(str(ip), 0) + 1
+            log.warning("event=yielded ip=%s other_mac=%s interface=%s", ip, other_mac.hex(":"), interface)
+            asyncio.get_running_loop().call_soon(self._converge)  # out of the responder's frame handler
+        elif verdict is ConflictVerdict.KEEP:
+            log.info("event=conflict_kept ip=%s other_mac=%s reason=placement_names_us", ip, other_mac.hex(":"))
+
+    def _converge(self) -> None:
+        if self._responder is None:
+            return
+        desired = self.ownership.desired()
+        self._responder.set_desired({ip: AllowedInterfaces(p.interfaces) for ip, p in desired.items()})
+        self._report_due.set()
+
+    # --- reports and metrics -----------------------------------------------------------------------
+
+    def _answering(self) -> dict[IPAddress, Answering]:
+        if self._responder is None:
+            return {}
+        return answering(self.ownership.desired(), self._responder.announced())
+
+    async def _report(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
+            self._report_due.clear()
+            now = self._answering()
+            self._update_metrics(now)
+            if not stopping.is_set() and not self._partitioned:
+                await self._publish(now)
+
+    async def _publish(self, now: dict[IPAddress, Answering]) -> None:
+        newest = {ip: p.epoch for ip in set(now) | set(self._reported) if (p := self.ownership.newest(ip))}
+        for ip, event in report_changes(node=self.node, reported=self._reported, now=now, newest_epoch=newest):
+            try:
+                await self.bus.publish(announce_subject(self.node, str(ip)), event)
+            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                log.warning("event=report_failed ip=%s error=%r", ip, error)
+                return  # retried on the next round
+            if event.announcing:
+                self._reported[ip] = now[ip]
+            else:
+                self._reported.pop(ip, None)
+            log.info("event=reported ip=%s announcing=%s interfaces=%s epoch=%d", ip, event.announcing,
+                     ",".join(event.interfaces), event.placement_epoch)
+
+    async def _withdraw_all(self) -> None:
+        self._update_metrics({})
+        if self._reported and not self._partitioned:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._publish({}), timeout=1.0)
+
+    def _update_metrics(self, now: dict[IPAddress, Answering]) -> None:
+        if self._responder is None:
+            self._collector.update(L2Snapshot(node=self.node, partitioned=self._partitioned))
+            return
+        self._collector.update(
+            L2Snapshot.of(
+                node=self.node, stats=self._responder.stats, answering=now, yields=self._yields,
+                partitioned=self._partitioned,
+            )
+        )  # fmt: skip
+
+
+async def _first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, object]) -> T | None:
+    """Run `work` until it finishes or `stop` does; None (and `work` cancelled) when `stop` came first."""
+    work_task = asyncio.ensure_future(work)
+    stop_task = asyncio.ensure_future(stop)
+    try:
+        await asyncio.wait({work_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work_task, stop_task):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    if work_task.cancelled() or not work_task.done():
+        return None
+    return work_task.result()

@@ -1,0 +1,134 @@
+"""Which IPs a node answers for: newest epoch wins, conflicts yield only while partitioned, resync forgets."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+import pytest
+
+from schemas.events import AnnouncementMode, L2PlacementCleared, L2PlacementDecided, ServiceId
+from services.announcer.l2.ownership import (
+    Answering,
+    Applied,
+    ConflictVerdict,
+    Connectivity,
+    Ownership,
+    Placement,
+    answering,
+    connectivity,
+    placement_of,
+    report_changes,
+)
+
+V4 = ip_address("192.0.2.10")
+V6 = ip_address("2001:db8::10")
+WEB = ServiceId(namespace="default", name="web")
+CONNECTED, PARTITIONED = Connectivity.CONNECTED, Connectivity.PARTITIONED
+
+
+def decided(ip: str, node: str, epoch: int, *interfaces: str) -> Placement | None:
+    event = L2PlacementDecided(ip=ip, node=node, services=(WEB,), interfaces=interfaces)
+    return placement_of(event, epoch=epoch)
+
+
+def cleared(ip: str, epoch: int) -> Placement | None:
+    return placement_of(L2PlacementCleared(ip=ip), epoch=epoch)
+
+
+def test_placement_of_reads_decisions_and_clears() -> None:
+    assert decided("192.0.2.10", "a", 7, "eth0") == Placement(
+        ip=V4, epoch=7, node="a", interfaces=frozenset({"eth0"}), services=(WEB,)
+    )
+    assert cleared("2001:db8::10", 9) == Placement(ip=V6, epoch=9, node=None)
+    assert decided("not-an-ip", "a", 3) is None
+
+
+def test_a_story_of_epochs() -> None:
+    """Rows build on each other: each names what the table holds and what node `a` answers for after it."""
+    mine = Ownership("a")
+    steps: list[tuple[Placement | None, Applied, set[str]]] = [
+        (decided("192.0.2.10", "a", 10), Applied.NEWER, {"192.0.2.10"}),
+        (decided("2001:db8::10", "b", 11), Applied.NEWER, {"192.0.2.10"}),
+        # a replayed older decision never undoes a newer one
+        (decided("192.0.2.10", "b", 4), Applied.STALE, {"192.0.2.10"}),
+        (decided("192.0.2.10", "a", 10), Applied.STALE, {"192.0.2.10"}),
+        # the IP moves away, then comes back with a newer epoch
+        (decided("192.0.2.10", "b", 12), Applied.NEWER, set()),
+        (decided("2001:db8::10", "a", 13, "eth1"), Applied.NEWER, {"2001:db8::10"}),
+        (decided("192.0.2.10", "a", 14), Applied.NEWER, {"192.0.2.10", "2001:db8::10"}),
+        # cleared: nobody answers, and an older decision cannot resurrect it
+        (cleared("192.0.2.10", 15), Applied.NEWER, {"2001:db8::10"}),
+        (decided("192.0.2.10", "a", 14), Applied.STALE, {"2001:db8::10"}),
+        (decided("bogus", "a", 16), Applied.INVALID, {"2001:db8::10"}),
+    ]
+    for placement, applied, answered in steps:
+        assert mine.apply(placement) is applied, placement
+        assert {str(ip) for ip in mine.desired()} == answered, placement
+    assert mine.desired()[V6].interfaces == frozenset({"eth1"})
+
+
+def test_conflicts_are_kept_while_connected_and_yielded_while_partitioned() -> None:
+    mine = Ownership("a")
+    mine.apply(decided("192.0.2.10", "a", 5))
+    mine.apply(decided("2001:db8::10", "a", 6))
+    mine.apply(decided("192.0.2.99", "b", 7))
+    assert mine.conflict(V4, now=CONNECTED) is ConflictVerdict.KEEP
+    assert set(mine.desired()) == {V4, V6}
+    assert mine.conflict(ip_address("192.0.2.99"), now=PARTITIONED) is ConflictVerdict.NOT_OURS
+    assert mine.conflict(V4, now=PARTITIONED) is ConflictVerdict.YIELD
+    assert set(mine.desired()) == {V6}
+    assert mine.conflict(V4, now=PARTITIONED) is ConflictVerdict.NOT_OURS  # already yielded
+    assert mine.yielded() == {V4}
+    # A newer placement naming us again (the ipam decided after the yield) is answered.
+    mine.apply(decided("192.0.2.10", "a", 20))
+    assert set(mine.desired()) == {V4, V6}
+
+
+def test_resync_replaces_the_table_and_forgets_yields() -> None:
+    mine = Ownership("a")
+    mine.apply(decided("192.0.2.10", "a", 5))
+    mine.apply(decided("2001:db8::10", "a", 6))
+    mine.conflict(V4, now=PARTITIONED)
+    mine.conflict(V6, now=PARTITIONED)
+    assert mine.desired() == {}
+    # Back on the bus: V4 moved to b meanwhile, V6 is still ours at the same epoch.
+    mine.resynced(p for p in (decided("192.0.2.10", "b", 9), decided("2001:db8::10", "a", 6)) if p)
+    assert set(mine.desired()) == {V6}
+    assert mine.yielded() == frozenset()
+    assert mine.newest(V4) == decided("192.0.2.10", "b", 9)
+
+
+@pytest.mark.parametrize(
+    ("connected", "last_echo", "now", "expected"),
+    [
+        (True, 10.0, 10.2, CONNECTED),
+        (True, 10.0, 10.31, PARTITIONED),
+        (False, 10.0, 10.0, PARTITIONED),
+        (True, None, 10.0, PARTITIONED),
+    ],
+)
+def test_connectivity(connected: bool, last_echo: float | None, now: float, expected: Connectivity) -> None:
+    assert connectivity(connected=connected, last_echo=last_echo, now=now, stale_after=0.3) is expected
+
+
+def test_answering_keeps_only_ips_an_interface_answers_for() -> None:
+    desired = {V4: decided("192.0.2.10", "a", 5), V6: decided("2001:db8::10", "a", 6)}
+    announced = {V4: ("eth1", "eth0")}
+    result = answering({ip: p for ip, p in desired.items() if p}, announced)
+    assert result == {V4: Answering(interfaces=("eth0", "eth1"), epoch=5, services=(WEB,))}
+
+
+def test_reports_only_changes() -> None:
+    one = Answering(interfaces=("eth0",), epoch=5, services=(WEB,))
+    two = Answering(interfaces=("eth0", "eth1"), epoch=5, services=(WEB,))
+    assert report_changes(node="a", reported={V4: one}, now={V4: one}, newest_epoch={}) == []
+    [(ip, started)] = report_changes(node="a", reported={}, now={V4: one}, newest_epoch={})
+    assert (ip, started.announcing, started.interfaces, started.placement_epoch) == (V4, True, ("eth0",), 5)
+    assert started.mode is AnnouncementMode.L2 and started.node == "a" and started.services == (WEB,)
+    [(_, widened)] = report_changes(node="a", reported={V4: one}, now={V4: two}, newest_epoch={})
+    assert widened.interfaces == ("eth0", "eth1")
+    changes = report_changes(node="a", reported={V4: one, V6: one}, now={}, newest_epoch={V4: 9})
+    assert [(str(ip), e.announcing, e.interfaces, e.placement_epoch) for ip, e in changes] == [
+        ("192.0.2.10", False, (), 9),
+        ("2001:db8::10", False, (), 5),
+    ]
