@@ -29,6 +29,8 @@ class Net:
     node: str
     router: str
     directory: Path
+    node_port: str = ""  # the node's port on the bridge: set it down to cut the node's link
+    bridge: str = ""
 
 
 @contextmanager
@@ -37,13 +39,20 @@ def lab_net(directory: Path) -> Iterator[Net]:
         bridge = lab.namespace("br")
         lab.bridge(bridge)
         node, router = lab.namespace("node"), lab.namespace("router")
-        lab.link(node, bridge_ns=bridge, addresses=[f"{NODE4}/24", f"{NODE6}/64"])
+        port = lab.link(node, bridge_ns=bridge, addresses=[f"{NODE4}/24", f"{NODE6}/64"])
         lab.link(router, bridge_ns=bridge, addresses=[f"{ROUTER4}/24", f"{ROUTER6}/64"])
-        yield Net(lab, node, router, directory)
+        yield Net(lab, node, router, directory, node_port=port, bridge=bridge)
 
 
 def peering(
-    *, local_as: int = 64512, peer_as: int = 64512, password: str | None = None, passive: bool = True
+    *,
+    local_as: int = 64512,
+    peer_as: int = 64512,
+    password: str | None = None,
+    passive: bool = True,
+    hold_time: int = 9,
+    graceful_restart: bool = True,
+    bfd_interval_ms: int | None = None,
 ) -> Peering:
     """The router's side of the session: ``local_as`` is the router's, ``peer_as`` the node's."""
     return Peering(
@@ -54,6 +63,9 @@ def peering(
         neighbor_as=peer_as,
         password=password,
         passive=passive,
+        hold_time=hold_time,
+        graceful_restart=graceful_restart,
+        bfd_interval_ms=bfd_interval_ms,
     )
 
 

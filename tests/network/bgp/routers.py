@@ -28,6 +28,7 @@ class Peering:
     hold_time: int = 9
     graceful_restart: bool = True
     passive: bool = True  # the daemon waits for the node to dial
+    bfd_interval_ms: int | None = None  # BFD on the session, with this tx/rx interval (multiplier 3)
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,19 @@ def bird_config(peering: Peering, *, log_file: Path) -> str:
     p = peering
     password = f'password "{p.password}";' if p.password else ""
     graceful = "graceful restart on;" if p.graceful_restart else ""
+    bfd, bfd_protocol = "", ""
+    if p.bfd_interval_ms is not None:
+        interval = f"{p.bfd_interval_ms} ms"
+        bfd = "bfd on;"
+        bfd_protocol = (
+            f'protocol bfd {{ interface "*" {{ min rx interval {interval}; min tx interval {interval};'
+            " multiplier 3; }; }"
+        )
     return f"""
 router id {p.router_id};
 log "{log_file}" all;
 protocol device {{ scan time 1; }}
+{bfd_protocol}
 protocol bgp node {{
     local {p.local} as {p.local_as};
     neighbor {p.neighbor} as {p.neighbor_as};
@@ -158,6 +168,7 @@ protocol bgp node {{
     error wait time 1, 2;
     {password}
     {graceful}
+    {bfd}
     ipv4 {{ import all; export none; gateway direct; }};
     ipv6 {{ import all; export none; gateway direct; }};
 }}

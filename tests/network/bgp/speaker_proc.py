@@ -4,6 +4,7 @@
     stdin:  {"routes": [{"prefix": "198.51.100.7/32", "communities": ["65000:7"], ...}]}
             {"stop": {"keep_routes": false, "message": "bye"}}
 Every event is written to LOGFILE as one line `event <repr>`; end of stdin or SIGTERM stops with a Cease.
+With `"bfd": {"desired_min_tx": 0.1, ...}` a BFD session runs beside it and its Down ends the BGP session.
 With `"listen": true` it also accepts the peer's connections on port 179 of `source_address`; with
 `"connect": false` it only does that.
 """
@@ -19,6 +20,8 @@ import sys
 from typing import Any
 
 from services.announcer.bgp.attributes import parse_community
+from services.announcer.bgp.bfd import BfdConfig, BfdState, BfdStateChanged
+from services.announcer.bgp.bfd_peer import BfdEndpoint, BfdPeer
 from services.announcer.bgp.events import Event
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.nlri import Prefix
@@ -69,16 +72,16 @@ def routes(raw: list[dict[str, Any]]) -> dict[Prefix, Route]:
     return out
 
 
-async def main(config: SpeakerConfig, *, listen: bool) -> None:
+async def main(config: SpeakerConfig, *, listen: bool, bfd: BfdConfig | None) -> None:
     if not listen:
-        await run(config, None)
+        await run(config, None, bfd)
         return
     assert config.source_address is not None
     async with Listener(address=config.source_address, port=179) as listener:
-        await run(config, listener)
+        await run(config, listener, bfd)
 
 
-async def run(config: SpeakerConfig, listener: Listener | None) -> None:
+async def run(config: SpeakerConfig, listener: Listener | None, bfd: BfdConfig | None) -> None:
     loop = asyncio.get_running_loop()
 
     def on_event(event: Event) -> None:
@@ -92,6 +95,17 @@ async def run(config: SpeakerConfig, listener: Listener | None) -> None:
     async with Speaker(config, on_event=on_event) as speaker:
         if listener is not None:
             listener.add(speaker)
+        liveness: tuple[BfdEndpoint, BfdPeer] | None = None
+        if bfd is not None:
+            assert config.source_address is not None
+
+            def on_bfd(change: BfdStateChanged) -> None:
+                log.info("bfd %s -> %s (%s)", change.old.name, change.new.name, change.diagnostic.name)
+                if change.old is BfdState.UP:
+                    speaker.peer_down()
+
+            endpoint = BfdEndpoint(address=config.source_address)
+            liveness = endpoint, BfdPeer(endpoint, peer=config.peer_address, config=bfd, on_change=on_bfd)
         lines = asyncio.ensure_future(reader.readline())
         stop = asyncio.ensure_future(terminated.wait())
         while True:
@@ -109,6 +123,9 @@ async def run(config: SpeakerConfig, listener: Listener | None) -> None:
             lines = asyncio.ensure_future(reader.readline())
         lines.cancel()
         stop.cancel()
+        if liveness is not None:
+            liveness[1].close()
+            liveness[0].close()
         await speaker.stop(keep_routes=keep_routes, message=message)
     log.info("stopped")
 
@@ -118,4 +135,5 @@ if __name__ == "__main__":
         filename=sys.argv[2], level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     raw = json.loads(sys.argv[1])
-    asyncio.run(main(speaker_config(raw), listen=bool(raw.get("listen", False))))
+    bfd = BfdConfig(**raw["bfd"]) if raw.get("bfd") else None
+    asyncio.run(main(speaker_config(raw), listen=bool(raw.get("listen", False)), bfd=bfd))

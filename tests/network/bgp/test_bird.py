@@ -138,3 +138,25 @@ def test_router_crash_then_announcer_sigterm(net: Net) -> None:
     wait_no_route(bird, V6, timeout=5)
     assert speaker.proc.wait(timeout=5) == 0
     assert "Received: Administrative shutdown" in bird.protocol()
+
+
+def test_bfd_tears_the_session_down_when_the_link_is_cut(net: Net) -> None:
+    """Hold time 90 s: only BFD (100 ms x 3) can notice a cut link within seconds, on either side."""
+    bird = Bird.start(
+        net.lab,
+        net.router,
+        net.directory / "bird",
+        peering(hold_time=90, graceful_restart=False, bfd_interval_ms=100),
+    )
+    speaker = SpeakerProcess(
+        net, "speaker", hold_time=90, bfd={"desired_min_tx": 0.1, "required_min_rx": 0.1, "detect_mult": 3}
+    )
+    speaker.announce(route(V4))
+    wait_established(bird, speaker)
+    wait_route(bird, V4)
+    wait_for(lambda: " Up " in bird.birdc("show bfd sessions").stdout, timeout=10, message="BFD Up in BIRD")
+
+    net.lab.run(net.bridge, "ip", "link", "set", net.node_port, "down")  # the cable is cut
+    wait_no_route(bird, V4, timeout=5)
+    assert "BFD session down" in bird.protocol()
+    wait_for(lambda: "reason=peer_down" in speaker.events(), timeout=5, message="the speaker's own BFD Down")
