@@ -8,7 +8,10 @@ Layers, bottom up (each imports only the ones below it):
 - ``rib``: the desired :class:`Route` per prefix, the Adj-RIB-Out and the diff packed into UPDATEs;
 - ``session``: the RFC 4271 FSM without I/O (``receive(data, now)``, ``handle_timer(now)``,
   ``get_timer()``, ``data_to_send()``, ``next_event()``), events in ``events``;
-- ``tcp``, ``speaker``, ``listener``: sockets (TCP MD5, source binding), timers, backoff, collisions.
+- ``tcp``, ``speaker``, ``listener``: sockets (TCP MD5, source binding), timers, backoff, collisions;
+- ``bfd`` (RFC 5880 packets and state machine, sans-IO) and ``bfd_peer`` (RFC 5881 UDP shell): a BFD Down
+  is handed to :meth:`Speaker.peer_down`;
+- ``peering``: MetalLB ``BGPPeer`` / ``BFDProfile`` specs to configurations, or refusals with a reason.
 """
 
 from services.announcer.bgp.capabilities import IPV4_UNICAST, IPV6_UNICAST, AddressFamily

@@ -7,7 +7,9 @@ import enum
 import ipaddress
 from dataclasses import dataclass
 
+from schemas.metallb.bfd import BFDProfileSpec
 from schemas.metallb.bgp import BGPPeerSpec, DynamicASNMode
+from services.announcer.bgp.bfd import BfdConfig
 from services.announcer.bgp.capabilities import IPV4_UNICAST, IPV6_UNICAST
 from services.announcer.bgp.session import DynamicAsn, SessionConfig
 from services.announcer.bgp.speaker import SpeakerConfig
@@ -20,6 +22,8 @@ class Refusal(enum.StrEnum):
     INTERFACE_UNSUPPORTED = "InterfaceUnsupported"  # BGP unnumbered (peering over an interface)
     VRF_UNSUPPORTED = "VrfUnsupported"
     BFD_UNAVAILABLE = "BfdUnavailable"
+    BFD_ECHO_UNSUPPORTED = "BfdEchoUnsupported"
+    BFD_MULTIHOP_UNSUPPORTED = "BfdMultihopUnsupported"  # RFC 5883 is not implemented
     PASSWORD_TOO_LONG = "PasswordTooLong"  # TCP MD5 keys hold at most 80 octets
 
 
@@ -81,4 +85,18 @@ def speaker_config_for(
         connect_time=spec.connect_time or DEFAULT_CONNECT_TIME,
         # eBGP peers are one hop away unless told otherwise (RFC 4271 §5.1.3); iBGP keeps the system TTL
         ttl=None if spec.is_ibgp else (255 if spec.ebgp_multi_hop else 1),
+    )
+
+
+def bfd_config_for(profile: BFDProfileSpec, *, peer: BGPPeerSpec) -> BfdConfig | Refused:
+    """The BFD session (RFC 5881 single hop) a ``BFDProfile`` asks for beside ``peer``'s BGP session."""
+    if profile.echo_mode:
+        return Refused(Refusal.BFD_ECHO_UNSUPPORTED, "BFD echo mode is not supported")
+    if peer.ebgp_multi_hop:
+        return Refused(Refusal.BFD_MULTIHOP_UNSUPPORTED, "multi-hop BFD (ebgpMultiHop peers) is not supported")
+    return BfdConfig(
+        desired_min_tx=profile.transmit_interval / 1000,
+        required_min_rx=profile.receive_interval / 1000,
+        detect_mult=profile.detect_multiplier,
+        passive=profile.passive_mode,
     )
