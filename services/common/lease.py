@@ -55,7 +55,8 @@ class BusLease:
         kv = await self._bucket()
         try:
             self._revision = await kv.create(self._name, self._holder.encode())
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
+            # Held by someone — or it expired between the client's create and its check: next time.
             return False
         except (TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError):
             return False

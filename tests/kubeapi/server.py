@@ -150,6 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         route: Route | None = None
         verb, code = method.lower(), 200
+        reply: tuple[int, Any] | None = None
         try:
             body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
             if self._discovery(method, url.path):
@@ -164,24 +165,30 @@ class _Handler(BaseHTTPRequestHandler):
                 self._watch(route, query, fail_with=fault)
             else:
                 code, result = self._handle(method, route, query, body)
-                self._send_json(code, result)
+                reply = (code, result)
         except ApiError as exc:
             code = exc.code
-            self._send_json(exc.code, exc.status())
+            reply = (exc.code, exc.status())
         except SelectorError as exc:
             code = 400
-            self._send_json(400, ApiError(400, str(exc)).status())
+            reply = (400, ApiError(400, str(exc)).status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:  # a bug in the stand-in: answer 500 rather than hang the client
             log.exception("kubeapi: %s %s failed", method, self.path)
             code = 500
-            self._send_json(500, ApiError(500, f"kubeapi internal error: {exc!r}").status())
+            reply = (500, ApiError(500, f"kubeapi internal error: {exc!r}").status())
         finally:
+            # Recorded before the answer leaves, so a client that got its answer finds it in the log.
             if route is not None:
                 self.server.store.record(
                     Request(verb, route.resource.storage, route.namespace, route.name, route.subresource, code)
                 )
+        if reply is not None:
+            try:
+                self._send_json(*reply)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
 
     def _route(self, path: str) -> Route:
         table: ResourceTable = self.server.store.table
