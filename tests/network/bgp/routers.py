@@ -360,17 +360,25 @@ ROUTERS: tuple[type[Bird] | type[Frr] | type[GoBgp], ...] = (Bird, Frr, GoBgp)
 # --- FRR with zebra: routes in the router's kernel table ------------------------------------------------
 
 
-def start_frr_with_zebra(lab: Lab, ns: str, directory: Path, bgpd_config: str) -> Frr:
-    """zebra and bgpd as user frr (zebra insists on it), so BGP routes reach the kernel, ECMP included."""
+def start_frr_with_zebra(
+    lab: Lab, ns: str, directory: Path, bgpd_config: str, *, neighbor: str = "", bfdd_config: str | None = None
+) -> Frr:
+    """zebra (and bfdd when given a configuration) and bgpd as user frr (zebra insists on it), so BGP routes
+    reach the kernel, ECMP included."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.chown(directory, "frr", "frr")
     (directory / "zebra.conf").write_text("hostname router\n")
     (directory / "bgpd.conf").write_text(bgpd_config)
     common = ["-z", str(directory / "zserv.api"), "--vty_socket", str(directory), "-P", "0", "-u", "frr", "-g", "frr"]
-    frr = Frr(lab, ns, directory, Peering(router_id="", local="", local_as=0, neighbor="", neighbor_as=0))
+    frr = Frr(lab, ns, directory, Peering(router_id="", local="", local_as=0, neighbor=neighbor, neighbor_as=0))
     zebra_up = lambda: (directory / "zserv.api").exists()  # noqa: E731
     _start(lab, ns, zebra_up, "/usr/lib/frr/zebra", "-f", str(directory / "zebra.conf"),
            "-i", str(directory / "zebra.pid"), *common)  # fmt: skip
+    if bfdd_config is not None:
+        (directory / "bfdd.conf").write_text(bfdd_config)
+        bfdd_up = lambda: frr.vtysh("show bfd peers", check=False).returncode == 0  # noqa: E731
+        _start(lab, ns, bfdd_up, "/usr/lib/frr/bfdd", "-f", str(directory / "bfdd.conf"),
+               "-i", str(directory / "bfdd.pid"), "--bfdctl", str(directory / "bfdd.sock"), *common)  # fmt: skip
     bgpd_up = lambda: frr.vtysh("show bgp summary", check=False).returncode == 0  # noqa: E731
     _start(lab, ns, bgpd_up, "/usr/lib/frr/bgpd", "-f", str(directory / "bgpd.conf"),
            "-i", str(directory / "bgpd.pid"), *common)  # fmt: skip
