@@ -53,13 +53,15 @@ def peering(
     hold_time: int = 9,
     graceful_restart: bool = True,
     bfd_interval_ms: int | None = None,
+    ipv6: bool = False,
 ) -> Peering:
-    """The router's side of the session: ``local_as`` is the router's, ``peer_as`` the node's."""
+    """The router's side of the session: ``local_as`` is the router's, ``peer_as`` the node's; with ``ipv6``
+    the session runs between fd77::1 and fd77::2."""
     return Peering(
         router_id=ROUTER4,
-        local=ROUTER4,
+        local=ROUTER6 if ipv6 else ROUTER4,
         local_as=local_as,
-        neighbor=NODE4,
+        neighbor=NODE6 if ipv6 else NODE4,
         neighbor_as=peer_as,
         password=password,
         passive=passive,

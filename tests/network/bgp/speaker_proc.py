@@ -44,6 +44,7 @@ def speaker_config(raw: dict[str, Any]) -> SpeakerConfig:
         graceful_restart=raw.get("graceful_restart", False),
         restart_time=raw.get("restart_time", 120),
         restarting=raw.get("restarting", False),
+        next_hop_v4=address("next_hop_v4"),
         next_hop_v6=address("next_hop_v6"),
     )
     return SpeakerConfig(

@@ -15,6 +15,7 @@ from tests.network.bgp.harness import (
     NODE6,
     PASSWORD,
     ROUTER4,
+    ROUTER6,
     Net,
     SpeakerProcess,
     lab_net,
@@ -115,3 +116,24 @@ def test_both_ends_dial_and_settle_on_one_session(net: Net, daemon: Daemon) -> N
     wait_established(router, speaker)
     wait_route(router, V4)
     stays_up(router, V4, seconds=4)
+
+
+@pytest.mark.parametrize("daemon", [daemon_param(kind) for kind in ROUTERS])
+def test_session_over_ipv6_with_md5_carries_both_families(net: Net, daemon: Daemon) -> None:
+    router = daemon.start(net.lab, net.router, net.directory / daemon.NAME, peering(password=PASSWORD, ipv6=True))
+    speaker = SpeakerProcess(
+        net,
+        "speaker",
+        password=PASSWORD,
+        peer_address=ROUTER6,
+        source_address=NODE6,
+        next_hop_v4=NODE4,
+        next_hop_v6=None,  # the session's own address
+    )
+    speaker.announce(route(V4, **ATTRS), route(V6, **ATTRS))
+    wait_established(router, speaker)
+    v4, v6 = wait_route(router, V4), wait_route(router, V6)
+    assert (v4.next_hop, v6.next_hop) == (NODE4, NODE6)
+    assert (v4.local_pref, v6.communities) == (300, ("65000:7", "65000:8"))
+    sockets = net.lab.run(net.node, "ss", "-tni", "dst", f"[{ROUTER6}]").stdout
+    assert f"md5keys:{ROUTER6}/128" in sockets, sockets
