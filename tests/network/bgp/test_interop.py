@@ -137,3 +137,26 @@ def test_session_over_ipv6_with_md5_carries_both_families(net: Net, daemon: Daem
     assert (v4.local_pref, v6.communities) == (300, ("65000:7", "65000:8"))
     sockets = net.lab.run(net.node, "ss", "-tni", "dst", f"[{ROUTER6}]").stdout
     assert f"md5keys:{ROUTER6}/128" in sockets, sockets
+
+
+@pytest.mark.parametrize("daemon", [daemon_param(kind) for kind in ROUTERS])
+def test_graceful_restart_keeps_the_routes_through_an_announcer_restart(net: Net, daemon: Daemon) -> None:
+    router = daemon.start(net.lab, net.router, net.directory / daemon.NAME, peering())
+    first = SpeakerProcess(net, "first", graceful_restart=True, restart_time=60)
+    first.announce(route(V4, **ATTRS), route(V6, **ATTRS))
+    wait_established(router, first)
+    wait_route(router, V4)
+    wait_route(router, V6)
+
+    first.stop(keep_routes=True)  # gone without a NOTIFICATION: the router is a restart helper now
+    wait_for(lambda: not router.established(), timeout=10, message=f"{daemon.NAME} saw the session drop")
+    assert router.route(V4) is not None and router.route(V6) is not None
+
+    second = SpeakerProcess(net, "second", graceful_restart=True, restart_time=60, restarting=True)
+    second.announce(route(V4, **ATTRS))  # V6 is no longer wanted: End-of-RIB must flush it
+    wait_established(router, second)
+    wait_no_route(router, V6)
+    assert router.route(V4) is not None
+
+    second.stop()
+    wait_no_route(router, V4)
