@@ -113,6 +113,11 @@ class Session:
     def closed(self) -> bool:
         return self.state is State.IDLE
 
+    @property
+    def advertised(self) -> int:
+        """How many prefixes the peer holds from us now (``metallb_bgp_announced_prefixes_total``)."""
+        return len(self._rib_out.sent)
+
     # --- the shell's calls -------------------------------------------------------------------------------
 
     def start(self, now: float, *, passive: bool = False) -> None:
@@ -151,6 +156,8 @@ class Session:
                     return
         except Notification as error:
             self._fail(error, CloseReason.PROTOCOL_ERROR)
+        except Exception as error:  # a bug here must end this session, never the process
+            self._fail(Notification(ErrorCode.CEASE, reason=f"internal error: {error!r}"), CloseReason.PROTOCOL_ERROR)
 
     def handle_timer(self, now: float) -> None:
         if self._hold_deadline is not None and now >= self._hold_deadline:

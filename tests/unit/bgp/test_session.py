@@ -395,3 +395,12 @@ def test_as_path_on_a_two_octet_session_carries_as4_path() -> None:
     path = next(a for a in attributes if isinstance(a, AsPath))
     assert path.encode_value(negotiated) == bytes.fromhex("0201 5ba0")  # AS_TRANS
     assert As4Path(path.segments) in attributes
+
+
+def test_counters_for_metrics() -> None:
+    pair = Pair.established()
+    sent_before = pair.a.updates_sent  # the End-of-RIB markers
+    pair.a.set_advertisements({net("198.51.100.5/32"): Route(), net("2001:db8::/64"): Route()}, pair.now)
+    pair.pump()
+    assert pair.a.advertised == 2
+    assert pair.a.updates_sent == sent_before + 2
