@@ -1,0 +1,318 @@
+"""The L2 cluster lab: three nodes running the real announcer, a client, NATS on a separate management network.
+
+    namespace br:  br0 ── node1 eth0 10.0.0.11 fd00::11, eth1 (no address)
+                       ── node2 eth0 10.0.0.12 fd00::12
+                       ── node3 eth0 10.0.0.13 fd00::13
+                       ── client eth0 10.0.0.9 fd00::9
+    namespace mg:  mg0 ── nodeN mgmt0 10.254.X.1N      (the bus path: cut it to partition a node)
+                       ── up0 ══ veth ══ this namespace 10.254.X.1: nats-server, ipam, the test's bus client
+
+Each announcer is `python -m services.cli announcer --node nodeN --nats URL --exclude-interfaces mgmt*` inside
+its namespace, with /metrics on its management address. Cutting a link sets the node's bridge port down:
+the cable is pulled at the switch, the node's own interface stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from schemas.events import AnnouncementReported, AnnouncerHeartbeat, L2PlacementCleared, L2PlacementDecided, ServiceId
+from schemas.events.codec import InvalidEvent, decode
+from services.common.bus import Bus, BusSettings
+from services.common.nats_server import EmbeddedNats
+from services.common.subjects import ANNOUNCE_PREFIX, HEARTBEATS, StreamName, encode_token, ipam_placement_subject
+from tests.netlab import Lab, wait_for
+
+T = TypeVar("T")
+NODES = ("node1", "node2", "node3")
+CLIENT4, CLIENT6 = "10.0.0.9", "fd00::9"
+WEB = ServiceId(namespace="default", name="web", uid="uid-web")
+METRICS_PORT = 7472
+
+
+class BusThread:
+    """The test's bus client on an event loop of its own, so blocking lab tools never stall it."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="l2-lab-bus", daemon=True)
+        self._thread.start()
+        self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer="test/l2-lab"))
+        self.call(self.bus.ensure_streams())
+
+    def call(self, work: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def close(self) -> None:
+        try:
+            self.call(self.bus.close(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+
+class AnnouncerProcess:
+    """One real announcer: its process and the last lines of its log."""
+
+    def __init__(self, lab: Lab, node: Node, url: str, *extra: str) -> None:
+        self.node = node
+        self.proc = lab.popen(
+            node.ns, sys.executable, "-m", "services.cli", "announcer", "--node", node.name, "--nats", url,
+            "--http-port", str(METRICS_PORT), "--http-host", node.mgmt_ip, "--exclude-interfaces", "mgmt*",
+            "--log-level", "INFO", *extra, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.log: collections.deque[str] = collections.deque(maxlen=2000)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self.log.append(line)
+
+    def logged(self, pattern: str) -> bool:
+        regex = re.compile(pattern)
+        return any(regex.search(line) for line in list(self.log))
+
+    def tail(self, lines: int = 30) -> str:
+        return "".join(list(self.log)[-lines:])
+
+    def wait_started(self, timeout: float = 15.0) -> None:
+        def started() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"announcer on {self.node.name} exited {self.proc.returncode}:\n{self.tail()}")
+            return self.logged("event=l2_agent_started")
+
+        wait_for(started, timeout=timeout, message=f"the announcer on {self.node.name} to start")
+
+
+@dataclass
+class Node:
+    name: str
+    ns: str
+    data_port: str
+    mgmt_port: str
+    mgmt_ip: str
+    announcer: AnnouncerProcess | None = None
+
+
+@dataclass
+class Cluster:
+    lab: Lab
+    bridge: str
+    mgmt: str
+    client: str
+    url: str
+    bus: BusThread
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    # --- announcers ---------------------------------------------------------------------------------
+
+    def start(self, name: str, *extra: str, wait: bool = True) -> AnnouncerProcess:
+        node = self.nodes[name]
+        node.announcer = AnnouncerProcess(self.lab, node, self.url, *extra)
+        if wait:
+            node.announcer.wait_started()
+        return node.announcer
+
+    def start_all(self) -> None:
+        for name in NODES:
+            self.start(name, wait=False)
+        for name in NODES:
+            announcer = self.nodes[name].announcer
+            assert announcer is not None
+            announcer.wait_started()
+
+    def kill(self, name: str) -> None:
+        """kill -9 the node's announcer."""
+        announcer = self.nodes[name].announcer
+        assert announcer is not None
+        announcer.proc.kill()
+        announcer.proc.wait(5)
+
+    def terminate(self, name: str, timeout: float = 15.0) -> int:
+        announcer = self.nodes[name].announcer
+        assert announcer is not None
+        announcer.proc.terminate()
+        return announcer.proc.wait(timeout)
+
+    # --- links --------------------------------------------------------------------------------------
+
+    def set_data_link(self, name: str, *, up: bool) -> None:
+        self.lab.run(self.bridge, "ip", "link", "set", self.nodes[name].data_port, "up" if up else "down")
+
+    def set_mgmt_link(self, name: str, *, up: bool) -> None:
+        self.lab.run(self.mgmt, "ip", "link", "set", self.nodes[name].mgmt_port, "up" if up else "down")
+
+    def mac(self, name: str, ifname: str = "eth0") -> str:
+        return self.lab.mac(self.nodes[name].ns, ifname)
+
+    # --- the bus --------------------------------------------------------------------------------------
+
+    def place(self, ip: str, node: str, *interfaces: str) -> int:
+        """Publish a placement as the ipam would; returns its epoch."""
+        event = L2PlacementDecided(ip=ip, node=node, services=(WEB,), interfaces=interfaces, reason="test")
+        return self.bus.call(self.bus.bus.publish(ipam_placement_subject(ip), event)).sequence
+
+    def clear(self, ip: str) -> int:
+        return self.bus.call(self.bus.bus.publish(ipam_placement_subject(ip), L2PlacementCleared(ip=ip))).sequence
+
+    def reports(self, node: str) -> dict[str, AnnouncementReported]:
+        """The newest AnnouncementReported per IP of `node`."""
+
+        async def read() -> dict[str, AnnouncementReported]:
+            found: dict[str, AnnouncementReported] = {}
+            subject = f"{ANNOUNCE_PREFIX}.{encode_token(node)}.ip.>"
+            async for received in self.bus.bus.read(StreamName.ANNOUNCE, subjects=[subject], last_per_subject=True):
+                if isinstance(received.event, AnnouncementReported):
+                    found[received.event.ip] = received.event
+            return found
+
+        return self.bus.call(read())
+
+    def wait_report(
+        self, node: str, ip: str, match: Callable[[AnnouncementReported], bool] = lambda _: True, timeout: float = 5.0
+    ) -> AnnouncementReported:
+        def found() -> AnnouncementReported | None:
+            report = self.reports(node).get(ip)
+            return report if report is not None and match(report) else None
+
+        return wait_for(found, timeout=timeout, message=f"a matching report of {ip} from {node}")
+
+    def wait_metric(self, node: str, sample: str, at_least: float = 1.0, timeout: float = 5.0) -> dict[str, float]:
+        """The node's metrics once `sample` reaches `at_least`."""
+
+        def reached() -> dict[str, float] | None:
+            metrics = self.metrics(node)
+            return metrics if metrics.get(sample, 0.0) >= at_least else None
+
+        return wait_for(reached, timeout=timeout, message=f"{sample} >= {at_least} on {node}")
+
+    def metrics(self, name: str) -> dict[str, float]:
+        """`name{labels}` → value from the node's /metrics (over the management network)."""
+        url = f"http://{self.nodes[name].mgmt_ip}:{METRICS_PORT}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
+
+
+@contextmanager
+def cluster(prefix: str = "mbl2c") -> Iterator[Cluster]:
+    """Build the lab, start NATS; announcers are started by the test (`start_all`). Everything is torn down."""
+    subnet = f"10.254.{secrets.randbelow(250) + 1}"
+    root_port = f"mb{secrets.token_hex(4)}"
+    with Lab(prefix) as lab:
+        bridge, mgmt = lab.namespace("br"), lab.namespace("mg")
+        lab.bridge(bridge)
+        lab.bridge(mgmt, "mg0")
+        subprocess.run(
+            ["ip", "link", "add", root_port, "type", "veth", "peer", "name", "up0", "netns", mgmt], check=True
+        )
+        try:
+            lab.run(mgmt, "ip", "link", "set", "up0", "master", "mg0", "up")
+            subprocess.run(["ip", "addr", "add", f"{subnet}.1/24", "dev", root_port], check=True)
+            subprocess.run(["ip", "link", "set", root_port, "up"], check=True)
+            nodes: dict[str, Node] = {}
+            for index, name in enumerate(NODES, start=1):
+                ns = lab.namespace(name)
+                data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"10.0.0.1{index}/24", f"fd00::1{index}/64"])
+                mgmt_ip = f"{subnet}.1{index}"
+                mgmt_port = lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
+                nodes[name] = Node(name, ns, data_port, mgmt_port, mgmt_ip)
+            lab.link(nodes["node1"].ns, bridge_ns=bridge, ifname="eth1")
+            client = lab.namespace("client")
+            lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
+            with EmbeddedNats(host=f"{subnet}.1") as server:
+                bus = BusThread(server.url)
+                try:
+                    yield Cluster(lab, bridge, mgmt, client, server.url, bus, nodes)
+                finally:
+                    bus.close()
+                    lab.close()  # announcers go before their bus
+        finally:
+            subprocess.run(["ip", "link", "del", root_port], capture_output=True, check=False)
+
+
+def popen_prober(lab: Lab, ns: str, ip: str, *, interval: float = 0.01) -> subprocess.Popen[str]:
+    """The ARP prober in `ns` (see `prober`); its first line is `{"ready": true}`."""
+    proc = lab.popen(
+        ns, sys.executable, "-m", "tests.network.l2_cluster.prober", "--ip", ip, "--interval", str(interval)
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    if '"ready"' not in first:
+        raise RuntimeError(f"prober did not start: {first!r} {proc.stderr.read() if proc.stderr else ''}")
+    return proc
+
+
+
+class StandInPlacer:
+    """The ipam's L2 liveness rule, played by the test while the ipam does not place IPs itself: a node whose
+    heartbeats stop for `timeout` s, or that says `leaving`, loses its IPs to the first live candidate.
+    Sticky: an IP stays where it is while its node lives."""
+
+    def __init__(self, cluster: Cluster, vips: dict[str, tuple[tuple[str, ...], tuple[str, ...]]], *,
+                 timeout: float = 0.35) -> None:
+        self.cluster = cluster
+        self.vips = vips  # ip -> (candidate nodes in order of preference, interfaces)
+        self.timeout = timeout
+        self.owner: dict[str, str] = {}
+        self._last: dict[str, float] = {}
+        self._leaving: set[str] = set()
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), cluster.bus.loop)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        bus = self.cluster.bus.bus
+
+        async def heard(message: Any) -> None:
+            try:
+                event = decode(message.data).event
+            except InvalidEvent:
+                return
+            if isinstance(event, AnnouncerHeartbeat):
+                self._last[event.node] = loop.time()
+                if event.leaving:
+                    self._leaving.add(event.node)
+                else:
+                    self._leaving.discard(event.node)
+
+        subscription = await bus.client.subscribe(HEARTBEATS, cb=heard)
+        try:
+            while True:
+                now = loop.time()
+                live = {n for n, t in self._last.items() if now - t <= self.timeout and n not in self._leaving}
+                for ip, (candidates, interfaces) in self.vips.items():
+                    if self.owner.get(ip) in live:
+                        continue
+                    chosen = next((n for n in candidates if n in live), None)
+                    if chosen is not None:
+                        event = L2PlacementDecided(ip=ip, node=chosen, services=(WEB,), interfaces=interfaces,
+                                                   reason="stand-in placer")
+                        await bus.publish(ipam_placement_subject(ip), event)
+                        self.owner[ip] = chosen
+                await asyncio.sleep(0.01)  # the stand-in's liveness scan period
+        finally:
+            await subscription.unsubscribe()
+
+    def wait_placed(self, ip: str, node: str, timeout: float = 5.0) -> None:
+        wait_for(lambda: self.owner.get(ip) == node, timeout=timeout, message=f"{ip} placed on {node}")
+
+    def close(self) -> None:
+        self._task.cancel()
