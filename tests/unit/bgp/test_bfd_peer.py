@@ -65,6 +65,7 @@ async def test_silence_is_detected() -> None:
     async with two_peers() as (a, b, changes, there):
         async with asyncio.timeout(5):
             await a.up.wait()
+            await b.up.wait()
         there.remove(b)  # b stops hearing a, then
         b._closed = True  # stops sending: as if the link were cut
         async with asyncio.timeout(5):
