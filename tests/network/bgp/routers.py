@@ -297,7 +297,7 @@ class GoBgp:
         return dict(json.loads(out)) if out.strip().startswith("{") else {}
 
     def established(self) -> bool:
-        return self.neighbor().get("state", {}).get("session_state") == 6  # ESTABLISHED
+        return bool(self.neighbor().get("state", {}).get("session_state") == 6)  # ESTABLISHED
 
     def route(self, prefix: str) -> RouteView | None:
         family = "ipv6" if ":" in prefix else "ipv4"

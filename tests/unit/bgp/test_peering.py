@@ -64,7 +64,7 @@ def test_multihop_and_secret_password_and_disable_mp() -> None:
         "from-secret", myASN=64500, peerASN=64501, peerAddress="10.0.0.1", ebgpMultiHop=True, disableMP=True
     )
     assert isinstance(result, SpeakerConfig)
-    assert (result.ttl, result.password, result.session.families) == (255, "from-secret", {IPV4_UNICAST})
+    assert (result.ttl, result.password, result.session.families) == (255, "from-secret", frozenset({IPV4_UNICAST}))
 
 
 @pytest.mark.parametrize(

@@ -126,7 +126,7 @@ class Pair:
 
 
 def attrs_dict(attributes: tuple[Any, ...]) -> dict[str, Any]:
-    return Update(attributes=attributes).to_dict()["attributes"]
+    return dict(Update(attributes=attributes).to_dict()["attributes"])
 
 
 def test_establishes_through_the_rfc_states() -> None:
@@ -159,7 +159,7 @@ def test_keepalives_hold_the_session_and_silence_expires_it() -> None:
     while (timer := pair.a.get_timer()) is not None and timer <= pair.now:
         pair.a.handle_timer(pair.now)
     pair._drain()
-    assert pair.a.state is State.IDLE
+    assert pair.a.closed
     closed = [e for e in pair.events_a if isinstance(e, Closed)]
     assert closed[-1].reason is CloseReason.HOLD_TIMER_EXPIRED
     sent = pair.a.data_to_send()
