@@ -324,3 +324,26 @@ async def test_a_hostile_peer_gets_a_notification_and_the_speaker_dials_again() 
     ]
     closed = next(e for e in recorder.events if isinstance(e, Closed))
     assert closed.reason is CloseReason.PROTOCOL_ERROR
+
+
+async def test_keepalives_from_the_shell_timers_hold_a_short_session() -> None:
+    """Hold time 3 s, keepalive 1 s: the shell's call_at timers must keep it up well past the hold time."""
+    listener = Listener(address=LOOPBACK, port=0)
+    node = SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address("10.0.0.2"), hold_time=3)
+    router = SessionConfig(local_as=64513, peer_as=64512, router_id=ipaddress.IPv4Address("10.0.0.1"), hold_time=3)
+    recorder = Recorder()
+    async with listener:
+        passive = Speaker(SpeakerConfig(session=router, peer_address=LOOPBACK, connect=False), on_event=recorder)
+        listener.add(passive)
+        passive.start()
+        active = Speaker(SpeakerConfig(session=node, peer_address=LOOPBACK, peer_port=listener.bound_port))
+        active.start()
+        try:
+            async with asyncio.timeout(5):
+                await passive.established.wait()
+            with pytest.raises(TimeoutError):  # nothing closes it within one and a half hold times
+                await recorder.wait_for(lambda: any(isinstance(e, Closed) for e in recorder.events), timeout=4.5)
+            assert passive.state is State.ESTABLISHED and active.state is State.ESTABLISHED
+        finally:
+            await active.stop()
+            await passive.stop()
