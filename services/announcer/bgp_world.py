@@ -1,0 +1,165 @@
+"""The BGP agent's view of the bus, folded from events: Nodes, Services, endpoints, referenced Secrets and the
+metallb.io objects from the ``K8S`` stream; allocations and the configuration in force from ``IPAM``.
+
+Pure: ``apply(event)`` folds one event and says whether anything the plan depends on changed.
+
+The configuration is the ipam's ``ConfigurationEvaluated.in_force`` (the last valid set, the one the
+allocations were made under); until the ipam has published one, the observed objects are used when they parse
+and validate. Either way an invalid set never replaces a valid one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from schemas.events import (
+    ConfigObjectObserved,
+    EndpointsObserved,
+    Event,
+    IPAllocated,
+    IPReleased,
+    NodeObserved,
+    ObjectDeleted,
+    ObjectKind,
+    SecretObserved,
+    ServiceObserved,
+)
+from schemas.events.decisions import ConfigurationEvaluated
+from schemas.events.observed import CONFIG_KINDS
+from schemas.metallb import BGPPeer, InvalidConfigObject, parse_config_object, validate_configuration
+from schemas.metallb.parsing import ConfigObject
+from services.announcer.bgp_advertising import (
+    Allocation,
+    Configuration,
+    NodeFacts,
+    ServiceFacts,
+    ServiceKey,
+)
+
+log = logging.getLogger("metalbus.announcer.bgp")
+
+ConfigKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+@dataclass(slots=True)
+class BgpWorld:
+    node: str
+    nodes: dict[str, NodeFacts] = field(default_factory=dict)
+    services: dict[ServiceKey, ServiceObserved] = field(default_factory=dict)
+    endpoints: dict[ServiceKey, EndpointsObserved] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    observed_config: dict[ConfigKey, ConfigObjectObserved] = field(default_factory=dict)
+    allocations: dict[ServiceKey, Allocation] = field(default_factory=dict)
+    in_force: tuple[ConfigObject, ...] | None = None  # from the ipam, once it published one
+    configuration: Configuration = field(default_factory=Configuration)
+    _observed_valid: tuple[ConfigObject, ...] = ()
+
+    # --- folding -------------------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event in; True when the plan may change."""
+        if isinstance(event, NodeObserved):
+            if event.ref.name != self.node:
+                return False
+            internal = [a.address for a in event.addresses if a.type == "InternalIP"]
+            others = [a.address for a in event.addresses if a.type != "InternalIP" and a.type.endswith("IP")]
+            self.nodes[event.ref.name] = NodeFacts(
+                name=event.ref.name, labels=dict(event.labels), network_unavailable=event.network_unavailable,
+                addresses=tuple(internal + others),
+            )  # fmt: skip
+            return True
+        if isinstance(event, ServiceObserved):
+            self.services[(event.ref.namespace, event.ref.name)] = event
+            return True
+        if isinstance(event, EndpointsObserved):
+            self.endpoints[(event.namespace, event.service)] = event
+            return True
+        if isinstance(event, SecretObserved):
+            self.secrets[(event.ref.namespace, event.ref.name)] = dict(event.data)
+            return True
+        if isinstance(event, ConfigObjectObserved):
+            self.observed_config[(event.kind, event.ref.namespace, event.ref.name)] = event
+            return self._observed_changed()
+        if isinstance(event, ObjectDeleted):
+            return self._delete(event)
+        if isinstance(event, IPAllocated):
+            key = (event.service.namespace, event.service.name)
+            self.allocations[key] = Allocation(service=event.service, ips=event.ips, pool=event.pool)
+            return True
+        if isinstance(event, IPReleased):
+            return self.allocations.pop((event.service.namespace, event.service.name), None) is not None
+        if isinstance(event, ConfigurationEvaluated):
+            return self._in_force(event)
+        return False
+
+    def _delete(self, event: ObjectDeleted) -> bool:
+        key = (event.namespace, event.name)
+        if event.kind is ObjectKind.NODE:
+            return self.nodes.pop(event.name, None) is not None
+        if event.kind is ObjectKind.SERVICE:
+            return self.services.pop(key, None) is not None
+        if event.kind is ObjectKind.ENDPOINTS:
+            return self.endpoints.pop(key, None) is not None
+        if event.kind is ObjectKind.SECRET:
+            return self.secrets.pop(key, None) is not None
+        kind = next((name for name, value in CONFIG_KINDS.items() if value is event.kind), None)
+        if kind is not None and self.observed_config.pop((kind, event.namespace, event.name), None) is not None:
+            return self._observed_changed()
+        return False
+
+    def _in_force(self, event: ConfigurationEvaluated) -> bool:
+        objects: list[ConfigObject] = []
+        for raw in event.in_force:
+            try:
+                objects.append(parse_config_object(raw))
+            except InvalidConfigObject as error:  # the ipam validated it: only a newer schema gets here
+                log.warning("event=in_force_object_unreadable error=%s", error)
+        if not event.in_force and self.in_force is not None:
+            return False  # nothing valid recorded yet: keep what we have
+        self.in_force = tuple(objects)
+        self.configuration = Configuration.of(self.in_force)
+        return True
+
+    def _observed_changed(self) -> bool:
+        """Until the ipam speaks, the observed objects count when the whole set is valid."""
+        objects: list[ConfigObject] = []
+        for key in sorted(self.observed_config):
+            try:
+                objects.append(parse_config_object(self.observed_config[key].raw))
+            except InvalidConfigObject:
+                return False
+        if not validate_configuration(objects).ok:
+            return False
+        self._observed_valid = tuple(objects)
+        if self.in_force is None:
+            self.configuration = Configuration.of(objects)
+            return True
+        return False
+
+    # --- views for the planner -------------------------------------------------------------------------
+
+    def this_node(self) -> NodeFacts | None:
+        return self.nodes.get(self.node)
+
+    def service_facts(self) -> dict[ServiceKey, ServiceFacts]:
+        out: dict[ServiceKey, ServiceFacts] = {}
+        for key, service in self.services.items():
+            endpoints = self.endpoints.get(key)
+            serving = {e.node: e.serving for e in endpoints.nodes} if endpoints is not None else {}
+            out[key] = ServiceFacts(
+                external_traffic_policy=service.external_traffic_policy, labels=dict(service.labels),
+                serving=serving,
+            )  # fmt: skip
+        return out
+
+    def password_for(self, peer: BGPPeer) -> str | None:
+        """The inline password, or the ``password`` key of the referenced Secret (namespace defaults to the
+        peer's). None when there is none, or the Secret is not (yet) observed."""
+        if peer.spec.password:
+            return peer.spec.password
+        reference = peer.spec.password_secret
+        if reference is None or not reference.name:
+            return None
+        namespace = reference.namespace or peer.namespace or ""
+        return self.secrets.get((namespace, reference.name), {}).get("password")
