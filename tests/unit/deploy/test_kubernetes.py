@@ -1,0 +1,287 @@
+"""The Kubernetes deployment, rendered without kubectl, checked offline.
+
+Every rendered object validates against the Kubernetes OpenAPI schemas (kubernetes-validate, strict);
+workloads run only commands and options the ``metalbus`` CLI knows; the announcer holds no Kubernetes
+credentials and only NET_RAW/NET_ADMIN; RBAC exists for the watcher alone; NATS users and passwords line up.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy import nats_accounts
+from services.cli import DEFAULT_HTTP_PORTS
+from services.common.nats_server import nats_server_binary
+from tests.unit.deploy.kustomize import Obj, apply_json6902, pod_spec
+from tests.unit.deploy.manifests import (
+    COMMANDS,
+    NOT_OPTIONS,
+    OVERLAYS,
+    ROOT,
+    env_values,
+    find,
+    metalbus_containers,
+    options_set_by_env,
+    parse,
+    rendered,
+)
+
+#: The oldest Kubernetes the manifests are checked against (CEL rules with IP/duration use need >= 1.30)
+#: and the newest schemas kubernetes-validate ships.
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+NAMESPACE = "metallb-system"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_is_valid_kubernetes(overlay: str, version: str) -> None:
+    for obj in rendered(overlay):
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{overlay}: {obj['kind']}/{obj['metadata']['name']} on {version}: {error.message}")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_objects_are_unique_and_namespaced_where_they_belong(overlay: str) -> None:
+    seen: set[tuple[str, str | None, str]] = set()
+    cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    for obj in rendered(overlay):
+        metadata = obj["metadata"]
+        key = (obj["kind"], metadata.get("namespace"), metadata["name"])
+        assert key not in seen, f"duplicate {key}"
+        seen.add(key)
+        if obj["kind"] in cluster_scoped:
+            assert "namespace" not in metadata, key
+        elif key[:2] != ("Role", "kube-system") and key[:2] != ("RoleBinding", "kube-system"):
+            assert metadata.get("namespace") == NAMESPACE, key
+
+
+# --- the metalbus containers against the CLI -----------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_containers_run_commands_and_options_the_cli_knows(overlay: str) -> None:
+    commands = []
+    for workload, container in metalbus_containers(rendered(overlay)):
+        assert "command" not in container, "the image's entry point is metalbus; only args are given"
+        args = container["args"]
+        env = env_values(container)
+        options = parse(args, env)  # unknown commands or flags exit
+        commands.append(options.command)
+        for name, changed in options_set_by_env(options.command, env).items():
+            if NOT_OPTIONS.match(name):
+                continue
+            assert changed, f"{workload['metadata']['name']}: {name} sets no option of `metalbus {options.command}`"
+    assert sorted(commands) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_component_has_its_port_probes_and_resources(overlay: str) -> None:
+    for workload, container in metalbus_containers(rendered(overlay)):
+        options = parse(container["args"], env_values(container))
+        port = options.http_port
+        assert port == DEFAULT_HTTP_PORTS[options.command]
+        assert options.nats.startswith(f"nats://{options.command}:")
+        assert options.nats.endswith("@metalbus-nats:4222")
+        named_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert named_ports == {"http": port}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"]), workload["metadata"]["name"]
+        assert "memory" in container["resources"]["limits"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize(("overlay", "replicas"), [("dev", 1), ("prod", 3)])
+def test_stream_replicas_match_the_nats_servers(overlay: str, replicas: int) -> None:
+    objects = rendered(overlay)
+    assert find(objects, "StatefulSet", "metalbus-nats")["spec"]["replicas"] == replicas
+    for _, container in metalbus_containers(objects):
+        assert parse(container["args"], env_values(container)).stream_replicas == replicas
+
+
+def test_replicas_and_disruption_budgets() -> None:
+    objects = rendered("prod")
+    assert find(objects, "Deployment", "metalbus-watcher")["spec"]["replicas"] == 2
+    assert find(objects, "Deployment", "metalbus-ipam")["spec"]["replicas"] == 2
+    budgets = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PodDisruptionBudget"}
+    assert budgets["metalbus-watcher"] == {"minAvailable": 1, "selector": {
+        "matchLabels": {"app.kubernetes.io/name": "metalbus-watcher"}}}
+    assert budgets["metalbus-ipam"]["minAvailable"] == 1
+    assert budgets["metalbus-nats"]["maxUnavailable"] == 1
+    for name, budget in budgets.items():
+        workload = next(o for o in objects if o["kind"] in ("Deployment", "StatefulSet")
+                        and o["metadata"]["name"] == name)
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert budget["selector"]["matchLabels"].items() <= labels.items()
+
+
+# --- credentials and privileges ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_announcer_has_no_token_and_only_net_raw_and_net_admin(overlay: str) -> None:
+    objects = rendered(overlay)
+    daemonset = find(objects, "DaemonSet", "metalbus-announcer")
+    spec = daemonset["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True
+    assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert spec["automountServiceAccountToken"] is False
+    account = find(objects, "ServiceAccount", spec["serviceAccountName"])
+    assert account["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    capabilities = container["securityContext"]["capabilities"]
+    assert capabilities == {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]}
+    assert container["securityContext"].get("privileged", False) is False
+    node = next(e for e in container["env"] if e["name"] == "NODE_NAME")
+    assert node["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert parse(container["args"], {"NODE_NAME": "node-a"}).node == "node-a"
+    assert not any(o["kind"] == "DaemonSet" for o in objects if o is not daemonset)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_other_pod_gains_privileges_or_host_access(overlay: str) -> None:
+    for obj in rendered(overlay):
+        spec = pod_spec(obj)
+        if spec is None or obj["metadata"]["name"] == "metalbus-announcer":
+            continue
+        assert not spec.get("hostNetwork") and not spec.get("hostPID")
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["capabilities"] == {"drop": ["ALL"]}, obj["metadata"]["name"]
+            assert context.get("runAsUser", spec.get("securityContext", {}).get("runAsUser")) != 0
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rbac_exists_for_the_watcher_only(overlay: str) -> None:
+    objects = rendered(overlay)
+    bindings = [o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert bindings
+    for binding in bindings:
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "metalbus-watcher", "namespace": NAMESPACE}]
+    holders = {spec.get("serviceAccountName"): o["metadata"]["name"]
+               for o in objects if (spec := pod_spec(o)) is not None}
+    assert holders.get("metalbus-watcher") == "metalbus-watcher"
+    ipam = pod_spec(find(objects, "Deployment", "metalbus-ipam"))
+    assert ipam is not None and ipam["automountServiceAccountToken"] is False
+    nats = pod_spec(find(objects, "StatefulSet", "metalbus-nats"))
+    assert nats is not None and nats["automountServiceAccountToken"] is False
+
+
+def _rules(objects: tuple[Obj, ...], kind: str, name: str, namespace: str | None = None) -> list[Obj]:
+    role = next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name
+                and o["metadata"].get("namespace") == namespace)
+    rules: list[Obj] = role["rules"]
+    return rules
+
+
+def test_watcher_rbac_is_least_privilege() -> None:
+    objects = rendered("prod")
+    cluster = _rules(objects, "ClusterRole", "metalbus-watcher")
+    local = _rules(objects, "Role", "metalbus-watcher", NAMESPACE)
+    proxy = _rules(objects, "Role", "metalbus-watcher-kube-proxy", "kube-system")
+    for rule in [*cluster, *local, *proxy]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+    cluster_resources = {r for rule in cluster for r in rule["resources"]}
+    assert cluster_resources == {"services", "services/status", "endpointslices", "nodes", "namespaces", "events"}
+    assert not any("delete" in rule["verbs"] or "create" in rule["verbs"]
+                   for rule in cluster if rule["resources"] != ["events"])
+    secrets = [rule for rule in local if "secrets" in rule["resources"]]
+    assert secrets and all(set(rule["verbs"]) == {"get", "list", "watch"} for rule in secrets)
+    assert proxy == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kube-proxy"],
+                      "verbs": ["get", "list", "watch"]}]
+    written = {r for rule in local if "create" in rule["verbs"] for r in rule["resources"]}
+    assert written == {"servicel2statuses", "servicebgpstatuses", "configurationstates", "leases"}
+
+
+# --- NATS -------------------------------------------------------------------------------------
+
+
+def test_nats_accounts_are_generated_and_shared_with_compose() -> None:
+    expected = nats_accounts.render()
+    config = find(rendered("prod"), "ConfigMap", "metalbus-nats-config")
+    assert config["data"]["accounts.conf"] == expected, "run: .venv/bin/python deploy/nats_accounts.py"
+    assert (ROOT / "compose" / "nats" / "accounts.conf").read_text() == expected
+
+
+def test_nats_users_permissions_separate_the_writers() -> None:
+    users = {user.name: user for user in nats_accounts.USERS}
+    assert set(users) == set(COMMANDS)
+    assert "k8s.>" in users["watcher"].publish
+    assert "ipam.>" in users["ipam"].publish
+    assert {"announce.>", "heartbeat.>"} <= set(users["announcer"].publish)
+    for name, user in users.items():
+        written = {s for s in user.publish if not s.startswith("$") and s != "deadletter.>"}
+        assert written == {"watcher": {"k8s.>"}, "ipam": {"ipam.>"},
+                           "announcer": {"announce.>", "heartbeat.>"}}[name]
+        destructive = ("$JS.API.STREAM.DELETE", "$JS.API.STREAM.PURGE", "$JS.API.STREAM.MSG.DELETE")
+        assert not any(s in ("$JS.API.>", ">", "$JS.>") or s.startswith(destructive) for s in user.publish), name
+    assert "heartbeat.>" in users["ipam"].subscribe
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_passwords_come_from_the_secret_each_component_uses(overlay: str) -> None:
+    objects = rendered(overlay)
+    nats = find(objects, "StatefulSet", "metalbus-nats")["spec"]["template"]["spec"]["containers"][0]
+    server_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in nats["env"] if "secretKeyRef" in
+                  e.get("valueFrom", {})}
+    for user in nats_accounts.USERS:
+        assert server_env[user.password_variable] == {"name": "metalbus-nats-users", "key": user.name}
+    for _, container in metalbus_containers(objects):
+        command = container["args"][0]
+        password = next(e for e in container["env"] if e["name"] == "NATS_PASSWORD")
+        assert password["valueFrom"]["secretKeyRef"] == {"name": "metalbus-nats-users", "key": command}
+    secrets = [o for o in objects if o["kind"] == "Secret"]
+    if overlay == "dev":
+        (secret,) = secrets
+        assert set(secret["stringData"]) == {"route", *COMMANDS}
+    else:
+        assert not secrets, "production passwords are created at install time, never committed"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_server_accepts_the_configuration(overlay: str, tmp_path: Path) -> None:
+    """The real nats-server parses the rendered nats.conf (with accounts.conf) in test mode."""
+    objects = rendered(overlay)
+    config = find(objects, "ConfigMap", "metalbus-nats-config")["data"]
+    for name, text in config.items():
+        (tmp_path / name).write_text(text.replace("/data/jetstream", str(tmp_path / "js"))
+                                     .replace("/var/run/nats/", str(tmp_path) + "/"))
+    env = {"POD_NAME": "metalbus-nats-0", "ROUTE_PASSWORD": "r", "PATH": "/usr/bin:/bin",
+           **{user.password_variable: user.name for user in nats_accounts.USERS}}
+    result = subprocess.run([nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
+                            capture_output=True, text=True, env=env, timeout=30, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    replicas = find(objects, "StatefulSet", "metalbus-nats")["spec"]["replicas"]
+    routes = [line for line in config["nats.conf"].splitlines() if "metalbus-nats-headless:6222" in line]
+    assert len(routes) == (replicas if replicas > 1 else 0)
+    for ordinal in range(len(routes)):
+        assert f"metalbus-nats-{ordinal}.metalbus-nats-headless" in routes[ordinal]
+
+
+def test_metrics_services_select_each_component_port() -> None:
+    objects = rendered("prod")
+    for command, port in DEFAULT_HTTP_PORTS.items():
+        service = find(objects, "Service", f"metalbus-{command}-metrics")
+        assert service["spec"]["selector"] == {"app.kubernetes.io/name": f"metalbus-{command}"}
+        assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "http"}]
+
+
+def test_the_json_patch_helper_follows_rfc_6902() -> None:
+    document: Obj = {"a": {"b": [1, 2]}, "c": 1}
+    apply_json6902(document, yaml.safe_load("""
+- {op: add, path: /a/b/-, value: 3}
+- {op: replace, path: /c, value: 2}
+- {op: remove, path: /a/b/0}
+- {op: test, path: /a/b/0, value: 2}
+"""))
+    assert document == {"a": {"b": [2, 3]}, "c": 2}
+    with pytest.raises(ValueError, match="test failed"):
+        apply_json6902(document, [{"op": "test", "path": "/c", "value": 9}])
