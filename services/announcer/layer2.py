@@ -10,6 +10,9 @@
   IPs, and yields an IP the moment another station claims it on the wire. When the echo returns, every
   placement is read again before anything new is answered.
 - What is answered (IP, interfaces, epoch) is reported on change only; a failed report is retried.
+- While partitioned the interfaces are pinned: one that drops out (carrier lost, cable pulled) is not taken
+  back when it returns, only after the resync, since the ipam has most likely moved its IPs meanwhile and a
+  takeover's gratuitous ARP would steal them back.
 - On stop the responder goes silent at once; the heartbeat sender's `leaving` hands the IPs over.
 """
 
@@ -20,13 +23,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
 
 from schemas.events import L2PlacementCleared, L2PlacementDecided
-from services.announcer.l2.interfaces import IPAddress
+from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
+from services.announcer.l2.links import dump_links
 from services.announcer.l2.metrics import L2Collector, L2Snapshot, l2_collector
 from services.announcer.l2.ownership import (
     Answering,
@@ -66,6 +71,7 @@ class L2Agent:
         stale_after: float = STALE_AFTER,
         clock: Callable[[], float] = time.monotonic,
         collector: L2Collector | None = None,
+        list_links: Callable[[], list[InterfaceFacts]] = dump_links,
     ) -> None:
         self.bus = bus
         self.node = node
@@ -85,6 +91,8 @@ class L2Agent:
         self._reported: dict[IPAddress, Answering] = {}
         self._yields: dict[str, int] = {}
         self._follower: Follower | None = None
+        self._list_links = list_links
+        self._pinned: set[str] | None = None  # while partitioned: the interfaces still answering
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -95,7 +103,8 @@ class L2Agent:
             self._on_echo(None)  # connected right now: the runtime only hands over a connected bus
             if not await self._resync_until_done(stopping):
                 return
-            async with L2Responder(config=self.config, on_conflict=self._on_conflict) as responder:
+            responder = L2Responder(config=self.config, on_conflict=self._on_conflict, list_links=self._links)
+            async with responder:
                 self._responder = responder
                 self._converge()
                 if self.health is not None:
@@ -148,6 +157,10 @@ class L2Agent:
         self._follower = Follower(self.bus, StreamName.IPAM, start_sequence=end + 1, subjects=[IPAM_PLACEMENTS])
         self.ownership.resynced(placements)
         self._needs_resync = False
+        if self._pinned is not None:
+            self._pinned = None
+            if self._responder is not None:
+                self._responder.rescan()  # interfaces dropped while partitioned come back
         log.info(
             "event=placements_read node=%s placements=%d mine=%d up_to=%d took_ms=%.1f", self.node, len(placements),
             len(self.ownership.desired()), end, (self._clock() - started) * 1000,
@@ -208,6 +221,8 @@ class L2Agent:
         self._stale_timer = None
         if not self._partitioned:
             self._partitioned = True
+            if self._responder is not None:
+                self._pinned = {name for names in self._responder.announced().values() for name in names}
             self._echo_back.clear()
             self._set_health(False)
             log.warning(
@@ -228,6 +243,14 @@ class L2Agent:
             self.health.set_ready("layer2-bus", ok, "lost the bus: answering for the last placements")
 
     # --- the wire ----------------------------------------------------------------------------------
+
+    def _links(self) -> list[InterfaceFacts]:
+        """The responder's view of the interfaces: while partitioned, one that dropped out stays out."""
+        links = self._list_links()
+        if self._pinned is None:
+            return links
+        self._pinned &= {f.name for f in links if f.up and f.carrier}
+        return [f if f.name in self._pinned else replace(f, carrier=False) for f in links]
 
     def _on_conflict(self, ip: IPAddress, other_mac: bytes, interface: str) -> None:
         verdict = self.ownership.conflict(ip, now=self._connectivity())

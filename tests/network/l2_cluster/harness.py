@@ -15,7 +15,6 @@ the cable is pulled at the switch, the node's own interface stays up.
 from __future__ import annotations
 
 import asyncio
-import collections
 import re
 import secrets
 import subprocess
@@ -73,7 +72,7 @@ class AnnouncerProcess:
             "--http-port", str(METRICS_PORT), "--http-host", node.mgmt_ip, "--exclude-interfaces", "mgmt*",
             "--log-level", "INFO", *extra, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        self.log: collections.deque[str] = collections.deque(maxlen=2000)
+        self.log: list[str] = []  # every line of stdout and stderr (a lab run is short)
         for stream in (self.proc.stdout, self.proc.stderr):
             threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
 
@@ -81,9 +80,13 @@ class AnnouncerProcess:
         for line in stream:
             self.log.append(line)
 
-    def logged(self, pattern: str) -> bool:
+    def mark(self) -> int:
+        """A position in the log: `logged(..., since=mark)` looks only at later lines."""
+        return len(self.log)
+
+    def logged(self, pattern: str, *, since: int = 0) -> bool:
         regex = re.compile(pattern)
-        return any(regex.search(line) for line in list(self.log))
+        return any(regex.search(line) for line in self.log[since:])
 
     def tail(self, lines: int = 30) -> str:
         return "".join(list(self.log)[-lines:])
@@ -294,7 +297,11 @@ class StandInPlacer:
                     self._leaving.discard(event.node)
 
         subscription = await bus.client.subscribe(HEARTBEATS, cb=heard)
+        everyone = {node for candidates, _ in self.vips.values() for node in candidates}
         try:
+            started = loop.time()
+            while not everyone <= set(self._last) and loop.time() - started < 5.0:
+                await asyncio.sleep(0.01)  # a first heartbeat from every candidate, so the first choice is stable
             while True:
                 now = loop.time()
                 live = {n for n, t in self._last.items() if now - t <= self.timeout and n not in self._leaving}
