@@ -1,0 +1,179 @@
+"""The per-component NATS users of the deployment, against a real nats-server and the real bus code.
+
+The server runs the generated ``accounts.conf`` (the one in k8s/base/nats.yaml and compose/nats). Each
+component does what it does in production — declare the streams, publish its own subjects, follow the
+streams it reads with the same consumers, take its lease — and is refused the subjects of the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+
+from deploy import nats_accounts
+from schemas.events import AnnouncerHeartbeat, ObjectKind
+from services.common.bus import Bus, BusSettings, Received
+from services.common.consumer import Consumer, ConsumerSpec
+from services.common.errors import RetryableError
+from services.common.follower import Follower
+from services.common.lease import BusLease
+from services.common.nats_server import nats_server_binary
+from services.common.subjects import (
+    HEARTBEATS,
+    StreamName,
+    announce_subject,
+    heartbeat_subject,
+    ipam_allocation_subject,
+    k8s_subject,
+)
+
+PASSWORDS = {user.name: f"{user.name}-secret" for user in nats_accounts.USERS}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    directory = tmp_path_factory.mktemp("nats-users")
+    (directory / "accounts.conf").write_text(nats_accounts.render())
+    (directory / "nats.conf").write_text(
+        f"jetstream {{ store_dir: {directory / 'js'} }}\ninclude ./accounts.conf\n")
+    port = _free_port()
+    env = {user.password_variable: PASSWORDS[user.name] for user in nats_accounts.USERS}
+    process = subprocess.Popen([nats_server_binary(), "-c", str(directory / "nats.conf"), "-a", "127.0.0.1",
+                                "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)  # waiting for the server to listen
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+async def _connect(port: int, user: str) -> Bus:
+    settings = BusSettings(url=f"nats://{user}:{PASSWORDS[user]}@127.0.0.1:{port}", request_timeout=1.0,
+                           initial_attempts=3)
+    return await Bus.connect(settings, producer=f"{user}/test")
+
+
+@pytest.fixture
+async def buses(server: int) -> AsyncIterator[dict[str, Bus]]:
+    connected = {user: await _connect(server, user) for user in PASSWORDS}
+    try:
+        yield connected
+    finally:
+        for bus in connected.values():
+            await bus.close()
+
+
+def _beat(sequence: int = 0) -> AnnouncerHeartbeat:
+    return AnnouncerHeartbeat(node="node-a", instance="test", sequence=sequence)
+
+
+async def test_every_component_declares_the_streams(buses: dict[str, Bus]) -> None:
+    for bus in buses.values():
+        await bus.ensure_streams()
+        assert await bus.last_sequence(StreamName.K8S) >= 0
+
+
+async def test_each_component_writes_its_own_stream_only(buses: dict[str, Bus]) -> None:
+    await buses["watcher"].ensure_streams()
+    own = {
+        "watcher": k8s_subject(ObjectKind.NODE, "", "node-a"),
+        "ipam": ipam_allocation_subject("demo", "echo"),
+        "announcer": announce_subject("node-a", "192.168.1.240"),
+    }
+    for user, subject in own.items():
+        published = await buses[user].publish(subject, _beat())
+        assert published.sequence > 0
+        for other, foreign in own.items():
+            if other == user:
+                continue
+            with pytest.raises((RetryableError, nats.errors.Error)):
+                await buses[user].publish(foreign, _beat())
+
+
+async def test_only_announcers_heartbeat_and_ipam_hears_them(buses: dict[str, Bus]) -> None:
+    heard: list[str] = []
+
+    async def record(message: Msg) -> None:
+        heard.append(message.subject)
+
+    subscription = await buses["ipam"].client.subscribe(HEARTBEATS, cb=record)
+    await buses["ipam"].client.flush()  # the subscription is in place at the server
+    await buses["watcher"].notify(heartbeat_subject("intruder"), _beat())
+    await buses["announcer"].notify(heartbeat_subject("node-a"), _beat())
+    for bus in buses.values():
+        await bus.client.flush()
+    await asyncio.sleep(0.2)  # delivery of a plain publish
+    await subscription.unsubscribe()
+    assert heard == [heartbeat_subject("node-a")]
+
+
+async def test_readers_follow_their_streams_with_the_real_consumers(buses: dict[str, Bus]) -> None:
+    await buses["watcher"].ensure_streams()
+    await buses["ipam"].publish(ipam_allocation_subject("demo", "follow"), _beat(7))
+    await buses["announcer"].publish(announce_subject("node-b", "192.168.1.241"), _beat(8))
+    await buses["watcher"].publish(k8s_subject(ObjectKind.NODE, "", "node-b"), _beat(9))
+
+    # ipam: replays and follows K8S, replays IPAM.
+    seen: list[Received] = []
+    assert await buses["ipam"].replay(StreamName.K8S, seen.append, last_per_subject=True) > 0
+    assert await buses["ipam"].replay(StreamName.IPAM, seen.append) > 0
+    follower = Follower(buses["ipam"], StreamName.K8S, start_sequence=1)
+    assert await follower.fetch(wait=1.0)
+    await follower.close()
+
+    # announcer: a durable consumer on IPAM, acking; the watcher: one on ANNOUNCE.
+    for user, stream in (("announcer", StreamName.IPAM), ("watcher", StreamName.ANNOUNCE)):
+        handled = asyncio.Event()
+        consumer: Consumer
+
+        async def handle(received: Received, done: asyncio.Event = handled) -> None:
+            done.set()
+
+        consumer = Consumer(buses[user], ConsumerSpec(stream, f"{user}-test"), handle)
+        task = asyncio.create_task(consumer.run())
+        await asyncio.wait_for(handled.wait(), 5)
+        consumer.stop()
+        await asyncio.wait_for(task, 5)
+        assert consumer.stats.handled >= 1, user
+
+    # the announcer reads IPAM and K8S but not ANNOUNCE; no one but the watcher reads ANNOUNCE.
+    with pytest.raises(Exception):  # noqa: B017 - the client's error type varies with the refusal
+        await asyncio.wait_for(
+            buses["ipam"].replay(StreamName.ANNOUNCE, seen.append), 3)
+
+
+async def test_ipam_takes_its_lease_and_others_cannot(buses: dict[str, Bus]) -> None:
+    lease = BusLease(buses["ipam"], name="ipam", holder="ipam-0")
+    assert await lease.try_acquire()
+    assert await lease.holder() == "ipam-0"
+    await lease.release()
+    stranger = BusLease(buses["announcer"], name="ipam", holder="announcer")
+    with pytest.raises(Exception):  # noqa: B017 - refused at the JetStream API
+        await asyncio.wait_for(stranger.try_acquire(), 3)
+
+
+def test_the_generated_users_are_the_ones_tested() -> None:
+    assert set(PASSWORDS) == {"watcher", "ipam", "announcer"}
+    assert Path(nats_server_binary()).exists()
