@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from kubernetes.client.exceptions import ApiException
 
 from services.common.bus import Bus
-from services.common.subjects import StreamName, k8s_kind_filter
 from services.watcher.observe import metrics
 from services.watcher.observe.projection import Projection
+from services.watcher.observe.publishing import ProjectionPublisher
 from services.watcher.observe.stream import Ended, Line, ListCall, WatchStream, list_all
-from services.watcher.observe.translate import Identity, Observation, stored_identity
+from services.watcher.observe.translate import Observation
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Reflector:
         self.settings = settings
         self.synced = asyncio.Event()
         self._wait_for = wait_for
-        self._stored: dict[str, Identity] = {}
+        self._publisher = ProjectionPublisher(projection=projection, bus=bus, publish_chunk=settings.publish_chunk)
         self._inbox: asyncio.Queue[Line | Ended | _Poke] = asyncio.Queue()
         self._stream_number = 0
         self._kind = projection.kind.value
@@ -149,13 +149,13 @@ class Reflector:
         call, items, version = await self._list()
         self.projection.replace(items, version)
         self._drain_pokes()
-        self._stored = await self._read_stream()
-        subjects = sorted(set(self.projection.subjects()) | set(self._stored))
-        batch = self._changes(subjects, trigger=version or "absent")
+        await self._publisher.read_stored()
+        stored = len(self._publisher.stored)
+        batch = self._changes(self._publisher.all_subjects(), trigger=version or "absent")
         await self._publish(batch)
         log.info(
             "listed resource=%s objects=%d stored=%d published=%d version=%s",
-            self.spec.name, len(items), len(self._stored), len(batch), version,
+            self.spec.name, len(items), stored, len(batch), version,
         )
         return call, version
 
@@ -164,36 +164,11 @@ class Reflector:
         while not self._inbox.empty():
             self._inbox.get_nowait()
 
-    async def _read_stream(self) -> dict[str, Identity]:
-        stored: dict[str, Identity] = {}
-        async for received in self.bus.read(
-            StreamName.K8S, subjects=[k8s_kind_filter(self.projection.kind)], last_per_subject=True
-        ):
-            identity = stored_identity(received.event)
-            if identity is not None:
-                stored[received.subject] = identity
-        return stored
-
     def _changes(self, subjects: Iterable[str], *, trigger: str) -> list[Observation]:
-        """What to publish so that ``subjects`` hold what the projection wants, in order; the
-        stream is taken to hold it from now on (a failed publish means a relist, which re-reads)."""
-        batch: list[Observation] = []
-        for subject in dict.fromkeys(subjects):
-            want = self.projection.desired(subject)
-            have = self._stored.get(subject)
-            if want is None and have is not None and not have.deleted:
-                want = self.projection.tombstone(subject, have, trigger)
-            if want is not None and have != want.identity:
-                batch.append(want)
-                self._stored[subject] = want.identity
-        return batch
+        return self._publisher.changes(subjects, trigger=trigger)
 
     async def _publish(self, batch: Sequence[Observation]) -> None:
-        chunk = self.settings.publish_chunk
-        for start in range(0, len(batch), chunk):
-            part = batch[start : start + chunk]
-            await self.bus.publish_many((o.subject, o.event, o.msg_id) for o in part)
-            metrics.EVENTS_PUBLISHED.labels(self._kind).inc(len(part))
+        await self._publisher.publish(batch)
 
     # --- watch ----------------------------------------------------------------------------------
 
