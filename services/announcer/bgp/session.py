@@ -82,13 +82,14 @@ class SessionConfig:
         if not 0 < self.local_as <= 0xFFFFFFFF:
             raise ValueError(f"local AS {self.local_as}")
 
-    def capabilities(self) -> tuple[Capability, ...]:
+    def capabilities(self, *, restarting: bool | None = None) -> tuple[Capability, ...]:
         caps: list[Capability] = [Multiprotocol(f) for f in sorted(self.families)]
         if self.route_refresh:
             caps.append(RouteRefresh())
         if self.graceful_restart:
             families = tuple((f, True) for f in sorted(self.families))
-            caps.append(GracefulRestart(self.restart_time, self.restarting, False, families))
+            flag = self.restarting if restarting is None else restarting
+            caps.append(GracefulRestart(self.restart_time, flag, False, families))
         return tuple(caps)
 
 
@@ -108,6 +109,7 @@ class Session:
         self._events: deque[Event] = deque()
         self._hold_deadline: float | None = None
         self._keepalive_deadline: float | None = None
+        self._restarting = config.restarting  # the R bit goes only until the first session is Established
 
     @property
     def closed(self) -> bool:
@@ -135,7 +137,7 @@ class Session:
             asn=self.config.local_as,
             hold_time=self.config.hold_time,
             bgp_identifier=self.config.router_id,
-            capabilities=self.config.capabilities(),
+            capabilities=self.config.capabilities(restarting=self._restarting),
         )
         self._out += mine.encode()
         self._hold_deadline = now + self.config.open_hold_time
@@ -270,7 +272,10 @@ class Session:
                 keepalive = hold / 3
         ours = list(
             Open.build(
-                asn=config.local_as, hold_time=0, bgp_identifier=config.router_id, capabilities=config.capabilities()
+                asn=config.local_as,
+                hold_time=0,
+                bgp_identifier=config.router_id,
+                capabilities=config.capabilities(restarting=self._restarting),
             ).capabilities
         )
         self.negotiated = Negotiated.from_capabilities(
@@ -291,6 +296,7 @@ class Session:
     def _on_established(self, now: float) -> None:
         assert self.negotiated is not None and self.peer_open is not None
         self._set_state(State.ESTABLISHED)
+        self._restarting = False
         self._events.append(Established(self.peer_open, self.negotiated))
         self._converge(now)
         self._send([end_of_rib(f, self.negotiated) for f in sorted(self.negotiated.families)], now)

@@ -404,3 +404,19 @@ def test_counters_for_metrics() -> None:
     pair.pump()
     assert pair.a.advertised == 2
     assert pair.a.updates_sent == sent_before + 2
+
+
+def test_the_restart_bit_is_only_sent_until_the_first_establishment() -> None:
+    a = replace(A_CONFIG, graceful_restart=True, restarting=True)
+    pair = Pair.established(a, replace(B_CONFIG, graceful_restart=True))
+    assert pair.b.negotiated is not None and pair.b.negotiated.peer_graceful_restart is not None
+    assert pair.b.negotiated.peer_graceful_restart.restarting
+    pair.a.connection_lost(pair.now)
+    pair.b.connection_lost(pair.now)
+    pair.a.start(pair.now)
+    pair.b.start(pair.now, passive=True)
+    pair.a.connection_made(pair.now, local_address=NODE)
+    pair.b.connection_made(pair.now, local_address=ROUTER)
+    pair.pump()
+    assert pair.b.negotiated is not None and pair.b.negotiated.peer_graceful_restart is not None
+    assert not pair.b.negotiated.peer_graceful_restart.restarting
