@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from schemas.events import (
+    AllocationFailed,
     ConfigObjectObserved,
     EndpointsObserved,
     Event,
@@ -87,7 +88,7 @@ class BgpWorld:
             key = (event.service.namespace, event.service.name)
             self.allocations[key] = Allocation(service=event.service, ips=event.ips, pool=event.pool)
             return True
-        if isinstance(event, IPReleased):
+        if isinstance(event, IPReleased | AllocationFailed):
             return self.allocations.pop((event.service.namespace, event.service.name), None) is not None
         if isinstance(event, ConfigurationEvaluated):
             return self._in_force(event)

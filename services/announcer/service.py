@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from services.announcer.bgp_agent import BgpAgent
 from services.announcer.heartbeat import send_heartbeats
 from services.announcer.l2.interfaces import DEFAULT_POLICY, ExclusionPolicy
 from services.announcer.l2.responder import ResponderConfig
@@ -16,8 +17,11 @@ def announcer_main(*, node: str, policy: ExclusionPolicy = DEFAULT_POLICY) -> Se
         ctx.health.set_ready("starting", True)
         ctx.health.set_ready("layer2", False, "reading the placements")
         agent = L2Agent(ctx.bus, node=node, config=ResponderConfig(policy=policy), health=ctx.health)
+        ctx.health.set_ready("bgp", False, "reading the world and the allocations")
+        bgp = BgpAgent(ctx.bus, node=node, health=ctx.health)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(send_heartbeats(ctx.bus, node=node, instance=ctx.instance, stopping=ctx.stopping))
             tasks.create_task(agent.run(ctx.stopping))
+            tasks.create_task(bgp.run(ctx.stopping))
 
     return main

@@ -1,0 +1,296 @@
+"""The announcer's BGP agent: the world and the allocations in, one BGP session per applicable BGPPeer out.
+
+    read K8S (last per subject) + IPAM allocations and configuration ──► BgpWorld ──► plan() ──► PeerSessions
+    follow both streams live ───────────────────────────────────────────┘                    │
+    ANNOUNCE: BGPSessionChanged per state change, AnnouncementReported per IP on change ◄─────┘
+
+- No session opens before the first full read: a session's first UPDATEs (and its End-of-RIB) carry the whole
+  desired set, so a graceful restart helper never flushes routes we still want.
+- Each change of the world re-plans and hands every session its whole route set (the speaker sends the diff).
+  A peer whose session spec changes (addresses, timers, password, BFD) gets a new session.
+- On stop each session ends with a Cease (the peer withdraws at once), or, for peers with
+  ``enableGracefulRestart``, silently so the peer keeps our routes while we restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+import nats.errors
+
+from schemas.events import AnnouncementMode, AnnouncementReported, BGPSessionChanged, BGPSessionState, Event
+from services.announcer.bgp.peering import Refused
+from services.announcer.bgp_advertising import IPAnnouncement, LocalPrefConflict, Plan, plan
+from services.announcer.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
+from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, session_spec_for
+from services.announcer.bgp_world import BgpWorld
+from services.common.bus import Bus, Received
+from services.common.errors import RetryableError
+from services.common.follower import Follower
+from services.common.health import Health
+from services.common.subjects import (
+    IPAM_ALLOCATIONS,
+    IPAM_CONFIG_SUBJECT,
+    StreamName,
+    announce_subject,
+    bgp_session_subject,
+)
+
+log = logging.getLogger("metalbus.announcer.bgp")
+
+REPORT_INTERVAL = 1.0  # seconds between metric snapshots (and retries of failed reports)
+_RETRY = 0.5
+_REPORT_BATCH = 1000
+T = TypeVar("T")
+
+
+class BgpAgent:
+    def __init__(
+        self, bus: Bus, *, node: str, health: Health | None = None, collector: BgpCollector | None = None
+    ) -> None:
+        self.bus = bus
+        self.node = node
+        self.health = health
+        self.world = BgpWorld(node)
+        self.plan = Plan()
+        self.sessions: dict[str, PeerSession] = {}
+        self._refused: dict[str, str] = {}
+        self._conflicts: tuple[LocalPrefConflict, ...] = ()
+        self._collector = collector or bgp_collector()
+        self._endpoints = BfdEndpoints()
+        self._followers: list[Follower] = []
+        self._stopping_sessions: set[asyncio.Task[None]] = set()
+        self._state_events: asyncio.Queue[BGPSessionChanged] = asyncio.Queue()
+        self._reported: dict[str, IPAnnouncement] = {}
+        self._report_due = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Keep the sessions converged to the world until ``stopping`` is set, then end them."""
+        try:
+            if not await self._read_until_done(stopping):
+                return
+            self._converge()
+            if self.health is not None:
+                self.health.set_ready("bgp", True)
+            log.info("event=bgp_agent_started node=%s peers=%d ips=%d", self.node, len(self.sessions),
+                     len(self.plan.announcements))  # fmt: skip
+            async with asyncio.TaskGroup() as tasks:
+                for follower in self._followers:
+                    tasks.create_task(self._follow(follower, stopping), name="bgp-follow")
+                tasks.create_task(self._report(stopping), name="bgp-report")
+                tasks.create_task(self._publish_states(stopping), name="bgp-states")
+        finally:
+            await self._end_sessions()
+            for follower in self._followers:
+                await follower.close()
+            log.info("event=bgp_agent_stopped node=%s", self.node)
+
+    async def _end_sessions(self) -> None:
+        sessions, self.sessions = list(self.sessions.values()), {}
+        await asyncio.gather(
+            *(s.stop(keep_routes=s.spec.graceful_restart, message="announcer stopping") for s in sessions),
+            *self._stopping_sessions,
+            return_exceptions=True,
+        )
+        self._update_metrics()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flush_reports({}), timeout=1.0)
+
+    # --- the bus -------------------------------------------------------------------------------------
+
+    async def _read_until_done(self, stopping: asyncio.Event) -> bool:
+        while not stopping.is_set():
+            try:
+                await self._read()
+                return True
+            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                log.warning("event=bgp_read_failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), _RETRY)
+        return False
+
+    async def _read(self) -> None:
+        """The current world and every current allocation, then followers from just after them."""
+        k8s_end = await self.bus.last_sequence(StreamName.K8S)
+        ipam_end = await self.bus.last_sequence(StreamName.IPAM)
+
+        def fold(received: Received) -> None:
+            self.world.apply(received.event)
+
+        await self.bus.replay(StreamName.K8S, fold, last_per_subject=True)
+        ipam_subjects = [IPAM_ALLOCATIONS, IPAM_CONFIG_SUBJECT]
+        await self.bus.replay(StreamName.IPAM, fold, subjects=ipam_subjects, last_per_subject=True)
+        self._followers = [
+            Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1),
+            Follower(self.bus, StreamName.IPAM, start_sequence=ipam_end + 1, subjects=ipam_subjects),
+        ]
+        log.info("event=bgp_world_read node=%s k8s_up_to=%d ipam_up_to=%d allocations=%d", self.node, k8s_end,
+                 ipam_end, len(self.world.allocations))  # fmt: skip
+
+    async def _follow(self, follower: Follower, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            batch = await _first_of(follower.fetch(batch=2000, wait=1.0), stopping.wait())
+            if batch and self.apply([r.event for r in batch]):
+                self._converge()
+
+    def apply(self, events: list[Event]) -> bool:
+        changed = [self.world.apply(event) for event in events]  # every one folded, no short circuit
+        return any(changed)
+
+    # --- deciding ------------------------------------------------------------------------------------
+
+    def _converge(self) -> None:
+        world = self.world
+        self.plan = plan(
+            node=world.this_node(), configuration=world.configuration, services=world.service_facts(),
+            allocations=world.allocations,
+        )  # fmt: skip
+        if self.plan.conflicts != self._conflicts:
+            self._conflicts = self.plan.conflicts
+            for c in self._conflicts:
+                log.warning("event=local_pref_conflict peer=%s prefix=%s local_prefs=%s chosen=%d", c.peer,
+                            c.prefix, ",".join(map(str, c.local_prefs)), c.chosen)  # fmt: skip
+        node = world.this_node()
+        wanted = {}
+        for name, peer_plan in self.plan.peers.items():
+            assert node is not None  # a plan has peers only for a known node
+            peer = peer_plan.peer
+            spec = session_spec_for(
+                peer, node=node, password=world.password_for(peer), configuration=world.configuration
+            )
+            if isinstance(spec, Refused):
+                self._refuse(name, _ref(peer.namespace, name), peer.spec.peer_address, spec)
+                continue
+            self._refused.pop(name, None)
+            wanted[name] = (peer_plan, spec)
+        for name in list(self.sessions):
+            if name not in wanted or self.sessions[name].spec != wanted[name][1]:
+                self._retire(self.sessions.pop(name), "peer removed" if name not in wanted else "peer changed")
+        for name, (peer_plan, spec) in wanted.items():
+            session = self.sessions.get(name)
+            if session is None:
+                ref = _ref(peer_plan.peer.namespace, name)
+                session = PeerSession(name=name, ref=ref, spec=spec, endpoints=self._endpoints,
+                                      on_state=self._on_state)  # fmt: skip
+                self.sessions[name] = session
+                session.start(peer_plan.routes)
+            else:
+                session.set_routes(peer_plan.routes)
+        self._report_due.set()
+
+    def _retire(self, session: PeerSession, why: str) -> None:
+        log.info("event=bgp_session_retired peer=%s reason=%s", session.ref, why)
+        task = asyncio.get_running_loop().create_task(session.stop(message=why))
+        self._stopping_sessions.add(task)
+        task.add_done_callback(self._stopping_sessions.discard)
+
+    def _refuse(self, name: str, ref: str, address: str, refused: Refused) -> None:
+        if self._refused.get(name) == refused.message:
+            return
+        self._refused[name] = refused.message
+        log.warning("event=bgp_peer_refused peer=%s reason=%s message=%s", ref, refused.reason.value, refused.message)
+        self._state_events.put_nowait(
+            BGPSessionChanged(node=self.node, peer=ref, peer_address=address, state=BGPSessionState.IDLE,
+                              reason=f"{refused.reason.value}: {refused.message}")
+        )  # fmt: skip
+
+    # --- reports and metrics -----------------------------------------------------------------------
+
+    def _on_state(self, session: PeerSession, state: BGPSessionState, reason: str) -> None:
+        if self.sessions.get(session.name) is not session and state is not BGPSessionState.IDLE:
+            return  # a retired session's last words are its Idle only
+        log.info("event=bgp_session_changed peer=%s address=%s state=%s reason=%s", session.ref,
+                 session.peer_address, state.value, reason or "-")  # fmt: skip
+        self._state_events.put_nowait(
+            BGPSessionChanged(node=self.node, peer=session.ref, peer_address=str(session.peer_address), state=state,
+                              reason=reason)
+        )  # fmt: skip
+        self._update_metrics()
+
+    async def _publish_states(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            event = await _first_of(self._state_events.get(), stopping.wait())
+            if event is None:
+                break
+            await self._publish_state(event)
+
+    async def _publish_state(self, event: BGPSessionChanged) -> None:
+        try:
+            await self.bus.publish(bgp_session_subject(self.node, event.peer), event)
+        except (RetryableError, nats.errors.Error, TimeoutError) as error:
+            log.warning("event=bgp_state_report_failed peer=%s error=%r", event.peer, error)
+
+    async def _report(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
+            self._report_due.clear()
+            self._update_metrics()
+            if not stopping.is_set():
+                await self._flush_reports(self.plan.announcements)
+
+    async def _flush_reports(self, now: Mapping[str, IPAnnouncement]) -> None:
+        """Publish what changed since the last report; what failed is retried on the next round."""
+        while not self._state_events.empty():
+            await self._publish_state(self._state_events.get_nowait())
+        every = sorted(set(now) | set(self._reported))
+        changes = [(ip, now.get(ip)) for ip in every if now.get(ip) != self._reported.get(ip)]
+        for first in range(0, len(changes), _REPORT_BATCH):
+            chunk = changes[first : first + _REPORT_BATCH]
+            items = [(announce_subject(self.node, ip), _report_of(self.node, ip, a), None) for ip, a in chunk]
+            try:
+                await self.bus.publish_many(items)
+            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                log.warning("event=bgp_report_failed node=%s error=%r", self.node, error)
+                return
+            for ip, announcement in chunk:
+                if announcement is None:
+                    self._reported.pop(ip, None)
+                else:
+                    self._reported[ip] = announcement
+        if changes:
+            log.info(
+                "event=bgp_reported node=%s changed=%d announcing=%d", self.node, len(changes), len(self._reported)
+            )
+
+    def _update_metrics(self) -> None:
+        self._collector.update(BgpSnapshot(peers={
+            str(s.peer_address): PeerStats(up=s.up, updates=s.updates, announced_prefixes=s.announced_prefixes)
+            for s in self.sessions.values()
+        }))  # fmt: skip
+
+
+def _ref(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _report_of(node: str, ip: str, announcement: IPAnnouncement | None) -> AnnouncementReported:
+    if announcement is None:
+        return AnnouncementReported(node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=False)
+    return AnnouncementReported(
+        node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=bool(announcement.peers),
+        services=announcement.services, peers=announcement.peers,
+    )  # fmt: skip
+
+
+async def _first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, object]) -> T | None:
+    """Run ``work`` until it finishes or ``stop`` does; None (and ``work`` cancelled) when ``stop`` came first."""
+    work_task = asyncio.ensure_future(work)
+    stop_task = asyncio.ensure_future(stop)
+    try:
+        await asyncio.wait({work_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work_task, stop_task):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    if work_task.cancelled() or not work_task.done():
+        return None
+    return work_task.result()

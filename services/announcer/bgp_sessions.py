@@ -1,0 +1,191 @@
+"""One BGP session per applicable BGPPeer: its speaker, its BFD session beside it, and what it reports.
+
+``session_spec_for`` (pure) says what a peer's session is made of; a peer whose spec changes gets a new
+session (the old one ends with a Cease). ``PeerSession`` runs one: the speaker dials out and converges to the
+routes it is handed; a BFD Down ends the BGP session at once (the speaker reconnects with backoff).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from schemas.events import BGPSessionState
+from schemas.metallb import BGPPeer
+from services.announcer.bgp.bfd import BfdConfig, BfdState, BfdStateChanged
+from services.announcer.bgp.bfd_peer import BfdEndpoint, BfdPeer
+from services.announcer.bgp.events import AdvertisementsSent, Closed, Event, State, StateChanged
+from services.announcer.bgp.nlri import IPAddress, Prefix
+from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for, speaker_config_for
+from services.announcer.bgp.rib import Route
+from services.announcer.bgp.speaker import Speaker, SpeakerConfig
+from services.announcer.bgp_advertising import Configuration, NodeFacts, next_hops, router_id_for
+
+log = logging.getLogger("metalbus.announcer.bgp")
+
+STATES = {
+    State.IDLE: BGPSessionState.IDLE,
+    State.CONNECT: BGPSessionState.CONNECT,
+    State.ACTIVE: BGPSessionState.ACTIVE,
+    State.OPEN_SENT: BGPSessionState.OPEN_SENT,
+    State.OPEN_CONFIRM: BGPSessionState.OPEN_CONFIRM,
+    State.ESTABLISHED: BGPSessionState.ESTABLISHED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """Everything a session is built from: two equal specs are the same session."""
+
+    speaker: SpeakerConfig
+    bfd: BfdConfig | None
+    graceful_restart: bool
+
+
+def session_spec_for(
+    peer: BGPPeer, *, node: NodeFacts, password: str | None, configuration: Configuration
+) -> SessionSpec | Refused:
+    spec = peer.spec
+    family = ipaddress.ip_address(spec.peer_address).version if spec.peer_address else 4
+    v4, v6 = next_hops(node, session_family=family)
+    speaker = speaker_config_for(
+        spec, router_id=router_id_for(node), password=password, next_hop_v4=v4, next_hop_v6=v6, bfd_available=True
+    )
+    if isinstance(speaker, Refused):
+        return speaker
+    bfd: BfdConfig | None = None
+    if spec.bfd_profile:
+        profile = configuration.bfd_profiles.get(spec.bfd_profile)
+        if profile is None:  # the configuration check refuses this; be safe anyway
+            return Refused(Refusal.BFD_UNAVAILABLE, f"BFD profile {spec.bfd_profile!r} does not exist")
+        checked = bfd_config_for(profile.spec, peer=spec)
+        if isinstance(checked, Refused):
+            return checked
+        bfd = checked
+    return SessionSpec(speaker=speaker, bfd=bfd, graceful_restart=spec.enable_graceful_restart)
+
+
+def local_address_towards(peer: IPAddress) -> IPAddress | None:
+    """The address the kernel would send from to reach ``peer`` (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET if peer.version == 4 else socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((str(peer), 9))
+        except OSError:
+            return None
+        return ipaddress.ip_address(str(probe.getsockname()[0]).split("%", 1)[0])
+
+
+class BfdEndpoints:
+    """One receiving BFD socket per local address, shared by the sessions from that address."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[IPAddress, tuple[BfdEndpoint, int]] = {}
+
+    def acquire(self, address: IPAddress) -> BfdEndpoint:
+        endpoint, users = self._endpoints.get(address) or (BfdEndpoint(address=address), 0)
+        self._endpoints[address] = (endpoint, users + 1)
+        return endpoint
+
+    def release(self, address: IPAddress) -> None:
+        endpoint, users = self._endpoints[address]
+        if users <= 1:
+            endpoint.close()
+            del self._endpoints[address]
+        else:
+            self._endpoints[address] = (endpoint, users - 1)
+
+
+StateCallback = Callable[["PeerSession", BGPSessionState, str], None]
+
+
+class PeerSession:
+    def __init__(
+        self, *, name: str, ref: str, spec: SessionSpec, endpoints: BfdEndpoints, on_state: StateCallback
+    ) -> None:
+        self.name, self.ref, self.spec = name, ref, spec
+        self.updates = 0
+        self.state = BGPSessionState.IDLE
+        self._endpoints = endpoints
+        self._on_state = on_state
+        self._speaker: Speaker | None = None
+        self._bfd: tuple[IPAddress, BfdPeer] | None = None
+
+    @property
+    def peer_address(self) -> IPAddress:
+        return self.spec.speaker.peer_address
+
+    @property
+    def up(self) -> bool:
+        return self.state is BGPSessionState.ESTABLISHED
+
+    @property
+    def announced_prefixes(self) -> int:
+        if self._speaker is None or not self.up:
+            return 0
+        session = self._speaker.session
+        return len(session.desired) - len(session.unroutable)
+
+    def start(self, routes: Mapping[Prefix, Route]) -> None:
+        """Dial out with ``routes`` already desired, so the first UPDATEs carry the whole set."""
+        self._speaker = Speaker(self.spec.speaker, on_event=self._on_event)
+        self._speaker.session.set_advertisements(routes)
+        self._speaker.start()
+        if self.spec.bfd is not None:
+            self._start_bfd(self.spec.bfd)
+        log.info("event=bgp_session_started peer=%s address=%s bfd=%s graceful_restart=%s", self.ref,
+                 self.peer_address, self.spec.bfd is not None, self.spec.graceful_restart)  # fmt: skip
+
+    def set_routes(self, routes: Mapping[Prefix, Route]) -> None:
+        if self._speaker is not None and dict(self._speaker.session.desired) != dict(routes):
+            self._speaker.set_advertisements(routes)
+
+    async def stop(self, *, keep_routes: bool = False, message: str = "") -> None:
+        """End the session: Cease (the peer withdraws our routes at once), or with ``keep_routes`` a silent
+        close so a graceful restart helper keeps them until we are back."""
+        if self._bfd is not None:
+            address, bfd = self._bfd
+            self._bfd = None
+            bfd.close()  # AdminDown: not a failure to the peer (RFC 5882 §3.2), graceful restart or not
+            self._endpoints.release(address)
+        if self._speaker is not None:
+            speaker, self._speaker = self._speaker, None
+            await speaker.stop(keep_routes=keep_routes, message=message)
+        self._set_state(BGPSessionState.IDLE, "stopped" + (" (graceful restart)" if keep_routes else ""))
+
+    def _start_bfd(self, config: BfdConfig) -> None:
+        local = self.spec.speaker.source_address or local_address_towards(self.peer_address)
+        if local is None:
+            log.warning("event=bfd_not_started peer=%s reason=no_route", self.ref)
+            return
+        try:
+            endpoint = self._endpoints.acquire(local)
+        except OSError as error:
+            log.warning("event=bfd_not_started peer=%s local=%s error=%r", self.ref, local, error)
+            return
+        bfd = BfdPeer(endpoint, peer=self.peer_address, config=config, on_change=self._on_bfd)
+        self._bfd = (local, bfd)
+
+    def _on_bfd(self, change: BfdStateChanged) -> None:
+        log.info("event=bfd_changed peer=%s old=%s new=%s diag=%s", self.ref, change.old.name, change.new.name,
+                 change.diagnostic.name)  # fmt: skip
+        if change.old is BfdState.UP and change.new is not BfdState.UP and self._speaker is not None:
+            self._speaker.peer_down()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, StateChanged):
+            self._set_state(STATES[event.new], "")
+        elif isinstance(event, Closed):
+            self._set_state(BGPSessionState.IDLE, event.describe())
+        elif isinstance(event, AdvertisementsSent):
+            self.updates += event.messages
+
+    def _set_state(self, state: BGPSessionState, reason: str) -> None:
+        if state is self.state and not reason:
+            return
+        self.state = state
+        with contextlib.suppress(Exception):
+            self._on_state(self, state, reason)

@@ -1,0 +1,194 @@
+"""The BGP agent against a real nats-server and a passive BGP peer on loopback (our own speaker, listening):
+the world on the bus becomes routes at the peer, changes of the world move them, a stop ends with a Cease."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from schemas.events import AnnouncementReported, BGPSessionChanged, BGPSessionState, ObjectKind
+from services.announcer.bgp.attributes import Communities, LargeCommunities, LocalPref
+from services.announcer.bgp.events import Closed, CloseReason, Event, RoutesReceived
+from services.announcer.bgp.listener import Listener
+from services.announcer.bgp.nlri import Prefix
+from services.announcer.bgp.session import SessionConfig
+from services.announcer.bgp.speaker import Speaker, SpeakerConfig
+from services.announcer.bgp_agent import BgpAgent
+from services.announcer.bgp_metrics import BgpCollector
+from services.common.bus import Bus
+from services.common.subjects import ANNOUNCE_PREFIX, StreamName
+from tests.bgp_world import (
+    allocated,
+    bgp_advertisement,
+    bgp_peer,
+    config_object,
+    deleted,
+    endpoints,
+    node,
+    publish_allocation,
+    publish_observed,
+    released,
+    service,
+)
+from tests.builders import pool
+from tests.waiting import async_wait_until
+
+LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+V4, V6 = "198.51.100.7/32", "2001:db8:1::7/128"
+
+
+@dataclass
+class PeerView:
+    """What the listening peer holds from the agent, per prefix: its attributes."""
+
+    routes: dict[Prefix, dict[str, object]] = field(default_factory=dict)
+    closed: list[Closed] = field(default_factory=list)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RoutesReceived):
+            attributes: dict[str, object] = {}
+            for attribute in event.attributes:
+                if isinstance(attribute, Communities):
+                    attributes["communities"] = attribute.values
+                elif isinstance(attribute, LargeCommunities):
+                    attributes["large"] = attribute.values
+                elif isinstance(attribute, LocalPref):
+                    attributes["local_pref"] = attribute.value
+            # over loopback our IPv4 next hop is 127.0.0.1, which the receiving speaker treats as a withdraw
+            # (RFC 7606): such an UPDATE counts as an announcement here
+            loopback_hop = any("INVALID_NEXT_HOP" in error for error in event.errors)
+            for _, prefix in event.withdrawn:
+                if loopback_hop:
+                    self.routes[prefix] = attributes
+                else:
+                    self.routes.pop(prefix, None)
+            for _, prefix in event.announced:
+                self.routes[prefix] = attributes
+        elif isinstance(event, Closed):
+            self.closed.append(event)
+            self.routes.clear()
+
+    def prefixes(self) -> set[str]:
+        return {str(p) for p in self.routes}
+
+
+def free_port() -> int:
+    for port in range(12000, 16000, 7):
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError("no free port")
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[tuple[PeerView, int]]:
+    view = PeerView()
+    port = free_port()
+    config = SpeakerConfig(
+        session=SessionConfig(local_as=64512, peer_as=64512, router_id=ipaddress.IPv4Address("10.0.0.1"), hold_time=9),
+        peer_address=LOOPBACK, connect=False,
+    )  # fmt: skip
+    async with Listener(address=LOOPBACK, port=port) as listener, Speaker(config, on_event=view) as speaker:
+        listener.add(speaker)
+        yield view, port
+
+
+async def world(bus: Bus, port: int) -> None:
+    await publish_observed(
+        bus,
+        pool("lan", "198.51.100.0/24", "2001:db8:1::/64"),
+        bgp_peer("tor", "127.0.0.1", my_asn=64512, peer_asn=64512, peerPort=port, holdTime="9s"),
+        bgp_advertisement("ads", communities=["65000:7", "edge", "large:64512:1:2"], localPref=150),
+        config_object("Community", "names", {"communities": [{"name": "edge", "value": "65535:65281"}]}),
+        node("node-a", "127.0.0.1", "fd00::11"),
+        service("web", ip_families=("IPv4", "IPv6")),
+        endpoints("web", {"node-b": 1}),
+    )
+    await publish_allocation(bus, allocated("web", "198.51.100.7", "2001:db8:1::7", pool="lan"))
+
+
+async def reports(bus: Bus) -> dict[str, AnnouncementReported | BGPSessionChanged]:
+    found: dict[str, AnnouncementReported | BGPSessionChanged] = {}
+    async for received in bus.read(StreamName.ANNOUNCE, subjects=[f"{ANNOUNCE_PREFIX}.>"], last_per_subject=True):
+        event = received.event
+        if isinstance(event, AnnouncementReported):
+            found[event.ip] = event
+        elif isinstance(event, BGPSessionChanged):
+            found[event.peer] = event
+    return found
+
+
+async def test_world_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]) -> None:
+    view, port = peer
+    await world(bus, port)
+    collector = BgpCollector()
+    agent = BgpAgent(bus, node="node-a", collector=collector)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(agent.run(stopping))
+    try:
+        await async_wait_until(lambda: view.prefixes() == {V4, V6}, timeout=10, what="both prefixes at the peer")
+        edge = 0xFFFFFF01
+        assert view.routes[ipaddress.ip_network(V4)] == {
+            "communities": ((65000 << 16) | 7, edge), "large": ((64512, 1, 2),), "local_pref": 150,
+        }  # fmt: skip
+
+        async def reported() -> bool:
+            now = await reports(bus)
+            session = now.get("metallb-system/tor")
+            ip = now.get("198.51.100.7")
+            return (
+                isinstance(session, BGPSessionChanged) and session.state is BGPSessionState.ESTABLISHED
+                and isinstance(ip, AnnouncementReported) and ip.announcing and ip.peers == ("tor",)
+            )  # fmt: skip
+
+        await async_wait_until(reported, timeout=10, what="session and announcement reported")
+        samples = {m.name: {tuple(s.labels.values()): s.value for s in m.samples} for m in collector.collect()}
+        assert samples["metallb_bgp_session_up"] == {("127.0.0.1",): 1}
+        assert samples["metallb_bgp_announced_prefixes_total"] == {("127.0.0.1",): 2}
+
+        # ETP Local with the only endpoint elsewhere: withdrawn; an endpoint here: back
+        await publish_observed(bus, service("web", version="2", ip_families=("IPv4", "IPv6"),
+                                            external_traffic_policy="Local"))  # fmt: skip
+        await async_wait_until(lambda: not view.prefixes(), timeout=10, what="withdrawn under ETP Local")
+        await publish_observed(bus, endpoints("web", {"node-a": 1}))
+        await async_wait_until(lambda: view.prefixes() == {V4, V6}, timeout=10, what="back with a local endpoint")
+
+        # aggregation changes the prefix; the Service going withdraws it
+        await publish_observed(bus, bgp_advertisement("ads", version="2", aggregationLength=24))
+        await async_wait_until(lambda: view.prefixes() == {"198.51.100.0/24", V6}, timeout=10, what="aggregate")
+        await publish_observed(bus, deleted(ObjectKind.SERVICE, "web"))
+        await publish_allocation(bus, released("web", "198.51.100.7", "2001:db8:1::7"))
+        await async_wait_until(lambda: not view.prefixes(), timeout=10, what="withdrawn on Service delete")
+        await async_wait_until(lambda: _not_announcing(bus), timeout=10, what="the IP reported as no longer announced")
+    finally:
+        stopping.set()
+        await asyncio.wait_for(running, 10)
+    await async_wait_until(lambda: bool(view.closed), timeout=5, what="the session closed")
+    assert view.closed[-1].reason is CloseReason.NOTIFICATION_RECEIVED  # a Cease, not a dropped connection
+
+
+async def _not_announcing(bus: Bus) -> bool:
+    event = (await reports(bus)).get("198.51.100.7")
+    return isinstance(event, AnnouncementReported) and not event.announcing
+
+
+async def test_peer_removed_from_configuration_closes_its_session(bus: Bus, peer: tuple[PeerView, int]) -> None:
+    view, port = peer
+    await world(bus, port)
+    agent = BgpAgent(bus, node="node-a", collector=BgpCollector())
+    stopping = asyncio.Event()
+    running = asyncio.create_task(agent.run(stopping))
+    try:
+        await async_wait_until(lambda: view.prefixes() == {V4, V6}, timeout=10, what="routes at the peer")
+        await publish_observed(bus, deleted(ObjectKind.BGP_PEER, "tor", namespace="metallb-system"))
+        await async_wait_until(lambda: bool(view.closed), timeout=10, what="the session closed")
+        assert not agent.sessions
+    finally:
+        stopping.set()
+        await asyncio.wait_for(running, 10)
