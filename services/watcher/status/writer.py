@@ -51,6 +51,7 @@ from services.watcher.status.desired import (
     TargetKind,
     apply,
     config_state_key,
+    service_key,
     target,
     target_kind,
 )
@@ -185,8 +186,14 @@ class StatusWriter:
         self.state = StatusState(self.state.namespace)
         await self.rebuild()
         if self.settings.initial_sync:
-            for key in await initial_sync(self.api, self.state):
+            pending = await initial_sync(self.api, self.state)
+            for key in pending:
                 self.queue.put(key)
+            # releases Kubernetes already shows (or whose Service is gone) need no memory
+            waiting = set(pending)
+            for ident, service in list(self.state.services.items()):
+                if not service.ips and service_key(*ident) not in waiting:
+                    del self.state.services[ident]
         else:
             for key in self.state.object_keys():
                 self.queue.put(key)
