@@ -23,6 +23,7 @@ from services.announcer.bgp.nlri import IPAddress, Prefix
 from services.announcer.bgp.update import pack_announcements, pack_withdrawals
 
 DEFAULT_LOCAL_PREF = 100
+MAX_COMMUNITY_OCTETS = 3500  # what leaves room in a 4096-octet UPDATE for the other attributes and a prefix
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,15 @@ def resolve(
     next_hop_v4: ipaddress.IPv4Address | None,
     next_hop_v6: ipaddress.IPv6Address | None,
 ) -> tuple[dict[Prefix, Route], list[Prefix]]:
-    """Fill in next hops and keep what this session can carry; also return what it cannot."""
+    """Fill in next hops and keep what this session can carry; also return what it cannot (a family not
+    negotiated, no next hop of the prefix's family, or more communities than one UPDATE holds)."""
     allowed = set(families)
     resolved: dict[Prefix, Route] = {}
     unroutable: list[Prefix] = []
     for prefix, route in desired.items():
         next_hop = route.next_hop or (next_hop_v4 if prefix.version == 4 else next_hop_v6)
-        if family_of(prefix) not in allowed or next_hop is None or next_hop.version != prefix.version:
+        too_big = 4 * len(set(route.communities)) + 12 * len(set(route.large_communities)) > MAX_COMMUNITY_OCTETS
+        if family_of(prefix) not in allowed or next_hop is None or next_hop.version != prefix.version or too_big:
             unroutable.append(prefix)
             continue
         resolved[prefix] = replace(route, next_hop=next_hop).normalized()

@@ -420,3 +420,12 @@ def test_the_restart_bit_is_only_sent_until_the_first_establishment() -> None:
     pair.pump()
     assert pair.b.negotiated is not None and pair.b.negotiated.peer_graceful_restart is not None
     assert not pair.b.negotiated.peer_graceful_restart.restarting
+
+
+def test_a_route_whose_attributes_cannot_fit_an_update_is_unroutable() -> None:
+    pair = Pair.established()
+    crowded = Route(communities=tuple(range(1000)))
+    pair.a.set_advertisements({net("198.51.100.5/32"): crowded, net("198.51.100.6/32"): Route()}, pair.now)
+    pair.pump()
+    assert pair.a.unroutable == [net("198.51.100.5/32")]
+    assert set(pair.received_by_b()) == {net("198.51.100.6/32")}
