@@ -1,0 +1,274 @@
+"""The BGP agent lab: real `metalbus announcer` processes on two nodes peering with a router, a real
+`metalbus ipam`, NATS on a management network, the world published on the bus as the watcher would.
+
+    namespace br:  br0 ── node1  eth0 10.77.0.2 fd77::2    (announcer)
+                       ── node2  eth0 10.77.0.3 fd77::3    (announcer)
+                       ── router eth0 10.77.0.1 fd77::1    (BIRD / FRR / GoBGP, passive)
+    namespace mg:  mg0 ── nodeN mgmt0 10.254.X.1N
+                       ── up0 ══ veth ══ this namespace 10.254.X.1: nats-server, ipam, the test's bus client
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from schemas.events import Event, IPAllocated, IPReleased
+from services.common.bus import Bus, BusSettings, Received
+from services.common.nats_server import EmbeddedNats
+from services.common.subjects import IPAM_ALLOCATIONS, StreamName
+from tests.bgp_world import publish_allocation, publish_observed
+from tests.netlab import REPO, Lab, wait_for
+from tests.network.bgp.routers import Bird, _start
+
+T = TypeVar("T")
+NODES = {"node1": ("10.77.0.2", "fd77::2"), "node2": ("10.77.0.3", "fd77::3")}
+ROUTER4, ROUTER6 = "10.77.0.1", "fd77::1"
+METRICS_PORT = 7472
+
+
+class BusThread:
+    """The test's bus client on an event loop of its own, so blocking lab tools never stall it."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="bgp-lab-bus", daemon=True)
+        self._thread.start()
+        self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer="test/bgp-lab"))
+        self.call(self.bus.ensure_streams())
+
+    def call(self, work: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def close(self) -> None:
+        try:
+            self.call(self.bus.close(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+
+class Process:
+    """A metalbus process and the last lines of its log."""
+
+    def __init__(self, proc: subprocess.Popen[str], name: str) -> None:
+        self.proc, self.name = proc, name
+        self.log: collections.deque[str] = collections.deque(maxlen=3000)
+        for stream in (proc.stdout, proc.stderr):
+            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self.log.append(line)
+
+    def logged(self, pattern: str) -> bool:
+        regex = re.compile(pattern)
+        return any(regex.search(line) for line in list(self.log))
+
+    def tail(self, lines: int = 40) -> str:
+        return "".join(list(self.log)[-lines:])
+
+    def wait_logged(self, pattern: str, timeout: float = 20.0) -> None:
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
+            return self.logged(pattern)
+
+        wait_for(seen, timeout=timeout, message=f"{pattern!r} from {self.name}")
+
+
+@dataclass
+class Node:
+    name: str
+    ns: str
+    data_port: str
+    mgmt_ip: str
+    announcer: Process | None = None
+
+
+@dataclass
+class Fabric:
+    lab: Lab
+    bridge: str
+    router: str
+    url: str
+    bus: BusThread
+    directory: Path
+    nodes: dict[str, Node] = field(default_factory=dict)
+    ipam: Process | None = None
+
+    def start_announcer(self, name: str, *, wait: bool = True) -> Process:
+        node = self.nodes[name]
+        proc = self.lab.popen(
+            node.ns, sys.executable, "-m", "services.cli", "announcer", "--node", name, "--nats", self.url,
+            "--http-port", str(METRICS_PORT), "--http-host", node.mgmt_ip, "--exclude-interfaces", "mgmt*",
+            "--log-level", "INFO", stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        node.announcer = Process(proc, f"announcer on {name}")
+        if wait:
+            node.announcer.wait_logged("event=bgp_agent_started")
+        return node.announcer
+
+    def terminate(self, name: str, timeout: float = 15.0) -> int:
+        announcer = self.nodes[name].announcer
+        assert announcer is not None
+        announcer.proc.terminate()
+        return announcer.proc.wait(timeout)
+
+    def start_ipam(self) -> Process:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "ipam", "--nats", self.url, "--http-port", "0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        )  # fmt: skip
+        self.lab.processes.append(proc)  # the lab stops it with the rest
+        self.ipam = Process(proc, "ipam")
+        return self.ipam
+
+    def set_link(self, name: str, *, up: bool) -> None:
+        self.lab.run(self.bridge, "ip", "link", "set", self.nodes[name].data_port, "up" if up else "down")
+
+    # --- the bus ---------------------------------------------------------------------------------------
+
+    def observe(self, *events: Event) -> None:
+        self.bus.call(publish_observed(self.bus.bus, *events))
+
+    def allocate(self, event: IPAllocated | IPReleased) -> None:
+        self.bus.call(publish_allocation(self.bus.bus, event))
+
+    def allocations(self) -> dict[str, tuple[str, ...]]:
+        """The ipam's current allocation per Service ``ns/name`` (empty tuple: released or failed)."""
+
+        async def read() -> dict[str, tuple[str, ...]]:
+            found: dict[str, tuple[str, ...]] = {}
+            async for received in self.bus.bus.read(
+                StreamName.IPAM, subjects=[IPAM_ALLOCATIONS], last_per_subject=True
+            ):
+                found[_service_of(received)] = getattr(received.event, "ips", ()) if isinstance(
+                    received.event, IPAllocated) else ()  # fmt: skip
+            return found
+
+        return self.bus.call(read())
+
+    def metrics(self, name: str) -> dict[str, float]:
+        url = f"http://{self.nodes[name].mgmt_ip}:{METRICS_PORT}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
+
+    def diagnostics(self) -> str:
+        parts = [f"--- {n.name}\n{n.announcer.tail()}" for n in self.nodes.values() if n.announcer is not None]
+        if self.ipam is not None:
+            parts.append(f"--- ipam\n{self.ipam.tail(20)}")
+        return "\n".join(parts)
+
+
+def _service_of(received: Received) -> str:
+    event = received.event
+    service = getattr(event, "service", None)
+    return f"{service.namespace}/{service.name}" if service is not None else received.subject
+
+
+@contextmanager
+def fabric(directory: Path, prefix: str = "mbbga") -> Iterator[Fabric]:
+    """Build the lab and start NATS; routers, the ipam and announcers are started by the test. All torn down."""
+    subnet = f"10.254.{secrets.randbelow(250) + 1}"
+    root_port = f"mb{secrets.token_hex(4)}"
+    with Lab(prefix) as lab:
+        bridge, mgmt = lab.namespace("br"), lab.namespace("mg")
+        lab.bridge(bridge)
+        lab.bridge(mgmt, "mg0")
+        subprocess.run(
+            ["ip", "link", "add", root_port, "type", "veth", "peer", "name", "up0", "netns", mgmt], check=True
+        )
+        try:
+            lab.run(mgmt, "ip", "link", "set", "up0", "master", "mg0", "up")
+            subprocess.run(["ip", "addr", "add", f"{subnet}.1/24", "dev", root_port], check=True)
+            subprocess.run(["ip", "link", "set", root_port, "up"], check=True)
+            router = lab.namespace("router")
+            lab.link(router, bridge_ns=bridge, addresses=[f"{ROUTER4}/24", f"{ROUTER6}/64"])
+            nodes: dict[str, Node] = {}
+            for index, (name, (v4, v6)) in enumerate(NODES.items(), start=1):
+                ns = lab.namespace(name)
+                data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"{v4}/24", f"{v6}/64"])
+                mgmt_ip = f"{subnet}.1{index}"
+                lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
+                nodes[name] = Node(name, ns, data_port, mgmt_ip)
+            with EmbeddedNats(host=f"{subnet}.1") as server:
+                bus = BusThread(server.url)
+                try:
+                    yield Fabric(lab, bridge, router, server.url, bus, directory, nodes)
+                finally:
+                    bus.close()
+                    lab.close()  # announcers and the ipam go before their bus
+        finally:
+            subprocess.run(["ip", "link", "del", root_port], capture_output=True, check=False)
+
+
+# --- BIRD with one protocol per node ----------------------------------------------------------------------
+
+
+@dataclass
+class BirdNeighbor(Bird):
+    """BIRD's view through one protocol (one node's session)."""
+
+    only: str = ""
+
+    def route_text(self, prefix: str) -> str | None:
+        out = self.birdc(f"show route all {prefix} protocol {self.only}", check=False).stdout
+        return out if prefix in out else None
+
+    def protocol(self, name: str = "") -> str:
+        return self.birdc(f"show protocols all {name or self.only}").stdout
+
+
+def start_bird(
+    fab: Fabric, *, router_as: int, node_as: int, password: str | None = None, bfd_ms: int | None = None
+) -> dict[str, BirdNeighbor]:
+    directory = fab.directory / "bird"
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "bird.conf"
+    secret = f'password "{password}";' if password else ""
+    bfd_protocol = ""
+    if bfd_ms is not None:
+        bfd_protocol = (f'protocol bfd {{ interface "*" {{ min rx interval {bfd_ms} ms; min tx interval {bfd_ms} ms;'
+                        " multiplier 3; }; }")  # fmt: skip
+    protocols = "".join(
+        f"""
+protocol bgp {name} {{
+    local {ROUTER4} as {router_as};
+    neighbor {v4} as {node_as};
+    passive on; direct; hold time 9; error wait time 1, 2; graceful restart on;
+    {secret} {"bfd on;" if bfd_ms is not None else ""}
+    ipv4 {{ import all; export none; gateway direct; }};
+    ipv6 {{ import all; export none; gateway direct; }};
+}}"""
+        for name, (v4, _) in NODES.items()
+    )
+    conf.write_text(
+        f'router id {ROUTER4};\nlog "{directory / "bird.log"}" all;\nprotocol device {{ scan time 1; }}\n'
+        f"{bfd_protocol}\n{protocols}\n"
+    )
+    socket = str(directory / "bird.ctl")
+    probe = Bird(fab.lab, fab.router, directory)
+    proc = _start(fab.lab, fab.router, lambda: probe.birdc("show status", check=False).returncode == 0,
+                  "bird", "-f", "-c", str(conf), "-s", socket, "-P", str(directory / "bird.pid"))  # fmt: skip
+    return {name: BirdNeighbor(fab.lab, fab.router, directory, proc, only=name) for name in NODES}
