@@ -35,6 +35,13 @@ class Route:
     large_communities: tuple[LargeCommunity, ...] = ()
     local_pref: int | None = None  # sent to internal peers only, as MetalLB does
 
+    def __post_init__(self) -> None:
+        words = [*self.communities, *(part for c in self.large_communities for part in c)]
+        if self.local_pref is not None:
+            words.append(self.local_pref)
+        if any(not 0 <= word <= 0xFFFFFFFF for word in words):
+            raise ValueError("communities, large community parts and local-pref are unsigned 32-bit numbers")
+
     def normalized(self) -> Route:
         return replace(
             self,

@@ -429,3 +429,12 @@ def test_a_route_whose_attributes_cannot_fit_an_update_is_unroutable() -> None:
     pair.pump()
     assert pair.a.unroutable == [net("198.51.100.5/32")]
     assert set(pair.received_by_b()) == {net("198.51.100.6/32")}
+
+
+def test_routes_refuse_values_the_wire_cannot_carry() -> None:
+    import pytest
+
+    with pytest.raises(ValueError):
+        Route(local_pref=1 << 32)
+    with pytest.raises(ValueError):
+        Route(large_communities=((1, 2, -3),))
