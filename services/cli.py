@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="kubeconfig file (env KUBECONFIG); in-cluster configuration when absent",
     )
     watcher.add_argument(
+        "--source-dir", type=Path, default=None,
+        help="read Kubernetes YAML from this directory instead of a Kubernetes API (edits apply live;"
+        " status is written to DIR/status/)",
+    )
+    watcher.add_argument(
         "--namespace", default=os.environ.get("METALBUS_NAMESPACE", "metallb-system"),
         help="namespace of the metallb.io configuration objects (env METALBUS_NAMESPACE)",
     )
@@ -116,6 +121,10 @@ def _service_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         from services.ipam.service import ipam_main
 
         return ipam_main(ReplicaSettings(load_balancer_class=args.load_balancer_class))
+    if args.source_dir is not None:
+        from services.watcher.files.service import directory_watcher_main
+
+        return directory_watcher_main(directory=args.source_dir, namespace=args.namespace)
     from services.watcher.service import watcher_main
 
     return watcher_main(kubeconfig=args.kubeconfig, namespace=args.namespace)

@@ -1,0 +1,190 @@
+"""The directory source: a folder of Kubernetes YAML in, the same ``K8S`` events as the Kubernetes source out.
+
+Every change under the directory (seen by ``watchfiles``) re-reads all of it — a lab directory
+holds a few dozen objects — and hands each resource's objects to the same projections the
+reflectors use, as a fresh list. :class:`ProjectionPublisher` then publishes what differs from the
+stream: a changed object is a new event, a removed one a tombstone. The ``status/`` subdirectory
+(written by :mod:`services.watcher.files.status`) and files that are not YAML are never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import watchfiles
+
+from schemas.events import CONFIG_KINDS, ObjectKind
+from services.common.bus import Bus
+from services.watcher.files.documents import (
+    CONFIG_RESOURCES,
+    Document,
+    Loaded,
+    Resource,
+    Skipped,
+    load_documents,
+    parse_documents,
+)
+from services.watcher.observe.projection import (
+    EndpointsProjection,
+    ObjectProjection,
+    PeerProjection,
+    Projection,
+    SecretProjection,
+    SecretReferences,
+)
+from services.watcher.observe.publishing import ProjectionPublisher
+from services.watcher.observe.translate import (
+    Observation,
+    RawObject,
+    config_observed,
+    kube_proxy_observed,
+    namespace_observed,
+    node_observed,
+    secret_observed,
+    service_observed,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_DIR = "status"
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+#: Milliseconds of quiet before a burst of file changes is read (an editor's save is several writes).
+DEBOUNCE_MS = 150
+#: Re-read after this long without a change, in case one slipped by before the watch started.
+RESCAN_SECONDS = 10.0
+
+
+def _skipped(kind: ObjectKind) -> Callable[[RawObject, Exception], None]:
+    def skip(obj: RawObject, error: Exception) -> None:
+        name = (obj.get("metadata") or {}).get("name")
+        log.warning("skipping unreadable object kind=%s name=%s error=%s", kind.value, name, str(error)[:300])
+
+    return skip
+
+
+def build_projections(namespace: str) -> dict[Resource, Projection]:
+    """One projection per resource, as the Kubernetes source builds them; BGPPeers before Secrets
+    (the Secrets wanted are those the peers reference)."""
+
+    def simple(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> ObjectProjection:
+        return ObjectProjection(kind, translate, on_error=_skipped(kind))
+
+    references = SecretReferences()
+    projections: dict[Resource, Projection] = {
+        Resource.NAMESPACES: simple(ObjectKind.NAMESPACE, namespace_observed),
+        Resource.NODES: simple(ObjectKind.NODE, node_observed),
+        Resource.KUBE_PROXY: simple(ObjectKind.KUBE_PROXY, kube_proxy_observed),
+    }
+    for kind_name, resource in CONFIG_RESOURCES.items():
+        kind = CONFIG_KINDS[kind_name]
+        if kind is ObjectKind.BGP_PEER:
+            projections[resource] = PeerProjection(config_observed, namespace=namespace, references=references,
+                                                   on_error=_skipped(kind))
+        else:
+            projections[resource] = simple(kind, config_observed)
+    projections[Resource.SECRETS] = SecretProjection(secret_observed, references=references,
+                                                     on_error=_skipped(ObjectKind.SECRET))
+    projections[Resource.ENDPOINT_SLICES] = EndpointsProjection(on_error=_skipped(ObjectKind.ENDPOINTS))
+    projections[Resource.SERVICES] = simple(ObjectKind.SERVICE, service_observed)
+    return projections
+
+
+def manifest_files(directory: Path) -> list[Path]:
+    """The YAML files under ``directory`` in name order, leaving out ``status/`` and hidden entries."""
+    files = []
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).parts
+        if relative[0] == STATUS_DIR or any(part.startswith(".") for part in relative):
+            continue
+        if path.is_file() and path.suffix in YAML_SUFFIXES:
+            files.append(path)
+    return files
+
+
+def read_directory(directory: Path, *, namespace: str) -> Loaded:
+    documents: list[Document] = []
+    skipped: list[Skipped] = []
+    for path in manifest_files(directory):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:  # removed while reading, or not text
+            log.warning("cannot read file=%s error=%r", path, error)
+            continue
+        found, bad = parse_documents(text, origin=str(path.relative_to(directory)))
+        documents += found
+        skipped += bad
+    loaded = load_documents(documents, config_namespace=namespace)
+    loaded.skipped[:0] = skipped
+    return loaded
+
+
+def watched(change: watchfiles.Change, path: str, *, directory: Path) -> bool:
+    """Whether a change at ``path`` may change what the directory holds."""
+    relative = Path(path).relative_to(directory).parts if Path(path).is_relative_to(directory) else ()
+    if not relative or relative[0] == STATUS_DIR or any(part.startswith(".") for part in relative):
+        return False
+    return Path(path).suffix in YAML_SUFFIXES or Path(path).is_dir() or change is watchfiles.Change.deleted
+
+
+class DirectorySource:
+    """Publishes the objects of ``directory`` on the ``K8S`` stream and keeps it in step with edits."""
+
+    def __init__(self, *, bus: Bus, directory: Path, namespace: str) -> None:
+        self.directory = directory.resolve()
+        self.namespace = namespace
+        self.projections = build_projections(namespace)
+        self.publishers = {r: ProjectionPublisher(projection=p, bus=bus) for r, p in self.projections.items()}
+        self.synced = asyncio.Event()
+        self.scans = 0
+
+    async def sync(self) -> int:
+        """Read the directory and publish what changed; returns how many events were published."""
+        loaded = await asyncio.to_thread(read_directory, self.directory, namespace=self.namespace)
+        for skipped in loaded.skipped:
+            log.warning("skipped document origin=%s problem=%s detail=%s", skipped.origin, skipped.problem,
+                        skipped.detail)
+        token = f"{time.time_ns():x}"  # unique per scan: A → B → A is three publishes, never a duplicate
+        published = 0
+        for resource, projection in self.projections.items():
+            projection.replace(loaded.objects[resource], token)
+        for publisher in self.publishers.values():
+            batch = publisher.changes(publisher.all_subjects(), trigger=token)
+            await publisher.publish(batch, msg_id_suffix=token)
+            published += len(batch)
+        self.scans += 1
+        log.log(logging.INFO if published or self.scans == 1 else logging.DEBUG,
+                "directory read dir=%s objects=%d published=%d ignored_kinds=%s", self.directory,
+                 loaded.count(), published, ",".join(sorted(loaded.ignored_kinds)) or "-")
+        return published
+
+    async def start(self) -> None:
+        """Learn what the stream holds, then publish the directory as it is."""
+        for publisher in self.publishers.values():
+            await publisher.read_stored()
+        await self.sync()
+        self.synced.set()
+
+    async def run(self, stopping: asyncio.Event, *, retry: float = 1.0) -> None:
+        """Start, then follow the directory's changes until ``stopping`` is set."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while not stopping.is_set():
+            try:
+                if not self.synced.is_set():
+                    await self.start()
+                # A quiet spell also re-reads: it catches a change made before the watch began.
+                async for _ in watchfiles.awatch(
+                    self.directory, stop_event=stopping, debounce=DEBOUNCE_MS, step=25,
+                    rust_timeout=int(RESCAN_SECONDS * 1000), yield_on_timeout=True,
+                    watch_filter=lambda change, path: watched(change, path, directory=self.directory),
+                ):
+                    await self.sync()
+            except Exception as error:  # a bus failure: re-read the stream and the directory
+                log.warning("directory source failed error=%r retry_in_s=%.1f", error, retry)
+                self.synced.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), retry)
