@@ -38,6 +38,7 @@ from services.ipam import core
 from services.ipam.adapters import pool_spec, raw_service, released_event, service_id
 from services.ipam.core.pools import validate_pools
 from services.ipam.core.requests import parse_ip
+from services.ipam.layer2 import Layer2
 from services.ipam.ledger import Ledger, apply
 from services.ipam.world import World
 
@@ -82,6 +83,7 @@ class Decider:
         self._installed: Configuration | None = None
         self._pending: list[Outgoing] = []
         self._cause: EventId | None = None
+        self.layer2 = Layer2()
 
     # --- loading (any replica) --------------------------------------------------------------
 
@@ -111,6 +113,8 @@ class Decider:
             self._reconcile(key)
         for key in sorted(self.world.services):
             self._reconcile(key)
+        self.layer2.activate(self.configuration.objects)
+        self._place()
         self._report_usage()
         return self._drain()
 
@@ -122,7 +126,16 @@ class Decider:
             self._reconfigure(reconcile=True)
         for key in sorted(change.services):
             self._reconcile(key)
+        self.layer2.touch(change)
+        self.layer2.set_configuration(self.configuration.objects)
+        self._place()
         self._cause = None
+        return self._drain()
+
+    def set_live_nodes(self, live: frozenset[str]) -> list[Outgoing]:
+        """The nodes whose announcers are live now; placements they change (none before activation)."""
+        self.layer2.set_live(live)
+        self._place()
         return self._drain()
 
     def report_usage(self) -> list[Outgoing]:
@@ -353,9 +366,14 @@ class Decider:
         service = self.world.services.get(key)
         return service.ref.uid if service is not None else ""
 
+    def _place(self) -> None:
+        for subject, event in self.layer2.settle(self.world, self.ledger):
+            self._emit(subject, event)
+
     def _emit(self, subject: str, event: Event) -> None:
         sequence = self.ledger.last_sequence + 1
         apply(self.ledger, event, sequence)
+        self.layer2.recorded(event)
         self._pending.append(Outgoing(subject, event, sequence, self._cause))
 
     def _drain(self) -> list[Outgoing]:

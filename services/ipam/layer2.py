@@ -1,0 +1,297 @@
+"""The decider's L2 bookkeeping: allocations + world + configuration + live announcers → placement events.
+
+Placement rules live in ``placement``; this module keeps what they need up to date and cheap to redo:
+which IPs form one group (union of the IPs a Service holds and of the Services holding an IP), each
+Service's demand, each group's eligibility (cached per distinct demand signature, so ten thousand
+groups with the same advertisement and traffic policy share one computation), and the ``Placer``.
+Only groups touched since the last ``settle`` are reconsidered; a liveness or node change re-evaluates
+every group's eligibility from the cache, but only groups that move (or whose node changed) are
+compared with the ledger. Events are emitted only where they differ from the ledger. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from schemas.events import (
+    AllocationFailed,
+    Event,
+    IPAllocated,
+    IPReleased,
+    L2PlacementCleared,
+    L2PlacementDecided,
+    ServiceId,
+)
+from schemas.metallb import ConfigObject, IPAddressPool, L2Advertisement
+from services.common.subjects import ipam_placement_subject
+from services.ipam.core import ServiceKey, service_key
+from services.ipam.ledger import Ledger, Placement
+from services.ipam.placement import (
+    EMPTY_CONFIG,
+    EMPTY_TOPOLOGY,
+    Change,
+    Demand,
+    Eligibility,
+    GroupKey,
+    L2Config,
+    Move,
+    NodeFacts,
+    Placer,
+    Topology,
+    eligibility,
+    interfaces,
+)
+from services.ipam.world import Touched, World
+
+Signature = tuple[Any, ...]
+
+
+class Layer2:
+    def __init__(self) -> None:
+        self.active = False
+        self.live: frozenset[str] = frozenset()
+        self.placer = Placer()
+        self._objects: tuple[ConfigObject, ...] | None = None
+        self._config = EMPTY_CONFIG
+        self._topology = EMPTY_TOPOLOGY
+        self._facts: dict[str, NodeFacts] = {}
+        self._demands: dict[ServiceKey, Demand] = {}
+        self._ids: dict[ServiceKey, ServiceId] = {}
+        self._ips_of: dict[ServiceKey, tuple[str, ...]] = {}
+        self._holders: dict[str, set[ServiceKey]] = {}
+        self._group_of: dict[str, GroupKey] = {}
+        self._groups: dict[GroupKey, tuple[str, ...]] = {}
+        self._members: dict[GroupKey, tuple[ServiceKey, ...]] = {}
+        self._signature: dict[GroupKey, Signature] = {}
+        self._eligible: dict[GroupKey, Eligibility | None] = {}
+        self._cache: dict[Signature, Eligibility | None] = {}
+        self._dirty_services: set[ServiceKey] = set()
+        self._dirty_nodes: set[str] = set()
+        self._live_changed = False
+        self._everything = False
+
+    # --- what changed -----------------------------------------------------------------------------
+
+    def activate(self, objects: tuple[ConfigObject, ...]) -> None:
+        self.active = True
+        self.set_configuration(objects)
+        self._everything = True
+
+    def set_live(self, live: frozenset[str]) -> None:
+        if live != self.live:
+            self.live = live
+            self._live_changed = True
+
+    def set_configuration(self, objects: tuple[ConfigObject, ...]) -> None:
+        if objects is self._objects:
+            return
+        self._objects = objects
+        self._config = L2Config(
+            (o for o in objects if isinstance(o, L2Advertisement)), (o for o in objects if isinstance(o, IPAddressPool))
+        )
+        self._everything = True
+
+    def touch(self, change: Touched) -> None:
+        self._dirty_services |= change.placed_services
+        self._dirty_nodes |= change.nodes
+
+    def recorded(self, event: Event) -> None:
+        """An allocation decision was folded into the ledger: its Service's IPs may have changed."""
+        if isinstance(event, IPAllocated | IPReleased | AllocationFailed):
+            self._dirty_services.add(service_key(event.service.namespace, event.service.name))
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def settle(self, world: World, ledger: Ledger) -> list[tuple[str, Event]]:
+        """The placement events that bring the ledger to what the rules want now."""
+        if not self.active:
+            return []
+        check: set[str] = set()
+        everything, self._everything = self._everything, False
+        if everything:
+            self._dirty_services |= self._ips_of.keys() | ledger.allocations.keys()
+            self._dirty_nodes |= self._facts.keys() | world.nodes.keys()
+            check |= ledger.placements.keys()
+        moved_nodes = self._refresh_topology(world, force=everything)
+        regrouped, affected = self._regroup(world, ledger)
+        check |= affected
+        if moved_nodes is not None:
+            self._cache.clear()
+            for key in self._groups:
+                if key not in regrouped:
+                    self._evaluate(key, ledger)
+        changes = {change.group: change for change in self.placer.solve()}
+        check.update(ip for key in regrouped for ip in self._groups.get(key, ()))
+        check.update(ip for key in changes for ip in self._groups[key])
+        if moved_nodes:
+            on_moved = (ips for key, ips in self._groups.items() if self.placer.node_of(key) in moved_nodes)
+            check.update(ip for ips in on_moved for ip in ips)
+        return [out for ip in sorted(check) if (out := self._difference(ip, ledger, changes)) is not None]
+
+    def _refresh_topology(self, world: World, *, force: bool) -> set[str] | None:
+        """Rebuild the topology if nodes or liveness changed; the nodes whose selection changed."""
+        changed = False
+        for name in self._dirty_nodes:
+            node = world.nodes.get(name)
+            facts = None if node is None else NodeFacts(name, dict(node.labels), node.network_unavailable)
+            if facts != self._facts.get(name):
+                changed = True
+                if facts is None:
+                    del self._facts[name]
+                else:
+                    self._facts[name] = facts
+        self._dirty_nodes.clear()
+        if not (changed or force or self._live_changed):
+            return None
+        self._live_changed = False
+        old, self._topology = self._topology, Topology(self._config, self._facts.values(), self.live)
+        if force or old.config is not self._config:
+            return set(self._facts) | set(old.usable)
+        moved = set(old.usable ^ self._topology.usable)
+        for before, after in zip(old.preference, self._topology.preference, strict=True):
+            moved |= {n for n in before.keys() | after.keys() if before.get(n) != after.get(n)}
+        for before_nodes, after_nodes in zip(old.selected, self._topology.selected, strict=True):
+            moved |= before_nodes ^ after_nodes
+        return moved
+
+    def _regroup(self, world: World, ledger: Ledger) -> tuple[set[GroupKey], set[str]]:
+        """Recompute the demands of touched Services and the groups of their IPs; the groups redone and
+        every IP concerned."""
+        affected: set[str] = set()
+        for key in self._dirty_services:
+            old_ips = self._ips_of.pop(key, ())
+            for ip in old_ips:
+                holders = self._holders.get(ip)
+                if holders is not None:
+                    holders.discard(key)
+                    if not holders:
+                        del self._holders[ip]
+            affected.update(old_ips)
+            self._demands.pop(key, None)
+            self._ids.pop(key, None)
+            allocation = ledger.allocations.get(key)
+            if allocation is None:
+                continue
+            self._ips_of[key] = allocation.ips
+            self._ids[key] = allocation.service
+            for ip in allocation.ips:
+                self._holders.setdefault(ip, set()).add(key)
+            affected.update(allocation.ips)
+            self._demands[key] = self._demand(key, allocation, world)
+        self._dirty_services.clear()
+        for ip in list(affected):
+            group = self._group_of.get(ip)
+            if group is not None:
+                affected.update(self._groups[group])
+        for ip in affected:
+            group = self._group_of.pop(ip, None)
+            if group is not None and group in self._groups:
+                del self._groups[group], self._members[group], self._signature[group], self._eligible[group]
+                self.placer.remove(group)
+        redone: set[GroupKey] = set()
+        for ip in sorted(affected):
+            if ip in self._group_of or ip not in self._holders:
+                continue
+            ips, services = self._component(ip)
+            group = ips[0]
+            redone.add(group)
+            self._groups[group], self._members[group] = ips, services
+            self._signature[group] = tuple(self._demands[s].signature() for s in services)
+            for member in ips:
+                self._group_of[member] = group
+            self._evaluate(group, ledger)
+        return redone, affected
+
+    def _component(self, start: str) -> tuple[tuple[str, ...], tuple[ServiceKey, ...]]:
+        ips: set[str] = {start}
+        services: set[ServiceKey] = set()
+        frontier = [start]
+        while frontier:
+            for service in self._holders.get(frontier.pop(), ()):
+                if service not in services:
+                    services.add(service)
+                    fresh = [ip for ip in self._ips_of[service] if ip not in ips]
+                    ips.update(fresh)
+                    frontier.extend(fresh)
+        return tuple(sorted(ips)), tuple(sorted(services))
+
+    def _demand(self, key: ServiceKey, allocation: IPAllocated, world: World) -> Demand:
+        service = world.services.get(key)
+        endpoints = world.endpoints.get(key)
+        return Demand(
+            advertisements=self._config.selecting(allocation.pool, service.labels if service else {}),
+            local=service is not None and service.external_traffic_policy == "Local",
+            serving=frozenset(n.node for n in endpoints.nodes if n.serving > 0) if endpoints else frozenset(),
+        )
+
+    def _evaluate(self, key: GroupKey, ledger: Ledger) -> None:
+        signature = self._signature[key]
+        if signature in self._cache:
+            eligible = self._cache[signature]
+        else:
+            eligible = self._cache[signature] = eligibility(
+                [self._demands[s] for s in self._members[key]], self._topology
+            )
+        self._eligible[key] = eligible
+        if eligible is None:
+            self.placer.remove(key)
+            return
+        self.placer.put(key, weight=len(self._groups[key]), eligible=eligible, current=self._recorded_node(key, ledger))
+
+    def _recorded_node(self, key: GroupKey, ledger: Ledger) -> str | None:
+        for ip in self._groups[key]:
+            placement = ledger.placements.get(ip)
+            if placement is not None:
+                return placement.decision.node
+        return None
+
+    def _difference(self, ip: str, ledger: Ledger, changes: dict[GroupKey, Change]) -> tuple[str, Event] | None:
+        recorded = ledger.placements.get(ip)
+        group = self._group_of.get(ip)
+        node = None if group is None else self.placer.node_of(group)
+        if group is None or node is None:
+            if recorded is None:
+                return None
+            if group is None:
+                why = "Released: no Service holds the IP"
+            elif self._eligible.get(group) is None:
+                why = "NotAdvertised: no L2Advertisement selects its pool and Services"
+            else:
+                why = f"{Move.CLEARED.value}: no live, eligible node"
+            return ipam_placement_subject(ip), L2PlacementCleared(ip=ip, reason=why)
+        services = self._members[group]
+        demands = [self._demands[s] for s in services]
+        wanted = tuple(self._ids[s] for s, d in zip(services, demands, strict=True) if d.wants)
+        names = interfaces(demands, self._topology, node)
+        if recorded is not None:
+            decision = recorded.decision
+            if (decision.node, decision.services, decision.interfaces) == (node, wanted, names):
+                return None
+        event = L2PlacementDecided(
+            ip=ip, node=node, services=wanted, interfaces=names, reason=self._reason(changes.get(group), recorded, node)
+        )
+        return ipam_placement_subject(ip), event
+
+    def _reason(self, change: Change | None, recorded: Placement | None, node: str) -> str:
+        if change is None and recorded is not None and recorded.decision.node == node:
+            return f"Updated: {node} keeps it; its Services or interfaces changed"
+        if change is None or change.old is None:
+            return f"{Move.PLACED.value}: {node} (least loaded eligible node, or where its group is)"
+        if change.move is Move.FAILOVER:
+            return f"{Move.FAILOVER.value}: {self._topology.why_not(change.old)}; moved to {node}"
+        if change.move is Move.REBALANCED:
+            return f"{Move.REBALANCED.value}: {change.old} held more than its fair share + 1; moved to {node}"
+        return f"{change.move.value}: {node}"
+
+    def eligible(self, ip: str) -> frozenset[str] | None:
+        """The nodes eligible for ``ip``'s group now (None: not announced over L2)."""
+        group = self._group_of.get(ip)
+        eligible = None if group is None else self._eligible.get(group)
+        return None if eligible is None else eligible.nodes
+
+    def placed(self) -> Iterable[tuple[GroupKey, str]]:
+        for key in self._groups:
+            node = self.placer.node_of(key)
+            if node is not None:
+                yield key, node

@@ -1,0 +1,336 @@
+"""L2 placement as an operator sees it: which node answers for each IP, and when that changes."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import (
+    ConfigObjectObserved,
+    EndpointsObserved,
+    Event,
+    L2PlacementCleared,
+    L2PlacementDecided,
+    NodeEndpoints,
+    NodeObserved,
+    ObjectRef,
+    ServicePort,
+)
+from services.ipam.decider import Decider, Outgoing
+from services.ipam.placement import EXCLUDE_LABEL, Eligibility, place
+from tests.builders import CONFIG_NAMESPACE, pool, service, service_deleted
+
+NODES = ("a", "b", "c")
+
+
+def node(name: str, *, unavailable: bool = False, version: str = "1", **labels: str) -> NodeObserved:
+    return NodeObserved(
+        ref=ObjectRef(name=name, uid=f"uid-{name}", resource_version=version),
+        labels={"kubernetes.io/hostname": name, **labels},
+        network_unavailable=unavailable,
+    )
+
+
+def endpoints(name: str, *nodes: str, namespace: str = "default") -> EndpointsObserved:
+    return EndpointsObserved(
+        namespace=namespace, service=name, nodes=tuple(NodeEndpoints(node=n, ready=1, serving=1) for n in nodes)
+    )
+
+
+def l2(name: str = "all", version: str = "1", **spec: Any) -> ConfigObjectObserved:
+    """An L2Advertisement (``spec`` in MetalLB's camelCase)."""
+    raw = {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "L2Advertisement",
+        "metadata": {"name": name, "namespace": CONFIG_NAMESPACE, "uid": f"uid-l2-{name}", "resourceVersion": version},
+        "spec": spec,
+    }
+    return ConfigObjectObserved(
+        ref=ObjectRef(namespace=CONFIG_NAMESPACE, name=name, uid=f"uid-l2-{name}", resource_version=version),
+        kind="L2Advertisement", api_version="metallb.io/v1beta1", raw=raw,
+    )
+
+
+def labelled(observed: ConfigObjectObserved, **labels: str) -> ConfigObjectObserved:
+    raw = dict(observed.raw)
+    raw["metadata"] = {**raw["metadata"], "labels": labels}
+    return observed.model_copy(update={"raw": raw})
+
+
+LAN = pool("lan", "192.168.10.0/24")
+WEB = service("web")
+WEB_EVERYWHERE = endpoints("web", *NODES)
+
+
+def active(*world: Event, live: tuple[str, ...] = NODES) -> Decider:
+    decider = Decider()
+    for event in (*(node(n) for n in NODES), *world):
+        decider.load_observation(event)
+    decider.set_live_nodes(frozenset(live))
+    decider.activate()
+    return decider
+
+
+def placed(decider: Decider) -> dict[str, str]:
+    return {ip: p.decision.node for ip, p in sorted(decider.ledger.placements.items())}
+
+
+def of_type(outgoing: list[Outgoing], kind: type[Event]) -> list[Any]:
+    return [o.event for o in outgoing if isinstance(o.event, kind)]
+
+
+# --- who is eligible ---------------------------------------------------------------------------
+
+ANYWHERE = set(NODES)
+
+ELIGIBILITY: list[tuple[str, list[Event], set[str]]] = [
+    ("an advertisement without selectors: any live node", [l2()], ANYWHERE),
+    ("no L2Advertisement: a BGP-only pool gets no placement", [], set()),
+    ("an advertisement naming another pool", [l2(ipAddressPools=["other"])], set()),
+    ("an advertisement naming the pool", [l2(ipAddressPools=["lan"])], ANYWHERE),
+    (
+        "a pool selector matching the pool's labels",
+        [labelled(LAN, tier="edge"), l2(ipAddressPoolSelectors=[{"matchLabels": {"tier": "edge"}}])],
+        ANYWHERE,
+    ),
+    ("a pool selector not matching", [l2(ipAddressPoolSelectors=[{"matchLabels": {"tier": "edge"}}])], set()),
+    ("a service selector not matching", [l2(serviceSelectors=[{"matchLabels": {"app": "db"}}])], set()),
+    (
+        "a service selector matching",
+        [service("web", labels={"app": "web"}), l2(serviceSelectors=[{"matchLabels": {"app": "web"}}])],
+        ANYWHERE,
+    ),
+    (
+        "a node selector",
+        [node("b", zone="x"), node("c", zone="x"), l2(nodeSelectors=[{"matchLabels": {"zone": "x"}}])],
+        {"b", "c"},
+    ),
+    (
+        "two advertisements: the union of their nodes",
+        [l2("one", nodeSelectors=[{"matchLabels": {"kubernetes.io/hostname": "a"}}]),
+         l2("two", nodeSelectors=[{"matchLabels": {"kubernetes.io/hostname": "c"}}])],
+        {"a", "c"},
+    ),
+    ("NetworkUnavailable nodes are left out", [l2(), node("a", unavailable=True), node("b", unavailable=True)], {"c"}),
+    ("nodes excluded from load balancers are left out", [l2(), node("a", **{EXCLUDE_LABEL: ""})], {"b", "c"}),
+    ("no serving endpoint anywhere: no placement", [l2(), endpoints("web")], set()),
+    ("externalTrafficPolicy Local: only where an endpoint serves", [
+        l2(), service("web", external_traffic_policy="Local"), endpoints("web", "b")], {"b"}),
+    ("Local, and that node unavailable: nowhere", [
+        l2(), service("web", external_traffic_policy="Local"), endpoints("web", "b"), node("b", unavailable=True)],
+        set()),
+]
+
+
+@pytest.mark.parametrize(("story", "world", "nodes"), ELIGIBILITY, ids=[row[0] for row in ELIGIBILITY])
+def test_eligible_nodes(story: str, world: list[Event], nodes: set[str]) -> None:
+    decider = active(LAN, WEB, WEB_EVERYWHERE, *world)
+    assert (decider.layer2.eligible("192.168.10.0") or set()) == nodes
+    if nodes:
+        assert placed(decider)["192.168.10.0"] in nodes
+    else:
+        assert placed(decider) == {}
+
+
+def test_a_node_whose_announcer_is_not_live_is_not_eligible() -> None:
+    decider = active(LAN, l2(), WEB, WEB_EVERYWHERE, live=("b",))
+    assert placed(decider) == {"192.168.10.0": "b"}
+
+
+def test_a_node_kubernetes_does_not_know_is_not_eligible() -> None:
+    decider = active(LAN, l2(), WEB, endpoints("web", "ghost"), live=("ghost",))
+    assert placed(decider) == {}
+
+
+def test_interfaces_are_the_union_of_the_matching_advertisements() -> None:
+    decider = active(LAN, l2("one", interfaces=["eth1"]), l2("two", interfaces=["eth0"]), WEB, WEB_EVERYWHERE)
+    assert decider.ledger.placements["192.168.10.0"].decision.interfaces == ("eth0", "eth1")
+    decider = active(LAN, l2("one", interfaces=["eth1"]), l2("two"), WEB, WEB_EVERYWHERE)
+    assert decider.ledger.placements["192.168.10.0"].decision.interfaces == ()
+
+
+# --- stories -----------------------------------------------------------------------------------
+
+
+def test_local_traffic_follows_the_endpoints_with_a_newer_epoch() -> None:
+    local = service("web", external_traffic_policy="Local")
+    decider = active(LAN, l2(), local, endpoints("web", "b"))
+    first = decider.ledger.placements["192.168.10.0"]
+    assert first.decision.node == "b"
+    [moved] = of_type(decider.observe(endpoints("web", "c")), L2PlacementDecided)
+    assert moved.node == "c" and moved.reason.startswith("NodeNotEligible")
+    assert decider.ledger.placements["192.168.10.0"].epoch > first.epoch
+    [cleared] = of_type(decider.observe(endpoints("web")), L2PlacementCleared)
+    assert cleared.ip == "192.168.10.0"
+    assert decider.observe(endpoints("web")) == []
+
+
+def test_a_shared_ip_stays_on_one_node_eligible_for_all_its_services() -> None:
+    shared = {"metallb.io/allow-shared-ip": "k", "metallb.io/loadBalancerIPs": "192.168.10.7"}
+    local = {"external_traffic_policy": "Local", "selector": {"app": "x"}, "annotations": shared}
+    one = service("one", **local)
+    two = service("two", ports=(ServicePort(port=443),), **local)
+    decider = active(LAN, l2(), one, two, endpoints("one", "b", "c"), endpoints("two", "a", "b"))
+    decision = decider.ledger.placements["192.168.10.7"].decision
+    assert decision.node == "b" and [s.name for s in decision.services] == ["one", "two"]
+    [moved] = of_type(decider.observe(endpoints("two", "c")), L2PlacementDecided)
+    assert moved.node == "c"
+    # a Service without a serving endpoint does not hold the IP back for the other
+    [kept] = of_type(decider.observe(endpoints("two")), L2PlacementDecided)
+    assert kept.node == "c" and [s.name for s in kept.services] == ["one"]
+    assert decider.layer2.eligible("192.168.10.7") == {"b", "c"}
+
+
+def test_a_dual_stack_pair_stays_together_and_moves_together() -> None:
+    pools = pool("lan", "192.168.10.0/24", "fd00::/120")
+    dual = service("web", ip_families=("IPv4", "IPv6"), ip_family_policy="RequireDualStack",
+                   cluster_ips=("10.96.0.10", "fd96::10"))
+    decider = active(pools, l2(), dual, WEB_EVERYWHERE)
+    nodes = set(placed(decider).values())
+    assert len(placed(decider)) == 2 and len(nodes) == 1
+    [gone] = nodes
+    out = decider.set_live_nodes(frozenset(NODES) - {gone})
+    assert len(of_type(out, L2PlacementDecided)) == 2 and len(set(placed(decider).values()) - {gone}) == 1
+
+
+def test_placements_are_sticky_and_balanced_and_rebalance_only_past_fair_share_plus_one() -> None:
+    services = [e for i in range(30) for e in (service(f"s{i}"), endpoints(f"s{i}", *NODES))]
+    decider = active(LAN, l2(), *services)
+    assert Counter(placed(decider).values()) == {"a": 10, "b": 10, "c": 10}
+    # a new node takes nothing while nobody is above fair share (30 / 4 = 7.5) + 1 ... it is: rebalance
+    before = placed(decider)
+    out = decider.observe(node("d"))  # known, but its announcer is not live yet: nothing changes
+    assert out == []
+    # a dies: its ten IPs spread over b and c, nobody else moves
+    out = decider.set_live_nodes(frozenset({"b", "c"}))
+    moves = of_type(out, L2PlacementDecided)
+    assert {m.ip for m in moves} == {ip for ip, n in before.items() if n == "a"}
+    assert Counter(placed(decider).values()) == {"b": 15, "c": 15}
+    # a returns: only as many move back as fair share (10) + 1 requires
+    out = decider.set_live_nodes(frozenset(NODES))
+    loads = Counter(placed(decider).values())
+    assert max(loads.values()) <= 11 and loads["a"] == 30 - loads["b"] - loads["c"]
+    assert len(of_type(out, L2PlacementDecided)) == loads["a"] and loads["a"] >= 8
+    assert all(m.reason.startswith("Rebalanced") for m in of_type(out, L2PlacementDecided))
+    # nothing else changes: the same liveness again decides nothing
+    assert decider.set_live_nodes(frozenset(NODES)) == []
+
+
+def test_preferred_nodes_are_chosen_first_but_an_ip_does_not_return_to_them() -> None:
+    prefer_b = l2(preferredNodeSelectors=[{"weight": 50, "preference": {"matchLabels": {"role": "primary"}}}])
+    services = [e for i in range(4) for e in (service(f"s{i}"), endpoints(f"s{i}", *NODES))]
+    decider = active(LAN, prefer_b, node("b", role="primary"), *services)
+    assert set(placed(decider).values()) == {"b"}
+    decider.set_live_nodes(frozenset({"a", "c"}))
+    assert set(placed(decider).values()) == {"a", "c"}
+    assert decider.set_live_nodes(frozenset(NODES)) == []  # sticky: no move back while a and c are eligible
+
+
+def test_a_leaving_node_hands_over_and_a_released_ip_is_cleared() -> None:
+    decider = active(LAN, l2(), WEB, WEB_EVERYWHERE)
+    owner = placed(decider)["192.168.10.0"]
+    [moved] = of_type(decider.set_live_nodes(frozenset(NODES) - {owner}), L2PlacementDecided)
+    assert moved.node != owner and f"{owner} is not live" in moved.reason
+    [cleared] = of_type(decider.observe(service_deleted("web")), L2PlacementCleared)
+    assert cleared.ip == "192.168.10.0" and cleared.reason.startswith("Released")
+    assert placed(decider) == {}
+
+
+def test_no_live_announcer_clears_and_the_first_one_back_takes_everything() -> None:
+    decider = active(LAN, l2(), WEB, WEB_EVERYWHERE)
+    assert len(of_type(decider.set_live_nodes(frozenset()), L2PlacementCleared)) == 1
+    [back] = of_type(decider.set_live_nodes(frozenset({"c"})), L2PlacementDecided)
+    assert back.node == "c"
+
+
+def test_an_advertisement_removed_clears_its_placements() -> None:
+    decider = active(LAN, l2(), WEB, WEB_EVERYWHERE)
+    out = decider.observe(l2(ipAddressPoolSelectors=[{"matchLabels": {"tier": "edge"}}], version="2"))
+    [cleared] = of_type(out, L2PlacementCleared)
+    assert cleared.reason.startswith("NotAdvertised")
+
+
+def test_a_restarted_decider_keeps_every_placement() -> None:
+    services = [e for i in range(9) for e in (service(f"s{i}"), endpoints(f"s{i}", *NODES))]
+    world = (*(node(n) for n in NODES), LAN, l2(), *services)
+    first = Decider()
+    for event in world:
+        first.load_observation(event)
+    first.set_live_nodes(frozenset(NODES))
+    history = first.activate()
+    assert len(of_type(history, L2PlacementDecided)) == 9
+    replica = Decider()
+    for outgoing in history:
+        replica.load_decision(outgoing.event, outgoing.sequence)
+    for event in world:
+        replica.load_observation(event)
+    replica.set_live_nodes(frozenset(NODES))
+    assert of_type(replica.activate(), L2PlacementDecided) == []
+    assert placed(replica) == placed(first)
+
+
+# --- properties ------------------------------------------------------------------------------
+
+
+NODE_NAMES = [f"n{i}" for i in range(8)]
+
+
+@st.composite
+def placement_inputs(draw: st.DrawFn) -> dict[str, tuple[int, Eligibility]]:
+    count = draw(st.integers(1, 40))
+    groups: dict[str, tuple[int, Eligibility]] = {}
+    for index in range(count):
+        nodes = frozenset(draw(st.sets(st.sampled_from(NODE_NAMES), max_size=len(NODE_NAMES))))
+        groups[f"10.0.{index // 256}.{index % 256}"] = (draw(st.sampled_from([1, 1, 1, 2])), Eligibility(nodes, nodes))
+    return groups
+
+
+def _check_balance(groups: dict[str, tuple[int, Eligibility]], result: dict[str, str | None]) -> None:
+    loads = Counter[str]()
+    for key, where in result.items():
+        if where is not None:
+            loads[where] += groups[key][0]
+    for key, where in result.items():
+        weight, eligible = groups[key]
+        if not eligible.nodes:
+            assert where is None
+            continue
+        assert where in eligible.nodes
+        fair = sum(loads[n] for n in eligible.nodes) / len(eligible.nodes)
+        assert loads[where] <= fair + max(1, weight), (key, where, dict(loads))
+
+
+@given(placement_inputs())
+@settings(max_examples=100, deadline=None)
+def test_no_node_holds_more_than_its_fair_share_plus_one(groups: dict[str, tuple[int, Eligibility]]) -> None:
+    _check_balance(groups, place(groups))
+
+
+@given(placement_inputs(), st.data())
+@settings(max_examples=100, deadline=None)
+def test_the_bound_holds_from_any_current_placement(groups: dict[str, tuple[int, Eligibility]],
+                                                    data: st.DataObject) -> None:
+    current = {key: data.draw(st.sampled_from(NODE_NAMES)) for key in groups}
+    result = place(groups, current)
+    _check_balance(groups, result)
+    assert place(groups, {k: v for k, v in result.items() if v is not None}) == result  # nothing more to move
+
+
+@given(placement_inputs(), st.randoms(use_true_random=False))
+@settings(max_examples=100, deadline=None)
+def test_placement_does_not_depend_on_input_order(groups: dict[str, tuple[int, Eligibility]],
+                                                   shuffler: random.Random) -> None:
+    keys = list(groups)
+    shuffler.shuffle(keys)
+    assert place({k: groups[k] for k in keys}) == place(groups)
+
+
+def test_an_even_cluster_is_balanced_exactly() -> None:
+    everywhere = Eligibility(frozenset(NODE_NAMES), frozenset(NODE_NAMES))
+    result = place({f"10.0.0.{i}": (1, everywhere) for i in range(100)})
+    assert sorted(Counter(result.values()).values()) == [12, 12, 12, 12, 13, 13, 13, 13]
