@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from schemas.events import Event, PoolUsageReported
+from services.ipam.ledger import Placement
 
 ADDRESSES_IN_USE = Gauge(
     "metallb_allocator_addresses_in_use_total", "Number of IP addresses in use, per pool", ["pool"]
@@ -18,6 +22,25 @@ DECISION_LATENCY = Histogram(
     "From an observed event stored to the decisions it caused appended",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+PLACEMENTS = Gauge("metalbus_ipam_placements", "L2 IPs placed on each node (as appended)", ["node"])
+FAILOVER_SECONDS = Histogram(
+    "metalbus_ipam_failover_seconds",
+    "From an announcer's death noticed (silence or leaving) to its IPs' new placements appended",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+_placed_nodes: set[str] = set()
+
+
+def report_placements(placements: Mapping[str, Placement]) -> None:
+    """Set the per-node placement gauge from the ledger (nodes that hold nothing any more are removed)."""
+    counts = Tally(p.decision.node for p in placements.values())
+    for node in _placed_nodes - counts.keys():
+        PLACEMENTS.remove(node)
+    for node, count in counts.items():
+        PLACEMENTS.labels(node=node).set(count)
+    _placed_nodes.clear()
+    _placed_nodes.update(counts)
 
 
 def count_decision(event: Event) -> None:

@@ -10,6 +10,7 @@ cannot write; it steps down and rebuilds from the stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -19,7 +20,7 @@ from enum import StrEnum
 from nats.aio.msg import Msg
 from opentelemetry import trace
 
-from schemas.events import PoolUsageReported
+from schemas.events import L2PlacementCleared, L2PlacementDecided, PoolUsageReported
 from schemas.events.codec import InvalidEvent
 from services.common.bus import Append, Bus, Header, PendingAppends, Received
 from services.common.errors import RetryableError, WrongLastSequence
@@ -29,6 +30,7 @@ from services.common.subjects import StreamName, dead_letter_subject
 from services.common.tracing import extract_context, inject_context, tracer
 from services.ipam import metrics
 from services.ipam.decider import Decider, Outgoing
+from services.ipam.liveness import LivenessWatch
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class ReplicaSettings:
     lease_interval: float = 0.25
     batch: int = 500
     load_balancer_class: str | None = None
+    #: An announcer silent this long is dead (heartbeats come about every 100 ms).
+    liveness_timeout: float = 0.35
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +72,14 @@ class Replica:
         self._renew_at = 0.0
         self._decisions: Follower | None = None
         self._world: Follower | None = None
+        self._fetching: asyncio.Task[list[Received]] | None = None
+        self.liveness = LivenessWatch(bus, timeout=settings.liveness_timeout)
         #: Set once the stream history is loaded (readiness) and once active and caught up.
         self.loaded = asyncio.Event()
         self.activated = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        await self.liveness.start()
         await self.load()
         try:
             while not stopping.is_set():
@@ -85,10 +92,13 @@ class Replica:
                 if self._unconfirmed is not None:
                     await self._confirm(self._unconfirmed)
                 await self._lease.release()
+            await self._stop_fetching()
+            await self.liveness.stop()
             for follower in (self._decisions, self._world):
                 if follower is not None:
                     await follower.close()
             metrics.ACTIVE.set(0)
+            metrics.report_placements({})
 
     # --- loading and following --------------------------------------------------------------
 
@@ -155,11 +165,15 @@ class Replica:
 
     async def _activate(self) -> None:
         started = time.perf_counter()
+        await self.liveness.settled()
         await self._catch_up_decisions()
         for received in await self._drain_world():
             self.decider.load_observation(received.event)
         self.role = Role.ACTIVE
         metrics.ACTIVE.set(1)
+        self.liveness.changed.clear()
+        self.liveness.take_deaths()
+        self.decider.set_live_nodes(self.liveness.live)
         with self._tracer.start_as_current_span("ipam activate"):
             outgoing = self.decider.activate()
             sent = await self._send(outgoing, {})
@@ -180,9 +194,10 @@ class Replica:
 
     async def _active_step(self) -> None:
         """Decide on the next batch of observations while the previous batch's appends are being
-        acknowledged: fetch → decide → send batch N+1, then confirm batch N."""
+        acknowledged: fetch → decide → send batch N+1, then confirm batch N. A change of live
+        announcers interrupts the wait for observations and is placed and confirmed at once."""
         wait = 0.0 if self._unconfirmed else self._settings.lease_interval
-        batch = await self._follow_world(wait=max(wait, 0.01))
+        batch = await self._next_batch(wait=max(wait, 0.01))
         sent: _Sent | None = None
         if batch:
             sent = await self._send(*self._decide(batch), batch)
@@ -191,10 +206,58 @@ class Replica:
         if self._unconfirmed is not None and not await self._confirm(self._unconfirmed):
             return
         self._unconfirmed = sent
+        if self.liveness.changed.is_set() and not await self._follow_liveness():
+            return
         if time.monotonic() >= self._renew_at:
             self._renew_at = time.monotonic() + self._settings.lease_interval
             if not await self._lease.renew():
                 await self._step_down("lease lost")
+
+    async def _next_batch(self, *, wait: float) -> list[Received]:
+        """The next observations, or nothing as soon as the live announcers change. A fetch cut short
+        stays pending and is taken up by the next call, so no observation is lost."""
+        if self._fetching is None:
+            self._fetching = asyncio.ensure_future(self._follow_world(wait=wait))
+        if not self._fetching.done() and not self.liveness.changed.is_set():
+            changed = asyncio.ensure_future(self.liveness.changed.wait())
+            try:
+                await asyncio.wait({self._fetching, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+        if not self._fetching.done():
+            return []
+        fetched, self._fetching = self._fetching, None
+        return fetched.result()
+
+    async def _stop_fetching(self) -> None:
+        fetching, self._fetching = self._fetching, None
+        if fetching is not None:
+            fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fetching
+
+    async def _follow_liveness(self) -> bool:
+        """Place for the announcers live now, and confirm it before anything else (failover time)."""
+        self.liveness.changed.clear()
+        deaths = self.liveness.take_deaths()
+        holding = {p.decision.node for p in self.decider.ledger.placements.values()} if deaths else set()
+        with self._tracer.start_as_current_span("ipam liveness"):
+            outgoing = self.decider.set_live_nodes(self.liveness.live)
+        if not outgoing:
+            return True
+        sent = await self._send(outgoing, {})
+        if sent is None:
+            return False
+        if self._unconfirmed is not None and not await self._confirm(self._unconfirmed):
+            return False
+        if not await self._confirm(sent):
+            return False
+        now = asyncio.get_running_loop().time()
+        for node, noticed in deaths.items():
+            if node in holding:
+                metrics.FAILOVER_SECONDS.observe(now - noticed)
+                log.info("failover node=%s seconds=%.3f decisions=%d", node, now - noticed, len(outgoing))
+        return True
 
     def _decide(self, batch: list[Received]) -> tuple[list[Outgoing], dict[int, dict[str, str]]]:
         outgoing: list[Outgoing] = []
@@ -241,19 +304,25 @@ class Replica:
         except RetryableError as error:
             await self._step_down(f"append failed: {error}")
             return False
+        placements = False
         for out in sent.outgoing:
             metrics.count_decision(out.event)
             if isinstance(out.event, PoolUsageReported):
                 metrics.report_usage(out.event)
+            placements = placements or isinstance(out.event, L2PlacementDecided | L2PlacementCleared)
+        if placements:
+            metrics.report_placements(self.decider.ledger.placements)
         _observe_latency(sent.batch)
         return True
 
     async def _step_down(self, reason: str) -> None:
         log.warning("stepping down reason=%s", reason)
         self._unconfirmed = None
+        await self._stop_fetching()
         await self._lease.release()
         self.role = Role.STANDBY
         metrics.ACTIVE.set(0)
+        metrics.report_placements({})
         await self.load()
 
     def _dead_letter(self, message: Msg, error: InvalidEvent) -> None:
