@@ -27,6 +27,9 @@ from services.watcher.status.objects import (
     meta,
 )
 
+#: up to this many known Services, each is read on its own rather than listing all Services
+READ_EACH_UP_TO = 200
+
 
 def _index(items: list[Obj], kind: TargetKind) -> dict[ObjectKey, Obj]:
     return {ObjectKey(kind, meta(obj).get("namespace", ""), meta(obj).get("name", "")): obj for obj in items}
@@ -35,7 +38,10 @@ def _index(items: list[Obj], kind: TargetKind) -> dict[ObjectKey, Obj]:
 async def initial_sync(api: ObjectApi, state: StatusState) -> list[ObjectKey]:
     """The keys to write: known objects shown wrongly or not at all, and stray status objects."""
     namespace = state.namespace
-    listed = _index(await api.list(SERVICES, None), TargetKind.SERVICE)
+    services = [key for key in state.object_keys() if key.kind is TargetKind.SERVICE]
+    listed: dict[ObjectKey, Obj] = {}
+    if len(services) > READ_EACH_UP_TO:
+        listed = _index(await api.list(SERVICES, None), TargetKind.SERVICE)
     selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     listed |= _index(await api.list(SERVICE_L2_STATUSES, namespace, label_selector=selector),
                      TargetKind.L2_STATUS)
@@ -45,7 +51,9 @@ async def initial_sync(api: ObjectApi, state: StatusState) -> list[ObjectKey]:
     for key in state.object_keys():
         desired = target(state, key)
         obj = listed.get(key)
-        if isinstance(desired, ServiceTarget):
+        if isinstance(desired, ServiceTarget) and len(services) <= READ_EACH_UP_TO:
+            pass  # few: each is read when written, cheaper than listing every Service of the cluster
+        elif isinstance(desired, ServiceTarget):
             if obj is None:
                 continue  # the Service is gone: nothing to show the allocation on
             if shows(desired, obj):

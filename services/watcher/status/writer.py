@@ -184,9 +184,13 @@ class StatusWriter:
 
     async def _start(self) -> None:
         self.state = StatusState(self.state.namespace)
+        started = time.monotonic()
         await self.rebuild()
+        rebuilt = time.monotonic()
         if self.settings.initial_sync:
             pending = await initial_sync(self.api, self.state)
+            log.info("status compared with Kubernetes objects=%d to_write=%d rebuild_s=%.2f compare_s=%.2f",
+                     len(self.state.services), len(pending), rebuilt - started, time.monotonic() - rebuilt)
             for key in pending:
                 self.queue.put(key)
             # releases Kubernetes already shows (or whose Service is gone) need no memory
