@@ -41,7 +41,8 @@ class ReflectorSettings:
     watch_timeout_seconds: int = 300
     #: After this many watch failures in a row without a single event, relist instead.
     watch_failures_before_relist: int = 5
-    list_page: int = 500
+    #: Objects per list page (a list of 10 000 Services is a few megabytes).
+    list_page: int = 5000
     publish_chunk: int = 1000
 
 
@@ -146,10 +147,12 @@ class Reflector:
         return None, [], ""
 
     async def _list_and_reconcile(self) -> tuple[ListCall | None, str]:
-        call, items, version = await self._list()
+        async with asyncio.TaskGroup() as group:  # the API and the stream are read side by side
+            listing = group.create_task(self._list())
+            group.create_task(self._publisher.read_stored())
+        call, items, version = listing.result()
         self.projection.replace(items, version)
         self._drain_pokes()
-        await self._publisher.read_stored()
         stored = len(self._publisher.stored)
         batch = self._changes(self._publisher.all_subjects(), trigger=version or "absent")
         await self._publish(batch)

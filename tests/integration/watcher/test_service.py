@@ -22,7 +22,8 @@ from tests.integration.watcher.helpers import FAST, NAMESPACE, service, wait_sto
 from tests.kubeapi import KubeApi
 from tests.waiting import async_wait_until
 
-LEASE = LeaseSettings(duration=1.0, renew_every=0.2, renew_deadline=0.7, retry_every=0.1, stop_grace=2.0)
+#: Long enough never to expire in a test (a hand-over comes from the release), quick to retry.
+LEASE = LeaseSettings(duration=60.0, renew_every=0.2, renew_deadline=40.0, retry_every=0.1, stop_grace=2.0)
 
 
 @dataclass
