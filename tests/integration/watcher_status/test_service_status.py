@@ -220,7 +220,7 @@ async def test_run_status_writer_rebuilds_follows_and_stops(bus: Bus, kube_api: 
 async def test_an_unreachable_api_at_start_is_retried_and_stopping_still_works(
     bus: Bus, kube_api: KubeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
-    kube_api.fail_next("list", "services", 503, times=1000)
+    kube_api.fail_next("list", "servicel2statuses", 503, times=1000)
     clients = KubeClients.from_api_client(kube_api.api_client())
     stopping = asyncio.Event()
     settings = StatusWriterSettings(retry_delay=0.05, max_retry_delay=0.1)
