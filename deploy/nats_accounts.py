@@ -89,7 +89,8 @@ USERS: tuple[NatsUser, ...] = (
         "announcer", "follows IPAM and K8S, reports what it announces (ANNOUNCE), heartbeats",
         publish=(f"{ANNOUNCE_PREFIX}.>", f"{HEARTBEAT_PREFIX}.>", *declare_streams(), *read_stream(K8S),
                  *read_stream(IPAM)),
-        subscribe=(INBOX,),
+        # Its own heartbeats come back to it: the echo tells it the bus carries them.
+        subscribe=(INBOX, f"{HEARTBEAT_PREFIX}.>"),
     ),
 )
 

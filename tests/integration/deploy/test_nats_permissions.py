@@ -8,10 +8,16 @@ streams it reads with the same consumers, take its lease — and is refused the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -45,16 +51,26 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Server:
+    port: int
+    log: Path
+
+    def violations(self) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if "Violation" in line]
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("nats-users")
     (directory / "accounts.conf").write_text(nats_accounts.render())
     (directory / "nats.conf").write_text(
         f"jetstream {{ store_dir: {directory / 'js'} }}\ninclude ./accounts.conf\n")
     port = _free_port()
     env = {user.password_variable: PASSWORDS[user.name] for user in nats_accounts.USERS}
+    log = directory / "nats.log"
     process = subprocess.Popen([nats_server_binary(), "-c", str(directory / "nats.conf"), "-a", "127.0.0.1",
-                                "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "-p", str(port), "-l", str(log)], env=env)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -63,7 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         except OSError:
             time.sleep(0.05)  # waiting for the server to listen
     try:
-        yield port
+        yield Server(port, log)
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -76,8 +92,8 @@ async def _connect(port: int, user: str) -> Bus:
 
 
 @pytest.fixture
-async def buses(server: int) -> AsyncIterator[dict[str, Bus]]:
-    connected = {user: await _connect(server, user) for user in PASSWORDS}
+async def buses(server: Server) -> AsyncIterator[dict[str, Bus]]:
+    connected = {user: await _connect(server.port, user) for user in PASSWORDS}
     try:
         yield connected
     finally:
@@ -95,8 +111,9 @@ async def test_every_component_declares_the_streams(buses: dict[str, Bus]) -> No
         assert await bus.last_sequence(StreamName.K8S) >= 0
 
 
-async def test_each_component_writes_its_own_stream_only(buses: dict[str, Bus]) -> None:
+async def test_each_component_writes_its_own_stream_only(buses: dict[str, Bus], server: Server) -> None:
     await buses["watcher"].ensure_streams()
+    before = len(server.violations())
     own = {
         "watcher": k8s_subject(ObjectKind.NODE, "", "node-a"),
         "ipam": ipam_allocation_subject("demo", "echo"),
@@ -110,23 +127,30 @@ async def test_each_component_writes_its_own_stream_only(buses: dict[str, Bus]) 
                 continue
             with pytest.raises((RetryableError, nats.errors.Error)):
                 await buses[user].publish(foreign, _beat())
+    assert len(server.violations()) > before, "the server logs refusals (the check below relies on it)"
 
 
 async def test_only_announcers_heartbeat_and_ipam_hears_them(buses: dict[str, Bus]) -> None:
     heard: list[str] = []
+    arrived = asyncio.Event()
 
     async def record(message: Msg) -> None:
         heard.append(message.subject)
+        arrived.set()
 
     subscription = await buses["ipam"].client.subscribe(HEARTBEATS, cb=record)
     await buses["ipam"].client.flush()  # the subscription is in place at the server
     await buses["watcher"].notify(heartbeat_subject("intruder"), _beat())
-    await buses["announcer"].notify(heartbeat_subject("node-a"), _beat())
-    for bus in buses.values():
-        await bus.client.flush()
-    await asyncio.sleep(0.2)  # delivery of a plain publish
+    await buses["watcher"].client.flush()
+    for sequence in range(50):  # heartbeats are fire-and-forget: send until one is heard
+        await buses["announcer"].notify(heartbeat_subject("node-a"), _beat(sequence))
+        await buses["announcer"].client.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrived.wait(), 0.1)
+        if arrived.is_set():
+            break
     await subscription.unsubscribe()
-    assert heard == [heartbeat_subject("node-a")]
+    assert heard and set(heard) == {heartbeat_subject("node-a")}
 
 
 async def test_readers_follow_their_streams_with_the_real_consumers(buses: dict[str, Bus]) -> None:
@@ -177,3 +201,39 @@ async def test_ipam_takes_its_lease_and_others_cannot(buses: dict[str, Bus]) -> 
 def test_the_generated_users_are_the_ones_tested() -> None:
     assert set(PASSWORDS) == {"watcher", "ipam", "announcer"}
     assert Path(nats_server_binary()).exists()
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.mark.parametrize("command", ["ipam", "announcer"])
+def test_the_real_services_run_as_their_users(server: Server, command: str, tmp_path: Path) -> None:
+    """``metalbus ipam`` and ``metalbus announcer`` become ready as their NATS users, with no permission
+    violation logged by the server (the watcher needs a Kubernetes API: its calls are covered above)."""
+    if command == "announcer" and os.geteuid() != 0:
+        pytest.skip("the announcer needs raw sockets (root)")
+    before = len(server.violations())
+    http_port = _free_port()
+    env = {**os.environ, "NATS_URL": f"nats://{command}:{PASSWORDS[command]}@127.0.0.1:{server.port}",
+           "METALBUS_HTTP_PORT": str(http_port), "METALBUS_HTTP_HOST": "127.0.0.1", "NODE_NAME": "node-test",
+           "OTEL_TRACES_EXPORTER": "none"}
+    log = (tmp_path / f"{command}.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", command], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not _ready(http_port):
+            assert process.poll() is None, (tmp_path / f"{command}.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / f"{command}.log").read_text()[-3000:]
+            time.sleep(0.2)  # polling a child process's readiness endpoint
+        time.sleep(1.0)  # let it run its loops (lease renewals, heartbeats, follows) for a while
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+    assert server.violations()[before:] == []
