@@ -1,0 +1,163 @@
+"""L2 placement on a real nats-server: simulated announcers heartbeat; silence or leaving moves their IPs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from schemas.events import AnnouncerHeartbeat, Event, L2PlacementDecided
+from services.common.bus import Bus, BusSettings
+from services.common.nats_server import EmbeddedNats
+from services.common.subjects import IPAM_PLACEMENTS, StreamName, heartbeat_subject
+from services.ipam.replica import Replica, ReplicaSettings
+from tests.builders import pool, service
+from tests.builders_l2 import endpoints, l2, node
+from tests.integration.ipam.helpers import observe
+from tests.waiting import async_wait_until
+
+NODES = ("a", "b", "c")
+FAST = ReplicaSettings(lease_ttl=1.0, lease_interval=0.1)
+
+
+class Announcers:
+    """One heartbeat task per node, every 100 ms, as the announcers send them."""
+
+    def __init__(self, bus: Bus, nodes: tuple[str, ...], interval: float = 0.1) -> None:
+        self._bus = bus
+        self._interval = interval
+        self._leaving: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        for name in nodes:
+            self.start(name)
+
+    def start(self, name: str) -> None:
+        self._leaving[name] = asyncio.Event()
+        self._tasks[name] = asyncio.create_task(self._beat(name))
+
+    async def _beat(self, name: str) -> None:
+        sequence = 0
+        subject = heartbeat_subject(name)
+        while not self._leaving[name].is_set():
+            await self._bus.notify(subject, AnnouncerHeartbeat(node=name, instance=f"{name}-1", sequence=sequence))
+            sequence += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leaving[name].wait(), self._interval)
+        await self._bus.notify(
+            subject, AnnouncerHeartbeat(node=name, instance=f"{name}-1", sequence=sequence, leaving=True)
+        )
+
+    async def silence(self, name: str) -> None:
+        """Stop heartbeating without a word (kill -9)."""
+        task = self._tasks.pop(name)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def leave(self, name: str) -> None:
+        """Stop gracefully: one ``leaving`` heartbeat."""
+        self._leaving[name].set()
+        await self._tasks.pop(name)
+
+    async def close(self) -> None:
+        for name in list(self._tasks):
+            await self.silence(name)
+
+
+@contextlib.asynccontextmanager
+async def announcers(bus: Bus, nodes: tuple[str, ...] = NODES) -> AsyncIterator[Announcers]:
+    running = Announcers(bus, nodes)
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+@contextlib.asynccontextmanager
+async def replica(url: str, settings: ReplicaSettings = FAST) -> AsyncIterator[Replica]:
+    bus = await Bus.connect(BusSettings(url=url), producer="ipam/l2")
+    running = Replica(bus, holder="ipam/l2", settings=settings)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(running.run(stopping))
+    try:
+        yield running
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 10)
+        await bus.close()
+
+
+async def placements(bus: Bus) -> dict[str, tuple[str, int]]:
+    """IP → (node, epoch) of the newest placement per IP on the IPAM stream."""
+    placed: dict[str, tuple[str, int]] = {}
+    async for received in bus.read(StreamName.IPAM, subjects=[IPAM_PLACEMENTS], last_per_subject=True):
+        if isinstance(received.event, L2PlacementDecided):
+            placed[received.event.ip] = (received.event.node, received.sequence)
+    return placed
+
+
+def world(count: int) -> list[Event]:
+    made: list[Event] = [pool("lan", "192.168.10.0/24"), l2(), *(node(n) for n in NODES)]
+    for i in range(count):
+        made += [service(f"s{i}"), endpoints(f"s{i}", *NODES)]
+    return made
+
+
+async def _placed_everywhere(bus: Bus, count: int) -> bool:
+    return len(await placements(bus)) == count
+
+
+async def test_a_silent_announcer_loses_its_ips_within_a_second(bus: Bus, nats_server: EmbeddedNats) -> None:
+    await observe(bus, world(9))
+    async with announcers(bus) as running, replica(nats_server.url) as active:
+        await async_wait_until(lambda: _placed_everywhere(bus, 9), what="nine placements")
+        before = await placements(bus)
+        assert {n for n, _ in before.values()} == set(NODES)
+        victim = before["192.168.10.0"][0]
+        owned = {ip for ip, (n, _) in before.items() if n == victim}
+        await running.silence(victim)
+        silenced = time.monotonic()
+
+        async def moved() -> bool:
+            now = await placements(bus)
+            return all(now[ip][0] != victim for ip in owned)
+
+        await async_wait_until(moved, timeout=1.5, what=f"{victim}'s IPs to move within about a second")
+        elapsed = time.monotonic() - silenced
+        after = await placements(bus)
+        assert all(after[ip][1] > before[ip][1] for ip in owned)  # a newer epoch
+        assert all(after[ip] == before[ip] for ip in before if ip not in owned)  # nobody else moved
+        assert elapsed >= FAST.liveness_timeout - 0.15  # the last heartbeat came up to 100 ms before
+        assert active.liveness.live == set(NODES) - {victim}
+
+
+async def test_a_leaving_announcer_hands_over_at_once(bus: Bus, nats_server: EmbeddedNats) -> None:
+    await observe(bus, world(6))
+    patient = ReplicaSettings(lease_ttl=1.0, lease_interval=0.1, liveness_timeout=5.0)
+    async with announcers(bus) as running, replica(nats_server.url, patient):
+        await async_wait_until(lambda: _placed_everywhere(bus, 6), timeout=15, what="six placements")
+        before = await placements(bus)
+        owned = {ip for ip, (n, _) in before.items() if n == "b"}
+        assert owned
+        await running.leave("b")
+
+        async def moved() -> bool:
+            now = await placements(bus)
+            return all(now[ip][0] != "b" for ip in owned)
+
+        # far sooner than the 5 s silence that would also have moved them
+        await async_wait_until(moved, timeout=1.0, what="b's IPs to move on its leaving heartbeat")
+
+
+async def test_a_returning_announcer_gets_a_fair_share_back(bus: Bus, nats_server: EmbeddedNats) -> None:
+    await observe(bus, world(12))
+    async with announcers(bus, ("a", "b")) as running, replica(nats_server.url):
+        await async_wait_until(lambda: _placed_everywhere(bus, 12), what="twelve placements on a and b")
+        running.start("c")
+
+        async def balanced() -> bool:
+            loads = [n for n, _ in (await placements(bus)).values()]
+            return max(loads.count(n) for n in NODES) <= 12 / 3 + 1 and loads.count("c") >= 2
+
+        await async_wait_until(balanced, timeout=3, what="c to take its share without exceeding fair share + 1")
