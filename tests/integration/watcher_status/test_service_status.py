@@ -14,7 +14,7 @@ from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject
 from services.common.tracing import setup_tracing
 from services.watcher.kube import KubeClients
-from services.watcher.status import StatusWriterSettings, metrics, run_status_writer
+from services.watcher.status import StatusWriterSettings, metrics, resync, run_status_writer
 from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from tests.integration.watcher_status.harness import (
     events,
@@ -250,3 +250,24 @@ async def test_the_write_joins_the_decision_trace(bus: Bus, kube_api: KubeApi) -
             lambda: any(span.name == "write Service" and span.context.trace_id == trace_id
                         for span in exporter.get_finished_spans()),
             what="a write span in the decision's trace")
+
+
+async def test_many_known_services_are_compared_from_one_list(
+    bus: Bus, kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resync, "READ_EACH_UP_TO", 0)  # as if there were thousands
+    shown = put_service(kube_api, "shown")
+    missing = put_service(kube_api, "missing")
+    for service, ip in ((shown, "10.0.0.60"), (missing, "10.0.0.61")):
+        await bus.publish(ipam_allocation_subject("default", service.name), IPAllocated(
+            service=service, ips=(ip,), pool="lan", reason="r"))
+    current = kube_api.get_object("services", "shown", "default") or {}
+    current["metadata"]["annotations"] = {POOL_ANNOTATION: "lan"}
+    current["status"] = {"loadBalancer": {"ingress": [{"ip": "10.0.0.60", "ipMode": "VIP"}]}}
+    kube_api.put_object(current)
+    changes_of_shown = len(kube_api.history("services", name="shown", namespace="default"))
+    skipped = metrics.SKIPPED.labels("Service")._value.get()
+    async with running_writer(bus, kube_api):
+        await async_wait_until(lambda: len(ingress(kube_api, "missing")) == 1, what="the missing one written")
+    assert len(kube_api.history("services", name="shown", namespace="default")) == changes_of_shown
+    assert metrics.SKIPPED.labels("Service")._value.get() == skipped  # "shown" was not even read again
