@@ -93,6 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="what metalbus is doing, read from the bus")
     status.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+
+    explain = commands.add_parser("explain", help="why a Service has (or has not) an IP, and where it is announced")
+    explain.add_argument("service", help="NAMESPACE/NAME")
+    explain.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+
+    history = commands.add_parser("history", help="which Service held an IP when, which node answered for it when")
+    history.add_argument("query", help="NAMESPACE/NAME of a Service, or an IP address")
+    history.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+
+    lab = commands.add_parser("lab", help="the whole system in network namespaces on this machine (root)")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True)
+    lab_up = lab_commands.add_parser("up", help="build the lab, apply the examples, prove reachability")
+    lab_up.add_argument("--dir", type=Path, default=None,
+                        help="directory of Kubernetes YAML the watcher reads (default STATE_DIR/objects; the"
+                        " examples are written there when it holds no YAML)")
+    lab_up.add_argument("--no-follow", action="store_true",
+                        help="return after the checks, leaving the lab up (default: live table until Ctrl-C,"
+                        " which removes the lab)")
+    lab_down = lab_commands.add_parser("down", help="remove every namespace and process of the lab")
+    for sub in (lab_up, lab_down):
+        sub.add_argument("--state-dir", type=Path, default=Path("/run/metalbus-lab"))
+        sub.add_argument("--prefix", default="mbuslab", help="namespace name prefix")
+        sub.add_argument("--mgmt-subnet", default="10.254.77", help="first three octets of the management /24")
+        sub.add_argument("--nats-port", type=int, default=4322)
     return parser
 
 
@@ -145,6 +169,17 @@ def _run_nats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_lab(args: argparse.Namespace) -> int:
+    from services.lab.command import lab_down, lab_up
+    from services.lab.plan import LabPlan
+
+    plan = LabPlan(prefix=args.prefix, state_dir=args.state_dir, mgmt_subnet=args.mgmt_subnet,
+                   nats_port=args.nats_port, objects_dir=getattr(args, "dir", None))
+    if args.lab_command == "up":
+        return lab_up(plan, follow_live=not args.no_follow)
+    return lab_down(plan)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -158,6 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.operator.status import show_status
 
         return asyncio.run(show_status(args.nats))
+    if args.command == "explain":
+        from services.operator.explain import show_explain
+
+        return asyncio.run(show_explain(args.nats, args.service))
+    if args.command == "history":
+        from services.operator.history import show_history
+
+        return asyncio.run(show_history(args.nats, args.query))
+    if args.command == "lab":
+        return _run_lab(args)
     service = _service_main(args, parser)
     return asyncio.run(run_service(args.command, _runtime_options(args), service))
 

@@ -1,0 +1,128 @@
+"""``metalbus explain <namespace>/<service>``: why a Service has (or has not) an IP, and why it is announced
+where it is — from the last decisions on the bus, in plain words.
+
+:func:`explain_lines` is pure (a view of the bus and the observed Service in, sentences out);
+:func:`show_explain` reads the bus and prints them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.markup import escape
+
+from schemas.events import AllocationFailed, IPAllocated, IPReleased, ObjectKind, ServiceObserved
+from services.common.bus import Bus, BusSettings
+from services.common.subjects import StreamName, k8s_subject
+from services.operator.views import At, ClusterView, read_view, since
+
+
+def _when(at: At, now: datetime) -> str:
+    return f"{since(at, now)} ago (sequence {at.sequence})"
+
+
+def _observed_lines(key: str, observed: ServiceObserved | None) -> list[str]:
+    if observed is None:
+        return [f"The watcher has not published a Service {key}: it does not exist, or the watcher does not"
+                " see it."]
+    lines = []
+    if observed.service_type != "LoadBalancer":
+        lines.append(f"It is of type {observed.service_type}, not LoadBalancer: metalbus gives it no IP.")
+    if observed.load_balancer_class:
+        lines.append(f"It asks for loadBalancerClass {observed.load_balancer_class!r}: only an ipam serving"
+                     " that class handles it.")
+    requests = {k: v for k, v in observed.annotations.items()}
+    if observed.load_balancer_ip:
+        requests["spec.loadBalancerIP"] = observed.load_balancer_ip
+    if requests:
+        lines.append("It asks for: " + ", ".join(f"{k}={v}" for k, v in sorted(requests.items())) + ".")
+    return lines
+
+
+def _decision_lines(view: ClusterView, key: str, now: datetime) -> tuple[list[str], tuple[str, ...]]:
+    decision = view.decisions.get(key)
+    if decision is None:
+        return ["ipam has made no decision about it yet (is ipam running? is it a LoadBalancer?)."], ()
+    event, at = decision
+    if isinstance(event, IPAllocated):
+        lines = [f"It holds {', '.join(event.ips)} from pool {event.pool}, decided {_when(at, now)}.",
+                 f"Why: {event.reason}."]
+        if event.sharing_key:
+            lines.append(f"It shares its IP with Services of sharing key {event.sharing_key!r}"
+                         " (metallb.io/allow-shared-ip).")
+        if event.deprecated_annotations:
+            lines.append(f"It uses deprecated annotations: {', '.join(event.deprecated_annotations)}.")
+        return lines, event.ips
+    if isinstance(event, AllocationFailed):
+        return [f"It has no IP: allocation failed {_when(at, now)}.",
+                f"Why: {event.message} (reason {event.reason})."], ()
+    assert isinstance(event, IPReleased)
+    detail = f": {event.message}" if event.message else ""
+    return [f"It has no IP: {', '.join(event.ips) or 'its IPs'} released {_when(at, now)}"
+            f" ({event.reason.value}){detail}."], ()
+
+
+def _announcement_lines(view: ClusterView, ip: str, now: datetime) -> list[str]:
+    lines: list[str] = []
+    placement = view.placements.get(ip)
+    if placement is not None:
+        why = f": {placement.event.reason}" if placement.event.reason else ""
+        where = f" on {', '.join(placement.event.interfaces)}" if placement.event.interfaces else ""
+        lines.append(f"{ip}: layer 2 — ipam placed it on {placement.event.node}{where} "
+                     f"(epoch {placement.at.sequence}, {since(placement.at, now)} ago){why}.")
+    elif ip in view.cleared:
+        cleared, at = view.cleared[ip]
+        why = f": {cleared.reason}" if cleared.reason else ""
+        lines.append(f"{ip}: no node is placed to answer for it ({_when(at, now)}){why}.")
+    reports = view.announcing(ip)
+    for report in reports:
+        event = report.event
+        if event.mode.value == "layer2":
+            how = f"answers {'NDP' if ':' in ip else 'ARP'} on {', '.join(event.interfaces) or 'no interface'}"
+            epoch = f", acting on epoch {event.placement_epoch}" if event.placement_epoch else ""
+        else:
+            how = f"advertises it over BGP to {', '.join(event.peers) or 'no peer'}"
+            epoch = ""
+        lines.append(f"{ip}: {event.node} {how}{epoch}, since {since(report.at, now)} ago.")
+    if placement is not None and not any(r.event.node == placement.event.node for r in reports):
+        lines.append(f"{ip}: {placement.event.node} has not reported answering for it yet"
+                     " (is its announcer running?).")
+    if placement is None and not reports:
+        lines.append(f"{ip}: no announcer reports announcing it (no matching L2Advertisement or"
+                     " BGPAdvertisement, no eligible node, or no announcer running).")
+    return lines
+
+
+def explain_lines(view: ClusterView, key: str, observed: ServiceObserved | None, *, now: datetime) -> list[str]:
+    """Sentences about Service ``key`` (``namespace/name``)."""
+    lines = [f"Service {key}"]
+    lines += _observed_lines(key, observed)
+    decided, ips = _decision_lines(view, key, now)
+    lines += decided
+    for ip in ips:
+        lines += _announcement_lines(view, ip, now)
+    if view.configuration is not None and not view.configuration.valid:
+        lines.append("The configuration is INVALID; the last valid one stays in force: "
+                     + "; ".join(p.message for p in view.configuration.problems))
+    return lines
+
+
+async def observed_service(bus: Bus, namespace: str, name: str) -> ServiceObserved | None:
+    received = await bus.last_value(StreamName.K8S, k8s_subject(ObjectKind.SERVICE, namespace, name))
+    event = received.event if received is not None else None
+    return event if isinstance(event, ServiceObserved) else None
+
+
+async def show_explain(nats_url: str, target: str, *, console: Console | None = None) -> int:
+    console = console or Console()
+    namespace, _, name = target.rpartition("/")
+    namespace = namespace or "default"
+    bus = await Bus.connect(BusSettings(url=nats_url, connect_timeout=2.0, initial_attempts=1),
+                            producer="explain/cli")
+    async with bus:
+        view = await read_view(bus)
+        observed = await observed_service(bus, namespace, name)
+    for line in explain_lines(view, f"{namespace}/{name}", observed, now=datetime.now(UTC)):
+        console.print(escape(line))
+    return 0
