@@ -1,13 +1,15 @@
 """``metalbus status``: what metalbus is doing, read from the bus alone.
 
-Services with their IPs — or, for a Service without one, the reason from the last decision —,
-pools with usage, the configuration's validity, and the announcers that are alive.
+Services with their IPs — or, for a Service without one, the reason from the last decision —, the
+nodes announcing each IP and since when, pools with usage, the configuration's validity, BGP
+sessions, and the announcers that are alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +25,8 @@ from schemas.events import (
 from schemas.events.codec import InvalidEvent, decode
 from services.common.bus import Bus, BusSettings, Received
 from services.common.subjects import HEARTBEATS, STREAMS, StreamName
+from services.operator.tables import services_table, sessions_table
+from services.operator.views import read_view
 
 HEARTBEAT_LISTEN_SECONDS = 0.5
 
@@ -59,20 +63,6 @@ async def read_ipam(bus: Bus) -> IpamView:
     view = IpamView()
     await bus.replay(StreamName.IPAM, view.fold, last_per_subject=True)
     return view
-
-
-def services_table(view: IpamView) -> Table:
-    table = Table(title="services")
-    for column in ("service", "IPs", "pool", "why"):
-        table.add_column(column)
-    for key in sorted(view.allocated.keys() | view.failed.keys()):
-        if key in view.allocated:
-            allocated = view.allocated[key]
-            table.add_row(key, ", ".join(allocated.ips), allocated.pool, allocated.reason)
-        else:
-            failed = view.failed[key]
-            table.add_row(key, "[red]none[/red]", "", f"{failed.reason}: {failed.message}")
-    return table
 
 
 def pools_table(view: IpamView) -> Table:
@@ -131,10 +121,14 @@ async def show_status(nats_url: str, *, console: Console | None = None) -> int:
             streams.add_row(spec.name.value, str(info.state.messages), str(info.state.last_seq))
         console.print(streams)
         view = await read_ipam(bus)
+        cluster = await read_view(bus)
+        now = datetime.now(UTC)
         for line in configuration_lines(view):
             console.print(line)
-        console.print(services_table(view))
+        console.print(services_table(cluster, now))
         console.print(pools_table(view))
+        if cluster.sessions:
+            console.print(sessions_table(cluster, now))
         announcers = await live_announcers(bus)
         table = Table(title="announcers")
         table.add_column("node")
