@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.announcer.bgp.bfd import (
@@ -57,6 +57,7 @@ def test_malformed_packets(hexdata: str) -> None:
         ControlPacket.decode(bytes.fromhex("".join(hexdata.split())))
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=64))
 def test_any_bytes_decode_or_raise_malformed(data: bytes) -> None:
     with contextlib.suppress(MalformedPacket):

@@ -34,13 +34,13 @@ def decode_only_notifications(data: bytes, negotiated: Negotiated) -> None:
     message.to_dict()
 
 
-@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=200), negotiated=NEGOTIATED)
 def test_arbitrary_bytes(data: bytes, negotiated: Negotiated) -> None:
     decode_only_notifications(data, negotiated)
 
 
-@settings(max_examples=5000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message_type=st.integers(0, 7), body=st.binary(max_size=300), negotiated=NEGOTIATED)
 def test_arbitrary_bodies_behind_a_valid_header(message_type: int, body: bytes, negotiated: Negotiated) -> None:
     decode_only_notifications(framed(message_type, body), negotiated)
@@ -65,13 +65,13 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(message)
 
 
-@settings(max_examples=5000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=mutated(), negotiated=NEGOTIATED)
 def test_mutated_valid_messages(data: bytes, negotiated: Negotiated) -> None:
     decode_only_notifications(data, negotiated)
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunks=st.lists(st.one_of(mutated(), st.binary(max_size=64)), max_size=6))
 def test_stream_reader_only_raises_notifications(chunks: list[bytes]) -> None:
     reader = MessageReader()
@@ -84,7 +84,7 @@ def test_stream_reader_only_raises_notifications(chunks: list[bytes]) -> None:
         pass
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunks=st.lists(st.one_of(mutated(), st.binary(max_size=64)), min_size=1, max_size=6))
 def test_session_survives_garbage(chunks: list[bytes]) -> None:
     """An Established session fed garbage closes with a NOTIFICATION; it never raises."""
