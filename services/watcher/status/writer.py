@@ -293,6 +293,7 @@ class StatusWriter:
                 metrics.PENDING.set(len(self.queue))
 
     async def write(self, key: ObjectKey, since: float | None) -> None:
+        origin = self._origins.pop(key, None)
         desired = target(self.state, key)
         if desired is None:
             return
@@ -301,7 +302,6 @@ class StatusWriter:
             metrics.SKIPPED.labels(kind).inc()  # Services are always compared: they are the contract
             return
         await self.bucket.take()
-        origin = self._origins.pop(key, None)
         parent = trace.set_span_in_context(trace.NonRecordingSpan(origin)) if origin is not None else None
         try:
             with self._tracer.start_as_current_span(
