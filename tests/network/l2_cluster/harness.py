@@ -15,13 +15,15 @@ the cable is pulled at the switch, the node's own interface stays up.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import re
 import secrets
 import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -87,6 +89,10 @@ class AnnouncerProcess:
     def logged(self, pattern: str, *, since: int = 0) -> bool:
         regex = re.compile(pattern)
         return any(regex.search(line) for line in self.log[since:])
+
+    def wait_logged(self, pattern: str, *, since: int = 0, timeout: float = 10.0) -> None:
+        wait_for(lambda: self.logged(pattern, since=since), timeout=timeout,
+                 message=f"{pattern!r} in the log of {self.node.name}")
 
     def tail(self, lines: int = 30) -> str:
         return "".join(list(self.log)[-lines:])
@@ -252,6 +258,47 @@ def cluster(prefix: str = "mbl2c") -> Iterator[Cluster]:
             subprocess.run(["ip", "link", "del", root_port], capture_output=True, check=False)
 
 
+class ArpWatch:
+    """The ARP prober on the client, read in a thread: (monotonic time, MAC) of every reply for one VIP.
+    Times are CLOCK_MONOTONIC, the same in every process and namespace of the machine."""
+
+    def __init__(self, lab: Lab, ns: str, vip: str, *, interval: float = 0.01) -> None:
+        self.proc = popen_prober(lab, ns, vip, interval=interval)
+        self.replies: list[tuple[float, str]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            reply = json.loads(line)
+            self.replies.append((reply["t"], reply["mac"]))
+
+    def first_after(self, since: float, *, mac: str | None = None, not_mac: str | None = None,
+                    timeout: float = 10.0) -> float:
+        """Time of the first reply after `since` (from `mac`, or from anyone but `not_mac`)."""
+
+        def found() -> float | None:
+            for t, m in list(self.replies):
+                if t > since and (mac is None or m == mac) and (not_mac is None or m != not_mac):
+                    return t
+            return None
+
+        return wait_for(found, timeout=timeout, message="an ARP answer", interval=0.005)
+
+    def last_before(self, until: float) -> float | None:
+        earlier = [t for t, _ in list(self.replies) if t < until]
+        return earlier[-1] if earlier else None
+
+    def longest_gap(self) -> float:
+        times = [t for t, _ in list(self.replies)]
+        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(5)
+
+
 def popen_prober(lab: Lab, ns: str, ip: str, *, interval: float = 0.01) -> subprocess.Popen[str]:
     """The ARP prober in `ns` (see `prober`); its first line is `{"ready": true}`."""
     proc = lab.popen(
@@ -270,7 +317,7 @@ class StandInPlacer:
     heartbeats stop for `timeout` s, or that says `leaving`, loses its IPs to the first live candidate.
     Sticky: an IP stays where it is while its node lives."""
 
-    def __init__(self, cluster: Cluster, vips: dict[str, tuple[tuple[str, ...], tuple[str, ...]]], *,
+    def __init__(self, cluster: Cluster, vips: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]], *,
                  timeout: float = 0.35) -> None:
         self.cluster = cluster
         self.vips = vips  # ip -> (candidate nodes in order of preference, interfaces)
@@ -320,6 +367,9 @@ class StandInPlacer:
 
     def wait_placed(self, ip: str, node: str, timeout: float = 5.0) -> None:
         wait_for(lambda: self.owner.get(ip) == node, timeout=timeout, message=f"{ip} placed on {node}")
+
+    def wait_moved(self, ip: str, *, away_from: str, timeout: float = 5.0) -> None:
+        wait_for(lambda: self.owner.get(ip) != away_from, timeout=timeout, message=f"{ip} to leave {away_from}")
 
     def close(self) -> None:
         self._task.cancel()

@@ -6,17 +6,14 @@ liveness rule: a node silent for 0.35 s, or one that says `leaving`, loses its I
 
 from __future__ import annotations
 
-import itertools
-import json
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.netlab import skip_reason, wait_for
 from tests.network.l2.tools import arping, ndisc6, neighbor
-from tests.network.l2_cluster.harness import NODES, Cluster, StandInPlacer, cluster, popen_prober
+from tests.network.l2_cluster.harness import NODES, ArpWatch, Cluster, StandInPlacer, cluster
 
 _SKIP = skip_reason("arping", "ndisc6")
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
@@ -39,10 +36,14 @@ def lab() -> Iterator[tuple[Cluster, StandInPlacer]]:
             # The client has talked to both VIPs: its neighbour entries exist and must follow the failover.
             for vip in (VIP4, VIP6):
                 built.lab.run(built.client, "ping", "-c", "1", "-W", "1", vip, check=False)
-                wait_for(lambda vip=vip: neighbor(built.lab, built.client, vip) == mac1, timeout=5, message=vip)
+                wait_for(_entry(built, vip, mac1), timeout=5, message=vip)
             yield built, placer
         finally:
             placer.close()
+
+
+def _entry(lab: Cluster, vip: str, mac: str) -> Callable[[], bool]:
+    return lambda: neighbor(lab.lab, lab.client, vip) == mac
 
 
 def _follows(lab: Cluster, node: str, timeout: float = 5.0) -> float:
@@ -50,7 +51,7 @@ def _follows(lab: Cluster, node: str, timeout: float = 5.0) -> float:
     started = time.monotonic()
     mac = lab.mac(node)
     for vip in (VIP4, VIP6):
-        wait_for(lambda vip=vip: neighbor(lab.lab, lab.client, vip) == mac, timeout=timeout, message=f"{vip} entry")
+        wait_for(_entry(lab, vip, mac), timeout=timeout, message=f"{vip} entry")
     return time.monotonic() - started
 
 
@@ -94,8 +95,8 @@ def test_a_partitioned_announcer_yields_when_the_new_owner_claims_the_vip(lab: t
     net.set_mgmt_link("node1", up=False)  # the bus is gone, the data link stays: node1 keeps answering
     wait_for(lambda: node1.logged("event=partitioned"), timeout=5, message="node1 to notice the partition")
     placer.wait_placed(VIP4, "node2")
-    for vip in (VIP4, VIP6):
-        wait_for(lambda vip=vip: node1.logged(f"event=yielded ip={vip} "), timeout=5, message=f"{vip} yielded")
+    wait_for(lambda: all(node1.logged(f"event=yielded ip={vip} ") for vip in (VIP4, VIP6)), timeout=5,
+             message="both VIPs yielded")
     mac2 = net.mac("node2")
     _follows(net, "node2")
     assert arping(net.lab, net.client, VIP4, count=3) == [mac2] * 3  # one answer each: node1 is silent
@@ -125,39 +126,15 @@ def test_while_partitioned_the_last_vips_keep_answering(lab: tuple[Cluster, Stan
     assert arping(net.lab, net.client, VIP4) == [mac1]
 
 
-class _Watch:
-    """The ARP prober on the client, read in a thread: reply times and MACs for one VIP."""
-
-    def __init__(self, net: Cluster, vip: str) -> None:
-        self.proc = popen_prober(net.lab, net.client, vip)
-        self.replies: list[tuple[float, str]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            reply = json.loads(line)
-            self.replies.append((reply["t"], reply["mac"]))
-
-    def longest_gap(self) -> float:
-        times = [t for t, _ in self.replies]
-        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(5)
-
-
 def test_a_rolling_restart_keeps_every_vip_answering(lab: tuple[Cluster, StandInPlacer]) -> None:
     net, placer = lab
-    watch = _Watch(net, VIP4)
+    watch = ArpWatch(net.lab, net.client, VIP4)
     try:
         for name in NODES:
             owner = placer.owner[VIP4]
             assert net.terminate(name) == 0  # graceful: silent at once, `leaving` hands over
             if owner == name:
-                wait_for(lambda name=name: placer.owner[VIP4] != name, timeout=5, message="a handover")
+                placer.wait_moved(VIP4, away_from=owner)
             net.start(name)
             wait_for(lambda: arping(net.lab, net.client, VIP4) != [], timeout=5, message="an answer")
             assert ndisc6(net.lab, net.client, VIP6) is not None
