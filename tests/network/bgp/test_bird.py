@@ -141,15 +141,15 @@ def test_router_crash_then_announcer_sigterm(net: Net) -> None:
 
 
 def test_bfd_tears_the_session_down_when_the_link_is_cut(net: Net) -> None:
-    """Hold time 90 s: only BFD (100 ms x 3) can notice a cut link within seconds, on either side."""
+    """Hold time 90 s: only BFD (300 ms x 3) can notice a cut link within seconds, on either side."""
     bird = Bird.start(
         net.lab,
         net.router,
         net.directory / "bird",
-        peering(hold_time=90, graceful_restart=False, bfd_interval_ms=100),
+        peering(hold_time=90, graceful_restart=False, bfd_interval_ms=300),
     )
     speaker = SpeakerProcess(
-        net, "speaker", hold_time=90, bfd={"desired_min_tx": 0.1, "required_min_rx": 0.1, "detect_mult": 3}
+        net, "speaker", hold_time=90, bfd={"desired_min_tx": 0.3, "required_min_rx": 0.3, "detect_mult": 3}
     )
     speaker.announce(route(V4))
     wait_established(bird, speaker)

@@ -34,8 +34,8 @@ router bgp 64512
 BFDD = f"""hostname router
 bfd
  peer {NODE4} local-address {ROUTER4} interface eth0
-  receive-interval 100
-  transmit-interval 100
+  receive-interval 300
+  transmit-interval 300
  exit
 """
 
@@ -57,7 +57,7 @@ def test_frr_bfd_takes_the_session_down_on_a_cut_link(net: Net) -> None:
 def cut_link_story(net: Net, directory: Path) -> None:
     frr = start_frr_with_zebra(net.lab, net.router, directory, BGPD, neighbor=NODE4, bfdd_config=BFDD)
     speaker = SpeakerProcess(
-        net, "speaker", hold_time=90, bfd={"desired_min_tx": 0.1, "required_min_rx": 0.1, "detect_mult": 3}
+        net, "speaker", hold_time=90, bfd={"desired_min_tx": 0.3, "required_min_rx": 0.3, "detect_mult": 3}
     )
     speaker.announce(route(V4))
     wait_for(lambda: frr.route(V4), timeout=15, message="route at FRR")
