@@ -85,7 +85,8 @@ async def test_explain_and_history_tell_the_story(bus: Bus, nats_server: Embedde
     (tmp_path / "web.yaml").write_text(service_yaml())
     async with heartbeating(bus, "node-a"), replica(url, "a"), watching(url, tmp_path):
         await async_wait_until(lambda: _placed(bus, "192.168.10.0"), timeout=15, what="web placed on node-a")
-        node, epoch = (await placements(bus))["192.168.10.0"]
+        assert (await placements(bus))["192.168.10.0"][0] == "node-a"
+        epoch = (await placements(bus))["192.168.10.0"][1]
         await report(bus, "192.168.10.0", epoch)
 
         text = await said(lambda console: show_explain(url, "default/web", console=console))
