@@ -15,7 +15,7 @@ from services.announcer.bgp.notification import CeaseSubcode
 from tests.unit.bgp.test_speaker import pair
 
 HERE, THERE = ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address("127.0.0.2")
-FAST = BfdConfig(desired_min_tx=0.05, required_min_rx=0.05, detect_mult=3)
+FAST = BfdConfig(desired_min_tx=0.2, required_min_rx=0.2, detect_mult=3)
 
 
 @dataclass
