@@ -220,12 +220,21 @@ async def lead(
     stopping: asyncio.Event,
     on_change: Callable[[bool], None] | None = None,
 ) -> None:
-    """Run for leadership until ``stopping``; run ``work`` during every term, stop it when the term ends."""
+    """Run for leadership until ``stopping``; run ``work`` during every term, stop it when the term ends.
+
+    ``on_change(True)`` when a term starts, ``on_change(False)`` when it ends and after a first attempt
+    that found another leader (this replica is then a standby).
+    """
     settings = elector.settings
+    standing_by = False
     while not stopping.is_set():
         if await elector.try_acquire_or_renew() is not Attempt.HELD:
+            if not standing_by and on_change:
+                on_change(False)
+            standing_by = True
             await _wait_or_stop(stopping, settings.retry_every)
             continue
+        standing_by = True  # after the term, trying again is standing by
         LEADER.set(1)
         if on_change:
             on_change(True)

@@ -91,6 +91,7 @@ def watcher_main(
             else:
                 ctx.health.set_ready(READY_CHECK, True)
 
+        ctx.health.set_ready(READY_CHECK, False, "electing a leader")
         ctx.health.set_ready("starting", True)
         try:
             await lead(elector=elector, work=term, stopping=ctx.stopping, on_change=leading)

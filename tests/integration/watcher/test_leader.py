@@ -71,9 +71,9 @@ def _holder(kube_api: KubeApi) -> str:
 
 async def test_one_leads_and_a_graceful_stop_hands_over_at_once(kube_api: KubeApi) -> None:
     async with candidates(kube_api, "a", "b", settings=LONG) as (a, b):
-        await async_wait_until(lambda: a.leading or b.leading, what="a leader")
-        leader, standby = (a, b) if a.leading else (b, a)
-        assert leader.working and not standby.working
+        await async_wait_until(lambda: a.working or b.working, what="a leader at work")
+        leader, standby = (a, b) if a.working else (b, a)
+        assert leader.leading and not standby.leading and not standby.working
         assert _holder(kube_api) == leader.identity
         leader.stopping.set()
         await async_wait_until(lambda: standby.leading and standby.working, what="the standby taking over")
