@@ -88,7 +88,7 @@ async def run(config: SpeakerConfig, listener: Listener | None, bfd: BfdConfig |
     def on_event(event: Event) -> None:
         log.info("event %r", event)
 
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)  # one line holds the whole desired set
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     terminated = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, terminated.set)

@@ -77,22 +77,22 @@ def test_md5_mismatch_never_establishes(net: Net) -> None:
     assert bird.route(V4) is None
 
 
-def test_a_thousand_prefixes(net: Net) -> None:
+def test_ten_thousand_prefixes(net: Net) -> None:
     bird = start_bird(net, local_as=64513)
     speaker = SpeakerProcess(net, "speaker", peer_as=64513)
-    prefixes = [f"10.{i // 250}.{i % 250}.0/24" for i in range(1000)]
+    prefixes = [f"10.{i // 250}.{i % 250}.0/24" for i in range(10_000)]
     speaker.announce(*(route(p, communities=["64512:100"]) for p in prefixes))
     wait_established(bird, speaker)
     wait_for(
-        lambda: "1000 of 1000 routes for 1000 networks in table master4" in bird.birdc("show route count").stdout,
-        timeout=10,
-        message="all 1000 prefixes in BIRD",
+        lambda: "10000 of 10000 routes for 10000 networks in table master4" in bird.birdc("show route count").stdout,
+        timeout=30,
+        message="all 10000 prefixes in BIRD",
     )
     speaker.announce(*(route(p, communities=["64512:100"]) for p in prefixes[:10]))
     wait_for(
         lambda: "10 of 10 routes for 10 networks in table master4" in bird.birdc("show route count").stdout,
         timeout=10,
-        message="990 prefixes withdrawn",
+        message="9990 prefixes withdrawn",
     )
 
 
