@@ -193,3 +193,64 @@ def test_example_services_and_backend_are_valid_kubernetes() -> None:
         if requested:
             address = ipaddress.ip_address(requested)
             assert any(address in address_range for address_range in pool.ranges()), requested
+
+
+# --- CEL rules (evaluated with cel-python when it is installed; it is not a dev dependency) ----------
+
+_PEER = {"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1"}
+CEL_CASES: list[tuple[str, str, dict[str, Any], bool]] = [
+    ("BGPPeer", "v1beta2", _PEER, True),
+    ("BGPPeer", "v1beta2", {"myASN": 64500, "peerAddress": "10.0.0.1"}, False),
+    ("BGPPeer", "v1beta2", {**_PEER, "dynamicASN": "external"}, False),
+    ("BGPPeer", "v1beta2", {"myASN": 64500, "dynamicASN": "internal", "peerAddress": "10.0.0.1"}, True),
+    ("BGPPeer", "v1beta2", {**_PEER, "interface": "eth0"}, False),
+    ("BGPPeer", "v1beta2", {"myASN": 64500, "peerASN": 64501}, False),
+    ("BGPPeer", "v1beta2", {**_PEER, "password": "x", "passwordSecret": {"name": "s"}}, False),
+    ("BGPPeer", "v1beta2", {**_PEER, "peerASN": 64500, "ebgpMultiHop": True}, False),
+    ("BGPPeer", "v1beta2", {**_PEER, "ebgpMultiHop": True}, True),
+    ("BGPPeer", "v1beta2", {"myASN": 1, "dynamicASN": "internal", "peerAddress": "10.0.0.1", "ebgpMultiHop": True},
+     False),
+    ("BGPPeer", "v1beta2", {**_PEER, "holdTime": "2s"}, False),
+    ("BGPPeer", "v1beta2", {**_PEER, "holdTime": "0s"}, True),
+    ("BGPPeer", "v1beta2", {**_PEER, "holdTime": "90s", "keepaliveTime": "91s"}, False),
+    ("BGPPeer", "v1beta2", {**_PEER, "holdTime": "1m30s", "keepaliveTime": "30s"}, True),
+    ("BGPPeer", "v1beta2", {**_PEER, "keepaliveTime": "500ms"}, False),
+    ("BGPPeer", "v1beta2", {**_PEER, "keepaliveTime": "1s"}, True),
+    ("BGPPeer", "v1beta2", {**_PEER, "connectTime": "500ms"}, False),
+    ("BGPPeer", "v1beta2", {**_PEER, "connectTime": "10s"}, True),
+    ("BGPPeer", "v1beta1", {**_PEER, "peerASN": 64500, "ebgpMultiHop": True}, False),
+    ("BGPAdvertisement", "v1beta1", {"serviceSelectors": [{"matchLabels": {"a": "b"}}]}, True),
+    ("BGPAdvertisement", "v1beta1", {"aggregationLength": 24, "serviceSelectors": [{"matchLabels": {"a": "b"}}]},
+     False),
+    ("BGPAdvertisement", "v1beta1", {"aggregationLength": 24}, True),
+]
+
+
+@pytest.mark.parametrize(("kind", "version", "spec", "accepted"), CEL_CASES)
+def test_cel_rules_accept_and_refuse_as_the_models_do(kind: str, version: str, spec: dict[str, Any],
+                                                      accepted: bool) -> None:
+    celpy = pytest.importorskip("celpy")
+    from celpy import celtypes
+
+    def value(data: Any) -> Any:
+        if isinstance(data, bool):
+            return celtypes.BoolType(data)
+        if isinstance(data, int):
+            return celtypes.IntType(data)
+        if isinstance(data, str):
+            return celtypes.StringType(data)
+        if isinstance(data, dict):
+            return celtypes.MapType({celtypes.StringType(k): value(v) for k, v in data.items()})
+        return celtypes.ListType([value(item) for item in data])
+
+    environment = celpy.Environment()
+    rules = schema_of(kind, version)["properties"]["spec"]["x-kubernetes-validations"]
+    verdicts = [bool(environment.program(environment.compile(rule["rule"])).evaluate({"self": value(spec)}))
+                for rule in rules]
+    assert all(verdicts) == accepted
+    obj = {"apiVersion": f"metallb.io/{version}", "kind": kind, "metadata": {"name": "x"}, "spec": spec}
+    if accepted:
+        parse_config_object(obj)
+    else:
+        with pytest.raises(ValueError):
+            parse_config_object(obj)
