@@ -28,7 +28,7 @@ class MpReachNlri(Known):
     family: AddressFamily
     next_hops: tuple[IPAddress, ...]  # global, then link-local for IPv6 (RFC 2545)
     nlri: tuple[Prefix, ...] = ()
-    raw_next_hop: bytes = b""  # kept for families we do not interpret
+    raw: bytes = b""  # everything after AFI/SAFI, kept as received for families we do not interpret
 
     @classmethod
     def decode_value(cls, value: bytes, negotiated: Negotiated) -> MpReachNlri:
@@ -41,14 +41,14 @@ class MpReachNlri(Known):
         raw_nh = value[4 : 4 + nh_length]
         rest = value[4 + nh_length + 1 :]  # one reserved octet skipped
         if family.safi != Safi.UNICAST or family.afi not in (Afi.IPV4, Afi.IPV6):
-            return cls(family, (), (), raw_nh + b"\x00" + rest)
+            return cls(family, (), (), value[3:])
         next_hops = _decode_next_hops(cls, value, family.afi, raw_nh)
         error = malformed(cls, value, "malformed NLRI", UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR)
         return cls(family, next_hops, decode_prefixes(rest, family.afi, error=error))
 
     def encode_value(self, negotiated: Negotiated) -> bytes:
-        if self.raw_next_hop:
-            return self.family.afi.to_bytes(2, "big") + bytes((self.family.safi,)) + self.raw_next_hop
+        if self.raw:
+            return self.family.afi.to_bytes(2, "big") + bytes((self.family.safi,)) + self.raw
         nh = b"".join(a.packed for a in self.next_hops)
         return (
             self.family.afi.to_bytes(2, "big")

@@ -208,3 +208,10 @@ def test_golden_reencodes_byte_for_byte(
     message = decode_message(h(hexdata), negotiated)
     encoded = message.encode(negotiated) if hasattr(message, "attributes") else message.encode()  # type: ignore[call-arg]
     assert encoded == h(hexdata)
+
+
+def test_mp_reach_of_a_family_we_do_not_interpret_survives_a_round_trip() -> None:
+    # AFI 1 / SAFI 128 (L3VPN): kept opaque, re-encoded byte for byte
+    data = h(MARKER + "0028 02 0000 0011 80 0e 0e 0001 80 04 c0000201 00 20 c0000205")
+    message = decode_message(data, FOUR)
+    assert message.encode(FOUR) == data  # type: ignore[call-arg]
