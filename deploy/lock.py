@@ -1,8 +1,8 @@
 """Write ``requirements.lock``: the exact versions of metalbus's runtime dependencies, and only those.
 
-Reads the installed distribution metadata of the current environment (after ``pip install -e .``),
-walks the requirements of ``metalbus`` (extras left out, so the dev tools are not pinned), and prints
-``name==version`` lines, sorted. Regenerate after changing ``dependencies`` in pyproject.toml:
+Starts from ``[project] dependencies`` in pyproject.toml (extras left out, so the dev tools are not
+pinned), walks their requirements through the installed distributions of the current environment, and
+prints ``name==version`` lines, sorted. Regenerate after changing ``dependencies`` in pyproject.toml:
 
     .venv/bin/python deploy/lock.py > requirements.lock
 """
@@ -12,8 +12,12 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import re
 import sys
+import tomllib
+from pathlib import Path
 
 from packaging.requirements import Requirement
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 HEADER = """\
 # Runtime dependencies of metalbus, pinned (the container image installs exactly these).
@@ -36,16 +40,22 @@ def _runtime_requirements(distribution: metadata.Distribution) -> list[Requireme
     return wanted
 
 
-def resolve(root: str = "metalbus") -> dict[str, str]:
-    """Every distribution ``root`` needs at run time, with its installed version."""
+def declared_dependencies(pyproject: Path = PYPROJECT) -> list[Requirement]:
+    return [Requirement(text) for text in tomllib.loads(pyproject.read_text())["project"]["dependencies"]]
+
+
+def resolve(pyproject: Path = PYPROJECT) -> dict[str, str]:
+    """Every distribution metalbus needs at run time, with its installed version."""
     pinned: dict[str, str] = {}
-    pending = _runtime_requirements(metadata.distribution(root))
+    pending = declared_dependencies(pyproject)
     while pending:
         requirement = pending.pop()
         key = _key(requirement.name)
         if key in pinned:
             continue
         distribution = metadata.distribution(requirement.name)
+        if distribution.version not in requirement.specifier:
+            raise SystemExit(f"installed {requirement.name} {distribution.version} does not satisfy {requirement}")
         pinned[key] = distribution.version
         pending.extend(_runtime_requirements(distribution))
     return pinned

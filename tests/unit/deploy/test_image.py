@@ -1,0 +1,117 @@
+"""The container image, checked without building it: the Dockerfile's structure, the lock file of
+pinned runtime dependencies, and the build context."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+
+from deploy import lock
+from services.cli import DEFAULT_HTTP_PORTS
+from tests.unit.deploy.manifests import ROOT
+
+DOCKERFILE = ROOT / "Dockerfile"
+LOCK = ROOT / "requirements.lock"
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [argument for word, argument in self.instructions if word == keyword]
+
+
+def stages() -> list[Stage]:
+    """The Dockerfile's stages: continuation lines joined, comments dropped, ``ARG``s before the first
+    ``FROM`` substituted into ``FROM`` lines."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    arguments: dict[str, str] = {}
+    found: list[Stage] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, argument = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "ARG" and not found:
+            name, _, default = argument.partition("=")
+            arguments[name] = default
+        elif keyword == "FROM":
+            argument = re.sub(r"\$\{(\w+)\}", lambda m: arguments[m.group(1)], argument)
+            parts = argument.split()
+            found.append(Stage(base=parts[0], name=parts[2] if len(parts) == 3 else None))
+        else:
+            found[-1].instructions.append((keyword, argument))
+    return found
+
+
+def test_every_base_image_is_pinned() -> None:
+    for stage in stages():
+        image, _, tag = stage.base.partition(":")
+        assert image == "python"
+        assert "@sha256:" in stage.base or re.fullmatch(r"3\.11\.\d+-slim-[a-z]+", tag), stage.base
+
+
+def test_the_final_stage_runs_metalbus_as_a_non_root_user() -> None:
+    final = stages()[-1]
+    (user,) = final.all("USER")
+    uid = user.split(":")[0]
+    assert uid not in ("0", "root") and (not uid.isdigit() or int(uid) >= 1000)
+    (entrypoint,) = final.all("ENTRYPOINT")
+    assert json.loads(entrypoint) == ["metalbus"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"metalbus": "services.cli:main"}
+    exposed = {int(port) for argument in final.all("EXPOSE") for port in argument.split()}
+    assert exposed == set(DEFAULT_HTTP_PORTS.values())
+
+
+def test_no_build_tools_in_the_final_stage() -> None:
+    build, final = stages()[0], stages()[-1]
+    assert build.name == "build"
+    copies = final.all("COPY")
+    assert copies == ["--from=build /opt/metalbus /opt/metalbus"], "only the built environment is copied"
+    runs = " ".join(final.all("RUN"))
+    assert "pip uninstall --yes pip setuptools wheel" in runs
+    assert not re.search(r"\b(apt-get|apk) (install|add)\b", " ".join(r for s in stages() for r in s.all("RUN")))
+    assert "pip uninstall --yes setuptools pip" in " ".join(build.all("RUN"))
+
+
+def test_dependencies_install_from_the_lock_only() -> None:
+    runs = " ".join(stages()[0].all("RUN"))
+    assert "--no-deps -r requirements.lock" in runs
+    assert "--only-binary=:all:" in runs
+    assert "--no-deps --no-build-isolation ." in runs
+
+
+def test_the_lock_pins_exactly_the_installed_runtime_dependencies() -> None:
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert re.fullmatch(r"[a-z0-9-]+", name) and re.fullmatch(r"[0-9][0-9a-z.+]*", version), line
+            pins[name] = version
+    assert pins == lock.resolve(), "regenerate: .venv/bin/python deploy/lock.py > requirements.lock"
+    assert not {"pytest", "ruff", "mypy", "hypothesis", "kubernetes-validate"} & set(pins)
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in declared:
+        name = re.split(r"[=<>~!\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pins, name
+
+
+def test_the_build_context_holds_only_what_the_build_copies() -> None:
+    ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line and not line.startswith("#")]
+    assert ignored[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in ignored if line.startswith("!")}
+    copied = set()
+    for stage in stages():
+        for argument in stage.all("COPY"):
+            if not argument.startswith("--from"):
+                copied |= {source.rstrip("/") for source in argument.split()[:-1]}
+    assert copied == allowed
+    assert all((ROOT / path).exists() for path in copied)
