@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.announcer.bgp.attributes import Attribute
 from services.announcer.bgp.capabilities import IPV4_UNICAST, IPV6_UNICAST, Negotiated
 from services.announcer.bgp.message import MARKER, MessageReader
+from services.announcer.bgp.nlri import Prefix
 from services.announcer.bgp.notification import Notification
 from services.announcer.bgp.wire import decode_message
 from tests.unit.bgp.test_golden import GOLDEN, h
@@ -101,3 +105,48 @@ def test_session_survives_garbage(chunks: list[bytes]) -> None:
 def test_prefix_host_bits_are_cleared() -> None:
     message = decode_message(framed(2, bytes.fromhex("0000 0000 17 c63365")), Negotiated())
     assert message.to_dict()["nlri"] == ["198.51.100.0/23"]
+
+
+PREFIXES_V4: st.SearchStrategy[Prefix] = st.builds(
+    lambda a, n: ipaddress.IPv4Network((a, n), strict=False), st.integers(0, 2**32 - 1), st.integers(0, 32)
+)
+PREFIXES_V6: st.SearchStrategy[Prefix] = st.builds(
+    lambda a, n: ipaddress.IPv6Network((a, n), strict=False), st.integers(0, 2**128 - 1), st.integers(0, 128)
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    v6=st.booleans(),
+    data=st.data(),
+    communities=st.lists(st.integers(0, 2**32 - 1), max_size=20),
+    negotiated=NEGOTIATED,
+)
+def test_packed_announcements_and_withdrawals_round_trip(
+    v6: bool, data: st.DataObject, communities: list[int], negotiated: Negotiated
+) -> None:
+    from services.announcer.bgp.aspath import AsPath
+    from services.announcer.bgp.attributes import Communities, Origin
+    from services.announcer.bgp.update import Update, pack_announcements, pack_withdrawals
+
+    drawn = data.draw(st.lists(PREFIXES_V6 if v6 else PREFIXES_V4, min_size=1, max_size=1500))
+    prefixes = sorted(set(drawn), key=lambda p: (int(p.network_address), p.prefixlen))
+    family = IPV6_UNICAST if v6 else IPV4_UNICAST
+    next_hop = ipaddress.ip_address("2001:db8::1" if v6 else "192.0.2.1")
+    attributes: list[Attribute] = [Origin(), AsPath.sequence(64512)]
+    if communities:
+        attributes.append(Communities(tuple(communities)))
+    sent = pack_announcements(
+        family=family, attributes=attributes, next_hops=(next_hop,), prefixes=prefixes, negotiated=negotiated
+    )
+    withdrawn = pack_withdrawals(family=family, prefixes=prefixes, negotiated=negotiated)
+    announced_back: list[Prefix] = []
+    withdrawn_back: list[Prefix] = []
+    for message in sent + withdrawn:
+        assert len(message) <= 4096
+        update = decode_message(message, negotiated)
+        assert isinstance(update, Update) and not update.treat_as_withdraw
+        announced_back += [p for _, p in update.announced()]
+        withdrawn_back += [p for _, p in update.withdrawals()]
+    assert announced_back == prefixes
+    assert withdrawn_back == prefixes
