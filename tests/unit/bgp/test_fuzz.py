@@ -38,13 +38,13 @@ def decode_only_notifications(data: bytes, negotiated: Negotiated) -> None:
     message.to_dict()
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=200), negotiated=NEGOTIATED)
 def test_arbitrary_bytes(data: bytes, negotiated: Negotiated) -> None:
     decode_only_notifications(data, negotiated)
 
 
-@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message_type=st.integers(0, 7), body=st.binary(max_size=300), negotiated=NEGOTIATED)
 def test_arbitrary_bodies_behind_a_valid_header(message_type: int, body: bytes, negotiated: Negotiated) -> None:
     decode_only_notifications(framed(message_type, body), negotiated)
@@ -69,7 +69,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(message)
 
 
-@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=mutated(), negotiated=NEGOTIATED)
 def test_mutated_valid_messages(data: bytes, negotiated: Negotiated) -> None:
     decode_only_notifications(data, negotiated)
