@@ -151,3 +151,12 @@ async def test_config_objects_and_the_kube_proxy_config_map(bus: Bus, kube_api: 
         kube_api.put_object(config)
         await wait_stored(bus, ObjectKind.KUBE_PROXY, "kube-system", "kube-proxy",
                           lambda e: isinstance(e, KubeProxyObserved) and e.strict_arp, "strictARP turned on")
+
+
+async def test_without_the_metallb_crds_the_rest_is_still_observed(bus: Bus) -> None:
+    without_metallb = tuple(r for r in RESOURCES if r.group != "metallb.io")
+    with KubeApi(bookmark_interval=0.2, resources=without_metallb) as kube_api:
+        kube_api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})
+        async with observing(bus, kube_api):
+            assert list(await stored(bus, ObjectKind.NODE)) == [k8s_subject(ObjectKind.NODE, "", "node-1")]
+            assert await stored(bus, ObjectKind.IP_ADDRESS_POOL) == {}
