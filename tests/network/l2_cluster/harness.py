@@ -28,12 +28,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from schemas.events import AnnouncementReported, AnnouncerHeartbeat, L2PlacementCleared, L2PlacementDecided, ServiceId
+from schemas.events import (
+    AnnouncementReported,
+    AnnouncerHeartbeat,
+    Event,
+    L2PlacementCleared,
+    L2PlacementDecided,
+    ServiceId,
+    ServiceObserved,
+)
 from schemas.events.codec import InvalidEvent, decode
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
-from services.common.subjects import ANNOUNCE_PREFIX, HEARTBEATS, StreamName, encode_token, ipam_placement_subject
-from tests.netlab import Lab, wait_for
+from services.common.subjects import (
+    ANNOUNCE_PREFIX,
+    HEARTBEATS,
+    IPAM_PLACEMENTS,
+    StreamName,
+    encode_token,
+    ipam_placement_subject,
+    observed_subject,
+)
+from tests.builders import pool, service
+from tests.builders_l2 import endpoints, l2, node
+from tests.netlab import REPO, Lab, wait_for
 
 T = TypeVar("T")
 NODES = ("node1", "node2", "node3")
@@ -106,6 +124,53 @@ class AnnouncerProcess:
         wait_for(started, timeout=timeout, message=f"the announcer on {self.node.name} to start")
 
 
+class IpamProcess:
+    """`metalbus ipam` as a child process, its log kept for failure messages."""
+
+    def __init__(self, url: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "ipam", "--nats", url, "--http-port", "0", "--http-host",
+             "127.0.0.1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        )  # fmt: skip
+        self.log: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def l2_world(*services: ServiceObserved, interfaces: tuple[str, ...] = ("eth0",)) -> list[Event]:
+    """A pool over the lab's VIPs, one L2Advertisement (answering on `interfaces`), the three nodes, and
+    `services` with a serving endpoint on every node."""
+    spec: dict[str, Any] = {"ipAddressPools": ["lab"], **({"interfaces": list(interfaces)} if interfaces else {})}
+    world: list[Event] = [
+        pool("lab", "10.0.0.100-10.0.0.139", "fd00::100-fd00::13f"),
+        l2("lab", **spec),
+        *(node(name) for name in NODES),
+    ]
+    for svc in services:
+        world += [svc, endpoints(svc.ref.name, *NODES)]
+    return world
+
+
+def lb_service(name: str, ip: str, **fields: Any) -> ServiceObserved:
+    """A LoadBalancer Service asking for `ip` (IPv4 or IPv6) through `metallb.io/loadBalancerIPs`."""
+    family: dict[str, Any] = {"ip_families": ("IPv6",), "cluster_ips": ("fd00:96::10",)} if ":" in ip else {}
+    return service(name, annotations={"metallb.io/loadBalancerIPs": ip}, **{**family, **fields})
+
+
 @dataclass
 class Node:
     name: str
@@ -125,6 +190,7 @@ class Cluster:
     url: str
     bus: BusThread
     nodes: dict[str, Node] = field(default_factory=dict)
+    ipam: IpamProcess | None = None
 
     # --- announcers ---------------------------------------------------------------------------------
 
@@ -166,6 +232,40 @@ class Cluster:
 
     def mac(self, name: str, ifname: str = "eth0") -> str:
         return self.lab.mac(self.nodes[name].ns, ifname)
+
+    # --- the ipam -------------------------------------------------------------------------------------
+
+    def start_ipam(self) -> None:
+        """The real `metalbus ipam` (in this namespace, on the management network): it places the IPs."""
+        self.ipam = IpamProcess(self.url)
+
+    def observe(self, *events: Event) -> None:
+        """Publish observed Kubernetes state on the K8S stream, as the watcher would."""
+        self.bus.call(self.bus.bus.publish_many((observed_subject(e), e, None) for e in events))
+
+    def placements(self) -> dict[str, tuple[str | None, int]]:
+        """IP → (node or None when cleared, epoch) of the newest placement per IP."""
+
+        async def read() -> dict[str, tuple[str | None, int]]:
+            placed: dict[str, tuple[str | None, int]] = {}
+            async for received in self.bus.bus.read(StreamName.IPAM, subjects=[IPAM_PLACEMENTS], last_per_subject=True):
+                event = received.event
+                if isinstance(event, L2PlacementDecided):
+                    placed[event.ip] = (event.node, received.sequence)
+                elif isinstance(event, L2PlacementCleared):
+                    placed[event.ip] = (None, received.sequence)
+            return placed
+
+        return self.bus.call(read())
+
+    def wait_owner(self, ip: str, match: Callable[[str], bool] = lambda _: True, timeout: float = 10.0) -> str:
+        """The node the newest placement of `ip` names, once `match` holds for it."""
+
+        def owner() -> str | None:
+            node, _epoch = self.placements().get(ip, (None, 0))
+            return node if node is not None and match(node) else None
+
+        return wait_for(owner, timeout=timeout, message=f"a placement of {ip}")
 
     # --- the bus --------------------------------------------------------------------------------------
 
@@ -249,9 +349,12 @@ def cluster(prefix: str = "mbl2c") -> Iterator[Cluster]:
             lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
             with EmbeddedNats(host=f"{subnet}.1") as server:
                 bus = BusThread(server.url)
+                built = Cluster(lab, bridge, mgmt, client, server.url, bus, nodes)
                 try:
-                    yield Cluster(lab, bridge, mgmt, client, server.url, bus, nodes)
+                    yield built
                 finally:
+                    if built.ipam is not None:
+                        built.ipam.stop()
                     bus.close()
                     lab.close()  # announcers go before their bus
         finally:

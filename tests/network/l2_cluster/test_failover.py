@@ -1,11 +1,13 @@
-"""Failover seen from the client: a killed announcer, a pulled cable, a partitioned node, a rolling restart.
+"""Failover seen from the client, with the real ipam placing the IPs: a killed announcer, a pulled cable,
+a partitioned node, a bus outage, a rolling restart.
 
-Every VIP may live on any node (candidates in order node1, node2, node3, sticky). The placer is the ipam's
-liveness rule: a node silent for 0.35 s, or one that says `leaving`, loses its IPs to the next live node.
+Two VIPs (one IPv4, one IPv6 Service) may live on any of the three nodes. The ipam moves a node's IPs when
+its heartbeats stop for 0.35 s or it says `leaving`; a node coming back may get a fair share back.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -13,131 +15,159 @@ import pytest
 
 from tests.netlab import skip_reason, wait_for
 from tests.network.l2.tools import arping, ndisc6, neighbor
-from tests.network.l2_cluster.harness import NODES, ArpWatch, Cluster, StandInPlacer, cluster
+from tests.network.l2_cluster.harness import NODES, AnnouncerProcess, ArpWatch, Cluster, cluster, l2_world, lb_service
 
-_SKIP = skip_reason("arping", "ndisc6")
+_SKIP = skip_reason("arping", "ndisc6", "ping")
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 VIP4, VIP6 = "10.0.0.100", "fd00::100"
-VIPS = {VIP4: (NODES, ("eth0",)), VIP6: (NODES, ("eth0",))}
+VIPS = (VIP4, VIP6)
+
+
+def answered_by(lab: Cluster, vip: str) -> str | None:
+    """The one MAC answering `vip` (None if nobody or several do)."""
+    if ":" in vip:
+        return ndisc6(lab.lab, lab.client, vip)
+    macs = arping(lab.lab, lab.client, vip, count=2)
+    return macs[0] if len(macs) == 2 and macs[0] == macs[1] else None
+
+
+def _answers(lab: Cluster, vip: str, owner: str | None = None, *, anyone: bool = False) -> Callable[[], bool]:
+    """Whether `vip` is answered by one MAC: `owner`'s, else its current owner's (or anyone's)."""
+
+    def check() -> bool:
+        mac = answered_by(lab, vip)
+        if anyone:
+            return mac is not None
+        return mac == lab.mac(owner or lab.wait_owner(vip))
+
+    return check
+
+
+def _other_than(name: str) -> Callable[[str], bool]:
+    return lambda node: node != name
+
+
+def owners(lab: Cluster) -> dict[str, str]:
+    return {vip: lab.wait_owner(vip) for vip in VIPS}
 
 
 @pytest.fixture
-def lab() -> Iterator[tuple[Cluster, StandInPlacer]]:
+def lab() -> Iterator[Cluster]:
     with cluster() as built:
         built.start_all()
-        placer = StandInPlacer(built, VIPS)
-        try:
-            placer.wait_placed(VIP4, "node1")
-            placer.wait_placed(VIP6, "node1")
-            mac1 = built.mac("node1")
-            wait_for(lambda: arping(built.lab, built.client, VIP4) == [mac1], timeout=5, message="VIP4 at node1")
-            assert ndisc6(built.lab, built.client, VIP6) == mac1
-            # The client has talked to both VIPs: its neighbour entries exist and must follow the failover.
-            for vip in (VIP4, VIP6):
-                built.lab.run(built.client, "ping", "-c", "1", "-W", "1", vip, check=False)
-                wait_for(_entry(built, vip, mac1), timeout=5, message=vip)
-            yield built, placer
-        finally:
-            placer.close()
+        built.observe(*l2_world(lb_service("web", VIP4), lb_service("web6", VIP6)))
+        built.start_ipam()
+        for vip, owner in owners(built).items():
+            wait_for(_answers(built, vip, owner), timeout=10, message=f"{vip} answered by {owner}")
+            # The client has talked to the VIP: its neighbour entry exists and must follow a failover.
+            built.lab.run(built.client, "ping", "-c", "1", "-W", "1", vip, check=False)
+            wait_for(_entry(built, vip, built.mac(owner)), timeout=5, message=f"{vip} in the client's table")
+        yield built
 
 
 def _entry(lab: Cluster, vip: str, mac: str) -> Callable[[], bool]:
     return lambda: neighbor(lab.lab, lab.client, vip) == mac
 
 
-def _follows(lab: Cluster, node: str, timeout: float = 5.0) -> float:
-    """Seconds until the client's entries for both VIPs name `node`'s MAC."""
+def _entries_follow(lab: Cluster, lost: list[str], old: str, timeout: float = 5.0) -> float:
+    """Seconds until the ipam has moved every VIP in `lost` off `old` and the client's entries follow."""
     started = time.monotonic()
-    mac = lab.mac(node)
-    for vip in (VIP4, VIP6):
-        wait_for(_entry(lab, vip, mac), timeout=timeout, message=f"{vip} entry")
+    for vip in lost:
+        new = lab.wait_owner(vip, _other_than(old), timeout=timeout)
+        wait_for(_entry(lab, vip, lab.mac(new)), timeout=timeout, message=f"{vip}'s entry to follow {new}")
     return time.monotonic() - started
 
 
-def test_kill_9_of_the_owner_moves_the_vips_and_the_clients_entries(lab: tuple[Cluster, StandInPlacer]) -> None:
-    net, placer = lab
-    net.kill("node1")
-    took = _follows(net, "node2")
+def _no_takeover_before_resync(announcer: AnnouncerProcess, since: int) -> None:
+    """After the mark, nothing was taken over on the wire before the placements were read again."""
+    announcer.wait_logged("event=placements_read", since=since)
+    for line in announcer.log[since:]:
+        if "event=placements_read" in line:
+            return
+        assert not re.search("event=taken_over", line), line
+
+
+def test_kill_9_of_the_owner_moves_its_vips_and_the_clients_entries(lab: Cluster) -> None:
+    before = owners(lab)
+    victim = before[VIP4]
+    lost = [vip for vip, node in before.items() if node == victim]
+    lab.kill(victim)
+    took = _entries_follow(lab, lost, victim)
     print(f"client entries followed a kill -9 in {took * 1000:.0f} ms")
-    mac2 = net.mac("node2")
-    assert arping(net.lab, net.client, VIP4, count=2) == [mac2, mac2]
-    assert ndisc6(net.lab, net.client, VIP6) == mac2
-    assert placer.owner == {VIP4: "node2", VIP6: "node2"}
-    net.wait_report("node2", VIP4)
+    for vip in VIPS:
+        assert answered_by(lab, vip) == lab.mac(lab.wait_owner(vip))
+    lab.wait_report(lab.wait_owner(VIP4), VIP4)
 
 
-def test_a_pulled_cable_moves_the_vips_and_the_node_stays_silent_when_back(lab: tuple[Cluster, StandInPlacer]) -> None:
-    net, _placer = lab
-    node1 = net.nodes["node1"].announcer
-    assert node1 is not None
-    net.set_data_link("node1", up=False)
-    net.set_mgmt_link("node1", up=False)
-    took = _follows(net, "node2")
+def test_a_pulled_cable_moves_the_vips_and_the_node_waits_for_a_resync(lab: Cluster) -> None:
+    before = owners(lab)
+    victim = before[VIP4]
+    announcer = lab.nodes[victim].announcer
+    assert announcer is not None
+    lab.set_data_link(victim, up=False)
+    lab.set_mgmt_link(victim, up=False)
+    took = _entries_follow(lab, [vip for vip, node in before.items() if node == victim], victim)
     print(f"client entries followed a pulled cable in {took * 1000:.0f} ms")
-    wait_for(lambda: node1.logged("event=partitioned"), timeout=5, message="node1 to notice the partition")
-    mark = node1.mark()
-    # The cable goes back: the data link first, so node1 sees its interface before the bus.
-    net.set_data_link("node1", up=True)
-    net.set_mgmt_link("node1", up=True)
-    wait_for(lambda: node1.logged("event=placements_read .* mine=0", since=mark), timeout=10, message="a resync")
-    assert not node1.logged("event=taken_over", since=mark)
-    mac2 = net.mac("node2")
-    assert arping(net.lab, net.client, VIP4, count=3) == [mac2] * 3
-    assert ndisc6(net.lab, net.client, VIP6) == mac2
-    assert neighbor(net.lab, net.client, VIP4) == mac2
+    announcer.wait_logged("event=partitioned")
+    mark = announcer.mark()
+    lab.set_data_link(victim, up=True)  # the data link first: the node sees its interface before the bus
+    lab.set_mgmt_link(victim, up=True)
+    _no_takeover_before_resync(announcer, mark)
+    for vip in VIPS:  # one answer per VIP, from whoever holds it now (the node may get a fair share back)
+        wait_for(_answers(lab, vip), timeout=10, message=f"{vip} answered by its owner alone")
 
 
-def test_a_partitioned_announcer_yields_when_the_new_owner_claims_the_vip(lab: tuple[Cluster, StandInPlacer]) -> None:
-    net, placer = lab
-    node1 = net.nodes["node1"].announcer
-    assert node1 is not None
-    net.set_mgmt_link("node1", up=False)  # the bus is gone, the data link stays: node1 keeps answering
-    wait_for(lambda: node1.logged("event=partitioned"), timeout=5, message="node1 to notice the partition")
-    placer.wait_placed(VIP4, "node2")
-    wait_for(lambda: all(node1.logged(f"event=yielded ip={vip} ") for vip in (VIP4, VIP6)), timeout=5,
-             message="both VIPs yielded")
-    mac2 = net.mac("node2")
-    _follows(net, "node2")
-    assert arping(net.lab, net.client, VIP4, count=3) == [mac2] * 3  # one answer each: node1 is silent
-    assert ndisc6(net.lab, net.client, VIP6) == mac2
-    # Back on the bus: node1 reads the placements again and stays silent.
-    mark = node1.mark()
-    net.set_mgmt_link("node1", up=True)
-    wait_for(lambda: node1.logged("event=bus_back", since=mark), timeout=10, message="node1 back on the bus")
-    wait_for(lambda: node1.logged("event=placements_read .* mine=0", since=mark), timeout=10, message="a resync")
-    assert arping(net.lab, net.client, VIP4, count=2) == [mac2] * 2
-    assert net.metrics("node1")[f'metalbus_layer2_yields{{ip="{VIP4}"}}'] == 1
+def test_a_partitioned_announcer_yields_when_the_new_owner_claims_the_vip(lab: Cluster) -> None:
+    before = owners(lab)
+    victim = before[VIP4]
+    lost = [vip for vip, node in before.items() if node == victim]
+    announcer = lab.nodes[victim].announcer
+    assert announcer is not None
+    lab.set_mgmt_link(victim, up=False)  # the bus is gone, the data link stays: the node keeps answering
+    announcer.wait_logged("event=partitioned", timeout=5)
+    _entries_follow(lab, lost, victim)
+    for vip in lost:
+        announcer.wait_logged(f"event=yielded ip={re.escape(vip)} ", timeout=5)
+        assert answered_by(lab, vip) == lab.mac(lab.wait_owner(vip))  # the partitioned node is silent
+    mark = announcer.mark()
+    lab.set_mgmt_link(victim, up=True)
+    announcer.wait_logged("event=bus_back", since=mark)
+    _no_takeover_before_resync(announcer, mark)
+    for vip in VIPS:
+        wait_for(_answers(lab, vip), timeout=10, message=f"{vip} answered by its owner alone")
+    assert lab.metrics(victim)[f'metalbus_layer2_yields{{ip="{VIP4}"}}'] == 1
 
 
-def test_while_partitioned_the_last_vips_keep_answering(lab: tuple[Cluster, StandInPlacer]) -> None:
-    net, placer = lab
-    placer.close()  # nobody takes over: the data plane must survive the bus outage on its own
-    node1 = net.nodes["node1"].announcer
-    assert node1 is not None
-    net.set_mgmt_link("node1", up=False)
-    wait_for(lambda: node1.logged("event=partitioned"), timeout=5, message="node1 to notice the partition")
-    mac1 = net.mac("node1")
-    assert arping(net.lab, net.client, VIP4, count=2) == [mac1, mac1]
-    assert ndisc6(net.lab, net.client, VIP6) == mac1
-    mark = node1.mark()
-    net.set_mgmt_link("node1", up=True)
-    wait_for(lambda: node1.logged("event=placements_read .* mine=2", since=mark), timeout=10, message="a resync")
-    assert arping(net.lab, net.client, VIP4) == [mac1]
+def test_while_partitioned_the_last_vips_keep_answering(lab: Cluster) -> None:
+    before = owners(lab)
+    assert lab.ipam is not None
+    lab.ipam.stop()  # nobody moves anything: the data plane must survive the bus outage on its own
+    victim = before[VIP4]
+    announcer = lab.nodes[victim].announcer
+    assert announcer is not None
+    lab.set_mgmt_link(victim, up=False)
+    announcer.wait_logged("event=partitioned", timeout=5)
+    for vip, node in before.items():
+        assert answered_by(lab, vip) == lab.mac(node)
+    mark = announcer.mark()
+    lab.set_mgmt_link(victim, up=True)
+    mine = sum(node == victim for node in before.values())
+    announcer.wait_logged(f"event=placements_read .* mine={mine}", since=mark)
+    assert answered_by(lab, VIP4) == lab.mac(victim)
 
 
-def test_a_rolling_restart_keeps_every_vip_answering(lab: tuple[Cluster, StandInPlacer]) -> None:
-    net, placer = lab
-    watch = ArpWatch(net.lab, net.client, VIP4)
+def test_a_rolling_restart_keeps_every_vip_answering(lab: Cluster) -> None:
+    watch = ArpWatch(lab.lab, lab.client, VIP4)
     try:
         for name in NODES:
-            owner = placer.owner[VIP4]
-            assert net.terminate(name) == 0  # graceful: silent at once, `leaving` hands over
-            if owner == name:
-                placer.wait_moved(VIP4, away_from=owner)
-            net.start(name)
-            wait_for(lambda: arping(net.lab, net.client, VIP4) != [], timeout=5, message="an answer")
-            assert ndisc6(net.lab, net.client, VIP6) is not None
+            held = [vip for vip, node in owners(lab).items() if node == name]
+            assert lab.terminate(name) == 0  # graceful: silent at once, `leaving` hands over
+            for vip in held:
+                lab.wait_owner(vip, _other_than(name), timeout=5)
+            lab.start(name)
+            for vip in VIPS:
+                wait_for(_answers(lab, vip, anyone=True), timeout=10, message=f"{vip} answering")
     finally:
         watch.stop()
     gap = watch.longest_gap()
