@@ -25,9 +25,9 @@ debs:
 	  fi; \
 	else echo "not root: skipping Debian packages (network tests will be skipped)"; fi
 
-## run: start NATS with JetStream and the metalbus services on this machine (Ctrl-C stops all)
-run: venv
-	$(VENV)/bin/metalbus dev
+## run: the whole system in network namespaces on this machine, as root: `metalbus lab up` (Ctrl-C removes it)
+run: venv debs
+	$(VENV)/bin/metalbus lab up
 
 ## test: venv + Debian packages (as root) + lint + types + the whole test suite
 test: venv debs lint typecheck

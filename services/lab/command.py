@@ -122,6 +122,9 @@ def lab_up(plan: LabPlan, *, follow_live: bool, console: Console | None = None) 
     except LabError as error:
         console.print(f"[red]lab failed to come up:[/red] {error}")
         return 1
+    except KeyboardInterrupt:  # build() has removed what it made
+        console.print("interrupted: the lab is removed")
+        return 130
     console.print(f"objects: {plan.objects} (edit them; status is written to {plan.objects / 'status'})")
     console.print(f"bus: export NATS_URL={plan.nats_url}; then metalbus status | explain demo/web | history demo/web")
     console.print(f"logs: {plan.state_dir / 'logs'}")
@@ -142,6 +145,7 @@ def lab_up(plan: LabPlan, *, follow_live: bool, console: Console | None = None) 
 
 
 def _stop(plan: LabPlan, console: Console) -> int:
+    console.print()
     console.print("stopping the lab")
     return lab_down(plan, console=console)
 
