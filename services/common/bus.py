@@ -126,7 +126,15 @@ class BusSettings:
 class Bus:
     """A connection to NATS with JetStream, stamping every event it publishes with ``producer``."""
 
-    def __init__(self, client: NatsClient, *, producer: str, settings: BusSettings) -> None:
+    def __init__(
+        self,
+        client: NatsClient,
+        *,
+        producer: str,
+        settings: BusSettings,
+        reconnect_listeners: list[Callable[[], None]] | None = None,
+    ) -> None:
+        self._reconnect_listeners = reconnect_listeners if reconnect_listeners is not None else []
         self.client = client
         self.js: JetStreamContext = client.jetstream(timeout=settings.request_timeout)
         self.producer = producer
@@ -152,7 +160,11 @@ class Bus:
             if on_disconnect:
                 on_disconnect()
 
+        listeners: list[Callable[[], None]] = []
+
         async def reconnected() -> None:
+            for listener in listeners:
+                listener()
             log.info("bus reconnected url=%s", settings.url)
             if on_reconnect:
                 on_reconnect()
@@ -184,7 +196,11 @@ class Bus:
                 log.warning("bus not reachable url=%s attempt=%d retry_in_s=%.1f", settings.url, attempt, delay)
                 await asyncio.sleep(delay)  # backoff between connection attempts
                 delay = min(delay * 2, 5.0)
-        return cls(client, producer=producer, settings=settings)
+        return cls(client, producer=producer, settings=settings, reconnect_listeners=listeners)
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every reconnection (server-side consumers may be gone by then)."""
+        self._reconnect_listeners.append(listener)
 
     async def __aenter__(self) -> Self:
         return self
@@ -260,7 +276,11 @@ class Bus:
             futures.append(
                 await self.js.publish_async(subject, encode(envelope), headers=_headers(msg_id, None, None))
             )
-        acks = await asyncio.gather(*futures)
+        try:
+            async with asyncio.timeout(self.settings.request_timeout):
+                acks = await asyncio.gather(*futures)
+        except TimeoutError as error:
+            raise RetryableError(f"no acknowledgement for {len(futures)} publishes in time") from error
         return [
             Published(sequence=ack.seq, duplicate=bool(ack.duplicate), envelope=envelope)
             for ack, envelope in zip(acks, envelopes, strict=True)
