@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import time
 from datetime import UTC, datetime
@@ -139,8 +138,12 @@ def lab_up(plan: LabPlan, *, follow_live: bool, console: Console | None = None) 
                       "[red]some layer 2 addresses are not reachable[/red]; `metalbus lab down` removes the lab")
         return 0 if l2_ok else 1
     console.print("following (Ctrl-C stops and removes the lab)")
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(follow(plan, console, verdicts))
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:  # the lab went away under us (`lab down` elsewhere)
+        console.print(f"\nstopped following: {error!r}")
     return _stop(plan, console)
 
 

@@ -57,6 +57,10 @@ def build(plan: LabPlan, *, say: Callable[[str], None]) -> LabState:
     if previous is not None or run("ip", "netns", "list", check=False).stdout.count(f"{plan.prefix}-"):
         say("a lab is already up (or left over): removing it first")
         teardown(plan.prefix, previous)
+    taken = run("ip", "-4", "route", "show", "root", f"{plan.mgmt_subnet}.0/24", check=False).stdout.strip()
+    if taken:
+        raise LabError(f"this host already routes {plan.mgmt_subnet}.0/24 ({taken.splitlines()[0]}); choose"
+                       " another management network with --mgmt-subnet")
     for stale in ("nats", "logs", "bird"):
         shutil.rmtree(plan.state_dir / stale, ignore_errors=True)
     state = LabState(prefix=plan.prefix, nats_url=plan.nats_url, objects=str(plan.objects))
@@ -109,7 +113,7 @@ def _processes(plan: LabPlan, host: Host) -> None:
     plan.objects.mkdir(parents=True, exist_ok=True)
     host.start("nats", [nats_server_binary(), "-a", plan.host_ip, "-p", str(plan.nats_port), "-js",
                         "-sd", str(store)], log_dir=logs)
-    _wait_port(plan.host_ip, plan.nats_port, what="nats-server", timeout=10)
+    _wait_port(plan.host_ip, plan.nats_port, what=f"nats-server (log: {logs / 'nats.log'})", timeout=10)
     common = ["--nats", plan.nats_url, "--http-port", "0", "--http-host", "127.0.0.1"]
     host.start("watcher", _python("services.cli", "watcher", *common, "--source-dir", str(plan.objects)),
                log_dir=logs)
