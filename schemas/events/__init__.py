@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Union, get_args
 
 from pydantic import Field
 
@@ -47,28 +47,6 @@ from schemas.events.observed import (
     ServicePort,
 )
 
-#: Every concrete event type, in the order JSON Schema files are generated.
-EVENT_TYPES: tuple[type[Event], ...] = (
-    ServiceObserved,
-    EndpointsObserved,
-    NodeObserved,
-    NamespaceObserved,
-    ConfigObjectObserved,
-    SecretObserved,
-    KubeProxyObserved,
-    ObjectDeleted,
-    IPAllocated,
-    IPReleased,
-    AllocationFailed,
-    L2PlacementDecided,
-    L2PlacementCleared,
-    ConfigurationEvaluated,
-    PoolUsageReported,
-    AnnouncementReported,
-    BGPSessionChanged,
-    AnnouncerHeartbeat,
-)
-
 AnyEvent = Annotated[
     Union[  # noqa: UP007 - a discriminated union needs the Union form here
         ServiceObserved,
@@ -92,6 +70,10 @@ AnyEvent = Annotated[
     ],
     Field(discriminator="type"),
 ]
+
+
+#: Every concrete event type, in the order JSON Schema files are generated.
+EVENT_TYPES: tuple[type[Event], ...] = get_args(get_args(AnyEvent)[0])
 
 
 class Envelope(EnvelopeHeader):
