@@ -1,6 +1,6 @@
 """L2 benchmark in network namespaces (needs root, iproute2, keepalived): real announcers, a client prober.
 
-    python bench/l2.py [--quick] [--trials N]      (--quick: under a minute, 10 kill -9 trials instead of 30)
+    python bench/l2.py [--quick] [--trials N]      (--quick: under a minute, 8 kill -9 trials instead of 30)
 
 In one lab (tests/network/l2_cluster/harness.py: three nodes, a client, NATS on a management network):
 - ARP round trip from the client to a VIP answered by an announcer vs to an address the node's kernel owns;
@@ -10,7 +10,8 @@ In one lab (tests/network/l2_cluster/harness.py: three nodes, a client, NATS on 
   (last answer before → first answer after), p50/p99;
 - the same kill -9 with keepalived (VRRP) in two node namespaces: the Debian defaults (advert_int 1) and
   a tuned VRRPv3 (advert_int 0.1), as the reference.
-Placement is the ipam's liveness rule played by the lab's placer (0.35 s of silence, or `leaving`).
+Start-up and round trips use placements published directly; failovers run the real `metalbus ipam` (it moves an
+IP after 0.35 s without heartbeats from its node).
 Prints figures; the last line is one JSON object.
 """
 
@@ -36,7 +37,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from tests.netlab import skip_reason, wait_for
-from tests.network.l2_cluster.harness import NODES, AnnouncerProcess, ArpWatch, Cluster, StandInPlacer, cluster
+from tests.network.l2_cluster.harness import (
+    AnnouncerProcess,
+    ArpWatch,
+    Cluster,
+    cluster,
+    l2_world,
+    lb_service,
+    other_than,
+)
 
 VIP_RTT, VIP_START, VIP_FAIL, VIP_VRRP = "10.0.0.100", "10.0.0.150", "10.0.0.120", "10.0.0.200"
 NODE1_ADDRESS = "10.0.0.11"
@@ -140,13 +149,13 @@ def startup(net: Cluster, trials: int) -> dict[str, object]:
     return {**total, "imports": before, "service": after}
 
 
-def _failovers(net: Cluster, placer: StandInPlacer, trials: int, *, cut: bool) -> dict[str, object]:
+def _failovers(net: Cluster, trials: int, *, cut: bool) -> dict[str, object]:
     watch = ArpWatch(net.lab, net.client, VIP_FAIL)
     takeovers: list[float] = []
     gaps: list[float] = []
     try:
         for _ in range(trials):
-            owner = placer.owner[VIP_FAIL]
+            owner = net.wait_owner(VIP_FAIL)
             old_mac = net.mac(owner)
             watch.first_after(time.monotonic(), mac=old_mac)  # the owner answers now
             announcer = net.nodes[owner].announcer
@@ -168,6 +177,7 @@ def _failovers(net: Cluster, placer: StandInPlacer, trials: int, *, cut: bool) -
                 announcer.wait_logged("event=placements_read", since=mark, timeout=15)
             else:
                 net.start(owner)
+            net.wait_owner(VIP_FAIL, other_than(owner))
     finally:
         watch.stop()
     return {"takeover": summary(takeovers), "gap": summary(gaps)}
@@ -281,7 +291,7 @@ def _print_failover(label: str, figures: dict[str, object], target: str) -> None
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer trials, under a minute")
-    parser.add_argument("--trials", type=int, default=None, help="kill -9 failover trials (default 30, quick 10)")
+    parser.add_argument("--trials", type=int, default=None, help="kill -9 failover trials (default 30, quick 8)")
     args = parser.parse_args()
     reason = skip_reason()
     if reason is None and shutil.which("keepalived") is None:
@@ -289,7 +299,7 @@ def main() -> None:
     if reason is not None:
         print(json.dumps({"skipped": reason}))
         return
-    kill_trials = args.trials or (10 if args.quick else 30)
+    kill_trials = args.trials or (8 if args.quick else 30)
     small = 3 if args.quick else 10
     figures: dict[str, object] = {"quick": args.quick}
     started = time.monotonic()
@@ -297,15 +307,13 @@ def main() -> None:
         net.start_all()
         figures["arp_rtt"] = arp_round_trip(net, rounds=2 if args.quick else 5, per_round=100)
         figures["startup"] = startup(net, small)
-        placer = StandInPlacer(net, {VIP_FAIL: (NODES, ("eth0",))})
-        try:
-            placer.wait_placed(VIP_FAIL, "node1")
-            killed = figures["failover_kill9"] = _failovers(net, placer, kill_trials, cut=False)
-            _print_failover("failover after kill -9", killed, "target p99 <= 1000 ms")
-            pulled = figures["failover_cut_link"] = _failovers(net, placer, small, cut=True)
-            _print_failover("failover after a pulled cable", pulled, "target <= 2000 ms")
-        finally:
-            placer.close()
+        # From here the real ipam places: a Service asking for VIP_FAIL, serving on every node.
+        net.observe(*l2_world(lb_service("fail", VIP_FAIL)))
+        net.start_ipam()
+        killed = figures["failover_kill9"] = _failovers(net, kill_trials, cut=False)
+        _print_failover("failover after kill -9", killed, "target p99 <= 1000 ms")
+        pulled = figures["failover_cut_link"] = _failovers(net, small, cut=True)
+        _print_failover("failover after a pulled cable", pulled, "target <= 2000 ms")
         for advert in (0.1,) if args.quick else (1.0, 0.1):
             key = f"keepalived_kill9_advert_{advert}"
             reference = figures[key] = keepalived(net, small, advert)

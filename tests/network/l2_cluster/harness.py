@@ -23,26 +23,23 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from schemas.events import (
     AnnouncementReported,
-    AnnouncerHeartbeat,
     Event,
     L2PlacementCleared,
     L2PlacementDecided,
     ServiceId,
     ServiceObserved,
 )
-from schemas.events.codec import InvalidEvent, decode
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
 from services.common.subjects import (
     ANNOUNCE_PREFIX,
-    HEARTBEATS,
     IPAM_PLACEMENTS,
     StreamName,
     encode_token,
@@ -414,65 +411,6 @@ def popen_prober(lab: Lab, ns: str, ip: str, *, interval: float = 0.01) -> subpr
     return proc
 
 
-
-class StandInPlacer:
-    """The ipam's L2 liveness rule, played by the test while the ipam does not place IPs itself: a node whose
-    heartbeats stop for `timeout` s, or that says `leaving`, loses its IPs to the first live candidate.
-    Sticky: an IP stays where it is while its node lives."""
-
-    def __init__(self, cluster: Cluster, vips: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]], *,
-                 timeout: float = 0.35) -> None:
-        self.cluster = cluster
-        self.vips = vips  # ip -> (candidate nodes in order of preference, interfaces)
-        self.timeout = timeout
-        self.owner: dict[str, str] = {}
-        self._last: dict[str, float] = {}
-        self._leaving: set[str] = set()
-        self._task = asyncio.run_coroutine_threadsafe(self._run(), cluster.bus.loop)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        bus = self.cluster.bus.bus
-
-        async def heard(message: Any) -> None:
-            try:
-                event = decode(message.data).event
-            except InvalidEvent:
-                return
-            if isinstance(event, AnnouncerHeartbeat):
-                self._last[event.node] = loop.time()
-                if event.leaving:
-                    self._leaving.add(event.node)
-                else:
-                    self._leaving.discard(event.node)
-
-        subscription = await bus.client.subscribe(HEARTBEATS, cb=heard)
-        everyone = {node for candidates, _ in self.vips.values() for node in candidates}
-        try:
-            started = loop.time()
-            while not everyone <= set(self._last) and loop.time() - started < 5.0:
-                await asyncio.sleep(0.01)  # a first heartbeat from every candidate, so the first choice is stable
-            while True:
-                now = loop.time()
-                live = {n for n, t in self._last.items() if now - t <= self.timeout and n not in self._leaving}
-                for ip, (candidates, interfaces) in self.vips.items():
-                    if self.owner.get(ip) in live:
-                        continue
-                    chosen = next((n for n in candidates if n in live), None)
-                    if chosen is not None:
-                        event = L2PlacementDecided(ip=ip, node=chosen, services=(WEB,), interfaces=interfaces,
-                                                   reason="stand-in placer")
-                        await bus.publish(ipam_placement_subject(ip), event)
-                        self.owner[ip] = chosen
-                await asyncio.sleep(0.01)  # the stand-in's liveness scan period
-        finally:
-            await subscription.unsubscribe()
-
-    def wait_placed(self, ip: str, node: str, timeout: float = 5.0) -> None:
-        wait_for(lambda: self.owner.get(ip) == node, timeout=timeout, message=f"{ip} placed on {node}")
-
-    def wait_moved(self, ip: str, *, away_from: str, timeout: float = 5.0) -> None:
-        wait_for(lambda: self.owner.get(ip) != away_from, timeout=timeout, message=f"{ip} to leave {away_from}")
-
-    def close(self) -> None:
-        self._task.cancel()
+def other_than(name: str) -> Callable[[str], bool]:
+    """A `wait_owner` match: any node but `name`."""
+    return lambda node: node != name

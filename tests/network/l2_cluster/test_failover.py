@@ -15,7 +15,16 @@ import pytest
 
 from tests.netlab import skip_reason, wait_for
 from tests.network.l2.tools import arping, ndisc6, neighbor
-from tests.network.l2_cluster.harness import NODES, AnnouncerProcess, ArpWatch, Cluster, cluster, l2_world, lb_service
+from tests.network.l2_cluster.harness import (
+    NODES,
+    AnnouncerProcess,
+    ArpWatch,
+    Cluster,
+    cluster,
+    l2_world,
+    lb_service,
+    other_than,
+)
 
 _SKIP = skip_reason("arping", "ndisc6", "ping")
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
@@ -44,10 +53,6 @@ def _answers(lab: Cluster, vip: str, owner: str | None = None, *, anyone: bool =
     return check
 
 
-def _other_than(name: str) -> Callable[[str], bool]:
-    return lambda node: node != name
-
-
 def owners(lab: Cluster) -> dict[str, str]:
     return {vip: lab.wait_owner(vip) for vip in VIPS}
 
@@ -74,7 +79,7 @@ def _entries_follow(lab: Cluster, lost: list[str], old: str, timeout: float = 5.
     """Seconds until the ipam has moved every VIP in `lost` off `old` and the client's entries follow."""
     started = time.monotonic()
     for vip in lost:
-        new = lab.wait_owner(vip, _other_than(old), timeout=timeout)
+        new = lab.wait_owner(vip, other_than(old), timeout=timeout)
         wait_for(_entry(lab, vip, lab.mac(new)), timeout=timeout, message=f"{vip}'s entry to follow {new}")
     return time.monotonic() - started
 
@@ -164,7 +169,7 @@ def test_a_rolling_restart_keeps_every_vip_answering(lab: Cluster) -> None:
             held = [vip for vip, node in owners(lab).items() if node == name]
             assert lab.terminate(name) == 0  # graceful: silent at once, `leaving` hands over
             for vip in held:
-                lab.wait_owner(vip, _other_than(name), timeout=5)
+                lab.wait_owner(vip, other_than(name), timeout=5)
             lab.start(name)
             for vip in VIPS:
                 wait_for(_answers(lab, vip, anyone=True), timeout=10, message=f"{vip} answering")
