@@ -45,7 +45,7 @@ from services.announcer.l2.ownership import (
     placement_of,
     report_changes,
 )
-from services.announcer.l2.responder import AllowedInterfaces, L2Responder, ResponderConfig
+from services.announcer.l2.responder import AllowedInterfaces, L2Responder, L2Stats, ResponderConfig
 from services.common.bus import Bus, Received
 from services.common.errors import RetryableError
 from services.common.follower import Follower
@@ -269,6 +269,19 @@ class L2Agent:
         self._report_due.set()
 
     # --- reports and metrics -----------------------------------------------------------------------
+
+    @property
+    def partitioned(self) -> bool:
+        return self._partitioned
+
+    @property
+    def stats(self) -> L2Stats | None:
+        """The responder's counters while it runs."""
+        return self._responder.stats if self._responder is not None else None
+
+    def answering(self) -> dict[IPAddress, Answering]:
+        """What the wire answers now: each desired IP some interface answers for."""
+        return self._answering()
 
     def _answering(self) -> dict[IPAddress, Answering]:
         if self._responder is None:

@@ -1,0 +1,128 @@
+"""The L2 agent on a real nats-server, with socket pairs standing in for the raw sockets (no root needed).
+
+A story: placements read before anything is answered; only the newest epoch counts; reports on change;
+a claim on the wire is kept while connected and yielded while partitioned; the resync on return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
+
+import pytest
+
+from schemas.events import AnnouncementReported, L2PlacementDecided, ServiceId
+from services.announcer.heartbeat import send_heartbeats
+from services.announcer.l2 import arp
+from services.announcer.l2.interfaces import InterfaceFacts
+from services.announcer.l2.metrics import L2Collector
+from services.announcer.layer2 import L2Agent
+from services.common.bus import Bus
+from services.common.subjects import ANNOUNCE_PREFIX, StreamName, ipam_placement_subject
+from tests.unit.l2.test_responder import NODE_MAC, OTHER_MAC, Wire
+from tests.waiting import async_wait_until
+
+VIP1, VIP2 = IPv4Address("192.0.2.10"), IPv4Address("192.0.2.11")
+WEB = ServiceId(namespace="default", name="web")
+LINKS = [InterfaceFacts(name="eth0", index=2, mac=NODE_MAC, up=True)]
+
+
+async def place(bus: Bus, ip: IPv4Address, node: str) -> int:
+    event = L2PlacementDecided(ip=str(ip), node=node, services=(WEB,), interfaces=("eth0",))
+    return (await bus.publish(ipam_placement_subject(str(ip)), event)).sequence
+
+
+async def reports(bus: Bus) -> dict[str, AnnouncementReported]:
+    found: dict[str, AnnouncementReported] = {}
+    async for received in bus.read(StreamName.ANNOUNCE, subjects=[f"{ANNOUNCE_PREFIX}.a.ip.>"], last_per_subject=True):
+        assert isinstance(received.event, AnnouncementReported)
+        found[received.event.ip] = received.event
+    return found
+
+
+class Heartbeats:
+    """The node's heartbeat sender: its echo through the server is how the agent knows the bus is there."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(send_heartbeats(self._bus, node="a", instance="a-1", stopping=self._stop))
+
+    async def silence(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@contextlib.asynccontextmanager
+async def running(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[L2Agent, Wire, Heartbeats]]:
+    wire = Wire(monkeypatch)
+    beats = Heartbeats(bus)
+    beats.start()
+    agent = L2Agent(bus, node="a", list_links=lambda: list(LINKS), collector=L2Collector())
+    stopping = asyncio.Event()
+    task = asyncio.create_task(agent.run(stopping))
+    try:
+        yield agent, wire, beats
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 10)
+        await beats.silence()
+
+
+async def test_placements_epochs_reports_conflicts_partition_and_resync(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await place(bus, VIP1, "a")
+    await place(bus, VIP2, "b")
+    async with running(bus, monkeypatch) as (agent, wire, beats):
+        # What was placed before the start is answered, with a gratuitous announcement, and reported.
+        await async_wait_until(lambda: set(agent.answering()) == {VIP1}, what="VIP1 answered")
+        frames = [arp.parse_arp(f) for f in await wire.receive("eth0", 2)]
+        assert {f.sender_ip for f in frames if isinstance(f, arp.ArpPacket)} == {VIP1}
+        await async_wait_until(lambda: _reported(bus, str(VIP1), True, first), what="VIP1 reported")
+
+        # The newest epoch wins: VIP1 moves to b, VIP2 comes to a.
+        moved = await place(bus, VIP1, "b")
+        second = await place(bus, VIP2, "a")
+        await async_wait_until(lambda: set(agent.answering()) == {VIP2}, what="VIP2 alone")
+        await async_wait_until(lambda: _reported(bus, str(VIP1), False, moved), what="VIP1 withdrawn")
+        await async_wait_until(lambda: _reported(bus, str(VIP2), True, second), what="VIP2 reported")
+
+        # Connected: another MAC claiming VIP2 is counted, the placement wins.
+        claim = arp.build_gratuitous_reply(mac=OTHER_MAC, ip=VIP2)
+        wire.ends["eth0"].send(claim)
+        await async_wait_until(lambda: agent.ownership.yielded() == frozenset() and _conflicts(agent) >= 1,
+                               what="the conflict counted")
+        assert set(agent.answering()) == {VIP2}
+
+        # Partitioned (our heartbeats no longer come back): the last IPs keep answering ...
+        await beats.silence()
+        await async_wait_until(lambda: agent.partitioned, timeout=2, what="the partition noticed")
+        assert set(agent.answering()) == {VIP2}
+        # ... until another station claims one: then it is yielded at once.
+        wire.ends["eth0"].send(claim)
+        await async_wait_until(lambda: agent.answering() == {}, timeout=2, what="VIP2 yielded")
+        assert agent.ownership.yielded() == {VIP2}
+
+        # Back on the bus: the placements are read again; VIP2 is still ours, so it is answered again.
+        beats.start()
+        await async_wait_until(lambda: not agent.partitioned and set(agent.answering()) == {VIP2}, timeout=5,
+                               what="the resync")
+        assert agent.ownership.yielded() == frozenset()
+
+
+async def _reported(bus: Bus, ip: str, announcing: bool, epoch: int) -> bool:
+    report = (await reports(bus)).get(ip)
+    return report is not None and report.announcing is announcing and report.placement_epoch == epoch
+
+
+def _conflicts(agent: L2Agent) -> int:
+    return sum(agent.stats.conflicts.values()) if agent.stats is not None else 0
