@@ -157,7 +157,7 @@ class L2Agent:
         self._follower = Follower(self.bus, StreamName.IPAM, start_sequence=end + 1, subjects=[IPAM_PLACEMENTS])
         self.ownership.resynced(placements)
         self._needs_resync = False
-        if self._pinned is not None:
+        if self._pinned is not None and not self._partitioned:
             self._pinned = None
             if self._responder is not None:
                 self._responder.rescan()  # interfaces dropped while partitioned come back
@@ -169,20 +169,29 @@ class L2Agent:
 
     async def _follow(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            if self._partitioned:  # keep answering the last IPs; wait for the echo to come back
-                await _first_of(self._echo_back.wait(), stopping.wait())
-                continue
-            if self._needs_resync:
-                try:
-                    await self._resync()
-                except (RetryableError, nats.errors.Error, TimeoutError) as error:
-                    log.warning("event=resync_failed node=%s error=%r", self.node, error)
-                    await _first_of(asyncio.sleep(_RETRY), stopping.wait())  # backoff before the next try
-                continue
-            assert self._follower is not None
-            batch = await _first_of(self._follower.fetch(wait=1.0), stopping.wait())
-            if isinstance(batch, list) and self._apply(batch):
-                self._converge()
+            try:
+                await self._follow_once(stopping)
+            except Exception:  # the data plane outlives a bug here: log, read everything again, go on
+                log.exception("event=follow_failed node=%s", self.node)
+                self._needs_resync = True
+                await _first_of(asyncio.sleep(_RETRY), stopping.wait())
+
+    async def _follow_once(self, stopping: asyncio.Event) -> None:
+        """One step: wait out a partition, resync, or apply the next batch of placements."""
+        if self._partitioned:  # keep answering the last IPs; wait for the echo to come back
+            await _first_of(self._echo_back.wait(), stopping.wait())
+            return
+        if self._needs_resync:
+            try:
+                await self._resync()
+            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                log.warning("event=resync_failed node=%s error=%r", self.node, error)
+                await _first_of(asyncio.sleep(_RETRY), stopping.wait())  # backoff before the next try
+            return
+        assert self._follower is not None
+        batch = await _first_of(self._follower.fetch(wait=1.0), stopping.wait())
+        if isinstance(batch, list) and self._apply(batch):
+            self._converge()
 
     def _apply(self, batch: list[Received]) -> bool:
         changed = False
@@ -226,8 +235,8 @@ class L2Agent:
             self._echo_back.clear()
             self._set_health(False)
             log.warning(
-                "event=partitioned node=%s answering=%d stale_after=%s", self.node, len(self.ownership.desired()),
-                self.stale_after,
+                "event=partitioned node=%s answering=%d stale_after=%s client_connected=%s", self.node,
+                len(self.ownership.desired()), self.stale_after, self.bus.client.is_connected,
             )  # fmt: skip
 
     def _connectivity(self) -> Connectivity:
@@ -293,10 +302,13 @@ class L2Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
             self._report_due.clear()
-            now = self._answering()
-            self._update_metrics(now)
-            if not stopping.is_set() and not self._partitioned:
-                await self._publish(now)
+            try:
+                now = self._answering()
+                self._update_metrics(now)
+                if not stopping.is_set() and not self._partitioned:
+                    await self._publish(now)
+            except Exception:  # reports and metrics are retried next round; the data plane goes on
+                log.exception("event=report_round_failed node=%s", self.node)
 
     async def _publish(self, now: dict[IPAddress, Answering]) -> None:
         newest = {ip: p.epoch for ip in set(now) | set(self._reported) if (p := self.ownership.newest(ip))}
