@@ -8,7 +8,7 @@
     namespace <p>-mgmt:  mg0 ── nodeN mgmt0 10.254.77.1N
                              ── up0 ══ veth <p>-up ══ this host 10.254.77.1: nats-server, watcher, ipam
 
-Pools: ``lab-l2`` 172.30.0.200-219 and fd30::200-21f in layer 2 mode; ``lab-bgp`` 203.0.113.0/28
+Pools: ``lab-l2`` 172.30.0.200-219 and fd30::200-21f in layer 2 mode; ``lab-bgp`` 203.0.113.10-19
 announced over BGP to the router, which the client uses as its gateway for 203.0.113.0/24. Nodes
 take every pool address as local (``ip route add local``) so the web server answers on whichever
 VIP reaches it, with ``arp_ignore=1`` so the kernel itself never answers ARP for them: the owner seen
@@ -36,9 +36,9 @@ NODES: dict[str, tuple[str, str]] = {
 }
 L2_POOL, BGP_POOL = "lab-l2", "lab-bgp"
 L2_RANGES = ("172.30.0.200-172.30.0.219", "fd30::200-fd30::21f")
-BGP_CIDR = "203.0.113.0/28"
+BGP_RANGE = "203.0.113.10-203.0.113.19"
 #: Routes of type ``local`` on every node covering the pools (the server answers on any VIP).
-LOCAL_ROUTES = ("172.30.0.192/27", "fd30::200/120", BGP_CIDR)
+LOCAL_ROUTES = ("172.30.0.192/27", "fd30::200/120", "203.0.113.0/27")
 CLIENT_ROUTE = ("203.0.113.0/24", ROUTER4)
 HTTP_PORT = 80
 
@@ -142,7 +142,7 @@ def _bgp_objects() -> list[dict[str, Any]]:
     return [
         {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
          "metadata": {"name": BGP_POOL, "namespace": CONFIG_NAMESPACE},
-         "spec": {"addresses": [BGP_CIDR]}},
+         "spec": {"addresses": [BGP_RANGE]}},
         {"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
          "metadata": {"name": BGP_POOL, "namespace": CONFIG_NAMESPACE},
          "spec": {"ipAddressPools": [BGP_POOL]}},

@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.markup import escape
 
-from schemas.events import AllocationFailed, IPAllocated, IPReleased, ObjectKind, ServiceObserved
+from schemas.events import (
+    AllocationFailed,
+    EndpointsObserved,
+    IPAllocated,
+    IPReleased,
+    ObjectKind,
+    ServiceObserved,
+)
 from services.common.bus import Bus, BusSettings
 from services.common.subjects import StreamName, k8s_subject
 from services.operator.views import At, ClusterView, read_view, since
@@ -20,6 +27,17 @@ from services.operator.views import At, ClusterView, read_view, since
 
 def _when(at: At, now: datetime) -> str:
     return f"{since(at, now)} ago (sequence {at.sequence})"
+
+
+def _endpoint_lines(observed: ServiceObserved | None, endpoints: EndpointsObserved | None) -> list[str]:
+    serving = sorted(n.node for n in endpoints.nodes if n.serving) if endpoints is not None else []
+    where = f"on {', '.join(serving)}" if serving else "nowhere"
+    if observed is not None and observed.external_traffic_policy == "Local":
+        return [f"externalTrafficPolicy is Local: only nodes with a serving endpoint may announce it;"
+                f" its serving endpoints are {where}."]
+    if not serving:
+        return ["It has no serving endpoints: in layer 2 mode no node announces it until one serves."]
+    return [f"Its serving endpoints are {where} (externalTrafficPolicy Cluster: any eligible node may announce it)."]
 
 
 def _observed_lines(key: str, observed: ServiceObserved | None) -> list[str]:
@@ -94,10 +112,15 @@ def _announcement_lines(view: ClusterView, ip: str, now: datetime) -> list[str]:
     return lines
 
 
-def explain_lines(view: ClusterView, key: str, observed: ServiceObserved | None, *, now: datetime) -> list[str]:
+def explain_lines(
+    view: ClusterView, key: str, observed: ServiceObserved | None, *, now: datetime,
+    endpoints: EndpointsObserved | None = None,
+) -> list[str]:
     """Sentences about Service ``key`` (``namespace/name``)."""
     lines = [f"Service {key}"]
     lines += _observed_lines(key, observed)
+    if observed is not None and observed.service_type == "LoadBalancer":
+        lines += _endpoint_lines(observed, endpoints)
     decided, ips = _decision_lines(view, key, now)
     lines += decided
     for ip in ips:
@@ -108,10 +131,17 @@ def explain_lines(view: ClusterView, key: str, observed: ServiceObserved | None,
     return lines
 
 
-async def observed_service(bus: Bus, namespace: str, name: str) -> ServiceObserved | None:
-    received = await bus.last_value(StreamName.K8S, k8s_subject(ObjectKind.SERVICE, namespace, name))
-    event = received.event if received is not None else None
-    return event if isinstance(event, ServiceObserved) else None
+async def observed_service(
+    bus: Bus, namespace: str, name: str
+) -> tuple[ServiceObserved | None, EndpointsObserved | None]:
+    """The Service and its endpoints as the watcher last published them."""
+    found: list[object] = []
+    for kind in (ObjectKind.SERVICE, ObjectKind.ENDPOINTS):
+        received = await bus.last_value(StreamName.K8S, k8s_subject(kind, namespace, name))
+        found.append(received.event if received is not None else None)
+    service, endpoints = found
+    return (service if isinstance(service, ServiceObserved) else None,
+            endpoints if isinstance(endpoints, EndpointsObserved) else None)
 
 
 async def show_explain(nats_url: str, target: str, *, console: Console | None = None) -> int:
@@ -122,7 +152,7 @@ async def show_explain(nats_url: str, target: str, *, console: Console | None = 
                             producer="explain/cli")
     async with bus:
         view = await read_view(bus)
-        observed = await observed_service(bus, namespace, name)
-    for line in explain_lines(view, f"{namespace}/{name}", observed, now=datetime.now(UTC)):
+        observed, endpoints = await observed_service(bus, namespace, name)
+    for line in explain_lines(view, f"{namespace}/{name}", observed, now=datetime.now(UTC), endpoints=endpoints):
         console.print(escape(line))
     return 0

@@ -83,11 +83,11 @@ def test_lab_up_proves_reachability_from_the_client(lab: tuple[LabPlan, str]) ->
     assert owner6 in NODES
     assert http_get(client, "fd30::200") == f"hello from {owner6} via fd30::200"
     # BGP: a route at the router through the nodes, or the lab says truthfully that there is none yet.
-    hops = bird_routes(plan.ns("router"), bird_socket(plan), "203.0.113.0")
+    hops = bird_routes(plan.ns("router"), bird_socket(plan), "203.0.113.10")
     if hops:
         assert set(hops) <= {v4 for v4, _ in NODES.values()}
-        reply = http_get(client, "203.0.113.0")
-        assert reply is not None and reply.endswith("via 203.0.113.0")
+        reply = http_get(client, "203.0.113.10")
+        assert reply is not None and reply.endswith("via 203.0.113.10")
         assert "BGP route at the router via node" in output
     else:
         assert "BGP: not announced yet" in output

@@ -8,12 +8,16 @@ from schemas.events import (
     AllocationFailed,
     AnnouncementMode,
     AnnouncementReported,
+    EndpointsObserved,
     Event,
     IPAllocated,
     IPReleased,
     L2PlacementDecided,
+    NodeEndpoints,
+    ObjectRef,
     ReleaseReason,
     ServiceId,
+    ServiceObserved,
 )
 from schemas.events.codec import wrap
 from services.common.bus import Received
@@ -87,3 +91,16 @@ def test_explain_a_failure() -> None:
     view.fold(at(7, AllocationFailed(service=WEB, reason="NoAvailableIP", message="pool lan is full"), 0))
     lines = explain_lines(view, "demo/web", None, now=T0)
     assert "Why: pool lan is full (reason NoAvailableIP)." in lines
+
+
+def test_explain_says_where_a_local_policy_lets_it_be_announced() -> None:
+    observed = ServiceObserved(
+        ref=ObjectRef(namespace="demo", name="web", uid="u1", resource_version="1"), service_type="LoadBalancer",
+        external_traffic_policy="Local", annotations={"metallb.io/loadBalancerIPs": "10.0.0.5"},
+    )
+    endpoints = EndpointsObserved(namespace="demo", service="web", nodes=(
+        NodeEndpoints(node="node1", ready=1, serving=1), NodeEndpoints(node="node2", ready=0, serving=0)))
+    lines = explain_lines(ClusterView(), "demo/web", observed, now=T0, endpoints=endpoints)
+    assert "It asks for: metallb.io/loadBalancerIPs=10.0.0.5." in lines
+    assert ("externalTrafficPolicy is Local: only nodes with a serving endpoint may announce it;"
+            " its serving endpoints are on node1.") in lines
