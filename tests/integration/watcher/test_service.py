@@ -56,15 +56,21 @@ class Replica:
         return self.ctx.health.readiness()[0]
 
 
+#: A Lease short enough to expire within a test, for a leader that dies without releasing it.
+SHORT = LeaseSettings(duration=3.0, renew_every=0.2, renew_deadline=2.0, retry_every=0.1, stop_grace=2.0)
+
+
 @contextlib.asynccontextmanager
-async def replicas(nats_server: EmbeddedNats, kubeconfig: Path, *names: str) -> AsyncIterator[list[Replica]]:
+async def replicas(
+    nats_server: EmbeddedNats, kubeconfig: Path, *names: str, lease: LeaseSettings = LEASE
+) -> AsyncIterator[list[Replica]]:
     running: list[Replica] = []
     try:
         for name in names:
             bus = await Bus.connect(BusSettings(url=nats_server.url), producer=f"watcher/{name}")
             ctx = ServiceContext("watcher", name, bus, Health(), asyncio.Event(), RuntimeOptions(nats_server.url))
             writer = FakeWriter()
-            main = watcher_main(kubeconfig=str(kubeconfig), namespace=NAMESPACE, lease=LEASE, reflectors=FAST,
+            main = watcher_main(kubeconfig=str(kubeconfig), namespace=NAMESPACE, lease=lease, reflectors=FAST,
                                 status_writer=writer)
             running.append(Replica(ctx, writer, asyncio.create_task(main(ctx))))
         yield running
@@ -102,6 +108,25 @@ async def test_two_replicas_one_leads_and_a_stop_hands_over(
         assert value is not None and value.envelope.producer == standby.ctx.producer
         before = await bus.last_value(StreamName.K8S, k8s_subject(ObjectKind.SERVICE, "default", "before"))
         assert before is not None and before.sequence == first.sequence, "the new leader republished"
+
+
+async def test_when_the_leader_dies_the_standby_takes_over_once_the_lease_expires(
+    bus: Bus, kube_api: KubeApi, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    kubeconfig = kube_api.kubeconfig(tmp_path / "kubeconfig")
+    async with replicas(nats_server, kubeconfig, "w1", "w2", lease=SHORT) as (w1, w2):
+        await async_wait_until(lambda: w1.writer.running or w2.writer.running, what="a leader")
+        leader, standby = (w1, w2) if w1.writer.running else (w2, w1)
+        leader.task.cancel()  # gone without a graceful stop: the Lease stays taken until it expires
+        await asyncio.gather(leader.task, return_exceptions=True)
+        kube_api.put_object(service("while-nobody-leads"))
+        await async_wait_until(lambda: standby.writer.running, timeout=15, what="the standby taking over")
+        value = await wait_stored(bus, ObjectKind.SERVICE, "default", "while-nobody-leads", lambda e: True,
+                                  "the change made while nobody led")
+        assert value is not None
+        stored_value = await bus.last_value(
+            StreamName.K8S, k8s_subject(ObjectKind.SERVICE, "default", "while-nobody-leads"))
+        assert stored_value is not None and stored_value.envelope.producer == standby.ctx.producer
 
 
 async def test_the_real_status_writer_is_found() -> None:
