@@ -130,3 +130,30 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert f"namespace {plan.ns('node1')}" in down.stdout
     assert_gone(plan)
+
+
+def test_ctrl_c_while_following_removes_the_lab(tmp_path: Path) -> None:
+    """`make run` is `metalbus lab up` in the foreground: Ctrl-C ends it and takes the lab down."""
+    plan = LabPlan(prefix="mbuslabf", state_dir=tmp_path, mgmt_subnet="10.254.81", nats_port=4326)
+    options = ["--state-dir", str(plan.state_dir), "--prefix", plan.prefix, "--mgmt-subnet", plan.mgmt_subnet,
+               "--nats-port", str(plan.nats_port)]
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", "lab", "up", *options], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:  # ends at EOF if the command dies early
+            lines.append(line)
+            if line.startswith("following"):
+                break
+        assert any(line.startswith("following") for line in lines), "".join(lines)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        assert "stopping the lab" in rest and f"namespace {plan.ns('router')}" in rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        lab_command(plan, "down")
+    assert_gone(plan)
