@@ -63,8 +63,10 @@ compose exec -T client ip neigh show "$l2_ip"
 compose exec -T router vtysh -c "show ip route $bgp_ip"
 compose exec -T client curl -sS --max-time 5 "http://$bgp_ip/hostname"; echo
 
-step "what metalbus says"
-compose exec -T ipam metalbus status
+step "what metalbus says (as the read-only operator user)"
+OPERATOR_NATS=nats://operator:dev-operator@nats:4222
+compose exec -T ipam metalbus status --nats "$OPERATOR_NATS"
+compose exec -T ipam metalbus explain demo/echo-local --nats "$OPERATOR_NATS"
 
 cat <<INFO
 

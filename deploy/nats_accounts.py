@@ -1,9 +1,10 @@
 """Write the NATS ``accounts.conf`` shared by the Kubernetes deployment and the compose stack.
 
 One account (``METALBUS``, JetStream enabled) and one user per component, each allowed only the subjects
-it needs: the stream subjects it writes, and the JetStream API calls for the streams it reads. Passwords
-are environment variables of the NATS server (``$WATCHER_PASSWORD``, ``$IPAM_PASSWORD``,
-``$ANNOUNCER_PASSWORD``), filled from a Secret in Kubernetes and from the environment in compose.
+it needs: the stream subjects it writes, and the JetStream API calls for the streams it reads; plus a
+read-only ``operator`` user for the operator commands. Passwords are environment variables of the NATS
+server (``$WATCHER_PASSWORD``, ``$IPAM_PASSWORD``, ``$ANNOUNCER_PASSWORD``, ``$OPERATOR_PASSWORD``),
+filled from a Secret in Kubernetes and from the environment in compose.
 
     .venv/bin/python deploy/nats_accounts.py > compose/nats/accounts.conf
 
@@ -92,7 +93,16 @@ USERS: tuple[NatsUser, ...] = (
         # Its own heartbeats come back to it: the echo tells it the bus carries them.
         subscribe=(INBOX, f"{HEARTBEAT_PREFIX}.>"),
     ),
+    NatsUser(
+        "operator", "read-only, for `metalbus status`, `explain` and `history`: reads every stream, hears heartbeats",
+        publish=("$JS.API.INFO", *(f"$JS.API.STREAM.INFO.{spec.name.value}" for spec in STREAMS),
+                 *(subject for spec in STREAMS for subject in read_stream(spec.name.value))),
+        subscribe=(INBOX, f"{HEARTBEAT_PREFIX}.>"),
+    ),
 )
+
+#: The users the services run as (the operator user is for people).
+SERVICE_USERS = tuple(user for user in USERS if user.name != "operator")
 
 
 def _quoted(subjects: tuple[str, ...], indent: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.msg import Msg
+from rich.console import Console
 
 from deploy import nats_accounts
 from schemas.events import AnnouncerHeartbeat, ObjectKind
@@ -40,6 +42,9 @@ from services.common.subjects import (
     ipam_allocation_subject,
     k8s_subject,
 )
+from services.operator.explain import show_explain
+from services.operator.history import show_history
+from services.operator.status import show_status
 
 PASSWORDS = {user.name: f"{user.name}-secret" for user in nats_accounts.USERS}
 
@@ -106,7 +111,8 @@ def _beat(sequence: int = 0) -> AnnouncerHeartbeat:
 
 
 async def test_every_component_declares_the_streams(buses: dict[str, Bus]) -> None:
-    for bus in buses.values():
+    for user in nats_accounts.SERVICE_USERS:
+        bus = buses[user.name]
         await bus.ensure_streams()
         assert await bus.last_sequence(StreamName.K8S) >= 0
 
@@ -198,8 +204,27 @@ async def test_ipam_takes_its_lease_and_others_cannot(buses: dict[str, Bus]) -> 
         await asyncio.wait_for(stranger.try_acquire(), 3)
 
 
+async def test_the_operator_reads_everything_and_writes_nothing(buses: dict[str, Bus], server: Server) -> None:
+    await buses["watcher"].ensure_streams()
+    await buses["ipam"].publish(ipam_allocation_subject("demo", "operator"), _beat())
+    await buses["announcer"].publish(announce_subject("node-c", "192.168.1.242"), _beat())
+    before = len(server.violations())
+    url = f"nats://operator:{PASSWORDS['operator']}@127.0.0.1:{server.port}"
+    assert await show_status(url, console=Console(file=io.StringIO())) == 0
+    # They read every stream they need without a refusal (1 is their "nothing found" answer here).
+    assert await show_history(url, "192.168.1.242", console=Console(file=io.StringIO())) in (0, 1)
+    assert await show_explain(url, "demo/operator", console=Console(file=io.StringIO())) in (0, 1)
+    assert server.violations()[before:] == []
+    for subject in (k8s_subject(ObjectKind.NODE, "", "x"), ipam_allocation_subject("demo", "x"),
+                    announce_subject("x", "192.168.1.243"), heartbeat_subject("x"), "deadletter.k8s.x"):
+        with pytest.raises((RetryableError, nats.errors.Error)):
+            await buses["operator"].publish(subject, _beat())
+    with pytest.raises(Exception):  # noqa: B017 - refused at the JetStream API
+        await asyncio.wait_for(buses["operator"].ensure_streams(), 3)
+
+
 def test_the_generated_users_are_the_ones_tested() -> None:
-    assert set(PASSWORDS) == {"watcher", "ipam", "announcer"}
+    assert set(PASSWORDS) == {"watcher", "ipam", "announcer", "operator"}
     assert Path(nats_server_binary()).exists()
 
 

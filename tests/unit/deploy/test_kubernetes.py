@@ -213,17 +213,21 @@ def test_nats_accounts_are_generated_and_shared_with_compose() -> None:
 
 def test_nats_users_permissions_separate_the_writers() -> None:
     users = {user.name: user for user in nats_accounts.USERS}
-    assert set(users) == set(COMMANDS)
+    assert set(users) == {*COMMANDS, "operator"}
+    assert {user.name for user in nats_accounts.SERVICE_USERS} == set(COMMANDS)
     assert "k8s.>" in users["watcher"].publish
     assert "ipam.>" in users["ipam"].publish
     assert {"announce.>", "heartbeat.>"} <= set(users["announcer"].publish)
     for name, user in users.items():
         written = {s for s in user.publish if not s.startswith("$") and s != "deadletter.>"}
-        assert written == {"watcher": {"k8s.>"}, "ipam": {"ipam.>"},
-                           "announcer": {"announce.>", "heartbeat.>"}}[name]
+        assert written == {"watcher": {"k8s.>"}, "ipam": {"ipam.>"}, "announcer": {"announce.>", "heartbeat.>"},
+                           "operator": set()}[name]
         destructive = ("$JS.API.STREAM.DELETE", "$JS.API.STREAM.PURGE", "$JS.API.STREAM.MSG.DELETE")
         assert not any(s in ("$JS.API.>", ">", "$JS.>") or s.startswith(destructive) for s in user.publish), name
     assert "heartbeat.>" in users["ipam"].subscribe
+    operator = users["operator"].publish
+    assert not any((".CREATE." in s and ".CONSUMER." not in s) or ".UPDATE." in s or "$KV." in s for s in operator)
+    assert "deadletter.>" not in operator
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -241,7 +245,7 @@ def test_nats_passwords_come_from_the_secret_each_component_uses(overlay: str) -
     secrets = [o for o in objects if o["kind"] == "Secret"]
     if overlay == "dev":
         (secret,) = secrets
-        assert set(secret["stringData"]) == {"route", *COMMANDS}
+        assert set(secret["stringData"]) == {"route", "operator", *COMMANDS}
     else:
         assert not secrets, "production passwords are created at install time, never committed"
 
