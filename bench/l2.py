@@ -9,7 +9,9 @@ In one lab (tests/network/l2_cluster/harness.py: three nodes, a client, NATS on 
   switch), seen by a client probing every 10 ms: takeover (event → first answer from the new owner) and gap
   (last answer before → first answer after), p50/p99;
 - the same kill -9 with keepalived (VRRP) in two node namespaces: the Debian defaults (advert_int 1) and
-  a tuned VRRPv3 (advert_int 0.1), as the reference.
+  a tuned VRRPv3 (advert_int 0.1), as the reference;
+- the placement figures of bench/l2_placement.py (100 simulated announcers, 5 000 IPs: spread, re-placement;
+  with --quick only its pure, in-process figures).
 Start-up and round trips use placements published directly; failovers run the real `metalbus ipam` (it moves an
 IP after 0.35 s without heartbeats from its node).
 Prints figures; the last line is one JSON object.
@@ -36,6 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from bench.l2_placement import measure as measure_placement
+from bench.l2_placement import pure as pure_placement
 from tests.netlab import skip_reason, wait_for
 from tests.network.l2_cluster.harness import (
     AnnouncerProcess,
@@ -291,6 +295,7 @@ def _print_failover(label: str, figures: dict[str, object], target: str) -> None
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer trials, under a minute")
+    parser.add_argument("--no-placement", action="store_true", help="skip bench/l2_placement.py's figures")
     parser.add_argument("--trials", type=int, default=None, help="kill -9 failover trials (default 30, quick 8)")
     args = parser.parse_args()
     reason = skip_reason()
@@ -318,6 +323,15 @@ def main() -> None:
             key = f"keepalived_kill9_advert_{advert}"
             reference = figures[key] = keepalived(net, small, advert)
             _print_failover(f"keepalived kill -9 (advert_int {advert})", reference, "reference")
+    if not args.no_placement:
+        # bench/l2_placement.py, 100 simulated announcers and 5 000 IPs: through NATS in a full run; in a quick
+        # one only its pure figures (the NATS part alone takes most of a minute)
+        raw = (
+            {"announcers": 100, "ips": 5000, **pure_placement(100, 5000)} if args.quick
+            else measure_placement(announcers=100, ips=5000)
+        )  # fmt: skip
+        placement = figures["placement"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in raw.items()}
+        print("placement (100 announcers, 5 000 IPs): " + ", ".join(f"{k} {v}" for k, v in placement.items()))
     figures["elapsed_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(figures))
 
