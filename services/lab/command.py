@@ -34,24 +34,32 @@ def expected_services() -> list[str]:
     return [f"{SERVICE_NAMESPACE}/{s.name}" for s in SERVICES]
 
 
-def all_allocated(view: ClusterView) -> bool:
+def decided(view: ClusterView, plan: LabPlan) -> bool:
+    """The sample Services have IPs (with a directory of one's own: anything was decided)."""
+    if plan.objects_dir is not None:
+        return bool(view.decisions)
     return all(view.allocation(key) is not None for key in expected_services())
 
 
+def mode_of(view: ClusterView, ip: str, pool: str) -> Mode:
+    if any(r.event.mode.value == Mode.BGP.value for r in view.announcing(ip)) or pool == BGP_POOL:
+        return Mode.BGP
+    return Mode.L2
+
+
 def probe(plan: LabPlan, view: ClusterView) -> list[Verdict]:
-    """One check per allocated address of the sample Services (current allocation, current files)."""
+    """One check per allocated address of every Service, as the bus shows them now."""
     macs, hops = node_identities(plan)
     verdicts = []
-    for key in expected_services():
+    for key in sorted(view.decisions):
         allocation = view.allocation(key)
         if allocation is None:
             continue
         event, _ = allocation
-        mode = Mode.BGP if event.pool == BGP_POOL else Mode.L2
         for ip in event.ips:
             verdicts.append(check_service(
-                service=key, ip=ip, mode=mode, client_ns=plan.ns("client"), router_ns=plan.ns("router"),
-                bird_socket=bird_socket(plan), macs=macs, next_hops=hops,
+                service=key, ip=ip, mode=mode_of(view, ip, event.pool), client_ns=plan.ns("client"),
+                router_ns=plan.ns("router"), bird_socket=bird_socket(plan), macs=macs, next_hops=hops,
             ))
     return verdicts
 
@@ -79,7 +87,7 @@ async def wait_and_check(plan: LabPlan, console: Console, *, within: float = 45.
     async with bus:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             view = await read_view(bus)
-            while not all_allocated(view) and time.monotonic() < deadline:
+            while not decided(view, plan) and time.monotonic() < deadline:
                 live.update(_render(view, None))
                 await asyncio.sleep(0.5)  # refresh of a display, not synchronisation
                 view = await read_view(bus)
@@ -132,7 +140,8 @@ def lab_up(plan: LabPlan, *, follow_live: bool, console: Console | None = None) 
     except KeyboardInterrupt:
         return _stop(plan, console)
     console.print()
-    l2_ok = all(v.reachable for v in verdicts if v.mode is Mode.L2) and len(verdicts) >= len(SERVICES)
+    expected = 1 if plan.objects_dir is not None else len(SERVICES)
+    l2_ok = all(v.reachable for v in verdicts if v.mode is Mode.L2) and len(verdicts) >= expected
     if not follow_live:
         console.print("lab is up; `metalbus lab down` removes it" if l2_ok else
                       "[red]some layer 2 addresses are not reachable[/red]; `metalbus lab down` removes the lab")

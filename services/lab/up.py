@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -146,8 +147,6 @@ def _objects(plan: LabPlan) -> list[str]:
 
 
 def _wait_port(host: str, port: int, *, what: str, timeout: float) -> None:
-    import socket
-
     deadline = time.monotonic() + timeout
     while True:
         try:
