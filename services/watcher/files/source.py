@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import watchfiles
@@ -24,6 +25,7 @@ from services.watcher.files.documents import (
     CONFIG_RESOURCES,
     Document,
     Loaded,
+    Problem,
     Resource,
     Skipped,
     load_documents,
@@ -106,18 +108,32 @@ def manifest_files(directory: Path) -> list[Path]:
     return files
 
 
-def read_directory(directory: Path, *, namespace: str) -> Loaded:
+def read_directory(directory: Path, *, namespace: str, last_good: dict[str, list[Document]] | None = None) -> Loaded:
+    """Every object under ``directory``. A file that is not valid YAML (half-way through an edit) counts
+    with its ``last_good`` documents, so a typo never deletes what the file held; ``last_good`` is
+    updated with every file that reads."""
+    last_good = {} if last_good is None else last_good
     documents: list[Document] = []
     skipped: list[Skipped] = []
+    present = set()
     for path in manifest_files(directory):
+        origin = str(path.relative_to(directory))
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:  # removed while reading, or not text
             log.warning("cannot read file=%s error=%r", path, error)
             continue
-        found, bad = parse_documents(text, origin=str(path.relative_to(directory)))
+        present.add(origin)
+        found, bad = parse_documents(text, origin=origin)
+        if any(b.problem is Problem.UNREADABLE_YAML for b in bad) and origin in last_good:
+            found = last_good[origin]
+            bad = [replace(b, detail=f"{b.detail}; keeping its last readable version") for b in bad]
+        else:
+            last_good[origin] = found
         documents += found
         skipped += bad
+    for gone in set(last_good) - present:
+        del last_good[gone]
     loaded = load_documents(documents, config_namespace=namespace)
     loaded.skipped[:0] = skipped
     return loaded
@@ -141,10 +157,12 @@ class DirectorySource:
         self.publishers = {r: ProjectionPublisher(projection=p, bus=bus) for r, p in self.projections.items()}
         self.synced = asyncio.Event()
         self.scans = 0
+        self._last_good: dict[str, list[Document]] = {}
 
     async def sync(self) -> int:
         """Read the directory and publish what changed; returns how many events were published."""
-        loaded = await asyncio.to_thread(read_directory, self.directory, namespace=self.namespace)
+        loaded = await asyncio.to_thread(read_directory, self.directory, namespace=self.namespace,
+                                         last_good=self._last_good)
         for skipped in loaded.skipped:
             log.warning("skipped document origin=%s problem=%s detail=%s", skipped.origin, skipped.problem,
                         skipped.detail)
