@@ -98,7 +98,7 @@ def service_document(status: FileStatus, namespace: str, name: str) -> dict[str,
     metalbus["events"] = [
         {"time": t.time.isoformat(timespec="seconds"), "type": t.event.type.value, "reason": t.event.reason.value,
          "message": t.event.message}
-        for t in told or ()
+        for t in sorted(told or (), key=lambda t: t.time)  # as they happened, whichever stream came first
     ]
     ingress = [{"ip": ip, "ipMode": "VIP"} for ip in (target.ips if target else ())]
     return {
