@@ -45,6 +45,8 @@ from services.common.subjects import (
 from services.operator.explain import show_explain
 from services.operator.history import show_history
 from services.operator.status import show_status
+from tests.integration.watcher.helpers import NAMESPACE, service
+from tests.kubeapi import KubeApi
 
 PASSWORDS = {user.name: f"{user.name}-secret" for user in nats_accounts.USERS}
 
@@ -236,16 +238,19 @@ def _ready(port: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("command", ["ipam", "announcer"])
-def test_the_real_services_run_as_their_users(server: Server, command: str, tmp_path: Path) -> None:
-    """``metalbus ipam`` and ``metalbus announcer`` become ready as their NATS users, with no permission
-    violation logged by the server (the watcher needs a Kubernetes API: its calls are covered above)."""
+@pytest.mark.parametrize("command", ["watcher", "ipam", "announcer"])
+def test_the_real_services_run_as_their_users(server: Server, command: str, tmp_path: Path,
+                                              kube_api: KubeApi) -> None:
+    """``metalbus watcher`` (against the Kubernetes API stand-in), ``ipam`` and ``announcer`` become ready
+    as their NATS users and run a while, with no permission violation logged by the server."""
     if command == "announcer" and os.geteuid() != 0:
         pytest.skip("the announcer needs raw sockets (root)")
     before = len(server.violations())
     http_port = _free_port()
+    kube_api.put_object(service("web"))
     env = {**os.environ, "NATS_URL": f"nats://{command}:{PASSWORDS[command]}@127.0.0.1:{server.port}",
            "METALBUS_HTTP_PORT": str(http_port), "METALBUS_HTTP_HOST": "127.0.0.1", "NODE_NAME": "node-test",
+           "KUBECONFIG": str(kube_api.kubeconfig(tmp_path / "kubeconfig")), "METALBUS_NAMESPACE": NAMESPACE,
            "OTEL_TRACES_EXPORTER": "none"}
     log = (tmp_path / f"{command}.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "services.cli", command], env=env, stdout=log,
@@ -256,7 +261,7 @@ def test_the_real_services_run_as_their_users(server: Server, command: str, tmp_
             assert process.poll() is None, (tmp_path / f"{command}.log").read_text()[-3000:]
             assert time.monotonic() < deadline, (tmp_path / f"{command}.log").read_text()[-3000:]
             time.sleep(0.2)  # polling a child process's readiness endpoint
-        time.sleep(1.0)  # let it run its loops (lease renewals, heartbeats, follows) for a while
+        time.sleep(2.0)  # let it run its loops (leases, heartbeats, follows, status consumers) for a while
     finally:
         process.terminate()
         process.wait(timeout=20)
