@@ -237,7 +237,8 @@ class Layer2:
         if eligible is None:
             self.placer.remove(key)
             return
-        self.placer.put(key, weight=len(self._groups[key]), eligible=eligible, current=self._recorded_node(key, ledger))
+        current = None if key in self.placer else self._recorded_node(key, ledger)
+        self.placer.put(key, weight=len(self._groups[key]), eligible=eligible, current=current)
 
     def _recorded_node(self, key: GroupKey, ledger: Ledger) -> str | None:
         for ip in self._groups[key]:

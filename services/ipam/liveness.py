@@ -3,17 +3,21 @@
 ``Liveness`` is the pure rule (times are passed in): a node is live from a heartbeat on, and dead
 ``timeout`` seconds after its last one, or at once on a ``leaving`` heartbeat (a later heartbeat of the
 same announcer instance does not bring it back; a new instance does). ``LivenessWatch`` is the asyncio
-shell: it subscribes to every announcer's heartbeat subject and arms one timer for the next expiry
-(no polling). Every replica runs one, the standby too, so a new active replica knows who is alive.
+shell: one task reads every announcer's heartbeat subject and, when the next node's time is up (no
+polling), judges. Every replica runs one, the standby too, so a new active replica knows who is alive.
 
-Two guards keep the ipam's own troubles from looking like node deaths: while its bus connection is
-down, or when the event loop was stalled (the timer fired late by more than half the timeout, so
-heartbeats may be waiting unread), every live node is given a fresh window instead of being declared dead.
+The ipam's own troubles must not look like node deaths:
+- heartbeats come on a connection of their own, not queued behind a replay or a burst of observations;
+- before judging, a PING/PONG round trip on that connection is a barrier: every heartbeat the server
+  sent before it has been read and folded in, however busy (or starved of CPU) the process was;
+- while that connection is down, every live node gets a fresh window instead;
+- a majority of the live nodes falling silent at once is believed only after it lasts two more windows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import nats.errors
@@ -27,7 +31,7 @@ from services.common.subjects import HEARTBEATS, decode_token
 
 log = logging.getLogger(__name__)
 
-#: The timer fires this much after a deadline, so the expiry it checks has surely passed.
+#: Judge this much after a deadline, so the expiry it checks has surely passed.
 _SLACK = 0.001
 
 
@@ -36,6 +40,8 @@ class Liveness:
         self.timeout = timeout
         self._seen: dict[str, float] = {}
         self._left: dict[str, str] = {}
+        self._heard: dict[str, float] = {}  # last heartbeat of every node ever heard, dead or alive
+        self._suspect_since: float | None = None
 
     @property
     def live(self) -> frozenset[str]:
@@ -50,36 +56,60 @@ class Liveness:
             return False  # a late heartbeat of an announcer that already said goodbye
         self._left.pop(node, None)
         known = node in self._seen
-        self._seen[node] = now
+        self._seen[node] = self._heard[node] = now
         return not known
 
     def expire(self, now: float) -> list[str]:
-        """Nodes silent for ``timeout`` or more: they are dead now."""
+        """Nodes silent for ``timeout`` or more: they are dead now. A majority falling silent at once
+        (two or more) is more likely our own trouble (a starved process, a slow link to the server)
+        than theirs: it is believed only once it has lasted twice the timeout more."""
         dead = sorted(node for node, seen in self._seen.items() if now - seen >= self.timeout)
+        if len(dead) >= 2 and 2 * len(dead) > len(self._seen):
+            if self._suspect_since is None:
+                self._suspect_since = now
+            if now - self._suspect_since < self.mass_grace:
+                return []
+        self._suspect_since = None
         for node in dead:
             del self._seen[node]
         return dead
 
+    @property
+    def mass_grace(self) -> float:
+        return 2 * self.timeout
+
     def next_deadline(self) -> float | None:
-        return min(self._seen.values()) + self.timeout if self._seen else None
+        if not self._seen:
+            return None
+        deadline = min(self._seen.values()) + self.timeout
+        if self._suspect_since is not None:
+            deadline = max(deadline, self._suspect_since + self.mass_grace)
+        return deadline
 
     def refresh(self, now: float) -> None:
         """We could not listen for a while: give every live node a fresh window."""
         for node in self._seen:
             self._seen[node] = now
 
+    def revive(self, now: float, *, since: float) -> None:
+        """Give a fresh window to every node heard since ``since`` that did not say it was leaving (its
+        silence may have been ours); the next ``expire`` after a whole window settles who is live."""
+        for node, heard in self._heard.items():
+            if heard >= since and node not in self._left:
+                self._seen[node] = max(self._seen.get(node, now), now)
+
 
 class LivenessWatch:
     def __init__(self, bus: Bus, *, timeout: float) -> None:
-        self._bus = bus
+        self._settings = bus.settings
+        self._producer = f"{bus.producer}/liveness"
+        self._bus: Bus | None = None
         self.tracker = Liveness(timeout)
         #: Set whenever the live set changes; the active replica clears it when it acts.
         self.changed = asyncio.Event()
         self._deaths: dict[str, float] = {}
-        self._started: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._armed_for = 0.0
         self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def live(self) -> frozenset[str]:
@@ -89,33 +119,77 @@ class LivenessWatch:
         return asyncio.get_running_loop().time()
 
     async def start(self) -> None:
-        self._started = self.now()
-        self._subscription = await self._bus.client.subscribe(HEARTBEATS, cb=self._on_message)
+        self._bus = await Bus.connect(self._settings, producer=self._producer)
+        self._subscription = await self._bus.client.subscribe(HEARTBEATS)
+        self._task = asyncio.create_task(self._run(self._bus, self._subscription), name="ipam liveness")
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             try:
                 await subscription.unsubscribe()
             except nats.errors.Error as error:
                 log.debug("heartbeat unsubscribe failed error=%r", error)
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            await bus.close()
 
-    async def settled(self) -> None:
-        """Return once the watch has listened for a whole timeout: before, a silent node may be alive."""
-        assert self._started is not None, "start() first"
-        remaining = self._started + self.tracker.timeout - self.now()
-        if remaining > 0:
-            await asyncio.sleep(remaining)  # one liveness window, not a poll
+    async def fresh_window(self, *, memory: float = 10.0) -> None:
+        """Listen for one whole window with nothing else to do, then settle who is live: on taking over,
+        nodes a busy standby judged dead in the last ``memory`` seconds get that window to speak."""
+        now = self.now()
+        self.tracker.revive(now, since=now - memory)
+        await asyncio.sleep(self.tracker.timeout + _SLACK)  # one liveness window, not a poll
+        if self._bus is not None and self._subscription is not None:
+            await self._judge(self._bus, self._subscription)
+        self.changed.clear()
+        self._deaths.clear()
 
     def take_deaths(self) -> dict[str, float]:
         """Nodes that died since the last call, each with the loop time it was noticed."""
         deaths, self._deaths = self._deaths, {}
         return deaths
 
-    async def _on_message(self, message: Msg) -> None:
+    async def _run(self, bus: Bus, subscription: Subscription) -> None:
+        while True:
+            deadline = self.tracker.next_deadline()
+            wait = None if deadline is None else max(deadline + _SLACK - self.now(), _SLACK)
+            try:
+                self._fold(await subscription.next_msg(timeout=wait))
+                continue
+            except nats.errors.TimeoutError:
+                pass
+            except nats.errors.ConnectionClosedError:
+                return
+            await self._judge(bus, subscription)
+
+    async def _judge(self, bus: Bus, subscription: Subscription) -> None:
+        """Fold in every heartbeat the server sent before now, then expire the silent."""
+        started = self.now()
+        try:
+            await bus.client.flush(timeout=1)
+        except (nats.errors.Error, TimeoutError) as error:
+            log.warning("heartbeats cannot be checked error=%r; every live node gets a fresh window", error)
+            self.tracker.refresh(self.now())
+            return
+        while subscription.pending_msgs:
+            try:
+                self._fold(await subscription.next_msg(timeout=_SLACK))
+            except nats.errors.TimeoutError:
+                break  # taken by the other reader meanwhile
+        dead = self.tracker.expire(started)
+        for node in dead:
+            self._deaths[node] = self.now()
+            log.info("announcer silent node=%s timeout_s=%.3f", node, self.tracker.timeout)
+        if dead:
+            self.changed.set()
+
+    def _fold(self, message: Msg) -> None:
         try:
             event = decode(message.data).event
         except InvalidEvent as error:
@@ -133,26 +207,3 @@ class LivenessWatch:
                 self._deaths.pop(node, None)
                 log.info("announcer live node=%s", node)
             self.changed.set()
-        self._arm()
-
-    def _arm(self) -> None:
-        deadline = self.tracker.next_deadline()
-        if self._timer is not None or deadline is None:
-            return
-        self._armed_for = deadline + _SLACK
-        self._timer = asyncio.get_running_loop().call_at(self._armed_for, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        now = self.now()
-        if not self._bus.client.is_connected or now - self._armed_for > self.tracker.timeout / 2:
-            log.warning("heartbeats not watched for a while; every live node gets a fresh window")
-            self.tracker.refresh(now)
-        else:
-            dead = self.tracker.expire(now)
-            for node in dead:
-                self._deaths[node] = now
-                log.info("announcer silent node=%s timeout_s=%.3f", node, self.tracker.timeout)
-            if dead:
-                self.changed.set()
-        self._arm()

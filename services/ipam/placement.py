@@ -205,7 +205,9 @@ class _Group:
 
     @property
     def candidates(self) -> frozenset[str]:
-        return self.eligible.preferred if self.node is None else self.eligible.preferred | {self.node}
+        """Where it may be, for rebalancing: its preferred nodes and the node it is on."""
+        preferred = self.eligible.preferred
+        return preferred if self.node is None or self.node in preferred else preferred | {self.node}
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +267,9 @@ class Placer:
 
     # --- output ---------------------------------------------------------------------------------
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._groups
+
     def node_of(self, key: GroupKey) -> str | None:
         group = self._groups.get(key)
         return None if group is None else group.node
@@ -288,7 +293,8 @@ class Placer:
             group = self._groups[key]
             if group.node is None and group.eligible.preferred:
                 self._assign(key, self._least_loaded(group.eligible.preferred, group.hash))
-        self._rebalance({n for key in dirty for n in self._groups[key].candidates})
+        touched = {self._groups[key].candidates for key in dirty}  # few distinct sets: union those
+        self._rebalance(set().union(*touched))
         changes: list[Change] = []
         for key in sorted(self._before):
             old, group = self._before[key], self._groups[key]
@@ -389,7 +395,12 @@ class Placer:
         loads = self._loads
         if len(cls) < 2:
             return
+        members = self._members.get(cls)
+        if not members:
+            return
         fair = sum(loads.get(n, 0) for n in cls) / len(cls)
+        if max(loads.get(n, 0) for n in members) <= fair + 1:
+            return  # the common case: nothing to move, nothing to sort
         while self._move_one(cls, fair):
             pass
 

@@ -165,14 +165,12 @@ class Replica:
 
     async def _activate(self) -> None:
         started = time.perf_counter()
-        await self.liveness.settled()
         await self._catch_up_decisions()
         for received in await self._drain_world():
             self.decider.load_observation(received.event)
+        await self.liveness.fresh_window()  # who is live, heard with nothing else to do
         self.role = Role.ACTIVE
         metrics.ACTIVE.set(1)
-        self.liveness.changed.clear()
-        self.liveness.take_deaths()
         self.decider.set_live_nodes(self.liveness.live)
         with self._tracer.start_as_current_span("ipam activate"):
             outgoing = self.decider.activate()

@@ -32,4 +32,33 @@ def test_a_window_we_could_not_watch_does_not_kill_anyone() -> None:
     liveness.heard("b", instance="1", leaving=False, now=0.2)
     liveness.refresh(now=5.0)
     assert liveness.expire(now=5.3) == []
-    assert liveness.expire(now=5.4) == ["a", "b"]
+    assert liveness.expire(now=5.4) == []  # both at once: suspected first
+    assert liveness.expire(now=6.2) == ["a", "b"]
+
+
+def test_taking_over_gives_recently_heard_nodes_a_fresh_window_but_not_those_that_left() -> None:
+    liveness = Liveness(timeout=0.35)
+    for name in ("a", "b", "c"):
+        liveness.heard(name, instance="1", leaving=False, now=0.0)
+    liveness.heard("c", instance="1", leaving=True, now=0.1)
+    liveness.expire(now=1.0)
+    assert liveness.expire(now=1.8) == ["a", "b"]  # a busy standby missed their heartbeats
+    liveness.heard("old", instance="1", leaving=False, now=-50.0)
+    liveness.expire(now=1.0)
+    liveness.revive(1.0, since=-9.0)
+    assert liveness.live == {"a", "b"}
+    liveness.heard("a", instance="1", leaving=False, now=1.2)
+    assert liveness.expire(now=1.4) == ["b"]
+
+
+def test_a_majority_falling_silent_at_once_is_believed_only_when_it_lasts() -> None:
+    liveness = Liveness(timeout=0.35)
+    for name in ("a", "b", "c"):
+        liveness.heard(name, instance="1", leaving=False, now=0.0)
+    assert liveness.expire(now=0.4) == []  # two of three at once: probably our own trouble
+    assert liveness.next_deadline() == 0.4 + 0.7
+    liveness.heard("a", instance="1", leaving=False, now=1.0)  # their heartbeats were only late
+    liveness.heard("b", instance="1", leaving=False, now=1.0)
+    assert liveness.expire(now=1.1) == ["c"]  # one of three: believed at once
+    assert liveness.expire(now=2.0) == []  # both that are left: suspected
+    assert liveness.expire(now=2.7) == ["a", "b"]  # still silent two windows later: believed
