@@ -190,6 +190,9 @@ class Placements:
                 self.changed.clear()
                 await self.changed.wait()
 
+    def moved_off(self, name: str, ips: set[str]) -> Callable[[], bool]:
+        return lambda: all(self.node.get(ip, name) != name for ip in ips)
+
     def on(self, name: str) -> set[str]:
         return {ip for ip, n in self.node.items() if n == name}
 
@@ -266,8 +269,7 @@ async def through_nats(announcers: int, ips: int, trials: int, ipam_log: Path | 
                 for victim in nodes[:trials]:
                     owned = placements.on(victim)
                     await heartbeats.silence(victim)
-                    await placements.until(lambda o=owned, v=victim: all(
-                        placements.node.get(ip, v) != v for ip in o), timeout=10)
+                    await placements.until(placements.moved_off(victim, owned), timeout=10)
                     appended = max((await appended_at(bus, owned)).values())
                     after_silence.append(appended - heartbeats.last_sent[victim])
                     after_detection.append(appended - heartbeats.last_sent[victim] - LIVENESS_TIMEOUT)
@@ -283,7 +285,7 @@ async def through_nats(announcers: int, ips: int, trials: int, ipam_log: Path | 
                 leaver = nodes[trials]
                 owned = placements.on(leaver)
                 await heartbeats.leave(leaver)
-                await placements.until(lambda: all(placements.node.get(ip, leaver) != leaver for ip in owned), 10)
+                await placements.until(placements.moved_off(leaver, owned), timeout=10)
                 appended = max((await appended_at(bus, owned)).values())
                 figures["replace_after_leaving_s"] = appended - heartbeats.last_sent[leaver]
 
