@@ -204,8 +204,21 @@ def resolve_communities(
 
 def prefix_of(ip: str, ad: BGPAdvertisement) -> Prefix:
     address = ipaddress.ip_address(ip)
-    length = ad.spec.aggregation_length if address.version == 4 else ad.spec.aggregation_length_v6
-    return ipaddress.ip_network(f"{address}/{length}", strict=False)
+    if isinstance(address, ipaddress.IPv4Address):
+        length = ad.spec.aggregation_length
+        return ipaddress.IPv4Network((int(address) >> (32 - length) << (32 - length), length))
+    length = ad.spec.aggregation_length_v6
+    return ipaddress.IPv6Network((int(address) >> (128 - length) << (128 - length), length))
+
+
+@dataclass(frozen=True, slots=True)
+class _Ad:
+    """An advertisement with what every IP it covers needs worked out once."""
+
+    ad: BGPAdvertisement
+    peers: tuple[str, ...]
+    communities: tuple[int, ...]
+    large: tuple[tuple[int, int, int], ...]
 
 
 @dataclass(slots=True)
@@ -231,6 +244,15 @@ def plan(
     ip_peers: dict[str, set[str]] = {}
     skipped: dict[ServiceKey, Skip] = {}
     unavailable = node_skip(node)
+    for_node: list[_Ad] = []
+    for ad in configuration.advertisements:
+        if ad.spec.selects_node(node.labels):
+            communities, large = resolve_communities(ad.spec.communities, configuration.aliases)
+            for_node.append(_Ad(ad, tuple(n for n in peers if ad.spec.selects_peer(n)), communities, large))
+    by_pool: dict[str, list[_Ad]] = {
+        name: [a for a in for_node if a.ad.spec.selects_pool(pool.name, pool.labels)]
+        for name, pool in configuration.pools.items()
+    }
     for key in sorted(allocations):
         allocation = allocations[key]
         facts = services.get(key)
@@ -240,34 +262,29 @@ def plan(
             reason = Skip.SERVICE_UNKNOWN
         if reason is None and pool is None:
             reason = Skip.UNKNOWN_POOL
-        ads: list[BGPAdvertisement] = []
+        ads: list[_Ad] = []
         if reason is None:
             assert facts is not None and pool is not None
-            ads = [
-                ad for ad in configuration.advertisements
-                if ad.spec.selects_pool(pool.name, pool.labels) and ad.spec.selects_node(node.labels)
-                and ad.spec.selects_service(facts.labels)
-            ]  # fmt: skip
+            ads = [a for a in by_pool[pool.name] if a.ad.spec.selects_service(facts.labels)]
             reason = Skip.NOT_OWNER if not ads else endpoints_skip(facts, node.name)
         if reason is not None:
             skipped[key] = reason
             continue
         for ip in allocation.ips:
-            for ad in ads:
-                communities, large = resolve_communities(ad.spec.communities, configuration.aliases)
-                prefix = prefix_of(ip, ad)
-                for name in peers:
-                    if not ad.spec.selects_peer(name):
-                        continue
+            for a in ads:
+                prefix = prefix_of(ip, a.ad)
+                for name in a.peers:
                     entry = merged[name].setdefault(prefix, _Merged())
-                    entry.communities.update(communities)
-                    entry.large.update(large)
-                    if ad.spec.local_pref:
-                        entry.local_prefs.add(ad.spec.local_pref)
-                    ip_peers.setdefault(ip, set()).add(name)
+                    entry.communities.update(a.communities)
+                    entry.large.update(a.large)
+                    if a.ad.spec.local_pref:
+                        entry.local_prefs.add(a.ad.spec.local_pref)
+                if a.peers:
+                    ip_peers.setdefault(ip, set()).update(a.peers)
             ip_services.setdefault(ip, []).append(allocation.service)
     plans: dict[str, PeerPlan] = {}
     conflicts: list[LocalPrefConflict] = []
+    shared: dict[tuple[tuple[int, ...], tuple[tuple[int, int, int], ...], int | None], Route] = {}
     for name, prefixes in merged.items():
         routes: dict[Prefix, Route] = {}
         for prefix in sorted(prefixes, key=_prefix_key):
@@ -276,20 +293,28 @@ def plan(
             if len(entry.local_prefs) > 1:
                 assert local_pref is not None
                 conflicts.append(LocalPrefConflict(name, prefix, tuple(sorted(entry.local_prefs)), local_pref))
-            routes[prefix] = Route(
-                communities=tuple(sorted(entry.communities)),
-                large_communities=tuple(sorted(entry.large)),
-                local_pref=local_pref,
-            )
+            attributes = (tuple(sorted(entry.communities)), tuple(sorted(entry.large)), local_pref)
+            route = shared.get(attributes)
+            if route is None:  # one Route per attribute set: the speaker groups prefixes by it
+                route = shared[attributes] = Route(
+                    communities=attributes[0], large_communities=attributes[1], local_pref=local_pref
+                )
+            routes[prefix] = route
         plans[name] = PeerPlan(peers[name], routes)
     announcements = {
         ip: IPAnnouncement(
-            services=tuple(sorted(set(ip_services[ip]), key=lambda s: (s.namespace, s.name))),
+            services=_services_of(ip_services[ip]),
             peers=tuple(sorted(ip_peers.get(ip, ()))),
         )
         for ip in sorted(ip_services)
     }
     return Plan(peers=plans, announcements=announcements, skipped=skipped, conflicts=tuple(conflicts))
+
+
+def _services_of(services: list[ServiceId]) -> tuple[ServiceId, ...]:
+    if len(services) == 1:
+        return (services[0],)
+    return tuple(sorted(set(services), key=lambda s: (s.namespace, s.name)))
 
 
 def _prefix_key(prefix: Prefix) -> tuple[int, int, int]:

@@ -44,7 +44,9 @@ log = logging.getLogger("metalbus.announcer.bgp")
 
 REPORT_INTERVAL = 1.0  # seconds between metric snapshots (and retries of failed reports)
 _RETRY = 0.5
-_REPORT_BATCH = 1000
+_REPORT_BATCH = 500
+_CHUNK = 500  # events folded between two yields to the loop
+_SETTLE = 0.01  # seconds a change waits for the rest of its burst before planning
 T = TypeVar("T")
 
 
@@ -67,6 +69,7 @@ class BgpAgent:
         self._state_events: asyncio.Queue[BGPSessionChanged] = asyncio.Queue()
         self._reported: dict[str, IPAnnouncement] = {}
         self._report_due = asyncio.Event()
+        self._dirty = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -75,7 +78,7 @@ class BgpAgent:
         try:
             if not await self._read_until_done(stopping):
                 return
-            self._converge()
+            self._apply_plan(await self._plan())
             if self.health is not None:
                 self.health.set_ready("bgp", True)
             log.info("event=bgp_agent_started node=%s peers=%d ips=%d", self.node, len(self.sessions),
@@ -83,6 +86,7 @@ class BgpAgent:
             async with asyncio.TaskGroup() as tasks:
                 for follower in self._followers:
                     tasks.create_task(self._follow(follower, stopping), name="bgp-follow")
+                tasks.create_task(self._replan(stopping), name="bgp-plan")
                 tasks.create_task(self._report(stopping), name="bgp-report")
                 tasks.create_task(self._publish_states(stopping), name="bgp-states")
         finally:
@@ -123,9 +127,11 @@ class BgpAgent:
         def fold(received: Received) -> None:
             self.world.apply(received.event)
 
-        await self.bus.replay(StreamName.K8S, fold, last_per_subject=True)
         ipam_subjects = [IPAM_ALLOCATIONS, IPAM_CONFIG_SUBJECT]
-        await self.bus.replay(StreamName.IPAM, fold, subjects=ipam_subjects, last_per_subject=True)
+        await asyncio.gather(  # both at once: the folds do not depend on each other's order
+            self.bus.replay(StreamName.K8S, fold, last_per_subject=True),
+            self.bus.replay(StreamName.IPAM, fold, subjects=ipam_subjects, last_per_subject=True),
+        )
         self._followers = [
             Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1),
             Follower(self.bus, StreamName.IPAM, start_sequence=ipam_end + 1, subjects=ipam_subjects),
@@ -134,10 +140,27 @@ class BgpAgent:
                  ipam_end, len(self.world.allocations))  # fmt: skip
 
     async def _follow(self, follower: Follower, stopping: asyncio.Event) -> None:
+        """Fold what arrives, in chunks with the loop free in between (BFD and keepalive timers must keep
+        firing); the planner re-plans once per burst."""
         while not stopping.is_set():
-            batch = await _first_of(follower.fetch(batch=2000, wait=1.0), stopping.wait())
-            if batch and self.apply([r.event for r in batch]):
-                self._converge()
+            batch = await _first_of(follower.fetch(batch=_CHUNK, wait=1.0), stopping.wait())
+            while batch:
+                if self.apply([r.event for r in batch]):
+                    self._dirty.set()
+                await asyncio.sleep(0)  # a yield between chunks, not a poll: fetch waits below
+                batch = await follower.fetch(batch=_CHUNK, wait=0)
+
+    async def _replan(self, stopping: asyncio.Event) -> None:
+        """One planner: after a change, let the burst settle, plan off the loop, apply on it."""
+        loop, cost = asyncio.get_running_loop(), 0.0
+        while not stopping.is_set():
+            if await _first_of(self._dirty.wait(), stopping.wait()) is None:
+                return
+            await asyncio.sleep(max(_SETTLE, cost))  # the rest of a burst lands in the same plan
+            self._dirty.clear()
+            started = loop.time()
+            self._apply_plan(await self._plan())
+            cost = loop.time() - started  # planning takes at most about half of the time during a burst
 
     def apply(self, events: list[Event]) -> bool:
         changed = [self.world.apply(event) for event in events]  # every one folded, no short circuit
@@ -145,12 +168,18 @@ class BgpAgent:
 
     # --- deciding ------------------------------------------------------------------------------------
 
-    def _converge(self) -> None:
+    async def _plan(self) -> Plan:
+        """Plan in a worker thread on a snapshot of the world: 10 000 Services take a few hundred ms, which
+        the event loop must not spend away from the sessions' timers."""
         world = self.world
-        self.plan = plan(
-            node=world.this_node(), configuration=world.configuration, services=world.service_facts(),
-            allocations=world.allocations,
+        return await asyncio.to_thread(
+            plan, node=world.this_node(), configuration=world.configuration,
+            services=dict(world.service_facts()), allocations=dict(world.allocations),
         )  # fmt: skip
+
+    def _apply_plan(self, new: Plan) -> None:
+        world = self.world
+        self.plan = new
         if self.plan.conflicts != self._conflicts:
             self._conflicts = self.plan.conflicts
             for c in self._conflicts:

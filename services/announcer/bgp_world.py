@@ -52,6 +52,7 @@ class BgpWorld:
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     observed_config: dict[ConfigKey, ConfigObjectObserved] = field(default_factory=dict)
     allocations: dict[ServiceKey, Allocation] = field(default_factory=dict)
+    facts: dict[ServiceKey, ServiceFacts] = field(default_factory=dict)  # kept current by apply
     in_force: tuple[ConfigObject, ...] | None = None  # from the ipam, once it published one
     configuration: Configuration = field(default_factory=Configuration)
     _observed_valid: tuple[ConfigObject, ...] = ()
@@ -71,11 +72,13 @@ class BgpWorld:
             )  # fmt: skip
             return True
         if isinstance(event, ServiceObserved):
-            self.services[(event.ref.namespace, event.ref.name)] = event
-            return True
+            key = (event.ref.namespace, event.ref.name)
+            self.services[key] = event
+            return self._refresh_facts(key)
         if isinstance(event, EndpointsObserved):
-            self.endpoints[(event.namespace, event.service)] = event
-            return True
+            key = (event.namespace, event.service)
+            self.endpoints[key] = event
+            return self._refresh_facts(key)
         if isinstance(event, SecretObserved):
             self.secrets[(event.ref.namespace, event.ref.name)] = dict(event.data)
             return True
@@ -99,9 +102,9 @@ class BgpWorld:
         if event.kind is ObjectKind.NODE:
             return self.nodes.pop(event.name, None) is not None
         if event.kind is ObjectKind.SERVICE:
-            return self.services.pop(key, None) is not None
+            return self.services.pop(key, None) is not None and self._refresh_facts(key)
         if event.kind is ObjectKind.ENDPOINTS:
-            return self.endpoints.pop(key, None) is not None
+            return self.endpoints.pop(key, None) is not None and self._refresh_facts(key)
         if event.kind is ObjectKind.SECRET:
             return self.secrets.pop(key, None) is not None
         kind = next((name for name, value in CONFIG_KINDS.items() if value is event.kind), None)
@@ -144,15 +147,22 @@ class BgpWorld:
         return self.nodes.get(self.node)
 
     def service_facts(self) -> dict[ServiceKey, ServiceFacts]:
-        out: dict[ServiceKey, ServiceFacts] = {}
-        for key, service in self.services.items():
-            endpoints = self.endpoints.get(key)
-            serving = {e.node: e.serving for e in endpoints.nodes} if endpoints is not None else {}
-            out[key] = ServiceFacts(
-                external_traffic_policy=service.external_traffic_policy, labels=dict(service.labels),
-                serving=serving,
-            )  # fmt: skip
-        return out
+        return self.facts
+
+    def _refresh_facts(self, key: ServiceKey) -> bool:
+        """Recompute one Service's facts; True when they changed."""
+        service = self.services.get(key)
+        if service is None:
+            return self.facts.pop(key, None) is not None
+        endpoints = self.endpoints.get(key)
+        facts = ServiceFacts(
+            external_traffic_policy=service.external_traffic_policy, labels=dict(service.labels),
+            serving={e.node: e.serving for e in endpoints.nodes} if endpoints is not None else {},
+        )  # fmt: skip
+        if self.facts.get(key) == facts:
+            return False
+        self.facts[key] = facts
+        return True
 
     def password_for(self, peer: BGPPeer) -> str | None:
         """The inline password, or the ``password`` key of the referenced Secret (namespace defaults to the

@@ -1,0 +1,262 @@
+"""BGP mode against BIRD 2 in network namespaces (root), side by side with ExaBGP announcing the same set.
+
+    python bench/bgp.py [--prefixes 10000] [--rounds 3] [--quick]
+
+Measured, each from a real `metalbus announcer` (the world and the allocations on the bus as the watcher and
+the ipam publish them) and from ExaBGP 5 (installed with pip into a temporary directory, never into the
+project) announcing the same prefixes as static routes:
+- announce: on an established session, every prefix made to be announced at once (metalbus: the ipam's
+  allocations published on the bus; ExaBGP: the same routes written to its text API) → all of them in BIRD's
+  table (target ≤ 5 s, metalbus/ExaBGP ratio ≤ 1);
+- cold start: process start → all of them at BIRD (ExaBGP: as static routes in its configuration; full runs);
+- withdraw: SIGTERM to the announcer → no route of its session left at BIRD (target ≤ 0.5 s);
+- bfd: the node's link cut (BFD 300 ms x 3 on both sides) → its routes gone at BIRD (target ≤ 1.5 s).
+Prints a table, then one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from schemas.events import Event
+from services.common.subjects import ipam_allocation_subject, observed_subject
+from tests.bgp_world import allocated, bgp_advertisement, bgp_peer, config_object, endpoints, node, released, service
+from tests.builders import pool
+from tests.netlab import skip_reason, wait_for
+from tests.network.bgp_agent.harness import NODES, ROUTER4, BirdNeighbor, Fabric, fabric, start_bird
+
+ASN = 64512
+BASE = ipaddress.IPv4Address("10.100.0.0")
+
+
+def prefixes(count: int) -> list[str]:
+    return [str(BASE + index) for index in range(count)]
+
+
+def route_count(bird: BirdNeighbor) -> int:
+    out = bird.birdc(f"show route count protocol {bird.only}", check=False).stdout
+    for line in out.splitlines():
+        if line.startswith("Total:"):
+            return int(line.split()[1])
+    return 0
+
+
+def wait_count(bird: BirdNeighbor, predicate: object, *, timeout: float, what: str, interval: float = 0.05) -> float:
+    """Poll BIRD until the protocol's route count satisfies ``predicate``; returns when (monotonic). Each poll
+    runs birdc in the router's namespace: polling faster only where the figure is sub-second."""
+    assert callable(predicate)
+    wait_for(lambda: predicate(route_count(bird)), timeout=timeout, message=what, interval=interval)
+    return time.monotonic()
+
+
+def publish(fab: Fabric, items: list[tuple[str, Event, str | None]]) -> None:
+    for first in range(0, len(items), 5000):
+        fab.bus.call(fab.bus.bus.publish_many(items[first : first + 5000]), timeout=60)
+
+
+def publish_world(fab: Fabric, ips: list[str]) -> None:
+    """Configuration, nodes, and one Service with an endpoint per IP; no allocation yet."""
+    head: list[Event] = [
+        pool("bench", "10.100.0.0/16"),
+        config_object("BFDProfile", "fast", {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": 3}),
+        bgp_peer("router", ROUTER4, my_asn=ASN, peer_asn=ASN, holdTime="9s", bfdProfile="fast", connectTime="2s"),
+        bgp_advertisement("ads", communities=["65000:1"]),
+        *(node(name, v4, v6) for name, (v4, v6) in NODES.items()),
+    ]
+    items: list[tuple[str, Event, str | None]] = [(observed_subject(e), e, None) for e in head]
+    for index in range(len(ips)):
+        name = f"svc-{index}"
+        items.append((observed_subject(s := service(name)), s, None))
+        items.append((observed_subject(e := endpoints(name, {"node2": 1})), e, None))
+    publish(fab, items)
+
+
+def allocations(ips: list[str], *, release: bool = False) -> list[tuple[str, Event, str | None]]:
+    def event(index: int, ip: str) -> Event:
+        return released(f"svc-{index}", ip) if release else allocated(f"svc-{index}", ip, pool="bench")
+
+    return [(ipam_allocation_subject("default", f"svc-{i}"), event(i, ip), None) for i, ip in enumerate(ips)]
+
+
+# --- ExaBGP ---------------------------------------------------------------------------------------------
+
+
+def exabgp_path(directory: Path) -> Path | None:
+    """ExaBGP installed into ``directory`` (pip --target), or None when pip cannot get it."""
+    target = directory / "exabgp"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(target),
+         "exabgp>=5,<6"], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return target if result.returncode == 0 else None
+
+
+FEEDER = """import ipaddress, os, sys, time
+trigger, count = sys.argv[1], int(sys.argv[2])
+while not os.path.exists(trigger):
+    time.sleep(0.002)
+base = ipaddress.IPv4Address("10.100.0.0")
+sys.stdout.write("".join(f"announce route {base + i}/32 next-hop self community [65000:1]\\n" for i in range(count)))
+sys.stdout.flush()
+while True:
+    time.sleep(60)
+"""
+
+
+def exabgp_config(ips: list[str], local: str, *, feeder: str | None) -> str:
+    routes = "\n".join(f"        route {ip}/32 next-hop self community [65000:1];" for ip in ips)
+    process = f"process feeder {{\n    run {feeder};\n    encoder text;\n}}\n" if feeder else ""
+    body = "    api {\n        processes [ feeder ];\n    }\n" if feeder else f"    static {{\n{routes}\n    }}\n"
+    return f"""{process}neighbor {ROUTER4} {{
+    router-id {local};
+    local-address {local};
+    local-as {ASN};
+    peer-as {ASN};
+    hold-time 9;
+    family {{
+        ipv4 unicast;
+    }}
+{body}}}
+"""
+
+
+def start_exabgp(fab: Fabric, config: str, package: Path) -> subprocess.Popen[str]:
+    conf = fab.directory / "exabgp.conf"
+    conf.write_text(config)
+    env_vars = {"exabgp_daemon_user": "root", "exabgp_daemon_drop": "false", "exabgp_cli_enable": "false",
+                "exabgp_api_ack": "false", "exabgp_log_level": "WARNING", "PYTHONPATH": str(package)}  # fmt: skip
+    return fab.lab.popen(fab.nodes["node2"].ns, "env", *(f"{k}={v}" for k, v in env_vars.items()), sys.executable,
+                         "-m", "exabgp", "server", str(conf), stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def stop(bird: BirdNeighbor, proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(15)
+    wait_count(bird, lambda n: n == 0, timeout=30, what="routes gone")
+
+
+def run_exabgp(fab: Fabric, bird: BirdNeighbor, ips: list[str], package: Path, *, cold: bool) -> dict[str, float]:
+    """On an established session, the API feeder announces every prefix; with ``cold`` also the same set as
+    static routes from process start."""
+    local = NODES["node2"][0]
+    trigger = fab.directory / "exabgp.go"
+    trigger.unlink(missing_ok=True)
+    script = fab.directory / "feeder.py"
+    script.write_text(FEEDER)
+    proc = start_exabgp(fab, exabgp_config(ips, local, feeder=f"{sys.executable} {script} {trigger} {len(ips)}"),
+                        package)  # fmt: skip
+    figures: dict[str, float] = {}
+    try:
+        wait_for(bird.established, timeout=60, message="ExaBGP's session")
+        started = time.monotonic()
+        trigger.touch()
+        figures["announce_s"] = wait_count(bird, lambda n: n >= len(ips), timeout=120, what="ExaBGP's routes") - started
+    finally:
+        stop(bird, proc)
+    if cold:
+        started = time.monotonic()
+        proc = start_exabgp(fab, exabgp_config(ips, local, feeder=None), package)
+        try:
+            done = wait_count(bird, lambda n: n >= len(ips), timeout=120, what="ExaBGP's static routes")
+            figures["cold_start_s"] = done - started
+        finally:
+            stop(bird, proc)
+    return figures
+
+
+# --- metalbus -------------------------------------------------------------------------------------------
+
+
+def run_metalbus(fab: Fabric, bird: BirdNeighbor, ips: list[str]) -> dict[str, float]:
+    count = len(ips)
+    announcer = fab.start_announcer("node1")
+    wait_for(bird.established, timeout=30, message="metalbus's session")
+    started = time.monotonic()
+    publish(fab, allocations(ips))
+    done = wait_count(bird, lambda n: n >= count, timeout=120, what="metalbus's routes at BIRD")
+    figures = {"announce_s": done - started}
+    wait_for(lambda: "Up" in bird.birdc("show bfd sessions", check=False).stdout, timeout=20, message="BFD up")
+    cut = time.monotonic()
+    fab.set_link("node1", up=False)
+    gone = wait_count(bird, lambda n: n == 0, timeout=30, what="gone after the cut", interval=0.01)
+    figures["bfd_cut_s"] = gone - cut
+    fab.set_link("node1", up=True)
+    wait_count(bird, lambda n: n >= count, timeout=60, what="routes back after the link")
+    halt = time.monotonic()
+    announcer.proc.terminate()
+    gone = wait_count(bird, lambda n: n == 0, timeout=30, what="gone after SIGTERM", interval=0.01)
+    figures["withdraw_s"] = gone - halt
+    announcer.proc.wait(15)
+    started = time.monotonic()
+    announcer = fab.start_announcer("node1", wait=False)
+    figures["cold_start_s"] = (
+        wait_count(bird, lambda n: n >= count, timeout=120, what="routes after a restart") - started
+    )
+    stop(bird, announcer.proc)
+    publish(fab, allocations(ips, release=True))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefixes", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one round (under a minute)")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
+    reason = skip_reason() or (None if shutil.which("bird") else "bird not installed (Debian package bird2)")
+    if reason is not None:
+        print(f"skipped: {reason}")
+        print(json.dumps({"benchmark": "bgp", "skipped": reason}))
+        return
+    ips = prefixes(args.prefixes)
+    ours: list[dict[str, float]] = []
+    theirs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="mbbgp-bench-") as tmp:
+        package = exabgp_path(Path(tmp))
+        with fabric(Path(tmp), prefix="mbbgb") as fab:
+            bird = start_bird(fab, router_as=ASN, node_as=ASN, bfd_ms=300)
+            publish_world(fab, ips)
+            for _ in range(rounds):
+                if package is not None:
+                    theirs.append(run_exabgp(fab, bird["node2"], ips, package, cold=not args.quick))
+                ours.append(run_metalbus(fab, bird["node1"], ips))
+    mine = {key: statistics.median(r[key] for r in ours) for key in ours[0]}
+    exa = {key: statistics.median(r[key] for r in theirs) for key in theirs[0]} if theirs else {}
+    ratio = mine["announce_s"] / exa["announce_s"] if exa else None
+    nan = float("nan")
+    rows = [
+        (f"announce {len(ips)} on a session, s", mine["announce_s"], exa.get("announce_s", nan), "≤ 5"),
+        ("ratio metalbus / ExaBGP", ratio or nan, nan, "≤ 1"),
+        ("cold start → all at BIRD, s", mine["cold_start_s"], exa.get("cold_start_s", nan), ""),
+        ("withdraw after SIGTERM, s", mine["withdraw_s"], nan, "≤ 0.5"),
+        ("BFD 300 ms x 3: cut → gone, s", mine["bfd_cut_s"], nan, "≤ 1.5"),
+    ]
+    print(f"{'median of ' + str(rounds) + ' round(s)':<34}{'metalbus':>10}{'ExaBGP':>10}{'target':>10}")
+    for label, value, other, target in rows:
+        print(f"{label:<34}{value:>10.3f}{other:>10.3f}{target:>10}")
+    print(json.dumps({
+        "benchmark": "bgp", "prefixes": len(ips), "rounds": rounds, "peer": "bird2",
+        **{k: round(v, 3) for k, v in mine.items()},
+        **{f"exabgp_{k}": round(v, 3) for k, v in exa.items()},
+        "ratio_to_exabgp": round(ratio, 3) if ratio else None, "exabgp": "installed" if theirs else "unavailable",
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        print(json.dumps({"benchmark": "bgp", "skipped": "needs root (network namespaces)"}))
+        sys.exit(0)
+    main()
