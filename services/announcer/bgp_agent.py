@@ -206,7 +206,7 @@ class BgpAgent:
             if session is None:
                 ref = _ref(peer_plan.peer.namespace, name)
                 session = PeerSession(name=name, ref=ref, spec=spec, endpoints=self._endpoints,
-                                      on_state=self._on_state)  # fmt: skip
+                                      on_state=self._on_state, on_sent=self._update_metrics)  # fmt: skip
                 self.sessions[name] = session
                 session.start(peer_plan.routes)
             else:

@@ -104,13 +104,21 @@ StateCallback = Callable[["PeerSession", BGPSessionState, str], None]
 
 class PeerSession:
     def __init__(
-        self, *, name: str, ref: str, spec: SessionSpec, endpoints: BfdEndpoints, on_state: StateCallback
+        self,
+        *,
+        name: str,
+        ref: str,
+        spec: SessionSpec,
+        endpoints: BfdEndpoints,
+        on_state: StateCallback,
+        on_sent: Callable[[], None] | None = None,
     ) -> None:
         self.name, self.ref, self.spec = name, ref, spec
         self.updates = 0
         self.state = BGPSessionState.IDLE
         self._endpoints = endpoints
         self._on_state = on_state
+        self._on_sent = on_sent
         self._speaker: Speaker | None = None
         self._bfd: tuple[IPAddress, BfdPeer] | None = None
 
@@ -182,6 +190,8 @@ class PeerSession:
             self._set_state(BGPSessionState.IDLE, event.describe())
         elif isinstance(event, AdvertisementsSent):
             self.updates += event.messages
+            if self._on_sent is not None:
+                self._on_sent()
 
     def _set_state(self, state: BGPSessionState, reason: str) -> None:
         if state is self.state and not reason:
