@@ -84,13 +84,18 @@ class Observers:
     async def _freeze_when_synced(self) -> None:
         """Once every initial list is in, move the (long-lived) caches out of the cyclic GC's reach: a
         full collection over 10 000 Services pauses the loop for hundreds of milliseconds, which
-        would land on the watch path. Reference counting still frees them."""
+        would land on the watch path. Reference counting still frees them; when observing ends the
+        heap is handed back to the collector."""
         await self.wait_synced()
         started = time.perf_counter()
         gc.collect()
         gc.freeze()
         log.info("heap frozen after the initial lists objects=%d pause_ms=%.0f",
                  gc.get_freeze_count(), (time.perf_counter() - started) * 1000)
+        try:
+            await asyncio.Event().wait()  # until observing is cancelled
+        finally:
+            gc.unfreeze()
 
 
 def build_observers(
