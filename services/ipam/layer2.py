@@ -87,10 +87,12 @@ class Layer2:
         if objects is self._objects:
             return
         self._objects = objects
-        self._config = L2Config(
+        config = L2Config(
             (o for o in objects if isinstance(o, L2Advertisement)), (o for o in objects if isinstance(o, IPAddressPool))
         )
-        self._everything = True
+        if config != self._config:  # a BGPPeer, a pool's range, a re-delivery: nothing to redo here
+            self._config = config
+            self._everything = True
 
     def touch(self, change: Touched) -> None:
         self._dirty_services |= change.placed_services

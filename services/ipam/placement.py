@@ -77,6 +77,17 @@ class L2Config:
         )
         self.pool_labels: dict[str, Mapping[str, str]] = {p.metadata.name: p.metadata.labels for p in pools}
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when placement would see no difference (other kinds and fields do not matter)."""
+        if not isinstance(other, L2Config):
+            return NotImplemented
+        return (
+            tuple(a.spec for a in self.advertisements) == tuple(a.spec for a in other.advertisements)
+            and {k: dict(v) for k, v in self.pool_labels.items()} == {k: dict(v) for k, v in other.pool_labels.items()}
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
     def selecting(self, pool: str, service_labels: Mapping[str, str]) -> tuple[int, ...]:
         """Indices of the advertisements that select ``pool`` and a Service with ``service_labels``."""
         labels = self.pool_labels.get(pool, {})

@@ -296,3 +296,11 @@ def test_an_even_cluster_is_balanced_exactly() -> None:
     everywhere = Eligibility(frozenset(NODE_NAMES), frozenset(NODE_NAMES))
     result = place({f"10.0.0.{i}": (1, everywhere) for i in range(100)})
     assert sorted(Counter(result.values()).values()) == [12, 12, 12, 12, 13, 13, 13, 13]
+
+
+def test_a_configuration_change_placement_does_not_see_moves_nothing() -> None:
+    decider = active(LAN, l2(), WEB, WEB_EVERYWHERE)
+    out = decider.observe(pool("bgp-only", "10.9.0.0/24"))
+    assert of_type(out, L2PlacementDecided) == [] and of_type(out, L2PlacementCleared) == []
+    out = decider.observe(l2(version="2"))  # the same advertisement again
+    assert of_type(out, L2PlacementDecided) == [] and of_type(out, L2PlacementCleared) == []
