@@ -25,7 +25,8 @@ from nats.js import JetStreamContext, api
 from schemas.events import Envelope, Event, EventId
 from schemas.events.codec import InvalidEvent, decode, encode, wrap
 from services.common.errors import NotFound, RetryableError, WrongLastSequence
-from services.common.subjects import STREAMS, StreamName, StreamSpec, stream_spec
+from services.common.metrics import DEAD_LETTERS
+from services.common.subjects import STREAMS, StreamName, StreamSpec, dead_letter_subject, stream_spec
 from services.common.tracing import inject_context
 
 log = logging.getLogger(__name__)
@@ -307,6 +308,21 @@ class Bus:
             headers.update(item.trace_headers or {})
             futures.append(await self.js.publish_async(item.subject, encode(envelope), headers=headers))
         return PendingAppends(list(items), envelopes, futures, self.settings.request_timeout)
+
+    async def dead_letter(self, message: Msg, *, consumer: str, reason: str) -> None:
+        """Set a message aside on the dead-letter stream, with why and where it came from."""
+        metadata = message.metadata
+        stream = StreamName(metadata.stream)
+        headers = {
+            Header.ERROR.value: reason[:1024],
+            Header.ORIGINAL_SUBJECT.value: message.subject,
+            Header.ORIGINAL_STREAM.value: stream.value,
+            Header.ORIGINAL_SEQUENCE.value: str(metadata.sequence.stream),
+        }
+        log.error("dead-lettered subject=%s seq=%d consumer=%s reason=%s", message.subject,
+                  metadata.sequence.stream, consumer, reason)
+        DEAD_LETTERS.labels(stream=stream.value, consumer=consumer).inc()
+        await self.js.publish(dead_letter_subject(stream, consumer), message.data, headers=headers)
 
     async def notify(self, subject: str, event: Event) -> None:
         """Plain (not stored) publish, for heartbeats."""

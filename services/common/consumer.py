@@ -20,8 +20,8 @@ from nats.js import api
 from opentelemetry import trace
 
 from schemas.events.codec import InvalidEvent, decode
-from services.common.bus import Bus, Header, Received
-from services.common.subjects import StreamName, dead_letter_subject
+from services.common.bus import Bus, Received
+from services.common.subjects import StreamName
 from services.common.tracing import extract_context, tracer
 
 log = logging.getLogger(__name__)
@@ -140,18 +140,6 @@ class Consumer:
 
     async def _dead_letter(self, message: Msg, reason: str) -> None:
         """Keep the message for inspection and terminate it so it is never delivered again."""
-        metadata = message.metadata
-        headers: dict[str, str] = {
-            Header.ERROR: reason[:1024],
-            Header.ORIGINAL_SUBJECT: message.subject,
-            Header.ORIGINAL_STREAM: metadata.stream,
-            Header.ORIGINAL_SEQUENCE: str(metadata.sequence.stream),
-        }
-        log.error(
-            "dead-lettered subject=%s seq=%d reason=%s", message.subject, metadata.sequence.stream, reason
-        )
-        await self._bus.js.publish(
-            dead_letter_subject(self._spec.stream, self._spec.durable), message.data, headers=headers
-        )
+        await self._bus.dead_letter(message, consumer=self._spec.durable, reason=reason)
         await message.term()
         self.stats.dead_lettered += 1

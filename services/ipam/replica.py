@@ -22,11 +22,11 @@ from opentelemetry import trace
 
 from schemas.events import L2PlacementCleared, L2PlacementDecided, PoolUsageReported
 from schemas.events.codec import InvalidEvent
-from services.common.bus import Append, Bus, Header, PendingAppends, Received
+from services.common.bus import Append, Bus, PendingAppends, Received
 from services.common.errors import RetryableError, WrongLastSequence
 from services.common.follower import Follower
 from services.common.lease import BusLease
-from services.common.subjects import StreamName, dead_letter_subject
+from services.common.subjects import StreamName
 from services.common.tracing import extract_context, inject_context, tracer
 from services.ipam import metrics
 from services.ipam.decider import Decider, Outgoing
@@ -325,14 +325,8 @@ class Replica:
 
     def _dead_letter(self, message: Msg, error: InvalidEvent) -> None:
         metrics.INVALID_INPUTS.inc()
-        log.error("invalid event dropped subject=%s error=%s", message.subject, error)
-        stream = StreamName(message.metadata.stream)
         task = asyncio.get_running_loop().create_task(
-            self._bus.js.publish(
-                dead_letter_subject(stream, "ipam"),
-                message.data,
-                headers={Header.ERROR.value: str(error)[:1024], Header.ORIGINAL_SUBJECT.value: message.subject},
-            )
+            self._bus.dead_letter(message, consumer="ipam", reason=f"invalid event: {error}")
         )
         task.add_done_callback(_log_failure)
 

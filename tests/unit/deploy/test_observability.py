@@ -24,7 +24,7 @@ EXTERNAL = frozenset({"up", "kube_daemonset_status_number_ready"})
 #: code lacks fails. Note: prometheus_client shows a Counter registered as ``x`` as ``x_total``, while
 #: MetalLB's layer 2 counters have no suffix (``metallb_layer2_responses_sent``); the dashboard queries
 #: the series names as scraped.
-NOT_YET_REGISTERED = frozenset({"metalbus_dead_letters_total", "metalbus_ipam_live_announcers"})
+NOT_YET_REGISTERED = frozenset({"metalbus_ipam_live_announcers"})
 
 _LITERAL = re.compile(r"\"((?:metallb|metalbus)_[a-z0-9_]+)\"")
 _COUNTER = re.compile(r"\b(?:Counter|CounterMetricFamily)\(\s*\"((?:metallb|metalbus)_[a-z0-9_]+)\"")
