@@ -74,18 +74,29 @@ async def announcers(bus: Bus, nodes: tuple[str, ...] = NODES) -> AsyncIterator[
         await running.close()
 
 
+class Running:
+    """An in-process ipam replica with its own connection; ``stop()`` is a graceful SIGTERM."""
+
+    def __init__(self, bus: Bus, name: str, settings: ReplicaSettings) -> None:
+        self.replica = Replica(bus, holder=f"ipam/{name}", settings=settings)
+        self._bus = bus
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self.replica.run(self._stopping))
+
+    async def stop(self) -> None:
+        if not self._task.done():
+            self._stopping.set()
+            await asyncio.wait_for(self._task, 10)
+            await self._bus.close()
+
+
 @contextlib.asynccontextmanager
-async def replica(url: str, settings: ReplicaSettings = FAST) -> AsyncIterator[Replica]:
-    bus = await Bus.connect(BusSettings(url=url), producer="ipam/l2")
-    running = Replica(bus, holder="ipam/l2", settings=settings)
-    stopping = asyncio.Event()
-    task = asyncio.create_task(running.run(stopping))
+async def replica(url: str, settings: ReplicaSettings = FAST, name: str = "l2") -> AsyncIterator[Replica]:
+    running = Running(await Bus.connect(BusSettings(url=url), producer=f"ipam/{name}"), name, settings)
     try:
-        yield running
+        yield running.replica
     finally:
-        stopping.set()
-        await asyncio.wait_for(task, 10)
-        await bus.close()
+        await running.stop()
 
 
 async def placements(bus: Bus) -> dict[str, tuple[str, int]]:
@@ -161,3 +172,34 @@ async def test_a_returning_announcer_gets_a_fair_share_back(bus: Bus, nats_serve
             return max(loads.count(n) for n in NODES) <= 12 / 3 + 1 and loads.count("c") >= 2
 
         await async_wait_until(balanced, timeout=3, what="c to take its share without exceeding fair share + 1")
+
+
+
+async def test_a_standby_that_takes_over_knows_who_is_live_and_moves_nothing(
+    bus: Bus, nats_server: EmbeddedNats
+) -> None:
+    await observe(bus, world(6))
+    async with announcers(bus) as running:
+        first = Running(await Bus.connect(BusSettings(url=nats_server.url), producer="ipam/one"), "one", FAST)
+        second = Running(await Bus.connect(BusSettings(url=nats_server.url), producer="ipam/two"), "two", FAST)
+        try:
+            await async_wait_until(lambda: _placed_everywhere(bus, 6), what="six placements")
+            await async_wait_until(
+                lambda: first.replica.liveness.live == second.replica.liveness.live == set(NODES),
+                what="both replicas, the standby too, hearing every announcer",
+            )
+            active, standby = (first, second) if first.replica.activated.is_set() else (second, first)
+            before = await placements(bus)
+            last = await bus.last_sequence(StreamName.IPAM)
+            await active.stop()  # releases the lease: the standby takes over at once
+            await async_wait_until(standby.replica.activated.is_set, what="the standby to take over")
+            assert await placements(bus) == before and await bus.last_sequence(StreamName.IPAM) == last
+            await running.silence("c")  # and the new active replica acts on liveness
+
+            async def moved() -> bool:
+                return all(node != "c" for node, _ in (await placements(bus)).values())
+
+            await async_wait_until(moved, timeout=2, what="c's IPs to move under the new active replica")
+        finally:
+            await first.stop()
+            await second.stop()
