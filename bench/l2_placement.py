@@ -265,6 +265,7 @@ async def through_nats(announcers: int, ips: int, trials: int, ipam_log: Path | 
                 figures["spread_max_over_fair"] = max(loads.values()) / (ips / announcers)
                 figures["spread_min_over_fair"] = min(loads.get(n, 0) for n in nodes) / (ips / announcers)
 
+                await asyncio.sleep(1.0)  # let the ipam finish the burst's tail: failover in steady state
                 after_silence, after_detection, moved = [], [], []
                 for victim in nodes[:trials]:
                     owned = placements.on(victim)
