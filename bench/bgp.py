@@ -188,6 +188,9 @@ def run_metalbus(fab: Fabric, bird: BirdNeighbor, ips: list[str]) -> dict[str, f
     done = wait_count(bird, lambda n: n >= count, timeout=120, what="metalbus's routes at BIRD")
     figures = {"announce_s": done - started}
     wait_for(lambda: "Up" in bird.birdc("show bfd sessions", check=False).stdout, timeout=20, message="BFD up")
+    wait_count(bird, lambda n: n >= count, timeout=60, what="every route still there before the cut")
+    flaps = sum("event=bfd_changed" in line and "old=UP" in line for line in announcer.log)
+    figures["bfd_flaps_before_cut"] = flaps  # BFD going down with the link up: the loop starved of CPU
     cut = time.monotonic()
     fab.set_link("node1", up=False)
     gone = wait_count(bird, lambda n: n == 0, timeout=30, what="gone after the cut", interval=0.01)
@@ -247,6 +250,8 @@ def main() -> None:
     print(f"{'median of ' + str(rounds) + ' round(s)':<34}{'metalbus':>10}{'ExaBGP':>10}{'target':>10}")
     for label, value, other, target in rows:
         print(f"{label:<34}{value:>10.3f}{other:>10.3f}{target:>10}")
+    print("rounds, metalbus:", [{k: round(v, 3) for k, v in r.items()} for r in ours])
+    print("rounds, ExaBGP:  ", [{k: round(v, 3) for k, v in r.items()} for r in theirs])
     print(json.dumps({
         "benchmark": "bgp", "prefixes": len(ips), "rounds": rounds, "peer": "bird2",
         **{k: round(v, 3) for k, v in mine.items()},

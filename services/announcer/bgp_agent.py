@@ -261,6 +261,10 @@ class BgpAgent:
                 await asyncio.wait_for(_first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
             self._report_due.clear()
             self._update_metrics()
+            quiet_by = asyncio.get_running_loop().time() + REPORT_INTERVAL
+            while self._dirty.is_set() and asyncio.get_running_loop().time() < quiet_by and not stopping.is_set():
+                # a burst is still being planned: the wire first, the reports once it settled (bounded)
+                await _first_of(asyncio.sleep(_SETTLE * 10), stopping.wait())
             if not stopping.is_set():
                 await self._flush_reports(self.plan.announcements)
 
