@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -11,6 +12,7 @@ from schemas.events import AnnouncerHeartbeat, Event, L2PlacementDecided
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
 from services.common.subjects import IPAM_PLACEMENTS, StreamName, heartbeat_subject
+from services.ipam.liveness import LivenessWatch
 from services.ipam.replica import Replica, ReplicaSettings
 from tests.builders import pool, service
 from tests.builders_l2 import endpoints, l2, node
@@ -203,3 +205,39 @@ async def test_a_standby_that_takes_over_knows_who_is_live_and_moves_nothing(
         finally:
             await first.stop()
             await second.stop()
+
+
+async def test_a_stalled_ipam_does_not_mistake_its_own_delay_for_deaths(bus: Bus, nats_server: EmbeddedNats) -> None:
+    """Heartbeats keep coming (from another thread) while the ipam's event loop is blocked for longer than
+    the timeout: once it runs again it reads what waited before judging (and everyone silent at once is
+    only suspected), so nobody is dead."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        async def main() -> None:
+            sender = await Bus.connect(BusSettings(url=nats_server.url), producer="test/announcers")
+            sequence = 0
+            while not stop.is_set():
+                for name in NODES:
+                    await sender.notify(heartbeat_subject(name),
+                                        AnnouncerHeartbeat(node=name, instance=name, sequence=sequence))
+                sequence += 1
+                await asyncio.sleep(0.1)  # the announcers' heartbeat interval
+            await sender.close()
+
+        asyncio.run(main())
+
+    sender = threading.Thread(target=beat, name="announcers")
+    sender.start()
+    watch = LivenessWatch(bus, timeout=0.35)
+    try:
+        await watch.start()
+        await async_wait_until(lambda: watch.live == set(NODES), what="every announcer heard")
+        watch.changed.clear()
+        time.sleep(1.0)  # a stalled event loop (a long synchronous decision), on purpose
+        await asyncio.sleep(0.5)
+        assert watch.live == set(NODES) and not watch.changed.is_set() and watch.take_deaths() == {}
+    finally:
+        stop.set()
+        await watch.stop()
+        await asyncio.to_thread(sender.join, 5)
