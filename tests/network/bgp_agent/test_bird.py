@@ -109,3 +109,31 @@ def test_bird_story(lab: tuple[Fabric, dict[str, BirdNeighbor]]) -> None:
     wait_for(lambda: paths(bird, V4) == {"node1": both4["node1"]}, timeout=5, message="node2's path gone")
     print(f"node2 stop to its path gone at BIRD: {time.monotonic() - started:.2f} s")
     assert "Administrative shutdown" in bird["node2"].protocol() or not bird["node2"].established()
+
+
+def test_graceful_restart_keeps_the_routes_through_an_announcer_restart(
+    lab: tuple[Fabric, dict[str, BirdNeighbor]],
+) -> None:
+    fab, bird = lab
+    both4 = {name: v4 for name, (v4, _) in NODES.items()}
+    wait_for(lambda: paths(bird, V4) == both4, timeout=20, message="two IPv4 paths")
+    fab.observe(
+        bgp_peer("router", ROUTER4, my_asn=ASN, peer_asn=ASN, holdTime="9s", passwordSecret={"name": "bgp-md5"},
+                 enableGracefulRestart=True, version="2")
+    )  # fmt: skip
+    node1 = bird["node1"]
+    for name in NODES:
+        announcer = fab.nodes[name].announcer
+        assert announcer is not None
+        announcer.wait_logged("event=bgp_session_started .* graceful_restart=True")
+    wait_for(node1.established, timeout=20, message="node1's session with graceful restart")
+    wait_for(lambda: paths(bird, V4) == both4, timeout=20, message="two paths on the new sessions")
+    assert fab.terminate("node1") == 0
+    wait_for(lambda: not node1.established(), timeout=10, message="node1's session down")
+    time.sleep(2)  # well past a Cease's effect: the helper keeps the routes as stale
+    assert paths(bird, V4) == both4, node1.protocol()
+    fab.start_announcer("node1")
+    wait_for(node1.established, timeout=20, message="node1 back")
+    time.sleep(1)  # End-of-RIB received: stale routes not refreshed would go now
+    assert paths(bird, V4) == both4
+    assert paths(bird, V6) == {name: v6 for name, (_, v6) in NODES.items()}
