@@ -186,6 +186,7 @@ class Cluster:
     client: str
     url: str
     bus: BusThread
+    server: EmbeddedNats
     nodes: dict[str, Node] = field(default_factory=dict)
     ipam: IpamProcess | None = None
 
@@ -262,7 +263,11 @@ class Cluster:
             node, _epoch = self.placements().get(ip, (None, 0))
             return node if node is not None and match(node) else None
 
-        return wait_for(owner, timeout=timeout, message=f"a placement of {ip}")
+        try:
+            return wait_for(owner, timeout=timeout, message=f"a placement of {ip}")
+        except TimeoutError as error:
+            log = "".join(self.ipam.log[-15:]) if self.ipam is not None else "(no ipam running)"
+            raise TimeoutError(f"{error}; placements {self.placements()}; ipam log:\n{log}") from None
 
     # --- the bus --------------------------------------------------------------------------------------
 
@@ -346,7 +351,7 @@ def cluster(prefix: str = "mbl2c") -> Iterator[Cluster]:
             lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
             with EmbeddedNats(host=f"{subnet}.1") as server:
                 bus = BusThread(server.url)
-                built = Cluster(lab, bridge, mgmt, client, server.url, bus, nodes)
+                built = Cluster(lab, bridge, mgmt, client, server.url, bus, server, nodes)
                 try:
                     yield built
                 finally:

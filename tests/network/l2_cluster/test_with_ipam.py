@@ -42,7 +42,7 @@ def test_etp_local_follows_the_serving_endpoints(lab: Cluster) -> None:
         endpoints("local", "node3"),
         endpoints("local6", "node3"),
     )
-    assert lab.wait_owner(LOCAL4) == "node3"
+    assert lab.wait_owner(LOCAL4, timeout=30) == "node3"
     mac3, mac2 = lab.mac("node3"), lab.mac("node2")
     wait_for(lambda: _arp_only(lab, LOCAL4, mac3), timeout=10, message="node3 answering the local Service")
     wait_for(lambda: ndisc6(lab.lab, lab.client, LOCAL6) == mac3, timeout=10, message="node3 answering over NDP")
@@ -66,7 +66,7 @@ def test_node_selector_and_interfaces_of_the_advertisement_are_honoured(lab: Clu
     )  # fmt: skip
     lab.observe(pool("edge", "10.0.0.150-10.0.0.159"), edge, lb_service("edge-web", EDGE))
     lab.observe(endpoints("edge-web", "node1", "node2", "node3"))
-    assert lab.wait_owner(EDGE) == "node1"
+    assert lab.wait_owner(EDGE, timeout=30) == "node1"
     eth1 = lab.mac("node1", "eth1")
     wait_for(lambda: _arp_only(lab, EDGE, eth1), timeout=10, message="node1 answering on eth1 alone")
     report = lab.wait_report("node1", EDGE)
