@@ -232,8 +232,9 @@ class BgpAgent:
     # --- reports and metrics -----------------------------------------------------------------------
 
     def _on_state(self, session: PeerSession, state: BGPSessionState, reason: str) -> None:
-        if self.sessions.get(session.name) is not session and state is not BGPSessionState.IDLE:
-            return  # a retired session's last words are its Idle only
+        current = self.sessions.get(session.name)
+        if current is not None and current is not session:
+            return  # a retired session, replaced: the new one speaks for the peer
         log.info("event=bgp_session_changed peer=%s address=%s state=%s reason=%s", session.ref,
                  session.peer_address, state.value, reason or "-")  # fmt: skip
         self._state_events.put_nowait(

@@ -89,7 +89,10 @@ class BgpWorld:
             return self._delete(event)
         if isinstance(event, IPAllocated):
             key = (event.service.namespace, event.service.name)
-            self.allocations[key] = Allocation(service=event.service, ips=event.ips, pool=event.pool)
+            allocation = Allocation(service=event.service, ips=event.ips, pool=event.pool)
+            if self.allocations.get(key) == allocation:
+                return False  # re-adopted as it was
+            self.allocations[key] = allocation
             return True
         if isinstance(event, IPReleased | AllocationFailed):
             return self.allocations.pop((event.service.namespace, event.service.name), None) is not None
