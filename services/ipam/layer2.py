@@ -2,11 +2,12 @@
 
 Placement rules live in ``placement``; this module keeps what they need up to date and cheap to redo:
 which IPs form one group (union of the IPs a Service holds and of the Services holding an IP), each
-Service's demand, each group's eligibility (cached per distinct demand signature, so ten thousand
-groups with the same advertisement and traffic policy share one computation), and the ``Placer``.
-Only groups touched since the last ``settle`` are reconsidered; a liveness or node change re-evaluates
-every group's eligibility from the cache, but only groups that move (or whose node changed) are
-compared with the ledger. Events are emitted only where they differ from the ledger. Pure: no I/O.
+Service's demand, and the ``Placer``. Groups with equal demands (same advertisements and traffic
+policy; for ``Local``, the same endpoint nodes) share one ``Kind``: their eligibility is computed once,
+and a liveness or node change re-evaluates each kind, not each group, so a node's death costs about
+the number of kinds plus the groups it held. Only groups touched since the last ``settle`` are
+reconsidered, and only those that moved (or sit on a node whose selection changed) are compared with
+the ledger. Events are emitted only where they differ from the ledger. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from services.ipam.placement import (
     EMPTY_TOPOLOGY,
     Change,
     Demand,
-    Eligibility,
     GroupKey,
+    Kind,
     L2Config,
     Move,
     NodeFacts,
@@ -64,8 +65,10 @@ class Layer2:
         self._groups: dict[GroupKey, tuple[str, ...]] = {}
         self._members: dict[GroupKey, tuple[ServiceKey, ...]] = {}
         self._signature: dict[GroupKey, Signature] = {}
-        self._eligible: dict[GroupKey, Eligibility | None] = {}
-        self._cache: dict[Signature, Eligibility | None] = {}
+        self._kind_of: dict[GroupKey, Kind | None] = {}
+        #: one Kind per distinct demand signature (None: not announced over L2), with demands to evaluate it
+        self._kinds: dict[Signature, Kind | None] = {}
+        self._kind_demands: dict[Signature, list[Demand]] = {}
         self._dirty_services: set[ServiceKey] = set()
         self._dirty_nodes: set[str] = set()
         self._live_changed = False
@@ -119,10 +122,7 @@ class Layer2:
         regrouped, affected = self._regroup(world, ledger)
         check |= affected
         if moved_nodes is not None:
-            self._cache.clear()
-            for key in self._groups:
-                if key not in regrouped:
-                    self._evaluate(key, ledger)
+            self._retarget()
         changes = {change.group: change for change in self.placer.solve()}
         check.update(ip for key in regrouped for ip in self._groups.get(key, ()))
         check.update(ip for key in changes for ip in self._groups[key])
@@ -189,7 +189,7 @@ class Layer2:
         for ip in affected:
             group = self._group_of.pop(ip, None)
             if group is not None and group in self._groups:
-                del self._groups[group], self._members[group], self._signature[group], self._eligible[group]
+                del self._groups[group], self._members[group], self._signature[group], self._kind_of[group]
                 self.placer.remove(group)
         redone: set[GroupKey] = set()
         for ip in sorted(affected):
@@ -229,18 +229,29 @@ class Layer2:
 
     def _evaluate(self, key: GroupKey, ledger: Ledger) -> None:
         signature = self._signature[key]
-        if signature in self._cache:
-            eligible = self._cache[signature]
-        else:
-            eligible = self._cache[signature] = eligibility(
-                [self._demands[s] for s in self._members[key]], self._topology
-            )
-        self._eligible[key] = eligible
-        if eligible is None:
+        if signature not in self._kinds:
+            demands = [self._demands[s] for s in self._members[key]]
+            eligible = eligibility(demands, self._topology)
+            self._kinds[signature] = None if eligible is None else Kind(eligible)
+            self._kind_demands[signature] = demands
+        kind = self._kind_of[key] = self._kinds[signature]
+        if kind is None:
             self.placer.remove(key)
             return
         current = None if key in self.placer else self._recorded_node(key, ledger)
-        self.placer.put(key, weight=len(self._groups[key]), eligible=eligible, current=current)
+        self.placer.put(key, weight=len(self._groups[key]), kind=kind, current=current)
+
+    def _retarget(self) -> None:
+        """The topology changed: new eligibility once per kind (kinds nobody uses any more go)."""
+        for signature, kind in list(self._kinds.items()):
+            if kind is None:
+                continue  # not over L2: depends on the configuration only
+            if not kind:
+                del self._kinds[signature], self._kind_demands[signature]
+                continue
+            eligible = eligibility(self._kind_demands[signature], self._topology)
+            assert eligible is not None
+            self.placer.retarget(kind, eligible)
 
     def _recorded_node(self, key: GroupKey, ledger: Ledger) -> str | None:
         for ip in self._groups[key]:
@@ -258,7 +269,7 @@ class Layer2:
                 return None
             if group is None:
                 why = "Released: no Service holds the IP"
-            elif self._eligible.get(group) is None:
+            elif self._kind_of.get(group) is None:
                 why = "NotAdvertised: no L2Advertisement selects its pool and Services"
             else:
                 why = f"{Move.CLEARED.value}: no live, eligible node"
@@ -290,8 +301,8 @@ class Layer2:
     def eligible(self, ip: str) -> frozenset[str] | None:
         """The nodes eligible for ``ip``'s group now (None: not announced over L2)."""
         group = self._group_of.get(ip)
-        eligible = None if group is None else self._eligible.get(group)
-        return None if eligible is None else eligible.nodes
+        kind = None if group is None else self._kind_of.get(group)
+        return None if kind is None else kind.eligible.nodes
 
     def placed(self) -> Iterable[tuple[GroupKey, str]]:
         for key in self._groups:

@@ -207,12 +207,37 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+class Kind:
+    """Groups eligible on the same nodes (equal demands) share one Kind, so that a change of eligibility
+    (a node dies, returns, is relabelled) is applied once per Kind, not once per group: only the groups
+    on a node that stopped being eligible, and those without a node, are then looked at one by one."""
+
+    __slots__ = ("eligible", "on", "unplaced")
+
+    def __init__(self, eligible: Eligibility) -> None:
+        self.eligible = eligible
+        self.on: dict[str, set[GroupKey]] = {}
+        self.unplaced: set[GroupKey] = set()
+
+    def __bool__(self) -> bool:
+        """Whether any group is of this kind."""
+        return bool(self.on or self.unplaced)
+
+
+def _class(preferred: frozenset[str], node: str) -> frozenset[str]:
+    return preferred if node in preferred else preferred | {node}
+
+
 @dataclass(slots=True)
 class _Group:
     weight: int
-    eligible: Eligibility
+    kind: Kind
     hash: int
     node: str | None = None
+
+    @property
+    def eligible(self) -> Eligibility:
+        return self.kind.eligible
 
     @property
     def candidates(self) -> frozenset[str]:
@@ -246,24 +271,41 @@ class Placer:
 
     # --- input ----------------------------------------------------------------------------------
 
-    def put(self, key: GroupKey, *, weight: int, eligible: Eligibility, current: str | None = None) -> None:
-        """Add a group (on ``current``, its recorded node, if any) or update its size and eligibility."""
+    def put(self, key: GroupKey, *, weight: int, kind: Kind, current: str | None = None) -> None:
+        """Add a group (on ``current``, its recorded node, if any) or update its size and kind."""
         group = self._groups.get(key)
         if group is None:
-            self._groups[key] = _Group(weight, eligible, stable_hash(key))
+            self._groups[key] = _Group(weight, kind, stable_hash(key))
             self._dirty.add(key)
             self._attach(key)
             if current is not None:
                 self._assign(key, current, record=False)
             return
-        if group.weight == weight and group.eligible == eligible:
+        if group.weight == weight and group.kind is kind:
             return
         self._detach(key)
         if group.node is not None:
             self._add_load(group.node, weight - group.weight)
-        group.weight, group.eligible = weight, eligible
+        group.weight, group.kind = weight, kind
         self._attach(key)
         self._dirty.add(key)
+
+    def retarget(self, kind: Kind, eligible: Eligibility) -> None:
+        """New eligibility for every group of ``kind`` at once."""
+        old = kind.eligible
+        if old == eligible:
+            return
+        for node, keys in kind.on.items():
+            before, after = _class(old.preferred, node), _class(eligible.preferred, node)
+            if before != after:
+                self._unfile(before, node, keys)
+                self._file(after, node, keys)
+            if node not in eligible.nodes:
+                self._dirty |= keys
+        if eligible.preferred:
+            self._dirty |= kind.unplaced
+        kind.eligible = eligible
+        self._touched_nodes |= old.preferred ^ eligible.preferred
 
     def remove(self, key: GroupKey) -> None:
         group = self._groups.get(key)
@@ -363,32 +405,44 @@ class Placer:
     def _attach(self, key: GroupKey) -> None:
         group = self._groups[key]
         if group.node is None:
+            group.kind.unplaced.add(key)
             return
-        cls = group.candidates
-        members = self._members.get(cls)
-        if members is None:
-            members = self._members[cls] = {}
-            for node in cls:
-                self._classes_of.setdefault(node, set()).add(cls)
-        members.setdefault(group.node, set()).add(key)
+        group.kind.on.setdefault(group.node, set()).add(key)
+        self._file(group.candidates, group.node, {key})
 
     def _detach(self, key: GroupKey) -> None:
         group = self._groups[key]
         if group.node is None:
+            group.kind.unplaced.discard(key)
             return
-        cls = group.candidates
-        members = self._members[cls]
-        on_node = members[group.node]
+        on_node = group.kind.on[group.node]
         on_node.discard(key)
         if not on_node:
-            del members[group.node]
+            del group.kind.on[group.node]
+        self._unfile(group.candidates, group.node, {key})
+
+    def _file(self, cls: frozenset[str], node: str, keys: set[GroupKey]) -> None:
+        """Record ``keys`` as groups on ``node`` whose candidates are ``cls`` (the rebalancing index)."""
+        members = self._members.get(cls)
+        if members is None:
+            members = self._members[cls] = {}
+            for candidate in cls:
+                self._classes_of.setdefault(candidate, set()).add(cls)
+        members.setdefault(node, set()).update(keys)
+
+    def _unfile(self, cls: frozenset[str], node: str, keys: set[GroupKey]) -> None:
+        members = self._members[cls]
+        on_node = members[node]
+        on_node.difference_update(keys)
+        if not on_node:
+            del members[node]
         if not members:
             del self._members[cls]
-            for node in cls:
-                classes = self._classes_of[node]
+            for candidate in cls:
+                classes = self._classes_of[candidate]
                 classes.discard(cls)
                 if not classes:
-                    del self._classes_of[node]
+                    del self._classes_of[candidate]
 
     def _rebalance(self, nodes: set[str]) -> None:
         """Move groups off nodes above fair share + 1, only while a move lowers the imbalance. Only the
@@ -439,8 +493,10 @@ def place(
     """Place ``groups`` (key → (IPs in it, eligibility)) from scratch, or sticking to ``current``."""
     placer = Placer()
     current = current or {}
+    kinds: dict[Eligibility, Kind] = {}
     for key in sorted(groups):
         weight, eligible = groups[key]
-        placer.put(key, weight=weight, eligible=eligible, current=current.get(key))
+        kind = kinds.setdefault(eligible, Kind(eligible))
+        placer.put(key, weight=weight, kind=kind, current=current.get(key))
     placer.solve()
     return {key: placer.node_of(key) for key in sorted(groups)}

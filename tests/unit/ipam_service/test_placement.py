@@ -17,7 +17,7 @@ from schemas.events import (
     ServicePort,
 )
 from services.ipam.decider import Decider, Outgoing
-from services.ipam.placement import EXCLUDE_LABEL, Eligibility, place
+from services.ipam.placement import EXCLUDE_LABEL, Eligibility, Kind, Placer, place
 from tests.builders import pool, service, service_deleted
 from tests.builders_l2 import endpoints, l2, labelled, node
 
@@ -304,3 +304,26 @@ def test_a_configuration_change_placement_does_not_see_moves_nothing() -> None:
     assert of_type(out, L2PlacementDecided) == [] and of_type(out, L2PlacementCleared) == []
     out = decider.observe(l2(version="2"))  # the same advertisement again
     assert of_type(out, L2PlacementDecided) == [] and of_type(out, L2PlacementCleared) == []
+
+
+@given(placement_inputs(), st.sets(st.sampled_from(NODE_NAMES), max_size=4), st.sets(st.sampled_from(NODE_NAMES)))
+@settings(max_examples=100, deadline=None)
+def test_nodes_dying_and_returning_keep_the_bound_incrementally(
+    groups: dict[str, tuple[int, Eligibility]], dying: set[str], returning: set[str]
+) -> None:
+    """The incremental path (one retarget per kind) ends where a fresh placement would stay put."""
+    placer = Placer()
+    kinds: dict[Eligibility, Kind] = {}
+    for key in sorted(groups):
+        weight, eligible = groups[key]
+        placer.put(key, weight=weight, kind=kinds.setdefault(eligible, Kind(eligible)), current=None)
+    placer.solve()
+    for change in (dying, returning):
+        for eligible, kind in kinds.items():
+            nodes = (eligible.nodes - dying) | (eligible.nodes & returning if change is returning else set())
+            placer.retarget(kind, Eligibility(frozenset(nodes), frozenset(nodes)))
+        placer.solve()
+        now = {key: (weight, kinds[eligible].eligible) for key, (weight, eligible) in groups.items()}
+        result = {key: placer.node_of(key) for key in sorted(groups)}
+        _check_balance(now, result)
+        assert place(now, {k: v for k, v in result.items() if v is not None}) == result
