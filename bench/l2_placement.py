@@ -45,7 +45,8 @@ from services.common.subjects import (
     observed_subject,
 )
 from services.ipam.decider import Decider
-from services.ipam.placement import Eligibility, place
+from services.ipam.placement import Eligibility
+from services.ipam.placer import place
 from tests.builders import pool, service
 from tests.builders_l2 import endpoints, l2, node
 

@@ -31,18 +31,14 @@ from services.ipam.ledger import Ledger, Placement
 from services.ipam.placement import (
     EMPTY_CONFIG,
     EMPTY_TOPOLOGY,
-    Change,
     Demand,
-    GroupKey,
-    Kind,
     L2Config,
-    Move,
     NodeFacts,
-    Placer,
     Topology,
     eligibility,
     interfaces,
 )
+from services.ipam.placer import Change, GroupKey, Kind, Move, Placer
 from services.ipam.world import Touched, World
 
 Signature = tuple[Any, ...]

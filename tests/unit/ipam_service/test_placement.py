@@ -17,7 +17,8 @@ from schemas.events import (
     ServicePort,
 )
 from services.ipam.decider import Decider, Outgoing
-from services.ipam.placement import EXCLUDE_LABEL, Eligibility, Kind, Placer, place
+from services.ipam.placement import EXCLUDE_LABEL, Eligibility
+from services.ipam.placer import Kind, Placer, place
 from tests.builders import pool, service, service_deleted
 from tests.builders_l2 import endpoints, l2, labelled, node
 
