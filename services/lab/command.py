@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import time
 from datetime import UTC, datetime
 
@@ -132,13 +133,28 @@ def lab_up(plan: LabPlan, *, follow_live: bool, console: Console | None = None) 
     except KeyboardInterrupt:  # build() has removed what it made
         console.print("interrupted: the lab is removed")
         return 130
+    try:
+        kept = _checked_and_followed(plan, console, follow_live=follow_live)
+    except KeyboardInterrupt:  # wherever it lands, Ctrl-C means: stop and remove the lab
+        kept = None
+    except Exception as error:  # the lab went away under us (`lab down` elsewhere), or a bug
+        console.print(f"\nstopped: {error!r}")
+        kept = None
+    if kept is not None:
+        return kept
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
+    console.print()
+    console.print("stopping the lab")
+    return lab_down(plan, console=console)
+
+
+def _checked_and_followed(plan: LabPlan, console: Console, *, follow_live: bool) -> int | None:
+    """The checks, then (``follow_live``) the live table until Ctrl-C. An exit code when the lab stays
+    up (``--no-follow``); None when it is to be removed."""
     console.print(f"objects: {plan.objects} (edit them; status is written to {plan.objects / 'status'})")
     console.print(f"bus: export NATS_URL={plan.nats_url}; then metalbus status | explain demo/web | history demo/web")
     console.print(f"logs: {plan.state_dir / 'logs'}")
-    try:
-        verdicts = asyncio.run(wait_and_check(plan, console))
-    except KeyboardInterrupt:
-        return _stop(plan, console)
+    verdicts = asyncio.run(wait_and_check(plan, console))
     console.print()
     expected = 1 if plan.objects_dir is not None else len(SERVICES)
     l2_ok = all(v.reachable for v in verdicts if v.mode is Mode.L2) and len(verdicts) >= expected
@@ -147,19 +163,8 @@ def lab_up(plan: LabPlan, *, follow_live: bool, console: Console | None = None) 
                       "[red]some layer 2 addresses are not reachable[/red]; `metalbus lab down` removes the lab")
         return 0 if l2_ok else 1
     console.print("following (Ctrl-C stops and removes the lab)")
-    try:
-        asyncio.run(follow(plan, console, verdicts))
-    except KeyboardInterrupt:
-        pass
-    except Exception as error:  # the lab went away under us (`lab down` elsewhere)
-        console.print(f"\nstopped following: {error!r}")
-    return _stop(plan, console)
-
-
-def _stop(plan: LabPlan, console: Console) -> int:
-    console.print()
-    console.print("stopping the lab")
-    return lab_down(plan, console=console)
+    asyncio.run(follow(plan, console, verdicts))
+    return None
 
 
 def lab_down(plan: LabPlan, *, console: Console | None = None) -> int:

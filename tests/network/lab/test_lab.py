@@ -149,7 +149,7 @@ def test_ctrl_c_while_following_removes_the_lab(tmp_path: Path) -> None:
         assert any(line.startswith("following") for line in lines), "".join(lines)
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
-        assert process.returncode == 0
+        assert process.returncode == 0, rest
         assert "stopping the lab" in rest and f"namespace {plan.ns('router')}" in rest
     finally:
         if process.poll() is None:
