@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -123,3 +124,25 @@ async def test_a_restart_on_an_unchanged_directory_publishes_nothing(
     async with watching(nats_server.url, tmp_path) as source:
         assert source.scans >= 1
         assert await k8s_messages(bus) == first
+
+
+async def test_metalbus_watcher_source_dir_publishes_the_directory(
+    bus: Bus, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    """The command line: `metalbus watcher --source-dir DIR` instead of `--kubeconfig`."""
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "web.yaml").write_text(service_yaml("web"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "watcher", "--nats", nats_server.url, "--source-dir", str(tmp_path),
+        "--http-port", "0", "--http-host", "127.0.0.1",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async def published() -> bool:
+            subjects = {subject for subject, _ in await k8s_messages(bus)}
+            return {"k8s.service.default.web", "k8s.ipaddresspool.metallb-system.lan"} <= subjects
+
+        await async_wait_until(published, timeout=20, what="the directory on the K8S stream")
+    finally:
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 15) == 0
