@@ -17,7 +17,7 @@ from the client is the announcer's doing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,12 @@ HTTP_PORT = 80
 
 @dataclass(frozen=True, slots=True)
 class SampleService:
+    """A Service the lab applies, with endpoints on ``nodes``."""
+
     name: str
     pool: str
     family: str
     nodes: tuple[str, ...]
-    """the nodes its endpoints run on"""
 
 
 SERVICES = (
@@ -69,7 +70,6 @@ class LabPlan:
     objects_dir: Path | None = None
     mgmt_subnet: str = "10.254.77"
     nats_port: int = 4322
-    node_names: tuple[str, ...] = field(default=tuple(NODES))
 
     def __post_init__(self) -> None:
         if len(self.uplink) > 15:
