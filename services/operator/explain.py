@@ -50,7 +50,7 @@ def _observed_lines(key: str, observed: ServiceObserved | None) -> list[str]:
     if observed.load_balancer_class:
         lines.append(f"It asks for loadBalancerClass {observed.load_balancer_class!r}: only an ipam serving"
                      " that class handles it.")
-    requests = {k: v for k, v in observed.annotations.items()}
+    requests = dict(observed.annotations)
     if observed.load_balancer_ip:
         requests["spec.loadBalancerIP"] = observed.load_balancer_ip
     if requests:
