@@ -72,6 +72,11 @@ class BusLease:
             self._revision = await kv.update(self._name, self._holder.encode(), last=self._revision)
             return True
         except nats.js.errors.KeyWrongLastSequenceError:
+            # Expired while we were busy (nobody else holds it): take it again. Held by another: lost.
+            self._revision = None
+            if await self.try_acquire():
+                log.warning("lease had expired and was taken again lease=%s holder=%s", self._name, self._holder)
+                return True
             log.warning("lease lost lease=%s holder=%s", self._name, self._holder)
         except (TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
             log.warning("lease not renewed lease=%s holder=%s error=%r", self._name, self._holder, e)

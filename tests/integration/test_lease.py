@@ -30,3 +30,16 @@ async def test_a_dead_holder_loses_the_lease_after_its_ttl(bus: Bus) -> None:
     await async_wait_until(standby.try_acquire, timeout=5, interval=0.05, what="the standby to take over")
     assert time.monotonic() - started < 3
     assert not await dead.renew(), "the dead holder must notice it lost the lease"
+
+
+async def test_a_holder_that_was_too_busy_to_renew_keeps_the_lease_if_nobody_took_it(bus: Bus) -> None:
+    busy = BusLease(bus, name="t-busy", holder="busy", ttl=1)
+    observer = BusLease(bus, name="t-busy", holder="observer", ttl=1)
+    assert await busy.try_acquire()
+    await async_wait_until(lambda: _gone(observer), timeout=5, interval=0.05, what="the entry to expire")
+    assert await busy.renew()
+    assert await observer.holder() == "busy"
+
+
+async def _gone(lease: BusLease) -> bool:
+    return await lease.holder() is None
