@@ -93,9 +93,12 @@ def allocations(ips: list[str], *, release: bool = False) -> list[tuple[str, Eve
 # --- ExaBGP ---------------------------------------------------------------------------------------------
 
 
-def exabgp_path(directory: Path) -> Path | None:
-    """ExaBGP installed into ``directory`` (pip --target), or None when pip cannot get it."""
-    target = directory / "exabgp"
+def exabgp_path() -> Path | None:
+    """ExaBGP 5 installed with pip into a directory of its own under the system's temporary directory (kept
+    between runs, never in the project's environment), or None when pip cannot get it."""
+    target = Path(tempfile.gettempdir()) / "metalbus-bench-exabgp"
+    if (target / "exabgp" / "__init__.py").exists():
+        return target
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(target),
          "exabgp>=5,<6"], capture_output=True, text=True, check=False,
@@ -228,7 +231,7 @@ def main() -> None:
     ours: list[dict[str, float]] = []
     theirs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="mbbgp-bench-") as tmp:
-        package = exabgp_path(Path(tmp))
+        package = exabgp_path()
         with fabric(Path(tmp), prefix="mbbgb") as fab:
             bird = start_bird(fab, router_as=ASN, node_as=ASN, bfd_ms=300)
             publish_world(fab, ips)
