@@ -93,3 +93,18 @@ def test_a_rogue_claim_is_counted_but_the_placement_wins_while_connected(lab: Cl
     assert lab.metrics("node1").get(f'metalbus_layer2_yields{{ip="{VIP4A}"}}', 0) == 0
     node1 = lab.nodes["node1"].announcer
     assert node1 is not None and node1.logged("event=conflict_kept")
+
+
+def test_a_data_link_flap_shows_in_the_reports_and_heals(lab: Cluster) -> None:
+    """The bus stays (management network): the placement does not move, the report follows the wire."""
+    epoch = lab.place(VIP4A, "node1", "eth0")
+    mac1 = lab.mac("node1")
+    wait_for(lambda: arping(lab.lab, lab.client, VIP4A) == [mac1], timeout=5, message="VIP4A at node1")
+    lab.wait_report("node1", VIP4A, lambda r: r.announcing)
+    lab.set_data_link("node1", up=False)
+    gone = lab.wait_report("node1", VIP4A, lambda r: not r.announcing)
+    assert gone.placement_epoch == epoch  # still placed here: nothing answers it on the wire now
+    lab.set_data_link("node1", up=True)
+    back = lab.wait_report("node1", VIP4A, lambda r: r.announcing)
+    assert (back.interfaces, back.placement_epoch) == (("eth0",), epoch)
+    wait_for(lambda: arping(lab.lab, lab.client, VIP4A) == [mac1], timeout=5, message="VIP4A back at node1")
