@@ -9,6 +9,8 @@
   notices a dead TCP path only after minutes. While partitioned the responder keeps answering for the last
   IPs, and yields an IP the moment another station claims it on the wire. When the echo returns, every
   placement is read again before anything new is answered.
+- A claim on the wire while connected is checked by reading the IP's newest placement straight from the
+  stream: a newer placement is acted on at once; no answer in time counts as partitioned (yield, resync).
 - What is answered (IP, interfaces, epoch) is reported on change only; a failed report is retried.
 - While partitioned the interfaces are pinned: one that drops out (carrier lost, cable pulled) is not taken
   back when it returns, only after the resync, since the ipam has most likely moved its IPs meanwhile and a
@@ -50,12 +52,19 @@ from services.common.bus import Bus, Received
 from services.common.errors import RetryableError
 from services.common.follower import Follower
 from services.common.health import Health
-from services.common.subjects import IPAM_PLACEMENTS, StreamName, announce_subject, heartbeat_subject
+from services.common.subjects import (
+    IPAM_PLACEMENTS,
+    StreamName,
+    announce_subject,
+    heartbeat_subject,
+    ipam_placement_subject,
+)
 
 log = logging.getLogger("metalbus.announcer.l2")
 
 STALE_AFTER = 0.3  # seconds without our own heartbeat echo before the bus counts as lost
 REPORT_INTERVAL = 1.0  # seconds between checks of what the wire answers (link flaps) and metric snapshots
+CLAIM_CHECK_TIMEOUT = 0.5  # seconds for the direct read of a claimed IP's placement
 _RETRY = 0.5
 T = TypeVar("T")
 
@@ -93,6 +102,8 @@ class L2Agent:
         self._follower: Follower | None = None
         self._list_links = list_links
         self._pinned: set[str] | None = None  # while partitioned: the interfaces still answering
+        self._checking: set[IPAddress] = set()  # IPs whose claim on the wire is being checked
+        self._checks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -118,6 +129,8 @@ class L2Agent:
                 log.info("event=l2_agent_stopped node=%s", self.node)
             await self._withdraw_all()
         finally:
+            for check in list(self._checks):
+                check.cancel()
             if self._stale_timer is not None:
                 self._stale_timer.cancel()
             if self._follower is not None:
@@ -269,6 +282,37 @@ class L2Agent:
             asyncio.get_running_loop().call_soon(self._converge)  # out of the responder's frame handler
         elif verdict is ConflictVerdict.KEEP:
             log.info("event=conflict_kept ip=%s other_mac=%s reason=placement_names_us", ip, other_mac.hex(":"))
+            if ip not in self._checking:
+                self._checking.add(ip)
+                check = asyncio.get_running_loop().create_task(self._check_claim(ip), name=f"l2-check-{ip}")
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+
+    async def _check_claim(self, ip: IPAddress) -> None:
+        """Connected, yet another station claims `ip`: read its newest placement straight from the stream.
+        A newer one is acted on at once; no answer in time means the view cannot be trusted (the server may be
+        cut off from the stream's leader): yield, and read every placement again."""
+        try:
+            received = await asyncio.wait_for(
+                self.bus.last_value(StreamName.IPAM, ipam_placement_subject(str(ip))), CLAIM_CHECK_TIMEOUT
+            )
+        except (TimeoutError, RetryableError, nats.errors.Error) as error:
+            if self.ownership.conflict(ip, now=Connectivity.PARTITIONED) is ConflictVerdict.YIELD:
+                self._yields[str(ip)] = self._yields.get(str(ip), 0) + 1
+                self._needs_resync = True
+                log.warning("event=yielded ip=%s reason=placement_unverified error=%r", ip, error)
+                self._converge()
+            return
+        except Exception:
+            log.exception("event=claim_check_failed ip=%s", ip)
+            return
+        finally:
+            self._checking.discard(ip)
+        if received is None or not isinstance(event := received.event, L2PlacementDecided | L2PlacementCleared):
+            return
+        if self.ownership.apply(placement_of(event, epoch=received.sequence)) is Applied.NEWER:
+            log.info("event=claim_explained ip=%s epoch=%d", ip, received.sequence)
+            self._converge()
 
     def _converge(self) -> None:
         if self._responder is None:
@@ -282,6 +326,11 @@ class L2Agent:
     @property
     def partitioned(self) -> bool:
         return self._partitioned
+
+    @property
+    def yields(self) -> dict[str, int]:
+        """How often each IP was given up to a claim on the wire."""
+        return dict(self._yields)
 
     @property
     def stats(self) -> L2Stats | None:

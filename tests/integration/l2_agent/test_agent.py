@@ -103,6 +103,17 @@ async def test_placements_epochs_reports_conflicts_partition_and_resync(
                                what="the conflict counted")
         assert set(agent.answering()) == {VIP2}
 
+        # Connected, but the placement cannot be read back in time: the view is not trusted, VIP2 is yielded
+        # and every placement read again, which gives VIP2 back (it is still placed here).
+        async def unreadable(*_args: object) -> None:
+            raise TimeoutError("no answer from the stream")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(bus, "last_value", unreadable)
+            wire.ends["eth0"].send(claim)
+            await async_wait_until(lambda: agent.yields.get(str(VIP2)) == 1, what="VIP2 yielded, unverified")
+        await async_wait_until(lambda: set(agent.answering()) == {VIP2}, timeout=5, what="VIP2 back after a resync")
+
         # Partitioned (our heartbeats no longer come back): the last IPs keep answering ...
         await beats.silence()
         await async_wait_until(lambda: agent.partitioned, timeout=2, what="the partition noticed")
@@ -110,7 +121,7 @@ async def test_placements_epochs_reports_conflicts_partition_and_resync(
         # ... until another station claims one: then it is yielded at once.
         wire.ends["eth0"].send(claim)
         await async_wait_until(lambda: agent.answering() == {}, timeout=2, what="VIP2 yielded")
-        assert agent.ownership.yielded() == {VIP2}
+        assert agent.ownership.yielded() == {VIP2} and agent.yields == {str(VIP2): 2}
 
         # Back on the bus: the placements are read again; VIP2 is still ours, so it is answered again.
         beats.start()
