@@ -15,7 +15,7 @@ from tests.bgp_world import allocated, bgp_advertisement, bgp_peer, deleted, end
 from tests.builders import pool
 from tests.netlab import skip_reason, wait_for
 from tests.network.bgp.routers import Frr, GoBgp, Peering, kernel_next_hops, start_frr_with_zebra
-from tests.network.bgp_agent.harness import NODES, ROUTER4, Fabric, fabric
+from tests.network.bgp_agent.harness import NODES, ROUTER4, ROUTER6, Fabric, fabric
 
 pytestmark = [pytest.mark.network]
 IP4, IP6 = "198.51.100.9", "2001:db8:77::9"
@@ -27,10 +27,10 @@ def web(version: str, policy: str = "Cluster") -> ServiceObserved:
     return service("web", version=version, ip_families=("IPv4", "IPv6"), external_traffic_policy=policy)
 
 
-def publish_world(fab: Fabric, *, serving: dict[str, int]) -> None:
+def publish_world(fab: Fabric, *, serving: dict[str, int], peer_address: str = ROUTER4) -> None:
     fab.observe(
         pool("lan", "198.51.100.0/24", "2001:db8:77::/64"),
-        bgp_peer("router", ROUTER4, my_asn=NODE_AS, peer_asn=ROUTER_AS, holdTime="9s"),
+        bgp_peer("router", peer_address, my_asn=NODE_AS, peer_asn=ROUTER_AS, holdTime="9s"),
         bgp_advertisement("ads", communities=["65000:9", "large:64512:9:9"]),
         *(node(name, v4, v6) for name, (v4, v6) in NODES.items()),
         endpoints("web", serving),
@@ -102,14 +102,17 @@ def test_frr_two_nodes_ecmp_in_the_kernel_following_endpoints(frr_lab: tuple[Fab
     wait_for(lambda: not hops(V4) and not hops(V6), timeout=15, message="withdrawn without endpoints")
 
 
-@pytest.fixture
-def gobgp_lab(tmp_path: Path) -> Iterator[tuple[Fabric, GoBgp]]:
+@pytest.fixture(params=["ipv4", "ipv6"], ids=["session-over-ipv4", "session-over-ipv6"])
+def gobgp_lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Fabric, GoBgp]]:
     reason = skip_reason() or GoBgp.skip_reason()
     if reason is not None:
         pytest.skip(reason)
+    v6 = request.param == "ipv6"
     with fabric(tmp_path) as fab:
-        peering = Peering(router_id=ROUTER4, local=ROUTER4, local_as=ROUTER_AS, neighbor=NODES["node1"][0],
-                          neighbor_as=NODE_AS, graceful_restart=False)  # fmt: skip
+        peering = Peering(
+            router_id=ROUTER4, local=ROUTER6 if v6 else ROUTER4, local_as=ROUTER_AS,
+            neighbor=NODES["node1"][1 if v6 else 0], neighbor_as=NODE_AS, graceful_restart=False,
+        )  # fmt: skip
         gobgp = GoBgp.start(fab.lab, fab.router, tmp_path / "gobgp", peering)
         try:
             yield fab, gobgp
@@ -119,8 +122,9 @@ def gobgp_lab(tmp_path: Path) -> Iterator[tuple[Fabric, GoBgp]]:
 
 
 def test_gobgp_routes_with_communities_withdrawn_on_delete(gobgp_lab: tuple[Fabric, GoBgp]) -> None:
+    """Both families over one session, IPv4 or IPv6: the other family's next hop is the node's address."""
     fab, gobgp = gobgp_lab
-    publish_world(fab, serving={"node2": 1})
+    publish_world(fab, serving={"node2": 1}, peer_address=gobgp.peering.local)
     start_announcers(fab, "node1")
     wait_for(gobgp.established, timeout=30, message="GoBGP session")
     for prefix, hop in ((V4, NODES["node1"][0]), (V6, NODES["node1"][1])):
