@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -43,6 +43,10 @@ class Header(StrEnum):
     ORIGINAL_STREAM = "Metalbus-Original-Stream"
     ORIGINAL_SEQUENCE = "Metalbus-Original-Sequence"
 
+
+#: What :meth:`Bus.publish_many` takes: (subject, event, msg_id), optionally with the trace headers of
+#: that one message (which replace the current context's, so each item of a batch can carry its own span).
+PublishItem = tuple[str, Event, str | None] | tuple[str, Event, str | None, Mapping[str, str] | None]
 
 #: JetStream API error codes for a failed expected-sequence check.
 WRONG_LAST_SEQUENCE_CODES = frozenset({10071, 10164})
@@ -267,16 +271,19 @@ class Bus:
             raise RetryableError(f"publish to {subject}: {error!r}") from error
         return Published(sequence=ack.seq, duplicate=bool(ack.duplicate), envelope=envelope)
 
-    async def publish_many(self, items: Iterable[tuple[str, Event, str | None]]) -> list[Published]:
-        """Publish many events without waiting for each ack in turn (subject, event, msg_id)."""
+    async def publish_many(self, items: Iterable[PublishItem]) -> list[Published]:
+        """Publish many events without waiting for each ack in turn: (subject, event, msg_id), or
+        (subject, event, msg_id, trace_headers) for an item that carries its own trace context."""
         envelopes: list[Envelope] = []
         futures = []
-        for subject, event, msg_id in items:
+        for item in items:
+            subject, event, msg_id = item[0], item[1], item[2]
             envelope = wrap(event, producer=self.producer)
             envelopes.append(envelope)
-            futures.append(
-                await self.js.publish_async(subject, encode(envelope), headers=_headers(msg_id, None, None))
-            )
+            headers = _headers(msg_id, None, None)
+            if len(item) == 4 and item[3]:
+                headers.update(item[3])
+            futures.append(await self.js.publish_async(subject, encode(envelope), headers=headers))
         try:
             async with asyncio.timeout(self.settings.request_timeout):
                 acks = await asyncio.gather(*futures)

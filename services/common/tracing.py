@@ -67,6 +67,28 @@ def extract_context(headers: Mapping[str, str] | None) -> context.Context:
     return propagate.extract(dict(headers or {}))
 
 
+def span_headers(span: trace.Span) -> dict[str, str]:
+    """Message headers that make ``span`` the parent of whatever handles the message (for a span
+    that is not the current one, e.g. one of many in a batch)."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers, context=trace.set_span_in_context(span))
+    return headers
+
+
+def remote_parent(headers: Mapping[str, str] | None) -> trace.SpanContext | None:
+    """The span context message headers carry, or None when they carry none: kept to parent a span
+    that starts later, outside the message's handling."""
+    span_context = trace.get_current_span(extract_context(headers)).get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+def parent_context(span_context: trace.SpanContext | None) -> context.Context:
+    """A context whose parent is ``span_context``; a fresh (root) context for None."""
+    if span_context is None:
+        return context.Context()
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context), context.Context())
+
+
 def current_trace_id() -> str:
     """Hex trace id of the current span, or '' outside any span."""
     span_context = trace.get_current_span().get_span_context()

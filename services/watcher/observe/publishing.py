@@ -2,6 +2,10 @@
 
 Shared by every source of observed state — the Kubernetes reflectors and the directory source
 (``services/watcher/files``) — so both put the same events, ids and tombstones on the bus.
+
+Each published event is a PRODUCER span of its own, ``observe <Kind> <namespace>/<name>``, the root of
+the trace that one Kubernetes change becomes: its context rides in the message's headers to the ipam's
+decision, the announcer's announcement and the watcher's status write.
 """
 
 from __future__ import annotations
@@ -9,11 +13,32 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
+from opentelemetry import context, trace
+
+from schemas.events import (
+    CONFIG_KINDS,
+    ConfigObjectObserved,
+    EndpointsObserved,
+    ObjectDeleted,
+    ObjectKind,
+)
 from services.common.bus import Bus
 from services.common.subjects import StreamName, k8s_kind_filter
+from services.common.tracing import span_headers, tracer
 from services.watcher.observe import metrics
 from services.watcher.observe.projection import Projection
 from services.watcher.observe.translate import Identity, Observation, stored_identity
+
+#: The Kubernetes kind each observed kind comes from (EndpointSlices are folded per Service).
+KUBERNETES_KINDS: dict[ObjectKind, str] = {
+    ObjectKind.SERVICE: "Service",
+    ObjectKind.ENDPOINTS: "EndpointSlice",
+    ObjectKind.NODE: "Node",
+    ObjectKind.NAMESPACE: "Namespace",
+    ObjectKind.SECRET: "Secret",
+    ObjectKind.KUBE_PROXY: "ConfigMap",
+    **{kind: name for name, kind in CONFIG_KINDS.items()},
+}
 
 
 class ProjectionPublisher:
@@ -25,6 +50,7 @@ class ProjectionPublisher:
         self.publish_chunk = publish_chunk
         self.stored: dict[str, Identity] = {}
         self._kind = projection.kind.value
+        self._tracer = tracer(__name__)
 
     async def read_stored(self) -> None:
         """Take what the stream holds now (last value per subject of this kind) as known."""
@@ -62,5 +88,54 @@ class ProjectionPublisher:
             batch = [dataclasses.replace(o, msg_id=f"{o.msg_id}@{msg_id_suffix}") for o in batch]
         for start in range(0, len(batch), self.publish_chunk):
             part = batch[start : start + self.publish_chunk]
-            await self.bus.publish_many((o.subject, o.event, o.msg_id) for o in part)
+            spans = [self._span(o) for o in part]
+            try:
+                await self.bus.publish_many(
+                    (o.subject, o.event, o.msg_id, span_headers(span)) for o, span in zip(part, spans, strict=True)
+                )
+            except Exception as error:
+                for span in spans:
+                    span.record_exception(error)
+                    span.set_status(trace.StatusCode.ERROR, repr(error))
+                raise
+            finally:
+                for span in spans:
+                    span.end()
             metrics.EVENTS_PUBLISHED.labels(self._kind).inc(len(part))
+
+    def _span(self, observation: Observation) -> trace.Span:
+        """A new trace for one observed change (never a child of whatever else is going on)."""
+        name, attributes = observed_span(self.projection.kind, observation)
+        return self._tracer.start_span(
+            name, context=context.Context(), kind=trace.SpanKind.PRODUCER, attributes=attributes
+        )
+
+
+def observed_span(kind: ObjectKind, observation: Observation) -> tuple[str, dict[str, str | bool]]:
+    """Name (``observe <Kind> <namespace>/<name>``) and attributes of the span of one observed change."""
+    event = observation.event
+    attributes: dict[str, str | bool] = {
+        "messaging.system": "nats",
+        "messaging.destination.name": observation.subject,
+        "k8s.resource_version": observation.identity.version,
+    }
+    kind_name = KUBERNETES_KINDS.get(kind, kind.value)
+    if isinstance(event, ObjectDeleted):
+        namespace, name = event.namespace, event.name
+        attributes["k8s.deleted"] = True
+    elif isinstance(event, EndpointsObserved):
+        namespace, name = event.namespace, event.service
+    else:
+        ref = getattr(event, "ref", None)
+        namespace, name = (ref.namespace, ref.name) if ref is not None else ("", "")
+        if isinstance(event, ConfigObjectObserved):
+            kind_name = event.kind
+    attributes.update({"k8s.kind": kind_name, "k8s.namespace.name": namespace, "k8s.object.name": name})
+    if kind in (ObjectKind.SERVICE, ObjectKind.ENDPOINTS):
+        attributes["metalbus.service"] = f"{namespace}/{name}"
+    elif kind is ObjectKind.NODE:
+        attributes["metalbus.node"] = name
+    elif kind is ObjectKind.IP_ADDRESS_POOL:
+        attributes["metalbus.pool"] = name
+    return f"observe {kind_name} {namespace}/{name}" if namespace else f"observe {kind_name} {name}", attributes
+
