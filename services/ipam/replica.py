@@ -31,6 +31,7 @@ from services.common.tracing import extract_context, inject_context, tracer
 from services.ipam import metrics
 from services.ipam.decider import Decider, Outgoing
 from services.ipam.liveness import LivenessWatch
+from services.ipam.spans import decision_attributes
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +266,10 @@ class Replica:
                 f"decide {type(received.event).__name__}",
                 context=extract_context(received.headers),
                 kind=trace.SpanKind.CONSUMER,
-            ):
+            ) as span:
                 decided = self.decider.observe(received.event, cause=received.envelope.event_id)
+                if span.is_recording():
+                    span.set_attributes(decision_attributes(received.event, (out.event for out in decided)))
                 if decided:
                     headers: dict[str, str] = {}
                     inject_context(headers)
