@@ -16,6 +16,8 @@
   back when it returns, only after the resync, since the ipam has most likely moved its IPs meanwhile and a
   takeover's gratuitous ARP would steal them back.
 - On stop the responder goes silent at once; the heartbeat sender's `leaving` hands the IPs over.
+- Tracing: a report is published inside an `announce <ip>` span whose parent is the placement it acts on (the
+  trace context of that placement's message), from the placement's arrival to the report.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
+from opentelemetry import trace
 
 from schemas.events import L2PlacementCleared, L2PlacementDecided
 from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
@@ -59,6 +62,7 @@ from services.common.subjects import (
     heartbeat_subject,
     ipam_placement_subject,
 )
+from services.common.tracing import parent_context, remote_parent, tracer
 
 log = logging.getLogger("metalbus.announcer.l2")
 
@@ -104,6 +108,9 @@ class L2Agent:
         self._pinned: set[str] | None = None  # while partitioned: the interfaces still answering
         self._checking: set[IPAddress] = set()  # IPs whose claim on the wire is being checked
         self._checks: set[asyncio.Task[None]] = set()
+        #: per IP, the trace of the newest placement not reported yet, and when it arrived (ns)
+        self._origins: dict[IPAddress, tuple[trace.SpanContext, int]] = {}
+        self._tracer = tracer(__name__)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -163,6 +170,7 @@ class L2Agent:
                 placement = placement_of(event, epoch=received.sequence)
                 if placement is not None:
                     placements.append(placement)
+                    self._remember_origin(placement, received)
 
         await self.bus.replay(StreamName.IPAM, fold, subjects=[IPAM_PLACEMENTS], last_per_subject=True)
         if self._follower is not None:
@@ -212,13 +220,24 @@ class L2Agent:
             event = received.event
             if not isinstance(event, L2PlacementDecided | L2PlacementCleared):
                 continue
-            verdict = self.ownership.apply(placement_of(event, epoch=received.sequence))
+            placement = placement_of(event, epoch=received.sequence)
+            verdict = self.ownership.apply(placement)
             if verdict is Applied.NEWER:
                 changed = True
+                if placement is not None:
+                    self._remember_origin(placement, received)
             elif verdict is Applied.INVALID:
                 log.warning("event=placement_invalid subject=%s seq=%d ip=%r", received.subject,
                             received.sequence, event.ip)
         return changed
+
+    def _remember_origin(self, placement: Placement, received: Received) -> None:
+        """Keep the trace of a placement that names this node or moves an IP it reports: the report joins it."""
+        if placement.node != self.node and placement.ip not in self._reported:
+            return
+        origin = remote_parent(received.headers)
+        if origin is not None:
+            self._origins[placement.ip] = (origin, time.time_ns())
 
     # --- the bus: liveness -------------------------------------------------------------------------
 
@@ -362,11 +381,22 @@ class L2Agent:
     async def _publish(self, now: dict[IPAddress, Answering]) -> None:
         newest = {ip: p.epoch for ip in set(now) | set(self._reported) if (p := self.ownership.newest(ip))}
         for ip, event in report_changes(node=self.node, reported=self._reported, now=now, newest_epoch=newest):
-            try:
-                await self.bus.publish(announce_subject(self.node, str(ip)), event)
-            except (RetryableError, nats.errors.Error, TimeoutError) as error:
-                log.warning("event=report_failed ip=%s error=%r", ip, error)
-                return  # retried on the next round
+            origin, since = self._origins.pop(ip, (None, None))
+            with self._tracer.start_as_current_span(
+                f"announce {ip}", context=parent_context(origin), kind=trace.SpanKind.PRODUCER, start_time=since,
+                attributes={
+                    "metalbus.ip": str(ip), "metalbus.node": self.node, "metalbus.protocol": event.mode.value,
+                    "metalbus.announcing": event.announcing, "metalbus.interfaces": ",".join(event.interfaces),
+                    "metalbus.service": ",".join(f"{s.namespace}/{s.name}" for s in event.services),
+                    "metalbus.placement_epoch": event.placement_epoch,
+                },
+            ) as span:  # fmt: skip
+                try:
+                    await self.bus.publish(announce_subject(self.node, str(ip)), event)
+                except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                    span.set_status(trace.StatusCode.ERROR, repr(error))
+                    log.warning("event=report_failed ip=%s error=%r", ip, error)
+                    return  # retried on the next round
             if event.announcing:
                 self._reported[ip] = now[ip]
             else:
