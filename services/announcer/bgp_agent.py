@@ -10,6 +10,8 @@
   A peer whose session spec changes (addresses, timers, password, BFD) gets a new session.
 - On stop each session ends with a Cease (the peer withdraws at once), or, for peers with
   ``enableGracefulRestart``, silently so the peer keeps our routes while we restart.
+- Tracing: an IP's report is published inside an ``announce <ip>`` span whose parent is the allocation that
+  changed it (the trace context of that allocation's message), from the allocation's arrival to the report.
 """
 
 from __future__ import annotations
@@ -17,12 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 import nats.errors
+from opentelemetry import trace
 
-from schemas.events import AnnouncementMode, AnnouncementReported, BGPSessionChanged, BGPSessionState, Event
+from schemas.events import (
+    AnnouncementMode,
+    AnnouncementReported,
+    BGPSessionChanged,
+    BGPSessionState,
+    Event,
+    IPAllocated,
+    IPReleased,
+)
 from services.announcer.bgp.peering import Refused
 from services.announcer.bgp_advertising import IPAnnouncement, LocalPrefConflict, Plan, plan
 from services.announcer.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
@@ -39,6 +51,7 @@ from services.common.subjects import (
     announce_subject,
     bgp_session_subject,
 )
+from services.common.tracing import parent_context, remote_parent, span_headers, tracer
 
 log = logging.getLogger("metalbus.announcer.bgp")
 
@@ -70,6 +83,10 @@ class BgpAgent:
         self._reported: dict[str, IPAnnouncement] = {}
         self._report_due = asyncio.Event()
         self._dirty = asyncio.Event()
+        #: per IP, the trace of the newest allocation not reported yet: (span context, arrival ns, fold number)
+        self._origins: dict[str, tuple[trace.SpanContext, int, int]] = {}
+        self._folds = 0
+        self._tracer = tracer(__name__)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -145,6 +162,7 @@ class BgpAgent:
         while not stopping.is_set():
             batch = await _first_of(follower.fetch(batch=_CHUNK, wait=1.0), stopping.wait())
             while batch:
+                self._remember_origins(batch)
                 if self.apply([r.event for r in batch]):
                     self._dirty.set()
                 await asyncio.sleep(0)  # a yield between chunks, not a poll: fetch waits below
@@ -158,13 +176,31 @@ class BgpAgent:
                 return
             await asyncio.sleep(max(_SETTLE, cost))  # the rest of a burst lands in the same plan
             self._dirty.clear()
-            started = loop.time()
+            started, folded = loop.time(), self._folds
             self._apply_plan(await self._plan())
+            self._forget_origins(folded)
             cost = loop.time() - started  # planning takes at most about half of the time during a burst
 
     def apply(self, events: list[Event]) -> bool:
         changed = [self.world.apply(event) for event in events]  # every one folded, no short circuit
         return any(changed)
+
+    def _remember_origins(self, batch: list[Received]) -> None:
+        """Keep the trace of each allocation (or release) per IP: the IP's next report joins it."""
+        self._folds += 1
+        for received in batch:
+            event = received.event
+            if isinstance(event, IPAllocated | IPReleased) and (origin := remote_parent(received.headers)):
+                for ip in event.ips:
+                    self._origins[ip] = (origin, time.time_ns(), self._folds)
+
+    def _forget_origins(self, folded: int) -> None:
+        """Drop the traces of allocations the plan just made covers that leave the IP's report as it is."""
+        planned, reported = self.plan.announcements, self._reported
+        for ip in [ip for ip, (_, _, fold) in self._origins.items() if fold <= folded]:
+            if planned.get(ip) != reported.get(ip):
+                continue  # a report is due: it joins the trace
+            del self._origins[ip]
 
     # --- deciding ------------------------------------------------------------------------------------
 
@@ -277,12 +313,22 @@ class BgpAgent:
         changes = [(ip, now.get(ip)) for ip in every if now.get(ip) != self._reported.get(ip)]
         for first in range(0, len(changes), _REPORT_BATCH):
             chunk = changes[first : first + _REPORT_BATCH]
-            items = [(announce_subject(self.node, ip), _report_of(self.node, ip, a), None) for ip, a in chunk]
+            reports = [_report_of(self.node, ip, a) for ip, a in chunk]
+            spans = [self._announce_span(report) for report in reports]
+            items = [
+                (announce_subject(self.node, r.ip), r, None, span_headers(span))
+                for r, span in zip(reports, spans, strict=True)
+            ]
             try:
                 await self.bus.publish_many(items)
             except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                for span in spans:
+                    span.set_status(trace.StatusCode.ERROR, repr(error))
                 log.warning("event=bgp_report_failed node=%s error=%r", self.node, error)
                 return
+            finally:
+                for span in spans:
+                    span.end()
             for ip, announcement in chunk:
                 if announcement is None:
                     self._reported.pop(ip, None)
@@ -292,6 +338,17 @@ class BgpAgent:
             log.info(
                 "event=bgp_reported node=%s changed=%d announcing=%d", self.node, len(changes), len(self._reported)
             )
+
+    def _announce_span(self, report: AnnouncementReported) -> trace.Span:
+        origin, since, _ = self._origins.pop(report.ip, (None, None, 0))
+        return self._tracer.start_span(
+            f"announce {report.ip}", context=parent_context(origin), kind=trace.SpanKind.PRODUCER, start_time=since,
+            attributes={
+                "metalbus.ip": report.ip, "metalbus.node": self.node, "metalbus.protocol": report.mode.value,
+                "metalbus.announcing": report.announcing, "metalbus.peer": ",".join(report.peers),
+                "metalbus.service": ",".join(f"{s.namespace}/{s.name}" for s in report.services),
+            },
+        )  # fmt: skip
 
     def _update_metrics(self) -> None:
         self._collector.update(BgpSnapshot(peers={
