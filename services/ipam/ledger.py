@@ -1,7 +1,10 @@
 """The ipam's own history folded into its current state: ``apply(ledger, event, sequence)``.
 
 The ``IPAM`` stream is the single source of truth. A replica rebuilds this ledger by replaying it,
-then keeps folding every decision it (or a former active replica) appended. Pure: no I/O.
+then keeps folding every decision it (or a former active replica) appended. Every field is decided by
+the newest event of one subject (a Service's allocation subject, an IP's placement subject, a pool's
+usage subject, the configuration subject), so folding only the last message per subject, in stream
+order, gives the same ledger as the whole history. Pure: no I/O.
 """
 
 from __future__ import annotations

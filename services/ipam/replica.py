@@ -111,15 +111,24 @@ class Replica:
             if follower is not None:
                 await follower.close()
         decider = self.decider
-        last = await self._bus.replay(
-            StreamName.IPAM, lambda r: decider.load_decision(r.event, r.sequence), on_invalid=self._dead_letter
-        )
-        decider.skip_to(last)
-        world_end = await self._bus.last_sequence(StreamName.K8S)
-        await self._bus.replay(
-            StreamName.K8S, lambda r: decider.load_observation(r.event), last_per_subject=True,
-            on_invalid=self._dead_letter,
-        )
+        # A replay builds long-lived state and little cyclic garbage: collecting while it grows only
+        # rescans it; one collection below, then frozen.
+        gc.disable()
+        try:
+            # The ledger is the newest event per subject (a Service's allocation, an IP's placement, a
+            # pool's usage, the configuration), so the stream's last message per subject rebuilds it.
+            last = await self._bus.replay(
+                StreamName.IPAM, lambda r: decider.load_decision(r.event, r.sequence), last_per_subject=True,
+                on_invalid=self._dead_letter,
+            )
+            decider.skip_to(last)
+            world_end = await self._bus.last_sequence(StreamName.K8S)
+            await self._bus.replay(
+                StreamName.K8S, lambda r: decider.load_observation(r.event), last_per_subject=True,
+                on_invalid=self._dead_letter,
+            )
+        finally:
+            gc.enable()
         self._decisions = Follower(
             self._bus,
             StreamName.IPAM,
