@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 from opentelemetry import trace
 
 from schemas.events import L2PlacementCleared, L2PlacementDecided
+from services.announcer.l2.echo import EchoWatch
 from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
 from services.announcer.l2.links import dump_links
 from services.announcer.l2.metrics import L2Collector, L2Snapshot, l2_collector
@@ -46,7 +47,6 @@ from services.announcer.l2.ownership import (
     Ownership,
     Placement,
     answering,
-    connectivity,
     placement_of,
     report_changes,
 )
@@ -91,15 +91,11 @@ class L2Agent:
         self.config = config or ResponderConfig()
         self.health = health
         self.ownership = Ownership(node)
-        self.stale_after = stale_after
         self._clock = clock
         self._collector = collector or l2_collector()
         self._responder: L2Responder | None = None
-        self._last_echo: float | None = None
-        self._stale_timer: asyncio.TimerHandle | None = None
-        self._partitioned = False
+        self._echo = EchoWatch(stale_after=stale_after, clock=clock, on_lost=self._bus_lost, on_back=self._bus_back)
         self._needs_resync = False
-        self._echo_back = asyncio.Event()
         self._report_due = asyncio.Event()
         self._reported: dict[IPAddress, Answering] = {}
         self._yields: dict[str, int] = {}
@@ -116,9 +112,9 @@ class L2Agent:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Answer for this node's placements until `stopping` is set."""
-        echo = await self.bus.client.subscribe(heartbeat_subject(self.node), cb=self._coro_echo)
+        echo = await self.bus.client.subscribe(heartbeat_subject(self.node), cb=self._heard)
         try:
-            self._on_echo(None)  # connected right now: the runtime only hands over a connected bus
+            self._echo.heard()  # connected right now: the runtime only hands over a connected bus
             if not await self._resync_until_done(stopping):
                 return
             responder = L2Responder(config=self.config, on_conflict=self._on_conflict, list_links=self._links)
@@ -138,8 +134,7 @@ class L2Agent:
         finally:
             for check in list(self._checks):
                 check.cancel()
-            if self._stale_timer is not None:
-                self._stale_timer.cancel()
+            self._echo.close()
             if self._follower is not None:
                 await self._follower.close()
             with contextlib.suppress(nats.errors.Error):
@@ -178,7 +173,7 @@ class L2Agent:
         self._follower = Follower(self.bus, StreamName.IPAM, start_sequence=end + 1, subjects=[IPAM_PLACEMENTS])
         self.ownership.resynced(placements)
         self._needs_resync = False
-        if self._pinned is not None and not self._partitioned:
+        if self._pinned is not None and not self._echo.partitioned:
             self._pinned = None
             if self._responder is not None:
                 self._responder.rescan()  # interfaces dropped while partitioned come back
@@ -199,8 +194,8 @@ class L2Agent:
 
     async def _follow_once(self, stopping: asyncio.Event) -> None:
         """One step: wait out a partition, resync, or apply the next batch of placements."""
-        if self._partitioned:  # keep answering the last IPs; wait for the echo to come back
-            await _first_of(self._echo_back.wait(), stopping.wait())
+        if self._echo.partitioned:  # keep answering the last IPs; wait for the echo to come back
+            await _first_of(self._echo.back.wait(), stopping.wait())
             return
         if self._needs_resync:
             try:
@@ -241,43 +236,22 @@ class L2Agent:
 
     # --- the bus: liveness -------------------------------------------------------------------------
 
-    def _on_echo(self, _message: Msg | None) -> None:
-        """Our own heartbeat came back through the server (or we just connected)."""
-        loop = asyncio.get_running_loop()
-        self._last_echo = self._clock()
-        if self._stale_timer is not None:
-            self._stale_timer.cancel()
-        self._stale_timer = loop.call_later(self.stale_after, self._went_stale)
-        if self._partitioned:
-            self._partitioned = False
-            self._needs_resync = True
-            self._echo_back.set()
-            self._set_health(True)
-            log.warning("event=bus_back node=%s resync=true", self.node)
+    async def _heard(self, _message: Msg) -> None:
+        self._echo.heard()
 
-    async def _coro_echo(self, message: Msg) -> None:
-        self._on_echo(message)
-
-    def _went_stale(self) -> None:
-        self._stale_timer = None
-        if not self._partitioned:
-            self._partitioned = True
-            if self._responder is not None:
-                self._pinned = {name for names in self._responder.announced().values() for name in names}
-            self._echo_back.clear()
-            self._set_health(False)
-            log.warning(
-                "event=partitioned node=%s answering=%d stale_after=%s client_connected=%s", self.node,
-                len(self.ownership.desired()), self.stale_after, self.bus.client.is_connected,
-            )  # fmt: skip
-
-    def _connectivity(self) -> Connectivity:
-        if self._partitioned:
-            return Connectivity.PARTITIONED
-        return connectivity(
-            connected=self.bus.client.is_connected, last_echo=self._last_echo, now=self._clock(),
-            stale_after=self.stale_after,
+    def _bus_lost(self) -> None:
+        if self._responder is not None:
+            self._pinned = {name for names in self._responder.announced().values() for name in names}
+        self._set_health(False)
+        log.warning(
+            "event=partitioned node=%s answering=%d stale_after=%s client_connected=%s", self.node,
+            len(self.ownership.desired()), self._echo.stale_after, self.bus.client.is_connected,
         )  # fmt: skip
+
+    def _bus_back(self) -> None:
+        self._needs_resync = True
+        self._set_health(True)
+        log.warning("event=bus_back node=%s resync=true", self.node)
 
     def _set_health(self, ok: bool) -> None:
         if self.health is not None:
@@ -294,9 +268,9 @@ class L2Agent:
         return [f if f.name in self._pinned else replace(f, carrier=False) for f in links]
 
     def _on_conflict(self, ip: IPAddress, other_mac: bytes, interface: str) -> None:
-        verdict = self.ownership.conflict(ip, now=self._connectivity())
+        verdict = self.ownership.conflict(ip, now=self._echo.connectivity(connected=self.bus.client.is_connected))
         if verdict is ConflictVerdict.YIELD:
-            self._yields[str(ip)] = self._yields.get(str(ip), 0) + 1
+            self._count_yield(ip)
             log.warning("event=yielded ip=%s other_mac=%s interface=%s", ip, other_mac.hex(":"), interface)
             asyncio.get_running_loop().call_soon(self._converge)  # out of the responder's frame handler
         elif verdict is ConflictVerdict.KEEP:
@@ -317,7 +291,7 @@ class L2Agent:
             )
         except (TimeoutError, RetryableError, nats.errors.Error) as error:
             if self.ownership.conflict(ip, now=Connectivity.PARTITIONED) is ConflictVerdict.YIELD:
-                self._yields[str(ip)] = self._yields.get(str(ip), 0) + 1
+                self._count_yield(ip)
                 self._needs_resync = True
                 log.warning("event=yielded ip=%s reason=placement_unverified error=%r", ip, error)
                 self._converge()
@@ -333,6 +307,9 @@ class L2Agent:
             log.info("event=claim_explained ip=%s epoch=%d", ip, received.sequence)
             self._converge()
 
+    def _count_yield(self, ip: IPAddress) -> None:
+        self._yields[str(ip)] = self._yields.get(str(ip), 0) + 1
+
     def _converge(self) -> None:
         if self._responder is None:
             return
@@ -344,7 +321,7 @@ class L2Agent:
 
     @property
     def partitioned(self) -> bool:
-        return self._partitioned
+        return self._echo.partitioned
 
     @property
     def yields(self) -> dict[str, int]:
@@ -373,7 +350,7 @@ class L2Agent:
             try:
                 now = self._answering()
                 self._update_metrics(now)
-                if not stopping.is_set() and not self._partitioned:
+                if not stopping.is_set() and not self._echo.partitioned:
                     await self._publish(now)
             except Exception:  # reports and metrics are retried next round; the data plane goes on
                 log.exception("event=report_round_failed node=%s", self.node)
@@ -406,18 +383,18 @@ class L2Agent:
 
     async def _withdraw_all(self) -> None:
         self._update_metrics({})
-        if self._reported and not self._partitioned:
+        if self._reported and not self._echo.partitioned:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._publish({}), timeout=1.0)
 
     def _update_metrics(self, now: dict[IPAddress, Answering]) -> None:
         if self._responder is None:
-            self._collector.update(L2Snapshot(node=self.node, partitioned=self._partitioned))
+            self._collector.update(L2Snapshot(node=self.node, partitioned=self._echo.partitioned))
             return
         self._collector.update(
             L2Snapshot.of(
                 node=self.node, stats=self._responder.stats, answering=now, yields=self._yields,
-                partitioned=self._partitioned,
+                partitioned=self._echo.partitioned,
             )
         )  # fmt: skip
 
