@@ -18,7 +18,7 @@ import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -87,8 +87,14 @@ class Pipeline:
     receiver: OtlpReceiver
     children: dict[str, Child]
 
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{child.tail()}" for name, child in self.children.items())
+    def wait(self, condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        """Wait with a deadline; on timeout say which spans arrived and what the services logged."""
+        try:
+            wait_until(condition, timeout=timeout, what=what)
+        except AssertionError as error:
+            names = sorted({(s.service, s.name) for s in self.receiver.spans()})
+            logs = "\n".join(f"--- {name}\n{child.tail()}" for name, child in self.children.items())
+            raise AssertionError(f"{error}\nspans received: {names}\n{logs}") from None
 
 
 def _environment(receiver: OtlpReceiver, service_name: str) -> dict[str, str]:
@@ -227,10 +233,10 @@ def test_a_new_service_is_one_trace_across_watcher_ipam_and_announcer(pipeline: 
     slice_span = f"observe EndpointSlice {NAMESPACE}/{SERVICE}"
     # the endpoints first, so the Service's own decision holds the allocation and the placement together
     kube.put_object(_endpoint_slice())
-    wait_until(lambda: any(s.name == slice_span for s in receiver.spans()), timeout=30,
-               what=f"the watcher's {slice_span!r} span (the watcher listed and published)")  # fmt: skip
+    pipeline.wait(lambda: any(s.name == slice_span for s in receiver.spans()),
+                  f"the watcher's {slice_span!r} span (the watcher listed and published)")  # fmt: skip
     kube.put_object(_service())
-    wait_until(lambda: _ingress_ip(kube) is not None, timeout=30, what="the Service's status to show an IP")
+    pipeline.wait(lambda: _ingress_ip(kube) is not None, "the Service's status to show an IP")
     ip = _ingress_ip(kube)
     assert ip is not None
 
@@ -242,11 +248,7 @@ def test_a_new_service_is_one_trace_across_watcher_ipam_and_announcer(pipeline: 
             found.append(result)
         return result is not None
 
-    try:
-        wait_until(complete, timeout=30, what="one trace from the Service's observation to its L2 status write")
-    except AssertionError:
-        names = sorted({(s.service, s.name) for s in receiver.spans()})
-        raise AssertionError(f"spans received: {names}\n{pipeline.logs()}") from None
+    pipeline.wait(complete, "one trace from the Service's observation to its L2 status write")
     trace, chain = found[-1]
 
     # one trace id holds spans of all three services
