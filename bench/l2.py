@@ -335,10 +335,13 @@ def main() -> None:
     if not args.no_placement:
         # bench/l2_placement.py, 100 simulated announcers and 5 000 IPs: through NATS in a full run; in a quick
         # one only its pure figures (the NATS part alone takes most of a minute)
-        raw = (
-            {"announcers": 100, "ips": 5000, **pure_placement(100, 5000)} if args.quick
-            else measure_placement(announcers=100, ips=5000)
-        )  # fmt: skip
+        try:
+            raw = (
+                {"announcers": 100, "ips": 5000, **pure_placement(100, 5000)} if args.quick
+                else measure_placement(announcers=100, ips=5000)
+            )  # fmt: skip
+        except Exception as error:  # another benchmark's failure must not lose the figures above
+            raw = {"error": repr(error)}
         placement = figures["placement"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in raw.items()}
         print("placement (100 announcers, 5 000 IPs): " + ", ".join(f"{k} {v}" for k, v in placement.items()))
     figures["elapsed_s"] = round(time.monotonic() - started, 1)
