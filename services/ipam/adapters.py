@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.events import IPReleased, ReleaseReason, ServiceId, ServiceObserved
+from schemas.events import IPAllocated, IPReleased, ReleaseReason, ServiceId, ServiceObserved
 from schemas.metallb import IPAddressPool, IPFamily
 from services.ipam import core
 from services.ipam.core.addresses import AddressRange, Family
@@ -70,3 +70,32 @@ def released_event(released: core.Released, uid: str = "") -> IPReleased:
         reason=RELEASE_REASONS[released.reason],
         message=released.message,
     )
+
+
+def same_allocation(recorded: IPAllocated, event: IPAllocated) -> bool:
+    return (recorded.service, recorded.ips, recorded.pool, recorded.sharing_key) == (
+        event.service,
+        event.ips,
+        event.pool,
+        event.sharing_key,
+    )
+
+
+_ALLOCATION_TEXT = {
+    core.AllocationReason.UNCHANGED: "unchanged",
+    core.AllocationReason.ADOPTED: "re-adopted the recorded allocation",
+    core.AllocationReason.ADOPTED_FROM_STATUS: "kept the address the Service's status already showed",
+    core.AllocationReason.ADDITIONAL_FAMILY: "added an address of the second family",
+    core.AllocationReason.REQUESTED_IPS: "the requested address",
+    core.AllocationReason.REQUESTED_POOL: "lowest free address of the requested pool",
+    core.AllocationReason.AUTO_ASSIGNED: "lowest free address of the first eligible pool",
+}
+
+
+def allocation_text(decision: core.Allocated) -> str:
+    text = _ALLOCATION_TEXT[decision.reason]
+    if decision.message:
+        text = f"{text}: {decision.message}"
+    if decision.deprecated_annotations:
+        text += f" (deprecated annotations: {', '.join(decision.deprecated_annotations)})"
+    return text

@@ -35,7 +35,7 @@ from schemas.metallb import (
 )
 from services.common.subjects import IPAM_CONFIG_SUBJECT, ipam_allocation_subject, ipam_pool_subject
 from services.ipam import core
-from services.ipam.adapters import pool_spec, raw_service, released_event, service_id
+from services.ipam.adapters import allocation_text, pool_spec, raw_service, released_event, same_allocation, service_id
 from services.ipam.core.pools import validate_pools
 from services.ipam.core.requests import parse_ip
 from services.ipam.layer2 import Layer2
@@ -83,6 +83,7 @@ class Decider:
         self._installed: Configuration | None = None
         self._pending: list[Outgoing] = []
         self._cause: EventId | None = None
+        self._parsed: dict[core.ServiceKey, core.ParsedService] | None = None
         self.layer2 = Layer2()
 
     # --- loading (any replica) --------------------------------------------------------------
@@ -104,15 +105,31 @@ class Decider:
     def activate(self) -> list[Outgoing]:
         """Take over: configuration first, then re-adopt every recorded allocation, and only then
         decide for Services still without one. No address moves because of a restart."""
+        self.adopt()
+        return self.start_placing()
+
+    def adopt(self) -> None:
+        """The allocation half of ``activate``; its events wait for ``start_placing`` (the shell
+        listens to the announcers meanwhile)."""
         self.allocator = core.Allocator()
         self._installed = None
         self.configuration = self._recorded_configuration()
         self._reconfigure(reconcile=False)
-        doomed = self._readopt()
-        for key in doomed:
-            self._reconcile(key)
-        for key in sorted(self.world.services):
-            self._reconcile(key)
+        self._parsed = {}  # the world does not change until the end of adoption: parse each Service once
+        try:
+            doomed = self._readopt()
+            for key in doomed:
+                self._reconcile(key)
+            for key in sorted(self.world.services):
+                self._reconcile(key)
+        finally:
+            self._parsed = None
+
+    def start_placing(self, live: frozenset[str] | None = None) -> list[Outgoing]:
+        """The placement half of ``activate`` (for the nodes ``live`` now, if given): every L2
+        placement, pool usage, and what ``adopt`` decided."""
+        if live is not None:
+            self.layer2.set_live(live)
         self.layer2.activate(self.configuration.objects)
         self._place()
         self._report_usage()
@@ -156,8 +173,7 @@ class Decider:
             self._release(self.allocator.release(key, core.ReleaseReason.SERVICE_DELETED), "")
             return
         uid = service.ref.uid
-        raw = raw_service(service, self.world.namespace_labels(service.ref.namespace))
-        parsed = core.parse_service(raw, load_balancer_class=self.load_balancer_class)
+        parsed = self._parse(key, service)
         if isinstance(parsed, core.NotManaged):
             reason = (
                 core.ReleaseReason.NOT_LOAD_BALANCER
@@ -189,17 +205,26 @@ class Decider:
             )
         self._allocated(decision, uid)
 
+    def _parse(self, key: core.ServiceKey, service: ServiceObserved) -> core.ParsedService:
+        if self._parsed is not None and key in self._parsed:
+            return self._parsed[key]
+        raw = raw_service(service, self.world.namespace_labels(service.ref.namespace))
+        parsed = core.parse_service(raw, load_balancer_class=self.load_balancer_class)
+        if self._parsed is not None:
+            self._parsed[key] = parsed
+        return parsed
+
     def _allocated(self, decision: core.Allocated, uid: str) -> None:
         event = IPAllocated(
             service=service_id(decision.service, uid),
             ips=tuple(str(ip) for ip in decision.ips),
             pool=decision.pool,
             sharing_key=decision.sharing_key,
-            reason=_allocation_text(decision),
+            reason=allocation_text(decision),
             deprecated_annotations=decision.deprecated_annotations,
         )
         recorded = self.ledger.allocation_of(decision.service)
-        if recorded is not None and _same_allocation(recorded, event):
+        if recorded is not None and same_allocation(recorded, event):
             return
         self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
 
@@ -232,8 +257,7 @@ class Decider:
             if service is None:
                 doomed.append(key)
                 continue
-            raw = raw_service(service, self.world.namespace_labels(service.ref.namespace))
-            parsed = core.parse_service(raw, load_balancer_class=self.load_balancer_class)
+            parsed = self._parse(key, service)
             if not isinstance(parsed, core.ServiceRequest):
                 doomed.append(key)
                 continue
@@ -379,35 +403,6 @@ class Decider:
     def _drain(self) -> list[Outgoing]:
         pending, self._pending = self._pending, []
         return pending
-
-
-def _same_allocation(recorded: IPAllocated, event: IPAllocated) -> bool:
-    return (recorded.service, recorded.ips, recorded.pool, recorded.sharing_key) == (
-        event.service,
-        event.ips,
-        event.pool,
-        event.sharing_key,
-    )
-
-
-_ALLOCATION_TEXT = {
-    core.AllocationReason.UNCHANGED: "unchanged",
-    core.AllocationReason.ADOPTED: "re-adopted the recorded allocation",
-    core.AllocationReason.ADOPTED_FROM_STATUS: "kept the address the Service's status already showed",
-    core.AllocationReason.ADDITIONAL_FAMILY: "added an address of the second family",
-    core.AllocationReason.REQUESTED_IPS: "the requested address",
-    core.AllocationReason.REQUESTED_POOL: "lowest free address of the requested pool",
-    core.AllocationReason.AUTO_ASSIGNED: "lowest free address of the first eligible pool",
-}
-
-
-def _allocation_text(decision: core.Allocated) -> str:
-    text = _ALLOCATION_TEXT[decision.reason]
-    if decision.message:
-        text = f"{text}: {decision.message}"
-    if decision.deprecated_annotations:
-        text += f" (deprecated annotations: {', '.join(decision.deprecated_annotations)})"
-    return text
 
 
 def _digest(objects: Iterable[Any]) -> str:

@@ -175,15 +175,27 @@ class Replica:
 
     async def _activate(self) -> None:
         started = time.perf_counter()
-        await self._catch_up_decisions()
-        for received in await self._drain_world():
-            self.decider.load_observation(received.event)
-        await self.liveness.fresh_window()  # who is live, heard with nothing else to do
+        # Who is live is settled after one whole window of listening; the window runs while the tail
+        # is caught up and every allocation re-adopted (heartbeats read late are still read: the
+        # window ends with a round trip to the server before judging), and placing waits for it.
+        window = asyncio.ensure_future(self.liveness.fresh_window())
+        try:
+            await self._catch_up_decisions()
+            for received in await self._drain_world():
+                self.decider.load_observation(received.event)
+            gc.disable()  # adoption builds the allocator's long-lived state: no rescans meanwhile
+            try:
+                self.decider.adopt()  # its decisions are sent in the "ipam activate" span below
+            finally:
+                gc.enable()
+            await window
+        finally:
+            if not window.done():
+                window.cancel()
         self.role = Role.ACTIVE
         metrics.ACTIVE.set(1)
-        self.decider.set_live_nodes(self.liveness.live)
         with self._tracer.start_as_current_span("ipam activate"):
-            outgoing = self.decider.activate()
+            outgoing = self.decider.start_placing(self.liveness.live)
             sent = await self._send(outgoing, {})
         if sent is not None and await self._confirm(sent):
             self.activated.set()
