@@ -335,6 +335,7 @@ def main() -> None:
     if not args.no_placement:
         # bench/l2_placement.py, 100 simulated announcers and 5 000 IPs: through NATS in a full run; in a quick
         # one only its pure figures (the NATS part alone takes most of a minute)
+        raw: dict[str, object]
         try:
             raw = (
                 {"announcers": 100, "ips": 5000, **pure_placement(100, 5000)} if args.quick
