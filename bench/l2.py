@@ -337,10 +337,10 @@ def main() -> None:
         # one only its pure figures (the NATS part alone takes most of a minute)
         raw: dict[str, object]
         try:
-            raw = (
-                {"announcers": 100, "ips": 5000, **pure_placement(100, 5000)} if args.quick
-                else measure_placement(announcers=100, ips=5000)
-            )  # fmt: skip
+            if args.quick:
+                raw = {"announcers": 100, "ips": 5000, **pure_placement(100, 5000)}
+            else:
+                raw = {**measure_placement(announcers=100, ips=5000)}
         except Exception as error:  # another benchmark's failure must not lose the figures above
             raw = {"error": repr(error)}
         placement = figures["placement"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in raw.items()}
