@@ -50,6 +50,16 @@ async def measure(messages: int) -> dict[str, float]:
             replayed = sum([1 async for _ in bus.read(StreamName.IPAM, batch=2000)])
             replay = replayed / (time.perf_counter() - start)
 
+            folded = 0
+
+            def fold(_: Received) -> None:
+                nonlocal folded
+                folded += 1
+
+            start = time.perf_counter()
+            await bus.replay(StreamName.IPAM, fold)
+            replay_push = folded / (time.perf_counter() - start)
+
             handled = 0
             done = asyncio.Event()
 
@@ -71,7 +81,8 @@ async def measure(messages: int) -> dict[str, float]:
         "publish_acked_per_s": round(publish_acked),
         "publish_pipelined_per_s": round(publish_pipelined),
         "consume_durable_ack_per_s": round(consume),
-        "replay_per_s": round(replay),
+        "read_fetch_per_s": round(replay),
+        "replay_fold_per_s": round(replay_push),
     }
 
 
