@@ -20,6 +20,8 @@ from services.common.bus import Bus
 log = logging.getLogger(__name__)
 
 LEASE_BUCKET_PREFIX = "metalbus-lease-"
+#: JetStream's answer to creating a stream that exists with another configuration.
+STREAM_NAME_IN_USE = 10058
 
 
 class BusLease:
@@ -37,16 +39,27 @@ class BusLease:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await self._bus.js.create_key_value(
-                api.KeyValueConfig(
-                    bucket=f"{LEASE_BUCKET_PREFIX}{self._name}",
-                    ttl=self.ttl,
-                    history=1,
-                    storage=api.StorageType.FILE,
-                    replicas=self._bus.settings.replicas,
-                )
+            bucket = f"{LEASE_BUCKET_PREFIX}{self._name}"
+            config = api.KeyValueConfig(
+                bucket=bucket, ttl=self.ttl, history=1, storage=api.StorageType.FILE,
+                replicas=self._bus.settings.replicas,
             )
+            try:
+                self._kv = await self._bus.js.create_key_value(config)
+            except nats.js.errors.BadRequestError as error:
+                if error.err_code != STREAM_NAME_IN_USE:
+                    raise
+                self._kv = await self._retune(bucket)
         return self._kv
+
+    async def _retune(self, bucket: str) -> KeyValue:
+        """The bucket exists with another TTL (an older release's): give it this lease's."""
+        info = await self._bus.js.stream_info(f"KV_{bucket}")
+        info.config.max_age = self.ttl
+        info.config.duplicate_window = min(info.config.duplicate_window or self.ttl, self.ttl)
+        await self._bus.js.update_stream(info.config)
+        log.info("lease bucket retuned bucket=%s ttl_s=%.2f", bucket, self.ttl)
+        return await self._bus.js.key_value(bucket)
 
     async def try_acquire(self) -> bool:
         """Take the lease if nobody holds it. True when this holder now holds it."""

@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -45,9 +46,12 @@ class Role(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ReplicaSettings:
-    lease_ttl: float = 2.0
-    #: How often a standby tries the lease (and an active replica renews it).
-    lease_interval: float = 0.25
+    #: A replica killed while active is replaced this long after its last renewal (plus up to ~0.3 s
+    #: of the server's expiry checks); a busy active replica that missed renewals takes it again.
+    lease_ttl: float = 1.5
+    #: How often a standby tries the lease (and an active replica renews it): how late after the
+    #: lease expires a standby notices.
+    lease_interval: float = 0.1
     batch: int = 500
     load_balancer_class: str | None = None
     #: An announcer silent this long is dead (heartbeats come about every 100 ms).
@@ -111,10 +115,8 @@ class Replica:
             if follower is not None:
                 await follower.close()
         decider = self.decider
-        # A replay builds long-lived state and little cyclic garbage: collecting while it grows only
-        # rescans it; one collection below, then frozen.
-        gc.disable()
-        try:
+        # A replay builds long-lived state and little cyclic garbage: one collection below, then frozen.
+        with _no_collection():
             # The ledger is the newest event per subject (a Service's allocation, an IP's placement, a
             # pool's usage, the configuration), so the stream's last message per subject rebuilds it.
             last = await self._bus.replay(
@@ -127,8 +129,6 @@ class Replica:
                 StreamName.K8S, lambda r: decider.load_observation(r.event), last_per_subject=True,
                 on_invalid=self._dead_letter,
             )
-        finally:
-            gc.enable()
         self._decisions = Follower(
             self._bus,
             StreamName.IPAM,
@@ -180,21 +180,21 @@ class Replica:
         # window ends with a round trip to the server before judging), and placing waits for it.
         window = asyncio.ensure_future(self.liveness.fresh_window())
         try:
-            await self._catch_up_decisions()
-            for received in await self._drain_world():
+            _, drained = await asyncio.gather(self._catch_up_decisions(), self._drain_world())
+            for received in drained:
                 self.decider.load_observation(received.event)
-            gc.disable()  # adoption builds the allocator's long-lived state: no rescans meanwhile
-            try:
+            with _no_collection():  # adoption builds the allocator's long-lived state: no rescans meanwhile
                 self.decider.adopt()  # its decisions are sent in the "ipam activate" span below
-            finally:
-                gc.enable()
+            if not await self._lease.renew():  # the adoption of many Services takes a good part of a TTL
+                await self._step_down("lease lost while adopting")
+                return
             await window
         finally:
             if not window.done():
                 window.cancel()
         self.role = Role.ACTIVE
         metrics.ACTIVE.set(1)
-        with self._tracer.start_as_current_span("ipam activate"):
+        with self._tracer.start_as_current_span("ipam activate"), _no_collection():
             outgoing = self.decider.start_placing(self.liveness.live)
             sent = await self._send(outgoing, {})
         if sent is not None and await self._confirm(sent):
@@ -353,6 +353,16 @@ class Replica:
             self._bus.dead_letter(message, consumer="ipam", reason=f"invalid event: {error}")
         )
         task.add_done_callback(_log_failure)
+
+
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """No cyclic garbage collection while long-lived state is built (it would only rescan it)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _log_failure(task: asyncio.Task[object]) -> None:

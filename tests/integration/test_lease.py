@@ -41,5 +41,16 @@ async def test_a_holder_that_was_too_busy_to_renew_keeps_the_lease_if_nobody_too
     assert await observer.holder() == "busy"
 
 
+async def test_a_new_ttl_applies_to_a_bucket_made_with_another(bus: Bus) -> None:
+    old = BusLease(bus, name="t-retune", holder="old", ttl=5)
+    assert await old.try_acquire()
+    await old.release()
+    new = BusLease(bus, name="t-retune", holder="new", ttl=1)
+    assert await new.try_acquire()
+    info = await bus.js.stream_info("KV_metalbus-lease-t-retune")
+    assert info.config.max_age == 1
+    assert await new.holder() == "new"
+
+
 async def _gone(lease: BusLease) -> bool:
     return await lease.holder() is None
