@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from services.common.runtime import ServiceContext, ServiceMain
 from services.ipam.replica import Replica, ReplicaSettings
 
+#: Collector thresholds of the ipam process. Every decision allocates a few hundred objects and most
+#: of what survives is state kept for good (the world, the ledger, the allocator): with the default
+#: 700, young collections and the full ones they lead to rescan that growing state again and again
+#: (a third of the active replica's CPU in a burst of 10 000 Services); memory stays the same.
+GC_THRESHOLDS = (10_000, 10, 10)
+
 
 def ipam_main(settings: ReplicaSettings | None = None) -> ServiceMain:
     async def main(ctx: ServiceContext) -> None:
+        gc.set_threshold(*GC_THRESHOLDS)
         replica = Replica(ctx.bus, holder=ctx.producer, settings=settings or ReplicaSettings())
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(replica.run(ctx.stopping))
