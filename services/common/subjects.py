@@ -27,6 +27,7 @@ from schemas.events import (
 )
 
 _SAFE = re.compile(r"[A-Za-z0-9:\-]")
+_ALL_SAFE = re.compile(r"[A-Za-z0-9:\-]+")
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
 NO_NAMESPACE = "_"
 
@@ -35,6 +36,8 @@ def encode_token(value: str) -> str:
     """Make ``value`` one subject-safe token, reversibly: unsafe characters become ``%XX``."""
     if value == "":
         return NO_NAMESPACE
+    if _ALL_SAFE.fullmatch(value):
+        return value  # most names: nothing to escape
     out = []
     for char in value:
         if _SAFE.fullmatch(char):
