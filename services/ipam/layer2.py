@@ -108,6 +108,13 @@ class Layer2:
         """The placement events that bring the ledger to what the rules want now."""
         if not self.active:
             return []
+        if not (self._config.advertisements or ledger.placements or self._ips_of):
+            # Nothing is announced over L2 (BGP only) and nothing was: no groups to keep. Whatever
+            # ends this (L2Advertisements, a placement in the ledger) recomputes everything.
+            self._dirty_services.clear()
+            self._dirty_nodes.clear()
+            self._everything = True
+            return []
         check: set[str] = set()
         everything, self._everything = self._everything, False
         if everything:
