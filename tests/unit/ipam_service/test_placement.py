@@ -218,6 +218,20 @@ def test_an_advertisement_removed_clears_its_placements() -> None:
     assert cleared.reason.startswith("NotAdvertised")
 
 
+def test_bgp_only_places_nothing_until_an_advertisement_comes_and_its_removal_clears_again() -> None:
+    decider = active(LAN, WEB, WEB_EVERYWHERE)
+    assert of_type(decider.observe(service("db")), L2PlacementDecided) == []
+    assert of_type(decider.observe(endpoints("db", "b")), L2PlacementDecided) == []
+    assert decider.layer2.eligible("192.168.10.0") is None
+    added = of_type(decider.observe(l2()), L2PlacementDecided)
+    assert sorted(p.ip for p in added) == ["192.168.10.0", "192.168.10.1"]
+    assert decider.layer2.eligible("192.168.10.1") == frozenset(NODES)
+    unselected = l2(ipAddressPoolSelectors=[{"matchLabels": {"tier": "edge"}}], version="2")
+    cleared = of_type(decider.observe(unselected), L2PlacementCleared)
+    assert sorted(c.ip for c in cleared) == ["192.168.10.0", "192.168.10.1"]
+    assert placed(decider) == {}
+
+
 def test_a_restarted_decider_keeps_every_placement() -> None:
     services = [e for i in range(9) for e in (service(f"s{i}"), endpoints(f"s{i}", *NODES))]
     world = (*(node(n) for n in NODES), LAN, l2(), *services)
