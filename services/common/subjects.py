@@ -100,9 +100,10 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(
         name=StreamName.IPAM,
         subjects=(f"{IPAM_PREFIX}.>",),
-        description="allocation and placement decisions, full history (single writer)",
-        max_age_seconds=90 * DAY,
-        max_msgs=50_000_000,
+        description="allocation and placement decisions, history per subject (single writer)",
+        # Bounded per subject, never by age or total: a decision nobody rewrote for a year is still the
+        # one in force, so the newest message of every subject must never be discarded.
+        per_subject=1000,
     ),
     StreamSpec(
         name=StreamName.ANNOUNCE,

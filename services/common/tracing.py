@@ -8,12 +8,14 @@ either way, so a trace id still follows every event across services and shows in
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
+from opentelemetry.util.types import Attributes
 
 _configured: TracerProvider | None = None
 
@@ -26,16 +28,44 @@ def setup_tracing(service_name: str, *, extra_processor: SpanProcessor | None = 
             _configured.add_span_processor(extra_processor)
         return _configured
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource)
+    if "OTEL_TRACES_SAMPLER" in os.environ:
+        provider = TracerProvider(resource=resource)  # the operator chose a sampler
+    else:
+        provider = TracerProvider(resource=resource, sampler=_SAMPLER)
     if _otlp_wanted():
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        _SAMPLER.exporting = True
     if extra_processor is not None:
         provider.add_span_processor(extra_processor)
+        _SAMPLER.exporting = True
     trace.set_tracer_provider(provider)
     _configured = provider
     return provider
+
+
+class _RecordOnlyWhenExported(Sampler):
+    """Spans cost CPU on every event; with nowhere to send them, record none. Trace context still
+    flows (a dropped span keeps a valid trace id), so log lines keep carrying trace ids."""
+
+    def __init__(self) -> None:
+        self.exporting = False
+        self._delegate = ParentBased(ALWAYS_ON)
+
+    def should_sample(self, parent_context: context.Context | None, trace_id: int, name: str,
+                      kind: trace.SpanKind | None = None, attributes: Attributes = None,
+                      links: Sequence[trace.Link] | None = None,
+                      trace_state: trace.TraceState | None = None) -> SamplingResult:
+        if not self.exporting:
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return "RecordOnlyWhenExported"
+
+
+_SAMPLER = _RecordOnlyWhenExported()
 
 
 def _otlp_wanted() -> bool:
