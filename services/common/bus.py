@@ -1,5 +1,8 @@
 """The NATS JetStream bus: connect, declare streams, publish events, read streams back.
 
+The records it exchanges with callers (settings, appends, received messages) are in
+:mod:`services.common.records` and re-exported here.
+
 Consumers that process events one by one (with ack, redelivery and dead letters) live in
 :mod:`services.common.consumer`; this module holds the connection and the reads and writes.
 """
@@ -8,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -26,106 +26,32 @@ from schemas.events import Envelope, Event, EventId
 from schemas.events.codec import InvalidEvent, decode, encode, wrap
 from services.common.errors import NotFound, RetryableError, WrongLastSequence
 from services.common.metrics import DEAD_LETTERS
+from services.common.records import (
+    WRONG_LAST_SEQUENCE_CODES,
+    Append,
+    BusSettings,
+    Header,
+    PendingAppends,
+    Published,
+    PublishItem,
+    Received,
+)
 from services.common.subjects import STREAMS, StreamName, StreamSpec, dead_letter_subject, stream_spec
 from services.common.tracing import inject_context
 
 log = logging.getLogger(__name__)
 
-
-class Header(StrEnum):
-    """Message headers metalbus reads or writes."""
-
-    MSG_ID = "Nats-Msg-Id"
-    EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
-    EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
-    ERROR = "Metalbus-Error"
-    ORIGINAL_SUBJECT = "Metalbus-Original-Subject"
-    ORIGINAL_STREAM = "Metalbus-Original-Stream"
-    ORIGINAL_SEQUENCE = "Metalbus-Original-Sequence"
-
-
-#: What :meth:`Bus.publish_many` takes: (subject, event, msg_id), optionally with the trace headers of
-#: that one message (which replace the current context's, so each item of a batch can carry its own span).
-PublishItem = tuple[str, Event, str | None] | tuple[str, Event, str | None, Mapping[str, str] | None]
-
-#: JetStream API error codes for a failed expected-sequence check.
-WRONG_LAST_SEQUENCE_CODES = frozenset({10071, 10164})
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    sequence: int
-    duplicate: bool
-    envelope: Envelope
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    """One fenced append: it must land right after ``expected_last_sequence``."""
-
-    subject: str
-    event: Event
-    expected_last_sequence: int
-    causation_id: EventId | None = None
-    trace_headers: dict[str, str] | None = None
-
-
-class PendingAppends:
-    """Fenced appends sent and not yet confirmed."""
-
-    def __init__(self, items: list[Append], envelopes: list[Envelope], futures: list[asyncio.Future[api.PubAck]],
-                 timeout: float) -> None:
-        self._items = items
-        self._envelopes = envelopes
-        self._futures = futures
-        self._timeout = timeout
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    async def confirmed(self) -> list[Published]:
-        """Wait for every ack; raise :class:`WrongLastSequence` if any fence was refused."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                outcomes = await asyncio.gather(*self._futures, return_exceptions=True)
-        except TimeoutError as error:
-            raise RetryableError(f"no acknowledgement for {len(self._items)} appends in time") from error
-        published: list[Published] = []
-        for item, envelope, outcome in zip(self._items, self._envelopes, outcomes, strict=True):
-            if isinstance(outcome, nats.js.errors.BadRequestError) and outcome.err_code in WRONG_LAST_SEQUENCE_CODES:
-                raise WrongLastSequence(item.subject, item.expected_last_sequence, outcome.description or "")
-            if isinstance(outcome, BaseException):
-                raise RetryableError(f"append to {item.subject} failed: {outcome!r}") from outcome
-            published.append(Published(sequence=outcome.seq, duplicate=bool(outcome.duplicate), envelope=envelope))
-        return published
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One event read from a stream, with its position."""
-
-    subject: str
-    sequence: int
-    envelope: Envelope
-    headers: dict[str, str] = field(default_factory=dict)
-    num_delivered: int = 1
-    time: datetime | None = None
-
-    @property
-    def event(self) -> Event:
-        return self.envelope.event
-
-
-@dataclass(frozen=True, slots=True)
-class BusSettings:
-    url: str
-    #: Stream replicas: 1 for a single server, 3 in a NATS cluster.
-    replicas: int = 1
-    connect_timeout: float = 2.0
-    reconnect_wait: float = 0.5
-    request_timeout: float = 5.0
-    #: Give up the first connection after this many attempts (0: keep trying for ever).
-    initial_attempts: int = 0
+__all__ = [
+    "WRONG_LAST_SEQUENCE_CODES",
+    "Append",
+    "Bus",
+    "BusSettings",
+    "Header",
+    "PendingAppends",
+    "PublishItem",
+    "Published",
+    "Received",
+]
 
 
 class Bus:
