@@ -20,8 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
 
 import nats.errors
 from opentelemetry import trace
@@ -40,6 +39,7 @@ from services.announcer.bgp_advertising import IPAnnouncement, LocalPrefConflict
 from services.announcer.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
 from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, session_spec_for
 from services.announcer.bgp_world import BgpWorld
+from services.common.aio import first_of
 from services.common.bus import Bus, Received
 from services.common.errors import RetryableError
 from services.common.follower import Follower
@@ -60,7 +60,6 @@ _RETRY = 0.5
 _REPORT_BATCH = 500
 _CHUNK = 500  # events folded between two yields to the loop
 _SETTLE = 0.01  # seconds a change waits for the rest of its burst before planning
-T = TypeVar("T")
 
 
 class BgpAgent:
@@ -160,7 +159,7 @@ class BgpAgent:
         """Fold what arrives, in chunks with the loop free in between (BFD and keepalive timers must keep
         firing); the planner re-plans once per burst."""
         while not stopping.is_set():
-            batch = await _first_of(follower.fetch(batch=_CHUNK, wait=1.0), stopping.wait())
+            batch = await first_of(follower.fetch(batch=_CHUNK, wait=1.0), stopping.wait())
             while batch:
                 self._remember_origins(batch)
                 if self.apply([r.event for r in batch]):
@@ -172,7 +171,7 @@ class BgpAgent:
         """One planner: after a change, let the burst settle, plan off the loop, apply on it."""
         loop, cost = asyncio.get_running_loop(), 0.0
         while not stopping.is_set():
-            if await _first_of(self._dirty.wait(), stopping.wait()) is None:
+            if await first_of(self._dirty.wait(), stopping.wait()) is None:
                 return
             await asyncio.sleep(max(_SETTLE, cost))  # the rest of a burst lands in the same plan
             self._dirty.clear()
@@ -281,7 +280,7 @@ class BgpAgent:
 
     async def _publish_states(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            event = await _first_of(self._state_events.get(), stopping.wait())
+            event = await first_of(self._state_events.get(), stopping.wait())
             if event is None:
                 break
             await self._publish_state(event)
@@ -295,13 +294,13 @@ class BgpAgent:
     async def _report(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
+                await asyncio.wait_for(first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
             self._report_due.clear()
             self._update_metrics()
             quiet_by = asyncio.get_running_loop().time() + REPORT_INTERVAL
             while self._dirty.is_set() and asyncio.get_running_loop().time() < quiet_by and not stopping.is_set():
                 # a burst is still being planned: the wire first, the reports once it settled (bounded)
-                await _first_of(asyncio.sleep(_SETTLE * 10), stopping.wait())
+                await first_of(asyncio.sleep(_SETTLE * 10), stopping.wait())
             if not stopping.is_set():
                 await self._flush_reports(self.plan.announcements)
 
@@ -368,20 +367,3 @@ def _report_of(node: str, ip: str, announcement: IPAnnouncement | None) -> Annou
         node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=bool(announcement.peers),
         services=announcement.services, peers=announcement.peers,
     )  # fmt: skip
-
-
-async def _first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, object]) -> T | None:
-    """Run ``work`` until it finishes or ``stop`` does; None (and ``work`` cancelled) when ``stop`` came first."""
-    work_task = asyncio.ensure_future(work)
-    stop_task = asyncio.ensure_future(stop)
-    try:
-        await asyncio.wait({work_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (work_task, stop_task):
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    if work_task.cancelled() or not work_task.done():
-        return None
-    return work_task.result()

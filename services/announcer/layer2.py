@@ -26,9 +26,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -51,6 +50,7 @@ from services.announcer.l2.ownership import (
     report_changes,
 )
 from services.announcer.l2.responder import AllowedInterfaces, L2Responder, L2Stats, ResponderConfig
+from services.common.aio import first_of
 from services.common.bus import Bus, Received
 from services.common.errors import RetryableError
 from services.common.follower import Follower
@@ -70,7 +70,6 @@ STALE_AFTER = 0.3  # seconds without our own heartbeat echo before the bus count
 REPORT_INTERVAL = 1.0  # seconds between checks of what the wire answers (link flaps) and metric snapshots
 CLAIM_CHECK_TIMEOUT = 0.5  # seconds for the direct read of a claimed IP's placement
 _RETRY = 0.5
-T = TypeVar("T")
 
 
 class L2Agent:
@@ -190,22 +189,22 @@ class L2Agent:
             except Exception:  # the data plane outlives a bug here: log, read everything again, go on
                 log.exception("event=follow_failed node=%s", self.node)
                 self._needs_resync = True
-                await _first_of(asyncio.sleep(_RETRY), stopping.wait())
+                await first_of(asyncio.sleep(_RETRY), stopping.wait())
 
     async def _follow_once(self, stopping: asyncio.Event) -> None:
         """One step: wait out a partition, resync, or apply the next batch of placements."""
         if self._echo.partitioned:  # keep answering the last IPs; wait for the echo to come back
-            await _first_of(self._echo.back.wait(), stopping.wait())
+            await first_of(self._echo.back.wait(), stopping.wait())
             return
         if self._needs_resync:
             try:
                 await self._resync()
             except (RetryableError, nats.errors.Error, TimeoutError) as error:
                 log.warning("event=resync_failed node=%s error=%r", self.node, error)
-                await _first_of(asyncio.sleep(_RETRY), stopping.wait())  # backoff before the next try
+                await first_of(asyncio.sleep(_RETRY), stopping.wait())  # backoff before the next try
             return
         assert self._follower is not None
-        batch = await _first_of(self._follower.fetch(wait=1.0), stopping.wait())
+        batch = await first_of(self._follower.fetch(wait=1.0), stopping.wait())
         if isinstance(batch, list) and self._apply(batch):
             self._converge()
 
@@ -345,7 +344,7 @@ class L2Agent:
     async def _report(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
+                await asyncio.wait_for(first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
             self._report_due.clear()
             try:
                 now = self._answering()
@@ -397,20 +396,3 @@ class L2Agent:
                 partitioned=self._echo.partitioned,
             )
         )  # fmt: skip
-
-
-async def _first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, object]) -> T | None:
-    """Run `work` until it finishes or `stop` does; None (and `work` cancelled) when `stop` came first."""
-    work_task = asyncio.ensure_future(work)
-    stop_task = asyncio.ensure_future(stop)
-    try:
-        await asyncio.wait({work_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (work_task, stop_task):
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    if work_task.cancelled() or not work_task.done():
-        return None
-    return work_task.result()
