@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import re
@@ -19,46 +18,24 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from schemas.events import Event, IPAllocated, IPReleased
-from services.common.bus import Bus, BusSettings, Received
+from services.common.bus import Received
 from services.common.nats_server import EmbeddedNats
 from services.common.subjects import IPAM_ALLOCATIONS, StreamName
 from tests.bgp_world import publish_allocation, publish_observed
+from tests.bus_thread import BusThread
 from tests.netlab import REPO, Lab, wait_for
 from tests.network.bgp.routers import Bird, _start
 
-T = TypeVar("T")
 NODES = {"node1": ("10.77.0.2", "fd77::2"), "node2": ("10.77.0.3", "fd77::3")}
 ROUTER4, ROUTER6 = "10.77.0.1", "fd77::1"
 METRICS_PORT = 7472
-
-
-class BusThread:
-    """The test's bus client on an event loop of its own, so blocking lab tools never stall it."""
-
-    def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="bgp-lab-bus", daemon=True)
-        self._thread.start()
-        self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer="test/bgp-lab"))
-        self.call(self.bus.ensure_streams())
-
-    def call(self, work: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
-
-    def close(self) -> None:
-        try:
-            self.call(self.bus.close(), timeout=10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
-            self.loop.close()
 
 
 class Process:
@@ -213,7 +190,7 @@ def fabric(directory: Path, prefix: str = "mbbga") -> Iterator[Fabric]:
                 lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
                 nodes[name] = Node(name, ns, data_port, mgmt_ip)
             with EmbeddedNats(host=f"{subnet}.1") as server:
-                bus = BusThread(server.url)
+                bus = BusThread(server.url, name="bgp-lab")
                 try:
                     yield Fabric(lab, bridge, router, server.url, bus, directory, nodes)
                 finally:

@@ -14,7 +14,6 @@ the cable is pulled at the switch, the node's own interface stays up.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
@@ -23,10 +22,10 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from schemas.events import (
     AnnouncementReported,
@@ -36,7 +35,6 @@ from schemas.events import (
     ServiceId,
     ServiceObserved,
 )
-from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
 from services.common.subjects import (
     ANNOUNCE_PREFIX,
@@ -48,35 +46,13 @@ from services.common.subjects import (
 )
 from tests.builders import pool, service
 from tests.builders_l2 import endpoints, l2, node
+from tests.bus_thread import BusThread
 from tests.netlab import REPO, Lab, wait_for
 
-T = TypeVar("T")
 NODES = ("node1", "node2", "node3")
 CLIENT4, CLIENT6 = "10.0.0.9", "fd00::9"
 WEB = ServiceId(namespace="default", name="web", uid="uid-web")
 METRICS_PORT = 7472
-
-
-class BusThread:
-    """The test's bus client on an event loop of its own, so blocking lab tools never stall it."""
-
-    def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="l2-lab-bus", daemon=True)
-        self._thread.start()
-        self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer="test/l2-lab"))
-        self.call(self.bus.ensure_streams())
-
-    def call(self, work: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
-
-    def close(self) -> None:
-        try:
-            self.call(self.bus.close(), timeout=10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
-            self.loop.close()
 
 
 class AnnouncerProcess:
@@ -112,7 +88,7 @@ class AnnouncerProcess:
     def tail(self, lines: int = 30) -> str:
         return "".join(list(self.log)[-lines:])
 
-    def wait_started(self, timeout: float = 15.0) -> None:
+    def wait_started(self, timeout: float = 45.0) -> None:
         def started() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"announcer on {self.node.name} exited {self.proc.returncode}:\n{self.tail()}")
@@ -350,7 +326,7 @@ def cluster(prefix: str = "mbl2c") -> Iterator[Cluster]:
             client = lab.namespace("client")
             lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
             with EmbeddedNats(host=f"{subnet}.1") as server:
-                bus = BusThread(server.url)
+                bus = BusThread(server.url, name="l2-lab")
                 built = Cluster(lab, bridge, mgmt, client, server.url, bus, server, nodes)
                 try:
                     yield built

@@ -1,0 +1,34 @@
+"""A bus client on an event loop of its own thread, for synchronous network-lab tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from services.common.bus import Bus, BusSettings
+
+T = TypeVar("T")
+
+
+class BusThread:
+    """The test's bus client on an event loop of its own, so blocking lab tools never stall it."""
+
+    def __init__(self, url: str, *, name: str = "lab") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"{name}-bus", daemon=True)
+        self._thread.start()
+        self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer=f"test/{name}"))
+        self.call(self.bus.ensure_streams())
+
+    def call(self, work: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def close(self) -> None:
+        try:
+            self.call(self.bus.close(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
