@@ -25,7 +25,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -192,3 +192,22 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+@contextlib.contextmanager
+def management_network(lab: Lab) -> Iterator[tuple[str, str]]:
+    """A namespace with bridge `mg0`, joined to this host by a veth carrying `<subnet>.1/24`, so processes
+    on this host (NATS, ipam) and the lab's namespaces reach each other. Yields (namespace, subnet); nodes
+    join with `lab.link(ns, bridge_ns=mgmt, bridge="mg0", ...)`. The host end is removed on exit."""
+    subnet = f"10.254.{secrets.randbelow(250) + 1}"
+    host_port = f"mb{secrets.token_hex(4)}"
+    mgmt = lab.namespace("mg")
+    lab.bridge(mgmt, "mg0")
+    subprocess.run(["ip", "link", "add", host_port, "type", "veth", "peer", "name", "up0", "netns", mgmt], check=True)
+    try:
+        lab.run(mgmt, "ip", "link", "set", "up0", "master", "mg0", "up")
+        subprocess.run(["ip", "addr", "add", f"{subnet}.1/24", "dev", host_port], check=True)
+        subprocess.run(["ip", "link", "set", host_port, "up"], check=True)
+        yield mgmt, subnet
+    finally:
+        subprocess.run(["ip", "link", "del", host_port], capture_output=True, check=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ from services.common.nats_server import EmbeddedNats
 from services.common.subjects import IPAM_ALLOCATIONS, StreamName
 from tests.bgp_world import publish_allocation, publish_observed
 from tests.bus_thread import BusThread
-from tests.netlab import REPO, Lab, wait_for
+from tests.netlab import REPO, Lab, management_network, wait_for
 from tests.network.bgp.routers import Bird, _start
 
 NODES = {"node1": ("10.77.0.2", "fd77::2"), "node2": ("10.77.0.3", "fd77::3")}
@@ -167,37 +166,25 @@ def _service_of(received: Received) -> str:
 @contextmanager
 def fabric(directory: Path, prefix: str = "mbbga") -> Iterator[Fabric]:
     """Build the lab and start NATS; routers, the ipam and announcers are started by the test. All torn down."""
-    subnet = f"10.254.{secrets.randbelow(250) + 1}"
-    root_port = f"mb{secrets.token_hex(4)}"
-    with Lab(prefix) as lab:
-        bridge, mgmt = lab.namespace("br"), lab.namespace("mg")
+    with Lab(prefix) as lab, management_network(lab) as (mgmt, subnet):
+        bridge = lab.namespace("br")
         lab.bridge(bridge)
-        lab.bridge(mgmt, "mg0")
-        subprocess.run(
-            ["ip", "link", "add", root_port, "type", "veth", "peer", "name", "up0", "netns", mgmt], check=True
-        )
-        try:
-            lab.run(mgmt, "ip", "link", "set", "up0", "master", "mg0", "up")
-            subprocess.run(["ip", "addr", "add", f"{subnet}.1/24", "dev", root_port], check=True)
-            subprocess.run(["ip", "link", "set", root_port, "up"], check=True)
-            router = lab.namespace("router")
-            lab.link(router, bridge_ns=bridge, addresses=[f"{ROUTER4}/24", f"{ROUTER6}/64"])
-            nodes: dict[str, Node] = {}
-            for index, (name, (v4, v6)) in enumerate(NODES.items(), start=1):
-                ns = lab.namespace(name)
-                data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"{v4}/24", f"{v6}/64"])
-                mgmt_ip = f"{subnet}.1{index}"
-                lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
-                nodes[name] = Node(name, ns, data_port, mgmt_ip)
-            with EmbeddedNats(host=f"{subnet}.1") as server:
-                bus = BusThread(server.url, name="bgp-lab")
-                try:
-                    yield Fabric(lab, bridge, router, server.url, bus, directory, nodes)
-                finally:
-                    bus.close()
-                    lab.close()  # announcers and the ipam go before their bus
-        finally:
-            subprocess.run(["ip", "link", "del", root_port], capture_output=True, check=False)
+        router = lab.namespace("router")
+        lab.link(router, bridge_ns=bridge, addresses=[f"{ROUTER4}/24", f"{ROUTER6}/64"])
+        nodes: dict[str, Node] = {}
+        for index, (name, (v4, v6)) in enumerate(NODES.items(), start=1):
+            ns = lab.namespace(name)
+            data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"{v4}/24", f"{v6}/64"])
+            mgmt_ip = f"{subnet}.1{index}"
+            lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
+            nodes[name] = Node(name, ns, data_port, mgmt_ip)
+        with EmbeddedNats(host=f"{subnet}.1") as server:
+            bus = BusThread(server.url, name="bgp-lab")
+            try:
+                yield Fabric(lab, bridge, router, server.url, bus, directory, nodes)
+            finally:
+                bus.close()
+                lab.close()  # announcers and the ipam go before their bus
 
 
 # --- BIRD with one protocol per node ----------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -47,7 +46,7 @@ from services.common.subjects import (
 from tests.builders import pool, service
 from tests.builders_l2 import endpoints, l2, node
 from tests.bus_thread import BusThread
-from tests.netlab import REPO, Lab, wait_for
+from tests.netlab import REPO, Lab, management_network, wait_for
 
 NODES = ("node1", "node2", "node3")
 CLIENT4, CLIENT6 = "10.0.0.9", "fd00::9"
@@ -302,41 +301,29 @@ class Cluster:
 @contextmanager
 def cluster(prefix: str = "mbl2c") -> Iterator[Cluster]:
     """Build the lab, start NATS; announcers are started by the test (`start_all`). Everything is torn down."""
-    subnet = f"10.254.{secrets.randbelow(250) + 1}"
-    root_port = f"mb{secrets.token_hex(4)}"
-    with Lab(prefix) as lab:
-        bridge, mgmt = lab.namespace("br"), lab.namespace("mg")
+    with Lab(prefix) as lab, management_network(lab) as (mgmt, subnet):
+        bridge = lab.namespace("br")
         lab.bridge(bridge)
-        lab.bridge(mgmt, "mg0")
-        subprocess.run(
-            ["ip", "link", "add", root_port, "type", "veth", "peer", "name", "up0", "netns", mgmt], check=True
-        )
-        try:
-            lab.run(mgmt, "ip", "link", "set", "up0", "master", "mg0", "up")
-            subprocess.run(["ip", "addr", "add", f"{subnet}.1/24", "dev", root_port], check=True)
-            subprocess.run(["ip", "link", "set", root_port, "up"], check=True)
-            nodes: dict[str, Node] = {}
-            for index, name in enumerate(NODES, start=1):
-                ns = lab.namespace(name)
-                data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"10.0.0.1{index}/24", f"fd00::1{index}/64"])
-                mgmt_ip = f"{subnet}.1{index}"
-                mgmt_port = lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
-                nodes[name] = Node(name, ns, data_port, mgmt_port, mgmt_ip)
-            lab.link(nodes["node1"].ns, bridge_ns=bridge, ifname="eth1")
-            client = lab.namespace("client")
-            lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
-            with EmbeddedNats(host=f"{subnet}.1") as server:
-                bus = BusThread(server.url, name="l2-lab")
-                built = Cluster(lab, bridge, mgmt, client, server.url, bus, server, nodes)
-                try:
-                    yield built
-                finally:
-                    if built.ipam is not None:
-                        built.ipam.stop()
-                    bus.close()
-                    lab.close()  # announcers go before their bus
-        finally:
-            subprocess.run(["ip", "link", "del", root_port], capture_output=True, check=False)
+        nodes: dict[str, Node] = {}
+        for index, name in enumerate(NODES, start=1):
+            ns = lab.namespace(name)
+            data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"10.0.0.1{index}/24", f"fd00::1{index}/64"])
+            mgmt_ip = f"{subnet}.1{index}"
+            mgmt_port = lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
+            nodes[name] = Node(name, ns, data_port, mgmt_port, mgmt_ip)
+        lab.link(nodes["node1"].ns, bridge_ns=bridge, ifname="eth1")
+        client = lab.namespace("client")
+        lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
+        with EmbeddedNats(host=f"{subnet}.1") as server:
+            bus = BusThread(server.url, name="l2-lab")
+            built = Cluster(lab, bridge, mgmt, client, server.url, bus, server, nodes)
+            try:
+                yield built
+            finally:
+                if built.ipam is not None:
+                    built.ipam.stop()
+                bus.close()
+                lab.close()  # announcers go before their bus
 
 
 class ArpWatch:
