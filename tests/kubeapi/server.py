@@ -100,6 +100,7 @@ def _verb(method: str, route: Route, watch: bool) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _recorded = False  # this request is already in the store's request log
     disable_nagle_algorithm = True
     server: KubeHTTPServer
 
@@ -151,6 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         route: Route | None = None
         verb, code = method.lower(), 200
         reply: tuple[int, Any] | None = None
+        self._recorded = False
         try:
             body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
             if self._discovery(method, url.path):
@@ -180,15 +182,18 @@ class _Handler(BaseHTTPRequestHandler):
             reply = (500, ApiError(500, f"kubeapi internal error: {exc!r}").status())
         finally:
             # Recorded before the answer leaves, so a client that got its answer finds it in the log.
-            if route is not None:
-                self.server.store.record(
-                    Request(verb, route.resource.storage, route.namespace, route.name, route.subresource, code)
-                )
+            if route is not None and not self._recorded:
+                self._record(verb, route, code)
         if reply is not None:
             try:
                 self._send_json(*reply)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
+
+    def _record(self, verb: str, route: Route, code: int) -> None:
+        self.server.store.record(
+            Request(verb, route.resource.storage, route.namespace, route.name, route.subresource, code)
+        )
 
     def _route(self, path: str) -> Route:
         table: ResourceTable = self.server.store.table
@@ -296,6 +301,10 @@ class _Handler(BaseHTTPRequestHandler):
             timeout=float(timeout) if timeout else None,
             fail_with=fail_with,
         )
+        # Answered 200 before the stream starts: logged now, so a client that has seen the stream (even
+        # just its ERROR event) finds the request in the log.
+        self._record("watch", route, 200)
+        self._recorded = True
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
