@@ -1,0 +1,84 @@
+"""The state collector: no collection while state is built, cyclic garbage still reclaimed later."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.collector import StateCollector
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Cyclic:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture(autouse=True)
+def fresh_collector_state() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.enable()
+    yield
+    gc.unfreeze()
+    gc.collect()
+    if not was_enabled:
+        gc.disable()
+
+
+def garbage_cycle() -> weakref.ref[Cyclic]:
+    """A reference cycle nobody holds: only the cyclic collector can free it."""
+    return weakref.ref(Cyclic())
+
+
+def test_no_collection_while_building_and_what_was_built_is_frozen() -> None:
+    collector = StateCollector(clock=Clock())
+    frozen_before = gc.get_freeze_count()
+    with collector.building():
+        assert not gc.isenabled()
+        state = [{"service": i} for i in range(100)]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen_before + len(state)
+
+
+def test_cyclic_garbage_frozen_while_building_is_reclaimed_when_idle_and_due() -> None:
+    clock = Clock()
+    collector = StateCollector(full_every=60, clock=clock)
+    with collector.building():
+        cycle = garbage_cycle()
+    gc.collect()
+    assert cycle() is not None  # frozen: out of the collector's sight
+    clock.now = 59
+    collector.idle()
+    assert cycle() is not None  # not due yet
+    clock.now = 60
+    collector.idle()
+    assert cycle() is None
+
+
+def test_a_process_never_idle_still_gets_a_full_collection() -> None:
+    clock = Clock()
+    collector = StateCollector(full_every=60, clock=clock)
+    with collector.building():
+        cycle = garbage_cycle()
+    clock.now = 120
+    with collector.building():
+        pass
+    assert cycle() is None
+
+
+def test_building_leaves_a_disabled_collector_disabled() -> None:
+    collector = StateCollector(clock=Clock())
+    gc.disable()
+    with collector.building():
+        pass
+    assert not gc.isenabled()
