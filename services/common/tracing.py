@@ -26,6 +26,7 @@ def setup_tracing(service_name: str, *, extra_processor: SpanProcessor | None = 
     if _configured is not None:
         if extra_processor is not None:
             _configured.add_span_processor(extra_processor)
+            _SAMPLER.exporting = True  # spans now have somewhere to go
         return _configured
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
     if "OTEL_TRACES_SAMPLER" in os.environ:
@@ -90,6 +91,22 @@ def tracer(name: str) -> trace.Tracer:
 def inject_context(headers: MutableMapping[str, str]) -> None:
     """Write the current trace context (``traceparent``/``tracestate``) into message headers."""
     propagate.inject(headers)
+
+
+def spans_exported() -> bool:
+    """Whether this process records spans (it has somewhere to send them). When it does not, a hot
+    path may skip span bookkeeping and send on the trace context it received (``passed_on``)."""
+    return _SAMPLER.exporting
+
+
+#: The W3C trace context headers.
+TRACE_CONTEXT_HEADERS = ("traceparent", "tracestate")
+
+
+def passed_on(headers: Mapping[str, str]) -> dict[str, str]:
+    """The trace context of a received message, unchanged, for the messages it causes: the trace
+    goes on across a process that records no span of its own."""
+    return {name: headers[name] for name in TRACE_CONTEXT_HEADERS if name in headers}
 
 
 def extract_context(headers: Mapping[str, str] | None) -> context.Context:

@@ -8,10 +8,19 @@ import signal
 import time
 from collections.abc import AsyncIterator
 
+import pytest
+
 from schemas.events import ConfigurationEvaluated, ObjectKind
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
-from services.common.subjects import IPAM_CONFIG_SUBJECT, StreamName, k8s_subject
+from services.common.subjects import (
+    IPAM_CONFIG_SUBJECT,
+    StreamName,
+    ipam_allocation_subject,
+    k8s_subject,
+    observed_subject,
+)
+from services.ipam import replica as replica_module
 from services.ipam.replica import Replica, ReplicaSettings, Role
 from tests.builders import pool, service, service_deleted
 from tests.integration.ipam.helpers import (
@@ -66,6 +75,24 @@ async def test_services_get_addresses_and_deletions_free_them(bus: Bus, nats_ser
             lambda: _equals(bus, {"default/web": ("192.168.10.1",), "default/api": ("192.168.10.0",)}),
             what="db's address to go to api",
         )
+
+
+async def test_without_spans_of_its_own_a_decision_carries_the_observations_trace(
+    bus: Bus, nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replica_module, "spans_exported", lambda: False)  # a process with no exporter
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await observe(bus, [pool("lan", "192.168.10.0/24")])
+    async with replica(nats_server.url, "a") as active:
+        await async_wait_until(active.replica.activated.is_set, what="activation")
+        web = service("web")
+        await bus.publish_many([(observed_subject(web), web, None, {"traceparent": traceparent})])
+        await observe(bus, [service("db")])
+        await async_wait_until(lambda: _count(bus, 2), what="two allocations")
+    web_decided = await bus.last_value(StreamName.IPAM, ipam_allocation_subject("default", "web"))
+    assert web_decided is not None and web_decided.headers.get("traceparent") == traceparent
+    db_decided = await bus.last_value(StreamName.IPAM, ipam_allocation_subject("default", "db"))
+    assert db_decided is not None and "traceparent" not in db_decided.headers  # no trace made up
 
 
 async def test_malformed_and_invalid_input_fail_alone(bus: Bus, nats_server: EmbeddedNats) -> None:
