@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
-from uuid import uuid4
 
 from pydantic import ValidationError
 
@@ -15,7 +15,10 @@ class InvalidEvent(ValueError):
 
 
 def new_event_id() -> EventId:
-    return EventId(uuid4().hex)
+    """128 random bits as 32 hex digits. Unique, not secret: the module's generator (seeded from the
+    OS, re-seeded in a forked child) is ten times cheaper than ``uuid4``, which reads the OS's
+    randomness for every event."""
+    return EventId(f"{random.getrandbits(128):032x}")
 
 
 def wrap(
