@@ -2,7 +2,8 @@
 
 10 000 Services (a third dual-stack, some sharing, some in selected namespaces) over a /16 IPv4 and a
 /64 IPv6 pool plus 5 pools with priorities and selectors. Prints figures; the last line is one JSON
-object.  ``python bench/ipam.py [--quick]``  (--quick: 2 000 Services, 20 000-event history)
+object.  ``python bench/ipam.py [--quick]``  (--quick: 2 000 Services, 20 000-event history, one
+end-to-end round instead of three)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -217,7 +219,14 @@ def main() -> None:
     history = 20_000 if args.quick else 100_000
     core = run_core(count, 1 if args.quick else 3)
     figures: dict[str, object] = {"services": count, "core_allocations_per_s": core["core_allocations_per_s"]}
-    figures.update(asyncio.run(end_to_end(count)))
+    # The end-to-end figures vary with what else the machine runs: several rounds, each on a fresh
+    # server and replicas; the median throughput and the worst failover are the figures.
+    rounds = [asyncio.run(end_to_end(count)) for _ in range(1 if args.quick else 3)]
+    figures["through_nats_services_per_s"] = statistics.median(r["through_nats_services_per_s"] for r in rounds)
+    figures["through_nats_rounds"] = [round(r["through_nats_services_per_s"]) for r in rounds]
+    figures["active_rss_mb"] = max(r["active_rss_mb"] for r in rounds)
+    figures["failover_s"] = max(r["failover_s"] for r in rounds)
+    figures["failover_rounds"] = [round(r["failover_s"], 2) for r in rounds]
     figures.update(asyncio.run(cold_replay(history)))
     targets = {"core_allocations_per_s": (">=", 50_000), "through_nats_services_per_s": (">=", 5_000),
                "cold_replay_s": ("<=", 3.0), "active_rss_mb": ("<=", 200), "failover_s": ("<=", 3.0)}
