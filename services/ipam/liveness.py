@@ -28,6 +28,7 @@ from schemas.events import AnnouncerHeartbeat
 from schemas.events.codec import InvalidEvent, decode
 from services.common.bus import Bus
 from services.common.subjects import HEARTBEATS, decode_token
+from services.ipam import metrics
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class LivenessWatch:
             await self._judge(self._bus, self._subscription)
         self.changed.clear()
         self._deaths.clear()
+        metrics.LIVE_ANNOUNCERS.set(len(self.tracker.live))
 
     def take_deaths(self) -> dict[str, float]:
         """Nodes that died since the last call, each with the loop time it was noticed."""
@@ -187,7 +189,7 @@ class LivenessWatch:
             self._deaths[node] = self.now()
             log.info("announcer silent node=%s timeout_s=%.3f", node, self.tracker.timeout)
         if dead:
-            self.changed.set()
+            self._live_changed()
 
     def _fold(self, message: Msg) -> None:
         try:
@@ -206,4 +208,8 @@ class LivenessWatch:
             else:
                 self._deaths.pop(node, None)
                 log.info("announcer live node=%s", node)
-            self.changed.set()
+            self._live_changed()
+
+    def _live_changed(self) -> None:
+        metrics.LIVE_ANNOUNCERS.set(len(self.tracker.live))
+        self.changed.set()

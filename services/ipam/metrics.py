@@ -23,6 +23,7 @@ DECISION_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+LIVE_ANNOUNCERS = Gauge("metalbus_ipam_live_announcers", "Announcers whose heartbeats this replica hears")
 PLACEMENTS = Gauge("metalbus_ipam_placements", "L2 IPs placed on each node (as appended)", ["node"])
 FAILOVER_SECONDS = Histogram(
     "metalbus_ipam_failover_seconds",

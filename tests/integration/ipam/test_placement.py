@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
+from prometheus_client import REGISTRY
+
 from schemas.events import AnnouncerHeartbeat, Event, L2PlacementDecided
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
@@ -143,6 +145,7 @@ async def test_a_silent_announcer_loses_its_ips_within_a_second(bus: Bus, nats_s
         assert all(after[ip] == before[ip] for ip in before if ip not in owned)  # nobody else moved
         assert elapsed >= FAST.liveness_timeout - 0.15  # the last heartbeat came up to 100 ms before
         assert active.liveness.live == set(NODES) - {victim}
+        assert REGISTRY.get_sample_value("metalbus_ipam_live_announcers") == len(NODES) - 1
 
 
 async def test_a_leaving_announcer_hands_over_at_once(bus: Bus, nats_server: EmbeddedNats) -> None:
