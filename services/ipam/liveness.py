@@ -92,6 +92,12 @@ class Liveness:
         for node in self._seen:
             self._seen[node] = now
 
+    def recently_dead(self, *, since: float) -> list[str]:
+        """Nodes heard since ``since`` that are dead now without having said they were leaving."""
+        return sorted(
+            node for node, heard in self._heard.items() if heard >= since and node not in self._seen | self._left.keys()
+        )
+
     def revive(self, now: float, *, since: float) -> None:
         """Give a fresh window to every node heard since ``since`` that did not say it was leaving (its
         silence may have been ours); the next ``expire`` after a whole window settles who is live."""
@@ -111,6 +117,8 @@ class LivenessWatch:
         self._deaths: dict[str, float] = {}
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Loop time since which heartbeats have been heard without a break (None: not listening).
+        self._listening_since: float | None = None
 
     @property
     def live(self) -> frozenset[str]:
@@ -122,6 +130,8 @@ class LivenessWatch:
     async def start(self) -> None:
         self._bus = await Bus.connect(self._settings, producer=self._producer)
         self._subscription = await self._bus.client.subscribe(HEARTBEATS)
+        self._listening_since = self.now()
+        self._bus.on_reconnect(self._heartbeats_missed)
         self._task = asyncio.create_task(self._run(self._bus, self._subscription), name="ipam liveness")
 
     async def stop(self) -> None:
@@ -137,17 +147,26 @@ class LivenessWatch:
             except nats.errors.Error as error:
                 log.debug("heartbeat unsubscribe failed error=%r", error)
         bus, self._bus = self._bus, None
+        self._listening_since = None
         if bus is not None:
             await bus.close()
 
+    def _heartbeats_missed(self) -> None:
+        """The connection was down: what was heard before is no whole window any more."""
+        if self._listening_since is not None:
+            self._listening_since = self.now()
+
     async def fresh_window(self, *, memory: float = 10.0) -> None:
-        """Listen for one whole window with nothing else to do, then settle who is live: on taking over,
-        nodes a busy standby judged dead in the last ``memory`` seconds get that window to speak."""
+        """Settle who is live, on taking over. Nodes a busy standby judged dead in the last ``memory``
+        seconds get one whole window to speak, and so does everyone if this replica has not heard
+        heartbeats for a whole window without a break; otherwise what it heard stands, at once."""
         now = self.now()
-        self.tracker.revive(now, since=now - memory)
-        await asyncio.sleep(self.tracker.timeout + _SLACK)  # one liveness window, not a poll
-        if self._bus is not None and self._subscription is not None:
-            await self._judge(self._bus, self._subscription)
+        heard_a_window = self._listening_since is not None and now - self._listening_since > self.tracker.timeout
+        if not heard_a_window or self.tracker.recently_dead(since=now - memory):
+            self.tracker.revive(now, since=now - memory)
+            await asyncio.sleep(self.tracker.timeout + _SLACK)  # one liveness window, not a poll
+            if self._bus is not None and self._subscription is not None:
+                await self._judge(self._bus, self._subscription)
         self.changed.clear()
         self._deaths.clear()
         metrics.LIVE_ANNOUNCERS.set(len(self.tracker.live))
@@ -178,6 +197,7 @@ class LivenessWatch:
         except (nats.errors.Error, TimeoutError) as error:
             log.warning("heartbeats cannot be checked error=%r; every live node gets a fresh window", error)
             self.tracker.refresh(self.now())
+            self._heartbeats_missed()
             return
         while subscription.pending_msgs:
             try:

@@ -62,3 +62,16 @@ def test_a_majority_falling_silent_at_once_is_believed_only_when_it_lasts() -> N
     assert liveness.expire(now=1.1) == ["c"]  # one of three: believed at once
     assert liveness.expire(now=2.0) == []  # both that are left: suspected
     assert liveness.expire(now=2.7) == ["a", "b"]  # still silent two windows later: believed
+
+
+def test_recently_dead_are_the_silent_ones_heard_lately_not_those_that_left() -> None:
+    liveness = Liveness(timeout=0.35)
+    for name in ("a", "b", "c"):
+        liveness.heard(name, instance="1", leaving=False, now=0.0)
+    liveness.heard("old", instance="1", leaving=False, now=-50.0)
+    liveness.expire(now=-49.0)
+    liveness.heard("c", instance="1", leaving=True, now=0.1)
+    liveness.heard("a", instance="1", leaving=False, now=0.3)
+    assert liveness.expire(now=0.5) == ["b"]
+    assert liveness.recently_dead(since=-9.0) == ["b"]  # not a (live), c (left) or old (long ago)
+    assert liveness.recently_dead(since=0.2) == []
