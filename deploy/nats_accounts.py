@@ -71,13 +71,14 @@ class NatsUser:
         return f"{self.name.upper()}_PASSWORD"
 
 
-K8S, IPAM, ANNOUNCE = StreamName.K8S.value, StreamName.IPAM.value, StreamName.ANNOUNCE.value
+K8S, SECRETS, IPAM, ANNOUNCE = (StreamName.K8S.value, StreamName.SECRETS.value, StreamName.IPAM.value,
+                                StreamName.ANNOUNCE.value)
 
 USERS: tuple[NatsUser, ...] = (
     NatsUser(
-        "watcher", "observes Kubernetes (writes K8S), writes status from IPAM and ANNOUNCE",
-        publish=(f"{K8S_PREFIX}.>", *declare_streams(), *read_stream(K8S), *read_stream(IPAM),
-                 *read_stream(ANNOUNCE)),
+        "watcher", "observes Kubernetes (writes K8S and SECRETS), writes status from IPAM and ANNOUNCE",
+        publish=(f"{K8S_PREFIX}.>", *declare_streams(), *read_stream(K8S), *read_stream(SECRETS),
+                 *read_stream(IPAM), *read_stream(ANNOUNCE)),
         subscribe=(INBOX,),
     ),
     NatsUser(
@@ -87,16 +88,18 @@ USERS: tuple[NatsUser, ...] = (
         subscribe=(INBOX, f"{HEARTBEAT_PREFIX}.>"),
     ),
     NatsUser(
-        "announcer", "follows IPAM and K8S, reports what it announces (ANNOUNCE), heartbeats",
+        "announcer", "follows IPAM, K8S and SECRETS (BGP passwords), reports what it announces (ANNOUNCE), heartbeats",
         publish=(f"{ANNOUNCE_PREFIX}.>", f"{HEARTBEAT_PREFIX}.>", *declare_streams(), *read_stream(K8S),
-                 *read_stream(IPAM)),
+                 *read_stream(SECRETS), *read_stream(IPAM)),
         # Its own heartbeats come back to it: the echo tells it the bus carries them.
         subscribe=(INBOX, f"{HEARTBEAT_PREFIX}.>"),
     ),
     NatsUser(
-        "operator", "read-only, for `metalbus status`, `explain` and `history`: reads every stream, hears heartbeats",
+        "operator", "read-only, for `metalbus status`, `explain` and `history`: reads every stream but SECRETS, "
+        "hears heartbeats",
         publish=("$JS.API.INFO", *(f"$JS.API.STREAM.INFO.{spec.name.value}" for spec in STREAMS),
-                 *(subject for spec in STREAMS for subject in read_stream(spec.name.value))),
+                 *(subject for spec in STREAMS if spec.name is not StreamName.SECRETS
+                   for subject in read_stream(spec.name.value))),
         subscribe=(INBOX, f"{HEARTBEAT_PREFIX}.>"),
     ),
 )

@@ -136,20 +136,24 @@ class BgpAgent:
         return False
 
     async def _read(self) -> None:
-        """The current world and every current allocation, then followers from just after them."""
+        """The current world (with the Secrets peers reference) and every current allocation, then
+        followers from just after them."""
         k8s_end = await self.bus.last_sequence(StreamName.K8S)
+        secrets_end = await self.bus.last_sequence(StreamName.SECRETS)
         ipam_end = await self.bus.last_sequence(StreamName.IPAM)
 
         def fold(received: Received) -> None:
             self.world.apply(received.event)
 
         ipam_subjects = [IPAM_ALLOCATIONS, IPAM_CONFIG_SUBJECT]
-        await asyncio.gather(  # both at once: the folds do not depend on each other's order
+        await asyncio.gather(  # all at once: the folds do not depend on each other's order
             self.bus.replay(StreamName.K8S, fold, last_per_subject=True),
+            self.bus.replay(StreamName.SECRETS, fold, last_per_subject=True),
             self.bus.replay(StreamName.IPAM, fold, subjects=ipam_subjects, last_per_subject=True),
         )
         self._followers = [
             Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1),
+            Follower(self.bus, StreamName.SECRETS, start_sequence=secrets_end + 1),
             Follower(self.bus, StreamName.IPAM, start_sequence=ipam_end + 1, subjects=ipam_subjects),
         ]
         log.info("event=bgp_world_read node=%s k8s_up_to=%d ipam_up_to=%d allocations=%d", self.node, k8s_end,

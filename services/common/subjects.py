@@ -65,6 +65,7 @@ def decode_token(token: str) -> str:
 
 class StreamName(StrEnum):
     K8S = "K8S"
+    SECRETS = "SECRETS"
     IPAM = "IPAM"
     ANNOUNCE = "ANNOUNCE"
     DEAD_LETTER = "DEADLETTER"
@@ -90,11 +91,21 @@ HEARTBEAT_PREFIX = "heartbeat"
 
 DAY = 86400.0
 
+#: Observed kinds kept out of the K8S stream, on SECRETS: the BGP passwords, which only the watcher (who
+#: writes them) and the announcers (who use them) may read. Their subjects keep the K8S form.
+SECRET_KINDS = frozenset({ObjectKind.SECRET})
+
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(
         name=StreamName.K8S,
-        subjects=(f"{K8S_PREFIX}.>",),
+        subjects=tuple(f"{K8S_PREFIX}.{kind.value}.>" for kind in ObjectKind if kind not in SECRET_KINDS),
         description="observed Kubernetes state, last value per object, deletions as tombstones",
+        per_subject=1,
+    ),
+    StreamSpec(
+        name=StreamName.SECRETS,
+        subjects=tuple(f"{K8S_PREFIX}.{kind.value}.>" for kind in sorted(SECRET_KINDS)),
+        description="observed Secrets that BGP peers reference (passwords), readable by announcers only",
         per_subject=1,
     ),
     StreamSpec(
@@ -156,6 +167,11 @@ def observed_subject(event: Event) -> str:
 
 def k8s_kind_filter(kind: ObjectKind) -> str:
     return f"{K8S_PREFIX}.{kind.value}.>"
+
+
+def observed_stream(kind: ObjectKind) -> StreamName:
+    """The stream that holds observed objects of ``kind``."""
+    return StreamName.SECRETS if kind in SECRET_KINDS else StreamName.K8S
 
 
 def parse_k8s_subject(subject: str) -> tuple[ObjectKind, str, str]:

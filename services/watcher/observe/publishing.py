@@ -23,7 +23,7 @@ from schemas.events import (
     ObjectKind,
 )
 from services.common.bus import Bus
-from services.common.subjects import StreamName, k8s_kind_filter
+from services.common.subjects import k8s_kind_filter, observed_stream
 from services.common.tracing import span_headers, tracer
 from services.watcher.observe import metrics
 from services.watcher.observe.projection import Projection
@@ -56,7 +56,8 @@ class ProjectionPublisher:
         """Take what the stream holds now (last value per subject of this kind) as known."""
         stored: dict[str, Identity] = {}
         async for received in self.bus.read(
-            StreamName.K8S, subjects=[k8s_kind_filter(self.projection.kind)], last_per_subject=True
+            observed_stream(self.projection.kind), subjects=[k8s_kind_filter(self.projection.kind)],
+            last_per_subject=True,
         ):
             identity = stored_identity(received.event)
             if identity is not None:

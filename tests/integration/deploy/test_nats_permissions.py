@@ -196,6 +196,25 @@ async def test_readers_follow_their_streams_with_the_real_consumers(buses: dict[
             buses["ipam"].replay(StreamName.ANNOUNCE, seen.append), 3)
 
 
+async def test_bgp_passwords_are_read_by_the_announcers_alone(buses: dict[str, Bus]) -> None:
+    await buses["watcher"].ensure_streams()
+    secret = k8s_subject(ObjectKind.SECRET, "metallb-system", "bgp-password")
+    await buses["watcher"].publish(secret, _beat())
+    await buses["watcher"].publish(k8s_subject(ObjectKind.NODE, "", "node-d"), _beat())
+    for reader in ("announcer", "watcher"):
+        seen: list[Received] = []
+        await buses[reader].replay(StreamName.SECRETS, seen.append, last_per_subject=True)
+        assert [r.subject for r in seen] == [secret], reader
+    everything_ipam_reads: list[Received] = []
+    await buses["ipam"].replay(StreamName.K8S, everything_ipam_reads.append, last_per_subject=True)
+    assert everything_ipam_reads and secret not in {r.subject for r in everything_ipam_reads}
+    for stranger in ("ipam", "operator"):
+        with pytest.raises(Exception):  # noqa: B017 - refused at the JetStream API
+            await asyncio.wait_for(buses[stranger].replay(StreamName.SECRETS, everything_ipam_reads.append), 3)
+        with pytest.raises(Exception):  # noqa: B017 - refused at the JetStream API
+            await asyncio.wait_for(buses[stranger].last_value(StreamName.SECRETS, secret), 3)
+
+
 async def test_ipam_takes_its_lease_and_others_cannot(buses: dict[str, Bus]) -> None:
     lease = BusLease(buses["ipam"], name="ipam", holder="ipam-0")
     assert await lease.try_acquire()

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from schemas.events import Event, ObjectKind
 from schemas.events.codec import decode
 from services.common.bus import Bus
-from services.common.subjects import StreamName, k8s_kind_filter, k8s_subject
+from services.common.subjects import k8s_kind_filter, k8s_subject, observed_stream
 from services.watcher.kube import KubeClients
 from services.watcher.observe import Observers, ReflectorSettings, build_observers
 from services.watcher.service import observe_clients
@@ -72,10 +72,10 @@ async def observing(
 
 
 async def stored(bus: Bus, kind: ObjectKind) -> dict[str, Event]:
-    """The current world of one kind: last value per subject in the K8S stream."""
+    """The current world of one kind: last value per subject in its stream (K8S, or SECRETS)."""
     return {
         r.subject: r.event
-        async for r in bus.read(StreamName.K8S, subjects=[k8s_kind_filter(kind)], last_per_subject=True)
+        async for r in bus.read(observed_stream(kind), subjects=[k8s_kind_filter(kind)], last_per_subject=True)
     }
 
 
@@ -84,7 +84,7 @@ async def wait_stored(bus: Bus, kind: ObjectKind, namespace: str, name: str, che
     found: list[Event] = []
 
     async def holds() -> bool:
-        value = await bus.last_value(StreamName.K8S, subject)
+        value = await bus.last_value(observed_stream(kind), subject)
         if value is not None and check(value.event):
             found.append(value.event)
             return True

@@ -16,7 +16,7 @@ from schemas.events import (
     SecretObserved,
 )
 from services.common.bus import Bus
-from services.common.subjects import k8s_subject
+from services.common.subjects import StreamName, k8s_subject
 from tests.integration.watcher.helpers import NAMESPACE, observing, recording, stored, wait_stored
 from tests.kubeapi import KubeApi
 from tests.kubeapi.resources import RESOURCES
@@ -94,6 +94,9 @@ async def test_only_the_secrets_bgp_peers_reference_are_observed(bus: Bus, kube_
         assert list(secrets) == [k8s_subject(ObjectKind.SECRET, NAMESPACE, "bgp-a")]
         secret = secrets[k8s_subject(ObjectKind.SECRET, NAMESPACE, "bgp-a")]
         assert isinstance(secret, SecretObserved) and secret.data == {"password": "pw-bgp-a"}
+        # passwords stay off the K8S stream everyone reads: the SECRETS stream is the announcers' only
+        assert await bus.last_value(StreamName.K8S, k8s_subject(ObjectKind.SECRET, NAMESPACE, "bgp-a")) is None
+        assert await bus.last_value(StreamName.SECRETS, k8s_subject(ObjectKind.SECRET, NAMESPACE, "bgp-a"))
 
         kube_api.put_object(_peer("peer-1", "bgp-b"))  # the peer now references another secret
         await wait_stored(bus, ObjectKind.SECRET, NAMESPACE, "bgp-b",

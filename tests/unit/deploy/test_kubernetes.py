@@ -225,6 +225,10 @@ def test_nats_users_permissions_separate_the_writers() -> None:
         destructive = ("$JS.API.STREAM.DELETE", "$JS.API.STREAM.PURGE", "$JS.API.STREAM.MSG.DELETE")
         assert not any(s in ("$JS.API.>", ">", "$JS.>") or s.startswith(destructive) for s in user.publish), name
     assert "heartbeat.>" in users["ipam"].subscribe
+    # BGP passwords: only the watcher (their writer) and the announcers may read the SECRETS stream
+    readers = {name for name, user in users.items() if "$JS.API.CONSUMER.CREATE.SECRETS" in user.publish}
+    assert readers == {"watcher", "announcer"}
+    assert not any("SECRETS" in s and ("GET" in s or "CONSUMER" in s) for s in users["ipam"].publish)
     operator = users["operator"].publish
     assert not any((".CREATE." in s and ".CONSUMER." not in s) or ".UPDATE." in s or "$KV." in s for s in operator)
     assert "deadletter.>" not in operator
