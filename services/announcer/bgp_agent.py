@@ -34,6 +34,7 @@ from schemas.events import (
     IPAllocated,
     IPReleased,
 )
+from services.announcer.announced import AnnouncedCollector, Protocol, announced_collector
 from services.announcer.bgp.peering import Refused
 from services.announcer.bgp_advertising import IPAnnouncement, LocalPrefConflict, Plan, plan
 from services.announcer.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
@@ -64,7 +65,13 @@ _SETTLE = 0.01  # seconds a change waits for the rest of its burst before planni
 
 class BgpAgent:
     def __init__(
-        self, bus: Bus, *, node: str, health: Health | None = None, collector: BgpCollector | None = None
+        self,
+        bus: Bus,
+        *,
+        node: str,
+        health: Health | None = None,
+        collector: BgpCollector | None = None,
+        announced: AnnouncedCollector | None = None,
     ) -> None:
         self.bus = bus
         self.node = node
@@ -75,6 +82,7 @@ class BgpAgent:
         self._refused: dict[str, str] = {}
         self._conflicts: tuple[LocalPrefConflict, ...] = ()
         self._collector = collector or bgp_collector()
+        self._announced = announced or announced_collector()
         self._endpoints = BfdEndpoints()
         self._followers: list[Follower] = []
         self._stopping_sessions: set[asyncio.Task[None]] = set()
@@ -358,6 +366,11 @@ class BgpAgent:
             str(s.peer_address): PeerStats(up=s.up, updates=s.updates, announced_prefixes=s.announced_prefixes)
             for s in self.sessions.values()
         }))  # fmt: skip
+        self._announced.update(Protocol.BGP, self.node, {  # planned for a peer this announcer has a session with
+            ip: tuple(f"{s.namespace}/{s.name}" for s in announcement.services)
+            for ip, announcement in self.plan.announcements.items()
+            if any(peer in self.sessions for peer in announcement.peers)
+        })  # fmt: skip
 
 
 def _ref(namespace: str | None, name: str) -> str:

@@ -4,7 +4,7 @@
     metallb_bgp_updates_total{peer}              UPDATE messages sent (End-of-RIB markers included)
     metallb_bgp_announced_prefixes_total{peer}   prefixes the peer holds from us
 
-(``metallb_speaker_announced`` belongs to the L2 collector, which registered the name first.)
+(``metallb_speaker_announced``, shared with L2 mode, is in ``announced.py``.)
 
 The event loop swaps in an immutable snapshot; the scrape thread only reads it.
 """

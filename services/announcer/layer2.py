@@ -34,6 +34,7 @@ from nats.aio.msg import Msg
 from opentelemetry import trace
 
 from schemas.events import L2PlacementCleared, L2PlacementDecided
+from services.announcer.announced import AnnouncedCollector, Protocol, announced_collector
 from services.announcer.l2.echo import EchoWatch
 from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
 from services.announcer.l2.links import dump_links
@@ -83,6 +84,7 @@ class L2Agent:
         stale_after: float = STALE_AFTER,
         clock: Callable[[], float] = time.monotonic,
         collector: L2Collector | None = None,
+        announced: AnnouncedCollector | None = None,
         list_links: Callable[[], list[InterfaceFacts]] = dump_links,
     ) -> None:
         self.bus = bus
@@ -92,6 +94,7 @@ class L2Agent:
         self.ownership = Ownership(node)
         self._clock = clock
         self._collector = collector or l2_collector()
+        self._announced = announced or announced_collector()
         self._responder: L2Responder | None = None
         self._echo = EchoWatch(stale_after=stale_after, clock=clock, on_lost=self._bus_lost, on_back=self._bus_back)
         self._needs_resync = False
@@ -388,11 +391,11 @@ class L2Agent:
 
     def _update_metrics(self, now: dict[IPAddress, Answering]) -> None:
         if self._responder is None:
-            self._collector.update(L2Snapshot(node=self.node, partitioned=self._echo.partitioned))
-            return
-        self._collector.update(
-            L2Snapshot.of(
+            snapshot = L2Snapshot(node=self.node, partitioned=self._echo.partitioned)
+        else:
+            snapshot = L2Snapshot.of(
                 node=self.node, stats=self._responder.stats, answering=now, yields=self._yields,
                 partitioned=self._echo.partitioned,
-            )
-        )  # fmt: skip
+            )  # fmt: skip
+        self._collector.update(snapshot)
+        self._announced.update(Protocol.LAYER2, self.node, snapshot.announced)

@@ -3,7 +3,8 @@
     metallb_layer2_requests_received{ip}      ARP requests / neighbor solicitations received for owned IPs
     metallb_layer2_responses_sent{ip}         ARP replies / neighbor advertisements sent
     metallb_layer2_gratuitous_sent{ip}        gratuitous ARP / unsolicited NA sent
-    metallb_speaker_announced{ip,node,protocol,service}   1 while the IP is announced
+    metallb_speaker_announced{ip,node,protocol,service}   1 while the IP is announced (served by
+                                               services/announcer/announced.py, for both protocols)
     metalbus_layer2_conflicts{ip}, metalbus_layer2_yields{ip}, metalbus_layer2_dropped{reason},
     metalbus_layer2_partitioned                1 while the announcer has lost the bus
 
@@ -98,15 +99,6 @@ class L2Collector(Collector):
         for reason, count in sorted(snap.dropped.items()):
             dropped.add_metric([reason], count)
         yield dropped
-        announced = GaugeMetricFamily(
-            "metallb_speaker_announced", "Services being announced from this node. This is desired state,"
-            " it does not guarantee that the routing protocols have converged.",
-            labels=["ip", "node", "protocol", "service"],
-        )  # fmt: skip
-        for ip, services in sorted(snap.announced.items()):
-            for service in services:
-                announced.add_metric([ip, snap.node, "layer2", service], 1)
-        yield announced
         yield GaugeMetricFamily(
             "metalbus_layer2_partitioned", "1 while this announcer has lost the bus", value=int(snap.partitioned)
         )

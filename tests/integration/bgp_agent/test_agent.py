@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from schemas.events import AnnouncementReported, BGPSessionChanged, BGPSessionState, ObjectKind
+from services.announcer.announced import AnnouncedCollector
 from services.announcer.bgp.attributes import Communities, LargeCommunities, LocalPref
 from services.announcer.bgp.events import Closed, CloseReason, Event, RoutesReceived
 from services.announcer.bgp.listener import Listener
@@ -127,8 +128,8 @@ async def reports(bus: Bus) -> dict[str, AnnouncementReported | BGPSessionChange
 async def test_world_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]) -> None:
     view, port = peer
     await world(bus, port)
-    collector = BgpCollector()
-    agent = BgpAgent(bus, node="node-a", collector=collector)
+    collector, announced = BgpCollector(), AnnouncedCollector()
+    agent = BgpAgent(bus, node="node-a", collector=collector, announced=announced)
     stopping = asyncio.Event()
     running = asyncio.create_task(agent.run(stopping))
     try:
@@ -151,6 +152,8 @@ async def test_world_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]) ->
         samples = {m.name: {tuple(s.labels.values()): s.value for s in m.samples} for m in collector.collect()}
         assert samples["metallb_bgp_session_up"] == {("127.0.0.1",): 1}
         assert samples["metallb_bgp_announced_prefixes_total"] == {("127.0.0.1",): 2}
+        assert _announced(announced) == {("198.51.100.7", "node-a", "bgp", "default/web"),
+                                         ("2001:db8:1::7", "node-a", "bgp", "default/web")}  # fmt: skip
 
         # ETP Local with the only endpoint elsewhere: withdrawn; an endpoint here: back
         await publish_observed(bus, service("web", version="2", ip_families=("IPv4", "IPv6"),
@@ -166,11 +169,17 @@ async def test_world_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]) ->
         await publish_allocation(bus, released("web", "198.51.100.7", "2001:db8:1::7"))
         await async_wait_until(lambda: not view.prefixes(), timeout=10, what="withdrawn on Service delete")
         await async_wait_until(lambda: _not_announcing(bus), timeout=10, what="the IP reported as no longer announced")
+        assert _announced(announced) == set()
     finally:
         stopping.set()
         await asyncio.wait_for(running, 10)
     await async_wait_until(lambda: bool(view.closed), timeout=5, what="the session closed")
     assert view.closed[-1].reason is CloseReason.NOTIFICATION_RECEIVED  # a Cease, not a dropped connection
+
+
+def _announced(collector: AnnouncedCollector) -> set[tuple[str, ...]]:
+    """The metallb_speaker_announced samples, as label tuples (ip, node, protocol, service)."""
+    return {tuple(sample.labels.values()) for metric in collector.collect() for sample in metric.samples}
 
 
 async def _not_announcing(bus: Bus) -> bool:
