@@ -14,6 +14,8 @@ from enum import StrEnum
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from services.common.metrics import process_collector
+
 
 class Protocol(StrEnum):
     LAYER2 = "layer2"
@@ -44,13 +46,6 @@ class AnnouncedCollector(Collector):
         yield family
 
 
-_COLLECTOR: AnnouncedCollector | None = None
-
-
 def announced_collector(registry: CollectorRegistry = REGISTRY) -> AnnouncedCollector:
     """The process's collector, registered once."""
-    global _COLLECTOR
-    if _COLLECTOR is None:
-        _COLLECTOR = AnnouncedCollector()
-        registry.register(_COLLECTOR)
-    return _COLLECTOR
+    return process_collector(AnnouncedCollector, registry)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from services.common.metrics import process_collector
+
 
 @dataclass(frozen=True, slots=True)
 class PeerStats:
@@ -54,13 +56,6 @@ class BgpCollector(Collector):
         yield prefixes
 
 
-_COLLECTOR: BgpCollector | None = None
-
-
 def bgp_collector(registry: CollectorRegistry = REGISTRY) -> BgpCollector:
     """The process's collector, registered once."""
-    global _COLLECTOR
-    if _COLLECTOR is None:
-        _COLLECTOR = BgpCollector()
-        registry.register(_COLLECTOR)
-    return _COLLECTOR
+    return process_collector(BgpCollector, registry)

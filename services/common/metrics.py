@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from typing import TypeVar, cast
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client.registry import Collector
 
 DEAD_LETTERS = Counter(
     "metalbus_dead_letters_total",
     "Messages set aside on the dead-letter stream (invalid, or failing every redelivery)",
     ["stream", "consumer"],
 )
+
+_Kind = TypeVar("_Kind", bound=Collector)
+_PROCESS_COLLECTORS: dict[type[Collector], Collector] = {}
+
+
+def process_collector(kind: type[_Kind], registry: CollectorRegistry = REGISTRY) -> _Kind:
+    """The process's one collector of ``kind`` (a metric name may be registered once), made and
+    registered on first use."""
+    found = _PROCESS_COLLECTORS.get(kind)
+    if found is None:
+        found = _PROCESS_COLLECTORS[kind] = kind()
+        registry.register(found)
+    return cast(_Kind, found)

@@ -24,6 +24,7 @@ from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 from services.announcer.l2.interfaces import IPAddress
 from services.announcer.l2.ownership import Answering
 from services.announcer.l2.responder import L2Stats
+from services.common.metrics import process_collector
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +105,6 @@ class L2Collector(Collector):
         )
 
 
-_COLLECTOR: L2Collector | None = None
-
-
 def l2_collector(registry: CollectorRegistry = REGISTRY) -> L2Collector:
     """The process's collector, registered once."""
-    global _COLLECTOR
-    if _COLLECTOR is None:
-        _COLLECTOR = L2Collector()
-        registry.register(_COLLECTOR)
-    return _COLLECTOR
+    return process_collector(L2Collector, registry)
