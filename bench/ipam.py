@@ -151,33 +151,35 @@ async def end_to_end(count: int) -> dict[str, float]:
             await bus.ensure_streams()
             await bus.publish_many((observed_subject(e), e, None) for e in configuration())  # type: ignore[arg-type]
             replicas = [start_ipam(server.url), start_ipam(server.url)]
-            lease = BusLease(bus, name=LEASE_NAME, holder="bench")
-            async with asyncio.timeout(30):
-                while await lease.holder() is None:
-                    await asyncio.sleep(0.05)  # waiting for a replica to come up (process start-up)
-            # Encoded before the clock starts: what is measured is the ipam's work, not the harness's.
-            workload = services(count)
-            encoded = [(observed_subject(e), encode(wrap(e, producer="bench/watcher"))) for e in workload]
-            start = time.perf_counter()
-            await publish_encoded(bus, encoded)
-            figures["through_nats_services_per_s"] = count / (await all_decided(bus, workload, timeout=120) - start)
-            holder = await lease.holder()
-            active = next(p for p in replicas if holder and holder.endswith(f"-{p.pid}"))
-            figures["active_rss_mb"] = rss_mb(active.pid)
+            try:
+                lease = BusLease(bus, name=LEASE_NAME, holder="bench")
+                async with asyncio.timeout(30):
+                    while await lease.holder() is None:
+                        await asyncio.sleep(0.05)  # waiting for a replica to come up (process start-up)
+                # Encoded before the clock starts: what is measured is the ipam's work, not the harness's.
+                workload = services(count)
+                encoded = [(observed_subject(e), encode(wrap(e, producer="bench/watcher"))) for e in workload]
+                start = time.perf_counter()
+                await publish_encoded(bus, encoded)
+                figures["through_nats_services_per_s"] = count / (await all_decided(bus, workload, timeout=120) - start)
+                holder = await lease.holder()
+                active = next(p for p in replicas if holder and holder.endswith(f"-{p.pid}"))
+                figures["active_rss_mb"] = rss_mb(active.pid)
 
-            # Failover: kill -9 the active replica, then time until a new Service gets its decision.
-            await asyncio.sleep(0.5)  # let the standby finish following the burst (steady state)
-            active.send_signal(signal.SIGKILL)
-            killed = time.perf_counter()
-            probe = services(1, prefix="after-failover")[0]
-            await bus.publish(observed_subject(probe), probe)
-            async with asyncio.timeout(30):
-                while await decision_of(bus, probe) is None:
-                    await asyncio.sleep(0.005)
-            figures["failover_s"] = time.perf_counter() - killed
-            for process in replicas:
-                process.kill()
-                process.wait()
+                # Failover: kill -9 the active replica, then time until a new Service gets its decision.
+                await asyncio.sleep(0.5)  # let the standby finish following the burst (steady state)
+                active.send_signal(signal.SIGKILL)
+                killed = time.perf_counter()
+                probe = services(1, prefix="after-failover")[0]
+                await bus.publish(observed_subject(probe), probe)
+                async with asyncio.timeout(30):
+                    while await decision_of(bus, probe) is None:
+                        await asyncio.sleep(0.005)
+                figures["failover_s"] = time.perf_counter() - killed
+            finally:  # also when the run fails: no replica outlives the bench
+                for process in replicas:
+                    process.kill()
+                    process.wait()
     return figures
 
 
