@@ -10,6 +10,7 @@ Consumers that process events one by one (with ack, redelivery and dead letters)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
@@ -145,8 +146,9 @@ class Bus:
         if not self.client.is_closed:
             try:
                 await self.client.drain()
-            except (nats.errors.ConnectionClosedError, TimeoutError):
-                await self.client.close()
+            except (nats.errors.Error, TimeoutError):  # closed, or still reconnecting: nothing to drain to
+                with contextlib.suppress(nats.errors.Error, OSError):  # a lost connection is closed either way
+                    await self.client.close()
 
     # --- streams -----------------------------------------------------------------------------
 

@@ -77,6 +77,7 @@ class Replica:
         self._decisions: Follower | None = None
         self._world: Follower | None = None
         self._fetching: asyncio.Task[list[Received]] | None = None
+        self._stopping = asyncio.Event()  # the one ``run`` is given
         self.liveness = LivenessWatch(bus, timeout=settings.liveness_timeout)
         self._collector = StateCollector()
         #: Set once the stream history is loaded (readiness) and once active and caught up.
@@ -84,6 +85,7 @@ class Replica:
         self.activated = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        self._stopping = stopping
         await self.liveness.start()
         await self.load()
         try:
@@ -365,7 +367,8 @@ class Replica:
         self.role = Role.STANDBY
         metrics.ACTIVE.set(0)
         metrics.report_placements({})
-        await self.load()
+        if not self._stopping.is_set():  # a replica on its way out has nothing to rebuild for
+            await self.load()
 
     def _dead_letter(self, message: Msg, error: InvalidEvent) -> None:
         metrics.INVALID_INPUTS.inc()

@@ -214,6 +214,31 @@ async def _has_holder(bus: Bus) -> bool:
     return await lease_holder(bus) is not None
 
 
+async def _has_holder(bus: Bus) -> bool:
+    return await lease_holder(bus) is not None
+
+
 async def _holder_changed(bus: Bus, old: str) -> bool:
     holder = await lease_holder(bus)
     return holder is not None and holder != old
+
+
+async def test_an_active_replica_stops_cleanly_while_the_server_is_gone() -> None:
+    """SIGTERM with no NATS to talk to (a node drain during an outage): a clean exit within the grace."""
+    server = EmbeddedNats()
+    server.__enter__()
+    try:
+        bus = await Bus.connect(BusSettings(url=server.url), producer="test/observer")
+        async with bus:
+            await bus.ensure_streams()
+            process = start_ipam(server.url)
+            try:
+                await async_wait_until(lambda: _has_holder(bus), timeout=30, what="an active replica")
+            except BaseException:
+                stop(process)
+                raise
+    finally:
+        server.__exit__(None, None, None)
+    started = time.monotonic()
+    assert await asyncio.to_thread(stop, process) == 0
+    assert time.monotonic() - started < 10  # the service's stop grace
