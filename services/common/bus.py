@@ -25,6 +25,7 @@ from nats.js import JetStreamContext, api
 
 from schemas.events import Envelope, Event, EventId
 from schemas.events.codec import InvalidEvent, decode, encode, wrap
+from services.common.acks import AckInbox
 from services.common.errors import NotFound, RetryableError, WrongLastSequence
 from services.common.metrics import DEAD_LETTERS
 from services.common.records import (
@@ -69,6 +70,7 @@ class Bus:
         self._reconnect_listeners = reconnect_listeners if reconnect_listeners is not None else []
         self.client = client
         self.js: JetStreamContext = client.jetstream(timeout=settings.request_timeout)
+        self._acks = AckInbox(client)
         self.producer = producer
         self.settings = settings
 
@@ -211,7 +213,7 @@ class Bus:
             headers = _headers(msg_id, None, None)
             if len(item) == 4 and item[3]:
                 headers.update(item[3])
-            futures.append(await self.js.publish_async(subject, encode(envelope), headers=headers))
+            futures.append(await self._publish_acked(subject, encode(envelope), headers))
         try:
             async with asyncio.timeout(self.settings.request_timeout):
                 acks = await asyncio.gather(*futures)
@@ -223,7 +225,7 @@ class Bus:
         ]
 
     async def append_fenced(self, items: Sequence[Append]) -> list[Published]:
-        """Append events in order, each fenced on the sequence before it, and wait for the acks.
+        """Append events in order, each fenced on the sequence before it, and wait until they landed.
 
         Either all land at the sequences their fences name, or :class:`WrongLastSequence` is raised
         (a refused append makes every later one refused too, so nothing lands out of order).
@@ -232,17 +234,41 @@ class Bus:
         return await (await self.send_fenced(items)).confirmed()
 
     async def send_fenced(self, items: Sequence[Append]) -> PendingAppends:
-        """Send fenced appends without waiting for their acks: confirm later with
-        :meth:`PendingAppends.confirmed`, so the next batch can be prepared meanwhile."""
+        """Send fenced appends without waiting for them: confirm later with
+        :meth:`PendingAppends.confirmed`, so the next batch can be prepared meanwhile.
+
+        Only the first and the last append ask for an ack. Every append is fenced on the sequence
+        before it and carries its event id as ``Nats-Msg-Id``; every one after the first also names the
+        id of the one before it (``Nats-Expected-Last-Msg-Id``). A refused append is dropped, and then
+        so is every later one (the stream's last message is not the one they name), the last included:
+        so the last one's ack says that all of them landed, in order, with nothing in between. (The
+        first is fenced on the sequence alone and acked: a restarted server forgets the last id.)
+        """
         envelopes: list[Envelope] = []
-        futures: list[asyncio.Future[api.PubAck]] = []
-        for item in items:
+        acks: list[asyncio.Future[api.PubAck]] = []
+        previous_id: str | None = None
+        for index, item in enumerate(items):
             envelope = wrap(item.event, producer=self.producer, causation_id=item.causation_id)
             envelopes.append(envelope)
-            headers = {Header.EXPECTED_LAST_SEQUENCE.value: str(item.expected_last_sequence)}
+            headers = {
+                Header.EXPECTED_LAST_SEQUENCE.value: str(item.expected_last_sequence),
+                Header.MSG_ID.value: envelope.event_id,
+            }
+            if previous_id is not None:
+                headers[Header.EXPECTED_LAST_MSG_ID.value] = previous_id
             headers.update(item.trace_headers or {})
-            futures.append(await self.js.publish_async(item.subject, encode(envelope), headers=headers))
-        return PendingAppends(list(items), envelopes, futures, self.settings.request_timeout)
+            if index in (0, len(items) - 1):
+                acks.append(await self._publish_acked(item.subject, encode(envelope), headers))
+            else:
+                await self.client.publish(item.subject, encode(envelope), headers=headers)
+            previous_id = envelope.event_id
+        return PendingAppends(list(items), envelopes, acks, self.settings.request_timeout)
+
+    async def _publish_acked(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[api.PubAck]:
+        """Send one JetStream publish now; the future resolves with its ack, or its refusal."""
+        reply, ack = await self._acks.expect()
+        await self.client.publish(subject, data, reply=reply, headers=headers)
+        return ack
 
     async def dead_letter(self, message: Msg, *, consumer: str, reason: str) -> None:
         """Set a message aside on the dead-letter stream, with why and where it came from."""

@@ -21,6 +21,7 @@ class Header(StrEnum):
     MSG_ID = "Nats-Msg-Id"
     EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
     EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+    EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
     ERROR = "Metalbus-Error"
     ORIGINAL_SUBJECT = "Metalbus-Original-Subject"
     ORIGINAL_STREAM = "Metalbus-Original-Stream"
@@ -31,8 +32,8 @@ class Header(StrEnum):
 #: that one message (which replace the current context's, so each item of a batch can carry its own span).
 PublishItem = tuple[str, Event, str | None] | tuple[str, Event, str | None, Mapping[str, str] | None]
 
-#: JetStream API error codes for a failed expected-sequence check.
-WRONG_LAST_SEQUENCE_CODES = frozenset({10071, 10164})
+#: JetStream API error codes for a failed expected-sequence (or expected-last-message-id) check.
+WRONG_LAST_SEQUENCE_CODES = frozenset({10070, 10071, 10164})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,33 +55,43 @@ class Append:
 
 
 class PendingAppends:
-    """Fenced appends sent and not yet confirmed."""
+    """Fenced appends sent and not yet confirmed: the acks of the first and the last (see
+    :meth:`Bus.send_fenced`)."""
 
-    def __init__(self, items: list[Append], envelopes: list[Envelope], futures: list[asyncio.Future[api.PubAck]],
+    def __init__(self, items: list[Append], envelopes: list[Envelope], acks: list[asyncio.Future[api.PubAck]],
                  timeout: float) -> None:
         self._items = items
         self._envelopes = envelopes
-        self._futures = futures
+        self._acks = acks
         self._timeout = timeout
 
     def __len__(self) -> int:
         return len(self._items)
 
     async def confirmed(self) -> list[Published]:
-        """Wait for every ack; raise :class:`WrongLastSequence` if any fence was refused."""
+        """Wait until every append landed; raise :class:`WrongLastSequence` if a fence was refused."""
+        if not self._items:
+            return []
         try:
             async with asyncio.timeout(self._timeout):
-                outcomes = await asyncio.gather(*self._futures, return_exceptions=True)
+                outcomes = await asyncio.gather(*self._acks, return_exceptions=True)
         except TimeoutError as error:
             raise RetryableError(f"no acknowledgement for {len(self._items)} appends in time") from error
-        published: list[Published] = []
-        for item, envelope, outcome in zip(self._items, self._envelopes, outcomes, strict=True):
+        acked = [self._items[0], self._items[-1]][: len(outcomes)]  # one item: one ack
+        sequences: list[int] = []
+        for item, outcome in zip(acked, outcomes, strict=True):
             if isinstance(outcome, nats.js.errors.BadRequestError) and outcome.err_code in WRONG_LAST_SEQUENCE_CODES:
                 raise WrongLastSequence(item.subject, item.expected_last_sequence, outcome.description or "")
             if isinstance(outcome, BaseException):
                 raise RetryableError(f"append to {item.subject} failed: {outcome!r}") from outcome
-            published.append(Published(sequence=outcome.seq, duplicate=bool(outcome.duplicate), envelope=envelope))
-        return published
+            sequences.append(outcome.seq)
+        first = sequences[0]
+        if sequences[-1] != first + len(self._items) - 1:  # the fences make this impossible
+            raise RetryableError(f"appends landed at {first}..{sequences[-1]}, not one after another")
+        return [
+            Published(sequence=first + offset, duplicate=False, envelope=envelope)
+            for offset, envelope in enumerate(self._envelopes)
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from schemas.events import (
     ServiceId,
     ServiceObserved,
 )
-from services.common.bus import Bus, Header, Received
+from services.common.bus import Append, Bus, Header, Received
 from services.common.consumer import Consumer, ConsumerSpec
 from services.common.errors import WrongLastSequence
 from services.common.nats_server import EmbeddedNats
@@ -78,6 +78,10 @@ async def stream_messages(bus: Bus, stream: StreamName) -> int:
     return int((await bus.js.stream_info(stream.value)).state.messages)
 
 
+async def read_all(bus: Bus, stream: StreamName) -> list[Received]:
+    return [received async for received in bus.read(stream)]
+
+
 async def test_streams_can_be_ensured_again_without_change(bus: Bus) -> None:
     await bus.publish(ipam_allocation_subject("default", "web"), allocated("web"))
     await bus.ensure_streams()
@@ -100,6 +104,30 @@ async def test_expected_last_sequence_mismatch_is_rejected(bus: Bus) -> None:
         await bus.publish(ipam_allocation_subject("default", "c"), allocated("c"),
                           expected_last_sequence=first.sequence)
     assert await stream_messages(bus, StreamName.IPAM) == 2
+
+
+async def test_fenced_appends_land_all_in_order_or_none_after_a_refused_one(bus: Bus) -> None:
+    def batch(names: str, after: int) -> list[Append]:
+        return [Append(ipam_allocation_subject("default", name), allocated(name), after + offset)
+                for offset, name in enumerate(names)]  # fmt: skip
+
+    landed = await bus.append_fenced(batch("abcde", 0))
+    assert [p.sequence for p in landed] == [1, 2, 3, 4, 5]
+    assert [r.event for r in await read_all(bus, StreamName.IPAM)] == [p.envelope.event for p in landed]
+    # a batch whose third append is fenced wrong (only the first and the last are acked): the third is
+    # refused, so are the fourth and the fifth, and the writer learns it
+    wrong = batch("fghij", 5)
+    wrong[2] = Append(wrong[2].subject, wrong[2].event, 99)
+    with pytest.raises(WrongLastSequence):
+        await bus.append_fenced(wrong)
+    names = [r.event.service.name for r in await read_all(bus, StreamName.IPAM)]  # type: ignore[attr-defined]
+    assert names == ["a", "b", "c", "d", "e", "f", "g"]
+    # another writer appending in between: the whole stale batch is refused, the other's message stays
+    await bus.publish(ipam_allocation_subject("default", "other"), allocated("other"))
+    with pytest.raises(WrongLastSequence):
+        await bus.append_fenced(batch("xyz", 7))
+    assert (await bus.append_fenced(batch("x", 8)))[0].sequence == 9
+    assert await stream_messages(bus, StreamName.IPAM) == 9
 
 
 async def test_expected_last_subject_sequence_fences_one_subject(bus: Bus) -> None:
