@@ -491,7 +491,7 @@ def _stream_config(spec: StreamSpec, replicas: int) -> api.StreamConfig:
         max_msgs_per_subject=spec.per_subject,
         max_msgs=spec.max_msgs,
         max_age=spec.max_age_seconds,
-        duplicate_window=120.0,
+        duplicate_window=spec.duplicate_window_seconds,
         allow_direct=True,
         discard=api.DiscardPolicy.OLD,
     )

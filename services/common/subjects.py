@@ -81,6 +81,8 @@ class StreamSpec:
     per_subject: int = -1
     max_age_seconds: float = 0.0
     max_msgs: int = -1
+    #: How long the server remembers message ids to drop a re-sent publish.
+    duplicate_window_seconds: float = 120.0
 
 
 K8S_PREFIX = "k8s"
@@ -115,6 +117,9 @@ STREAMS: tuple[StreamSpec, ...] = (
         # Bounded per subject, never by age or total: a decision nobody rewrote for a year is still the
         # one in force, so the newest message of every subject must never be discarded.
         per_subject=1000,
+        # Message ids here only chain the fenced appends (Bus.send_fenced); nobody re-sends one, and
+        # the server need not remember thousands of ids per second of a burst for two minutes.
+        duplicate_window_seconds=5.0,
     ),
     StreamSpec(
         name=StreamName.ANNOUNCE,
