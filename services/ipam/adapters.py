@@ -72,12 +72,16 @@ def released_event(released: core.Released, uid: str = "") -> IPReleased:
     )
 
 
-def same_allocation(recorded: IPAllocated, event: IPAllocated) -> bool:
-    return (recorded.service, recorded.ips, recorded.pool, recorded.sharing_key) == (
-        event.service,
-        event.ips,
-        event.pool,
-        event.sharing_key,
+def same_allocation(recorded: IPAllocated, decision: core.Allocated, uid: str, ips: tuple[str, ...]) -> bool:
+    """Whether the ledger already holds ``decision`` (checked before any event is built: re-adopting
+    10 000 Services on a takeover compares 10 000 times)."""
+    namespace, _, name = decision.service.partition("/")
+    service = recorded.service
+    return (
+        recorded.ips == ips
+        and recorded.pool == decision.pool
+        and recorded.sharing_key == decision.sharing_key
+        and (service.namespace, service.name, service.uid) == (namespace, name, uid)
     )
 
 

@@ -215,17 +215,18 @@ class Decider:
         return parsed
 
     def _allocated(self, decision: core.Allocated, uid: str) -> None:
+        ips = tuple(str(ip) for ip in decision.ips)
+        recorded = self.ledger.allocation_of(decision.service)
+        if recorded is not None and same_allocation(recorded, decision, uid, ips):
+            return
         event = IPAllocated(
             service=service_id(decision.service, uid),
-            ips=tuple(str(ip) for ip in decision.ips),
+            ips=ips,
             pool=decision.pool,
             sharing_key=decision.sharing_key,
             reason=allocation_text(decision),
             deprecated_annotations=decision.deprecated_annotations,
         )
-        recorded = self.ledger.allocation_of(decision.service)
-        if recorded is not None and same_allocation(recorded, event):
-            return
         self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
 
     def _release(self, released: core.Released | None, uid: str, message: str = "") -> None:
