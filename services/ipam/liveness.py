@@ -94,9 +94,8 @@ class Liveness:
 
     def recently_dead(self, *, since: float) -> list[str]:
         """Nodes heard since ``since`` that are dead now without having said they were leaving."""
-        return sorted(
-            node for node, heard in self._heard.items() if heard >= since and node not in self._seen | self._left.keys()
-        )
+        alive_or_left = self._seen.keys() | self._left.keys()
+        return sorted(node for node, heard in self._heard.items() if heard >= since and node not in alive_or_left)
 
     def revive(self, now: float, *, since: float) -> None:
         """Give a fresh window to every node heard since ``since`` that did not say it was leaving (its
