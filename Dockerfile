@@ -6,7 +6,7 @@
 #
 # Reproducible: the base image is pinned by version (pin it by digest too where your registry allows:
 # FROM python:3.11.7-slim-bookworm@sha256:...), and every runtime dependency is installed at the exact
-# version in requirements.lock (regenerate with `.venv/bin/python deploy/lock.py > requirements.lock`).
+# version in requirements.lock (refreshed with `make lock`).
 #
 # Non-root by default (uid 10001). The announcer needs raw sockets for ARP/NDP (CAP_NET_RAW) and
 # TCP MD5 / address and route work for BGP (CAP_NET_ADMIN): its DaemonSet adds exactly those two

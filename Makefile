@@ -6,12 +6,15 @@ STAMP   = $(VENV)/.installed
 # Debian packages the network tests use (installed when running as root and missing).
 DEBIAN_PACKAGES = iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived
 
-.PHONY: run test venv debs lint typecheck schemas bench clean
+.PHONY: run test venv debs lint typecheck schemas bench lock clean
 
-$(STAMP): pyproject.toml
+LOCKS   = requirements.lock requirements-dev.lock
+
+# Installs are constrained by the lock files: an upstream release never changes what a clone installs.
+$(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet $(addprefix -c ,$(LOCKS)) -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -44,6 +47,16 @@ schemas: venv
 
 bench: venv
 	$(PY) bench/bus.py
+
+## lock: refresh both lock files from the newest releases pyproject.toml allows (an explicit step; review the diff)
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python deploy/lock.py > requirements.lock
+	.lock-venv/bin/python deploy/lock.py --dev > requirements-dev.lock
+	rm -rf .lock-venv $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

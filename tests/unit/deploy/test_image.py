@@ -7,6 +7,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from deploy import lock
 from services.cli import DEFAULT_HTTP_PORTS
@@ -14,6 +15,7 @@ from tests.unit.deploy.manifests import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
+DEV_LOCK = ROOT / "requirements-dev.lock"
 
 
 @dataclass
@@ -88,19 +90,37 @@ def test_dependencies_install_from_the_lock_only() -> None:
     assert "--no-deps --no-build-isolation ." in runs
 
 
-def test_the_lock_pins_exactly_the_installed_runtime_dependencies() -> None:
+def _read_lock(path: Path) -> dict[str, str]:
     pins = {}
-    for line in LOCK.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             assert re.fullmatch(r"[a-z0-9-]+", name) and re.fullmatch(r"[0-9][0-9a-z.+]*", version), line
             pins[name] = version
-    assert pins == lock.resolve(), "regenerate: .venv/bin/python deploy/lock.py > requirements.lock"
+    return pins
+
+
+def test_the_lock_pins_exactly_the_installed_runtime_dependencies() -> None:
+    pins = _read_lock(LOCK)
+    assert pins == lock.resolve(), "the venv was not installed from the lock: make clean venv (or refresh: make lock)"
     assert not {"pytest", "ruff", "mypy", "hypothesis", "kubernetes-validate"} & set(pins)
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     for requirement in declared:
         name = re.split(r"[=<>~!\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
         assert name in pins, name
+
+
+def test_the_dev_lock_pins_exactly_the_installed_dev_tools_and_nothing_of_the_runtime() -> None:
+    pins = _read_lock(DEV_LOCK)
+    assert pins == lock.resolve_dev(), "the venv was not installed from the lock: make clean venv (or refresh: make lock)"
+    assert {"pytest", "ruff", "mypy", "hypothesis"} <= set(pins)
+    assert not set(pins) & set(_read_lock(LOCK))
+
+
+def test_installs_are_constrained_by_both_locks() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LOCKS   = requirements.lock requirements-dev.lock" in makefile
+    assert "$(addprefix -c ,$(LOCKS)) -e '.[dev]'" in makefile
 
 
 def test_the_build_context_holds_only_what_the_build_copies() -> None:
