@@ -16,6 +16,7 @@ from tests.unit.deploy.manifests import ROOT
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
 DEV_LOCK = ROOT / "requirements-dev.lock"
+NOT_FROM_THE_LOCK = "the venv was not installed from the lock: make clean venv (or refresh the lock: make lock)"
 
 
 @dataclass
@@ -102,7 +103,7 @@ def _read_lock(path: Path) -> dict[str, str]:
 
 def test_the_lock_pins_exactly_the_installed_runtime_dependencies() -> None:
     pins = _read_lock(LOCK)
-    assert pins == lock.resolve(), "the venv was not installed from the lock: make clean venv (or refresh: make lock)"
+    assert pins == lock.resolve(), NOT_FROM_THE_LOCK
     assert not {"pytest", "ruff", "mypy", "hypothesis", "kubernetes-validate"} & set(pins)
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     for requirement in declared:
@@ -112,7 +113,7 @@ def test_the_lock_pins_exactly_the_installed_runtime_dependencies() -> None:
 
 def test_the_dev_lock_pins_exactly_the_installed_dev_tools_and_nothing_of_the_runtime() -> None:
     pins = _read_lock(DEV_LOCK)
-    assert pins == lock.resolve_dev(), "the venv was not installed from the lock: make clean venv (or refresh: make lock)"
+    assert pins == lock.resolve_dev(), NOT_FROM_THE_LOCK
     assert {"pytest", "ruff", "mypy", "hypothesis"} <= set(pins)
     assert not set(pins) & set(_read_lock(LOCK))
 
