@@ -17,6 +17,8 @@ class RefusalReason(Enum):
     INVALID_REQUESTED_IP = "invalid_requested_ip"
     CONFLICTING_REQUEST = "conflicting_request"
     TOO_MANY_REQUESTED_IPS = "too_many_requested_ips"
+    REQUEST_TOO_LARGE = "request_too_large"
+    """An annotation longer than any valid value (refused unread: see ``core/limits.py``)."""
     REQUESTED_FAMILY_MISMATCH = "requested_family_mismatch"
     REQUESTED_IP_NOT_IN_POOL = "requested_ip_not_in_pool"
     REQUESTED_IP_WRONG_POOL = "requested_ip_wrong_pool"

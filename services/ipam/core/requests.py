@@ -4,6 +4,7 @@ MetalLB's `controller/service.go` semantics: the `metallb.io/` annotation wins o
 `metallb.universe.tf/` twin; `metallb.io/loadBalancerIPs` and `spec.loadBalancerIP` together are a
 conflict; the annotation holds a comma-separated list of at most one address per family; an
 unparsable address refuses the request. Use of a deprecated annotation is flagged in the result.
+Every field a tenant writes is measured against its bound (``limits.py``) before any of it is parsed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from types import MappingProxyType
 
 from services.ipam.core.addresses import Family, IPAddress
 from services.ipam.core.decisions import RefusalReason, Refused
+from services.ipam.core.limits import (
+    MAX_POOL_NAME_LENGTH,
+    MAX_SHARING_KEY_LENGTH,
+    Breach,
+    Exceeded,
+    quoted,
+    requested_ips_breach,
+    too_long,
+)
 from services.ipam.core.service import (
     IPFamilyPolicy,
     PoolName,
@@ -123,6 +133,20 @@ def _status_ips(texts: Iterable[str]) -> tuple[IPAddress, ...]:
     return tuple(ip for ip in (parse_ip(t) for t in texts if t) if ip is not None)
 
 
+def _breach(ips_text: str | None, spec_ip: str | None, pool: str | None, sharing: str | None) -> Breach | None:
+    """The first request field over its bound (measured, not parsed), if any."""
+    found: list[Breach | None] = []
+    if ips_text:
+        found.append(requested_ips_breach(f"the {LOAD_BALANCER_IPS} annotation", ips_text))
+    if spec_ip:
+        found.append(requested_ips_breach("spec.loadBalancerIP", spec_ip))
+    if pool:
+        found.append(too_long(f"the {ADDRESS_POOL} annotation", pool, MAX_POOL_NAME_LENGTH))
+    if sharing:
+        found.append(too_long(f"the {ALLOW_SHARED_IP} annotation", sharing, MAX_SHARING_KEY_LENGTH))
+    return next((breach for breach in found if breach is not None), None)
+
+
 def parse_service(raw: RawService, *, load_balancer_class: str | None = None) -> ParsedService:
     """Interpret one Service. ``load_balancer_class`` is the class we serve (None: only Services
     without a class, MetalLB's default)."""
@@ -143,6 +167,15 @@ def parse_service(raw: RawService, *, load_balancer_class: str | None = None) ->
     def refused(reason: RefusalReason, message: str) -> Refused:
         return Refused(service=key, reason=reason, message=message, deprecated_annotations=flagged)
 
+    breach = _breach(ips_text, raw.load_balancer_ip, pool, sharing)
+    if breach is not None:
+        reason = (
+            RefusalReason.TOO_MANY_REQUESTED_IPS
+            if breach.exceeded is Exceeded.TOO_MANY_ENTRIES
+            else RefusalReason.REQUEST_TOO_LARGE
+        )
+        return refused(reason, breach.message)
+
     families = _families(raw)
     if families is None:
         return refused(RefusalReason.NO_IP_FAMILY, "the Service has no clusterIPs / ipFamilies to take a family from")
@@ -155,7 +188,8 @@ def parse_service(raw: RawService, *, load_balancer_class: str | None = None) ->
     if ips_text and spec_ip:
         return refused(
             RefusalReason.CONFLICTING_REQUEST,
-            f"both the {LOAD_BALANCER_IPS} annotation ({ips_text}) and spec.loadBalancerIP ({spec_ip}) are set",
+            f"both the {LOAD_BALANCER_IPS} annotation ({quoted(ips_text)}) and spec.loadBalancerIP "
+            f"({quoted(spec_ip)}) are set",
         )
     if ips_text or spec_ip:
         source = f"{LOAD_BALANCER_IPS} annotation" if ips_text else "spec.loadBalancerIP"
@@ -163,7 +197,7 @@ def parse_service(raw: RawService, *, load_balancer_class: str | None = None) ->
         parsed = [parse_ip(t) for t in texts]
         bad = [t.strip() for t, ip in zip(texts, parsed, strict=True) if ip is None]
         if bad:
-            return refused(RefusalReason.INVALID_REQUESTED_IP, f"invalid address {bad[0]!r} in {source}")
+            return refused(RefusalReason.INVALID_REQUESTED_IP, f"invalid address {quoted(bad[0])} in {source}")
         requested = tuple(ip for ip in parsed if ip is not None)
         if families_of(requested) is None:
             return refused(
