@@ -24,9 +24,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from schemas.events import Envelope, Event, EventId
-from schemas.events.codec import InvalidEvent, decode, encode, wrap
+from schemas.events.codec import InvalidEvent, encode, wrap
+from schemas.refusal import Refused, bounded
 from services.common.acks import AckInbox
 from services.common.errors import NotFound, RetryableError, WrongLastSequence
+from services.common.inbound import read_received, read_stream_message
 from services.common.metrics import DEAD_LETTERS
 from services.common.records import (
     WRONG_LAST_SEQUENCE_CODES,
@@ -73,6 +75,11 @@ class Bus:
         self._acks = AckInbox(client)
         self.producer = producer
         self.settings = settings
+
+    @property
+    def component(self) -> str:
+        """The service this connection belongs to (``producer`` without its instance): a metric label."""
+        return self.producer.partition("/")[0]
 
     @classmethod
     async def connect(
@@ -275,13 +282,13 @@ class Bus:
         metadata = message.metadata
         stream = StreamName(metadata.stream)
         headers = {
-            Header.ERROR.value: reason[:1024],
+            Header.ERROR.value: bounded(reason, 1024),
             Header.ORIGINAL_SUBJECT.value: message.subject,
             Header.ORIGINAL_STREAM.value: stream.value,
             Header.ORIGINAL_SEQUENCE.value: str(metadata.sequence.stream),
         }
         log.error("dead-lettered subject=%s seq=%d consumer=%s reason=%s", message.subject,
-                  metadata.sequence.stream, consumer, reason)
+                  metadata.sequence.stream, consumer, bounded(reason, 1024))
         DEAD_LETTERS.labels(stream=stream.value, consumer=consumer).inc()
         await self.js.publish(dead_letter_subject(stream, consumer), message.data, headers=headers)
 
@@ -292,15 +299,17 @@ class Bus:
     # --- reading back -----------------------------------------------------------------------
 
     async def last_value(self, stream: StreamName, subject: str) -> Received | None:
-        """The newest message on ``subject``, or None if the subject holds nothing."""
+        """The newest message on ``subject``, or None if the subject holds nothing; a body that is not an
+        event (counted) raises ``InvalidEvent``, for the caller who asked for this one value to decide."""
         try:
             raw = await self.js.get_last_msg(stream.value, subject)
         except nats.js.errors.NotFoundError:
             return None
-        headers = dict(raw.headers or {})
-        envelope = decode(raw.data or b"")
-        return Received(subject=raw.subject or subject, sequence=raw.seq or 0, envelope=envelope,
-                        headers=headers)
+        received = read_received(subject=raw.subject or subject, sequence=raw.seq or 0, data=raw.data or b"",
+                                 headers=raw.headers, component=self.component)
+        if isinstance(received, Refused):
+            raise InvalidEvent(received)
+        return received
 
     async def replay(
         self,
@@ -310,7 +319,7 @@ class Bus:
         subjects: Iterable[str] = (),
         last_per_subject: bool = False,
         start_sequence: int = 1,
-        on_invalid: Callable[[Msg, InvalidEvent], None] | None = None,
+        on_invalid: Callable[[Msg, Refused], None] | None = None,
         stall_timeout: float = 10.0,
     ) -> int:
         """Fold every message of ``stream`` (as :meth:`read` selects them) through ``fold``, in order,
@@ -332,7 +341,7 @@ class Bus:
         end = int(info.state.last_seq)
         if end < start_sequence or info.state.messages == 0:
             return 0
-        state = _Replay(fold, on_invalid, target=end if not filters else None)
+        state = _Replay(fold, on_invalid, target=end if not filters else None, component=self.component)
         config = api.ConsumerConfig(
             deliver_policy=policy,
             opt_start_seq=start_sequence if policy == api.DeliverPolicy.BY_START_SEQUENCE else None,
@@ -371,7 +380,7 @@ class Bus:
         last_per_subject: bool = False,
         start_sequence: int = 1,
         batch: int = 1000,
-        on_invalid: Callable[[Msg, InvalidEvent], None] | None = None,
+        on_invalid: Callable[[Msg, Refused], None] | None = None,
     ) -> AsyncIterator[Received]:
         """Every message of ``stream`` (matching ``subjects``) from ``start_sequence`` up to the end
         as it is when the read starts; with ``last_per_subject`` only the newest per subject
@@ -410,20 +419,12 @@ class Bus:
                 for message in messages:
                     metadata = message.metadata
                     remaining = metadata.num_pending
-                    try:
-                        envelope = decode(message.data)
-                    except InvalidEvent as error:
+                    received = read_stream_message(message, component=self.component)
+                    if isinstance(received, Refused):
                         if on_invalid:
-                            on_invalid(message, error)
+                            on_invalid(message, received)
                         continue
-                    yield Received(
-                        subject=message.subject,
-                        sequence=metadata.sequence.stream,
-                        envelope=envelope,
-                        headers=dict(message.headers or {}),
-                        num_delivered=metadata.num_delivered,
-                        time=metadata.timestamp,
-                    )
+                    yield received
         finally:
             await subscription.unsubscribe()
 
@@ -431,9 +432,10 @@ class Bus:
 class _Replay:
     """State of one :meth:`Bus.replay`: folds each message in, notices the end and failures."""
 
-    def __init__(self, fold: Callable[[Received], None], on_invalid: Callable[[Msg, InvalidEvent], None] | None,
-                 target: int | None) -> None:
+    def __init__(self, fold: Callable[[Received], None], on_invalid: Callable[[Msg, Refused], None] | None,
+                 target: int | None, component: str) -> None:
         self.fold = fold
+        self.component = component
         self.on_invalid = on_invalid
         self.target = target
         self.last_sequence = 0
@@ -446,16 +448,13 @@ class _Replay:
             return
         metadata = message.metadata
         sequence = metadata.sequence.stream
-        try:
-            envelope = decode(message.data)
-        except InvalidEvent as error:
+        received = read_stream_message(message, component=self.component)
+        if isinstance(received, Refused):
             if self.on_invalid:
-                self.on_invalid(message, error)
+                self.on_invalid(message, received)
         else:
             try:
-                self.fold(Received(subject=message.subject, sequence=sequence, envelope=envelope,
-                                   headers=dict(message.headers) if message.headers else {},
-                                   time=metadata.timestamp))
+                self.fold(received)
             except Exception as error:  # surfaced by replay(), not swallowed by the client
                 self.failure = error
                 self.done.set()

@@ -19,8 +19,9 @@ from nats.aio.msg import Msg
 from nats.js import api
 from opentelemetry import trace
 
-from schemas.events.codec import InvalidEvent, decode
+from schemas.refusal import Refused
 from services.common.bus import Bus, Received
+from services.common.inbound import read_stream_message
 from services.common.subjects import StreamName
 from services.common.tracing import extract_context, tracer
 
@@ -94,23 +95,14 @@ class Consumer:
 
     async def _handle(self, message: Msg) -> None:
         metadata = message.metadata
-        headers = dict(message.headers or {})
-        try:
-            envelope = decode(message.data)
-        except InvalidEvent as error:
-            await self._dead_letter(message, f"invalid event: {error}")
+        received = read_stream_message(message, component=self._bus.component)
+        if isinstance(received, Refused):
+            await self._dead_letter(message, f"invalid event: {received}")
             return
-        received = Received(
-            subject=message.subject,
-            sequence=metadata.sequence.stream,
-            envelope=envelope,
-            headers=headers,
-            num_delivered=metadata.num_delivered,
-            time=metadata.timestamp,
-        )
+        envelope = received.envelope
         with self._tracer.start_as_current_span(
             f"consume {envelope.event.type}",
-            context=extract_context(headers),
+            context=extract_context(received.headers),
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "nats",

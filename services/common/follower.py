@@ -20,8 +20,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 
-from schemas.events.codec import InvalidEvent, decode
+from schemas.refusal import Refused
 from services.common.bus import Bus, Received
+from services.common.inbound import read_stream_message
 from services.common.subjects import StreamName
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Follower:
         *,
         start_sequence: int,
         subjects: Sequence[str] = (),
-        on_invalid: Callable[[Msg, InvalidEvent], None] | None = None,
+        on_invalid: Callable[[Msg, Refused], None] | None = None,
     ) -> None:
         self._bus = bus
         self._stream = stream
@@ -108,21 +109,12 @@ class Follower:
             if sequence < self.next_sequence:
                 continue  # a redelivery after the consumer was recreated
             self.next_sequence = sequence + 1
-            try:
-                envelope = decode(message.data)
-            except InvalidEvent as error:
+            read = read_stream_message(message, component=self._bus.component)
+            if isinstance(read, Refused):
                 if self._on_invalid:
-                    self._on_invalid(message, error)
+                    self._on_invalid(message, read)
                 continue
-            received.append(
-                Received(
-                    subject=message.subject,
-                    sequence=sequence,
-                    envelope=envelope,
-                    headers=dict(message.headers) if message.headers else {},
-                    time=metadata.timestamp,
-                )
-            )
+            received.append(read)
         return received
 
     async def close(self) -> None:

@@ -12,6 +12,12 @@ DEAD_LETTERS = Counter(
     "Messages set aside on the dead-letter stream (invalid, or failing every redelivery)",
     ["stream", "consumer"],
 )
+INPUTS_REFUSED = Counter(
+    "metalbus_inputs_refused_total",
+    "Inputs a decoder refused (message bodies, subjects, trace headers, Kubernetes objects), by why; "
+    "the message or object is dropped or dead-lettered, a refused trace header is ignored",
+    ["component", "reason"],
+)
 
 _Kind = TypeVar("_Kind", bound=Collector)
 _PROCESS_COLLECTORS: dict[type[Collector], Collector] = {}

@@ -4,6 +4,10 @@ Subject tokens cannot hold ``.``, ``*``, ``>`` or white space, and Kubernetes na
 addresses contain dots, so every variable token goes through :func:`encode_token`, which is
 reversible (:func:`decode_token`). Cluster-scoped objects use ``_`` as their namespace token
 (``_`` cannot appear in a Kubernetes name).
+
+Subjects read off the wire go through the total readers (:func:`read_token`, :func:`read_k8s_subject`,
+:func:`read_heartbeat_subject`): they answer the names, or a ``Refused`` for a subject metalbus did not
+write, and never raise.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from schemas.events import (
     SecretObserved,
     ServiceObserved,
 )
+from schemas.refusal import DropReason, Refused
 
 _SAFE = re.compile(r"[A-Za-z0-9:\-]")
 _ALL_SAFE = re.compile(r"[A-Za-z0-9:\-]+")
@@ -47,20 +52,57 @@ def encode_token(value: str) -> str:
     return "".join(out)
 
 
-def decode_token(token: str) -> str:
-    """Inverse of :func:`encode_token`."""
+#: The longest subject read back into names (a Kubernetes name is at most 253 characters, 759 escaped).
+MAX_SUBJECT_LENGTH = 4096
+
+
+class InvalidSubject(ValueError):
+    """A subject or token that is not one metalbus writes (see :func:`read_token`)."""
+
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(str(refused))
+        self.refused = refused
+
+
+def read_token(token: str) -> str | Refused:
+    """Inverse of :func:`encode_token`, total: the value, or why ``token`` is not one that
+    :func:`encode_token` writes (empty, a stray or bad ``%`` escape, escapes that are not UTF-8, an
+    unsafe character left unescaped, an escape of a safe character)."""
     if token == NO_NAMESPACE:
         return ""
+    if not token:
+        return Refused(DropReason.BAD_TOKEN, "empty token")
+    if len(token) > MAX_SUBJECT_LENGTH:
+        return Refused(DropReason.BAD_TOKEN, f"token of {len(token)} characters")
+    if _ALL_SAFE.fullmatch(token):
+        return token  # most names: nothing escaped
     raw = bytearray()
     index = 0
     while index < len(token):
         if _ESCAPE.match(token, index):
             raw.append(int(token[index + 1 : index + 3], 16))
             index += 3
-        else:
-            raw.extend(token[index].encode())
+        elif _SAFE.fullmatch(token[index]):
+            raw.append(ord(token[index]))
             index += 1
-    return raw.decode()
+        else:
+            unsafe = token[index]
+            return Refused(DropReason.BAD_TOKEN, f"{token!r}: {unsafe!r} at {index} is neither safe nor an escape")
+    try:
+        value = raw.decode()
+    except UnicodeDecodeError as error:
+        return Refused(DropReason.BAD_TOKEN, f"{token!r}: escapes are not UTF-8 ({error.reason})")
+    if encode_token(value) != token:
+        return Refused(DropReason.BAD_TOKEN, f"{token!r}: escapes a character that needs none")
+    return value
+
+
+def decode_token(token: str) -> str:
+    """:func:`read_token` for a token metalbus wrote itself; a refusal raises ``InvalidSubject``."""
+    value = read_token(token)
+    if isinstance(value, Refused):
+        raise InvalidSubject(value)
+    return value
 
 
 class StreamName(StrEnum):
@@ -179,11 +221,39 @@ def observed_stream(kind: ObjectKind) -> StreamName:
     return StreamName.SECRETS if kind in SECRET_KINDS else StreamName.K8S
 
 
+def read_k8s_subject(subject: str) -> tuple[ObjectKind, str, str] | Refused:
+    """Kind, namespace and name of a ``K8S``/``SECRETS`` subject, or why it is not one. Total."""
+    tokens = _tokens(subject, count=4, prefix=K8S_PREFIX)
+    if isinstance(tokens, Refused):
+        return tokens
+    _, kind_token, namespace_token, name_token = tokens
+    kind = next((k for k in ObjectKind if k.value == kind_token), None)
+    if kind is None:
+        return Refused(DropReason.BAD_SUBJECT, f"{subject!r}: no object kind {kind_token!r}")
+    namespace, name = read_token(namespace_token), read_token(name_token)
+    if isinstance(namespace, Refused):
+        return namespace
+    if isinstance(name, Refused):
+        return name
+    return kind, namespace, name
+
+
 def parse_k8s_subject(subject: str) -> tuple[ObjectKind, str, str]:
-    prefix, kind, namespace, name = subject.split(".")
-    if prefix != K8S_PREFIX:
-        raise ValueError(f"not a {K8S_PREFIX} subject: {subject!r}")
-    return ObjectKind(kind), decode_token(namespace), decode_token(name)
+    """:func:`read_k8s_subject` for a subject metalbus wrote itself; a refusal raises ``InvalidSubject``."""
+    parsed = read_k8s_subject(subject)
+    if isinstance(parsed, Refused):
+        raise InvalidSubject(parsed)
+    return parsed
+
+
+def _tokens(subject: str, *, count: int, prefix: str) -> list[str] | Refused:
+    """The tokens of ``subject``, when it has ``count`` of them and begins with ``prefix``."""
+    if len(subject) > MAX_SUBJECT_LENGTH:
+        return Refused(DropReason.BAD_SUBJECT, f"subject of {len(subject)} characters: {subject!r}")
+    tokens = subject.split(".")
+    if len(tokens) != count or tokens[0] != prefix:
+        return Refused(DropReason.BAD_SUBJECT, f"{subject!r} is not {prefix}. with {count} tokens")
+    return tokens
 
 
 # --- IPAM: decisions ------------------------------------------------------------------------
@@ -222,6 +292,16 @@ def heartbeat_subject(node: str) -> str:
 
 
 HEARTBEATS = f"{HEARTBEAT_PREFIX}.announcer.*"
+
+
+def read_heartbeat_subject(subject: str) -> str | Refused:
+    """The node a heartbeat subject speaks for, or why it names none. Total."""
+    tokens = _tokens(subject, count=3, prefix=HEARTBEAT_PREFIX)
+    if isinstance(tokens, Refused):
+        return tokens
+    if tokens[1] != "announcer":
+        return Refused(DropReason.BAD_SUBJECT, f"{subject!r} is not an announcer's heartbeat")
+    return read_token(tokens[2])
 
 
 def dead_letter_subject(stream: StreamName, consumer: str) -> str:

@@ -8,6 +8,7 @@ either way, so a trace id still follows every event across services and shows in
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from opentelemetry import context, propagate, trace
@@ -16,6 +17,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
 from opentelemetry.util.types import Attributes
+
+from schemas.refusal import DropReason, Refused
 
 _configured: TracerProvider | None = None
 
@@ -101,6 +104,28 @@ def spans_exported() -> bool:
 
 #: The W3C trace context headers.
 TRACE_CONTEXT_HEADERS = ("traceparent", "tracestate")
+
+
+#: W3C traceparent: version, trace id, parent id, flags (lower-case hex; a later version may append fields).
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-[\x21-\x7e]*)?")
+#: W3C tracestate: printable ASCII list members; longer than 512 characters may be dropped (W3C 3.3.1.5).
+_TRACESTATE = re.compile(r"[\x20-\x7e]{0,512}")
+
+
+def read_trace_context(headers: Mapping[str, str] | None) -> dict[str, str] | Refused:
+    """The W3C trace context headers of a received message (none, or ``traceparent`` and maybe
+    ``tracestate``), or why they are not trace context. Total; the message itself stays readable."""
+    if not headers:
+        return {}
+    found = {name: headers[name] for name in TRACE_CONTEXT_HEADERS if name in headers}
+    parent, state = found.get("traceparent"), found.get("tracestate")
+    if parent is None:
+        return {}  # a tracestate alone means nothing (W3C 3.3.1)
+    if not isinstance(parent, str) or len(parent) > 512 or not _TRACEPARENT.fullmatch(parent):
+        return Refused(DropReason.BAD_TRACE_CONTEXT, f"traceparent {parent!r:.120}")
+    if state is not None and not (isinstance(state, str) and _TRACESTATE.fullmatch(state)):
+        return Refused(DropReason.BAD_TRACE_CONTEXT, f"tracestate {state!r:.120}")
+    return found
 
 
 def passed_on(headers: Mapping[str, str]) -> dict[str, str]:

@@ -24,10 +24,10 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from schemas.events import AnnouncerHeartbeat
-from schemas.events.codec import InvalidEvent, decode
+from schemas.refusal import Refused
 from services.common.bus import Bus
-from services.common.subjects import HEARTBEATS, decode_token
+from services.common.inbound import read_heartbeat
+from services.common.subjects import HEARTBEATS
 from services.ipam import metrics
 
 log = logging.getLogger(__name__)
@@ -211,14 +211,10 @@ class LivenessWatch:
             self._live_changed()
 
     def _fold(self, message: Msg) -> None:
-        try:
-            event = decode(message.data).event
-        except InvalidEvent as error:
-            log.debug("invalid heartbeat dropped subject=%s error=%s", message.subject, error)
-            return
-        node = decode_token(message.subject.rpartition(".")[2])
-        if not isinstance(event, AnnouncerHeartbeat) or event.node != node:
-            return  # only an announcer's own subject speaks for its node
+        event = read_heartbeat(message.subject, message.data, component="ipam")
+        if isinstance(event, Refused):
+            return  # counted; a message that is not a heartbeat of the node it names says nothing
+        node = event.node
         now = self.now()
         if self.tracker.heard(node, instance=event.instance, leaving=event.leaving, now=now):
             if event.leaving:

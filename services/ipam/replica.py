@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from opentelemetry import trace
 
 from schemas.events import L2PlacementCleared, L2PlacementDecided, PoolUsageReported
-from schemas.events.codec import InvalidEvent
+from schemas.refusal import Refused
 from services.common.bus import Append, Bus, PendingAppends, Received
 from services.common.collector import StateCollector
 from services.common.errors import RetryableError, WrongLastSequence
@@ -370,7 +370,7 @@ class Replica:
         if not self._stopping.is_set():  # a replica on its way out has nothing to rebuild for
             await self.load()
 
-    def _dead_letter(self, message: Msg, error: InvalidEvent) -> None:
+    def _dead_letter(self, message: Msg, error: Refused) -> None:
         metrics.INVALID_INPUTS.inc()
         task = asyncio.get_running_loop().create_task(
             self._bus.dead_letter(message, consumer="ipam", reason=f"invalid event: {error}")

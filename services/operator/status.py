@@ -22,8 +22,8 @@ from schemas.events import (
     IPReleased,
     PoolUsageReported,
 )
-from schemas.events.codec import InvalidEvent, decode
 from services.common.bus import Bus, BusSettings, Received
+from services.common.inbound import read_heartbeat
 from services.common.subjects import HEARTBEATS, STREAMS, StreamName
 from services.operator.tables import services_table, sessions_table
 from services.operator.views import read_view
@@ -92,10 +92,7 @@ async def live_announcers(bus: Bus, seconds: float = HEARTBEAT_LISTEN_SECONDS) -
     heard: dict[str, AnnouncerHeartbeat] = {}
 
     async def on_heartbeat(message: object) -> None:
-        try:
-            event = decode(message.data).event  # type: ignore[attr-defined]
-        except InvalidEvent:
-            return
+        event = read_heartbeat(message.subject, message.data, component="operator")  # type: ignore[attr-defined]
         if isinstance(event, AnnouncerHeartbeat):
             heard[event.node] = event
 

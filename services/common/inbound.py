@@ -1,0 +1,94 @@
+"""Messages off the wire → what callers handle: one total reader per kind of message.
+
+- :func:`read_stream_message` for a JetStream message (consumers, followers, reads, replays): body and
+  trace context headers, into a :class:`Received`.
+- :func:`read_heartbeat` for an announcer heartbeat (a plain NATS message): subject and body.
+
+Each answers the value or a ``Refused`` with the reason, never raises, and counts what it refuses in
+``metalbus_inputs_refused_total{component,reason}``; the caller only chooses between dropping the
+message and dead-lettering it. A refused trace context is counted and ignored: the message is still
+handled, in a trace of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+from nats.aio.msg import Msg
+
+from schemas.events import AnnouncerHeartbeat
+from schemas.events.codec import read_envelope
+from schemas.refusal import DropReason, Refused
+from services.common.metrics import INPUTS_REFUSED
+from services.common.records import Received
+from services.common.subjects import read_heartbeat_subject
+from services.common.tracing import TRACE_CONTEXT_HEADERS, read_trace_context
+
+log = logging.getLogger(__name__)
+
+
+def refused(refusal: Refused, *, component: str, subject: str) -> Refused:
+    """Count and log one refusal; returns it."""
+    INPUTS_REFUSED.labels(component=component, reason=refusal.reason.value).inc()
+    log.debug("input refused component=%s subject=%r reason=%s message=%s", component, subject[:200],
+              refusal.reason.value, refusal.message)
+    return refusal
+
+
+def read_received(
+    *,
+    subject: str,
+    sequence: int,
+    data: bytes,
+    headers: Mapping[str, str] | None,
+    component: str,
+    num_delivered: int = 1,
+    time: datetime | None = None,
+) -> Received | Refused:
+    """One stream message, from its parts (for messages not read as a ``Msg``, e.g. a direct get)."""
+    envelope = read_envelope(data)
+    if isinstance(envelope, Refused):
+        return refused(envelope, component=component, subject=subject)
+    kept = {name: value for name, value in (headers or {}).items() if name not in TRACE_CONTEXT_HEADERS}
+    trace_context = read_trace_context(headers)
+    if isinstance(trace_context, Refused):
+        refused(trace_context, component=component, subject=subject)
+    else:
+        kept.update(trace_context)
+    return Received(subject=subject, sequence=sequence, envelope=envelope, headers=kept,
+                    num_delivered=num_delivered, time=time)
+
+
+def read_stream_message(message: Msg, *, component: str) -> Received | Refused:
+    """One message delivered by a JetStream consumer."""
+    metadata = message.metadata
+    return read_received(
+        subject=message.subject,
+        sequence=metadata.sequence.stream,
+        data=message.data,
+        headers=message.headers,
+        component=component,
+        num_delivered=metadata.num_delivered,
+        time=metadata.timestamp,
+    )
+
+
+def read_heartbeat(subject: str, data: bytes, *, component: str) -> AnnouncerHeartbeat | Refused:
+    """An announcer's heartbeat: a valid ``AnnouncerHeartbeat`` body on the subject of the node it
+    names (only an announcer's own subject speaks for its node)."""
+    node = read_heartbeat_subject(subject)
+    if isinstance(node, Refused):
+        return refused(node, component=component, subject=subject)
+    envelope = read_envelope(data)
+    if isinstance(envelope, Refused):
+        return refused(envelope, component=component, subject=subject)
+    event = envelope.event
+    if not isinstance(event, AnnouncerHeartbeat):
+        return refused(Refused(DropReason.WRONG_EVENT, f"{event.type} on a heartbeat subject"),
+                       component=component, subject=subject)
+    if event.node != node:
+        return refused(Refused(DropReason.NODE_MISMATCH, f"node {event.node!r} on {subject!r}"),
+                       component=component, subject=subject)
+    return event
