@@ -4,7 +4,14 @@ Entry points: :func:`parse_config_object` (one raw object → model, or :class:`
 and :func:`validate_configuration` (parsed objects → :class:`ConfigurationReport`).
 """
 
-from schemas.metallb.addresses import AddressRange, IPAddress, IPFamily, is_buggy_ip, parse_address_range
+from schemas.metallb.addresses import (
+    AddressRange,
+    IPAddress,
+    IPFamily,
+    UnusableKind,
+    is_buggy_ip,
+    parse_address_range,
+)
 from schemas.metallb.advertisements import (
     BGPAdvertisement,
     BGPAdvertisementSpec,
@@ -89,6 +96,7 @@ __all__ = [
     "ServiceAllocation",
     "SessionTimers",
     "StandardCommunity",
+    "UnusableKind",
     "any_selector_matches",
     "format_go_duration",
     "is_buggy_ip",

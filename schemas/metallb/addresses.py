@@ -89,6 +89,69 @@ class AddressRange:
         return f"{self.start}-{self.end}"
 
 
+class UnusableKind(StrEnum):
+    """Addresses no LoadBalancer Service can be reached on: never handed out from a pool."""
+
+    UNSPECIFIED = "unspecified"
+    LOOPBACK = "loopback"
+    LINK_LOCAL = "link-local"
+    MULTICAST = "multicast"
+    BROADCAST = "broadcast"
+
+
+@dataclass(frozen=True, slots=True)
+class UnusableSpan:
+    """An inclusive span of unusable addresses of one IP version (4 or 6)."""
+
+    version: int
+    first: int
+    last: int
+    kind: UnusableKind
+
+
+def _span(cidr: str, kind: UnusableKind) -> UnusableSpan:
+    network = ipaddress.ip_network(cidr)
+    return UnusableSpan(network.version, int(network.network_address), int(network.broadcast_address), kind)
+
+
+#: Every unusable address, by version and then address (disjoint spans).
+UNUSABLE_SPANS: tuple[UnusableSpan, ...] = (
+    _span("0.0.0.0/32", UnusableKind.UNSPECIFIED),
+    _span("127.0.0.0/8", UnusableKind.LOOPBACK),
+    _span("169.254.0.0/16", UnusableKind.LINK_LOCAL),
+    _span("224.0.0.0/4", UnusableKind.MULTICAST),
+    _span("255.255.255.255/32", UnusableKind.BROADCAST),
+    _span("::/128", UnusableKind.UNSPECIFIED),
+    _span("::1/128", UnusableKind.LOOPBACK),
+    _span("fe80::/10", UnusableKind.LINK_LOCAL),
+    _span("ff00::/8", UnusableKind.MULTICAST),
+)
+
+
+def unusable_spans(version: int, first: int, last: int) -> tuple[UnusableSpan, ...]:
+    """The unusable spans meeting ``first..last`` of IP ``version``, cut to it, in address order."""
+    return tuple(
+        UnusableSpan(version, max(first, span.first), min(last, span.last), span.kind)
+        for span in UNUSABLE_SPANS
+        if span.version == version and span.first <= last and first <= span.last
+    )
+
+
+def _unusable_in(address_range: AddressRange) -> tuple[UnusableSpan, ...]:
+    version = 4 if address_range.family is IPFamily.IPV4 else 6
+    return unusable_spans(version, address_range.first, address_range.last)
+
+
+def usable_count(address_range: AddressRange) -> int:
+    """How many addresses of the range could be handed out (exact at any size)."""
+    return address_range.size - sum(span.last - span.first + 1 for span in _unusable_in(address_range))
+
+
+def unusable_kinds(address_range: AddressRange) -> tuple[UnusableKind, ...]:
+    """The kinds of unusable addresses the range holds, in address order."""
+    return tuple(dict.fromkeys(span.kind for span in _unusable_in(address_range)))
+
+
 def is_buggy_ip(address: IPAddress) -> bool:
     """An IPv4 address ending in .0 or .255, which some old consumer devices drop (smurf protection)."""
     return address.version == 4 and int(address) & 0xFF in (0, 0xFF)

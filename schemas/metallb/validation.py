@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from schemas.metallb.addresses import AddressRange, IPFamily
+from schemas.metallb.addresses import AddressRange, IPFamily, unusable_kinds, usable_count
 from schemas.metallb.advertisements import BGPAdvertisement, L2Advertisement
 from schemas.metallb.bfd import BFDProfile
 from schemas.metallb.bgp import BGPPeer
@@ -39,6 +39,8 @@ class ProblemCode(StrEnum):
     """Two Community objects define the same alias."""
     AGGREGATION_TOO_SHORT = "AggregationLengthTooShort"
     """A BGP advertisement aggregates to a prefix shorter than a pool entry's own prefix."""
+    NO_USABLE_ADDRESSES = "NoUsableAddresses"
+    """Every address of a pool is unspecified, loopback, link-local, multicast or broadcast."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ def validate_configuration(objects: Iterable[ConfigObject]) -> ConfigurationRepo
     problems: list[ConfigProblem] = []
     problems += _duplicate_names(ordered)
     problems += _overlapping_pools(pools)
+    problems += [problem for pool in pools if (problem := _unusable_pool(pool)) is not None]
     pool_names = {pool.name for pool in pools}
     advertisements: list[L2Advertisement | BGPAdvertisement] = [*l2_ads, *bgp_ads]
     for ad in advertisements:
@@ -160,6 +163,29 @@ def _overlapping_pools(pools: list[IPAddressPool]) -> list[ConfigProblem]:
             if furthest is None or address_range.last > furthest[0].last:
                 furthest = current
     return problems
+
+
+#: How many entries a refusal of an unusable pool names (the message stays short whatever the pool).
+UNUSABLE_ENTRIES_NAMED = 3
+
+
+def _unusable_pool(pool: IPAddressPool) -> ConfigProblem | None:
+    """A pool none of whose addresses can be handed out, with what each entry holds."""
+    ranges = pool.ranges()
+    if any(usable_count(address_range) for address_range in ranges):
+        return None
+    described = []
+    for text, address_range in list(zip(pool.spec.addresses, ranges, strict=True))[:UNUSABLE_ENTRIES_NAMED]:
+        kinds = " and ".join(kind.value for kind in unusable_kinds(address_range))
+        described.append(f"{text[:64]!r} is {kinds}")
+    if len(ranges) > UNUSABLE_ENTRIES_NAMED:
+        described.append(f"and {len(ranges) - UNUSABLE_ENTRIES_NAMED} more")
+    return _problem(
+        pool,
+        "spec.addresses",
+        ProblemCode.NO_USABLE_ADDRESSES,
+        f"no address of the pool can be handed out ({'; '.join(described)})",
+    )
 
 
 def _community_aliases(communities: list[Community]) -> tuple[set[str], list[ConfigProblem]]:

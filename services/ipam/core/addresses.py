@@ -3,6 +3,9 @@
 Addresses are plain ints tagged with a :class:`Family`; nothing here ever materialises the addresses
 of a range, so a /64 costs the same as a /30. The free index answers "lowest free address of this
 range" in amortised O(log n), whatever the number of used addresses (MetalLB scans linearly).
+Unspecified, loopback, link-local, multicast and broadcast addresses are never part of a range's
+usable addresses (``0.0.0.0/0`` hands out neither ``0.0.0.0`` nor ``127.0.0.1``); the free index
+steps over such a span in one move, so a ``/0`` costs no more than a ``/24``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import ipaddress
 from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+from schemas.metallb.addresses import UnusableKind, unusable_spans
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -49,6 +54,12 @@ def to_ip(family: Family, value: int) -> IPAddress:
 def is_buggy(family: Family, value: int) -> bool:
     """True for an IPv4 address ending in .0 or .255 (MetalLB's `ipConfusesBuggyFirmwares`)."""
     return family is Family.V4 and (value & 0xFF) in (0, 0xFF)
+
+
+def unusable_kind(family: Family, value: int) -> UnusableKind | None:
+    """Why an address can never be handed out (unspecified, loopback, ...), or None when it can."""
+    spans = unusable_spans(family.value, value, value)
+    return spans[0].kind if spans else None
 
 
 def _count_residue(first: int, last: int, residue: int) -> int:
@@ -110,8 +121,19 @@ class AddressRange:
             return 0
         return _count_residue(self.first, self.last, 0) + _count_residue(self.first, self.last, 0xFF)
 
+    def unusable(self) -> tuple[AddressRange, ...]:
+        """The spans of the range that are never handed out (unspecified, loopback, ...), in order."""
+        return tuple(
+            AddressRange(self.family, span.first, span.last)
+            for span in unusable_spans(self.family.value, self.first, self.last)
+        )
+
     def capacity(self, *, avoid_buggy_ips: bool) -> int:
-        return self.size - (self.buggy_count() if avoid_buggy_ips else 0)
+        unusable = self.unusable()
+        count = self.size - sum(span.size for span in unusable)
+        if avoid_buggy_ips:  # the .0/.255 addresses that are not unusable anyway
+            count -= self.buggy_count() - sum(span.buggy_count() for span in unusable)
+        return count
 
     def __str__(self) -> str:
         return f"{self.first_ip}-{self.last_ip}"
@@ -132,12 +154,17 @@ class FreeIndex:
     avoid_buggy_ips: bool
     frontier: int = field(init=False)
     holes: list[int] = field(init=False, default_factory=list)
+    #: The range's unusable spans as (first, last), usually none.
+    gaps: tuple[tuple[int, int], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         self.frontier = self.span.first
+        self.gaps = tuple((gap.first, gap.last) for gap in self.span.unusable())
 
     def usable(self, value: int) -> bool:
-        return not (self.avoid_buggy_ips and is_buggy(self.span.family, value))
+        if self.avoid_buggy_ips and is_buggy(self.span.family, value):
+            return False
+        return not any(first <= value <= last for first, last in self.gaps)
 
     def lowest_free(self, used: Container[int]) -> int | None:
         holes = self.holes
@@ -147,10 +174,15 @@ class FreeIndex:
                 heapq.heappop(holes)
                 continue
             return top
-        value, last = self.frontier, self.span.last
+        value, last, gaps = self.frontier, self.span.last, self.gaps
         buggy = self.avoid_buggy_ips and self.span.family is Family.V4
-        while value <= last and (value in used or (buggy and (value & 0xFF) in (0, 0xFF))):
-            value += 1
+        while value <= last:
+            if value in used or (buggy and (value & 0xFF) in (0, 0xFF)):
+                value += 1
+            elif gaps and (gap_end := _gap_end(gaps, value)) is not None:
+                value = gap_end + 1
+            else:
+                break
         self.frontier = value
         return value if value <= last else None
 
@@ -158,3 +190,11 @@ class FreeIndex:
         """Record that ``value`` (an address of this range) is no longer in use."""
         if value < self.frontier and self.usable(value):
             heapq.heappush(self.holes, value)
+
+
+def _gap_end(gaps: tuple[tuple[int, int], ...], value: int) -> int | None:
+    """The last address of the gap holding ``value``, if one does (a handful of gaps at most)."""
+    for first, last in gaps:
+        if first <= value <= last:
+            return last
+    return None

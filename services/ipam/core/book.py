@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from services.ipam.core.addresses import Family, FreeIndex, IPAddress, family_of, to_ip
+from services.ipam.core.addresses import Family, FreeIndex, IPAddress, family_of, to_ip, unusable_kind
 from services.ipam.core.decisions import PoolUsage, RefusalReason
 from services.ipam.core.pools import PoolSpec, RangeTable
 from services.ipam.core.service import PoolName, Port, ServiceKey, ServiceRequest, ShareKey
@@ -107,6 +107,8 @@ class AddressBook:
         addrs: list[Addr] = []
         for ip in ips:
             fam = family_of(ip)
+            if (kind := unusable_kind(fam, int(ip))) is not None:
+                return Problem(RefusalReason.REQUESTED_IP_UNUSABLE, f"{ip} is a {kind.value} address, never handed out")
             found = self.table.lookup(fam, int(ip))
             if found is None:
                 return Problem(RefusalReason.REQUESTED_IP_NOT_IN_POOL, f"{ip} is not in any address pool")

@@ -21,6 +21,7 @@ class RefusalReason(Enum):
     """An annotation longer than any valid value (refused unread: see ``core/limits.py``)."""
     REQUESTED_FAMILY_MISMATCH = "requested_family_mismatch"
     REQUESTED_IP_NOT_IN_POOL = "requested_ip_not_in_pool"
+    REQUESTED_IP_UNUSABLE = "requested_ip_unusable"
     REQUESTED_IP_WRONG_POOL = "requested_ip_wrong_pool"
     IP_NOT_SHARED = "ip_not_shared"
     IP_SHARING_KEY_MISMATCH = "ip_sharing_key_mismatch"

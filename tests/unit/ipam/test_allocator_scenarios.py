@@ -303,6 +303,54 @@ SCENARIOS: dict[str, tuple[Sequence[PoolSpec], Sequence[Row]]] = {
             Usage("v4", (1, 2**24 - 2 * 2**16 - 1, 0, 0)),
         ],
     ),
+    # metalbus differs from MetalLB here: MetalLB hands out 0.0.0.0 and :: from a catch-all pool.
+    "catch-all pools: unspecified, loopback, link-local, multicast and broadcast are never handed out": (
+        [pool("all4", "0.0.0.0/0"), pool("all6", "::/0")],
+        [
+            Usage("all4", (0, 2**32 - 1 - 2**24 - 2**16 - 2**28 - 1, 0, 0)),
+            Usage("all6", (0, 0, 0, 2**128 - 2 - 2**118 - 2**120)),
+            Gets(svc("a"), ("0.0.0.1",), "all4"),  # 0.0.0.0 is skipped
+            Gets(svc("b", fam="6"), ("::2",), "all6"),  # :: and ::1 are skipped
+            Refuses(svc("c", want=("0.0.0.0",)), R.REQUESTED_IP_UNUSABLE),
+            Refuses(svc("c", want=("127.0.0.1",)), R.REQUESTED_IP_UNUSABLE),
+            Refuses(svc("c", want=("169.254.10.1",)), R.REQUESTED_IP_UNUSABLE),
+            Refuses(svc("c", want=("224.0.0.251",)), R.REQUESTED_IP_UNUSABLE),
+            Refuses(svc("c", want=("255.255.255.255",)), R.REQUESTED_IP_UNUSABLE),
+            Refuses(svc("c", fam="6", want=("::",)), R.REQUESTED_IP_UNUSABLE),
+            Refuses(svc("c", fam="6", want=("::1",)), R.REQUESTED_IP_UNUSABLE),
+            Refuses(svc("c", fam="6", want=("fe80::1",)), R.REQUESTED_IP_UNUSABLE),
+            Refuses(svc("c", fam="6", want=("ff02::1",)), R.REQUESTED_IP_UNUSABLE),
+            Gets(svc("c", want=("126.255.255.255",)), ("126.255.255.255",), "all4", A.REQUESTED_IPS),
+            # an allocation recorded before this rule (0.0.0.0) is not re-adopted: the Service gets another
+            Adopts(svc("x"), ("0.0.0.0",), refused=R.REQUESTED_IP_UNUSABLE),
+            Gets(svc("x"), ("0.0.0.2",), "all4"),
+            Usage("all4", (3, 2**32 - 1 - 2**24 - 2**16 - 2**28 - 1 - 3, 0, 0)),
+        ],
+    ),
+    "a range running into unusable spans steps over each in one move": (
+        [
+            pool("edge", "126.255.255.254-128.0.0.1"),
+            pool("mc", "223.255.255.253-240.0.0.1", buggy=True, auto=False),
+            pool("local", "169.254.0.0/16", "fe80::/64", auto=False),
+        ],
+        [
+            Usage("local", (0, 0, 0, 0)),
+            Refuses(svc("z", pool="local"), R.POOL_EXHAUSTED),  # a pool made only of them has nothing to give
+            Usage("edge", (0, 4, 0, 0)),
+            Usage("mc", (0, 3, 0, 0)),  # .255 and 240.0.0.0 avoided, 224.0.0.0/4 unusable
+            Gets(svc("a"), ("126.255.255.254",), "edge"),
+            Gets(svc("b"), ("126.255.255.255",), "edge"),
+            Gets(svc("c"), ("128.0.0.0",), "edge"),  # the whole of 127.0.0.0/8 skipped
+            Gets(svc("d"), ("128.0.0.1",), "edge"),
+            Refuses(svc("e"), R.NO_AVAILABLE_IP),
+            Releases("b", freed=("126.255.255.255",)),
+            Gets(svc("e"), ("126.255.255.255",), "edge"),  # the freed address below the gap comes back
+            Gets(svc("f", pool="mc"), ("223.255.255.253",), "mc", A.REQUESTED_POOL),
+            Gets(svc("g", pool="mc"), ("223.255.255.254",), "mc"),
+            Gets(svc("h", pool="mc"), ("240.0.0.1",), "mc"),
+            Refuses(svc("i", pool="mc"), R.POOL_EXHAUSTED),
+        ],
+    ),
 }
 
 

@@ -181,3 +181,35 @@ def test_advertisement_without_pools_reaches_every_pool() -> None:
         ("BGPAdvertisement", "all", "spec.aggregationLengthV6", ProblemCode.AGGREGATION_TOO_SHORT)
     ]
     assert report.for_object("BGPAdvertisement", NS, "all") == report.problems
+
+
+@pytest.mark.parametrize(
+    ("addresses", "message"),
+    [
+        (["0.0.0.0/32"], "'0.0.0.0/32' is unspecified"),
+        (["::/127"], "'::/127' is unspecified and loopback"),
+        (["127.0.0.0/8"], "'127.0.0.0/8' is loopback"),
+        (["169.254.0.0/16", "fe80::/10"], "'169.254.0.0/16' is link-local; 'fe80::/10' is link-local"),
+        (["224.0.0.0/4", "ff02::1-ff02::ff"], "'224.0.0.0/4' is multicast; 'ff02::1-ff02::ff' is multicast"),
+        (["255.255.255.255/32"], "'255.255.255.255/32' is broadcast"),
+        (
+            ["224.0.0.1/32", "224.0.0.2/32", "224.0.0.3/32", "224.0.0.4/32", "224.0.0.5/32"],
+            "'224.0.0.1/32' is multicast; '224.0.0.2/32' is multicast; '224.0.0.3/32' is multicast; and 2 more",
+        ),
+    ],
+)
+def test_a_pool_made_only_of_unusable_addresses_is_refused(addresses: list[str], message: str) -> None:
+    report = validate_configuration([pool("void", *addresses)])
+    assert summary(report.problems) == [("IPAddressPool", "void", "spec.addresses", ProblemCode.NO_USABLE_ADDRESSES)]
+    assert str(report.problems[0]) == (
+        f"IPAddressPool {NS}/void: spec.addresses: no address of the pool can be handed out ({message})"
+    )
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [["0.0.0.0/0"], ["::/0"], ["127.0.0.0/8", "10.0.0.7/32"], ["0.0.0.0-0.0.0.1"], ["fe80::/10", "fc00::/128"]],
+)
+def test_a_pool_with_one_usable_address_is_accepted(addresses: list[str]) -> None:
+    """The allocator skips the unusable addresses; a pool is refused only when nothing is left."""
+    assert validate_configuration([pool("wide", *addresses)]).ok
