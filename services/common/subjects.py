@@ -52,8 +52,9 @@ def encode_token(value: str) -> str:
     return "".join(out)
 
 
-#: The longest subject read back into names (a Kubernetes name is at most 253 characters, 759 escaped).
-MAX_SUBJECT_LENGTH = 4096
+#: The longest subject read back into names: a namespace (63 characters) and a name (253), each escaped
+#: three times over, and the kind fit well within it.
+MAX_SUBJECT_LENGTH = 2048
 
 
 class InvalidSubject(ValueError):
@@ -113,6 +114,10 @@ class StreamName(StrEnum):
     DEAD_LETTER = "DEADLETTER"
 
 
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
     """How a stream is kept. ``per_subject`` limits history per subject (1 = last value only)."""
@@ -125,6 +130,14 @@ class StreamSpec:
     max_msgs: int = -1
     #: How long the server remembers message ids to drop a re-sent publish.
     duplicate_window_seconds: float = 120.0
+    #: The stream's size bound on disk (per replica), so no writer can fill the disk.
+    max_bytes: int = 1 * GIB
+    #: When full, refuse new messages (True) rather than drop the oldest: for streams whose oldest
+    #: message of a subject may still be the one in force.
+    discard_new: bool = True
+    #: No message can be deleted and the stream cannot be purged through the API (decision and
+    #: observation logs).
+    sealed_history: bool = False
 
 
 K8S_PREFIX = "k8s"
@@ -145,12 +158,16 @@ STREAMS: tuple[StreamSpec, ...] = (
         subjects=tuple(f"{K8S_PREFIX}.{kind.value}.>" for kind in ObjectKind if kind not in SECRET_KINDS),
         description="observed Kubernetes state, last value per object, deletions as tombstones",
         per_subject=1,
+        max_bytes=2 * GIB,
+        sealed_history=True,
     ),
     StreamSpec(
         name=StreamName.SECRETS,
         subjects=tuple(f"{K8S_PREFIX}.{kind.value}.>" for kind in sorted(SECRET_KINDS)),
         description="observed Secrets that BGP peers reference (passwords), readable by announcers only",
         per_subject=1,
+        max_bytes=64 * MIB,
+        sealed_history=True,
     ),
     StreamSpec(
         name=StreamName.IPAM,
@@ -162,6 +179,8 @@ STREAMS: tuple[StreamSpec, ...] = (
         # Message ids here only chain the fenced appends (Bus.send_fenced); nobody re-sends one, and
         # the server need not remember thousands of ids per second of a burst for two minutes.
         duplicate_window_seconds=5.0,
+        max_bytes=4 * GIB,
+        sealed_history=True,
     ),
     StreamSpec(
         name=StreamName.ANNOUNCE,
@@ -169,6 +188,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         description="what each announcer announces on the wire, and BGP session state",
         per_subject=1000,
         max_age_seconds=30 * DAY,
+        max_bytes=1 * GIB,
     ),
     StreamSpec(
         name=StreamName.DEAD_LETTER,
@@ -176,12 +196,38 @@ STREAMS: tuple[StreamSpec, ...] = (
         description="messages that failed validation or exhausted their redeliveries",
         max_age_seconds=30 * DAY,
         max_msgs=1_000_000,
+        max_bytes=256 * MIB,
+        discard_new=False,
     ),
 )
 
 
 def stream_spec(name: StreamName) -> StreamSpec:
     return next(spec for spec in STREAMS if spec.name == name)
+
+
+class Component(StrEnum):
+    """Who connects to the bus; each has a NATS user of its own (announcers one per node)."""
+
+    WATCHER = "watcher"
+    IPAM = "ipam"
+    ANNOUNCER = "announcer"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class DurableSpec:
+    """A durable consumer: created by the administrative step, read by its owner alone."""
+
+    stream: StreamName
+    name: str
+    subjects: tuple[str, ...]
+    owner: Component
+
+
+#: Lease buckets (JetStream key-value), by the component that competes for them.
+LEASE_BUCKET_PREFIX = "metalbus-lease-"
+LEASES: dict[Component, str] = {Component.IPAM: f"{LEASE_BUCKET_PREFIX}ipam"}
 
 
 # --- K8S: one subject per object --------------------------------------------------------------
@@ -272,6 +318,14 @@ def ipam_pool_subject(pool: str) -> str:
 
 
 IPAM_CONFIG_SUBJECT = f"{IPAM_PREFIX}.config"
+#: The parts of the configuration in force (``ConfigurationPart``), by slot and index.
+IPAM_CONFIG_PARTS = f"{IPAM_PREFIX}.config-part.>"
+
+
+def ipam_config_part_subject(slot: str, index: int) -> str:
+    return f"{IPAM_PREFIX}.config-part.{encode_token(slot)}.{index}"
+
+
 IPAM_ALLOCATIONS = f"{IPAM_PREFIX}.allocation.>"
 IPAM_PLACEMENTS = f"{IPAM_PREFIX}.placement.>"
 
@@ -306,3 +360,16 @@ def read_heartbeat_subject(subject: str) -> str | Refused:
 
 def dead_letter_subject(stream: StreamName, consumer: str) -> str:
     return f"{DEAD_LETTER_PREFIX}.{stream.value.lower()}.{encode_token(consumer)}"
+
+
+# --- durable consumers ------------------------------------------------------------------------
+
+KUBE_PROXY_SUBJECT = k8s_subject(ObjectKind.KUBE_PROXY, "kube-system", "kube-proxy")
+
+#: Every durable consumer. The watcher's three feed its status writer.
+DURABLES: tuple[DurableSpec, ...] = (
+    DurableSpec(StreamName.IPAM, "watcher-status",
+                (IPAM_ALLOCATIONS, f"{IPAM_PREFIX}.pool.*", IPAM_CONFIG_SUBJECT), Component.WATCHER),
+    DurableSpec(StreamName.ANNOUNCE, "watcher-announce", (f"{ANNOUNCE_PREFIX}.*.ip.*",), Component.WATCHER),
+    DurableSpec(StreamName.K8S, "watcher-kubeproxy", (KUBE_PROXY_SUBJECT,), Component.WATCHER),
+)
