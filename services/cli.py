@@ -32,7 +32,12 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser, component: str) -> N
         default=_env_int("METALBUS_HTTP_PORT", DEFAULT_HTTP_PORTS[component]),
         help="port for /healthz, /readyz and /metrics; 0 picks a free one (env METALBUS_HTTP_PORT)",
     )
-    parser.add_argument("--http-host", default=os.environ.get("METALBUS_HTTP_HOST", "0.0.0.0"))
+    parser.add_argument(
+        "--http-address", "--http-host", dest="http_address",
+        default=os.environ.get("METALBUS_HTTP_ADDRESS") or os.environ.get("METALBUS_HTTP_HOST") or "0.0.0.0",
+        help="address /healthz, /readyz and /metrics listen on; the announcer's DaemonSet gives the node's"
+        " (env METALBUS_HTTP_ADDRESS)",
+    )
     parser.add_argument(
         "--stream-replicas", type=int, default=_env_int("METALBUS_STREAM_REPLICAS", 1),
         help="JetStream replicas per stream: 1 for one server, 3 for a NATS cluster",
@@ -123,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
     return RuntimeOptions(
         nats_url=args.nats,
-        http_host=args.http_host,
+        http_address=args.http_address,
         http_port=args.http_port,
         stream_replicas=args.stream_replicas,
         log_level=args.log_level,

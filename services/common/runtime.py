@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class RuntimeOptions:
     nats_url: str
-    http_host: str = "0.0.0.0"
+    http_address: str = "0.0.0.0"
     http_port: int = 0
     stream_replicas: int = 1
     instance: str = ""
@@ -66,8 +66,9 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    with HealthServer(health, host=options.http_host, port=options.http_port) as server:
-        log.info("starting component=%s instance=%s http_port=%d", component, instance, server.port)
+    with HealthServer(health, host=options.http_address, port=options.http_port) as server:
+        log.info("starting component=%s instance=%s http_address=%s http_port=%d",
+                 component, instance, options.http_address, server.port)
         settings = BusSettings(url=options.nats_url, replicas=options.stream_replicas)
         bus = await Bus.connect(
             settings,

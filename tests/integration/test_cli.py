@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -25,9 +26,9 @@ METALBUS = [sys.executable, "-m", "services.cli"]
 class Process:
     """A child process whose stderr is collected line by line."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], *, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
-        self.popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -64,9 +65,9 @@ def announcer(nats_server: EmbeddedNats) -> Iterator[Process]:
         process.stop()
 
 
-def http_get(port: int, path: str) -> tuple[int, str]:
+def http_get(port: int, path: str, *, host: str = "127.0.0.1") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -114,3 +115,18 @@ def test_announcer_without_a_node_name_is_refused_with_a_reason() -> None:
                             timeout=30)
     assert result.returncode == 2
     assert "announcer needs --node NAME" in result.stderr
+
+
+def test_the_http_endpoint_listens_on_the_address_it_is_given(nats_server: EmbeddedNats) -> None:
+    env = {**os.environ, "METALBUS_HTTP_ADDRESS": "127.0.0.3"}
+    process = Process([*METALBUS, "ipam", "--nats", nats_server.url, "--http-port", "0"], env=env)
+    try:
+        wait_until(lambda: process.find(r"http_port=(\d+)") is not None, what="ipam to start")
+        match = process.find(r"http_address=(\S+) http_port=(\d+)")
+        assert match is not None and match.group(1) == "127.0.0.3"
+        port = int(match.group(2))
+        wait_until(lambda: http_get(port, "/healthz", host="127.0.0.3") == (200, "ok\n"), what="/healthz")
+        with pytest.raises(urllib.error.URLError):
+            http_get(port, "/healthz")  # 127.0.0.1: nobody listens there
+    finally:
+        assert process.stop() == 0

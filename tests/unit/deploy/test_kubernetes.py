@@ -147,6 +147,20 @@ def test_the_announcer_has_no_token_and_only_net_raw_and_net_admin(overlay: str)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_announcer_serves_its_probes_on_the_node_address_only(overlay: str) -> None:
+    """On the host network 0.0.0.0 is every interface of the node: the announcer binds the node's address
+    (the downward API's status.hostIP), which is also where the kubelet sends the probes (the pod IP)."""
+    spec = find(rendered(overlay), "DaemonSet", "metalbus-announcer")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    address = next(e for e in container["env"] if e["name"] == "METALBUS_HTTP_ADDRESS")
+    assert address["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    env = {**env_values(container), "METALBUS_HTTP_ADDRESS": "192.0.2.7", "NODE_NAME": "node-a"}
+    assert parse(container["args"], env).http_address == "192.0.2.7"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert "host" not in container[probe]["httpGet"], "a probe must reach the address the server binds"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_other_pod_gains_privileges_or_host_access(overlay: str) -> None:
     for obj in rendered(overlay):
         spec = pod_spec(obj)
