@@ -5,6 +5,7 @@ Layers, bottom up (each imports only the ones below it):
 - wire codecs, pure and hostile-input safe (every decoder raises only :class:`Notification`):
   ``message`` (header, KEEPALIVE, stream reader), ``notification``, ``open`` + ``capabilities``,
   ``update`` + ``attributes`` / ``aspath`` / ``multiprotocol`` / ``nlri``, ``route_refresh``, ``wire``;
+  ``update_count``: a received UPDATE checked (RFC 7606) and its prefixes counted, never decoded;
 - ``rib``: the desired :class:`Route` per prefix, the Adj-RIB-Out and the diff packed into UPDATEs;
 - ``session``: the RFC 4271 FSM without I/O (``receive(data, now)``, ``handle_timer(now)``,
   ``get_timer()``, ``data_to_send()``, ``next_event()``), events in ``events``;
@@ -23,6 +24,7 @@ from services.announcer.bgp.events import (
     Established,
     Event,
     RefreshRequested,
+    RoutesCounted,
     RoutesReceived,
     State,
     StateChanged,
@@ -30,7 +32,7 @@ from services.announcer.bgp.events import (
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.notification import Notification
 from services.announcer.bgp.rib import Route
-from services.announcer.bgp.session import DynamicAsn, Session, SessionConfig
+from services.announcer.bgp.session import DynamicAsn, ReceivedRoutes, Session, SessionConfig
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
 
 __all__ = [
@@ -46,8 +48,10 @@ __all__ = [
     "Event",
     "Listener",
     "Notification",
+    "ReceivedRoutes",
     "RefreshRequested",
     "Route",
+    "RoutesCounted",
     "RoutesReceived",
     "Session",
     "SessionConfig",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -329,9 +330,17 @@ class UnknownAttribute:
         return {"flags": self.flags, "value": self.value.hex()}
 
 
-def decode_attribute(flags: int, type_code: int, value: bytes, negotiated: Negotiated) -> Attribute:
-    """Decode one attribute; raise :class:`MalformedAttribute` or :class:`Notification`."""
-    codec = REGISTRY.get(type_code)
+def decode_attribute(
+    flags: int,
+    type_code: int,
+    value: bytes,
+    negotiated: Negotiated,
+    *,
+    codecs: Mapping[int, type[AttributeCodec]] = REGISTRY,
+) -> Attribute:
+    """Decode one attribute with its codec in ``codecs``; raise :class:`MalformedAttribute` or
+    :class:`Notification`."""
+    codec = codecs.get(type_code)
     if codec is None:
         if not flags & Flag.OPTIONAL:
             raise Notification(

@@ -60,6 +60,15 @@ class RoutesReceived:
 
 
 @dataclass(frozen=True)
+class RoutesCounted:
+    """An UPDATE received and checked, its prefixes counted, not decoded (``ReceivedRoutes.COUNTED``)."""
+
+    announced: int
+    withdrawn: int
+    errors: tuple[str, ...] = ()  # RFC 7606: what was discarded or treated as withdrawn, and why
+
+
+@dataclass(frozen=True)
 class EndOfRibReceived:
     family: AddressFamily
 
@@ -76,4 +85,13 @@ class AdvertisementsSent:
     messages: int
 
 
-Event = StateChanged | Established | Closed | RoutesReceived | EndOfRibReceived | RefreshRequested | AdvertisementsSent
+Event = (
+    StateChanged
+    | Established
+    | Closed
+    | RoutesReceived
+    | RoutesCounted
+    | EndOfRibReceived
+    | RefreshRequested
+    | AdvertisementsSent
+)

@@ -29,25 +29,50 @@ def decode_prefixes(data: bytes, afi: int, *, error: Notification | None = None)
 
     On malformed input raise ``error`` (by default UPDATE / Invalid Network Field).
     """
-    if afi == Afi.IPV4:
-        width, make = 4, _v4
-    elif afi == Afi.IPV6:
-        width, make = 16, _v6
-    else:
-        raise error or update_error(UpdateSubcode.INVALID_NETWORK_FIELD, reason=f"AFI {afi}")
+    width = _width(afi, error)
+    make = _v4 if width == 4 else _v6
     out: list[Prefix] = []
     offset = 0
     while offset < len(data):
         length = data[offset]
         size = (length + 7) // 8
         if length > width * 8 or offset + 1 + size > len(data):
-            raise error or update_error(
-                UpdateSubcode.INVALID_NETWORK_FIELD, reason=f"prefix length {length} at offset {offset}"
-            )
+            raise _malformed(error, length, offset)
         packed = data[offset + 1 : offset + 1 + size].ljust(width, b"\x00")
         out.append(make(packed, length))
         offset += 1 + size
     return tuple(out)
+
+
+def count_prefixes(data: bytes, afi: int, *, error: Notification | None = None) -> int:
+    """How many prefixes a run holds, checked as :func:`decode_prefixes` checks them (every length in range,
+    the last one ending with the data: RFC 7606 §5.3) but without building one object per prefix."""
+    width = _width(afi, error)
+    bits = width * 8
+    count = offset = start = 0
+    end = len(data)
+    while offset < end:
+        start, length = offset, data[offset]
+        if length > bits:
+            raise _malformed(error, length, start)
+        offset += 1 + (length + 7) // 8
+        count += 1
+    if offset > end:  # the last prefix overruns the run
+        raise _malformed(error, data[start], start)
+    return count
+
+
+def _width(afi: int, error: Notification | None) -> int:
+    if afi == Afi.IPV4:
+        return 4
+    if afi == Afi.IPV6:
+        return 16
+    raise error or update_error(UpdateSubcode.INVALID_NETWORK_FIELD, reason=f"AFI {afi}")
+
+
+def _malformed(error: Notification | None, length: int, offset: int) -> Notification:
+    reason = f"prefix length {length} at offset {offset}"
+    return error or update_error(UpdateSubcode.INVALID_NETWORK_FIELD, reason=reason)
 
 
 def _v4(packed: bytes, length: int) -> Prefix:

@@ -32,6 +32,7 @@ from services.announcer.bgp.events import (
     Established,
     Event,
     RefreshRequested,
+    RoutesCounted,
     RoutesReceived,
     State,
     StateChanged,
@@ -50,6 +51,7 @@ from services.announcer.bgp.open import Open
 from services.announcer.bgp.rib import AdjRibOut, Route, resolve
 from services.announcer.bgp.route_refresh import RouteRefreshMessage
 from services.announcer.bgp.update import Update, end_of_rib
+from services.announcer.bgp.update_count import UpdateCount, count_update
 
 
 class DynamicAsn(enum.Enum):
@@ -57,6 +59,13 @@ class DynamicAsn(enum.Enum):
 
     INTERNAL = "internal"
     EXTERNAL = "external"
+
+
+class ReceivedRoutes(enum.Enum):
+    """What a session makes of the routes its peer sends."""
+
+    COUNTED = "counted"  # checked (RFC 7606) and counted, never decoded: the announcer uses no received route
+    DECODED = "decoded"  # every prefix decoded into RoutesReceived: for a peer played in tests and tools
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +84,7 @@ class SessionConfig:
     restarting: bool = False  # the R bit: this speaker restarted and the peer may keep our old routes
     next_hop_v4: ipaddress.IPv4Address | None = None  # default: the local address of an IPv4 connection
     next_hop_v6: ipaddress.IPv6Address | None = None  # default: the local address of an IPv6 connection
+    received_routes: ReceivedRoutes = ReceivedRoutes.COUNTED
 
     def __post_init__(self) -> None:
         if self.hold_time in (1, 2) or not 0 <= self.hold_time <= 0xFFFF:
@@ -101,6 +111,8 @@ class Session:
         self.peer_open: Open | None = None
         self.unroutable: list[Prefix] = []  # desired prefixes this session cannot carry (family, next hop)
         self.updates_sent = 0
+        self.updates_received = 0
+        self.prefixes_received = 0  # announced and withdrawn, as counted in the UPDATEs received
         self._desired: dict[Prefix, Route] = {}
         self._rib_out = AdjRibOut()
         self._reader = MessageReader()
@@ -237,7 +249,11 @@ class Session:
             raise self._fsm_error(message_type.name)
         assert self.negotiated is not None
         if message_type is MessageType.UPDATE:
-            self._on_update(Update.decode(body, self.negotiated))
+            self.updates_received += 1
+            if self.config.received_routes is ReceivedRoutes.COUNTED:
+                self._on_update_count(count_update(body, self.negotiated))
+            else:
+                self._on_update(Update.decode(body, self.negotiated))
         elif message_type is MessageType.ROUTE_REFRESH:
             request = RouteRefreshMessage.decode(body)
             if request.subtype == 0 and request.family in self.negotiated.families:
@@ -309,6 +325,15 @@ class Session:
         announced, withdrawn = update.announced(), update.withdrawals()
         if announced or withdrawn or update.errors:
             self._events.append(RoutesReceived(tuple(announced), tuple(withdrawn), update.attributes, update.errors))
+        self.prefixes_received += len(announced) + len(withdrawn)
+
+    def _on_update_count(self, update: UpdateCount) -> None:
+        if update.end_of_rib is not None:
+            self._events.append(EndOfRibReceived(update.end_of_rib))
+            return
+        if update.announced or update.withdrawn or update.errors:
+            self._events.append(RoutesCounted(update.announced, update.withdrawn, update.errors))
+        self.prefixes_received += update.announced + update.withdrawn
 
     # --- sending ---------------------------------------------------------------------------------------
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from services.announcer.bgp import tcp
 from services.announcer.bgp.events import Closed, CloseReason, Established, Event, State
@@ -15,6 +14,7 @@ from services.announcer.bgp.nlri import IPAddress, Prefix
 from services.announcer.bgp.notification import CeaseSubcode
 from services.announcer.bgp.rib import Route
 from services.announcer.bgp.session import Session, SessionConfig
+from services.common.supervision import OnFailure, supervised
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +35,17 @@ class SpeakerConfig:
     ttl: int | None = None  # e.g. 255 for ebgpMultiHop; None keeps the system default
 
 
-def guard(coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-    """Run ``coro`` as a task whose failure is logged, never lost."""
-    task = asyncio.get_running_loop().create_task(coro, name=name)
-
-    def done(finished: asyncio.Task[None]) -> None:
-        if not finished.cancelled() and finished.exception() is not None:
-            log.error("task failed task=%s", name, exc_info=finished.exception())
-
-    task.add_done_callback(done)
-    return task
+RECEIVE_SLICE = 16 * 1024
+"""Octets handed to the session core per turn of the event loop: a peer sending a full table as fast as TCP
+carries it gets a few UPDATEs' worth of work at a time, and BFD and keepalive timers run in between."""
 
 
 class Connection(asyncio.Protocol):
-    """One TCP connection; it belongs to a speaker once ``attach`` accepted it."""
+    """One TCP connection; it belongs to a speaker once ``attach`` accepted it.
+
+    What arrives is handed over in slices of at most :data:`RECEIVE_SLICE` octets, one per turn of the loop;
+    while a backlog waits, the socket is not read (TCP flow control holds the peer back).
+    """
 
     def __init__(
         self, owner: Speaker | None = None, *, route: Callable[[IPAddress | None], Speaker | None] | None = None
@@ -56,6 +53,9 @@ class Connection(asyncio.Protocol):
         self.owner = owner
         self._route = route
         self.transport: asyncio.Transport | None = None
+        self._backlog = bytearray()
+        self._draining = False
+        self._lost: tuple[Exception | None] | None = None  # the loss, held until the backlog is delivered
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -67,12 +67,39 @@ class Connection(asyncio.Protocol):
             transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        if self.owner is not None:
+        if self.owner is None:
+            return
+        if not self._draining and len(data) <= RECEIVE_SLICE:
             self.owner.data_received(self, data)
+            return
+        self._backlog += data
+        if not self._draining:
+            self._draining = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+            self._deliver_slice()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.owner is not None:
+        if self._draining:
+            self._lost = (exc,)
+        elif self.owner is not None:
             self.owner.connection_lost(self, exc)
+
+    def _deliver_slice(self) -> None:
+        piece = bytes(self._backlog[:RECEIVE_SLICE])
+        del self._backlog[:RECEIVE_SLICE]
+        if self.owner is not None:
+            self.owner.data_received(self, piece)
+        if self._backlog:
+            asyncio.get_running_loop().call_soon(self._deliver_slice)
+            return
+        self._draining = False
+        if self._lost is not None:
+            (exc,), self._lost = self._lost, None
+            if self.owner is not None:
+                self.owner.connection_lost(self, exc)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
 
 class Speaker:
@@ -106,7 +133,8 @@ class Speaker:
 
     def start(self) -> None:
         if self.config.connect and self._task is None:
-            self._task = guard(self._run(), name=f"bgp-connect-{self.config.peer_address}")
+            # RESTART: the loop keeps nothing but its backoff; a dead one would leave the peer unreachable
+            self._task = supervised(self._run, name="bgp-connect", on_failure=OnFailure.RESTART)
         elif not self.config.connect:
             self.session.start(self._loop.time(), passive=True)
             self._process()

@@ -4,14 +4,16 @@ packing of many prefixes into as few UPDATEs as fit in 4096 octets."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from services.announcer.bgp import aspath as _aspath  # noqa: F401 - registers AS_PATH, AS4_PATH
 from services.announcer.bgp.attributes import (
     OPTIONAL_NON_TRANSITIVE,
+    REGISTRY,
     Attribute,
+    AttributeCodec,
     AttributeType,
     ErrorAction,
     Flag,
@@ -111,33 +113,47 @@ def _announced(update: Update) -> list[tuple[AddressFamily, Prefix]]:
 
 
 def _decode(body: bytes, negotiated: Negotiated) -> Update:
+    raw_withdrawn, attribute_data, raw_nlri = split_update(body)
+    withdrawn = decode_prefixes(raw_withdrawn, Afi.IPV4)
+    nlri = decode_prefixes(raw_nlri, Afi.IPV4)
+    attributes, treat_as_withdraw, errors = decode_attributes(attribute_data, negotiated)
+    update = Update(withdrawn, tuple(attributes), nlri, treat_as_withdraw, tuple(errors))
+    if not treat_as_withdraw and _announced(update):
+        missing = missing_mandatory(attributes, classic_nlri=bool(nlri))
+        if missing:
+            return Update(withdrawn, tuple(attributes), nlri, True, (*errors, missing))
+    return update
+
+
+def split_update(body: bytes) -> tuple[bytes, bytes, bytes]:
+    """The withdrawn routes, path attribute and NLRI octets of an UPDATE body, their lengths checked."""
     if len(body) < 4:
         raise update_error(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, reason="UPDATE shorter than 4 octets")
     withdrawn_length = int.from_bytes(body[:2], "big")
     if 2 + withdrawn_length + 2 > len(body):
         raise update_error(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, reason="withdrawn routes length overruns")
-    withdrawn = decode_prefixes(body[2 : 2 + withdrawn_length], Afi.IPV4)
     offset = 2 + withdrawn_length
     attributes_length = int.from_bytes(body[offset : offset + 2], "big")
     offset += 2
     if offset + attributes_length > len(body):
         raise update_error(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, reason="total attribute length overruns")
-    attribute_data = body[offset : offset + attributes_length]
-    nlri = decode_prefixes(body[offset + attributes_length :], Afi.IPV4)
-    attributes, treat_as_withdraw, errors = _decode_attributes(attribute_data, negotiated)
-    update = Update(withdrawn, tuple(attributes), nlri, treat_as_withdraw, tuple(errors))
-    if not treat_as_withdraw and _announced(update):
-        present = {a.type_code for a in attributes}
-        missing = [t for t in _MANDATORY if t not in present]
-        if nlri and AttributeType.NEXT_HOP not in present:
-            missing.append(AttributeType.NEXT_HOP)
-        if missing:  # RFC 7606 §3 (d)
-            names = ", ".join(t.name for t in missing)
-            return Update(withdrawn, tuple(attributes), nlri, True, (*errors, f"missing {names}"))
-    return update
+    return body[2 : 2 + withdrawn_length], body[offset : offset + attributes_length], body[offset + attributes_length :]
 
 
-def _decode_attributes(data: bytes, negotiated: Negotiated) -> tuple[list[Attribute], bool, list[str]]:
+def missing_mandatory(attributes: Sequence[Attribute], *, classic_nlri: bool) -> str:
+    """RFC 7606 §3 (d): what an UPDATE that announces routes lacks (empty: nothing), as an error to report."""
+    present = {a.type_code for a in attributes}
+    missing = [t for t in _MANDATORY if t not in present]
+    if classic_nlri and AttributeType.NEXT_HOP not in present:
+        missing.append(AttributeType.NEXT_HOP)
+    return f"missing {', '.join(t.name for t in missing)}" if missing else ""
+
+
+def decode_attributes(
+    data: bytes, negotiated: Negotiated, *, codecs: Mapping[int, type[AttributeCodec]] = REGISTRY
+) -> tuple[list[Attribute], bool, list[str]]:
+    """The path attributes with RFC 7606 handling: the ones kept, whether the routes must be treated as
+    withdrawn, and what was discarded and why. A session reset is raised as :class:`Notification`."""
     attributes: list[Attribute] = []
     errors: list[str] = []
     treat_as_withdraw = False
@@ -169,7 +185,7 @@ def _decode_attributes(data: bytes, negotiated: Negotiated) -> tuple[list[Attrib
             continue
         seen.add(type_code)
         try:
-            attributes.append(decode_attribute(flags, type_code, value, negotiated))
+            attributes.append(decode_attribute(flags, type_code, value, negotiated, codecs=codecs))
         except MalformedAttribute as error:
             if error.action is ErrorAction.SESSION_RESET:
                 raise
@@ -260,7 +276,10 @@ def pack_withdrawals(
 
 __all__ = [
     "Update",
+    "decode_attributes",
     "end_of_rib",
+    "missing_mandatory",
     "pack_announcements",
     "pack_withdrawals",
+    "split_update",
 ]

@@ -18,7 +18,7 @@ from services.announcer.bgp.attributes import Communities, LargeCommunities, Loc
 from services.announcer.bgp.events import Closed, CloseReason, Event, RoutesReceived
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.nlri import Prefix
-from services.announcer.bgp.session import SessionConfig
+from services.announcer.bgp.session import ReceivedRoutes, SessionConfig
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
 from services.announcer.bgp_agent import BgpAgent
 from services.announcer.bgp_metrics import BgpCollector
@@ -92,7 +92,8 @@ async def peer() -> AsyncIterator[tuple[PeerView, int]]:
     view = PeerView()
     port = free_port()
     config = SpeakerConfig(
-        session=SessionConfig(local_as=64512, peer_as=64512, router_id=ipaddress.IPv4Address("10.0.0.1"), hold_time=9),
+        session=SessionConfig(local_as=64512, peer_as=64512, router_id=ipaddress.IPv4Address("10.0.0.1"), hold_time=9,
+                              received_routes=ReceivedRoutes.DECODED),
         peer_address=LOOPBACK, connect=False,
     )  # fmt: skip
     async with Listener(address=LOOPBACK, port=port) as listener, Speaker(config, on_event=view) as speaker:

@@ -23,7 +23,7 @@ from services.announcer.bgp.nlri import Prefix
 from services.announcer.bgp.notification import ErrorCode, Notification, OpenSubcode
 from services.announcer.bgp.open import Open
 from services.announcer.bgp.rib import Route
-from services.announcer.bgp.session import DynamicAsn, Session, SessionConfig
+from services.announcer.bgp.session import DynamicAsn, ReceivedRoutes, Session, SessionConfig
 from services.announcer.bgp.update import Update
 
 NODE = ipaddress.ip_address("192.0.2.10")
@@ -37,7 +37,13 @@ A_CONFIG = SessionConfig(
     hold_time=90,
     next_hop_v6=NODE_V6,
 )
-B_CONFIG = SessionConfig(local_as=64513, peer_as=64512, router_id=ipaddress.IPv4Address("192.0.2.1"), hold_time=30)
+B_CONFIG = SessionConfig(  # the router: it decodes what it receives, to show what the announcer sent
+    local_as=64513,
+    peer_as=64512,
+    router_id=ipaddress.IPv4Address("192.0.2.1"),
+    hold_time=30,
+    received_routes=ReceivedRoutes.DECODED,
+)
 
 
 def net(text: str) -> Prefix:

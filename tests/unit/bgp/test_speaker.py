@@ -16,7 +16,7 @@ from services.announcer.bgp.message import KEEPALIVE, MessageReader, MessageType
 from services.announcer.bgp.notification import CeaseSubcode, ErrorCode, HeaderSubcode, Notification
 from services.announcer.bgp.open import Open
 from services.announcer.bgp.rib import Route
-from services.announcer.bgp.session import Session, SessionConfig
+from services.announcer.bgp.session import ReceivedRoutes, Session, SessionConfig
 from services.announcer.bgp.speaker import Connection, Speaker, SpeakerConfig
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
@@ -41,7 +41,8 @@ class Recorder:
 
 def configs(*, password: str | None, peer_password: str | None, port: int) -> tuple[SpeakerConfig, SpeakerConfig]:
     node = SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address("10.0.0.2"), hold_time=9)
-    router = SessionConfig(local_as=64513, peer_as=64512, router_id=ipaddress.IPv4Address("10.0.0.1"), hold_time=9)
+    router = SessionConfig(local_as=64513, peer_as=64512, router_id=ipaddress.IPv4Address("10.0.0.1"), hold_time=9,
+                           received_routes=ReceivedRoutes.DECODED)  # fmt: skip
     active = SpeakerConfig(
         session=node,
         peer_address=LOOPBACK,
@@ -157,7 +158,12 @@ async def test_connection_collision_settles_on_one_session() -> None:
         )
         b = Speaker(
             SpeakerConfig(
-                session=SessionConfig(local_as=64513, peer_as=64512, router_id=ipaddress.IPv4Address("10.0.0.2")),
+                session=SessionConfig(
+                    local_as=64513,
+                    peer_as=64512,
+                    router_id=ipaddress.IPv4Address("10.0.0.2"),
+                    received_routes=ReceivedRoutes.DECODED,
+                ),
                 peer_address=here,
                 peer_port=listener_here.bound_port,
                 source_address=there,
