@@ -363,7 +363,9 @@ class BgpAgent:
 
     def _update_metrics(self) -> None:
         self._collector.update(BgpSnapshot(peers={
-            str(s.peer_address): PeerStats(up=s.up, updates=s.updates, announced_prefixes=s.announced_prefixes)
+            str(s.peer_address): PeerStats(up=s.up, updates=s.updates, announced_prefixes=s.announced_prefixes,
+                                           received_updates=s.received.updates,
+                                           received_prefixes=s.received.prefixes, update_errors=s.received.errors)
             for s in self.sessions.values()
         }))  # fmt: skip
         self._announced.update(Protocol.BGP, self.node, {  # planned for a peer this announcer has a session with

@@ -4,6 +4,13 @@
     metallb_bgp_updates_total{peer}              UPDATE messages sent (End-of-RIB markers included)
     metallb_bgp_announced_prefixes_total{peer}   prefixes the peer holds from us
 
+and what peers send, which is checked and counted but never used (``metalbus_`` names, MetalLB has none):
+
+    metalbus_bgp_received_updates_total{peer}    UPDATE messages received (End-of-RIB markers included)
+    metalbus_bgp_received_prefixes_total{peer}   prefixes announced or withdrawn in them
+    metalbus_bgp_update_errors_total{peer}       UPDATEs with an RFC 7606 error handled without a reset
+                                                 (an attribute discarded, routes treated as withdrawn)
+
 (``metallb_speaker_announced``, shared with L2 mode, is in ``announced.py``.)
 
 The event loop swaps in an immutable snapshot; the scrape thread only reads it.
@@ -25,6 +32,9 @@ class PeerStats:
     up: bool = False
     updates: int = 0
     announced_prefixes: int = 0
+    received_updates: int = 0
+    received_prefixes: int = 0
+    update_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +57,22 @@ class BgpCollector(Collector):
             "metallb_bgp_announced_prefixes_total", "Number of prefixes currently being advertised on the BGP session",
             labels=["peer"],
         )  # fmt: skip
+        received = CounterMetricFamily("metalbus_bgp_received_updates", "BGP UPDATE messages received", labels=["peer"])
+        received_prefixes = CounterMetricFamily(
+            "metalbus_bgp_received_prefixes", "Prefixes announced or withdrawn in the UPDATEs received", labels=["peer"]
+        )
+        errors = CounterMetricFamily(
+            "metalbus_bgp_update_errors", "UPDATEs received with an error handled as RFC 7606 says, without a reset",
+            labels=["peer"],
+        )  # fmt: skip
         for peer, stats in sorted(snap.peers.items()):
             up.add_metric([peer], int(stats.up))
             updates.add_metric([peer], stats.updates)
             prefixes.add_metric([peer], stats.announced_prefixes)
-        yield up
-        yield updates
-        yield prefixes
+            received.add_metric([peer], stats.received_updates)
+            received_prefixes.add_metric([peer], stats.received_prefixes)
+            errors.add_metric([peer], stats.update_errors)
+        yield from (up, updates, prefixes, received, received_prefixes, errors)
 
 
 def bgp_collector(registry: CollectorRegistry = REGISTRY) -> BgpCollector:

@@ -18,7 +18,15 @@ from schemas.events import BGPSessionState
 from schemas.metallb import BGPPeer
 from services.announcer.bgp.bfd import BfdConfig, BfdState, BfdStateChanged
 from services.announcer.bgp.bfd_peer import BfdEndpoint, BfdPeer
-from services.announcer.bgp.events import AdvertisementsSent, Closed, Event, State, StateChanged
+from services.announcer.bgp.events import (
+    AdvertisementsSent,
+    Closed,
+    EndOfRibReceived,
+    Event,
+    RoutesCounted,
+    State,
+    StateChanged,
+)
 from services.announcer.bgp.nlri import IPAddress, Prefix
 from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for, speaker_config_for
 from services.announcer.bgp.rib import Route
@@ -102,6 +110,15 @@ class BfdEndpoints:
 StateCallback = Callable[["PeerSession", BGPSessionState, str], None]
 
 
+@dataclass(slots=True)
+class ReceivedCount:
+    """What the peer sent: it is checked and counted, never used."""
+
+    updates: int = 0
+    prefixes: int = 0  # announced or withdrawn
+    errors: int = 0  # UPDATEs with an RFC 7606 error handled without a reset
+
+
 class PeerSession:
     def __init__(
         self,
@@ -115,6 +132,7 @@ class PeerSession:
     ) -> None:
         self.name, self.ref, self.spec = name, ref, spec
         self.updates = 0
+        self.received = ReceivedCount()
         self.state = BGPSessionState.IDLE
         self._endpoints = endpoints
         self._on_state = on_state
@@ -192,6 +210,22 @@ class PeerSession:
             self.updates += event.messages
             if self._on_sent is not None:
                 self._on_sent()
+        elif isinstance(event, RoutesCounted | EndOfRibReceived):
+            self._count_received(event)
+
+    def _count_received(self, event: RoutesCounted | EndOfRibReceived) -> None:
+        """Counted for the metrics; an RFC 7606 error is logged with its reason, the 1st, 2nd, 4th, 8th... time
+        (a peer sending only broken UPDATEs cannot flood the log)."""
+        count = self.received
+        count.updates += 1
+        if isinstance(event, EndOfRibReceived):
+            return
+        count.prefixes += event.announced + event.withdrawn
+        if event.errors:
+            count.errors += 1
+            if count.errors & (count.errors - 1) == 0:
+                log.warning("event=bgp_update_error peer=%s address=%s errors_total=%d reason=%s", self.ref,
+                            self.peer_address, count.errors, "; ".join(event.errors)[:500])  # fmt: skip
 
     def _set_state(self, state: BGPSessionState, reason: str) -> None:
         if state is self.state and not reason:
