@@ -19,18 +19,13 @@ from services.watcher.observe.translate import (
     SliceSummary,
     endpoints_observed,
     fold_endpoints,
+    object_key,
     referenced_secrets,
     slice_summary,
     tombstone,
 )
 
 Translate = Callable[[RawObject], Observation]
-
-
-def _meta(obj: RawObject) -> tuple[str, str, str]:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    assert isinstance(meta, dict)
-    return str(meta.get("namespace") or ""), str(meta.get("name") or ""), str(meta.get("resourceVersion") or "")
 
 
 class Projection(ABC):
@@ -84,7 +79,7 @@ class ObjectProjection(Projection):
         self._current = {o.subject: o for obj in items if (o := self._observe(obj)) is not None}
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
-        namespace, name, _ = _meta(obj)
+        namespace, name, _ = object_key(obj)
         subject = k8s_subject(self.kind, namespace, name)
         observation = self._observe(obj) if change != "DELETED" else None
         if observation is None:
@@ -133,7 +128,7 @@ class PeerProjection(ObjectProjection):
 
     def replace(self, items: Sequence[RawObject], list_version: str) -> None:
         super().replace(items, list_version)
-        self._raw = {k8s_subject(self.kind, *_meta(obj)[:2]): obj for obj in items}
+        self._raw = {k8s_subject(self.kind, *object_key(obj)[:2]): obj for obj in items}
         self._publish_references()
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
@@ -231,7 +226,7 @@ class EndpointsProjection(Projection):
             self._refold(service, list_version)
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
-        namespace, name, version = _meta(obj)
+        namespace, name, version = object_key(obj)
         old = self._remove((namespace, name))
         new = self._summary(obj) if change != "DELETED" else None
         if new is not None:

@@ -22,8 +22,10 @@ from schemas.events import (
     ObjectDeleted,
     ObjectKind,
 )
+from schemas.refusal import Refused
 from services.common.bus import Bus
-from services.common.subjects import k8s_kind_filter, observed_stream
+from services.common.inbound import refused
+from services.common.subjects import k8s_kind_filter, observed_stream, read_k8s_subject
 from services.common.tracing import span_headers, tracer
 from services.watcher.observe import metrics
 from services.watcher.observe.projection import Projection
@@ -59,6 +61,9 @@ class ProjectionPublisher:
             observed_stream(self.projection.kind), subjects=[k8s_kind_filter(self.projection.kind)],
             last_per_subject=True,
         ):
+            if isinstance(subject := read_k8s_subject(received.subject), Refused):
+                refused(subject, component=self.bus.component, subject=received.subject)
+                continue  # not a subject the watcher writes: nothing to compare with or tombstone
             identity = stored_identity(received.event)
             if identity is not None:
                 stored[received.subject] = identity

@@ -86,12 +86,44 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _is_text(value: Any) -> bool:
+    """A string the bus can carry: a JSON decoder may hand over lone surrogates, which UTF-8 cannot."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+    return value if _is_text(value) else ""
+
+
+def _one_of(value: Any, allowed: frozenset[str]) -> str | None:
+    return value if isinstance(value, str) and value in allowed else None
 
 
 def _str_map(value: Any) -> dict[str, str]:
-    return {k: v for k, v in _dict(value).items() if isinstance(k, str) and isinstance(v, str)}
+    return {k: v for k, v in _dict(value).items() if _is_text(k) and _is_text(v)}
+
+
+def _json_document(value: Any) -> bool:
+    """Whether ``value`` is JSON the API could have sent (no NaN, no lone surrogates, not absurdly deep)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
+
+
+def object_key(obj: RawObject) -> tuple[str, str, str]:
+    """Namespace, name and resourceVersion of a raw object, "" for what is missing or unreadable."""
+    meta = _dict(obj.get("metadata"))
+    return _str(meta.get("namespace")), _str(meta.get("name")), _str(meta.get("resourceVersion"))
 
 
 def _ref(obj: RawObject) -> ObjectRef:
@@ -118,8 +150,8 @@ def _ports(raw: Any) -> tuple[ServicePort, ...]:
     ports = []
     for item in _list(raw):
         port = _dict(item).get("port")
-        protocol = _dict(item).get("protocol") or "TCP"
-        if isinstance(port, int) and 1 <= port <= 65535 and protocol in _PROTOCOLS:
+        protocol = _one_of(_dict(item).get("protocol") or "TCP", _PROTOCOLS)
+        if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535 and protocol:
             ports.append(ServicePort(name=_str(item.get("name")), protocol=protocol, port=port))
     return tuple(ports)
 
@@ -133,7 +165,6 @@ def service_observed(obj: RawObject) -> Observation:
         for key, value in _str_map(meta.get("annotations")).items()
         if key.startswith(METALLB_ANNOTATION_PREFIXES)
     }
-    policy = spec.get("ipFamilyPolicy")
     event = ServiceObserved(
         ref=ref,
         service_type=_str(spec.get("type")) or "ClusterIP",
@@ -142,9 +173,9 @@ def service_observed(obj: RawObject) -> Observation:
         annotations=annotations,
         labels=_str_map(meta.get("labels")),
         ports=_ports(spec.get("ports")),
-        ip_families=tuple(f for f in _list(spec.get("ipFamilies")) if f in _FAMILIES),
-        ip_family_policy=policy if policy in _FAMILY_POLICIES else None,
-        cluster_ips=tuple(ip for ip in _list(spec.get("clusterIPs")) if isinstance(ip, str) and ip != "None"),
+        ip_families=tuple(f for f in _list(spec.get("ipFamilies")) if _one_of(f, _FAMILIES)),
+        ip_family_policy=_one_of(spec.get("ipFamilyPolicy"), _FAMILY_POLICIES),
+        cluster_ips=tuple(ip for ip in _list(spec.get("clusterIPs")) if _is_text(ip) and ip != "None"),
         external_traffic_policy="Local" if spec.get("externalTrafficPolicy") == "Local" else "Cluster",
         selector=_str_map(spec.get("selector")),
         ingress_ips=tuple(ip for entry in ingress if (ip := _str(_dict(entry).get("ip")))),
@@ -262,6 +293,8 @@ def config_observed(obj: RawObject) -> Observation:
         raise Untranslatable(f"not a metallb.io configuration kind: {kind!r}")
     raw = dict(obj)
     raw["metadata"] = {k: v for k, v in _dict(obj.get("metadata")).items() if k != "managedFields"}
+    if not _json_document(raw):
+        raise Untranslatable(f"{kind} {ref.namespace}/{ref.name} holds values JSON cannot carry")
     event = ConfigObjectObserved(ref=ref, kind=kind, api_version=_str(obj.get("apiVersion")), raw=raw)
     return _observation(CONFIG_KINDS[kind], ref, event)
 
@@ -297,7 +330,7 @@ def kube_proxy_settings(config_text: str) -> tuple[str, bool]:
     or unreadable)."""
     try:
         document = yaml.safe_load(config_text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # the YAML composer recurses once per nesting level
         return "", False
     document = _dict(document)
     mode = _str(document.get("mode"))
