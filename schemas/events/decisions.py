@@ -90,18 +90,54 @@ class ConfigProblem(BaseModel):
     message: str
 
 
+class InForceSlot(StrEnum):
+    """Where the parts of a configuration in force are written. A new configuration goes to the slot
+    not in force, so parts cut short by a crash never overwrite the ones in force."""
+
+    A = "a"
+    B = "b"
+
+    @property
+    def other(self) -> InForceSlot:
+        return InForceSlot.B if self is InForceSlot.A else InForceSlot.A
+
+
+class ConfigurationPart(Event):
+    """Some of the raw metallb.io objects of a configuration, written before the ConfigurationEvaluated
+    that puts it in force; a part stays well below the server's max_payload, whatever the configuration."""
+
+    type: Literal["ConfigurationPart"] = "ConfigurationPart"
+    generation: str = Field(min_length=1, description="digest of the configuration the part belongs to")
+    slot: InForceSlot
+    index: int = Field(ge=0)
+    parts: int = Field(ge=1, description="how many parts the configuration has")
+    objects: tuple[dict[str, Any], ...] = Field(description="metallb.io objects, as written")
+
+
 class ConfigurationEvaluated(Event):
-    """Result of validating the whole metallb.io configuration; invalid keeps the last valid one."""
+    """Result of validating the whole metallb.io configuration; invalid keeps the last valid one.
+
+    The objects in force are in the ``in_force_parts`` ConfigurationParts of ``in_force_generation`` in
+    ``in_force_slot`` (``in_force`` is read only from records written before parts existed)."""
 
     type: Literal["ConfigurationEvaluated"] = "ConfigurationEvaluated"
     valid: bool
-    problems: tuple[ConfigProblem, ...] = ()
+    problems: tuple[ConfigProblem, ...] = Field(default=(), description="the first problems found (bounded)")
+    problems_total: int = Field(default=0, ge=0, description="how many problems were found in all")
     in_force_generation: str = Field(
         default="", description="digest of the configuration now in force (the last valid one)"
     )
+    in_force_slot: InForceSlot | None = Field(default=None, description="where its parts are; None: no parts")
+    in_force_parts: int = Field(default=0, ge=0, description="how many ConfigurationParts hold its objects")
     in_force: tuple[dict[str, Any], ...] = Field(
-        default=(), description="the metallb.io objects of the configuration in force, as written"
+        default=(), description="legacy: the objects in force carried whole (records before parts)"
     )
+
+    @property
+    def unlisted_problems(self) -> str:
+        """A line saying how many problems ``problems`` leaves out ("" when none)."""
+        left_out = self.problems_total - len(self.problems)
+        return f"... and {left_out} more problems" if left_out > 0 else ""
 
 
 class FamilyUsage(BaseModel):

@@ -47,6 +47,7 @@ from services.common.follower import Follower
 from services.common.health import Health
 from services.common.subjects import (
     IPAM_ALLOCATIONS,
+    IPAM_CONFIG_PARTS,
     IPAM_CONFIG_SUBJECT,
     StreamName,
     announce_subject,
@@ -153,7 +154,7 @@ class BgpAgent:
         def fold(received: Received) -> None:
             self.world.apply(received.event)
 
-        ipam_subjects = [IPAM_ALLOCATIONS, IPAM_CONFIG_SUBJECT]
+        ipam_subjects = [IPAM_ALLOCATIONS, IPAM_CONFIG_SUBJECT, IPAM_CONFIG_PARTS]
         await asyncio.gather(  # all at once: the folds do not depend on each other's order
             self.bus.replay(StreamName.K8S, fold, last_per_subject=True),
             self.bus.replay(StreamName.SECRETS, fold, last_per_subject=True),

@@ -3,9 +3,10 @@ metallb.io objects from the ``K8S`` stream; allocations and the configuration in
 
 Pure: ``apply(event)`` folds one event and says whether anything the plan depends on changed.
 
-The configuration is the ipam's ``ConfigurationEvaluated.in_force`` (the last valid set, the one the
-allocations were made under); until the ipam has published one, the observed objects are used when they parse
-and validate. Either way an invalid set never replaces a valid one.
+The configuration is the one the ipam's ``ConfigurationEvaluated`` puts in force (the last valid set, the one
+the allocations were made under; its objects come in ``ConfigurationPart`` messages before it); until the
+ipam has published one, the observed objects are used when they parse and validate. Either way an invalid
+set never replaces a valid one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from schemas.events import (
     SecretObserved,
     ServiceObserved,
 )
-from schemas.events.decisions import ConfigurationEvaluated
+from schemas.events.decisions import ConfigurationEvaluated, ConfigurationPart
+from schemas.events.in_force import InForceParts
 from schemas.events.observed import CONFIG_KINDS
 from schemas.metallb import BGPPeer, InvalidConfigObject, parse_config_object, validate_configuration
 from schemas.metallb.parsing import ConfigObject
@@ -56,6 +58,7 @@ class BgpWorld:
     in_force: tuple[ConfigObject, ...] | None = None  # from the ipam, once it published one
     configuration: Configuration = field(default_factory=Configuration)
     _observed_valid: tuple[ConfigObject, ...] = ()
+    _parts: InForceParts = field(default_factory=InForceParts)
 
     # --- folding -------------------------------------------------------------------------------------
 
@@ -96,6 +99,9 @@ class BgpWorld:
             return True
         if isinstance(event, IPReleased | AllocationFailed):
             return self.allocations.pop((event.service.namespace, event.service.name), None) is not None
+        if isinstance(event, ConfigurationPart):
+            self._parts.add(event)  # in force once an evaluation names it
+            return False
         if isinstance(event, ConfigurationEvaluated):
             return self._in_force(event)
         return False
@@ -116,13 +122,18 @@ class BgpWorld:
         return False
 
     def _in_force(self, event: ConfigurationEvaluated) -> bool:
+        raws = self._parts.settle(event)
+        if raws is None:  # a part it names never arrived: the ipam's stream is damaged
+            log.warning("event=in_force_parts_missing generation=%s parts=%d", event.in_force_generation,
+                        event.in_force_parts)
+            return False
         objects: list[ConfigObject] = []
-        for raw in event.in_force:
+        for raw in raws:
             try:
                 objects.append(parse_config_object(raw))
             except InvalidConfigObject as error:  # the ipam validated it: only a newer schema gets here
                 log.warning("event=in_force_object_unreadable error=%s", error)
-        if not event.in_force and self.in_force is not None:
+        if not raws and self.in_force is not None:
             return False  # nothing valid recorded yet: keep what we have
         self.in_force = tuple(objects)
         self.configuration = Configuration.of(self.in_force)

@@ -22,10 +22,12 @@ from schemas.events import (
     Event,
     EventId,
     FamilyUsage,
+    InForceSlot,
     IPAllocated,
     PoolUsageReported,
     ServiceObserved,
 )
+from schemas.events.in_force import bounded_problems, split_in_force
 from schemas.metallb import (
     ConfigObject,
     InvalidConfigObject,
@@ -33,7 +35,12 @@ from schemas.metallb import (
     parse_config_object,
     validate_configuration,
 )
-from services.common.subjects import IPAM_CONFIG_SUBJECT, ipam_allocation_subject, ipam_pool_subject
+from services.common.subjects import (
+    IPAM_CONFIG_SUBJECT,
+    ipam_allocation_subject,
+    ipam_config_part_subject,
+    ipam_pool_subject,
+)
 from services.ipam import core
 from services.ipam.adapters import allocation_text, pool_spec, raw_service, released_event, same_allocation, service_id
 from services.ipam.core.pools import validate_pools
@@ -84,6 +91,8 @@ class Decider:
         self._pending: list[Outgoing] = []
         self._cause: EventId | None = None
         self._parsed: dict[core.ServiceKey, core.ParsedService] | None = None
+        self._configuration_changed = False
+        self._configuration_cause: EventId | None = None
         self.layer2 = Layer2()
 
     # --- loading (any replica) --------------------------------------------------------------
@@ -113,6 +122,7 @@ class Decider:
         listens to the announcers meanwhile)."""
         self.allocator = core.Allocator()
         self._installed = None
+        self._configuration_changed = False  # evaluated below with everything observed
         self.configuration = self._recorded_configuration()
         self._reconfigure(reconcile=False)
         self._parsed = {}  # the world does not change until the end of adoption: parse each Service once
@@ -135,15 +145,39 @@ class Decider:
         self._report_usage()
         return self._drain()
 
-    def observe(self, event: Event, *, cause: EventId | None = None) -> list[Outgoing]:
-        """Fold one observed event in and decide what it changes (pool usage: see ``report_usage``)."""
-        self._cause = cause
+    def observe(
+        self, event: Event, *, cause: EventId | None = None, defer_configuration: bool = False
+    ) -> list[Outgoing]:
+        """Fold one observed event in and decide what it changes (pool usage: see ``report_usage``).
+
+        ``defer_configuration``: a configuration change is decided with the next observation that is not
+        one, or by ``report_usage``, so a burst of thousands of metallb.io objects is evaluated once,
+        not once per object."""
         change = self.world.apply(event)
+        if change.configuration and defer_configuration:
+            self._configuration_cause = cause
+            self._configuration_changed = True
+            return []
+        outgoing = self.decide_configuration()
+        self._cause = cause
         if change.configuration:
+            self._configuration_changed = False
             self._reconfigure(reconcile=True)
         for key in sorted(change.services):
             self._reconcile(key)
         self.layer2.touch(change)
+        self.layer2.set_configuration(self.configuration.objects)
+        self._place()
+        self._cause = None
+        return outgoing + self._drain()
+
+    def decide_configuration(self) -> list[Outgoing]:
+        """Decide the configuration changes deferred by ``observe`` (nothing if there are none)."""
+        if not self._configuration_changed:
+            return []
+        self._configuration_changed = False
+        self._cause = self._configuration_cause
+        self._reconfigure(reconcile=True)
         self.layer2.set_configuration(self.configuration.objects)
         self._place()
         self._cause = None
@@ -156,9 +190,11 @@ class Decider:
         return self._drain()
 
     def report_usage(self) -> list[Outgoing]:
-        """Pool usage where it changed: once per batch of observations, not per event."""
+        """Pool usage where it changed: once per batch of observations, not per event (deferred
+        configuration changes are decided first)."""
+        outgoing = self.decide_configuration()
         self._report_usage()
-        return self._drain()
+        return outgoing + self._drain()
 
     def observe_many(self, events: Iterable[tuple[Event, EventId | None]]) -> list[Outgoing]:
         """Observe a batch, then report usage."""
@@ -283,14 +319,14 @@ class Decider:
 
     def _recorded_configuration(self) -> Configuration:
         """The configuration in force according to the ledger (the last valid one)."""
-        recorded = self.ledger.configuration
-        if recorded is None or not recorded.in_force:
+        raws = self.ledger.in_force.objects
+        if not raws:
             return EMPTY_CONFIGURATION
         try:
-            objects = tuple(parse_config_object(raw) for raw in recorded.in_force)
+            objects = tuple(parse_config_object(raw) for raw in raws)
         except InvalidConfigObject:
             return EMPTY_CONFIGURATION
-        return Configuration(objects, recorded.in_force_generation)
+        return Configuration(objects, self.ledger.in_force.generation)
 
     def _reconfigure(self, *, reconcile: bool) -> None:
         """Evaluate the observed configuration; install it if valid, else keep the one in force."""
@@ -358,21 +394,31 @@ class Decider:
         return objects, problems
 
     def _report_configuration(self, *, valid: bool, problems: tuple[ConfigProblem, ...]) -> None:
-        in_force = tuple(self.world.config[k].raw for k in sorted(self.world.config)) if valid else None
-        digest = _digest(self.world.config.values()) if valid else self.configuration.digest
+        """Record the verdict; a valid configuration not recorded yet first gets its objects written
+        as bounded parts, into the slot not in force (see ``schemas/events/in_force.py``)."""
         recorded = self.ledger.configuration
+        digest = _digest(self.world.config.values()) if valid else self.configuration.digest
+        slot = recorded.in_force_slot if recorded is not None else None
+        count = recorded.in_force_parts if recorded is not None else 0
+        listed = bounded_problems(problems)
+        if recorded is not None and (recorded.valid, recorded.problems, recorded.problems_total,
+                                     recorded.in_force_generation) == (valid, listed, len(problems), digest):
+            return
+        if valid and (recorded is None or digest != self.ledger.in_force.generation):
+            raws = [self.world.config[k].raw for k in sorted(self.world.config)]
+            slot = slot.other if slot is not None else InForceSlot.A
+            parts = split_in_force(raws, generation=digest, slot=slot) if raws else ()
+            for part in parts:
+                self._emit(ipam_config_part_subject(part.slot.value, part.index), part)
+            count = len(parts)
         event = ConfigurationEvaluated(
             valid=valid,
-            problems=problems,
+            problems=listed,
+            problems_total=len(problems),
             in_force_generation=digest,
-            in_force=in_force if in_force is not None else (recorded.in_force if recorded else ()),
+            in_force_slot=slot if count else None,
+            in_force_parts=count,
         )
-        if recorded is not None and (recorded.valid, recorded.problems, recorded.in_force_generation) == (
-            event.valid,
-            event.problems,
-            event.in_force_generation,
-        ):
-            return
         self._emit(IPAM_CONFIG_SUBJECT, event)
 
     # --- usage, plumbing --------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The ``IPAM`` stream is the single source of truth. A replica rebuilds this ledger by replaying it,
 then keeps folding every decision it (or a former active replica) appended. Every field is decided by
 the newest event of one subject (a Service's allocation subject, an IP's placement subject, a pool's
-usage subject, the configuration subject), so folding only the last message per subject, in stream
+usage subject, the configuration subject and its parts), so folding only the last message per subject, in stream
 order, gives the same ledger as the whole history. Pure: no I/O.
 """
 
@@ -15,6 +15,7 @@ from functools import singledispatch
 from schemas.events import (
     AllocationFailed,
     ConfigurationEvaluated,
+    ConfigurationPart,
     Event,
     IPAllocated,
     IPReleased,
@@ -22,6 +23,7 @@ from schemas.events import (
     L2PlacementDecided,
     PoolUsageReported,
 )
+from schemas.events.in_force import InForceParts
 from services.ipam.core import ServiceKey, service_key
 
 
@@ -41,6 +43,8 @@ class Ledger:
     placements: dict[str, Placement] = field(default_factory=dict)
     usage: dict[str, PoolUsageReported] = field(default_factory=dict)
     configuration: ConfigurationEvaluated | None = None
+    #: The raw objects of the configuration in force, from its parts.
+    in_force: InForceParts = field(default_factory=InForceParts)
 
     def allocation_of(self, key: ServiceKey) -> IPAllocated | None:
         return self.allocations.get(key)
@@ -93,5 +97,11 @@ def _(event: PoolUsageReported, ledger: Ledger, sequence: int) -> None:
 
 
 @_apply.register
+def _(event: ConfigurationPart, ledger: Ledger, sequence: int) -> None:
+    ledger.in_force.add(event)
+
+
+@_apply.register
 def _(event: ConfigurationEvaluated, ledger: Ledger, sequence: int) -> None:
     ledger.configuration = event
+    ledger.in_force.settle(event)

@@ -309,7 +309,7 @@ class Replica:
             context=extract_context(received.headers),
             kind=trace.SpanKind.CONSUMER,
         ) as span:
-            decided = self.decider.observe(received.event, cause=received.envelope.event_id)
+            decided = self.decider.observe(received.event, cause=received.envelope.event_id, defer_configuration=True)
             if span.is_recording():
                 span.set_attributes(decision_attributes(received.event, (out.event for out in decided)))
             headers: dict[str, str] = {}
@@ -319,7 +319,7 @@ class Replica:
 
     def _decide_passing_on(self, received: Received) -> tuple[list[Outgoing], dict[str, str]]:
         """No span recorded here (a tenth of a burst's CPU): the decisions carry the observation's trace."""
-        decided = self.decider.observe(received.event, cause=received.envelope.event_id)
+        decided = self.decider.observe(received.event, cause=received.envelope.event_id, defer_configuration=True)
         return decided, passed_on(received.headers) if decided else {}
 
     async def _send(

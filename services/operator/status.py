@@ -84,6 +84,7 @@ def configuration_lines(view: IpamView) -> list[str]:
         return [f"configuration: valid (generation {configuration.in_force_generation})"]
     lines = ["configuration: [red]INVALID[/red] — the last valid configuration stays in force:"]
     lines += [f"  {problem.message}" for problem in configuration.problems]
+    lines += [f"  {configuration.unlisted_problems}"] if configuration.unlisted_problems else []
     return lines
 
 

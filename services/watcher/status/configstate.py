@@ -69,6 +69,7 @@ def config_state_target(config: ConfigurationEvaluated | None, kube_proxy: KubeP
     summary: list[str] = []
     if config is not None:
         messages = [_problem_text(problem) for problem in config.problems]
+        messages += [config.unlisted_problems] if config.unlisted_problems else []
         if config.valid:
             result = ConfigResult.VALID
             conditions.append(Condition(CONDITION_CONFIGURATION, ConditionStatus.TRUE, "Valid",
