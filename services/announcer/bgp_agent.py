@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 
 import nats.errors
 from opentelemetry import trace
@@ -53,6 +54,7 @@ from services.common.subjects import (
     announce_subject,
     bgp_session_subject,
 )
+from services.common.supervision import OnFailure, Supervisor, supervised
 from services.common.tracing import parent_context, remote_parent, span_headers, tracer
 
 log = logging.getLogger("metalbus.announcer.bgp")
@@ -108,12 +110,15 @@ class BgpAgent:
                 self.health.set_ready("bgp", True)
             log.info("event=bgp_agent_started node=%s peers=%d ips=%d", self.node, len(self.sessions),
                      len(self.plan.announcements))  # fmt: skip
-            async with asyncio.TaskGroup() as tasks:
-                for follower in self._followers:
-                    tasks.create_task(self._follow(follower, stopping), name="bgp-follow")
-                tasks.create_task(self._replan(stopping), name="bgp-plan")
-                tasks.create_task(self._report(stopping), name="bgp-report")
-                tasks.create_task(self._publish_states(stopping), name="bgp-states")
+            # Every loop RESTARTs: the followers resume from their position (a fold applied twice changes
+            # nothing), a restarted planner plans again, reports and states go on from what was sent.
+            async with Supervisor() as tasks:
+                for index, follower in enumerate(self._followers):
+                    tasks.start(f"bgp-follow-{index}", partial(self._follow, follower, stopping),
+                                on_failure=OnFailure.RESTART)
+                tasks.start("bgp-plan", partial(self._replan, stopping), on_failure=OnFailure.RESTART)
+                tasks.start("bgp-report", partial(self._report, stopping), on_failure=OnFailure.RESTART)
+                tasks.start("bgp-states", partial(self._publish_states, stopping), on_failure=OnFailure.RESTART)
         finally:
             await self._end_sessions()
             for follower in self._followers:
@@ -189,7 +194,11 @@ class BgpAgent:
             await asyncio.sleep(max(_SETTLE, cost))  # the rest of a burst lands in the same plan
             self._dirty.clear()
             started, folded = loop.time(), self._folds
-            self._apply_plan(await self._plan())
+            try:
+                self._apply_plan(await self._plan())
+            except Exception:
+                self._dirty.set()  # the restarted planner plans again
+                raise
             self._forget_origins(folded)
             cost = loop.time() - started  # planning takes at most about half of the time during a burst
 
@@ -263,7 +272,8 @@ class BgpAgent:
 
     def _retire(self, session: PeerSession, why: str) -> None:
         log.info("event=bgp_session_retired peer=%s reason=%s", session.ref, why)
-        task = asyncio.get_running_loop().create_task(session.stop(message=why))
+        # REPORT: a one-shot; a session that failed to stop is dropped all the same
+        task = supervised(partial(session.stop, message=why), name="bgp-session-stop", on_failure=OnFailure.REPORT)
         self._stopping_sessions.add(task)
         task.add_done_callback(self._stopping_sessions.discard)
 

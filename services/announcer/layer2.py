@@ -63,6 +63,7 @@ from services.common.subjects import (
     heartbeat_subject,
     ipam_placement_subject,
 )
+from services.common.supervision import OnFailure, Supervisor, supervised
 from services.common.tracing import parent_context, remote_parent, tracer
 
 log = logging.getLogger("metalbus.announcer.l2")
@@ -126,9 +127,9 @@ class L2Agent:
                 if self.health is not None:
                     self.health.set_ready("layer2", True)
                 log.info("event=l2_agent_started node=%s desired=%d", self.node, len(self.ownership.desired()))
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._follow(stopping), name="l2-follow")
-                    tasks.create_task(self._report(stopping), name="l2-report")
+                async with Supervisor() as tasks:  # both RESTART: see each loop
+                    tasks.start("l2-follow", lambda: self._follow(stopping), on_failure=OnFailure.RESTART)
+                    tasks.start("l2-report", lambda: self._report(stopping), on_failure=OnFailure.RESTART)
                 responder.set_desired({})  # silent at once; the `leaving` heartbeat hands over
                 self._responder = None
                 log.info("event=l2_agent_stopped node=%s", self.node)
@@ -186,13 +187,14 @@ class L2Agent:
         self._converge()
 
     async def _follow(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
+        """Restarted when it fails (the data plane outlives a bug here): the restart reads every
+        placement again, since a batch may have been cut short."""
+        try:
+            while not stopping.is_set():
                 await self._follow_once(stopping)
-            except Exception:  # the data plane outlives a bug here: log, read everything again, go on
-                log.exception("event=follow_failed node=%s", self.node)
-                self._needs_resync = True
-                await first_of(asyncio.sleep(_RETRY), stopping.wait())
+        except Exception:
+            self._needs_resync = True
+            raise
 
     async def _follow_once(self, stopping: asyncio.Event) -> None:
         """One step: wait out a partition, resync, or apply the next batch of placements."""
@@ -279,7 +281,8 @@ class L2Agent:
             log.info("event=conflict_kept ip=%s other_mac=%s reason=placement_names_us", ip, other_mac.hex(":"))
             if ip not in self._checking:
                 self._checking.add(ip)
-                check = asyncio.get_running_loop().create_task(self._check_claim(ip), name=f"l2-check-{ip}")
+                # REPORT: a one-shot; the next claim on the wire checks again
+                check = supervised(lambda: self._check_claim(ip), name="l2-claim-check", on_failure=OnFailure.REPORT)
                 self._checks.add(check)
                 check.add_done_callback(self._checks.discard)
 
@@ -297,9 +300,6 @@ class L2Agent:
                 self._needs_resync = True
                 log.warning("event=yielded ip=%s reason=placement_unverified error=%r", ip, error)
                 self._converge()
-            return
-        except Exception:
-            log.exception("event=claim_check_failed ip=%s", ip)
             return
         finally:
             self._checking.discard(ip)
@@ -345,17 +345,16 @@ class L2Agent:
         return answering(self.ownership.desired(), self._responder.announced())
 
     async def _report(self, stopping: asyncio.Event) -> None:
+        """Restarted when it fails: what was not reported is reported by the next round (the data plane
+        goes on meanwhile)."""
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
             self._report_due.clear()
-            try:
-                now = self._answering()
-                self._update_metrics(now)
-                if not stopping.is_set() and not self._echo.partitioned:
-                    await self._publish(now)
-            except Exception:  # reports and metrics are retried next round; the data plane goes on
-                log.exception("event=report_round_failed node=%s", self.node)
+            now = self._answering()
+            self._update_metrics(now)
+            if not stopping.is_set() and not self._echo.partitioned:
+                await self._publish(now)
 
     async def _publish(self, now: dict[IPAddress, Answering]) -> None:
         newest = {ip: p.epoch for ip in set(now) | set(self._reported) if (p := self.ownership.newest(ip))}

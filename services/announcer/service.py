@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.announcer.bgp_agent import BgpAgent
 from services.announcer.heartbeat import send_heartbeats
 from services.announcer.l2.interfaces import DEFAULT_POLICY, ExclusionPolicy
 from services.announcer.l2.responder import ResponderConfig
 from services.announcer.layer2 import L2Agent
 from services.common.runtime import ServiceContext, ServiceMain
+from services.common.supervision import OnFailure, Supervisor
 
 
 def announcer_main(*, node: str, policy: ExclusionPolicy = DEFAULT_POLICY) -> ServiceMain:
@@ -19,9 +18,16 @@ def announcer_main(*, node: str, policy: ExclusionPolicy = DEFAULT_POLICY) -> Se
         agent = L2Agent(ctx.bus, node=node, config=ResponderConfig(policy=policy), health=ctx.health)
         ctx.health.set_ready("bgp", False, "reading the world and the allocations")
         bgp = BgpAgent(ctx.bus, node=node, health=ctx.health)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(send_heartbeats(ctx.bus, node=node, instance=ctx.instance, stopping=ctx.stopping))
-            tasks.create_task(agent.run(ctx.stopping))
-            tasks.create_task(bgp.run(ctx.stopping))
+        # Heartbeats RESTART (a loop that keeps nothing). The agents FAIL_PROBES: each owns sockets, sessions
+        # and what it has announced, which only a fresh process rebuilds cleanly; their death cancels the
+        # heartbeats too, so the ipam moves this node's IPs instead of trusting a node that answers nothing.
+        async with Supervisor() as tasks:
+            tasks.start(
+                "heartbeats",
+                lambda: send_heartbeats(ctx.bus, node=node, instance=ctx.instance, stopping=ctx.stopping),
+                on_failure=OnFailure.RESTART,
+            )
+            tasks.start("l2-agent", lambda: agent.run(ctx.stopping), on_failure=OnFailure.FAIL_PROBES)
+            tasks.start("bgp-agent", lambda: bgp.run(ctx.stopping), on_failure=OnFailure.FAIL_PROBES)
 
     return main

@@ -19,6 +19,12 @@ INPUTS_REFUSED = Counter(
     ["component", "reason"],
 )
 
+TASK_FAILURES = Counter(
+    "metalbus_task_failures_total",
+    "Background tasks that died with an exception (then restarted, or the probes failed: see the log)",
+    ["component", "task"],
+)
+
 _Kind = TypeVar("_Kind", bound=Collector)
 _PROCESS_COLLECTORS: dict[type[Collector], Collector] = {}
 

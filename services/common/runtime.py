@@ -7,6 +7,7 @@ A service is an ``async def main(ctx: ServiceContext)`` that returns once ``ctx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 from services.common.bus import Bus, BusSettings
 from services.common.health import Health, HealthServer
 from services.common.logs import setup_logging
+from services.common.supervision import OnFailure, TaskFailed, supervise_process, watch
 from services.common.tracing import setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ class RuntimeOptions:
     log_level: str | None = None
     #: How long in-flight work may take after SIGTERM before it is cancelled.
     stop_grace: float = 10.0
+    #: How long a process whose vital task died keeps answering its (failing) probes, so the kubelet and
+    #: Prometheus see why, before it exits by itself (1) where nothing restarts it sooner.
+    failed_linger: float = 120.0
 
 
 @dataclass(slots=True)
@@ -79,7 +84,10 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
         try:
             await bus.ensure_streams()
             ctx = ServiceContext(component, instance, bus, health, stopping, options)
-            task = asyncio.create_task(main(ctx), name=f"{component}-main")
+            supervise_process(component=component, health=health, stopping=stopping)
+            task = asyncio.create_task(
+                watch(lambda: main(ctx), name="main", on_failure=OnFailure.FAIL_PROBES), name=f"{component}-main"
+            )
             stop_wait = asyncio.create_task(stopping.wait())
             await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if not task.done():
@@ -93,12 +101,18 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
                 await task
             except asyncio.CancelledError:
                 log.warning("main task cancelled after the grace period component=%s", component)
-            except Exception:
-                log.exception("service failed component=%s", component)
+            except TaskFailed as failed:  # logged, counted, on the probes: the kubelet restarts the process
                 code = 1
+                await _linger(failed, stopping, options.failed_linger)
         finally:
             health.set_ready("stopping", False, "shutting down")
             await bus.close()
             shutdown_tracing()
     log.info("stopped component=%s code=%d", component, code)
     return code
+
+
+async def _linger(failed: TaskFailed, stopping: asyncio.Event, seconds: float) -> None:
+    log.error("service failed, waiting to be restarted error=%s linger_s=%.0f", failed, seconds)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)

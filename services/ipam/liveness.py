@@ -28,6 +28,7 @@ from schemas.refusal import Refused
 from services.common.bus import Bus
 from services.common.inbound import read_heartbeat
 from services.common.subjects import HEARTBEATS
+from services.common.supervision import OnFailure, supervised
 from services.ipam import metrics
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,11 @@ class LivenessWatch:
         self._subscription = await self._bus.client.subscribe(HEARTBEATS)
         self._listening_since = self.now()
         self._bus.on_reconnect(self._heartbeats_missed)
-        self._task = asyncio.create_task(self._run(self._bus, self._subscription), name="ipam liveness")
+        bus, subscription = self._bus, self._subscription
+        # RESTART: the reader keeps nothing the tracker does not hold, and the subscription outlives it
+        # (heartbeats queue up meanwhile); a reader that died would silently stop every failover.
+        self._task = supervised(lambda: self._run(bus, subscription), name="ipam-liveness",
+                                on_failure=OnFailure.RESTART)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

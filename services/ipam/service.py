@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 
 from services.common.runtime import ServiceContext, ServiceMain
+from services.common.supervision import OnFailure, Supervisor
 from services.ipam.replica import Replica, ReplicaSettings
 
 #: Collector thresholds of the ipam process. Every decision allocates a few hundred objects and most
@@ -19,8 +19,11 @@ def ipam_main(settings: ReplicaSettings | None = None) -> ServiceMain:
     async def main(ctx: ServiceContext) -> None:
         gc.set_threshold(*GC_THRESHOLDS)
         replica = Replica(ctx.bus, holder=ctx.producer, settings=settings or ReplicaSettings())
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(replica.run(ctx.stopping))
+        async with Supervisor() as tasks:
+            # FAIL_PROBES: a replica that died may have died active, mid-batch; its lease, role and fences
+            # are rebuilt cleanly only by a fresh process (the lease is released on the way out, so the
+            # standby takes over at once).
+            tasks.start("replica", lambda: replica.run(ctx.stopping), on_failure=OnFailure.FAIL_PROBES)
             await replica.loaded.wait()  # a standby with the history loaded is ready to take over
             ctx.health.set_ready("starting", True)
 

@@ -20,6 +20,7 @@ import kubernetes.client
 
 from services.common.bus import Bus
 from services.common.runtime import ServiceContext, ServiceMain
+from services.common.supervision import OnFailure, Supervisor
 from services.watcher.kube import KubeClients, call, load_clients
 from services.watcher.leader import LeaderElector, LeaseSettings, lead
 from services.watcher.observe import ReflectorSettings, build_observers
@@ -121,12 +122,16 @@ async def _lead_term(
         ctx.health.set_ready(READY_CHECK, True)
         log.info("initial lists published namespace=%s", namespace)
 
-    async with asyncio.TaskGroup() as group:
-        observing = group.create_task(observers.run(), name="observe")
-        readiness = group.create_task(ready_when_synced(), name="observe-ready")
+    # Every task RESTARTs: the reflectors list again, the status writer rebuilds from the streams, the
+    # readiness check waits again; a failure of the term itself ends the leadership (``lead``).
+    async with Supervisor() as group:
+        observing = group.start("observe", observers.run, on_failure=OnFailure.RESTART)
+        readiness = group.start("observe-ready", ready_when_synced, on_failure=OnFailure.RESTART)
         if writer is not None:
-            group.create_task(
-                writer(bus=ctx.bus, clients=clients, namespace=namespace, stopping=over), name="status-writer"
+            group.start(
+                "status-writer",
+                lambda: writer(bus=ctx.bus, clients=clients, namespace=namespace, stopping=over),
+                on_failure=OnFailure.RESTART,
             )
         await over.wait()
         observing.cancel()

@@ -6,11 +6,11 @@ side, writes status files from the IPAM and ANNOUNCE streams. Ready once the dir
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 from services.common.runtime import ServiceContext, ServiceMain
+from services.common.supervision import OnFailure, Supervisor
 from services.watcher.files.source import DirectorySource
 from services.watcher.files.status import run_file_status
 
@@ -30,13 +30,16 @@ def directory_watcher_main(*, directory: Path, namespace: str) -> ServiceMain:
             ctx.health.set_ready(READY_CHECK, True)
             log.info("directory published dir=%s namespace=%s", source.directory, namespace)
 
-        async with asyncio.TaskGroup() as group:
-            group.create_task(source.run(ctx.stopping), name="directory-source")
-            readiness = group.create_task(ready_when_synced(), name="directory-ready")
-            group.create_task(
-                run_file_status(bus=ctx.bus, directory=source.directory, namespace=namespace,
-                                stopping=ctx.stopping),
-                name="status-files",
+        # Every task RESTARTs: the source reads the whole directory again, the status files are folded
+        # from the streams' start again, the readiness check waits again.
+        async with Supervisor() as group:
+            group.start("directory-source", lambda: source.run(ctx.stopping), on_failure=OnFailure.RESTART)
+            readiness = group.start("directory-ready", ready_when_synced, on_failure=OnFailure.RESTART)
+            group.start(
+                "status-files",
+                lambda: run_file_status(bus=ctx.bus, directory=source.directory, namespace=namespace,
+                                        stopping=ctx.stopping),
+                on_failure=OnFailure.RESTART,
             )
             await ctx.stopping.wait()
             readiness.cancel()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from schemas.events import CONFIG_KINDS, ObjectKind
 from services.common.bus import Bus
+from services.common.supervision import OnFailure, Supervisor
 from services.watcher.kube import KubeClients
 from services.watcher.observe import metrics
 from services.watcher.observe.projection import (
@@ -75,11 +76,12 @@ class Observers:
             await reflector.synced.wait()
 
     async def run(self) -> None:
-        """Run every reflector until cancelled."""
-        async with asyncio.TaskGroup() as group:
+        """Run every reflector until cancelled. Each RESTARTs (a reflector lists again, then watches), and
+        so does the heap freezer (it waits for the lists again)."""
+        async with Supervisor() as group:
             for reflector in self.reflectors:
-                group.create_task(reflector.run(), name=f"reflector-{reflector.spec.name}")
-            group.create_task(self._freeze_when_synced(), name="observe-freeze")
+                group.start(f"reflector-{reflector.spec.name}", reflector.run, on_failure=OnFailure.RESTART)
+            group.start("observe-freeze", self._freeze_when_synced, on_failure=OnFailure.RESTART)
 
     async def _freeze_when_synced(self) -> None:
         """Once every initial list is in, move the (long-lived) caches out of the cyclic GC's reach: a

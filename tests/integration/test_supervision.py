@@ -1,0 +1,130 @@
+"""No silent death, against a real NATS: a restartable loop that dies works again; a vital task that dies
+turns the probes to 503 with its reason, and the process exits once told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.msg import Msg
+
+from schemas.events import AnnouncerHeartbeat
+from services.common.bus import Bus
+from services.common.health import Health
+from services.common.nats_server import EmbeddedNats
+from services.common.runtime import RuntimeOptions, run_service
+from services.common.subjects import heartbeat_subject
+from services.ipam.liveness import LivenessWatch
+from services.ipam.replica import Replica
+from services.ipam.service import ipam_main
+from tests.supervised import in_process, run_in, task_failures
+from tests.waiting import async_wait_until
+
+
+async def test_ipam_liveness_is_restarted_after_it_dies_and_judges_again(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fold = LivenessWatch._fold
+    injected: list[str] = []
+
+    def dies_once(self: LivenessWatch, message: Msg) -> None:
+        if not injected:
+            injected.append(message.subject)
+            raise RuntimeError("injected into the heartbeat reader")
+        fold(self, message)
+
+    monkeypatch.setattr(LivenessWatch, "_fold", dies_once)
+    health, stopping = Health(), asyncio.Event()
+    before = task_failures("ipam-liveness", component="ipam")
+    watch = LivenessWatch(bus, timeout=0.35)
+
+    async def beat(node: str) -> None:
+        await bus.notify(heartbeat_subject(node), AnnouncerHeartbeat(node=node, instance=f"{node}-1", sequence=0))
+
+    async def scenario() -> None:
+        await watch.start()
+        try:
+            await beat("node-a")  # kills the reader
+
+            async def heard_again() -> bool:
+                await beat("node-b")
+                return "node-b" in watch.live
+
+            await async_wait_until(heard_again, what="the restarted reader to hear node-b")
+            # and it judges again: node-b, silent now, dies after its timeout
+            await async_wait_until(lambda: "node-b" not in watch.live, what="node-b judged dead")
+        finally:
+            stopping.set()
+            await watch.stop()
+
+    await run_in(in_process("ipam", health, stopping), scenario)
+    assert injected == ["heartbeat.announcer.node-a"]
+    assert task_failures("ipam-liveness", component="ipam") == before + 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+@pytest.fixture
+async def restored_logging_and_signals() -> AsyncIterator[None]:
+    """``run_service`` sets up the process: its log handlers and signal handlers are undone afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+@pytest.mark.usefixtures("restored_logging_and_signals", "bus")
+async def test_a_dead_ipam_replica_fails_the_probes_with_its_reason_until_restarted(
+    nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken_step(self: Replica) -> None:
+        raise RuntimeError("injected into the replica")
+
+    monkeypatch.setattr(Replica, "_standby_step", broken_step)
+    port = _free_port()
+    before = task_failures("replica", component="ipam")
+    options = RuntimeOptions(nats_url=nats_server.url, http_address="127.0.0.1", http_port=port, instance="doomed")
+    service = asyncio.create_task(run_service("ipam", options, ipam_main()))
+    reason = "task replica failed: RuntimeError('injected into the replica')"
+    try:
+        async def probes_failed() -> bool:
+            return await asyncio.to_thread(_get, port, "/healthz") == (503, f"{reason}\n")
+
+        await async_wait_until(probes_failed, what="/healthz to fail with the reason")
+        status, body = await asyncio.to_thread(_get, port, "/readyz")
+        assert status == 503 and f"task replica: {reason}" in body.splitlines()
+        scraped = (await asyncio.to_thread(_get, port, "/metrics"))[1]
+        assert 'metalbus_task_failures_total{component="ipam",task="replica"}' in scraped
+        assert task_failures("replica", component="ipam") == before + 1
+        os.kill(os.getpid(), signal.SIGTERM)  # what the kubelet does after the liveness probe failed
+        assert await asyncio.wait_for(service, 20) == 1
+    finally:
+        if not service.done():
+            service.cancel()
