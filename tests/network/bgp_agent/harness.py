@@ -204,9 +204,28 @@ class BirdNeighbor(Bird):
         return self.birdc(f"show protocols all {name or self.only}").stdout
 
 
+FLOOD_PROTOCOL = "flood"
+
+
+def flood_config(routes: int) -> str:
+    """A static protocol of ``routes`` /24s from 16.0.0.0/6, disabled: ``birdc enable flood`` exports them all
+    to every node at once (a peer sending a full table), ``birdc disable flood`` withdraws them all."""
+    if routes > 1 << 18:
+        raise ValueError(f"at most {1 << 18} flood routes")
+    lines = "".join(f"    route {16 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.0/24 blackhole;\n" for i in range(routes))
+    return f"protocol static {FLOOD_PROTOCOL} {{\n    disabled;\n    ipv4;\n{lines}}}\n"
+
+
 def start_bird(
-    fab: Fabric, *, router_as: int, node_as: int, password: str | None = None, bfd_ms: int | None = None
+    fab: Fabric,
+    *,
+    router_as: int,
+    node_as: int,
+    password: str | None = None,
+    bfd_ms: int | None = None,
+    flood: int = 0,
 ) -> dict[str, BirdNeighbor]:
+    """BIRD with one passive protocol per node; with ``flood``, :func:`flood_config` routes ready to export."""
     directory = fab.directory / "bird"
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "bird.conf"
@@ -215,6 +234,7 @@ def start_bird(
     if bfd_ms is not None:
         bfd_protocol = (f'protocol bfd {{ interface "*" {{ min rx interval {bfd_ms} ms; min tx interval {bfd_ms} ms;'
                         " multiplier 3; }; }")  # fmt: skip
+    export = f'export where proto = "{FLOOD_PROTOCOL}";' if flood else "export none;"
     protocols = "".join(
         f"""
 protocol bgp {name} {{
@@ -222,14 +242,14 @@ protocol bgp {name} {{
     neighbor {v4} as {node_as};
     passive on; direct; hold time 9; error wait time 1, 2; graceful restart on;
     {secret} {"bfd on;" if bfd_ms is not None else ""}
-    ipv4 {{ import all; export none; gateway direct; }};
+    ipv4 {{ import all; {export} gateway direct; }};
     ipv6 {{ import all; export none; gateway direct; }};
 }}"""
         for name, (v4, _) in NODES.items()
     )
     conf.write_text(
         f'router id {ROUTER4};\nlog "{directory / "bird.log"}" all;\nprotocol device {{ scan time 1; }}\n'
-        f"{bfd_protocol}\n{protocols}\n"
+        f"{bfd_protocol}\n{protocols}\n{flood_config(flood) if flood else ''}"
     )
     socket = str(directory / "bird.ctl")
     probe = Bird(fab.lab, fab.router, directory)
