@@ -27,7 +27,7 @@ from schemas.events import Envelope, Event, EventId
 from schemas.events.codec import InvalidEvent, encode, wrap
 from schemas.refusal import Refused, bounded
 from services.common.acks import AckInbox
-from services.common.errors import NotFound, RetryableError, WrongLastSequence
+from services.common.errors import MessageTooLarge, NotFound, RetryableError, WrongLastSequence
 from services.common.inbound import read_received, read_stream_message
 from services.common.metrics import DEAD_LETTERS
 from services.common.records import (
@@ -44,6 +44,9 @@ from services.common.subjects import STREAMS, StreamName, StreamSpec, dead_lette
 from services.common.tracing import inject_context
 
 log = logging.getLogger(__name__)
+
+#: Bytes of a message's ``max_payload`` left for its headers (message id, trace context, fences).
+HEADER_ALLOWANCE = 4096
 
 __all__ = [
     "WRONG_LAST_SEQUENCE_CODES",
@@ -208,19 +211,34 @@ class Bus:
             raise RetryableError(f"publish to {subject}: {error!r}") from error
         return Published(sequence=ack.seq, duplicate=bool(ack.duplicate), envelope=envelope)
 
-    async def publish_many(self, items: Iterable[PublishItem]) -> list[Published]:
+    async def publish_many(
+        self, items: Iterable[PublishItem], *, too_large: Callable[[PublishItem, int, int], None] | None = None
+    ) -> list[Published]:
         """Publish many events without waiting for each ack in turn: (subject, event, msg_id), or
-        (subject, event, msg_id, trace_headers) for an item that carries its own trace context."""
+        (subject, event, msg_id, trace_headers) for an item that carries its own trace context.
+
+        An item whose message would not fit the server's ``max_payload`` is not sent: it goes to
+        ``too_large(item, size, limit)`` and the others are published, or, without ``too_large``,
+        :class:`MessageTooLarge` is raised before anything is sent."""
+        limit = self.client.max_payload - HEADER_ALLOWANCE
+        encoded: list[tuple[PublishItem, Envelope, bytes]] = []
+        for item in items:
+            envelope = wrap(item[1], producer=self.producer)
+            data = encode(envelope)
+            if len(data) <= limit:
+                encoded.append((item, envelope, data))
+            elif too_large is not None:
+                too_large(item, len(data), limit)
+            else:
+                raise MessageTooLarge(item[0], len(data), limit)
         envelopes: list[Envelope] = []
         futures = []
-        for item in items:
-            subject, event, msg_id = item[0], item[1], item[2]
-            envelope = wrap(event, producer=self.producer)
+        for item, envelope, data in encoded:
             envelopes.append(envelope)
-            headers = _headers(msg_id, None, None)
+            headers = _headers(item[2], None, None)
             if len(item) == 4 and item[3]:
                 headers.update(item[3])
-            futures.append(await self._publish_acked(subject, encode(envelope), headers))
+            futures.append(await self._publish_acked(item[0], data, headers))
         try:
             async with asyncio.timeout(self.settings.request_timeout):
                 acks = await asyncio.gather(*futures)

@@ -21,5 +21,15 @@ class WrongLastSequence(BusError):
         self.expected = expected
 
 
+class MessageTooLarge(BusError):
+    """Invalid: a message larger than the server's ``max_payload``; sending it again cannot help."""
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        super().__init__(f"{subject}: a message of {size} bytes, the server takes at most {limit}")
+        self.subject = subject
+        self.size = size
+        self.limit = limit
+
+
 class NotFound(BusError):
     """A stream, consumer or message that does not exist."""

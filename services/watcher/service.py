@@ -24,6 +24,8 @@ from services.common.supervision import OnFailure, Supervisor
 from services.watcher.kube import KubeClients, call, load_clients
 from services.watcher.leader import LeaderElector, LeaseSettings, lead
 from services.watcher.observe import ReflectorSettings, build_observers
+from services.watcher.observe.oversized import OversizedWarnings
+from services.watcher.status.objects import ObjectApi
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,8 @@ async def _lead_term(
     over: asyncio.Event,
 ) -> None:
     """One term of leadership: observe and write status until ``over`` is set."""
-    observers = build_observers(bus=ctx.bus, clients=watch_clients, namespace=namespace, settings=reflectors)
+    observers = build_observers(bus=ctx.bus, clients=watch_clients, namespace=namespace, settings=reflectors,
+                                warn=OversizedWarnings(ObjectApi(clients)))
 
     async def ready_when_synced() -> None:
         await observers.wait_synced()

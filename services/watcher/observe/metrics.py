@@ -24,4 +24,9 @@ UNTRANSLATABLE = Counter(
     "Objects skipped because they could not be read (no identity, or values the events refuse)",
     ["kind"],
 )
+OVERSIZED = Counter(
+    "metalbus_watcher_oversized_objects_total",
+    "Object versions skipped because their event is larger than the bus takes (max_payload)",
+    ["kind"],
+)
 LEADER = Gauge("metalbus_watcher_leader", "1 while this replica holds the watcher Lease")

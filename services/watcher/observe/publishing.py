@@ -23,11 +23,12 @@ from schemas.events import (
     ObjectKind,
 )
 from schemas.refusal import Refused
-from services.common.bus import Bus
+from services.common.bus import Bus, PublishItem
 from services.common.inbound import refused
 from services.common.subjects import k8s_kind_filter, observed_stream, read_k8s_subject
 from services.common.tracing import span_headers, tracer
 from services.watcher.observe import metrics
+from services.watcher.observe.oversized import OversizedObject, WarnOversized, oversized, report
 from services.watcher.observe.projection import Projection
 from services.watcher.observe.translate import Identity, Observation, stored_identity
 
@@ -46,10 +47,13 @@ KUBERNETES_KINDS: dict[ObjectKind, str] = {
 class ProjectionPublisher:
     """What one projection's subjects hold on the stream (as far as we know) and how to change it."""
 
-    def __init__(self, *, projection: Projection, bus: Bus, publish_chunk: int = 1000) -> None:
+    def __init__(
+        self, *, projection: Projection, bus: Bus, publish_chunk: int = 1000, warn: WarnOversized | None = None
+    ) -> None:
         self.projection = projection
         self.bus = bus
         self.publish_chunk = publish_chunk
+        self._warn = warn
         self.stored: dict[str, Identity] = {}
         self._kind = projection.kind.value
         self._tracer = tracer(__name__)
@@ -93,21 +97,38 @@ class ProjectionPublisher:
         if msg_id_suffix:
             batch = [dataclasses.replace(o, msg_id=f"{o.msg_id}@{msg_id_suffix}") for o in batch]
         for start in range(0, len(batch), self.publish_chunk):
-            part = batch[start : start + self.publish_chunk]
-            spans = [self._span(o) for o in part]
-            try:
-                await self.bus.publish_many(
-                    (o.subject, o.event, o.msg_id, span_headers(span)) for o, span in zip(part, spans, strict=True)
-                )
-            except Exception as error:
-                for span in spans:
-                    span.record_exception(error)
-                    span.set_status(trace.StatusCode.ERROR, repr(error))
-                raise
-            finally:
-                for span in spans:
-                    span.end()
-            metrics.EVENTS_PUBLISHED.labels(self._kind).inc(len(part))
+            await self._publish_chunk(batch[start : start + self.publish_chunk])
+
+    async def _publish_chunk(self, part: Sequence[Observation]) -> None:
+        spans = [self._span(o) for o in part]
+        skipped: list[OversizedObject] = []
+        by_subject = {o.subject: o for o in part}
+
+        def too_large(item: PublishItem, size: int, limit: int) -> None:
+            skipped.append(oversized(by_subject[item[0]], size, limit))
+
+        try:
+            await self.bus.publish_many(
+                ((o.subject, o.event, o.msg_id, span_headers(span)) for o, span in zip(part, spans, strict=True)),
+                too_large=too_large,
+            )
+        except Exception as error:
+            for span in spans:
+                span.record_exception(error)
+                span.set_status(trace.StatusCode.ERROR, repr(error))
+            raise
+        finally:
+            for span in spans:
+                span.end()
+        metrics.EVENTS_PUBLISHED.labels(self._kind).inc(len(part) - len(skipped))
+        for found in skipped:
+            await self._skip(found)
+
+    async def _skip(self, found: OversizedObject) -> None:
+        """An object too large for the bus: the stream keeps its last value; say so where users look."""
+        report(found)
+        if self._warn is not None:
+            await self._warn(found)
 
     def _span(self, observation: Observation) -> trace.Span:
         """A new trace for one observed change (never a child of whatever else is going on)."""

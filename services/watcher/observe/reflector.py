@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from services.common.bus import Bus
 from services.watcher.observe import metrics
+from services.watcher.observe.oversized import WarnOversized
 from services.watcher.observe.projection import Projection
 from services.watcher.observe.publishing import ProjectionPublisher
 from services.watcher.observe.stream import Ended, Line, ListCall, WatchStream, list_all
@@ -90,6 +91,7 @@ class Reflector:
         bus: Bus,
         settings: ReflectorSettings = ReflectorSettings(),
         wait_for: asyncio.Event | None = None,
+        warn: WarnOversized | None = None,
     ) -> None:
         self.spec = spec
         self.projection = projection
@@ -97,7 +99,9 @@ class Reflector:
         self.settings = settings
         self.synced = asyncio.Event()
         self._wait_for = wait_for
-        self._publisher = ProjectionPublisher(projection=projection, bus=bus, publish_chunk=settings.publish_chunk)
+        self._publisher = ProjectionPublisher(
+            projection=projection, bus=bus, publish_chunk=settings.publish_chunk, warn=warn
+        )
         self._inbox: asyncio.Queue[Line | Ended | _Poke] = asyncio.Queue()
         self._stream_number = 0
         self._kind = projection.kind.value

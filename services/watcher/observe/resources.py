@@ -15,6 +15,7 @@ from services.common.bus import Bus
 from services.common.supervision import OnFailure, Supervisor
 from services.watcher.kube import KubeClients
 from services.watcher.observe import metrics
+from services.watcher.observe.oversized import WarnOversized
 from services.watcher.observe.projection import (
     EndpointsProjection,
     ObjectProjection,
@@ -101,15 +102,17 @@ class Observers:
 
 
 def build_observers(
-    *, bus: Bus, clients: KubeClients, namespace: str, settings: ReflectorSettings | None = None
+    *, bus: Bus, clients: KubeClients, namespace: str, settings: ReflectorSettings | None = None,
+    warn: WarnOversized | None = None,
 ) -> Observers:
+    """``warn``: told about every object too large for the bus (each is logged and counted anyway)."""
     settings = settings or ReflectorSettings()
     core, discovery, custom = clients.core, clients.discovery, clients.custom
 
     def reflector(name: str, calls: tuple[ListCall, ...], projection: Projection,
                   wait_for: asyncio.Event | None = None) -> Reflector:
         return Reflector(spec=ResourceSpec(name, calls), projection=projection, bus=bus, settings=settings,
-                         wait_for=wait_for)
+                         wait_for=wait_for, warn=warn)
 
     def simple(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> ObjectProjection:
         return ObjectProjection(kind, translate, on_error=_skipped(kind))
