@@ -10,13 +10,18 @@ project) announcing the same prefixes as static routes:
   table (target ≤ 5 s, metalbus/ExaBGP ratio ≤ 1);
 - cold start: process start → all of them at BIRD (ExaBGP: as static routes in its configuration; full runs);
 - withdraw: SIGTERM to the announcer → no route of its session left at BIRD (target ≤ 0.5 s);
-- bfd: the node's link cut (BFD 300 ms x 3 on both sides) → its routes gone at BIRD (target ≤ 1.5 s).
+- bfd: the node's link cut (BFD 300 ms x 3 on both sides) → its routes gone at BIRD (target ≤ 1.5 s);
+- flood: BIRD exports --flood routes to the announcer at once (then withdraws them): time until the announcer
+  counted them all, and BFD's state at BIRD sampled meanwhile (target: never down); beside it, the loop time
+  the session core spends on that many received routes, counted (as the announcer does) and fully decoded.
 Prints a table, then one JSON object as the last line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import http.client
 import ipaddress
 import json
 import os
@@ -31,11 +36,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from schemas.events import Event
+from services.announcer.bgp.capabilities import IPV4_UNICAST
+from services.announcer.bgp.session import ReceivedRoutes
 from services.common.subjects import ipam_allocation_subject, observed_subject
 from tests.bgp_world import allocated, bgp_advertisement, bgp_peer, config_object, endpoints, node, released, service
 from tests.builders import pool
 from tests.netlab import skip_reason, wait_for
-from tests.network.bgp_agent.harness import NODES, ROUTER4, BirdNeighbor, Fabric, fabric, start_bird
+from tests.network.bgp_agent.harness import (
+    FLOOD_PROTOCOL,
+    NODES,
+    ROUTER4,
+    BirdNeighbor,
+    Fabric,
+    fabric,
+    start_bird,
+)
+from tests.unit.bgp.test_session import A_CONFIG, Pair
+from tests.unit.bgp.test_update_count import announcements, full_table
 
 ASN = 64512
 BASE = ipaddress.IPv4Address("10.100.0.0")
@@ -179,10 +196,67 @@ def run_exabgp(fab: Fabric, bird: BirdNeighbor, ips: list[str], package: Path, *
     return figures
 
 
+# --- a route flood from the router ------------------------------------------------------------------------
+
+RECEIVED = f'metalbus_bgp_received_prefixes_total{{peer="{ROUTER4}"}}'
+
+
+def received(fab: Fabric) -> float:
+    """node1's count of received prefixes (a scrape cut short is read again)."""
+    for _ in range(5):
+        try:
+            return fab.metrics("node1").get(RECEIVED, 0.0)
+        except http.client.IncompleteRead:
+            continue
+    raise RuntimeError("node1's /metrics kept arriving cut short")
+
+
+def bfd_up(bird: BirdNeighbor) -> bool:
+    return any(" Up " in f" {line} " for line in bird.birdc("show bfd sessions", check=False).stdout.splitlines())
+
+
+def absorb(fab: Fabric, bird: BirdNeighbor, *, target: float, timeout: float = 120) -> tuple[float, int, int]:
+    """Wait until node1 counted ``target`` received prefixes, sampling BFD at BIRD; (seconds, samples with
+    BFD down, samples)."""
+    started, down, samples = time.monotonic(), 0, 0
+    while received(fab) < target:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{target:.0f} received prefixes not counted in {timeout} s")
+        samples += 1
+        down += not bfd_up(bird)
+    return time.monotonic() - started, down, samples
+
+
+def run_flood(fab: Fabric, bird: BirdNeighbor, routes: int) -> dict[str, float]:
+    """BIRD exports ``routes`` routes to the established announcer on node1, then withdraws them."""
+    before = received(fab)
+    bird.birdc(f"enable {FLOOD_PROTOCOL}")
+    absorb_s, down, samples = absorb(fab, bird, target=before + routes)
+    bird.birdc(f"disable {FLOOD_PROTOCOL}")
+    withdraw_s, down_too, more = absorb(fab, bird, target=before + 2 * routes)
+    return {"flood_absorb_s": absorb_s, "flood_withdraw_s": withdraw_s,
+            "flood_bfd_down_samples": down + down_too, "flood_bfd_samples": samples + more}  # fmt: skip
+
+
+def core_absorb(routes: int) -> dict[str, float]:
+    """Loop time of one session core taking ``routes`` received /24s in 16 KiB reads, counted and decoded."""
+    stream = b"".join(announcements(full_table(routes), IPV4_UNICAST))
+    figures: dict[str, float] = {}
+    for mode in ReceivedRoutes:
+        pair = Pair.established(a=dataclasses.replace(A_CONFIG, received_routes=mode))
+        started = time.perf_counter()
+        for first in range(0, len(stream), 16 * 1024):
+            pair.a.receive(stream[first : first + 16 * 1024], pair.now)
+            while pair.a.next_event() is not None:
+                pass
+        figures[f"core_{mode.value}_s"] = time.perf_counter() - started
+    return figures
+
+
 # --- metalbus -------------------------------------------------------------------------------------------
 
 
-def run_metalbus(fab: Fabric, bird: BirdNeighbor, ips: list[str]) -> dict[str, float]:
+def run_metalbus(fab: Fabric, bird: BirdNeighbor, ips: list[str], *, flood: int = 0) -> dict[str, float]:
     count = len(ips)
     announcer = fab.start_announcer("node1")
     wait_for(bird.established, timeout=30, message="metalbus's session")
@@ -197,6 +271,10 @@ def run_metalbus(fab: Fabric, bird: BirdNeighbor, ips: list[str]) -> dict[str, f
     wait_count(bird, lambda n: n >= count, timeout=60, what="every route still there before the cut")
     flaps = sum("event=bfd_changed" in line and "old=UP" in line for line in announcer.log)
     figures["bfd_flaps_before_cut"] = flaps  # BFD going down with the link up: the loop starved of CPU
+    if flood:
+        figures |= run_flood(fab, bird, flood)
+        figures["bfd_flaps_in_flood"] = sum("event=bfd_changed" in line and "old=UP" in line for line in announcer.log)
+        figures["bfd_flaps_in_flood"] -= flaps
     cut = time.monotonic()
     fab.set_link("node1", up=False)
     gone = wait_count(bird, lambda n: n == 0, timeout=30, what="gone after the cut", interval=0.01)
@@ -222,6 +300,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefixes", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--flood", type=int, default=200_000, help="routes BIRD sends the announcer (0: none)")
     parser.add_argument("--quick", action="store_true", help="one round (under a minute)")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
@@ -236,13 +315,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mbbgp-bench-") as tmp:
         package = exabgp_path()
         with fabric(Path(tmp), prefix="mbbgb") as fab:
-            bird = start_bird(fab, router_as=ASN, node_as=ASN, bfd_ms=300)
+            bird = start_bird(fab, router_as=ASN, node_as=ASN, bfd_ms=300, flood=args.flood)
             publish_world(fab, ips)
             for _ in range(rounds):
                 if package is not None:
                     theirs.append(run_exabgp(fab, bird["node2"], ips, package, cold=not args.quick))
-                ours.append(run_metalbus(fab, bird["node1"], ips))
+                ours.append(run_metalbus(fab, bird["node1"], ips, flood=args.flood))
     mine = {key: statistics.median(r[key] for r in ours) for key in ours[0]}
+    core = core_absorb(args.flood) if args.flood else {}
     exa = {key: statistics.median(r[key] for r in theirs) for key in theirs[0]} if theirs else {}
     ratio = mine["announce_s"] / exa["announce_s"] if exa else None
     nan = float("nan")
@@ -253,6 +333,15 @@ def main() -> None:
         ("withdraw after SIGTERM, s", mine["withdraw_s"], nan, "≤ 0.5"),
         ("BFD 300 ms x 3: cut → gone, s", mine["bfd_cut_s"], nan, "≤ 1.5"),
     ]
+    if args.flood:
+        rows += [
+            (f"flood: {args.flood} routes counted, s", mine["flood_absorb_s"], nan, ""),
+            (f"flood: {args.flood} withdrawn, s", mine["flood_withdraw_s"], nan, ""),
+            ("flood: BFD down samples at BIRD", mine["flood_bfd_down_samples"], nan, "0"),
+            ("flood: BFD flaps at the announcer", mine["bfd_flaps_in_flood"], nan, "0"),
+            ("core: loop time, counted, s", core["core_counted_s"], nan, ""),
+            ("core: loop time, decoded, s", core["core_decoded_s"], nan, ""),
+        ]
     print(f"{'median of ' + str(rounds) + ' round(s)':<34}{'metalbus':>10}{'ExaBGP':>10}{'target':>10}")
     for label, value, other, target in rows:
         print(f"{label:<34}{value:>10.3f}{other:>10.3f}{target:>10}")
@@ -260,7 +349,7 @@ def main() -> None:
     print("rounds, ExaBGP:  ", [{k: round(v, 3) for k, v in r.items()} for r in theirs])
     print(json.dumps({
         "benchmark": "bgp", "prefixes": len(ips), "rounds": rounds, "peer": "bird2",
-        **{k: round(v, 3) for k, v in mine.items()},
+        **{k: round(v, 3) for k, v in mine.items()}, **{k: round(v, 3) for k, v in core.items()},
         **{f"exabgp_{k}": round(v, 3) for k, v in exa.items()},
         "ratio_to_exabgp": round(ratio, 3) if ratio else None, "exabgp": "installed" if theirs else "unavailable",
     }))  # fmt: skip
