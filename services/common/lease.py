@@ -76,8 +76,10 @@ class BusLease:
         log.info("lease acquired lease=%s holder=%s", self._name, self._holder)
         return True
 
-    async def renew(self) -> bool:
-        """Extend the lease. False (and no longer held) if someone else took it or the bus is gone."""
+    async def renew(self, *, retake: bool = True) -> bool:
+        """Extend the lease. False (and no longer held) if someone else took it or the bus is gone.
+        An entry that expired while nobody else took it is taken again with ``retake``; without, an
+        expiry is a loss (the holder had no lease for a moment)."""
         if self._revision is None:
             return False
         kv = await self._bucket()
@@ -87,7 +89,7 @@ class BusLease:
         except nats.js.errors.KeyWrongLastSequenceError:
             # Expired while we were busy (nobody else holds it): take it again. Held by another: lost.
             self._revision = None
-            if await self.try_acquire():
+            if retake and await self.try_acquire():
                 log.warning("lease had expired and was taken again lease=%s holder=%s", self._name, self._holder)
                 return True
             log.warning("lease lost lease=%s holder=%s", self._name, self._holder)
@@ -95,6 +97,11 @@ class BusLease:
             log.warning("lease not renewed lease=%s holder=%s error=%r", self._name, self._holder, e)
         self._revision = None
         return False
+
+    def forget(self) -> None:
+        """Stop believing in the lease without a word to the server (a renewal cut off midway: its
+        outcome is unknown, so the entry is left to expire)."""
+        self._revision = None
 
     async def release(self) -> None:
         """Give the lease up at once, so a standby can take over without waiting for the TTL."""

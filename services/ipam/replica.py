@@ -1,10 +1,11 @@
 """One ipam replica: standby (following both streams) or active (deciding), never both.
 
 Standby keeps the decider warm: it folds the IPAM stream (what the active replica decides) and the
-K8S stream (the world) as they grow, and tries to take the lease. Active: catch up, ``activate``
-(re-adopt, then decide what is pending), then decide on every observed change. Every append is fenced
-on the stream sequence, so a replica that lost the lease — or that was wrong about being alone —
-cannot write; it steps down and rebuilds from the stream.
+K8S stream (the world) as they grow, and competes for the lease. Active: catch up, ``activate``
+(re-adopt, then decide what is pending), then decide on every observed change. The lease is renewed
+from a thread of its own (``LeaseKeeper``), so no amount of work on this loop costs it; a replica
+whose lease ran out appends nothing more and steps down. Every append is also fenced on the stream
+sequence, so a replica that was wrong about being alone cannot write either.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from services.common.bus import Append, Bus, PendingAppends, Received
 from services.common.collector import StateCollector
 from services.common.errors import RetryableError, WrongLastSequence
 from services.common.follower import Follower
-from services.common.lease import BusLease
+from services.common.lease_keeper import LeaseKeeper
 from services.common.subjects import StreamName
 from services.common.tracing import extract_context, inject_context, passed_on, spans_exported, tracer
 from services.ipam import metrics
@@ -46,7 +47,7 @@ class Role(StrEnum):
 @dataclass(frozen=True, slots=True)
 class ReplicaSettings:
     #: A replica killed while active is replaced this long after its last renewal (plus up to ~0.3 s
-    #: of the server's expiry checks); a busy active replica that missed renewals takes it again.
+    #: of the server's expiry checks). Renewals run on a thread of their own: work never delays them.
     lease_ttl: float = 1.5
     #: How often a standby tries the lease (and an active replica renews it): how late after the
     #: lease expires a standby notices.
@@ -68,12 +69,13 @@ class Replica:
     def __init__(self, bus: Bus, *, holder: str, settings: ReplicaSettings = ReplicaSettings()) -> None:
         self._bus = bus
         self._settings = settings
-        self._lease = BusLease(bus, name=LEASE_NAME, holder=holder, ttl=settings.lease_ttl)
+        self._lease = LeaseKeeper(
+            bus.settings, name=LEASE_NAME, holder=holder, ttl=settings.lease_ttl, interval=settings.lease_interval
+        )
         self._tracer = tracer(__name__)
         self.role = Role.STANDBY
         self.decider = Decider(load_balancer_class=settings.load_balancer_class)
         self._unconfirmed: _Sent | None = None
-        self._renew_at = 0.0
         self._decisions: Follower | None = None
         self._world: Follower | None = None
         self._fetching: asyncio.Task[list[Received]] | None = None
@@ -86,19 +88,19 @@ class Replica:
 
     async def run(self, stopping: asyncio.Event) -> None:
         self._stopping = stopping
-        await self.liveness.start()
-        await self.load()
+        await self._lease.start()
         try:
+            await self.liveness.start()
+            await self.load()
             while not stopping.is_set():
                 if self.role is Role.STANDBY:
                     await self._standby_step()
                 else:
                     await self._active_step()
         finally:
-            if self.role is Role.ACTIVE:
-                if self._unconfirmed is not None:
-                    await self._confirm(self._unconfirmed)
-                await self._lease.release()
+            if self.role is Role.ACTIVE and self._unconfirmed is not None:
+                await self._confirm(self._unconfirmed)
+            await self._lease.stop()  # releases it: the standby takes over at once
             await self._stop_fetching()
             await self.liveness.stop()
             for follower in (self._decisions, self._world):
@@ -168,7 +170,8 @@ class Replica:
     # --- standby ----------------------------------------------------------------------------
 
     async def _standby_step(self) -> None:
-        if await self._lease.try_acquire():
+        self._lease.compete()
+        if self._lease.held:
             await self._activate()
             return
         with self._collector.building():
@@ -193,7 +196,7 @@ class Replica:
                 self.decider.load_observation(received.event)
             with self._collector.building():  # adoption builds the allocator's long-lived state
                 self.decider.adopt()  # its decisions are sent in the "ipam activate" span below
-            if not await self._lease.renew():  # the adoption of many Services takes a good part of a TTL
+            if not self._lease.held:
                 await self._step_down("lease lost while adopting")
                 return
             await window
@@ -239,10 +242,8 @@ class Replica:
         self._unconfirmed = sent
         if self.liveness.changed.is_set() and not await self._follow_liveness():
             return
-        if time.monotonic() >= self._renew_at:
-            self._renew_at = time.monotonic() + self._settings.lease_interval
-            if not await self._lease.renew():
-                await self._step_down("lease lost")
+        if not self._lease.held:
+            await self._step_down("lease lost")
 
     async def _next_batch(self, *, wait: float) -> list[Received]:
         """The next observations, or nothing as soon as the live announcers change. A fetch cut short
@@ -325,7 +326,11 @@ class Replica:
     async def _send(
         self, outgoing: list[Outgoing], contexts: dict[int, dict[str, str]], batch: list[Received] | None = None
     ) -> _Sent | None:
-        """Send decisions fenced on their sequences (None, after stepping down, if that failed)."""
+        """Send decisions fenced on their sequences (None, after stepping down, if that failed or the
+        lease ran out: a replica that may not be the only one any more appends nothing)."""
+        if not self._lease.held:
+            await self._step_down("lease lost before appending")
+            return None
         items = [
             Append(out.subject, out.event, out.sequence - 1, out.causation_id, contexts.get(out.sequence))
             for out in outgoing
