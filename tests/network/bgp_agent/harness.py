@@ -86,10 +86,11 @@ class Fabric:
     nodes: dict[str, Node] = field(default_factory=dict)
     ipam: Process | None = None
 
-    def start_announcer(self, name: str, *, wait: bool = True) -> Process:
+    def start_announcer(self, name: str, *, wait: bool = True, wrapper: tuple[str, ...] = ()) -> Process:
+        """``wrapper``: a command the announcer runs under (e.g. setpriv, to grant it given capabilities)."""
         node = self.nodes[name]
         proc = self.lab.popen(
-            node.ns, sys.executable, "-m", "services.cli", "announcer", "--node", name, "--nats", self.url,
+            node.ns, *wrapper, sys.executable, "-m", "services.cli", "announcer", "--node", name, "--nats", self.url,
             "--http-port", str(METRICS_PORT), "--http-host", node.mgmt_ip, "--exclude-interfaces", "mgmt*",
             "--log-level", "INFO", stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -97,6 +98,14 @@ class Fabric:
         if wait:
             node.announcer.wait_logged("event=bgp_agent_started")
         return node.announcer
+
+    def start_announcers(self, *, wrapper: tuple[str, ...] = ()) -> None:
+        """An announcer on every node, started together; returns once each has its BGP agent running."""
+        for name in self.nodes:
+            self.start_announcer(name, wait=False, wrapper=wrapper)
+        for node in self.nodes.values():
+            assert node.announcer is not None
+            node.announcer.wait_logged("event=bgp_agent_started")
 
     def terminate(self, name: str, timeout: float = 15.0) -> int:
         announcer = self.nodes[name].announcer

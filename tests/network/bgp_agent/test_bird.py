@@ -51,12 +51,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[Fabric, dict[str, BirdNeighbor]]]:
         fab.start_ipam()
         try:
             wait_for(lambda: fab.allocations().get("default/web") == (IP4, IP6), timeout=20, message="allocation")
-            for name in NODES:
-                fab.start_announcer(name, wait=False)
-            for name in NODES:
-                announcer = fab.nodes[name].announcer
-                assert announcer is not None
-                announcer.wait_logged("event=bgp_agent_started")
+            fab.start_announcers()
             yield fab, bird
         except BaseException:
             print(fab.diagnostics(), *(b.diagnostics()[-3000:] for b in bird.values()), sep="\n")

@@ -2,7 +2,7 @@
 
 Every rendered object validates against the Kubernetes OpenAPI schemas (kubernetes-validate, strict);
 workloads run only commands and options the ``metalbus`` CLI knows; the announcer holds no Kubernetes
-credentials and only NET_RAW/NET_ADMIN; RBAC exists for the watcher alone; NATS users and passwords line up.
+credentials and only NET_RAW; RBAC exists for the watcher alone; NATS users and passwords line up.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def test_replicas_and_disruption_budgets() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_announcer_has_no_token_and_only_net_raw_and_net_admin(overlay: str) -> None:
+def test_the_announcer_has_no_token_and_only_net_raw(overlay: str) -> None:
     objects = rendered(overlay)
     daemonset = find(objects, "DaemonSet", "metalbus-announcer")
     spec = daemonset["spec"]["template"]["spec"]
@@ -138,7 +138,7 @@ def test_the_announcer_has_no_token_and_only_net_raw_and_net_admin(overlay: str)
     assert account["automountServiceAccountToken"] is False
     (container,) = spec["containers"]
     capabilities = container["securityContext"]["capabilities"]
-    assert capabilities == {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]}
+    assert capabilities == {"drop": ["ALL"], "add": ["NET_RAW"]}
     assert container["securityContext"].get("privileged", False) is False
     node = next(e for e in container["env"] if e["name"] == "NODE_NAME")
     assert node["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
