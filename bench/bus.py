@@ -15,6 +15,7 @@ from schemas.events import IPAllocated, ServiceId
 from services.common.bus import Bus, BusSettings, Received
 from services.common.consumer import Consumer, ConsumerSpec
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 from services.common.subjects import StreamName, ipam_allocation_subject
 
 
@@ -31,7 +32,7 @@ async def measure(messages: int) -> dict[str, float]:
     with EmbeddedNats() as server:
         bus = await Bus.connect(BusSettings(url=server.url), producer="bench/bus")
         async with bus:
-            await bus.ensure_streams()
+            await provision(bus)
             events = [(ipam_allocation_subject("bench", f"svc-{i}"), event(i)) for i in range(messages)]
 
             acked = min(messages, 5000)

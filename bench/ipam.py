@@ -35,6 +35,7 @@ from schemas.events.codec import encode, wrap
 from services.common.bus import Bus, BusSettings
 from services.common.lease import BusLease
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 from services.common.subjects import StreamName, ipam_allocation_subject, observed_subject
 from services.ipam.replica import LEASE_NAME, Replica
 from tests.builders import pool
@@ -148,7 +149,7 @@ async def end_to_end(count: int) -> dict[str, float]:
     with EmbeddedNats() as server:
         bus = await Bus.connect(BusSettings(url=server.url), producer="bench/ipam")
         async with bus:
-            await bus.ensure_streams()
+            await provision(bus)
             await bus.publish_many((observed_subject(e), e, None) for e in configuration())  # type: ignore[arg-type]
             replicas = [start_ipam(server.url), start_ipam(server.url)]
             try:
@@ -189,7 +190,7 @@ async def cold_replay(history: int) -> dict[str, float]:
     with EmbeddedNats() as server:
         bus = await Bus.connect(BusSettings(url=server.url), producer="bench/ipam-history")
         async with bus:
-            await bus.ensure_streams()
+            await provision(bus)
             events = []
             for i in range(history):
                 name = f"svc-{i % 10_000}"

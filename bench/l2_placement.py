@@ -37,6 +37,7 @@ from schemas.events import AnnouncerHeartbeat, Event, L2PlacementCleared, L2Plac
 from schemas.events.codec import decode
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 from services.common.subjects import (
     IPAM_PLACEMENTS,
     StreamName,
@@ -243,7 +244,7 @@ async def through_nats(announcers: int, ips: int, trials: int, ipam_log: Path | 
     with EmbeddedNats() as server:
         bus = await Bus.connect(BusSettings(url=server.url), producer="bench/l2-placement")
         async with bus:
-            await bus.ensure_streams()
+            await provision(bus)
             placements = Placements()
             await bus.client.subscribe(IPAM_PLACEMENTS, cb=placements.on_message)
             heartbeats = Heartbeats(server.url, nodes)

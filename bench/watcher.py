@@ -33,6 +33,7 @@ from schemas.events import ObjectKind, ServiceObserved
 from schemas.events.codec import decode
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 from services.common.subjects import StreamName, k8s_kind_filter
 from services.watcher.kube import KubeClients
 from services.watcher.observe import Observers, build_observers, metrics
@@ -105,7 +106,7 @@ async def measure_observe(*, services: int, changes: int) -> dict[str, Any]:
         with EmbeddedNats() as server:
             bus = await Bus.connect(BusSettings(url=server.url), producer="watcher/bench")
             async with bus:
-                await bus.ensure_streams()
+                await provision(bus)
                 observers = build_observers(bus=bus, clients=clients, namespace="metallb-system")
                 task, seconds = await _run_until_synced(observers)
                 stored = sum([1 async for _ in bus.read(

@@ -34,6 +34,7 @@ import kubernetes.client
 from schemas.events import IPAllocated, ServiceId
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 from services.common.subjects import ipam_allocation_subject
 from services.watcher.kube import KubeClients
 from services.watcher.status import metrics
@@ -130,7 +131,7 @@ async def measure(*, paced: int, rate: float = 100.0, burst: int = 0,
         writer = StatusWriter(bus=bus, clients=clients, namespace="metallb-system", stopping=stopping,
                               settings=settings or StatusWriterSettings())
         async with bus:
-            await bus.ensure_streams()
+            await provision(bus)
             task = asyncio.create_task(writer.run())
             await asyncio.wait_for(writer.ready.wait(), 30)
 

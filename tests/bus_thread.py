@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from services.common.bus import Bus, BusSettings
+from services.common.provision import provision
 
 T = TypeVar("T")
 
@@ -20,7 +21,7 @@ class BusThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"{name}-bus", daemon=True)
         self._thread.start()
         self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer=f"test/{name}"))
-        self.call(self.bus.ensure_streams())
+        self.call(provision(self.bus))
 
     def call(self, work: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)

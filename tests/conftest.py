@@ -8,6 +8,7 @@ import pytest
 
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,7 @@ async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
     """A connected bus on an empty server with metalbus' streams created (all removed after the test)."""
     connection = await Bus.connect(BusSettings(url=nats_server.url), producer="test/bus")
     await _delete_streams(connection)
-    await connection.ensure_streams()
+    await provision(connection)
     try:
         yield connection
     finally:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
 
 import nats
 import nats.errors
@@ -30,6 +34,7 @@ from services.common.acks import AckInbox
 from services.common.errors import MessageTooLarge, NotFound, RetryableError, WrongLastSequence
 from services.common.inbound import read_received, read_stream_message
 from services.common.metrics import DEAD_LETTERS
+from services.common.permissions import inbox_prefix
 from services.common.records import (
     WRONG_LAST_SEQUENCE_CODES,
     Append,
@@ -100,7 +105,7 @@ class Bus:
         async def disconnected() -> None:
             if connection and (connection[0].is_draining or connection[0].is_closed):
                 return  # our own close
-            log.warning("bus disconnected url=%s", settings.url)
+            log.warning("bus disconnected url=%s", redacted(settings.url))
             if on_disconnect:
                 on_disconnect()
 
@@ -109,7 +114,7 @@ class Bus:
         async def reconnected() -> None:
             for listener in listeners:
                 listener()
-            log.info("bus reconnected url=%s", settings.url)
+            log.info("bus reconnected url=%s", redacted(settings.url))
             if on_reconnect:
                 on_reconnect()
 
@@ -131,13 +136,17 @@ class Bus:
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     error_cb=error,
+                    **connection_options(settings),
                 )
                 connection.append(client)
                 break
             except (nats.errors.NoServersError, OSError, TimeoutError) as failure:
                 if settings.initial_attempts and attempt >= settings.initial_attempts:
-                    raise RetryableError(f"cannot connect to NATS at {settings.url}: {failure!r}") from failure
-                log.warning("bus not reachable url=%s attempt=%d retry_in_s=%.1f", settings.url, attempt, delay)
+                    raise RetryableError(
+                        f"cannot connect to NATS at {redacted(settings.url)}: {failure!r}"
+                    ) from failure
+                log.warning("bus not reachable url=%s attempt=%d retry_in_s=%.1f", redacted(settings.url), attempt,
+                            delay)
                 await asyncio.sleep(delay)  # backoff between connection attempts
                 delay = min(delay * 2, 5.0)
         return cls(client, producer=producer, settings=settings, reconnect_listeners=listeners)
@@ -164,16 +173,15 @@ class Bus:
 
     # --- streams -----------------------------------------------------------------------------
 
-    async def ensure_streams(self, specs: Iterable[StreamSpec] = STREAMS) -> None:
-        """Create every stream, or update it to the wanted config; safe to repeat."""
+    async def missing_streams(self, specs: Iterable[StreamSpec] = STREAMS) -> list[StreamName]:
+        """The streams that do not exist (yet): the administrative step has not run."""
+        missing = []
         for spec in specs:
-            config = _stream_config(spec, self.settings.replicas)
             try:
-                await self.js.add_stream(config)
-            except nats.js.errors.BadRequestError as error:
-                if error.err_code != 10058:  # stream name already in use with a different config
-                    raise
-                await self.js.update_stream(config)
+                await self.js.stream_info(spec.name.value)
+            except nats.js.errors.NotFoundError:
+                missing.append(spec.name)
+        return missing
 
     async def last_sequence(self, stream: StreamName) -> int:
         info = await self.js.stream_info(stream.value)
@@ -426,8 +434,10 @@ class Bus:
             subscription = await self.js.pull_subscribe("", stream=stream.value, config=config)
         except nats.js.errors.NotFoundError as error:
             raise NotFound(f"stream {stream.value}") from error
+        reader: str | None = None
         try:
             info = await subscription.consumer_info()
+            reader = info.name
             remaining = info.num_pending or 0
             while remaining > 0:
                 try:
@@ -445,6 +455,11 @@ class Bus:
                     yield received
         finally:
             await subscription.unsubscribe()
+            # An ephemeral reader would otherwise linger for its inactivity threshold: reads in a loop
+            # (a poll, explain, a resync) would pile them up on the server.
+            if reader is not None:
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    await self.js.delete_consumer(stream.value, reader)
 
 
 class _Replay:
@@ -497,7 +512,8 @@ def _headers(
     return headers
 
 
-def _stream_config(spec: StreamSpec, replicas: int) -> api.StreamConfig:
+def stream_config(spec: StreamSpec, replicas: int) -> api.StreamConfig:
+    """The JetStream configuration of one of metalbus's streams."""
     return api.StreamConfig(
         name=spec.name.value,
         description=spec.description,
@@ -509,6 +525,38 @@ def _stream_config(spec: StreamSpec, replicas: int) -> api.StreamConfig:
         max_msgs=spec.max_msgs,
         max_age=spec.max_age_seconds,
         duplicate_window=spec.duplicate_window_seconds,
+        max_bytes=spec.max_bytes,
+        discard=api.DiscardPolicy.NEW if spec.discard_new else api.DiscardPolicy.OLD,
+        deny_delete=spec.sealed_history,
+        deny_purge=spec.sealed_history,
         allow_direct=True,
-        discard=api.DiscardPolicy.OLD,
     )
+
+
+def redacted(url: str) -> str:
+    """``url`` (one or several, comma-separated) with any password replaced, for logs and messages."""
+    return ",".join(_USERINFO_PASSWORD.sub(r"\1***@", part) for part in url.split(","))
+
+
+_USERINFO_PASSWORD = re.compile(r"^([a-z]+://[^:/@]*:)[^@]*@")
+
+
+def connection_options(settings: BusSettings) -> dict[str, Any]:
+    """nats-py's options for who we are on the bus: credentials, the private inbox, TLS."""
+    options: dict[str, Any] = {}
+    user = settings.user or _url_user(settings.url)
+    if settings.user is not None:
+        options["user"] = settings.user
+    if settings.password_file is not None:
+        path = Path(settings.password_file)
+        options["password"] = lambda: path.read_text().strip()
+    if user:
+        options["inbox_prefix"] = inbox_prefix(user)
+    if settings.tls_ca_file is not None:
+        options["tls"] = ssl.create_default_context(cafile=settings.tls_ca_file)
+    return options
+
+
+def _url_user(url: str) -> str | None:
+    parsed = urlsplit(url.split(",")[0].strip())
+    return unquote(parsed.username) if parsed.username else None

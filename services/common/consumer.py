@@ -22,7 +22,7 @@ from opentelemetry import trace
 from schemas.refusal import Refused
 from services.common.bus import Bus, Received
 from services.common.inbound import read_stream_message
-from services.common.subjects import StreamName
+from services.common.subjects import DurableSpec, StreamName
 from services.common.tracing import extract_context, tracer
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,18 @@ class ConsumerSpec:
     batch: int = 100
     #: Redelivery delay after a handler failure, growing with each attempt.
     retry_delay: float = 0.2
+
+
+def durable_config(durable: DurableSpec, *, start_sequence: int) -> api.ConsumerConfig:
+    """How a durable consumer is created (by the administrative step, or by its owner when missing):
+    delivering from ``start_sequence``, acked one by one, redelivered at most ``max_deliver`` times."""
+    spec = ConsumerSpec(durable.stream, durable.name, durable.subjects)
+    return api.ConsumerConfig(
+        name=durable.name, durable_name=durable.name, ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_sequence,
+        max_deliver=spec.max_deliver, ack_wait=spec.ack_wait, filter_subjects=list(durable.subjects),
+        max_ack_pending=max(spec.batch * 10, 1000),
+    )
 
 
 @dataclass(slots=True)

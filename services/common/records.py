@@ -120,3 +120,10 @@ class BusSettings:
     request_timeout: float = 5.0
     #: Give up the first connection after this many attempts (0: keep trying for ever).
     initial_attempts: int = 0
+    #: The NATS user, when not in the URL (announcers: ``node-<node>``).
+    user: str | None = None
+    #: A file holding the password, read again at every (re)connection: a rotated credential (an
+    #: announcer's projected token) is picked up without a restart.
+    password_file: str | None = None
+    #: CA bundle that signs the server's certificate, for ``tls://`` URLs.
+    tls_ca_file: str | None = None

@@ -19,6 +19,7 @@ from typing import Any
 from services.common.bus import Bus, BusSettings
 from services.common.health import Health, HealthServer
 from services.common.logs import setup_logging
+from services.common.provision import wait_until_provisioned
 from services.common.supervision import OnFailure, TaskFailed, supervise_process, watch
 from services.common.tracing import setup_tracing, shutdown_tracing
 
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class RuntimeOptions:
     nats_url: str
+    #: The NATS user and a file holding its password, when not in the URL (announcers: node-<node>).
+    nats_user: str | None = None
+    nats_password_file: str | None = None
+    #: CA bundle of the NATS servers' certificates (tls:// URLs).
+    nats_ca_file: str | None = None
+    #: False for a service that needs no stream (the authenticator): it does not wait for provisioning.
+    needs_streams: bool = True
     http_address: str = "0.0.0.0"
     http_port: int = 0
     stream_replicas: int = 1
@@ -74,7 +82,8 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
     with HealthServer(health, host=options.http_address, port=options.http_port) as server:
         log.info("starting component=%s instance=%s http_address=%s http_port=%d",
                  component, instance, options.http_address, server.port)
-        settings = BusSettings(url=options.nats_url, replicas=options.stream_replicas)
+        settings = BusSettings(url=options.nats_url, replicas=options.stream_replicas, user=options.nats_user,
+                               password_file=options.nats_password_file, tls_ca_file=options.nats_ca_file)
         bus = await Bus.connect(
             settings,
             producer=f"{component}/{instance}",
@@ -82,7 +91,8 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
             on_reconnect=lambda: health.set_ready("bus", True),
         )
         try:
-            await bus.ensure_streams()
+            if options.needs_streams and not await wait_until_provisioned(bus, health=health, stopping=stopping):
+                return 0
             ctx = ServiceContext(component, instance, bus, health, stopping, options)
             supervise_process(component=component, health=health, stopping=stopping)
             task = asyncio.create_task(

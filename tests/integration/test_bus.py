@@ -25,6 +25,7 @@ from services.common.bus import Append, Bus, Header, Received
 from services.common.consumer import Consumer, ConsumerSpec
 from services.common.errors import WrongLastSequence
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 from services.common.subjects import (
     IPAM_ALLOCATIONS,
     StreamName,
@@ -84,7 +85,7 @@ async def read_all(bus: Bus, stream: StreamName) -> list[Received]:
 
 async def test_streams_can_be_ensured_again_without_change(bus: Bus) -> None:
     await bus.publish(ipam_allocation_subject("default", "web"), allocated("web"))
-    await bus.ensure_streams()
+    await provision(bus)
     assert await stream_messages(bus, StreamName.IPAM) == 1
 
 

@@ -16,6 +16,7 @@ from schemas.events import IPAllocated, ServiceId
 from services.common.bus import Append, Bus, BusSettings
 from services.common.errors import WrongLastSequence
 from services.common.nats_server import nats_server_binary
+from services.common.provision import provision
 from services.common.subjects import StreamName, ipam_allocation_subject
 
 
@@ -60,7 +61,7 @@ async def replicated(cluster: str) -> AsyncIterator[Bus]:
         async with asyncio.timeout(60):  # the cluster elects its JetStream leader first
             while True:
                 try:
-                    await bus.ensure_streams()
+                    await provision(bus)
                     break
                 except Exception:  # not ready yet: the error varies while it forms
                     await asyncio.sleep(0.2)

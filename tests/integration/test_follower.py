@@ -9,6 +9,7 @@ from schemas.events import IPAllocated, ServiceId
 from services.common.bus import Bus, BusSettings, Received
 from services.common.follower import Follower
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 from services.common.subjects import IPAM_ALLOCATIONS, StreamName, ipam_allocation_subject
 from tests.waiting import async_wait_until
 
@@ -47,7 +48,7 @@ async def test_survives_a_server_restart_without_gaps(tmp_path: Path) -> None:
         reconnected = asyncio.Event()
         bus = await Bus.connect(BusSettings(url=server.url, reconnect_wait=0.1), producer="test/follower",
                                 on_reconnect=reconnected.set)
-        await bus.ensure_streams()
+        await provision(bus)
         follower = Follower(bus, StreamName.IPAM, start_sequence=1)
         seen: list[Received] = []
         await publish(bus, ["a", "b"])

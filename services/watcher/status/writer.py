@@ -20,21 +20,12 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-from nats.js import api as js_api
 from opentelemetry import trace
 
-from schemas.events import ObjectKind
 from services.common.bus import Bus, Received
-from services.common.consumer import Consumer, ConsumerSpec
+from services.common.consumer import Consumer, ConsumerSpec, durable_config
 from services.common.errors import BusError
-from services.common.subjects import (
-    ANNOUNCE_PREFIX,
-    IPAM_ALLOCATIONS,
-    IPAM_CONFIG_SUBJECT,
-    IPAM_PREFIX,
-    StreamName,
-    k8s_subject,
-)
+from services.common.subjects import DURABLES, Component, DurableSpec
 from services.common.tracing import tracer
 from services.watcher.kube import KubeClients
 from services.watcher.status import metrics
@@ -82,20 +73,8 @@ class StatusWriterSettings:
     initial_sync: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Feed:
-    stream: StreamName
-    durable: str
-    subjects: tuple[str, ...]
-
-
-KUBE_PROXY_SUBJECT = k8s_subject(ObjectKind.KUBE_PROXY, "kube-system", "kube-proxy")
-FEEDS = (
-    Feed(StreamName.IPAM, "watcher-status",
-         (IPAM_ALLOCATIONS, f"{IPAM_PREFIX}.pool.*", IPAM_CONFIG_SUBJECT)),
-    Feed(StreamName.ANNOUNCE, "watcher-announce", (f"{ANNOUNCE_PREFIX}.*.ip.*",)),
-    Feed(StreamName.K8S, "watcher-kubeproxy", (KUBE_PROXY_SUBJECT,)),
-)
+#: The durable consumers that feed the status writer (defined with every other durable).
+FEEDS = tuple(durable for durable in DURABLES if durable.owner is Component.WATCHER)
 
 
 async def run_status_writer(*, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event,
@@ -132,11 +111,11 @@ class StatusWriter:
     async def run(self) -> None:
         if not await self._start_until_stopped():
             return
-        consumers = [Consumer(self.bus, ConsumerSpec(feed.stream, feed.durable, feed.subjects), self.handle)
+        consumers = [Consumer(self.bus, ConsumerSpec(feed.stream, feed.name, feed.subjects), self.handle)
                      for feed in FEEDS]
         async with asyncio.TaskGroup() as group:
             for feed, consumer in zip(FEEDS, consumers, strict=True):
-                group.create_task(self._guarded(f"consumer {feed.durable}", consumer.run))
+                group.create_task(self._guarded(f"consumer {feed.name}", consumer.run))
             helpers = [group.create_task(self._worker(), name=f"status-writer-{index}")
                        for index in range(max(1, self.settings.workers))]
             helpers.append(group.create_task(self.recorder.run(), name="status-events"))
@@ -238,27 +217,20 @@ class StatusWriter:
                     apply(self.state, received.event, subject=received.subject, sequence=received.sequence)
                     folded += 1
             log.info("status rebuilt stream=%s durable=%s floor=%d folded=%d", feed.stream.value,
-                     feed.durable, floor, folded)
+                     feed.name, floor, folded)
 
-    async def _durable_floor(self, feed: Feed) -> int:
+    async def _durable_floor(self, feed: DurableSpec) -> int:
         """The stream sequence up to which the feed's durable consumer has handled everything.
 
         A missing durable is created to start after the current end: the rebuild covers the past."""
         try:
-            info = await self.bus.js.consumer_info(feed.stream.value, feed.durable)
+            info = await self.bus.js.consumer_info(feed.stream.value, feed.name)
         except nats.js.errors.NotFoundError:
             pass
         else:
             return int(info.ack_floor.stream_seq if info.ack_floor else 0)
         last = await self.bus.last_sequence(feed.stream)
-        spec = ConsumerSpec(feed.stream, feed.durable, feed.subjects)
-        config = js_api.ConsumerConfig(
-            name=feed.durable, durable_name=feed.durable, ack_policy=js_api.AckPolicy.EXPLICIT,
-            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last + 1,
-            max_deliver=spec.max_deliver, ack_wait=spec.ack_wait, filter_subjects=list(feed.subjects),
-            max_ack_pending=max(spec.batch * 10, 1000),
-        )
-        await self.bus.js.add_consumer(feed.stream.value, config)
+        await self.bus.js.add_consumer(feed.stream.value, durable_config(feed, start_sequence=last + 1))
         return last
 
     # --- live events ------------------------------------------------------------------------

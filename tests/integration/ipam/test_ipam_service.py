@@ -13,6 +13,7 @@ import pytest
 from schemas.events import ConfigurationEvaluated, ObjectKind
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
+from services.common.provision import provision
 from services.common.subjects import (
     IPAM_CONFIG_SUBJECT,
     StreamName,
@@ -230,7 +231,7 @@ async def test_an_active_replica_stops_cleanly_while_the_server_is_gone() -> Non
     try:
         bus = await Bus.connect(BusSettings(url=server.url), producer="test/observer")
         async with bus:
-            await bus.ensure_streams()
+            await provision(bus)
             process = start_ipam(server.url)
             try:
                 await async_wait_until(lambda: _has_holder(bus), timeout=30, what="an active replica")

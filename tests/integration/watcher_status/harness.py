@@ -11,6 +11,7 @@ from typing import Any
 from schemas.events import Event, ServiceId
 from services.common.bus import Bus
 from services.watcher.kube import KubeClients
+from services.watcher.status import FEEDS
 from services.watcher.status.writer import StatusWriter, StatusWriterSettings
 from tests.kubeapi.handle import KubeApi
 from tests.kubeapi.store import EventType
@@ -52,6 +53,13 @@ async def running_writer(bus: Bus, api: KubeApi, **settings: Any) -> AsyncIterat
         stopping.set()
         await asyncio.wait_for(task, timeout=5)
         clients.close()
+
+
+async def without_status_durables(bus: Bus) -> None:
+    """As before the status writer's first start on a bus provisioned by an older release: its durable
+    consumers do not exist yet, so what the streams hold is folded by the rebuild, never told as news."""
+    for feed in FEEDS:
+        await bus.js.delete_consumer(feed.stream.value, feed.name)
 
 
 def put_service(api: KubeApi, name: str, namespace: str = "default", **metadata: Any) -> ServiceId:

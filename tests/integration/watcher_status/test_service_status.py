@@ -22,6 +22,7 @@ from tests.integration.watcher_status.harness import (
     put_service,
     running_writer,
     service_annotations,
+    without_status_durables,
 )
 from tests.kubeapi.handle import KubeApi
 from tests.waiting import async_wait_until
@@ -151,6 +152,7 @@ async def test_identical_events_are_aggregated(bus: Bus, kube_api: KubeApi) -> N
 async def test_state_is_rebuilt_on_start_and_missed_changes_follow(bus: Bus, kube_api: KubeApi) -> None:
     web = put_service(kube_api, "web")
     api_ = put_service(kube_api, "api")
+    await without_status_durables(bus)
     await bus.publish(ipam_allocation_subject("default", "web"), IPAllocated(
         service=web, ips=("10.0.0.20",), pool="lan", reason="before the first start"))
     async with running_writer(bus, kube_api):
@@ -256,6 +258,7 @@ async def test_many_known_services_are_compared_from_one_list(
     bus: Bus, kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(resync, "READ_EACH_UP_TO", 0)  # as if there were thousands
+    await without_status_durables(bus)
     shown = put_service(kube_api, "shown")
     missing = put_service(kube_api, "missing")
     for service, ip in ((shown, "10.0.0.60"), (missing, "10.0.0.61")):

@@ -1,0 +1,266 @@
+"""Who may do what on the bus: every NATS user of metalbus and its subject permissions, in one place.
+
+- ``admin`` runs the administrative step (``metalbus nats provision``) alone: it creates and upgrades the
+  streams, their limits, the durable consumers and the lease buckets. No long-running component holds it.
+- ``watcher``, ``ipam`` and ``operator`` are static users. They may write only their own subjects, read
+  the streams they need through ephemeral consumers, and use only their own durables and lease buckets.
+  None may create, update, delete or purge a stream, or touch another's durable.
+- Announcers have no static user: each connects as ``node-<its node>`` and the authenticator (an auth
+  callout beside the NATS server) checks that it is that node and grants :func:`announcer_permissions`:
+  it may publish only its own heartbeat and its own reports.
+- ``authenticator`` is the auth callout service's own user: it answers the server's questions and
+  nothing else.
+- Replies travel on private inboxes: each user subscribes only under its own prefix (:func:`inbox_prefix`).
+
+:func:`render_accounts` writes the NATS server's ``accounts.conf`` from this module; the Kubernetes
+manifests, compose, the lab and the tests all use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from services.common.nats_jwt import SubjectPermissions
+from services.common.subjects import (
+    ANNOUNCE_PREFIX,
+    DEAD_LETTER_PREFIX,
+    DURABLES,
+    HEARTBEATS,
+    IPAM_PREFIX,
+    K8S_PREFIX,
+    LEASES,
+    STREAMS,
+    Component,
+    StreamName,
+    encode_token,
+    heartbeat_subject,
+)
+
+#: The one account every metalbus user lives in (JetStream enabled, limits set).
+ACCOUNT = "METALBUS"
+#: The subject the NATS server asks the auth callout on.
+AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
+#: Announcers connect as this prefix followed by their node's name.
+NODE_USER_PREFIX = "node-"
+#: What the account may store in JetStream at most: every stream's bound and some room for leases.
+ACCOUNT_MAX_FILE = sum(spec.max_bytes for spec in STREAMS) + 64 * 1024 * 1024
+ACCOUNT_MAX_MEMORY = 1024 * 1024 * 1024
+
+
+class BusUser(StrEnum):
+    """The static NATS users (announcers authenticate per node through the callout instead)."""
+
+    ADMIN = "admin"
+    WATCHER = "watcher"
+    IPAM = "ipam"
+    OPERATOR = "operator"
+    AUTHENTICATOR = "authenticator"
+
+    @property
+    def password_variable(self) -> str:
+        """The NATS server's environment variable holding this user's password."""
+        return f"{self.name}_PASSWORD"
+
+
+def node_user(node: str) -> str:
+    return f"{NODE_USER_PREFIX}{node}"
+
+
+def inbox_prefix(user: str) -> str:
+    """The private inbox prefix of a user (static user name or ``node-<node>``); one subject token."""
+    if user.startswith(NODE_USER_PREFIX):
+        return f"_INBOX_node_{encode_token(user.removeprefix(NODE_USER_PREFIX))}"
+    return f"_INBOX_{encode_token(user)}"
+
+
+# --- building blocks ------------------------------------------------------------------------------
+
+
+def _stream_info() -> list[str]:
+    """Every stream's configuration and counts (not its messages): each service checks at start that
+    the administrative step has made them all."""
+    return ["$JS.API.INFO", *(f"$JS.API.STREAM.INFO.{spec.name.value}" for spec in STREAMS)]
+
+
+def _ephemeral_reads(stream: StreamName) -> list[str]:
+    """Reading a stream through ephemeral consumers (ordered push, or unnamed pull) and direct gets.
+
+    Named consumer creation (``CONSUMER.CREATE.<stream>.<name>``) is not among them: with it one could
+    redefine somebody's durable. Pulling and deleting by name is allowed for ephemerals; every durable
+    is denied to all but its owner (:func:`_durable_denials`)."""
+    name = stream.value
+    return [
+        f"$JS.API.CONSUMER.CREATE.{name}",
+        f"$JS.API.CONSUMER.INFO.{name}.*",
+        f"$JS.API.CONSUMER.MSG.NEXT.{name}.*",
+        f"$JS.API.CONSUMER.DELETE.{name}.*",
+        f"$JS.API.STREAM.MSG.GET.{name}",
+        f"$JS.API.DIRECT.GET.{name}",
+        f"$JS.API.DIRECT.GET.{name}.>",
+        f"$JS.FC.{name}.>",
+    ]
+
+
+def _own_durables(owner: Component) -> list[str]:
+    subjects: list[str] = []
+    for durable in DURABLES:
+        if durable.owner is owner:
+            stream, name = durable.stream.value, durable.name
+            subjects += [
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{name}",
+                f"$JS.API.CONSUMER.CREATE.{stream}.{name}",
+                f"$JS.API.CONSUMER.CREATE.{stream}.{name}.>",
+                f"$JS.ACK.{stream}.{name}.>",
+            ]
+    return subjects
+
+
+def _durable_denials(owner: Component | None) -> list[str]:
+    """Every durable that is not ``owner``'s: no pulling its messages, no deleting or reading it."""
+    subjects: list[str] = []
+    for durable in DURABLES:
+        if durable.owner is not owner:
+            stream, name = durable.stream.value, durable.name
+            subjects += [
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+                f"$JS.API.CONSUMER.DELETE.{stream}.{name}",
+                f"$JS.API.CONSUMER.INFO.{stream}.{name}",
+            ]
+    return subjects
+
+
+def _lease(component: Component) -> list[str]:
+    bucket = LEASES[component]
+    stream = f"KV_{bucket}"
+    return [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>", f"$KV.{bucket}.>"]
+
+
+def _service(
+    component: Component,
+    *,
+    writes: Iterable[str],
+    reads: Iterable[StreamName],
+    hears_heartbeats: bool,
+    user: BusUser,
+) -> SubjectPermissions:
+    read = list(reads)
+    publish = [*writes, *_stream_info()]
+    for stream in read:
+        publish += _ephemeral_reads(stream)
+    publish += _own_durables(component)
+    if component in LEASES:
+        publish += _lease(component)
+    subscribe = [f"{inbox_prefix(user.value)}.>"]
+    if hears_heartbeats:
+        subscribe.append(HEARTBEATS)
+    return SubjectPermissions(publish_allow=tuple(publish), publish_deny=tuple(_durable_denials(component)),
+                              subscribe_allow=tuple(subscribe))
+
+
+# --- the users ------------------------------------------------------------------------------------
+
+_READ_ALL_BUT_SECRETS = (StreamName.K8S, StreamName.IPAM, StreamName.ANNOUNCE, StreamName.DEAD_LETTER)
+
+PERMISSIONS: dict[BusUser, SubjectPermissions] = {
+    BusUser.ADMIN: SubjectPermissions(
+        publish_allow=("$JS.API.>", "$KV.>"),
+        subscribe_allow=(f"{inbox_prefix(BusUser.ADMIN.value)}.>",),
+    ),
+    BusUser.WATCHER: _service(
+        Component.WATCHER, user=BusUser.WATCHER,
+        writes=(f"{K8S_PREFIX}.>", f"{DEAD_LETTER_PREFIX}.>"),
+        reads=(StreamName.K8S, StreamName.SECRETS, StreamName.IPAM, StreamName.ANNOUNCE),
+        hears_heartbeats=False,
+    ),
+    BusUser.IPAM: _service(
+        Component.IPAM, user=BusUser.IPAM,
+        writes=(f"{IPAM_PREFIX}.>", f"{DEAD_LETTER_PREFIX}.>"),
+        reads=(StreamName.K8S, StreamName.IPAM),
+        hears_heartbeats=True,
+    ),
+    BusUser.OPERATOR: _service(
+        Component.OPERATOR, user=BusUser.OPERATOR, writes=(), reads=_READ_ALL_BUT_SECRETS, hears_heartbeats=True,
+    ),
+    BusUser.AUTHENTICATOR: SubjectPermissions(
+        publish_deny=(">",), subscribe_allow=(AUTH_CALLOUT_SUBJECT,), allow_responses=True,
+    ),
+}
+
+
+def announcer_permissions(node: str) -> SubjectPermissions:
+    """What the announcer of ``node`` may do: publish its own heartbeat and reports, read what it acts on
+    (decisions, observed state, BGP passwords) and hear its own heartbeat come back."""
+    reads = (StreamName.K8S, StreamName.SECRETS, StreamName.IPAM)
+    publish = [heartbeat_subject(node), f"{ANNOUNCE_PREFIX}.{encode_token(node)}.>", *_stream_info()]
+    for stream in reads:
+        publish += _ephemeral_reads(stream)
+    return SubjectPermissions(
+        publish_allow=tuple(publish),
+        publish_deny=tuple(_durable_denials(None)),
+        subscribe_allow=(f"{inbox_prefix(node_user(node))}.>", heartbeat_subject(node)),
+    )
+
+
+# --- the server's accounts.conf -------------------------------------------------------------------
+
+
+def _quoted(subjects: Iterable[str], indent: str) -> list[str]:
+    return [f'{indent}"{subject}"' for subject in subjects]
+
+
+def _permission_lines(permissions: SubjectPermissions) -> list[str]:
+    lines = ["        permissions: {"]
+    for verb, allow, deny in (("publish", permissions.publish_allow, permissions.publish_deny),
+                              ("subscribe", permissions.subscribe_allow, permissions.subscribe_deny)):
+        lines.append(f"          {verb}: {{")
+        for word, subjects in (("allow", allow), ("deny", deny)):
+            if subjects:
+                lines += [f"            {word}: [", *_quoted(subjects, "              "), "            ]"]
+        lines.append("          }")
+    if permissions.allow_responses:
+        lines.append("          allow_responses: true")
+    lines.append("        }")
+    return lines
+
+
+_COMMENTS = {
+    BusUser.ADMIN: "the administrative step only (metalbus nats provision): streams, limits, durables, leases",
+    BusUser.WATCHER: "writes observed Kubernetes state (K8S, SECRETS); reads decisions and reports for status",
+    BusUser.IPAM: "the only writer of decisions (IPAM); reads K8S, hears heartbeats, holds the ipam lease",
+    BusUser.OPERATOR: "read-only, for metalbus status/explain/history: every stream but SECRETS, heartbeats",
+    BusUser.AUTHENTICATOR: "the auth callout: answers the server about connecting announcers, nothing else",
+}
+
+
+def render_accounts(*, issuer: str) -> str:
+    """The server's ``accounts.conf``: the account with its JetStream limits, the static users, and the
+    auth callout that authenticates announcers, whose answers must be signed by ``issuer`` (an account
+    nkey's public key). Passwords are the server's environment variables (``$WATCHER_PASSWORD``, ...)."""
+    lines = [
+        "# NATS accounts and users of metalbus. Generated by `metalbus nats config`; do not edit.",
+        "accounts {",
+        f"  {ACCOUNT} {{",
+        f"    jetstream: {{ max_file: {ACCOUNT_MAX_FILE}, max_mem: {ACCOUNT_MAX_MEMORY} }}",
+        "    users: [",
+    ]
+    for user in BusUser:
+        lines += [f"      # {user.value}: {_COMMENTS[user]}", "      {", f"        user: {user.value}",
+                  f"        password: ${user.password_variable}", *_permission_lines(PERMISSIONS[user]), "      }"]
+    lines += [
+        "    ]",
+        "  }",
+        "}",
+        "authorization {",
+        "  # Announcers (user node-<node>) are authenticated by the authenticator, which grants each",
+        "  # the permissions of its own node; the static users above bypass it.",
+        "  auth_callout {",
+        f"    issuer: {issuer}",
+        f"    account: {ACCOUNT}",
+        f"    auth_users: [ {', '.join(user.value for user in BusUser)} ]",
+        "  }",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)

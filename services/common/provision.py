@@ -1,0 +1,96 @@
+"""The administrative step: create or upgrade every stream, durable consumer and lease bucket.
+
+Run with the ``admin`` credential (``metalbus nats provision``; in Kubernetes a Job of its own), never by
+a long-running component: the services may only use what this step made. It is idempotent: streams
+are created or updated to the wanted configuration, durables and buckets created when missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import nats.js.errors
+from nats.js import api
+
+from services.common.bus import Bus, BusSettings, stream_config
+from services.common.consumer import durable_config
+from services.common.health import Health
+from services.common.logs import setup_logging
+from services.common.subjects import DURABLES, LEASES, STREAMS, Component
+
+log = logging.getLogger(__name__)
+
+#: JetStream's answer to creating a stream that exists with another configuration.
+STREAM_NAME_IN_USE = 10058
+#: How long an ipam lease lasts unless renewed (the lease bucket's TTL).
+LEASE_TTL_SECONDS: dict[Component, float] = {Component.IPAM: 1.5}
+
+
+async def provision(bus: Bus) -> None:
+    """Streams (with their limits), durable consumers and lease buckets, as this release wants them."""
+    for spec in STREAMS:
+        config = stream_config(spec, bus.settings.replicas)
+        try:
+            await bus.js.add_stream(config)
+            log.info("stream created stream=%s", spec.name.value)
+        except nats.js.errors.BadRequestError as error:
+            if error.err_code != STREAM_NAME_IN_USE:
+                raise
+            await bus.js.update_stream(config)
+    for durable in DURABLES:
+        try:
+            await bus.js.consumer_info(durable.stream.value, durable.name)
+        except nats.js.errors.NotFoundError:
+            start = await bus.last_sequence(durable.stream) + 1
+            await bus.js.add_consumer(durable.stream.value, durable_config(durable, start_sequence=start))
+            log.info("durable consumer created stream=%s durable=%s", durable.stream.value, durable.name)
+    for component, bucket in LEASES.items():
+        await _lease_bucket(bus, bucket, LEASE_TTL_SECONDS[component])
+
+
+async def _lease_bucket(bus: Bus, bucket: str, ttl: float) -> None:
+    config = api.KeyValueConfig(bucket=bucket, ttl=ttl, history=1, storage=api.StorageType.FILE,
+                                replicas=bus.settings.replicas, max_bytes=1024 * 1024)
+    try:
+        await bus.js.create_key_value(config)
+    except nats.js.errors.BadRequestError as error:
+        if error.err_code != STREAM_NAME_IN_USE:
+            raise
+        info = await bus.js.stream_info(f"KV_{bucket}")
+        info.config.max_age = ttl
+        info.config.duplicate_window = min(info.config.duplicate_window or ttl, ttl)
+        await bus.js.update_stream(info.config)
+
+
+async def wait_until_provisioned(bus: Bus, *, health: Health, stopping: asyncio.Event,
+                                 interval: float = 2.0) -> bool:
+    """Wait until the administrative step has made every stream; not ready meanwhile, saying why.
+    False when told to stop first."""
+    while not stopping.is_set():
+        missing = await bus.missing_streams()
+        if not missing:
+            health.set_ready("streams", True)
+            return True
+        reason = f"streams not provisioned: {', '.join(missing)} (run `metalbus nats provision` as admin)"
+        health.set_ready("streams", False, reason)
+        log.warning("waiting for streams missing=%s", ",".join(missing))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval)
+    return False
+
+
+async def provision_command(url: str, *, replicas: int, ca_file: str | None) -> int:
+    """``metalbus bus provision``: connect as the admin user, provision, say what is there."""
+    setup_logging("provision")
+    settings = BusSettings(url=url, replicas=replicas, tls_ca_file=ca_file, initial_attempts=30)
+    async with await Bus.connect(settings, producer="admin/provision") as bus:
+        await provision(bus)
+        missing = await bus.missing_streams()
+    if missing:
+        log.error("provisioning incomplete missing=%s", ",".join(missing))
+        return 1
+    log.info("provisioned streams=%s durables=%d leases=%d", ",".join(spec.name.value for spec in STREAMS),
+             len(DURABLES), len(LEASES))
+    return 0
