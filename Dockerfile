@@ -47,7 +47,7 @@ RUN python -m pip uninstall --yes pip setuptools wheel \
  && useradd --system --uid 10001 --gid metalbus --home-dir /nonexistent --shell /usr/sbin/nologin metalbus
 COPY --from=build /opt/metalbus /opt/metalbus
 USER 10001:10001
-# 7470 watcher, 7471 ipam, 7472 announcer: /healthz, /readyz and /metrics.
-EXPOSE 7470 7471 7472
+# 7470 watcher, 7471 ipam, 7472 announcer, 7473 authenticator: /healthz, /readyz and /metrics.
+EXPOSE 7470 7471 7472 7473
 ENTRYPOINT ["metalbus"]
 CMD ["--help"]

@@ -11,10 +11,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.common.runtime import RuntimeOptions, ServiceMain, run_service
+from services.common.runtime import RuntimeOptions, ServiceContext, ServiceMain, run_service
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-DEFAULT_HTTP_PORTS = {"watcher": 7470, "ipam": 7471, "announcer": 7472}
+DEFAULT_HTTP_PORTS = {"watcher": 7470, "ipam": 7471, "announcer": 7472, "authenticator": 7473}
 
 
 def _env_int(name: str, default: int) -> int:
@@ -26,6 +26,15 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser, component: str) -> N
     parser.add_argument(
         "--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL),
         help="NATS server URL(s), comma-separated (env NATS_URL)",
+    )
+    parser.add_argument(
+        "--nats-password-file", default=os.environ.get("NATS_PASSWORD_FILE") or None,
+        help="file holding the NATS password, read at every connection (env NATS_PASSWORD_FILE); the"
+        " announcer then connects as node-<node> with its node's credential",
+    )
+    parser.add_argument(
+        "--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None,
+        help="CA bundle of the NATS servers' certificates, for tls:// URLs (env NATS_CA_FILE)",
     )
     parser.add_argument(
         "--http-port", type=int,
@@ -85,6 +94,45 @@ def build_parser() -> argparse.ArgumentParser:
         " to the built-in ones (lo, veth*, docker*, cni*, kube-ipvs*, ...) (env METALBUS_EXCLUDE_INTERFACES)",
     )
 
+    authenticator = commands.add_parser(
+        "authenticator", help="the NATS auth callout: authenticates each announcer as its node (beside NATS)")
+    _add_runtime_arguments(authenticator, "authenticator")
+    authenticator.add_argument(
+        "--issuer-seed-file", default=os.environ.get("METALBUS_ISSUER_SEED_FILE"),
+        help="the account nkey seed whose public key the server's auth_callout names as issuer",
+    )
+    authenticator.add_argument(
+        "--node-token-key-file", default=os.environ.get("METALBUS_NODE_TOKEN_KEY_FILE") or None,
+        help="accept node tokens made with this key (`metalbus bus node-token`): labs and hosts without"
+        " Kubernetes",
+    )
+    authenticator.add_argument(
+        "--token-review", action="store_true", default=bool(os.environ.get("METALBUS_TOKEN_REVIEW")),
+        help="accept Kubernetes projected ServiceAccount tokens (audience metalbus-nats), checked by TokenReview",
+    )
+    authenticator.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                               help="for --token-review; in-cluster configuration when absent")
+    authenticator.add_argument(
+        "--announcer-service-account",
+        default=os.environ.get("METALBUS_ANNOUNCER_SERVICE_ACCOUNT", "metallb-system:metalbus-announcer"),
+        help="NAMESPACE:NAME of the announcers' ServiceAccount (for --token-review)",
+    )
+
+    bus = commands.add_parser("bus", help="administer the bus: provision streams, render the NATS accounts, keys")
+    bus_commands = bus.add_subparsers(dest="bus_command", required=True)
+    provision = bus_commands.add_parser(
+        "provision", help="create or upgrade every stream, durable consumer and lease bucket (as the admin user)")
+    provision.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+    provision.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
+    provision.add_argument("--stream-replicas", type=int, default=_env_int("METALBUS_STREAM_REPLICAS", 1))
+    accounts = bus_commands.add_parser("accounts", help="print the NATS server's accounts.conf")
+    accounts.add_argument("--issuer", default="$AUTH_CALLOUT_ISSUER",
+                          help="the auth callout issuer's public key (default: the server's environment variable)")
+    bus_commands.add_parser("new-issuer", help="print a new issuer seed for the authenticator, and its public key")
+    node_token = bus_commands.add_parser("node-token", help="print the token that authenticates one node")
+    node_token.add_argument("--key-file", required=True)
+    node_token.add_argument("--node", required=True)
+
     nats_cmd = commands.add_parser("nats", help="run a local nats-server with JetStream")
     nats_cmd.add_argument("--host", default="127.0.0.1")
     nats_cmd.add_argument("--port", type=int, default=4222, help="0 picks a free port")
@@ -126,8 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    user = None
+    if args.command == "announcer" and args.nats_password_file:
+        from services.common.permissions import node_user
+
+        user = node_user(args.node)
     return RuntimeOptions(
         nats_url=args.nats,
+        nats_user=user,
+        nats_password_file=args.nats_password_file,
+        nats_ca_file=args.nats_ca_file,
+        needs_streams=args.command != "authenticator",
         http_address=args.http_address,
         http_port=args.http_port,
         stream_replicas=args.stream_replicas,
@@ -150,6 +207,8 @@ def _service_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         from services.ipam.service import ipam_main
 
         return ipam_main(ReplicaSettings(load_balancer_class=args.load_balancer_class))
+    if args.command == "authenticator":
+        return _authenticator_main(args, parser)
     if args.source_dir is not None:
         from services.watcher.files.service import directory_watcher_main
 
@@ -157,6 +216,51 @@ def _service_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from services.watcher.service import watcher_main
 
     return watcher_main(kubeconfig=args.kubeconfig, namespace=args.namespace)
+
+
+def _authenticator_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServiceMain:
+    from services.authenticator.kubernetes_tokens import AnnouncerAccount, TokenReviewer
+    from services.authenticator.service import Verifiers, run_authenticator
+    from services.common.nats_jwt import SigningKey
+
+    if not args.issuer_seed_file:
+        parser.error("authenticator needs --issuer-seed-file (or METALBUS_ISSUER_SEED_FILE)")
+    if not args.node_token_key_file and not args.token_review:
+        parser.error("authenticator needs --node-token-key-file, --token-review, or both")
+    issuer = SigningKey.from_seed(Path(args.issuer_seed_file).read_text())
+    key = Path(args.node_token_key_file).read_text().strip().encode() if args.node_token_key_file else None
+    reviewer = None
+    if args.token_review:
+        namespace, _, name = args.announcer_service_account.partition(":")
+        reviewer = TokenReviewer.connect(args.kubeconfig, account=AnnouncerAccount(namespace, name))
+    verifiers = Verifiers(node_token_key=key, token_reviewer=reviewer)
+
+    async def main(ctx: ServiceContext) -> None:
+        await run_authenticator(ctx, issuer=issuer, verifiers=verifiers)
+
+    return main
+
+
+def _run_bus(args: argparse.Namespace) -> int:
+    if args.bus_command == "accounts":
+        from services.common.permissions import render_accounts
+
+        sys.stdout.write(render_accounts(issuer=args.issuer))
+        return 0
+    if args.bus_command == "new-issuer":
+        from services.common.nats_jwt import SigningKey
+
+        key = SigningKey.new_account()
+        print(f"seed: {key.seed.decode()}\npublic: {key.public_key}")
+        return 0
+    if args.bus_command == "node-token":
+        from services.common.node_tokens import node_token
+
+        print(node_token(Path(args.key_file).read_text().strip().encode(), args.node))
+        return 0
+    from services.common.provision import provision_command
+
+    return asyncio.run(provision_command(args.nats, replicas=args.stream_replicas, ca_file=args.nats_ca_file))
 
 
 def _run_nats(args: argparse.Namespace) -> int:
@@ -208,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(show_history(args.nats, args.query))
     if args.command == "lab":
         return _run_lab(args)
+    if args.command == "bus":
+        return _run_bus(args)
     service = _service_main(args, parser)
     return asyncio.run(run_service(args.command, _runtime_options(args), service))
 

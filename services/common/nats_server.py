@@ -5,19 +5,26 @@ Used by ``metalbus nats``, the test fixtures and the benchmarks: there is no NAT
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from services.common.credentials import ISSUER_VARIABLE, BusCredentials
+from services.common.permissions import BusUser, render_accounts
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,12 @@ def _detach_but_die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 class EmbeddedNats:
     """A nats-server child process. ``port=0`` picks a free port; ``store_dir=None`` a temporary store."""
 
@@ -58,7 +71,16 @@ class EmbeddedNats:
         store_dir: Path | None = None,
         log_file: Path | None = None,
         startup_timeout: float = 10.0,
+        credentials: BusCredentials | None = None,
+        provision: bool = True,
     ) -> None:
+        """With ``credentials`` the server runs metalbus's accounts (:mod:`services.common.permissions`):
+        every user limited to its own subjects, announcers authenticated per node by an authenticator
+        process started beside it. Unless ``provision`` is False, the administrative step makes the
+        streams, durables and lease buckets once the server is up (as the admin user)."""
+        self._provisions = provision
+        self.credentials = credentials
+        self._authenticator: subprocess.Popen[bytes] | None = None
         self.host = host
         self.port = port
         self._store_dir = store_dir
@@ -71,7 +93,22 @@ class EmbeddedNats:
 
     @property
     def url(self) -> str:
+        """The server's URL; with credentials, the admin user's (full rights, for tests and tools)."""
+        if self.credentials is not None:
+            return self.credentials.url(self.plain_url, BusUser.ADMIN)
+        return self.plain_url
+
+    @property
+    def plain_url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    def url_for(self, user: BusUser) -> str:
+        """The URL a static user connects with (the plain URL on a server without credentials)."""
+        return self.credentials.url(self.plain_url, user) if self.credentials is not None else self.plain_url
+
+    def node_url(self, node: str) -> str:
+        """The URL the announcer of ``node`` connects with."""
+        return self.credentials.node_url(self.plain_url, node) if self.credentials is not None else self.plain_url
 
     @property
     def store_dir(self) -> Path:
@@ -98,10 +135,14 @@ class EmbeddedNats:
             "-sd", str(self._store_dir),
             "-m", "0",
         ]
+        environment = None
+        if self.credentials is not None:
+            command += ["-c", str(self._write_config(self.credentials))]
+            environment = {**os.environ, **self.credentials.server_environment()}
         self._ready.clear()
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,
-            preexec_fn=_detach_but_die_with_parent,
+            preexec_fn=_detach_but_die_with_parent, env=environment,
         )
         self._reader = threading.Thread(
             target=self._follow_log, args=(self._process.stderr,), name="nats-server-log", daemon=True
@@ -110,8 +151,65 @@ class EmbeddedNats:
         if not self._ready.wait(self._startup_timeout) or self._process.poll() is not None:
             self.stop()
             raise RuntimeError(f"nats-server did not become ready within {self._startup_timeout}s")
-        log.info("nats-server ready url=%s store=%s pid=%d", self.url, self._store_dir, self._process.pid)
+        log.info("nats-server ready url=%s store=%s pid=%d", self.plain_url, self._store_dir, self._process.pid)
+        try:
+            if self.credentials is not None:
+                self._start_authenticator(self.credentials)
+            if self._provisions:
+                self._provision()
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def _write_config(self, credentials: BusCredentials) -> Path:
+        directory = self.store_dir / "config"
+        directory.mkdir(exist_ok=True)
+        (directory / "accounts.conf").write_text(render_accounts(issuer=f"${ISSUER_VARIABLE}"))
+        config = directory / "nats.conf"
+        config.write_text("max_payload: 1MB\ninclude ./accounts.conf\n")
+        return config
+
+    def _start_authenticator(self, credentials: BusCredentials) -> None:
+        """The auth callout beside the server (node tokens; no Kubernetes here); ready when a node gets in."""
+        port = _free_port(self.host)
+        log_file = (self.store_dir / "authenticator.log").open("ab")
+        self._authenticator = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "authenticator",
+             "--nats", credentials.url(self.plain_url, BusUser.AUTHENTICATOR),
+             "--issuer-seed-file", str(credentials.issuer_seed_file),
+             "--node-token-key-file", str(credentials.node_token_key_file),
+             "--http-port", str(port), "--http-address", self.host],
+            stdout=subprocess.DEVNULL, stderr=log_file, preexec_fn=_detach_but_die_with_parent,
+        )
+        log_file.close()
+        deadline = time.monotonic() + self._startup_timeout + 20
+        while time.monotonic() < deadline:
+            if self._authenticator.poll() is not None:
+                raise RuntimeError(f"the authenticator exited: see {self.store_dir / 'authenticator.log'}")
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"http://{self.host}:{port}/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+            time.sleep(0.05)  # polling a child's readiness endpoint, with a deadline
+        raise RuntimeError("the authenticator did not become ready")
+
+    def _provision(self) -> None:
+        """The administrative step, for real: ``metalbus bus provision`` as the admin user."""
+        done = subprocess.run([sys.executable, "-m", "services.cli", "bus", "provision", "--nats", self.url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"provisioning failed: {done.stderr[-2000:]}")
+
+    def _stop_authenticator(self) -> None:
+        process, self._authenticator = self._authenticator, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def _follow_log(self, stream: IO[str] | None) -> None:
         if stream is None:
@@ -133,6 +231,7 @@ class EmbeddedNats:
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """SIGTERM and wait (JetStream flushes on the way down); SIGKILL after ``timeout``."""
+        self._stop_authenticator()
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -151,6 +250,7 @@ class EmbeddedNats:
 
     def kill(self) -> None:
         """SIGKILL, keeping the store, so :meth:`start` can bring the same server back."""
+        self._stop_authenticator()
         if self._process is not None:
             self._process.kill()
             self._process.wait()
