@@ -16,12 +16,29 @@ from nats.js import api
 from nats.js.kv import KeyValue
 
 from services.common.bus import Bus
+from services.common.subjects import LeaseSpec
 
 log = logging.getLogger(__name__)
 
-LEASE_BUCKET_PREFIX = "metalbus-lease-"
-#: JetStream's answer to creating a stream that exists with another configuration.
-STREAM_NAME_IN_USE = 10058
+
+
+async def lease_bucket(bus: Bus, lease: LeaseSpec) -> KeyValue:
+    """The lease's bucket with the lease's TTL: bound as it is, else made (or given this TTL, an older
+    release's bucket having another). Making and retuning are the administrative step's; a service
+    user may only bind, and is refused the rest."""
+    stream = f"KV_{lease.bucket}"
+    try:
+        info = await bus.js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        config = api.KeyValueConfig(bucket=lease.bucket, ttl=lease.ttl, history=1, storage=api.StorageType.FILE,
+                                    replicas=bus.settings.replicas, max_bytes=1024 * 1024)
+        return await bus.js.create_key_value(config)
+    if info.config.max_age != lease.ttl:
+        info.config.max_age = lease.ttl
+        info.config.duplicate_window = min(info.config.duplicate_window or lease.ttl, lease.ttl)
+        await bus.js.update_stream(info.config)
+        log.info("lease bucket retuned bucket=%s ttl_s=%.2f", lease.bucket, lease.ttl)
+    return await bus.js.key_value(lease.bucket)
 
 
 class BusLease:
@@ -39,27 +56,8 @@ class BusLease:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            bucket = f"{LEASE_BUCKET_PREFIX}{self._name}"
-            config = api.KeyValueConfig(
-                bucket=bucket, ttl=self.ttl, history=1, storage=api.StorageType.FILE,
-                replicas=self._bus.settings.replicas,
-            )
-            try:
-                self._kv = await self._bus.js.create_key_value(config)
-            except nats.js.errors.BadRequestError as error:
-                if error.err_code != STREAM_NAME_IN_USE:
-                    raise
-                self._kv = await self._retune(bucket)
+            self._kv = await lease_bucket(self._bus, LeaseSpec(self._name, self.ttl))
         return self._kv
-
-    async def _retune(self, bucket: str) -> KeyValue:
-        """The bucket exists with another TTL (an older release's): give it this lease's."""
-        info = await self._bus.js.stream_info(f"KV_{bucket}")
-        info.config.max_age = self.ttl
-        info.config.duplicate_window = min(info.config.duplicate_window or self.ttl, self.ttl)
-        await self._bus.js.update_stream(info.config)
-        log.info("lease bucket retuned bucket=%s ttl_s=%.2f", bucket, self.ttl)
-        return await self._bus.js.key_value(bucket)
 
     async def try_acquire(self) -> bool:
         """Take the lease if nobody holds it. True when this holder now holds it."""

@@ -131,7 +131,7 @@ def _durable_denials(owner: Component | None) -> list[str]:
 
 
 def _lease(component: Component) -> list[str]:
-    bucket = LEASES[component]
+    bucket = LEASES[component].bucket
     stream = f"KV_{bucket}"
     return [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}",
             f"$JS.API.DIRECT.GET.{stream}.>", f"$KV.{bucket}.>"]

@@ -12,20 +12,18 @@ import contextlib
 import logging
 
 import nats.js.errors
-from nats.js import api
 
 from services.common.bus import Bus, BusSettings, stream_config
 from services.common.consumer import durable_config
 from services.common.health import Health
+from services.common.lease import lease_bucket
 from services.common.logs import setup_logging
-from services.common.subjects import DURABLES, LEASES, STREAMS, Component
+from services.common.subjects import DURABLES, LEASES, STREAMS
 
 log = logging.getLogger(__name__)
 
 #: JetStream's answer to creating a stream that exists with another configuration.
 STREAM_NAME_IN_USE = 10058
-#: How long an ipam lease lasts unless renewed (the lease bucket's TTL).
-LEASE_TTL_SECONDS: dict[Component, float] = {Component.IPAM: 1.5}
 
 
 async def provision(bus: Bus) -> None:
@@ -46,22 +44,8 @@ async def provision(bus: Bus) -> None:
             start = await bus.last_sequence(durable.stream) + 1
             await bus.js.add_consumer(durable.stream.value, durable_config(durable, start_sequence=start))
             log.info("durable consumer created stream=%s durable=%s", durable.stream.value, durable.name)
-    for component, bucket in LEASES.items():
-        await _lease_bucket(bus, bucket, LEASE_TTL_SECONDS[component])
-
-
-async def _lease_bucket(bus: Bus, bucket: str, ttl: float) -> None:
-    config = api.KeyValueConfig(bucket=bucket, ttl=ttl, history=1, storage=api.StorageType.FILE,
-                                replicas=bus.settings.replicas, max_bytes=1024 * 1024)
-    try:
-        await bus.js.create_key_value(config)
-    except nats.js.errors.BadRequestError as error:
-        if error.err_code != STREAM_NAME_IN_USE:
-            raise
-        info = await bus.js.stream_info(f"KV_{bucket}")
-        info.config.max_age = ttl
-        info.config.duplicate_window = min(info.config.duplicate_window or ttl, ttl)
-        await bus.js.update_stream(info.config)
+    for lease in LEASES.values():
+        await lease_bucket(bus, lease)
 
 
 async def wait_until_provisioned(bus: Bus, *, health: Health, stopping: asyncio.Event,

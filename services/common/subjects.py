@@ -225,9 +225,21 @@ class DurableSpec:
     owner: Component
 
 
-#: Lease buckets (JetStream key-value), by the component that competes for them.
+@dataclass(frozen=True, slots=True)
+class LeaseSpec:
+    """A lease (a JetStream key-value bucket whose TTL is the lease's duration)."""
+
+    name: str
+    ttl: float
+
+    @property
+    def bucket(self) -> str:
+        return f"{LEASE_BUCKET_PREFIX}{self.name}"
+
+
 LEASE_BUCKET_PREFIX = "metalbus-lease-"
-LEASES: dict[Component, str] = {Component.IPAM: f"{LEASE_BUCKET_PREFIX}ipam"}
+#: The leases, by the component that competes for them: the active ipam replica holds ``ipam``.
+LEASES: dict[Component, LeaseSpec] = {Component.IPAM: LeaseSpec("ipam", ttl=1.5)}
 
 
 # --- K8S: one subject per object --------------------------------------------------------------

@@ -27,7 +27,7 @@ from services.common.collector import StateCollector
 from services.common.errors import RetryableError, WrongLastSequence
 from services.common.follower import Follower
 from services.common.lease_keeper import LeaseKeeper
-from services.common.subjects import StreamName
+from services.common.subjects import LEASES, Component, StreamName
 from services.common.tracing import extract_context, inject_context, passed_on, spans_exported, tracer
 from services.ipam import metrics
 from services.ipam.decider import Decider, Outgoing
@@ -36,7 +36,7 @@ from services.ipam.spans import decision_attributes
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "ipam"
+LEASE_NAME = LEASES[Component.IPAM].name
 
 
 class Role(StrEnum):
@@ -48,7 +48,7 @@ class Role(StrEnum):
 class ReplicaSettings:
     #: A replica killed while active is replaced this long after its last renewal (plus up to ~0.3 s
     #: of the server's expiry checks). Renewals run on a thread of their own: work never delays them.
-    lease_ttl: float = 1.5
+    lease_ttl: float = LEASES[Component.IPAM].ttl
     #: How often a standby tries the lease (and an active replica renews it): how late after the
     #: lease expires a standby notices.
     lease_interval: float = 0.1
