@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.common.bus import Bus, BusSettings
-from services.common.lease import LEASE_BUCKET_PREFIX
 from services.common.lease_keeper import LeaseKeeper
 from services.common.nats_server import EmbeddedNats
+from services.common.subjects import LEASE_BUCKET_PREFIX
 from tests.integration.ipam.heavy_ipam import work_without_yielding
 from tests.waiting import async_wait_until
 

@@ -14,6 +14,7 @@ from tests.integration.ipam.helpers import allocations, observe, start_ipam, sto
 from tests.large_config import large_configuration
 from tests.waiting import async_wait_until
 
+
 async def evaluated(bus: Bus) -> ConfigurationEvaluated | None:
     last = await bus.last_value(StreamName.IPAM, IPAM_CONFIG_SUBJECT)
     return last.event if last is not None and isinstance(last.event, ConfigurationEvaluated) else None

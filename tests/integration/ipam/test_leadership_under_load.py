@@ -17,8 +17,8 @@ from pathlib import Path
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from services.common.bus import Bus
-from services.common.lease import LEASE_BUCKET_PREFIX
 from services.common.nats_server import EmbeddedNats
+from services.common.subjects import LEASE_BUCKET_PREFIX
 from services.ipam.replica import LEASE_NAME, ReplicaSettings
 from tests.builders import pool, service
 from tests.integration.ipam.heavy_ipam import HEAVY_PREFIX
