@@ -20,15 +20,23 @@ class BusThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"{name}-bus", daemon=True)
         self._thread.start()
+        self._others: list[Bus] = []
         self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer=f"test/{name}"))
         self.call(provision(self.bus))
+
+    def connect(self, url: str, *, name: str) -> Bus:
+        """One more connection on this loop, e.g. with a component's credential, to publish as it would."""
+        other = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer=f"test/{name}"))
+        self._others.append(other)
+        return other
 
     def call(self, work: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
 
     def close(self) -> None:
         try:
-            self.call(self.bus.close(), timeout=10)
+            for connection in (*self._others, self.bus):
+                self.call(connection.close(), timeout=10)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)

@@ -8,8 +8,10 @@
                        ── up0 ══ veth ══ this namespace 10.254.X.1: nats-server, ipam, the test's bus client
 
 Each announcer is `python -m services.cli announcer --node nodeN --nats URL --exclude-interfaces mgmt*` inside
-its namespace, with /metrics on its management address. Cutting a link sets the node's bridge port down:
-the cable is pulled at the switch, the node's own interface stays up.
+its namespace, with /metrics on its management address. NATS runs metalbus's least-privilege accounts
+(`tests.secured_nats`): each announcer connects as its node, the ipam as `ipam`, the test as the admin.
+Cutting a link sets the node's bridge port down: the cable is pulled at the switch, the node's own interface
+stays up.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from schemas.events import (
@@ -34,7 +37,9 @@ from schemas.events import (
     ServiceId,
     ServiceObserved,
 )
+from services.common.bus import Bus
 from services.common.nats_server import EmbeddedNats
+from services.common.permissions import BusUser
 from services.common.subjects import (
     ANNOUNCE_PREFIX,
     IPAM_PLACEMENTS,
@@ -47,6 +52,7 @@ from tests.builders import pool, service
 from tests.builders_l2 import endpoints, l2, node
 from tests.bus_thread import BusThread
 from tests.netlab import REPO, Lab, management_network, wait_for
+from tests.secured_nats import secured_nats
 
 NODES = ("node1", "node2", "node3")
 CLIENT4, CLIENT6 = "10.0.0.9", "fd00::9"
@@ -159,9 +165,10 @@ class Cluster:
     bridge: str
     mgmt: str
     client: str
-    url: str
-    bus: BusThread
+    bus: BusThread  # the admin: provisions and reads
     server: EmbeddedNats
+    as_watcher: Bus  # the test publishes observed state with the watcher's credential
+    as_ipam: Bus  # and decisions with the ipam's
     nodes: dict[str, Node] = field(default_factory=dict)
     ipam: IpamProcess | None = None
 
@@ -169,7 +176,7 @@ class Cluster:
 
     def start(self, name: str, *extra: str, wait: bool = True) -> AnnouncerProcess:
         node = self.nodes[name]
-        node.announcer = AnnouncerProcess(self.lab, node, self.url, *extra)
+        node.announcer = AnnouncerProcess(self.lab, node, self.server.node_url(name), *extra)
         if wait:
             node.announcer.wait_started()
         return node.announcer
@@ -210,11 +217,11 @@ class Cluster:
 
     def start_ipam(self) -> None:
         """The real `metalbus ipam` (in this namespace, on the management network): it places the IPs."""
-        self.ipam = IpamProcess(self.url)
+        self.ipam = IpamProcess(self.server.url_for(BusUser.IPAM))
 
     def observe(self, *events: Event) -> None:
         """Publish observed Kubernetes state on the K8S stream, as the watcher would."""
-        self.bus.call(self.bus.bus.publish_many((observed_subject(e), e, None) for e in events))
+        self.bus.call(self.as_watcher.publish_many((observed_subject(e), e, None) for e in events))
 
     def placements(self) -> dict[str, tuple[str | None, int]]:
         """IP → (node or None when cleared, epoch) of the newest placement per IP."""
@@ -249,10 +256,10 @@ class Cluster:
     def place(self, ip: str, node: str, *interfaces: str) -> int:
         """Publish a placement as the ipam would; returns its epoch."""
         event = L2PlacementDecided(ip=ip, node=node, services=(WEB,), interfaces=interfaces, reason="test")
-        return self.bus.call(self.bus.bus.publish(ipam_placement_subject(ip), event)).sequence
+        return self.bus.call(self.as_ipam.publish(ipam_placement_subject(ip), event)).sequence
 
     def clear(self, ip: str) -> int:
-        return self.bus.call(self.bus.bus.publish(ipam_placement_subject(ip), L2PlacementCleared(ip=ip))).sequence
+        return self.bus.call(self.as_ipam.publish(ipam_placement_subject(ip), L2PlacementCleared(ip=ip))).sequence
 
     def reports(self, node: str) -> dict[str, AnnouncementReported]:
         """The newest AnnouncementReported per IP of `node`."""
@@ -299,8 +306,9 @@ class Cluster:
 
 
 @contextmanager
-def cluster(prefix: str = "mbl2c") -> Iterator[Cluster]:
-    """Build the lab, start NATS; announcers are started by the test (`start_all`). Everything is torn down."""
+def cluster(directory: Path, prefix: str = "mbl2c") -> Iterator[Cluster]:
+    """Build the lab, start NATS (its credentials, store and log under `directory`); announcers are started by
+    the test (`start_all`). Everything is torn down."""
     with Lab(prefix) as lab, management_network(lab) as (mgmt, subnet):
         bridge = lab.namespace("br")
         lab.bridge(bridge)
@@ -314,13 +322,16 @@ def cluster(prefix: str = "mbl2c") -> Iterator[Cluster]:
         lab.link(nodes["node1"].ns, bridge_ns=bridge, ifname="eth1")
         client = lab.namespace("client")
         lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
-        with EmbeddedNats(host=f"{subnet}.1") as server:
+        with secured_nats(directory / "nats", host=f"{subnet}.1") as server:
             bus = BusThread(server.url, name="l2-lab")
-            built = Cluster(lab, bridge, mgmt, client, server.url, bus, server, nodes)
+            built: Cluster | None = None
             try:
+                built = Cluster(lab, bridge, mgmt, client, bus, server,
+                                bus.connect(server.url_for(BusUser.WATCHER), name="l2-lab-as-watcher"),
+                                bus.connect(server.url_for(BusUser.IPAM), name="l2-lab-as-ipam"), nodes)
                 yield built
             finally:
-                if built.ipam is not None:
+                if built is not None and built.ipam is not None:
                     built.ipam.stop()
                 bus.close()
                 lab.close()  # announcers go before their bus

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -58,8 +59,8 @@ def owners(lab: Cluster, timeout: float = 10.0) -> dict[str, str]:
 
 
 @pytest.fixture
-def lab() -> Iterator[Cluster]:
-    with cluster() as built:
+def lab(tmp_path: Path) -> Iterator[Cluster]:
+    with cluster(tmp_path) as built:
         built.start_all()
         built.observe(*l2_world(lb_service("web", VIP4), lb_service("web6", VIP6)))
         built.start_ipam()

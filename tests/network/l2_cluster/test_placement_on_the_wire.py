@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +25,8 @@ VIP4A, VIP4B, VIP6A, VIP6B = "10.0.0.100", "10.0.0.101", "fd00::100", "fd00::101
 
 
 @pytest.fixture
-def lab() -> Iterator[Cluster]:
-    with cluster() as built:
+def lab(tmp_path: Path) -> Iterator[Cluster]:
+    with cluster(tmp_path) as built:
         built.start_all()
         yield built
 

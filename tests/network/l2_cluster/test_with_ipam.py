@@ -7,6 +7,7 @@ on which interface an IP is answered.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,8 +24,8 @@ LOCAL4, LOCAL6, EDGE = "10.0.0.110", "fd00::110", "10.0.0.150"
 
 
 @pytest.fixture
-def lab() -> Iterator[Cluster]:
-    with cluster() as built:
+def lab(tmp_path: Path) -> Iterator[Cluster]:
+    with cluster(tmp_path) as built:
         built.start_all()
         built.observe(*l2_world())
         built.start_ipam()
