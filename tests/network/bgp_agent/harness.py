@@ -6,6 +6,9 @@
                        ── router eth0 10.77.0.1 fd77::1    (BIRD / FRR / GoBGP, passive)
     namespace mg:  mg0 ── nodeN mgmt0 10.254.X.1N
                        ── up0 ══ veth ══ this namespace 10.254.X.1: nats-server, ipam, the test's bus client
+
+NATS runs metalbus's least-privilege accounts (`tests.secured_nats`): each announcer connects as its node, the
+ipam as `ipam`; the test publishes the world with the watcher's credential and allocations with the ipam's.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from schemas.events import Event, IPAllocated, IPReleased
-from services.common.bus import Received
+from services.common.bus import Bus, Received
 from services.common.nats_server import EmbeddedNats
+from services.common.permissions import BusUser
 from services.common.subjects import IPAM_ALLOCATIONS, StreamName
 from tests.bgp_world import publish_allocation, publish_observed
 from tests.bus_thread import BusThread
 from tests.netlab import REPO, Lab, management_network, wait_for
 from tests.network.bgp.routers import Bird, _start
+from tests.secured_nats import secured_nats
 
 NODES = {"node1": ("10.77.0.2", "fd77::2"), "node2": ("10.77.0.3", "fd77::3")}
 ROUTER4, ROUTER6 = "10.77.0.1", "fd77::1"
@@ -80,8 +85,10 @@ class Fabric:
     lab: Lab
     bridge: str
     router: str
-    url: str
-    bus: BusThread
+    server: EmbeddedNats
+    bus: BusThread  # the admin: provisions and reads
+    as_watcher: Bus  # the test publishes observed state with the watcher's credential
+    as_ipam: Bus  # and allocations with the ipam's
     directory: Path
     nodes: dict[str, Node] = field(default_factory=dict)
     ipam: Process | None = None
@@ -90,8 +97,9 @@ class Fabric:
         """``wrapper``: a command the announcer runs under (e.g. setpriv, to grant it given capabilities)."""
         node = self.nodes[name]
         proc = self.lab.popen(
-            node.ns, *wrapper, sys.executable, "-m", "services.cli", "announcer", "--node", name, "--nats", self.url,
-            "--http-port", str(METRICS_PORT), "--http-host", node.mgmt_ip, "--exclude-interfaces", "mgmt*",
+            node.ns, *wrapper, sys.executable, "-m", "services.cli", "announcer", "--node", name,
+            "--nats", self.server.node_url(name), "--http-port", str(METRICS_PORT), "--http-host", node.mgmt_ip,
+            "--exclude-interfaces", "mgmt*",
             "--log-level", "INFO", stdin=subprocess.DEVNULL,
         )  # fmt: skip
         node.announcer = Process(proc, f"announcer on {name}")
@@ -116,7 +124,8 @@ class Fabric:
     def start_ipam(self) -> Process:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "ipam", "--nats", self.url, "--http-port", "0"],
+            [sys.executable, "-m", "services.cli", "ipam", "--nats", self.server.url_for(BusUser.IPAM),
+             "--http-port", "0"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
         )  # fmt: skip
         self.lab.processes.append(proc)  # the lab stops it with the rest
@@ -129,10 +138,10 @@ class Fabric:
     # --- the bus ---------------------------------------------------------------------------------------
 
     def observe(self, *events: Event) -> None:
-        self.bus.call(publish_observed(self.bus.bus, *events))
+        self.bus.call(publish_observed(self.as_watcher, *events))
 
     def allocate(self, event: IPAllocated | IPReleased) -> None:
-        self.bus.call(publish_allocation(self.bus.bus, event))
+        self.bus.call(publish_allocation(self.as_ipam, event))
 
     def allocations(self) -> dict[str, tuple[str, ...]]:
         """The ipam's current allocation per Service ``ns/name`` (empty tuple: released or failed)."""
@@ -174,7 +183,8 @@ def _service_of(received: Received) -> str:
 
 @contextmanager
 def fabric(directory: Path, prefix: str = "mbbga") -> Iterator[Fabric]:
-    """Build the lab and start NATS; routers, the ipam and announcers are started by the test. All torn down."""
+    """Build the lab and start NATS (its credentials, store and log under ``directory``); routers, the ipam and
+    announcers are started by the test. All torn down."""
     with Lab(prefix) as lab, management_network(lab) as (mgmt, subnet):
         bridge = lab.namespace("br")
         lab.bridge(bridge)
@@ -187,10 +197,12 @@ def fabric(directory: Path, prefix: str = "mbbga") -> Iterator[Fabric]:
             mgmt_ip = f"{subnet}.1{index}"
             lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
             nodes[name] = Node(name, ns, data_port, mgmt_ip)
-        with EmbeddedNats(host=f"{subnet}.1") as server:
+        with secured_nats(directory / "nats", host=f"{subnet}.1") as server:
             bus = BusThread(server.url, name="bgp-lab")
             try:
-                yield Fabric(lab, bridge, router, server.url, bus, directory, nodes)
+                yield Fabric(lab, bridge, router, server, bus,
+                             bus.connect(server.url_for(BusUser.WATCHER), name="bgp-lab-as-watcher"),
+                             bus.connect(server.url_for(BusUser.IPAM), name="bgp-lab-as-ipam"), directory, nodes)
             finally:
                 bus.close()
                 lab.close()  # announcers and the ipam go before their bus
