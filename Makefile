@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 # Debian packages the network tests use (installed when running as root and missing).
-DEBIAN_PACKAGES = iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived
+DEBIAN_PACKAGES = openssl iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived
 
 .PHONY: run test venv debs lint typecheck schemas bench lock clean
 

@@ -30,6 +30,10 @@ kubectl apply -f - < "$ROOT/k8s/base/namespace.yaml"
 kubectl apply -f - < "$ROOT/k8s/base/crds.yaml"
 kubectl wait --for=condition=Established crd --all --timeout=60s
 
+step "starting the authenticator and provisioning the streams (the admin user, once)"
+compose up -d authenticator
+compose run --rm provision
+
 step "starting the watcher, ipam and the announcers"
 compose up -d watcher ipam announcer-a announcer-b
 

@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     accounts.add_argument("--issuer", default="$AUTH_CALLOUT_ISSUER",
                           help="the auth callout issuer's public key (default: the server's environment variable)")
     bus_commands.add_parser("new-issuer", help="print a new issuer seed for the authenticator, and its public key")
+    secrets = bus_commands.add_parser(
+        "secrets", help="print new Kubernetes Secrets for a deployment (random passwords, a new issuer key)")
+    secrets.add_argument("--namespace", default=os.environ.get("METALBUS_NAMESPACE", "metallb-system"))
     node_token = bus_commands.add_parser("node-token", help="print the token that authenticates one node")
     node_token.add_argument("--key-file", required=True)
     node_token.add_argument("--node", required=True)
@@ -252,6 +255,13 @@ def _run_bus(args: argparse.Namespace) -> int:
 
         key = SigningKey.new_account()
         print(f"seed: {key.seed.decode()}\npublic: {key.public_key}")
+        return 0
+    if args.bus_command == "secrets":
+        import yaml
+
+        from services.common.credentials import kubernetes_secrets
+
+        sys.stdout.write(yaml.safe_dump_all(kubernetes_secrets(namespace=args.namespace), sort_keys=False))
         return 0
     if args.bus_command == "node-token":
         from services.common.node_tokens import node_token

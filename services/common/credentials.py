@@ -95,3 +95,31 @@ def with_credentials(base: str, user: str, password: str) -> str:
     host = parts.hostname or "127.0.0.1"
     netloc = f"{user}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+#: The Kubernetes Secrets of a deployment, each read only by what needs it (docs/security.md).
+SERVER_SECRET = "metalbus-nats-server"          # the NATS pods: every password, the issuer's public key
+ISSUER_SECRET = "metalbus-nats-issuer"          # the authenticator (beside NATS): the issuer seed
+COMPONENT_SECRETS = {
+    BusUser.ADMIN: "metalbus-nats-admin",        # the provisioning Job
+    BusUser.WATCHER: "metalbus-nats-watcher",
+    BusUser.IPAM: "metalbus-nats-ipam",
+    BusUser.OPERATOR: "metalbus-nats-operator",  # for people: metalbus status, explain, history
+}
+ROUTE_KEY = "route"
+
+
+def kubernetes_secrets(*, namespace: str) -> list[dict[str, object]]:
+    """Fresh Secrets for a deployment: random passwords, a new issuer key (``metalbus bus secrets``)."""
+    passwords = {user: new_password() for user in BusUser}
+    issuer = SigningKey.new_account()
+
+    def secret(name: str, data: dict[str, str]) -> dict[str, object]:
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "metalbus"}},
+                "stringData": data}
+
+    server = {ROUTE_KEY: new_password(), "issuer-public": issuer.public_key,
+              **{user.value: passwords[user] for user in BusUser}}
+    return [secret(SERVER_SECRET, server), secret(ISSUER_SECRET, {"seed": issuer.seed.decode()}),
+            *(secret(name, {"password": passwords[user]}) for user, name in COMPONENT_SECRETS.items())]

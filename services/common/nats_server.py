@@ -54,6 +54,31 @@ def _detach_but_die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
+def write_server_config(directory: Path) -> Path:
+    """A ``nats.conf`` running metalbus's accounts (its passwords and issuer read from the environment:
+    :meth:`BusCredentials.server_environment`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "accounts.conf").write_text(render_accounts(issuer=f"${ISSUER_VARIABLE}"))
+    config = directory / "nats.conf"
+    config.write_text("max_payload: 1MB\ninclude ./accounts.conf\n")
+    return config
+
+
+def authenticator_command(credentials: BusCredentials, *, nats_url: str, http_address: str,
+                          http_port: int) -> list[str]:
+    """``metalbus authenticator`` with node tokens (no Kubernetes), as the lab, dev and tests run it."""
+    return [sys.executable, "-m", "services.cli", "authenticator",
+            "--nats", credentials.url(nats_url, BusUser.AUTHENTICATOR),
+            "--issuer-seed-file", str(credentials.issuer_seed_file),
+            "--node-token-key-file", str(credentials.node_token_key_file),
+            "--http-port", str(http_port), "--http-address", http_address]
+
+
+def provision_command(admin_url: str) -> list[str]:
+    """The administrative step (``metalbus bus provision``) as the admin user of ``admin_url``."""
+    return [sys.executable, "-m", "services.cli", "bus", "provision", "--nats", admin_url]
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -137,7 +162,7 @@ class EmbeddedNats:
         ]
         environment = None
         if self.credentials is not None:
-            command += ["-c", str(self._write_config(self.credentials))]
+            command += ["-c", str(write_server_config(self.store_dir / "config"))]
             environment = {**os.environ, **self.credentials.server_environment()}
         self._ready.clear()
         self._process = subprocess.Popen(
@@ -162,24 +187,12 @@ class EmbeddedNats:
             raise
         return self
 
-    def _write_config(self, credentials: BusCredentials) -> Path:
-        directory = self.store_dir / "config"
-        directory.mkdir(exist_ok=True)
-        (directory / "accounts.conf").write_text(render_accounts(issuer=f"${ISSUER_VARIABLE}"))
-        config = directory / "nats.conf"
-        config.write_text("max_payload: 1MB\ninclude ./accounts.conf\n")
-        return config
-
     def _start_authenticator(self, credentials: BusCredentials) -> None:
         """The auth callout beside the server (node tokens; no Kubernetes here); ready when a node gets in."""
         port = _free_port(self.host)
         log_file = (self.store_dir / "authenticator.log").open("ab")
         self._authenticator = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "authenticator",
-             "--nats", credentials.url(self.plain_url, BusUser.AUTHENTICATOR),
-             "--issuer-seed-file", str(credentials.issuer_seed_file),
-             "--node-token-key-file", str(credentials.node_token_key_file),
-             "--http-port", str(port), "--http-address", self.host],
+            authenticator_command(credentials, nats_url=self.plain_url, http_address=self.host, http_port=port),
             stdout=subprocess.DEVNULL, stderr=log_file, preexec_fn=_detach_but_die_with_parent,
         )
         log_file.close()
@@ -196,8 +209,8 @@ class EmbeddedNats:
 
     def _provision(self) -> None:
         """The administrative step, for real: ``metalbus bus provision`` as the admin user."""
-        done = subprocess.run([sys.executable, "-m", "services.cli", "bus", "provision", "--nats", self.url],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+        done = subprocess.run(provision_command(self.url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"provisioning failed: {done.stderr[-2000:]}")
 

@@ -66,7 +66,7 @@ def probe(plan: LabPlan, view: ClusterView) -> list[Verdict]:
 
 
 async def _connect(plan: LabPlan) -> Bus:
-    return await Bus.connect(BusSettings(url=plan.nats_url, connect_timeout=2.0, initial_attempts=3),
+    return await Bus.connect(BusSettings(url=plan.operator_url, connect_timeout=2.0, initial_attempts=3),
                              producer="lab/cli")
 
 
@@ -152,7 +152,8 @@ def _checked_and_followed(plan: LabPlan, console: Console, *, follow_live: bool)
     """The checks, then (``follow_live``) the live table until Ctrl-C. An exit code when the lab stays
     up (``--no-follow``); None when it is to be removed."""
     console.print(f"objects: {plan.objects} (edit them; status is written to {plan.objects / 'status'})")
-    console.print(f"bus: export NATS_URL={plan.nats_url}; then metalbus status | explain demo/web | history demo/web")
+    console.print(f"bus: export NATS_URL={plan.operator_url}")
+    console.print("     then: metalbus status | explain demo/web | history demo/web")
     console.print(f"logs: {plan.state_dir / 'logs'}")
     verdicts = asyncio.run(wait_and_check(plan, console))
     console.print()

@@ -23,6 +23,9 @@ from typing import Any
 
 import yaml
 
+from services.common.credentials import BusCredentials
+from services.common.permissions import BusUser
+
 CONFIG_NAMESPACE = "metallb-system"
 SERVICE_NAMESPACE = "demo"
 ROUTER_AS, NODE_AS = 64512, 64513
@@ -102,6 +105,16 @@ class LabPlan:
     @property
     def nats_url(self) -> str:
         return f"nats://{self.host_ip}:{self.nats_port}"
+
+    @property
+    def credentials_dir(self) -> Path:
+        """The lab bus's passwords, issuer seed and node tokens (root only)."""
+        return self.state_dir / "credentials"
+
+    @property
+    def operator_url(self) -> str:
+        """The bus as the read-only operator user (``metalbus status``, ``explain``, ``history``)."""
+        return BusCredentials(self.credentials_dir).url(self.nats_url, BusUser.OPERATOR)
 
 
 # --- the YAML the lab applies ---------------------------------------------------------------------

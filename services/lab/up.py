@@ -10,12 +10,20 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.common.nats_server import nats_server_binary
+from services.common.credentials import BusCredentials
+from services.common.nats_server import (
+    authenticator_command,
+    nats_server_binary,
+    provision_command,
+    write_server_config,
+)
+from services.common.permissions import BusUser
 from services.lab.host import Host, LabError, run, teardown
 from services.lab.plan import (
     CLIENT4,
@@ -112,17 +120,27 @@ def _processes(plan: LabPlan, host: Host) -> None:
     store = plan.state_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     plan.objects.mkdir(parents=True, exist_ok=True)
-    host.start("nats", [nats_server_binary(), "-a", plan.host_ip, "-p", str(plan.nats_port), "-js",
-                        "-sd", str(store)], log_dir=logs)
+    credentials = BusCredentials.create(plan.credentials_dir)
+    config = write_server_config(plan.state_dir / "nats-config")
+    host.start("nats", [nats_server_binary(), "-c", str(config), "-a", plan.host_ip, "-p", str(plan.nats_port),
+                        "-js", "-sd", str(store)], log_dir=logs, env=credentials.server_environment())
     _wait_port(plan.host_ip, plan.nats_port, what=f"nats-server (log: {logs / 'nats.log'})", timeout=10)
-    common = ["--nats", plan.nats_url, "--http-port", "0", "--http-host", "127.0.0.1"]
-    host.start("watcher", _python("services.cli", "watcher", *common, "--source-dir", str(plan.objects)),
-               log_dir=logs)
-    host.start("ipam", _python("services.cli", "ipam", *common), log_dir=logs)
+    host.start("authenticator", authenticator_command(credentials, nats_url=plan.nats_url, http_address="127.0.0.1",
+                                                      http_port=0), log_dir=logs)
+    provisioned = subprocess.run(provision_command(credentials.url(plan.nats_url, BusUser.ADMIN)),
+                                 capture_output=True, text=True, timeout=60, check=False)
+    if provisioned.returncode != 0:
+        raise LabError(f"provisioning the streams failed: {provisioned.stderr[-1000:]}")
+    common = ["--http-port", "0", "--http-host", "127.0.0.1"]
+    host.start("watcher", _python("services.cli", "watcher", "--nats", credentials.url(plan.nats_url, BusUser.WATCHER),
+                                  *common, "--source-dir", str(plan.objects)), log_dir=logs)
+    host.start("ipam", _python("services.cli", "ipam", "--nats", credentials.url(plan.nats_url, BusUser.IPAM),
+                               *common), log_dir=logs)
     for index, name in enumerate(NODES, start=1):
         ns = plan.ns(name)
         host.start(f"announcer-{name}", _python(
-            "services.cli", "announcer", "--node", name, "--nats", plan.nats_url, "--http-port", "7472",
+            "services.cli", "announcer", "--node", name, "--nats", plan.nats_url,
+            "--nats-password-file", str(credentials.node_password_file(name)), "--http-port", "7472",
             "--http-host", plan.node_mgmt_ip(index), "--exclude-interfaces", "mgmt*"), log_dir=logs, ns=ns)
         host.start(f"web-{name}", _python("services.lab.backend", "--node", name, "--port", str(HTTP_PORT)),
                    log_dir=logs, ns=ns)

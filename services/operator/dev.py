@@ -1,19 +1,24 @@
 """``metalbus dev``: NATS with JetStream and every metalbus service as local processes.
 
-For development on one machine: the announcer runs as this host's node, the watcher uses
+For development on one machine, with the accounts and the authenticator of a real deployment (each
+service its own NATS user): the announcer runs as this host's node, the watcher uses
 ``--kubeconfig`` (or ``KUBECONFIG``) when given and is left out otherwise. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
+from services.common.credentials import BusCredentials
 from services.common.nats_server import EmbeddedNats
+from services.common.permissions import BusUser
 
 
 def run_dev(*, port: int, store: Path | None, kubeconfig: str | None, node: str | None) -> int:
@@ -27,15 +32,23 @@ def run_dev(*, port: int, store: Path | None, kubeconfig: str | None, node: str 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_stop_signal)
     signal.signal(signal.SIGCHLD, lambda *_: changed.set())
-    with EmbeddedNats(port=port, store_dir=store) as server:
-        print(f"nats-server with JetStream at {server.url}", flush=True)
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            store = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="metalbus-dev-")))
+        credentials = BusCredentials.create(store / "credentials")
+        server = stack.enter_context(EmbeddedNats(port=port, store_dir=store, credentials=credentials))
+        print(f"nats-server with JetStream at {server.plain_url}, metalbus's accounts, streams provisioned;"
+              f" credentials in {credentials.directory}", flush=True)
+        print(f"operator commands: export NATS_URL={server.url_for(BusUser.OPERATOR)}", flush=True)
         base = [sys.executable, "-m", "services.cli"]
+        node = node or socket.gethostname()
         commands = {
-            "ipam": [*base, "ipam", "--nats", server.url],
-            "announcer": [*base, "announcer", "--nats", server.url, "--node", node or socket.gethostname()],
+            "ipam": [*base, "ipam", "--nats", server.url_for(BusUser.IPAM)],
+            "announcer": [*base, "announcer", "--nats", server.node_url(node), "--node", node],
         }
         if kubeconfig:
-            commands["watcher"] = [*base, "watcher", "--nats", server.url, "--kubeconfig", kubeconfig]
+            commands["watcher"] = [*base, "watcher", "--nats", server.url_for(BusUser.WATCHER),
+                                   "--kubeconfig", kubeconfig]
         else:
             print("no --kubeconfig/KUBECONFIG: the watcher is not started", flush=True)
         children = {name: subprocess.Popen(command) for name, command in commands.items()}

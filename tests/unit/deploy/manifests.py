@@ -79,14 +79,14 @@ def parse(argv: list[str], env: Mapping[str, str]) -> argparse.Namespace:
         return build_parser().parse_args(argv)
 
 
-def options_set_by_env(command: str, names: Iterable[str]) -> dict[str, set[str]]:
-    """For each variable, the options of ``metalbus command`` it sets (probed with a value no default has)."""
-    baseline = vars(parse([command], {}))
+def options_set_by_env(argv: list[str], names: Iterable[str]) -> dict[str, set[str]]:
+    """For each variable, the options of ``metalbus argv`` it sets (probed with a value no default has)."""
+    baseline = vars(parse(argv, {}))
     changed: dict[str, set[str]] = {}
     for name in names:
         for probe in ("54321", "probe-value"):
             try:
-                with_it = vars(parse([command], {name: probe}))
+                with_it = vars(parse(argv, {name: probe}))
             except (SystemExit, ValueError):
                 continue  # a number read with int(): the other probe tells
             changed[name] = {key for key in with_it if with_it[key] != baseline.get(key)}

@@ -13,14 +13,18 @@ import jsonschema
 import pytest
 import yaml
 
-from deploy import nats_accounts
+from deploy import nats_config
 from schemas.metallb import BGPPeer, IPAddressPool, parse_config_object, validate_configuration
+from services.common.credentials import ISSUER_VARIABLE
+from services.common.nats_jwt import SigningKey
+from services.common.node_tokens import node_token
+from services.common.permissions import BusUser, node_user
 from tests.unit.deploy.kustomize import load_documents
 from tests.unit.deploy.manifests import NOT_OPTIONS, ROOT, options_set_by_env, parse
 from tests.unit.deploy.test_crds import schema_of
 
 COMPOSE = ROOT / "compose"
-METALBUS = ("watcher", "ipam", "announcer-a", "announcer-b")
+METALBUS = ("watcher", "ipam", "announcer-a", "announcer-b", "authenticator", "provision")
 
 
 def compose() -> dict[str, Any]:
@@ -61,7 +65,7 @@ def test_named_volumes_are_declared_and_used() -> None:
             if not source.startswith("."):
                 used.add(source)
             else:
-                assert (COMPOSE / source).is_file(), source
+                assert (COMPOSE / source).exists(), source
     assert used == declared
 
 
@@ -83,34 +87,42 @@ def test_metalbus_services_use_only_what_the_cli_knows(name: str) -> None:
     assert definition["build"]["context"] == ".."
     environment = {key: str(value) for key, value in definition["environment"].items()}
     options = parse(definition["command"], environment)
-    for variable, changed in options_set_by_env(options.command, environment).items():
+    for variable, changed in options_set_by_env(definition["command"], environment).items():
         if not NOT_OPTIONS.match(variable):
             assert changed, f"{name}: {variable} sets no option of `metalbus {options.command}`"
     credentials = re.fullmatch(r"nats://([^:]+):([^@]+)@nats:4222", options.nats)
     assert credentials is not None, options.nats
     user, password = credentials.groups()
-    assert user == options.command
-    assert services()["nats"]["environment"][f"{user.upper()}_PASSWORD"] == password
+    if options.command == "announcer":  # its node's token, as the authenticator checks it
+        key = (COMPOSE / "nats" / "dev-credentials" / "node-token.key").read_text().strip().encode()
+        assert user == node_user(options.node) and password == node_token(key, options.node)
+    else:
+        assert user == {"bus": "admin"}.get(options.command, options.command)
+        assert services()["nats"]["environment"][f"{user.upper()}_PASSWORD"] == password
+    if options.command in ("authenticator", "provision", "bus"):
+        return
     assert options.stream_replicas == 1
     assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
 
 
 @pytest.mark.parametrize("name", ["announcer-a", "announcer-b"])
-def test_announcers_sit_on_their_node_with_only_raw_and_admin(name: str) -> None:
+def test_announcers_sit_on_their_node_with_only_net_raw(name: str) -> None:
     definition = services()[name]
     node = definition["network_mode"].removeprefix("service:")
     assert parse(definition["command"], definition["environment"]).node == node
     assert f"--node-name={node}" in services()[node]["command"]
     assert definition["cap_drop"] == ["ALL"]
-    assert sorted(definition["cap_add"]) == ["NET_ADMIN", "NET_RAW"]
+    assert definition["cap_add"] == ["NET_RAW"]
     assert not definition.get("privileged")
 
 
 def test_nats_runs_the_deployments_users() -> None:
     nats = services()["nats"]
-    assert (COMPOSE / "nats" / "accounts.conf").read_text() == nats_accounts.render()
-    assert {user.password_variable for user in nats_accounts.USERS} == set(nats["environment"])
+    assert (COMPOSE / "nats" / "accounts.conf").read_text() == nats_config.accounts()
+    assert {user.password_variable for user in BusUser} | {ISSUER_VARIABLE} == set(nats["environment"])
     assert "include ./accounts.conf" in (COMPOSE / "nats" / "nats.conf").read_text()
+    seed = (COMPOSE / "nats" / "dev-credentials" / "issuer.seed").read_text()
+    assert SigningKey.from_seed(seed).public_key == nats["environment"][ISSUER_VARIABLE]
 
 
 def lab_configuration() -> list[Any]:
@@ -156,4 +168,7 @@ def test_up_script_applies_files_that_exist() -> None:
         assert resolved.is_file(), path
     for service in re.findall(r"compose up -d ([a-z0-9 -]+)", script):
         assert set(service.split()) <= set(services())
-    assert set(" ".join(re.findall(r"compose up -d ([a-z0-9 -]+)", script)).split()) == set(services())
+    started = set(" ".join(re.findall(r"compose up -d ([a-z0-9 -]+)", script)).split())
+    run_once = set(re.findall(r"compose run --rm ([a-z0-9-]+)", script))
+    assert run_once == {"provision"}
+    assert started | run_once == set(services())

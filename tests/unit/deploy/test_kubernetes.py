@@ -14,9 +14,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deploy import nats_accounts
+from deploy import nats_config
 from services.cli import DEFAULT_HTTP_PORTS
+from services.common.credentials import COMPONENT_SECRETS, SERVER_SECRET
+from services.common.nats_jwt import SigningKey
 from services.common.nats_server import nats_server_binary
+from services.common.permissions import PERMISSIONS, BusUser, announcer_permissions
+from tests.tls import write_test_certificates
 from tests.unit.deploy.kustomize import Obj, apply_json6902, pod_spec
 from tests.unit.deploy.manifests import (
     COMMANDS,
@@ -74,21 +78,30 @@ def test_containers_run_commands_and_options_the_cli_knows(overlay: str) -> None
         env = env_values(container)
         options = parse(args, env)  # unknown commands or flags exit
         commands.append(options.command)
-        for name, changed in options_set_by_env(options.command, env).items():
+        for name, changed in options_set_by_env(args, env).items():
             if NOT_OPTIONS.match(name):
                 continue
             assert changed, f"{workload['metadata']['name']}: {name} sets no option of `metalbus {options.command}`"
-    assert sorted(commands) == sorted(COMMANDS)
+    assert sorted(commands) == sorted([*COMMANDS, "authenticator", "bus"])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_component_has_its_port_probes_and_resources(overlay: str) -> None:
     for workload, container in metalbus_containers(rendered(overlay)):
         options = parse(container["args"], env_values(container))
+        if options.command == "bus":
+            assert options.nats.startswith("nats://admin:") and options.nats.endswith("@metalbus-nats:4222")
+            continue  # the provisioning Job: no server, no probes
         port = options.http_port
         assert port == DEFAULT_HTTP_PORTS[options.command]
-        assert options.nats.startswith(f"nats://{options.command}:")
-        assert options.nats.endswith("@metalbus-nats:4222")
+        if options.command == "announcer":  # its node's token: no password in its environment
+            assert options.nats == "nats://metalbus-nats:4222"
+            assert options.nats_password_file == "/var/run/secrets/metalbus/nats/token"
+        elif options.command == "authenticator":  # beside its own server
+            assert options.nats.startswith("nats://authenticator:") and options.nats.endswith("@localhost:4222")
+        else:
+            assert options.nats.startswith(f"nats://{options.command}:")
+            assert options.nats.endswith("@metalbus-nats:4222")
         named_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert named_ports == {"http": port}
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -104,7 +117,9 @@ def test_stream_replicas_match_the_nats_servers(overlay: str, replicas: int) -> 
     objects = rendered(overlay)
     assert find(objects, "StatefulSet", "metalbus-nats")["spec"]["replicas"] == replicas
     for _, container in metalbus_containers(objects):
-        assert parse(container["args"], env_values(container)).stream_replicas == replicas
+        options = parse(container["args"], env_values(container))
+        if options.command != "authenticator":  # it makes and reads no stream
+            assert options.stream_replicas == replicas
 
 
 def test_replicas_and_disruption_budgets() -> None:
@@ -127,7 +142,7 @@ def test_replicas_and_disruption_budgets() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_announcer_has_no_token_and_only_net_raw(overlay: str) -> None:
+def test_the_announcer_has_no_api_token_and_only_net_raw(overlay: str) -> None:
     objects = rendered(overlay)
     daemonset = find(objects, "DaemonSet", "metalbus-announcer")
     spec = daemonset["spec"]["template"]["spec"]
@@ -139,6 +154,10 @@ def test_the_announcer_has_no_token_and_only_net_raw(overlay: str) -> None:
     (container,) = spec["containers"]
     capabilities = container["securityContext"]["capabilities"]
     assert capabilities == {"drop": ["ALL"], "add": ["NET_RAW"]}
+    # its one token is for NATS: an audience the Kubernetes API does not accept
+    tokens = [source["serviceAccountToken"] for volume in spec["volumes"]
+              for source in volume.get("projected", {}).get("sources", []) if "serviceAccountToken" in source]
+    assert tokens == [{"path": "token", "audience": "metalbus-nats", "expirationSeconds": 3600}]
     assert container["securityContext"].get("privileged", False) is False
     node = next(e for e in container["env"] if e["name"] == "NODE_NAME")
     assert node["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
@@ -174,12 +193,21 @@ def test_no_other_pod_gains_privileges_or_host_access(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_rbac_exists_for_the_watcher_only(overlay: str) -> None:
+def test_rbac_exists_for_the_watcher_and_the_authenticator_only(overlay: str) -> None:
     objects = rendered(overlay)
     bindings = [o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
     assert bindings
+    accounts = {"metalbus-watcher", "metalbus-nats"}
     for binding in bindings:
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "metalbus-watcher", "namespace": NAMESPACE}]
+        (subject,) = binding["subjects"]
+        assert subject["kind"] == "ServiceAccount" and subject["namespace"] == NAMESPACE
+        assert subject["name"] in accounts
+    authenticator = [rule for o in objects if o["kind"] in ("Role", "ClusterRole")
+                     and o["metadata"]["name"] == "metalbus-authenticator" for rule in o["rules"]]
+    assert authenticator == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+    ]
     holders = {spec.get("serviceAccountName"): o["metadata"]["name"]
                for o in objects if (spec := pod_spec(o)) is not None}
     assert holders.get("metalbus-watcher") == "metalbus-watcher"
@@ -219,53 +247,85 @@ def test_watcher_rbac_is_least_privilege() -> None:
 
 
 def test_nats_accounts_are_generated_and_shared_with_compose() -> None:
-    expected = nats_accounts.render()
+    expected = nats_config.accounts()
     config = find(rendered("prod"), "ConfigMap", "metalbus-nats-config")
-    assert config["data"]["accounts.conf"] == expected, "run: .venv/bin/python deploy/nats_accounts.py"
+    assert config["data"]["accounts.conf"] == expected, "run: .venv/bin/python deploy/nats_config.py"
     assert (ROOT / "compose" / "nats" / "accounts.conf").read_text() == expected
 
 
 def test_nats_users_permissions_separate_the_writers() -> None:
-    users = {user.name: user for user in nats_accounts.USERS}
-    assert set(users) == {*COMMANDS, "operator"}
-    assert {user.name for user in nats_accounts.SERVICE_USERS} == set(COMMANDS)
-    assert "k8s.>" in users["watcher"].publish
-    assert "ipam.>" in users["ipam"].publish
-    assert {"announce.>", "heartbeat.>"} <= set(users["announcer"].publish)
-    for name, user in users.items():
-        written = {s for s in user.publish if not s.startswith("$") and s != "deadletter.>"}
-        assert written == {"watcher": {"k8s.>"}, "ipam": {"ipam.>"}, "announcer": {"announce.>", "heartbeat.>"},
-                           "operator": set()}[name]
-        destructive = ("$JS.API.STREAM.DELETE", "$JS.API.STREAM.PURGE", "$JS.API.STREAM.MSG.DELETE")
-        assert not any(s in ("$JS.API.>", ">", "$JS.>") or s.startswith(destructive) for s in user.publish), name
-    assert "heartbeat.>" in users["ipam"].subscribe
+    users = {user.value: PERMISSIONS[user] for user in BusUser}
+    for name, permissions in users.items():
+        written = {s for s in permissions.publish_allow if not s.startswith("$") and s != "deadletter.>"}
+        assert written == {"watcher": {"k8s.>"}, "ipam": {"ipam.>"}, "operator": set(), "admin": set(),
+                           "authenticator": set()}[name]
+        if name == "admin":
+            continue
+        administrative = ("$JS.API.STREAM.CREATE", "$JS.API.STREAM.UPDATE", "$JS.API.STREAM.DELETE",
+                          "$JS.API.STREAM.PURGE", "$JS.API.STREAM.MSG.DELETE")
+        assert not any(s in ("$JS.API.>", ">", "$JS.>") or s.startswith(administrative)
+                       for s in permissions.publish_allow), name
+    node = announcer_permissions("node-1")
+    assert {s for s in node.publish_allow if not s.startswith("$")} == {"heartbeat.announcer.node-1",
+                                                                       "announce.node-1.>"}
+    assert set(node.subscribe_allow) == {"_INBOX_node_node-1.>", "heartbeat.announcer.node-1"}
     # BGP passwords: only the watcher (their writer) and the announcers may read the SECRETS stream
-    readers = {name for name, user in users.items() if "$JS.API.CONSUMER.CREATE.SECRETS" in user.publish}
-    assert readers == {"watcher", "announcer"}
-    assert not any("SECRETS" in s and ("GET" in s or "CONSUMER" in s) for s in users["ipam"].publish)
-    operator = users["operator"].publish
-    assert not any((".CREATE." in s and ".CONSUMER." not in s) or ".UPDATE." in s or "$KV." in s for s in operator)
-    assert "deadletter.>" not in operator
+    readers = {name for name, permissions in users.items()
+               if "$JS.API.CONSUMER.CREATE.SECRETS" in permissions.publish_allow}
+    assert readers == {"watcher"}
+    assert "$JS.API.CONSUMER.CREATE.SECRETS" in node.publish_allow
+    assert not any("SECRETS" in s and ("GET" in s or "CONSUMER" in s) for s in users["ipam"].publish_allow)
+    assert not any("SECRETS" in s and ("GET" in s or "CONSUMER" in s) for s in users["operator"].publish_allow)
+    for name, permissions in users.items():  # replies on private inboxes only
+        assert all(s.startswith(f"_INBOX_{name}.") or not s.startswith("_INBOX")
+                   for s in permissions.subscribe_allow), name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_nats_passwords_come_from_the_secret_each_component_uses(overlay: str) -> None:
+def test_each_component_gets_only_its_own_nats_credential(overlay: str) -> None:
     objects = rendered(overlay)
-    nats = find(objects, "StatefulSet", "metalbus-nats")["spec"]["template"]["spec"]["containers"][0]
-    server_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in nats["env"] if "secretKeyRef" in
-                  e.get("valueFrom", {})}
-    for user in nats_accounts.USERS:
-        assert server_env[user.password_variable] == {"name": "metalbus-nats-users", "key": user.name}
-    for _, container in metalbus_containers(objects):
-        command = container["args"][0]
-        password = next(e for e in container["env"] if e["name"] == "NATS_PASSWORD")
-        assert password["valueFrom"]["secretKeyRef"] == {"name": "metalbus-nats-users", "key": command}
+    nats = find(objects, "StatefulSet", "metalbus-nats")["spec"]["template"]["spec"]
+    server, authenticator = nats["containers"]
+    server_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in server["env"]
+                  if "secretKeyRef" in e.get("valueFrom", {})}
+    for user in BusUser:
+        assert server_env[user.password_variable] == {"name": SERVER_SECRET, "key": user.value}
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in authenticator["env"] if "valueFrom" in e
+            and "secretKeyRef" in e["valueFrom"]} == {SERVER_SECRET}
+    secrets_read: dict[str, set[str]] = {}
+    for workload, container in metalbus_containers(objects):
+        names = {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
+                 if "secretKeyRef" in e.get("valueFrom", {})}
+        spec = workload["spec"]["template"]["spec"]
+        mounted = {v["name"] for m in container.get("volumeMounts", []) for v in spec.get("volumes", [])
+                   if v["name"] == m["name"]}
+        names |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if v["name"] in mounted and "secret" in v
+                  and v["secret"]["secretName"] != "metalbus-nats-tls"}
+        secrets_read[f"{workload['metadata']['name']}/{container['name']}"] = names
+    assert secrets_read == {
+        "metalbus-watcher/watcher": {"metalbus-nats-watcher"},
+        "metalbus-ipam/ipam": {"metalbus-nats-ipam"},
+        "metalbus-announcer/announcer": set(),
+        "metalbus-provision/provision": {"metalbus-nats-admin"},
+        "metalbus-nats/authenticator": {SERVER_SECRET, "metalbus-nats-issuer"},
+    }
     secrets = [o for o in objects if o["kind"] == "Secret"]
     if overlay == "dev":
-        (secret,) = secrets
-        assert set(secret["stringData"]) == {"route", "operator", *COMMANDS}
+        assert {s["metadata"]["name"] for s in secrets} == {SERVER_SECRET, "metalbus-nats-issuer",
+                                                            *COMPONENT_SECRETS.values()}
     else:
         assert not secrets, "production passwords are created at install time, never committed"
+
+
+def test_tls_on_every_nats_connection_in_production() -> None:
+    objects = rendered("prod")
+    config = find(objects, "ConfigMap", "metalbus-nats-config")["data"]["nats.conf"]
+    assert config.count("cert_file: /etc/nats/tls/tls.crt") == 2  # clients and routes
+    for workload, container in metalbus_containers(objects):
+        assert env_values(container).get("NATS_CA_FILE", "").endswith("ca.crt"), workload["metadata"]["name"]
+    for overlay in OVERLAYS:
+        image = find(rendered(overlay), "StatefulSet", "metalbus-nats")["spec"]["template"]["spec"]["containers"][0]
+        assert image["image"] == "nats:2.15.1-alpine"  # the server the tests run; CVE-2025-30215 fixed
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -273,11 +333,14 @@ def test_nats_server_accepts_the_configuration(overlay: str, tmp_path: Path) -> 
     """The real nats-server parses the rendered nats.conf (with accounts.conf) in test mode."""
     objects = rendered(overlay)
     config = find(objects, "ConfigMap", "metalbus-nats-config")["data"]
+    tls = write_test_certificates(tmp_path / "tls", hosts=["localhost"])
     for name, text in config.items():
         (tmp_path / name).write_text(text.replace("/data/jetstream", str(tmp_path / "js"))
-                                     .replace("/var/run/nats/", str(tmp_path) + "/"))
+                                     .replace("/var/run/nats/", str(tmp_path) + "/")
+                                     .replace("/etc/nats/tls/", f"{tls}/"))
     env = {"POD_NAME": "metalbus-nats-0", "ROUTE_PASSWORD": "r", "PATH": "/usr/bin:/bin",
-           **{user.password_variable: user.name for user in nats_accounts.USERS}}
+           "AUTH_CALLOUT_ISSUER": SigningKey.new_account().public_key,
+           **{user.password_variable: user.value for user in BusUser}}
     result = subprocess.run([nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
                             capture_output=True, text=True, env=env, timeout=30, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -292,7 +355,8 @@ def test_metrics_services_select_each_component_port() -> None:
     objects = rendered("prod")
     for command, port in DEFAULT_HTTP_PORTS.items():
         service = find(objects, "Service", f"metalbus-{command}-metrics")
-        assert service["spec"]["selector"] == {"app.kubernetes.io/name": f"metalbus-{command}"}
+        pods = "metalbus-nats" if command == "authenticator" else f"metalbus-{command}"  # beside each server
+        assert service["spec"]["selector"] == {"app.kubernetes.io/name": pods}
         assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "http"}]
 
 
