@@ -431,13 +431,15 @@ class Bus:
             mem_storage=True,
         )
         try:
-            subscription = await self.js.pull_subscribe("", stream=stream.value, config=config)
+            # Unnamed, so the server names it: services may create ephemeral readers, never a consumer
+            # of a name they choose (that could be somebody's durable; see permissions.py).
+            info = await self.js.add_consumer(stream.value, config)
         except nats.js.errors.NotFoundError as error:
             raise NotFound(f"stream {stream.value}") from error
-        reader: str | None = None
+        reader = info.name
+        subscription: JetStreamContext.PullSubscription | None = None
         try:
-            info = await subscription.consumer_info()
-            reader = info.name
+            subscription = await self.js.pull_subscribe_bind(reader, stream.value)
             remaining = info.num_pending or 0
             while remaining > 0:
                 try:
@@ -454,12 +456,12 @@ class Bus:
                         continue
                     yield received
         finally:
-            await subscription.unsubscribe()
+            if subscription is not None:
+                await subscription.unsubscribe()
             # An ephemeral reader would otherwise linger for its inactivity threshold: reads in a loop
             # (a poll, explain, a resync) would pile them up on the server.
-            if reader is not None:
-                with contextlib.suppress(nats.errors.Error, TimeoutError):
-                    await self.js.delete_consumer(stream.value, reader)
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self.js.delete_consumer(stream.value, reader)
 
 
 class _Replay:

@@ -7,7 +7,8 @@ run by the test, and the spans of a new LoadBalancer Service form one chain acro
                                     eth0 10.77.0.11 ══ veth ══ namespace wire (nothing else on that segment)
 
 The announcer answers ARP and sends gratuitous ARP on its interfaces, so it runs in a namespace of its own: no
-frame reaches the machine's network.
+frame reaches the machine's network. NATS runs the least-privilege accounts: each service connects with its own
+credential (the announcer as its node), as deployed.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import IO, Any
 
 import pytest
 
-from services.common.nats_server import EmbeddedNats
+from services.common.permissions import BusUser
 from tests.integration.tracing.receiver import OtlpReceiver, SeenSpan
 from tests.kubeapi import KubeApi
 from tests.netlab import REPO, Lab, skip_reason
+from tests.secured_nats import secured_nats
 from tests.waiting import wait_until
 
 NODE = "node1"
@@ -126,21 +128,23 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
             lab.run(node_ns, "ip", "link", "set", "mgmt0", "up")
             with (
                 KubeApi(bookmark_interval=0.2) as kube,
-                EmbeddedNats(host=f"{subnet}.1") as nats,
+                secured_nats(tmp_path / "nats", host=f"{subnet}.1") as nats,
                 OtlpReceiver(f"{subnet}.1") as receiver,
             ):
                 try:
                     _seed(kube)
                     run = [sys.executable, "-m", "services.cli"]
                     children[ANNOUNCER] = Child(
-                        ["ip", "netns", "exec", node_ns, *run, "announcer", "--node", NODE, "--nats", nats.url,
-                         "--http-port", "0", "--http-host", f"{subnet}.11", "--exclude-interfaces", "mgmt*"],
+                        ["ip", "netns", "exec", node_ns, *run, "announcer", "--node", NODE,
+                         "--nats", nats.node_url(NODE), "--http-port", "0", "--http-host", f"{subnet}.11",
+                         "--exclude-interfaces", "mgmt*"],
                         _environment(receiver, ANNOUNCER),
                     )  # fmt: skip
                     wait_until(lambda: children[ANNOUNCER].logged("event=l2_agent_started"), timeout=30,
                                what="the announcer to read the placements")  # fmt: skip
                     children[IPAM] = Child(
-                        [*run, "ipam", "--nats", nats.url, "--http-port", "0", "--http-host", "127.0.0.1"],
+                        [*run, "ipam", "--nats", nats.url_for(BusUser.IPAM), "--http-port", "0",
+                         "--http-host", "127.0.0.1"],
                         _environment(receiver, IPAM),
                     )
                     # active only after a whole liveness window: the announcer's node is live by then
@@ -148,7 +152,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
                                what="the ipam to become active")  # fmt: skip
                     kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig")
                     children[WATCHER] = Child(
-                        [*run, "watcher", "--nats", nats.url, "--kubeconfig", str(kubeconfig),
+                        [*run, "watcher", "--nats", nats.url_for(BusUser.WATCHER), "--kubeconfig", str(kubeconfig),
                          "--namespace", "metallb-system", "--http-port", "0", "--http-host", "127.0.0.1"],
                         _environment(receiver, WATCHER),
                     )  # fmt: skip
