@@ -56,9 +56,11 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def replica(url: str, name: str) -> AsyncIterator[Running]:
+async def replica(url: str, name: str, *, settings: ReplicaSettings = FAST) -> AsyncIterator[Running]:
+    """An ipam replica in process; with the ipam user's credential, ``settings`` must keep the declared lease
+    TTL (the bucket is the administrative step's: a service may not retune it)."""
     bus = await Bus.connect(BusSettings(url=url), producer=f"ipam/{name}")
-    running = Running(Replica(bus, holder=f"ipam/{name}", settings=FAST), bus)
+    running = Running(Replica(bus, holder=f"ipam/{name}", settings=settings), bus)
     try:
         yield running
     finally:

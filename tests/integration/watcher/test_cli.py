@@ -1,5 +1,6 @@
 """``metalbus watcher --nats URL --kubeconfig PATH`` as an operator runs it: a real process, the stand-in
-API, real NATS; ready once the initial lists are stored; SIGTERM releases the Lease."""
+API, real NATS with the least-privilege accounts (the watcher connects as the watcher user); ready once the
+initial lists are stored; SIGTERM releases the Lease."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from schemas.events import ObjectKind
 from services.common.bus import Bus
 from services.common.nats_server import EmbeddedNats
+from services.common.permissions import BusUser
 from tests.integration.test_cli import METALBUS, Process
 from tests.integration.watcher.helpers import NAMESPACE, service, stored
 from tests.kubeapi import KubeApi
@@ -25,11 +27,12 @@ def _ready(port: int) -> bool:
 
 
 async def test_the_watcher_command_observes_and_releases_its_lease_on_sigterm(
-    bus: Bus, kube_api: KubeApi, nats_server: EmbeddedNats, tmp_path: Path
+    admin_bus: Bus, kube_api: KubeApi, secured_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     kube_api.put_object(service("web"))
     kubeconfig = kube_api.kubeconfig(tmp_path / "kubeconfig")
-    process = Process([*METALBUS, "watcher", "--nats", nats_server.url, "--kubeconfig", str(kubeconfig),
+    process = Process([*METALBUS, "watcher", "--nats", secured_server.url_for(BusUser.WATCHER),
+                       "--kubeconfig", str(kubeconfig),
                        "--namespace", NAMESPACE, "--http-port", "0", "--http-host", "127.0.0.1"])
     try:
         wait_until(lambda: process.find(r"http_port=(\d+)") is not None, timeout=20, what="the health endpoint")
@@ -37,7 +40,7 @@ async def test_the_watcher_command_observes_and_releases_its_lease_on_sigterm(
         assert match is not None
         port = int(match.group(1))
         wait_until(lambda: _ready(port), timeout=20, what="ready after the initial lists")
-        assert "k8s.service.default.web" in await stored(bus, ObjectKind.SERVICE)
+        assert "k8s.service.default.web" in await stored(admin_bus, ObjectKind.SERVICE)
         lease = kube_api.get_object("leases", "metalbus-watcher", NAMESPACE)
         assert lease is not None and lease["spec"]["holderIdentity"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:

@@ -1,4 +1,5 @@
-"""The watcher's directory source on a real nats-server, with a real ipam: files in, IPs and status files out."""
+"""The watcher's directory source on a real nats-server, with a real ipam: files in, IPs and status files out.
+NATS runs the least-privilege accounts: the watcher and the ipam each connect with their own credential."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import yaml
 from schemas.events import ObjectDeleted, ServiceObserved
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
+from services.common.permissions import BusUser
 from services.common.subjects import StreamName
+from services.ipam.replica import ReplicaSettings
 from services.watcher.files.source import DirectorySource
 from services.watcher.files.status import run_file_status, status_path
 from tests.integration.ipam.helpers import allocations
@@ -82,14 +85,15 @@ def ingress_of(directory: Path, name: str) -> list[str]:
 
 
 async def test_edits_show_live_and_status_is_written_next_to_the_files(
-    bus: Bus, nats_server: EmbeddedNats, tmp_path: Path
+    admin_bus: Bus, secured_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     (tmp_path / "config.yaml").write_text(CONFIG)
     (tmp_path / "web.yaml").write_text(service_yaml("web"))
-    async with replica(nats_server.url, "a"), watching(nats_server.url, tmp_path):
+    ipam, watcher = secured_server.url_for(BusUser.IPAM), secured_server.url_for(BusUser.WATCHER)
+    async with replica(ipam, "a", settings=ReplicaSettings()), watching(watcher, tmp_path):
         await async_wait_until(lambda: ingress_of(tmp_path, "web") != [], timeout=15,
                                what="a status file with web's IP")
-        assert tuple(ingress_of(tmp_path, "web")) == (await allocations(bus))["default/web"] != ()
+        assert tuple(ingress_of(tmp_path, "web")) == (await allocations(admin_bus))["default/web"] != ()
         document = status_of(tmp_path, "web") or {}
         events = document["metalbus"]["events"]  # type: ignore[index]
         assert any(e["reason"] == "IPAllocated" for e in events)
@@ -103,7 +107,7 @@ async def test_edits_show_live_and_status_is_written_next_to_the_files(
         (tmp_path / "web.yaml").unlink()
         await async_wait_until(lambda: status_of(tmp_path, "web") is None, timeout=15,
                                what="web's status file removed")
-        last = [event for subject, event in await k8s_messages(bus) if subject == "k8s.service.default.web"][-1]
+        last = [event for subject, event in await k8s_messages(admin_bus) if subject == "k8s.service.default.web"][-1]
         assert isinstance(last, ObjectDeleted)
 
         # Back as it was first: published again (never swallowed as a duplicate), gets an IP again.
@@ -112,34 +116,34 @@ async def test_edits_show_live_and_status_is_written_next_to_the_files(
 
 
 async def test_a_restart_on_an_unchanged_directory_publishes_nothing(
-    bus: Bus, nats_server: EmbeddedNats, tmp_path: Path
+    admin_bus: Bus, secured_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     (tmp_path / "config.yaml").write_text(CONFIG)
     (tmp_path / "web.yaml").write_text(service_yaml("web"))
     (tmp_path / "notes.txt").write_text("not YAML: never read")
-    async with watching(nats_server.url, tmp_path):
-        first = await k8s_messages(bus)
+    async with watching(secured_server.url_for(BusUser.WATCHER), tmp_path):
+        first = await k8s_messages(admin_bus)
     services = [e for _, e in first if isinstance(e, ServiceObserved)]
     assert len(services) == 1 and services[0].ref.uid and services[0].ref.resource_version
-    async with watching(nats_server.url, tmp_path) as source:
+    async with watching(secured_server.url_for(BusUser.WATCHER), tmp_path) as source:
         assert source.scans >= 1
-        assert await k8s_messages(bus) == first
+        assert await k8s_messages(admin_bus) == first
 
 
 async def test_metalbus_watcher_source_dir_publishes_the_directory(
-    bus: Bus, nats_server: EmbeddedNats, tmp_path: Path
+    admin_bus: Bus, secured_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     """The command line: `metalbus watcher --source-dir DIR` instead of `--kubeconfig`."""
     (tmp_path / "config.yaml").write_text(CONFIG)
     (tmp_path / "web.yaml").write_text(service_yaml("web"))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "watcher", "--nats", nats_server.url, "--source-dir", str(tmp_path),
-        "--http-port", "0", "--http-host", "127.0.0.1",
+        sys.executable, "-m", "services.cli", "watcher", "--nats", secured_server.url_for(BusUser.WATCHER),
+        "--source-dir", str(tmp_path), "--http-port", "0", "--http-host", "127.0.0.1",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         async def published() -> bool:
-            subjects = {subject for subject, _ in await k8s_messages(bus)}
+            subjects = {subject for subject, _ in await k8s_messages(admin_bus)}
             return {"k8s.service.default.web", "k8s.ipaddresspool.metallb-system.lan"} <= subjects
 
         await async_wait_until(published, timeout=20, what="the directory on the K8S stream")
