@@ -34,6 +34,7 @@ from schemas.events.decisions import (
 )
 from schemas.events.observed import (
     CONFIG_KINDS,
+    BGPPeerPasswordObserved,
     ConfigObjectObserved,
     EndpointsObserved,
     KubeProxyObserved,
@@ -57,6 +58,7 @@ AnyEvent = Annotated[
         NamespaceObserved,
         ConfigObjectObserved,
         SecretObserved,
+        BGPPeerPasswordObserved,
         KubeProxyObserved,
         ObjectDeleted,
         IPAllocated,
@@ -93,6 +95,7 @@ __all__ = [
     "AnnouncementReported",
     "AnnouncerHeartbeat",
     "AnyEvent",
+    "BGPPeerPasswordObserved",
     "BGPSessionChanged",
     "BGPSessionState",
     "ConfigObjectObserved",

@@ -27,6 +27,8 @@ class ObjectKind(StrEnum):
     L2_ADVERTISEMENT = "l2advertisement"
     BGP_ADVERTISEMENT = "bgpadvertisement"
     BGP_PEER = "bgppeer"
+    #: The inline ``spec.password`` of a BGPPeer, kept apart from the BGPPeer (on ``SECRETS``).
+    BGP_PEER_PASSWORD = "bgppeerpassword"
     BFD_PROFILE = "bfdprofile"
     COMMUNITY = "community"
 
@@ -135,12 +137,23 @@ class ConfigObjectObserved(Event):
 
 
 class SecretObserved(Event):
-    """A Secret that a BGPPeer references (no other Secret is ever observed)."""
+    """A Secret that a BGPPeer references (no other Secret is ever observed), on ``SECRETS`` only."""
 
     type: Literal["SecretObserved"] = "SecretObserved"
     ref: ObjectRef
     secret_type: str = ""
-    data: dict[str, str] = Field(default_factory=dict, description="decoded string data")
+    data: dict[str, str] = Field(
+        default_factory=dict, description="decoded string data: the 'password' key only, no other key is published"
+    )
+
+
+class BGPPeerPasswordObserved(Event):
+    """The inline ``spec.password`` of a BGPPeer, on ``SECRETS`` only: the BGPPeer published on ``K8S`` has
+    its password taken out and says only that it had one (``metalbusInlinePassword``)."""
+
+    type: Literal["BGPPeerPasswordObserved"] = "BGPPeerPasswordObserved"
+    ref: ObjectRef = Field(description="the BGPPeer's")
+    password: str = Field(min_length=1)
 
 
 class KubeProxyObserved(Event):

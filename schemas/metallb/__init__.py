@@ -21,12 +21,15 @@ from schemas.metallb.advertisements import (
 )
 from schemas.metallb.bfd import BFDProfile, BFDProfileSpec
 from schemas.metallb.bgp import (
+    INLINE_PASSWORD_KEY,
     BGPPeer,
     BGPPeerSpec,
     BGPPeerSpecV1Beta1,
     DynamicASNMode,
+    InlinePassword,
     SecretReference,
     SessionTimers,
+    inline_password_of,
 )
 from schemas.metallb.common import (
     GoDuration,
@@ -59,6 +62,7 @@ from schemas.metallb.validation import (
 )
 
 __all__ = [
+    "INLINE_PASSWORD_KEY",
     "MODELS",
     "AddressRange",
     "BFDProfile",
@@ -81,6 +85,7 @@ __all__ = [
     "IPAddressPool",
     "IPAddressPoolSpec",
     "IPFamily",
+    "InlinePassword",
     "InvalidConfigObject",
     "L2Advertisement",
     "L2AdvertisementSpec",
@@ -99,6 +104,7 @@ __all__ = [
     "UnusableKind",
     "any_selector_matches",
     "format_go_duration",
+    "inline_password_of",
     "is_buggy_ip",
     "parse_address_range",
     "parse_community",

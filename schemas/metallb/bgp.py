@@ -3,6 +3,10 @@
 Checks follow MetalLB's config parser and CRD rules: one of ``peerASN``/``dynamicASN``; one of
 ``peerAddress``/``interface``; ``password`` or ``passwordSecret``, not both; hold time 0 or at least 3s;
 keepalive not above hold; connect time whole seconds in 1..65535; no ``ebgpMultiHop`` on an iBGP session.
+
+An inline ``spec.password`` never travels with its BGPPeer on the bus: the watcher takes it out, publishes it
+apart for the announcers alone, and leaves in the object only :class:`InlinePassword` (``metalbusInlinePassword``,
+beside ``spec``), so the rules about passwords still hold without the value.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from schemas.metallb.common import (
     any_selector_matches,
     check_single_line,
     check_unique_selectors,
+    has_line_breaks,
     invalid,
 )
 
@@ -38,6 +43,32 @@ class DynamicASNMode(StrEnum):
 
     INTERNAL = "internal"
     EXTERNAL = "external"
+
+
+class InlinePassword(StrEnum):
+    """What the watcher leaves in a BGPPeer in place of its inline ``spec.password``: that there was one,
+    and whether it could be used (the value itself goes to the announcers apart from the object)."""
+
+    SET = "set"
+    LINE_BREAKS = "lineBreaks"
+    NOT_TEXT = "notText"  # not a string, or not one UTF-8 can carry
+
+
+#: The key, beside ``spec``, that holds the :class:`InlinePassword` of a BGPPeer the watcher published.
+INLINE_PASSWORD_KEY = "metalbusInlinePassword"
+
+
+def inline_password_of(value: object) -> InlinePassword | None:
+    """What stands for the raw ``spec.password`` ``value`` once the value is taken out; None for no password."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return InlinePassword.NOT_TEXT
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return InlinePassword.NOT_TEXT
+    return InlinePassword.LINE_BREAKS if has_line_breaks(value) else InlinePassword.SET
 
 
 class SecretReference(WireModel):
@@ -244,6 +275,24 @@ class BGPPeer(MetallbObject):
     api_version: str = BGP_V1BETA2
     kind: str = "BGPPeer"
     spec: BGPPeerSpec
+    inline_password: InlinePassword | None = Field(default=None, alias=INLINE_PASSWORD_KEY)
+
+    @property
+    def has_inline_password(self) -> bool:
+        """Whether the peer has a usable inline password, here or (taken out by the watcher) apart."""
+        return bool(self.spec.password) or self.inline_password is InlinePassword.SET
+
+    @model_validator(mode="after")
+    def _inline_password_rules(self) -> BGPPeer:
+        """``spec.password``'s rules, for a peer whose password the watcher took out."""
+        if self.inline_password is InlinePassword.LINE_BREAKS:
+            raise invalid("password contains invalid characters (line breaks)", field="spec.password")
+        if self.inline_password is InlinePassword.NOT_TEXT:
+            raise invalid("password must be a string", field="spec.password")
+        reference = self.spec.password_secret
+        if self.has_inline_password and reference is not None and reference.name:
+            raise invalid("password and passwordSecret are mutually exclusive", field="spec.passwordSecret")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -207,8 +207,12 @@ def check_unique_strings(values: tuple[str, ...], what: str) -> tuple[str, ...]:
     return values
 
 
+def has_line_breaks(value: str) -> bool:
+    return "\n" in value or "\r" in value
+
+
 def check_single_line(value: str, what: str) -> str:
-    if "\n" in value or "\r" in value:
+    if has_line_breaks(value):
         raise invalid(f"{what} contains invalid characters (line breaks)")
     return value
 

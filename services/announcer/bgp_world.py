@@ -1,5 +1,6 @@
-"""The BGP agent's view of the bus, folded from events: Nodes, Services, endpoints, referenced Secrets and the
-metallb.io objects from the ``K8S`` stream; allocations and the configuration in force from ``IPAM``.
+"""The BGP agent's view of the bus, folded from events: Nodes, Services, endpoints and the metallb.io objects
+from the ``K8S`` stream; the BGP passwords (referenced Secrets, BGPPeers' inline passwords) from ``SECRETS``;
+allocations and the configuration in force from ``IPAM``.
 
 Pure: ``apply(event)`` folds one event and says whether anything the plan depends on changed.
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from schemas.events import (
     AllocationFailed,
+    BGPPeerPasswordObserved,
     ConfigObjectObserved,
     EndpointsObserved,
     Event,
@@ -52,6 +54,7 @@ class BgpWorld:
     services: dict[ServiceKey, ServiceObserved] = field(default_factory=dict)
     endpoints: dict[ServiceKey, EndpointsObserved] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    inline_passwords: dict[tuple[str, str], str] = field(default_factory=dict)  # by BGPPeer (namespace, name)
     observed_config: dict[ConfigKey, ConfigObjectObserved] = field(default_factory=dict)
     allocations: dict[ServiceKey, Allocation] = field(default_factory=dict)
     facts: dict[ServiceKey, ServiceFacts] = field(default_factory=dict)  # kept current by apply
@@ -85,6 +88,11 @@ class BgpWorld:
         if isinstance(event, SecretObserved):
             self.secrets[(event.ref.namespace, event.ref.name)] = dict(event.data)
             return True
+        if isinstance(event, BGPPeerPasswordObserved):
+            key = (event.ref.namespace, event.ref.name)
+            changed = self.inline_passwords.get(key) != event.password
+            self.inline_passwords[key] = event.password
+            return changed
         if isinstance(event, ConfigObjectObserved):
             self.observed_config[(event.kind, event.ref.namespace, event.ref.name)] = event
             return self._observed_changed()
@@ -116,6 +124,8 @@ class BgpWorld:
             return self.endpoints.pop(key, None) is not None and self._refresh_facts(key)
         if event.kind is ObjectKind.SECRET:
             return self.secrets.pop(key, None) is not None
+        if event.kind is ObjectKind.BGP_PEER_PASSWORD:
+            return self.inline_passwords.pop(key, None) is not None
         kind = next((name for name, value in CONFIG_KINDS.items() if value is event.kind), None)
         if kind is not None and self.observed_config.pop((kind, event.namespace, event.name), None) is not None:
             return self._observed_changed()
@@ -179,10 +189,13 @@ class BgpWorld:
         return True
 
     def password_for(self, peer: BGPPeer) -> str | None:
-        """The inline password, or the ``password`` key of the referenced Secret (namespace defaults to the
-        peer's). None when there is none, or the Secret is not (yet) observed."""
-        if peer.spec.password:
+        """The inline password (published apart from its BGPPeer, which only says it has one), or the
+        ``password`` key of the referenced Secret (namespace defaults to the peer's). None when there is none,
+        or it is not (yet) observed."""
+        if peer.spec.password:  # a configuration recorded before inline passwords were taken out
             return peer.spec.password
+        if peer.has_inline_password:
+            return self.inline_passwords.get((peer.namespace or "", peer.name))
         reference = peer.spec.password_secret
         if reference is None or not reference.name:
             return None

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from schemas.events import (
     CONFIG_KINDS,
+    BGPPeerPasswordObserved,
     ConfigObjectObserved,
     EndpointsObserved,
     Event,
@@ -148,9 +149,10 @@ HEARTBEAT_PREFIX = "heartbeat"
 
 DAY = 86400.0
 
-#: Observed kinds kept out of the K8S stream, on SECRETS: the BGP passwords, which only the watcher (who
-#: writes them) and the announcers (who use them) may read. Their subjects keep the K8S form.
-SECRET_KINDS = frozenset({ObjectKind.SECRET})
+#: Observed kinds kept out of the K8S stream, on SECRETS: the BGP passwords (referenced Secrets, and inline
+#: passwords taken out of their BGPPeers), which only the watcher (who writes them) and the announcers (who
+#: use them) may read. Their subjects keep the K8S form.
+SECRET_KINDS = frozenset({ObjectKind.SECRET, ObjectKind.BGP_PEER_PASSWORD})
 
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(
@@ -164,7 +166,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(
         name=StreamName.SECRETS,
         subjects=tuple(f"{K8S_PREFIX}.{kind.value}.>" for kind in sorted(SECRET_KINDS)),
-        description="observed Secrets that BGP peers reference (passwords), readable by announcers only",
+        description="BGP peers' passwords (referenced Secrets, inline passwords), readable by announcers only",
         per_subject=1,
         max_bytes=64 * MIB,
         sealed_history=True,
@@ -263,6 +265,8 @@ def observed_subject(event: Event) -> str:
         return k8s_subject(CONFIG_KINDS[event.kind], event.ref.namespace, event.ref.name)
     if isinstance(event, SecretObserved):
         return k8s_subject(ObjectKind.SECRET, event.ref.namespace, event.ref.name)
+    if isinstance(event, BGPPeerPasswordObserved):
+        return k8s_subject(ObjectKind.BGP_PEER_PASSWORD, event.ref.namespace, event.ref.name)
     if isinstance(event, KubeProxyObserved):
         return k8s_subject(ObjectKind.KUBE_PROXY, event.ref.namespace, event.ref.name)
     if isinstance(event, ObjectDeleted):

@@ -34,6 +34,7 @@ from services.watcher.files.documents import (
 from services.watcher.observe.projection import (
     EndpointsProjection,
     ObjectProjection,
+    PeerPasswordProjection,
     PeerProjection,
     Projection,
     SecretProjection,
@@ -69,30 +70,34 @@ def _skipped(kind: ObjectKind) -> Callable[[RawObject, Exception], None]:
     return skip
 
 
-def build_projections(namespace: str) -> dict[Resource, Projection]:
-    """One projection per resource, as the Kubernetes source builds them; BGPPeers before Secrets
-    (the Secrets wanted are those the peers reference)."""
+def build_projections(namespace: str) -> list[tuple[Resource, Projection]]:
+    """The projections and the resource each is fed, as the Kubernetes source builds them; BGPPeers before
+    Secrets (the Secrets wanted are those the peers reference), their inline passwords (on SECRETS) before
+    the BGPPeers that lose them."""
 
     def simple(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> ObjectProjection:
         return ObjectProjection(kind, translate, on_error=_skipped(kind))
 
     references = SecretReferences()
-    projections: dict[Resource, Projection] = {
-        Resource.NAMESPACES: simple(ObjectKind.NAMESPACE, namespace_observed),
-        Resource.NODES: simple(ObjectKind.NODE, node_observed),
-        Resource.KUBE_PROXY: simple(ObjectKind.KUBE_PROXY, kube_proxy_observed),
-    }
+    projections: list[tuple[Resource, Projection]] = [
+        (Resource.NAMESPACES, simple(ObjectKind.NAMESPACE, namespace_observed)),
+        (Resource.NODES, simple(ObjectKind.NODE, node_observed)),
+        (Resource.KUBE_PROXY, simple(ObjectKind.KUBE_PROXY, kube_proxy_observed)),
+    ]
     for kind_name, resource in CONFIG_RESOURCES.items():
         kind = CONFIG_KINDS[kind_name]
         if kind is ObjectKind.BGP_PEER:
-            projections[resource] = PeerProjection(config_observed, namespace=namespace, references=references,
-                                                   on_error=_skipped(kind))
+            projections.append((resource, PeerPasswordProjection()))
+            projections.append((resource, PeerProjection(config_observed, namespace=namespace, references=references,
+                                                         on_error=_skipped(kind))))
         else:
-            projections[resource] = simple(kind, config_observed)
-    projections[Resource.SECRETS] = SecretProjection(secret_observed, references=references,
-                                                     on_error=_skipped(ObjectKind.SECRET))
-    projections[Resource.ENDPOINT_SLICES] = EndpointsProjection(on_error=_skipped(ObjectKind.ENDPOINTS))
-    projections[Resource.SERVICES] = simple(ObjectKind.SERVICE, service_observed)
+            projections.append((resource, simple(kind, config_observed)))
+    projections += [
+        (Resource.SECRETS, SecretProjection(secret_observed, references=references,
+                                            on_error=_skipped(ObjectKind.SECRET))),
+        (Resource.ENDPOINT_SLICES, EndpointsProjection(on_error=_skipped(ObjectKind.ENDPOINTS))),
+        (Resource.SERVICES, simple(ObjectKind.SERVICE, service_observed)),
+    ]
     return projections
 
 
@@ -154,7 +159,7 @@ class DirectorySource:
         self.directory = directory.resolve()
         self.namespace = namespace
         self.projections = build_projections(namespace)
-        self.publishers = {r: ProjectionPublisher(projection=p, bus=bus) for r, p in self.projections.items()}
+        self.publishers = [ProjectionPublisher(projection=p, bus=bus) for _, p in self.projections]
         self.synced = asyncio.Event()
         self.scans = 0
         self._last_good: dict[str, list[Document]] = {}
@@ -168,9 +173,9 @@ class DirectorySource:
                         skipped.detail)
         token = f"{time.time_ns():x}"  # unique per scan: A → B → A is three publishes, never a duplicate
         published = 0
-        for resource, projection in self.projections.items():
+        for resource, projection in self.projections:
             projection.replace(loaded.objects[resource], token)
-        for publisher in self.publishers.values():
+        for publisher in self.publishers:
             batch = publisher.changes(publisher.all_subjects(), trigger=token)
             await publisher.publish(batch, msg_id_suffix=token)
             published += len(batch)
@@ -182,7 +187,7 @@ class DirectorySource:
 
     async def start(self) -> None:
         """Learn what the stream holds, then publish the directory as it is."""
-        for publisher in self.publishers.values():
+        for publisher in self.publishers:
             await publisher.read_stored()
         await self.sync()
         self.synced.set()

@@ -20,12 +20,14 @@ from services.watcher.observe.translate import (
     endpoints_observed,
     fold_endpoints,
     object_key,
+    peer_password_observed,
     referenced_secrets,
     slice_summary,
     tombstone,
 )
 
-Translate = Callable[[RawObject], Observation]
+#: One raw object → its observation; None when the object has nothing to publish on this projection's kind.
+Translate = Callable[[RawObject], Observation | None]
 
 
 class Projection(ABC):
@@ -58,7 +60,8 @@ class Projection(ABC):
 
 
 class ObjectProjection(Projection):
-    """One object, one subject, one event (Services, Nodes, Namespaces, metallb.io objects, ...)."""
+    """One object, one subject, at most one event (Services, Nodes, Namespaces, metallb.io objects, the
+    inline passwords of BGPPeers, ...)."""
 
     def __init__(
         self, kind: ObjectKind, translate: Translate, *, on_error: Callable[[RawObject, Exception], None]
@@ -142,6 +145,23 @@ class PeerProjection(ObjectProjection):
 
     def _publish_references(self) -> None:
         self._references.update(referenced_secrets(self._raw.values(), self._namespace))
+
+
+class PeerPasswordProjection(ObjectProjection):
+    """The inline passwords of BGPPeers, one subject per peer that has a usable one (on ``SECRETS``), fed the
+    same objects as the BGPPeers' projection. An unreadable peer is reported there, not twice."""
+
+    def __init__(self) -> None:
+        super().__init__(ObjectKind.BGP_PEER_PASSWORD, peer_password_observed, on_error=self._reported_by_the_peers)
+
+    @staticmethod
+    def _reported_by_the_peers(obj: RawObject, error: Exception) -> None:
+        pass
+
+    def tombstone(self, subject: str, stored: Identity, trigger: str) -> Observation:
+        # A peer's password can be removed, put back and removed again: one tombstone per change, not per uid.
+        kind, namespace, name = parse_k8s_subject(subject)
+        return tombstone(kind, namespace, name, "", trigger)
 
 
 class SecretProjection(ObjectProjection):

@@ -19,6 +19,7 @@ from services.watcher.observe.oversized import WarnOversized
 from services.watcher.observe.projection import (
     EndpointsProjection,
     ObjectProjection,
+    PeerPasswordProjection,
     PeerProjection,
     Projection,
     SecretProjection,
@@ -144,7 +145,8 @@ def build_observers(
                 config_observed, namespace=namespace, references=references, on_error=_skipped(kind)
             )
             peers = reflector(plural, calls, projection)
-            reflectors.append(peers)
+            # The same objects again, for their inline passwords (SECRETS), which the BGPPeers lose.
+            reflectors += [reflector(f"{plural}-passwords", calls, PeerPasswordProjection()), peers]
         else:
             reflectors.append(reflector(plural, calls, simple(kind, config_observed)))
     assert peers is not None

@@ -23,6 +23,7 @@ import yaml
 
 from schemas.events import (
     CONFIG_KINDS,
+    BGPPeerPasswordObserved,
     ConfigObjectObserved,
     EndpointsObserved,
     Event,
@@ -38,6 +39,7 @@ from schemas.events import (
     ServiceObserved,
     ServicePort,
 )
+from schemas.metallb import INLINE_PASSWORD_KEY, InlinePassword, inline_password_of
 from services.common.subjects import k8s_subject
 
 RawObject = dict[str, Any]
@@ -47,6 +49,10 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 KUBE_PROXY_NAMESPACE = "kube-system"
 KUBE_PROXY_NAME = "kube-proxy"
 KUBE_PROXY_CONFIG_KEY = "config.conf"
+#: The whole object as last applied, inline BGP password included: never published, for any kind.
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+#: The one key of a referenced Secret that is published (the TCP MD5 password).
+SECRET_PASSWORD_KEY = "password"
 
 _PROTOCOLS = frozenset(get_args(ServicePort.model_fields["protocol"].annotation))
 _FAMILIES = frozenset({"IPv4", "IPv6"})
@@ -285,14 +291,39 @@ def namespace_observed(obj: RawObject) -> Observation:
 # --- metallb.io objects and the Secrets BGPPeers reference ------------------------------------------
 
 
+def _published_metadata(metadata: Any) -> dict[str, Any]:
+    """``metadata`` less ``managedFields`` (bookkeeping) and the last-applied annotation (a copy of the
+    whole object, secrets included)."""
+    kept = {k: v for k, v in _dict(metadata).items() if k != "managedFields"}
+    annotations = kept.get("annotations")
+    if isinstance(annotations, dict) and LAST_APPLIED_ANNOTATION in annotations:
+        kept["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED_ANNOTATION}
+    return kept
+
+
+def _without_inline_password(obj: RawObject) -> RawObject:
+    """A BGPPeer with its ``spec.password`` taken out, and only :class:`InlinePassword` left to say there
+    was one (a marker that came with the object is never believed)."""
+    raw = {k: v for k, v in obj.items() if k != INLINE_PASSWORD_KEY}
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or "password" not in spec:
+        return raw
+    marker = inline_password_of(spec["password"])
+    raw["spec"] = {k: v for k, v in spec.items() if k != "password"}
+    if marker is not None:
+        raw[INLINE_PASSWORD_KEY] = marker.value
+    return raw
+
+
 def config_observed(obj: RawObject) -> Observation:
-    """A metallb.io object, kept whole (less ``managedFields``, which is bookkeeping)."""
+    """A metallb.io object, kept whole but for ``managedFields``, the last-applied annotation and a
+    BGPPeer's inline password (see :func:`peer_password_observed`)."""
     ref = _ref(obj)
     kind = _str(obj.get("kind"))
     if kind not in CONFIG_KINDS:
         raise Untranslatable(f"not a metallb.io configuration kind: {kind!r}")
-    raw = dict(obj)
-    raw["metadata"] = {k: v for k, v in _dict(obj.get("metadata")).items() if k != "managedFields"}
+    raw = _without_inline_password(obj) if CONFIG_KINDS[kind] is ObjectKind.BGP_PEER else dict(obj)
+    raw["metadata"] = _published_metadata(obj.get("metadata"))
     if not _json_document(raw):
         raise Untranslatable(f"{kind} {ref.namespace}/{ref.name} holds values JSON cannot carry")
     event = ConfigObjectObserved(ref=ref, kind=kind, api_version=_str(obj.get("apiVersion")), raw=raw)
@@ -310,14 +341,32 @@ def referenced_secrets(peers: Iterable[RawObject], namespace: str) -> frozenset[
     return frozenset(names)
 
 
-def secret_observed(obj: RawObject) -> Observation:
+def _base64_text(value: str | None) -> str | None:
+    """A Secret's data value decoded (invalid UTF-8 replaced); None when absent or not base64."""
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return None
+
+
+def peer_password_observed(obj: RawObject) -> Observation | None:
+    """A BGPPeer's usable inline password, for the ``SECRETS`` stream; None when it has none."""
     ref = _ref(obj)
-    data = {}
-    for key, value in _str_map(obj.get("data")).items():
-        try:
-            data[key] = base64.b64decode(value, validate=True).decode("utf-8", errors="replace")
-        except (binascii.Error, ValueError):
-            continue
+    password = _dict(obj.get("spec")).get("password")
+    if inline_password_of(password) is not InlinePassword.SET:
+        return None
+    assert isinstance(password, str)
+    event = BGPPeerPasswordObserved(ref=ref, password=password)
+    return _observation(ObjectKind.BGP_PEER_PASSWORD, ref, event)
+
+
+def secret_observed(obj: RawObject) -> Observation:
+    """A referenced Secret, reduced to its ``password`` key: no other key ever leaves the watcher."""
+    ref = _ref(obj)
+    password = _base64_text(_str_map(obj.get("data")).get(SECRET_PASSWORD_KEY))
+    data = {SECRET_PASSWORD_KEY: password} if password is not None else {}
     event = SecretObserved(ref=ref, secret_type=_str(obj.get("type")), data=data)
     return _observation(ObjectKind.SECRET, ref, event)
 
@@ -359,10 +408,20 @@ def tombstone(kind: ObjectKind, namespace: str, name: str, uid: str, trigger: st
     )
 
 
+def holds_secrets(raw: RawObject) -> bool:
+    """Whether a stored configuration object still holds what is no longer published (a value written
+    by an earlier release): an inline password or the last-applied annotation."""
+    annotations = _dict(_dict(raw.get("metadata")).get("annotations"))
+    return LAST_APPLIED_ANNOTATION in annotations or "password" in _dict(raw.get("spec"))
+
+
 def stored_identity(event: Event) -> Identity | None:
-    """The identity of a value read back from the ``K8S`` stream (None for a foreign event)."""
+    """The identity of a value read back from the ``K8S`` stream (None for a foreign event). A stored
+    value that still holds secrets matches no object, so that it is published again without them."""
     if isinstance(event, ObjectDeleted):
         return Identity(event.uid, "", deleted=True)
+    if isinstance(event, ConfigObjectObserved) and holds_secrets(event.raw):
+        return Identity(event.ref.uid, "")
     if isinstance(event, EndpointsObserved):
         return Identity("", endpoints_hash(event.nodes))
     ref = cast(ObjectRef | None, getattr(event, "ref", None))

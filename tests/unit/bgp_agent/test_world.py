@@ -6,12 +6,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from schemas.events import AllocationFailed, ObjectKind, ServiceId
+from schemas.events import AllocationFailed, ConfigObjectObserved, ObjectKind, ServiceId
 from schemas.events.decisions import ConfigurationEvaluated
 from schemas.metallb import BGPPeer, parse_config_object
 from services.announcer.bgp.peering import Refusal, Refused
 from services.announcer.bgp_sessions import SessionSpec, session_spec_for
 from services.announcer.bgp_world import BgpWorld
+from services.watcher.observe.translate import config_observed, peer_password_observed
 from tests.bgp_world import (
     allocated,
     bgp_advertisement,
@@ -85,6 +86,24 @@ def test_password_inline_or_from_the_referenced_secret() -> None:
     assert world.password_for(referencing) == "s3cret"
     world.apply(deleted(ObjectKind.SECRET, "md5", namespace="metallb-system"))
     assert world.password_for(referencing) is None
+
+
+def test_an_inline_password_taken_out_by_the_watcher_comes_from_secrets() -> None:
+    """The BGPPeer as the watcher publishes it says only that it has a password; the value arrives apart."""
+    world = BgpWorld("node-a")
+    raw = bgp_peer("tor", "10.0.0.1", my_asn=64512, peer_asn=64513, password="inline-md5").raw
+    published = config_observed(raw).event
+    assert isinstance(published, ConfigObjectObserved) and "inline-md5" not in str(published.raw)
+    assert world.apply(published)
+    (peer,) = world.configuration.peers
+    assert peer.has_inline_password and peer.spec.password == ""
+    assert world.password_for(peer) is None  # not observed yet
+    apart = peer_password_observed(raw)
+    assert apart is not None and world.apply(apart.event)
+    assert world.password_for(peer) == "inline-md5"
+    assert not world.apply(apart.event)  # the same password again changes nothing
+    assert world.apply(deleted(ObjectKind.BGP_PEER_PASSWORD, "tor", namespace="metallb-system"))
+    assert world.password_for(peer) is None
 
 
 def test_session_spec_from_peer_node_and_profiles() -> None:

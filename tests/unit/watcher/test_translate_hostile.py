@@ -19,6 +19,7 @@ from schemas.events.codec import encode, read_envelope, wrap
 from services.watcher.observe.projection import (
     EndpointsProjection,
     ObjectProjection,
+    PeerPasswordProjection,
     PeerProjection,
     Projection,
     SecretProjection,
@@ -45,7 +46,8 @@ FIELDS = ("metadata", "spec", "status", "data", "kind", "apiVersion", "endpoints
           "resourceVersion", "labels", "annotations", "ports", "port", "protocol", "ipFamilies", "ipFamilyPolicy",
           "clusterIPs", "loadBalancer", "ingress", "ip", "conditions", "addresses", "address", "nodeName", "ready",
           "serving", "selector", "externalTrafficPolicy", "passwordSecret", "config.conf", "kubernetes.io/service-name",
-          "metallb.io/loadBalancerIPs", "loadBalancerIP", "loadBalancerClass", "managedFields")
+          "metallb.io/loadBalancerIPs", "loadBalancerIP", "loadBalancerClass", "managedFields", "password",
+          "metalbusInlinePassword", "kubectl.kubernetes.io/last-applied-configuration")
 keyed = st.recursive(
     values,
     lambda inner: st.dictionaries(st.sampled_from(FIELDS) | text, inner, max_size=6),
@@ -67,7 +69,7 @@ def _ordinary(name: str) -> RawObject:
     return {"kind": "IPAddressPool", "apiVersion": "metallb.io/v1beta1",
             "metadata": {"name": name, "namespace": "metallb-system", "uid": f"uid-{name}", "resourceVersion": "7",
                          "labels": {"kubernetes.io/service-name": name}},
-            "data": {"config.conf": "mode: ipvs"}, "spec": {"ports": [{"port": 80}]},
+            "data": {"config.conf": "mode: ipvs"}, "spec": {"ports": [{"port": 80}], "password": "pw"},
             "endpoints": [{"nodeName": "node-1"}]}
 
 
@@ -86,6 +88,7 @@ def _projections(errors: list[Exception]) -> list[Projection]:
         *(ObjectProjection(kind, translate, on_error=record) for kind, translate in simple),
         EndpointsProjection(on_error=record),
         PeerProjection(config_observed, namespace="metallb-system", references=references, on_error=record),
+        PeerPasswordProjection(),
         SecretProjection(secret_observed, references=wanted, on_error=record),
     ]
 
