@@ -43,9 +43,12 @@ ACCOUNT = "METALBUS"
 AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 #: Announcers connect as this prefix followed by their node's name.
 NODE_USER_PREFIX = "node-"
-#: What the account may store in JetStream at most: every stream's bound and some room for leases.
-ACCOUNT_MAX_FILE = sum(spec.max_bytes for spec in STREAMS) + 64 * 1024 * 1024
-ACCOUNT_MAX_MEMORY = 1024 * 1024 * 1024
+#: What the account may store in JetStream at most: every stream's bound and some room for leases, at up to
+#: three replicas (a replica counts against the account). Every overlay's ``max_file_store`` holds it.
+MAX_REPLICAS = 3
+ACCOUNT_MAX_FILE = (sum(spec.max_bytes for spec in STREAMS) + 64 * 1024 * 1024) * MAX_REPLICAS
+#: No stream is kept in memory; ephemeral readers are small. Within every overlay's max_memory_store.
+ACCOUNT_MAX_MEMORY = 64 * 1024 * 1024
 
 
 class BusUser(StrEnum):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 
+import nats.errors
 import nats.js.errors
 
 from services.common.bus import Bus, BusSettings, stream_config
@@ -65,12 +66,22 @@ async def wait_until_provisioned(bus: Bus, *, health: Health, stopping: asyncio.
     return False
 
 
-async def provision_command(url: str, *, replicas: int, ca_file: str | None) -> int:
+async def provision_command(url: str, *, replicas: int, ca_file: str | None, patience: float = 120.0) -> int:
     """``metalbus bus provision``: connect as the admin user, provision, say what is there."""
     setup_logging("provision")
     settings = BusSettings(url=url, replicas=replicas, tls_ca_file=ca_file, initial_attempts=30)
     async with await Bus.connect(settings, producer="admin/provision") as bus:
-        await provision(bus)
+        deadline = asyncio.get_running_loop().time() + patience
+        while True:
+            try:
+                await provision(bus)
+                break
+            except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as error:
+                # a JetStream cluster still electing its leader answers nothing, or "unavailable"
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("JetStream not available yet error=%r", error)
+                await asyncio.sleep(1.0)  # then ask again: the Job should not fail on a cluster still forming
         missing = await bus.missing_streams()
     if missing:
         log.error("provisioning incomplete missing=%s", ",".join(missing))

@@ -131,8 +131,9 @@ class StreamSpec:
     max_msgs: int = -1
     #: How long the server remembers message ids to drop a re-sent publish.
     duplicate_window_seconds: float = 120.0
-    #: The stream's size bound on disk (per replica), so no writer can fill the disk.
-    max_bytes: int = 1 * GIB
+    #: The stream's size bound on disk (per replica), so no writer can fill the disk. JetStream reserves it
+    #: from the account's ``max_file`` (times the replicas) and the server's ``max_file_store``.
+    max_bytes: int = 256 * MIB
     #: When full, refuse new messages (True) rather than drop the oldest: for streams whose oldest
     #: message of a subject may still be the one in force.
     discard_new: bool = True
@@ -160,7 +161,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         subjects=tuple(f"{K8S_PREFIX}.{kind.value}.>" for kind in ObjectKind if kind not in SECRET_KINDS),
         description="observed Kubernetes state, last value per object, deletions as tombstones",
         per_subject=1,
-        max_bytes=2 * GIB,
+        max_bytes=256 * MIB,
         sealed_history=True,
     ),
     StreamSpec(
@@ -168,7 +169,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         subjects=tuple(f"{K8S_PREFIX}.{kind.value}.>" for kind in sorted(SECRET_KINDS)),
         description="BGP peers' passwords (referenced Secrets, inline passwords), readable by announcers only",
         per_subject=1,
-        max_bytes=64 * MIB,
+        max_bytes=16 * MIB,
         sealed_history=True,
     ),
     StreamSpec(
@@ -181,7 +182,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         # Message ids here only chain the fenced appends (Bus.send_fenced); nobody re-sends one, and
         # the server need not remember thousands of ids per second of a burst for two minutes.
         duplicate_window_seconds=5.0,
-        max_bytes=4 * GIB,
+        max_bytes=512 * MIB,
         sealed_history=True,
     ),
     StreamSpec(
@@ -190,7 +191,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         description="what each announcer announces on the wire, and BGP session state",
         per_subject=1000,
         max_age_seconds=30 * DAY,
-        max_bytes=1 * GIB,
+        max_bytes=128 * MIB,
     ),
     StreamSpec(
         name=StreamName.DEAD_LETTER,
@@ -198,7 +199,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         description="messages that failed validation or exhausted their redeliveries",
         max_age_seconds=30 * DAY,
         max_msgs=1_000_000,
-        max_bytes=256 * MIB,
+        max_bytes=64 * MIB,
         discard_new=False,
     ),
 )

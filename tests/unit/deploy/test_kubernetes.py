@@ -344,11 +344,14 @@ def test_nats_server_accepts_the_configuration(overlay: str, tmp_path: Path) -> 
     result = subprocess.run([nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
                             capture_output=True, text=True, env=env, timeout=30, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    replicas = find(objects, "StatefulSet", "metalbus-nats")["spec"]["replicas"]
-    routes = [line for line in config["nats.conf"].splitlines() if "metalbus-nats-headless:6222" in line]
+    statefulset = find(objects, "StatefulSet", "metalbus-nats")
+    replicas = statefulset["spec"]["replicas"]
+    arguments = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
+    routes = arguments[arguments.index("--routes") + 1].split(",") if "--routes" in arguments else []
     assert len(routes) == (replicas if replicas > 1 else 0)
-    for ordinal in range(len(routes)):
-        assert f"metalbus-nats-{ordinal}.metalbus-nats-headless" in routes[ordinal]
+    for ordinal, route in enumerate(routes):  # the password expanded by the kubelet, not NATS
+        assert route == f"nats://route:$(ROUTE_PASSWORD)@metalbus-nats-{ordinal}.metalbus-nats-headless:6222"
+    assert "$ROUTE_PASSWORD@" not in config["nats.conf"]
 
 
 def test_metrics_services_select_each_component_port() -> None:
