@@ -120,7 +120,7 @@ def test_down_after_a_crash_leaves_nothing_behind(tmp_path: Path) -> None:
         up = lab_command(plan, "up", "--no-follow")
         assert up.returncode in (0, 1), up.stderr  # reachability is the other tests' business
         state = LabState.load(plan.state_file)
-        assert state is not None and len(state.pids) == 4 + 2 * len(NODES)
+        assert state is not None and len(state.pids) == 5 + 2 * len(NODES)  # nats, authenticator, watcher, ipam, bird
         for pid in state.pids.values():  # the crash: every process dies at once, the state file is lost
             os.kill(pid, signal.SIGKILL)
         plan.state_file.unlink()
