@@ -149,14 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="what metalbus is doing, read from the bus")
     status.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+    status.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
 
     explain = commands.add_parser("explain", help="why a Service has (or has not) an IP, and where it is announced")
     explain.add_argument("service", help="NAMESPACE/NAME")
     explain.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+    explain.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
 
     history = commands.add_parser("history", help="which Service held an IP when, which node answered for it when")
     history.add_argument("query", help="NAMESPACE/NAME of a Service, or an IP address")
     history.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+    history.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
 
     lab = commands.add_parser("lab", help="the whole system in network namespaces on this machine (root)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
@@ -311,15 +314,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         from services.operator.status import show_status
 
-        return asyncio.run(show_status(args.nats))
+        return asyncio.run(show_status(args.nats, ca_file=args.nats_ca_file))
     if args.command == "explain":
         from services.operator.explain import show_explain
 
-        return asyncio.run(show_explain(args.nats, args.service))
+        return asyncio.run(show_explain(args.nats, args.service, ca_file=args.nats_ca_file))
     if args.command == "history":
         from services.operator.history import show_history
 
-        return asyncio.run(show_history(args.nats, args.query))
+        return asyncio.run(show_history(args.nats, args.query, ca_file=args.nats_ca_file))
     if args.command == "lab":
         return _run_lab(args)
     if args.command == "bus":

@@ -20,9 +20,9 @@ from schemas.events import (
     ObjectKind,
     ServiceObserved,
 )
-from services.common.bus import Bus, BusSettings
+from services.common.bus import Bus
 from services.common.subjects import StreamName, k8s_subject
-from services.operator.views import At, ClusterView, read_view, since
+from services.operator.views import At, ClusterView, connect_operator, read_view, since
 
 
 def _when(at: At, now: datetime) -> str:
@@ -144,12 +144,13 @@ async def observed_service(
             endpoints if isinstance(endpoints, EndpointsObserved) else None)
 
 
-async def show_explain(nats_url: str, target: str, *, console: Console | None = None) -> int:
+async def show_explain(
+    nats_url: str, target: str, *, console: Console | None = None, ca_file: str | None = None
+) -> int:
     console = console or Console()
     namespace, _, name = target.rpartition("/")
     namespace = namespace or "default"
-    bus = await Bus.connect(BusSettings(url=nats_url, connect_timeout=2.0, initial_attempts=1),
-                            producer="explain/cli")
+    bus = await connect_operator(nats_url, ca_file=ca_file, command="explain")
     async with bus:
         view = await read_view(bus)
         observed, endpoints = await observed_service(bus, namespace, name)

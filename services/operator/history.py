@@ -25,8 +25,9 @@ from schemas.events import (
     L2PlacementCleared,
     L2PlacementDecided,
 )
-from services.common.bus import Bus, BusSettings, Received
+from services.common.bus import Bus, Received
 from services.common.subjects import StreamName
+from services.operator.views import connect_operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +132,11 @@ def history_table(query: str, entries: list[Entry]) -> Table:
     return table
 
 
-async def show_history(nats_url: str, query: str, *, console: Console | None = None) -> int:
+async def show_history(
+    nats_url: str, query: str, *, console: Console | None = None, ca_file: str | None = None
+) -> int:
     console = console or Console()
-    bus = await Bus.connect(BusSettings(url=nats_url, connect_timeout=2.0, initial_attempts=1),
-                            producer="history/cli")
+    bus = await connect_operator(nats_url, ca_file=ca_file, command="history")
     async with bus:
         log = await read_log(bus)
     if not is_ip(query) and "/" not in query:

@@ -22,11 +22,11 @@ from schemas.events import (
     IPReleased,
     PoolUsageReported,
 )
-from services.common.bus import Bus, BusSettings, Received
+from services.common.bus import Bus, Received
 from services.common.inbound import read_heartbeat
 from services.common.subjects import HEARTBEATS, STREAMS, StreamName
 from services.operator.tables import services_table, sessions_table
-from services.operator.views import read_view
+from services.operator.views import connect_operator, read_view
 
 HEARTBEAT_LISTEN_SECONDS = 0.5
 
@@ -103,9 +103,11 @@ async def live_announcers(bus: Bus, seconds: float = HEARTBEAT_LISTEN_SECONDS) -
     return heard
 
 
-async def show_status(nats_url: str, *, console: Console | None = None) -> int:
+async def show_status(
+    nats_url: str, *, console: Console | None = None, ca_file: str | None = None
+) -> int:
     console = console or Console()
-    bus = await Bus.connect(BusSettings(url=nats_url, connect_timeout=2.0, initial_attempts=1), producer="status/cli")
+    bus = await connect_operator(nats_url, ca_file=ca_file, command="status")
     async with bus:
         streams = Table(title="streams")
         for column in ("stream", "messages", "last sequence"):

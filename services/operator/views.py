@@ -22,7 +22,7 @@ from schemas.events import (
     L2PlacementDecided,
     PoolUsageReported,
 )
-from services.common.bus import Bus, Received
+from services.common.bus import Bus, BusSettings, Received
 from services.common.subjects import StreamName
 
 
@@ -123,3 +123,9 @@ def since(at: At, now: datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+async def connect_operator(nats_url: str, *, ca_file: str | None, command: str) -> Bus:
+    """The bus for one operator command: one attempt, a short timeout (a person is waiting)."""
+    return await Bus.connect(BusSettings(url=nats_url, connect_timeout=2.0, initial_attempts=1, tls_ca_file=ca_file),
+                             producer=f"{command}/cli")
