@@ -54,9 +54,15 @@ class Projection(ABC):
         """Inputs from outside the resource changed; the subjects that may have changed."""
         return []
 
+    #: Whether a subject can be emptied again and again while its object lives on (a fold, a Secret no longer
+    #: referenced, a password taken off its peer): then each emptying is a tombstone of its own, with an id
+    #: per change; otherwise an object is deleted once and its tombstone's id is per uid.
+    empties_while_the_object_lives = False
+
     def tombstone(self, subject: str, stored: Identity, trigger: str) -> Observation:
         kind, namespace, name = parse_k8s_subject(subject)
-        return tombstone(kind, namespace, name, stored.uid, trigger)
+        uid = "" if self.empties_while_the_object_lives else stored.uid
+        return tombstone(kind, namespace, name, uid, trigger)
 
 
 class ObjectProjection(Projection):
@@ -151,6 +157,8 @@ class PeerPasswordProjection(ObjectProjection):
     """The inline passwords of BGPPeers, one subject per peer that has a usable one (on ``SECRETS``), fed the
     same objects as the BGPPeers' projection. An unreadable peer is reported there, not twice."""
 
+    empties_while_the_object_lives = True  # a password removed, put back and removed again
+
     def __init__(self) -> None:
         super().__init__(ObjectKind.BGP_PEER_PASSWORD, peer_password_observed, on_error=self._reported_by_the_peers)
 
@@ -158,14 +166,11 @@ class PeerPasswordProjection(ObjectProjection):
     def _reported_by_the_peers(obj: RawObject, error: Exception) -> None:
         pass
 
-    def tombstone(self, subject: str, stored: Identity, trigger: str) -> Observation:
-        # A peer's password can be removed, put back and removed again: one tombstone per change, not per uid.
-        kind, namespace, name = parse_k8s_subject(subject)
-        return tombstone(kind, namespace, name, "", trigger)
-
 
 class SecretProjection(ObjectProjection):
     """Secrets of the configuration namespace; only those a BGPPeer references are desired."""
+
+    empties_while_the_object_lives = True  # no longer referenced, referenced again, and so on
 
     def __init__(
         self, translate: Translate, *, references: SecretReferences, on_error: Callable[[RawObject, Exception], None]
@@ -195,6 +200,8 @@ class SecretProjection(ObjectProjection):
 
 class EndpointsProjection(Projection):
     """EndpointSlices folded per Service: one subject per Service that has slices."""
+
+    empties_while_the_object_lives = True  # a fold has no uid of its own
 
     def __init__(self, *, on_error: Callable[[RawObject, Exception], None]) -> None:
         super().__init__(ObjectKind.ENDPOINTS)
@@ -259,7 +266,3 @@ class EndpointsProjection(Projection):
 
     def subjects(self) -> Iterable[str]:
         return self._current.keys()
-
-    def tombstone(self, subject: str, stored: Identity, trigger: str) -> Observation:
-        kind, namespace, name = parse_k8s_subject(subject)
-        return tombstone(kind, namespace, name, "", trigger)

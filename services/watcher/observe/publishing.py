@@ -87,6 +87,10 @@ class ProjectionPublisher:
             if want is None and have is not None and not have.deleted:
                 want = self.projection.tombstone(subject, have, trigger)
             if want is not None and have != want.identity:
+                if have is not None and have.deleted:
+                    # back after a tombstone (a Secret referenced again): the stream may still remember the
+                    # id it was first published with, and would drop the message as a repeat
+                    want = dataclasses.replace(want, msg_id=f"{want.msg_id}@{trigger}")
                 batch.append(want)
                 self.stored[subject] = want.identity
         return batch

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -233,7 +234,9 @@ class Reflector:
             next_version = version
             for item in items:
                 if isinstance(item, _Poke):
-                    batch.extend(self._changes(self.projection.refresh(), trigger=next_version))
+                    # unique per refresh: the references can go back and forth with no change of the resource
+                    refresh = f"{next_version}@{time.time_ns():x}"
+                    batch.extend(self._changes(self.projection.refresh(), trigger=refresh))
                 elif item.stream != number or ended is not None:
                     continue  # a line of an older stream, or after the end of this one
                 elif isinstance(item, Ended):
