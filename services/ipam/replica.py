@@ -28,6 +28,7 @@ from services.common.errors import RetryableError, WrongLastSequence
 from services.common.follower import Follower
 from services.common.lease_keeper import LeaseKeeper
 from services.common.subjects import LEASES, Component, StreamName
+from services.common.supervision import OnFailure, supervised
 from services.common.tracing import extract_context, inject_context, passed_on, spans_exported, tracer
 from services.ipam import metrics
 from services.ipam.decider import Decider, Outgoing
@@ -377,15 +378,8 @@ class Replica:
 
     def _dead_letter(self, message: Msg, error: Refused) -> None:
         metrics.INVALID_INPUTS.inc()
-        task = asyncio.get_running_loop().create_task(
-            self._bus.dead_letter(message, consumer="ipam", reason=f"invalid event: {error}")
-        )
-        task.add_done_callback(_log_failure)
-
-
-def _log_failure(task: asyncio.Task[object]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("dead letter not stored error=%r", task.exception())
+        supervised(lambda: self._bus.dead_letter(message, consumer="ipam", reason=f"invalid event: {error}"),
+                   name="dead-letter", on_failure=OnFailure.REPORT)  # one-shot: a failure is logged and counted
 
 
 def _observe_latency(batch: list[Received]) -> None:

@@ -24,8 +24,8 @@ from opentelemetry import trace
 
 from services.common.bus import Bus, Received
 from services.common.consumer import Consumer, ConsumerSpec, durable_config
-from services.common.errors import BusError
 from services.common.subjects import DURABLES, Component, DurableSpec
+from services.common.supervision import Backoff, OnFailure, watch
 from services.common.tracing import tracer
 from services.watcher.kube import KubeClients
 from services.watcher.status import metrics
@@ -113,12 +113,18 @@ class StatusWriter:
             return
         consumers = [Consumer(self.bus, ConsumerSpec(feed.stream, feed.name, feed.subjects), self.handle)
                      for feed in FEEDS]
+        # Every loop here resumes from what it keeps (the durable's position, the queue): restarted on failure.
+        backoff = Backoff(first=self.settings.retry_delay, limit=self.settings.max_retry_delay)
+
+        def restarted(run: Callable[[], Awaitable[None]], name: str) -> Coroutine[Any, Any, None]:
+            return watch(run, name=name, on_failure=OnFailure.RESTART, backoff=backoff)
+
         async with asyncio.TaskGroup() as group:
             for feed, consumer in zip(FEEDS, consumers, strict=True):
-                group.create_task(self._guarded(f"consumer {feed.name}", consumer.run))
-            helpers = [group.create_task(self._worker(), name=f"status-writer-{index}")
+                group.create_task(restarted(consumer.run, f"status-consumer-{feed.name}"))
+            helpers = [group.create_task(restarted(self._worker, "status-writer"), name=f"status-writer-{index}")
                        for index in range(max(1, self.settings.workers))]
-            helpers.append(group.create_task(self.recorder.run(), name="status-events"))
+            helpers.append(group.create_task(restarted(self.recorder.run, "status-events"), name="status-events"))
             self.ready.set()
             log.info("status writer running objects=%d workers=%d", len(self.queue), len(helpers) - 1)
             await self.stopping.wait()
@@ -189,21 +195,6 @@ class StatusWriter:
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), delay)
-
-    async def _guarded(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
-        """Run ``run`` until stopping; a failure is logged and retried after a pause, never lost."""
-        delay = self.settings.retry_delay
-        while not self.stopping.is_set():
-            try:
-                await run()
-                delay = self.settings.retry_delay
-            except (BusError, nats.errors.Error, OSError) as error:
-                log.warning("%s failed, restarting retry_in_s=%.1f error=%r", name, delay, error)
-            except Exception:
-                log.exception("%s failed unexpectedly, restarting retry_in_s=%.1f", name, delay)
-            if not self.stopping.is_set():
-                await self._pause(delay)
-                delay = min(delay * 2, self.settings.max_retry_delay)
 
     # --- rebuilding from the streams ----------------------------------------------------------
 
