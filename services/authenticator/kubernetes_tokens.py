@@ -16,6 +16,7 @@ from typing import Any
 
 import kubernetes.client
 import kubernetes.config
+import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from services.authenticator.identity import Claim, Refusal
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 TOKEN_AUDIENCE = "metalbus-nats"
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+#: Seconds an API request may take: the NATS server has given up on the connection long before.
+API_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +67,16 @@ class TokenReviewer:
         except ApiException as error:
             log.warning("token review failed status=%s reason=%s", error.status, error.reason)
             return Refusal.VERIFIER_UNAVAILABLE
-        except (OSError, ValueError) as error:  # the API unreachable, or an answer of the wrong shape
+        except (OSError, ValueError, urllib3.exceptions.HTTPError) as error:  # unreachable, or a wrong answer
             log.warning("token review failed error=%r", error)
             return Refusal.VERIFIER_UNAVAILABLE
 
     def _check(self, claim: Claim) -> Refusal | None:
         review = kubernetes.client.V1TokenReview(
             spec=kubernetes.client.V1TokenReviewSpec(token=claim.credential, audiences=[self._audience]))
-        status = self._authentication.create_token_review(review).status
+        status = self._authentication.create_token_review(review, _request_timeout=API_TIMEOUT).status
         if status is None or not status.authenticated or self._audience not in (status.audiences or []):
+            log.info("token review refused node=%s error=%s", claim.node, status.error if status else None)
             return Refusal.TOKEN_NOT_AUTHENTICATED
         user = status.user
         if user is None or user.username != self._account.username:
@@ -83,6 +87,6 @@ class TokenReviewer:
             pods = extra.get(POD_NAME_EXTRA) or []
             if not pods:
                 return Refusal.WRONG_NODE
-            pod = self._core.read_namespaced_pod(pods[0], self._account.namespace)
+            pod = self._core.read_namespaced_pod(pods[0], self._account.namespace, _request_timeout=API_TIMEOUT)
             nodes = [pod.spec.node_name] if pod.spec and pod.spec.node_name else []
         return None if nodes == [claim.node] else Refusal.WRONG_NODE

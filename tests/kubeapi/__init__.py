@@ -6,12 +6,14 @@
         api.drop_watches()                                 # cut every open watch stream mid-flight
         api.compact()                                      # older resourceVersions now give 410 Expired
         api.fail_next("patch", "services/status", 409)     # the next status patch of a Service conflicts
+        api.issue_token(namespace="ns", service_account="sa", pod="p", audiences=["x"])  # for a TokenReview
 
 What the server keeps: one global resourceVersion; uid, creationTimestamp, generation (spec changes only),
 generateName; 409 AlreadyExists and 409 Conflict (stale metadata.resourceVersion on PUT or in a patch body);
 the ``/status`` subresource; merge, strategic-merge (as merge) and JSON patches; finalizers; label and field
 selectors on list and watch; list paging (limit/continue) and resourceVersionMatch=Exact; watches replaying
-from a resourceVersion out of a bounded history, with bookmarks and timeoutSeconds.
+from a resourceVersion out of a bounded history, with bookmarks and timeoutSeconds; TokenReviews of the
+ServiceAccount tokens it issued (``tests.kubeapi.tokens``).
 
 How a too-old resourceVersion surfaces: the watch answers 200 and one ``ERROR`` event holding a Status
 (code 410, reason Expired); ``kubernetes.watch.Watch().stream`` raises ``ApiException(status=410)`` (at once

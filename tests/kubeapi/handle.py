@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,6 +17,7 @@ from tests.kubeapi.errors import ApiError
 from tests.kubeapi.resources import RESOURCES, Resource, ResourceTable
 from tests.kubeapi.server import KubeHTTPServer
 from tests.kubeapi.store import Change, Request, Store
+from tests.kubeapi.tokens import API_AUDIENCE, TokenAuthority
 from tests.kubeapi.watching import End
 
 Obj = dict[str, Any]
@@ -44,6 +45,7 @@ class KubeApi:
     ) -> None:
         self.table = ResourceTable(resources)
         self.store = Store(self.table, history_limit=history_limit, require_namespaces=require_namespaces)
+        self.tokens = TokenAuthority(self.store)
         self._bookmark_interval = bookmark_interval
         self._preset = preset_namespaces
         self._server: KubeHTTPServer | None = None
@@ -55,7 +57,7 @@ class KubeApi:
             raise RuntimeError("already started")
         for ns in self._preset:
             self.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        self._server = KubeHTTPServer(self.store, bookmark_interval=self._bookmark_interval)
+        self._server = KubeHTTPServer(self.store, tokens=self.tokens, bookmark_interval=self._bookmark_interval)
         self._thread = threading.Thread(target=self._server.serve, name="kubeapi", daemon=True)
         self._thread.start()
         return self
@@ -196,6 +198,19 @@ class KubeApi:
             and (storage is None or r.resource == storage)
             and (subresource is None or r.subresource == subresource)
         ]
+
+    def issue_token(self, *, namespace: str, service_account: str, pod: str | None = None,
+                    audiences: Sequence[str] = (API_AUDIENCE,), expiration_seconds: int = 3600,
+                    issued_at: float | None = None, pod_node_info: bool = True) -> str:
+        """A token of ``namespace/service_account``, as a TokenRequest (or a projected volume) gives it.
+
+        ``pod`` (stored, in ``namespace``) binds it: the token dies with that pod, and names the pod's
+        node unless ``pod_node_info`` is False (clusters before Kubernetes 1.30). ``issued_at`` (epoch
+        seconds) dates it in the past, for an expired token. Reviews: :mod:`tests.kubeapi.tokens`.
+        """
+        return self.tokens.issue(namespace=namespace, service_account=service_account, pod=pod,
+                                 audiences=audiences, expiration_seconds=expiration_seconds,
+                                 issued_at=issued_at, pod_node_info=pod_node_info)
 
     # ------------------------------------------------------------------ direct object access
     def put_object(self, obj: Obj) -> Obj:

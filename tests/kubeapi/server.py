@@ -1,7 +1,7 @@
 """HTTP routing: the Kubernetes REST paths the official client calls, served from a ``Store``.
 
 ``/api/v1/...`` and ``/apis/{group}/{version}/...``; namespaced and cluster-scoped paths, cross-namespace
-lists, the ``/status`` subresource, and watches streamed as chunked JSON lines.
+lists, the ``/status`` subresource, watches streamed as chunked JSON lines, and token reviews.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tests.kubeapi.patching import PatchError, PatchType
 from tests.kubeapi.resources import Resource, ResourceTable
 from tests.kubeapi.selectors import Filter, SelectorError, parse_field_selector, parse_label_selector
 from tests.kubeapi.store import Request, Store
+from tests.kubeapi.tokens import REVIEW_PATH, REVIEW_STORAGE, TokenAuthority
 from tests.kubeapi.watching import End, WatchSession
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,10 @@ class KubeHTTPServer(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 256  # many clients connecting at once must not meet SYN retries
 
-    def __init__(self, store: Store, *, bookmark_interval: float) -> None:
+    def __init__(self, store: Store, *, tokens: TokenAuthority, bookmark_interval: float) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.store = store
+        self.tokens = tokens
         self.bookmark_interval = bookmark_interval
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -155,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._recorded = False
         try:
             body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
-            if self._discovery(method, url.path):
+            if self._discovery(method, url.path) or self._token_review(method, url.path, body):
                 return
             route = self._route(url.path)
             watch = query.get("watch") in ("true", "1")
@@ -332,6 +334,21 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 session.end = End.CLIENT_GONE
         self.close_connection = session.end in (End.CLOSED, End.CLIENT_GONE)
+
+    # ------------------------------------------------------------------ token reviews
+    def _token_review(self, method: str, path: str, body: Any) -> bool:
+        """``POST .../tokenreviews``: answered by the token authority, stored nowhere, logged as a create."""
+        if path.rstrip("/") != REVIEW_PATH:
+            return False
+        try:
+            if method != "POST":
+                raise ApiError(405, f"{method} is not supported on tokenreviews")
+            code, answer = 201, self.server.tokens.review(body)
+        except ApiError as exc:
+            code, answer = exc.code, exc.status()
+        self.server.store.record(Request("create", REVIEW_STORAGE, None, None, None, code))
+        self._send_json(code, answer)
+        return True
 
     # ------------------------------------------------------------------ discovery
     def _discovery(self, method: str, path: str) -> bool:
