@@ -3,9 +3,9 @@
 The ConfigMap ``metalbus-nats-config`` is rendered from ``k8s/overlays/<overlay>`` (not copied): its
 ``nats.conf`` and ``accounts.conf`` are written out with only the paths and ports of this machine put in
 (store, pid file, certificates, listen addresses, route URLs). The server's environment holds what the
-Secrets of ``metalbus bus secrets`` would give it; the authenticator runs beside it as in the NATS pod
-(with node tokens instead of TokenReview, there being no Kubernetes API here), and the administrative
-step runs as the admin user.
+Secrets of ``metalbus bus secrets`` would give it; the authenticator runs beside it as in the NATS pod —
+with node tokens, or given the kubeconfig of an API (the stand-in, ``tests.kubeapi``) as the shipped
+container runs it, with TokenReview — and the administrative step runs as the admin user.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +44,12 @@ def shipped_arguments(overlay: str, environment: dict[str, str]) -> list[str]:
     """The NATS container's arguments, ``$(VAR)`` expanded from ``environment`` as the kubelet does."""
     statefulset = find(rendered(overlay), "StatefulSet", "metalbus-nats")
     arguments: list[str] = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
-    return [re.sub(r"\$\(([A-Z_]+)\)", lambda match: environment[match.group(1)], argument) for argument in arguments]
+    return [kubelet_expanded(argument, environment) for argument in arguments]
+
+
+def kubelet_expanded(text: str, environment: dict[str, str]) -> str:
+    """``text`` with its ``$(VAR)`` references replaced from ``environment``, as the kubelet does."""
+    return re.sub(r"\$\(([A-Z_]+)\)", lambda match: environment[match.group(1)], text)
 
 
 @dataclass
@@ -71,6 +77,8 @@ class ShippedCluster:
     servers: list[ShippedServer] = field(default_factory=list)
     tls: Path | None = None
     authenticator: subprocess.Popen[bytes] | None = None
+    authenticator_port: int = field(default_factory=free_port)
+    """Where the authenticator serves /readyz and /metrics."""
 
     @property
     def url(self) -> str:
@@ -98,7 +106,9 @@ def _on_this_machine(text: str, *, cluster: ShippedCluster, server: ShippedServe
             .replace("/etc/nats/nats.conf", str(server.directory / "nats.conf"))
             .replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{server.client_port}")
             .replace("http: 0.0.0.0:8222", "")
-            .replace("listen: 0.0.0.0:6222", f"listen: 127.0.0.1:{server.cluster_port}"))
+            .replace("listen: 0.0.0.0:6222", f"listen: 127.0.0.1:{server.cluster_port}")
+            .replace("@localhost:4222", f"@127.0.0.1:{server.client_port}")
+            .replace("/etc/metalbus/issuer/seed", str(cluster.credentials.issuer_seed_file)))
     if cluster.tls is not None:
         text = text.replace("/etc/nats/tls/", f"{cluster.tls}/")
     for other in cluster.servers:
@@ -108,7 +118,10 @@ def _on_this_machine(text: str, *, cluster: ShippedCluster, server: ShippedServe
 
 
 @contextlib.contextmanager
-def shipped_cluster(overlay: str, directory: Path, *, startup_timeout: float = 30.0) -> Iterator[ShippedCluster]:
+def shipped_cluster(overlay: str, directory: Path, *, startup_timeout: float = 30.0,
+                    kubeconfig: Path | None = None) -> Iterator[ShippedCluster]:
+    """The overlay's NATS servers, provisioned; the authenticator checks node tokens, or with ``kubeconfig``
+    runs as the shipped container (``--token-review``) against that API."""
     config = shipped_config(overlay)
     replicas = find(rendered(overlay), "StatefulSet", "metalbus-nats")["spec"]["replicas"]
     cluster = ShippedCluster(overlay, directory, BusCredentials.create(directory / "credentials"))
@@ -131,7 +144,8 @@ def shipped_cluster(overlay: str, directory: Path, *, startup_timeout: float = 3
                     [nats_server_binary(), *arguments], stdout=log,
                     stderr=subprocess.STDOUT, env={**environment, "POD_NAME": f"metalbus-nats-{server.index}"})
         _wait_listening(cluster, startup_timeout)
-        cluster.authenticator = _start_authenticator(cluster)
+        cluster.authenticator = (_start_authenticator(cluster) if kubeconfig is None
+                                 else _start_shipped_authenticator(cluster, kubeconfig))
         _provision(cluster, startup_timeout)
         yield cluster
     finally:
@@ -158,11 +172,32 @@ def _wait_listening(cluster: ShippedCluster, timeout: float) -> None:
 
 def _start_authenticator(cluster: ShippedCluster) -> subprocess.Popen[bytes]:
     command = authenticator_command(cluster.credentials, nats_url=cluster.url, http_address="127.0.0.1",
-                                    http_port=0)
+                                    http_port=cluster.authenticator_port)
     if cluster.ca_file is not None:
         command += ["--nats-ca-file", cluster.ca_file]
     with (cluster.directory / "authenticator.log").open("wb") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _start_shipped_authenticator(cluster: ShippedCluster, kubeconfig: Path) -> subprocess.Popen[bytes]:
+    """The StatefulSet's authenticator container (``metalbus`` and its args, its environment from the
+    Secrets, as the kubelet gives it), the API reached through ``kubeconfig`` instead of in-cluster."""
+    statefulset = find(rendered(cluster.overlay), "StatefulSet", "metalbus-nats")
+    container = next(c for c in statefulset["spec"]["template"]["spec"]["containers"] if c["name"] == "authenticator")
+    secrets = {user.value: cluster.credentials.password(user) for user in BusUser}
+    environment = dict(os.environ)
+    for entry in container["env"]:
+        if "value" in entry:
+            value = kubelet_expanded(entry["value"], environment)
+        elif "secretKeyRef" in entry["valueFrom"]:
+            value = secrets[entry["valueFrom"]["secretKeyRef"]["key"]]
+        else:  # the downward API: the pod's name
+            value = "metalbus-nats-0"
+        environment[entry["name"]] = _on_this_machine(value, cluster=cluster, server=cluster.servers[0])
+    environment |= {"METALBUS_HTTP_PORT": str(cluster.authenticator_port), "METALBUS_HTTP_ADDRESS": "127.0.0.1"}
+    command = [sys.executable, "-m", "services.cli", *container["args"], "--kubeconfig", str(kubeconfig)]
+    with (cluster.directory / "authenticator.log").open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
 
 
 def _provision(cluster: ShippedCluster, timeout: float) -> None:
