@@ -17,10 +17,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from schemas.metallb import IPFamily
 from services.ipam.core import (
     Allocated,
     Allocator,
-    Family,
     IPFamilyPolicy,
     MatchLabels,
     PoolName,
@@ -79,12 +79,12 @@ def make_requests(count: int = 10_000) -> tuple[ServiceRequest, ...]:
     requests = []
     for i in range(count):
         ns = NAMESPACES[i % len(NAMESPACES)]
-        families: tuple[Family, ...]
+        families: tuple[IPFamily, ...]
         if i % 3 == 0:
-            families = (Family.V4, Family.V6) if i % 2 else (Family.V6, Family.V4)
+            families = (IPFamily.IPV4, IPFamily.IPV6) if i % 2 else (IPFamily.IPV6, IPFamily.IPV4)
             policy = IPFamilyPolicy.PREFER_DUAL_STACK if i % 4 else IPFamilyPolicy.REQUIRE_DUAL_STACK
         else:
-            families, policy = (Family.V4,), IPFamilyPolicy.SINGLE_STACK
+            families, policy = (IPFamily.IPV4,), IPFamilyPolicy.SINGLE_STACK
         sharing = f"group-{i // 30}" if i % 10 == 0 else None
         port = Port("TCP", 1000 + i % 30) if sharing else Port("TCP", 80)
         local = i % 4 == 1

@@ -23,6 +23,11 @@ class IPFamily(StrEnum):
     def bits(self) -> int:
         return 32 if self is IPFamily.IPV4 else 128
 
+    @property
+    def version(self) -> int:
+        """The IP version: 4 or 6."""
+        return 4 if self is IPFamily.IPV4 else 6
+
     @classmethod
     def of(cls, address: IPAddress | IPNetwork) -> IPFamily:
         return cls.IPV4 if address.version == 4 else cls.IPV6
@@ -51,11 +56,11 @@ class AddressRange:
 
     @property
     def start(self) -> IPAddress:
-        return _address(self.family, self.first)
+        return to_address(self.family, self.first)
 
     @property
     def end(self) -> IPAddress:
-        return _address(self.family, self.last)
+        return to_address(self.family, self.last)
 
     @property
     def size(self) -> int:
@@ -80,7 +85,7 @@ class AddressRange:
 
     def __iter__(self) -> Iterator[IPAddress]:
         for value in range(self.first, self.last + 1):
-            yield _address(self.family, value)
+            yield to_address(self.family, value)
 
     def __str__(self) -> str:
         networks = self.networks()
@@ -138,8 +143,7 @@ def unusable_spans(version: int, first: int, last: int) -> tuple[UnusableSpan, .
 
 
 def _unusable_in(address_range: AddressRange) -> tuple[UnusableSpan, ...]:
-    version = 4 if address_range.family is IPFamily.IPV4 else 6
-    return unusable_spans(version, address_range.first, address_range.last)
+    return unusable_spans(address_range.family.version, address_range.first, address_range.last)
 
 
 def usable_count(address_range: AddressRange) -> int:
@@ -152,12 +156,53 @@ def unusable_kinds(address_range: AddressRange) -> tuple[UnusableKind, ...]:
     return tuple(dict.fromkeys(span.kind for span in _unusable_in(address_range)))
 
 
+def unusable_kind(family: IPFamily, value: int) -> UnusableKind | None:
+    """Why an address can never be handed out (unspecified, loopback, ...), or None when it can."""
+    spans = unusable_spans(family.version, value, value)
+    return spans[0].kind if spans else None
+
+
+def is_buggy(family: IPFamily, value: int) -> bool:
+    """An IPv4 address ending in .0 or .255, which some old consumer devices drop (smurf protection;
+    MetalLB's ``ipConfusesBuggyFirmwares``)."""
+    return family is IPFamily.IPV4 and (value & 0xFF) in (0, 0xFF)
+
+
 def is_buggy_ip(address: IPAddress) -> bool:
-    """An IPv4 address ending in .0 or .255, which some old consumer devices drop (smurf protection)."""
-    return address.version == 4 and int(address) & 0xFF in (0, 0xFF)
+    """:func:`is_buggy` of an address."""
+    return is_buggy(IPFamily.of(address), int(address))
 
 
-def _address(family: IPFamily, value: int) -> IPAddress:
+def _buggy_between(family: IPFamily, first: int, last: int) -> int:
+    """How many addresses of ``first..last`` end in .0 or .255 (none in IPv6), counted, not listed."""
+    if family is not IPFamily.IPV4:
+        return 0
+
+    def ending_in(residue: int) -> int:
+        return (last - residue) // 256 - (first - 1 - residue) // 256
+
+    return ending_in(0) + ending_in(0xFF)
+
+
+def buggy_count(address_range: AddressRange) -> int:
+    """Exact number of addresses of the range ending in .0 or .255 (0 for IPv6)."""
+    return _buggy_between(address_range.family, address_range.first, address_range.last)
+
+
+def allocatable_count(address_range: AddressRange, *, avoid_buggy_ips: bool) -> int:
+    """How many addresses of the range a pool can hand out: the usable ones, less those ending in .0
+    or .255 when the pool avoids them (exact at any size)."""
+    count = usable_count(address_range)
+    if avoid_buggy_ips:  # the .0/.255 addresses that are not unusable anyway
+        unusable = _unusable_in(address_range)
+        count -= buggy_count(address_range) - sum(
+            _buggy_between(address_range.family, span.first, span.last) for span in unusable
+        )
+    return count
+
+
+def to_address(family: IPFamily, value: int) -> IPAddress:
+    """The address of ``family`` whose integer value is ``value``."""
     if family is IPFamily.IPV4:
         return ipaddress.IPv4Address(value)
     return ipaddress.IPv6Address(value)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from schemas.events import IPAllocated, IPReleased, ReleaseReason, ServiceId, ServiceObserved
-from schemas.metallb import IPAddressPool, IPFamily
+from schemas.metallb import IPAddressPool
 from services.ipam import core
-from services.ipam.core.addresses import AddressRange, Family
 
 
 def raw_service(service: ServiceObserved, namespace_labels: dict[str, str]) -> core.RawService:
@@ -32,9 +31,7 @@ def pool_spec(pool: IPAddressPool) -> core.PoolSpec:
     allocation = pool.spec.service_allocation
     return core.PoolSpec(
         name=core.PoolName(pool.metadata.name),
-        ranges=tuple(
-            AddressRange(Family.V4 if r.family is IPFamily.IPV4 else Family.V6, r.first, r.last) for r in pool.ranges()
-        ),
+        ranges=pool.ranges(),
         auto_assign=pool.spec.auto_assign,
         avoid_buggy_ips=pool.spec.avoid_buggy_ips,
         allocation=None

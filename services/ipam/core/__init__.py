@@ -5,7 +5,7 @@ replay. The shell feeds it `PoolSpec`s and `ServiceRequest`s (see `requests.pars
 publishes the decisions it returns.
 """
 
-from services.ipam.core.addresses import AddressRange, Family, IPAddress
+from schemas.metallb.addresses import IPAddress
 from services.ipam.core.allocator import Allocator
 from services.ipam.core.decisions import (
     Allocated,
@@ -35,12 +35,10 @@ from services.ipam.core.service import (
 )
 
 __all__ = [
-    "AddressRange",
     "Allocated",
     "AllocationReason",
     "Allocator",
     "Decision",
-    "Family",
     "Holding",
     "IPAddress",
     "IPFamilyPolicy",

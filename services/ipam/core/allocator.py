@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from services.ipam.core.addresses import Family, IPAddress
+from schemas.metallb.addresses import IPAddress, IPFamily
 from services.ipam.core.book import Addr, AddressBook, PoolState, Problem, Record
 from services.ipam.core.decisions import (
     Allocated,
@@ -36,8 +36,8 @@ def _ips_text(ips: Sequence[IPAddress]) -> str:
     return ", ".join(str(ip) for ip in ips)
 
 
-def _families_text(families: Sequence[Family]) -> str:
-    return "/".join(f.label for f in families)
+def _families_text(families: Sequence[IPFamily]) -> str:
+    return "/".join(f.value for f in families)
 
 
 class Allocator:
@@ -77,7 +77,7 @@ class Allocator:
 
     def holders(self, ip: IPAddress) -> list[ServiceKey]:
         """Services using ``ip``, sorted."""
-        use = self._book.uses[Family(ip.version)].get(int(ip))
+        use = self._book.uses[IPFamily.of(ip)].get(int(ip))
         return sorted(use.users) if use is not None else []
 
     def usage(self, pool: PoolName) -> PoolUsage:
@@ -220,7 +220,7 @@ class Allocator:
                 addrs = self._ordered(request, (*addrs, extra))
                 reason = AllocationReason.ADDITIONAL_FAMILY
             else:
-                message = f"PreferDualStack: no free {missing.label} address in pool {state.spec.name}"
+                message = f"PreferDualStack: no free {missing.value} address in pool {state.spec.name}"
         if holding is not None and holding.addrs == addrs and holding.request == request:
             return self._allocated(holding, reason, message)
         return self._allocated(self._book.commit(request, state, addrs), reason, message)

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from services.ipam.core.addresses import Family, FreeIndex, IPAddress, family_of, to_ip, unusable_kind
+from schemas.metallb.addresses import IPAddress, IPFamily, to_address, unusable_kind
 from services.ipam.core.decisions import PoolUsage, RefusalReason
+from services.ipam.core.free_index import FreeIndex
 from services.ipam.core.pools import PoolSpec, RangeTable
 from services.ipam.core.service import PoolName, Port, ServiceKey, ServiceRequest, ShareKey
 from services.ipam.core.sharing import IPUse, KeyedAddresses, SharingConflict, check_sharing
@@ -39,7 +40,7 @@ class Problem(NamedTuple):
 
 
 class Addr(NamedTuple):
-    family: Family
+    family: IPFamily
     value: int
     range_index: int
 
@@ -48,31 +49,31 @@ class Addr(NamedTuple):
 class PoolState:
     spec: PoolSpec
     free: list[FreeIndex]
-    by_family: dict[Family, list[int]]
-    capacity: dict[Family, int]
-    assigned: dict[Family, int] = field(default_factory=lambda: {Family.V4: 0, Family.V6: 0})
+    by_family: dict[IPFamily, list[int]]
+    capacity: dict[IPFamily, int]
+    assigned: dict[IPFamily, int] = field(default_factory=lambda: {IPFamily.IPV4: 0, IPFamily.IPV6: 0})
     keyed: dict[ShareKey, dict[int, KeyedAddresses]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: PoolSpec) -> PoolState:
-        by_family: dict[Family, list[int]] = {Family.V4: [], Family.V6: []}
+        by_family: dict[IPFamily, list[int]] = {IPFamily.IPV4: [], IPFamily.IPV6: []}
         for i, r in enumerate(spec.ranges):
             by_family[r.family].append(i)
         return cls(
             spec=spec,
             free=[FreeIndex(r, spec.avoid_buggy_ips) for r in spec.ranges],
             by_family=by_family,
-            capacity={f: spec.capacity(f) for f in Family},
+            capacity={f: spec.capacity(f) for f in IPFamily},
         )
 
     def usage(self) -> PoolUsage:
-        a4, a6 = self.assigned[Family.V4], self.assigned[Family.V6]
+        a4, a6 = self.assigned[IPFamily.IPV4], self.assigned[IPFamily.IPV6]
         return PoolUsage(
             pool=self.spec.name,
             assigned_v4=a4,
-            available_v4=self.capacity[Family.V4] - a4,
+            available_v4=self.capacity[IPFamily.IPV4] - a4,
             assigned_v6=a6,
-            available_v6=self.capacity[Family.V6] - a6,
+            available_v6=self.capacity[IPFamily.IPV6] - a6,
         )
 
 
@@ -92,7 +93,7 @@ class Record:
 class AddressBook:
     pools: dict[PoolName, PoolState] = field(default_factory=dict)
     table: RangeTable = field(default_factory=RangeTable)
-    uses: dict[Family, dict[int, IPUse]] = field(default_factory=lambda: {Family.V4: {}, Family.V6: {}})
+    uses: dict[IPFamily, dict[int, IPUse]] = field(default_factory=lambda: {IPFamily.IPV4: {}, IPFamily.IPV6: {}})
     holdings: dict[ServiceKey, Record] = field(default_factory=dict)
 
     @classmethod
@@ -106,7 +107,7 @@ class AddressBook:
         owner: PoolState | None = None
         addrs: list[Addr] = []
         for ip in ips:
-            fam = family_of(ip)
+            fam = IPFamily.of(ip)
             if (kind := unusable_kind(fam, int(ip))) is not None:
                 return Problem(RefusalReason.REQUESTED_IP_UNUSABLE, f"{ip} is a {kind.value} address, never handed out")
             found = self.table.lookup(fam, int(ip))
@@ -132,7 +133,7 @@ class AddressBook:
             if found is not None:
                 conflict, others = found
                 text = _CONFLICT_TEXT[conflict].format(others=", ".join(others))
-                return Problem(_CONFLICT_REASON[conflict], f"{to_ip(a.family, a.value)} {text}")
+                return Problem(_CONFLICT_REASON[conflict], f"{to_address(a.family, a.value)} {text}")
         return None
 
     def check(self, request: ServiceRequest, ips: Sequence[IPAddress]) -> tuple[PoolState, tuple[Addr, ...]] | Problem:
@@ -150,7 +151,7 @@ class AddressBook:
         problem = self.sharing_problem(request, addrs)
         return problem if problem is not None else (state, addrs)
 
-    def candidate(self, state: PoolState, family: Family, request: ServiceRequest) -> Addr | None:
+    def candidate(self, state: PoolState, family: IPFamily, request: ServiceRequest) -> Addr | None:
         """The first address of ``family`` the Service could take in the pool: ranges in pool order,
         within a range the lowest address that is free or legally shareable."""
         key = request.share
@@ -197,7 +198,7 @@ class AddressBook:
         holding = Record(
             request=request,
             pool=state.spec.name,
-            ips=tuple([to_ip(a.family, a.value) for a in addrs]),
+            ips=tuple([to_address(a.family, a.value) for a in addrs]),
             addrs=addrs,
             key=key,
             ports=ports,
@@ -205,7 +206,7 @@ class AddressBook:
         self.holdings[service] = holding
         return holding
 
-    def drop(self, service: ServiceKey, retaken: frozenset[tuple[Family, int]] = frozenset()) -> Record | None:
+    def drop(self, service: ServiceKey, retaken: frozenset[tuple[IPFamily, int]] = frozenset()) -> Record | None:
         """Forget the Service's holding. Addresses in ``retaken`` are about to be committed again,
         so they are not offered to the free index."""
         holding = self.holdings.pop(service, None)

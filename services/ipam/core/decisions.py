@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from services.ipam.core.addresses import IPAddress
+from schemas.metallb.addresses import IPAddress
 from services.ipam.core.service import PoolName, ServiceKey, ServiceRequest
 
 

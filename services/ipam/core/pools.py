@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.ipam.core.addresses import AddressRange, Family, is_buggy
+from schemas.metallb.addresses import AddressRange, IPFamily, allocatable_count, is_buggy, parse_address_range
 from services.ipam.core.service import PoolName, ServiceRequest
 
 
@@ -70,11 +70,13 @@ class PoolSpec:
     def admits(self, request: ServiceRequest) -> bool:
         return self.allocation is None or self.allocation.admits(request)
 
-    def families(self) -> frozenset[Family]:
+    def families(self) -> frozenset[IPFamily]:
         return frozenset(r.family for r in self.ranges)
 
-    def capacity(self, family: Family) -> int:
-        return sum(r.capacity(avoid_buggy_ips=self.avoid_buggy_ips) for r in self.ranges if r.family is family)
+    def capacity(self, family: IPFamily) -> int:
+        return sum(
+            allocatable_count(r, avoid_buggy_ips=self.avoid_buggy_ips) for r in self.ranges if r.family is family
+        )
 
     @classmethod
     def of(
@@ -89,7 +91,7 @@ class PoolSpec:
         """Build from `spec.addresses` strings (CIDRs and `a-b` ranges)."""
         return cls(
             name=PoolName(name),
-            ranges=tuple(AddressRange.parse(a) for a in addresses),
+            ranges=tuple(parse_address_range(a) for a in addresses),
             auto_assign=auto_assign,
             avoid_buggy_ips=avoid_buggy_ips,
             allocation=allocation,
@@ -147,9 +149,9 @@ def pool_order_key(pool: PoolSpec) -> tuple[int, int, str]:
 class RangeTable:
     """Which pool and range own an address: sorted range starts per family, bisected."""
 
-    starts: dict[Family, list[int]] = field(default_factory=lambda: {Family.V4: [], Family.V6: []})
-    entries: dict[Family, list[tuple[AddressRange, PoolSpec, int]]] = field(
-        default_factory=lambda: {Family.V4: [], Family.V6: []}
+    starts: dict[IPFamily, list[int]] = field(default_factory=lambda: {IPFamily.IPV4: [], IPFamily.IPV6: []})
+    entries: dict[IPFamily, list[tuple[AddressRange, PoolSpec, int]]] = field(
+        default_factory=lambda: {IPFamily.IPV4: [], IPFamily.IPV6: []}
     )
 
     @classmethod
@@ -163,7 +165,7 @@ class RangeTable:
             table.entries[row[0].family].append(row)
         return table
 
-    def lookup(self, family: Family, value: int) -> tuple[PoolSpec, int] | None:
+    def lookup(self, family: IPFamily, value: int) -> tuple[PoolSpec, int] | None:
         """The pool owning the address and the range's index in that pool, honouring avoidBuggyIPs
         (a .0/.255 address is not part of a pool that avoids them)."""
         pos = bisect.bisect_right(self.starts[family], value) - 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from services.ipam.core.addresses import Family, IPAddress
+from schemas.metallb.addresses import IPAddress, IPFamily
 from services.ipam.core.decisions import RefusalReason, Refused
 from services.ipam.core.limits import (
     MAX_POOL_NAME_LENGTH,
@@ -110,9 +110,11 @@ def parse_ip(text: str) -> IPAddress | None:
     return ip
 
 
-def _families(raw: RawService) -> tuple[Family, ...] | None:
-    by_name = {"IPv4": Family.V4, "IPv6": Family.V6}
-    fams = tuple(by_name[f] for f in raw.ip_families if f in by_name)
+_FAMILIES_BY_NAME = {family.value: family for family in IPFamily}
+
+
+def _families(raw: RawService) -> tuple[IPFamily, ...] | None:
+    fams = tuple(_FAMILIES_BY_NAME[f] for f in raw.ip_families if f in _FAMILIES_BY_NAME)
     if not fams:
         ips = tuple(ip for ip in (parse_ip(t) for t in raw.cluster_ips if t and t != "None") if ip is not None)
         found = families_of(ips) if ips else None

@@ -8,7 +8,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import NamedTuple, NewType
 
-from services.ipam.core.addresses import Family, IPAddress, family_of
+from schemas.metallb.addresses import IPAddress, IPFamily
 
 ServiceKey = NewType("ServiceKey", str)
 """`namespace/name` of a Service."""
@@ -77,7 +77,7 @@ class ServiceRequest:
 
     key: ServiceKey
     namespace: str
-    families: tuple[Family, ...] = (Family.V4,)
+    families: tuple[IPFamily, ...] = (IPFamily.IPV4,)
     family_policy: IPFamilyPolicy = IPFamilyPolicy.SINGLE_STACK
     ports: tuple[Port, ...] = ()
     sharing_key: str | None = None
@@ -107,9 +107,9 @@ class ServiceRequest:
         return backend_key(self.traffic_policy, self.selector)
 
 
-def families_of(ips: tuple[IPAddress, ...]) -> tuple[Family, ...] | None:
+def families_of(ips: tuple[IPAddress, ...]) -> tuple[IPFamily, ...] | None:
     """The families of 1 or 2 addresses of distinct families, else None (MetalLB's `ForAddresses`)."""
-    fams = tuple(family_of(ip) for ip in ips)
+    fams = tuple(IPFamily.of(ip) for ip in ips)
     if len(fams) == 1 or (len(fams) == 2 and fams[0] is not fams[1]):
         return fams
     return None

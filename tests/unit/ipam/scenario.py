@@ -7,11 +7,11 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from schemas.metallb import IPFamily
 from services.ipam.core import (
     Allocated,
     AllocationReason,
     Allocator,
-    Family,
     IPAddress,
     IPFamilyPolicy,
     MatchLabels,
@@ -28,7 +28,12 @@ from services.ipam.core import (
     TrafficPolicy,
 )
 
-_FAMILIES = {"4": (Family.V4,), "6": (Family.V6,), "46": (Family.V4, Family.V6), "64": (Family.V6, Family.V4)}
+_FAMILIES = {
+    "4": (IPFamily.IPV4,),
+    "6": (IPFamily.IPV6,),
+    "46": (IPFamily.IPV4, IPFamily.IPV6),
+    "64": (IPFamily.IPV6, IPFamily.IPV4),
+}
 _POLICIES = {
     "single": IPFamilyPolicy.SINGLE_STACK,
     "prefer": IPFamilyPolicy.PREFER_DUAL_STACK,

@@ -11,16 +11,16 @@ from collections import defaultdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.metallb import IPFamily
+from schemas.metallb.addresses import is_buggy
 from services.ipam.core import (
     Allocated,
     AllocationReason,
     Allocator,
-    Family,
     IPAddress,
     PoolSpec,
     ServiceRequest,
 )
-from services.ipam.core.addresses import is_buggy
 from tests.unit.ipam.scenario import pool, svc
 
 POOLS = [
@@ -85,7 +85,7 @@ def addresses(spec: PoolSpec) -> list[IPAddress]:
     for r in spec.ranges:
         for value in range(r.first, r.last + 1):
             if not (spec.avoid_buggy_ips and is_buggy(r.family, value)):
-                out.append(ipaddress.ip_address(value) if r.family is Family.V4 else ipaddress.IPv6Address(value))
+                out.append(ipaddress.ip_address(value) if r.family is IPFamily.IPV4 else ipaddress.IPv6Address(value))
     return out
 
 

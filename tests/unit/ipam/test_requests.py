@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from schemas.metallb import IPFamily
 from services.ipam.core import (
-    Family,
     IPFamilyPolicy,
     NotManaged,
     NotManagedReason,
@@ -54,7 +54,7 @@ ACCEPTED: list[tuple[str, RawService, dict[str, Any]]] = [
         ),
         {
             "requested_ips": ips("192.168.1.10", "fd00::10"),
-            "families": (Family.V4, Family.V6),
+            "families": (IPFamily.IPV4, IPFamily.IPV6),
             "family_policy": IPFamilyPolicy.REQUIRE_DUAL_STACK,
         },
     ),
@@ -98,17 +98,17 @@ ACCEPTED: list[tuple[str, RawService, dict[str, Any]]] = [
     (
         "families from clusterIPs when ipFamilies is empty",
         raw(ip_families=(), cluster_ips=("fd00::1",)),
-        {"families": (Family.V6,)},
+        {"families": (IPFamily.IPV6,)},
     ),
     (
         "IPv6 primary",
         raw(ip_families=("IPv6", "IPv4"), ip_family_policy="PreferDualStack"),
-        {"families": (Family.V6, Family.V4), "family_policy": IPFamilyPolicy.PREFER_DUAL_STACK},
+        {"families": (IPFamily.IPV6, IPFamily.IPV4), "family_policy": IPFamilyPolicy.PREFER_DUAL_STACK},
     ),
     (
         "SingleStack keeps only the primary family",
         raw(ip_families=("IPv6", "IPv4"), ip_family_policy="SingleStack"),
-        {"families": (Family.V6,)},
+        {"families": (IPFamily.IPV6,)},
     ),
     (
         "status addresses, hostnames and garbage skipped",

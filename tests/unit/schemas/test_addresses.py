@@ -1,14 +1,16 @@
-"""Address entries: parsing, exact sizes, and round trips (table plus hypothesis)."""
+"""Address entries: parsing, exact sizes and capacities, and round trips (tables plus hypothesis,
+against brute force). The allocator takes its ranges from this one parser."""
 
 from __future__ import annotations
 
 import ipaddress
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.metallb import AddressRange, IPFamily, parse_address_range
+from schemas.metallb.addresses import allocatable_count, buggy_count, is_buggy
 
 
 @pytest.mark.parametrize(
@@ -25,6 +27,9 @@ from schemas.metallb import AddressRange, IPFamily, parse_address_range
         ("2001:db8::/32", IPFamily.IPV6, 1 << 96, "2001:db8::/32"),
         ("::/0", IPFamily.IPV6, 1 << 128, "::/0"),
         ("fc00::1-fc00::ff", IPFamily.IPV6, 255, "fc00::1-fc00::ff"),
+        ("10.0.0.250 - 10.0.1.3", IPFamily.IPV4, 10, "10.0.0.250-10.0.1.3"),
+        ("fd00::/64", IPFamily.IPV6, 1 << 64, "fd00::/64"),
+        ("fd00::1-fd00::9", IPFamily.IPV6, 9, "fd00::1-fd00::9"),
     ],
 )
 def test_entry_parses_exactly(text: str, family: IPFamily, size: int, canonical: str) -> None:
@@ -40,10 +45,14 @@ def test_entry_parses_exactly(text: str, family: IPFamily, size: int, canonical:
     [
         ("10.0.0.0/255.255.255.0", "invalid prefix length"),
         ("10.0.0.0/", "invalid prefix length"),
+        ("10.0.0.0/33", "invalid prefix length"),
         ("fe80::1%eth0/128", "invalid IP"),
         ("10.0.0.9-10.0.0.1", "is after the end IP"),
         ("::1-10.0.0.1", "different families"),
+        ("10.0.0.1-fd00::1", "different families"),
+        ("10.0.0.1-", 'invalid end IP ""'),
         ("garbage", 'invalid CIDR "garbage"'),
+        ("nonsense", 'invalid CIDR "nonsense"'),
     ],
 )
 def test_entry_refused(text: str, reason: str) -> None:
@@ -113,7 +122,26 @@ def test_cidr_size_is_exact(network: ipaddress.IPv4Network | ipaddress.IPv6Netwo
 
 @pytest.mark.parametrize(
     ("text", "network"),
-    [("10.0.0.5/24", "10.0.0.0/24"), ("fc00::1/64", "fc00::/64"), ("198.51.100.10/24", "198.51.100.0/24")],
+    [
+        ("10.0.0.5/24", "10.0.0.0/24"),
+        ("10.0.0.7/24", "10.0.0.0/24"),
+        ("fc00::1/64", "fc00::/64"),
+        ("198.51.100.10/24", "198.51.100.0/24"),
+    ],
 )
 def test_host_bits_are_masked_like_metallb_does(text: str, network: str) -> None:
     assert str(parse_address_range(text)) == network
+
+
+def test_capacity_is_exact_for_huge_ranges() -> None:
+    assert allocatable_count(parse_address_range("fd00::/64"), avoid_buggy_ips=True) == 2**64
+    assert parse_address_range("::/0").size == 2**128
+    assert allocatable_count(parse_address_range("10.0.0.0/8"), avoid_buggy_ips=True) == 2**24 - 2 * 2**16
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 1500))
+def test_buggy_count_matches_brute_force(first: int, length: int) -> None:
+    last = min(first + length, 2**32 - 1)
+    r = AddressRange(IPFamily.IPV4, first, last)
+    assert buggy_count(r) == sum(1 for v in range(first, last + 1) if is_buggy(IPFamily.IPV4, v))
