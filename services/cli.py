@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.common.logs import add_logging_arguments, setup_logging
 from services.common.runtime import RuntimeOptions, ServiceContext, ServiceMain, run_service
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -51,7 +52,7 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser, component: str) -> N
         "--stream-replicas", type=int, default=_env_int("METALBUS_STREAM_REPLICAS", 1),
         help="JetStream replicas per stream: 1 for one server, 3 for a NATS cluster",
     )
-    parser.add_argument("--log-level", default=os.environ.get("METALBUS_LOG_LEVEL", "INFO"))
+    add_logging_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
     provision.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
     provision.add_argument("--stream-replicas", type=int, default=_env_int("METALBUS_STREAM_REPLICAS", 1))
+    add_logging_arguments(provision)
     accounts = bus_commands.add_parser("accounts", help="print the NATS server's accounts.conf")
     accounts.add_argument("--issuer", default="$AUTH_CALLOUT_ISSUER",
                           help="the auth callout issuer's public key (default: the server's environment variable)")
@@ -140,12 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     nats_cmd.add_argument("--host", default="127.0.0.1")
     nats_cmd.add_argument("--port", type=int, default=4222, help="0 picks a free port")
     nats_cmd.add_argument("--store", type=Path, default=None, help="JetStream store (default: temporary)")
+    add_logging_arguments(nats_cmd)
 
     dev = commands.add_parser("dev", help="run NATS and every service locally (Ctrl-C stops them)")
     dev.add_argument("--port", type=int, default=4222, help="NATS port; 0 picks a free one")
     dev.add_argument("--store", type=Path, default=None, help="JetStream store (default: temporary)")
     dev.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     dev.add_argument("--node", default=os.environ.get("NODE_NAME"), help="node name of the local announcer")
+    add_logging_arguments(dev)
 
     status = commands.add_parser("status", help="what metalbus is doing, read from the bus")
     status.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
@@ -170,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab_up.add_argument("--no-follow", action="store_true",
                         help="return after the checks, leaving the lab up (default: live table until Ctrl-C,"
                         " which removes the lab)")
+    add_logging_arguments(lab_up)
     lab_down = lab_commands.add_parser("down", help="remove every namespace and process of the lab")
     for sub in (lab_up, lab_down):
         sub.add_argument("--state-dir", type=Path, default=Path("/run/metalbus-lab"))
@@ -195,6 +200,7 @@ def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
         http_port=args.http_port,
         stream_replicas=args.stream_replicas,
         log_level=args.log_level,
+        log_format=args.log_format,
     )
 
 
@@ -273,14 +279,14 @@ def _run_bus(args: argparse.Namespace) -> int:
         return 0
     from services.common.provision import provision_command
 
+    setup_logging("provision", level=args.log_level, log_format=args.log_format)
     return asyncio.run(provision_command(args.nats, replicas=args.stream_replicas, ca_file=args.nats_ca_file))
 
 
 def _run_nats(args: argparse.Namespace) -> int:
-    from services.common.logs import setup_logging
     from services.common.nats_server import EmbeddedNats
 
-    setup_logging("nats")
+    setup_logging("nats", level=args.log_level, log_format=args.log_format)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -291,6 +297,14 @@ def _run_nats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_as_told(component: str, args: argparse.Namespace) -> None:
+    """This process and the services it starts (`dev`, `lab up`: they inherit the environment) log at the
+    level and in the format this command was given."""
+    os.environ["METALBUS_LOG_LEVEL"] = args.log_level
+    os.environ["METALBUS_LOG_FORMAT"] = args.log_format.value
+    setup_logging(component, level=args.log_level, log_format=args.log_format)
+
+
 def _run_lab(args: argparse.Namespace) -> int:
     from services.lab.command import lab_down, lab_up
     from services.lab.plan import LabPlan
@@ -298,6 +312,7 @@ def _run_lab(args: argparse.Namespace) -> int:
     plan = LabPlan(prefix=args.prefix, state_dir=args.state_dir, mgmt_subnet=args.mgmt_subnet,
                    nats_port=args.nats_port, objects_dir=getattr(args, "dir", None))
     if args.lab_command == "up":
+        _log_as_told("lab", args)
         return lab_up(plan, follow_live=not args.no_follow)
     return lab_down(plan)
 
@@ -310,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "dev":
         from services.operator.dev import run_dev
 
+        _log_as_told("dev", args)
         return run_dev(port=args.port, store=args.store, kubeconfig=args.kubeconfig, node=args.node)
     if args.command == "status":
         from services.operator.status import show_status

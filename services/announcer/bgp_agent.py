@@ -108,7 +108,7 @@ class BgpAgent:
             self._apply_plan(await self._plan())
             if self.health is not None:
                 self.health.set_ready("bgp", True)
-            log.info("event=bgp_agent_started node=%s peers=%d ips=%d", self.node, len(self.sessions),
+            log.info("bgp agent started node=%s peers=%d ips=%d", self.node, len(self.sessions),
                      len(self.plan.announcements))  # fmt: skip
             # Every loop RESTARTs: the followers resume from their position (a fold applied twice changes
             # nothing), a restarted planner plans again, reports and states go on from what was sent.
@@ -123,7 +123,7 @@ class BgpAgent:
             await self._end_sessions()
             for follower in self._followers:
                 await follower.close()
-            log.info("event=bgp_agent_stopped node=%s", self.node)
+            log.info("bgp agent stopped node=%s", self.node)
 
     async def _end_sessions(self) -> None:
         sessions, self.sessions = list(self.sessions.values()), {}
@@ -144,7 +144,7 @@ class BgpAgent:
                 await self._read()
                 return True
             except (RetryableError, nats.errors.Error, TimeoutError) as error:
-                log.warning("event=bgp_read_failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
+                log.warning("bgp read failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), _RETRY)
         return False
@@ -170,7 +170,7 @@ class BgpAgent:
             Follower(self.bus, StreamName.SECRETS, start_sequence=secrets_end + 1),
             Follower(self.bus, StreamName.IPAM, start_sequence=ipam_end + 1, subjects=ipam_subjects),
         ]
-        log.info("event=bgp_world_read node=%s k8s_up_to=%d ipam_up_to=%d allocations=%d", self.node, k8s_end,
+        log.info("bgp world read node=%s k8s_up_to=%d ipam_up_to=%d allocations=%d", self.node, k8s_end,
                  ipam_end, len(self.world.allocations))  # fmt: skip
 
     async def _follow(self, follower: Follower, stopping: asyncio.Event) -> None:
@@ -240,7 +240,7 @@ class BgpAgent:
         if self.plan.conflicts != self._conflicts:
             self._conflicts = self.plan.conflicts
             for c in self._conflicts:
-                log.warning("event=local_pref_conflict peer=%s prefix=%s local_prefs=%s chosen=%d", c.peer,
+                log.warning("local pref conflict peer=%s prefix=%s local_prefs=%s chosen=%d", c.peer,
                             c.prefix, ",".join(map(str, c.local_prefs)), c.chosen)  # fmt: skip
         node = world.this_node()
         wanted = {}
@@ -271,7 +271,7 @@ class BgpAgent:
         self._report_due.set()
 
     def _retire(self, session: PeerSession, why: str) -> None:
-        log.info("event=bgp_session_retired peer=%s reason=%s", session.ref, why)
+        log.info("bgp session retired peer=%s reason=%s", session.ref, why)
         # REPORT: a one-shot; a session that failed to stop is dropped all the same
         task = supervised(partial(session.stop, message=why), name="bgp-session-stop", on_failure=OnFailure.REPORT)
         self._stopping_sessions.add(task)
@@ -281,7 +281,7 @@ class BgpAgent:
         if self._refused.get(name) == refused.message:
             return
         self._refused[name] = refused.message
-        log.warning("event=bgp_peer_refused peer=%s reason=%s message=%s", ref, refused.reason.value, refused.message)
+        log.warning("bgp peer refused peer=%s reason=%s message=%s", ref, refused.reason.value, refused.message)
         self._state_events.put_nowait(
             BGPSessionChanged(node=self.node, peer=ref, peer_address=address, state=BGPSessionState.IDLE,
                               reason=f"{refused.reason.value}: {refused.message}")
@@ -293,7 +293,7 @@ class BgpAgent:
         current = self.sessions.get(session.name)
         if current is not None and current is not session:
             return  # a retired session, replaced: the new one speaks for the peer
-        log.info("event=bgp_session_changed peer=%s address=%s state=%s reason=%s", session.ref,
+        log.info("bgp session changed peer=%s address=%s state=%s reason=%s", session.ref,
                  session.peer_address, state.value, reason or "-")  # fmt: skip
         self._state_events.put_nowait(
             BGPSessionChanged(node=self.node, peer=session.ref, peer_address=str(session.peer_address), state=state,
@@ -312,7 +312,7 @@ class BgpAgent:
         try:
             await self.bus.publish(bgp_session_subject(self.node, event.peer), event)
         except (RetryableError, nats.errors.Error, TimeoutError) as error:
-            log.warning("event=bgp_state_report_failed peer=%s error=%r", event.peer, error)
+            log.warning("bgp state report failed peer=%s error=%r", event.peer, error)
 
     async def _report(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -346,7 +346,7 @@ class BgpAgent:
             except (RetryableError, nats.errors.Error, TimeoutError) as error:
                 for span in spans:
                     span.set_status(trace.StatusCode.ERROR, repr(error))
-                log.warning("event=bgp_report_failed node=%s error=%r", self.node, error)
+                log.warning("bgp report failed node=%s error=%r", self.node, error)
                 return
             finally:
                 for span in spans:
@@ -358,7 +358,7 @@ class BgpAgent:
                     self._reported[ip] = announcement
         if changes:
             log.info(
-                "event=bgp_reported node=%s changed=%d announcing=%d", self.node, len(changes), len(self._reported)
+                "bgp reported node=%s changed=%d announcing=%d", self.node, len(changes), len(self._reported)
             )
 
     def _announce_span(self, report: AnnouncementReported) -> trace.Span:

@@ -162,7 +162,7 @@ class PeerSession:
         self._speaker.start()
         if self.spec.bfd is not None:
             self._start_bfd(self.spec.bfd)
-        log.info("event=bgp_session_started peer=%s address=%s bfd=%s graceful_restart=%s", self.ref,
+        log.info("bgp session started peer=%s address=%s bfd=%s graceful_restart=%s", self.ref,
                  self.peer_address, self.spec.bfd is not None, self.spec.graceful_restart)  # fmt: skip
 
     def set_routes(self, routes: Mapping[Prefix, Route]) -> None:
@@ -185,18 +185,18 @@ class PeerSession:
     def _start_bfd(self, config: BfdConfig) -> None:
         local = self.spec.speaker.source_address or local_address_towards(self.peer_address)
         if local is None:
-            log.warning("event=bfd_not_started peer=%s reason=no_route", self.ref)
+            log.warning("bfd not started peer=%s reason=no_route", self.ref)
             return
         try:
             endpoint = self._endpoints.acquire(local)
         except OSError as error:
-            log.warning("event=bfd_not_started peer=%s local=%s error=%r", self.ref, local, error)
+            log.warning("bfd not started peer=%s local=%s error=%r", self.ref, local, error)
             return
         bfd = BfdPeer(endpoint, peer=self.peer_address, config=config, on_change=self._on_bfd)
         self._bfd = (local, bfd)
 
     def _on_bfd(self, change: BfdStateChanged) -> None:
-        log.info("event=bfd_changed peer=%s old=%s new=%s diag=%s", self.ref, change.old.name, change.new.name,
+        log.info("bfd changed peer=%s old=%s new=%s diag=%s", self.ref, change.old.name, change.new.name,
                  change.diagnostic.name)  # fmt: skip
         if change.old is BfdState.UP and change.new is not BfdState.UP and self._speaker is not None:
             self._speaker.peer_down()
@@ -224,7 +224,7 @@ class PeerSession:
         if event.errors:
             count.errors += 1
             if count.errors & (count.errors - 1) == 0:
-                log.warning("event=bgp_update_error peer=%s address=%s errors_total=%d reason=%s", self.ref,
+                log.warning("bgp update error peer=%s address=%s errors_total=%d reason=%s", self.ref,
                             self.peer_address, count.errors, "; ".join(event.errors)[:500])  # fmt: skip
 
     def _set_state(self, state: BGPSessionState, reason: str) -> None:

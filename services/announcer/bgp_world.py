@@ -134,7 +134,7 @@ class BgpWorld:
     def _in_force(self, event: ConfigurationEvaluated) -> bool:
         raws = self._parts.settle(event)
         if raws is None:  # a part it names never arrived: the ipam's stream is damaged
-            log.warning("event=in_force_parts_missing generation=%s parts=%d", event.in_force_generation,
+            log.warning("in force parts missing generation=%s parts=%d", event.in_force_generation,
                         event.in_force_parts)
             return False
         objects: list[ConfigObject] = []
@@ -142,7 +142,7 @@ class BgpWorld:
             try:
                 objects.append(parse_config_object(raw))
             except InvalidConfigObject as error:  # the ipam validated it: only a newer schema gets here
-                log.warning("event=in_force_object_unreadable error=%s", error)
+                log.warning("in force object unreadable error=%s", error)
         if not raws and self.in_force is not None:
             return False  # nothing valid recorded yet: keep what we have
         self.in_force = tuple(objects)

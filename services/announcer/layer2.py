@@ -126,13 +126,13 @@ class L2Agent:
                 self._converge()
                 if self.health is not None:
                     self.health.set_ready("layer2", True)
-                log.info("event=l2_agent_started node=%s desired=%d", self.node, len(self.ownership.desired()))
+                log.info("l2 agent started node=%s desired=%d", self.node, len(self.ownership.desired()))
                 async with Supervisor() as tasks:  # both RESTART: see each loop
                     tasks.start("l2-follow", lambda: self._follow(stopping), on_failure=OnFailure.RESTART)
                     tasks.start("l2-report", lambda: self._report(stopping), on_failure=OnFailure.RESTART)
                 responder.set_desired({})  # silent at once; the `leaving` heartbeat hands over
                 self._responder = None
-                log.info("event=l2_agent_stopped node=%s", self.node)
+                log.info("l2 agent stopped node=%s", self.node)
             await self._withdraw_all()
         finally:
             for check in list(self._checks):
@@ -151,7 +151,7 @@ class L2Agent:
                 await self._resync()
                 return True
             except (RetryableError, nats.errors.Error, TimeoutError) as error:
-                log.warning("event=placements_read_failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
+                log.warning("placements read failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), _RETRY)
         return False
@@ -181,7 +181,7 @@ class L2Agent:
             if self._responder is not None:
                 self._responder.rescan()  # interfaces dropped while partitioned come back
         log.info(
-            "event=placements_read node=%s placements=%d mine=%d up_to=%d took_ms=%.1f", self.node, len(placements),
+            "placements read node=%s placements=%d mine=%d up_to=%d took_ms=%.1f", self.node, len(placements),
             len(self.ownership.desired()), end, (self._clock() - started) * 1000,
         )  # fmt: skip
         self._converge()
@@ -205,7 +205,7 @@ class L2Agent:
             try:
                 await self._resync()
             except (RetryableError, nats.errors.Error, TimeoutError) as error:
-                log.warning("event=resync_failed node=%s error=%r", self.node, error)
+                log.warning("resync failed node=%s error=%r", self.node, error)
                 await first_of(asyncio.sleep(_RETRY), stopping.wait())  # backoff before the next try
             return
         assert self._follower is not None
@@ -226,7 +226,7 @@ class L2Agent:
                 if placement is not None:
                     self._remember_origin(placement, received)
             elif verdict is Applied.INVALID:
-                log.warning("event=placement_invalid subject=%s seq=%d ip=%r", received.subject,
+                log.warning("placement invalid subject=%s seq=%d ip=%r", received.subject,
                             received.sequence, event.ip)
         return changed
 
@@ -248,14 +248,14 @@ class L2Agent:
             self._pinned = {name for names in self._responder.announced().values() for name in names}
         self._set_health(False)
         log.warning(
-            "event=partitioned node=%s answering=%d stale_after=%s client_connected=%s", self.node,
+            "partitioned node=%s answering=%d stale_after=%s client_connected=%s", self.node,
             len(self.ownership.desired()), self._echo.stale_after, self.bus.client.is_connected,
         )  # fmt: skip
 
     def _bus_back(self) -> None:
         self._needs_resync = True
         self._set_health(True)
-        log.warning("event=bus_back node=%s resync=true", self.node)
+        log.warning("bus back node=%s resync=true", self.node)
 
     def _set_health(self, ok: bool) -> None:
         if self.health is not None:
@@ -275,10 +275,10 @@ class L2Agent:
         verdict = self.ownership.conflict(ip, now=self._echo.connectivity(connected=self.bus.client.is_connected))
         if verdict is ConflictVerdict.YIELD:
             self._count_yield(ip)
-            log.warning("event=yielded ip=%s other_mac=%s interface=%s", ip, other_mac.hex(":"), interface)
+            log.warning("yielded ip=%s other_mac=%s interface=%s", ip, other_mac.hex(":"), interface)
             asyncio.get_running_loop().call_soon(self._converge)  # out of the responder's frame handler
         elif verdict is ConflictVerdict.KEEP:
-            log.info("event=conflict_kept ip=%s other_mac=%s reason=placement_names_us", ip, other_mac.hex(":"))
+            log.info("conflict kept ip=%s other_mac=%s reason=placement_names_us", ip, other_mac.hex(":"))
             if ip not in self._checking:
                 self._checking.add(ip)
                 # REPORT: a one-shot; the next claim on the wire checks again
@@ -298,7 +298,7 @@ class L2Agent:
             if self.ownership.conflict(ip, now=Connectivity.PARTITIONED) is ConflictVerdict.YIELD:
                 self._count_yield(ip)
                 self._needs_resync = True
-                log.warning("event=yielded ip=%s reason=placement_unverified error=%r", ip, error)
+                log.warning("yielded ip=%s reason=placement_unverified error=%r", ip, error)
                 self._converge()
             return
         finally:
@@ -306,7 +306,7 @@ class L2Agent:
         if received is None or not isinstance(event := received.event, L2PlacementDecided | L2PlacementCleared):
             return
         if self.ownership.apply(placement_of(event, epoch=received.sequence)) is Applied.NEWER:
-            log.info("event=claim_explained ip=%s epoch=%d", ip, received.sequence)
+            log.info("claim explained ip=%s epoch=%d", ip, received.sequence)
             self._converge()
 
     def _count_yield(self, ip: IPAddress) -> None:
@@ -373,13 +373,13 @@ class L2Agent:
                     await self.bus.publish(announce_subject(self.node, str(ip)), event)
                 except (RetryableError, nats.errors.Error, TimeoutError) as error:
                     span.set_status(trace.StatusCode.ERROR, repr(error))
-                    log.warning("event=report_failed ip=%s error=%r", ip, error)
+                    log.warning("report failed ip=%s error=%r", ip, error)
                     return  # retried on the next round
             if event.announcing:
                 self._reported[ip] = now[ip]
             else:
                 self._reported.pop(ip, None)
-            log.info("event=reported ip=%s announcing=%s interfaces=%s epoch=%d", ip, event.announcing,
+            log.info("reported ip=%s announcing=%s interfaces=%s epoch=%d", ip, event.announcing,
                      ",".join(event.interfaces), event.placement_epoch)
 
     async def _withdraw_all(self) -> None:

@@ -18,7 +18,6 @@ from services.common.bus import Bus, BusSettings, stream_config
 from services.common.consumer import durable_config
 from services.common.health import Health
 from services.common.lease import lease_bucket
-from services.common.logs import setup_logging
 from services.common.subjects import DURABLES, LEASES, STREAMS
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,6 @@ async def wait_until_provisioned(bus: Bus, *, health: Health, stopping: asyncio.
 
 async def provision_command(url: str, *, replicas: int, ca_file: str | None, patience: float = 120.0) -> int:
     """``metalbus bus provision``: connect as the admin user, provision, say what is there."""
-    setup_logging("provision")
     settings = BusSettings(url=url, replicas=replicas, tls_ca_file=ca_file, initial_attempts=30)
     async with await Bus.connect(settings, producer="admin/provision") as bus:
         deadline = asyncio.get_running_loop().time() + patience

@@ -18,7 +18,7 @@ from typing import Any
 
 from services.common.bus import Bus, BusSettings
 from services.common.health import Health, HealthServer
-from services.common.logs import setup_logging
+from services.common.logs import LogFormat, setup_logging
 from services.common.provision import wait_until_provisioned
 from services.common.supervision import OnFailure, TaskFailed, supervise_process, watch
 from services.common.tracing import setup_tracing, shutdown_tracing
@@ -41,6 +41,7 @@ class RuntimeOptions:
     stream_replicas: int = 1
     instance: str = ""
     log_level: str | None = None
+    log_format: LogFormat | None = None
     #: How long in-flight work may take after SIGTERM before it is cancelled.
     stop_grace: float = 10.0
     #: How long a process whose vital task died keeps answering its (failing) probes, so the kubelet and
@@ -71,7 +72,7 @@ def default_instance() -> str:
 
 async def run_service(component: str, options: RuntimeOptions, main: ServiceMain) -> int:
     """Run ``main`` until SIGTERM/SIGINT; returns the process exit code (0 on a clean stop)."""
-    setup_logging(component, options.log_level)
+    setup_logging(component, level=options.log_level, log_format=options.log_format)
     setup_tracing(f"metalbus-{component}")
     instance = options.instance or default_instance()
     health = Health()

@@ -80,9 +80,12 @@ class Process:
 
     def report(self, task: str, error: BaseException, on_failure: OnFailure, *, retry_in: float = 0.0) -> None:
         TASK_FAILURES.labels(self.component, task).inc()
-        then = f"restart_in_s={retry_in:.1f}" if on_failure is OnFailure.RESTART else f"then={on_failure.value}"
-        log.error("task failed component=%s task=%s error=%r %s", self.component, task, error, then,
-                  exc_info=error)
+        if on_failure is OnFailure.RESTART:
+            log.error("task failed component=%s task=%s error=%r restart_in_s=%.1f", self.component, task, error,
+                      retry_in, exc_info=error)
+        else:
+            log.error("task failed component=%s task=%s error=%r then=%s", self.component, task, error,
+                      on_failure.value, exc_info=error)
 
     def fail_probes(self, task: str, error: BaseException) -> None:
         if self.health is None:

@@ -199,7 +199,7 @@ class LivenessWatch:
         try:
             await bus.client.flush(timeout=1)
         except (nats.errors.Error, TimeoutError) as error:
-            log.warning("heartbeats cannot be checked error=%r; every live node gets a fresh window", error)
+            log.warning("heartbeats cannot be checked, every live node gets a fresh window error=%r", error)
             self.tracker.refresh(self.now())
             self._heartbeats_missed()
             return

@@ -48,7 +48,7 @@ def load_status_writer() -> RunStatusWriter | None:
     except ModuleNotFoundError as error:
         if error.name is None or not STATUS_WRITER_MODULE.startswith(error.name):
             raise
-        log.warning("status writer not available module=%s: only observing", STATUS_WRITER_MODULE)
+        log.warning("status writer not available, only observing module=%s", STATUS_WRITER_MODULE)
         return None
     return cast(RunStatusWriter, module.run_status_writer)
 

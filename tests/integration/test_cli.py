@@ -98,7 +98,7 @@ async def test_announcer_serves_probes_heartbeats_and_stops_cleanly(announcer: P
     assert announcer.stop() == 0
     await async_wait_until(lambda: beats[-1].leaving, what="the leaving heartbeat")
     await subscription.unsubscribe()
-    assert announcer.find(r"stopped component=announcer code=0")
+    assert announcer.find(r"component=announcer .*msg=stopped code=0")
 
 
 def test_nats_command_runs_a_jetstream_server_until_sigterm(tmp_path: object) -> None:

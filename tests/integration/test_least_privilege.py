@@ -108,7 +108,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                             str(source), "--http-port", "0", "--http-host", "127.0.0.1")
                 built.start("announcer", "announcer", "--node", NODE, "--nats", server.node_url(NODE),
                             "--http-port", "0", "--http-host", f"{subnet}.11", "--exclude-interfaces", "mgmt*",
-                            "--log-level", "INFO", ns=node_ns).wait_logged("event=l2_agent_started", timeout=45)
+                            "--log-level", "INFO", ns=node_ns).wait_logged('msg="l2 agent started"', timeout=45)
                 built.start("ipam", "ipam", "--nats", server.url_for(BusUser.IPAM), "--http-port", "0",
                             "--http-host", "127.0.0.1")
                 yield built

@@ -131,7 +131,8 @@ class BfdPeer:
             with contextlib.suppress(OSError):  # a cut link: the detection timer will tell
                 self._sock.sendto(datagram, (str(self.peer), self.peer_port))
         while (event := self.session.next_event()) is not None:
-            log.info("bfd peer=%s %s -> %s diag=%s", self.peer, event.old.name, event.new.name, event.diagnostic.name)
+            log.info("bfd state changed peer=%s old=%s new=%s diag=%s", self.peer, event.old.name, event.new.name,
+                     event.diagnostic.name)
             if event.new is BfdState.UP:
                 self.up.set()
             else:

@@ -206,7 +206,7 @@ class Speaker:
             core.connection_made(now, local_address=local)
             self._pending = (connection, core)
             self._loop.call_later(self.config.session.open_hold_time, self._drop_pending, connection)
-            log.info("bgp second connection peer=%s: collision pending", self.config.peer_address)
+            log.info("bgp second connection, collision pending peer=%s", self.config.peer_address)
             self._process_pending()
             return True
         return False
@@ -276,7 +276,7 @@ class Speaker:
                 old_connection.transport.close()
         while core.next_event() is not None:  # its Idle→OpenConfirm story is not news to our listeners
             pass
-        log.info("bgp collision resolved peer=%s: keeping the connection the peer opened", self.config.peer_address)
+        log.info("bgp collision resolved, keeping the connection the peer opened peer=%s", self.config.peer_address)
         self.session, self._connection = core, connection
         self._disconnected.clear()
         self._process()

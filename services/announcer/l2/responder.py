@@ -170,7 +170,7 @@ class L2Responder:
         try:
             self._links = self._list_links()
         except OSError as exc:
-            log.warning("event=link_dump_failed error=%s retry_in=%s", exc, _RETRY)
+            log.warning("link dump failed error=%s retry_in=%s", exc, _RETRY)
             if self._loop is not None:
                 self._loop.call_later(_RETRY, self.rescan)
             return
@@ -203,12 +203,12 @@ class L2Responder:
         try:
             sock = rawsock.open_packet_socket(facts.name)
         except OSError as exc:
-            log.warning("event=open_failed interface=%s error=%s", facts.name, exc)
+            log.warning("open failed interface=%s error=%s", facts.name, exc)
             return None
         port = _Port(facts, sock)
         self._ports[facts.name] = port
         self._loop.add_reader(sock.fileno(), self._on_readable, port)
-        log.info("event=interface_open interface=%s mac=%s", facts.name, format_mac(facts.mac))
+        log.info("interface open interface=%s mac=%s", facts.name, format_mac(facts.mac))
         return port
 
     def _close_port(self, name: str) -> None:
@@ -218,7 +218,7 @@ class L2Responder:
         if self._loop is not None:
             self._loop.remove_reader(port.sock.fileno())
         port.sock.close()  # memberships go with the socket
-        log.info("event=interface_closed interface=%s", name)
+        log.info("interface closed interface=%s", name)
 
     def _assign(self, port: _Port, ips: frozenset[IPAddress]) -> None:
         old = port.owned
@@ -226,11 +226,11 @@ class L2Responder:
         port.owned_v4 = frozenset(ip for ip in ips if isinstance(ip, IPv4Address))
         port.owned_v6 = frozenset(ip for ip in ips if isinstance(ip, IPv6Address))
         for ip in old - ips:
-            log.info("event=released ip=%s interface=%s", ip, port.facts.name)
+            log.info("released ip=%s interface=%s", ip, port.facts.name)
         self._sync_groups(port)
         new = sorted(ips - old, key=lambda ip: (ip.version, ip))
         for ip in new:
-            log.info("event=taken_over ip=%s interface=%s", ip, port.facts.name)
+            log.info("taken over ip=%s interface=%s", ip, port.facts.name)
         if new:
             self._schedule_gratuitous(port, new)
 
@@ -241,13 +241,13 @@ class L2Responder:
                 rawsock.join_multicast(port.sock, port.facts.index, mac)
                 port.groups.add(mac)
             except OSError as exc:
-                log.warning("event=join_failed interface=%s group=%s error=%s", port.facts.name, mac.hex(), exc)
+                log.warning("join failed interface=%s group=%s error=%s", port.facts.name, mac.hex(), exc)
         for mac in port.groups - wanted:
             port.groups.discard(mac)
             try:
                 rawsock.leave_multicast(port.sock, port.facts.index, mac)
             except OSError as exc:
-                log.warning("event=leave_failed interface=%s error=%s", port.facts.name, exc)
+                log.warning("leave failed interface=%s error=%s", port.facts.name, exc)
 
     def _schedule_gratuitous(self, port: _Port, ips: list[IPAddress]) -> None:
         """Announce `ips` now and at each later point of the schedule: one timer per point, not per IP.
@@ -288,7 +288,7 @@ class L2Responder:
             port.sock.send(frame)
         except OSError as exc:
             self.stats.send_errors += 1
-            log.debug("event=send_failed interface=%s error=%s", port.facts.name, exc)
+            log.debug("send failed interface=%s error=%s", port.facts.name, exc)
             return False
         return True
 
@@ -311,17 +311,17 @@ class L2Responder:
             try:
                 self._handle_frame(port, frame, answer=pkttype in _ANSWERABLE)
             except Exception:  # a bug must not take the data plane down; the frame is lost, not the loop
-                log.exception("event=frame_handler_failed interface=%s", port.facts.name)
+                log.exception("frame handler failed interface=%s", port.facts.name)
 
     def _receive_error(self, port: _Port, exc: OSError) -> None:
         self.stats.receive_errors += 1
         if exc.errno in _GONE:
-            log.warning("event=interface_gone interface=%s error=%s", port.facts.name, exc)
+            log.warning("interface gone interface=%s error=%s", port.facts.name, exc)
             self._close_port(port.facts.name)
             self.rescan()
         elif not port.down_logged:  # ENETDOWN and friends: the socket works again after link up
             port.down_logged = True
-            log.warning("event=receive_failed interface=%s error=%s", port.facts.name, exc)
+            log.warning("receive failed interface=%s error=%s", port.facts.name, exc)
 
     def _handle_frame(self, port: _Port, frame: bytes, *, answer: bool) -> None:
         ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
@@ -363,9 +363,9 @@ class L2Responder:
 
     def _conflict(self, port: _Port, ip: IPAddress, other_mac: bytes) -> None:
         self.stats.conflicts[ip] += 1
-        log.warning("event=conflict ip=%s other_mac=%s interface=%s", ip, format_mac(other_mac), port.facts.name)
+        log.warning("conflict ip=%s other_mac=%s interface=%s", ip, format_mac(other_mac), port.facts.name)
         if self._on_conflict is not None:
             try:
                 self._on_conflict(ip, other_mac, port.facts.name)
             except Exception:
-                log.exception("event=conflict_callback_failed ip=%s", ip)
+                log.exception("conflict callback failed ip=%s", ip)

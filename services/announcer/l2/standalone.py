@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
@@ -32,6 +31,7 @@ from services.announcer.l2.responder import (
     L2Stats,
     ResponderConfig,
 )
+from services.common.logs import add_logging_arguments, setup_logging
 
 Emit = Callable[[dict[str, object]], None]
 
@@ -120,9 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--exclude", action="append", default=None, help="interface name pattern to skip")
     parser.add_argument("--schedule", default=None, help="gratuitous delays in seconds, e.g. 0,0.25,1,3")
     parser.add_argument("--control-stdin", action="store_true", help="read JSON commands from stdin")
-    parser.add_argument("--log-level", default="WARNING")
+    add_logging_arguments(parser, default_level="WARNING")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging("l2-responder", level=args.log_level, log_format=args.log_format)
     desired = dict(_parse_ip_arg(text) for text in args.ip)
     config = ResponderConfig(
         policy=ExclusionPolicy(

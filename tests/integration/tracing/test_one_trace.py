@@ -140,7 +140,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
                          "--exclude-interfaces", "mgmt*"],
                         _environment(receiver, ANNOUNCER),
                     )  # fmt: skip
-                    wait_until(lambda: children[ANNOUNCER].logged("event=l2_agent_started"), timeout=30,
+                    wait_until(lambda: children[ANNOUNCER].logged('msg="l2 agent started"'), timeout=30,
                                what="the announcer to read the placements")  # fmt: skip
                     children[IPAM] = Child(
                         [*run, "ipam", "--nats", nats.url_for(BusUser.IPAM), "--http-port", "0",

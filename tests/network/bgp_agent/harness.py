@@ -104,7 +104,7 @@ class Fabric:
         )  # fmt: skip
         node.announcer = Process(proc, f"announcer on {name}")
         if wait:
-            node.announcer.wait_logged("event=bgp_agent_started")
+            node.announcer.wait_logged('msg="bgp agent started"')
         return node.announcer
 
     def start_announcers(self, *, wrapper: tuple[str, ...] = ()) -> None:
@@ -113,7 +113,7 @@ class Fabric:
             self.start_announcer(name, wait=False, wrapper=wrapper)
         for node in self.nodes.values():
             assert node.announcer is not None
-            node.announcer.wait_logged("event=bgp_agent_started")
+            node.announcer.wait_logged('msg="bgp agent started"')
 
     def terminate(self, name: str, timeout: float = 15.0) -> int:
         announcer = self.nodes[name].announcer

@@ -49,6 +49,6 @@ def test_cut_link_takes_the_routes_down_through_bfd(lab: tuple[Fabric, BirdNeigh
     wait_for(lambda: bird.route(V4) is None, timeout=5, message="the route gone with BFD (hold time is 90 s)")
     announcer = fab.nodes["node1"].announcer
     assert announcer is not None
-    announcer.wait_logged("event=bfd_changed .*old=UP new=DOWN", timeout=5)
+    announcer.wait_logged('msg="bfd changed" .*old=UP new=DOWN', timeout=5)
     fab.set_link("node1", up=True)
     wait_for(lambda: bird.route(V4), timeout=30, message="the route back with the link")

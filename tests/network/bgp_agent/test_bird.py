@@ -120,7 +120,7 @@ def test_graceful_restart_keeps_the_routes_through_an_announcer_restart(
     for name in NODES:
         announcer = fab.nodes[name].announcer
         assert announcer is not None
-        announcer.wait_logged("event=bgp_session_started .* graceful_restart=True")
+        announcer.wait_logged('msg="bgp session started" .* graceful_restart=True')
     wait_for(node1.established, timeout=20, message="node1's session with graceful restart")
     wait_for(lambda: paths(bird, V4) == both4, timeout=20, message="two paths on the new sessions")
     assert fab.terminate("node1") == 0

@@ -45,7 +45,7 @@ def start_announcers(fab: Fabric, *names: str) -> None:
     for name in names:
         announcer = fab.nodes[name].announcer
         assert announcer is not None
-        announcer.wait_logged("event=bgp_agent_started")
+        announcer.wait_logged('msg="bgp agent started"')
 
 
 def bgpd_config() -> str:

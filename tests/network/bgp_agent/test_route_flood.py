@@ -100,9 +100,9 @@ def test_a_full_table_from_the_router_leaves_bfd_the_sessions_and_our_routes_up(
         assert neighbor.route(V4), f"{V4} from {name} gone from BIRD"
         announcer = fab.nodes[name].announcer
         assert announcer is not None
-        assert not announcer.logged("event=bfd_changed .*old=UP"), announcer.tail()
+        assert not announcer.logged('msg="bfd changed" .*old=UP'), announcer.tail()
         assert not announcer.logged("bgp closed"), announcer.tail()
-        assert not announcer.logged("event=partitioned"), announcer.tail()
+        assert not announcer.logged("msg=partitioned"), announcer.tail()
     fab.allocate(allocated("late", "198.51.100.6", pool="lan"))
     for name, neighbor in bird.items():
         wait_for(lambda n=neighbor: n.route(LATE), timeout=10, message=f"{LATE} from {name}")  # type: ignore[misc]

@@ -97,7 +97,7 @@ class AnnouncerProcess:
         def started() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"announcer on {self.node.name} exited {self.proc.returncode}:\n{self.tail()}")
-            return self.logged("event=l2_agent_started")
+            return self.logged('msg="l2 agent started"')
 
         wait_for(started, timeout=timeout, message=f"the announcer on {self.node.name} to start")
 

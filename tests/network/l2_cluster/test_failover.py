@@ -87,11 +87,11 @@ def _entries_follow(lab: Cluster, lost: list[str], old: str, timeout: float = 5.
 
 def _no_takeover_before_resync(announcer: AnnouncerProcess, since: int) -> None:
     """After the mark, nothing was taken over on the wire before the placements were read again."""
-    announcer.wait_logged("event=placements_read", since=since)
+    announcer.wait_logged('msg="placements read"', since=since)
     for line in announcer.log[since:]:
-        if "event=placements_read" in line:
+        if 'msg="placements read"' in line:
             return
-        assert not re.search("event=taken_over", line), line
+        assert not re.search('msg="taken over"', line), line
 
 
 def test_kill_9_of_the_owner_moves_its_vips_and_the_clients_entries(lab: Cluster) -> None:
@@ -115,7 +115,7 @@ def test_a_pulled_cable_moves_the_vips_and_the_node_waits_for_a_resync(lab: Clus
     lab.set_mgmt_link(victim, up=False)
     took = _entries_follow(lab, [vip for vip, node in before.items() if node == victim], victim)
     print(f"client entries followed a pulled cable in {took * 1000:.0f} ms")
-    announcer.wait_logged("event=partitioned")
+    announcer.wait_logged("msg=partitioned")
     mark = announcer.mark()
     lab.set_data_link(victim, up=True)  # the data link first: the node sees its interface before the bus
     lab.set_mgmt_link(victim, up=True)
@@ -131,14 +131,14 @@ def test_a_partitioned_announcer_yields_when_the_new_owner_claims_the_vip(lab: C
     announcer = lab.nodes[victim].announcer
     assert announcer is not None
     lab.set_mgmt_link(victim, up=False)  # the bus is gone, the data link stays: the node keeps answering
-    announcer.wait_logged("event=partitioned", timeout=5)
+    announcer.wait_logged("msg=partitioned", timeout=5)
     _entries_follow(lab, lost, victim)
     for vip in lost:
-        announcer.wait_logged(f"event=yielded ip={re.escape(vip)} ", timeout=5)
+        announcer.wait_logged(f"msg=yielded ip={re.escape(vip)} ", timeout=5)
         assert answered_by(lab, vip) == lab.mac(lab.wait_owner(vip))  # the partitioned node is silent
     mark = announcer.mark()
     lab.set_mgmt_link(victim, up=True)
-    announcer.wait_logged("event=bus_back", since=mark)
+    announcer.wait_logged('msg="bus back"', since=mark)
     _no_takeover_before_resync(announcer, mark)
     for vip in VIPS:
         wait_for(_answers(lab, vip), timeout=10, message=f"{vip} answered by its owner alone")
@@ -153,13 +153,13 @@ def test_while_partitioned_the_last_vips_keep_answering(lab: Cluster) -> None:
     announcer = lab.nodes[victim].announcer
     assert announcer is not None
     lab.set_mgmt_link(victim, up=False)
-    announcer.wait_logged("event=partitioned", timeout=5)
+    announcer.wait_logged("msg=partitioned", timeout=5)
     for vip, node in before.items():
         assert answered_by(lab, vip) == lab.mac(node)
     mark = announcer.mark()
     lab.set_mgmt_link(victim, up=True)
     mine = sum(node == victim for node in before.values())
-    announcer.wait_logged(f"event=placements_read .* mine={mine}", since=mark)
+    announcer.wait_logged(f'msg="placements read" .* mine={mine}', since=mark)
     assert answered_by(lab, VIP4) == lab.mac(victim)
 
 
@@ -191,12 +191,12 @@ def test_a_nats_restart_keeps_every_vip_answering(lab: Cluster) -> None:
     try:
         lab.server.kill()  # the store stays: the same server comes back on the same port
         for announcer, mark in zip(announcers, marks, strict=True):
-            announcer.wait_logged("event=partitioned", since=mark, timeout=5)
+            announcer.wait_logged("msg=partitioned", since=mark, timeout=5)
         for vip, node in before.items():  # the data plane does not need the bus
             assert answered_by(lab, vip) == lab.mac(node)
         lab.server.start()
         for announcer, mark in zip(announcers, marks, strict=True):
-            announcer.wait_logged("event=bus_back", since=mark, timeout=15)
+            announcer.wait_logged('msg="bus back"', since=mark, timeout=15)
             _no_takeover_before_resync(announcer, mark)
     finally:
         watch.stop()

@@ -93,7 +93,7 @@ def test_a_rogue_claim_is_counted_but_the_placement_wins_while_connected(lab: Cl
     assert arping(lab.lab, lab.client, VIP4A, count=2) == [mac1, mac1]
     assert lab.metrics("node1").get(f'metalbus_layer2_yields{{ip="{VIP4A}"}}', 0) == 0
     node1 = lab.nodes["node1"].announcer
-    assert node1 is not None and node1.logged("event=conflict_kept")
+    assert node1 is not None and node1.logged('msg="conflict kept"')
 
 
 def test_a_data_link_flap_shows_in_the_reports_and_heals(lab: Cluster) -> None:
