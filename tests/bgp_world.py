@@ -16,10 +16,10 @@ from schemas.events import (
     ObjectDeleted,
     ObjectKind,
     ObjectRef,
+    ReleaseReason,
     SecretObserved,
     ServiceId,
 )
-from schemas.events.decisions import ReleaseReason
 from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject, observed_subject
 from tests.builders import CONFIG_NAMESPACE, service

@@ -29,7 +29,6 @@ from schemas.events.decisions import (
     L2PlacementCleared,
     L2PlacementDecided,
     PoolUsageReported,
-    ReleaseReason,
     ServiceId,
 )
 from schemas.events.observed import (
@@ -49,6 +48,7 @@ from schemas.events.observed import (
     ServiceObserved,
     ServicePort,
 )
+from schemas.events.reasons import AllocationFailureReason, ConfigProblemReason, ReleaseReason
 
 AnyEvent = Annotated[
     Union[  # noqa: UP007 - a discriminated union needs the Union form here
@@ -91,6 +91,7 @@ __all__ = [
     "CONFIG_KINDS",
     "EVENT_TYPES",
     "AllocationFailed",
+    "AllocationFailureReason",
     "AnnouncementMode",
     "AnnouncementReported",
     "AnnouncerHeartbeat",
@@ -100,6 +101,7 @@ __all__ = [
     "BGPSessionState",
     "ConfigObjectObserved",
     "ConfigProblem",
+    "ConfigProblemReason",
     "ConfigurationEvaluated",
     "ConfigurationPart",
     "EndpointsObserved",

@@ -8,12 +8,17 @@ Stream position (subject, sequence) is not in the body: it belongs to the bus me
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import ClassVar, NewType
+from typing import Any, ClassVar, NewType
 
 from pydantic import BaseModel, ConfigDict, Field
 
 EventId = NewType("EventId", str)
+
+#: Turns a payload of one schema version into the next one, as JSON values (pure, total: it must accept
+#: any dict, leaving what it does not recognise for validation to refuse).
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Event(BaseModel):
@@ -21,8 +26,19 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: Bumped when the payload's shape changes incompatibly; decoders upcast older versions.
+    #: Bumped when the payload's shape or vocabulary changes incompatibly; decoders upcast older versions.
     version: ClassVar[int] = 1
+    #: ``{n: f}``: ``f`` turns a version ``n`` payload into version ``n + 1``; one for every older version.
+    upcasters: ClassVar[Mapping[int, Upcaster]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if sorted(cls.upcasters) != list(range(1, cls.version)):
+            raise TypeError(
+                f"{cls.__name__} is at version {cls.version}: it needs one upcaster from each of the versions "
+                f"1..{cls.version - 1}, not from {sorted(cls.upcasters)}"
+            )
 
 
 class EnvelopeHeader(BaseModel):

@@ -7,8 +7,10 @@ import random
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
+from pydantic_core import from_json, to_json
 
 from schemas.events import Envelope, Event, EventId
+from schemas.events.upcasting import up_to_date
 from schemas.refusal import DropReason, Refused
 
 #: The largest body read (8 MiB): far above the 1 MB ``max_payload`` metalbus deploys NATS with, so only
@@ -55,7 +57,11 @@ def encode(envelope: Envelope) -> bytes:
 
 
 def read_envelope(data: bytes) -> Envelope | Refused:
-    """Parse and validate a received message body: the envelope, or why it is not one. Total."""
+    """Parse and validate a received message body: the envelope, or why it is not one. Total.
+
+    A body of this build's version is validated straight from its bytes; one of another version (or one
+    that does not validate, which may be another version's shape) is parsed, upcast or refused as newer
+    (``upcasting.up_to_date``), then validated."""
     if not isinstance(data, bytes | bytearray | memoryview):
         return Refused(DropReason.NOT_JSON, f"a body of type {type(data).__name__}, not bytes")
     if len(data) > MAX_BODY_BYTES:
@@ -63,15 +69,37 @@ def read_envelope(data: bytes) -> Envelope | Refused:
     try:
         envelope = Envelope.model_validate_json(data)
     except ValidationError as error:
-        return _refusal(error)
-    known = type(envelope.event).version
-    if envelope.schema_version > known:
-        return Refused(
-            DropReason.NEWER_SCHEMA,
-            f"{envelope.event.type} schema version {envelope.schema_version} is newer than "
-            f"the {known} this build understands",
-        )
+        if _is_json_error(error):
+            return _refusal(error)
+        return _read_other_version(data, error)
+    if envelope.schema_version != type(envelope.event).version:
+        return _read_other_version(data, None)
     return envelope
+
+
+def _read_other_version(data: bytes | bytearray | memoryview, error: ValidationError | None) -> Envelope | Refused:
+    """``data`` is JSON that is not a valid envelope of this build's version (``error`` says why, if it did
+    not validate): upcast it to this version, refuse it as newer, or refuse it for ``error``."""
+    try:
+        parsed = from_json(data.tobytes() if isinstance(data, memoryview) else data)
+    except ValueError as json_error:
+        return Refused(DropReason.NOT_JSON, str(json_error))
+    body = up_to_date(parsed)
+    if isinstance(body, Refused):
+        return body
+    if body is parsed and error is not None:
+        return _refusal(error)  # nothing to upcast: the body is simply not an event
+    try:
+        envelope = Envelope.model_validate_json(to_json(body))
+    except ValidationError as upcast_error:
+        return _refusal(upcast_error)
+    if envelope.schema_version != type(envelope.event).version:
+        return Refused(DropReason.WRONG_SHAPE, f"schema_version: {parsed.get('schema_version')!r} is not a version")
+    return envelope
+
+
+def _is_json_error(error: ValidationError) -> bool:
+    return error.errors(include_url=False, include_input=False)[0]["type"] == "json_invalid"
 
 
 def _refusal(error: ValidationError) -> Refused:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events.base import Event
+from schemas.events.reasons import AllocationFailureReason, ConfigProblemReason, ReleaseReason
 
 
 class ServiceId(BaseModel):
@@ -32,17 +33,6 @@ class IPAllocated(Event):
     )
 
 
-class ReleaseReason(StrEnum):
-    SERVICE_DELETED = "ServiceDeleted"
-    NOT_LOAD_BALANCER = "NotLoadBalancer"
-    CLASS_CHANGED = "LoadBalancerClassChanged"
-    NOT_COVERED_BY_POOL = "NotCoveredByPool"
-    REPLACED = "Replaced"
-    """The Service's request or the configuration no longer allows the IPs; it gets new ones."""
-    REFUSED = "Refused"
-    """The Service's new request was refused; it holds nothing now."""
-
-
 class IPReleased(Event):
     type: Literal["IPReleased"] = "IPReleased"
     service: ServiceId
@@ -51,12 +41,47 @@ class IPReleased(Event):
     message: str = ""
 
 
+#: How version 1 of ``AllocationFailed`` spelled its reasons (the allocator's snake_case codes).
+_V1_ALLOCATION_FAILURE_REASONS: dict[str, AllocationFailureReason] = {
+    "no_pools": AllocationFailureReason.NO_POOLS,
+    "no_ip_family": AllocationFailureReason.NO_IP_FAMILY,
+    "invalid_requested_ip": AllocationFailureReason.INVALID_REQUESTED_IP,
+    "conflicting_request": AllocationFailureReason.CONFLICTING_REQUEST,
+    "too_many_requested_ips": AllocationFailureReason.TOO_MANY_REQUESTED_IPS,
+    "request_too_large": AllocationFailureReason.REQUEST_TOO_LARGE,
+    "requested_family_mismatch": AllocationFailureReason.REQUESTED_FAMILY_MISMATCH,
+    "requested_ip_not_in_pool": AllocationFailureReason.REQUESTED_IP_NOT_IN_POOL,
+    "requested_ip_unusable": AllocationFailureReason.REQUESTED_IP_UNUSABLE,
+    "requested_ip_wrong_pool": AllocationFailureReason.REQUESTED_IP_WRONG_POOL,
+    "ip_not_shared": AllocationFailureReason.IP_NOT_SHARED,
+    "ip_sharing_key_mismatch": AllocationFailureReason.IP_SHARING_KEY_MISMATCH,
+    "ip_backend_mismatch": AllocationFailureReason.IP_BACKEND_MISMATCH,
+    "ip_port_conflict": AllocationFailureReason.IP_PORT_CONFLICT,
+    "unknown_pool": AllocationFailureReason.UNKNOWN_POOL,
+    "pool_not_allowed": AllocationFailureReason.POOL_NOT_ALLOWED,
+    "pool_exhausted": AllocationFailureReason.POOL_EXHAUSTED,
+    "no_eligible_pool": AllocationFailureReason.NO_ELIGIBLE_POOL,
+    "no_available_ip": AllocationFailureReason.NO_AVAILABLE_IP,
+}
+
+
+def _allocation_failed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 spells reasons in CamelCase; a reason version 1 never wrote is left for validation."""
+    reason = payload.get("reason")
+    if not isinstance(reason, str) or reason not in _V1_ALLOCATION_FAILURE_REASONS:
+        return payload
+    return {**payload, "reason": _V1_ALLOCATION_FAILURE_REASONS[reason].value}
+
+
 class AllocationFailed(Event):
     """The Service gets no IP; ``reason`` is a machine code, ``message`` says why for a human."""
 
+    version = 2
+    upcasters = {1: _allocation_failed_v1_to_v2}
+
     type: Literal["AllocationFailed"] = "AllocationFailed"
     service: ServiceId
-    reason: str = Field(min_length=1, description="machine reason code, e.g. 'NoAvailableIP'")
+    reason: AllocationFailureReason = Field(description="machine reason code, e.g. 'NoAvailableIP'")
     message: str = Field(min_length=1)
 
 
@@ -86,7 +111,7 @@ class ConfigProblem(BaseModel):
     namespace: str = ""
     name: str = ""
     field: str = ""
-    reason: str = Field(description="machine reason code")
+    reason: ConfigProblemReason = Field(description="machine reason code, e.g. 'OverlappingAddresses'")
     message: str
 
 

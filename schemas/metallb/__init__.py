@@ -57,7 +57,6 @@ from schemas.metallb.pools import IPAddressPool, IPAddressPoolSpec, ServiceAlloc
 from schemas.metallb.validation import (
     ConfigProblem,
     ConfigurationReport,
-    ProblemCode,
     validate_configuration,
 )
 
@@ -95,7 +94,6 @@ __all__ = [
     "MetallbObject",
     "ObjectMeta",
     "PreferredNodeSelector",
-    "ProblemCode",
     "SecretReference",
     "SelectorOperator",
     "ServiceAllocation",

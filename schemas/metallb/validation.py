@@ -2,7 +2,8 @@
 
 Each object may be valid alone and still not fit with the rest: two pools claiming the same addresses,
 an advertisement naming a pool that does not exist, a peer naming a missing BFD profile, an unknown
-community alias. :func:`validate_configuration` lists every such problem with an enum-coded reason.
+community alias. :func:`validate_configuration` lists every such problem with its reason (a
+``ConfigProblemReason``, the contract's).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from schemas.events.reasons import ConfigProblemReason
 from schemas.metallb.addresses import AddressRange, IPFamily, unusable_kinds, usable_count
 from schemas.metallb.advertisements import BGPAdvertisement, L2Advertisement
 from schemas.metallb.bfd import BFDProfile
@@ -22,34 +23,13 @@ from schemas.metallb.parsing import ConfigObject
 from schemas.metallb.pools import IPAddressPool
 
 
-class ProblemCode(StrEnum):
-    DUPLICATE_NAME = "DuplicateName"
-    """Two objects of one kind share a name (in one namespace)."""
-    OVERLAPPING_ADDRESSES = "OverlappingAddresses"
-    """Two address entries, in one pool or in two, share addresses."""
-    UNKNOWN_POOL = "UnknownPool"
-    """An advertisement names a pool that does not exist."""
-    UNKNOWN_PEER = "UnknownPeer"
-    """A BGP advertisement names a peer that does not exist."""
-    UNKNOWN_BFD_PROFILE = "UnknownBFDProfile"
-    """A peer names a BFD profile that does not exist."""
-    UNKNOWN_COMMUNITY_ALIAS = "UnknownCommunityAlias"
-    """A BGP advertisement uses a community name no Community object defines."""
-    DUPLICATE_COMMUNITY_ALIAS = "DuplicateCommunityAlias"
-    """Two Community objects define the same alias."""
-    AGGREGATION_TOO_SHORT = "AggregationLengthTooShort"
-    """A BGP advertisement aggregates to a prefix shorter than a pool entry's own prefix."""
-    NO_USABLE_ADDRESSES = "NoUsableAddresses"
-    """Every address of a pool is unspecified, loopback, link-local, multicast or broadcast."""
-
-
 @dataclass(frozen=True, slots=True)
 class ConfigProblem:
     kind: str
     namespace: str | None
     name: str
     field: str
-    code: ProblemCode
+    code: ConfigProblemReason
     message: str
 
     def __str__(self) -> str:
@@ -68,11 +48,11 @@ class ConfigurationReport:
     def for_object(self, kind: str, namespace: str | None, name: str) -> tuple[ConfigProblem, ...]:
         return tuple(p for p in self.problems if (p.kind, p.namespace, p.name) == (kind, namespace, name))
 
-    def codes(self) -> frozenset[ProblemCode]:
+    def codes(self) -> frozenset[ConfigProblemReason]:
         return frozenset(problem.code for problem in self.problems)
 
 
-def _problem(obj: MetallbObject, field: str, code: ProblemCode, message: str) -> ConfigProblem:
+def _problem(obj: MetallbObject, field: str, code: ConfigProblemReason, message: str) -> ConfigProblem:
     return ConfigProblem(obj.KIND, obj.namespace, obj.name, field, code, message)
 
 
@@ -102,7 +82,7 @@ def validate_configuration(objects: Iterable[ConfigObject]) -> ConfigurationRepo
                     _problem(
                         ad,
                         f"spec.ipAddressPools[{index}]",
-                        ProblemCode.UNKNOWN_POOL,
+                        ConfigProblemReason.UNKNOWN_POOL,
                         f"IPAddressPool {pool_name!r} does not exist",
                     )
                 )
@@ -113,7 +93,7 @@ def validate_configuration(objects: Iterable[ConfigObject]) -> ConfigurationRepo
                 _problem(
                     peer,
                     "spec.bfdProfile",
-                    ProblemCode.UNKNOWN_BFD_PROFILE,
+                    ConfigProblemReason.UNKNOWN_BFD_PROFILE,
                     f"BFDProfile {peer.spec.bfd_profile!r} does not exist",
                 )
             )
@@ -131,7 +111,9 @@ def _duplicate_names(ordered: list[ConfigObject]) -> list[ConfigProblem]:
     for obj in ordered:
         key = (obj.KIND, obj.namespace, obj.name)
         if key in seen:
-            problems.append(_problem(obj, "metadata.name", ProblemCode.DUPLICATE_NAME, f"duplicate {obj.KIND} name"))
+            problems.append(
+                _problem(obj, "metadata.name", ConfigProblemReason.DUPLICATE_NAME, f"duplicate {obj.KIND} name")
+            )
         seen.add(key)
     return problems
 
@@ -156,7 +138,7 @@ def _overlapping_pools(pools: list[IPAddressPool]) -> list[ConfigProblem]:
                     _problem(
                         pool,
                         f"spec.addresses[{index}]",
-                        ProblemCode.OVERLAPPING_ADDRESSES,
+                        ConfigProblemReason.OVERLAPPING_ADDRESSES,
                         f"{text!r} overlaps {other_text!r} of IPAddressPool {other_pool.name!r}",
                     )
                 )
@@ -183,7 +165,7 @@ def _unusable_pool(pool: IPAddressPool) -> ConfigProblem | None:
     return _problem(
         pool,
         "spec.addresses",
-        ProblemCode.NO_USABLE_ADDRESSES,
+        ConfigProblemReason.NO_USABLE_ADDRESSES,
         f"no address of the pool can be handed out ({'; '.join(described)})",
     )
 
@@ -198,7 +180,7 @@ def _community_aliases(communities: list[Community]) -> tuple[set[str], list[Con
                     _problem(
                         community,
                         f"spec.communities[{index}].name",
-                        ProblemCode.DUPLICATE_COMMUNITY_ALIAS,
+                        ConfigProblemReason.DUPLICATE_COMMUNITY_ALIAS,
                         f"community alias {alias.name!r} is already defined",
                     )
                 )
@@ -216,7 +198,7 @@ def _check_bgp_advertisement(
                 _problem(
                     ad,
                     f"spec.peers[{index}]",
-                    ProblemCode.UNKNOWN_PEER,
+                    ConfigProblemReason.UNKNOWN_PEER,
                     f"BGPPeer {peer_name!r} does not exist",
                 )
             )
@@ -226,7 +208,7 @@ def _check_bgp_advertisement(
                 _problem(
                     ad,
                     f"spec.communities[{index}]",
-                    ProblemCode.UNKNOWN_COMMUNITY_ALIAS,
+                    ConfigProblemReason.UNKNOWN_COMMUNITY_ALIAS,
                     f"{text!r} is neither a community value nor an alias defined by a Community object",
                 )
             )
@@ -243,7 +225,7 @@ def _check_bgp_advertisement(
                     _problem(
                         ad,
                         field,
-                        ProblemCode.AGGREGATION_TOO_SHORT,
+                        ConfigProblemReason.AGGREGATION_TOO_SHORT,
                         f"aggregation length {length} is shorter than prefix /{shortest} of {text!r} "
                         f"in IPAddressPool {pool.name!r}",
                     )

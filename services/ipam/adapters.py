@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.events import IPAllocated, IPReleased, ReleaseReason, ServiceId, ServiceObserved
+from schemas.events import IPAllocated, IPReleased, ServiceId, ServiceObserved
 from schemas.metallb import IPAddressPool
 from services.ipam import core
 
@@ -50,21 +50,11 @@ def service_id(key: core.ServiceKey, uid: str = "") -> ServiceId:
     return ServiceId(namespace=namespace, name=name, uid=uid)
 
 
-RELEASE_REASONS: dict[core.ReleaseReason, ReleaseReason] = {
-    core.ReleaseReason.SERVICE_DELETED: ReleaseReason.SERVICE_DELETED,
-    core.ReleaseReason.NOT_LOAD_BALANCER: ReleaseReason.NOT_LOAD_BALANCER,
-    core.ReleaseReason.OTHER_CLASS: ReleaseReason.CLASS_CHANGED,
-    core.ReleaseReason.NOT_IN_ANY_POOL: ReleaseReason.NOT_COVERED_BY_POOL,
-    core.ReleaseReason.REPLACED: ReleaseReason.REPLACED,
-    core.ReleaseReason.REFUSED: ReleaseReason.REFUSED,
-}
-
-
 def released_event(released: core.Released, uid: str = "") -> IPReleased:
     return IPReleased(
         service=service_id(released.service, uid),
         ips=tuple(str(ip) for ip in released.ips),
-        reason=RELEASE_REASONS[released.reason],
+        reason=released.reason,
         message=released.message,
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 from schemas.events import (
     AllocationFailed,
     ConfigProblem,
+    ConfigProblemReason,
     ConfigurationEvaluated,
     Event,
     EventId,
@@ -25,6 +26,7 @@ from schemas.events import (
     InForceSlot,
     IPAllocated,
     PoolUsageReported,
+    ReleaseReason,
     ServiceObserved,
 )
 from schemas.events.in_force import bounded_problems, split_in_force
@@ -48,11 +50,6 @@ from services.ipam.core.requests import parse_ip
 from services.ipam.layer2 import Layer2
 from services.ipam.ledger import Ledger, apply
 from services.ipam.world import World
-
-#: Machine reason of a configuration object that does not parse.
-INVALID_OBJECT = "InvalidObject"
-#: Machine reason of a pool set the allocator cannot use.
-INVALID_POOLS = "InvalidPools"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,20 +203,20 @@ class Decider:
     def _reconcile(self, key: core.ServiceKey) -> None:
         service = self.world.services.get(key)
         if service is None:
-            self._release(self.allocator.release(key, core.ReleaseReason.SERVICE_DELETED), "")
+            self._release(self.allocator.release(key, ReleaseReason.SERVICE_DELETED), "")
             return
         uid = service.ref.uid
         parsed = self._parse(key, service)
         if isinstance(parsed, core.NotManaged):
             reason = (
-                core.ReleaseReason.NOT_LOAD_BALANCER
+                ReleaseReason.NOT_LOAD_BALANCER
                 if parsed.reason is core.NotManagedReason.NOT_LOAD_BALANCER
-                else core.ReleaseReason.OTHER_CLASS
+                else ReleaseReason.CLASS_CHANGED
             )
             self._release(self.allocator.release(key, reason), uid, parsed.message)
             return
         if isinstance(parsed, core.Refused):
-            self._release(self.allocator.release(key, core.ReleaseReason.REFUSED), uid, parsed.message)
+            self._release(self.allocator.release(key, ReleaseReason.REFUSED), uid, parsed.message)
             self._fail(parsed, service)
             return
         decision = self.allocator.allocate(parsed)
@@ -234,7 +231,7 @@ class Decider:
                     service=key,
                     ips=replaced.ips,
                     pool=replaced.pool,
-                    reason=core.ReleaseReason.REPLACED,
+                    reason=ReleaseReason.REPLACED,
                     message=replaced.message,
                 ),
                 uid,
@@ -278,7 +275,7 @@ class Decider:
     def _fail(self, refused: core.Refused, service: ServiceObserved) -> None:
         event = AllocationFailed(
             service=service_id(refused.service, service.ref.uid),
-            reason=refused.reason.value,
+            reason=refused.reason,
             message=refused.message,
         )
         if self.ledger.failures.get(refused.service) == event:
@@ -309,7 +306,7 @@ class Decider:
                 service=key,
                 ips=tuple(ip for ip in (parse_ip(t) for t in recorded.ips) if ip is not None),
                 pool=core.PoolName(recorded.pool),
-                reason=core.ReleaseReason.SERVICE_DELETED if service is None else core.ReleaseReason.REPLACED,
+                reason=ReleaseReason.SERVICE_DELETED if service is None else ReleaseReason.REPLACED,
                 message="" if service is None else "no longer allowed after restart; re-deciding",
             )
             self._release(released, recorded.service.uid)
@@ -337,7 +334,9 @@ class Decider:
             try:
                 validate_pools(candidate.pools)
             except core.InvalidPools as error:
-                problems.append(ConfigProblem(kind="IPAddressPool", reason=INVALID_POOLS, message=str(error)))
+                problems.append(
+                    ConfigProblem(kind="IPAddressPool", reason=ConfigProblemReason.INVALID_POOLS, message=str(error))
+                )
         if problems:
             self._report_configuration(valid=False, problems=tuple(problems))
             candidate = self.configuration
@@ -375,7 +374,7 @@ class Decider:
                         namespace=observed.ref.namespace,
                         name=observed.ref.name,
                         field=error.field,
-                        reason=INVALID_OBJECT,
+                        reason=ConfigProblemReason.INVALID_OBJECT,
                         message=str(error),
                     )
                 )
@@ -386,7 +385,7 @@ class Decider:
                 namespace=p.namespace or "",
                 name=p.name,
                 field=p.field,
-                reason=p.code.value,
+                reason=p.code,
                 message=str(p),
             )
             for p in report.problems

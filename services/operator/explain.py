@@ -74,7 +74,7 @@ def _decision_lines(view: ClusterView, key: str, now: datetime) -> tuple[list[st
         return lines, event.ips
     if isinstance(event, AllocationFailed):
         return [f"It has no IP: allocation failed {_when(at, now)}.",
-                f"Why: {event.message} (reason {event.reason})."], ()
+                f"Why: {event.message} (reason {event.reason.value})."], ()
     assert isinstance(event, IPReleased)
     detail = f": {event.message}" if event.message else ""
     return [f"It has no IP: {', '.join(event.ips) or 'its IPs'} released {_when(at, now)}"

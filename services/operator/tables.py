@@ -36,7 +36,7 @@ def services_table(view: ClusterView, now: datetime, *, title: str = "services",
                 table.add_row(key if first else "", ip, event.pool if first else "", view.mode_of(ip),
                               escape(announced_by(view, ip, now)), since(at, now) if first else "", *reason)
         elif isinstance(event, AllocationFailed):
-            message = escape(f"{event.reason}: {event.message}")
+            message = escape(f"{event.reason.value}: {event.message}")
             table.add_row(key, "[red]none[/red]", "", "", message if not why else "", "", *([message] if why else []))
     return table
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from schemas.events import AllocationFailureReason, ReleaseReason
 from schemas.metallb.addresses import IPAddress, IPFamily
 from services.ipam.core.book import Addr, AddressBook, PoolState, Problem, Record
 from services.ipam.core.decisions import (
@@ -21,10 +22,8 @@ from services.ipam.core.decisions import (
     Moved,
     PoolsApplied,
     PoolUsage,
-    RefusalReason,
     Refused,
     Released,
-    ReleaseReason,
     ReplaceCause,
     Replaced,
 )
@@ -109,7 +108,7 @@ class Allocator:
                         service=service,
                         ips=holding.ips,
                         pool=holding.pool,
-                        reason=ReleaseReason.NOT_IN_ANY_POOL,
+                        reason=ReleaseReason.NOT_COVERED_BY_POOL,
                         message=f"{_ips_text(holding.ips)} no longer in one address pool: {located.message}",
                     )
                 )
@@ -129,7 +128,9 @@ class Allocator:
         given = tuple(ips)
         if families_of(given) is None:
             return self._refused(
-                request, RefusalReason.TOO_MANY_REQUESTED_IPS, f"{_ips_text(given)}: at most one address per family"
+                request,
+                AllocationFailureReason.TOO_MANY_REQUESTED_IPS,
+                f"{_ips_text(given)}: at most one address per family",
             )
         checked = self._book.check(request, given)
         if isinstance(checked, Problem):
@@ -153,7 +154,7 @@ class Allocator:
         requested pool, else from the auto-assign pools."""
         if not self._specs:
             released = self.release(request.key, ReleaseReason.REFUSED)
-            return self._refused(request, RefusalReason.NO_POOLS, "no address pool is configured", released)
+            return self._refused(request, AllocationFailureReason.NO_POOLS, "no address pool is configured", released)
         holding = self._book.holdings.get(request.key)
         current = holding.ips if holding is not None else request.status_ips
         replaced: Replaced | None = None
@@ -238,11 +239,11 @@ class Allocator:
         eligible = [s.spec.name for tier in self._tiers for s in tier if s.spec.admits(request)]
         if not eligible:
             return self._refused(
-                request, RefusalReason.NO_ELIGIBLE_POOL, "no auto-assign address pool admits this Service"
+                request, AllocationFailureReason.NO_ELIGIBLE_POOL, "no auto-assign address pool admits this Service"
             )
         return self._refused(
             request,
-            RefusalReason.NO_AVAILABLE_IP,
+            AllocationFailureReason.NO_AVAILABLE_IP,
             f"no available {_families_text(request.families)} addresses in eligible pools ({', '.join(eligible)})",
         )
 
@@ -251,12 +252,14 @@ class Allocator:
         fams = families_of(ips)
         if fams is None:
             return self._refused(
-                request, RefusalReason.TOO_MANY_REQUESTED_IPS, f"{_ips_text(ips)}: at most one address per family"
+                request,
+                AllocationFailureReason.TOO_MANY_REQUESTED_IPS,
+                f"{_ips_text(ips)}: at most one address per family",
             )
         if set(fams) != set(request.families):
             return self._refused(
                 request,
-                RefusalReason.REQUESTED_FAMILY_MISMATCH,
+                AllocationFailureReason.REQUESTED_FAMILY_MISMATCH,
                 f"requested {_ips_text(ips)} do not match the Service's families {_families_text(request.families)}",
             )
         located = self._book.locate(ips)
@@ -265,7 +268,7 @@ class Allocator:
         if request.requested_pool is not None and located[0].spec.name != request.requested_pool:
             return self._refused(
                 request,
-                RefusalReason.REQUESTED_IP_WRONG_POOL,
+                AllocationFailureReason.REQUESTED_IP_WRONG_POOL,
                 f"requested {_ips_text(ips)} are in pool {located[0].spec.name}, "
                 f"not in the requested pool {request.requested_pool}",
             )
@@ -277,16 +280,16 @@ class Allocator:
     def _requested_pool(self, request: ServiceRequest, name: PoolName) -> Decision:
         state = self._book.pools.get(name)
         if state is None:
-            return self._refused(request, RefusalReason.UNKNOWN_POOL, f"requested pool {name} does not exist")
+            return self._refused(request, AllocationFailureReason.UNKNOWN_POOL, f"requested pool {name} does not exist")
         if not state.spec.admits(request):
             return self._refused(
-                request, RefusalReason.POOL_NOT_ALLOWED, f"requested pool {name} does not admit this Service"
+                request, AllocationFailureReason.POOL_NOT_ALLOWED, f"requested pool {name} does not admit this Service"
             )
         addrs = self._pick(state, request)
         if addrs is None:
             return self._refused(
                 request,
-                RefusalReason.POOL_EXHAUSTED,
+                AllocationFailureReason.POOL_EXHAUSTED,
                 f"no available {_families_text(request.families)} addresses in pool {name}",
             )
         return self._allocated(self._book.commit(request, state, addrs), AllocationReason.REQUESTED_POOL)
@@ -360,7 +363,7 @@ class Allocator:
 
     @staticmethod
     def _refused(
-        request: ServiceRequest, reason: RefusalReason, message: str, released: Released | None = None
+        request: ServiceRequest, reason: AllocationFailureReason, message: str, released: Released | None = None
     ) -> Refused:
         return Refused(
             service=request.key,

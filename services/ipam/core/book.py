@@ -11,18 +11,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from schemas.events import AllocationFailureReason
 from schemas.metallb.addresses import IPAddress, IPFamily, to_address, unusable_kind
-from services.ipam.core.decisions import PoolUsage, RefusalReason
+from services.ipam.core.decisions import PoolUsage
 from services.ipam.core.free_index import FreeIndex
 from services.ipam.core.pools import PoolSpec, RangeTable
 from services.ipam.core.service import PoolName, Port, ServiceKey, ServiceRequest, ShareKey
 from services.ipam.core.sharing import IPUse, KeyedAddresses, SharingConflict, check_sharing
 
 _CONFLICT_REASON = {
-    SharingConflict.NOT_SHARED: RefusalReason.IP_NOT_SHARED,
-    SharingConflict.KEY_MISMATCH: RefusalReason.IP_SHARING_KEY_MISMATCH,
-    SharingConflict.BACKEND_MISMATCH: RefusalReason.IP_BACKEND_MISMATCH,
-    SharingConflict.PORT_CONFLICT: RefusalReason.IP_PORT_CONFLICT,
+    SharingConflict.NOT_SHARED: AllocationFailureReason.IP_NOT_SHARED,
+    SharingConflict.KEY_MISMATCH: AllocationFailureReason.IP_SHARING_KEY_MISMATCH,
+    SharingConflict.BACKEND_MISMATCH: AllocationFailureReason.IP_BACKEND_MISMATCH,
+    SharingConflict.PORT_CONFLICT: AllocationFailureReason.IP_PORT_CONFLICT,
 }
 
 _CONFLICT_TEXT = {
@@ -35,7 +36,7 @@ _CONFLICT_TEXT = {
 
 
 class Problem(NamedTuple):
-    reason: RefusalReason
+    reason: AllocationFailureReason
     message: str
 
 
@@ -109,21 +110,23 @@ class AddressBook:
         for ip in ips:
             fam = IPFamily.of(ip)
             if (kind := unusable_kind(fam, int(ip))) is not None:
-                return Problem(RefusalReason.REQUESTED_IP_UNUSABLE, f"{ip} is a {kind.value} address, never handed out")
+                return Problem(
+                    AllocationFailureReason.REQUESTED_IP_UNUSABLE, f"{ip} is a {kind.value} address, never handed out"
+                )
             found = self.table.lookup(fam, int(ip))
             if found is None:
-                return Problem(RefusalReason.REQUESTED_IP_NOT_IN_POOL, f"{ip} is not in any address pool")
+                return Problem(AllocationFailureReason.REQUESTED_IP_NOT_IN_POOL, f"{ip} is not in any address pool")
             spec, index = found
             state = self.pools[spec.name]
             if owner is not None and owner is not state:
                 return Problem(
-                    RefusalReason.REQUESTED_IP_NOT_IN_POOL,
+                    AllocationFailureReason.REQUESTED_IP_NOT_IN_POOL,
                     f"{', '.join(map(str, ips))} are not in one address pool",
                 )
             owner = state
             addrs.append(Addr(fam, int(ip), index))
         if owner is None:
-            return Problem(RefusalReason.REQUESTED_IP_NOT_IN_POOL, "no address given")
+            return Problem(AllocationFailureReason.REQUESTED_IP_NOT_IN_POOL, "no address given")
         return owner, tuple(addrs)
 
     def sharing_problem(self, request: ServiceRequest, addrs: Iterable[Addr]) -> Problem | None:
@@ -145,7 +148,7 @@ class AddressBook:
         state, addrs = located
         if not state.spec.admits(request):
             return Problem(
-                RefusalReason.POOL_NOT_ALLOWED,
+                AllocationFailureReason.POOL_NOT_ALLOWED,
                 f"pool {state.spec.name} does not admit {request.key} (serviceAllocation)",
             )
         problem = self.sharing_problem(request, addrs)

@@ -5,33 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from schemas.events import AllocationFailureReason, ReleaseReason
 from schemas.metallb.addresses import IPAddress
 from services.ipam.core.service import PoolName, ServiceKey, ServiceRequest
-
-
-class RefusalReason(Enum):
-    """Why a Service gets no address (machine code; the decision carries the human message)."""
-
-    NO_POOLS = "no_pools"
-    NO_IP_FAMILY = "no_ip_family"
-    INVALID_REQUESTED_IP = "invalid_requested_ip"
-    CONFLICTING_REQUEST = "conflicting_request"
-    TOO_MANY_REQUESTED_IPS = "too_many_requested_ips"
-    REQUEST_TOO_LARGE = "request_too_large"
-    """An annotation longer than any valid value (refused unread: see ``core/limits.py``)."""
-    REQUESTED_FAMILY_MISMATCH = "requested_family_mismatch"
-    REQUESTED_IP_NOT_IN_POOL = "requested_ip_not_in_pool"
-    REQUESTED_IP_UNUSABLE = "requested_ip_unusable"
-    REQUESTED_IP_WRONG_POOL = "requested_ip_wrong_pool"
-    IP_NOT_SHARED = "ip_not_shared"
-    IP_SHARING_KEY_MISMATCH = "ip_sharing_key_mismatch"
-    IP_BACKEND_MISMATCH = "ip_backend_mismatch"
-    IP_PORT_CONFLICT = "ip_port_conflict"
-    UNKNOWN_POOL = "unknown_pool"
-    POOL_NOT_ALLOWED = "pool_not_allowed"
-    POOL_EXHAUSTED = "pool_exhausted"
-    NO_ELIGIBLE_POOL = "no_eligible_pool"
-    NO_AVAILABLE_IP = "no_available_ip"
 
 
 class AllocationReason(Enum):
@@ -48,18 +24,6 @@ class AllocationReason(Enum):
     REQUESTED_IPS = "requested_ips"
     REQUESTED_POOL = "requested_pool"
     AUTO_ASSIGNED = "auto_assigned"
-
-
-class ReleaseReason(Enum):
-    SERVICE_DELETED = "service_deleted"
-    NOT_LOAD_BALANCER = "not_load_balancer"
-    OTHER_CLASS = "other_load_balancer_class"
-    NOT_IN_ANY_POOL = "not_in_any_pool"
-    """A pool change left the addresses outside every pool (or split across pools)."""
-    REPLACED = "replaced"
-    """The Service's request or the configuration no longer allows them; it is re-allocated."""
-    REFUSED = "refused"
-    """The Service's new request was refused; it holds nothing now."""
 
 
 class ReplaceCause(Enum):
@@ -105,7 +69,7 @@ class Released:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Refused:
     service: ServiceKey
-    reason: RefusalReason
+    reason: AllocationFailureReason
     message: str
     released: Released | None = None
     """The addresses the Service lost with this refusal (MetalLB clears state before retrying)."""

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
+from schemas.events import AllocationFailureReason
 from schemas.metallb.addresses import IPAddress, IPFamily
-from services.ipam.core.decisions import RefusalReason, Refused
+from services.ipam.core.decisions import Refused
 from services.ipam.core.limits import (
     MAX_POOL_NAME_LENGTH,
     MAX_SHARING_KEY_LENGTH,
@@ -166,21 +167,23 @@ def parse_service(raw: RawService, *, load_balancer_class: str | None = None) ->
     sharing = annotation(raw.annotations, ALLOW_SHARED_IP, deprecated)
     flagged = tuple(deprecated)
 
-    def refused(reason: RefusalReason, message: str) -> Refused:
+    def refused(reason: AllocationFailureReason, message: str) -> Refused:
         return Refused(service=key, reason=reason, message=message, deprecated_annotations=flagged)
 
     breach = _breach(ips_text, raw.load_balancer_ip, pool, sharing)
     if breach is not None:
         reason = (
-            RefusalReason.TOO_MANY_REQUESTED_IPS
+            AllocationFailureReason.TOO_MANY_REQUESTED_IPS
             if breach.exceeded is Exceeded.TOO_MANY_ENTRIES
-            else RefusalReason.REQUEST_TOO_LARGE
+            else AllocationFailureReason.REQUEST_TOO_LARGE
         )
         return refused(reason, breach.message)
 
     families = _families(raw)
     if families is None:
-        return refused(RefusalReason.NO_IP_FAMILY, "the Service has no clusterIPs / ipFamilies to take a family from")
+        return refused(
+            AllocationFailureReason.NO_IP_FAMILY, "the Service has no clusterIPs / ipFamilies to take a family from"
+        )
     policy = _policy(raw.ip_family_policy)
     if policy is IPFamilyPolicy.SINGLE_STACK:
         families = families[:1]
@@ -189,7 +192,7 @@ def parse_service(raw: RawService, *, load_balancer_class: str | None = None) ->
     spec_ip = raw.load_balancer_ip or ""
     if ips_text and spec_ip:
         return refused(
-            RefusalReason.CONFLICTING_REQUEST,
+            AllocationFailureReason.CONFLICTING_REQUEST,
             f"both the {LOAD_BALANCER_IPS} annotation ({quoted(ips_text)}) and spec.loadBalancerIP "
             f"({quoted(spec_ip)}) are set",
         )
@@ -199,11 +202,13 @@ def parse_service(raw: RawService, *, load_balancer_class: str | None = None) ->
         parsed = [parse_ip(t) for t in texts]
         bad = [t.strip() for t, ip in zip(texts, parsed, strict=True) if ip is None]
         if bad:
-            return refused(RefusalReason.INVALID_REQUESTED_IP, f"invalid address {quoted(bad[0])} in {source}")
+            return refused(
+                AllocationFailureReason.INVALID_REQUESTED_IP, f"invalid address {quoted(bad[0])} in {source}"
+            )
         requested = tuple(ip for ip in parsed if ip is not None)
         if families_of(requested) is None:
             return refused(
-                RefusalReason.TOO_MANY_REQUESTED_IPS,
+                AllocationFailureReason.TOO_MANY_REQUESTED_IPS,
                 f"{source} asks for {', '.join(map(str, requested))}: at most one address per family",
             )
 

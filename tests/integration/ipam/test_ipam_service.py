@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from schemas.events import ConfigurationEvaluated, ObjectKind
+from schemas.events import AllocationFailureReason, ConfigurationEvaluated, ObjectKind
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
@@ -111,7 +111,7 @@ async def test_malformed_and_invalid_input_fail_alone(bus: Bus, nats_server: Emb
         await async_wait_until(lambda: _count(bus, 1), what="the healthy Service served")
         await async_wait_until(lambda: _failed(bus, "default/wrong"), what="the refused Service's failure")
         failed = (await failures(bus))["default/wrong"]
-        assert failed.reason == "requested_ip_not_in_pool" and "10.9.9.9" in failed.message
+        assert failed.reason is AllocationFailureReason.REQUESTED_IP_NOT_IN_POOL and "10.9.9.9" in failed.message
         assert (await allocations(bus))["default/fine"] == ("192.168.10.0",), "the last valid pools stay in force"
         evaluated = await bus.last_value(StreamName.IPAM, IPAM_CONFIG_SUBJECT)
         assert evaluated is not None and isinstance(evaluated.event, ConfigurationEvaluated)

@@ -28,6 +28,6 @@ async def test_status_shows_ips_and_the_reason_a_service_has_none(bus: Bus, nats
     assert await show_status(nats_server.url, console=console) == 0
     text = console.export_text()
     assert "default/web" in text and "192.168.10.0" in text
-    assert "default/stuck" in text and "requested_ip_not_in_pool" in text and "10.9.9.9" in text
+    assert "default/stuck" in text and "RequestedIPNotInPool" in text and "10.9.9.9" in text
     assert "configuration: valid" in text
     assert "lan" in text

@@ -9,7 +9,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from schemas.events import AllocationFailed, IPAllocated, IPReleased, ReleaseReason
+from schemas.events import AllocationFailed, AllocationFailureReason, IPAllocated, IPReleased, ReleaseReason
 from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject
 from services.common.tracing import setup_tracing
@@ -51,7 +51,7 @@ async def test_failure_is_a_warning_with_the_message(bus: Bus, kube_api: KubeApi
     web = put_service(kube_api, "web")
     async with running_writer(bus, kube_api) as harness:
         await harness.publish(ipam_allocation_subject("default", "web"), AllocationFailed(
-            service=web, reason="NoAvailableIP", message="no available IPs in pool \"lan\""))
+            service=web, reason=AllocationFailureReason.NO_AVAILABLE_IP, message="no available IPs in pool \"lan\""))
         await async_wait_until(lambda: bool(events(kube_api, "default", reason="AllocationFailed")),
                                what="AllocationFailed event")
         [event] = events(kube_api, "default", reason="AllocationFailed")
@@ -140,7 +140,7 @@ async def test_deprecated_annotation_is_reported(bus: Bus, kube_api: KubeApi) ->
 
 async def test_identical_events_are_aggregated(bus: Bus, kube_api: KubeApi) -> None:
     web = put_service(kube_api, "web")
-    failed = AllocationFailed(service=web, reason="NoAvailableIP", message="pool lan is full")
+    failed = AllocationFailed(service=web, reason=AllocationFailureReason.NO_AVAILABLE_IP, message="pool lan is full")
     async with running_writer(bus, kube_api) as harness:
         for _ in range(3):
             await harness.publish(ipam_allocation_subject("default", "web"), failed)

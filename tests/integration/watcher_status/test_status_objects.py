@@ -6,6 +6,7 @@ from schemas.events import (
     AnnouncementMode,
     AnnouncementReported,
     ConfigProblem,
+    ConfigProblemReason,
     ConfigurationEvaluated,
     FamilyUsage,
     KubeProxyObserved,
@@ -104,8 +105,8 @@ async def test_pool_usage_is_the_pool_status(bus: Bus, kube_api: KubeApi) -> Non
 async def test_invalid_configuration_shows_its_problems(bus: Bus, kube_api: KubeApi) -> None:
     problems = (
         ConfigProblem(kind="IPAddressPool", namespace=NAMESPACE, name="lan", field="spec.addresses[0]",
-                      reason="InvalidCIDR", message='invalid CIDR "10.0.0.0/33"'),
-        ConfigProblem(kind="L2Advertisement", namespace=NAMESPACE, name="l2", reason="UnknownPool",
+                      reason=ConfigProblemReason.INVALID_OBJECT, message='invalid CIDR "10.0.0.0/33"'),
+        ConfigProblem(kind="L2Advertisement", namespace=NAMESPACE, name="l2", reason=ConfigProblemReason.UNKNOWN_POOL,
                       message='pool "wan" does not exist'),
     )
     async with running_writer(bus, kube_api) as harness:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from schemas.events import AllocationFailed, ConfigObjectObserved, ObjectKind, ServiceId
+from schemas.events import AllocationFailed, AllocationFailureReason, ConfigObjectObserved, ObjectKind, ServiceId
 from schemas.events.decisions import ConfigurationEvaluated
 from schemas.metallb import BGPPeer, parse_config_object
 from services.announcer.bgp.peering import Refusal, Refused
@@ -51,7 +51,8 @@ def test_allocations_come_and_go() -> None:
     world.apply(released("web", "198.51.100.7"))
     assert not world.allocations
     world.apply(allocated("web", "198.51.100.7", pool="lan"))
-    world.apply(AllocationFailed(service=ServiceId(namespace="default", name="web"), reason="X", message="y"))
+    world.apply(AllocationFailed(service=ServiceId(namespace="default", name="web"),
+                                 reason=AllocationFailureReason.NO_AVAILABLE_IP, message="y"))
     assert not world.allocations
 
 

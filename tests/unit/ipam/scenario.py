@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from schemas.events import AllocationFailureReason, ReleaseReason
 from schemas.metallb import IPFamily
 from services.ipam.core import (
     Allocated,
@@ -18,9 +19,7 @@ from services.ipam.core import (
     PoolName,
     PoolSpec,
     Port,
-    RefusalReason,
     Refused,
-    ReleaseReason,
     ReplaceCause,
     ServiceAllocation,
     ServiceKey,
@@ -135,7 +134,7 @@ class Refuses(Row):
     """`allocate` refuses for this reason; the Service then holds nothing."""
 
     request: ServiceRequest
-    reason: RefusalReason
+    reason: AllocationFailureReason
     lost: tuple[str, ...] = ()
 
     def run(self, allocator: Allocator) -> None:
@@ -154,7 +153,7 @@ class Adopts(Row):
 
     request: ServiceRequest
     ips: tuple[str, ...]
-    refused: RefusalReason | None = None
+    refused: AllocationFailureReason | None = None
     pool: str | None = None
 
     def run(self, allocator: Allocator) -> None:

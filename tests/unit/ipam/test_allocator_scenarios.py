@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import pytest
 
+from schemas.events import AllocationFailureReason as R
 from services.ipam.core import AllocationReason as A
 from services.ipam.core import PoolSpec
-from services.ipam.core import RefusalReason as R
 from services.ipam.core import ReplaceCause as C
 from tests.unit.ipam.scenario import Adopts, Gets, Refuses, Releases, Row, SetsPools, Usage, play, pool, svc
 

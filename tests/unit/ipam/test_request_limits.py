@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from services.ipam.core import IPAddress, RawService, RefusalReason, Refused, ServiceRequest, parse_service
+from schemas.events import AllocationFailureReason
+from services.ipam.core import IPAddress, RawService, Refused, ServiceRequest, parse_service
 from services.ipam.core import requests as requests_module
 
 BASE = RawService(namespace="tenant", name="greedy", ports=(("TCP", 80),), ip_families=("IPv4", "IPv6"),
@@ -39,7 +40,7 @@ def parsed_addresses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.mark.parametrize("name", ["metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs"])
 def test_a_huge_address_list_is_refused_unread_with_a_short_message(name: str, parsed_addresses: list[str]) -> None:
     refused = refusal({name: HUGE_LIST})
-    assert refused.reason is RefusalReason.TOO_MANY_REQUESTED_IPS
+    assert refused.reason is AllocationFailureReason.TOO_MANY_REQUESTED_IPS
     assert parsed_addresses == [], "an entry was parsed before the count was checked"
     assert len(refused.message) < NEAR_LIMIT
     assert "16000 addresses" in refused.message and "192.168.0.0,192.168.0.1" in refused.message
@@ -47,7 +48,7 @@ def test_a_huge_address_list_is_refused_unread_with_a_short_message(name: str, p
 
 def test_three_addresses_are_too_many_before_any_is_read(parsed_addresses: list[str]) -> None:
     refused = refusal({"metallb.io/loadBalancerIPs": "192.168.1.1,fd00::1,192.168.1.2"})
-    assert refused.reason is RefusalReason.TOO_MANY_REQUESTED_IPS
+    assert refused.reason is AllocationFailureReason.TOO_MANY_REQUESTED_IPS
     assert parsed_addresses == []
 
 
@@ -66,7 +67,7 @@ def test_an_overlong_field_is_refused_by_its_length(
     annotations: dict[str, str], changes: dict[str, object], quoted: str, parsed_addresses: list[str]
 ) -> None:
     refused = refusal(annotations, **changes)
-    assert refused.reason is RefusalReason.REQUEST_TOO_LARGE
+    assert refused.reason is AllocationFailureReason.REQUEST_TOO_LARGE
     assert quoted in refused.message and "characters" in refused.message
     assert len(refused.message) < NEAR_LIMIT
     assert parsed_addresses == []
@@ -84,5 +85,5 @@ def test_values_within_the_bounds_are_served_as_before() -> None:
 
 def test_a_conflicting_request_quotes_the_annotation_short() -> None:
     refused = refusal({"metallb.io/loadBalancerIPs": "192.168.1.10"}, load_balancer_ip="192.168.1.11")
-    assert refused.reason is RefusalReason.CONFLICTING_REQUEST
+    assert refused.reason is AllocationFailureReason.CONFLICTING_REQUEST
     assert "'192.168.1.10'" in refused.message and "'192.168.1.11'" in refused.message

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from schemas.events import AllocationFailureReason
 from schemas.metallb import IPFamily
 from services.ipam.core import (
     IPFamilyPolicy,
@@ -14,7 +15,6 @@ from services.ipam.core import (
     NotManagedReason,
     Port,
     RawService,
-    RefusalReason,
     Refused,
     ServiceRequest,
     TrafficPolicy,
@@ -134,40 +134,40 @@ def test_accepted(case: str, service: RawService, expected: dict[str, Any]) -> N
         assert getattr(request, name) == value, name
 
 
-REFUSED: list[tuple[str, RawService, RefusalReason]] = [
+REFUSED: list[tuple[str, RawService, AllocationFailureReason]] = [
     (
         "annotation and spec.loadBalancerIP together",
         raw(annotations={"metallb.io/loadBalancerIPs": "192.168.1.10"}, load_balancer_ip="192.168.1.10"),
-        RefusalReason.CONFLICTING_REQUEST,
+        AllocationFailureReason.CONFLICTING_REQUEST,
     ),
     (
         "unparsable annotation",
         raw(annotations={"metallb.io/loadBalancerIPs": "192.168.1.300"}),
-        RefusalReason.INVALID_REQUESTED_IP,
+        AllocationFailureReason.INVALID_REQUESTED_IP,
     ),
-    ("unparsable spec", raw(load_balancer_ip="not-an-ip"), RefusalReason.INVALID_REQUESTED_IP),
-    ("a zone is not an address", raw(load_balancer_ip="fe80::1%eth0"), RefusalReason.INVALID_REQUESTED_IP),
+    ("unparsable spec", raw(load_balancer_ip="not-an-ip"), AllocationFailureReason.INVALID_REQUESTED_IP),
+    ("a zone is not an address", raw(load_balancer_ip="fe80::1%eth0"), AllocationFailureReason.INVALID_REQUESTED_IP),
     (
         "empty list item",
         raw(annotations={"metallb.io/loadBalancerIPs": "192.168.1.1,"}),
-        RefusalReason.INVALID_REQUESTED_IP,
+        AllocationFailureReason.INVALID_REQUESTED_IP,
     ),
     (
         "two addresses of one family",
         raw(annotations={"metallb.io/loadBalancerIPs": "192.168.1.1,192.168.1.2"}),
-        RefusalReason.TOO_MANY_REQUESTED_IPS,
+        AllocationFailureReason.TOO_MANY_REQUESTED_IPS,
     ),
     (
         "three addresses",
         raw(annotations={"metallb.universe.tf/loadBalancerIPs": "192.168.1.1,fd00::1,192.168.1.2"}),
-        RefusalReason.TOO_MANY_REQUESTED_IPS,
+        AllocationFailureReason.TOO_MANY_REQUESTED_IPS,
     ),
-    ("no family to allocate for", raw(ip_families=(), cluster_ips=()), RefusalReason.NO_IP_FAMILY),
+    ("no family to allocate for", raw(ip_families=(), cluster_ips=()), AllocationFailureReason.NO_IP_FAMILY),
 ]
 
 
 @pytest.mark.parametrize(("case", "service", "reason"), REFUSED, ids=[c[0] for c in REFUSED])
-def test_refused(case: str, service: RawService, reason: RefusalReason) -> None:
+def test_refused(case: str, service: RawService, reason: AllocationFailureReason) -> None:
     parsed = parse_service(service)
     assert isinstance(parsed, Refused), parsed
     assert parsed.reason is reason

@@ -6,6 +6,7 @@ from typing import Any
 
 from schemas.events import (
     AllocationFailed,
+    AllocationFailureReason,
     ConfigurationEvaluated,
     Event,
     IPAllocated,
@@ -69,7 +70,7 @@ def test_a_bad_annotation_fails_that_service_with_a_reason_and_no_other() -> Non
         (service("good"), None),
     ])
     [failed] = of_type(out, AllocationFailed)
-    assert failed.service.name == "bad" and failed.reason == "invalid_requested_ip"
+    assert failed.service.name == "bad" and failed.reason is AllocationFailureReason.INVALID_REQUESTED_IP
     assert "not-an-ip" in failed.message
     assert [a.service.name for a in of_type(out, IPAllocated)] == ["good"]
     assert decider.observe(service("bad", annotations={"metallb.io/loadBalancerIPs": "not-an-ip"})) == []

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas.events import (
     AllocationFailed,
+    AllocationFailureReason,
     AnnouncementMode,
     AnnouncementReported,
     EndpointsObserved,
@@ -88,7 +89,8 @@ def test_explain_a_placement_nobody_reports() -> None:
 
 def test_explain_a_failure() -> None:
     view = ClusterView()
-    view.fold(at(7, AllocationFailed(service=WEB, reason="NoAvailableIP", message="pool lan is full"), 0))
+    failed = AllocationFailed(service=WEB, reason=AllocationFailureReason.NO_AVAILABLE_IP, message="pool lan is full")
+    view.fold(at(7, failed, 0))
     lines = explain_lines(view, "demo/web", None, now=T0)
     assert "Why: pool lan is full (reason NoAvailableIP)." in lines
 

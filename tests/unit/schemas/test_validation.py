@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import yaml
 
+from schemas.events import ConfigProblemReason
 from schemas.metallb import (
     ConfigObject,
     ConfigProblem,
-    ProblemCode,
     parse_config_object,
     validate_configuration,
 )
@@ -47,7 +47,7 @@ def peer(name: str, **extra: Any) -> ConfigObject:
     return make("BGPPeer", name, spec, api="metallb.io/v1beta2")
 
 
-def summary(problems: tuple[ConfigProblem, ...]) -> list[tuple[str, str, str, ProblemCode]]:
+def summary(problems: tuple[ConfigProblem, ...]) -> list[tuple[str, str, str, ConfigProblemReason]]:
     return [(p.kind, p.name, p.field, p.code) for p in problems]
 
 
@@ -68,22 +68,22 @@ def test_documented_configuration_is_consistent() -> None:
 
 # A story: each row adds objects to the configuration of the rows before it, and says what the
 # report must then contain (the problems introduced by that row, in the report's stable order).
-STORY: list[tuple[str, list[ConfigObject], list[tuple[str, str, str, ProblemCode]]]] = [
+STORY: list[tuple[str, list[ConfigObject], list[tuple[str, str, str, ConfigProblemReason]]]] = [
     ("two disjoint pools", [pool("lan", "192.168.10.0/24"), pool("wan", "fc00::/64")], []),
     (
         "a pool overlapping the first",
         [pool("dmz", "192.168.10.128-192.168.10.130")],
-        [("IPAddressPool", "dmz", "spec.addresses[0]", ProblemCode.OVERLAPPING_ADDRESSES)],
+        [("IPAddressPool", "dmz", "spec.addresses[0]", ConfigProblemReason.OVERLAPPING_ADDRESSES)],
     ),
     (
         "an L2 ad for a missing pool",
         [make("L2Advertisement", "l2", {"ipAddressPools": ["lan", "gone"]})],
-        [("L2Advertisement", "l2", "spec.ipAddressPools[1]", ProblemCode.UNKNOWN_POOL)],
+        [("L2Advertisement", "l2", "spec.ipAddressPools[1]", ConfigProblemReason.UNKNOWN_POOL)],
     ),
     (
         "a peer with a missing BFD profile",
         [peer("tor", bfdProfile="fast")],
-        [("BGPPeer", "tor", "spec.bfdProfile", ProblemCode.UNKNOWN_BFD_PROFILE)],
+        [("BGPPeer", "tor", "spec.bfdProfile", ConfigProblemReason.UNKNOWN_BFD_PROFILE)],
     ),
     (
         "a BGP ad with an unknown alias and peer",
@@ -95,8 +95,8 @@ STORY: list[tuple[str, list[ConfigObject], list[tuple[str, str, str, ProblemCode
             )
         ],
         [
-            ("BGPAdvertisement", "bgp", "spec.communities[0]", ProblemCode.UNKNOWN_COMMUNITY_ALIAS),
-            ("BGPAdvertisement", "bgp", "spec.peers[1]", ProblemCode.UNKNOWN_PEER),
+            ("BGPAdvertisement", "bgp", "spec.communities[0]", ConfigProblemReason.UNKNOWN_COMMUNITY_ALIAS),
+            ("BGPAdvertisement", "bgp", "spec.peers[1]", ConfigProblemReason.UNKNOWN_PEER),
         ],
     ),
     (
@@ -109,7 +109,7 @@ STORY: list[tuple[str, list[ConfigObject], list[tuple[str, str, str, ProblemCode
             ),
             pool("public", "198.51.100.0/24", labels={"tier": "public"}),
         ],
-        [("BGPAdvertisement", "agg", "spec.aggregationLength", ProblemCode.AGGREGATION_TOO_SHORT)],
+        [("BGPAdvertisement", "agg", "spec.aggregationLength", ConfigProblemReason.AGGREGATION_TOO_SHORT)],
     ),
     (
         "two Community objects with one alias",
@@ -117,25 +117,27 @@ STORY: list[tuple[str, list[ConfigObject], list[tuple[str, str, str, ProblemCode
             make("Community", "c1", {"communities": [{"name": "vpn-only", "value": "1234:1"}]}),
             make("Community", "c2", {"communities": [{"name": "vpn-only", "value": "1234:2"}]}),
         ],
-        [("Community", "c2", "spec.communities[0].name", ProblemCode.DUPLICATE_COMMUNITY_ALIAS)],
+        [("Community", "c2", "spec.communities[0].name", ConfigProblemReason.DUPLICATE_COMMUNITY_ALIAS)],
     ),
     (
         "the same pool name twice",
         [pool("lan", "10.1.0.0/16")],
-        [("IPAddressPool", "lan", "metadata.name", ProblemCode.DUPLICATE_NAME)],
+        [("IPAddressPool", "lan", "metadata.name", ConfigProblemReason.DUPLICATE_NAME)],
     ),
 ]
 
 
 def test_story() -> None:
     objects: list[ConfigObject] = []
-    expected: list[tuple[str, str, str, ProblemCode]] = []
+    expected: list[tuple[str, str, str, ConfigProblemReason]] = []
     for step, added, introduced in STORY:
         objects += added
         expected += introduced
         # The alias now defined by c1 resolves the earlier unknown alias.
         if step == "two Community objects with one alias":
-            expected.remove(("BGPAdvertisement", "bgp", "spec.communities[0]", ProblemCode.UNKNOWN_COMMUNITY_ALIAS))
+            expected.remove(
+                ("BGPAdvertisement", "bgp", "spec.communities[0]", ConfigProblemReason.UNKNOWN_COMMUNITY_ALIAS)
+            )
         report = validate_configuration(objects)
         assert sorted(summary(report.problems)) == sorted(expected), step
 
@@ -170,7 +172,7 @@ def test_report_is_independent_of_input_order() -> None:
 )
 def test_overlap_within_one_pool(addresses: list[str], overlap: bool) -> None:
     report = validate_configuration([pool("p", *addresses)])
-    assert (ProblemCode.OVERLAPPING_ADDRESSES in report.codes()) is overlap
+    assert (ConfigProblemReason.OVERLAPPING_ADDRESSES in report.codes()) is overlap
 
 
 def test_advertisement_without_pools_reaches_every_pool() -> None:
@@ -178,7 +180,7 @@ def test_advertisement_without_pools_reaches_every_pool() -> None:
         [pool("v6", "fc00::/120"), make("BGPAdvertisement", "all", {"aggregationLengthV6": 112})]
     )
     assert summary(report.problems) == [
-        ("BGPAdvertisement", "all", "spec.aggregationLengthV6", ProblemCode.AGGREGATION_TOO_SHORT)
+        ("BGPAdvertisement", "all", "spec.aggregationLengthV6", ConfigProblemReason.AGGREGATION_TOO_SHORT)
     ]
     assert report.for_object("BGPAdvertisement", NS, "all") == report.problems
 
@@ -200,7 +202,9 @@ def test_advertisement_without_pools_reaches_every_pool() -> None:
 )
 def test_a_pool_made_only_of_unusable_addresses_is_refused(addresses: list[str], message: str) -> None:
     report = validate_configuration([pool("void", *addresses)])
-    assert summary(report.problems) == [("IPAddressPool", "void", "spec.addresses", ProblemCode.NO_USABLE_ADDRESSES)]
+    assert summary(report.problems) == [
+        ("IPAddressPool", "void", "spec.addresses", ConfigProblemReason.NO_USABLE_ADDRESSES)
+    ]
     assert str(report.problems[0]) == (
         f"IPAddressPool {NS}/void: spec.addresses: no address of the pool can be handed out ({message})"
     )

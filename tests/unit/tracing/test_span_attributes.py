@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas.events import (
     AllocationFailed,
+    AllocationFailureReason,
     EndpointsObserved,
     Event,
     IPAllocated,
@@ -69,5 +70,5 @@ def test_a_decision_names_the_service_its_ips_pool_and_node() -> None:
 
 def test_a_decision_about_nothing_still_says_which_service_was_observed() -> None:
     assert decision_attributes(service("web"), []) == {"metalbus.service": "default/web", "metalbus.decisions": 0}
-    failed = AllocationFailed(service=WEB, reason="NoAvailableIP", message="pool exhausted")
+    failed = AllocationFailed(service=WEB, reason=AllocationFailureReason.NO_AVAILABLE_IP, message="pool exhausted")
     assert decision_attributes(pool("lab"), [failed]) == {"metalbus.service": "default/web", "metalbus.decisions": 1}

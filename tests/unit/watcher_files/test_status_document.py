@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from schemas.events import (
     AllocationFailed,
+    AllocationFailureReason,
     AnnouncementMode,
     AnnouncementReported,
     Event,
@@ -45,7 +46,8 @@ def test_ingress_pool_announcers_and_events() -> None:
 
 def test_a_failure_has_no_ingress_but_says_why_and_a_deleted_service_has_no_file() -> None:
     status = FileStatus(StatusState("metallb-system"))
-    fold(status, 1, "ipam.allocation.demo.web", AllocationFailed(service=WEB, reason="NoIP", message="full"))
+    failed = AllocationFailed(service=WEB, reason=AllocationFailureReason.NO_AVAILABLE_IP, message="full")
+    fold(status, 1, "ipam.allocation.demo.web", failed)
     document = service_document(status, "demo", "web")
     assert document is not None and document["status"] == {"loadBalancer": {}}
     assert document["metalbus"]["events"][0]["message"] == 'Failed to allocate IP for "demo/web": full'

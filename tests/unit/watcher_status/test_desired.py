@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from schemas.events import (
     AllocationFailed,
+    AllocationFailureReason,
     AnnouncementMode,
     AnnouncementReported,
     ConfigProblem,
+    ConfigProblemReason,
     ConfigurationEvaluated,
     FamilyUsage,
     IPAllocated,
@@ -81,8 +83,8 @@ def test_allocation_story() -> None:
 
     # a failure leaves no IP (as in MetalLB) and is a Warning naming the Service
     apply(state, allocated("10.0.0.6"), subject=SUBJECT, sequence=5)
-    change = apply(state, AllocationFailed(service=WEB, reason="NoAvailableIP", message="pool lan is full"),
-                   subject=SUBJECT, sequence=6)
+    failed = AllocationFailed(service=WEB, reason=AllocationFailureReason.NO_AVAILABLE_IP, message="pool lan is full")
+    change = apply(state, failed, subject=SUBJECT, sequence=6)
     [event] = change.events
     assert (event.type, event.reason) == (EventType.WARNING, Reason.ALLOCATION_FAILED)
     assert event.message == 'Failed to allocate IP for "default/web": pool lan is full'
@@ -193,7 +195,7 @@ def test_configuration_state_story() -> None:
     state = StatusState(NS)
     key = config_state_key(NS)
     problem = ConfigProblem(kind="IPAddressPool", namespace=NS, name="lan", field="spec.addresses[0]",
-                            reason="InvalidCIDR", message="bad CIDR")
+                            reason=ConfigProblemReason.INVALID_OBJECT, message="bad CIDR")
     apply(state, ConfigurationEvaluated(valid=False, problems=(problem,)), subject="ipam.config", sequence=1)
     desired = target(state, key)
     assert isinstance(desired, ConfigStateTarget)
