@@ -59,7 +59,7 @@ def describe(event: Event) -> str | None:
         detail = f": {event.message}" if event.message else ""
         return f"{_service(event)} released {', '.join(event.ips)} ({event.reason.value}){detail}"
     if isinstance(event, AllocationFailed):
-        return f"{_service(event)} got no IP ({event.reason}): {event.message}"
+        return f"{_service(event)} got no IP ({event.reason.value}): {event.message}"
     if isinstance(event, L2PlacementDecided):
         why = f": {event.reason}" if event.reason else ""
         return f"{event.ip} placed on node {event.node}{why}"
