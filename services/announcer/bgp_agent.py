@@ -23,7 +23,6 @@ import time
 from collections.abc import Mapping
 from functools import partial
 
-import nats.errors
 from opentelemetry import trace
 
 from schemas.events import (
@@ -43,7 +42,7 @@ from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, session_s
 from services.announcer.bgp_world import BgpWorld
 from services.common.aio import first_of
 from services.common.bus import Bus, Received
-from services.common.errors import RetryableError
+from services.common.errors import MetalbusError
 from services.common.follower import Follower
 from services.common.health import Health
 from services.common.subjects import (
@@ -143,7 +142,7 @@ class BgpAgent:
             try:
                 await self._read()
                 return True
-            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+            except (MetalbusError, TimeoutError) as error:
                 log.warning("bgp read failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), _RETRY)
@@ -311,7 +310,7 @@ class BgpAgent:
     async def _publish_state(self, event: BGPSessionChanged) -> None:
         try:
             await self.bus.publish(bgp_session_subject(self.node, event.peer), event)
-        except (RetryableError, nats.errors.Error, TimeoutError) as error:
+        except (MetalbusError, TimeoutError) as error:
             log.warning("bgp state report failed peer=%s error=%r", event.peer, error)
 
     async def _report(self, stopping: asyncio.Event) -> None:
@@ -343,7 +342,7 @@ class BgpAgent:
             ]
             try:
                 await self.bus.publish_many(items)
-            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+            except (MetalbusError, TimeoutError) as error:
                 for span in spans:
                     span.set_status(trace.StatusCode.ERROR, repr(error))
                 log.warning("bgp report failed node=%s error=%r", self.node, error)

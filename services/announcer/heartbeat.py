@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import logging
 
-import nats.errors
-
 from schemas.events import AnnouncerHeartbeat
 from services.common.bus import Bus
+from services.common.errors import MetalbusError
 from services.common.subjects import heartbeat_subject
 
 log = logging.getLogger(__name__)
@@ -26,7 +25,7 @@ async def send_heartbeats(
     while not stopping.is_set():
         try:
             await bus.notify(subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence))
-        except nats.errors.Error as error:  # disconnected: keep going, the client reconnects
+        except MetalbusError as error:  # disconnected: keep going, the client reconnects
             log.debug("heartbeat not sent node=%s error=%r", node, error)
         sequence += 1
         with contextlib.suppress(TimeoutError):
@@ -35,6 +34,6 @@ async def send_heartbeats(
         await bus.notify(
             subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True)
         )
-        await bus.client.flush(timeout=1)
-    except (nats.errors.Error, TimeoutError) as error:
+        await bus.flush(within=1)
+    except MetalbusError as error:
         log.warning("leaving heartbeat not sent node=%s error=%r", node, error)

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-import nats.errors
 from nats.aio.msg import Msg
 from opentelemetry import trace
 
@@ -53,7 +52,7 @@ from services.announcer.l2.ownership import (
 from services.announcer.l2.responder import AllowedInterfaces, L2Responder, L2Stats, ResponderConfig
 from services.common.aio import first_of
 from services.common.bus import Bus, Received
-from services.common.errors import RetryableError
+from services.common.errors import MetalbusError
 from services.common.follower import Follower
 from services.common.health import Health
 from services.common.subjects import (
@@ -115,7 +114,7 @@ class L2Agent:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Answer for this node's placements until `stopping` is set."""
-        echo = await self.bus.client.subscribe(heartbeat_subject(self.node), cb=self._heard)
+        echo = await self.bus.subscribe(heartbeat_subject(self.node), cb=self._heard)
         try:
             self._echo.heard()  # connected right now: the runtime only hands over a connected bus
             if not await self._resync_until_done(stopping):
@@ -140,8 +139,8 @@ class L2Agent:
             self._echo.close()
             if self._follower is not None:
                 await self._follower.close()
-            with contextlib.suppress(nats.errors.Error):
-                await echo.unsubscribe()
+            with contextlib.suppress(MetalbusError):
+                await echo.close()
 
     # --- the bus: placements -----------------------------------------------------------------------
 
@@ -150,7 +149,7 @@ class L2Agent:
             try:
                 await self._resync()
                 return True
-            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+            except (MetalbusError, TimeoutError) as error:
                 log.warning("placements read failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), _RETRY)
@@ -204,7 +203,7 @@ class L2Agent:
         if self._needs_resync:
             try:
                 await self._resync()
-            except (RetryableError, nats.errors.Error, TimeoutError) as error:
+            except (MetalbusError, TimeoutError) as error:
                 log.warning("resync failed node=%s error=%r", self.node, error)
                 await first_of(asyncio.sleep(_RETRY), stopping.wait())  # backoff before the next try
             return
@@ -294,7 +293,7 @@ class L2Agent:
             received = await asyncio.wait_for(
                 self.bus.last_value(StreamName.IPAM, ipam_placement_subject(str(ip))), CLAIM_CHECK_TIMEOUT
             )
-        except (TimeoutError, RetryableError, nats.errors.Error) as error:
+        except (TimeoutError, MetalbusError) as error:
             if self.ownership.conflict(ip, now=Connectivity.PARTITIONED) is ConflictVerdict.YIELD:
                 self._count_yield(ip)
                 self._needs_resync = True
@@ -371,7 +370,7 @@ class L2Agent:
             ) as span:  # fmt: skip
                 try:
                     await self.bus.publish(announce_subject(self.node, str(ip)), event)
-                except (RetryableError, nats.errors.Error, TimeoutError) as error:
+                except (MetalbusError, TimeoutError) as error:
                     span.set_status(trace.StatusCode.ERROR, repr(error))
                     log.warning("report failed ip=%s error=%r", ip, error)
                     return  # retried on the next round

@@ -105,12 +105,11 @@ class Authenticator:
 async def run_authenticator(ctx: ServiceContext, *, issuer: SigningKey, verifiers: Verifiers) -> None:
     """Answer authorization requests until told to stop."""
     authenticator = Authenticator(issuer=issuer, verifiers=verifiers)
-    subscription = await ctx.bus.client.subscribe(AUTH_CALLOUT_SUBJECT, queue=QUEUE_GROUP,
-                                                  cb=authenticator.on_request)
+    subscription = await ctx.bus.subscribe(AUTH_CALLOUT_SUBJECT, queue=QUEUE_GROUP, cb=authenticator.on_request)
     ctx.health.set_ready("starting", True)
     log.info("authenticator answering issuer=%s node_tokens=%s token_review=%s", issuer.public_key,
              verifiers.node_token_key is not None, verifiers.token_reviewer is not None)
     try:
         await ctx.stopping.wait()
     finally:
-        await asyncio.shield(subscription.unsubscribe())
+        await asyncio.shield(subscription.close())

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -22,7 +22,6 @@ from urllib.parse import unquote, urlsplit
 
 import nats
 import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
@@ -31,12 +30,12 @@ from schemas.events import Envelope, Event, EventId
 from schemas.events.codec import InvalidEvent, encode, wrap
 from schemas.refusal import Refused, bounded
 from services.common.acks import AckInbox
-from services.common.errors import MessageTooLarge, NotFound, RetryableError, WrongLastSequence
+from services.common.errors import Conflict, MessageTooLarge, NotFound, RetryableError, WrongLastSequence
 from services.common.inbound import read_received, read_stream_message
 from services.common.metrics import DEAD_LETTERS
+from services.common.nats_errors import is_wrong_last_sequence, translated
 from services.common.permissions import inbox_prefix
 from services.common.records import (
-    WRONG_LAST_SEQUENCE_CODES,
     Append,
     BusSettings,
     Header,
@@ -46,6 +45,7 @@ from services.common.records import (
     Received,
 )
 from services.common.subjects import STREAMS, StreamName, StreamSpec, dead_letter_subject, stream_spec
+from services.common.subscription import Subscription
 from services.common.tracing import inject_context
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 HEADER_ALLOWANCE = 4096
 
 __all__ = [
-    "WRONG_LAST_SEQUENCE_CODES",
     "Append",
     "Bus",
     "BusSettings",
@@ -178,13 +177,15 @@ class Bus:
         missing = []
         for spec in specs:
             try:
-                await self.js.stream_info(spec.name.value)
-            except nats.js.errors.NotFoundError:
+                with translated(f"stream info {spec.name.value}"):
+                    await self.js.stream_info(spec.name.value)
+            except NotFound:
                 missing.append(spec.name)
         return missing
 
     async def last_sequence(self, stream: StreamName) -> int:
-        info = await self.js.stream_info(stream.value)
+        with translated(f"stream info {stream.value}"):
+            info = await self.js.stream_info(stream.value)
         return int(info.state.last_seq)
 
     # --- writing ----------------------------------------------------------------------------
@@ -207,16 +208,16 @@ class Bus:
         envelope = wrap(event, producer=self.producer, causation_id=causation_id)
         headers = _headers(msg_id, expected_last_sequence, expected_last_subject_sequence)
         try:
-            ack = await self.js.publish(subject, encode(envelope), headers=headers)
-        except nats.js.errors.BadRequestError as error:
-            if error.err_code in WRONG_LAST_SEQUENCE_CODES:
-                expected = expected_last_sequence
-                if expected is None:
-                    expected = expected_last_subject_sequence or 0
-                raise WrongLastSequence(subject, expected, error.description or "") from None
-            raise
-        except (TimeoutError, nats.errors.NoRespondersError) as error:
-            raise RetryableError(f"publish to {subject}: {error!r}") from error
+            with translated(f"publish to {subject}"):
+                ack = await self.js.publish(subject, encode(envelope), headers=headers)
+        except Conflict as error:
+            refusal = error.__cause__
+            if not is_wrong_last_sequence(refusal):
+                raise
+            expected = expected_last_sequence
+            if expected is None:
+                expected = expected_last_subject_sequence or 0
+            raise WrongLastSequence(subject, expected, refusal.description or "") from None
         return Published(sequence=ack.seq, duplicate=bool(ack.duplicate), envelope=envelope)
 
     async def publish_many(
@@ -249,7 +250,8 @@ class Bus:
             futures.append(await self._publish_acked(item[0], data, headers))
         try:
             async with asyncio.timeout(self.settings.request_timeout):
-                acks = await asyncio.gather(*futures)
+                with translated(f"publish {len(futures)} messages"):
+                    acks = await asyncio.gather(*futures)
         except TimeoutError as error:
             raise RetryableError(f"no acknowledgement for {len(futures)} publishes in time") from error
         return [
@@ -293,14 +295,16 @@ class Bus:
             if index in (0, len(items) - 1):
                 acks.append(await self._publish_acked(item.subject, encode(envelope), headers))
             else:
-                await self.client.publish(item.subject, encode(envelope), headers=headers)
+                with translated(f"publish to {item.subject}"):
+                    await self.client.publish(item.subject, encode(envelope), headers=headers)
             previous_id = envelope.event_id
         return PendingAppends(list(items), envelopes, acks, self.settings.request_timeout)
 
     async def _publish_acked(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[api.PubAck]:
         """Send one JetStream publish now; the future resolves with its ack, or its refusal."""
-        reply, ack = await self._acks.expect()
-        await self.client.publish(subject, data, reply=reply, headers=headers)
+        with translated(f"publish to {subject}"):
+            reply, ack = await self._acks.expect()
+            await self.client.publish(subject, data, reply=reply, headers=headers)
         return ack
 
     async def dead_letter(self, message: Msg, *, consumer: str, reason: str) -> None:
@@ -316,11 +320,27 @@ class Bus:
         log.error("dead-lettered subject=%s seq=%d consumer=%s reason=%s", message.subject,
                   metadata.sequence.stream, consumer, bounded(reason, 1024))
         DEAD_LETTERS.labels(stream=stream.value, consumer=consumer).inc()
-        await self.js.publish(dead_letter_subject(stream, consumer), message.data, headers=headers)
+        with translated(f"dead-letter {message.subject}"):
+            await self.js.publish(dead_letter_subject(stream, consumer), message.data, headers=headers)
 
     async def notify(self, subject: str, event: Event) -> None:
         """Plain (not stored) publish, for heartbeats."""
-        await self.client.publish(subject, encode(wrap(event, producer=self.producer)))
+        with translated(f"notify {subject}"):
+            await self.client.publish(subject, encode(wrap(event, producer=self.producer)))
+
+    async def subscribe(
+        self, subject: str, *, queue: str = "", cb: Callable[[Msg], Awaitable[None]] | None = None
+    ) -> Subscription:
+        """A plain (not stored) subscription: messages go to ``cb``, or wait in it for
+        :meth:`Subscription.next`."""
+        with translated(f"subscribe to {subject}"):
+            return Subscription(await self.client.subscribe(subject, queue=queue, cb=cb), subject=subject)
+
+    async def flush(self, *, within: int) -> None:
+        """A round trip to the server, answered within ``within`` seconds: what was sent before has
+        reached it, and what it sent before has been read."""
+        with translated("flush"):
+            await self.client.flush(timeout=within)
 
     # --- reading back -----------------------------------------------------------------------
 
@@ -328,8 +348,9 @@ class Bus:
         """The newest message on ``subject``, or None if the subject holds nothing; a body that is not an
         event (counted) raises ``InvalidEvent``, for the caller who asked for this one value to decide."""
         try:
-            raw = await self.js.get_last_msg(stream.value, subject)
-        except nats.js.errors.NotFoundError:
+            with translated(f"last message of {subject}"):
+                raw = await self.js.get_last_msg(stream.value, subject)
+        except NotFound:
             return None
         received = read_received(subject=raw.subject or subject, sequence=raw.seq or 0, data=raw.data or b"",
                                  headers=raw.headers, component=self.component)
@@ -363,7 +384,8 @@ class Bus:
             policy = api.DeliverPolicy.BY_START_SEQUENCE
         else:
             policy = api.DeliverPolicy.ALL
-        info = await self.js.stream_info(stream.value)
+        with translated(f"stream info {stream.value}"):
+            info = await self.js.stream_info(stream.value)
         end = int(info.state.last_seq)
         if end < start_sequence or info.state.messages == 0:
             return 0
@@ -373,12 +395,14 @@ class Bus:
             opt_start_seq=start_sequence if policy == api.DeliverPolicy.BY_START_SEQUENCE else None,
             filter_subjects=filters if len(filters) > 1 else None,
         )
-        subscription = await self.js.subscribe(
-            filters[0] if len(filters) == 1 else ">", stream=stream.value, cb=state.on_message,
-            ordered_consumer=True, config=config, deliver_policy=policy,
-        )
+        with translated(f"replay of {stream.value}"):
+            subscription = await self.js.subscribe(
+                filters[0] if len(filters) == 1 else ">", stream=stream.value, cb=state.on_message,
+                ordered_consumer=True, config=config, deliver_policy=policy,
+            )
         try:
-            consumer = await subscription.consumer_info()
+            with translated(f"replay of {stream.value}"):
+                consumer = await subscription.consumer_info()
             delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
             if consumer.num_pending == 0 and not delivered and state.count == 0:
                 return 0  # nothing matches the filter
@@ -396,7 +420,8 @@ class Bus:
                 raise state.failure
             return state.last_sequence
         finally:
-            await subscription.unsubscribe()
+            with translated(f"replay of {stream.value}"):
+                await subscription.unsubscribe()
 
     async def read(
         self,
@@ -430,21 +455,21 @@ class Bus:
             max_waiting=1,
             mem_storage=True,
         )
-        try:
-            # Unnamed, so the server names it: services may create ephemeral readers, never a consumer
-            # of a name they choose (that could be somebody's durable; see permissions.py).
+        # Unnamed, so the server names it: services may create ephemeral readers, never a consumer
+        # of a name they choose (that could be somebody's durable; see permissions.py).
+        with translated(f"reader on {stream.value}"):
             info = await self.js.add_consumer(stream.value, config)
-        except nats.js.errors.NotFoundError as error:
-            raise NotFound(f"stream {stream.value}") from error
         reader = info.name
         subscription: JetStreamContext.PullSubscription | None = None
         try:
-            subscription = await self.js.pull_subscribe_bind(reader, stream.value)
+            with translated(f"reader on {stream.value}"):
+                subscription = await self.js.pull_subscribe_bind(reader, stream.value)
             remaining = info.num_pending or 0
             while remaining > 0:
                 try:
-                    messages = await subscription.fetch(min(batch, remaining), timeout=5.0)
-                except TimeoutError as error:  # nats-py raises both flavours
+                    with translated(f"reading {stream.value}"):
+                        messages = await subscription.fetch(min(batch, remaining), timeout=5.0)
+                except TimeoutError as error:  # nats-py raises both flavours, mapped to a RequestTimeout
                     raise RetryableError(f"reading {stream.value}: no messages in time") from error
                 for message in messages:
                     metadata = message.metadata
@@ -457,7 +482,8 @@ class Bus:
                     yield received
         finally:
             if subscription is not None:
-                await subscription.unsubscribe()
+                with translated(f"reading {stream.value}"):
+                    await subscription.unsubscribe()
             # An ephemeral reader would otherwise linger for its inactivity threshold: reads in a loop
             # (a poll, explain, a resync) would pile them up on the server.
             with contextlib.suppress(nats.errors.Error, TimeoutError):

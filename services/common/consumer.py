@@ -21,7 +21,9 @@ from opentelemetry import trace
 
 from schemas.refusal import Refused
 from services.common.bus import Bus, Received
+from services.common.errors import NotFound
 from services.common.inbound import read_stream_message
+from services.common.nats_errors import translated
 from services.common.subjects import DurableSpec, StreamName
 from services.common.tracing import extract_context, tracer
 
@@ -52,6 +54,22 @@ def durable_config(durable: DurableSpec, *, start_sequence: int) -> api.Consumer
         max_deliver=spec.max_deliver, ack_wait=spec.ack_wait, filter_subjects=list(durable.subjects),
         max_ack_pending=max(spec.batch * 10, 1000),
     )
+
+
+async def durable_ack_floor(bus: Bus, durable: DurableSpec) -> int | None:
+    """The stream sequence up to which ``durable`` has handled everything; None when it does not exist."""
+    try:
+        with translated(f"consumer info {durable.stream.value}/{durable.name}"):
+            info = await bus.js.consumer_info(durable.stream.value, durable.name)
+    except NotFound:
+        return None
+    return int(info.ack_floor.stream_seq if info.ack_floor else 0)
+
+
+async def create_durable(bus: Bus, durable: DurableSpec, *, start_sequence: int) -> None:
+    """Make ``durable`` (see :func:`durable_config`), delivering from ``start_sequence``."""
+    with translated(f"create consumer {durable.stream.value}/{durable.name}"):
+        await bus.js.add_consumer(durable.stream.value, durable_config(durable, start_sequence=start_sequence))
 
 
 @dataclass(slots=True)

@@ -1,17 +1,39 @@
-"""Bus errors, grouped by what the caller does about them."""
+"""The project's errors, grouped by what the caller does about them, under one base.
+
+- :class:`RetryableError`: back off and retry (timeouts, no responders, a connection being
+  re-established, a 5xx or 429).
+- :class:`Conflict`: reload and retry, or, a fenced writer, stop writing (a stale expected sequence or
+  revision, a 409).
+- :class:`NotFound`: treat the thing as absent (a missing stream, consumer, message, key or object; 404, 410).
+- :class:`Invalid`: give up on this request, sending it again cannot help (a bad request, a refusal, a
+  message too large).
+- :class:`ConnectionClosed`: stop (this process closed its connection: it is shutting down).
+
+Client libraries' errors are mapped to these once, where the client is called: nats-py's in
+:mod:`services.common.nats_errors`, the Kubernetes client's by the watcher's API wrapper
+(:mod:`services.watcher.status.objects`). Callers catch only these.
+"""
 
 from __future__ import annotations
 
 
-class BusError(Exception):
-    """Base of every error the bus layer raises."""
+class MetalbusError(Exception):
+    """Base of every error a caller may have to handle."""
 
 
-class RetryableError(BusError):
-    """Transient: timeouts, no responders, a connection being re-established. Back off and retry."""
+class RetryableError(MetalbusError):
+    """Transient: back off and retry."""
 
 
-class WrongLastSequence(BusError):
+class RequestTimeout(RetryableError, TimeoutError):
+    """No answer in time (also a :class:`TimeoutError`, as nats-py's own timeout is). Back off and retry."""
+
+
+class Conflict(MetalbusError):
+    """What the caller wrote from moved on since it last read it. Reload and retry."""
+
+
+class WrongLastSequence(Conflict):
     """Conflict: the stream (or subject) moved on since the caller last read it. Reload and retry,
     or — for a fenced single writer — stop writing: someone else is the writer now."""
 
@@ -21,8 +43,16 @@ class WrongLastSequence(BusError):
         self.expected = expected
 
 
-class MessageTooLarge(BusError):
-    """Invalid: a message larger than the server's ``max_payload``; sending it again cannot help."""
+class NotFound(MetalbusError):
+    """A stream, consumer, message, key or object that does not exist (or no longer does)."""
+
+
+class Invalid(MetalbusError):
+    """The request itself is wrong or refused; sending it again cannot help."""
+
+
+class MessageTooLarge(Invalid):
+    """Invalid: a message larger than the server's ``max_payload``."""
 
     def __init__(self, subject: str, size: int, limit: int) -> None:
         super().__init__(f"{subject}: a message of {size} bytes, the server takes at most {limit}")
@@ -31,5 +61,5 @@ class MessageTooLarge(BusError):
         self.limit = limit
 
 
-class NotFound(BusError):
-    """A stream, consumer or message that does not exist."""
+class ConnectionClosed(MetalbusError):
+    """This process closed the connection (it is shutting down): stop, nothing on it works again."""

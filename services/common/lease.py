@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 
-import nats.errors
-import nats.js.errors
 from nats.js import api
 from nats.js.kv import KeyValue
 
 from services.common.bus import Bus
+from services.common.errors import Conflict, ConnectionClosed, MetalbusError, NotFound, RetryableError
+from services.common.nats_errors import translated
 from services.common.subjects import LeaseSpec
 
 log = logging.getLogger(__name__)
@@ -28,17 +28,20 @@ async def lease_bucket(bus: Bus, lease: LeaseSpec) -> KeyValue:
     user may only bind, and is refused the rest."""
     stream = f"KV_{lease.bucket}"
     try:
-        info = await bus.js.stream_info(stream)
-    except nats.js.errors.NotFoundError:
+        with translated(f"stream info {stream}"):
+            info = await bus.js.stream_info(stream)
+    except NotFound:
         config = api.KeyValueConfig(bucket=lease.bucket, ttl=lease.ttl, history=1, storage=api.StorageType.FILE,
                                     replicas=bus.settings.replicas, max_bytes=1024 * 1024)
-        return await bus.js.create_key_value(config)
-    if info.config.max_age != lease.ttl:
-        info.config.max_age = lease.ttl
-        info.config.duplicate_window = min(info.config.duplicate_window or lease.ttl, lease.ttl)
-        await bus.js.update_stream(info.config)
-        log.info("lease bucket retuned bucket=%s ttl_s=%.2f", lease.bucket, lease.ttl)
-    return await bus.js.key_value(lease.bucket)
+        with translated(f"create bucket {lease.bucket}"):
+            return await bus.js.create_key_value(config)
+    with translated(f"bind bucket {lease.bucket}"):
+        if info.config.max_age != lease.ttl:
+            info.config.max_age = lease.ttl
+            info.config.duplicate_window = min(info.config.duplicate_window or lease.ttl, lease.ttl)
+            await bus.js.update_stream(info.config)
+            log.info("lease bucket retuned bucket=%s ttl_s=%.2f", lease.bucket, lease.ttl)
+        return await bus.js.key_value(lease.bucket)
 
 
 class BusLease:
@@ -65,11 +68,12 @@ class BusLease:
             return await self.renew()
         kv = await self._bucket()
         try:
-            self._revision = await kv.create(self._name, self._holder.encode())
-        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
+            with translated(f"take lease {self._name}"):
+                self._revision = await kv.create(self._name, self._holder.encode())
+        except (Conflict, NotFound):
             # Held by someone — or it expired between the client's create and its check: next time.
             return False
-        except (TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError):
+        except (RetryableError, ConnectionClosed):
             return False
         log.info("lease acquired lease=%s holder=%s", self._name, self._holder)
         return True
@@ -82,16 +86,17 @@ class BusLease:
             return False
         kv = await self._bucket()
         try:
-            self._revision = await kv.update(self._name, self._holder.encode(), last=self._revision)
+            with translated(f"renew lease {self._name}"):
+                self._revision = await kv.update(self._name, self._holder.encode(), last=self._revision)
             return True
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except Conflict:
             # Expired while we were busy (nobody else holds it): take it again. Held by another: lost.
             self._revision = None
             if retake and await self.try_acquire():
                 log.warning("lease had expired and was taken again lease=%s holder=%s", self._name, self._holder)
                 return True
             log.warning("lease lost lease=%s holder=%s", self._name, self._holder)
-        except (TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+        except (RetryableError, ConnectionClosed) as e:
             log.warning("lease not renewed lease=%s holder=%s error=%r", self._name, self._holder, e)
         self._revision = None
         return False
@@ -108,15 +113,17 @@ class BusLease:
         revision, self._revision = self._revision, None
         kv = await self._bucket()
         try:
-            await kv.delete(self._name, last=revision)
+            with translated(f"release lease {self._name}"):
+                await kv.delete(self._name, last=revision)
             log.info("lease released lease=%s holder=%s", self._name, self._holder)
-        except (nats.errors.Error, nats.js.errors.Error) as error:
+        except MetalbusError as error:
             log.warning("lease not released lease=%s error=%r", self._name, error)
 
     async def holder(self) -> str | None:
         kv = await self._bucket()
         try:
-            entry = await kv.get(self._name)
-        except nats.js.errors.KeyNotFoundError:
+            with translated(f"read lease {self._name}"):
+                entry = await kv.get(self._name)
+        except NotFound:
             return None
         return entry.value.decode() if entry.value else None

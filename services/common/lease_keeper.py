@@ -18,10 +18,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import nats.errors
-import nats.js.errors
-
 from services.common.bus import Bus, BusSettings
+from services.common.errors import MetalbusError
 from services.common.lease import BusLease
 
 log = logging.getLogger(__name__)
@@ -170,7 +168,7 @@ class LeaseKeeper:
                 ok = False
                 log.warning("lease renewal cut off lease=%s holder=%s after_s=%.2f",
                             self._name, self._holder, max(budget, 0.0))
-            except (nats.errors.Error, nats.js.errors.Error) as error:
+            except MetalbusError as error:
                 lease.forget()
                 ok = False
                 log.warning("lease request failed lease=%s holder=%s error=%r", self._name, self._holder, error)

@@ -11,38 +11,30 @@ import asyncio
 import contextlib
 import logging
 
-import nats.errors
-import nats.js.errors
-
 from services.common.bus import Bus, BusSettings, stream_config
-from services.common.consumer import durable_config
+from services.common.consumer import create_durable, durable_ack_floor
+from services.common.errors import Conflict, RetryableError
 from services.common.health import Health
 from services.common.lease import lease_bucket
+from services.common.nats_errors import translated
 from services.common.subjects import DURABLES, LEASES, STREAMS
 
 log = logging.getLogger(__name__)
-
-#: JetStream's answer to creating a stream that exists with another configuration.
-STREAM_NAME_IN_USE = 10058
-
 
 async def provision(bus: Bus) -> None:
     """Streams (with their limits), durable consumers and lease buckets, as this release wants them."""
     for spec in STREAMS:
         config = stream_config(spec, bus.settings.replicas)
         try:
-            await bus.js.add_stream(config)
+            with translated(f"create stream {spec.name.value}"):
+                await bus.js.add_stream(config)
             log.info("stream created stream=%s", spec.name.value)
-        except nats.js.errors.BadRequestError as error:
-            if error.err_code != STREAM_NAME_IN_USE:
-                raise
-            await bus.js.update_stream(config)
+        except Conflict:  # it exists, with another configuration
+            with translated(f"update stream {spec.name.value}"):
+                await bus.js.update_stream(config)
     for durable in DURABLES:
-        try:
-            await bus.js.consumer_info(durable.stream.value, durable.name)
-        except nats.js.errors.NotFoundError:
-            start = await bus.last_sequence(durable.stream) + 1
-            await bus.js.add_consumer(durable.stream.value, durable_config(durable, start_sequence=start))
+        if await durable_ack_floor(bus, durable) is None:
+            await create_durable(bus, durable, start_sequence=await bus.last_sequence(durable.stream) + 1)
             log.info("durable consumer created stream=%s durable=%s", durable.stream.value, durable.name)
     for lease in LEASES.values():
         await lease_bucket(bus, lease)
@@ -74,7 +66,7 @@ async def provision_command(url: str, *, replicas: int, ca_file: str | None, pat
             try:
                 await provision(bus)
                 break
-            except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as error:
+            except (TimeoutError, RetryableError) as error:
                 # a JetStream cluster still electing its leader answers nothing, or "unavailable"
                 if asyncio.get_running_loop().time() > deadline:
                     raise

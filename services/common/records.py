@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-import nats.js.errors
 from nats.js import api
 
 from schemas.events import Envelope, Event, EventId
 from services.common.errors import RetryableError, WrongLastSequence
+from services.common.nats_errors import is_wrong_last_sequence
 
 
 class Header(StrEnum):
@@ -31,10 +31,6 @@ class Header(StrEnum):
 #: What :meth:`Bus.publish_many` takes: (subject, event, msg_id), optionally with the trace headers of
 #: that one message (which replace the current context's, so each item of a batch can carry its own span).
 PublishItem = tuple[str, Event, str | None] | tuple[str, Event, str | None, Mapping[str, str] | None]
-
-#: JetStream API error codes for a failed expected-sequence (or expected-last-message-id) check.
-WRONG_LAST_SEQUENCE_CODES = frozenset({10070, 10071, 10164})
-
 
 @dataclass(frozen=True, slots=True)
 class Published:
@@ -80,7 +76,7 @@ class PendingAppends:
         acked = [self._items[0], self._items[-1]][: len(outcomes)]  # one item: one ack
         sequences: list[int] = []
         for item, outcome in zip(acked, outcomes, strict=True):
-            if isinstance(outcome, nats.js.errors.BadRequestError) and outcome.err_code in WRONG_LAST_SEQUENCE_CODES:
+            if is_wrong_last_sequence(outcome):
                 raise WrongLastSequence(item.subject, item.expected_last_sequence, outcome.description or "")
             if isinstance(outcome, BaseException):
                 raise RetryableError(f"append to {item.subject} failed: {outcome!r}") from outcome

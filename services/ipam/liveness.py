@@ -20,14 +20,14 @@ import asyncio
 import contextlib
 import logging
 
-import nats.errors
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from schemas.refusal import Refused
 from services.common.bus import Bus
+from services.common.errors import ConnectionClosed, MetalbusError
 from services.common.inbound import read_heartbeat
 from services.common.subjects import HEARTBEATS
+from services.common.subscription import Subscription
 from services.common.supervision import OnFailure, supervised
 from services.ipam import metrics
 
@@ -129,7 +129,7 @@ class LivenessWatch:
 
     async def start(self) -> None:
         self._bus = await Bus.connect(self._settings, producer=self._producer)
-        self._subscription = await self._bus.client.subscribe(HEARTBEATS)
+        self._subscription = await self._bus.subscribe(HEARTBEATS)
         self._listening_since = self.now()
         self._bus.on_reconnect(self._heartbeats_missed)
         bus, subscription = self._bus, self._subscription
@@ -147,8 +147,8 @@ class LivenessWatch:
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             try:
-                await subscription.unsubscribe()
-            except nats.errors.Error as error:
+                await subscription.close()
+            except MetalbusError as error:
                 log.debug("heartbeat unsubscribe failed error=%r", error)
         bus, self._bus = self._bus, None
         self._listening_since = None
@@ -185,29 +185,29 @@ class LivenessWatch:
             deadline = self.tracker.next_deadline()
             wait = None if deadline is None else max(deadline + _SLACK - self.now(), _SLACK)
             try:
-                self._fold(await subscription.next_msg(timeout=wait))
-                continue
-            except nats.errors.TimeoutError:
-                pass
-            except nats.errors.ConnectionClosedError:
+                message = await subscription.next(wait=wait)
+            except ConnectionClosed:
                 return
+            if message is not None:
+                self._fold(message)
+                continue
             await self._judge(bus, subscription)
 
     async def _judge(self, bus: Bus, subscription: Subscription) -> None:
         """Fold in every heartbeat the server sent before now, then expire the silent."""
         started = self.now()
         try:
-            await bus.client.flush(timeout=1)
-        except (nats.errors.Error, TimeoutError) as error:
+            await bus.flush(within=1)
+        except MetalbusError as error:
             log.warning("heartbeats cannot be checked, every live node gets a fresh window error=%r", error)
             self.tracker.refresh(self.now())
             self._heartbeats_missed()
             return
-        while subscription.pending_msgs:
-            try:
-                self._fold(await subscription.next_msg(timeout=_SLACK))
-            except nats.errors.TimeoutError:
+        while subscription.pending:
+            message = await subscription.next(wait=_SLACK)
+            if message is None:
                 break  # taken by the other reader meanwhile
+            self._fold(message)
         dead = self.tracker.expire(started)
         for node in dead:
             self._deaths[node] = self.now()

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import nats.js.errors
 from rich.console import Console
 from rich.table import Table
 
@@ -26,6 +25,7 @@ from schemas.events import (
     L2PlacementDecided,
 )
 from services.common.bus import Bus, Received
+from services.common.errors import NotFound
 from services.common.subjects import StreamName
 from services.operator.views import connect_operator
 
@@ -118,7 +118,7 @@ async def read_log(bus: Bus) -> list[tuple[StreamName, Received]]:
     for stream in (StreamName.IPAM, StreamName.ANNOUNCE):
         try:
             await bus.replay(stream, collect(stream))
-        except nats.js.errors.NotFoundError:  # not created yet: no history
+        except NotFound:  # not created yet: no history
             continue
     return log
 

@@ -97,9 +97,9 @@ async def live_announcers(bus: Bus, seconds: float = HEARTBEAT_LISTEN_SECONDS) -
         if isinstance(event, AnnouncerHeartbeat):
             heard[event.node] = event
 
-    subscription = await bus.client.subscribe(HEARTBEATS, cb=on_heartbeat)
+    subscription = await bus.subscribe(HEARTBEATS, cb=on_heartbeat)
     await asyncio.sleep(seconds)  # a listening window, not synchronisation
-    await subscription.unsubscribe()
+    await subscription.close()
     return heard
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import nats.js.errors
-
 from schemas.events import (
     AllocationFailed,
     AnnouncementMode,
@@ -23,6 +21,7 @@ from schemas.events import (
     PoolUsageReported,
 )
 from services.common.bus import Bus, BusSettings, Received
+from services.common.errors import NotFound
 from services.common.subjects import StreamName
 
 
@@ -111,7 +110,7 @@ async def read_view(bus: Bus) -> ClusterView:
     for stream in (StreamName.IPAM, StreamName.ANNOUNCE):
         try:
             await bus.replay(stream, view.fold, last_per_subject=True)
-        except nats.js.errors.NotFoundError:  # not created yet: nothing decided, nothing announced
+        except NotFound:  # not created yet: nothing decided, nothing announced
             continue
     return view
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas.events import ConfigObjectObserved, EndpointsObserved, ObjectKind
+from services.common.errors import MetalbusError
 from services.common.subjects import parse_k8s_subject
 from services.watcher.observe import metrics
 from services.watcher.observe.translate import Observation
-from services.watcher.status.objects import EVENTS, ApiFailure, ObjectApi
+from services.watcher.status.objects import EVENTS, ObjectApi
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class OversizedWarnings:
         }  # fmt: skip
         try:
             await self._api.create(EVENTS, namespace, body)
-        except ApiFailure as error:
+        except MetalbusError as error:
             log.warning("event not recorded reason=%s object=%s/%s error=%s", REASON, found.namespace, found.name,
                         error)
             return

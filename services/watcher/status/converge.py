@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from services.common.errors import Conflict, NotFound
 from services.watcher.status import metrics
 from services.watcher.status.configstate import ConfigStateTarget
 from services.watcher.status.desired import (
@@ -37,8 +38,6 @@ from services.watcher.status.objects import (
     SERVICE_BGP_STATUSES,
     SERVICE_L2_STATUSES,
     SERVICES,
-    Conflict,
-    Gone,
     Obj,
     ObjectApi,
     Resource,
@@ -69,7 +68,8 @@ class Converger:
         self.ip_mode = True
 
     async def converge(self, target: Target) -> Outcome:
-        """Write ``target``; retries conflicts, raises :class:`ApiFailure` for anything else."""
+        """Write ``target``; retries conflicts, raises a
+        :class:`~services.common.errors.MetalbusError` for anything else."""
         kind = target_kind(target).value
         for attempt in range(self._max_conflicts):
             try:
@@ -79,7 +79,7 @@ class Converger:
                 if attempt + 1 == self._max_conflicts:
                     raise
                 await asyncio.sleep(self._pause * 2**attempt)  # let the other writer finish
-            except Gone:
+            except NotFound:
                 return Outcome.GONE
         raise AssertionError("unreachable")
 
@@ -148,7 +148,7 @@ class Converger:
         written = False
         try:
             obj = await self.api.get(resource, namespace, name)
-        except Gone:
+        except NotFound:
             metrics.WRITES.labels(resource.kind, "create").inc()
             body = {"apiVersion": resource.api_version, "kind": resource.kind,
                     "metadata": {"name": name, "namespace": namespace, "labels": labels}}
@@ -175,7 +175,7 @@ class Converger:
         metrics.WRITES.labels(resource.kind, "delete").inc()
         try:
             await self.api.delete(resource, target.key.namespace, target.key.name)
-        except Gone:
+        except NotFound:
             return Outcome.UNCHANGED
         return Outcome.WRITTEN
 
@@ -186,7 +186,7 @@ class Converger:
         labels = {"metallb.io/component-type": "controller", LABEL_MANAGED_BY: MANAGED_BY}
         try:
             obj = await self.api.get(CONFIGURATION_STATES, namespace, target.name)
-        except Gone:
+        except NotFound:
             obj = {}
         status = config_status(target, obj.get("status") or {}, now=self._clock())
         return await self._ensure_with_status(

@@ -1,8 +1,10 @@
 """The few Kubernetes calls the status writer makes, as plain JSON-shaped dicts, off the event loop.
 
-Client errors are mapped to what the caller does about them: :class:`Conflict` (re-read and retry),
-:class:`Gone` (the object is not there: drop quietly), :class:`Transient` (back off and retry later),
-:class:`Refused` (the request itself is wrong: log, do not retry at once).
+The Kubernetes client's errors are mapped here, once, to the project's (:mod:`services.common.errors`),
+grouped by what the caller does: :class:`Conflict` (409: re-read and retry), :class:`NotFound` (404, 410:
+the object or its namespace is not there, drop quietly), :class:`RetryableError` (5xx, 429, timeouts and
+broken connections: back off and retry later), :class:`Invalid` (any other 4xx: the request is invalid or
+forbidden; log, do not retry at once).
 """
 
 from __future__ import annotations
@@ -16,30 +18,11 @@ import kubernetes.client
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
+from services.common.errors import Conflict, Invalid, MetalbusError, NotFound, RetryableError
 from services.watcher.kube import KubeClients, call
 
 Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
-
-
-class ApiFailure(Exception):
-    """Base of the errors below."""
-
-
-class Conflict(ApiFailure):
-    """409: the object changed since it was read."""
-
-
-class Gone(ApiFailure):
-    """404: the object (or its namespace) does not exist."""
-
-
-class Transient(ApiFailure):
-    """5xx, 429, timeouts and broken connections."""
-
-
-class Refused(ApiFailure):
-    """Any other 4xx: the request is invalid or forbidden."""
 
 
 class Group(StrEnum):
@@ -67,18 +50,18 @@ SERVICE_BGP_STATUSES = Resource(Group.METALLB, "v1beta1", "servicebgpstatuses", 
 CONFIGURATION_STATES = Resource(Group.METALLB, "v1beta1", "configurationstates", "ConfigurationState")
 
 
-def _failure(error: Exception) -> ApiFailure:
+def _failure(error: Exception) -> MetalbusError:
     if isinstance(error, ApiException):
         status = int(error.status or 0)
         detail = f"{status} {error.reason}"
         if status == 409:
             return Conflict(detail)
         if status in (404, 410):
-            return Gone(detail)
+            return NotFound(detail)
         if status == 429 or status >= 500 or status == 0:
-            return Transient(detail)
-        return Refused(f"{detail}: {str(error.body)[:300]}")
-    return Transient(repr(error))
+            return RetryableError(detail)
+        return Invalid(f"{detail}: {str(error.body)[:300]}")
+    return RetryableError(repr(error))
 
 
 _NETWORK_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
@@ -104,7 +87,7 @@ class ObjectApi:
         try:
             answer = json.loads(data) if data else {}
         except ValueError as error:
-            raise Transient(f"unreadable answer: {error}") from error
+            raise RetryableError(f"unreadable answer: {error}") from error
         return answer if isinstance(answer, dict) else {}
 
     async def get(self, resource: Resource, namespace: str, name: str) -> Obj:

@@ -14,9 +14,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from services.common.errors import MetalbusError, NotFound
 from services.watcher.status import metrics
 from services.watcher.status.desired import KubeEvent, TargetKind
-from services.watcher.status.objects import EVENTS, ApiFailure, Gone, ObjectApi
+from services.watcher.status.objects import EVENTS, ObjectApi
 from services.watcher.status.queueing import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class EventRecorder:
             await self._bucket.take()
             try:
                 await self.emit(event)
-            except ApiFailure as error:
+            except MetalbusError as error:
                 metrics.EVENTS.labels(event.reason.value, "failed").inc()
                 log.warning("event not recorded reason=%s object=%s/%s error=%s", event.reason,
                             event.regarding.namespace, event.regarding.name, error)
@@ -82,7 +83,7 @@ class EventRecorder:
             try:
                 await self._api.patch(EVENTS, regarding.namespace, name,
                                       {"count": count + 1, "lastTimestamp": stamp})
-            except Gone:
+            except NotFound:
                 pass  # expired (Events live about an hour): make a new one
             else:
                 self._remember_event(key, name, count + 1)

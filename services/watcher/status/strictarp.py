@@ -37,7 +37,7 @@ async def warn_strict_arp(clients: KubeClients, namespace: str, kube_proxy: Kube
     and when strictARP is missing in IPVS mode a Warning Event and a log line. True when it warned.
 
     The status writer does the same from the K8S stream; this is for callers that see the ConfigMap
-    themselves. Raises :class:`~services.watcher.status.objects.ApiFailure` when the API refuses.
+    themselves. Raises a :class:`~services.common.errors.MetalbusError` when the API refuses.
     """
     api = ObjectApi(clients)
     await Converger(api, namespace=namespace).converge(config_state_target(None, kube_proxy))

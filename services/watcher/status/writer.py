@@ -18,12 +18,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 from opentelemetry import trace
 
 from services.common.bus import Bus, Received
-from services.common.consumer import Consumer, ConsumerSpec, durable_config
+from services.common.consumer import Consumer, ConsumerSpec, create_durable, durable_ack_floor
+from services.common.errors import MetalbusError
 from services.common.subjects import DURABLES, Component, DurableSpec
 from services.common.supervision import Backoff, OnFailure, watch
 from services.common.tracing import tracer
@@ -46,7 +45,7 @@ from services.watcher.status.desired import (
     target,
     target_kind,
 )
-from services.watcher.status.objects import ApiFailure, ObjectApi
+from services.watcher.status.objects import ObjectApi
 from services.watcher.status.queueing import TokenBucket, WorkQueue
 from services.watcher.status.recorder import EventRecorder
 from services.watcher.status.resync import initial_sync
@@ -214,14 +213,11 @@ class StatusWriter:
         """The stream sequence up to which the feed's durable consumer has handled everything.
 
         A missing durable is created to start after the current end: the rebuild covers the past."""
-        try:
-            info = await self.bus.js.consumer_info(feed.stream.value, feed.name)
-        except nats.js.errors.NotFoundError:
-            pass
-        else:
-            return int(info.ack_floor.stream_seq if info.ack_floor else 0)
+        floor = await durable_ack_floor(self.bus, feed)
+        if floor is not None:
+            return floor
         last = await self.bus.last_sequence(feed.stream)
-        await self.bus.js.add_consumer(feed.stream.value, durable_config(feed, start_sequence=last + 1))
+        await create_durable(self.bus, feed, start_sequence=last + 1)
         return last
 
     # --- live events ------------------------------------------------------------------------
@@ -273,7 +269,7 @@ class StatusWriter:
             ) as span:
                 outcome = await self.converger.converge(desired)
                 span.set_attribute("metalbus.status.outcome", outcome.value)
-        except ApiFailure as error:
+        except MetalbusError as error:
             metrics.ERRORS.labels(kind).inc()
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(self.settings.retry_delay * 2 ** (failures - 1), self.settings.max_retry_delay)
