@@ -14,6 +14,7 @@ from schemas.events.codec import MAX_BODY_BYTES, encode, read_envelope, wrap
 from schemas.refusal import MESSAGE_LIMIT, DropReason, Refused
 from services.common.inbound import read_heartbeat, read_received
 from services.common.subjects import (
+    MAX_SUBJECT_LENGTH,
     encode_token,
     heartbeat_subject,
     k8s_subject,
@@ -64,8 +65,15 @@ def test_any_subject_names_a_node_or_an_object_or_is_refused(tokens: list[str]) 
 
 @given(hostile_text, hostile_text)
 def test_names_round_trip_through_subjects(namespace: str, name: str) -> None:
-    assert read_k8s_subject(k8s_subject(ObjectKind.SERVICE, namespace, name)) == (ObjectKind.SERVICE, namespace, name)
-    if name:
+    """Any name comes back exactly, unless its subject is longer than any Kubernetes name could make it:
+    then it is refused (bounded), never misread."""
+    subject = k8s_subject(ObjectKind.SERVICE, namespace, name)
+    parsed = read_k8s_subject(subject)
+    if len(subject) > MAX_SUBJECT_LENGTH:
+        assert isinstance(parsed, Refused) and parsed.reason is DropReason.BAD_SUBJECT and _is_bounded(parsed)
+    else:
+        assert parsed == (ObjectKind.SERVICE, namespace, name)
+    if name and len(heartbeat_subject(name)) <= MAX_SUBJECT_LENGTH:
         assert read_heartbeat_subject(heartbeat_subject(name)) == name
 
 
