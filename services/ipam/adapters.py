@@ -1,8 +1,11 @@
-"""Translations between the bus's models and the allocator core's inputs and outputs. Pure."""
+"""Translations of the bus's models into the allocator core's inputs. Pure.
+
+The allocator's answers become events in ``events.py``.
+"""
 
 from __future__ import annotations
 
-from schemas.events import IPAllocated, IPReleased, ServiceId, ServiceObserved
+from schemas.events import ServiceObserved
 from schemas.metallb import IPAddressPool
 from services.ipam import core
 
@@ -43,50 +46,3 @@ def pool_spec(pool: IPAddressPool) -> core.PoolSpec:
             service_selectors=allocation.service_selectors,
         ),
     )
-
-
-def service_id(key: core.ServiceKey, uid: str = "") -> ServiceId:
-    namespace, _, name = key.partition("/")
-    return ServiceId(namespace=namespace, name=name, uid=uid)
-
-
-def released_event(released: core.Released, uid: str = "") -> IPReleased:
-    return IPReleased(
-        service=service_id(released.service, uid),
-        ips=tuple(str(ip) for ip in released.ips),
-        reason=released.reason,
-        message=released.message,
-    )
-
-
-def same_allocation(recorded: IPAllocated, decision: core.Allocated, uid: str, ips: tuple[str, ...]) -> bool:
-    """Whether the ledger already holds ``decision`` (checked before any event is built: re-adopting
-    10 000 Services on a takeover compares 10 000 times)."""
-    namespace, _, name = decision.service.partition("/")
-    service = recorded.service
-    return (
-        recorded.ips == ips
-        and recorded.pool == decision.pool
-        and recorded.sharing_key == decision.sharing_key
-        and (service.namespace, service.name, service.uid) == (namespace, name, uid)
-    )
-
-
-_ALLOCATION_TEXT = {
-    core.AllocationReason.UNCHANGED: "unchanged",
-    core.AllocationReason.ADOPTED: "re-adopted the recorded allocation",
-    core.AllocationReason.ADOPTED_FROM_STATUS: "kept the address the Service's status already showed",
-    core.AllocationReason.ADDITIONAL_FAMILY: "added an address of the second family",
-    core.AllocationReason.REQUESTED_IPS: "the requested address",
-    core.AllocationReason.REQUESTED_POOL: "lowest free address of the requested pool",
-    core.AllocationReason.AUTO_ASSIGNED: "lowest free address of the first eligible pool",
-}
-
-
-def allocation_text(decision: core.Allocated) -> str:
-    text = _ALLOCATION_TEXT[decision.reason]
-    if decision.message:
-        text = f"{text}: {decision.message}"
-    if decision.deprecated_annotations:
-        text += f" (deprecated annotations: {', '.join(decision.deprecated_annotations)})"
-    return text

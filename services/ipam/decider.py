@@ -15,20 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.events import (
-    AllocationFailed,
-    ConfigProblem,
-    ConfigProblemReason,
-    ConfigurationEvaluated,
-    Event,
-    EventId,
-    FamilyUsage,
-    InForceSlot,
-    IPAllocated,
-    PoolUsageReported,
-    ReleaseReason,
-    ServiceObserved,
-)
+from schemas.events import ConfigProblem, Event, EventId, InForceSlot, ReleaseReason, ServiceObserved
 from schemas.events.in_force import bounded_problems, split_in_force
 from schemas.metallb import (
     ConfigObject,
@@ -43,8 +30,8 @@ from services.common.subjects import (
     ipam_config_part_subject,
     ipam_pool_subject,
 )
-from services.ipam import core
-from services.ipam.adapters import allocation_text, pool_spec, raw_service, released_event, same_allocation, service_id
+from services.ipam import core, events
+from services.ipam.adapters import pool_spec, raw_service
 from services.ipam.core.pools import validate_pools
 from services.ipam.core.requests import parse_ip
 from services.ipam.layer2 import Layer2
@@ -193,9 +180,9 @@ class Decider:
         self._report_usage()
         return outgoing + self._drain()
 
-    def observe_many(self, events: Iterable[tuple[Event, EventId | None]]) -> list[Outgoing]:
+    def observe_many(self, observations: Iterable[tuple[Event, EventId | None]]) -> list[Outgoing]:
         """Observe a batch, then report usage."""
-        outgoing = [out for event, cause in events for out in self.observe(event, cause=cause)]
+        outgoing = [out for event, cause in observations for out in self.observe(event, cause=cause)]
         return outgoing + self.report_usage()
 
     # --- the decisions ----------------------------------------------------------------------
@@ -248,39 +235,21 @@ class Decider:
         return parsed
 
     def _allocated(self, decision: core.Allocated, uid: str) -> None:
-        ips = tuple(str(ip) for ip in decision.ips)
+        ips = events.allocated_ips(decision)
         recorded = self.ledger.allocation_of(decision.service)
-        if recorded is not None and same_allocation(recorded, decision, uid, ips):
+        if recorded is not None and events.same_allocation(recorded, decision, uid, ips):
             return
-        event = IPAllocated(
-            service=service_id(decision.service, uid),
-            ips=ips,
-            pool=decision.pool,
-            sharing_key=decision.sharing_key,
-            reason=allocation_text(decision),
-            deprecated_annotations=decision.deprecated_annotations,
-        )
-        self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+        self._emit_allocation(events.allocated(decision, uid, ips))
 
     def _release(self, released: core.Released | None, uid: str, message: str = "") -> None:
-        if released is None:
-            return
-        event = released_event(released, uid)
-        if message and not event.message:
-            event = event.model_copy(update={"message": message})
-        if self.ledger.allocation_of(released.service) is None:
-            return  # the ledger already has it released
-        self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+        if released is None or self.ledger.allocation_of(released.service) is None:
+            return  # nothing released, or the ledger already has it released
+        self._emit_allocation(events.released(released, uid, message))
 
     def _fail(self, refused: core.Refused, service: ServiceObserved) -> None:
-        event = AllocationFailed(
-            service=service_id(refused.service, service.ref.uid),
-            reason=refused.reason,
-            message=refused.message,
-        )
-        if self.ledger.failures.get(refused.service) == event:
-            return
-        self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+        event = events.failed(refused, service.ref.uid)
+        if self.ledger.failures.get(refused.service) != event:
+            self._emit_allocation(event)
 
     def _readopt(self) -> list[core.ServiceKey]:
         """Re-adopt every allocation of the ledger; return the Services that could not keep theirs."""
@@ -334,9 +303,7 @@ class Decider:
             try:
                 validate_pools(candidate.pools)
             except core.InvalidPools as error:
-                problems.append(
-                    ConfigProblem(kind="IPAddressPool", reason=ConfigProblemReason.INVALID_POOLS, message=str(error))
-                )
+                problems.append(events.unusable_pools(error))
         if problems:
             self._report_configuration(valid=False, problems=tuple(problems))
             candidate = self.configuration
@@ -352,10 +319,7 @@ class Decider:
         for moved in applied.moved:
             recorded = self.ledger.allocation_of(moved.service)
             if recorded is not None:
-                event = recorded.model_copy(
-                    update={"pool": moved.new_pool, "reason": f"pool changed from {moved.old_pool} to {moved.new_pool}"}
-                )
-                self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+                self._emit_allocation(events.moved(recorded, moved))
         if reconcile:
             for key in sorted(self.world.services.keys() | self.allocator.services()):
                 self._reconcile(key)
@@ -368,28 +332,8 @@ class Decider:
             try:
                 objects.append(parse_config_object(observed.raw))
             except InvalidConfigObject as error:
-                problems.append(
-                    ConfigProblem(
-                        kind=observed.kind,
-                        namespace=observed.ref.namespace,
-                        name=observed.ref.name,
-                        field=error.field,
-                        reason=ConfigProblemReason.INVALID_OBJECT,
-                        message=str(error),
-                    )
-                )
-        report = validate_configuration(objects)
-        problems += [
-            ConfigProblem(
-                kind=p.kind,
-                namespace=p.namespace or "",
-                name=p.name,
-                field=p.field,
-                reason=p.code,
-                message=str(p),
-            )
-            for p in report.problems
-        ]
+                problems.append(events.unparsable_object(observed, error))
+        problems += [events.invalid_configuration(p) for p in validate_configuration(objects).problems]
         return objects, problems
 
     def _report_configuration(self, *, valid: bool, problems: tuple[ConfigProblem, ...]) -> None:
@@ -410,13 +354,8 @@ class Decider:
             for part in parts:
                 self._emit(ipam_config_part_subject(part.slot.value, part.index), part)
             count = len(parts)
-        event = ConfigurationEvaluated(
-            valid=valid,
-            problems=listed,
-            problems_total=len(problems),
-            in_force_generation=digest,
-            in_force_slot=slot if count else None,
-            in_force_parts=count,
+        event = events.configuration_evaluated(
+            valid=valid, listed=listed, total=len(problems), generation=digest, slot=slot, parts=count
         )
         self._emit(IPAM_CONFIG_SUBJECT, event)
 
@@ -424,11 +363,7 @@ class Decider:
 
     def _report_usage(self) -> None:
         for usage in self.allocator.usages():
-            event = PoolUsageReported(
-                pool=usage.pool,
-                ipv4=FamilyUsage(assigned=usage.assigned_v4, available=usage.available_v4),
-                ipv6=FamilyUsage(assigned=usage.assigned_v6, available=usage.available_v6),
-            )
+            event = events.usage_reported(usage)
             if self.ledger.usage.get(usage.pool) != event:
                 self._emit(ipam_pool_subject(usage.pool), event)
 
@@ -439,6 +374,9 @@ class Decider:
     def _place(self) -> None:
         for subject, event in self.layer2.settle(self.world, self.ledger):
             self._emit(subject, event)
+
+    def _emit_allocation(self, event: events.AllocationEvent) -> None:
+        self._emit(ipam_allocation_subject(event.service.namespace, event.service.name), event)
 
     def _emit(self, subject: str, event: Event) -> None:
         sequence = self.ledger.last_sequence + 1
