@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import importlib
 import logging
-from typing import Protocol, cast
+from typing import Protocol
 
 import kubernetes.client
 
@@ -26,10 +25,10 @@ from services.watcher.leader import LeaderElector, LeaseSettings, lead
 from services.watcher.observe import ReflectorSettings, build_observers
 from services.watcher.observe.oversized import OversizedWarnings
 from services.watcher.status.objects import ObjectApi
+from services.watcher.status.writer import run_status_writer
 
 log = logging.getLogger(__name__)
 
-STATUS_WRITER_MODULE = "services.watcher.status.writer"
 READY_CHECK = "observe"
 #: Watches hold a connection each: give the observe side a pool of its own, large enough for all.
 OBSERVE_POOL_SIZE = 32
@@ -41,16 +40,13 @@ class RunStatusWriter(Protocol):
     ) -> None: ...
 
 
-def load_status_writer() -> RunStatusWriter | None:
-    """The status writer, imported lazily (it lives in ``services/watcher/status``)."""
-    try:
-        module = importlib.import_module(STATUS_WRITER_MODULE)
-    except ModuleNotFoundError as error:
-        if error.name is None or not STATUS_WRITER_MODULE.startswith(error.name):
-            raise
-        log.warning("status writer not available, only observing module=%s", STATUS_WRITER_MODULE)
+def chosen_status_writer(choice: RunStatusWriter | bool) -> RunStatusWriter | None:
+    """True: the real status writer (``services/watcher/status``); False: none; else the one given."""
+    if choice is True:
+        return run_status_writer
+    if choice is False:
         return None
-    return cast(RunStatusWriter, module.run_status_writer)
+    return choice
 
 
 def observe_clients(clients: KubeClients) -> KubeClients:
@@ -68,16 +64,12 @@ def watcher_main(
     reflectors: ReflectorSettings | None = None,
     status_writer: RunStatusWriter | bool = True,
 ) -> ServiceMain:
-    """``status_writer``: True loads the real one, False runs none, or a writer of your own (tests)."""
+    """``status_writer``: True runs the real one, False none, or a writer of your own (tests)."""
 
     async def main(ctx: ServiceContext) -> None:
         clients = await call(load_clients, kubeconfig)
         watch_clients = observe_clients(clients)
-        writer: RunStatusWriter | None = None
-        if status_writer is True:
-            writer = load_status_writer()
-        elif status_writer is not False:
-            writer = status_writer
+        writer = chosen_status_writer(status_writer)
         elector = LeaderElector(
             coordination=clients.coordination, namespace=namespace, identity=ctx.instance, settings=lease
         )

@@ -17,7 +17,7 @@ from services.common.runtime import RuntimeOptions, ServiceContext
 from services.common.subjects import StreamName, k8s_subject
 from services.watcher.kube import KubeClients
 from services.watcher.leader import LeaseSettings
-from services.watcher.service import load_status_writer, watcher_main
+from services.watcher.service import chosen_status_writer, watcher_main
 from tests.integration.watcher.helpers import FAST, NAMESPACE, service, wait_stored
 from tests.kubeapi import KubeApi
 from tests.waiting import async_wait_until
@@ -130,8 +130,9 @@ async def test_when_the_leader_dies_the_standby_takes_over_once_the_lease_expire
 
 
 async def test_the_real_status_writer_is_found() -> None:
-    writer = load_status_writer()
+    writer = chosen_status_writer(True)
     assert writer is not None and callable(writer)
+    assert chosen_status_writer(False) is None
 
 
 async def test_with_the_real_status_writer_it_becomes_ready_and_stops_cleanly(
