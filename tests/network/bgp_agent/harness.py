@@ -224,6 +224,11 @@ class BirdNeighbor(Bird):
     def protocol(self, name: str = "") -> str:
         return self.birdc(f"show protocols all {name or self.only}").stdout
 
+    def graceful_restart_active(self) -> bool:
+        """BIRD helps this node restart: from its session's end, with its routes kept as stale, until its
+        End-of-RIB on every channel of the new session (or the restart timer)."""
+        return "Neighbor graceful restart active" in self.protocol()
+
 
 FLOOD_PROTOCOL = "flood"
 

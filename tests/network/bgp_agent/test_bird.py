@@ -124,11 +124,11 @@ def test_graceful_restart_keeps_the_routes_through_an_announcer_restart(
     wait_for(node1.established, timeout=20, message="node1's session with graceful restart")
     wait_for(lambda: paths(bird, V4) == both4, timeout=20, message="two paths on the new sessions")
     assert fab.terminate("node1") == 0
-    wait_for(lambda: not node1.established(), timeout=10, message="node1's session down")
-    time.sleep(2)  # well past a Cease's effect: the helper keeps the routes as stale
-    assert paths(bird, V4) == both4, node1.protocol()
+    wait_for(lambda: not node1.established() and node1.graceful_restart_active(), timeout=10,
+             message="node1's session down, BIRD helping it restart")
+    assert paths(bird, V4) == both4, node1.protocol()  # kept as stale, where a Cease would have removed them
     fab.start_announcer("node1")
-    wait_for(node1.established, timeout=20, message="node1 back")
-    time.sleep(1)  # End-of-RIB received: stale routes not refreshed would go now
+    wait_for(lambda: node1.established() and not node1.graceful_restart_active(), timeout=20,
+             message="node1 back and its End-of-RIB received (stale routes not refreshed are gone)")
     assert paths(bird, V4) == both4
     assert paths(bird, V6) == {name: v6 for name, (_, v6) in NODES.items()}
