@@ -1,40 +1,81 @@
-"""The bus counts as lost when our own heartbeat stops coming back, and as back at the first echo."""
+"""The bus counts as lost when our own heartbeat stops coming back, and as back at the first echo.
+
+The watch is given its clock, and here that clock is an event loop's whose time moves only when the story
+says so: its timer fires exactly when the time passes ``stale_after``, whatever the machine's load."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from services.announcer.l2.echo import EchoWatch
 from services.announcer.l2.ownership import Connectivity
 
 
-async def test_lost_after_silence_back_at_the_first_echo() -> None:
-    loop = asyncio.get_running_loop()
-    lost, back = asyncio.Event(), asyncio.Event()
-    watch = EchoWatch(stale_after=0.05, clock=loop.time, on_lost=lost.set, on_back=back.set)
+class ManualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock stands still until :meth:`advance` moves it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock on; returns once every timer due by then has run (they fire before this one,
+        which is due last)."""
+        self.now += seconds
+        reached = self.create_future()
+        self.call_at(self.now, reached.set_result, None)
+        await reached
+
+
+def run_story(story: Callable[[ManualTimeLoop], Coroutine[Any, Any, None]]) -> None:
+    loop = ManualTimeLoop()
     try:
-        watch.heard()
-        assert watch.connectivity(connected=True) is Connectivity.CONNECTED
-        assert watch.connectivity(connected=False) is Connectivity.PARTITIONED  # the client knows better
-        await asyncio.wait_for(lost.wait(), 2)
-        assert watch.partitioned and not watch.back.is_set()
-        assert watch.connectivity(connected=True) is Connectivity.PARTITIONED
-        assert not back.is_set()
-        watch.heard()
-        assert back.is_set() and watch.back.is_set() and not watch.partitioned
-        assert watch.connectivity(connected=True) is Connectivity.CONNECTED
+        loop.run_until_complete(story(loop))
     finally:
-        watch.close()
+        loop.close()
 
 
-async def test_echoes_in_time_keep_it_connected() -> None:
-    loop = asyncio.get_running_loop()
-    lost = asyncio.Event()
-    watch = EchoWatch(stale_after=0.2, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
-    try:
-        for _ in range(6):
+def test_lost_after_silence_back_at_the_first_echo() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost, back = asyncio.Event(), asyncio.Event()
+        watch = EchoWatch(stale_after=0.05, clock=loop.time, on_lost=lost.set, on_back=back.set)
+        try:
             watch.heard()
-            await asyncio.sleep(0.05)  # the heartbeat period in this story, well inside stale_after
-        assert not lost.is_set() and not watch.partitioned
-    finally:
-        watch.close()
+            assert watch.connectivity(connected=True) is Connectivity.CONNECTED
+            assert watch.connectivity(connected=False) is Connectivity.PARTITIONED  # the client knows better
+            await loop.advance(0.049)
+            assert not lost.is_set() and watch.connectivity(connected=True) is Connectivity.CONNECTED
+            await loop.advance(0.002)  # past stale_after with no echo
+            assert lost.is_set()
+            assert watch.partitioned and not watch.back.is_set()
+            assert watch.connectivity(connected=True) is Connectivity.PARTITIONED
+            assert not back.is_set()
+            watch.heard()
+            assert back.is_set() and watch.back.is_set() and not watch.partitioned
+            assert watch.connectivity(connected=True) is Connectivity.CONNECTED
+        finally:
+            watch.close()
+
+    run_story(story)
+
+
+def test_echoes_in_time_keep_it_connected() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost = asyncio.Event()
+        watch = EchoWatch(stale_after=0.2, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
+        try:
+            for _ in range(6):
+                watch.heard()
+                await loop.advance(0.05)  # the heartbeat period in this story, well inside stale_after
+            assert not lost.is_set() and not watch.partitioned
+            await loop.advance(0.2)  # and the first silence as long as stale_after loses it
+            assert lost.is_set() and watch.partitioned
+        finally:
+            watch.close()
+
+    run_story(story)
