@@ -12,6 +12,7 @@ import pytest
 
 from schemas.events import AnnouncerHeartbeat
 from schemas.events.codec import encode, wrap
+from services.common.bus import Bus, BusSettings
 from services.common.permissions import ACCOUNT_MAX_FILE, BusUser
 from services.common.subjects import DURABLES, STREAMS, StreamName, announce_subject, heartbeat_subject
 from tests.security.probe import probe, refused_connection
@@ -102,6 +103,17 @@ async def test_control_the_admin_and_the_streams_limits(shipped: ShippedCluster)
         for durable in DURABLES:
             refused, answer = await admin.request(f"$JS.API.CONSUMER.INFO.{durable.stream.value}.{durable.name}")
             assert not refused and answer["name"] == durable.name
+
+
+@pytest.mark.parametrize("holder", [BusUser.WATCHER.value, BusUser.IPAM.value, BusUser.OPERATOR.value, NODE])
+async def test_control_every_component_sees_the_provisioned_streams(shipped: ShippedCluster, holder: str) -> None:
+    """What a service checks before it starts (not ready while a stream is missing), and where its readers
+    start from: with its own credential, every stream is there, ending where the admin sees it end."""
+    async with (await Bus.connect(BusSettings(url=urls(shipped)[holder]), producer=f"{holder}/test") as bus,
+                await Bus.connect(BusSettings(url=shipped.url_for(BusUser.ADMIN)), producer="admin/test") as admin):
+        assert await bus.missing_streams() == []
+        for spec in STREAMS:
+            assert await bus.last_sequence(spec.name) == await admin.last_sequence(spec.name)
 
 
 # --- one node against another ---------------------------------------------------------------------------
