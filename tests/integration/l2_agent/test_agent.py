@@ -21,7 +21,7 @@ from services.announcer.l2.metrics import L2Collector
 from services.announcer.layer2 import L2Agent
 from services.common.bus import Bus
 from services.common.subjects import ANNOUNCE_PREFIX, StreamName, ipam_placement_subject
-from tests.unit.l2.test_responder import NODE_MAC, OTHER_MAC, Wire
+from tests.unit.announcer.l2.test_responder import NODE_MAC, OTHER_MAC, Wire
 from tests.waiting import async_wait_until
 
 VIP1, VIP2 = IPv4Address("192.0.2.10"), IPv4Address("192.0.2.11")

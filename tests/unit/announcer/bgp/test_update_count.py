@@ -19,9 +19,15 @@ from services.announcer.bgp.nlri import Prefix
 from services.announcer.bgp.notification import ErrorCode, Notification, UpdateSubcode
 from services.announcer.bgp.update import Update, end_of_rib, pack_announcements, pack_withdrawals
 from services.announcer.bgp.update_count import UpdateCount, count_update
-from tests.unit.bgp.test_error_handling import ATTRIBUTE_DISCARD, NEG, SESSION_RESET, TREAT_AS_WITHDRAW, update
-from tests.unit.bgp.test_fuzz import mutated
-from tests.unit.bgp.test_session import Pair
+from tests.unit.announcer.bgp.test_error_handling import (
+    ATTRIBUTE_DISCARD,
+    NEG,
+    SESSION_RESET,
+    TREAT_AS_WITHDRAW,
+    update,
+)
+from tests.unit.announcer.bgp.test_fuzz import mutated
+from tests.unit.announcer.bgp.test_session import Pair
 
 ROUTER_V4 = ipaddress.IPv4Address("192.0.2.1")
 ROUTER_V6 = ipaddress.IPv6Address("2001:db8::1")

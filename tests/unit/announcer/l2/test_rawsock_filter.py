@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.announcer.l2.rawsock import FILTER_ARP_NDP
-from tests.unit.l2.test_arp import VIP_REQUEST
-from tests.unit.l2.test_ndp import NS, SOLICITED_NA
+from tests.unit.announcer.l2.test_arp import VIP_REQUEST
+from tests.unit.announcer.l2.test_ndp import NS, SOLICITED_NA
 
 
 def run_bpf(program: tuple[tuple[int, int, int, int], ...], packet: bytes) -> int:

@@ -13,7 +13,7 @@ from services.announcer.bgp.message import MARKER, MessageReader
 from services.announcer.bgp.nlri import Prefix
 from services.announcer.bgp.notification import Notification
 from services.announcer.bgp.wire import decode_message
-from tests.unit.bgp.test_golden import GOLDEN, h
+from tests.unit.announcer.bgp.test_golden import GOLDEN, h
 
 NEGOTIATED = st.sampled_from(
     [
@@ -92,7 +92,7 @@ def test_stream_reader_only_raises_notifications(chunks: list[bytes]) -> None:
 @given(chunks=st.lists(st.one_of(mutated(), st.binary(max_size=64)), min_size=1, max_size=6))
 def test_session_survives_garbage(chunks: list[bytes]) -> None:
     """An Established session fed garbage closes with a NOTIFICATION; it never raises."""
-    from tests.unit.bgp.test_session import Pair
+    from tests.unit.announcer.bgp.test_session import Pair
 
     pair = Pair.established()
     for chunk in chunks:

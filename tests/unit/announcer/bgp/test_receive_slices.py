@@ -11,8 +11,8 @@ from services.announcer.bgp.capabilities import IPV4_UNICAST
 from services.announcer.bgp.events import Closed, CloseReason, RoutesCounted, State
 from services.announcer.bgp.notification import CeaseSubcode, Notification
 from services.announcer.bgp.speaker import RECEIVE_SLICE, Speaker
-from tests.unit.bgp.test_speaker import pair
-from tests.unit.bgp.test_update_count import announcements, full_table
+from tests.unit.announcer.bgp.test_speaker import pair
+from tests.unit.announcer.bgp.test_update_count import announcements, full_table
 
 ROUTES = 200_000
 

@@ -12,7 +12,7 @@ from services.announcer.bgp.bfd import BfdConfig, BfdState, BfdStateChanged, Dia
 from services.announcer.bgp.bfd_peer import BfdEndpoint, BfdPeer
 from services.announcer.bgp.events import Closed, CloseReason
 from services.announcer.bgp.notification import CeaseSubcode
-from tests.unit.bgp.test_speaker import pair
+from tests.unit.announcer.bgp.test_speaker import pair
 
 HERE, THERE = ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address("127.0.0.2")
 FAST = BfdConfig(desired_min_tx=0.2, required_min_rx=0.2, detect_mult=3)
