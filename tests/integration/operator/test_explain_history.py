@@ -19,7 +19,7 @@ from services.common.subjects import IPAM_PLACEMENTS, StreamName, announce_subje
 from services.operator.explain import show_explain
 from services.operator.history import show_history
 from tests.integration.ipam.test_ipam_service import replica
-from tests.integration.watcher_files.test_directory_source import CONFIG, watching
+from tests.integration.watcher.files.test_directory_source import CONFIG, watching
 from tests.waiting import async_wait_until
 
 CLUSTER = """\

@@ -31,7 +31,7 @@ from tests.bgp_world import (
     publish_observed,
 )
 from tests.builders import pool, service
-from tests.integration.bgp_agent.test_agent import LOOPBACK, PeerView, free_port
+from tests.integration.announcer.bgp_agent.test_agent import LOOPBACK, PeerView, free_port
 from tests.waiting import async_wait_until
 
 IP = "198.51.100.7"

@@ -23,7 +23,7 @@ from services.watcher.leader import LeaseSettings
 from services.watcher.observe import metrics
 from services.watcher.service import watcher_main
 from tests.integration.watcher.helpers import FAST, NAMESPACE, service, stored
-from tests.integration.watcher_status.harness import events
+from tests.integration.watcher.status.harness import events
 from tests.kubeapi import KubeApi
 from tests.waiting import async_wait_until
 

@@ -12,8 +12,8 @@ from schemas.events import BGPPeerPasswordObserved, ConfigObjectObserved, Object
 from schemas.metallb import INLINE_PASSWORD_KEY, InlinePassword
 from services.common.bus import Bus
 from services.common.subjects import StreamName
+from tests.integration.watcher.files.test_passwords import every_message
 from tests.integration.watcher.helpers import NAMESPACE, observing, service, wait_stored
-from tests.integration.watcher_files.test_passwords import every_message
 from tests.kubeapi import KubeApi
 
 PASSWORD = "inline-md5-Hv3q"

@@ -18,7 +18,7 @@ from services.common.bus import Bus
 from services.common.subjects import IPAM_CONFIG_SUBJECT, announce_subject, ipam_pool_subject, k8s_subject
 from services.watcher.kube import KubeClients
 from services.watcher.status import STRICT_ARP_FIX, metrics, warn_strict_arp
-from tests.integration.watcher_status.harness import NAMESPACE, Obj, events, objects, put_service, running_writer
+from tests.integration.watcher.status.harness import NAMESPACE, Obj, events, objects, put_service, running_writer
 from tests.kubeapi.handle import KubeApi
 from tests.waiting import async_wait_until
 

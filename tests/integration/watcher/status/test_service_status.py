@@ -16,7 +16,7 @@ from services.common.tracing import setup_tracing
 from services.watcher.kube import KubeClients
 from services.watcher.status import StatusWriterSettings, metrics, resync, run_status_writer
 from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
-from tests.integration.watcher_status.harness import (
+from tests.integration.watcher.status.harness import (
     events,
     ingress,
     put_service,

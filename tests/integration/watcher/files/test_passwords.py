@@ -35,9 +35,9 @@ from services.common.nats_server import EmbeddedNats
 from services.common.permissions import BusUser
 from services.common.subjects import IPAM_CONFIG_SUBJECT, StreamName, bgp_session_subject
 from services.ipam.replica import ReplicaSettings
-from tests.integration.bgp_agent.test_agent import free_port
+from tests.integration.announcer.bgp_agent.test_agent import free_port
 from tests.integration.ipam.test_ipam_service import replica
-from tests.integration.watcher_files.test_directory_source import watching
+from tests.integration.watcher.files.test_directory_source import watching
 from tests.waiting import async_wait_until
 
 NS = "metallb-system"
