@@ -37,6 +37,8 @@ GRANTED = "Granted"
 QUEUE_GROUP = "metalbus-authenticator"
 #: A request larger than this is not a NATS authorization request (they are a few kilobytes).
 MAX_REQUEST_BYTES = 64 * 1024
+#: Requests answered at once (each may wait on a TokenReview in a worker thread).
+CONCURRENT_ANSWERS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Authenticator:
     def __init__(self, *, issuer: SigningKey, verifiers: Verifiers) -> None:
         self._issuer = issuer
         self._verifiers = verifiers
+        self._concurrency = asyncio.Semaphore(CONCURRENT_ANSWERS)
+        self._answering: set[asyncio.Task[None]] = set()
 
     async def answer(self, data: bytes) -> str | None:
         """The signed answer to one request; None when the request itself is not one to answer."""
@@ -92,14 +96,26 @@ class Authenticator:
         return claim if refusal is None else refusal
 
     async def on_request(self, message: Msg) -> None:
-        try:
-            answer = await self.answer(message.data)
-        except Exception:  # an answer is owed whatever happened: the server would wait for its timeout
-            log.exception("authorization request failed")
-            ANSWERS.labels(verdict=Refusal.VERIFIER_UNAVAILABLE.value).inc()
-            return
+        """Answer in a task of its own: a subscription's callbacks run one after another, and a TokenReview
+        takes a round trip to the Kubernetes API — a thousand nodes reconnecting at once must not queue
+        behind each other (at most ``CONCURRENT_ANSWERS`` at a time)."""
+        task = asyncio.create_task(self._answer_one(message))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _answer_one(self, message: Msg) -> None:
+        async with self._concurrency:
+            try:
+                answer = await self.answer(message.data)
+            except Exception:  # an answer is owed whatever happened: the server would wait for its timeout
+                log.exception("authorization request failed")
+                ANSWERS.labels(verdict=Refusal.VERIFIER_UNAVAILABLE.value).inc()
+                return
         if answer is not None and message.reply:
-            await message.respond(answer.encode())
+            try:
+                await message.respond(answer.encode())
+            except Exception as error:  # the connection went away: the server asks again, or times out
+                log.warning("authorization answer not sent error=%r", error)
 
 
 async def run_authenticator(ctx: ServiceContext, *, issuer: SigningKey, verifiers: Verifiers) -> None:
