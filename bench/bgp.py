@@ -51,8 +51,8 @@ from tests.network.bgp_agent.harness import (
     fabric,
     start_bird,
 )
-from tests.unit.bgp.test_session import A_CONFIG, Pair
-from tests.unit.bgp.test_update_count import announcements, full_table
+from tests.unit.announcer.bgp.test_session import A_CONFIG, Pair
+from tests.unit.announcer.bgp.test_update_count import announcements, full_table
 
 ASN = 64512
 BASE = ipaddress.IPv4Address("10.100.0.0")
