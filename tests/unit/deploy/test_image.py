@@ -3,8 +3,10 @@ pinned runtime dependencies, and the build context."""
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
 import json
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from deploy import lock
 from services.cli import DEFAULT_HTTP_PORTS
 from tests.unit.deploy.manifests import ROOT
+from tests.unit.test_layers import imports_of, modules
 
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
@@ -136,3 +139,23 @@ def test_the_build_context_holds_only_what_the_build_copies() -> None:
                 copied |= {source.rstrip("/") for source in argument.split()[:-1]}
     assert copied == allowed
     assert all((ROOT / path).exists() for path in copied)
+
+
+def _third_party_imports_of_the_shipped_code() -> set[str]:
+    """Top-level names of every module ``services/`` and ``schemas/`` import that is neither the standard
+    library nor the repository's own."""
+    found = {name.split(".")[0] for folder in ("services", "schemas") for path in modules(folder)
+             for name in imports_of(path)}
+    return found - set(sys.stdlib_module_names) - {"services", "schemas", "__future__", ""}
+
+
+def test_the_image_installs_what_the_shipped_code_imports_and_no_test_tool() -> None:
+    """The image holds the runtime lock and nothing else: every module the code it runs imports must come
+    from a pinned runtime distribution, and what only the tests use (scapy builds their frames) stays out."""
+    pins = _read_lock(LOCK)
+    providers = metadata.packages_distributions()
+    missing = {name: providers.get(name) for name in _third_party_imports_of_the_shipped_code()
+               if not {lock._key(d) for d in providers.get(name, [])} & set(pins)}
+    assert not missing, f"imported by services/ or schemas/ but not installed in the image: {missing}"
+    assert "scapy" not in pins
+    assert "scapy" in _read_lock(DEV_LOCK)
