@@ -1,6 +1,6 @@
 """The administrative step: create or upgrade every stream, durable consumer and lease bucket.
 
-Run with the ``admin`` credential (``metalbus nats provision``; in Kubernetes a Job of its own), never by
+Run with the ``admin`` credential (``metalbus bus provision``; in Kubernetes a Job of its own), never by
 a long-running component: the services may only use what this step made. It is idempotent: streams
 are created or updated to the wanted configuration, durables and buckets created when missing.
 """
@@ -20,6 +20,7 @@ from services.common.nats_errors import translated
 from services.common.subjects import DURABLES, LEASES, STREAMS
 
 log = logging.getLogger(__name__)
+
 
 async def provision(bus: Bus) -> None:
     """Streams (with their limits), durable consumers and lease buckets, as this release wants them."""
@@ -49,7 +50,7 @@ async def wait_until_provisioned(bus: Bus, *, health: Health, stopping: asyncio.
         if not missing:
             health.set_ready("streams", True)
             return True
-        reason = f"streams not provisioned: {', '.join(missing)} (run `metalbus nats provision` as admin)"
+        reason = f"streams not provisioned: {', '.join(missing)} (run `metalbus bus provision` as admin)"
         health.set_ready("streams", False, reason)
         log.warning("waiting for streams missing=%s", ",".join(missing))
         with contextlib.suppress(TimeoutError):
