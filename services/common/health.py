@@ -155,7 +155,7 @@ class HealthServer:
             log.exception("health endpoint failed a request")
         finally:
             self._open.discard(task)
-            writer.transport.abort()
+            writer.transport.abort()  # closed already when answered; a failed one is cut here
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -172,6 +172,10 @@ class HealthServer:
         if method != "HEAD":
             writer.write(answer.body)
         await asyncio.wait_for(writer.drain(), self._limits.write_timeout)
+        # drain() returns below the buffer's high-water mark, not when it is empty: close() sends the rest
+        # before its FIN (aborting now would cut a large /metrics answer short).
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), self._limits.write_timeout)
 
     def _answer(self, head: bytes) -> tuple[str, Answer]:
         lines = head.decode("latin-1").split("\r\n")

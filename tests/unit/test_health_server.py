@@ -119,3 +119,17 @@ def test_it_listens_only_on_the_address_it_is_given(health: Health, registry: Co
         assert get(server.port, "/healthz", host="127.0.0.2") == (200, "ok\n")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_a_large_scrape_arrives_whole(health: Health) -> None:
+    """Bigger than the transport's write buffer: the answer is sent whole before the connection closes."""
+    registry = CollectorRegistry()
+    wide = Counter("probe_wide_total", "many series", ["series"], registry=registry)
+    for index in range(8000):
+        wide.labels(f"series-{index:05d}").inc()
+    with HealthServer(health, host="127.0.0.1", port=0, registry=registry) as server:
+        for _ in range(5):
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
+                body = response.read()
+                assert len(body) == int(response.headers["Content-Length"]) > 256 * 1024
+            assert b'series="series-07999"' in body
