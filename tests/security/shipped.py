@@ -61,10 +61,24 @@ class ShippedServer:
     client_port: int
     cluster_port: int
     process: subprocess.Popen[bytes] | None = None
+    command: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    """How it was started, to start it again the same way (same store, same ports)."""
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.client_port}"
+
+    @property
+    def name(self) -> str:
+        """Its ``server_name`` (the pod's name), as JetStream names stream and meta leaders."""
+        return f"metalbus-nats-{self.index}"
+
+    def start(self, log_file: Path) -> None:
+        """Start (or start again) the server, its output appended to ``log_file``."""
+        with log_file.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                            env=self.environment)
 
 
 @dataclass
@@ -94,8 +108,27 @@ class ShippedCluster:
     def ca_file(self) -> str | None:
         return str(self.tls / "ca.crt") if self.tls is not None else None
 
+    def log_file(self, index: int = 0) -> Path:
+        return self.directory / f"nats-{index}.log"
+
     def log(self, index: int = 0) -> str:
-        return (self.directory / f"nats-{index}.log").read_text(errors="replace")
+        return self.log_file(index).read_text(errors="replace")
+
+    def server_named(self, name: str) -> ShippedServer:
+        return next(server for server in self.servers if server.name == name)
+
+    def kill(self, server: ShippedServer) -> None:
+        """SIGKILL ``server``, as a node that loses power: no shutdown, whatever it had not written is lost."""
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+    def restart(self, server: ShippedServer, *, timeout: float = 30.0) -> None:
+        """Start a stopped ``server`` again as before (its store, its ports); back once it says it is ready."""
+        assert server.process is None or server.process.poll() is not None, f"{server.name} is still running"
+        logged = len(self.log(server.index))
+        server.start(self.log_file(server.index))
+        _wait_ready(self, server, deadline=time.monotonic() + timeout, logged_before=logged)
 
 
 def _on_this_machine(text: str, *, cluster: ShippedCluster, server: ShippedServer) -> str:
@@ -137,13 +170,13 @@ def shipped_cluster(overlay: str, directory: Path, *, startup_timeout: float = 3
             (server.directory / "accounts.conf").write_text(config["accounts.conf"])
             (server.directory / "nats.conf").write_text(_on_this_machine(config["nats.conf"], cluster=cluster,
                                                                          server=server))
-            arguments = [_on_this_machine(argument, cluster=cluster, server=server)
-                         for argument in shipped_arguments(overlay, environment)]
-            with (directory / f"nats-{server.index}.log").open("wb") as log:
-                server.process = subprocess.Popen(
-                    [nats_server_binary(), *arguments], stdout=log,
-                    stderr=subprocess.STDOUT, env={**environment, "POD_NAME": f"metalbus-nats-{server.index}"})
-        _wait_listening(cluster, startup_timeout)
+            server.command = [nats_server_binary(), *(_on_this_machine(argument, cluster=cluster, server=server)
+                                                      for argument in shipped_arguments(overlay, environment))]
+            server.environment = {**environment, "POD_NAME": server.name}
+            server.start(cluster.log_file(server.index))
+        deadline = time.monotonic() + startup_timeout
+        for server in cluster.servers:
+            _wait_ready(cluster, server, deadline=deadline)
         cluster.authenticator = (_start_authenticator(cluster) if kubeconfig is None
                                  else _start_shipped_authenticator(cluster, kubeconfig))
         _provision(cluster, startup_timeout)
@@ -159,15 +192,14 @@ def shipped_cluster(overlay: str, directory: Path, *, startup_timeout: float = 3
                     process.wait()
 
 
-def _wait_listening(cluster: ShippedCluster, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for server in cluster.servers:
-        while "Server is ready" not in cluster.log(server.index):
-            if server.process is not None and server.process.poll() is not None:
-                raise RuntimeError(f"nats-server {server.index} exited:\n{cluster.log(server.index)[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nats-server {server.index} not ready:\n{cluster.log(server.index)[-3000:]}")
-            time.sleep(0.05)  # polling a child's log for readiness, with a deadline
+def _wait_ready(cluster: ShippedCluster, server: ShippedServer, *, deadline: float, logged_before: int = 0) -> None:
+    """Until ``server`` logs that it is ready (after the first ``logged_before`` characters of its log)."""
+    while "Server is ready" not in cluster.log(server.index)[logged_before:]:
+        if server.process is not None and server.process.poll() is not None:
+            raise RuntimeError(f"nats-server {server.index} exited:\n{cluster.log(server.index)[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nats-server {server.index} not ready:\n{cluster.log(server.index)[-3000:]}")
+        time.sleep(0.05)  # polling a child's log for readiness, with a deadline
 
 
 def _start_authenticator(cluster: ShippedCluster) -> subprocess.Popen[bytes]:
