@@ -16,6 +16,7 @@ from services.common.runtime import RuntimeOptions, ServiceContext, ServiceMain,
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_HTTP_PORTS = {"watcher": 7470, "ipam": 7471, "announcer": 7472, "authenticator": 7473}
+LAB_STATE_DIR_HELP = "env METALBUS_LAB_STATE_DIR, default /run/metalbus-lab"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -53,6 +54,15 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser, component: str) -> N
         help="JetStream replicas per stream: 1 for one server, 3 for a NATS cluster",
     )
     add_logging_arguments(parser)
+
+
+def _add_operator_bus_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nats", default=None,
+        help=f"NATS server URL (env NATS_URL; without either: the bus of the lab running here, found through"
+        f" its state directory ({LAB_STATE_DIR_HELP}), else {DEFAULT_NATS_URL})",
+    )
+    parser.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,18 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_logging_arguments(dev)
 
     status = commands.add_parser("status", help="what metalbus is doing, read from the bus")
-    status.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
-    status.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
+    _add_operator_bus_arguments(status)
 
     explain = commands.add_parser("explain", help="why a Service has (or has not) an IP, and where it is announced")
     explain.add_argument("service", help="NAMESPACE/NAME")
-    explain.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
-    explain.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
+    _add_operator_bus_arguments(explain)
 
     history = commands.add_parser("history", help="which Service held an IP when, which node answered for it when")
     history.add_argument("query", help="NAMESPACE/NAME of a Service, or an IP address")
-    history.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
-    history.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
+    _add_operator_bus_arguments(history)
 
     lab = commands.add_parser("lab", help="the whole system in network namespaces on this machine (root)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
@@ -177,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_logging_arguments(lab_up)
     lab_down = lab_commands.add_parser("down", help="remove every namespace and process of the lab")
     for sub in (lab_up, lab_down):
-        sub.add_argument("--state-dir", type=Path, default=Path("/run/metalbus-lab"))
+        sub.add_argument("--state-dir", type=Path, default=None,
+                         help=f"where the lab keeps its state ({LAB_STATE_DIR_HELP})")
         sub.add_argument("--prefix", default="mbuslab", help="namespace name prefix")
         sub.add_argument("--mgmt-subnet", default="10.254.77", help="first three octets of the management /24")
         sub.add_argument("--nats-port", type=int, default=4322)
@@ -307,14 +315,33 @@ def _log_as_told(component: str, args: argparse.Namespace) -> None:
 
 def _run_lab(args: argparse.Namespace) -> int:
     from services.lab.command import lab_down, lab_up
+    from services.lab.discovery import lab_state_dir
     from services.lab.plan import LabPlan
 
-    plan = LabPlan(prefix=args.prefix, state_dir=args.state_dir, mgmt_subnet=args.mgmt_subnet,
+    state_dir = args.state_dir or lab_state_dir(os.environ)
+    plan = LabPlan(prefix=args.prefix, state_dir=state_dir, mgmt_subnet=args.mgmt_subnet,
                    nats_port=args.nats_port, objects_dir=getattr(args, "dir", None))
     if args.lab_command == "up":
         _log_as_told("lab", args)
         return lab_up(plan, follow_live=not args.no_follow)
     return lab_down(plan)
+
+
+def _operator_bus(args: argparse.Namespace) -> str:
+    """The bus ``status``, ``explain`` and ``history`` read: ``--nats``, else ``NATS_URL``, else the bus of the
+    lab running here (as its operator user), else the default."""
+    if args.nats:
+        return str(args.nats)
+    if os.environ.get("NATS_URL"):
+        return os.environ["NATS_URL"]
+    from services.lab.discovery import LabBusAnswer, find_lab_bus, lab_state_dir
+
+    lab = find_lab_bus(lab_state_dir(os.environ))
+    if lab.url is not None:
+        return lab.url
+    if lab.answer is not LabBusAnswer.NO_LAB:
+        print(f"metalbus {args.command}: {lab.reason}; trying {DEFAULT_NATS_URL}", file=sys.stderr)
+    return DEFAULT_NATS_URL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,15 +357,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         from services.operator.status import show_status
 
-        return asyncio.run(show_status(args.nats, ca_file=args.nats_ca_file))
+        return asyncio.run(show_status(_operator_bus(args), ca_file=args.nats_ca_file))
     if args.command == "explain":
         from services.operator.explain import show_explain
 
-        return asyncio.run(show_explain(args.nats, args.service, ca_file=args.nats_ca_file))
+        return asyncio.run(show_explain(_operator_bus(args), args.service, ca_file=args.nats_ca_file))
     if args.command == "history":
         from services.operator.history import show_history
 
-        return asyncio.run(show_history(args.nats, args.query, ca_file=args.nats_ca_file))
+        return asyncio.run(show_history(_operator_bus(args), args.query, ca_file=args.nats_ca_file))
     if args.command == "lab":
         return _run_lab(args)
     if args.command == "bus":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import time
@@ -13,6 +14,7 @@ from rich.live import Live
 
 from services.common.bus import Bus, BusSettings
 from services.lab.checks import Mode, Verdict, check_service
+from services.lab.discovery import lab_state_dir
 from services.lab.host import LabError, run, teardown
 from services.lab.plan import BGP_POOL, NODES, SERVICE_NAMESPACE, SERVICES, LabPlan
 from services.lab.state import LabState
@@ -152,8 +154,9 @@ def _checked_and_followed(plan: LabPlan, console: Console, *, follow_live: bool)
     """The checks, then (``follow_live``) the live table until Ctrl-C. An exit code when the lab stays
     up (``--no-follow``); None when it is to be removed."""
     console.print(f"objects: {plan.objects} (edit them; status is written to {plan.objects / 'status'})")
-    console.print(f"bus: export NATS_URL={plan.operator_url}")
-    console.print("     then: metalbus status | explain demo/web | history demo/web")
+    pointer = "" if plan.state_dir == lab_state_dir(os.environ) else f"METALBUS_LAB_STATE_DIR={plan.state_dir} "
+    console.print(f"bus: {pointer}metalbus status | explain demo/web | history demo/web (they find this lab's bus)")
+    console.print(f"     other NATS clients: {plan.operator_url} (the read-only operator user)")
     console.print(f"logs: {plan.state_dir / 'logs'}")
     verdicts = asyncio.run(wait_and_check(plan, console))
     console.print()

@@ -44,6 +44,25 @@ BGP_RANGE = "203.0.113.10-203.0.113.19"
 LOCAL_ROUTES = ("172.30.0.192/27", "fd30::200/120", "203.0.113.0/27")
 CLIENT_ROUTE = ("203.0.113.0/24", ROUTER4)
 HTTP_PORT = 80
+#: Where a lab keeps its state file, credentials, logs and objects, unless told otherwise.
+DEFAULT_STATE_DIR = Path("/run/metalbus-lab")
+#: Points `metalbus lab up` / `down` and the operator commands at another lab's state directory.
+STATE_DIR_VARIABLE = "METALBUS_LAB_STATE_DIR"
+
+
+def state_file_in(state_dir: Path) -> Path:
+    return state_dir / "state.json"
+
+
+def credentials_in(state_dir: Path) -> Path:
+    """The lab bus's passwords, issuer seed and node tokens (root only)."""
+    return state_dir / "credentials"
+
+
+def operator_url_in(state_dir: Path, nats_url: str) -> str:
+    """The lab's bus (``nats_url``) as the read-only operator user (``metalbus status``, ``explain``,
+    ``history``); reading the password needs root."""
+    return BusCredentials(credentials_in(state_dir)).url(nats_url, BusUser.OPERATOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +88,7 @@ class LabPlan:
     ``nats_port``."""
 
     prefix: str = "mbuslab"
-    state_dir: Path = Path("/run/metalbus-lab")
+    state_dir: Path = DEFAULT_STATE_DIR
     objects_dir: Path | None = None
     mgmt_subnet: str = "10.254.77"
     nats_port: int = 4322
@@ -93,7 +112,7 @@ class LabPlan:
 
     @property
     def state_file(self) -> Path:
-        return self.state_dir / "state.json"
+        return state_file_in(self.state_dir)
 
     @property
     def host_ip(self) -> str:
@@ -108,13 +127,11 @@ class LabPlan:
 
     @property
     def credentials_dir(self) -> Path:
-        """The lab bus's passwords, issuer seed and node tokens (root only)."""
-        return self.state_dir / "credentials"
+        return credentials_in(self.state_dir)
 
     @property
     def operator_url(self) -> str:
-        """The bus as the read-only operator user (``metalbus status``, ``explain``, ``history``)."""
-        return BusCredentials(self.credentials_dir).url(self.nats_url, BusUser.OPERATOR)
+        return operator_url_in(self.state_dir, self.nats_url)
 
 
 # --- the YAML the lab applies ---------------------------------------------------------------------

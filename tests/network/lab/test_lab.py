@@ -19,7 +19,7 @@ import yaml
 
 from services.lab.checks import arp_owner, bird_routes, http_get, ndp_owner
 from services.lab.host import lab_namespaces, marked_pids, run
-from services.lab.plan import NODES, LabPlan
+from services.lab.plan import NODES, STATE_DIR_VARIABLE, LabPlan
 from services.lab.state import LabState
 from services.lab.up import bird_socket, missing_requirements
 from tests.netlab import REPO, wait_for
@@ -29,12 +29,18 @@ _SKIP = "; ".join(_PROBLEMS) if _PROBLEMS else None
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=f"the lab needs {_SKIP}")]
 
 
+def metalbus(plan: LabPlan, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """A `metalbus` command pointed at this test's lab the way a user points it: METALBUS_LAB_STATE_DIR
+    (and no NATS_URL)."""
+    environment = {name: value for name, value in os.environ.items() if name != "NATS_URL"}
+    environment |= {STATE_DIR_VARIABLE: str(plan.state_dir), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, check=False, env=environment)
+
+
 def lab_command(plan: LabPlan, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    options = ["--state-dir", str(plan.state_dir), "--prefix", plan.prefix, "--mgmt-subnet", plan.mgmt_subnet,
-               "--nats-port", str(plan.nats_port)]
-    return subprocess.run([sys.executable, "-m", "services.cli", "lab", *args, *options], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, "COLUMNS": "200"})
+    options = ["--prefix", plan.prefix, "--mgmt-subnet", plan.mgmt_subnet, "--nats-port", str(plan.nats_port)]
+    return metalbus(plan, "lab", *args, *options, timeout=timeout)
 
 
 def assert_gone(plan: LabPlan) -> None:
@@ -91,6 +97,20 @@ def test_lab_up_proves_reachability_from_the_client(lab: tuple[LabPlan, str]) ->
         assert "BGP route at the router via node" in output
     else:
         assert "BGP: not announced yet" in output
+
+
+def test_the_operator_commands_answer_without_set_up(lab: tuple[LabPlan, str]) -> None:
+    """`lab up` said to run `metalbus status`, `explain` and `history`: they find the lab's bus themselves."""
+    plan, output = lab
+    assert "bus: metalbus status | explain demo/web | history demo/web (they find this lab's bus)" in output
+    status = metalbus(plan, "status", timeout=30)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "demo/web" in status.stdout and "lab-l2" in status.stdout
+    assert all(f"{node} " in status.stdout for node in NODES)  # the lab's announcers, live
+    explain = metalbus(plan, "explain", "demo/web", timeout=30)
+    assert explain.returncode == 0 and "172.30.0.2" in explain.stdout, explain.stdout + explain.stderr
+    history = metalbus(plan, "history", "demo/web", timeout=30)
+    assert history.returncode == 0 and "172.30.0.2" in history.stdout, history.stdout + history.stderr
 
 
 def test_editing_a_service_file_changes_the_outcome_live(lab: tuple[LabPlan, str]) -> None:
