@@ -14,8 +14,9 @@ from typing import Any
 import kubernetes
 
 from tests.kubeapi.errors import ApiError
+from tests.kubeapi.rbac import Decision, Enforcer, Policy, ServiceAccount
 from tests.kubeapi.resources import RESOURCES, Resource, ResourceTable
-from tests.kubeapi.server import KubeHTTPServer
+from tests.kubeapi.server import ADMIN_TOKEN, KubeHTTPServer
 from tests.kubeapi.store import Change, Request, Store
 from tests.kubeapi.tokens import API_AUDIENCE, TokenAuthority
 from tests.kubeapi.watching import End
@@ -24,6 +25,8 @@ Obj = dict[str, Any]
 
 PRESET_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
+#: How long the service account tokens behind the clients it hands out live: a test's whole run.
+CLIENT_TOKEN_SECONDS = 24 * 3600
 
 
 class KubeApi:
@@ -32,6 +35,10 @@ class KubeApi:
     Resources are named as ``"services"``, ``"leases"``, ``"ipaddresspools"``, or qualified by group
     (``"events.events.k8s.io"``, ``"bgppeers.metallb.io"``); ``"services/status"`` names a subresource
     where one is accepted.
+
+    ``rbac`` turns RBAC on (``tests.kubeapi.rbac``): each request is then allowed only as far as the policy
+    lets the one asking. The clients and kubeconfigs it hands out speak for ``clients_as`` (a service
+    account) unless told otherwise, else for its administrator, whom RBAC lets do anything.
     """
 
     def __init__(
@@ -42,10 +49,15 @@ class KubeApi:
         require_namespaces: bool = False,
         preset_namespaces: tuple[str, ...] = PRESET_NAMESPACES,
         resources: tuple[Resource, ...] = RESOURCES,
+        rbac: Policy | None = None,
+        clients_as: ServiceAccount | None = None,
     ) -> None:
         self.table = ResourceTable(resources)
         self.store = Store(self.table, history_limit=history_limit, require_namespaces=require_namespaces)
         self.tokens = TokenAuthority(self.store)
+        self.rbac = Enforcer(rbac) if rbac is not None else None
+        self.clients_as = clients_as
+        self._client_tokens: dict[ServiceAccount, str] = {}
         self._bookmark_interval = bookmark_interval
         self._preset = preset_namespaces
         self._server: KubeHTTPServer | None = None
@@ -57,7 +69,9 @@ class KubeApi:
             raise RuntimeError("already started")
         for ns in self._preset:
             self.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        self._server = KubeHTTPServer(self.store, tokens=self.tokens, bookmark_interval=self._bookmark_interval)
+        self._server = KubeHTTPServer(
+            self.store, tokens=self.tokens, bookmark_interval=self._bookmark_interval, rbac=self.rbac
+        )
         self._thread = threading.Thread(target=self._server.serve, name="kubeapi", daemon=True)
         self._thread.start()
         return self
@@ -91,24 +105,49 @@ class KubeApi:
         return f"http://{host!s}:{port}" if isinstance(host, str) else f"http://{host.decode()}:{port}"
 
     # ------------------------------------------------------------------ clients
-    def configuration(self) -> kubernetes.client.Configuration:
+    def bearer_token(self, *, service_account: ServiceAccount | None = None, admin: bool = False) -> str:
+        """The token a client speaks with: ``service_account``'s, else ``clients_as``'s, else (or when
+        ``admin``) the administrator's."""
+        account = None if admin else (service_account or self.clients_as)
+        if account is None:
+            return ADMIN_TOKEN
+        if account not in self._client_tokens:
+            self._client_tokens[account] = self.tokens.issue(
+                namespace=account.namespace, service_account=account.name, expiration_seconds=CLIENT_TOKEN_SECONDS
+            )
+        return self._client_tokens[account]
+
+    def configuration(
+        self, *, service_account: ServiceAccount | None = None, admin: bool = False
+    ) -> kubernetes.client.Configuration:
         config = kubernetes.client.Configuration()
         config.host = self.url
-        config.api_key = {"authorization": "Bearer kubeapi-test"}
+        config.api_key = {"authorization": f"Bearer {self.bearer_token(service_account=service_account, admin=admin)}"}
         return config
 
-    def api_client(self) -> kubernetes.client.ApiClient:
-        """A fresh client; close it (or use it as a context manager) when done."""
-        return kubernetes.client.ApiClient(self.configuration())
+    def api_client(
+        self, *, service_account: ServiceAccount | None = None, admin: bool = False
+    ) -> kubernetes.client.ApiClient:
+        """A fresh client (whose: ``bearer_token``); close it (or use it as a context manager) when done."""
+        return kubernetes.client.ApiClient(self.configuration(service_account=service_account, admin=admin))
 
-    def kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
-        """Write a kubeconfig for ``--kubeconfig PATH`` (JSON, which kubeconfig readers accept as YAML)."""
+    def kubeconfig(
+        self,
+        path: str | Path,
+        *,
+        namespace: str = "default",
+        service_account: ServiceAccount | None = None,
+        admin: bool = False,
+    ) -> Path:
+        """Write a kubeconfig for ``--kubeconfig PATH`` (JSON, which kubeconfig readers accept as YAML);
+        its user's token is ``bearer_token``'s."""
         path = Path(path)
+        token = self.bearer_token(service_account=service_account, admin=admin)
         doc = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "kubeapi", "cluster": {"server": self.url}}],
-            "users": [{"name": "kubeapi", "user": {"token": "kubeapi-test"}}],
+            "users": [{"name": "kubeapi", "user": {"token": token}}],
             "contexts": [
                 {"name": "kubeapi", "context": {"cluster": "kubeapi", "user": "kubeapi", "namespace": namespace}}
             ],
@@ -118,6 +157,12 @@ class KubeApi:
         return path
 
     # ------------------------------------------------------------------ controls
+    def authorizations(self, service_account: ServiceAccount | None = None) -> list[Decision]:
+        """RBAC's decisions so far (of one service account's requests, if named); none without RBAC."""
+        if self.rbac is None:
+            return []
+        return self.rbac.decisions(service_account.user if service_account else None)
+
     @property
     def resource_version(self) -> str:
         return str(self.store.rv)

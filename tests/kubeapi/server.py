@@ -1,7 +1,10 @@
 """HTTP routing: the Kubernetes REST paths the official client calls, served from a ``Store``.
 
 ``/api/v1/...`` and ``/apis/{group}/{version}/...``; namespaced and cluster-scoped paths, cross-namespace
-lists, the ``/status`` subresource, watches streamed as chunked JSON lines, and token reviews.
+lists, the ``/status`` subresource, watches streamed as chunked JSON lines, and token reviews. With a
+policy (an ``Enforcer``), every request but discovery is authenticated by its bearer token (``ADMIN_TOKEN``,
+or a service account token the stand-in issued; any other is 401) and authorized by RBAC (403 when not
+allowed).
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from urllib.parse import parse_qs, urlsplit
 from tests.kubeapi.errors import ApiError
 from tests.kubeapi.hangups import HangupMonitor
 from tests.kubeapi.patching import PatchError, PatchType
+from tests.kubeapi.rbac import ADMIN, ANONYMOUS, Attributes, Enforcer, User
 from tests.kubeapi.resources import Resource, ResourceTable
 from tests.kubeapi.selectors import Filter, SelectorError, parse_field_selector, parse_label_selector
 from tests.kubeapi.store import Request, Store
-from tests.kubeapi.tokens import REVIEW_PATH, REVIEW_STORAGE, TokenAuthority
+from tests.kubeapi.tokens import REVIEW_GROUP, REVIEW_PATH, REVIEW_STORAGE, TokenAuthority
 from tests.kubeapi.watching import End, WatchSession
 
 log = logging.getLogger(__name__)
+
+#: The bearer token of the stand-in's administrator (allowed everything, RBAC or not).
+ADMIN_TOKEN = "kubeapi-test"
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,13 @@ class KubeHTTPServer(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 256  # many clients connecting at once must not meet SYN retries
 
-    def __init__(self, store: Store, *, tokens: TokenAuthority, bookmark_interval: float) -> None:
+    def __init__(
+        self, store: Store, *, tokens: TokenAuthority, bookmark_interval: float, rbac: Enforcer | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.store = store
         self.tokens = tokens
+        self.rbac = rbac
         self.bookmark_interval = bookmark_interval
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -98,6 +108,15 @@ def _verb(method: str, route: Route, watch: bool) -> str:
             return "watch" if watch else "list"
         return "get"
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
+
+
+def _exact_name(selector: str) -> str | None:
+    """The name a field selector requires (``metadata.name=x`` or ``==x`` among its terms), as RBAC sees it."""
+    for term in selector.split(","):
+        key, op, value = term.partition("==") if "==" in term else term.partition("=")
+        if key.strip() == "metadata.name" and op:
+            return value.strip()
+    return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -157,11 +176,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._recorded = False
         try:
             body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
-            if self._discovery(method, url.path) or self._token_review(method, url.path, body):
+            user = self._user()
+            if self._discovery(method, url.path) or self._token_review(method, url.path, body, user):
                 return
             route = self._route(url.path)
             watch = query.get("watch") in ("true", "1")
             verb = _verb(method, route, watch)
+            self._authorize(user, verb, route, query)
             fault = self.server.store.take_fault(verb, route.resource, route.subresource)
             if fault is not None and not (verb == "watch" and fault.code == 410):
                 raise fault
@@ -191,6 +212,31 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(*reply)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
+
+    def _user(self) -> User | None:
+        """Who is asking, when RBAC is enforced (None when it is not): 401 for a token nobody issued."""
+        if self.server.rbac is None:
+            return None
+        header = self.headers.get("Authorization")
+        if header is None:
+            return ANONYMOUS
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token == ADMIN_TOKEN:
+            return ADMIN
+        known = self.server.tokens.user(token) if scheme.lower() == "bearer" else None
+        if known is None:
+            raise ApiError(401, "Unauthorized")
+        return User(known["username"], tuple(known["groups"]))
+
+    def _authorize(self, user: User | None, verb: str, route: Route, query: dict[str, str]) -> None:
+        if user is None or self.server.rbac is None:
+            return
+        name = route.name
+        if name is None and verb in ("list", "watch"):  # the API server reads a name out of the field selector
+            name = _exact_name(query.get("fieldSelector") or "")
+        res = route.resource
+        self.server.rbac.authorize(user, Attributes(verb, res.group, res.plural, route.namespace, name,
+                                                    route.subresource))
 
     def _record(self, verb: str, route: Route, code: int) -> None:
         self.server.store.record(
@@ -336,13 +382,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = session.end in (End.CLOSED, End.CLIENT_GONE)
 
     # ------------------------------------------------------------------ token reviews
-    def _token_review(self, method: str, path: str, body: Any) -> bool:
+    def _token_review(self, method: str, path: str, body: Any, user: User | None) -> bool:
         """``POST .../tokenreviews``: answered by the token authority, stored nowhere, logged as a create."""
         if path.rstrip("/") != REVIEW_PATH:
             return False
         try:
             if method != "POST":
                 raise ApiError(405, f"{method} is not supported on tokenreviews")
+            if user is not None and self.server.rbac is not None:
+                self.server.rbac.authorize(user, Attributes("create", REVIEW_GROUP, "tokenreviews"))
             code, answer = 201, self.server.tokens.review(body)
         except ApiError as exc:
             code, answer = exc.code, exc.status()

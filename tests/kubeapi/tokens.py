@@ -20,7 +20,9 @@ the service account's uid, its groups, and ``extra``: the pod's name and uid, th
 node's name (and uid when the Node is stored), which Kubernetes 1.30+ embeds in pod-bound tokens
 (``pod_node_info=False`` issues a token as older clusters do, naming no node). A refused answer holds
 ``authenticated: false``, an empty ``user`` and the ``error`` string the API server gives. Service accounts
-are not checked for existence (the stand-in stores none), and no RBAC is enforced on who may review.
+are not checked for existence (the stand-in stores none). Who may review is RBAC's to say when the
+stand-in enforces it (``tests.kubeapi.rbac``); a token for the API's own audience also authenticates its
+service account's requests there.
 """
 
 from __future__ import annotations
@@ -142,6 +144,14 @@ class TokenAuthority:
             status = {"authenticated": False, "user": {}, "error": rejection.error}
         return {"kind": "TokenReview", "apiVersion": f"{REVIEW_GROUP}/{REVIEW_VERSION}",
                 "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
+
+    def user(self, token: str) -> Obj | None:
+        """Whom a bearer token speaks for at the API itself (its own audience), or None when not authenticated."""
+        try:
+            user: Obj = self._authenticate(token, [API_AUDIENCE])["user"]
+        except Rejection:
+            return None
+        return user
 
     def _authenticate(self, token: str, requested: list[str]) -> Obj:
         claims = self._verified_claims(token)
