@@ -126,7 +126,7 @@ class Bus:
             attempt += 1
             try:
                 client = await nats.connect(
-                    settings.url,
+                    server_urls(settings.url),
                     name=producer,
                     connect_timeout=settings.connect_timeout,
                     reconnect_time_wait=settings.reconnect_wait,
@@ -578,6 +578,8 @@ def connection_options(settings: BusSettings) -> dict[str, Any]:
     if settings.password_file is not None:
         path = Path(settings.password_file)
         options["password"] = lambda: path.read_text().strip()
+    elif settings.user is None:
+        options |= _url_credentials(settings.url)
     if user:
         options["inbox_prefix"] = inbox_prefix(user)
     if settings.tls_ca_file is not None:
@@ -585,6 +587,20 @@ def connection_options(settings: BusSettings) -> dict[str, Any]:
     return options
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of ``url``: one, or several comma-separated (every server of a cluster)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def _url_user(url: str) -> str | None:
     parsed = urlsplit(url.split(",")[0].strip())
     return unquote(parsed.username) if parsed.username else None
+
+
+def _url_credentials(url: str) -> dict[str, str]:
+    """The user and password of ``url`` as options, so that every server is given them — those the cluster
+    advertises too (nats-py would reconnect to those without credentials, and be refused)."""
+    parsed = urlsplit(url.split(",")[0].strip())
+    if parsed.username is None or parsed.password is None:
+        return {}
+    return {"user": unquote(parsed.username), "password": unquote(parsed.password)}

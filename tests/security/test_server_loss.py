@@ -1,0 +1,64 @@
+"""Losing a server of the production overlay's NATS cluster (three TLS servers, streams at three replicas):
+a component carries on through the others, with its own credential, whether it was given one server (as
+the manifests give the Service's name: the others are learned from the cluster) or all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.events import NodeObserved, ObjectRef
+from services.common.bus import Bus, BusSettings
+from services.common.errors import RetryableError
+from services.common.permissions import BusUser
+from services.common.subjects import StreamName, observed_subject
+from tests.security.shipped import ShippedCluster, shipped_cluster
+from tests.waiting import async_wait_until
+
+
+@pytest.fixture
+def production(tmp_path: Path) -> Iterator[ShippedCluster]:
+    with shipped_cluster("prod", tmp_path / "nats", startup_timeout=60) as cluster:
+        yield cluster
+
+
+async def connect(cluster: ShippedCluster, user: BusUser, *servers: int) -> Bus:
+    url = ",".join(cluster.credentials.url(cluster.servers[index].url, user) for index in servers)
+    return await Bus.connect(BusSettings(url=url, tls_ca_file=cluster.ca_file, initial_attempts=3),
+                             producer=f"{user.value}/test")
+
+
+async def observed(bus: Bus, node: str) -> bool:
+    """Publish ``node``'s observation; False while the cluster cannot take it (a leader being elected)."""
+    event = NodeObserved(ref=ObjectRef(name=node, uid=node, resource_version="1"))
+    try:
+        await bus.publish(observed_subject(event), event)
+    except RetryableError:
+        return False
+    return True
+
+
+async def k8s_nodes(cluster: ShippedCluster, server: int) -> list[str]:
+    async with await connect(cluster, BusUser.IPAM, server) as reader:
+        return [received.subject async for received in reader.read(StreamName.K8S)]
+
+
+async def test_a_component_given_one_server_carries_on_through_those_it_learned(production: ShippedCluster) -> None:
+    async with await connect(production, BusUser.WATCHER, 0) as watcher:
+        assert await observed(watcher, "node-a")
+        production.kill(production.servers[0])
+        await async_wait_until(lambda: observed(watcher, "node-b"), timeout=20,
+                               what="a publish through a server learned from the cluster")
+    assert await k8s_nodes(production, 1) == ["k8s.node._.node-a", "k8s.node._.node-b"]
+
+
+async def test_a_component_given_every_server_starts_while_one_is_down_and_it_comes_back(
+    production: ShippedCluster,
+) -> None:
+    production.kill(production.servers[0])
+    async with await connect(production, BusUser.WATCHER, 0, 1, 2) as watcher:
+        await async_wait_until(lambda: observed(watcher, "node-a"), timeout=20, what="a publish with a server down")
+    production.restart(production.servers[0])
+    assert await k8s_nodes(production, 0) == ["k8s.node._.node-a"]  # read through the restarted server
