@@ -72,13 +72,18 @@ class Probe:
             with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
                 await answer
             return True, {}
+        try:
+            message = answer.result()
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            # no answer: the refusal may still be on its way on a loaded machine — wait for it, bounded
+            try:
+                await asyncio.wait_for(refusal, ANSWER_TIMEOUT)
+            except TimeoutError:
+                return False, {}
+            return True, {}
         refusal.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refusal
-        try:
-            message = await answer
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-            return await self._refused(subject, before), {}
         return False, json.loads(message.data or b"{}")
 
     async def subscribe_refused(self, subject: str) -> bool:
