@@ -291,6 +291,29 @@ def _run_bus(args: argparse.Namespace) -> int:
     return asyncio.run(provision_command(args.nats, replicas=args.stream_replicas, ca_file=args.nats_ca_file))
 
 
+def _run_operator_command(args: argparse.Namespace) -> int:
+    """``status``, ``explain``, ``history``: a person is waiting, so a bus that cannot be reached is one line
+    saying why (exit 2), not a traceback."""
+    from services.common.errors import MetalbusError
+
+    url = _operator_bus(args)
+    try:
+        if args.command == "status":
+            from services.operator.status import show_status
+
+            return asyncio.run(show_status(url, ca_file=args.nats_ca_file))
+        if args.command == "explain":
+            from services.operator.explain import show_explain
+
+            return asyncio.run(show_explain(url, args.service, ca_file=args.nats_ca_file))
+        from services.operator.history import show_history
+
+        return asyncio.run(show_history(url, args.query, ca_file=args.nats_ca_file))
+    except MetalbusError as error:
+        print(f"metalbus {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
 def _run_nats(args: argparse.Namespace) -> int:
     from services.common.nats_server import EmbeddedNats
 
@@ -354,18 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         _log_as_told("dev", args)
         return run_dev(port=args.port, store=args.store, kubeconfig=args.kubeconfig, node=args.node)
-    if args.command == "status":
-        from services.operator.status import show_status
-
-        return asyncio.run(show_status(_operator_bus(args), ca_file=args.nats_ca_file))
-    if args.command == "explain":
-        from services.operator.explain import show_explain
-
-        return asyncio.run(show_explain(_operator_bus(args), args.service, ca_file=args.nats_ca_file))
-    if args.command == "history":
-        from services.operator.history import show_history
-
-        return asyncio.run(show_history(_operator_bus(args), args.query, ca_file=args.nats_ca_file))
+    if args.command in ("status", "explain", "history"):
+        return _run_operator_command(args)
     if args.command == "lab":
         return _run_lab(args)
     if args.command == "bus":

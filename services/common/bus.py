@@ -117,16 +117,23 @@ class Bus:
             if on_reconnect:
                 on_reconnect()
 
+        last_error: list[Exception] = []
+
         async def error(exc: Exception) -> None:
+            last_error[:] = [exc]  # why an attempt failed (a refused password, a bad certificate, ...)
             log.debug("bus error error=%r", exc)  # reconnect attempts; disconnects are logged above
 
+        urls = server_urls(settings.url)
+        # The client itself retries its servers for ever (it reconnects for ever once connected): one attempt
+        # here is bounded so that a first connection can fail, and say why.
+        attempt_timeout = settings.connect_timeout * len(urls) + settings.reconnect_wait + 1.0
         delay = settings.reconnect_wait
         attempt = 0
         while True:
             attempt += 1
             try:
-                client = await nats.connect(
-                    server_urls(settings.url),
+                connecting = nats.connect(
+                    urls,
                     name=producer,
                     connect_timeout=settings.connect_timeout,
                     reconnect_time_wait=settings.reconnect_wait,
@@ -137,15 +144,15 @@ class Bus:
                     error_cb=error,
                     **connection_options(settings),
                 )
+                client = await asyncio.wait_for(connecting, attempt_timeout)
                 connection.append(client)
                 break
             except (nats.errors.NoServersError, OSError, TimeoutError) as failure:
+                cause = last_error[0] if last_error else failure
                 if settings.initial_attempts and attempt >= settings.initial_attempts:
-                    raise RetryableError(
-                        f"cannot connect to NATS at {redacted(settings.url)}: {failure!r}"
-                    ) from failure
-                log.warning("bus not reachable url=%s attempt=%d retry_in_s=%.1f", redacted(settings.url), attempt,
-                            delay)
+                    raise RetryableError(f"cannot connect to NATS at {redacted(settings.url)}: {cause!r}") from failure
+                log.warning("bus not reachable url=%s attempt=%d retry_in_s=%.1f error=%r", redacted(settings.url),
+                            attempt, delay, cause)
                 await asyncio.sleep(delay)  # backoff between connection attempts
                 delay = min(delay * 2, 5.0)
         return cls(client, producer=producer, settings=settings, reconnect_listeners=listeners)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from schemas.events import AnnouncerHeartbeat
 from services.common.bus import Bus, BusSettings
+from services.common.credentials import BusCredentials
 from services.common.errors import Conflict, ConnectionClosed, NotFound, RetryableError, WrongLastSequence
 from services.common.nats_server import EmbeddedNats
+from services.common.permissions import BusUser
 from services.common.provision import provision
 from services.common.subjects import StreamName, ipam_allocation_subject
 from tests.integration.test_bus import allocated
@@ -55,3 +60,14 @@ async def test_a_plain_subscription_waits_answers_none_and_says_when_its_connect
         await subscription.next(wait=0.05)
     with pytest.raises(ConnectionClosed):
         await bus.notify("heartbeat.announcer.n1", AnnouncerHeartbeat(node="n1", instance="i", sequence=2))
+
+
+async def test_a_first_connection_that_cannot_succeed_gives_up_as_told_and_says_why(tmp_path: Path) -> None:
+    """The operator commands connect once: a wrong password or no server is an answer in seconds, not a hang."""
+    with EmbeddedNats(credentials=BusCredentials.create(tmp_path / "credentials")) as server:
+        wrong = server.url_for(BusUser.OPERATOR).replace("operator:", "operator:x")
+        with pytest.raises(RetryableError, match=r"(?i)authorization"):
+            await asyncio.wait_for(Bus.connect(BusSettings(url=wrong, initial_attempts=1), producer="t"), 15)
+        closed_port = server.plain_url  # the same port once the server is gone
+    with pytest.raises(RetryableError, match=r"(?i)refused|connect"):
+        await asyncio.wait_for(Bus.connect(BusSettings(url=closed_port, initial_attempts=2), producer="t"), 15)
