@@ -28,7 +28,7 @@ from services.common.errors import RetryableError, WrongLastSequence
 from services.common.follower import Follower
 from services.common.lease_keeper import LeaseKeeper
 from services.common.subjects import LEASES, Component, StreamName
-from services.common.supervision import OnFailure, supervised
+from services.common.supervision import Backoff, OnFailure, supervised
 from services.common.tracing import extract_context, inject_context, passed_on, spans_exported, tracer
 from services.ipam import metrics
 from services.ipam.decider import Decider, Outgoing
@@ -38,6 +38,8 @@ from services.ipam.spans import decision_attributes
 log = logging.getLogger(__name__)
 
 LEASE_NAME = LEASES[Component.IPAM].name
+#: Pauses between attempts to rebuild while the bus cannot answer (0.1 s doubling to 5 s).
+RELOAD_BACKOFF = Backoff(limit=5.0)
 
 
 class Role(StrEnum):
@@ -92,7 +94,7 @@ class Replica:
         await self._lease.start()
         try:
             await self.liveness.start()
-            await self.load()
+            await self._reload()
             while not stopping.is_set():
                 if self.role is Role.STANDBY:
                     await self._standby_step()
@@ -373,8 +375,23 @@ class Replica:
         self.role = Role.STANDBY
         metrics.ACTIVE.set(0)
         metrics.report_placements({})
-        if not self._stopping.is_set():  # a replica on its way out has nothing to rebuild for
-            await self.load()
+        await self._reload()
+
+    async def _reload(self) -> None:
+        """:meth:`load`, tried again after a pause while the bus cannot answer (a NATS server lost and its
+        streams electing a new leader): a replica waits for its cluster rather than dying of it. A replica
+        on its way out has nothing to rebuild for."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self.load()
+                return
+            except RetryableError as error:
+                failures += 1
+                delay = RELOAD_BACKOFF.delay(failures)
+                log.warning("reload failed error=%r retry_in_s=%.1f", error, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
 
     def _dead_letter(self, message: Msg, error: Refused) -> None:
         metrics.INVALID_INPUTS.inc()

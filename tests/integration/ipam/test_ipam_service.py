@@ -12,6 +12,7 @@ import pytest
 
 from schemas.events import AllocationFailureReason, ConfigurationEvaluated, ObjectKind
 from services.common.bus import Bus, BusSettings
+from services.common.errors import RetryableError
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
 from services.common.subjects import (
@@ -245,3 +246,25 @@ async def test_an_active_replica_stops_cleanly_while_the_server_is_gone() -> Non
     started = time.monotonic()
     assert await asyncio.to_thread(stop, process) == 0
     assert time.monotonic() - started < 15  # within its stop grace (10 s), not killed after it
+
+
+async def test_a_replica_waits_for_a_bus_that_cannot_answer_its_rebuild(
+    bus: Bus, nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild the bus cannot answer (a lost NATS server, streams electing a leader) is tried again: the
+    replica waits for its cluster rather than dying of it, then decides as usual."""
+    load = Replica.load
+    refused: list[int] = []
+
+    async def load_while_the_bus_cannot_answer(self: Replica) -> None:
+        if len(refused) < 2:
+            refused.append(1)
+            raise RetryableError("stream IPAM: no leader yet")
+        await load(self)
+
+    monkeypatch.setattr(Replica, "load", load_while_the_bus_cannot_answer)
+    await observe(bus, [pool("lan", "192.168.10.0/24"), service("web")])
+    async with replica(nats_server.url, "a") as active:
+        await async_wait_until(active.replica.activated.is_set, what="activation after two refused rebuilds")
+        await async_wait_until(lambda: _count(bus, 1), what="the allocation")
+    assert len(refused) == 2
