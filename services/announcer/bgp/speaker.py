@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from services.announcer.bgp import tcp
+from services.announcer.bgp.collision import Initiator, Kept, resolve_collision
 from services.announcer.bgp.events import Closed, CloseReason, Established, Event, State
 from services.announcer.bgp.nlri import IPAddress, Prefix
 from services.announcer.bgp.notification import CeaseSubcode
@@ -52,6 +53,8 @@ class Connection(asyncio.Protocol):
     ):
         self.owner = owner
         self._route = route
+        # a connection handed its speaker is one we dialled; one routed to it was accepted (RFC 4271 §6.8)
+        self.initiator = Initiator.LOCAL if owner is not None else Initiator.REMOTE
         self.transport: asyncio.Transport | None = None
         self._backlog = bytearray()
         self._draining = False
@@ -237,10 +240,16 @@ class Speaker:
         assert self._pending is not None
         connection, core = self._pending
         if core.peer_open is not None and not core.closed:  # the peer's OPEN arrived: decide now
-            keep_new = self.session.state is not State.ESTABLISHED and int(self.config.session.router_id) < int(
-                core.peer_open.bgp_identifier
+            kept = resolve_collision(
+                local_id=self.config.session.router_id,
+                remote_id=core.peer_open.bgp_identifier,
+                local_as=self.config.session.local_as,
+                remote_as=core.peer_open.asn,
+                existing=self._connection.initiator if self._connection is not None else Initiator.LOCAL,
+                existing_state=self.session.state,
+                new=connection.initiator,
             )
-            if keep_new:
+            if kept is Kept.NEW:
                 self._promote_pending(close_current=True)
             else:
                 core.data_to_send()  # never confirm the losing connection with a KEEPALIVE
@@ -276,7 +285,8 @@ class Speaker:
                 old_connection.transport.close()
         while core.next_event() is not None:  # its Idle→OpenConfirm story is not news to our listeners
             pass
-        log.info("bgp collision resolved, keeping the connection the peer opened peer=%s", self.config.peer_address)
+        log.info("bgp collision resolved, keeping the newer connection peer=%s opened_by=%s", self.config.peer_address,
+                 connection.initiator.value)  # fmt: skip
         self.session, self._connection = core, connection
         self._disconnected.clear()
         self._process()

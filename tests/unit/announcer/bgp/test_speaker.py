@@ -229,9 +229,10 @@ class FakeTransport(asyncio.Transport):
         return ("192.0.2.10", 179) if name in ("sockname", "peername") else default
 
 
-def fake_connection(speaker: Speaker) -> tuple[Connection, FakeTransport]:
+def fake_connection(speaker: Speaker, *, dialled: bool = True) -> tuple[Connection, FakeTransport]:
+    """A connection the speaker dialled, or (``dialled=False``) one the peer opened, routed to it."""
     transport = FakeTransport()
-    connection = Connection(speaker)
+    connection = Connection(speaker) if dialled else Connection(route=lambda _: speaker)
     connection.connection_made(transport)
     return connection, transport
 
@@ -252,7 +253,7 @@ def kinds(data: bytes) -> list[MessageType]:
     ("our_id", "peer_id", "kept"), [("10.0.0.1", "10.0.0.9", "second"), ("10.0.0.9", "10.0.0.1", "first")]
 )
 async def test_collision_keeps_the_connection_of_the_higher_identifier(our_id: str, peer_id: str, kept: str) -> None:
-    """RFC 4271 §6.8 on fake transports: the first connection is opening when a second one arrives."""
+    """RFC 4271 §6.8 on fake transports: the connection we dialled is opening when the peer's arrives."""
     speaker = Speaker(
         SpeakerConfig(
             session=SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address(our_id)),
@@ -262,7 +263,7 @@ async def test_collision_keeps_the_connection_of_the_higher_identifier(our_id: s
     )
     speaker.start()
     first, first_wire = fake_connection(speaker)
-    second, second_wire = fake_connection(speaker)
+    second, second_wire = fake_connection(speaker, dialled=False)
     assert speaker._connection is first and speaker._pending is not None
     assert kinds(first_wire.take()) == kinds(second_wire.take()) == [MessageType.OPEN]  # both sent our OPEN
 
