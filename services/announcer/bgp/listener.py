@@ -1,12 +1,21 @@
-"""One listening socket per address and port, handing each accepted connection to the speaker of its peer."""
+"""One listening socket per address and port, handing each accepted connection to the speaker of its peer.
+
+A connection from an address no speaker was added for is refused before OPEN: reset at once, nothing read from
+it and nothing sent (no OPEN that would tell our AS and identifier), counted, and logged at its source's first
+attempt and then at most once a minute with the count since (:mod:`unknown_sources`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from services.announcer.bgp import tcp
 from services.announcer.bgp.nlri import IPAddress
 from services.announcer.bgp.speaker import Connection, Speaker
+from services.announcer.bgp.unknown_sources import UnknownSources
+
+log = logging.getLogger(__name__)
 
 
 class Listener:
@@ -14,6 +23,7 @@ class Listener:
 
     def __init__(self, *, address: IPAddress, port: int = 179) -> None:
         self.address, self.port = address, port
+        self.unknown = UnknownSources()
         self._speakers: dict[IPAddress, Speaker] = {}
         self._sock = tcp.server_socket(address=address, port=port)
         self._server: asyncio.Server | None = None
@@ -22,8 +32,19 @@ class Listener:
     def bound_port(self) -> int:
         return int(self._sock.getsockname()[1])
 
+    @property
+    def refused(self) -> int:
+        """Connections refused before OPEN because no peer is configured at their source."""
+        return self.unknown.total
+
     def _speaker_for(self, address: IPAddress | None) -> Speaker | None:
-        return self._speakers.get(address) if address is not None else None
+        speaker = self._speakers.get(address) if address is not None else None
+        if speaker is None:
+            count = self.unknown.refuse(address, asyncio.get_running_loop().time())
+            if count is not None:
+                log.warning("bgp connection refused before OPEN source=%s reason=%s refused=%d", address,
+                            "no BGPPeer has this address", count)  # fmt: skip
+        return speaker
 
     def add(self, speaker: Speaker) -> None:
         self._speakers[speaker.config.peer_address] = speaker
@@ -45,3 +66,5 @@ class Listener:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        else:
+            self._sock.close()
