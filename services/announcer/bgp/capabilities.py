@@ -1,5 +1,6 @@
-"""OPEN capabilities (RFC 5492): multiprotocol (RFC 4760), route refresh (RFC 2918), graceful restart
-(RFC 4724), 4-octet AS numbers (RFC 6793); and :class:`Negotiated`, what both ends agreed on."""
+"""OPEN capabilities (RFC 5492): multiprotocol (RFC 4760), route refresh (RFC 2918), extended next hop
+(RFC 8950), graceful restart (RFC 4724), 4-octet AS numbers (RFC 6793); and :class:`Negotiated`, what both
+ends agreed on."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ IPV6_UNICAST = AddressFamily(Afi.IPV6, Safi.UNICAST)
 class CapabilityCode(enum.IntEnum):
     MULTIPROTOCOL = 1
     ROUTE_REFRESH = 2
+    EXTENDED_NEXT_HOP = 5
     GRACEFUL_RESTART = 64
     FOUR_OCTET_AS = 65
 
@@ -75,6 +77,52 @@ class RouteRefresh:
 
     def to_dict(self) -> dict[str, Any]:
         return {"route_refresh": True}
+
+
+class NextHopEncoding(NamedTuple):
+    """One entry of the extended next hop capability: NLRI of ``family`` may carry a next hop of ``next_hop_afi``."""
+
+    family: AddressFamily
+    next_hop_afi: int
+
+    def __str__(self) -> str:
+        afi = self.next_hop_afi
+        return f"{self.family} via " + (Afi(afi).name.lower() if afi in Afi._value2member_map_ else str(afi))
+
+
+IPV4_OVER_IPV6 = NextHopEncoding(IPV4_UNICAST, Afi.IPV6)
+"""IPv4 unicast prefixes with an IPv6 next hop: what BGP unnumbered needs (RFC 8950 §4)."""
+
+
+@dataclass(frozen=True)
+class ExtendedNextHop:
+    """RFC 8950 §3: the (NLRI AFI, NLRI SAFI, next hop AFI) triples this speaker can send and receive."""
+
+    encodings: tuple[NextHopEncoding, ...]
+    code = CapabilityCode.EXTENDED_NEXT_HOP
+
+    def encode_value(self) -> bytes:
+        return b"".join(
+            e.family.afi.to_bytes(2, "big") + e.family.safi.to_bytes(2, "big") + e.next_hop_afi.to_bytes(2, "big")
+            for e in self.encodings
+        )
+
+    @classmethod
+    def decode_value(cls, value: bytes) -> ExtendedNextHop:
+        if not value or len(value) % 6:
+            raise open_error(OpenSubcode.UNSPECIFIC, reason="extended next hop capability length")
+        numbers = [int.from_bytes(value[i : i + 2], "big") for i in range(0, len(value), 2)]
+        if any(safi > 0xFF for safi in numbers[1::3]):  # SAFIs are one octet wherever else they appear
+            raise open_error(OpenSubcode.UNSPECIFIC, reason="extended next hop capability SAFI above 255")
+        return cls(
+            tuple(
+                NextHopEncoding(AddressFamily(numbers[i], numbers[i + 1]), numbers[i + 2])
+                for i in range(0, len(numbers), 3)
+            )
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"extended_next_hop": [str(e) for e in self.encodings]}
 
 
 @dataclass(frozen=True)
@@ -144,11 +192,12 @@ class UnknownCapability:
         return {"unknown": {"code": self.code, "value": self.value.hex()}}
 
 
-Capability = Multiprotocol | RouteRefresh | GracefulRestart | FourOctetAs | UnknownCapability
+Capability = Multiprotocol | RouteRefresh | ExtendedNextHop | GracefulRestart | FourOctetAs | UnknownCapability
 
 _DECODERS: dict[int, Any] = {
     CapabilityCode.MULTIPROTOCOL: Multiprotocol.decode_value,
     CapabilityCode.ROUTE_REFRESH: RouteRefresh.decode_value,
+    CapabilityCode.EXTENDED_NEXT_HOP: ExtendedNextHop.decode_value,
     CapabilityCode.GRACEFUL_RESTART: GracefulRestart.decode_value,
     CapabilityCode.FOUR_OCTET_AS: FourOctetAs.decode_value,
 }
@@ -185,6 +234,7 @@ class Negotiated:
     four_octet_as: bool = False
     families: frozenset[AddressFamily] = frozenset({IPV4_UNICAST})
     route_refresh: bool = False
+    extended_next_hops: frozenset[NextHopEncoding] = frozenset()  # RFC 8950: what both ends advertised
     peer_graceful_restart: GracefulRestart | None = None
     hold_time: int = 0
     keepalive_time: float = 0.0
@@ -202,11 +252,15 @@ class Negotiated:
         def has(caps: list[Capability], kind: type[Any]) -> bool:
             return any(isinstance(c, kind) for c in caps)
 
+        def encodings(caps: list[Capability]) -> set[NextHopEncoding]:
+            return {e for c in caps if isinstance(c, ExtendedNextHop) for e in c.encodings}
+
         peer_gr = next((c for c in theirs if isinstance(c, GracefulRestart)), None)
         return cls(
             four_octet_as=has(ours, FourOctetAs) and has(theirs, FourOctetAs),
             families=frozenset(families(ours) & families(theirs)),
             route_refresh=has(ours, RouteRefresh) and has(theirs, RouteRefresh),
+            extended_next_hops=frozenset(encodings(ours) & encodings(theirs)),
             peer_graceful_restart=peer_gr if has(ours, GracefulRestart) else None,
             **values,
         )

@@ -28,9 +28,12 @@ MAX_COMMUNITY_OCTETS = 3500  # what leaves room in a 4096-octet UPDATE for the o
 
 @dataclass(frozen=True)
 class Route:
-    """How one prefix is advertised. ``next_hop=None`` means the session's own address for the family."""
+    """How one prefix is advertised. ``next_hop=None`` means the session's own address for the family.
+    ``link_local`` goes beside a global IPv6 next hop (RFC 2545 §3): the session fills it in on a link-local
+    connection."""
 
     next_hop: IPAddress | None = None
+    link_local: ipaddress.IPv6Address | None = None
     communities: tuple[int, ...] = ()
     large_communities: tuple[LargeCommunity, ...] = ()
     local_pref: int | None = None  # sent to internal peers only, as MetalLB does
@@ -49,8 +52,19 @@ class Route:
             large_communities=tuple(sorted(set(self.large_communities))),
         )
 
-    def _sort_key(self) -> tuple[str, tuple[int, ...], tuple[LargeCommunity, ...], int]:
-        return (str(self.next_hop), self.communities, self.large_communities, self.local_pref or -1)
+    def _sort_key(self) -> tuple[str, str, tuple[int, ...], tuple[LargeCommunity, ...], int]:
+        return (
+            str(self.next_hop),
+            str(self.link_local),
+            self.communities,
+            self.large_communities,
+            self.local_pref or -1,
+        )
+
+    def next_hops(self) -> tuple[IPAddress, ...]:
+        """What the UPDATE carries: the next hop, and the link-local one after a global IPv6 next hop."""
+        assert self.next_hop is not None
+        return (self.next_hop,) if self.link_local is None else (self.next_hop, self.link_local)
 
 
 def family_of(prefix: Prefix) -> AddressFamily:
@@ -67,19 +81,31 @@ def resolve(
     families: Iterable[AddressFamily],
     next_hop_v4: ipaddress.IPv4Address | None,
     next_hop_v6: ipaddress.IPv6Address | None,
+    link_local: ipaddress.IPv6Address | None = None,
+    ipv6_next_hop_for_ipv4: bool = False,
 ) -> tuple[dict[Prefix, Route], list[Prefix]]:
     """Fill in next hops and keep what this session can carry; also return what it cannot (a family not
-    negotiated, no next hop of the prefix's family, or more communities than one UPDATE holds)."""
+    negotiated, no next hop of the prefix's family, or more communities than one UPDATE holds).
+
+    With ``ipv6_next_hop_for_ipv4`` (RFC 8950 negotiated) an IPv4 prefix without an IPv4 next hop takes the
+    IPv6 one; ``link_local`` (the session's own, on a link-local connection) goes beside a global IPv6 next hop.
+    """
     allowed = set(families)
     resolved: dict[Prefix, Route] = {}
     unroutable: list[Prefix] = []
     for prefix, route in desired.items():
         next_hop = route.next_hop or (next_hop_v4 if prefix.version == 4 else next_hop_v6)
+        if next_hop is None and prefix.version == 4 and ipv6_next_hop_for_ipv4:
+            next_hop = next_hop_v6
+        carried = next_hop is not None and (
+            next_hop.version == prefix.version or (next_hop.version == 6 and ipv6_next_hop_for_ipv4)
+        )
         too_big = 4 * len(set(route.communities)) + 12 * len(set(route.large_communities)) > MAX_COMMUNITY_OCTETS
-        if family_of(prefix) not in allowed or next_hop is None or next_hop.version != prefix.version or too_big:
+        if family_of(prefix) not in allowed or not carried or too_big:
             unroutable.append(prefix)
             continue
-        resolved[prefix] = replace(route, next_hop=next_hop).normalized()
+        beside = link_local if isinstance(next_hop, ipaddress.IPv6Address) and not next_hop.is_link_local else None
+        resolved[prefix] = replace(route, next_hop=next_hop, link_local=beside).normalized()
     return resolved, sorted(unroutable, key=_prefix_key)
 
 
@@ -138,11 +164,10 @@ class AdjRibOut:
             groups[(family_of(prefix), route)].append(prefix)
         out: list[bytes] = []
         for family, route in sorted(groups, key=lambda k: (k[0], k[1]._sort_key())):
-            assert route.next_hop is not None
             out += pack_announcements(
                 family=family,
                 attributes=path_attributes(route, negotiated),
-                next_hops=(route.next_hop,),
+                next_hops=route.next_hops(),
                 prefixes=sorted(groups[(family, route)], key=_prefix_key),
                 negotiated=negotiated,
             )

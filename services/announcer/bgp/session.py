@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.announcer.bgp.capabilities import (
+    IPV4_OVER_IPV6,
     IPV4_UNICAST,
     IPV6_UNICAST,
     AddressFamily,
     Capability,
+    ExtendedNextHop,
     GracefulRestart,
     Multiprotocol,
     Negotiated,
@@ -79,6 +81,7 @@ class SessionConfig:
     open_hold_time: int = 240  # RFC 4271 §8: "a large value" while waiting for the peer's OPEN
     families: frozenset[AddressFamily] = field(default_factory=lambda: frozenset({IPV4_UNICAST, IPV6_UNICAST}))
     route_refresh: bool = True
+    extended_next_hop: bool = False  # RFC 8950: IPv4 prefixes may travel with an IPv6 next hop (BGP unnumbered)
     graceful_restart: bool = False
     restart_time: int = 120
     restarting: bool = False  # the R bit: this speaker restarted and the peer may keep our old routes
@@ -96,6 +99,8 @@ class SessionConfig:
         caps: list[Capability] = [Multiprotocol(f) for f in sorted(self.families)]
         if self.route_refresh:
             caps.append(RouteRefresh())
+        if self.extended_next_hop and IPV4_UNICAST in self.families:
+            caps.append(ExtendedNextHop((IPV4_OVER_IPV6,)))
         if self.graceful_restart:
             families = tuple((f, True) for f in sorted(self.families))
             flag = self.restarting if restarting is None else restarting
@@ -345,6 +350,8 @@ class Session:
             families=self.negotiated.families,
             next_hop_v4=self.config.next_hop_v4 or (local if isinstance(local, ipaddress.IPv4Address) else None),
             next_hop_v6=self.config.next_hop_v6 or (local if isinstance(local, ipaddress.IPv6Address) else None),
+            link_local=local if isinstance(local, ipaddress.IPv6Address) and local.is_link_local else None,
+            ipv6_next_hop_for_ipv4=IPV4_OVER_IPV6 in self.negotiated.extended_next_hops,
         )
         messages, announced, withdrawn = self._rib_out.converge(resolved, self.negotiated)
         if messages:
