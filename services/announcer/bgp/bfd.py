@@ -1,8 +1,10 @@
-"""BFD (RFC 5880, single hop per RFC 5881) in asynchronous mode, without I/O.
+"""BFD (RFC 5880) in asynchronous mode, single hop (RFC 5881) or multihop (RFC 5883), without I/O.
 
 :class:`ControlPacket` is the 24-octet control packet; :class:`BfdSession` is the state machine of §6.8 driven
-like the BGP core: ``receive(data, now)``, ``handle_timer(now)``, ``get_timer()``, ``datagrams_to_send()``,
-``next_event()``. Randomness (transmit jitter) is passed in, so a test can make it exact.
+like the BGP core: ``receive(data, now, ttl=)``, ``handle_timer(now)``, ``get_timer()``, ``datagrams_to_send()``,
+``next_event()``; with an echo interval it also runs the echo function (``bfd_echo.EchoFunction``:
+``echoes_to_send()``, ``receive_echo(payload, now, ttl=)``). Randomness (transmit jitter) is passed in, so a
+test can make it exact.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.announcer.bgp.bfd_echo import EchoFunction
+
 BFD_VERSION = 1
 CONTROL_PORT = 3784  # RFC 5881 §4
+MULTIHOP_CONTROL_PORT = 4784  # RFC 5883 §5
+MAX_TTL = 255  # sent with it; single hop accepts nothing less (RFC 5881 §5)
+DEFAULT_MINIMUM_TTL = 254  # multihop: MetalLB's default, one router on the way
+ECHO_CONTROL_TX_INTERVAL = 1.0  # §6.8.3: control packets at most once a second while echoes come back
 PACKET_LENGTH = 24
 IDLE_TX_INTERVAL = 1.0  # §6.8.3: at least one second while the session is not Up
 _US = 1_000_000
@@ -142,12 +150,28 @@ class BfdConfig:
     required_min_rx: float = 0.3
     detect_mult: int = 3
     passive: bool = False  # wait for the peer's first packet before sending (RFC 5880 §6.1 passive role)
+    echo_interval: float | None = None  # the echo function on: our echo transmit (and min echo receive) interval
+    multihop: bool = False  # RFC 5883: port 4784, any TTL from minimum_ttl up
+    minimum_ttl: int = DEFAULT_MINIMUM_TTL
 
     def __post_init__(self) -> None:
         if not 1 <= self.detect_mult <= 255:
             raise ValueError(f"detect multiplier {self.detect_mult}")
         if self.desired_min_tx <= 0 or self.required_min_rx < 0:
             raise ValueError("intervals must be positive")
+        if self.echo_interval is not None and (self.echo_interval <= 0 or self.multihop):
+            raise ValueError("the echo function needs a positive interval and a single hop (RFC 5883 §3)")
+        if not 1 <= self.minimum_ttl <= MAX_TTL:
+            raise ValueError(f"minimum TTL {self.minimum_ttl}")
+
+    @property
+    def port(self) -> int:
+        return MULTIHOP_CONTROL_PORT if self.multihop else CONTROL_PORT
+
+    def accepts_ttl(self, ttl: int) -> bool:
+        """RFC 5881 §5: a single hop peer sends with 255 and nothing forwarded it; RFC 5883 §5 leaves multihop
+        to the configuration: MetalLB's ``minimumTtl`` is the lowest accepted."""
+        return ttl >= self.minimum_ttl if self.multihop else ttl == MAX_TTL
 
 
 @dataclass(frozen=True)
@@ -164,6 +188,7 @@ class _Remote:
     desired_min_tx: float = 0.0
     required_min_rx: float = 1 / _US  # §6.8.1: initialised to 1 µs
     detect_mult: int = 0
+    required_min_echo_rx: float = 0.0  # 0: the peer loops no echo
     heard: bool = False
 
 
@@ -181,10 +206,18 @@ class BfdSession:
     _detect_deadline: float | None = None
     _out: list[bytes] = field(default_factory=list)
     _events: deque[BfdStateChanged] = field(default_factory=deque)
+    echo: EchoFunction | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.discriminator < 1 << 32:
             raise ValueError("the local discriminator must be a non-zero 32-bit number")
+        if self.config.echo_interval is not None:
+            self.echo = EchoFunction(self.discriminator, self.config.echo_interval, self.config.detect_mult)
+
+    @property
+    def echo_active(self) -> bool:
+        """Echoes come back: the echo function watches the path, control packets go slowly."""
+        return self.echo is not None and self.echo.active
 
     def start(self, now: float) -> None:
         if not self.config.passive:
@@ -194,8 +227,11 @@ class BfdSession:
         self._set_state(BfdState.ADMIN_DOWN, Diagnostic.ADMINISTRATIVELY_DOWN)
         self._send(now)
 
-    def receive(self, data: bytes, now: float) -> None:
-        """One received control packet; malformed ones and those for other sessions are dropped."""
+    def receive(self, data: bytes, now: float, *, ttl: int = MAX_TTL) -> None:
+        """One received control packet; malformed ones, those for other sessions and those whose TTL
+        (or hop limit) the session does not accept are dropped."""
+        if not self.config.accepts_ttl(ttl):
+            return
         try:
             packet = ControlPacket.decode(data)
         except (MalformedPacket, ValueError):
@@ -210,6 +246,7 @@ class BfdSession:
         remote.desired_min_tx = packet.desired_min_tx / _US
         remote.required_min_rx = packet.required_min_rx / _US
         remote.detect_mult = packet.detect_mult
+        remote.required_min_echo_rx = packet.required_min_echo_rx / _US
         remote.heard = True
         if packet.final:
             self._polling = False
@@ -229,10 +266,19 @@ class BfdSession:
         elif packet.state is BfdState.DOWN:  # we are Up
             self._set_state(BfdState.DOWN, Diagnostic.NEIGHBOR_SIGNALED_SESSION_DOWN)
         self._detect_deadline = now + self._detection_time()
+        self._follow_echo(now)
         if packet.poll:  # §6.8.7: answer a poll at once, with Final
             self._send(now, final=True)
         elif self._next_tx is None:  # a passive session starts sending once it hears the peer
             self._next_tx = now
+
+    def receive_echo(self, payload: bytes, now: float, *, ttl: int) -> None:
+        """One echo read off the link; ours coming back fresh keeps the echo function alive."""
+        if self.echo is None:
+            return
+        was_active = self.echo.active
+        if self.echo.receive(payload, now, ttl=ttl) and not was_active:
+            self._retime()
 
     def handle_timer(self, now: float) -> None:
         if self._detect_deadline is not None and now >= self._detect_deadline:
@@ -240,16 +286,24 @@ class BfdSession:
             self.remote = _Remote()
             if self.state in (BfdState.INIT, BfdState.UP):
                 self._set_state(BfdState.DOWN, Diagnostic.CONTROL_DETECTION_TIME_EXPIRED)
+        if self.echo is not None and self.echo.handle_timer(now) and self.state is BfdState.UP:
+            self._set_state(BfdState.DOWN, Diagnostic.ECHO_FUNCTION_FAILED)
+        self._follow_echo(now)
         if self._next_tx is not None and now >= self._next_tx:
             self._send(now)
 
     def get_timer(self) -> float | None:
-        deadlines = [d for d in (self._next_tx, self._detect_deadline) if d is not None]
+        echo = self.echo.get_timer() if self.echo is not None else None
+        deadlines = [d for d in (self._next_tx, self._detect_deadline, echo) if d is not None]
         return min(deadlines) if deadlines else None
 
     def datagrams_to_send(self) -> list[bytes]:
         out, self._out = self._out, []
         return out
+
+    def echoes_to_send(self) -> list[bytes]:
+        """Echo payloads due (the shell puts them in packets to our own address, through the peer)."""
+        return self.echo.payloads_to_send() if self.echo is not None else []
 
     def next_event(self) -> BfdStateChanged | None:
         return self._events.popleft() if self._events else None
@@ -277,6 +331,7 @@ class BfdSession:
             detect_mult=self.config.detect_mult,
             desired_min_tx=round(self._desired_tx * _US),
             required_min_rx=round(self.config.required_min_rx * _US),
+            required_min_echo_rx=round((self.config.echo_interval or 0) * _US),
             poll=self._polling and not final,
             final=final,
         )
@@ -284,14 +339,37 @@ class BfdSession:
         if not final:
             self._next_tx = now + self._tx_interval()
 
+    def _follow_echo(self, now: float) -> None:
+        """§6.8.9: echoes only while Up and while the peer's last packet asked for them (a non-zero Required
+        Min Echo RX Interval), never faster than it asks."""
+        echo = self.echo
+        if echo is None:
+            return
+        wanted = self.state is BfdState.UP and self.remote.required_min_echo_rx > 0
+        if wanted and not echo.running:
+            echo.start(now, remote_min_echo_rx=self.remote.required_min_echo_rx)
+        elif wanted:
+            echo.retime(remote_min_echo_rx=self.remote.required_min_echo_rx)
+        elif echo.running:
+            echo.stop()
+            self._retime()
+
+    def _retime(self) -> None:
+        """§6.8.3: one second while not Up; the configured interval when Up, but no faster than once a second
+        while the echo function is active. A change is announced with a poll sequence."""
+        desired = max(IDLE_TX_INTERVAL, self.config.desired_min_tx)
+        if self.state is BfdState.UP:
+            slowest = ECHO_CONTROL_TX_INTERVAL if self.echo_active else 0.0
+            desired = max(slowest, self.config.desired_min_tx)
+        if desired != self._desired_tx:
+            self._desired_tx = desired
+            self._polling = True
+
     def _set_state(self, new: BfdState, diagnostic: Diagnostic) -> None:
         if new is self.state:
             return
         old, self.state, self.diagnostic = self.state, new, diagnostic
-        desired = (
-            self.config.desired_min_tx if new is BfdState.UP else max(IDLE_TX_INTERVAL, self.config.desired_min_tx)
-        )
-        if desired != self._desired_tx:  # §6.8.3: a timer change is announced with a poll sequence
-            self._desired_tx = desired
-            self._polling = True
+        if new is not BfdState.UP and self.echo is not None:
+            self.echo.stop()
+        self._retime()
         self._events.append(BfdStateChanged(old, new, diagnostic))

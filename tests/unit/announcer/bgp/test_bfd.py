@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.announcer.bgp.bfd import (
+    MAX_TTL,
     BfdConfig,
     BfdSession,
     BfdState,
@@ -18,6 +19,7 @@ from services.announcer.bgp.bfd import (
     Diagnostic,
     MalformedPacket,
 )
+from services.announcer.bgp.bfd_echo import RETURNED_TTL
 
 FAST = BfdConfig(desired_min_tx=0.3, required_min_rx=0.3, detect_mult=3)
 
@@ -70,11 +72,13 @@ class Link:
     b: BfdSession
     now: float = 100.0
     up: bool = True
+    ttl: int = MAX_TTL  # what a control packet arrives with
+    loops_echoes: bool = True
     events: list[tuple[str, BfdStateChanged]] = field(default_factory=list)
 
     @classmethod
-    def make(cls, a: BfdConfig = FAST, b: BfdConfig = FAST) -> Link:
-        link = cls(BfdSession(a, 0x1111, lambda: 0.5), BfdSession(b, 0x2222, lambda: 0.5))
+    def make(cls, a: BfdConfig = FAST, b: BfdConfig = FAST, *, ttl: int = MAX_TTL) -> Link:
+        link = cls(BfdSession(a, 0x1111, lambda: 0.5), BfdSession(b, 0x2222, lambda: 0.5), ttl=ttl)
         link.a.start(link.now)
         link.b.start(link.now)
         return link
@@ -93,6 +97,18 @@ class Link:
             self.deliver()
         self.now = end
 
+    def a_alone_until_down(self) -> float:
+        """a's clock moved alone, whatever it sends lost, until it leaves Up; how long that took."""
+        start = self.now
+        while self.a.state is BfdState.UP:
+            timer = self.a.get_timer()
+            assert timer is not None
+            self.now = timer
+            self.a.handle_timer(self.now)
+            self.a.datagrams_to_send()
+            self.a.echoes_to_send()
+        return self.now - start
+
     def deliver(self) -> None:
         for _ in range(10):
             moved = False
@@ -100,7 +116,10 @@ class Link:
                 for datagram in source.datagrams_to_send():
                     moved = True
                     if self.up:
-                        target.receive(datagram, self.now)
+                        target.receive(datagram, self.now, ttl=self.ttl)
+                for payload in source.echoes_to_send():  # the target's forwarding plane loops it back
+                    if self.up and self.loops_echoes:
+                        source.receive_echo(payload, self.now, ttl=RETURNED_TTL)
             for name, session in (("a", self.a), ("b", self.b)):
                 while (event := session.next_event()) is not None:
                     self.events.append((name, event))
@@ -135,14 +154,7 @@ def test_detection_time_is_multiplier_times_the_slower_interval() -> None:
     link = Link.make()
     link.run(5)
     link.up = False
-    start = link.now
-    while link.a.state is BfdState.UP:
-        timer = link.a.get_timer()
-        assert timer is not None
-        link.now = timer
-        link.a.handle_timer(link.now)
-        link.a.datagrams_to_send()
-    assert 0.6 <= link.now - start <= 0.9 + 1e-9
+    assert 0.6 <= link.a_alone_until_down() <= 0.9 + 1e-9
 
 
 def test_admin_down_is_signalled_to_the_neighbour() -> None:
@@ -176,3 +188,32 @@ def test_packets_for_another_session_are_ignored() -> None:
     stray = ControlPacket(BfdState.DOWN, 0x9999, 0x4242)
     link.a.receive(stray.encode(), link.now)
     assert link.a.state is BfdState.UP
+
+
+# --- multihop (RFC 5883): the TTL is checked against the configured minimum ----------------------------------
+
+MULTIHOP = BfdConfig(desired_min_tx=0.3, required_min_rx=0.3, multihop=True, minimum_ttl=253)
+
+
+def test_single_hop_accepts_only_ttl_255() -> None:
+    link = Link.make(ttl=254)
+    link.run(5)
+    assert link.a.state is BfdState.DOWN and link.b.state is BfdState.DOWN
+
+
+@pytest.mark.parametrize(("ttl", "up"), [(255, True), (254, True), (253, True), (252, False)])
+def test_multihop_accepts_from_the_minimum_ttl_up(ttl: int, up: bool) -> None:
+    link = Link.make(MULTIHOP, MULTIHOP, ttl=ttl)
+    link.run(5)
+    assert (link.a.state is BfdState.UP) is up
+    assert (link.b.state is BfdState.UP) is up
+
+
+def test_multihop_uses_port_4784_and_single_hop_3784() -> None:
+    assert MULTIHOP.port == 4784 and FAST.port == 3784
+    assert BfdConfig(multihop=True).minimum_ttl == 254  # MetalLB's default: one router between
+
+
+def test_echo_cannot_run_over_several_hops() -> None:
+    with pytest.raises(ValueError, match="RFC 5883"):
+        BfdConfig(multihop=True, echo_interval=0.05)
