@@ -388,6 +388,9 @@ def bgp_peer() -> Schema:
                              "exchanges into distinct BGP sessions.", default=False),
         "dualStackAddressFamily": boolean("To set if we want to enable the neighbor not only for the ipfamily "
                                           "related to its session, but also the other one.", default=False),
+        "localASN": integer("LocalASN allows advertising a different AS number to the peer (BGP's local-as, "
+                            "no-prepend replace-as), overriding MyASN for this session.", format="int64", minimum=1,
+                            maximum=UINT32_MAX),
     }
     address = "(has(self.peerAddress) && self.peerAddress != '')"
     interface = "(has(self.interface) && self.interface != '')"

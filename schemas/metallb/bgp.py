@@ -121,6 +121,8 @@ class BGPPeerSpec(WireModel):
     vrf: str = ""
     disable_mp: bool = Field(default=False, alias="disableMP")
     dual_stack_address_family: bool = False
+    #: the AS this session presents instead of ``myASN`` (FRR's ``local-as ASN no-prepend replace-as``)
+    local_asn: int | None = Field(default=None, alias="localASN", ge=1, le=_UINT32_MAX)
 
     @field_validator("peer_address")
     @classmethod
