@@ -1,4 +1,6 @@
-"""The asyncio shell around :class:`BfdSession` (RFC 5881 single hop): UDP 3784, TTL 255 both ways."""
+"""The asyncio shell around :class:`BfdSession`: single hop (RFC 5881, UDP 3784) or multihop (RFC 5883, UDP
+4784), sent with TTL 255 from a source port in 49152-65535; what arrives goes to the session registered for its
+source address, with its TTL, which the session checks. With the echo function, a :class:`EchoLink` beside it."""
 
 from __future__ import annotations
 
@@ -11,18 +13,21 @@ import sys
 from collections.abc import Callable
 
 from services.announcer.bgp import tcp
-from services.announcer.bgp.bfd import CONTROL_PORT, BfdConfig, BfdSession, BfdState, BfdStateChanged
+from services.announcer.bgp.bfd import CONTROL_PORT, MAX_TTL, BfdConfig, BfdSession, BfdState, BfdStateChanged
+from services.announcer.bgp.bfd_echo import ReturnedEcho
+from services.announcer.bgp.bfd_echo_link import EchoLink
 from services.announcer.bgp.nlri import IPAddress
 
 log = logging.getLogger(__name__)
 
 IP_RECVTTL = 12  # linux/in.h; not exported by Python's socket module
-TTL = 255  # RFC 5881 §5: sent with 255, and anything received with less is not from a neighbour
-SOURCE_PORTS = (49152, 65535)  # RFC 5881 §4
+SOURCE_PORTS = (49152, 65535)  # RFC 5881 §4, RFC 5883 §5
 
 
 class BfdEndpoint:
-    """The receiving socket for one local address; packets go to the peer registered for their source."""
+    """The receiving socket for one local address and port (3784 single hop, 4784 multihop); packets go to
+    the peer registered for their source address (RFC 5883 §3: multihop sessions are told apart by addresses,
+    never by interface)."""
 
     def __init__(self, *, address: IPAddress, port: int = CONTROL_PORT) -> None:
         self.address = address
@@ -61,18 +66,17 @@ class BfdEndpoint:
             except OSError as error:
                 log.warning("bfd receive failed address=%s error=%r", self.address, error)
                 return
-            if _ttl(ancillary) != TTL:
-                continue
             peer = self._peers.get(tcp.address_of(source))  # type: ignore[arg-type]
             if peer is not None:
-                peer.datagram_received(data)
+                peer.datagram_received(data, ttl=_ttl(ancillary))
 
 
-def _ttl(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+def _ttl(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The TTL (hop limit) the packet arrived with; 0 (accepted by no session) when the kernel did not say."""
     for level, kind, value in ancillary:
         if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)):
             return int.from_bytes(value[:4], sys.byteorder) if len(value) >= 4 else value[0]
-    return None
+    return 0
 
 
 class BfdPeer:
@@ -84,11 +88,11 @@ class BfdPeer:
         *,
         peer: IPAddress,
         config: BfdConfig,
-        peer_port: int = CONTROL_PORT,
+        peer_port: int | None = None,
         on_change: Callable[[BfdStateChanged], None] | None = None,
     ) -> None:
         self.peer = peer
-        self.peer_port = peer_port
+        self.peer_port = config.port if peer_port is None else peer_port
         self._closed = False
         self.up = asyncio.Event()
         self._endpoint = endpoint
@@ -98,6 +102,10 @@ class BfdPeer:
         self.session = BfdSession(config, rng.randrange(1, 1 << 32), rng.random)
         self._sock = _source_socket(endpoint.address, rng)
         self._timer: asyncio.TimerHandle | None = None
+        self._echo: EchoLink | None = None
+        self._echo_active = False
+        if config.echo_interval is not None and endpoint.address.version == 4 and peer.version == 4:
+            self._echo = EchoLink(local=endpoint.address, peer=peer, on_echo=self._echo_received)
         endpoint.add(self)
         self.session.start(self._loop.time())
         self._process()
@@ -105,6 +113,10 @@ class BfdPeer:
     @property
     def state(self) -> BfdState:
         return self.session.state
+
+    @property
+    def echo_active(self) -> bool:
+        return self.session.echo_active
 
     def close(self) -> None:
         """Tell the peer we are going (AdminDown), then stop."""
@@ -117,11 +129,19 @@ class BfdPeer:
             self._timer.cancel()
         self._closed = True
         self._sock.close()
+        if self._echo is not None:
+            self._echo.close()
 
-    def datagram_received(self, data: bytes) -> None:
+    def datagram_received(self, data: bytes, *, ttl: int = MAX_TTL) -> None:
         if self._closed:
             return
-        self.session.receive(data, self._loop.time())
+        self.session.receive(data, self._loop.time(), ttl=ttl)
+        self._process()
+
+    def _echo_received(self, echo: ReturnedEcho) -> None:
+        if self._closed:
+            return
+        self.session.receive_echo(echo.payload, self._loop.time(), ttl=echo.ttl)
         self._process()
 
     def _process(self) -> None:
@@ -130,9 +150,22 @@ class BfdPeer:
                 break
             with contextlib.suppress(OSError):  # a cut link: the detection timer will tell
                 self._sock.sendto(datagram, (str(self.peer), self.peer_port))
+        for payload in self.session.echoes_to_send():
+            if self._echo is not None and not self._closed:
+                self._echo.send(payload)
+        if self.session.echo_active != self._echo_active:
+            self._echo_active = self.session.echo_active
+            log.info("bfd echo changed peer=%s active=%s", self.peer, self._echo_active)
+            if not self._echo_active and self._echo is not None:
+                self._echo.forget_neighbour()  # echoes lost: maybe the peer's MAC changed
         while (event := self.session.next_event()) is not None:
-            log.info("bfd state changed peer=%s old=%s new=%s diag=%s", self.peer, event.old.name, event.new.name,
-                     event.diagnostic.name)
+            log.info(
+                "bfd state changed peer=%s old=%s new=%s diag=%s",
+                self.peer,
+                event.old.name,
+                event.new.name,
+                event.diagnostic.name,
+            )
             if event.new is BfdState.UP:
                 self.up.set()
             else:
@@ -158,7 +191,7 @@ class BfdPeer:
 def _source_socket(address: IPAddress, rng: random.SystemRandom) -> socket.socket:
     sock = socket.socket(tcp.family_of(address), socket.SOCK_DGRAM)
     sock.setblocking(False)
-    tcp.set_ttl(sock, TTL)
+    tcp.set_ttl(sock, MAX_TTL)
     for _ in range(64):
         try:
             sock.bind((str(address), rng.randint(*SOURCE_PORTS)))

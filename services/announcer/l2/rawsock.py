@@ -51,16 +51,24 @@ def attach_filter(sock: socket.socket, program: tuple[tuple[int, int, int, int],
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
 
 
-def open_packet_socket(ifname: str) -> socket.socket:
-    """A non-blocking raw socket on `ifname` receiving only ARP and NS/NA, not our own transmissions.
+def open_packet_socket(
+    ifname: str,
+    *,
+    program: tuple[tuple[int, int, int, int], ...] = FILTER_ARP_NDP,
+    kind: int = socket.SOCK_RAW,
+    protocol: int = ETH_P_ALL,
+) -> socket.socket:
+    """A non-blocking packet socket on `ifname` receiving only what `program` passes (by default ARP and
+    NS/NA, whole frames), not our own transmissions. `kind` SOCK_DGRAM reads and writes from the network
+    header on (the program then sees it at offset 0).
 
     The filter is attached before the socket is bound to a protocol, so nothing unfiltered is queued."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0)
+    sock = socket.socket(socket.AF_PACKET, kind | socket.SOCK_NONBLOCK, 0)
     try:
-        attach_filter(sock, FILTER_ARP_NDP)
+        attach_filter(sock, program)
         with contextlib.suppress(OSError):  # before Linux 4.20: outgoing frames are skipped by pkttype
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        sock.bind((ifname, ETH_P_ALL))
+        sock.bind((ifname, protocol))
     except BaseException:
         sock.close()
         raise

@@ -4,7 +4,8 @@
     stdin:  {"routes": [{"prefix": "198.51.100.7/32", "communities": ["65000:7"], ...}]}
             {"stop": {"keep_routes": false, "message": "bye"}}
 Every event is written to LOGFILE as one line `event <repr>`; end of stdin or SIGTERM stops with a Cease.
-With `"bfd": {"desired_min_tx": 0.1, ...}` a BFD session runs beside it and its Down ends the BGP session.
+With `"bfd": {"desired_min_tx": 0.1, ...}` a BFD session runs beside it and its Down ends the BGP session
+(`"multihop": true` for RFC 5883, `"echo_interval": 0.05` for the echo function); `"ttl": 255` for ebgpMultiHop.
 With `"listen": true` it also accepts the peer's connections on port 179 of `source_address`; with
 `"connect": false` it only does that.
 """
@@ -56,6 +57,7 @@ def speaker_config(raw: dict[str, Any]) -> SpeakerConfig:
         min_backoff=0.1,
         connect_time=2.0,
         connect_timeout=2.0,
+        ttl=raw.get("ttl"),
     )
 
 
@@ -105,7 +107,7 @@ async def run(config: SpeakerConfig, listener: Listener | None, bfd: BfdConfig |
                 if change.old is BfdState.UP:
                     speaker.peer_down()
 
-            endpoint = BfdEndpoint(address=config.source_address)
+            endpoint = BfdEndpoint(address=config.source_address, port=bfd.port)
             liveness = endpoint, BfdPeer(endpoint, peer=config.peer_address, config=bfd, on_change=on_bfd)
         lines = asyncio.ensure_future(reader.readline())
         stop = asyncio.ensure_future(terminated.wait())

@@ -18,6 +18,7 @@ from services.announcer.bgp.bfd_echo import (
     echo_datagram,
     returned_echo,
 )
+from services.announcer.bgp.bfd_echo_link import Neighbour, neighbour_in
 from tests.unit.announcer.bgp.test_bfd import FAST, Link
 
 ECHO = BfdConfig(desired_min_tx=0.3, required_min_rx=0.3, detect_mult=3, echo_interval=0.05)
@@ -149,3 +150,18 @@ def test_any_bytes_read_as_an_echo_or_nothing(data: bytes) -> None:
     read = returned_echo(data, NODE)
     if read is not None:
         EchoPayload.decode(read.payload)
+
+
+ARP_TABLE = """IP address       HW type     Flags       HW address            Mask     Device
+10.77.0.9        0x1         0x0         00:00:00:00:00:00     *        eth0
+10.77.0.1        0x1         0x2         52:54:00:12:34:56     *        eth0
+"""
+
+
+def test_the_peer_s_mac_and_interface_come_from_the_neighbour_table() -> None:
+    assert neighbour_in(ARP_TABLE, ipaddress.IPv4Address("10.77.0.1")) == Neighbour(
+        "eth0", bytes.fromhex("525400123456")
+    )
+    assert neighbour_in(ARP_TABLE, ipaddress.IPv4Address("10.77.0.9")) is None  # incomplete
+    assert neighbour_in(ARP_TABLE, ipaddress.IPv4Address("10.77.0.7")) is None
+    assert neighbour_in("garbage\n10.77.0.1 0x1 0x2 zz *", ipaddress.IPv4Address("10.77.0.1")) is None
