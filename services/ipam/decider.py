@@ -190,7 +190,7 @@ class Decider:
     def _reconcile(self, key: core.ServiceKey) -> None:
         service = self.world.services.get(key)
         if service is None:
-            self._release(self.allocator.release(key, ReleaseReason.SERVICE_DELETED), "")
+            self._let_go(key, ReleaseReason.SERVICE_DELETED, "")
             return
         uid = service.ref.uid
         parsed = self._parse(key, service)
@@ -200,7 +200,7 @@ class Decider:
                 if parsed.reason is core.NotManagedReason.NOT_LOAD_BALANCER
                 else ReleaseReason.CLASS_CHANGED
             )
-            self._release(self.allocator.release(key, reason), uid, parsed.message)
+            self._let_go(key, reason, uid, parsed.message)
             return
         if isinstance(parsed, core.Refused):
             self._release(self.allocator.release(key, ReleaseReason.REFUSED), uid, parsed.message)
@@ -245,6 +245,17 @@ class Decider:
         if released is None or self.ledger.allocation_of(released.service) is None:
             return  # nothing released, or the ledger already has it released
         self._emit_allocation(events.released(released, uid, message))
+
+    def _let_go(self, key: core.ServiceKey, reason: ReleaseReason, uid: str, message: str = "") -> None:
+        """The Service is not metalbus's any more (deleted, no LoadBalancer, another class): what it
+        holds is released; a failure recorded for it is withdrawn by a release of nothing, so that
+        no reader keeps speaking for it (the watcher leaves its status to whoever owns it now)."""
+        released = self.allocator.release(key, reason)
+        if released is None and key in self.ledger.failures:
+            withdrawn = core.Released(service=key, ips=(), pool=None, reason=reason)
+            self._emit_allocation(events.released(withdrawn, uid, message))
+            return
+        self._release(released, uid, message)
 
     def _fail(self, refused: core.Refused, service: ServiceObserved) -> None:
         event = events.failed(refused, service.ref.uid)

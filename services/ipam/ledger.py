@@ -71,7 +71,9 @@ def _(event: IPAllocated, ledger: Ledger, sequence: int) -> None:
 
 @_apply.register
 def _(event: IPReleased, ledger: Ledger, sequence: int) -> None:
-    ledger.allocations.pop(service_key(event.service.namespace, event.service.name), None)
+    key = service_key(event.service.namespace, event.service.name)
+    ledger.allocations.pop(key, None)
+    ledger.failures.pop(key, None)
 
 
 @_apply.register

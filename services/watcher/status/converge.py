@@ -26,6 +26,7 @@ from services.watcher.status.desired import (
     POOL_ANNOTATION,
     Absent,
     AnnouncementStatusTarget,
+    Claim,
     PoolTarget,
     ServiceTarget,
     Target,
@@ -234,9 +235,8 @@ def service_changes(target: ServiceTarget, obj: Obj, *, ip_mode: bool = True
 
     ``ip_mode`` False: the API server drops ``ipMode`` (Kubernetes before 1.30), so it is not asked for."""
     current = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    if target.ips:
-        wanted: list[Obj] = [{"ip": ip, "ipMode": "VIP"} if ip_mode else {"ip": ip} for ip in target.ips]
-    else:
+    wanted: list[Obj] = [{"ip": ip, "ipMode": "VIP"} if ip_mode else {"ip": ip} for ip in target.ips]
+    if target.claim is Claim.HANDED_OVER:
         wanted = [entry for entry in current if entry.get("ip") not in target.strip]
     annotations = meta(obj).get("annotations") or {}
     changes: dict[str, str | None] = {}

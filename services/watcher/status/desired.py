@@ -7,7 +7,10 @@ the desired state of one object as it is *now*, so a writer that falls behind wr
 Facts taken from MetalLB so its users see the same things:
 - ``status.loadBalancer.ingress`` lists exactly the allocated IPs (we add ``ipMode: VIP``), and the
   ``metallb.io/ip-allocated-from-pool`` annotation names the pool; the deprecated
-  ``metallb.universe.tf/ip-allocated-from-pool`` is removed. A failed allocation leaves no IP.
+  ``metallb.universe.tf/ip-allocated-from-pool`` is removed. A released or failed allocation leaves no
+  address at all, whoever wrote it (MetalLB's ``clearServiceState``): the status of a Service metalbus
+  serves is metalbus's. Only a Service handed to another controller (its ``loadBalancerClass``) keeps
+  what is not ours.
 - Event reasons and messages: ``IPAllocated`` "Assigned IP [...]", ``AllocationFailed``
   "Failed to allocate IP for "ns/name": ...", ``nodeAssigned`` "announcing from node "n" with protocol
   "layer2"", ``deprecatedAnnotation`` "Service uses deprecated annotation ...", ``ClearAssignment``.
@@ -101,16 +104,35 @@ class KubeEvent:
 # --- desired objects ---------------------------------------------------------------------------
 
 
+class Claim(StrEnum):
+    """What metalbus has to say about a Service's status."""
+
+    SERVED = "served"
+    """metalbus serves the Service: its status shows exactly ``ips`` (none while it holds none), and is
+    put back whenever anyone else changes it."""
+    LEFT = "left"
+    """No LoadBalancer any more: its addresses are cleared once, then the Service is forgotten."""
+    HANDED_OVER = "handed_over"
+    """Its ``loadBalancerClass`` names another controller: only the addresses metalbus gave (``strip``)
+    are taken out, once; the rest of the status is that controller's."""
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceTarget:
-    """Allocated: ``ips`` and ``pool`` set. Released: both empty; ``strip`` lists the IPs to take out."""
+    """Allocated: ``ips`` and ``pool`` set. Cleared: both empty (``claim`` says how far)."""
 
     namespace: str
     name: str
     uid: str
     ips: tuple[str, ...] = ()
     pool: str | None = None
+    claim: Claim = Claim.SERVED
     strip: tuple[str, ...] = ()
+
+    @property
+    def forgotten_once_shown(self) -> bool:
+        """Whether nothing needs remembering once Kubernetes shows it."""
+        return self.claim is not Claim.SERVED
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,13 +291,18 @@ def _allocated(state: StatusState, event: IPAllocated) -> Change:
     return Change(keys=frozenset({key}), events=tuple(events))
 
 
-def _cleared(state: StatusState, service: ServiceId, strip: tuple[str, ...]) -> tuple[ObjectKey, str]:
+#: How a release leaves the Service's status (any other reason: still served, holding nothing).
+_RELEASE_CLAIMS = {ReleaseReason.NOT_LOAD_BALANCER: Claim.LEFT, ReleaseReason.CLASS_CHANGED: Claim.HANDED_OVER}
+
+
+def _cleared(state: StatusState, service: ServiceId, released: tuple[str, ...],
+             claim: Claim = Claim.SERVED) -> tuple[ObjectKey, str]:
     ident = (service.namespace, service.name)
     before = state.services.get(ident)
     uid = service.uid or (before.uid if before else "")
-    known = before.ips if before else ()
-    strip = tuple(dict.fromkeys((*known, *strip)))
-    state.services[ident] = ServiceTarget(service.namespace, service.name, uid, strip=strip)
+    known = (*before.ips, *before.strip) if before else ()
+    strip = tuple(dict.fromkeys((*known, *released))) if claim is Claim.HANDED_OVER else ()
+    state.services[ident] = ServiceTarget(service.namespace, service.name, uid, claim=claim, strip=strip)
     return service_key(*ident), uid
 
 
@@ -284,7 +311,9 @@ def _released(state: StatusState, event: IPReleased) -> Change:
     if event.reason is ReleaseReason.SERVICE_DELETED:
         state.services.pop((service.namespace, service.name), None)
         return NO_CHANGE  # nothing left to write on, nobody to tell
-    key, uid = _cleared(state, service, event.ips)
+    key, uid = _cleared(state, service, event.ips, _RELEASE_CLAIMS.get(event.reason, Claim.SERVED))
+    if not event.ips:
+        return Change(keys=frozenset({key}))  # it held nothing (a failure before): nothing to tell
     detail = f": {event.message}" if event.message else ""
     message = (f"Released IP {go_quoted_list(event.ips)} of \"{service.namespace}/{service.name}\" "
                f"({event.reason.value}){detail}")

@@ -177,10 +177,10 @@ class StatusWriter:
                      len(self.state.services), len(pending), rebuilt - started, time.monotonic() - rebuilt)
             for key in pending:
                 self.queue.put(key)
-            # releases Kubernetes already shows (or whose Service is gone) need no memory
+            # Services handed over that Kubernetes already shows (or that are gone) need no memory
             waiting = set(pending)
             for ident, service in list(self.state.services.items()):
-                if not service.ips and service_key(*ident) not in waiting:
+                if service.forgotten_once_shown and service_key(*ident) not in waiting:
                     del self.state.services[ident]
         else:
             for key in self.state.object_keys():
@@ -286,7 +286,7 @@ class StatusWriter:
             metrics.SKIPPED.labels(kind).inc()
         if since is not None and outcome is not Outcome.GONE:
             metrics.WRITE_LAG.labels(kind).observe(max(0.0, time.time() - since))
-        if isinstance(desired, ServiceTarget) and not desired.ips:
+        if isinstance(desired, ServiceTarget) and desired.forgotten_once_shown:
             ident = (desired.namespace, desired.name)
             if self.state.services.get(ident) is desired:
-                del self.state.services[ident]  # released and shown: nothing left to remember
+                del self.state.services[ident]  # not ours any more and shown: nothing left to remember

@@ -142,3 +142,20 @@ def test_deprecated_annotations_are_named_in_the_decision() -> None:
     assert allocated.pool == "dmz"
     assert allocated.deprecated_annotations == ("metallb.universe.tf/address-pool",)
     assert "deprecated" in allocated.reason
+
+
+def test_a_failed_service_that_leaves_metalbus_has_its_failure_withdrawn() -> None:
+    """A failure is withdrawn by a release of nothing when the Service goes to another controller or is
+    deleted, so no reader keeps speaking for a Service metalbus no longer serves."""
+    decider = active()
+    [failed] = of_type(decider.observe(service("web")), AllocationFailed)
+    assert failed.reason is AllocationFailureReason.NO_POOLS
+    [withdrawn] = of_type(decider.observe(service("web", version="2", load_balancer_class="other.io/lb")),
+                          IPReleased)
+    assert (withdrawn.ips, withdrawn.reason) == ((), ReleaseReason.CLASS_CHANGED)
+    assert decider.observe(service("web", version="3", load_balancer_class="other.io/lb")) == []
+
+    [failed] = of_type(decider.observe(service("db")), AllocationFailed)
+    [withdrawn] = of_type(decider.observe(deleted("db")), IPReleased)
+    assert (withdrawn.ips, withdrawn.reason) == ((), ReleaseReason.SERVICE_DELETED)
+    assert decider.ledger.failures == {}

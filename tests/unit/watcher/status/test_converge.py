@@ -11,7 +11,7 @@ from services.watcher.status.configstate import (
     ConfigStateTarget,
 )
 from services.watcher.status.converge import config_status, service_changes
-from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION, ServiceTarget
+from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION, Claim, ServiceTarget
 
 ALLOCATED = ServiceTarget("default", "web", "u", ("10.0.0.5",), "lan")
 
@@ -38,8 +38,24 @@ def test_without_ip_mode_support_the_plain_ip_is_enough() -> None:
     assert service_changes(ALLOCATED, obj)[0] == [{"ip": "10.0.0.5", "ipMode": "VIP"}]
 
 
-def test_release_strips_only_our_ips() -> None:
-    released = ServiceTarget("default", "web", "u", strip=("10.0.0.5",))
+def test_a_cleared_service_shows_no_address_whoever_wrote_it() -> None:
+    cleared = ServiceTarget("default", "web", "u")
+    obj = service([{"ip": "10.0.0.5", "ipMode": "VIP"}, {"hostname": "lb.example"}, {"ip": "203.0.113.9"}],
+                  {POOL_ANNOTATION: "lan"})
+    assert service_changes(cleared, obj) == ([], {POOL_ANNOTATION: None})
+    assert service_changes(cleared, service([])) == (None, {})
+
+
+def test_an_allocated_service_shows_exactly_its_addresses() -> None:
+    for shown in ([{"ip": "10.0.0.9", "ipMode": "VIP"}], [{"hostname": "lb.example"}],
+                  [{"ip": "10.0.0.5", "ipMode": "VIP"}, {"ip": "fd00::5", "ipMode": "VIP"}],
+                  [{"ip": "10.0.0.5", "ipMode": "Proxy"}]):
+        assert service_changes(ALLOCATED, service(shown, {POOL_ANNOTATION: "lan"}))[0] == [
+            {"ip": "10.0.0.5", "ipMode": "VIP"}], shown
+
+
+def test_a_service_handed_over_loses_only_our_ips() -> None:
+    released = ServiceTarget("default", "web", "u", claim=Claim.HANDED_OVER, strip=("10.0.0.5",))
     obj = service([{"ip": "10.0.0.5", "ipMode": "VIP"}, {"ip": "203.0.113.9"}], {POOL_ANNOTATION: "lan"})
     assert service_changes(released, obj) == ([{"ip": "203.0.113.9"}], {POOL_ANNOTATION: None})
     assert service_changes(released, service([])) == (None, {})

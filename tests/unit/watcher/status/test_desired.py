@@ -26,6 +26,7 @@ from services.watcher.status.desired import (
     INT64_MAX,
     Absent,
     AnnouncementStatusTarget,
+    Claim,
     EventType,
     ObjectKey,
     PoolTarget,
@@ -74,12 +75,12 @@ def test_allocation_story() -> None:
     change = apply(state, allocated("10.0.0.5", "fd00::5"), subject=SUBJECT, sequence=3)
     assert change.events[0].message == 'Assigned IP ["10.0.0.5" "fd00::5"]'
 
-    # released: the target strips exactly what we had, and drops the pool
+    # released: the Service shows no address at all and loses the pool (it is still served)
     change = apply(state, IPReleased(service=WEB, ips=("10.0.0.5", "fd00::5"), reason=ReleaseReason.REPLACED,
                                      message="pool annotation changed"), subject=SUBJECT, sequence=4)
     [event] = change.events
     assert event.reason is Reason.CLEAR_ASSIGNMENT and "pool annotation changed" in event.message
-    assert target(state, key) == ServiceTarget("default", "web", "u-web", strip=("10.0.0.5", "fd00::5"))
+    assert target(state, key) == ServiceTarget("default", "web", "u-web")
 
     # a failure leaves no IP (as in MetalLB) and is a Warning naming the Service
     apply(state, allocated("10.0.0.6"), subject=SUBJECT, sequence=5)
@@ -88,13 +89,46 @@ def test_allocation_story() -> None:
     [event] = change.events
     assert (event.type, event.reason) == (EventType.WARNING, Reason.ALLOCATION_FAILED)
     assert event.message == 'Failed to allocate IP for "default/web": pool lan is full'
-    assert target(state, key) == ServiceTarget("default", "web", "u-web", strip=("10.0.0.6",))
+    assert target(state, key) == ServiceTarget("default", "web", "u-web")
 
     # the Service is gone: nothing to write, nobody to tell
     change = apply(state, IPReleased(service=WEB, ips=(), reason=ReleaseReason.SERVICE_DELETED),
                    subject=SUBJECT, sequence=7)
     assert change.keys == frozenset() and change.events == ()
     assert target(state, key) is None
+
+
+def test_an_allocation_that_stops_being_valid_leaves_no_address_whatever_came_between() -> None:
+    """Released, then refused, before anything was written: the Service shows nothing (the release's
+    addresses are not forgotten by the failure that follows it)."""
+    state = StatusState(NS)
+    key = service_key("default", "web")
+    apply(state, allocated("10.0.0.5"), subject=SUBJECT, sequence=1)
+    apply(state, IPReleased(service=WEB, ips=("10.0.0.5",), reason=ReleaseReason.NOT_COVERED_BY_POOL),
+          subject=SUBJECT, sequence=2)
+    apply(state, AllocationFailed(service=WEB, reason=AllocationFailureReason.NO_POOLS, message="no pool"),
+          subject=SUBJECT, sequence=3)
+    cleared = target(state, key)
+    assert cleared == ServiceTarget("default", "web", "u-web", claim=Claim.SERVED)
+    assert isinstance(cleared, ServiceTarget) and not cleared.forgotten_once_shown  # still ours to keep clear
+
+
+def test_a_service_handed_to_another_controller_loses_only_our_addresses() -> None:
+    state = StatusState(NS)
+    key = service_key("default", "web")
+    apply(state, allocated("10.0.0.5"), subject=SUBJECT, sequence=1)
+    apply(state, IPReleased(service=WEB, ips=("10.0.0.5",), reason=ReleaseReason.CLASS_CHANGED),
+          subject=SUBJECT, sequence=2)
+    handed = target(state, key)
+    assert handed == ServiceTarget("default", "web", "u-web", claim=Claim.HANDED_OVER, strip=("10.0.0.5",))
+    assert isinstance(handed, ServiceTarget) and handed.forgotten_once_shown
+
+    # one that held nothing (it had failed) is handed over silently
+    change = apply(state, IPReleased(service=API, ips=(), reason=ReleaseReason.CLASS_CHANGED),
+                   subject="ipam.allocation.default.api", sequence=3)
+    assert change.events == ()
+    assert target(state, service_key("default", "api")) == ServiceTarget(
+        "default", "api", "u-api", claim=Claim.HANDED_OVER)
 
 
 def test_deprecated_annotations_are_warned_once_per_annotation() -> None:
