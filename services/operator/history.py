@@ -57,6 +57,8 @@ def describe(event: Event) -> str | None:
         return f"{_service(event)} holds {', '.join(event.ips)} (pool {event.pool}{shared}): {event.reason}"
     if isinstance(event, IPReleased):
         detail = f": {event.message}" if event.message else ""
+        if not event.ips:  # it held nothing: a failure withdrawn as the Service left metalbus
+            return f"{_service(event)} no longer served ({event.reason.value}){detail}"
         return f"{_service(event)} released {', '.join(event.ips)} ({event.reason.value}){detail}"
     if isinstance(event, AllocationFailed):
         return f"{_service(event)} got no IP ({event.reason.value}): {event.message}"

@@ -24,7 +24,7 @@ from schemas.events.codec import wrap
 from services.common.bus import Received
 from services.common.subjects import StreamName
 from services.operator.explain import explain_lines
-from services.operator.history import history
+from services.operator.history import describe, history
 from services.operator.views import ClusterView
 
 T0 = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
@@ -106,3 +106,9 @@ def test_explain_says_where_a_local_policy_lets_it_be_announced() -> None:
     assert "It asks for: metallb.io/loadBalancerIPs=10.0.0.5." in lines
     assert ("externalTrafficPolicy is Local: only nodes with a serving endpoint may announce it;"
             " its serving endpoints are on node1.") in lines
+
+
+def test_a_withdrawn_failure_reads_as_a_service_metalbus_no_longer_serves() -> None:
+    withdrawn = IPReleased(service=ServiceId(namespace="default", name="web", uid="u"), ips=(),
+                           reason=ReleaseReason.CLASS_CHANGED)
+    assert describe(withdrawn) == "default/web no longer served (LoadBalancerClassChanged)"
