@@ -34,6 +34,7 @@ class SpeakerConfig:
     min_backoff: float = 1.0
     connect_timeout: float = 10.0
     ttl: int | None = None  # e.g. 255 for ebgpMultiHop; None keeps the system default
+    device: str | None = None  # SO_BINDTODEVICE: a VRF's master, or the interface a link-local peer is on
 
 
 RECEIVE_SLICE = 16 * 1024
@@ -356,11 +357,13 @@ class Speaker:
     async def _dial(self) -> None:
         config = self.config
         sock = tcp.client_socket(
-            peer=config.peer_address, source=config.source_address, password=config.password, ttl=config.ttl
-        )
+            peer=config.peer_address, source=config.source_address, password=config.password, ttl=config.ttl,
+            device=config.device,
+        )  # fmt: skip
         try:
+            address = tcp.peer_sockaddr(config.peer_address, config.peer_port, device=config.device)
             async with asyncio.timeout(config.connect_timeout):
-                await self._loop.sock_connect(sock, (str(config.peer_address), config.peer_port))
+                await self._loop.sock_connect(sock, address)
         except BaseException:
             sock.close()
             raise

@@ -1,4 +1,5 @@
-"""Socket plumbing for BGP over TCP on Linux: TCP MD5 signatures (RFC 2385), source binding, TTL."""
+"""Socket plumbing for BGP over TCP on Linux: TCP MD5 signatures (RFC 2385), source and device binding
+(a VRF, or the interface of a link-local peer), TTL."""
 
 from __future__ import annotations
 
@@ -50,12 +51,16 @@ def client_socket(
     source: IPAddress | None = None,
     password: str | None = None,
     ttl: int | None = None,
+    device: str | None = None,
 ) -> socket.socket:
-    """A non-blocking TCP socket ready to connect to ``peer``."""
+    """A non-blocking TCP socket ready to connect to ``peer``; with ``device`` it is bound to that device
+    (SO_BINDTODEVICE): a VRF's master device makes the kernel route it and pick its source in the VRF."""
     sock = socket.socket(family_of(peer), socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if device is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
         if password:
             set_md5(sock, peer, password)
         if ttl is not None:
@@ -66,6 +71,15 @@ def client_socket(
         sock.close()
         raise
     return sock
+
+
+def peer_sockaddr(
+    peer: IPAddress, port: int, *, device: str | None = None
+) -> tuple[str, int] | tuple[str, int, int, int]:
+    """Where to connect: a link-local peer is scoped to ``device``, the interface it was found on."""
+    if isinstance(peer, ipaddress.IPv6Address) and peer.is_link_local and device is not None:
+        return (str(peer), port, 0, socket.if_nametoindex(device))
+    return (str(peer), port)
 
 
 def server_socket(*, address: IPAddress, port: int, backlog: int = 16) -> socket.socket:
