@@ -23,9 +23,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/metalbus
 WORKDIR /src
 COPY requirements.lock ./
-# Every dependency ships binary wheels for linux/amd64 and arm64: no compiler is needed or installed.
-RUN /opt/metalbus/bin/pip install --only-binary=:all: --no-deps -r requirements.lock \
- && /opt/metalbus/bin/pip install "setuptools==80.9.0"
+# Every dependency ships binary wheels for linux/amd64 and arm64 (no compiler is needed or installed) but
+# nkeys, pure Python published only as source: it is built with the pinned setuptools, without fetching
+# anything unpinned for the build.
+RUN /opt/metalbus/bin/pip install "setuptools==80.9.0" \
+ && /opt/metalbus/bin/pip install --only-binary=:all: --no-binary=nkeys --no-build-isolation \
+      --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY services ./services
