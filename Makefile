@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
-# Debian packages the network tests use (installed when running as root and missing).
-DEBIAN_PACKAGES = openssl iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived
+# Debian packages the network and container tests use (installed when running as root and missing): the
+# container tests start a private dockerd and build a stand-in Python base with debootstrap.
+DEBIAN_PACKAGES = openssl iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived docker.io debootstrap
 
 .PHONY: run test venv debs lint typecheck schemas bench lock clean
 
