@@ -1,0 +1,175 @@
+"""Multihop BFD (RFC 5883) beside an ebgpMultiHop session, across a routed hop, against FRR's bfdd (``peer X
+multihop local-address Y``) and BIRD (``multihop`` in its BFD protocol): the session comes up on port 4784,
+a path cut beyond the first router takes BFD and the BGP session down long before the 90 s hold time, and a
+minimum TTL the packets cannot meet keeps BFD from coming up.
+
+    node (eth0 10.78.1.2/24) ── hop (eth0 10.78.1.1, eth1 10.78.2.1: forwards) ── router (eth0 10.78.2.2/24)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.netlab import Lab, skip_reason, wait_for
+from tests.network.bgp.harness import Net, SpeakerProcess, route
+from tests.network.bgp.routers import Bird, Frr, start_frr_with_zebra
+
+_SKIP = skip_reason()
+pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
+
+NODE, HOP_NODE_SIDE, HOP_ROUTER_SIDE, ROUTER = "10.78.1.2", "10.78.1.1", "10.78.2.1", "10.78.2.2"
+NODE_AS, ROUTER_AS = 64512, 64513
+V4 = "198.51.100.9/32"
+
+
+@contextmanager
+def routed_hop(directory: Path) -> Iterator[tuple[Net, str]]:
+    """The three namespaces; yields the net (node and router) and the hop's namespace."""
+    with Lab("mbmh") as lab:
+        node, hop, router = lab.namespace("node"), lab.namespace("hop"), lab.namespace("router")
+        lab.veth(node, hop, ifname_a="eth0", ifname_b="eth0", addresses_a=[f"{NODE}/24"],
+                 addresses_b=[f"{HOP_NODE_SIDE}/24"])  # fmt: skip
+        lab.veth(hop, router, ifname_a="eth1", ifname_b="eth0", addresses_a=[f"{HOP_ROUTER_SIDE}/24"],
+                 addresses_b=[f"{ROUTER}/24"])  # fmt: skip
+        lab.sysctl(hop, "net.ipv4.ip_forward", "1")
+        lab.run(node, "ip", "route", "add", "default", "via", HOP_NODE_SIDE)
+        lab.run(router, "ip", "route", "add", "default", "via", HOP_ROUTER_SIDE)
+        yield Net(lab, node, router, directory), hop
+
+
+def speaker(net: Net, *, minimum_ttl: int = 254) -> SpeakerProcess:
+    """The node's side as a BGPPeer with ebgpMultiHop and a BFD profile (300 ms x 3) gives it."""
+    bfd = {"desired_min_tx": 0.3, "required_min_rx": 0.3, "detect_mult": 3, "multihop": True,
+           "minimum_ttl": minimum_ttl}  # fmt: skip
+    return SpeakerProcess(net, "speaker", local_as=NODE_AS, peer_as=ROUTER_AS, router_id=NODE, peer_address=ROUTER,
+                          source_address=NODE, next_hop_v6=None, hold_time=90, ttl=255, bfd=bfd)  # fmt: skip
+
+
+# --- FRR ----------------------------------------------------------------------------------------------------
+
+BGPD = f"""frr defaults traditional
+hostname router
+router bgp {ROUTER_AS}
+ bgp router-id {ROUTER}
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ neighbor {NODE} remote-as {NODE_AS}
+ neighbor {NODE} passive
+ neighbor {NODE} ebgp-multihop 255
+ neighbor {NODE} update-source {ROUTER}
+ neighbor {NODE} timers 30 90
+ neighbor {NODE} bfd
+ address-family ipv4 unicast
+  neighbor {NODE} activate
+ exit-address-family
+"""
+BFDD = f"""hostname router
+bfd
+ peer {NODE} multihop local-address {ROUTER}
+  receive-interval 300
+  transmit-interval 300
+ exit
+"""
+
+
+@contextmanager
+def frr_lab(tmp_path: Path) -> Iterator[tuple[Net, str, Frr]]:
+    if (reason := Frr.skip_reason()) is not None:
+        pytest.skip(reason)
+    with tempfile.TemporaryDirectory(prefix="mbbgp-frr-") as directory, routed_hop(tmp_path) as (net, hop):
+        try:
+            yield net, hop, start_frr_with_zebra(net.lab, net.router, Path(directory), BGPD, neighbor=NODE,
+                                                 bfdd_config=BFDD)  # fmt: skip
+        finally:
+            net.lab.close()  # the daemons go before their directory does
+
+
+def frr_bfd_peer(frr: Frr) -> dict[str, Any]:
+    peers = json.loads(frr.vtysh("show bfd peers json").stdout or "[]")
+    return next((p for p in peers if p.get("peer") == NODE), {})
+
+
+def frr_control_sent(frr: Frr) -> int:
+    peers = json.loads(frr.vtysh("show bfd peers counters json").stdout or "[]")
+    return int(next((p for p in peers if p.get("peer") == NODE), {}).get("control-packet-output", 0))
+
+
+def test_frr_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_path: Path) -> None:
+    with frr_lab(tmp_path) as (net, hop, frr):
+        node = speaker(net)
+        node.announce(route(V4))
+        wait_for(lambda: frr.route(V4), timeout=20, message="route at FRR")
+        peer = wait_for(lambda: (p := frr_bfd_peer(frr)).get("status") == "up" and p, timeout=10, message="BFD up")
+        assert peer["multihop"] is True
+        assert "bfd state changed" in node.events() and "new=UP" in node.events()
+
+        net.lab.run(hop, "ip", "link", "set", "eth1", "down")  # the path is cut one router away
+        wait_for(lambda: "diag=CONTROL_DETECTION_TIME_EXPIRED" in node.events(), timeout=5, message="our BFD Down")
+        wait_for(lambda: "reason=peer_down" in node.events(), timeout=5, message="the BGP session torn down")
+        wait_for(lambda: frr_bfd_peer(frr).get("status") == "down", timeout=5, message="BFD down at FRR")
+        wait_for(lambda: frr.route(V4) is None, timeout=5, message="route gone at FRR (hold time is 90 s)")
+
+        net.lab.run(hop, "ip", "link", "set", "eth1", "up")
+        wait_for(lambda: frr.route(V4), timeout=30, message="route back with the path")
+
+
+def test_a_minimum_ttl_the_path_cannot_meet_keeps_bfd_down(tmp_path: Path) -> None:
+    """FRR's packets arrive with TTL 254 (one router on the way): a profile asking for 255 drops them all."""
+    with frr_lab(tmp_path) as (net, _, frr):
+        node = speaker(net, minimum_ttl=255)
+        wait_for(lambda: frr.established(), timeout=20, message="BGP up (BFD does not hold it back)")
+        wait_for(lambda: frr_bfd_peer(frr).get("status") == "init", timeout=10, message="FRR hears our Down")
+        counted = frr_control_sent(frr)
+        wait_for(lambda: frr_control_sent(frr) >= counted + 3, timeout=10, message="FRR sending on")
+        assert frr_bfd_peer(frr).get("status") == "init"
+        assert "new=UP" not in node.events()
+
+
+# --- BIRD ---------------------------------------------------------------------------------------------------
+
+BIRD_MINIMUM_TTL = 60  # BIRD sends multihop BFD with the system's default TTL (64), not 255: minimumTtl must allow it
+BIRD_CONF = f"""
+router id {ROUTER};
+log "{{log}}" all;
+protocol device {{ scan time 1; }}
+protocol bfd {{ multihop {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }}; }}
+protocol bgp node {{
+    local {ROUTER} as {ROUTER_AS};
+    neighbor {NODE} as {NODE_AS};
+    multihop;
+    passive on;
+    hold time 90;
+    bfd on;
+    ipv4 {{ import all; export none; }};
+}}
+"""
+
+
+def test_bird_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_path: Path) -> None:
+    if (reason := Bird.skip_reason()) is not None:
+        pytest.skip(reason)
+    with routed_hop(tmp_path) as (net, hop):
+        directory = tmp_path / "bird"
+        directory.mkdir()
+        conf = directory / "bird.conf"
+        conf.write_text(BIRD_CONF.replace("{log}", str(directory / "bird.log")))
+        bird = Bird(net.lab, net.router, directory)
+        bird.proc = net.lab.popen(net.router, "bird", "-f", "-c", str(conf), "-s", bird.socket, "-P",
+                                  str(directory / "bird.pid"), stdin=subprocess.DEVNULL)  # fmt: skip
+        node = speaker(net, minimum_ttl=BIRD_MINIMUM_TTL)
+        node.announce(route(V4))
+        wait_for(lambda: bird.route_text(V4), timeout=20, message="route at BIRD")
+        sessions = lambda: bird.birdc("show bfd sessions", check=False).stdout  # noqa: E731
+        wait_for(lambda: NODE in sessions() and " Up " in sessions(), timeout=10, message="BFD up at BIRD")
+
+        net.lab.run(hop, "ip", "link", "set", "eth1", "down")
+        wait_for(lambda: "reason=peer_down" in node.events(), timeout=5, message="the BGP session torn down")
+        wait_for(lambda: bird.route_text(V4) is None, timeout=5, message="route gone at BIRD (hold time is 90 s)")
