@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated interface name patterns (shell style) never to answer ARP/NDP on, in addition"
         " to the built-in ones (lo, veth*, docker*, cni*, kube-ipvs*, ...) (env METALBUS_EXCLUDE_INTERFACES)",
     )
+    announcer.add_argument(
+        "--bgp-listen-port", type=int, default=_env_int("METALBUS_BGP_LISTEN_PORT", 179),
+        help="TCP port BGP peers that dial in connect to, on every address of the node; 0: dial out only"
+        " (env METALBUS_BGP_LISTEN_PORT)",
+    )
 
     authenticator = commands.add_parser(
         "authenticator", help="the NATS auth callout: authenticates each announcer as its node (beside NATS)")
@@ -221,7 +226,7 @@ def _service_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
         extra = tuple(p.strip() for p in args.exclude_interfaces.split(",") if p.strip())
         policy = ExclusionPolicy(names=DEFAULT_POLICY.names + extra, kinds=DEFAULT_POLICY.kinds)
-        return announcer_main(node=args.node, policy=policy)
+        return announcer_main(node=args.node, policy=policy, bgp_listen_port=args.bgp_listen_port or None)
     if args.command == "ipam":
         from services.ipam.replica import ReplicaSettings
         from services.ipam.service import ipam_main

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Mapping
@@ -35,7 +36,8 @@ from schemas.events import (
     IPReleased,
 )
 from services.announcer.announced import AnnouncedCollector, Protocol, announced_collector
-from services.announcer.bgp.peering import Refused
+from services.announcer.bgp.listener import Listener
+from services.announcer.bgp.peering import Refused, duplicate_peer_addresses
 from services.announcer.bgp_advertising import IPAnnouncement, LocalPrefConflict, Plan, plan
 from services.announcer.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
 from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, session_spec_for
@@ -74,9 +76,13 @@ class BgpAgent:
         health: Health | None = None,
         collector: BgpCollector | None = None,
         announced: AnnouncedCollector | None = None,
+        listen_port: int | None = None,
     ) -> None:
+        """``listen_port``: where peers that dial in connect (179 in production; ``None``: dial out only)."""
         self.bus = bus
         self.node = node
+        self.listen_port = listen_port
+        self._listener: Listener | None = None
         self.health = health
         self.world = BgpWorld(node)
         self.plan = Plan()
@@ -104,6 +110,7 @@ class BgpAgent:
         try:
             if not await self._read_until_done(stopping):
                 return
+            self._listener = await self._listen()
             self._apply_plan(await self._plan())
             if self.health is not None:
                 self.health.set_ready("bgp", True)
@@ -120,9 +127,31 @@ class BgpAgent:
                 tasks.start("bgp-states", partial(self._publish_states, stopping), on_failure=OnFailure.RESTART)
         finally:
             await self._end_sessions()
+            if self._listener is not None:
+                await self._listener.__aexit__(None, None, None)
+                self._listener = None
             for follower in self._followers:
                 await follower.close()
             log.info("bgp agent stopped node=%s", self.node)
+
+    async def _listen(self) -> Listener | None:
+        """One listening socket for every peer (both families on ``::``, or IPv4 alone where IPv6 is off). A port
+        that cannot be had (another BGP daemon on the node) leaves the agent dialling out only, said once."""
+        if self.listen_port is None:
+            return None
+        error: OSError | None = None
+        for address in (ipaddress.IPv6Address("::"), ipaddress.IPv4Address("0.0.0.0")):
+            try:
+                listener = Listener(address=address, port=self.listen_port)
+            except OSError as failed:
+                error = failed
+                continue
+            await listener.__aenter__()
+            log.info("bgp listening address=%s port=%d", address, listener.bound_port)
+            return listener
+        log.warning("bgp not listening port=%d error=%r consequence=%s", self.listen_port, error,
+                    "peers that only dial in get no session")  # fmt: skip
+        return None
 
     async def _end_sessions(self) -> None:
         sessions, self.sessions = list(self.sessions.values()), {}
@@ -243,10 +272,11 @@ class BgpAgent:
                             c.prefix, ",".join(map(str, c.local_prefs)), c.chosen)  # fmt: skip
         node = world.this_node()
         wanted = {}
+        duplicates = duplicate_peer_addresses({name: p.peer.spec for name, p in self.plan.peers.items()})
         for name, peer_plan in self.plan.peers.items():
             assert node is not None  # a plan has peers only for a known node
             peer = peer_plan.peer
-            spec = session_spec_for(
+            spec = duplicates.get(name) or session_spec_for(
                 peer, node=node, password=world.password_for(peer), configuration=world.configuration
             )
             if isinstance(spec, Refused):
@@ -262,7 +292,8 @@ class BgpAgent:
             if session is None:
                 ref = _ref(peer_plan.peer.namespace, name)
                 session = PeerSession(name=name, ref=ref, spec=spec, endpoints=self._endpoints,
-                                      on_state=self._on_state, on_sent=self._update_metrics)  # fmt: skip
+                                      on_state=self._on_state, on_sent=self._update_metrics,
+                                      listener=self._listener)  # fmt: skip
                 self.sessions[name] = session
                 session.start(peer_plan.routes)
             else:
@@ -290,8 +321,8 @@ class BgpAgent:
 
     def _on_state(self, session: PeerSession, state: BGPSessionState, reason: str) -> None:
         current = self.sessions.get(session.name)
-        if current is not None and current is not session:
-            return  # a retired session, replaced: the new one speaks for the peer
+        if current is not session and (current is not None or session.name in self._refused):
+            return  # a retired session, replaced by a new one or by a refusal: they speak for the peer
         log.info("bgp session changed peer=%s address=%s state=%s reason=%s", session.ref,
                  session.peer_address, state.value, reason or "-")  # fmt: skip
         self._state_events.put_nowait(
@@ -377,7 +408,7 @@ class BgpAgent:
                                            received_updates=s.received.updates,
                                            received_prefixes=s.received.prefixes, update_errors=s.received.errors)
             for s in self.sessions.values()
-        }))  # fmt: skip
+        }, refused_connections=self._listener.refused if self._listener is not None else 0))  # fmt: skip
         self._announced.update(Protocol.BGP, self.node, {  # planned for a peer this announcer has a session with
             ip: tuple(f"{s.namespace}/{s.name}" for s in announcement.services)
             for ip, announcement in self.plan.announcements.items()

@@ -10,6 +10,8 @@ and what peers send, which is checked and counted but never used (``metalbus_`` 
     metalbus_bgp_received_prefixes_total{peer}   prefixes announced or withdrawn in them
     metalbus_bgp_update_errors_total{peer}       UPDATEs with an RFC 7606 error handled without a reset
                                                  (an attribute discarded, routes treated as withdrawn)
+    metalbus_bgp_refused_connections_total       connections from addresses no BGPPeer has, refused before
+                                                 OPEN (no label: the sources are anyone's to choose)
 
 (``metallb_speaker_announced``, shared with L2 mode, is in ``announced.py``.)
 
@@ -40,6 +42,7 @@ class PeerStats:
 @dataclass(frozen=True, slots=True)
 class BgpSnapshot:
     peers: Mapping[str, PeerStats] = field(default_factory=dict)  # peer address -> stats
+    refused_connections: int = 0  # connections from addresses no BGPPeer has, refused before OPEN
 
 
 class BgpCollector(Collector):
@@ -72,7 +75,11 @@ class BgpCollector(Collector):
             received.add_metric([peer], stats.received_updates)
             received_prefixes.add_metric([peer], stats.received_prefixes)
             errors.add_metric([peer], stats.update_errors)
-        yield from (up, updates, prefixes, received, received_prefixes, errors)
+        refused = CounterMetricFamily(
+            "metalbus_bgp_refused_connections", "Connections from addresses no BGPPeer has, refused before OPEN"
+        )
+        refused.add_metric([], snap.refused_connections)
+        yield from (up, updates, prefixes, received, received_prefixes, errors, refused)
 
 
 def bgp_collector(registry: CollectorRegistry = REGISTRY) -> BgpCollector:

@@ -1,7 +1,8 @@
 """One BGP session per applicable BGPPeer: its speaker, its BFD session beside it, and what it reports.
 
 ``session_spec_for`` (pure) says what a peer's session is made of; a peer whose spec changes gets a new
-session (the old one ends with a Cease). ``PeerSession`` runs one: the speaker dials out and converges to the
+session (the old one ends with a Cease). ``PeerSession`` runs one: the speaker dials out, takes the peer's own
+connection from the agent's listener (a collision is resolved as RFC 4271 §6.8 says) and converges to the
 routes it is handed; a BFD Down ends the BGP session at once (the speaker reconnects with backoff).
 """
 
@@ -27,6 +28,7 @@ from services.announcer.bgp.events import (
     State,
     StateChanged,
 )
+from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.nlri import IPAddress, Prefix
 from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for, speaker_config_for
 from services.announcer.bgp.rib import Route
@@ -129,8 +131,10 @@ class PeerSession:
         endpoints: BfdEndpoints,
         on_state: StateCallback,
         on_sent: Callable[[], None] | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.name, self.ref, self.spec = name, ref, spec
+        self._listener = listener  # where the peer's own connections arrive, when it dials in
         self.updates = 0
         self.received = ReceivedCount()
         self.state = BGPSessionState.IDLE
@@ -160,6 +164,8 @@ class PeerSession:
         self._speaker = Speaker(self.spec.speaker, on_event=self._on_event)
         self._speaker.session.set_advertisements(routes)
         self._speaker.start()
+        if self._listener is not None:
+            self._listener.add(self._speaker)
         if self.spec.bfd is not None:
             self._start_bfd(self.spec.bfd)
         log.info("bgp session started peer=%s address=%s bfd=%s graceful_restart=%s", self.ref,
@@ -179,6 +185,8 @@ class PeerSession:
             self._endpoints.release(address)
         if self._speaker is not None:
             speaker, self._speaker = self._speaker, None
+            if self._listener is not None:
+                self._listener.remove(speaker)
             await speaker.stop(keep_routes=keep_routes, message=message)
         self._set_state(BGPSessionState.IDLE, "stopped" + (" (graceful restart)" if keep_routes else ""))
 

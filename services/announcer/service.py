@@ -11,13 +11,15 @@ from services.common.runtime import ServiceContext, ServiceMain
 from services.common.supervision import OnFailure, Supervisor
 
 
-def announcer_main(*, node: str, policy: ExclusionPolicy = DEFAULT_POLICY) -> ServiceMain:
+def announcer_main(
+    *, node: str, policy: ExclusionPolicy = DEFAULT_POLICY, bgp_listen_port: int | None = None
+) -> ServiceMain:
     async def main(ctx: ServiceContext) -> None:
         ctx.health.set_ready("starting", True)
         ctx.health.set_ready("layer2", False, "reading the placements")
         agent = L2Agent(ctx.bus, node=node, config=ResponderConfig(policy=policy), health=ctx.health)
         ctx.health.set_ready("bgp", False, "reading the world and the allocations")
-        bgp = BgpAgent(ctx.bus, node=node, health=ctx.health)
+        bgp = BgpAgent(ctx.bus, node=node, health=ctx.health, listen_port=bgp_listen_port)
         # Heartbeats RESTART (a loop that keeps nothing). The agents FAIL_PROBES: each owns sockets, sessions
         # and what it has announced, which only a fresh process rebuilds cleanly; their death cancels the
         # heartbeats too, so the ipam moves this node's IPs instead of trusting a node that answers nothing.

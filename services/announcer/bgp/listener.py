@@ -47,6 +47,8 @@ class Listener:
         return speaker
 
     def add(self, speaker: Speaker) -> None:
+        if speaker.config.peer_address.is_unspecified:  # a peer still to be found on its link: none to route
+            return
         self._speakers[speaker.config.peer_address] = speaker
         if speaker.config.password:
             tcp.set_md5(self._sock, speaker.config.peer_address, speaker.config.password)

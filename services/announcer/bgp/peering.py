@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from schemas.metallb.bfd import BFDProfileSpec
@@ -25,6 +27,8 @@ class Refusal(enum.StrEnum):
     BFD_ECHO_UNSUPPORTED = "BfdEchoUnsupported"
     BFD_MULTIHOP_UNSUPPORTED = "BfdMultihopUnsupported"  # RFC 5883 is not implemented
     PASSWORD_TOO_LONG = "PasswordTooLong"  # TCP MD5 keys hold at most 80 octets
+    LOCAL_ASN_NOT_EXTERNAL = "LocalAsnNotExternal"  # local-as is for external sessions only (as FRR has it)
+    DUPLICATE_PEER_ADDRESS = "DuplicatePeerAddress"  # two peers on one node: a connection could not tell them apart
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ def speaker_config_for(
     secret = spec.password or password or None
     if secret is not None and len(secret.encode()) > 80:
         return Refused(Refusal.PASSWORD_TOO_LONG, "TCP MD5 passwords hold at most 80 octets")
+    local_asn = _local_asn_refusal(spec)
+    if isinstance(local_asn, Refused):
+        return local_asn
     peer = ipaddress.ip_address(spec.peer_address)
     timers = spec.timers()
     hold = int(timers.hold_time) if timers is not None else DEFAULT_HOLD_TIME
@@ -65,7 +72,7 @@ def speaker_config_for(
         families = frozenset({IPV4_UNICAST if peer.version == 4 else IPV6_UNICAST})
     dynamic = {DynamicASNMode.INTERNAL: DynamicAsn.INTERNAL, DynamicASNMode.EXTERNAL: DynamicAsn.EXTERNAL}
     session = SessionConfig(
-        local_as=spec.my_asn,
+        local_as=local_asn,
         peer_as=spec.peer_asn or None,
         dynamic_asn=dynamic[spec.dynamic_asn] if spec.dynamic_asn is not None else None,
         router_id=ipaddress.IPv4Address(spec.router_id) if spec.router_id else router_id,
@@ -86,6 +93,42 @@ def speaker_config_for(
         # eBGP peers are one hop away unless told otherwise (RFC 4271 §5.1.3); iBGP keeps the system TTL
         ttl=None if spec.is_ibgp else (255 if spec.ebgp_multi_hop else 1),
     )
+
+
+def _local_asn_refusal(spec: BGPPeerSpec) -> int | Refused:
+    """The AS the session presents: ``localASN`` (FRR's ``local-as ASN no-prepend replace-as``: the OPEN and
+    the AS_PATH carry it alone) or ``myASN``; refused where FRR refuses ``local-as``."""
+    if spec.local_asn is None:
+        return spec.my_asn
+    if spec.local_asn == spec.my_asn:
+        return Refused(Refusal.LOCAL_ASN_NOT_EXTERNAL, f"localASN {spec.local_asn} is myASN: it would change nothing")
+    if spec.is_ibgp:
+        return Refused(Refusal.LOCAL_ASN_NOT_EXTERNAL, "localASN applies to external (eBGP) peers only")
+    if spec.peer_asn == spec.local_asn:
+        return Refused(
+            Refusal.LOCAL_ASN_NOT_EXTERNAL,
+            f"localASN {spec.local_asn} is the peer's own AS: the peer would see an internal session",
+        )
+    return spec.local_asn
+
+
+def duplicate_peer_addresses(peers: Mapping[str, BGPPeerSpec]) -> dict[str, Refused]:
+    """The peers (by name) that share their address (or interface) and VRF with another peer of this node:
+    a connection from that address could belong to either, so each of them is refused, naming the others."""
+    by_key: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for name, spec in sorted(peers.items()):
+        where = str(ipaddress.ip_address(spec.peer_address)) if spec.peer_address else f"interface {spec.interface}"
+        by_key[(where, spec.vrf)].append(name)
+    refused = {}
+    for (where, vrf), names in by_key.items():
+        if len(names) < 2:
+            continue
+        in_vrf = f" in VRF {vrf!r}" if vrf else ""
+        for name in names:
+            others = ", ".join(other for other in names if other != name)
+            message = f"peer address {where}{in_vrf} is also the address of BGPPeer {others} on this node"
+            refused[name] = Refused(Refusal.DUPLICATE_PEER_ADDRESS, message)
+    return refused
 
 
 def bfd_config_for(profile: BFDProfileSpec, *, peer: BGPPeerSpec) -> BfdConfig | Refused:
