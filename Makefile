@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 # Debian packages the network and container tests use (installed when running as root and missing): the
 # container tests start a private dockerd and build a stand-in Python base with debootstrap.
-DEBIAN_PACKAGES = openssl iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived docker.io debootstrap
+DEBIAN_PACKAGES = openssl iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived docker.io docker-compose debootstrap
 
 .PHONY: run test venv debs lint typecheck schemas bench lock clean
 
