@@ -33,7 +33,13 @@ from services.announcer.bgp.nlri import IPAddress, Prefix
 from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for, speaker_config_for
 from services.announcer.bgp.rib import Route
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
-from services.announcer.bgp_advertising import Configuration, NodeFacts, next_hops, router_id_for
+from services.announcer.bgp_advertising import (
+    Configuration,
+    NodeFacts,
+    ipv6_advertisement_to,
+    next_hops,
+    router_id_for,
+)
 
 log = logging.getLogger("metalbus.announcer.bgp")
 
@@ -72,7 +78,9 @@ def session_spec_for(
         profile = configuration.bfd_profiles.get(spec.bfd_profile)
         if profile is None:  # the configuration check refuses this; be safe anyway
             return Refused(Refusal.BFD_UNAVAILABLE, f"BFD profile {spec.bfd_profile!r} does not exist")
-        checked = bfd_config_for(profile.spec, peer=spec)
+        checked = bfd_config_for(
+            profile.spec, peer=spec, ipv6_advertised=ipv6_advertisement_to(peer.name, configuration)
+        )
         if isinstance(checked, Refused):
             return checked
         bfd = checked
@@ -90,23 +98,24 @@ def local_address_towards(peer: IPAddress) -> IPAddress | None:
 
 
 class BfdEndpoints:
-    """One receiving BFD socket per local address, shared by the sessions from that address."""
+    """One receiving BFD socket per local address and port (3784 single hop, 4784 multihop), shared by the
+    sessions from that address."""
 
     def __init__(self) -> None:
-        self._endpoints: dict[IPAddress, tuple[BfdEndpoint, int]] = {}
+        self._endpoints: dict[tuple[IPAddress, int], tuple[BfdEndpoint, int]] = {}
 
-    def acquire(self, address: IPAddress) -> BfdEndpoint:
-        endpoint, users = self._endpoints.get(address) or (BfdEndpoint(address=address), 0)
-        self._endpoints[address] = (endpoint, users + 1)
+    def acquire(self, address: IPAddress, port: int) -> BfdEndpoint:
+        endpoint, users = self._endpoints.get((address, port)) or (BfdEndpoint(address=address, port=port), 0)
+        self._endpoints[(address, port)] = (endpoint, users + 1)
         return endpoint
 
-    def release(self, address: IPAddress) -> None:
-        endpoint, users = self._endpoints[address]
+    def release(self, address: IPAddress, port: int) -> None:
+        endpoint, users = self._endpoints[(address, port)]
         if users <= 1:
             endpoint.close()
-            del self._endpoints[address]
+            del self._endpoints[(address, port)]
         else:
-            self._endpoints[address] = (endpoint, users - 1)
+            self._endpoints[(address, port)] = (endpoint, users - 1)
 
 
 StateCallback = Callable[["PeerSession", BGPSessionState, str], None]
@@ -182,7 +191,7 @@ class PeerSession:
             address, bfd = self._bfd
             self._bfd = None
             bfd.close()  # AdminDown: not a failure to the peer (RFC 5882 §3.2), graceful restart or not
-            self._endpoints.release(address)
+            self._endpoints.release(address, bfd.session.config.port)
         if self._speaker is not None:
             speaker, self._speaker = self._speaker, None
             if self._listener is not None:
@@ -196,7 +205,7 @@ class PeerSession:
             log.warning("bfd not started peer=%s reason=no_route", self.ref)
             return
         try:
-            endpoint = self._endpoints.acquire(local)
+            endpoint = self._endpoints.acquire(local, config.port)
         except OSError as error:
             log.warning("bfd not started peer=%s local=%s error=%r", self.ref, local, error)
             return

@@ -24,8 +24,8 @@ class Refusal(enum.StrEnum):
     INTERFACE_UNSUPPORTED = "InterfaceUnsupported"  # BGP unnumbered (peering over an interface)
     VRF_UNSUPPORTED = "VrfUnsupported"
     BFD_UNAVAILABLE = "BfdUnavailable"
-    BFD_ECHO_UNSUPPORTED = "BfdEchoUnsupported"
-    BFD_MULTIHOP_UNSUPPORTED = "BfdMultihopUnsupported"  # RFC 5883 is not implemented
+    BFD_ECHO_IPV6 = "BfdEchoIPv6"  # the echo function loops IPv4 only (as FRR's, MetalLB refuses it with IPv6)
+    BFD_ECHO_MULTIHOP = "BfdEchoMultihop"  # RFC 5883 §3: no echo function over several hops
     PASSWORD_TOO_LONG = "PasswordTooLong"  # TCP MD5 keys hold at most 80 octets
     LOCAL_ASN_NOT_EXTERNAL = "LocalAsnNotExternal"  # local-as is for external sessions only (as FRR has it)
     DUPLICATE_PEER_ADDRESS = "DuplicatePeerAddress"  # two peers on one node: a connection could not tell them apart
@@ -131,15 +131,27 @@ def duplicate_peer_addresses(peers: Mapping[str, BGPPeerSpec]) -> dict[str, Refu
     return refused
 
 
-def bfd_config_for(profile: BFDProfileSpec, *, peer: BGPPeerSpec) -> BfdConfig | Refused:
-    """The BFD session (RFC 5881 single hop) a ``BFDProfile`` asks for beside ``peer``'s BGP session."""
+def bfd_config_for(
+    profile: BFDProfileSpec, *, peer: BGPPeerSpec, ipv6_advertised: str | None = None
+) -> BfdConfig | Refused:
+    """The BFD session a ``BFDProfile`` asks for beside ``peer``'s BGP session: multihop (RFC 5883, the
+    profile's ``minimumTtl``) for an ``ebgpMultiHop`` peer, else single hop (RFC 5881); with ``echoMode``, the
+    echo function every ``echoInterval``. ``ipv6_advertised`` names IPv6 prefixes the peer is sent, if any."""
     if profile.echo_mode:
-        return Refused(Refusal.BFD_ECHO_UNSUPPORTED, "BFD echo mode is not supported")
-    if peer.ebgp_multi_hop:
-        return Refused(Refusal.BFD_MULTIHOP_UNSUPPORTED, "multi-hop BFD (ebgpMultiHop peers) is not supported")
+        if peer.ebgp_multi_hop:
+            return Refused(Refusal.BFD_ECHO_MULTIHOP, "BFD echo mode on an ebgpMultiHop peer: the echo function "
+                           "runs over a single hop only (RFC 5883 section 3)")  # fmt: skip
+        if not peer.peer_address or ipaddress.ip_address(peer.peer_address).version == 6:
+            return Refused(Refusal.BFD_ECHO_IPV6, "BFD echo mode on an IPv6 session: echoes are looped over IPv4 only")
+        if ipv6_advertised is not None:
+            return Refused(Refusal.BFD_ECHO_IPV6, f"BFD echo mode on a peer sent IPv6 prefixes ({ipv6_advertised}): "
+                           "echoes are looped over IPv4 only, as MetalLB refuses it")  # fmt: skip
     return BfdConfig(
         desired_min_tx=profile.transmit_interval / 1000,
         required_min_rx=profile.receive_interval / 1000,
         detect_mult=profile.detect_multiplier,
         passive=profile.passive_mode,
+        echo_interval=profile.echo_interval / 1000 if profile.echo_mode else None,
+        multihop=peer.ebgp_multi_hop,
+        minimum_ttl=profile.minimum_ttl,
     )

@@ -79,22 +79,3 @@ def test_multihop_and_secret_password_and_disable_mp() -> None:
 def test_what_the_speaker_cannot_do_is_refused_with_a_reason(spec: dict[str, Any], reason: Refusal) -> None:
     result = config(myASN=64500, peerASN=64501, **spec)
     assert isinstance(result, Refused) and result.reason is reason and result.message
-
-
-def test_bfd_profiles() -> None:
-    from schemas.metallb.bfd import BFDProfileSpec
-    from services.announcer.bgp.bfd import BfdConfig
-    from services.announcer.bgp.peering import bfd_config_for
-
-    peer = BGPPeerSpec.model_validate({"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1"})
-    profile = BFDProfileSpec.model_validate({"receiveInterval": 100, "transmitInterval": 200, "passiveMode": True})
-    assert bfd_config_for(profile, peer=peer) == BfdConfig(
-        desired_min_tx=0.2, required_min_rx=0.1, detect_mult=3, passive=True
-    )
-    echo = bfd_config_for(BFDProfileSpec.model_validate({"echoMode": True}), peer=peer)
-    assert isinstance(echo, Refused) and echo.reason is Refusal.BFD_ECHO_UNSUPPORTED
-    multihop = BGPPeerSpec.model_validate(
-        {"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1", "ebgpMultiHop": True}
-    )
-    refused = bfd_config_for(BFDProfileSpec(), peer=multihop)
-    assert isinstance(refused, Refused) and refused.reason is Refusal.BFD_MULTIHOP_UNSUPPORTED
