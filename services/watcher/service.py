@@ -24,6 +24,7 @@ from services.watcher.kube import KubeClients, call, load_clients
 from services.watcher.leader import LeaderElector, LeaseSettings, lead
 from services.watcher.observe import ReflectorSettings, build_observers
 from services.watcher.observe.oversized import OversizedWarnings
+from services.watcher.sightings import Sightings
 from services.watcher.status.objects import ObjectApi
 from services.watcher.status.writer import run_status_writer
 
@@ -36,7 +37,7 @@ OBSERVE_POOL_SIZE = 32
 
 class RunStatusWriter(Protocol):
     async def __call__(
-        self, *, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event
+        self, *, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event, sightings: Sightings
     ) -> None: ...
 
 
@@ -109,8 +110,9 @@ async def _lead_term(
     over: asyncio.Event,
 ) -> None:
     """One term of leadership: observe and write status until ``over`` is set."""
+    sightings = Sightings()  # the objects the reflectors read, told to the status writer (it owns their status)
     observers = build_observers(bus=ctx.bus, clients=watch_clients, namespace=namespace, settings=reflectors,
-                                warn=OversizedWarnings(ObjectApi(clients)))
+                                warn=OversizedWarnings(ObjectApi(clients)), seen=sightings.tell)
 
     async def ready_when_synced() -> None:
         await observers.wait_synced()
@@ -125,7 +127,8 @@ async def _lead_term(
         if writer is not None:
             group.start(
                 "status-writer",
-                lambda: writer(bus=ctx.bus, clients=clients, namespace=namespace, stopping=over),
+                lambda: writer(bus=ctx.bus, clients=clients, namespace=namespace, stopping=over,
+                               sightings=sightings),
                 on_failure=OnFailure.RESTART,
             )
         await over.wait()

@@ -39,6 +39,7 @@ from services.watcher.observe.translate import (
     secret_observed,
     service_observed,
 )
+from services.watcher.sightings import TOLD_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,21 @@ class Observers:
             gc.unfreeze()
 
 
+def _telling(kind: ObjectKind, translate: Callable[[RawObject], Observation],
+             seen: Callable[[ObjectKind, RawObject], None]) -> Callable[[RawObject], Observation]:
+    def told(obj: RawObject) -> Observation:
+        seen(kind, obj)
+        return translate(obj)
+
+    return told
+
+
 def build_observers(
     *, bus: Bus, clients: KubeClients, namespace: str, settings: ReflectorSettings | None = None,
-    warn: WarnOversized | None = None,
+    warn: WarnOversized | None = None, seen: Callable[[ObjectKind, RawObject], None] | None = None,
 ) -> Observers:
-    """``warn``: told about every object too large for the bus (each is logged and counted anyway)."""
+    """``warn``: told about every object too large for the bus (each is logged and counted anyway).
+    ``seen``: told every Service and IPAddressPool as read, listed or changed (``services/watcher/sightings.py``)."""
     settings = settings or ReflectorSettings()
     core, discovery, custom = clients.core, clients.discovery, clients.custom
 
@@ -116,6 +127,8 @@ def build_observers(
                          wait_for=wait_for, warn=warn)
 
     def simple(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> ObjectProjection:
+        if seen is not None and kind in TOLD_KINDS:
+            translate = _telling(kind, translate, seen)
         return ObjectProjection(kind, translate, on_error=_skipped(kind))
 
     reflectors = [

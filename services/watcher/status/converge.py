@@ -127,11 +127,10 @@ class Converger:
     # --- IPAddressPool status -----------------------------------------------------------------
 
     async def _pool(self, target: PoolTarget) -> Outcome:
-        wanted = pool_status(target)
         obj = await self.api.get(IP_ADDRESS_POOLS, self.namespace, target.name)
-        if {key: (obj.get("status") or {}).get(key) for key in wanted} == wanted:
+        if pool_shows(target, obj):
             return Outcome.UNCHANGED
-        body = {"metadata": {"resourceVersion": resource_version(obj)}, "status": wanted}
+        body = {"metadata": {"resourceVersion": resource_version(obj)}, "status": pool_status(target)}
         await self._patch(IP_ADDRESS_POOLS, self.namespace, target.name, body, status=True)
         return Outcome.WRITTEN
 
@@ -200,6 +199,12 @@ def pool_status(target: PoolTarget) -> dict[str, int]:
             "availableIPv4": target.available_ipv4, "availableIPv6": target.available_ipv6}
 
 
+def pool_shows(target: PoolTarget, obj: Obj) -> bool:
+    """Whether the pool ``obj`` shows the counts of ``target``."""
+    wanted = pool_status(target)
+    return {key: (obj.get("status") or {}).get(key) for key in wanted} == wanted
+
+
 def config_status(target: ConfigStateTarget, current: Obj, *, now: datetime) -> Obj:
     """The ConfigurationState status to write: conditions merged by type (others kept), transition
     times kept while a condition's status does not change."""
@@ -264,10 +269,10 @@ def announcement_status(target: AnnouncementStatusTarget) -> Obj:
     return status
 
 
-def shows(target: ServiceTarget | AnnouncementStatusTarget, obj: Obj) -> bool:
-    """Whether ``obj`` (as listed) already shows ``target``."""
+def shows(target: ServiceTarget | AnnouncementStatusTarget, obj: Obj, *, ip_mode: bool = True) -> bool:
+    """Whether ``obj`` (as listed) already shows ``target`` (``ip_mode``: see :func:`service_changes`)."""
     if isinstance(target, ServiceTarget):
-        ingress, annotations = service_changes(target, obj)
+        ingress, annotations = service_changes(target, obj, ip_mode=ip_mode)
         return ingress is None and not annotations
     labels = meta(obj).get("labels") or {}
     return (all(labels.get(k) == v for k, v in announcement_labels(target).items())

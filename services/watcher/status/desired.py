@@ -200,7 +200,7 @@ class StatusState:
         """Every object this state has an opinion about."""
         out = [service_key(ns, name) for ns, name in self.services]
         out += list(self.by_status)
-        out += [ObjectKey(TargetKind.POOL, self.namespace, name) for name in self.pools]
+        out += [pool_key(self.namespace, name) for name in self.pools]
         if self.config is not None or self.kube_proxy is not None:
             out.append(config_state_key(self.namespace))
         return sorted(out)
@@ -217,6 +217,10 @@ NO_CHANGE = Change()
 
 def service_key(namespace: str, name: str) -> ObjectKey:
     return ObjectKey(TargetKind.SERVICE, namespace, name)
+
+
+def pool_key(namespace: str, name: str) -> ObjectKey:
+    return ObjectKey(TargetKind.POOL, namespace, name)
 
 
 def config_state_key(namespace: str) -> ObjectKey:
@@ -365,7 +369,7 @@ def _pool_usage(state: StatusState, event: PoolUsageReported) -> Change:
         available_ipv4=min(event.ipv4.available, INT64_MAX),
         available_ipv6=min(event.ipv6.available, INT64_MAX),
     )
-    return Change(keys=frozenset({ObjectKey(TargetKind.POOL, state.namespace, event.pool)}))
+    return Change(keys=frozenset({pool_key(state.namespace, event.pool)}))
 
 
 def _kube_proxy(state: StatusState, event: KubeProxyObserved) -> Change:

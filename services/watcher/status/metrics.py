@@ -39,3 +39,9 @@ PENDING = Gauge(
     "metalbus_watcher_status_pending_objects",
     "Objects whose desired state is not written yet",
 )
+PUT_BACK = Counter(
+    "metalbus_watcher_status_put_back_total",
+    "Objects seen not showing what metalbus decided (status written by someone else, object made again), "
+    "queued to be written again",
+    ["kind"],
+)

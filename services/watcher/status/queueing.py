@@ -84,6 +84,14 @@ class WorkQueue(Generic[K]):
         self._ready.append(key)
         self._wakeup.set()
 
+    def waiting(self, key: K) -> bool:
+        """Whether ``key`` will be written without being put again (queued, or due for a retry)."""
+        return key in self._queued or key in self._later
+
+    def busy(self, key: K) -> bool:
+        """Whether a worker is writing ``key`` now."""
+        return key in self._busy
+
     def put_later(self, key: K, since: float | None, delay: float) -> None:
         """Queue ``key`` after ``delay`` seconds (a retry after a failed write)."""
         if self._closed or key in self._queued or key in self._later:

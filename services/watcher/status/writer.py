@@ -20,6 +20,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from schemas.events import ObjectKind
 from services.common.bus import Bus, Received
 from services.common.consumer import Consumer, ConsumerSpec, create_durable, durable_ack_floor
 from services.common.errors import MetalbusError
@@ -27,13 +28,15 @@ from services.common.subjects import DURABLES, Component, DurableSpec
 from services.common.supervision import Backoff, OnFailure, watch
 from services.common.tracing import tracer
 from services.watcher.kube import KubeClients
+from services.watcher.sightings import Sightings
 from services.watcher.status import metrics
 from services.watcher.status.configstate import strict_arp_message, strict_arp_missing
-from services.watcher.status.converge import Converger, Outcome
+from services.watcher.status.converge import Converger, Outcome, pool_shows, shows
 from services.watcher.status.desired import (
     EventType,
     KubeEvent,
     ObjectKey,
+    PoolTarget,
     Reason,
     ServiceTarget,
     StatusState,
@@ -41,11 +44,12 @@ from services.watcher.status.desired import (
     TargetKind,
     apply,
     config_state_key,
+    pool_key,
     service_key,
     target,
     target_kind,
 )
-from services.watcher.status.objects import ObjectApi
+from services.watcher.status.objects import Obj, ObjectApi, meta
 from services.watcher.status.queueing import TokenBucket, WorkQueue
 from services.watcher.status.recorder import EventRecorder
 from services.watcher.status.resync import initial_sync
@@ -77,11 +81,13 @@ FEEDS = tuple(durable for durable in DURABLES if durable.owner is Component.WATC
 
 
 async def run_status_writer(*, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event,
-                            settings: StatusWriterSettings | None = None) -> None:
-    """Write status while leader; returns soon after ``stopping`` is set."""
+                            settings: StatusWriterSettings | None = None, sightings: Sightings | None = None) -> None:
+    """Write status while leader; returns soon after ``stopping`` is set. ``sightings``: the observe
+    side's Services and pools, whose status is put back when anyone else changes it."""
     writer = StatusWriter(bus=bus, clients=clients, namespace=namespace, stopping=stopping,
                           settings=settings or StatusWriterSettings())
-    await writer.run()
+    with sightings.listening(writer.seen) if sightings is not None else contextlib.nullcontext():
+        await writer.run()
 
 
 class StatusWriter:
@@ -236,6 +242,33 @@ class StatusWriter:
             if event.reason is Reason.STRICT_ARP_REQUIRED and self.state.kube_proxy is not None:
                 log_strict_arp(self.state.kube_proxy)
         metrics.PENDING.set(len(self.queue))
+
+    # --- what Kubernetes shows now ---------------------------------------------------------------
+
+    def seen(self, kind: ObjectKind, obj: Obj) -> None:
+        """An object as the observe side read it: one that does not show what metalbus decided for it
+        (someone else wrote its status, or it was made again under its name) is written again. Cheap:
+        it runs on the observe side's loop, and makes no request unless the object needs a write."""
+        metadata = meta(obj)
+        namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+        key = service_key(namespace, name) if kind is ObjectKind.SERVICE else pool_key(self.state.namespace, name)
+        desired = target(self.state, key)
+        if isinstance(desired, ServiceTarget):
+            if desired.uid and metadata.get("uid") not in (None, "", desired.uid):
+                return  # a new Service under the old name: ipam decides for it
+            if shows(desired, obj, ip_mode=self.converger.ip_mode):
+                return
+        elif isinstance(desired, PoolTarget) and namespace == self.state.namespace:
+            if pool_shows(desired, obj):
+                return
+            self._written.pop(key, None)
+        else:
+            return
+        if self.queue.waiting(key):
+            return  # its write is coming: it reads the object first
+        if not self.queue.busy(key):  # else most likely our own write half done: looked at again after it
+            metrics.PUT_BACK.labels(key.kind.value).inc()
+        self.queue.put(key)
 
     # --- writing ------------------------------------------------------------------------------
 

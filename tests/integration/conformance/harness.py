@@ -11,6 +11,7 @@ from typing import Any
 
 from services.common.bus import Bus
 from services.common.nats_server import EmbeddedNats
+from services.watcher.sightings import Sightings
 from tests.integration.ipam.test_ipam_service import replica
 from tests.integration.watcher.helpers import observing
 from tests.integration.watcher.status.harness import NAMESPACE, Harness, ingress, running_writer
@@ -50,9 +51,16 @@ async def running_metalbus(bus: Bus, nats_server: EmbeddedNats, api: KubeApi, *o
     """metalbus running on a cluster that holds ``objects`` already."""
     for obj in objects:
         api.put_object(obj)
-    async with observing(bus, api), replica(nats_server.url, "a") as ipam, running_writer(bus, api) as writer:
+    sightings = Sightings()
+    async with (observing(bus, api, sightings=sightings), replica(nats_server.url, "a") as ipam,
+                running_writer(bus, api, sightings=sightings) as writer):
         await async_wait_until(ipam.replica.activated.is_set, what="ipam active")
         yield Cluster(api, writer)
+
+
+def pool_status(api: KubeApi, name: str) -> Obj:
+    """What the IPAddressPool's status shows."""
+    return dict((api.get_object("ipaddresspools", name, NAMESPACE) or {}).get("status") or {})
 
 
 def pool(name: str, *addresses: str, **spec: Any) -> Obj:

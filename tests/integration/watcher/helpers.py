@@ -17,6 +17,7 @@ from services.common.subjects import k8s_kind_filter, k8s_subject, observed_stre
 from services.watcher.kube import KubeClients
 from services.watcher.observe import Observers, ReflectorSettings, build_observers
 from services.watcher.service import observe_clients
+from services.watcher.sightings import Sightings
 from tests.kubeapi import KubeApi
 from tests.waiting import async_wait_until
 
@@ -55,11 +56,14 @@ async def recording(bus: Bus) -> AsyncIterator[Recorder]:
 
 @contextlib.asynccontextmanager
 async def observing(
-    bus: Bus, kube_api: KubeApi, *, namespace: str = NAMESPACE, settings: ReflectorSettings = FAST
+    bus: Bus, kube_api: KubeApi, *, namespace: str = NAMESPACE, settings: ReflectorSettings = FAST,
+    sightings: Sightings | None = None,
 ) -> AsyncIterator[Observers]:
-    """The observe side running until the block ends; entered once every initial list is published."""
+    """The observe side running until the block ends; entered once every initial list is published.
+    ``sightings``: told the Services and pools read, as the watcher tells its status writer."""
     clients = observe_clients(KubeClients.from_api_client(kube_api.api_client()))
-    observers = build_observers(bus=bus, clients=clients, namespace=namespace, settings=settings)
+    observers = build_observers(bus=bus, clients=clients, namespace=namespace, settings=settings,
+                                seen=sightings.tell if sightings is not None else None)
     task = asyncio.create_task(observers.run())
     try:
         await asyncio.wait_for(observers.wait_synced(), 20)

@@ -18,6 +18,7 @@ from services.common.subjects import StreamName, k8s_subject
 from services.watcher.kube import KubeClients
 from services.watcher.leader import LeaseSettings
 from services.watcher.service import chosen_status_writer, watcher_main
+from services.watcher.sightings import Sightings
 from tests.integration.watcher.helpers import FAST, NAMESPACE, service, wait_stored
 from tests.kubeapi import KubeApi
 from tests.waiting import async_wait_until
@@ -35,7 +36,8 @@ class FakeWriter:
     stopped_cleanly: int = 0
     namespaces: list[str] = field(default_factory=list)
 
-    async def __call__(self, *, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event) -> None:
+    async def __call__(self, *, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event,
+                       sightings: Sightings) -> None:
         self.running, self.runs = True, self.runs + 1
         self.namespaces.append(namespace)
         try:

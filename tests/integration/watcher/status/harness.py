@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 from schemas.events import Event, ServiceId
 from services.common.bus import Bus
 from services.watcher.kube import KubeClients
+from services.watcher.sightings import Sightings
 from services.watcher.status import FEEDS
 from services.watcher.status.writer import StatusWriter, StatusWriterSettings
 from tests.kubeapi.handle import KubeApi
@@ -33,14 +35,21 @@ class Harness:
 
 
 @asynccontextmanager
-async def running_writer(bus: Bus, api: KubeApi, **settings: Any) -> AsyncIterator[Harness]:
-    """Start a writer, wait until its consumers are in place, stop it (promptly) afterwards."""
+async def running_writer(bus: Bus, api: KubeApi, *, sightings: Sightings | None = None,
+                         **settings: Any) -> AsyncIterator[Harness]:
+    """Start a writer, wait until its consumers are in place, stop it (promptly) afterwards.
+    ``sightings``: what the observe side reads, as the watcher wires it (see ``observing``)."""
     clients = KubeClients.from_api_client(api.api_client())
     stopping = asyncio.Event()
     options = {"retry_delay": 0.05, "max_retry_delay": 0.5, **settings}
     writer = StatusWriter(bus=bus, clients=clients, namespace=NAMESPACE, stopping=stopping,
                           settings=StatusWriterSettings(**options))
-    task = asyncio.create_task(writer.run())
+
+    async def run() -> None:
+        with sightings.listening(writer.seen) if sightings is not None else contextlib.nullcontext():
+            await writer.run()
+
+    task = asyncio.create_task(run())
     try:
         ready = asyncio.create_task(writer.ready.wait())
         done, _ = await asyncio.wait({ready, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)

@@ -10,8 +10,14 @@ from services.watcher.status.configstate import (
     ConfigResult,
     ConfigStateTarget,
 )
-from services.watcher.status.converge import config_status, service_changes
-from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION, Claim, ServiceTarget
+from services.watcher.status.converge import config_status, pool_shows, service_changes
+from services.watcher.status.desired import (
+    DEPRECATED_POOL_ANNOTATION,
+    POOL_ANNOTATION,
+    Claim,
+    PoolTarget,
+    ServiceTarget,
+)
 
 ALLOCATED = ServiceTarget("default", "web", "u", ("10.0.0.5",), "lan")
 
@@ -78,3 +84,12 @@ def test_conditions_merge_by_type_and_keep_their_transition_time() -> None:
     # conditions only (result None): result and summary stay as they were
     only = config_status(ConfigStateTarget("metalbus", None, "", ()), flipped, now=later)
     assert (only["result"], only["errorSummary"]) == ("Invalid", "bad")
+
+
+def test_a_pool_shows_its_counts_whatever_else_its_status_holds() -> None:
+    counts = PoolTarget("lan", assigned_ipv4=1, assigned_ipv6=0, available_ipv4=3, available_ipv6=0)
+    shown = {"assignedIPv4": 1, "assignedIPv6": 0, "availableIPv4": 3, "availableIPv6": 0}
+    assert pool_shows(counts, {"status": shown})
+    assert pool_shows(counts, {"status": {**shown, "note": "kept"}})
+    assert not pool_shows(counts, {})  # made again under its name: no status yet
+    assert not pool_shows(counts, {"status": {**shown, "assignedIPv4": 40}})
