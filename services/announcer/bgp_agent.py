@@ -194,9 +194,10 @@ class BgpAgent:
             self.bus.replay(StreamName.IPAM, fold, subjects=ipam_subjects, last_per_subject=True),
         )
         self._followers = [
-            Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1),
-            Follower(self.bus, StreamName.SECRETS, start_sequence=secrets_end + 1),
-            Follower(self.bus, StreamName.IPAM, start_sequence=ipam_end + 1, subjects=ipam_subjects),
+            Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1, health=self.health),
+            Follower(self.bus, StreamName.SECRETS, start_sequence=secrets_end + 1, health=self.health),
+            Follower(self.bus, StreamName.IPAM, start_sequence=ipam_end + 1, subjects=ipam_subjects,
+                     health=self.health),
         ]
         log.info("bgp world read node=%s k8s_up_to=%d ipam_up_to=%d allocations=%d", self.node, k8s_end,
                  ipam_end, len(self.world.allocations))  # fmt: skip

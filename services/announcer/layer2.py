@@ -172,7 +172,8 @@ class L2Agent:
         await self.bus.replay(StreamName.IPAM, fold, subjects=[IPAM_PLACEMENTS], last_per_subject=True)
         if self._follower is not None:
             await self._follower.close()
-        self._follower = Follower(self.bus, StreamName.IPAM, start_sequence=end + 1, subjects=[IPAM_PLACEMENTS])
+        self._follower = Follower(self.bus, StreamName.IPAM, start_sequence=end + 1, subjects=[IPAM_PLACEMENTS],
+                                  health=self.health)
         self.ownership.resynced(placements)
         self._needs_resync = False
         if self._pinned is not None and not self._echo.partitioned:

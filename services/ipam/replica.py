@@ -26,6 +26,7 @@ from services.common.bus import Append, Bus, PendingAppends, Received
 from services.common.collector import StateCollector
 from services.common.errors import RetryableError, WrongLastSequence
 from services.common.follower import Follower
+from services.common.health import Health
 from services.common.lease_keeper import LeaseKeeper
 from services.common.subjects import LEASES, Component, StreamName
 from services.common.supervision import Backoff, OnFailure, supervised
@@ -69,8 +70,11 @@ class _Sent:
 
 
 class Replica:
-    def __init__(self, bus: Bus, *, holder: str, settings: ReplicaSettings = ReplicaSettings()) -> None:
+    def __init__(
+        self, bus: Bus, *, holder: str, settings: ReplicaSettings = ReplicaSettings(), health: Health | None = None
+    ) -> None:
         self._bus = bus
+        self._health = health  # not ready while a stream is not followed
         self._settings = settings
         self._lease = LeaseKeeper(
             bus.settings, name=LEASE_NAME, holder=holder, ttl=settings.lease_ttl, interval=settings.lease_interval
@@ -141,8 +145,10 @@ class Replica:
             StreamName.IPAM,
             start_sequence=self.decider.ledger.last_sequence + 1,
             on_invalid=self._dead_letter,
+            health=self._health,
         )
-        self._world = Follower(self._bus, StreamName.K8S, start_sequence=world_end + 1, on_invalid=self._dead_letter)
+        self._world = Follower(self._bus, StreamName.K8S, start_sequence=world_end + 1, on_invalid=self._dead_letter,
+                               health=self._health)
         # The loaded state lives as long as the process: keep the collector from rescanning it
         # (unfreezing first lets a previous load's cyclic garbage be collected).
         self._collector.collect_all()

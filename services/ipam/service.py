@@ -18,7 +18,7 @@ GC_THRESHOLDS = (10_000, 10, 10)
 def ipam_main(settings: ReplicaSettings | None = None) -> ServiceMain:
     async def main(ctx: ServiceContext) -> None:
         gc.set_threshold(*GC_THRESHOLDS)
-        replica = Replica(ctx.bus, holder=ctx.producer, settings=settings or ReplicaSettings())
+        replica = Replica(ctx.bus, holder=ctx.producer, settings=settings or ReplicaSettings(), health=ctx.health)
         async with Supervisor() as tasks:
             # FAIL_PROBES: a replica that died may have died active, mid-batch; its lease, role and fences
             # are rebuilt cleanly only by a fresh process (the lease is released on the way out, so the

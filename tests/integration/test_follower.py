@@ -1,13 +1,17 @@
-"""Following a stream live: in order, in batches, and across a NATS server restart."""
+"""Following a stream live: in order, in batches, across a NATS server restart, and through a consumer
+that is lost or cannot be made (said meanwhile: a warning, a metric, not ready)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from schemas.events import IPAllocated, ServiceId
 from services.common.bus import Bus, BusSettings, Received
-from services.common.follower import Follower
+from services.common.follower import HEARTBEAT, MISSED_HEARTBEATS, Follower
+from services.common.health import Health
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
 from services.common.subjects import IPAM_ALLOCATIONS, StreamName, ipam_allocation_subject
@@ -68,3 +72,60 @@ async def test_survives_a_server_restart_without_gaps(tmp_path: Path) -> None:
 async def _more(follower: Follower, seen: list[Received], total: int) -> bool:
     seen.extend(await follower.fetch(wait=0.05))
     return len(seen) >= total
+
+
+LAPSED_METRIC = "metalbus_followers_lapsed"
+
+
+def lapsed(stream: StreamName) -> float:
+    """How many followers of ``stream`` in this process do not follow it now (the metric)."""
+    return REGISTRY.get_sample_value(LAPSED_METRIC, {"component": "test", "stream": stream.value}) or 0.0
+
+
+async def test_a_consumer_that_vanishes_is_made_again_from_where_it_was(bus: Bus) -> None:
+    """The server drops the consumer (as when the server holding it is lost) and the connection lives on:
+    nothing tells the client but the heartbeats that stop."""
+    await publish(bus, ["a"])
+    health = Health()
+    health.set_ready("starting", True)
+    follower = Follower(bus, StreamName.IPAM, start_sequence=1, health=health)
+    seen: list[Received] = []
+    try:
+        await async_wait_until(lambda: _more(follower, seen, 1), what="the first message")
+        assert follower.consumer is not None
+        await bus.js.delete_consumer(StreamName.IPAM.value, follower.consumer)
+        await publish(bus, ["b"])
+        await async_wait_until(lambda: _more(follower, seen, 2), timeout=HEARTBEAT * MISSED_HEARTBEATS + 3,
+                               what="the message published after the consumer vanished")
+        assert names(seen) == ["a", "b"]
+        assert follower.following and health.readiness() == (True, [])
+    finally:
+        await follower.close()
+
+
+async def test_a_consumer_that_cannot_be_made_is_tried_again_until_it_is_and_said_meanwhile(
+    nats_server: EmbeddedNats,
+) -> None:
+    async with await Bus.connect(BusSettings(url=nats_server.url), producer="test/follower") as bus:
+        for info in await bus.js.streams_info():
+            await bus.js.delete_stream(info.config.name)
+        health = Health()
+        health.set_ready("starting", True)
+        follower = Follower(bus, StreamName.IPAM, start_sequence=1, health=health)
+        try:
+            assert await follower.fetch(wait=0.05) == []  # no stream yet: the consumer cannot be made
+            assert not follower.following
+            ready, reasons = health.readiness()
+            assert not ready and reasons[0].startswith("following IPAM: cannot make its consumer")
+            assert lapsed(StreamName.IPAM) == 1
+            await provision(bus)
+            await publish(bus, ["a"])
+            seen: list[Received] = []
+            await async_wait_until(lambda: _more(follower, seen, 1), timeout=10, what="following once it is there")
+            assert names(seen) == ["a"]
+            assert follower.following and health.readiness() == (True, [])
+            assert lapsed(StreamName.IPAM) == 0
+        finally:
+            await follower.close()
+            for info in await bus.js.streams_info():
+                await bus.js.delete_stream(info.config.name)

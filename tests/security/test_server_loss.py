@@ -1,6 +1,7 @@
 """Losing a server of the production overlay's NATS cluster (three TLS servers, streams at three replicas):
 a component carries on through the others, with its own credential, whether it was given one server (as
-the manifests give the Service's name: the others are learned from the cluster) or all of them."""
+the manifests give the Service's name: the others are learned from the cluster) or all of them; a stream
+followed live goes on from where it was, whichever server held its consumer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from schemas.events import NodeObserved, ObjectRef
 from services.common.bus import Bus, BusSettings
 from services.common.errors import RetryableError
+from services.common.follower import Follower
+from services.common.health import Health
 from services.common.permissions import BusUser
 from services.common.subjects import StreamName, observed_subject
 from tests.security.shipped import ShippedCluster, shipped_cluster
@@ -73,3 +76,34 @@ async def test_a_component_given_every_server_starts_while_one_is_down_and_it_co
     production.restart(production.servers[0])
     await async_wait_until(lambda: reads(production, 0, ["k8s.node._.node-a"]), timeout=20,
                            what="the observation read back through the restarted server")
+
+
+async def test_a_follower_whose_consumer_was_on_the_killed_server_follows_on_through_another(
+    production: ShippedCluster,
+) -> None:
+    """The ipam's way of following ``K8S``: its consumer lives on one server (often not the one it is
+    connected to), so losing that server may leave the connection untouched and the consumer gone."""
+    health = Health()
+    health.set_ready("starting", True)
+    async with await connect(production, BusUser.WATCHER, 0, 1, 2) as watcher, \
+            await connect(production, BusUser.IPAM, 0, 1, 2) as ipam:
+        assert await observed(watcher, "node-a")
+        follower = Follower(ipam, StreamName.K8S, start_sequence=1, health=health)
+        seen: list[str] = []
+
+        async def follows(count: int) -> bool:
+            seen.extend(received.subject for received in await follower.fetch(wait=0.1))
+            return len(seen) >= count
+
+        try:
+            await async_wait_until(lambda: follows(1), timeout=10, what="the first observation")
+            assert follower.consumer is not None
+            info = await ipam.js.consumer_info(StreamName.K8S.value, follower.consumer)
+            assert info.cluster is not None and info.cluster.leader
+            production.kill(production.server_named(info.cluster.leader))
+            await async_wait_until(lambda: observed(watcher, "node-b"), timeout=20, what="a publish after the loss")
+            await async_wait_until(lambda: follows(2), timeout=15, what="the observation made after the loss")
+            assert seen == ["k8s.node._.node-a", "k8s.node._.node-b"]
+            assert follower.following and health.readiness() == (True, [])
+        finally:
+            await follower.close()
