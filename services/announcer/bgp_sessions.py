@@ -14,6 +14,7 @@ import logging
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from schemas.events import BGPSessionState
 from schemas.metallb import BGPPeer
@@ -40,6 +41,8 @@ from services.announcer.bgp_advertising import (
     next_hops,
     router_id_for,
 )
+from services.announcer.bgp_links import SessionLink, Waiting
+from services.common.supervision import OnFailure, supervised
 
 log = logging.getLogger("metalbus.announcer.bgp")
 
@@ -60,14 +63,18 @@ class SessionSpec:
     speaker: SpeakerConfig
     bfd: BfdConfig | None
     graceful_restart: bool
+    vrf: str = ""  # the session runs in this Linux VRF
+    interface: str = ""  # BGP unnumbered: the peer is found on this interface
 
 
 def session_spec_for(
     peer: BGPPeer, *, node: NodeFacts, password: str | None, configuration: Configuration
 ) -> SessionSpec | Refused:
     spec = peer.spec
-    family = ipaddress.ip_address(spec.peer_address).version if spec.peer_address else 4
+    family = ipaddress.ip_address(spec.peer_address).version if spec.peer_address else 6
     v4, v6 = next_hops(node, session_family=family)
+    if spec.vrf or spec.interface:  # not the node's addresses: the VRF's (bgp_links.py) or the link's own
+        v4, v6 = None, None
     speaker = speaker_config_for(
         spec, router_id=router_id_for(node), password=password, next_hop_v4=v4, next_hop_v6=v6, bfd_available=True
     )
@@ -84,7 +91,10 @@ def session_spec_for(
         if isinstance(checked, Refused):
             return checked
         bfd = checked
-    return SessionSpec(speaker=speaker, bfd=bfd, graceful_restart=spec.enable_graceful_restart)
+    return SessionSpec(
+        speaker=speaker, bfd=bfd, graceful_restart=spec.enable_graceful_restart, vrf=spec.vrf,
+        interface=spec.interface,
+    )  # fmt: skip
 
 
 def local_address_towards(peer: IPAddress) -> IPAddress | None:
@@ -152,10 +162,12 @@ class PeerSession:
         self._on_sent = on_sent
         self._speaker: Speaker | None = None
         self._bfd: tuple[IPAddress, BfdPeer] | None = None
+        self._config = spec.speaker  # as made ready on this host (bgp_links.py) for a VRF or an interface
+        self._link: SessionLink | None = None
 
     @property
     def peer_address(self) -> IPAddress:
-        return self.spec.speaker.peer_address
+        return self._config.peer_address  # an interface peer's: unspecified until found on the link
 
     @property
     def up(self) -> bool:
@@ -170,7 +182,17 @@ class PeerSession:
 
     def start(self, routes: Mapping[Prefix, Route]) -> None:
         """Dial out with ``routes`` already desired, so the first UPDATEs carry the whole set."""
-        self._speaker = Speaker(self.spec.speaker, on_event=self._on_event)
+        if self._link is None and (self.spec.vrf or self.spec.interface):
+            self._link = SessionLink(
+                self.spec.speaker,
+                vrf=self.spec.vrf,
+                interface=self.spec.interface,
+                on_ready=partial(self._on_link_ready, routes),
+                on_waiting=self._on_link_waiting,
+            )
+            self._link.start()
+            return
+        self._speaker = Speaker(self._config, on_event=self._on_event)
         self._speaker.session.set_advertisements(routes)
         self._speaker.start()
         if self._listener is not None:
@@ -187,6 +209,8 @@ class PeerSession:
     async def stop(self, *, keep_routes: bool = False, message: str = "") -> None:
         """End the session: Cease (the peer withdraws our routes at once), or with ``keep_routes`` a silent
         close so a graceful restart helper keeps them until we are back."""
+        if self._link is not None:
+            self._link.close()
         if self._bfd is not None:
             address, bfd = self._bfd
             self._bfd = None
@@ -198,6 +222,23 @@ class PeerSession:
                 self._listener.remove(speaker)
             await speaker.stop(keep_routes=keep_routes, message=message)
         self._set_state(BGPSessionState.IDLE, "stopped" + (" (graceful restart)" if keep_routes else ""))
+
+    def _on_link_ready(self, routes: Mapping[Prefix, Route], config: SpeakerConfig) -> None:
+        """The VRF and interface are there, the peer on the link found (again: a new router replaces the
+        session with the old one)."""
+        old, self._speaker = self._speaker, None
+        if old is not None:
+            routes = dict(old.session.desired)
+            if self._listener is not None:
+                self._listener.remove(old)
+            # REPORT: a one-shot; a session that failed to stop is dropped all the same
+            supervised(partial(old.stop, message="another peer on the link"), name="bgp-session-stop",
+                       on_failure=OnFailure.REPORT)  # fmt: skip
+        self._config = config
+        self.start(routes)
+
+    def _on_link_waiting(self, why: Waiting) -> None:
+        self._set_state(BGPSessionState.IDLE, str(why))
 
     def _start_bfd(self, config: BfdConfig) -> None:
         local = self.spec.speaker.source_address or local_address_towards(self.peer_address)

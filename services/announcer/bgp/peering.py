@@ -15,14 +15,14 @@ from services.announcer.bgp.bfd import BfdConfig
 from services.announcer.bgp.capabilities import IPV4_UNICAST, IPV6_UNICAST
 from services.announcer.bgp.session import DynamicAsn, SessionConfig
 from services.announcer.bgp.speaker import SpeakerConfig
+from services.announcer.bgp.unnumbered import UNSPECIFIED
 
 DEFAULT_HOLD_TIME = 90  # MetalLB's default
 DEFAULT_CONNECT_TIME = 120.0  # RFC 4271 ConnectRetryTime
 
 
 class Refusal(enum.StrEnum):
-    INTERFACE_UNSUPPORTED = "InterfaceUnsupported"  # BGP unnumbered (peering over an interface)
-    VRF_UNSUPPORTED = "VrfUnsupported"
+    BFD_OFF_THE_MAIN_TABLE = "BfdInVrfOrUnnumberedUnsupported"  # BFD runs in the main routing table only
     BFD_UNAVAILABLE = "BfdUnavailable"
     BFD_ECHO_IPV6 = "BfdEchoIPv6"  # the echo function loops IPv4 only (as FRR's, MetalLB refuses it with IPv6)
     BFD_ECHO_MULTIHOP = "BfdEchoMultihop"  # RFC 5883 §3: no echo function over several hops
@@ -51,10 +51,9 @@ def speaker_config_for(
     ``router_id`` is the node's default (``spec.routerID`` wins); ``password`` is the one read from
     ``passwordSecret`` (``spec.password`` wins); next hops default to the session's own addresses.
     """
-    if spec.interface:
-        return Refused(Refusal.INTERFACE_UNSUPPORTED, f"peering over interface {spec.interface!r} is not supported")
-    if spec.vrf:
-        return Refused(Refusal.VRF_UNSUPPORTED, f"VRF {spec.vrf!r} is not supported")
+    if spec.bfd_profile and (spec.vrf or spec.interface):
+        where = f"in VRF {spec.vrf!r}" if spec.vrf else f"over interface {spec.interface!r}"
+        return Refused(Refusal.BFD_OFF_THE_MAIN_TABLE, f"BFD beside a session {where} is not supported")
     if spec.bfd_profile and not bfd_available:
         return Refused(Refusal.BFD_UNAVAILABLE, f"BFD profile {spec.bfd_profile!r}: BFD is not available")
     secret = spec.password or password or None
@@ -63,7 +62,8 @@ def speaker_config_for(
     local_asn = _local_asn_refusal(spec)
     if isinstance(local_asn, Refused):
         return local_asn
-    peer = ipaddress.ip_address(spec.peer_address)
+    # an interface peer's address is found on the link (unnumbered.py) before the session dials
+    peer = ipaddress.ip_address(spec.peer_address) if spec.peer_address else UNSPECIFIED
     timers = spec.timers()
     hold = int(timers.hold_time) if timers is not None else DEFAULT_HOLD_TIME
     keepalive = timers.keepalive_time if timers is not None and hold else None
@@ -80,6 +80,7 @@ def speaker_config_for(
         keepalive_time=keepalive,
         families=families,
         graceful_restart=spec.enable_graceful_restart,
+        extended_next_hop=bool(spec.interface),  # IPv4 prefixes over the IPv6 link-local session (RFC 8950)
         next_hop_v4=next_hop_v4,
         next_hop_v6=next_hop_v6,
     )
@@ -92,6 +93,7 @@ def speaker_config_for(
         connect_time=spec.connect_time or DEFAULT_CONNECT_TIME,
         # eBGP peers are one hop away unless told otherwise (RFC 4271 §5.1.3); iBGP keeps the system TTL
         ttl=None if spec.is_ibgp else (255 if spec.ebgp_multi_hop else 1),
+        device=spec.interface or spec.vrf or None,  # an interface in a VRF routes in that VRF by itself
     )
 
 

@@ -70,8 +70,8 @@ def test_multihop_and_secret_password_and_disable_mp() -> None:
 @pytest.mark.parametrize(
     ("spec", "reason"),
     [
-        ({"interface": "eth1"}, Refusal.INTERFACE_UNSUPPORTED),
-        ({"peerAddress": "10.0.0.1", "vrf": "red"}, Refusal.VRF_UNSUPPORTED),
+        ({"peerAddress": "10.0.0.1", "vrf": "red", "bfdProfile": "fast"}, Refusal.BFD_OFF_THE_MAIN_TABLE),
+        ({"interface": "eth1", "bfdProfile": "fast"}, Refusal.BFD_OFF_THE_MAIN_TABLE),
         ({"peerAddress": "10.0.0.1", "bfdProfile": "fast"}, Refusal.BFD_UNAVAILABLE),
         ({"peerAddress": "10.0.0.1", "password": "x" * 81}, Refusal.PASSWORD_TOO_LONG),
     ],
@@ -79,3 +79,22 @@ def test_multihop_and_secret_password_and_disable_mp() -> None:
 def test_what_the_speaker_cannot_do_is_refused_with_a_reason(spec: dict[str, Any], reason: Refusal) -> None:
     result = config(myASN=64500, peerASN=64501, **spec)
     assert isinstance(result, Refused) and result.reason is reason and result.message
+
+
+def test_a_vrf_session_is_bound_to_the_vrf_device() -> None:
+    result = config(myASN=64500, peerASN=64501, peerAddress="10.0.0.1", vrf="red")
+    assert isinstance(result, SpeakerConfig)
+    assert (result.device, result.peer_address, result.session.extended_next_hop) == (
+        "red",
+        ipaddress.ip_address("10.0.0.1"),
+        False,
+    )
+
+
+def test_an_interface_session_finds_its_peer_on_the_link_and_offers_extended_next_hop() -> None:
+    result = config(myASN=64500, dynamicASN="external", interface="eth1", vrf="red")
+    assert isinstance(result, SpeakerConfig)
+    assert result.device == "eth1"  # the interface (in its VRF) scopes the peer's link-local address
+    assert result.peer_address == ipaddress.ip_address("::")  # found on the link before the session dials
+    assert result.session.extended_next_hop and result.session.families == {IPV4_UNICAST, IPV6_UNICAST}
+    assert result.ttl == 1

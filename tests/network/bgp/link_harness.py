@@ -1,0 +1,70 @@
+"""What the unnumbered and VRF network tests (and bench/bgp.py) share: FRR's side of an unnumbered session,
+and one BGPPeer's session run in a namespace as the announcer's agent runs it (``peer_session_proc``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.netlab import Lab
+
+
+def frr_unnumbered(*, interface: str = "eth0", numbered: str | None = None, remote_as: str = "external") -> str:
+    """bgpd's configuration: ``neighbor IFNAME interface`` (and, with ``numbered``, a neighbor at that address
+    too), both address families activated, short timers."""
+    neighbors = [f"{interface} interface", *([numbered] if numbered else [])]
+    names = [interface, *([numbered] if numbered else [])]
+    lines = [
+        "frr defaults traditional",
+        "hostname router",
+        "router bgp 64513",
+        " bgp router-id 10.255.0.1",
+        " no bgp ebgp-requires-policy",
+        *(f" neighbor {n} remote-as {remote_as}" for n in neighbors),
+        *(f" neighbor {n} timers 3 9\n neighbor {n} timers connect 2" for n in names),
+    ]
+    for family in ("ipv4", "ipv6"):
+        lines += [f" address-family {family} unicast", *(f"  neighbor {n} activate" for n in names)]
+        lines += [" exit-address-family"]
+    return "\n".join(lines) + "\n"
+
+
+class PeerSessionProcess:
+    """tests.network.bgp.peer_session_proc in a namespace: one BGPPeer's session as the agent runs it."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        ns: str,
+        log: Path,
+        *,
+        peer: dict[str, Any],
+        routes: Sequence[str],
+        node_addresses: Sequence[str] = (),
+        bfd_profiles: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.log = log
+        config = {"peer": peer, "node": {"name": "node", "addresses": list(node_addresses)}, "routes": list(routes),
+                  "bfdProfiles": dict(bfd_profiles or {})}  # fmt: skip
+        module = "tests.network.bgp.peer_session_proc"
+        self.proc = lab.popen(ns, sys.executable, "-m", module, json.dumps(config), str(log))
+
+    def announce(self, routes: Sequence[str]) -> None:
+        """The whole set the session should advertise from now on."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"routes": list(routes)}) + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def states(self) -> list[str]:
+        text = self.log.read_text() if self.log.exists() else ""
+        return [line.split(" state ", 1)[1] for line in text.splitlines() if " state " in line]
+
+    def reached(self, state: str) -> bool:
+        return any(s.startswith(state) for s in self.states())

@@ -1,0 +1,99 @@
+"""BGP unnumbered against FRR 8 (`neighbor eth0 interface remote-as external`, zebra running): a node and a
+router joined by one veth that has IPv6 link-local addresses and nothing else. The node's session (a BGPPeer
+with ``interface: eth0``) finds FRR on the link, dials its link-local address, and its IPv4 service prefix
+reaches FRR with the node's link-local address as next hop (RFC 8950) and lands in the router's kernel table
+through that next hop."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.netlab import Lab, skip_reason, wait_for
+from tests.network.bgp.link_harness import PeerSessionProcess, frr_unnumbered
+from tests.network.bgp.routers import Frr, start_frr_with_zebra
+
+_SKIP = skip_reason() or Frr.skip_reason()
+pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
+
+V4, V6 = "198.51.100.7/32", "2001:db8:77::7/128"
+UNNUMBERED_PEER = {"myASN": 64512, "peerASN": 64513, "interface": "eth0", "holdTime": "9s"}
+
+
+@dataclass
+class Link:
+    lab: Lab
+    node: str
+    router: str
+    frr: Frr
+    directory: Path
+
+    def node_ll(self) -> str:
+        out = self.lab.run(self.node, "ip", "-j", "-6", "addr", "show", "dev", "eth0", "scope", "link").stdout
+        return str(json.loads(out)[0]["addr_info"][0]["local"])
+
+    def neighbor(self) -> dict[str, Any]:
+        return dict(json.loads(self.frr.vtysh("show bgp neighbors eth0 json").stdout or "{}").get("eth0", {}))
+
+    def bgp_route(self, prefix: str) -> dict[str, Any] | None:
+        family = "ipv6" if ":" in prefix else "ipv4"
+        data = json.loads(self.frr.vtysh(f"show bgp {family} unicast {prefix} json").stdout or "{}")
+        paths = data.get("paths") or []
+        return dict(paths[0]) if paths else None
+
+    def kernel_route(self, prefix: str) -> dict[str, Any] | None:
+        family = "-6" if ":" in prefix else "-4"
+        out = self.lab.run(self.router, "ip", "-j", family, "route", "show", prefix, check=False).stdout
+        routes = json.loads(out) if out.strip() else []
+        return dict(routes[0]) if routes else None
+
+    def explain(self, session: PeerSessionProcess) -> str:
+        return "\n".join([*session.states(), json.dumps(self.neighbor(), indent=1)[:2000]])
+
+
+@pytest.fixture
+def link(tmp_path: Path) -> Iterator[Link]:
+    with Lab("mbunn") as lab:
+        node, router = lab.namespace("node"), lab.namespace("router")
+        lab.veth(node, router)  # link-local addresses only
+        with tempfile.TemporaryDirectory(prefix="mbunn-frr-") as frr_dir:  # zebra runs as frr: not in tmp_path
+            frr = start_frr_with_zebra(lab, router, Path(frr_dir), frr_unnumbered(), neighbor="eth0")
+            yield Link(lab, node, router, frr, tmp_path)
+
+
+def test_ipv4_and_ipv6_prefixes_reach_frr_over_the_link_local_session(link: Link) -> None:
+    session = PeerSessionProcess(link.lab, link.node, link.directory / "node.log", peer=UNNUMBERED_PEER,
+                                 routes=[V4, V6])  # fmt: skip
+    try:
+        wait_for(lambda: link.neighbor().get("bgpState") == "Established", timeout=20, message="FRR Established")
+    except TimeoutError:
+        print(link.explain(session))
+        raise
+    node_ll = link.node_ll()
+    neighbor = link.neighbor()
+    assert neighbor["bgpNeighborAddr"] == node_ll  # FRR found the node on the link
+    assert neighbor["neighborCapabilities"]["extendedNexthop"] == "advertisedAndReceived"
+
+    route = wait_for(lambda: link.bgp_route(V4), timeout=10, message=f"{V4} in FRR")
+    assert [h["ip"] for h in route["nexthops"]] == [node_ll] and route["valid"], route  # the 16-octet form
+    v6 = wait_for(lambda: link.bgp_route(V6), timeout=10, message=f"{V6} in FRR")
+    assert any(h["ip"] == node_ll for h in v6["nexthops"]), v6["nexthops"]
+
+    # zebra installs the IPv4 route through the node's IPv6 link-local address (RFC 5549 in the kernel)
+    kernel = wait_for(lambda: link.kernel_route(V4), timeout=10, message=f"{V4} in the router's kernel")
+    assert kernel.get("dev") == "eth0" and kernel.get("via") == {"family": "inet6", "host": node_ll}, kernel
+    assert session.reached("Established")
+
+
+def test_the_session_waits_for_a_router_with_the_reason_in_its_state(link: Link) -> None:
+    link.frr.vtysh("configure terminal\nrouter bgp 64513\nneighbor eth0 shutdown")
+    session = PeerSessionProcess(link.lab, link.node, link.directory / "node.log",
+                                 peer={**UNNUMBERED_PEER, "interface": "eth9"}, routes=[V4])  # fmt: skip
+    wait_for(lambda: session.reached("Idle InterfaceMissing"), timeout=10, message="the missing interface told")
+    assert "interface 'eth9' does not exist on this node" in session.states()[-1]

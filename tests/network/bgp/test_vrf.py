@@ -1,0 +1,111 @@
+"""A BGPPeer with ``vrf``: the session runs in the node's Linux VRF. The node has a VRF ``red`` enslaving the
+interface towards FRR (reachable only through it) and, in its main table, an interface towards another
+router. The VRF peer comes up and FRR gets the routes with next hops of the VRF's own interface (not the
+node's main addresses); a VRF peer whose address is only reachable outside the VRF is not reached through
+it; a VRF that does not exist is the reason in the session's state until it appears. Where the kernel has no
+VRF driver (CONFIG_NET_VRF) only what needs no VRF device runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.netlab import Lab, skip_reason, wait_for
+from tests.network.bgp.link_harness import PeerSessionProcess
+from tests.network.bgp.routers import Frr, Peering
+
+_SKIP = skip_reason() or Frr.skip_reason()
+pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
+
+V4, V6 = "198.51.100.7/32", "2001:db8:77::7/128"
+IN_VRF = {"node": ("10.88.0.2", "fd88::2"), "router": ("10.88.0.1", "fd88::1")}
+MAIN = {"node": ("10.99.0.2", "fd99::2"), "router": ("10.99.0.1", "fd99::1")}
+NODE_FACTS = ("10.99.0.2", "fd99::2")  # the node's InternalIPs are in the main table
+
+
+@dataclass
+class Net:
+    lab: Lab
+    node: str
+    directory: Path
+    in_vrf: Frr  # reachable through VRF red only
+    outside: Frr  # reachable through the main table only
+
+    def session(self, name: str, **peer: object) -> PeerSessionProcess:
+        spec = {"myASN": 64512, "peerASN": 64513, "holdTime": "9s", **peer}
+        return PeerSessionProcess(self.lab, self.node, self.directory / f"{name}.log", peer=spec, routes=[V4, V6],
+                                  node_addresses=NODE_FACTS)  # fmt: skip
+
+
+def frr(lab: Lab, ns: str, directory: Path, addresses: dict[str, tuple[str, str]]) -> Frr:
+    peering = Peering(router_id=addresses["router"][0], local=addresses["router"][0], local_as=64513,
+                      neighbor=addresses["node"][0], neighbor_as=64512, graceful_restart=False)  # fmt: skip
+    return Frr.start(lab, ns, directory, peering)
+
+
+def prefixed(addresses: tuple[str, str]) -> list[str]:
+    return [f"{addresses[0]}/24", f"{addresses[1]}/64"]
+
+
+def add_vrf(lab: Lab, ns: str, name: str, table: int) -> None:
+    result = lab.run(ns, "ip", "link", "add", name, "type", "vrf", "table", str(table), check=False)
+    if result.returncode != 0:
+        pytest.skip(f"no VRF device can be made here (a kernel without CONFIG_NET_VRF?): {result.stderr.strip()}")
+    lab.run(ns, "ip", "link", "set", name, "up")
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    with Lab("mbvrf") as lab:
+        node, router, other = lab.namespace("node"), lab.namespace("router"), lab.namespace("other")
+        lab.veth(node, router, ifname_a="eth1", addresses_a=prefixed(IN_VRF["node"]),
+                 addresses_b=prefixed(IN_VRF["router"]))  # fmt: skip
+        lab.veth(node, other, ifname_a="eth2", addresses_a=prefixed(MAIN["node"]), addresses_b=prefixed(MAIN["router"]))
+        in_vrf = frr(lab, router, tmp_path / "frr-in-vrf", IN_VRF)
+        outside = frr(lab, other, tmp_path / "frr-outside", MAIN)
+        yield Net(lab, node, tmp_path, in_vrf, outside)
+
+
+def test_the_session_runs_in_the_vrf_and_only_there(net: Net) -> None:
+    add_vrf(net.lab, net.node, "red", 10)
+    net.lab.run(net.node, "ip", "link", "set", "eth1", "master", "red")
+    assert net.lab.run(net.node, "ip", "route", "get", IN_VRF["router"][0], check=False).returncode != 0
+    in_vrf = net.session("in-vrf", peerAddress=IN_VRF["router"][0], vrf="red")
+    astray = net.session("astray", peerAddress=MAIN["router"][0], vrf="red")  # reachable outside the VRF only
+    try:
+        wait_for(net.in_vrf.established, timeout=20, message="the VRF session Established")
+    except TimeoutError:
+        print(in_vrf.states(), net.in_vrf.diagnostics())
+        raise
+    v4 = wait_for(lambda: net.in_vrf.route(V4), timeout=10, message=f"{V4} at the router")
+    v6 = wait_for(lambda: net.in_vrf.route(V6), timeout=10, message=f"{V6} at the router")
+    assert (v4.next_hop, v6.next_hop) == IN_VRF["node"]  # the VRF's own addresses, not the node's main ones
+
+    # the peer outside the VRF: by now it would have been Established through the main table
+    assert not net.outside.established()
+    assert not any(state.startswith(("OpenSent", "Established")) for state in astray.states()), astray.states()
+    astray.proc.terminate()
+    outside = net.session("outside", peerAddress=MAIN["router"][0])  # the same peer without the VRF: reached
+    wait_for(net.outside.established, timeout=20, message="the main-table session Established")
+    assert outside.reached("Established")
+
+
+def test_a_missing_vrf_or_a_device_that_is_not_one_is_the_reason_in_the_state(net: Net) -> None:
+    session = net.session("blue", peerAddress=IN_VRF["router"][0], vrf="blue")
+    wait_for(lambda: session.reached("Idle VrfMissing"), timeout=10, message="the missing VRF told")
+    assert session.states()[-1] == "Idle VrfMissing: VRF 'blue' does not exist on this node"
+    net.lab.run(net.node, "ip", "link", "add", "blue", "type", "bridge")
+    wait_for(lambda: session.reached("Idle NotAVrf"), timeout=10, message="a device that is not a VRF told")
+    assert session.states()[-1] == "Idle NotAVrf: 'blue' is a bridge device, not a VRF"
+    assert session.proc.poll() is None  # never a crash
+
+
+def test_the_session_dials_once_its_vrf_appears(net: Net) -> None:
+    session = net.session("red", peerAddress=IN_VRF["router"][0], vrf="red")
+    wait_for(lambda: session.reached("Idle VrfMissing"), timeout=10, message="the missing VRF told")
+    add_vrf(net.lab, net.node, "red", 10)
+    net.lab.run(net.node, "ip", "link", "set", "eth1", "master", "red")
+    wait_for(net.in_vrf.established, timeout=20, message="the VRF session Established")

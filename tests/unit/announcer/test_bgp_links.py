@@ -1,0 +1,59 @@
+"""Where a VRF or interface session runs: what the host's links say about it, and the VRF's next hops."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from services.announcer.bgp_links import HostProblem, device_problem, vrf_next_hops
+from services.announcer.l2.interfaces import InterfaceFacts
+from services.announcer.l2.links import AddressFacts
+
+LINKS = [
+    InterfaceFacts(name="eth0", index=2, mac=b"\x02" * 6, up=True),  # the main table's
+    InterfaceFacts(name="red", index=3, mac=b"", up=True, kind="vrf"),
+    InterfaceFacts(name="eth1", index=4, mac=b"\x04" * 6, up=True, master=3),
+    InterfaceFacts(name="eth2", index=5, mac=b"\x05" * 6, up=True, master=3),
+    InterfaceFacts(name="br0", index=6, mac=b"\x06" * 6, up=True, kind="bridge"),
+]
+
+
+def address(index: int, text: str, *, universe: bool = True) -> AddressFacts:
+    return AddressFacts(index, ipaddress.ip_address(text), 64, universe)
+
+
+@pytest.mark.parametrize(
+    ("vrf", "interface", "expected"),
+    [
+        ("red", "", None),
+        ("", "eth0", None),
+        ("red", "eth1", None),
+        ("blue", "", (HostProblem.VRF_MISSING, "VRF 'blue' does not exist on this node")),
+        ("br0", "", (HostProblem.NOT_A_VRF, "'br0' is a bridge device, not a VRF")),
+        ("eth0", "", (HostProblem.NOT_A_VRF, "'eth0' is a physical device, not a VRF")),
+        ("", "eth9", (HostProblem.INTERFACE_MISSING, "interface 'eth9' does not exist on this node")),
+        ("red", "eth0", (HostProblem.INTERFACE_NOT_IN_VRF, "interface 'eth0' is not in VRF 'red'")),
+    ],
+)
+def test_what_keeps_a_session_from_its_device(
+    vrf: str, interface: str, expected: tuple[HostProblem, str] | None
+) -> None:
+    problem = device_problem(LINKS, vrf=vrf, interface=interface)
+    assert (None if problem is None else (problem.problem, problem.message)) == expected
+
+
+def test_next_hops_are_the_vrfs_own_global_addresses() -> None:
+    addresses = [
+        address(2, "10.99.0.2"),  # main table: never a VRF session's next hop
+        address(2, "fd99::2"),
+        address(5, "10.88.1.2"),
+        address(4, "fe80::4", universe=False),
+        address(4, "fd88::2"),
+        address(4, "10.88.0.2"),
+    ]
+    assert vrf_next_hops(LINKS, addresses, vrf="red") == (
+        ipaddress.IPv4Address("10.88.0.2"),  # the first enslaved interface's first
+        ipaddress.IPv6Address("fd88::2"),
+    )
+    assert vrf_next_hops(LINKS, addresses, vrf="blue") == (None, None)
