@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from tests.netlab import Lab, skip_reason, wait_for
-from tests.network.bgp.harness import Net, SpeakerProcess, route
+from tests.network.bgp.harness import Net
+from tests.network.bgp.link_harness import PeerSessionProcess
 from tests.network.bgp.routers import Bird, Frr, start_frr_with_zebra
 
 _SKIP = skip_reason()
@@ -45,12 +46,17 @@ def routed_hop(directory: Path) -> Iterator[tuple[Net, str]]:
         yield Net(lab, node, router, directory), hop
 
 
-def speaker(net: Net, *, minimum_ttl: int = 254) -> SpeakerProcess:
-    """The node's side as a BGPPeer with ebgpMultiHop and a BFD profile (300 ms x 3) gives it."""
-    bfd = {"desired_min_tx": 0.3, "required_min_rx": 0.3, "detect_mult": 3, "multihop": True,
-           "minimum_ttl": minimum_ttl}  # fmt: skip
-    return SpeakerProcess(net, "speaker", local_as=NODE_AS, peer_as=ROUTER_AS, router_id=NODE, peer_address=ROUTER,
-                          source_address=NODE, next_hop_v6=None, hold_time=90, ttl=255, bfd=bfd)  # fmt: skip
+def node_session(net: Net, *, minimum_ttl: int = 254) -> PeerSessionProcess:
+    """The node's side, as the announcer runs a BGPPeer with ebgpMultiHop and a BFDProfile (300 ms x 3)."""
+    peer = {"myASN": NODE_AS, "peerASN": ROUTER_AS, "peerAddress": ROUTER, "sourceAddress": NODE,
+            "ebgpMultiHop": True, "holdTime": "90s", "bfdProfile": "multihop"}  # fmt: skip
+    profile = {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": 3, "minimumTtl": minimum_ttl}
+    return PeerSessionProcess(net.lab, net.node, net.directory / "node.log", peer=peer, routes=[V4],
+                              node_addresses=[NODE], bfd_profiles={"multihop": profile})  # fmt: skip
+
+
+def logged(session: PeerSessionProcess) -> str:
+    return session.log.read_text() if session.log.exists() else ""
 
 
 # --- FRR ----------------------------------------------------------------------------------------------------
@@ -97,40 +103,23 @@ def frr_bfd_peer(frr: Frr) -> dict[str, Any]:
     return next((p for p in peers if p.get("peer") == NODE), {})
 
 
-def frr_control_sent(frr: Frr) -> int:
-    peers = json.loads(frr.vtysh("show bfd peers counters json").stdout or "[]")
-    return int(next((p for p in peers if p.get("peer") == NODE), {}).get("control-packet-output", 0))
-
-
 def test_frr_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_path: Path) -> None:
     with frr_lab(tmp_path) as (net, hop, frr):
-        node = speaker(net)
-        node.announce(route(V4))
+        node = node_session(net)
         wait_for(lambda: frr.route(V4), timeout=20, message="route at FRR")
         peer = wait_for(lambda: (p := frr_bfd_peer(frr)).get("status") == "up" and p, timeout=10, message="BFD up")
         assert peer["multihop"] is True
-        assert "bfd state changed" in node.events() and "new=UP" in node.events()
+        wait_for(lambda: "new=UP" in logged(node), timeout=5, message="our BFD up")
 
         net.lab.run(hop, "ip", "link", "set", "eth1", "down")  # the path is cut one router away
-        wait_for(lambda: "diag=CONTROL_DETECTION_TIME_EXPIRED" in node.events(), timeout=5, message="our BFD Down")
-        wait_for(lambda: "reason=peer_down" in node.events(), timeout=5, message="the BGP session torn down")
+        wait_for(lambda: "old=UP new=DOWN diag=CONTROL_DETECTION_TIME_EXPIRED" in logged(node), timeout=5,
+                 message="our BFD down")  # fmt: skip
+        wait_for(lambda: node.states()[-1].startswith("Idle"), timeout=5, message="the BGP session torn down")
         wait_for(lambda: frr_bfd_peer(frr).get("status") == "down", timeout=5, message="BFD down at FRR")
         wait_for(lambda: frr.route(V4) is None, timeout=5, message="route gone at FRR (hold time is 90 s)")
 
         net.lab.run(hop, "ip", "link", "set", "eth1", "up")
         wait_for(lambda: frr.route(V4), timeout=30, message="route back with the path")
-
-
-def test_a_minimum_ttl_the_path_cannot_meet_keeps_bfd_down(tmp_path: Path) -> None:
-    """FRR's packets arrive with TTL 254 (one router on the way): a profile asking for 255 drops them all."""
-    with frr_lab(tmp_path) as (net, _, frr):
-        node = speaker(net, minimum_ttl=255)
-        wait_for(lambda: frr.established(), timeout=20, message="BGP up (BFD does not hold it back)")
-        wait_for(lambda: frr_bfd_peer(frr).get("status") == "init", timeout=10, message="FRR hears our Down")
-        counted = frr_control_sent(frr)
-        wait_for(lambda: frr_control_sent(frr) >= counted + 3, timeout=10, message="FRR sending on")
-        assert frr_bfd_peer(frr).get("status") == "init"
-        assert "new=UP" not in node.events()
 
 
 # --- BIRD ---------------------------------------------------------------------------------------------------
@@ -153,7 +142,8 @@ protocol bgp node {{
 """
 
 
-def test_bird_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_path: Path) -> None:
+@contextmanager
+def bird_lab(tmp_path: Path) -> Iterator[tuple[Net, str, Bird]]:
     if (reason := Bird.skip_reason()) is not None:
         pytest.skip(reason)
     with routed_hop(tmp_path) as (net, hop):
@@ -164,12 +154,36 @@ def test_bird_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_pa
         bird = Bird(net.lab, net.router, directory)
         bird.proc = net.lab.popen(net.router, "bird", "-f", "-c", str(conf), "-s", bird.socket, "-P",
                                   str(directory / "bird.pid"), stdin=subprocess.DEVNULL)  # fmt: skip
-        node = speaker(net, minimum_ttl=BIRD_MINIMUM_TTL)
-        node.announce(route(V4))
+        yield net, hop, bird
+
+
+def bird_bfd(bird: Bird) -> str:
+    """BIRD's state of the session with the node (Down, Init, Up), or "" before it has one."""
+    for line in bird.birdc("show bfd sessions", check=False).stdout.splitlines():
+        if line.startswith(NODE):
+            return line.split()[2]
+    return ""
+
+
+def test_bird_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_path: Path) -> None:
+    with bird_lab(tmp_path) as (net, hop, bird):
+        node = node_session(net, minimum_ttl=BIRD_MINIMUM_TTL)
         wait_for(lambda: bird.route_text(V4), timeout=20, message="route at BIRD")
-        sessions = lambda: bird.birdc("show bfd sessions", check=False).stdout  # noqa: E731
-        wait_for(lambda: NODE in sessions() and " Up " in sessions(), timeout=10, message="BFD up at BIRD")
+        wait_for(lambda: bird_bfd(bird) == "Up", timeout=10, message="BFD up at BIRD")
 
         net.lab.run(hop, "ip", "link", "set", "eth1", "down")
-        wait_for(lambda: "reason=peer_down" in node.events(), timeout=5, message="the BGP session torn down")
+        wait_for(lambda: node.states()[-1].startswith("Idle"), timeout=5, message="the BGP session torn down")
         wait_for(lambda: bird.route_text(V4) is None, timeout=5, message="route gone at BIRD (hold time is 90 s)")
+
+
+def test_the_default_minimum_ttl_refuses_packets_from_further_than_one_router(tmp_path: Path) -> None:
+    """MetalLB's default minimumTtl (254) accepts one router on the way; BIRD's TTL-64 packets stay unheard."""
+    with bird_lab(tmp_path) as (net, _, bird):
+        node = node_session(net)
+        wait_for(lambda: bird.route_text(V4), timeout=20, message="BGP up (BFD does not hold it back)")
+        wait_for(lambda: bird_bfd(bird) == "Init", timeout=10, message="BIRD hears our Down")
+        # three more of BIRD's packets reach the node (tcpdump exits once it saw them), each dropped
+        net.lab.run(net.node, "tcpdump", "-i", "eth0", "-c", "3", "-n", f"udp and src {ROUTER} and dst port 4784",
+                    timeout=15)  # fmt: skip
+        assert bird_bfd(bird) == "Init"
+        assert "new=UP" not in logged(node)
