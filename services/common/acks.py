@@ -38,8 +38,16 @@ class AckInbox:
         token = str(next(self._tokens))
         future: asyncio.Future[api.PubAck] = asyncio.get_running_loop().create_future()
         self._pending[token] = future
-        future.add_done_callback(lambda _: self._pending.pop(token, None))  # answered, or given up on
+        future.add_done_callback(lambda _: self._settled(token, future))
         return f"{self._prefix}.{token}", future
+
+    def _settled(self, token: str, future: asyncio.Future[api.PubAck]) -> None:
+        """Answered, or given up on. A refusal is seen by whoever still waits for it; nobody may (a writer
+        that stepped down dropped the appends it had not confirmed), so it is marked read here, or asyncio
+        would report each one as an error never retrieved."""
+        self._pending.pop(token, None)
+        if not future.cancelled():
+            future.exception()
 
     async def _on_reply(self, message: Msg) -> None:
         future = self._pending.get(message.subject.rpartition(".")[2])

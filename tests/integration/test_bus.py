@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,23 @@ async def test_fenced_appends_land_all_in_order_or_none_after_a_refused_one(bus:
         await bus.append_fenced(batch("xyz", 7))
     assert (await bus.append_fenced(batch("x", 8)))[0].sequence == 9
     assert await stream_messages(bus, StreamName.IPAM) == 9
+
+
+async def test_appends_given_up_on_leave_no_unread_refusal_behind(bus: Bus) -> None:
+    """A writer that steps down drops the appends it had sent and not confirmed; their refusals arrive
+    later and are nobody's business (asyncio would report each one as an error nobody read)."""
+    unread: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unread.append(context["message"]))
+    try:
+        given_up = await bus.send_fenced([Append(ipam_allocation_subject("default", "a"), allocated("a"), 99)])
+        del given_up
+        # acks are read in order: once the next append is confirmed, the refusal has been read too
+        await bus.append_fenced([Append(ipam_allocation_subject("default", "b"), allocated("b"), 0)])
+        gc.collect()
+        assert unread == []
+    finally:
+        loop.set_exception_handler(None)
 
 
 async def test_expected_last_subject_sequence_fences_one_subject(bus: Bus) -> None:
