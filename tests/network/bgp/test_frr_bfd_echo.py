@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.netlab import skip_reason, wait_for
-from tests.network.bgp.harness import NODE4, ROUTER4, Net, SpeakerProcess, lab_net, route
+from tests.network.bgp.harness import NODE4, ROUTER4, Net, lab_net
+from tests.network.bgp.link_harness import PeerSessionProcess
 from tests.network.bgp.routers import Frr, start_frr_with_zebra
 
 _SKIP = skip_reason() or Frr.skip_reason()
@@ -46,12 +47,9 @@ bfd
   echo receive-interval {ECHO_MS}
  exit
 """
-SPEAKER_BFD = {
-    "desired_min_tx": 0.3,
-    "required_min_rx": 0.3,
-    "detect_mult": MULTIPLIER,
-    "echo_interval": ECHO_MS / 1000,
-}
+PEER = {"myASN": 64512, "peerASN": 64512, "peerAddress": ROUTER4, "holdTime": "90s", "bfdProfile": "echo"}
+PROFILE = {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": MULTIPLIER, "echoMode": True,
+           "echoInterval": ECHO_MS}  # fmt: skip
 
 
 @pytest.fixture
@@ -87,8 +85,9 @@ def echoes_back_at_frr(frr: Frr, *, more_than: int) -> int | None:
 
 def echo_story(net: Net, directory: Path) -> None:
     frr = start_frr_with_zebra(net.lab, net.router, directory, BGPD, neighbor=NODE4, bfdd_config=BFDD)
-    speaker = SpeakerProcess(net, "speaker", hold_time=90, bfd=SPEAKER_BFD)
-    speaker.announce(route(V4))
+    node = PeerSessionProcess(net.lab, net.node, net.directory / "node.log", peer=PEER, routes=[V4],
+                              node_addresses=[NODE4], bfd_profiles={"echo": PROFILE})  # fmt: skip
+    logged = lambda: node.log.read_text() if node.log.exists() else ""  # noqa: E731
     wait_for(lambda: frr.route(V4), timeout=15, message="route at FRR")
     wait_for(lambda: bfd_peer(frr).get("status") == "up", timeout=10, message="BFD up in FRR")
 
@@ -98,17 +97,17 @@ def echo_story(net: Net, directory: Path) -> None:
     peer = bfd_peer(frr)
     assert peer["remote-echo-receive-interval"] == ECHO_MS  # what we advertise: our echoInterval
     # our side: echoes looped by FRR's forwarding plane, and control packets slowed to a second (RFC 5880 §6.8.3)
-    wait_for(lambda: "bfd echo changed" in speaker.events() and "active=True" in speaker.events(), timeout=10,
-             message="the speaker's echo function active")  # fmt: skip
+    wait_for(lambda: "bfd echo changed" in logged() and "active=True" in logged(), timeout=10,
+             message="our echo function active")  # fmt: skip
     wait_for(lambda: bfd_peer(frr).get("remote-transmit-interval") == 1000, timeout=10, message="slow control")
 
     cut = time.monotonic()
     net.lab.run(net.bridge, "ip", "link", "set", net.node_port, "down")  # the cable is cut
-    wait_for(lambda: "diag=ECHO_FUNCTION_FAILED" in speaker.events(), timeout=5, message="our echo failure")
+    wait_for(lambda: "diag=ECHO_FUNCTION_FAILED" in logged(), timeout=5, message="our echo failure")
     seen = time.monotonic() - cut
     wait_for(lambda: bfd_peer(frr).get("status") == "down", timeout=5, message="BFD down in FRR")
     assert bfd_peer(frr).get("diagnostic") == "echo function failed"  # FRR's own echoes, before its 3 s
-    wait_for(lambda: "reason=peer_down" in speaker.events(), timeout=5, message="the BGP session torn down")
+    wait_for(lambda: node.states()[-1].startswith("Idle"), timeout=5, message="the BGP session torn down")
     wait_for(lambda: frr.route(V4) is None, timeout=5, message="route gone at FRR")
     print(f"cut -> our echo function failed seen after {seen:.3f} s (echo {ECHO_MS} ms x {MULTIPLIER})")
 
