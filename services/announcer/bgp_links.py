@@ -137,7 +137,8 @@ class SessionLink:
             return
         self.speaker = speaker
         try:
-            self._discovery = LinkDiscovery(self.interface, on_peer=self._peer_found)
+            mac = next((link.mac for link in links if link.name == self.interface), b"")
+            self._discovery = LinkDiscovery(self.interface, on_peer=self._peer_found, mac=mac)
         except OSError as error:  # the interface went away between the check and the socket
             self._wait(Waiting(HostProblem.INTERFACE_MISSING, f"interface {self.interface!r}: {error!r}"))
             self._timer = self._loop.call_later(RECHECK_EVERY, self._check)

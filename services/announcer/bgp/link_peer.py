@@ -61,9 +61,9 @@ def _open(interface: str) -> tuple[socket.socket, int]:
 class LinkDiscovery:
     """Finds the peer on ``interface``; ``on_peer`` gets each new one (the first, or a replacement)."""
 
-    def __init__(self, interface: str, *, on_peer: Callable[[ipaddress.IPv6Address], None]) -> None:
+    def __init__(self, interface: str, *, on_peer: Callable[[ipaddress.IPv6Address], None], mac: bytes = b"") -> None:
         self.interface = interface
-        self.finder = LinkPeer()
+        self.finder = LinkPeer(mac=mac)
         self._on_peer = on_peer
         self._loop = asyncio.get_running_loop()
         self._sock, self._index = _open(interface)
@@ -91,13 +91,13 @@ class LinkDiscovery:
             log.debug("router discovery send failed interface=%s error=%r", self.interface, error)
 
     def _advertise(self) -> None:
-        self._send(router_advertisement(), ALL_NODES)
+        self._send(router_advertisement(self.finder.mac), ALL_NODES)
         self._timers["advertise"] = self._loop.call_later(ADVERTISE_EVERY, self._advertise)
 
     def _solicit(self) -> None:
         if self.finder.peer is not None:
             return
-        self._send(router_solicitation(), ALL_ROUTERS)
+        self._send(router_solicitation(self.finder.mac), ALL_ROUTERS)
         self._timers["solicit"] = self._loop.call_later(SOLICIT_EVERY, self._solicit)
 
     def _readable(self) -> None:

@@ -20,6 +20,7 @@ from typing import Final
 
 ROUTER_SOLICITATION: Final = 133
 ROUTER_ADVERTISEMENT: Final = 134
+OPTION_SOURCE_LINK_LAYER: Final = 1
 HOP_LIMIT: Final = 255  # RFC 4861 §6.1: router discovery never crosses a router
 ALL_NODES: Final = ipaddress.IPv6Address("ff02::1")
 ALL_ROUTERS: Final = ipaddress.IPv6Address("ff02::2")
@@ -75,15 +76,21 @@ def read_router_message(
     return message if source.is_link_local else RouterDrop.NOT_LINK_LOCAL
 
 
-def router_solicitation() -> bytes:
-    """A router solicitation without options (the checksum is the kernel's to fill in)."""
-    return bytes((ROUTER_SOLICITATION, 0, 0, 0)) + bytes(4)
+def _source_link_layer(mac: bytes) -> bytes:
+    """The source link-layer address option (RFC 4861 §4.6.1) for an Ethernet address; none without one."""
+    return bytes((OPTION_SOURCE_LINK_LAYER, 1)) + mac if len(mac) == 6 else b""
 
 
-def router_advertisement() -> bytes:
+def router_solicitation(mac: bytes = b"") -> bytes:
+    """A router solicitation (the checksum is the kernel's to fill in), with our link-layer address."""
+    return bytes((ROUTER_SOLICITATION, 0, 0, 0)) + bytes(4) + _source_link_layer(mac)
+
+
+def router_advertisement(mac: bytes = b"") -> bytes:
     """A router advertisement with a router lifetime of 0: "I am on this link", not "route through me"; no
-    hop limit, flags, reachable or retransmission time advice, no prefixes."""
-    return bytes((ROUTER_ADVERTISEMENT, 0, 0, 0)) + bytes(12)
+    hop limit, flags, reachable or retransmission time advice, no prefixes; our link-layer address, so the
+    router's neighbour table knows us at once (GoBGP finds its unnumbered peer there)."""
+    return bytes((ROUTER_ADVERTISEMENT, 0, 0, 0)) + bytes(12) + _source_link_layer(mac)
 
 
 class LinkPeer:
@@ -94,7 +101,8 @@ class LinkPeer:
     misconfiguration: an unnumbered session is point to point) cannot make the session flap.
     """
 
-    def __init__(self, *, stale_after: float = STALE_AFTER) -> None:
+    def __init__(self, *, mac: bytes = b"", stale_after: float = STALE_AFTER) -> None:
+        self.mac = mac  # the interface's, for the link-layer address option
         self.stale_after = stale_after
         self.peer: ipaddress.IPv6Address | None = None
         self._last_heard = 0.0
@@ -111,7 +119,6 @@ class LinkPeer:
         self.peer, self._last_heard = message.source, now
         return self.peer
 
-    @staticmethod
-    def answer(message: RouterMessage) -> bytes | None:
+    def answer(self, message: RouterMessage) -> bytes | None:
         """What to send in answer: our advertisement to a solicitation (FRR solicits when it starts)."""
-        return router_advertisement() if message.kind is RouterDiscovery.SOLICITATION else None
+        return router_advertisement(self.mac) if message.kind is RouterDiscovery.SOLICITATION else None

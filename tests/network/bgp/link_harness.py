@@ -68,3 +68,58 @@ class PeerSessionProcess:
 
     def reached(self, state: str) -> bool:
         return any(s.startswith(state) for s in self.states())
+
+
+def bird_unnumbered(*, neighbor: str, interface: str = "eth0", log_file: Path) -> str:
+    """BIRD 2 as the router of an unnumbered link: router advertisements (its radv protocol, as FRR's zebra
+    sends them for an unnumbered interface) and a passive session to the node's link-local address with
+    extended next hop for IPv4."""
+    return f"""
+router id 10.255.0.2;
+log "{log_file}" all;
+protocol device {{ scan time 1; }}
+protocol radv {{ interface "{interface}" {{ min ra interval 3; max ra interval 4; }}; }}
+protocol bgp node {{
+    local as 64513;
+    neighbor {neighbor}%{interface} as 64512;
+    interface "{interface}";
+    passive on;
+    hold time 9;
+    connect delay time 1;
+    connect retry time 2;
+    error wait time 1, 2;
+    ipv4 {{ import all; export none; extended next hop on; }};
+    ipv6 {{ import all; export none; }};
+}}
+"""
+
+
+GOBGP_UNNUMBERED = """[global.config]
+  as = 64513
+  router-id = "10.255.0.3"
+  port = 179
+[[neighbors]]
+  [neighbors.config]
+    neighbor-interface = "{interface}"
+    peer-as = 64512
+  [neighbors.transport.config]
+    passive-mode = true
+  [neighbors.timers.config]
+    hold-time = 9
+    keepalive-interval = 3
+    connect-retry = 2
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"""
+"""GoBGP 3 with ``neighbor-interface``: it takes the one link-local neighbour its kernel knows on the interface
+(so it starts once the node has been heard there) and sends no router advertisements of its own."""
+
+RADV_ONLY = """router id 10.255.0.3;
+protocol device {{ scan time 1; }}
+protocol radv {{ interface "{interface}" {{ min ra interval 3; max ra interval 4; }}; }}
+"""
+"""BIRD as nothing but the router advertisements beside GoBGP, as radvd would send them."""

@@ -89,9 +89,14 @@ class Bird:
 
     @classmethod
     def start(cls, lab: Lab, ns: str, directory: Path, peering: Peering) -> Bird:
+        return cls.run(lab, ns, directory, bird_config(peering, log_file=directory / "bird.log"))
+
+    @classmethod
+    def run(cls, lab: Lab, ns: str, directory: Path, config: str) -> Bird:
+        """BIRD with a configuration of the caller's (its log file, if any, in ``directory``)."""
         directory.mkdir(parents=True, exist_ok=True)
         conf = directory / "bird.conf"
-        conf.write_text(bird_config(peering, log_file=directory / "bird.log"))
+        conf.write_text(config)
         bird = cls(lab, ns, directory)
         ready = lambda: bird.birdc("show status", check=False).returncode == 0  # noqa: E731
         bird.proc = _start(

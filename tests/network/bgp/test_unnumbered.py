@@ -1,12 +1,15 @@
-"""BGP unnumbered against FRR 8 (`neighbor eth0 interface remote-as external`, zebra running): a node and a
-router joined by one veth that has IPv6 link-local addresses and nothing else. The node's session (a BGPPeer
-with ``interface: eth0``) finds FRR on the link, dials its link-local address, and its IPv4 service prefix
-reaches FRR with the node's link-local address as next hop (RFC 8950) and lands in the router's kernel table
-through that next hop."""
+"""BGP unnumbered: a node and a router joined by one veth that has IPv6 link-local addresses and nothing else.
+The node's session (a BGPPeer with ``interface: eth0``) finds the router on the link from its router
+advertisements, dials its link-local address, and its IPv4 service prefix reaches the router with the node's
+link-local address as next hop (RFC 8950). Against FRR 8 (`neighbor eth0 interface remote-as external`, zebra
+sending the advertisements and installing the route in the router's kernel through that next hop), BIRD 2
+(its radv protocol, `extended next hop on`) and GoBGP 3 (`neighbor-interface`, advertisements from a daemon
+beside it)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,14 +19,25 @@ from typing import Any
 import pytest
 
 from tests.netlab import Lab, skip_reason, wait_for
-from tests.network.bgp.link_harness import PeerSessionProcess, frr_unnumbered
-from tests.network.bgp.routers import Frr, start_frr_with_zebra
+from tests.network.bgp.link_harness import (
+    GOBGP_UNNUMBERED,
+    RADV_ONLY,
+    PeerSessionProcess,
+    bird_unnumbered,
+    frr_unnumbered,
+)
+from tests.network.bgp.routers import GOBGP_API, Bird, Frr, GoBgp, start_frr_with_zebra
 
 _SKIP = skip_reason() or Frr.skip_reason()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 V4, V6 = "198.51.100.7/32", "2001:db8:77::7/128"
 UNNUMBERED_PEER = {"myASN": 64512, "peerASN": 64513, "interface": "eth0", "holdTime": "9s"}
+
+
+def node_link_local(lab: Lab, ns: str, interface: str = "eth0") -> str:
+    out = lab.run(ns, "ip", "-j", "-6", "addr", "show", "dev", interface, "scope", "link").stdout
+    return str(json.loads(out)[0]["addr_info"][0]["local"])
 
 
 @dataclass
@@ -35,8 +49,7 @@ class Link:
     directory: Path
 
     def node_ll(self) -> str:
-        out = self.lab.run(self.node, "ip", "-j", "-6", "addr", "show", "dev", "eth0", "scope", "link").stdout
-        return str(json.loads(out)[0]["addr_info"][0]["local"])
+        return node_link_local(self.lab, self.node)
 
     def neighbor(self) -> dict[str, Any]:
         return dict(json.loads(self.frr.vtysh("show bgp neighbors eth0 json").stdout or "{}").get("eth0", {}))
@@ -97,3 +110,57 @@ def test_the_session_waits_for_a_router_with_the_reason_in_its_state(link: Link)
                                  peer={**UNNUMBERED_PEER, "interface": "eth9"}, routes=[V4])  # fmt: skip
     wait_for(lambda: session.reached("Idle InterfaceMissing"), timeout=10, message="the missing interface told")
     assert "interface 'eth9' does not exist on this node" in session.states()[-1]
+
+
+@pytest.mark.skipif(Bird.skip_reason() is not None, reason=Bird.skip_reason() or "")
+def test_bird_takes_the_ipv4_prefix_with_the_link_local_next_hop(tmp_path: Path) -> None:
+    with Lab("mbunn") as lab:
+        node, router = lab.namespace("node"), lab.namespace("router")
+        lab.veth(node, router)
+        node_ll = node_link_local(lab, node)
+        config = bird_unnumbered(neighbor=node_ll, log_file=tmp_path / "bird" / "bird.log")
+        bird = Bird.run(lab, router, tmp_path / "bird", config)
+        session = PeerSessionProcess(lab, node, tmp_path / "node.log", peer=UNNUMBERED_PEER, routes=[V4, V6])
+        try:
+            wait_for(bird.established, timeout=20, message="BIRD Established")
+        except TimeoutError:
+            print(session.states(), bird.diagnostics())
+            raise
+        text = wait_for(lambda: bird.route_text(V4), timeout=10, message=f"{V4} at BIRD")
+        assert f"BGP.next_hop: :: {node_ll}" in text, text  # IPv4 prefix, IPv6 next hop: link-local only
+        assert f"via {node_ll} on eth0" in text, text
+        v6 = wait_for(lambda: bird.route_text(V6), timeout=10, message=f"{V6} at BIRD")
+        assert f"via {node_ll} on eth0" in v6, v6
+
+
+@pytest.mark.skipif(Bird.skip_reason() or GoBgp.skip_reason(), reason="needs gobgpd, and bird for the advertisements")
+def test_gobgp_with_neighbor_interface_takes_the_prefixes(tmp_path: Path) -> None:
+    with Lab("mbunn") as lab:
+        node, router = lab.namespace("node"), lab.namespace("router")
+        lab.veth(node, router)
+        Bird.run(lab, router, tmp_path / "radv", RADV_ONLY.format(interface="eth0"))
+        session = PeerSessionProcess(lab, node, tmp_path / "node.log", peer=UNNUMBERED_PEER, routes=[V4, V6])
+        node_ll = node_link_local(lab, node)
+        # GoBGP resolves its neighbour once, from the kernel's neighbour table: the node's advertisement put it there
+        wait_for(lambda: node_ll in lab.run(router, "ip", "-6", "neigh", "show", "dev", "eth0").stdout, timeout=10,
+                 message="the node in the router's neighbour table")  # fmt: skip
+        conf = tmp_path / "gobgpd.toml"
+        conf.write_text(GOBGP_UNNUMBERED.format(interface="eth0"))
+        lab.popen(router, "gobgpd", "-f", str(conf), "-p", "--api-hosts", GOBGP_API, "--pprof-disable",
+                  stdin=subprocess.DEVNULL)  # fmt: skip
+        host, port = GOBGP_API.split(":")
+
+        def rib(family: str, prefix: str) -> dict[str, Any] | None:
+            run = lab.run(router, "gobgp", "-u", host, "-p", port, "global", "rib", "-a", family, prefix, "-j",
+                          check=False)  # fmt: skip
+            paths = json.loads(run.stdout or "{}").get(prefix) if run.returncode == 0 else None
+            return {a["type"]: a for a in paths[0]["attrs"]} if paths else None
+
+        try:
+            v4 = wait_for(lambda: rib("ipv4", V4), timeout=20, message=f"{V4} at GoBGP")
+        except TimeoutError:
+            print(session.states(), lab.run(router, "gobgp", "-u", host, "-p", port, "neighbor", check=False).stdout)
+            raise
+        assert 3 not in v4 and v4[14]["nexthop"] == node_ll, v4  # MP_REACH_NLRI with the IPv6 link-local next hop
+        v6 = wait_for(lambda: rib("ipv6", V6), timeout=10, message=f"{V6} at GoBGP")
+        assert v6[14]["nexthop"] == node_ll, v6

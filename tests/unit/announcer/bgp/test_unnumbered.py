@@ -27,7 +27,9 @@ def advert(source: ipaddress.IPv6Address) -> RouterMessage:
 
 
 def test_what_the_node_sends() -> None:
-    assert router_solicitation() == bytes.fromhex("85000000 00000000")
+    mac = bytes.fromhex("020000000010")
+    assert router_solicitation(mac) == bytes.fromhex("85000000 00000000  0101 020000000010")  # with our address
+    assert router_advertisement(mac) == bytes.fromhex("86000000 00000000 00000000 00000000  0101 020000000010")
     assert router_advertisement() == bytes.fromhex("86000000 00000000 00000000 00000000")  # lifetime 0
 
 
@@ -65,5 +67,6 @@ def test_the_first_router_heard_is_the_peer_until_it_falls_silent() -> None:
 
 
 def test_a_solicitation_is_answered_with_our_advertisement() -> None:
-    assert LinkPeer.answer(RouterMessage(RouterDiscovery.SOLICITATION, ROUTER)) == router_advertisement()
-    assert LinkPeer.answer(advert(ROUTER)) is None
+    link = LinkPeer(mac=bytes.fromhex("020000000010"))
+    assert link.answer(RouterMessage(RouterDiscovery.SOLICITATION, ROUTER)) == router_advertisement(link.mac)
+    assert link.answer(advert(ROUTER)) is None
