@@ -11,6 +11,8 @@ project) announcing the same prefixes as static routes:
 - cold start: process start → all of them at BIRD (ExaBGP: as static routes in its configuration; full runs);
 - withdraw: SIGTERM to the announcer → no route of its session left at BIRD (target ≤ 0.5 s);
 - bfd: the node's link cut (BFD 300 ms x 3 on both sides) → its routes gone at BIRD (target ≤ 1.5 s);
+- bfd hops: the same BFDProfile beside a single hop session and beside an ebgpMultiHop session behind a
+  router, both to one FRR 8, each cut where FRR cannot see it → the prefix gone at FRR (bench/bgp_bfd_hops.py);
 - flood: BIRD exports --flood routes to the announcer at once (then withdraws them): time until the announcer
   counted them all, and BFD's state at BIRD sampled meanwhile (target: never down); beside it, the loop time
   the session core spends on that many received routes, counted (as the announcer does) and fully decoded.
@@ -35,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from bench.bgp_bfd_hops import run_bfd_hops
 from schemas.events import Event
 from services.announcer.bgp.capabilities import IPV4_UNICAST
 from services.announcer.bgp.session import ReceivedRoutes
@@ -42,6 +45,7 @@ from services.common.subjects import ipam_allocation_subject, observed_subject
 from tests.bgp_world import allocated, bgp_advertisement, bgp_peer, config_object, endpoints, node, released, service
 from tests.builders import pool
 from tests.netlab import skip_reason, wait_for
+from tests.network.bgp.routers import Frr
 from tests.network.bgp_agent.harness import (
     FLOOD_PROTOCOL,
     NODES,
@@ -322,6 +326,7 @@ def main() -> None:
                     theirs.append(run_exabgp(fab, bird["node2"], ips, package, cold=not args.quick))
                 ours.append(run_metalbus(fab, bird["node1"], ips, flood=args.flood))
     mine = {key: statistics.median(r[key] for r in ours) for key in ours[0]}
+    hops = run_bfd_hops(rounds) if Frr.skip_reason() is None else {}
     core = core_absorb(args.flood) if args.flood else {}
     exa = {key: statistics.median(r[key] for r in theirs) for key in theirs[0]} if theirs else {}
     ratio = mine["announce_s"] / exa["announce_s"] if exa else None
@@ -333,6 +338,11 @@ def main() -> None:
         ("withdraw after SIGTERM, s", mine["withdraw_s"], nan, "≤ 0.5"),
         ("BFD 300 ms x 3: cut → gone, s", mine["bfd_cut_s"], nan, "≤ 1.5"),
     ]
+    if hops:
+        rows += [
+            ("BFD at FRR, single hop: cut → gone", hops["bfd_single_hop_cut_s"], nan, "≤ 1.5"),
+            ("BFD at FRR, multihop: cut → gone", hops["bfd_multihop_cut_s"], nan, "≤ 1.5"),
+        ]
     if args.flood:
         rows += [
             (f"flood: {args.flood} routes counted, s", mine["flood_absorb_s"], nan, ""),
@@ -350,6 +360,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "bgp", "prefixes": len(ips), "rounds": rounds, "peer": "bird2",
         **{k: round(v, 3) for k, v in mine.items()}, **{k: round(v, 3) for k, v in core.items()},
+        **{k: round(v, 3) for k, v in hops.items()},
         **{f"exabgp_{k}": round(v, 3) for k, v in exa.items()},
         "ratio_to_exabgp": round(ratio, 3) if ratio else None, "exabgp": "installed" if theirs else "unavailable",
     }))  # fmt: skip
