@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 # Debian packages the network and container tests use (installed when running as root and missing): the
-# container tests start a private dockerd and build a stand-in Python base with debootstrap.
+# container tests start a private dockerd, build a stand-in Python base with debootstrap and bring the local
+# compose stack up with docker-compose.
 DEBIAN_PACKAGES = openssl iproute2 iputils-arping iputils-ping ndisc6 tcpdump bird2 frr gobgpd keepalived docker.io docker-compose debootstrap
 
 .PHONY: run test venv debs lint typecheck schemas bench lock clean
