@@ -13,6 +13,8 @@ project) announcing the same prefixes as static routes:
 - bfd: the node's link cut (BFD 300 ms x 3 on both sides) → its routes gone at BIRD (target ≤ 1.5 s);
 - bfd hops: the same BFDProfile beside a single hop session and beside an ebgpMultiHop session behind a
   router, both to one FRR 8, each cut where FRR cannot see it → the prefix gone at FRR (bench/bgp_bfd_hops.py);
+- unnumbered: --prefixes IPv4 prefixes handed at once to an established session → all in FRR 8's table, over
+  a numbered session and over an unnumbered one (RFC 8950) on the same link (bench/bgp_unnumbered.py);
 - flood: BIRD exports --flood routes to the announcer at once (then withdraws them): time until the announcer
   counted them all, and BFD's state at BIRD sampled meanwhile (target: never down); beside it, the loop time
   the session core spends on that many received routes, counted (as the announcer does) and fully decoded.
@@ -38,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from bench.bgp_bfd_hops import run_bfd_hops
+from bench.bgp_unnumbered import unnumbered_vs_numbered
 from schemas.events import Event
 from services.announcer.bgp.capabilities import IPV4_UNICAST
 from services.announcer.bgp.session import ReceivedRoutes
@@ -327,6 +330,7 @@ def main() -> None:
                 ours.append(run_metalbus(fab, bird["node1"], ips, flood=args.flood))
     mine = {key: statistics.median(r[key] for r in ours) for key in ours[0]}
     hops = run_bfd_hops(rounds) if Frr.skip_reason() is None else {}
+    links = unnumbered_vs_numbered(len(ips), rounds) if Frr.skip_reason() is None else {}
     core = core_absorb(args.flood) if args.flood else {}
     exa = {key: statistics.median(r[key] for r in theirs) for key in theirs[0]} if theirs else {}
     ratio = mine["announce_s"] / exa["announce_s"] if exa else None
@@ -342,6 +346,11 @@ def main() -> None:
         rows += [
             ("BFD at FRR, single hop: cut → gone", hops["bfd_single_hop_cut_s"], nan, "≤ 1.5"),
             ("BFD at FRR, multihop: cut → gone", hops["bfd_multihop_cut_s"], nan, "≤ 1.5"),
+        ]
+    if links:
+        rows += [
+            (f"FRR: {len(ips)} numbered → all, s", links["numbered_converge_s"], nan, ""),
+            (f"FRR: {len(ips)} unnumbered → all, s", links["unnumbered_converge_s"], nan, ""),
         ]
     if args.flood:
         rows += [
@@ -360,7 +369,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "bgp", "prefixes": len(ips), "rounds": rounds, "peer": "bird2",
         **{k: round(v, 3) for k, v in mine.items()}, **{k: round(v, 3) for k, v in core.items()},
-        **{k: round(v, 3) for k, v in hops.items()},
+        **{k: round(v, 3) for k, v in hops.items()}, **{k: round(v, 3) for k, v in links.items()},
         **{f"exabgp_{k}": round(v, 3) for k, v in exa.items()},
         "ratio_to_exabgp": round(ratio, 3) if ratio else None, "exabgp": "installed" if theirs else "unavailable",
     }))  # fmt: skip
