@@ -14,7 +14,6 @@ node's prefix gone from FRR's table, polled every 10 ms. Each figure is the medi
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -22,44 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from tests.netlab import Lab, wait_for
+from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config
 from tests.network.bgp.link_harness import PeerSessionProcess
 from tests.network.bgp.routers import Frr, start_frr_with_zebra
 
 ROUTER, NODE_A, HOP, HOP_B, NODE_B = "10.79.0.1", "10.79.0.2", "10.79.0.3", "10.78.1.1", "10.78.1.2"
 PREFIX_A, PREFIX_B = "198.51.100.1/32", "198.51.100.2/32"
 PROFILE = {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": 3}
-BGPD = f"""frr defaults traditional
-hostname router
-router bgp 64513
- bgp router-id {ROUTER}
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- neighbor {NODE_A} remote-as 64512
- neighbor {NODE_A} passive
- neighbor {NODE_A} timers 30 90
- neighbor {NODE_A} bfd
- neighbor {NODE_B} remote-as 64512
- neighbor {NODE_B} passive
- neighbor {NODE_B} ebgp-multihop 255
- neighbor {NODE_B} update-source {ROUTER}
- neighbor {NODE_B} timers 30 90
- neighbor {NODE_B} bfd
- address-family ipv4 unicast
-  neighbor {NODE_A} activate
-  neighbor {NODE_B} activate
- exit-address-family
-"""
-BFDD = f"""hostname router
-bfd
- peer {NODE_A} local-address {ROUTER} interface eth0
-  receive-interval 300
-  transmit-interval 300
- exit
- peer {NODE_B} multihop local-address {ROUTER}
-  receive-interval 300
-  transmit-interval 300
- exit
-"""
+NEIGHBORS = (BfdNeighbor(NODE_A, remote_as=64512, local=ROUTER), BfdNeighbor(NODE_B, remote_as=64512, local=ROUTER,
+                                                                            interface=None))  # fmt: skip
+BGPD, BFDD = bgpd_config(router_as=64513, router_id=ROUTER, neighbors=NEIGHBORS), bfdd_config(NEIGHBORS)
 
 
 def peer(address: str, **spec: Any) -> dict[str, Any]:
@@ -67,15 +38,10 @@ def peer(address: str, **spec: Any) -> dict[str, Any]:
             "connectTime": "1s", "bfdProfile": "bench", **spec}  # fmt: skip
 
 
-def bfd_up(frr: Frr, neighbor: str) -> bool:
-    peers = json.loads(frr.vtysh("show bfd peers json").stdout or "[]")
-    return any(p.get("peer") == neighbor and p.get("status") == "up" for p in peers)
-
-
 def cut_to_gone(lab: Lab, frr: Frr, *, prefix: str, neighbor: str, ns: str, link: str) -> float:
     """Both BFD and the route up, then ``link`` in ``ns`` down: seconds until FRR has no ``prefix``; restored."""
     wait_for(lambda: frr.route(prefix), timeout=60, message=f"{prefix} at FRR")
-    wait_for(lambda: bfd_up(frr, neighbor), timeout=30, message=f"BFD with {neighbor} up")
+    wait_for(lambda: bfd_peer(frr, neighbor).get("status") == "up", timeout=30, message=f"BFD with {neighbor} up")
     cut = time.monotonic()
     lab.run(ns, "ip", "link", "set", link, "down")
     wait_for(lambda: frr.route(prefix) is None, timeout=30, message=f"{prefix} gone", interval=0.01)

@@ -8,17 +8,16 @@ minimum TTL the packets cannot meet keeps BFD from coming up.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.netlab import Lab, skip_reason, wait_for
+from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config
 from tests.network.bgp.harness import Net
 from tests.network.bgp.link_harness import PeerSessionProcess
 from tests.network.bgp.routers import Bird, Frr, start_frr_with_zebra
@@ -61,29 +60,8 @@ def logged(session: PeerSessionProcess) -> str:
 
 # --- FRR ----------------------------------------------------------------------------------------------------
 
-BGPD = f"""frr defaults traditional
-hostname router
-router bgp {ROUTER_AS}
- bgp router-id {ROUTER}
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- neighbor {NODE} remote-as {NODE_AS}
- neighbor {NODE} passive
- neighbor {NODE} ebgp-multihop 255
- neighbor {NODE} update-source {ROUTER}
- neighbor {NODE} timers 30 90
- neighbor {NODE} bfd
- address-family ipv4 unicast
-  neighbor {NODE} activate
- exit-address-family
-"""
-BFDD = f"""hostname router
-bfd
- peer {NODE} multihop local-address {ROUTER}
-  receive-interval 300
-  transmit-interval 300
- exit
-"""
+NEIGHBOR = BfdNeighbor(NODE, remote_as=NODE_AS, local=ROUTER, interface=None)
+BGPD, BFDD = bgpd_config(router_as=ROUTER_AS, router_id=ROUTER, neighbors=[NEIGHBOR]), bfdd_config([NEIGHBOR])
 
 
 @contextmanager
@@ -98,16 +76,11 @@ def frr_lab(tmp_path: Path) -> Iterator[tuple[Net, str, Frr]]:
             net.lab.close()  # the daemons go before their directory does
 
 
-def frr_bfd_peer(frr: Frr) -> dict[str, Any]:
-    peers = json.loads(frr.vtysh("show bfd peers json").stdout or "[]")
-    return next((p for p in peers if p.get("peer") == NODE), {})
-
-
 def test_frr_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_path: Path) -> None:
     with frr_lab(tmp_path) as (net, hop, frr):
         node = node_session(net)
         wait_for(lambda: frr.route(V4), timeout=20, message="route at FRR")
-        peer = wait_for(lambda: (p := frr_bfd_peer(frr)).get("status") == "up" and p, timeout=10, message="BFD up")
+        peer = wait_for(lambda: (p := bfd_peer(frr, NODE)).get("status") == "up" and p, timeout=10, message="BFD up")
         assert peer["multihop"] is True
         wait_for(lambda: "new=UP" in logged(node), timeout=5, message="our BFD up")
 
@@ -115,7 +88,7 @@ def test_frr_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_pat
         wait_for(lambda: "old=UP new=DOWN diag=CONTROL_DETECTION_TIME_EXPIRED" in logged(node), timeout=5,
                  message="our BFD down")  # fmt: skip
         wait_for(lambda: node.states()[-1].startswith("Idle"), timeout=5, message="the BGP session torn down")
-        wait_for(lambda: frr_bfd_peer(frr).get("status") == "down", timeout=5, message="BFD down at FRR")
+        wait_for(lambda: bfd_peer(frr, NODE).get("status") == "down", timeout=5, message="BFD down at FRR")
         wait_for(lambda: frr.route(V4) is None, timeout=5, message="route gone at FRR (hold time is 90 s)")
 
         net.lab.run(hop, "ip", "link", "set", "eth1", "up")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.netlab import skip_reason, wait_for
+from tests.network.bgp.frr_bfd import BfdNeighbor, bfdd_config, bgpd_config
 from tests.network.bgp.harness import NODE4, ROUTER4, Net, SpeakerProcess, lab_net, route
 from tests.network.bgp.routers import Frr, start_frr_with_zebra
 
@@ -17,27 +18,8 @@ _SKIP = skip_reason() or Frr.skip_reason()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 V4 = "198.51.100.7/32"
-BGPD = f"""frr defaults traditional
-hostname router
-router bgp 64512
- bgp router-id {ROUTER4}
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- neighbor {NODE4} remote-as 64512
- neighbor {NODE4} passive
- neighbor {NODE4} timers 30 90
- neighbor {NODE4} bfd
- address-family ipv4 unicast
-  neighbor {NODE4} activate
- exit-address-family
-"""
-BFDD = f"""hostname router
-bfd
- peer {NODE4} local-address {ROUTER4} interface eth0
-  receive-interval 300
-  transmit-interval 300
- exit
-"""
+NEIGHBOR = BfdNeighbor(NODE4, remote_as=64512, local=ROUTER4)
+BGPD, BFDD = bgpd_config(router_as=64512, router_id=ROUTER4, neighbors=[NEIGHBOR]), bfdd_config([NEIGHBOR])
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ before the control packets could tell."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.netlab import skip_reason, wait_for
+from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config
 from tests.network.bgp.harness import NODE4, ROUTER4, Net, lab_net
 from tests.network.bgp.link_harness import PeerSessionProcess
 from tests.network.bgp.routers import Frr, start_frr_with_zebra
@@ -23,30 +22,8 @@ pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=
 
 V4 = "198.51.100.7/32"
 ECHO_MS, MULTIPLIER = 50, 3
-BGPD = f"""frr defaults traditional
-hostname router
-router bgp 64512
- bgp router-id {ROUTER4}
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- neighbor {NODE4} remote-as 64512
- neighbor {NODE4} passive
- neighbor {NODE4} timers 30 90
- neighbor {NODE4} bfd
- address-family ipv4 unicast
-  neighbor {NODE4} activate
- exit-address-family
-"""
-BFDD = f"""hostname router
-bfd
- peer {NODE4} local-address {ROUTER4} interface eth0
-  receive-interval 300
-  transmit-interval 300
-  echo-mode
-  echo transmit-interval {ECHO_MS}
-  echo receive-interval {ECHO_MS}
- exit
-"""
+NEIGHBOR = BfdNeighbor(NODE4, remote_as=64512, local=ROUTER4, echo_ms=ECHO_MS)
+BGPD, BFDD = bgpd_config(router_as=64512, router_id=ROUTER4, neighbors=[NEIGHBOR]), bfdd_config([NEIGHBOR])
 PEER = {"myASN": 64512, "peerASN": 64512, "peerAddress": ROUTER4, "holdTime": "90s", "bfdProfile": "echo"}
 PROFILE = {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": MULTIPLIER, "echoMode": True,
            "echoInterval": ECHO_MS}  # fmt: skip
@@ -68,18 +45,8 @@ def test_echo_mode_with_frr_detects_a_cut_link_by_its_echoes(net: Net) -> None:
             net.lab.close()  # the daemons go before their directory does
 
 
-def bfd_peer(frr: Frr) -> dict[str, Any]:
-    peers = json.loads(frr.vtysh("show bfd peers json").stdout or "[]")
-    return next((p for p in peers if p.get("peer") == NODE4), {})
-
-
-def bfd_counters(frr: Frr) -> dict[str, Any]:
-    peers = json.loads(frr.vtysh("show bfd peers counters json").stdout or "[]")
-    return next((p for p in peers if p.get("peer") == NODE4), {})
-
-
 def echoes_back_at_frr(frr: Frr, *, more_than: int) -> int | None:
-    received = int(bfd_counters(frr).get("echo-packet-input", 0))
+    received = int(bfd_peer(frr, NODE4, counters=True).get("echo-packet-input", 0))
     return received if received > more_than else None
 
 
@@ -89,24 +56,24 @@ def echo_story(net: Net, directory: Path) -> None:
                               node_addresses=[NODE4], bfd_profiles={"echo": PROFILE})  # fmt: skip
     logged = lambda: node.log.read_text() if node.log.exists() else ""  # noqa: E731
     wait_for(lambda: frr.route(V4), timeout=15, message="route at FRR")
-    wait_for(lambda: bfd_peer(frr).get("status") == "up", timeout=10, message="BFD up in FRR")
+    wait_for(lambda: bfd_peer(frr, NODE4).get("status") == "up", timeout=10, message="BFD up in FRR")
 
     # FRR's side: it sends echoes, our node's forwarding plane loops them, they keep coming back
     first = wait_for(lambda: echoes_back_at_frr(frr, more_than=0), timeout=10, message="FRR's echoes back")
     wait_for(lambda: echoes_back_at_frr(frr, more_than=first + 10), timeout=5, message="FRR's echoes flowing")
-    peer = bfd_peer(frr)
+    peer = bfd_peer(frr, NODE4)
     assert peer["remote-echo-receive-interval"] == ECHO_MS  # what we advertise: our echoInterval
     # our side: echoes looped by FRR's forwarding plane, and control packets slowed to a second (RFC 5880 §6.8.3)
     wait_for(lambda: "bfd echo changed" in logged() and "active=True" in logged(), timeout=10,
              message="our echo function active")  # fmt: skip
-    wait_for(lambda: bfd_peer(frr).get("remote-transmit-interval") == 1000, timeout=10, message="slow control")
+    wait_for(lambda: bfd_peer(frr, NODE4).get("remote-transmit-interval") == 1000, timeout=10, message="slow control")
 
     cut = time.monotonic()
     net.lab.run(net.bridge, "ip", "link", "set", net.node_port, "down")  # the cable is cut
     wait_for(lambda: "diag=ECHO_FUNCTION_FAILED" in logged(), timeout=5, message="our echo failure")
     seen = time.monotonic() - cut
-    wait_for(lambda: bfd_peer(frr).get("status") == "down", timeout=5, message="BFD down in FRR")
-    assert bfd_peer(frr).get("diagnostic") == "echo function failed"  # FRR's own echoes, before its 3 s
+    wait_for(lambda: bfd_peer(frr, NODE4).get("status") == "down", timeout=5, message="BFD down in FRR")
+    assert bfd_peer(frr, NODE4).get("diagnostic") == "echo function failed"  # FRR's own echoes, before its 3 s
     wait_for(lambda: node.states()[-1].startswith("Idle"), timeout=5, message="the BGP session torn down")
     wait_for(lambda: frr.route(V4) is None, timeout=5, message="route gone at FRR")
     print(f"cut -> our echo function failed seen after {seen:.3f} s (echo {ECHO_MS} ms x {MULTIPLIER})")
