@@ -281,7 +281,7 @@ class BgpAgent:
                 peer, node=node, password=world.password_for(peer), configuration=world.configuration
             )
             if isinstance(spec, Refused):
-                self._refuse(name, _ref(peer.namespace, name), peer.spec.peer_address, spec)
+                self._refuse(name, _ref(peer.namespace, name), peer.spec.peer_address or peer.spec.interface, spec)
                 continue
             self._refused.pop(name, None)
             wanted[name] = (peer_plan, spec)
@@ -325,9 +325,9 @@ class BgpAgent:
         if current is not session and (current is not None or session.name in self._refused):
             return  # a retired session, replaced by a new one or by a refusal: they speak for the peer
         log.info("bgp session changed peer=%s address=%s state=%s reason=%s", session.ref,
-                 session.peer_address, state.value, reason or "-")  # fmt: skip
+                 session.shown_address, state.value, reason or "-")  # fmt: skip
         self._state_events.put_nowait(
-            BGPSessionChanged(node=self.node, peer=session.ref, peer_address=str(session.peer_address), state=state,
+            BGPSessionChanged(node=self.node, peer=session.ref, peer_address=session.shown_address, state=state,
                               reason=reason)
         )  # fmt: skip
         self._update_metrics()
@@ -405,7 +405,7 @@ class BgpAgent:
 
     def _update_metrics(self) -> None:
         self._collector.update(BgpSnapshot(peers={
-            str(s.peer_address): PeerStats(up=s.up, updates=s.updates, announced_prefixes=s.announced_prefixes,
+            s.shown_address: PeerStats(up=s.up, updates=s.updates, announced_prefixes=s.announced_prefixes,
                                            received_updates=s.received.updates,
                                            received_prefixes=s.received.prefixes, update_errors=s.received.errors)
             for s in self.sessions.values()

@@ -170,6 +170,14 @@ class PeerSession:
         return self._config.peer_address  # an interface peer's: unspecified until found on the link
 
     @property
+    def shown_address(self) -> str:
+        """The peer's address as reports and metrics show it: an interface peer's link-local address scoped to
+        its interface (``fe80::1%eth0``), the interface alone until the peer is found."""
+        if not self.spec.interface:
+            return str(self.peer_address)
+        return self.spec.interface if self.peer_address.is_unspecified else f"{self.peer_address}%{self.spec.interface}"
+
+    @property
     def up(self) -> bool:
         return self.state is BGPSessionState.ESTABLISHED
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
+from schemas.metallb import BGPPeer
+from services.announcer.bgp_advertising import Configuration, NodeFacts
 from services.announcer.bgp_links import HostProblem, device_problem, vrf_next_hops
+from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, SessionSpec, session_spec_for
 from services.announcer.l2.interfaces import InterfaceFacts
 from services.announcer.l2.links import AddressFacts
 
@@ -57,3 +61,18 @@ def test_next_hops_are_the_vrfs_own_global_addresses() -> None:
         ipaddress.IPv6Address("fd88::2"),
     )
     assert vrf_next_hops(LINKS, addresses, vrf="blue") == (None, None)
+
+
+def test_an_interface_peer_is_shown_by_its_interface_until_found_on_the_link() -> None:
+    peer = BGPPeer.model_validate({
+        "apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer", "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"myASN": 64512, "dynamicASN": "external", "interface": "eth0"},
+    })  # fmt: skip
+    spec = session_spec_for(peer, node=NodeFacts(name="n", addresses=("10.0.0.2",)), password=None,
+                            configuration=Configuration())  # fmt: skip
+    assert isinstance(spec, SessionSpec) and spec.interface == "eth0"
+    assert (spec.speaker.session.next_hop_v4, spec.speaker.session.next_hop_v6) == (None, None)  # the link's own
+    session = PeerSession(name="p", ref="ns/p", spec=spec, endpoints=BfdEndpoints(), on_state=lambda *_: None)
+    assert session.shown_address == "eth0"
+    session._config = replace(spec.speaker, peer_address=ipaddress.IPv6Address("fe80::1"))  # as the link found it
+    assert session.shown_address == "fe80::1%eth0"
