@@ -147,20 +147,29 @@ class Follower:
         return received
 
     async def close(self) -> None:
+        """Stop following (a closed follower holds no readiness back)."""
         await self._drop()
         self._lapse = None
         self._count_lapsed(False)
+        if self._health is not None:
+            self._health.set_ready(self._check_name, True)
 
     async def _drop(self) -> None:
-        """Unsubscribe; what was delivered and not handed out yet is delivered again to the next consumer."""
+        """Unsubscribe, and ask the server to delete the consumer now rather than after its inactivity
+        threshold (without waiting for the answer: a lost server cannot hold this up). What was delivered
+        and not handed out yet is delivered again to the next consumer."""
         self._generation += 1
         subscription, self._subscription = self._subscription, None
+        consumer, self.consumer = self.consumer, None
         self._buffer.clear()
-        if subscription is not None:
-            try:
+        try:
+            if subscription is not None:
                 await subscription.close()
-            except MetalbusError as error:
-                log.debug("follower unsubscribe failed stream=%s error=%r", self._stream.value, error)
+            if consumer is not None:
+                with translated(f"delete consumer {self._stream.value}/{consumer}"):
+                    await self._bus.client.publish(f"$JS.API.CONSUMER.DELETE.{self._stream.value}.{consumer}")
+        except MetalbusError as error:
+            log.debug("follower unsubscribe failed stream=%s error=%r", self._stream.value, error)
 
     # --- keeping the consumer alive ---------------------------------------------------------
 

@@ -201,6 +201,7 @@ class Replica:
         window = asyncio.ensure_future(self.liveness.fresh_window())
         try:
             _, drained = await asyncio.gather(self._catch_up_decisions(), self._drain_world())
+            await self._stop_following_decisions()
             for received in drained:
                 self.decider.load_observation(received.event)
             with self._collector.building():  # adoption builds the allocator's long-lived state
@@ -225,6 +226,13 @@ class Replica:
                 len(outgoing),
                 time.perf_counter() - started,
             )
+
+    async def _stop_following_decisions(self) -> None:
+        """The active replica writes the decisions: following them back would only pile up its own appends
+        (a step-down rebuilds, and follows them again, from the stream)."""
+        decisions, self._decisions = self._decisions, None
+        if decisions is not None:
+            await decisions.close()
 
     async def _drain_world(self) -> list[Received]:
         drained: list[Received] = []

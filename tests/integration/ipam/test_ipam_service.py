@@ -198,6 +198,24 @@ async def test_standby_takes_over_at_once_when_the_active_one_stops(bus: Bus, na
         }
 
 
+async def test_the_active_replica_follows_the_world_not_the_decisions_it_writes(
+    bus: Bus, nats_server: EmbeddedNats
+) -> None:
+    """Its own appends would pile up unread in a follower of IPAM (and hold a consumer on the server)."""
+    provisioned = (await bus.js.stream_info(StreamName.IPAM.value)).state.consumer_count
+    await observe(bus, [pool("lan", "192.168.10.0/24"), service("web")])
+    async with replica(nats_server.url, "a") as active:
+        await async_wait_until(active.replica.activated.is_set, what="the replica active")
+        await observe(bus, [service(f"s{i}") for i in range(20)])
+        await async_wait_until(lambda: _count(bus, 21), what="every Service decided")
+        await async_wait_until(lambda: _consumers(bus, StreamName.IPAM, provisioned), timeout=5,
+                               what="no consumer of the active replica on IPAM")
+
+
+async def _consumers(bus: Bus, stream: StreamName, expected: int) -> bool:
+    return int((await bus.js.stream_info(stream.value)).state.consumer_count) == expected
+
+
 async def _dead_letters(bus: Bus, expected: int) -> bool:
     return int((await bus.js.stream_info(StreamName.DEAD_LETTER.value)).state.messages) == expected
 
