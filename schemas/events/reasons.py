@@ -73,9 +73,10 @@ class ConfigProblemReason(StrEnum):
     OVERLAPPING_ADDRESSES = "OverlappingAddresses"
     """Two address entries, in one pool or in two, share addresses."""
     UNKNOWN_POOL = "UnknownPool"
-    """An advertisement names a pool that does not exist."""
+    """An advertisement names a pool that does not exist (no longer reported: MetalLB accepts it, and the
+    advertisement selects the pools that do exist; kept for the logs that hold it)."""
     UNKNOWN_PEER = "UnknownPeer"
-    """A BGP advertisement names a peer that does not exist."""
+    """A BGP advertisement names a peer that does not exist (no longer reported, as ``UNKNOWN_POOL``)."""
     UNKNOWN_BFD_PROFILE = "UnknownBFDProfile"
     """A peer names a BFD profile that does not exist."""
     UNKNOWN_COMMUNITY_ALIAS = "UnknownCommunityAlias"
@@ -84,5 +85,8 @@ class ConfigProblemReason(StrEnum):
     """Two Community objects define the same alias."""
     AGGREGATION_TOO_SHORT = "AggregationLengthTooShort"
     """A BGP advertisement aggregates to a prefix shorter than a pool entry's own prefix."""
+    CONFLICTING_LOCAL_PREF = "ConflictingLocalPref"
+    """Two BGP advertisements give one pool's prefixes different ``localPref``s towards the same peers
+    from the same nodes (MetalLB's ``BGPAdvertisementsHaveCompatibleLocalPref``)."""
     NO_USABLE_ADDRESSES = "NoUsableAddresses"
     """Every address of a pool is unspecified, loopback, link-local, multicast or broadcast."""

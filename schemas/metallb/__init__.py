@@ -58,6 +58,7 @@ from schemas.metallb.validation import (
     ConfigProblem,
     ConfigurationReport,
     validate_configuration,
+    verdict_depends_on_nodes,
 )
 
 __all__ = [
@@ -109,4 +110,5 @@ __all__ = [
     "parse_config_object",
     "parse_go_duration",
     "validate_configuration",
+    "verdict_depends_on_nodes",
 ]

@@ -1,20 +1,21 @@
 """Checks across ``metallb.io`` objects, on already parsed models. Pure: values in, a report out.
 
 Each object may be valid alone and still not fit with the rest: two pools claiming the same addresses,
-an advertisement naming a pool that does not exist, a peer naming a missing BFD profile, an unknown
-community alias. :func:`validate_configuration` lists every such problem with its reason (a
-``ConfigProblemReason``, the contract's).
+a peer naming a missing BFD profile, an unknown community alias, two advertisements giving one update
+different local preferences. :func:`validate_configuration` lists every such problem with its reason (a
+``ConfigProblemReason``, the contract's). As in MetalLB, an advertisement naming a pool or a peer that does
+not exist is no problem: it selects those that do.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from schemas.events.reasons import ConfigProblemReason
 from schemas.metallb.addresses import AddressRange, IPFamily, unusable_kinds, usable_count
-from schemas.metallb.advertisements import BGPAdvertisement, L2Advertisement
+from schemas.metallb.advertisements import BGPAdvertisement
 from schemas.metallb.bfd import BFDProfile
 from schemas.metallb.bgp import BGPPeer
 from schemas.metallb.common import MetallbObject
@@ -56,8 +57,14 @@ def _problem(obj: MetallbObject, field: str, code: ConfigProblemReason, message:
     return ConfigProblem(obj.KIND, obj.namespace, obj.name, field, code, message)
 
 
-def validate_configuration(objects: Iterable[ConfigObject]) -> ConfigurationReport:
-    """Check a whole configuration (all ``metallb.io`` objects of the namespace, parsed).
+#: Node name → labels: the nodes there are, which BGP advertisements' ``nodeSelectors`` select.
+NodeLabels = Mapping[str, Mapping[str, str]]
+
+
+def validate_configuration(objects: Iterable[ConfigObject], *, nodes: NodeLabels | None = None) -> ConfigurationReport:
+    """Check a whole configuration (all ``metallb.io`` objects of the namespace, parsed). ``nodes``: the
+    cluster's nodes, for what depends on which nodes an advertisement selects (None: not known, so any
+    two advertisements may share a node).
 
     The report is deterministic: problems come in a stable order whatever the input order.
     """
@@ -65,7 +72,6 @@ def validate_configuration(objects: Iterable[ConfigObject]) -> ConfigurationRepo
     pools = [o for o in ordered if isinstance(o, IPAddressPool)]
     peers = [o for o in ordered if isinstance(o, BGPPeer)]
     profiles = [o for o in ordered if isinstance(o, BFDProfile)]
-    l2_ads = [o for o in ordered if isinstance(o, L2Advertisement)]
     bgp_ads = [o for o in ordered if isinstance(o, BGPAdvertisement)]
     communities = [o for o in ordered if isinstance(o, Community)]
 
@@ -73,19 +79,6 @@ def validate_configuration(objects: Iterable[ConfigObject]) -> ConfigurationRepo
     problems += _duplicate_names(ordered)
     problems += _overlapping_pools(pools)
     problems += [problem for pool in pools if (problem := _unusable_pool(pool)) is not None]
-    pool_names = {pool.name for pool in pools}
-    advertisements: list[L2Advertisement | BGPAdvertisement] = [*l2_ads, *bgp_ads]
-    for ad in advertisements:
-        for index, pool_name in enumerate(ad.spec.ip_address_pools):
-            if pool_name not in pool_names:
-                problems.append(
-                    _problem(
-                        ad,
-                        f"spec.ipAddressPools[{index}]",
-                        ConfigProblemReason.UNKNOWN_POOL,
-                        f"IPAddressPool {pool_name!r} does not exist",
-                    )
-                )
     profile_names = {profile.name for profile in profiles}
     for peer in peers:
         if peer.spec.bfd_profile and peer.spec.bfd_profile not in profile_names:
@@ -99,9 +92,9 @@ def validate_configuration(objects: Iterable[ConfigObject]) -> ConfigurationRepo
             )
     aliases, alias_problems = _community_aliases(communities)
     problems += alias_problems
-    peer_names = {peer.name for peer in peers}
     for ad in bgp_ads:
-        problems += _check_bgp_advertisement(ad, pools, peer_names, aliases)
+        problems += _check_bgp_advertisement(ad, pools, aliases)
+    problems += _conflicting_local_prefs(bgp_ads, pools, nodes)
     return ConfigurationReport(tuple(problems))
 
 
@@ -188,20 +181,9 @@ def _community_aliases(communities: list[Community]) -> tuple[set[str], list[Con
     return names, problems
 
 
-def _check_bgp_advertisement(
-    ad: BGPAdvertisement, pools: list[IPAddressPool], peer_names: set[str], aliases: set[str]
-) -> list[ConfigProblem]:
+def _check_bgp_advertisement(ad: BGPAdvertisement, pools: list[IPAddressPool], aliases: set[str]
+                             ) -> list[ConfigProblem]:
     problems = []
-    for index, peer_name in enumerate(ad.spec.peers):
-        if peer_name not in peer_names:
-            problems.append(
-                _problem(
-                    ad,
-                    f"spec.peers[{index}]",
-                    ConfigProblemReason.UNKNOWN_PEER,
-                    f"BGPPeer {peer_name!r} does not exist",
-                )
-            )
     for index, text in enumerate(ad.spec.communities):
         if text not in aliases and not looks_like_community_value(text):
             problems.append(
@@ -231,3 +213,57 @@ def _check_bgp_advertisement(
                     )
                 )
     return problems
+
+
+def verdict_depends_on_nodes(objects: Iterable[ConfigObject]) -> bool:
+    """Whether the nodes there are (their labels) can change the report on ``objects``: only when BGP
+    advertisements that select nodes give different local preferences."""
+    ads = [o for o in objects if isinstance(o, BGPAdvertisement) and not o.spec.service_selectors]
+    return len({ad.spec.local_pref for ad in ads}) > 1 and any(ad.spec.node_selectors for ad in ads)
+
+
+def _conflicting_local_prefs(ads: list[BGPAdvertisement], pools: list[IPAddressPool], nodes: NodeLabels | None
+                             ) -> list[ConfigProblem]:
+    """MetalLB's rule: per pool, an advertisement (in name order) whose ``localPref`` differs from an
+    earlier one's for the same kind of update is refused, once (the first such pair is named)."""
+    problems = []
+    refused: set[str] = set()
+    for pool in pools:
+        families = frozenset(address_range.family for address_range in pool.ranges())
+        selecting = [ad for ad in ads if not ad.spec.service_selectors and ad.spec.selects_pool(pool.name, pool.labels)]
+        for index, later in enumerate(selecting):
+            if later.name in refused:
+                continue
+            earlier = next((ad for ad in selecting[:index] if _same_update(ad, later, families, nodes)
+                            and ad.spec.local_pref != later.spec.local_pref), None)
+            if earlier is None:
+                continue
+            refused.add(later.name)
+            problems.append(
+                _problem(
+                    later,
+                    "spec.localPref",
+                    ConfigProblemReason.CONFLICTING_LOCAL_PREF,
+                    f"invalid local preference {later.spec.local_pref}: local preference {earlier.spec.local_pref} "
+                    f"was already set for the same type of BGP update (BGPAdvertisement {earlier.name!r}, "
+                    f"IPAddressPool {pool.name!r}). Check existing BGP advertisements with common pools and "
+                    "aggregation lengths",
+                )
+            )
+    return problems
+
+
+def _same_update(one: BGPAdvertisement, other: BGPAdvertisement, families: frozenset[IPFamily],
+                 nodes: NodeLabels | None) -> bool:
+    """Whether two advertisements of a pool with addresses of ``families`` may send the same prefix to the
+    same peer from the same node: nothing tells them apart (aggregation lengths, peers, nodes)."""
+    a, b = one.spec, other.spec
+    v4_differs = a.aggregation_length != b.aggregation_length
+    v6_differs = a.aggregation_length_v6 != b.aggregation_length_v6
+    if all((v4_differs if family is IPFamily.IPV4 else v6_differs) for family in families):
+        return False  # for every family the pool has, another prefix (a pool with no address: nothing sent)
+    if a.peers and b.peers and not set(a.peers) & set(b.peers):
+        return False
+    if nodes is None:
+        return True
+    return any(a.selects_node(labels) and b.selects_node(labels) for labels in nodes.values())

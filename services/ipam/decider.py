@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from schemas.events import ConfigProblem, Event, EventId, InForceSlot, ReleaseReason, ServiceObserved
@@ -23,6 +23,7 @@ from schemas.metallb import (
     IPAddressPool,
     parse_config_object,
     validate_configuration,
+    verdict_depends_on_nodes,
 )
 from services.common.subjects import (
     IPAM_CONFIG_SUBJECT,
@@ -77,6 +78,8 @@ class Decider:
         self._parsed: dict[core.ServiceKey, core.ParsedService] | None = None
         self._configuration_changed = False
         self._configuration_cause: EventId | None = None
+        #: whether a node's labels can change the verdict on the observed configuration
+        self._verdict_follows_nodes = False
         self.layer2 = Layer2()
 
     # --- loading (any replica) --------------------------------------------------------------
@@ -138,6 +141,8 @@ class Decider:
         one, or by ``report_usage``, so a burst of thousands of metallb.io objects is evaluated once,
         not once per object."""
         change = self.world.apply(event)
+        if change.nodes and self._verdict_follows_nodes:
+            change = replace(change, configuration=True)  # the nodes an advertisement selects changed
         if change.configuration and defer_configuration:
             self._configuration_cause = cause
             self._configuration_changed = True
@@ -344,7 +349,9 @@ class Decider:
                 objects.append(parse_config_object(observed.raw))
             except InvalidConfigObject as error:
                 problems.append(events.unparsable_object(observed, error))
-        problems += [events.invalid_configuration(p) for p in validate_configuration(objects).problems]
+        nodes = {name: node.labels for name, node in self.world.nodes.items()}
+        problems += [events.invalid_configuration(p) for p in validate_configuration(objects, nodes=nodes).problems]
+        self._verdict_follows_nodes = verdict_depends_on_nodes(objects)
         return objects, problems
 
     def _report_configuration(self, *, valid: bool, problems: tuple[ConfigProblem, ...]) -> None:

@@ -58,6 +58,10 @@ async def running_metalbus(bus: Bus, nats_server: EmbeddedNats, api: KubeApi, *o
         yield Cluster(api, writer)
 
 
+def node(name: str, **labels: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+
+
 def pool_status(api: KubeApi, name: str) -> Obj:
     """What the IPAddressPool's status shows."""
     return dict((api.get_object("ipaddresspools", name, NAMESPACE) or {}).get("status") or {})

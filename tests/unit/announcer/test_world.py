@@ -32,9 +32,12 @@ def test_observed_configuration_counts_until_the_ipam_has_one_in_force() -> None
     world = BgpWorld("node-a")
     assert world.apply(pool("lan", "198.51.100.0/24"))
     assert set(world.configuration.pools) == {"lan"}
-    # an invalid set (an advertisement naming an unknown peer) never replaces a valid one
-    assert not world.apply(bgp_advertisement("ads", peers=["nobody"]))
-    assert not world.configuration.advertisements
+    # an advertisement naming an unknown peer is valid (MetalLB accepts it) ...
+    assert world.apply(bgp_advertisement("ads", peers=["nobody"], localPref=100))
+    assert len(world.configuration.advertisements) == 1
+    # ... but an invalid set (another localPref for the same update) never replaces a valid one
+    assert not world.apply(bgp_advertisement("other", localPref=200))
+    assert len(world.configuration.advertisements) == 1
     in_force = ConfigurationEvaluated(valid=True, in_force=(pool("dmz", "203.0.113.0/28").raw,))
     assert world.apply(in_force)
     assert set(world.configuration.pools) == {"dmz"}

@@ -7,6 +7,8 @@ from typing import Any
 from schemas.events import (
     AllocationFailed,
     AllocationFailureReason,
+    ConfigObjectObserved,
+    ConfigProblemReason,
     ConfigurationEvaluated,
     Event,
     IPAllocated,
@@ -19,6 +21,7 @@ from schemas.events import (
 )
 from services.ipam.decider import Decider, Outgoing
 from tests.builders import pool, service, service_deleted
+from tests.builders_l2 import node
 
 
 def deleted(name: str) -> ObjectDeleted:
@@ -159,3 +162,39 @@ def test_a_failed_service_that_leaves_metalbus_has_its_failure_withdrawn() -> No
     [withdrawn] = of_type(decider.observe(deleted("db")), IPReleased)
     assert (withdrawn.ips, withdrawn.reason) == ((), ReleaseReason.SERVICE_DELETED)
     assert decider.ledger.failures == {}
+
+
+def bgp_advertisement(name: str, **spec: Any) -> ConfigObjectObserved:
+    raw = {"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
+           "metadata": {"name": name, "namespace": "metallb-system", "uid": f"uid-{name}", "resourceVersion": "1"},
+           "spec": spec}
+    return ConfigObjectObserved(ref=ObjectRef(namespace="metallb-system", name=name, uid=f"uid-{name}",
+                                              resource_version="1"),
+                                kind="BGPAdvertisement", api_version="metallb.io/v1beta1", raw=raw)
+
+
+def test_advertisements_naming_missing_pools_or_peers_do_not_hold_new_pools_back() -> None:
+    decider = active(bgp_advertisement("bgp", ipAddressPools=["later"], peers=["nobody"]))
+    out = decider.observe(pool("lan", "192.168.10.0/24"))
+    [verdict] = of_type(out, ConfigurationEvaluated)
+    assert verdict.valid and verdict.problems == ()
+    [allocated] = of_type(decider.observe(service("web")), IPAllocated)
+    assert allocated.pool == "lan"
+
+
+def test_local_prefs_that_come_to_share_a_node_make_the_configuration_invalid() -> None:
+    """Two advertisements of one pool with different localPrefs, on disjoint nodes: valid; a node that
+    comes to be selected by both makes them refused (MetalLB's rule, over the nodes there are)."""
+    decider = active(
+        pool("lan", "192.168.10.0/24"), node("a", rack="1"), node("b", rack="2"),
+        bgp_advertisement("one", localPref=100, nodeSelectors=[{"matchLabels": {"rack": "1"}}]),
+        bgp_advertisement("two", localPref=200, nodeSelectors=[{"matchLabels": {"spine": "yes"}}]),
+    )
+    assert decider.ledger.configuration is not None and decider.ledger.configuration.valid
+    [verdict] = of_type(decider.observe(node("a", version="2", rack="1", spine="yes")), ConfigurationEvaluated)
+    assert not verdict.valid
+    [problem] = verdict.problems
+    assert (problem.name, problem.field, problem.reason) == ("two", "spec.localPref",
+                                                             ConfigProblemReason.CONFLICTING_LOCAL_PREF)
+    [verdict] = of_type(decider.observe(node("a", version="3", rack="1")), ConfigurationEvaluated)
+    assert verdict.valid

@@ -60,10 +60,13 @@ def test_documented_configuration_is_consistent() -> None:
         load(docs.BFD_PROFILE),
         load(docs.COMMUNITY_ALIASES),
         load(docs.BGP_ADV_ALIAS),
-        load(docs.BGP_ADV_FIRST_POOL),
     ]
     report = validate_configuration(objects)
     assert report.ok, [str(p) for p in report.problems]
+    # Two examples of the documentation that do not go together: first-pool's prefixes to every peer from
+    # every node with localPref 100 (BGP_ADV_ALIAS) and with 0 (BGP_ADV_FIRST_POOL); MetalLB refuses the pair.
+    report = validate_configuration([*objects, load(docs.BGP_ADV_FIRST_POOL)])
+    assert report.codes() == {ConfigProblemReason.CONFLICTING_LOCAL_PREF}
 
 
 # A story: each row adds objects to the configuration of the rows before it, and says what the
@@ -76,9 +79,9 @@ STORY: list[tuple[str, list[ConfigObject], list[tuple[str, str, str, ConfigProbl
         [("IPAddressPool", "dmz", "spec.addresses[0]", ConfigProblemReason.OVERLAPPING_ADDRESSES)],
     ),
     (
-        "an L2 ad for a missing pool",
+        "an L2 ad for a missing pool is accepted, as MetalLB accepts it (it selects what exists)",
         [make("L2Advertisement", "l2", {"ipAddressPools": ["lan", "gone"]})],
-        [("L2Advertisement", "l2", "spec.ipAddressPools[1]", ConfigProblemReason.UNKNOWN_POOL)],
+        [],
     ),
     (
         "a peer with a missing BFD profile",
@@ -94,10 +97,7 @@ STORY: list[tuple[str, list[ConfigObject], list[tuple[str, str, str, ConfigProbl
                 {"ipAddressPools": ["wan"], "communities": ["vpn-only", "1:1"], "peers": ["tor", "spine"]},
             )
         ],
-        [
-            ("BGPAdvertisement", "bgp", "spec.communities[0]", ConfigProblemReason.UNKNOWN_COMMUNITY_ALIAS),
-            ("BGPAdvertisement", "bgp", "spec.peers[1]", ConfigProblemReason.UNKNOWN_PEER),
-        ],
+        [("BGPAdvertisement", "bgp", "spec.communities[0]", ConfigProblemReason.UNKNOWN_COMMUNITY_ALIAS)],
     ),
     (
         "aggregating wider than a pool entry",
@@ -147,7 +147,8 @@ def test_report_is_independent_of_input_order() -> None:
         pool("a", "10.0.0.0/24"),
         pool("b", "10.0.0.0/25"),
         pool("c", "10.0.0.64/26"),
-        make("L2Advertisement", "l2", {"ipAddressPools": ["zz"]}),
+        make("BGPAdvertisement", "one", {"localPref": 100}),
+        make("BGPAdvertisement", "two", {"localPref": 200}),
     ]
     forward = validate_configuration(objects)
     backward = validate_configuration(list(reversed(objects)))
@@ -155,7 +156,9 @@ def test_report_is_independent_of_input_order() -> None:
     assert [str(p) for p in forward.problems] == [
         "IPAddressPool metallb-system/b: spec.addresses[0]: '10.0.0.0/25' overlaps '10.0.0.0/24' of IPAddressPool 'a'",
         "IPAddressPool metallb-system/c: spec.addresses[0]: '10.0.0.64/26' overlaps '10.0.0.0/24' of IPAddressPool 'a'",
-        "L2Advertisement metallb-system/l2: spec.ipAddressPools[0]: IPAddressPool 'zz' does not exist",
+        "BGPAdvertisement metallb-system/two: spec.localPref: invalid local preference 200: local preference 100 "
+        "was already set for the same type of BGP update (BGPAdvertisement 'one', IPAddressPool 'a'). Check "
+        "existing BGP advertisements with common pools and aggregation lengths",
     ]
 
 
@@ -217,3 +220,66 @@ def test_a_pool_made_only_of_unusable_addresses_is_refused(addresses: list[str],
 def test_a_pool_with_one_usable_address_is_accepted(addresses: list[str]) -> None:
     """The allocator skips the unusable addresses; a pool is refused only when nothing is left."""
     assert validate_configuration([pool("wide", *addresses)]).ok
+
+
+def bgp_ad(name: str, local_pref: int, **spec: Any) -> ConfigObject:
+    return make("BGPAdvertisement", name, {"localPref": local_pref, **spec})
+
+
+NODES = {"a": {"rack": "1"}, "b": {"rack": "2"}}
+RACK_1 = [{"matchLabels": {"rack": "1"}}]
+RACK_2 = [{"matchLabels": {"rack": "2"}}]
+
+# MetalLB's rule (BGPAdvertisementsHaveCompatibleLocalPref): two advertisements of one pool that give it
+# different localPrefs are refused unless something tells their updates apart: another aggregation length
+# (for every family the pool has), peer lists that share no peer, node sets that share no node, or a
+# serviceSelector (which Services they concern is not known in advance).
+LOCAL_PREF_ROWS = {
+    "the same localPref": ([bgp_ad("x", 100), bgp_ad("y", 100)], False),
+    "different localPrefs for the same prefix, nodes and peers": ([bgp_ad("x", 100), bgp_ad("y", 200)], True),
+    "another aggregation length": ([bgp_ad("x", 100), bgp_ad("y", 200, aggregationLength=24)], False),
+    "another IPv6 aggregation length only, for an IPv4 pool": (
+        [bgp_ad("x", 100), bgp_ad("y", 200, aggregationLengthV6=64)], True),
+    "disjoint peers": ([bgp_ad("x", 100, peers=["p1"]), bgp_ad("y", 200, peers=["p2"])], False),
+    "a shared peer": ([bgp_ad("x", 100, peers=["p1", "p2"]), bgp_ad("y", 200, peers=["p2"])], True),
+    "peers on one side only": ([bgp_ad("x", 100, peers=["p1"]), bgp_ad("y", 200)], True),
+    "disjoint nodes": ([bgp_ad("x", 100, nodeSelectors=RACK_1), bgp_ad("y", 200, nodeSelectors=RACK_2)], False),
+    "a shared node": ([bgp_ad("x", 100), bgp_ad("y", 200, nodeSelectors=RACK_2)], True),
+    "a service selector": ([bgp_ad("x", 100), bgp_ad("y", 200, serviceSelectors=[{"matchLabels": {"a": "b"}}])],
+                           False),
+    "different pools": ([bgp_ad("x", 100, ipAddressPools=["lan"]), bgp_ad("y", 200, ipAddressPools=["wan"])],
+                        False),
+}
+
+
+@pytest.mark.parametrize(("ads", "refused"), LOCAL_PREF_ROWS.values(), ids=LOCAL_PREF_ROWS.keys())
+def test_different_local_prefs_for_the_same_update_are_refused(ads: list[ConfigObject], refused: bool) -> None:
+    objects = [pool("lan", "192.168.10.0/24"), pool("wan", "198.51.100.0/24"), *ads]
+    report = validate_configuration(objects, nodes=NODES)
+    assert (ConfigProblemReason.CONFLICTING_LOCAL_PREF in report.codes()) is refused
+    if refused:
+        [problem] = report.problems
+        assert (problem.name, problem.field) == ("y", "spec.localPref")
+
+
+def test_node_sets_are_those_of_the_nodes_there_are() -> None:
+    ads = [bgp_ad("x", 100, nodeSelectors=RACK_1), bgp_ad("y", 200)]
+    objects = [pool("lan", "192.168.10.0/24"), *ads]
+    assert not validate_configuration(objects, nodes={"b": {"rack": "2"}}).problems  # nobody in rack 1
+    assert validate_configuration(objects, nodes=NODES).problems
+    assert validate_configuration(objects).problems  # nodes unknown: every node may be in both
+
+
+def test_a_dual_stack_pool_needs_both_aggregation_lengths_to_differ() -> None:
+    dual = pool("dual", "192.168.10.0/24", "fc00::/112")
+    only_v4 = [bgp_ad("x", 100), bgp_ad("y", 200, aggregationLength=24)]
+    both = [bgp_ad("x", 100), bgp_ad("y", 200, aggregationLength=24, aggregationLengthV6=120)]
+    assert validate_configuration([dual, *only_v4]).codes() == {ConfigProblemReason.CONFLICTING_LOCAL_PREF}
+    assert validate_configuration([dual, *both]).ok
+
+
+def test_advertisements_naming_missing_peers_and_pools_are_accepted() -> None:
+    objects = [pool("lan", "192.168.10.0/24"), peer("tor"),
+               make("BGPAdvertisement", "bgp", {"ipAddressPools": ["lan", "later"], "peers": ["tor", "spine"]}),
+               make("L2Advertisement", "l2", {"ipAddressPools": ["gone"]})]
+    assert validate_configuration(objects).ok
