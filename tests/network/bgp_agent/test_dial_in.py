@@ -15,8 +15,9 @@ import pytest
 from tests.bgp_world import allocated, bgp_advertisement, bgp_peer, endpoints, node, service
 from tests.builders import pool
 from tests.netlab import skip_reason, wait_for
-from tests.network.bgp.routers import ROUTERS, Bird, Frr, GoBgp, Peering, Router
+from tests.network.bgp.routers import Router
 from tests.network.bgp_agent.harness import NODES, ROUTER4, Fabric, fabric
+from tests.network.bgp_agent.one_router import Daemon, daemon_params, node1_peering, router_for
 
 _SKIP = skip_reason()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
@@ -27,12 +28,6 @@ NODE_AS, ROUTER_AS = 64512, 64513
 NODE4 = NODES["node1"][0]
 CLOSED_PORT = 1179  # the routers listen on 179 only: the announcer's own dials to this port are refused
 STRANGER = "10.77.0.99"
-Daemon = type[Bird] | type[Frr] | type[GoBgp]
-
-
-def daemon_param(kind: Daemon) -> object:
-    reason = kind.skip_reason()
-    return pytest.param(kind, id=kind.NAME, marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
 
 
 def publish_world(fab: Fabric, *, peer_port: int) -> None:
@@ -59,19 +54,13 @@ def bgp_connections(fab: Fabric) -> list[str]:
     return [end.replace("[::ffff:", "").replace("]", "") for end in ends]  # IPv4 on the dual-stack listener
 
 
-@pytest.fixture(params=[daemon_param(kind) for kind in ROUTERS])
+@pytest.fixture(params=daemon_params())
 def dialling(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Fabric, Router]]:
     """A router configured to connect to node1 (not passive), retrying every 2 s."""
     daemon: Daemon = request.param
-    with fabric(tmp_path) as fab:
-        peering = Peering(router_id=ROUTER4, local=ROUTER4, local_as=ROUTER_AS, neighbor=NODE4,
-                          neighbor_as=NODE_AS, graceful_restart=False, passive=False)  # fmt: skip
-        router = daemon.start(fab.lab, fab.router, tmp_path / daemon.NAME, peering)
-        try:
-            yield fab, router
-        except BaseException:
-            print(fab.diagnostics(), router.diagnostics(), sep="\n")
-            raise
+    peering = node1_peering(router_as=ROUTER_AS, node_as=NODE_AS, passive=False)
+    with fabric(tmp_path) as fab, router_for(fab, daemon, tmp_path / daemon.NAME, peering) as router:
+        yield fab, router
 
 
 def test_a_router_dials_in_and_gets_the_route(dialling: tuple[Fabric, Router]) -> None:

@@ -17,8 +17,9 @@ import pytest
 from tests.bgp_world import allocated, bgp_advertisement, bgp_peer, endpoints, node, service
 from tests.builders import pool
 from tests.netlab import skip_reason, wait_for
-from tests.network.bgp.routers import Frr, GoBgp, Peering, kernel_next_hops, start_frr_with_zebra
+from tests.network.bgp.routers import Frr, GoBgp, kernel_next_hops, start_frr_with_zebra
 from tests.network.bgp_agent.harness import NODES, ROUTER4, Fabric, fabric
+from tests.network.bgp_agent.one_router import node1_peering, router_for
 
 _SKIP = skip_reason()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
@@ -139,15 +140,10 @@ def gobgp_lab(tmp_path: Path) -> Iterator[tuple[Fabric, GoBgp]]:
     reason = skip_reason() or GoBgp.skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    with fabric(tmp_path) as fab:
-        peering = Peering(router_id=ROUTER4, local=ROUTER4, local_as=ROUTER_AS, neighbor=NODE4,
-                          neighbor_as=NODE_AS, graceful_restart=True)  # fmt: skip
-        gobgp = GoBgp.start(fab.lab, fab.router, tmp_path / "gobgp", peering)
-        try:
-            yield fab, gobgp
-        except BaseException:
-            print(fab.diagnostics(), gobgp.diagnostics(), sep="\n")
-            raise
+    peering = node1_peering(router_as=ROUTER_AS, node_as=NODE_AS, graceful_restart=True)
+    with fabric(tmp_path) as fab, router_for(fab, GoBgp, tmp_path / "gobgp", peering) as gobgp:
+        assert isinstance(gobgp, GoBgp)
+        yield fab, gobgp
 
 
 def test_gobgp_keeps_the_route_through_an_announcer_restart(gobgp_lab: tuple[Fabric, GoBgp]) -> None:

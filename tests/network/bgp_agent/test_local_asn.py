@@ -12,8 +12,9 @@ import pytest
 from tests.bgp_world import allocated, bgp_advertisement, bgp_peer, endpoints, node, service
 from tests.builders import pool
 from tests.netlab import skip_reason, wait_for
-from tests.network.bgp.routers import ROUTERS, Bird, Frr, GoBgp, Peering, Router
+from tests.network.bgp.routers import Router
 from tests.network.bgp_agent.harness import NODES, ROUTER4, Fabric, fabric
+from tests.network.bgp_agent.one_router import Daemon, daemon_params, node1_peering, router_for
 
 _SKIP = skip_reason()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
@@ -22,26 +23,14 @@ IP4 = "198.51.100.9"
 V4 = f"{IP4}/32"
 MY_AS, LOCAL_AS, ROUTER_AS = 64512, 65410, 64513
 NODE4 = NODES["node1"][0]
-Daemon = type[Bird] | type[Frr] | type[GoBgp]
 
 
-def daemon_param(kind: Daemon) -> object:
-    reason = kind.skip_reason()
-    return pytest.param(kind, id=kind.NAME, marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
-
-
-@pytest.fixture(params=[daemon_param(kind) for kind in ROUTERS])
+@pytest.fixture(params=daemon_params())
 def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Fabric, Router]]:
     daemon: Daemon = request.param
-    with fabric(tmp_path) as fab:
-        peering = Peering(router_id=ROUTER4, local=ROUTER4, local_as=ROUTER_AS, neighbor=NODE4,
-                          neighbor_as=LOCAL_AS, graceful_restart=False)  # fmt: skip
-        router = daemon.start(fab.lab, fab.router, tmp_path / daemon.NAME, peering)
-        try:
-            yield fab, router
-        except BaseException:
-            print(fab.diagnostics(), router.diagnostics(), sep="\n")
-            raise
+    peering = node1_peering(router_as=ROUTER_AS, node_as=LOCAL_AS)  # the router knows the node by its local AS
+    with fabric(tmp_path) as fab, router_for(fab, daemon, tmp_path / daemon.NAME, peering) as router:
+        yield fab, router
 
 
 def test_the_router_sees_the_local_asn(lab: tuple[Fabric, Router]) -> None:

@@ -2,7 +2,7 @@
 
 Every rendered object validates against the Kubernetes OpenAPI schemas (kubernetes-validate, strict);
 workloads run only commands and options the ``metalbus`` CLI knows; the announcer holds no Kubernetes
-credentials and only NET_RAW; RBAC exists for the watcher alone; NATS users and passwords line up.
+credentials and only NET_RAW and NET_BIND_SERVICE; RBAC exists for the watcher alone; NATS users and passwords line up.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def test_the_announcer_has_no_api_token_and_only_net_raw(overlay: str) -> None:
     assert account["automountServiceAccountToken"] is False
     (container,) = spec["containers"]
     capabilities = container["securityContext"]["capabilities"]
-    assert capabilities == {"drop": ["ALL"], "add": ["NET_RAW"]}
+    assert capabilities == {"drop": ["ALL"], "add": ["NET_RAW", "NET_BIND_SERVICE"]}
     # its one token is for NATS: an audience the Kubernetes API does not accept
     tokens = [source["serviceAccountToken"] for volume in spec["volumes"]
               for source in volume.get("projected", {}).get("sources", []) if "serviceAccountToken" in source]
