@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
+from schemas.metallb.addresses import IPFamily
 from schemas.metallb.common import (
     API_GROUP,
     LabelSelector,
@@ -19,6 +20,7 @@ from schemas.metallb.common import (
     invalid,
 )
 from schemas.metallb.community import CommunityOrAlias
+from schemas.metallb.pools import IPAddressPool
 
 _V1BETA1 = (f"{API_GROUP}/v1beta1",)
 
@@ -142,3 +144,19 @@ class BGPAdvertisement(MetallbObject):
     api_version: str = "metallb.io/v1beta1"
     kind: str = "BGPAdvertisement"
     spec: BGPAdvertisementSpec = BGPAdvertisementSpec()
+
+
+def ipv6_pool_advertised_to(
+    peer: str, pools: Iterable[IPAddressPool], advertisements: Iterable[BGPAdvertisement]
+) -> str | None:
+    """A pool with IPv6 addresses that a BGPAdvertisement sends to the BGPPeer named ``peer``, as "pool P by
+    BGPAdvertisement A" (the first by name), or None. MetalLB refuses a BFD echo profile on such a peer
+    (the echo function is IPv4 only), whichever nodes the advertisement selects."""
+    ads = sorted(advertisements, key=lambda ad: ad.name)
+    for pool in sorted(pools, key=lambda pool: pool.name):
+        if not any(r.family is IPFamily.IPV6 for r in pool.ranges()):
+            continue
+        for ad in ads:
+            if ad.spec.selects_pool(pool.name, pool.labels) and ad.spec.selects_peer(peer):
+                return f"pool {pool.name!r} by BGPAdvertisement {ad.name!r}"
+    return None

@@ -44,7 +44,6 @@ from schemas.metallb import (
     StandardCommunity,
     parse_community,
 )
-from schemas.metallb.addresses import IPFamily
 from schemas.metallb.community import looks_like_community_value
 from schemas.metallb.parsing import ConfigObject
 from services.announcer.bgp.nlri import Prefix
@@ -156,18 +155,6 @@ class Plan:
     announcements: Mapping[str, IPAnnouncement] = field(default_factory=dict)
     skipped: Mapping[ServiceKey, Skip] = field(default_factory=dict)
     conflicts: tuple[LocalPrefConflict, ...] = ()
-
-
-def ipv6_advertisement_to(peer: str, configuration: Configuration) -> str | None:
-    """A pool with IPv6 addresses advertised to ``peer`` (by name), as "pool P by BGPAdvertisement A", or
-    None. MetalLB refuses a BFD echo profile on such a peer, whichever nodes the advertisement selects."""
-    for name, pool in sorted(configuration.pools.items()):
-        if not any(r.family is IPFamily.IPV6 for r in pool.ranges()):
-            continue
-        for ad in configuration.advertisements:
-            if ad.spec.selects_pool(name, pool.labels) and ad.spec.selects_peer(peer):
-                return f"pool {name!r} by BGPAdvertisement {ad.name!r}"
-    return None
 
 
 def peer_applies(peer: BGPPeer, node: NodeFacts) -> bool:

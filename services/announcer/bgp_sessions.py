@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from schemas.events import BGPSessionState
-from schemas.metallb import BGPPeer
+from schemas.metallb import BGPPeer, PasswordSecretProblem
+from schemas.metallb.advertisements import ipv6_pool_advertised_to
 from services.announcer.bgp.bfd import BfdConfig, BfdState, BfdStateChanged
 from services.announcer.bgp.bfd_peer import BfdEndpoint, BfdPeer
 from services.announcer.bgp.events import (
@@ -37,11 +38,11 @@ from services.announcer.bgp.speaker import Speaker, SpeakerConfig
 from services.announcer.bgp_advertising import (
     Configuration,
     NodeFacts,
-    ipv6_advertisement_to,
     next_hops,
     router_id_for,
 )
 from services.announcer.bgp_links import SessionLink, Waiting
+from services.announcer.bgp_world import PasswordUnavailable
 from services.common.supervision import OnFailure, supervised
 
 log = logging.getLogger("metalbus.announcer.bgp")
@@ -67,9 +68,21 @@ class SessionSpec:
     interface: str = ""  # BGP unnumbered: the peer is found on this interface
 
 
+#: A password the peer cannot have refuses it, by what is wrong.
+_PASSWORD_REFUSALS = {
+    None: Refusal.PASSWORD_NOT_OBSERVED,
+    PasswordSecretProblem.MISSING: Refusal.PASSWORD_SECRET_MISSING,
+    PasswordSecretProblem.WRONG_TYPE: Refusal.PASSWORD_SECRET_WRONG_TYPE,
+    PasswordSecretProblem.NO_PASSWORD: Refusal.PASSWORD_SECRET_WITHOUT_PASSWORD,
+}
+
+
 def session_spec_for(
-    peer: BGPPeer, *, node: NodeFacts, password: str | None, configuration: Configuration
+    peer: BGPPeer, *, node: NodeFacts, password: str | PasswordUnavailable | None, configuration: Configuration
 ) -> SessionSpec | Refused:
+    """The session of ``peer`` on ``node``; ``password`` as ``BgpWorld.password_for`` answers it."""
+    if isinstance(password, PasswordUnavailable):
+        return Refused(_PASSWORD_REFUSALS[password.problem], password.message)
     spec = peer.spec
     family = ipaddress.ip_address(spec.peer_address).version if spec.peer_address else 6
     v4, v6 = next_hops(node, session_family=family)
@@ -85,9 +98,8 @@ def session_spec_for(
         profile = configuration.bfd_profiles.get(spec.bfd_profile)
         if profile is None:  # the configuration check refuses this; be safe anyway
             return Refused(Refusal.BFD_UNAVAILABLE, f"BFD profile {spec.bfd_profile!r} does not exist")
-        checked = bfd_config_for(
-            profile.spec, peer=spec, ipv6_advertised=ipv6_advertisement_to(peer.name, configuration)
-        )
+        ipv6 = ipv6_pool_advertised_to(peer.name, configuration.pools.values(), configuration.advertisements)
+        checked = bfd_config_for(profile.spec, peer=spec, ipv6_advertised=ipv6)
         if isinstance(checked, Refused):
             return checked
         bfd = checked

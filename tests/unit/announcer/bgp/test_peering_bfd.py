@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from schemas.metallb import parse_config_object
+from schemas.metallb.advertisements import ipv6_pool_advertised_to
 from schemas.metallb.bfd import BFDProfileSpec
 from schemas.metallb.bgp import BGPPeerSpec
 from services.announcer.bgp.bfd import BfdConfig
 from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for
-from services.announcer.bgp_advertising import Configuration, ipv6_advertisement_to
+from services.announcer.bgp_advertising import Configuration
 from tests.bgp_world import bgp_advertisement, bgp_peer
 from tests.builders import pool
 
@@ -20,8 +21,9 @@ PEERS = (("router", "10.0.0.1"), ("other", "10.0.0.2"))
 EBGP = {"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1"}
 
 
-def configuration(*observed: Any) -> Configuration:
-    return Configuration.of(parse_config_object(o.raw) for o in observed)
+def ipv6_advertised(peer_name: str, *observed: Any) -> str | None:
+    configuration = Configuration.of(parse_config_object(o.raw) for o in observed)
+    return ipv6_pool_advertised_to(peer_name, configuration.pools.values(), configuration.advertisements)
 
 
 def peer(**spec: Any) -> BGPPeerSpec:
@@ -77,7 +79,7 @@ def test_ipv6_advertised_to_a_peer_as_metallb_counts_it() -> None:
     to_router = bgp_advertisement("to-router", ipAddressPools=["dual"], peers=["router"])
     only_v4 = bgp_advertisement("v4-to-all", ipAddressPools=["v4"])
     everywhere = bgp_advertisement("all", nodeSelectors=[{"matchLabels": {"rack": "a"}}])
-    named = configuration(dual, v4, router, other, to_router, only_v4)
-    assert ipv6_advertisement_to("router", named) == "pool 'dual' by BGPAdvertisement 'to-router'"
-    assert ipv6_advertisement_to("other", named) is None
-    assert ipv6_advertisement_to("other", configuration(dual, v4, other, everywhere)) is not None
+    named = (dual, v4, router, other, to_router, only_v4)
+    assert ipv6_advertised("router", *named) == "pool 'dual' by BGPAdvertisement 'to-router'"
+    assert ipv6_advertised("other", *named) is None
+    assert ipv6_advertised("other", dual, v4, other, everywhere) == "pool 'dual' by BGPAdvertisement 'all'"
