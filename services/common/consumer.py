@@ -3,7 +3,9 @@
 A message whose body is not a valid event goes to the dead-letter stream at once; one whose handler
 keeps failing goes there after ``max_deliver`` attempts. Either way it is terminated so it never
 blocks the stream, and the service keeps running. ``stop()`` lets the message in hand finish,
-naks what was fetched but not started (for immediate redelivery), and returns.
+naks what was fetched but not started (for immediate redelivery), and returns. While the bus cannot
+answer (a NATS server lost, the durable electing its leader) the consumer waits and binds again, with
+a warning each time, rather than dying of it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ from opentelemetry import trace
 
 from schemas.refusal import Refused
 from services.common.bus import Bus, Received
-from services.common.errors import NotFound
+from services.common.errors import ConnectionClosed, NotFound, RequestTimeout, RetryableError
 from services.common.inbound import read_stream_message
 from services.common.nats_errors import translated
 from services.common.subjects import DurableSpec, StreamName
+from services.common.supervision import Backoff
 from services.common.tracing import extract_context, tracer
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Received], Awaitable[None]]
+
+#: Pauses while the durable cannot be reached (0.1 s doubling to 5 s).
+RETRY_BACKOFF = Backoff(limit=5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,7 @@ class Consumer:
         self._spec = spec
         self._handler = handler
         self._stopping = asyncio.Event()
+        self._fetched = False  # a fetch was answered since the durable was (re)bound
         self.stats = ConsumerStats()
         self._tracer = tracer(__name__)
 
@@ -92,8 +99,26 @@ class Consumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`. Creates the durable consumer if it does not exist."""
+        """Consume until :meth:`stop`. Creates the durable consumer if it does not exist. While the bus cannot
+        answer (its server lost, the consumer electing a leader) it says so and tries again with backoff."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._consume()
+                return
+            except ConnectionClosed:
+                return
+            except RetryableError as error:
+                failures = 1 if self._fetched else failures + 1
+                delay = RETRY_BACKOFF.delay(failures)
+                log.warning("consumer cannot fetch durable=%s error=%r retry_in_s=%.1f", self._spec.durable, error,
+                            delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _consume(self) -> None:
         spec = self._spec
+        self._fetched = False
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
@@ -102,17 +127,18 @@ class Consumer:
             filter_subjects=list(spec.subjects) or None,
             max_ack_pending=max(spec.batch * 10, 1000),
         )
-        subscription = await self._bus.js.pull_subscribe(
-            "", durable=spec.durable, stream=spec.stream.value, config=config
-        )
+        with translated(f"consumer {spec.stream.value}/{spec.durable}"):
+            subscription = await self._bus.js.pull_subscribe(
+                "", durable=spec.durable, stream=spec.stream.value, config=config
+            )
         try:
             while not self._stopping.is_set():
                 try:
-                    messages = await subscription.fetch(spec.batch, timeout=0.5)
-                except TimeoutError:  # nats-py raises both flavours
-                    continue
-                except nats.errors.ConnectionClosedError:
-                    break
+                    with translated(f"fetch from {spec.stream.value}/{spec.durable}"):
+                        messages = await subscription.fetch(spec.batch, timeout=0.5)
+                except RequestTimeout:
+                    continue  # nothing new
+                self._fetched = True
                 for index, message in enumerate(messages):
                     if self._stopping.is_set():
                         for unstarted in messages[index:]:

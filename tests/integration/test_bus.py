@@ -22,9 +22,9 @@ from schemas.events import (
     ServiceId,
     ServiceObserved,
 )
-from services.common.bus import Append, Bus, Header, Received
+from services.common.bus import Append, Bus, BusSettings, Header, Received
 from services.common.consumer import Consumer, ConsumerSpec
-from services.common.errors import WrongLastSequence
+from services.common.errors import RetryableError, WrongLastSequence
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
 from services.common.subjects import (
@@ -193,6 +193,40 @@ async def test_consumer_handles_events_in_order_and_resumes_after_restart(bus: B
         await async_wait_until(lambda: len(second.seen) == 3, what="the three new events")
     assert first.names() == [f"s{i}" for i in range(5)]
     assert second.names() == ["s5", "s6", "s7"]
+
+
+async def test_a_consumer_waits_for_a_server_that_cannot_answer_and_carries_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started while its server is down (as during a server's loss in a cluster), a durable consumer says so
+    and binds once the server answers again, instead of dying of it."""
+    server = EmbeddedNats(store_dir=tmp_path / "store").start()
+    try:
+        bus = await Bus.connect(BusSettings(url=server.url, reconnect_wait=0.1), producer="test/consumer")
+        async with bus:
+            await provision(bus)
+            await bus.publish(ipam_allocation_subject("default", "a"), allocated("a"))
+            server.kill()
+            recorder = Recorder()
+            spec = ConsumerSpec(stream=StreamName.IPAM, durable="patient", subjects=[IPAM_ALLOCATIONS])
+            async with running(Consumer(bus, spec, recorder)) as consumer:
+                await async_wait_until(lambda: "consumer cannot fetch durable=patient" in caplog.text, timeout=15,
+                                       what="the consumer saying it cannot reach its durable")
+                server.start()  # same port, same store
+
+                async def published() -> bool:
+                    try:
+                        await bus.publish(ipam_allocation_subject("default", "b"), allocated("b"), msg_id="b")
+                    except RetryableError:
+                        return False
+                    return True
+
+                await async_wait_until(published, timeout=20, what="a publish once the server is back")
+                await async_wait_until(lambda: len(recorder.seen) == 2, timeout=20, what="both events handled")
+                assert consumer.stats.handled == 2
+            assert recorder.names() == ["a", "b"]
+    finally:
+        server.stop()
 
 
 async def test_killed_consumer_process_resumes_without_loss(bus: Bus, nats_server: EmbeddedNats,
