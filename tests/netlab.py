@@ -81,6 +81,16 @@ class Lab:
         """Create a namespace with loopback up, DAD off and addresses kept on link down."""
         name = f"{self.prefix}-{role}"
         subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+        return self._prepared(name)
+
+    def adopt(self, role: str, pid: int) -> str:
+        """Name the network namespace of process ``pid`` (a container's) as one of the lab's and set it up
+        as :meth:`namespace` does. On close its processes are killed and the name removed."""
+        name = f"{self.prefix}-{role}"
+        subprocess.run(["ip", "netns", "attach", name, str(pid)], check=True, capture_output=True)
+        return self._prepared(name)
+
+    def _prepared(self, name: str) -> str:
         self.namespaces.append(name)
         self.run(name, "ip", "link", "set", "lo", "up")
         for scope in ("all", "default"):

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,9 +182,11 @@ def _service_of(received: Received) -> str:
 
 
 @contextmanager
-def fabric(directory: Path, prefix: str = "mbbga") -> Iterator[Fabric]:
-    """Build the lab and start NATS (its credentials, store and log under ``directory``); routers, the ipam and
-    announcers are started by the test. All torn down."""
+def fabric(directory: Path, prefix: str = "mbbga", *, node_namespace: Callable[[Lab, str], str] | None = None,
+           nats_port: int = 0) -> Iterator[Fabric]:
+    """Build the lab and start NATS (its credentials, store and log under ``directory``; ``nats_port`` 0: a
+    free port); routers, the ipam and announcers are started by the test. All torn down. ``node_namespace``
+    gives each node's network namespace (by default a new one of the lab's; e.g. a container's, adopted)."""
     with Lab(prefix) as lab, management_network(lab) as (mgmt, subnet):
         bridge = lab.namespace("br")
         lab.bridge(bridge)
@@ -192,12 +194,12 @@ def fabric(directory: Path, prefix: str = "mbbga") -> Iterator[Fabric]:
         lab.link(router, bridge_ns=bridge, addresses=[f"{ROUTER4}/24", f"{ROUTER6}/64"])
         nodes: dict[str, Node] = {}
         for index, (name, (v4, v6)) in enumerate(NODES.items(), start=1):
-            ns = lab.namespace(name)
+            ns = node_namespace(lab, name) if node_namespace is not None else lab.namespace(name)
             data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"{v4}/24", f"{v6}/64"])
             mgmt_ip = f"{subnet}.1{index}"
             lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
             nodes[name] = Node(name, ns, data_port, mgmt_ip)
-        with secured_nats(directory / "nats", host=f"{subnet}.1") as server:
+        with secured_nats(directory / "nats", host=f"{subnet}.1", port=nats_port) as server:
             bus = BusThread(server.url, name="bgp-lab")
             try:
                 yield Fabric(lab, bridge, router, server, bus,

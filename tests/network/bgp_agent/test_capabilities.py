@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from schemas.events import Event
 from tests.bgp_world import bgp_advertisement, bgp_peer, config_object, endpoints, node, secret, service
 from tests.builders import pool
 from tests.netlab import REPO, skip_reason, wait_for
@@ -57,23 +58,29 @@ def effective_capabilities(pid: int) -> set[str]:
     return held
 
 
+def dual_stack_md5_world() -> tuple[Event, ...]:
+    """A pool advertised over L2 and over BGP to the router (TCP MD5, its password in a Secret), both nodes,
+    and a dual-stack Service asking for IP4 and IP6 with its endpoint on node1."""
+    return (
+        pool("lan", "198.51.100.0/24", "2001:db8:77::/64"),
+        bgp_peer("router", ROUTER4, my_asn=ASN, peer_asn=ASN, holdTime="9s", passwordSecret={"name": "md5"}),
+        secret("md5", PASSWORD),
+        bgp_advertisement("ads"),
+        config_object("L2Advertisement", "l2", {}),
+        *(node(name, v4, v6) for name, (v4, v6) in NODES.items()),
+        endpoints("web", {"node1": 1}),
+        service(
+            "web", ip_families=("IPv4", "IPv6"), ip_family_policy="RequireDualStack",
+            annotations={"metallb.io/loadBalancerIPs": f"{IP4},{IP6}"},
+        ),
+    )  # fmt: skip
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[Fabric, dict[str, BirdNeighbor]]]:
     with fabric(tmp_path, prefix="mbcap") as fab:
         bird = start_bird(fab, router_as=ASN, node_as=ASN, password=PASSWORD)
-        fab.observe(
-            pool("lan", "198.51.100.0/24", "2001:db8:77::/64"),
-            bgp_peer("router", ROUTER4, my_asn=ASN, peer_asn=ASN, holdTime="9s", passwordSecret={"name": "md5"}),
-            secret("md5", PASSWORD),
-            bgp_advertisement("ads"),
-            config_object("L2Advertisement", "l2", {}),
-            *(node(name, v4, v6) for name, (v4, v6) in NODES.items()),
-            endpoints("web", {"node1": 1}),
-            service(
-                "web", ip_families=("IPv4", "IPv6"), ip_family_policy="RequireDualStack",
-                annotations={"metallb.io/loadBalancerIPs": f"{IP4},{IP6}"},
-            ),
-        )  # fmt: skip
+        fab.observe(*dual_stack_md5_world())
         fab.start_ipam()
         try:
             wait_for(lambda: fab.allocations().get("default/web") == (IP4, IP6), timeout=20, message="allocation")
