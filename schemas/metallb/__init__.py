@@ -21,15 +21,20 @@ from schemas.metallb.advertisements import (
 )
 from schemas.metallb.bfd import BFDProfile, BFDProfileSpec
 from schemas.metallb.bgp import (
+    BASIC_AUTH_SECRET_TYPE,
     INLINE_PASSWORD_KEY,
+    SECRET_PASSWORD_KEY,
     BGPPeer,
     BGPPeerSpec,
     BGPPeerSpecV1Beta1,
     DynamicASNMode,
     InlinePassword,
+    PasswordSecretProblem,
     SecretReference,
     SessionTimers,
     inline_password_of,
+    password_secret_message,
+    password_secret_problem,
 )
 from schemas.metallb.common import (
     GoDuration,
@@ -62,8 +67,10 @@ from schemas.metallb.validation import (
 )
 
 __all__ = [
+    "BASIC_AUTH_SECRET_TYPE",
     "INLINE_PASSWORD_KEY",
     "MODELS",
+    "SECRET_PASSWORD_KEY",
     "AddressRange",
     "BFDProfile",
     "BFDProfileSpec",
@@ -94,6 +101,7 @@ __all__ = [
     "LargeCommunity",
     "MetallbObject",
     "ObjectMeta",
+    "PasswordSecretProblem",
     "PreferredNodeSelector",
     "SecretReference",
     "SelectorOperator",
@@ -109,6 +117,8 @@ __all__ = [
     "parse_community",
     "parse_config_object",
     "parse_go_duration",
+    "password_secret_message",
+    "password_secret_problem",
     "validate_configuration",
     "verdict_depends_on_nodes",
 ]

@@ -71,6 +71,42 @@ def inline_password_of(value: object) -> InlinePassword | None:
     return InlinePassword.LINE_BREAKS if has_line_breaks(value) else InlinePassword.SET
 
 
+#: The Secret type a ``passwordSecret`` must have (MetalLB's rule), and the key that holds the password (the
+#: one key of a referenced Secret the watcher publishes).
+BASIC_AUTH_SECRET_TYPE = "kubernetes.io/basic-auth"
+SECRET_PASSWORD_KEY = "password"
+
+
+class PasswordSecretProblem(StrEnum):
+    """Why the Secret a BGPPeer's ``passwordSecret`` names gives no password. Such a peer never opens a
+    session without one: it is refused with this reason (MetalLB refuses the configuration)."""
+
+    MISSING = "missing"
+    WRONG_TYPE = "wrongType"
+    NO_PASSWORD = "noPassword"
+
+
+def password_secret_problem(secret_type: str | None, *, has_password: bool) -> PasswordSecretProblem | None:
+    """MetalLB's checks of a password Secret: it exists (``secret_type`` None: it does not), is of type
+    ``kubernetes.io/basic-auth`` and has a ``password`` key. None when the Secret is usable."""
+    if secret_type is None:
+        return PasswordSecretProblem.MISSING
+    if secret_type != BASIC_AUTH_SECRET_TYPE:
+        return PasswordSecretProblem.WRONG_TYPE
+    if not has_password:
+        return PasswordSecretProblem.NO_PASSWORD
+    return None
+
+
+def password_secret_message(problem: PasswordSecretProblem, namespace: str, name: str) -> str:
+    """What is wrong, in MetalLB's words where it has some."""
+    if problem is PasswordSecretProblem.MISSING:
+        return f"secret ref not found: Secret {namespace}/{name} does not exist"
+    if problem is PasswordSecretProblem.WRONG_TYPE:
+        return f'secret type mismatch on "{namespace}/{name}", type "{BASIC_AUTH_SECRET_TYPE}" is expected'
+    return f'password not specified in the secret "{namespace}/{name}"'
+
+
 class SecretReference(WireModel):
     """A ``kubernetes.io/basic-auth`` Secret holding the TCP MD5 password under ``password``."""
 

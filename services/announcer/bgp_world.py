@@ -32,7 +32,16 @@ from schemas.events import (
 from schemas.events.decisions import ConfigurationEvaluated, ConfigurationPart
 from schemas.events.in_force import InForceParts
 from schemas.events.observed import CONFIG_KINDS
-from schemas.metallb import BGPPeer, InvalidConfigObject, parse_config_object, validate_configuration
+from schemas.metallb import (
+    SECRET_PASSWORD_KEY,
+    BGPPeer,
+    InvalidConfigObject,
+    PasswordSecretProblem,
+    parse_config_object,
+    password_secret_message,
+    password_secret_problem,
+    validate_configuration,
+)
 from schemas.metallb.parsing import ConfigObject
 from services.announcer.bgp_advertising import (
     Allocation,
@@ -53,7 +62,7 @@ class BgpWorld:
     nodes: dict[str, NodeFacts] = field(default_factory=dict)
     services: dict[ServiceKey, ServiceObserved] = field(default_factory=dict)
     endpoints: dict[ServiceKey, EndpointsObserved] = field(default_factory=dict)
-    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], SecretObserved] = field(default_factory=dict)
     inline_passwords: dict[tuple[str, str], str] = field(default_factory=dict)  # by BGPPeer (namespace, name)
     observed_config: dict[ConfigKey, ConfigObjectObserved] = field(default_factory=dict)
     allocations: dict[ServiceKey, Allocation] = field(default_factory=dict)
@@ -86,7 +95,7 @@ class BgpWorld:
             self.endpoints[key] = event
             return self._refresh_facts(key)
         if isinstance(event, SecretObserved):
-            self.secrets[(event.ref.namespace, event.ref.name)] = dict(event.data)
+            self.secrets[(event.ref.namespace, event.ref.name)] = event
             return True
         if isinstance(event, BGPPeerPasswordObserved):
             key = (event.ref.namespace, event.ref.name)
@@ -188,16 +197,35 @@ class BgpWorld:
         self.facts[key] = facts
         return True
 
-    def password_for(self, peer: BGPPeer) -> str | None:
+    def password_for(self, peer: BGPPeer) -> str | PasswordUnavailable | None:
         """The inline password (published apart from its BGPPeer, which only says it has one), or the
-        ``password`` key of the referenced Secret (namespace defaults to the peer's). None when there is none,
-        or it is not (yet) observed."""
+        ``password`` key of the referenced Secret (namespace defaults to the peer's); None when the peer asks
+        for none. A password asked for that cannot be had (not observed, a Secret missing, of the wrong type
+        or without the key) refuses the peer: it never gets a session without its password."""
         if peer.spec.password:  # a configuration recorded before inline passwords were taken out
             return peer.spec.password
         if peer.has_inline_password:
-            return self.inline_passwords.get((peer.namespace or "", peer.name))
+            inline = self.inline_passwords.get((peer.namespace or "", peer.name))
+            if inline is None:
+                return PasswordUnavailable(None, "the peer's inline password has not been received yet")
+            return inline
         reference = peer.spec.password_secret
         if reference is None or not reference.name:
             return None
         namespace = reference.namespace or peer.namespace or ""
-        return self.secrets.get((namespace, reference.name), {}).get("password")
+        secret = self.secrets.get((namespace, reference.name))
+        password = secret.data.get(SECRET_PASSWORD_KEY) if secret is not None else None
+        problem = password_secret_problem(secret.secret_type if secret is not None else None,
+                                          has_password=password is not None)
+        if problem is not None:
+            return PasswordUnavailable(problem, password_secret_message(problem, namespace, reference.name))
+        return password
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordUnavailable:
+    """A password the peer asks for and cannot have: what is wrong with its Secret (None: an inline
+    password not received yet), and the message saying so. The peer is refused, never served without it."""
+
+    problem: PasswordSecretProblem | None
+    message: str

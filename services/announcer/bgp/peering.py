@@ -29,6 +29,11 @@ class Refusal(enum.StrEnum):
     PASSWORD_TOO_LONG = "PasswordTooLong"  # TCP MD5 keys hold at most 80 octets
     LOCAL_ASN_NOT_EXTERNAL = "LocalAsnNotExternal"  # local-as is for external sessions only (as FRR has it)
     DUPLICATE_PEER_ADDRESS = "DuplicatePeerAddress"  # two peers on one node: a connection could not tell them apart
+    # a password is asked for but cannot be had: never a session without it (MetalLB refuses the configuration)
+    PASSWORD_SECRET_MISSING = "PasswordSecretMissing"
+    PASSWORD_SECRET_WRONG_TYPE = "PasswordSecretWrongType"  # not kubernetes.io/basic-auth
+    PASSWORD_SECRET_WITHOUT_PASSWORD = "PasswordSecretWithoutPassword"  # no 'password' key
+    PASSWORD_NOT_OBSERVED = "PasswordNotObserved"  # an inline password whose value has not arrived
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from schemas.events import (
     ServiceObserved,
     ServicePort,
 )
-from schemas.metallb import INLINE_PASSWORD_KEY, InlinePassword, inline_password_of
+from schemas.metallb import INLINE_PASSWORD_KEY, SECRET_PASSWORD_KEY, InlinePassword, inline_password_of
 from services.common.subjects import k8s_subject
 
 RawObject = dict[str, Any]
@@ -51,8 +51,6 @@ KUBE_PROXY_NAME = "kube-proxy"
 KUBE_PROXY_CONFIG_KEY = "config.conf"
 #: The whole object as last applied, inline BGP password included: never published, for any kind.
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
-#: The one key of a referenced Secret that is published (the TCP MD5 password).
-SECRET_PASSWORD_KEY = "password"
 
 _PROTOCOLS = frozenset(get_args(ServicePort.model_fields["protocol"].annotation))
 _FAMILIES = frozenset({"IPv4", "IPv6"})

@@ -83,13 +83,42 @@ def peer_of(**spec: Any) -> BGPPeer:
 
 def test_password_inline_or_from_the_referenced_secret() -> None:
     world = BgpWorld("node-a")
+    assert world.password_for(peer_of()) is None  # no password asked for
     assert world.password_for(peer_of(password="inline")) == "inline"
     referencing = peer_of(passwordSecret={"name": "md5"})
-    assert world.password_for(referencing) is None  # not observed yet
+    world.apply(secret("md5", "s3cret"))
+    assert world.password_for(referencing) == "s3cret"
+
+
+def refusal(world: BgpWorld, peer: BGPPeer) -> Refused:
+    """What the session of ``peer`` is, given the password the world has for it: here, a refusal."""
+    world.apply(node("node-a", "10.0.0.11"))
+    facts = world.this_node()
+    assert facts is not None
+    refused = session_spec_for(peer, node=facts, password=world.password_for(peer), configuration=world.configuration)
+    assert isinstance(refused, Refused), refused
+    return refused
+
+
+def test_a_password_that_cannot_be_read_refuses_the_peer_never_a_session_without_md5() -> None:
+    """MetalLB's checks of a passwordSecret (there, of type kubernetes.io/basic-auth, with a password key)."""
+    world = BgpWorld("node-a")
+    referencing = peer_of(passwordSecret={"name": "md5"})
+    missing = refusal(world, referencing)
+    assert missing.reason is Refusal.PASSWORD_SECRET_MISSING
+    assert missing.message == "secret ref not found: Secret metallb-system/md5 does not exist"
+    world.apply(secret("md5", "s3cret").model_copy(update={"secret_type": "Opaque"}))
+    wrong = refusal(world, referencing)
+    assert wrong.reason is Refusal.PASSWORD_SECRET_WRONG_TYPE
+    assert wrong.message == 'secret type mismatch on "metallb-system/md5", type "kubernetes.io/basic-auth" is expected'
+    world.apply(secret("md5", "s3cret").model_copy(update={"data": {}}))
+    empty = refusal(world, referencing)
+    assert empty.reason is Refusal.PASSWORD_SECRET_WITHOUT_PASSWORD
+    assert empty.message == 'password not specified in the secret "metallb-system/md5"'
     world.apply(secret("md5", "s3cret"))
     assert world.password_for(referencing) == "s3cret"
     world.apply(deleted(ObjectKind.SECRET, "md5", namespace="metallb-system"))
-    assert world.password_for(referencing) is None
+    assert refusal(world, referencing).reason is Refusal.PASSWORD_SECRET_MISSING
 
 
 def test_an_inline_password_taken_out_by_the_watcher_comes_from_secrets() -> None:
@@ -101,13 +130,13 @@ def test_an_inline_password_taken_out_by_the_watcher_comes_from_secrets() -> Non
     assert world.apply(published)
     (peer,) = world.configuration.peers
     assert peer.has_inline_password and peer.spec.password == ""
-    assert world.password_for(peer) is None  # not observed yet
+    assert refusal(world, peer).reason is Refusal.PASSWORD_NOT_OBSERVED  # not observed yet: never without it
     apart = peer_password_observed(raw)
     assert apart is not None and world.apply(apart.event)
     assert world.password_for(peer) == "inline-md5"
     assert not world.apply(apart.event)  # the same password again changes nothing
     assert world.apply(deleted(ObjectKind.BGP_PEER_PASSWORD, "tor", namespace="metallb-system"))
-    assert world.password_for(peer) is None
+    assert refusal(world, peer).reason is Refusal.PASSWORD_NOT_OBSERVED
 
 
 def test_session_spec_from_peer_node_and_profiles() -> None:
