@@ -20,6 +20,9 @@ from tests.containers.images import REPO
 from tests.unit.deploy.kustomize import load_documents
 from tests.waiting import wait_until
 
+# Asked before the session's engine and images are made for this test.
+pytestmark = pytest.mark.skipif(compose_skip_reason() is not None, reason=str(compose_skip_reason()))
+
 CONVERGE_TIMEOUT = 90.0
 L2_SERVICE, BGP_SERVICE = ("demo", "echo-local"), ("demo", "echo-bgp")
 
@@ -74,9 +77,6 @@ def bgp_next_hops(stack: Stack, ip: str) -> set[str]:
 
 def test_the_local_stack_answers_arp_and_bgp_and_leaves_nothing(
         container_engine: Engine, metalbus_image: str, python_base_image: str) -> None:
-    reason = compose_skip_reason()
-    if reason:
-        pytest.skip(reason)
     started = time.monotonic()
     # The router's and the client's images are built on the Python base: Debian bookworm with its apt
     # sources, whether the stand-in (debootstrap) or the official image (Debian's slim).
