@@ -32,6 +32,14 @@ def frr_unnumbered(*, interface: str = "eth0", numbered: str | None = None, remo
     return "\n".join(lines) + "\n"
 
 
+def node_link_local(lab: Lab, ns: str, interface: str = "eth0") -> str:
+    """The IPv6 link-local address of ``interface`` in ``ns``."""
+    out = lab.run(ns, "ip", "-j", "-6", "addr", "show", "dev", interface, "scope", "link").stdout
+    found = [a["local"] for link in json.loads(out) for a in link.get("addr_info", []) if "local" in a]
+    assert found, f"no link-local address on {interface} in {ns}: {out}"
+    return str(found[0])
+
+
 class PeerSessionProcess:
     """tests.network.bgp.peer_session_proc in a namespace: one BGPPeer's session as the agent runs it."""
 

@@ -25,6 +25,7 @@ from tests.network.bgp.link_harness import (
     PeerSessionProcess,
     bird_unnumbered,
     frr_unnumbered,
+    node_link_local,
 )
 from tests.network.bgp.routers import GOBGP_API, Bird, Frr, GoBgp, start_frr_with_zebra
 
@@ -33,11 +34,6 @@ pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=
 
 V4, V6 = "198.51.100.7/32", "2001:db8:77::7/128"
 UNNUMBERED_PEER = {"myASN": 64512, "peerASN": 64513, "interface": "eth0", "holdTime": "9s"}
-
-
-def node_link_local(lab: Lab, ns: str, interface: str = "eth0") -> str:
-    out = lab.run(ns, "ip", "-j", "-6", "addr", "show", "dev", interface, "scope", "link").stdout
-    return str(json.loads(out)[0]["addr_info"][0]["local"])
 
 
 @dataclass
