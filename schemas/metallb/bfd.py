@@ -27,9 +27,10 @@ class BFDProfileSpec(WireModel):
     detect_multiplier: int = Field(default=DEFAULT_DETECT_MULTIPLIER, ge=2, le=255)
     """Missed remote intervals before the session is declared down."""
     echo_interval: int = Field(default=DEFAULT_ECHO_INTERVAL_MS, ge=10, le=60000)
-    """The minimum echo receive interval (ms) this system can handle."""
+    """The minimum interval (ms, before jitter) at which this system sends echo packets, and the slowest
+    at which it asks the peer to send its own (the Required Min Echo RX Interval it advertises)."""
     echo_mode: bool = False
-    """Echo transmission; not for multi-hop sessions."""
+    """The echo function (RFC 5880 §6.4): packets the peer's forwarding plane loops back; single hop only."""
     passive_mode: bool = False
     """Wait for the peer's control packets before sending any."""
     minimum_ttl: int = Field(default=DEFAULT_MINIMUM_TTL, ge=1, le=254)
