@@ -13,8 +13,9 @@ from schemas.metallb.bfd import BFDProfileSpec
 from schemas.metallb.bgp import BGPPeerSpec
 from services.announcer.bgp.bfd import BfdConfig
 from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for
-from services.announcer.bgp_advertising import Configuration
-from tests.bgp_world import bgp_advertisement, bgp_peer
+from services.announcer.bgp_advertising import Configuration, NodeFacts
+from services.announcer.bgp_sessions import SessionSpec, session_spec_for
+from tests.bgp_world import bgp_advertisement, bgp_peer, config_object
 from tests.builders import pool
 
 PEERS = (("router", "10.0.0.1"), ("other", "10.0.0.2"))
@@ -83,3 +84,20 @@ def test_ipv6_advertised_to_a_peer_as_metallb_counts_it() -> None:
     assert ipv6_advertised("router", *named) == "pool 'dual' by BGPAdvertisement 'to-router'"
     assert ipv6_advertised("other", *named) is None
     assert ipv6_advertised("other", dual, v4, other, everywhere) == "pool 'dual' by BGPAdvertisement 'all'"
+
+
+def test_the_session_of_an_echo_peer_sent_ipv6_prefixes_is_refused_with_the_pool_named() -> None:
+    observed = (
+        pool("dual", "198.51.100.0/24", "fd00:1::/120"),
+        bgp_peer("router", "10.0.0.1", my_asn=64500, peer_asn=64501, bfdProfile="echo"),
+        bgp_advertisement("ads"),
+        config_object("BFDProfile", "echo", {"echoMode": True}),
+    )
+    configuration = Configuration.of(parse_config_object(o.raw) for o in observed)
+    node = NodeFacts(name="node-a", addresses=("10.0.0.11",))
+    refused = session_spec_for(configuration.peers[0], node=node, password=None, configuration=configuration)
+    assert isinstance(refused, Refused) and refused.reason is Refusal.BFD_ECHO_IPV6
+    assert "pool 'dual' by BGPAdvertisement 'ads'" in refused.message
+    v4_only = Configuration.of(parse_config_object(o.raw) for o in (pool("v4", "198.51.100.0/24"), *observed[1:]))
+    spec = session_spec_for(v4_only.peers[0], node=node, password=None, configuration=v4_only)
+    assert isinstance(spec, SessionSpec) and spec.bfd is not None and spec.bfd.echo_interval == pytest.approx(0.05)
