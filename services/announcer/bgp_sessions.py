@@ -175,6 +175,7 @@ class PeerSession:
         self._speaker: Speaker | None = None
         self._bfd: tuple[IPAddress, BfdPeer] | None = None
         self._config = spec.speaker  # as made ready on this host (bgp_links.py) for a VRF or an interface
+        self._routes: Mapping[Prefix, Route] = {}
         self._link: SessionLink | None = None
 
     @property
@@ -202,12 +203,13 @@ class PeerSession:
 
     def start(self, routes: Mapping[Prefix, Route]) -> None:
         """Dial out with ``routes`` already desired, so the first UPDATEs carry the whole set."""
+        self._routes = routes
         if self._link is None and (self.spec.vrf or self.spec.interface):
             self._link = SessionLink(
                 self.spec.speaker,
                 vrf=self.spec.vrf,
                 interface=self.spec.interface,
-                on_ready=partial(self._on_link_ready, routes),
+                on_ready=self._on_link_ready,
                 on_waiting=self._on_link_waiting,
             )
             self._link.start()
@@ -223,6 +225,7 @@ class PeerSession:
                  self.peer_address, self.spec.bfd is not None, self.spec.graceful_restart)  # fmt: skip
 
     def set_routes(self, routes: Mapping[Prefix, Route]) -> None:
+        self._routes = routes  # what a session still waiting for its VRF, interface or peer starts with
         if self._speaker is not None and dict(self._speaker.session.desired) != dict(routes):
             self._speaker.set_advertisements(routes)
 
@@ -243,19 +246,18 @@ class PeerSession:
             await speaker.stop(keep_routes=keep_routes, message=message)
         self._set_state(BGPSessionState.IDLE, "stopped" + (" (graceful restart)" if keep_routes else ""))
 
-    def _on_link_ready(self, routes: Mapping[Prefix, Route], config: SpeakerConfig) -> None:
+    def _on_link_ready(self, config: SpeakerConfig) -> None:
         """The VRF and interface are there, the peer on the link found (again: a new router replaces the
         session with the old one)."""
         old, self._speaker = self._speaker, None
         if old is not None:
-            routes = dict(old.session.desired)
             if self._listener is not None:
                 self._listener.remove(old)
             # REPORT: a one-shot; a session that failed to stop is dropped all the same
             supervised(partial(old.stop, message="another peer on the link"), name="bgp-session-stop",
                        on_failure=OnFailure.REPORT)  # fmt: skip
         self._config = config
-        self.start(routes)
+        self.start(self._routes)
 
     def _on_link_waiting(self, why: Waiting) -> None:
         self._set_state(BGPSessionState.IDLE, str(why))

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from schemas.metallb import BGPPeer
+from services.announcer.bgp.rib import Route
 from services.announcer.bgp_advertising import Configuration, NodeFacts
 from services.announcer.bgp_links import HostProblem, device_problem, vrf_next_hops
 from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, SessionSpec, session_spec_for
@@ -76,3 +77,22 @@ def test_an_interface_peer_is_shown_by_its_interface_until_found_on_the_link() -
     assert session.shown_address == "eth0"
     session._config = replace(spec.speaker, peer_address=ipaddress.IPv6Address("fe80::1"))  # as the link found it
     assert session.shown_address == "fe80::1%eth0"
+
+
+async def test_a_session_waiting_for_its_interface_starts_with_the_routes_of_the_moment() -> None:
+    peer = BGPPeer.model_validate({
+        "apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer", "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"myASN": 64512, "peerASN": 64513, "interface": "nosuch0", "connectTime": "1s"},
+    })  # fmt: skip
+    spec = session_spec_for(peer, node=NodeFacts(name="n"), password=None, configuration=Configuration())
+    assert isinstance(spec, SessionSpec)
+    states: list[str] = []
+    session = PeerSession(name="p", ref="ns/p", spec=spec, endpoints=BfdEndpoints(),
+                          on_state=lambda _s, state, reason: states.append(f"{state.value} {reason}"))  # fmt: skip
+    first, later = ipaddress.ip_network("198.51.100.7/32"), ipaddress.ip_network("198.51.100.8/32")
+    session.start({first: Route()})
+    assert states == ["Idle InterfaceMissing: interface 'nosuch0' does not exist on this node"]
+    session.set_routes({later: Route()})  # the plan moved on while the session waited
+    session._on_link_ready(replace(spec.speaker, peer_address=ipaddress.IPv6Address("::1")))  # as if found
+    assert session._speaker is not None and dict(session._speaker.session.desired) == {later: Route()}
+    await session.stop()
