@@ -32,8 +32,12 @@ RUN /opt/metalbus/bin/pip install "setuptools==80.9.0" \
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY services ./services
+# The Kubernetes client's asyncio twin (kubernetes/aio, a third of the image) is never imported: the watcher
+# runs the synchronous client off the event loop (tests/unit/deploy/test_image.py checks nothing imports it).
 RUN /opt/metalbus/bin/pip install --no-deps --no-build-isolation . \
  && /opt/metalbus/bin/pip uninstall --yes setuptools pip \
+ && /opt/metalbus/bin/python -c "import kubernetes, pathlib, shutil; \
+      shutil.rmtree(pathlib.Path(kubernetes.__file__).parent / 'aio')" \
  && /opt/metalbus/bin/python -c "import services.cli, schemas.metallb"
 
 # --- final stage: the interpreter, the environment, no build tools -------------------------------

@@ -159,3 +159,11 @@ def test_the_image_installs_what_the_shipped_code_imports_and_no_test_tool() -> 
     assert not missing, f"imported by services/ or schemas/ but not installed in the image: {missing}"
     assert "scapy" not in pins
     assert "scapy" in _read_lock(DEV_LOCK)
+
+
+def test_nothing_the_image_runs_imports_the_kubernetes_asyncio_client_it_removes() -> None:
+    """The Dockerfile deletes ``kubernetes/aio`` (the client's asyncio twin, a third of the image's size)."""
+    assert "shutil.rmtree(pathlib.Path(kubernetes.__file__).parent / 'aio')" in " ".join(stages()[0].all("RUN"))
+    importing = [str(path) for folder in ("services", "schemas") for path in modules(folder)
+                 if any(name == "kubernetes.aio" or name.startswith("kubernetes.aio.") for name in imports_of(path))]
+    assert not importing, f"these import kubernetes.aio, which the image does not hold: {importing}"
