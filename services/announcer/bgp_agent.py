@@ -83,6 +83,7 @@ class BgpAgent:
         self.node = node
         self.listen_port = listen_port
         self._listener: Listener | None = None
+        self._listen_tried = False
         self.health = health
         self.world = BgpWorld(node)
         self.plan = Plan()
@@ -110,8 +111,7 @@ class BgpAgent:
         try:
             if not await self._read_until_done(stopping):
                 return
-            self._listener = await self._listen()
-            self._apply_plan(await self._plan())
+            self._apply_plan(await self._listening_for(await self._plan()))
             if self.health is not None:
                 self.health.set_ready("bgp", True)
             log.info("bgp agent started node=%s peers=%d ips=%d", self.node, len(self.sessions),
@@ -133,6 +133,14 @@ class BgpAgent:
             for follower in self._followers:
                 await follower.close()
             log.info("bgp agent stopped node=%s", self.node)
+
+    async def _listening_for(self, plan: Plan) -> Plan:
+        """Listen from the first plan with a peer on: a node without BGP peers (L2 only) leaves the BGP port to
+        whoever else may want it (another BGP daemon on the node, a CNI's)."""
+        if plan.peers and self._listener is None and not self._listen_tried:
+            self._listen_tried = True
+            self._listener = await self._listen()
+        return plan
 
     async def _listen(self) -> Listener | None:
         """One listening socket for every peer (both families on ``::``, or IPv4 alone where IPv6 is off). A port
@@ -224,7 +232,7 @@ class BgpAgent:
             self._dirty.clear()
             started, folded = loop.time(), self._folds
             try:
-                self._apply_plan(await self._plan())
+                self._apply_plan(await self._listening_for(await self._plan()))
             except Exception:
                 self._dirty.set()  # the restarted planner plans again
                 raise

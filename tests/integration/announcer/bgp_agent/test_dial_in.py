@@ -16,6 +16,7 @@ from services.announcer.bgp.speaker import Speaker, SpeakerConfig
 from services.announcer.bgp_agent import BgpAgent
 from services.announcer.bgp_metrics import BgpCollector
 from services.common.bus import Bus
+from services.common.health import Health
 from tests.bgp_world import (
     allocated,
     bgp_advertisement,
@@ -140,3 +141,26 @@ async def test_two_peers_of_one_address_are_refused_until_one_goes(
 
         await publish_observed(bus, deleted(ObjectKind.BGP_PEER, "tor-copy", namespace="metallb-system"))
         await async_wait_until(lambda: view.prefixes() == {V4}, timeout=15, what="the session back, one peer left")
+
+
+async def test_a_node_without_bgp_peers_leaves_the_port_to_others(bus: Bus) -> None:
+    """L2 only (no BGPPeer): the agent does not take the BGP port another daemon on the node may want; the
+    first peer makes it listen."""
+    listen_port = free_port()
+    await publish_observed(bus, pool("lan", "198.51.100.0/24"), node("node-a", NODE), service("web"))
+    health = Health()
+    health.set_ready("starting", True)  # readiness is the agent's alone here
+    agent = BgpAgent(bus, node="node-a", collector=BgpCollector(), health=health, listen_port=listen_port)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(agent.run(stopping))
+    try:
+        await async_wait_until(lambda: health.readiness()[0], timeout=10, what="the agent ready, its first plan made")
+        with socket.socket() as other:  # another daemon takes the port: nothing holds it
+            other.bind((NODE, listen_port))
+        await publish_observed(bus, bgp_peer("tor", ROUTER, my_asn=64512, peer_asn=64513, peerPort=free_port() + 1))
+        await async_wait_until(lambda: bool(agent.sessions), timeout=10, what="the session of the first peer")
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind((NODE, listen_port))  # now the agent listens
+    finally:
+        stopping.set()
+        await asyncio.wait_for(running, 10)
