@@ -12,9 +12,11 @@ from typing import Any
 from tests.netlab import Lab
 
 
-def frr_unnumbered(*, interface: str = "eth0", numbered: str | None = None, remote_as: str = "external") -> str:
+def frr_unnumbered(
+    *, interface: str = "eth0", numbered: str | None = None, remote_as: str = "external", password: str = ""
+) -> str:
     """bgpd's configuration: ``neighbor IFNAME interface`` (and, with ``numbered``, a neighbor at that address
-    too), both address families activated, short timers."""
+    too), both address families activated, short timers; with ``password``, TCP MD5 on the interface's."""
     neighbors = [f"{interface} interface", *([numbered] if numbered else [])]
     names = [interface, *([numbered] if numbered else [])]
     lines = [
@@ -25,6 +27,7 @@ def frr_unnumbered(*, interface: str = "eth0", numbered: str | None = None, remo
         " no bgp ebgp-requires-policy",
         *(f" neighbor {n} remote-as {remote_as}" for n in neighbors),
         *(f" neighbor {n} timers 3 9\n neighbor {n} timers connect 2" for n in names),
+        *([f" neighbor {interface} password {password}"] if password else []),
     ]
     for family in ("ipv4", "ipv6"):
         lines += [f" address-family {family} unicast", *(f"  neighbor {n} activate" for n in names)]

@@ -160,3 +160,22 @@ def test_gobgp_with_neighbor_interface_takes_the_prefixes(tmp_path: Path) -> Non
         assert 3 not in v4 and v4[14]["nexthop"] == node_ll, v4  # MP_REACH_NLRI with the IPv6 link-local next hop
         v6 = wait_for(lambda: rib("ipv6", V6), timeout=10, message=f"{V6} at GoBGP")
         assert v6[14]["nexthop"] == node_ll, v6
+
+
+def test_a_password_signs_the_link_local_session(tmp_path: Path) -> None:
+    """TCP MD5 (RFC 2385) keyed on the peer's link-local address, found on the link: FRR, which drops every
+    unsigned segment of a neighbour with a password, comes up."""
+    config = frr_unnumbered(password="s3cret-md5")
+    with Lab("mbunn") as lab, tempfile.TemporaryDirectory(prefix="mbunn-frr-") as frr_dir:
+        node, router = lab.namespace("node"), lab.namespace("router")
+        lab.veth(node, router)
+        frr = start_frr_with_zebra(lab, router, Path(frr_dir), config, neighbor="eth0")
+        link = Link(lab, node, router, frr, tmp_path)
+        session = PeerSessionProcess(lab, node, tmp_path / "node.log", routes=[V4],
+                                     peer={**UNNUMBERED_PEER, "password": "s3cret-md5"})  # fmt: skip
+        try:
+            wait_for(lambda: link.neighbor().get("bgpState") == "Established", timeout=20, message="FRR Established")
+        except TimeoutError:
+            print(link.explain(session))
+            raise
+        wait_for(lambda: link.bgp_route(V4), timeout=10, message=f"{V4} in FRR")
