@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.announcer.bgp.unnumbered import (
     LinkPeer,
@@ -70,3 +72,9 @@ def test_a_solicitation_is_answered_with_our_advertisement() -> None:
     link = LinkPeer(mac=bytes.fromhex("020000000010"))
     assert link.answer(RouterMessage(RouterDiscovery.SOLICITATION, ROUTER)) == router_advertisement(link.mac)
     assert link.answer(advert(ROUTER)) is None
+
+
+@given(data=st.binary(max_size=64), source=st.integers(0, 2**128 - 1), hop_limit=st.none() | st.integers(0, 255))
+def test_whatever_arrives_is_read_or_dropped_with_a_reason(data: bytes, source: int, hop_limit: int | None) -> None:
+    result = read_router_message(data, source=ipaddress.IPv6Address(source), hop_limit=hop_limit)
+    assert isinstance(result, RouterMessage | RouterDrop)
