@@ -23,6 +23,7 @@ from schemas.metallb.bfd import BFDProfile, BFDProfileSpec
 from schemas.metallb.bgp import (
     BASIC_AUTH_SECRET_TYPE,
     INLINE_PASSWORD_KEY,
+    PASSWORD_SECRET_KEY,
     SECRET_PASSWORD_KEY,
     BGPPeer,
     BGPPeerSpec,
@@ -30,6 +31,7 @@ from schemas.metallb.bgp import (
     DynamicASNMode,
     InlinePassword,
     PasswordSecretProblem,
+    PasswordSecretState,
     SecretReference,
     SessionTimers,
     inline_password_of,
@@ -69,6 +71,7 @@ from schemas.metallb.validation import (
 __all__ = [
     "BASIC_AUTH_SECRET_TYPE",
     "INLINE_PASSWORD_KEY",
+    "PASSWORD_SECRET_KEY",
     "MODELS",
     "SECRET_PASSWORD_KEY",
     "AddressRange",
@@ -102,6 +105,7 @@ __all__ = [
     "MetallbObject",
     "ObjectMeta",
     "PasswordSecretProblem",
+    "PasswordSecretState",
     "PreferredNodeSelector",
     "SecretReference",
     "SelectorOperator",

@@ -107,6 +107,20 @@ def password_secret_message(problem: PasswordSecretProblem, namespace: str, name
     return f'password not specified in the secret "{namespace}/{name}"'
 
 
+#: The key, beside ``spec``, where the watcher says what the Secret a BGPPeer's ``passwordSecret`` names
+#: gives (:class:`PasswordSecretState`), so that the configuration check judges the peer as MetalLB does
+#: without the Secret ever leaving the announcers' stream.
+PASSWORD_SECRET_KEY = "metalbusPasswordSecret"
+
+
+class PasswordSecretState(WireModel):
+    """``problem``: what is wrong with the Secret (None: it gives a password); ``version``: the Secret's
+    resourceVersion, or when it went, so that each change of state is a change of the published peer."""
+
+    problem: PasswordSecretProblem | None = None
+    version: str = ""
+
+
 class SecretReference(WireModel):
     """A ``kubernetes.io/basic-auth`` Secret holding the TCP MD5 password under ``password``."""
 
@@ -314,6 +328,7 @@ class BGPPeer(MetallbObject):
     kind: str = "BGPPeer"
     spec: BGPPeerSpec
     inline_password: InlinePassword | None = Field(default=None, alias=INLINE_PASSWORD_KEY)
+    password_secret_state: PasswordSecretState | None = Field(default=None, alias=PASSWORD_SECRET_KEY)
 
     @property
     def has_inline_password(self) -> bool:
@@ -330,6 +345,10 @@ class BGPPeer(MetallbObject):
         reference = self.spec.password_secret
         if self.has_inline_password and reference is not None and reference.name:
             raise invalid("password and passwordSecret are mutually exclusive", field="spec.passwordSecret")
+        problem = self.password_secret_state.problem if self.password_secret_state is not None else None
+        if problem is not None and reference is not None and reference.name:
+            namespace = reference.namespace or self.namespace or ""
+            raise invalid(password_secret_message(problem, namespace, reference.name), field="spec.passwordSecret")
         return self
 
     @model_validator(mode="before")

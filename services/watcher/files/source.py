@@ -39,6 +39,7 @@ from services.watcher.observe.projection import (
     Projection,
     SecretProjection,
     SecretReferences,
+    SecretStates,
 )
 from services.watcher.observe.publishing import ProjectionPublisher
 from services.watcher.observe.translate import (
@@ -78,7 +79,7 @@ def build_projections(namespace: str) -> list[tuple[Resource, Projection]]:
     def simple(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> ObjectProjection:
         return ObjectProjection(kind, translate, on_error=_skipped(kind))
 
-    references = SecretReferences()
+    references, states = SecretReferences(), SecretStates()
     projections: list[tuple[Resource, Projection]] = [
         (Resource.NAMESPACES, simple(ObjectKind.NAMESPACE, namespace_observed)),
         (Resource.NODES, simple(ObjectKind.NODE, node_observed)),
@@ -89,12 +90,12 @@ def build_projections(namespace: str) -> list[tuple[Resource, Projection]]:
         if kind is ObjectKind.BGP_PEER:
             projections.append((resource, PeerPasswordProjection()))
             projections.append((resource, PeerProjection(config_observed, namespace=namespace, references=references,
-                                                         on_error=_skipped(kind))))
+                                                         on_error=_skipped(kind), states=states)))
         else:
             projections.append((resource, simple(kind, config_observed)))
     projections += [
         (Resource.SECRETS, SecretProjection(secret_observed, references=references,
-                                            on_error=_skipped(ObjectKind.SECRET))),
+                                            on_error=_skipped(ObjectKind.SECRET), states=states)),
         (Resource.ENDPOINT_SLICES, EndpointsProjection(on_error=_skipped(ObjectKind.ENDPOINTS))),
         (Resource.SERVICES, simple(ObjectKind.SERVICE, service_observed)),
     ]
@@ -175,6 +176,8 @@ class DirectorySource:
         published = 0
         for resource, projection in self.projections:
             projection.replace(loaded.objects[resource], token)
+        for _, projection in self.projections:
+            projection.refresh()  # what one took from another (the BGPPeers, what their Secrets give) is current
         for publisher in self.publishers:
             batch = publisher.changes(publisher.all_subjects(), trigger=token)
             await publisher.publish(batch, msg_id_suffix=token)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 
-from schemas.events import ObjectKind
+from schemas.events import ObjectKind, SecretObserved
+from schemas.metallb import SECRET_PASSWORD_KEY, PasswordSecretProblem, PasswordSecretState, password_secret_problem
 from services.common.subjects import k8s_subject, parse_k8s_subject
 from services.watcher.observe.translate import (
     Identity,
@@ -20,10 +21,12 @@ from services.watcher.observe.translate import (
     endpoints_observed,
     fold_endpoints,
     object_key,
+    password_secret_of,
     peer_password_observed,
     referenced_secrets,
     slice_summary,
     tombstone,
+    with_password_secret,
 )
 
 #: One raw object → its observation; None when the object has nothing to publish on this projection's kind.
@@ -123,17 +126,91 @@ class SecretReferences:
                 listener()
 
 
+class SecretStates:
+    """What each Secret of the configuration namespace gives a BGPPeer that names it (a password, or
+    MetalLB's reason why not), never the password itself: kept by the Secrets' projection, read by the
+    BGPPeers', which says it beside each peer it publishes (``PasswordSecretState``)."""
+
+    def __init__(self) -> None:
+        self._present: dict[str, PasswordSecretState] = {}
+        self._gone: dict[str, str] = {}  # name → the version at which it went
+        self.known = False
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def state_of(self, name: str) -> PasswordSecretState:
+        missing = PasswordSecretState(problem=PasswordSecretProblem.MISSING, version=self._gone.get(name, ""))
+        return self._present.get(name, missing)
+
+    def replace(self, present: dict[str, PasswordSecretState], version: str) -> None:
+        gone = {name: version for name in self._present.keys() - present.keys()}
+        self._set(present, {**self._gone, **gone}, first=not self.known)
+
+    def put(self, name: str, state: PasswordSecretState | None, version: str) -> None:
+        """``state`` None: the Secret went (or cannot be read) at ``version``."""
+        present, gone = dict(self._present), dict(self._gone)
+        if state is None:
+            present.pop(name, None)
+            gone[name] = version
+        else:
+            present[name] = state
+        self._set(present, gone, first=False)
+
+    def _set(self, present: dict[str, PasswordSecretState], gone: dict[str, str], *, first: bool) -> None:
+        changed = present != self._present or first
+        self._present, self._gone, self.known = present, gone, True
+        if changed:
+            for listener in self._listeners:
+                listener()
+
+
+def secret_state(observation: Observation | None) -> PasswordSecretState | None:
+    """What a Secret, as observed, gives a BGPPeer; None when it could not be read."""
+    event = observation.event if observation is not None else None
+    if not isinstance(event, SecretObserved):
+        return None
+    problem = password_secret_problem(event.secret_type, has_password=SECRET_PASSWORD_KEY in event.data)
+    return PasswordSecretState(problem=problem, version=event.ref.resource_version)
+
+
 class PeerProjection(ObjectProjection):
-    """BGPPeers; keeps their raw objects to tell which Secrets they reference."""
+    """BGPPeers; keeps their raw objects to tell which Secrets they reference, and, once the Secrets are
+    known (``states``), says beside each peer with a ``passwordSecret`` what that Secret gives."""
 
     def __init__(
         self, translate: Translate, *, namespace: str, references: SecretReferences,
-        on_error: Callable[[RawObject, Exception], None],
+        on_error: Callable[[RawObject, Exception], None], states: SecretStates | None = None,
     ) -> None:
         super().__init__(ObjectKind.BGP_PEER, translate, on_error=on_error)
         self._namespace = namespace
         self._references = references
+        self._states = states
         self._raw: dict[str, RawObject] = {}
+
+    def _observe(self, obj: RawObject) -> Observation | None:
+        observation = super()._observe(obj)
+        reference = password_secret_of(obj, self._namespace)
+        if observation is None or reference is None or self._states is None or not self._states.known:
+            return observation
+        namespace, name = reference
+        if namespace != self._namespace:  # never read: MetalLB reads the configuration namespace's only
+            return with_password_secret(observation, PasswordSecretState(problem=PasswordSecretProblem.MISSING))
+        return with_password_secret(observation, self._states.state_of(name))
+
+    def refresh(self) -> list[str]:
+        """The Secrets changed: the peers whose passwordSecret now gives something else."""
+        changed = []
+        for subject, obj in self._raw.items():
+            before = self._current.get(subject)
+            if before is None or password_secret_of(obj, self._namespace) is None:
+                continue
+            after = self._observe(obj)
+            if after is not None and after.identity != before.identity:
+                self._current[subject] = after
+                changed.append(subject)
+        return changed
 
     def replace(self, items: Sequence[RawObject], list_version: str) -> None:
         super().replace(items, list_version)
@@ -173,10 +250,12 @@ class SecretProjection(ObjectProjection):
     empties_while_the_object_lives = True  # no longer referenced, referenced again, and so on
 
     def __init__(
-        self, translate: Translate, *, references: SecretReferences, on_error: Callable[[RawObject, Exception], None]
+        self, translate: Translate, *, references: SecretReferences, on_error: Callable[[RawObject, Exception], None],
+        states: SecretStates | None = None,
     ) -> None:
         super().__init__(ObjectKind.SECRET, translate, on_error=on_error)
         self._references = references
+        self._states = states
         self._seen_names: frozenset[str] = frozenset()
 
     def _wanted(self, subject: str) -> bool:
@@ -185,6 +264,16 @@ class SecretProjection(ObjectProjection):
     def replace(self, items: Sequence[RawObject], list_version: str) -> None:
         super().replace(items, list_version)
         self._seen_names = self._references.names
+        if self._states is not None:
+            present = {parse_k8s_subject(subject)[2]: secret_state(o) for subject, o in self._current.items()}
+            self._states.replace({name: state for name, state in present.items() if state is not None}, list_version)
+
+    def apply(self, change: str, obj: RawObject) -> list[str]:
+        subjects = super().apply(change, obj)
+        if self._states is not None:
+            _, name, version = object_key(obj)
+            self._states.put(name, secret_state(self._current.get(subjects[0])), version)
+        return subjects
 
     def desired(self, subject: str) -> Observation | None:
         return super().desired(subject) if self._wanted(subject) else None

@@ -24,6 +24,7 @@ from services.watcher.observe.projection import (
     Projection,
     SecretProjection,
     SecretReferences,
+    SecretStates,
 )
 from services.watcher.observe.reflector import Reflector, ReflectorSettings, ResourceSpec
 from services.watcher.observe.stream import ListCall
@@ -146,6 +147,7 @@ def build_observers(
         ),
     ]
     references = SecretReferences()
+    states = SecretStates()  # what each Secret gives the BGPPeers naming it, said beside them
     peers: Reflector | None = None
     for kind_name, (plural, versions) in METALLB_RESOURCES.items():
         kind = CONFIG_KINDS[kind_name]
@@ -155,7 +157,7 @@ def build_observers(
         )
         if kind is ObjectKind.BGP_PEER:
             projection: Projection = PeerProjection(
-                config_observed, namespace=namespace, references=references, on_error=_skipped(kind)
+                config_observed, namespace=namespace, references=references, on_error=_skipped(kind), states=states
             )
             peers = reflector(plural, calls, projection)
             # The same objects again, for their inline passwords (SECRETS), which the BGPPeers lose.
@@ -166,9 +168,10 @@ def build_observers(
     secrets = reflector(
         "secrets",
         (functools.partial(core.list_namespaced_secret, namespace),),
-        SecretProjection(secret_observed, references=references, on_error=_skipped(ObjectKind.SECRET)),
+        SecretProjection(secret_observed, references=references, on_error=_skipped(ObjectKind.SECRET), states=states),
         wait_for=peers.synced,
     )
     references.listen(secrets.poke)
+    states.listen(peers.poke)
     reflectors.append(secrets)
     return Observers(reflectors)

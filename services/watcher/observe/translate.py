@@ -39,7 +39,14 @@ from schemas.events import (
     ServiceObserved,
     ServicePort,
 )
-from schemas.metallb import INLINE_PASSWORD_KEY, SECRET_PASSWORD_KEY, InlinePassword, inline_password_of
+from schemas.metallb import (
+    INLINE_PASSWORD_KEY,
+    PASSWORD_SECRET_KEY,
+    SECRET_PASSWORD_KEY,
+    InlinePassword,
+    PasswordSecretState,
+    inline_password_of,
+)
 from services.common.subjects import k8s_subject
 
 RawObject = dict[str, Any]
@@ -301,8 +308,8 @@ def _published_metadata(metadata: Any) -> dict[str, Any]:
 
 def _without_inline_password(obj: RawObject) -> RawObject:
     """A BGPPeer with its ``spec.password`` taken out, and only :class:`InlinePassword` left to say there
-    was one (a marker that came with the object is never believed)."""
-    raw = {k: v for k, v in obj.items() if k != INLINE_PASSWORD_KEY}
+    was one (a marker that came with the object is never believed, nor one about its passwordSecret)."""
+    raw = {k: v for k, v in obj.items() if k not in (INLINE_PASSWORD_KEY, PASSWORD_SECRET_KEY)}
     spec = obj.get("spec")
     if not isinstance(spec, dict) or "password" not in spec:
         return raw
@@ -328,15 +335,36 @@ def config_observed(obj: RawObject) -> Observation:
     return _observation(CONFIG_KINDS[kind], ref, event)
 
 
+def password_secret_of(peer: RawObject, namespace: str) -> tuple[str, str] | None:
+    """(namespace, name) of the Secret a BGPPeer names as ``spec.passwordSecret`` (its namespace defaults
+    to ``namespace``, the configuration's); None when it names none."""
+    secret = _dict(_dict(peer.get("spec")).get("passwordSecret"))
+    name = _str(secret.get("name"))
+    return (_str(secret.get("namespace")) or namespace, name) if name else None
+
+
 def referenced_secrets(peers: Iterable[RawObject], namespace: str) -> frozenset[str]:
     """Names of the Secrets in ``namespace`` that BGPPeers reference as ``spec.passwordSecret``."""
-    names = set()
-    for peer in peers:
-        secret = _dict(_dict(peer.get("spec")).get("passwordSecret"))
-        name = _str(secret.get("name"))
-        if name and _str(secret.get("namespace")) in ("", namespace):
-            names.add(name)
-    return frozenset(names)
+    return frozenset(ref[1] for peer in peers if (ref := password_secret_of(peer, namespace)) and ref[0] == namespace)
+
+
+def with_password_secret(observation: Observation, state: PasswordSecretState) -> Observation:
+    """A published BGPPeer with what its ``passwordSecret`` gives said beside its spec; a change of that
+    state is a change of the peer (another identity, another message id), its resourceVersion the same."""
+    event = observation.event
+    assert isinstance(event, ConfigObjectObserved)
+    raw = {**event.raw, PASSWORD_SECRET_KEY: state.model_dump(mode="json", exclude_none=True)}
+    identity = Identity(event.ref.uid, _with_secret_state(event.ref.resource_version, raw))
+    return Observation(observation.subject, event.model_copy(update={"raw": raw}), f"{identity.uid}/{identity.version}",
+                       identity)
+
+
+def _with_secret_state(version: str, raw: RawObject) -> str:
+    """A BGPPeer's version, with the state of its passwordSecret when the watcher said one."""
+    state = raw.get(PASSWORD_SECRET_KEY)
+    if not isinstance(state, dict):
+        return version
+    return f"{version}+{_str(state.get('problem')) or 'usable'}@{_str(state.get('version'))}"
 
 
 def _base64_text(value: str | None) -> str | None:
@@ -422,6 +450,8 @@ def stored_identity(event: Event) -> Identity | None:
         return Identity(event.ref.uid, "")
     if isinstance(event, EndpointsObserved):
         return Identity("", endpoints_hash(event.nodes))
+    if isinstance(event, ConfigObjectObserved):
+        return Identity(event.ref.uid, _with_secret_state(event.ref.resource_version, event.raw))
     ref = cast(ObjectRef | None, getattr(event, "ref", None))
     if isinstance(ref, ObjectRef):
         return Identity(ref.uid, ref.resource_version)

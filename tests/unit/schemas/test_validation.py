@@ -11,6 +11,7 @@ from schemas.events import ConfigProblemReason
 from schemas.metallb import (
     ConfigObject,
     ConfigProblem,
+    InvalidConfigObject,
     parse_config_object,
     validate_configuration,
 )
@@ -283,3 +284,24 @@ def test_advertisements_naming_missing_peers_and_pools_are_accepted() -> None:
                make("BGPAdvertisement", "bgp", {"ipAddressPools": ["lan", "later"], "peers": ["tor", "spine"]}),
                make("L2Advertisement", "l2", {"ipAddressPools": ["gone"]})]
     assert validate_configuration(objects).ok
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("missing", "secret ref not found: Secret metallb-system/md5 does not exist"),
+        ("wrongType", 'secret type mismatch on "metallb-system/md5", type "kubernetes.io/basic-auth" is expected'),
+        ("noPassword", 'password not specified in the secret "metallb-system/md5"'),
+    ],
+)
+def test_a_peer_whose_password_secret_gives_no_password_is_invalid(problem: str, message: str) -> None:
+    """The watcher says what the Secret gives beside the peer (the Secret itself never leaves for ipam)."""
+    raw = {"apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
+           "metadata": {"name": "tor", "namespace": NS},
+           "spec": {"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1", "passwordSecret": {"name": "md5"}},
+           "metalbusPasswordSecret": {"problem": problem, "version": "7"}}
+    with pytest.raises(InvalidConfigObject) as refused:
+        parse_config_object(raw)
+    assert refused.value.field == "spec.passwordSecret" and message in str(refused.value)
+    usable = {**raw, "metalbusPasswordSecret": {"version": "8"}}
+    assert parse_config_object(usable).name == "tor"

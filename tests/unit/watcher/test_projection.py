@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.events import EndpointsObserved, ObjectKind
+from schemas.events import ConfigObjectObserved, EndpointsObserved, ObjectKind
 from services.watcher.observe.projection import (
     EndpointsProjection,
     ObjectProjection,
     PeerProjection,
     SecretProjection,
     SecretReferences,
+    SecretStates,
 )
-from services.watcher.observe.translate import Identity, config_observed, secret_observed, service_observed
+from services.watcher.observe.translate import (
+    Identity,
+    config_observed,
+    secret_observed,
+    service_observed,
+    stored_identity,
+)
 
 NS = "metallb-system"
 errors: list[Exception] = []
@@ -95,3 +102,51 @@ def test_secrets_follow_the_references_of_bgp_peers() -> None:
     assert len(pokes) == 2 and secrets.refresh() == []
     peers.apply("DELETED", _peer("p1", "b"))
     assert references.names == frozenset() and secrets.refresh() == [f"k8s.secret.{NS}.b"]
+
+
+def _basic_auth(name: str, rv: str, *, password: bool = True, kind: str = "kubernetes.io/basic-auth"
+                ) -> dict[str, Any]:
+    data = {"password": "czNjcmV0"} if password else {"username": "dXNlcg=="}
+    return {"metadata": {"name": name, "namespace": NS, "uid": f"u-{name}", "resourceVersion": rv},
+            "type": kind, "data": data}
+
+
+def test_each_peer_says_what_its_password_secret_gives_and_follows_it() -> None:
+    """MetalLB's checks of a passwordSecret, made where the Secret is seen: the peer is published with
+    the state beside its spec, so ipam judges it (the Secret never reaches ipam), and again as it changes."""
+    references, states = SecretReferences(), SecretStates()
+    pokes: list[int] = []
+    states.listen(lambda: pokes.append(1))
+    peers = PeerProjection(config_observed, namespace=NS, references=references, on_error=_record, states=states)
+    secrets = SecretProjection(secret_observed, references=references, on_error=_record, states=states)
+    subject = f"k8s.bgppeer.{NS}.p1"
+
+    def marker() -> Any:
+        observed = peers.desired(subject)
+        assert observed is not None and isinstance(observed.event, ConfigObjectObserved)
+        return observed.event.raw.get("metalbusPasswordSecret"), observed.identity.version, observed.msg_id
+
+    peers.replace([_peer("p1", "md5")], "1")
+    assert marker()[0] is None  # the Secrets are not known yet: nothing said
+    secrets.replace([_basic_auth("other", "5")], "9")
+    assert pokes == [1] and peers.refresh() == [subject]
+    assert marker() == ({"problem": "missing", "version": ""}, "1+missing@", "u-p1/1+missing@")
+
+    secrets.apply("ADDED", _basic_auth("md5", "10", kind="Opaque"))
+    assert peers.refresh() == [subject] and marker()[0] == {"problem": "wrongType", "version": "10"}
+    secrets.apply("MODIFIED", _basic_auth("md5", "11", password=False))
+    assert peers.refresh() == [subject] and marker()[0] == {"problem": "noPassword", "version": "11"}
+    secrets.apply("MODIFIED", _basic_auth("md5", "12"))
+    assert peers.refresh() == [subject] and marker()[:2] == ({"version": "12"}, "1+usable@12")
+    secrets.apply("MODIFIED", _basic_auth("other", "13"))  # another Secret: the peer does not change
+    assert peers.refresh() == []
+    secrets.apply("DELETED", _basic_auth("md5", "14"))
+    assert peers.refresh() == [subject] and marker()[0] == {"problem": "missing", "version": "14"}
+
+    # what the stream gives back has the same identity: a relist publishes nothing new
+    observed = peers.desired(subject)
+    assert observed is not None and stored_identity(observed.event) == observed.identity
+    # a marker that came with the object itself is never believed
+    forged = {**_peer("p2", "md5"), "metalbusPasswordSecret": {"version": "1"}}
+    event = config_observed(forged).event
+    assert isinstance(event, ConfigObjectObserved) and "metalbusPasswordSecret" not in event.raw
