@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from schemas.events import ConfigProblem, Event, EventId, InForceSlot, ReleaseReason, ServiceObserved
@@ -141,8 +141,9 @@ class Decider:
         one, or by ``report_usage``, so a burst of thousands of metallb.io objects is evaluated once,
         not once per object."""
         change = self.world.apply(event)
-        if change.nodes and self._verdict_follows_nodes:
-            change = replace(change, configuration=True)  # the nodes an advertisement selects changed
+        if change.nodes and self._verdict_follows_nodes:  # the nodes an advertisement selects changed
+            self._configuration_changed = True
+            self._configuration_cause = cause
         if change.configuration and defer_configuration:
             self._configuration_cause = cause
             self._configuration_changed = True
