@@ -43,7 +43,7 @@ def nats_server_binary() -> str:
     return found
 
 
-def _detach_but_die_with_parent() -> None:
+def detach_but_die_with_parent() -> None:
     """In the child: a session of its own, so a terminal's Ctrl-C does not stop the bus before its
     clients; and SIGTERM when the process that started it dies, so no server is ever left behind."""
     os.setsid()
@@ -167,7 +167,7 @@ class EmbeddedNats:
         self._ready.clear()
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,
-            preexec_fn=_detach_but_die_with_parent, env=environment,
+            preexec_fn=detach_but_die_with_parent, env=environment,
         )
         self._reader = threading.Thread(
             target=self._follow_log, args=(self._process.stderr,), name="nats-server-log", daemon=True
@@ -193,7 +193,7 @@ class EmbeddedNats:
         log_file = (self.store_dir / "authenticator.log").open("ab")
         self._authenticator = subprocess.Popen(
             authenticator_command(credentials, nats_url=self.plain_url, http_address=self.host, http_port=port),
-            stdout=subprocess.DEVNULL, stderr=log_file, preexec_fn=_detach_but_die_with_parent,
+            stdout=subprocess.DEVNULL, stderr=log_file, preexec_fn=detach_but_die_with_parent,
         )
         log_file.close()
         deadline = time.monotonic() + self._startup_timeout + 20

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.nats_server import _detach_but_die_with_parent
+from services.common.nats_server import detach_but_die_with_parent
 
 #: An engine already running to use instead of starting one (``unix:///run/docker.sock``, ``tcp://...``).
 EXISTING_ENGINE_VARIABLE = "METALBUS_TEST_DOCKER_HOST"
@@ -182,7 +182,7 @@ def _start_dockerd(root: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             ["dockerd", *DOCKERD_FLAGS, "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
              "--host", f"unix://{root / 'docker.sock'}", "--pidfile", str(root / "dockerd.pid")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_detach_but_die_with_parent,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=detach_but_die_with_parent,
         )
 
 
