@@ -115,35 +115,59 @@ class SessionLink:
             log.info("bgp session waiting device=%s reason=%s", self.speaker.device, str(why))
             self._on_waiting(why)
 
-    def _check(self) -> None:
-        self._timer = None
+    def _problem(self) -> tuple[list[InterfaceFacts], Waiting | None]:
         try:
             links = dump_links()
-            problem = device_problem(links, vrf=self.vrf, interface=self.interface)
         except OSError as error:
-            problem = Waiting(HostProblem.INTERFACE_MISSING, f"interfaces could not be listed: {error!r}")
+            return [], Waiting(HostProblem.INTERFACE_MISSING, f"interfaces could not be listed: {error!r}")
+        return links, device_problem(links, vrf=self.vrf, interface=self.interface)
+
+    def _check(self) -> None:
+        """Until the devices are there: wait (the reason told once). Then hand the session over, or for an
+        interface peer open router discovery; either way keep watching the devices."""
+        self._timer = None
+        links, problem = self._problem()
         if problem is not None:
             self._wait(problem)
             self._timer = self._loop.call_later(RECHECK_EVERY, self._check)
             return
-        speaker = self.speaker
-        if self.vrf and not self.interface:
-            v4, v6 = vrf_next_hops(links, dump_addresses(), vrf=self.vrf)
-            session = replace(speaker.session, next_hop_v4=speaker.session.next_hop_v4 or v4,
-                              next_hop_v6=speaker.session.next_hop_v6 or v6)  # fmt: skip
-            speaker = replace(speaker, session=session)
         if not self.interface:
-            self._on_ready(speaker)
+            v4, v6 = vrf_next_hops(links, dump_addresses(), vrf=self.vrf)
+            session = replace(self.speaker.session, next_hop_v4=self.speaker.session.next_hop_v4 or v4,
+                              next_hop_v6=self.speaker.session.next_hop_v6 or v6)  # fmt: skip
+            self._waiting = None
+            self._on_ready(replace(self.speaker, session=session))
+        else:
+            try:
+                mac = next((link.mac for link in links if link.name == self.interface), b"")
+                self._discovery = LinkDiscovery(self.interface, on_peer=self._peer_found, mac=mac)
+            except OSError as error:  # the interface went away between the check and the socket
+                self._wait(Waiting(HostProblem.INTERFACE_MISSING, f"interface {self.interface!r}: {error!r}"))
+                self._timer = self._loop.call_later(RECHECK_EVERY, self._check)
+                return
+            heard = f"no router advertisement heard on {self.interface}"
+            self._wait(Waiting(HostProblem.NO_ROUTER_ADVERTISEMENT, heard))
+        self._timer = self._loop.call_later(RECHECK_EVERY, self._watch)
+
+    def _watch(self) -> None:
+        """The devices of a running (or discovering) session: one that goes makes the session wait again; an
+        interface deleted and made again gets router discovery afresh."""
+        self._timer = None
+        links, problem = self._problem()
+        index = next((link.index for link in links if link.name == self.interface), None)
+        replaced = self._discovery is not None and problem is None and index != self._discovery.index
+        if problem is None and not replaced:
+            self._timer = self._loop.call_later(RECHECK_EVERY, self._watch)
             return
-        self.speaker = speaker
-        try:
-            mac = next((link.mac for link in links if link.name == self.interface), b"")
-            self._discovery = LinkDiscovery(self.interface, on_peer=self._peer_found, mac=mac)
-        except OSError as error:  # the interface went away between the check and the socket
-            self._wait(Waiting(HostProblem.INTERFACE_MISSING, f"interface {self.interface!r}: {error!r}"))
+        if self._discovery is not None:
+            self._discovery.close()
+            self._discovery = None
+        if problem is not None:
+            self._wait(problem)
             self._timer = self._loop.call_later(RECHECK_EVERY, self._check)
-            return
-        self._wait(Waiting(HostProblem.NO_ROUTER_ADVERTISEMENT, f"no router advertisement heard on {self.interface}"))
+        else:
+            log.info("bgp interface replaced interface=%s", self.interface)
+            self._check()
 
     def _peer_found(self, peer: ipaddress.IPv6Address) -> None:
         self._waiting = None

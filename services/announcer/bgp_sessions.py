@@ -14,7 +14,6 @@ import logging
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 
 from schemas.events import BGPSessionState
 from schemas.metallb import BGPPeer, PasswordSecretProblem
@@ -176,6 +175,7 @@ class PeerSession:
         self._bfd: tuple[IPAddress, BfdPeer] | None = None
         self._config = spec.speaker  # as made ready on this host (bgp_links.py) for a VRF or an interface
         self._routes: Mapping[Prefix, Route] = {}
+        self._retired: set[Speaker] = set()  # replaced or waiting for the link: stopping, their events muted
         self._link: SessionLink | None = None
 
     @property
@@ -214,7 +214,8 @@ class PeerSession:
             )
             self._link.start()
             return
-        self._speaker = Speaker(self._config, on_event=self._on_event)
+        speaker = Speaker(self._config, on_event=lambda event: self._on_event_of(speaker, event))
+        self._speaker = speaker
         self._speaker.session.set_advertisements(routes)
         self._speaker.start()
         if self._listener is not None:
@@ -249,18 +250,36 @@ class PeerSession:
     def _on_link_ready(self, config: SpeakerConfig) -> None:
         """The VRF and interface are there, the peer on the link found (again: a new router replaces the
         session with the old one)."""
-        old, self._speaker = self._speaker, None
-        if old is not None:
-            if self._listener is not None:
-                self._listener.remove(old)
-            # REPORT: a one-shot; a session that failed to stop is dropped all the same
-            supervised(partial(old.stop, message="another peer on the link"), name="bgp-session-stop",
-                       on_failure=OnFailure.REPORT)  # fmt: skip
+        self._retire_speaker("another peer on the link")
         self._config = config
         self.start(self._routes)
 
     def _on_link_waiting(self, why: Waiting) -> None:
+        """The VRF, the interface or the peer is not there (any more): no session until it is."""
+        self._retire_speaker(str(why))
         self._set_state(BGPSessionState.IDLE, str(why))
+
+    def _retire_speaker(self, message: str) -> None:
+        """Stop the current speaker in the background, its events no longer this session's news."""
+        old, self._speaker = self._speaker, None
+        if old is None:
+            return
+        self._retired.add(old)
+        if self._listener is not None:
+            self._listener.remove(old)
+
+        async def stop() -> None:
+            try:
+                await old.stop(message=message)
+            finally:
+                self._retired.discard(old)
+
+        # REPORT: a one-shot; a session that failed to stop is dropped all the same
+        supervised(stop, name="bgp-session-stop", on_failure=OnFailure.REPORT)
+
+    def _on_event_of(self, speaker: Speaker, event: Event) -> None:
+        if speaker not in self._retired:
+            self._on_event(event)
 
     def _start_bfd(self, config: BfdConfig) -> None:
         local = self.spec.speaker.source_address or local_address_towards(self.peer_address)

@@ -76,6 +76,11 @@ class LinkDiscovery:
     def peer(self) -> ipaddress.IPv6Address | None:
         return self.finder.peer
 
+    @property
+    def index(self) -> int:
+        """The interface index the socket was bound to (a deleted and recreated interface has another)."""
+        return self._index
+
     def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()

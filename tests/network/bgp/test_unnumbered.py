@@ -179,3 +179,21 @@ def test_a_password_signs_the_link_local_session(tmp_path: Path) -> None:
             print(link.explain(session))
             raise
         wait_for(lambda: link.bgp_route(V4), timeout=10, message=f"{V4} in FRR")
+
+
+def test_an_interface_that_goes_and_comes_back_takes_the_session_with_it(link: Link) -> None:
+    session = PeerSessionProcess(link.lab, link.node, link.directory / "node.log", peer=UNNUMBERED_PEER,
+                                 routes=[V4])  # fmt: skip
+    wait_for(lambda: link.bgp_route(V4), timeout=20, message=f"{V4} in FRR")
+    link.lab.run(link.node, "ip", "link", "del", "eth0")  # the veth pair goes, both ends
+    wait_for(lambda: session.states()[-1].startswith("Idle InterfaceMissing"), timeout=10,
+             message="the lost interface told")  # fmt: skip
+    wait_for(lambda: link.bgp_route(V4) is None, timeout=20, message=f"{V4} gone from FRR")
+    link.lab.veth(link.node, link.router)  # a new link, new link-local addresses
+    try:
+        wait_for(lambda: link.neighbor().get("bgpNeighborAddr") == link.node_ll() and link.bgp_route(V4),
+                 timeout=30, message=f"{V4} back in FRR over the new link")  # fmt: skip
+    except TimeoutError:
+        print(link.explain(session))
+        raise
+    assert session.proc.poll() is None
