@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js import api
+from nats.js import JetStreamContext, api
 from opentelemetry import trace
 
 from schemas.refusal import Refused
@@ -91,7 +91,6 @@ class Consumer:
         self._spec = spec
         self._handler = handler
         self._stopping = asyncio.Event()
-        self._fetched = False  # a fetch was answered since the durable was (re)bound
         self.stats = ConsumerStats()
         self._tracer = tracer(__name__)
 
@@ -101,24 +100,7 @@ class Consumer:
     async def run(self) -> None:
         """Consume until :meth:`stop`. Creates the durable consumer if it does not exist. While the bus cannot
         answer (its server lost, the consumer electing a leader) it says so and tries again with backoff."""
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                await self._consume()
-                return
-            except ConnectionClosed:
-                return
-            except RetryableError as error:
-                failures = 1 if self._fetched else failures + 1
-                delay = RETRY_BACKOFF.delay(failures)
-                log.warning("consumer cannot fetch durable=%s error=%r retry_in_s=%.1f", self._spec.durable, error,
-                            delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-
-    async def _consume(self) -> None:
         spec = self._spec
-        self._fetched = False
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
@@ -127,27 +109,58 @@ class Consumer:
             filter_subjects=list(spec.subjects) or None,
             max_ack_pending=max(spec.batch * 10, 1000),
         )
-        with translated(f"consumer {spec.stream.value}/{spec.durable}"):
-            subscription = await self._bus.js.pull_subscribe(
-                "", durable=spec.durable, stream=spec.stream.value, config=config
-            )
-        try:
-            while not self._stopping.is_set():
-                try:
-                    with translated(f"fetch from {spec.stream.value}/{spec.durable}"):
-                        messages = await subscription.fetch(spec.batch, timeout=0.5)
-                except RequestTimeout:
-                    continue  # nothing new
-                self._fetched = True
-                for index, message in enumerate(messages):
-                    if self._stopping.is_set():
-                        for unstarted in messages[index:]:
-                            await unstarted.nak()
-                        break
-                    await self._handle(message)
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                with translated(f"consumer {spec.stream.value}/{spec.durable}"):
+                    subscription = await self._bus.js.pull_subscribe(
+                        "", durable=spec.durable, stream=spec.stream.value, config=config
+                    )
+            except ConnectionClosed:
+                return
+            except RetryableError as error:
+                failures += 1
+                await self._pause("bind", error, failures)
+                continue
+            try:
+                await self._consume(subscription)
+            finally:
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.unsubscribe()
+            return
+
+    async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
+        """Fetch and handle until stopped; a fetch the bus cannot answer is asked again, after a pause (the
+        subscription stays bound: the durable answers as soon as it has a leader again)."""
+        spec = self._spec
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                with translated(f"fetch from {spec.stream.value}/{spec.durable}"):
+                    messages = await subscription.fetch(spec.batch, timeout=0.5)
+            except RequestTimeout:
+                continue  # nothing new (or nobody answered: asked again at once)
+            except ConnectionClosed:
+                return
+            except RetryableError as error:
+                failures += 1
+                await self._pause("fetch", error, failures)
+                continue
+            failures = 0
+            for index, message in enumerate(messages):
+                if self._stopping.is_set():
+                    for unstarted in messages[index:]:
+                        await unstarted.nak()
+                    break
+                await self._handle(message)
+
+    async def _pause(self, step: str, error: RetryableError, failures: int) -> None:
+        """Say why ``step`` (bind, fetch) failed and wait before the next attempt (unless stopped meanwhile)."""
+        delay = RETRY_BACKOFF.delay(failures)
+        log.warning("consumer cannot reach its durable durable=%s step=%s error=%r retry_in_s=%.1f",
+                    self._spec.durable, step, error, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _handle(self, message: Msg) -> None:
         metadata = message.metadata

@@ -210,8 +210,8 @@ async def test_a_consumer_waits_for_a_server_that_cannot_answer_and_carries_on(
             recorder = Recorder()
             spec = ConsumerSpec(stream=StreamName.IPAM, durable="patient", subjects=[IPAM_ALLOCATIONS])
             async with running(Consumer(bus, spec, recorder)) as consumer:
-                await async_wait_until(lambda: "consumer cannot fetch durable=patient" in caplog.text, timeout=15,
-                                       what="the consumer saying it cannot reach its durable")
+                await async_wait_until(lambda: "cannot reach its durable durable=patient" in caplog.text,
+                                       timeout=15, what="the consumer saying it cannot reach its durable")
                 server.start()  # same port, same store
 
                 async def published() -> bool:
