@@ -30,6 +30,7 @@ COMPOSE_FILE = REPO / "compose" / "compose.local.yaml"
 PROJECT = "metalbus-local-test"
 #: The label compose puts on everything of a project (containers, networks, volumes).
 PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
 #: The metalbus image's context in the stack's build sections: the repository, the Dockerfile at its root.
 METALBUS_CONTEXT = ".."
 UP_TIMEOUT = 300.0
@@ -80,13 +81,10 @@ class Stack:
 
     @cached_property
     def containers(self) -> dict[str, str]:
-        """Service name → the id of its (one) container."""
-        found = {}
-        for service in stack_definition()["services"]:
-            container = self.compose("ps", "--all", "-q", service).stdout.strip()
-            if container:
-                found[service] = container
-        return found
+        """Service name → the id of its (one) container, as compose labelled them."""
+        listed = self.engine.docker("ps", "--all", "--filter", f"label={PROJECT_LABEL}={self.project}",
+                                    "--format", f'{{{{.Label "{SERVICE_LABEL}"}}}} {{{{.ID}}}}').stdout
+        return dict(line.split() for line in listed.splitlines() if line.strip())
 
     def exec(self, service: str, *command: str, check: bool = False,
              timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

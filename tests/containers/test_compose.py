@@ -82,6 +82,7 @@ def test_the_local_stack_answers_arp_and_bgp_and_leaves_nothing(
     # sources, whether the stand-in (debootstrap) or the official image (Debian's slim).
     with local_stack(container_engine, metalbus_image=metalbus_image, debian_image=python_base_image) as stack:
         up = time.monotonic()
+        assert all(stack.left_behind().values())  # containers, the network, the volume: what down must remove
         # Layer 2: the watcher reports an IP of the lab-l2 pool and the node announcing it; the client's ARP
         # request for that IP is answered with that node's MAC address.
         wait_until(lambda: bool(service_status(stack, L2_SERVICE).get("metalbus", {}).get("announcedBy")),
