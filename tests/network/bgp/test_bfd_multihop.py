@@ -26,6 +26,7 @@ _SKIP = skip_reason()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 NODE, HOP_NODE_SIDE, HOP_ROUTER_SIDE, ROUTER = "10.78.1.2", "10.78.1.1", "10.78.2.1", "10.78.2.2"
+NODE6, HOP_NODE_SIDE6, HOP_ROUTER_SIDE6, ROUTER6 = "fd78:1::2", "fd78:1::1", "fd78:2::1", "fd78:2::2"
 NODE_AS, ROUTER_AS = 64512, 64513
 V4 = "198.51.100.9/32"
 
@@ -35,23 +36,27 @@ def routed_hop(directory: Path) -> Iterator[tuple[Net, str]]:
     """The three namespaces; yields the net (node and router) and the hop's namespace."""
     with Lab("mbmh") as lab:
         node, hop, router = lab.namespace("node"), lab.namespace("hop"), lab.namespace("router")
-        lab.veth(node, hop, ifname_a="eth0", ifname_b="eth0", addresses_a=[f"{NODE}/24"],
-                 addresses_b=[f"{HOP_NODE_SIDE}/24"])  # fmt: skip
-        lab.veth(hop, router, ifname_a="eth1", ifname_b="eth0", addresses_a=[f"{HOP_ROUTER_SIDE}/24"],
-                 addresses_b=[f"{ROUTER}/24"])  # fmt: skip
+        lab.veth(node, hop, ifname_a="eth0", ifname_b="eth0", addresses_a=[f"{NODE}/24", f"{NODE6}/64"],
+                 addresses_b=[f"{HOP_NODE_SIDE}/24", f"{HOP_NODE_SIDE6}/64"])  # fmt: skip
+        lab.veth(hop, router, ifname_a="eth1", ifname_b="eth0", addresses_a=[f"{HOP_ROUTER_SIDE}/24",
+                 f"{HOP_ROUTER_SIDE6}/64"], addresses_b=[f"{ROUTER}/24", f"{ROUTER6}/64"])  # fmt: skip
         lab.sysctl(hop, "net.ipv4.ip_forward", "1")
-        lab.run(node, "ip", "route", "add", "default", "via", HOP_NODE_SIDE)
-        lab.run(router, "ip", "route", "add", "default", "via", HOP_ROUTER_SIDE)
+        lab.sysctl(hop, "net.ipv6.conf.all.forwarding", "1")
+        for ns, gateway in ((node, HOP_NODE_SIDE), (node, HOP_NODE_SIDE6), (router, HOP_ROUTER_SIDE),
+                            (router, HOP_ROUTER_SIDE6)):  # fmt: skip
+            lab.run(ns, "ip", "route", "add", "default", "via", gateway)
         yield Net(lab, node, router, directory), hop
 
 
-def node_session(net: Net, *, minimum_ttl: int = 254) -> PeerSessionProcess:
-    """The node's side, as the announcer runs a BGPPeer with ebgpMultiHop and a BFDProfile (300 ms x 3)."""
-    peer = {"myASN": NODE_AS, "peerASN": ROUTER_AS, "peerAddress": ROUTER, "sourceAddress": NODE,
-            "ebgpMultiHop": True, "holdTime": "90s", "bfdProfile": "multihop"}  # fmt: skip
+def node_session(net: Net, *, minimum_ttl: int = 254, ipv6: bool = False) -> PeerSessionProcess:
+    """The node's side, as the announcer runs a BGPPeer with ebgpMultiHop and a BFDProfile (300 ms x 3); with
+    ``ipv6`` the session (and BFD) runs between the IPv6 addresses."""
+    peer = {"myASN": NODE_AS, "peerASN": ROUTER_AS, "peerAddress": ROUTER6 if ipv6 else ROUTER,
+            "sourceAddress": NODE6 if ipv6 else NODE, "ebgpMultiHop": True, "holdTime": "90s",
+            "bfdProfile": "multihop"}  # fmt: skip
     profile = {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": 3, "minimumTtl": minimum_ttl}
     return PeerSessionProcess(net.lab, net.node, net.directory / "node.log", peer=peer, routes=[V4],
-                              node_addresses=[NODE], bfd_profiles={"multihop": profile})  # fmt: skip
+                              node_addresses=[NODE, NODE6], bfd_profiles={"multihop": profile})  # fmt: skip
 
 
 def logged(session: PeerSessionProcess) -> str:
@@ -60,27 +65,30 @@ def logged(session: PeerSessionProcess) -> str:
 
 # --- FRR ----------------------------------------------------------------------------------------------------
 
-NEIGHBOR = BfdNeighbor(NODE, remote_as=NODE_AS, local=ROUTER, interface=None)
-BGPD, BFDD = bgpd_config(router_as=ROUTER_AS, router_id=ROUTER, neighbors=[NEIGHBOR]), bfdd_config([NEIGHBOR])
-
 
 @contextmanager
-def frr_lab(tmp_path: Path) -> Iterator[tuple[Net, str, Frr]]:
+def frr_lab(tmp_path: Path, neighbor: BfdNeighbor) -> Iterator[tuple[Net, str, Frr]]:
     if (reason := Frr.skip_reason()) is not None:
         pytest.skip(reason)
+    bgpd, bfdd = bgpd_config(router_as=ROUTER_AS, router_id=ROUTER, neighbors=[neighbor]), bfdd_config([neighbor])
     with tempfile.TemporaryDirectory(prefix="mbbgp-frr-") as directory, routed_hop(tmp_path) as (net, hop):
         try:
-            yield net, hop, start_frr_with_zebra(net.lab, net.router, Path(directory), BGPD, neighbor=NODE,
-                                                 bfdd_config=BFDD)  # fmt: skip
+            frr = start_frr_with_zebra(net.lab, net.router, Path(directory), bgpd, neighbor=neighbor.address,
+                                       bfdd_config=bfdd)  # fmt: skip
+            yield net, hop, frr
         finally:
             net.lab.close()  # the daemons go before their directory does
 
 
-def test_frr_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_path: Path) -> None:
-    with frr_lab(tmp_path) as (net, hop, frr):
-        node = node_session(net)
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
+def test_frr_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_path: Path, ipv6: bool) -> None:
+    address = NODE6 if ipv6 else NODE
+    with frr_lab(tmp_path, BfdNeighbor(address, remote_as=NODE_AS, local=ROUTER6 if ipv6 else ROUTER,
+                                       interface=None)) as (net, hop, frr):  # fmt: skip
+        node = node_session(net, ipv6=ipv6)
         wait_for(lambda: frr.route(V4), timeout=20, message="route at FRR")
-        peer = wait_for(lambda: (p := bfd_peer(frr, NODE)).get("status") == "up" and p, timeout=10, message="BFD up")
+        peer = wait_for(lambda: (p := bfd_peer(frr, address)).get("status") == "up" and p, timeout=10,
+                        message="BFD up")  # fmt: skip
         assert peer["multihop"] is True
         wait_for(lambda: "new=UP" in logged(node), timeout=5, message="our BFD up")
 
@@ -88,7 +96,7 @@ def test_frr_multihop_bfd_takes_the_session_down_beyond_the_first_router(tmp_pat
         wait_for(lambda: "old=UP new=DOWN diag=CONTROL_DETECTION_TIME_EXPIRED" in logged(node), timeout=5,
                  message="our BFD down")  # fmt: skip
         wait_for(lambda: node.states()[-1].startswith("Idle"), timeout=5, message="the BGP session torn down")
-        wait_for(lambda: bfd_peer(frr, NODE).get("status") == "down", timeout=5, message="BFD down at FRR")
+        wait_for(lambda: bfd_peer(frr, address).get("status") == "down", timeout=5, message="BFD down at FRR")
         wait_for(lambda: frr.route(V4) is None, timeout=5, message="route gone at FRR (hold time is 90 s)")
 
         net.lab.run(hop, "ip", "link", "set", "eth1", "up")
