@@ -106,6 +106,8 @@ class StatusWriter:
         self._failures: dict[ObjectKey, int] = {}
         #: status objects as last written by this writer: an unchanged report costs no request
         self._written: dict[ObjectKey, Target] = {}
+        #: objects seen not showing what was last written (changed by someone else): read before skipping
+        self._doubted: set[ObjectKey] = set()
         #: per queued object, the span of the newest decision it shows: its write joins that trace
         self._origins: dict[ObjectKey, trace.SpanContext] = {}
         self._tracer = tracer(__name__)
@@ -261,7 +263,7 @@ class StatusWriter:
         elif isinstance(desired, PoolTarget) and namespace == self.state.namespace:
             if pool_shows(desired, obj):
                 return
-            self._written.pop(key, None)
+            self._doubted.add(key)  # what we last wrote is not what it shows: compare, even mid-write
         else:
             return
         if self.queue.waiting(key):
@@ -290,9 +292,10 @@ class StatusWriter:
         if desired is None:
             return
         kind = target_kind(desired).value
-        if key.kind is not TargetKind.SERVICE and self._written.get(key) == desired:
+        if key.kind is not TargetKind.SERVICE and self._written.get(key) == desired and key not in self._doubted:
             metrics.SKIPPED.labels(kind).inc()  # Services are always compared: they are the contract
             return
+        self._doubted.discard(key)  # this write reads the object: a change seen from now on doubts it again
         await self.bucket.take()
         parent = trace.set_span_in_context(trace.NonRecordingSpan(origin)) if origin is not None else None
         try:
@@ -308,6 +311,7 @@ class StatusWriter:
             delay = min(self.settings.retry_delay * 2 ** (failures - 1), self.settings.max_retry_delay)
             log.warning("status write failed kind=%s object=%s/%s attempt=%d retry_in_s=%.1f error=%s",
                         kind, key.namespace, key.name, failures, delay, error)
+            self._written.pop(key, None)  # what it shows now is not known: the retry compares
             self.queue.put_later(key, since, delay)
             return
         self._failures.pop(key, None)
