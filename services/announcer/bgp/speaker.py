@@ -68,6 +68,7 @@ class Connection(asyncio.Protocol):
             self.owner = self._route(tcp.address_of(transport.get_extra_info("peername")))
         if self.owner is None or not self.owner.attach(self):
             self.owner = None
+            tcp.reset_on_close(transport.get_extra_info("socket"))  # an RST, not a FIN: nothing more to say
             transport.abort()
 
     def data_received(self, data: bytes) -> None:

@@ -97,6 +97,13 @@ def server_socket(*, address: IPAddress, port: int, backlog: int = 16) -> socket
     return sock
 
 
+def reset_on_close(sock: socket.socket | None) -> None:
+    """Make closing ``sock`` send an RST at once (SO_LINGER with a zero timeout): nothing is flushed and no
+    TIME_WAIT is left behind, whatever the peer sent meanwhile."""
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 def set_ttl(sock: socket.socket, ttl: int) -> None:
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)

@@ -85,11 +85,11 @@ def refused(collector: BgpCollector) -> float:
 
 
 def read_from(source: str, port: int) -> bytes | OSError:
-    with socket.create_connection((NODE, port), timeout=5, source_address=(source, 0)) as sock:
-        try:
+    try:  # the reset may come back before the connect call does
+        with socket.create_connection((NODE, port), timeout=5, source_address=(source, 0)) as sock:
             return sock.recv(4096)
-        except OSError as error:
-            return error
+    except OSError as error:
+        return error
 
 
 async def test_a_router_that_only_dials_in_gets_its_session(
@@ -113,7 +113,7 @@ async def test_a_stranger_gets_no_open_and_is_counted(agent: tuple[BgpAgent, Bgp
     _, collector, listen_port = agent
     for _ in range(2):
         got = await asyncio.to_thread(read_from, STRANGER, listen_port)
-        assert got == b"" or isinstance(got, ConnectionResetError), got
+        assert isinstance(got, ConnectionResetError), got
     await async_wait_until(lambda: refused(collector) == 2, timeout=5, what="two refusals counted")
 
 
