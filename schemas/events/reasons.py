@@ -88,5 +88,8 @@ class ConfigProblemReason(StrEnum):
     CONFLICTING_LOCAL_PREF = "ConflictingLocalPref"
     """Two BGP advertisements give one pool's prefixes different ``localPref``s towards the same peers
     from the same nodes (MetalLB's ``BGPAdvertisementsHaveCompatibleLocalPref``)."""
+    BFD_ECHO_WITH_IPV6 = "BFDEchoWithIPv6"
+    """A peer with a BFD echo profile is sent a pool with IPv6 addresses (the echo function is IPv4 only;
+    MetalLB's rule)."""
     NO_USABLE_ADDRESSES = "NoUsableAddresses"
     """Every address of a pool is unspecified, loopback, link-local, multicast or broadcast."""

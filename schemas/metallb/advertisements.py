@@ -148,15 +148,15 @@ class BGPAdvertisement(MetallbObject):
 
 def ipv6_pool_advertised_to(
     peer: str, pools: Iterable[IPAddressPool], advertisements: Iterable[BGPAdvertisement]
-) -> str | None:
-    """A pool with IPv6 addresses that a BGPAdvertisement sends to the BGPPeer named ``peer``, as "pool P by
-    BGPAdvertisement A" (the first by name), or None. MetalLB refuses a BFD echo profile on such a peer
-    (the echo function is IPv4 only), whichever nodes the advertisement selects."""
+) -> tuple[str, str] | None:
+    """A pool with IPv6 addresses and a BGPAdvertisement that sends it to the BGPPeer named ``peer``, by
+    name (the first of each by name), or None. MetalLB refuses a BFD echo profile on such a peer (the echo
+    function is IPv4 only), whichever nodes the advertisement selects."""
     ads = sorted(advertisements, key=lambda ad: ad.name)
     for pool in sorted(pools, key=lambda pool: pool.name):
         if not any(r.family is IPFamily.IPV6 for r in pool.ranges()):
             continue
         for ad in ads:
             if ad.spec.selects_pool(pool.name, pool.labels) and ad.spec.selects_peer(peer):
-                return f"pool {pool.name!r} by BGPAdvertisement {ad.name!r}"
+                return pool.name, ad.name
     return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from schemas.events.reasons import ConfigProblemReason
 from schemas.metallb.addresses import AddressRange, IPFamily, unusable_kinds, usable_count
-from schemas.metallb.advertisements import BGPAdvertisement
+from schemas.metallb.advertisements import BGPAdvertisement, ipv6_pool_advertised_to
 from schemas.metallb.bfd import BFDProfile
 from schemas.metallb.bgp import BGPPeer
 from schemas.metallb.common import MetallbObject
@@ -90,12 +90,28 @@ def validate_configuration(objects: Iterable[ConfigObject], *, nodes: NodeLabels
                     f"BFDProfile {peer.spec.bfd_profile!r} does not exist",
                 )
             )
+    problems += _echo_with_ipv6(peers, profiles, pools, bgp_ads)
     aliases, alias_problems = _community_aliases(communities)
     problems += alias_problems
     for ad in bgp_ads:
         problems += _check_bgp_advertisement(ad, pools, aliases)
     problems += _conflicting_local_prefs(bgp_ads, pools, nodes)
     return ConfigurationReport(tuple(problems))
+
+
+def _echo_with_ipv6(
+    peers: list[BGPPeer], profiles: list[BFDProfile], pools: list[IPAddressPool], ads: list[BGPAdvertisement]
+) -> list[ConfigProblem]:
+    """A peer with an echo profile that an advertisement sends a pool with IPv6 addresses, in MetalLB's words."""
+    echo = {profile.name for profile in profiles if profile.spec.echo_mode}
+    problems = []
+    for peer in peers:
+        if peer.spec.bfd_profile in echo and (found := ipv6_pool_advertised_to(peer.name, pools, ads)) is not None:
+            pool, ad = found
+            message = (f"pool {pool} has bgpadvertisement {ad} which references peer {peer.name} which has bfd echo "
+                       "enabled, which is not possible")  # fmt: skip
+            problems.append(_problem(peer, "spec.bfdProfile", ConfigProblemReason.BFD_ECHO_WITH_IPV6, message))
+    return problems
 
 
 def _duplicate_names(ordered: list[ConfigObject]) -> list[ConfigProblem]:

@@ -98,7 +98,8 @@ def session_spec_for(
         if profile is None:  # the configuration check refuses this; be safe anyway
             return Refused(Refusal.BFD_UNAVAILABLE, f"BFD profile {spec.bfd_profile!r} does not exist")
         ipv6 = ipv6_pool_advertised_to(peer.name, configuration.pools.values(), configuration.advertisements)
-        checked = bfd_config_for(profile.spec, peer=spec, ipv6_advertised=ipv6)
+        where = f"pool {ipv6[0]!r} by BGPAdvertisement {ipv6[1]!r}" if ipv6 is not None else None
+        checked = bfd_config_for(profile.spec, peer=spec, ipv6_advertised=where)
         if isinstance(checked, Refused):
             return checked
         bfd = checked
