@@ -11,10 +11,11 @@ get ``--network host`` or ``--network none`` (then a test wires the container's 
 veth into it). Builds use the classic builder (``DOCKER_BUILDKIT=0``): BuildKit would fetch the Dockerfile
 frontend that ``# syntax=`` names from a registry, and none is reachable.
 
-Leaving the block removes every container the engine holds, stops the engine and deletes its directories,
-also when the test failed. :func:`skip_reason` says why no engine can run here (not root, no ``dockerd``).
-``METALBUS_TEST_DOCKER_HOST`` names an engine already running to use instead of a private one (its images
-are kept; only the containers the tests started are removed).
+Leaving the block removes every container the tests started, stops a private engine and deletes its
+directories (images and whatever else it holds go with them), also when a test failed. :func:`skip_reason`
+says why no engine can run here (not root, no ``dockerd``). ``METALBUS_TEST_DOCKER_HOST`` names an engine
+already running to use instead of a private one (its images are kept; only the containers the tests started
+are removed).
 """
 
 from __future__ import annotations
@@ -83,18 +84,13 @@ class Engine:
         """The environment a ``docker`` (or ``docker-compose``) command needs to reach this engine."""
         return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_BUILDKIT": "0"}
 
-    def docker(self, *arguments: str, check: bool = True, timeout: float = 120.0,
-               stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    def docker(self, *arguments: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """Run ``docker ARGUMENTS`` against this engine; raises :class:`EngineError` on failure when ``check``."""
         client = docker_client()
         if client is None:
             raise EngineError("no docker command line")
-        result = subprocess.run([client, *arguments], env=self.environment, capture_output=True,
-                                timeout=timeout, check=False, input=stdin, text=stdin is None)
-        if isinstance(result.stdout, bytes):  # with stdin bytes, decode the answer ourselves
-            result = subprocess.CompletedProcess(result.args, result.returncode,
-                                                 result.stdout.decode(errors="replace"),
-                                                 result.stderr.decode(errors="replace"))
+        result = subprocess.run([client, *arguments], env=self.environment, capture_output=True, text=True,
+                                errors="replace", timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise EngineError(f"docker {' '.join(arguments[:3])} ... exited {result.returncode}: "
                               f"{(result.stdout + result.stderr).strip()[-3000:]}")
