@@ -5,10 +5,14 @@ peer read back as JSON."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from tests.netlab import Lab
 from tests.network.bgp.routers import Frr
 
 
@@ -60,3 +64,14 @@ def bfd_peer(frr: Frr, address: str, *, counters: bool = False) -> dict[str, Any
     """bfdd's ``show bfd peers [counters] json`` entry for ``address`` ({} while it has none)."""
     peers = json.loads(frr.vtysh(f"show bfd peers{' counters' if counters else ''} json").stdout or "[]")
     return next((p for p in peers if p.get("peer") == address), {})
+
+
+@contextmanager
+def frr_directory(lab: Lab) -> Iterator[Path]:
+    """A directory the daemons (user frr) can enter, which a test's tmp_path is not; ``lab`` is closed before
+    the directory goes, so the daemons go first."""
+    with tempfile.TemporaryDirectory(prefix="mbbgp-frr-") as directory:
+        try:
+            yield Path(directory)
+        finally:
+            lab.close()

@@ -9,7 +9,6 @@ minimum TTL the packets cannot meet keeps BFD from coming up.
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.netlab import Lab, skip_reason, wait_for
-from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config
+from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config, frr_directory
 from tests.network.bgp.harness import Net
 from tests.network.bgp.link_harness import PeerSessionProcess
 from tests.network.bgp.routers import Bird, Frr, start_frr_with_zebra
@@ -71,13 +70,10 @@ def frr_lab(tmp_path: Path, neighbor: BfdNeighbor) -> Iterator[tuple[Net, str, F
     if (reason := Frr.skip_reason()) is not None:
         pytest.skip(reason)
     bgpd, bfdd = bgpd_config(router_as=ROUTER_AS, router_id=ROUTER, neighbors=[neighbor]), bfdd_config([neighbor])
-    with tempfile.TemporaryDirectory(prefix="mbbgp-frr-") as directory, routed_hop(tmp_path) as (net, hop):
-        try:
-            frr = start_frr_with_zebra(net.lab, net.router, Path(directory), bgpd, neighbor=neighbor.address,
-                                       bfdd_config=bfdd)  # fmt: skip
-            yield net, hop, frr
-        finally:
-            net.lab.close()  # the daemons go before their directory does
+    with routed_hop(tmp_path) as (net, hop), frr_directory(net.lab) as directory:
+        frr = start_frr_with_zebra(net.lab, net.router, directory, bgpd, neighbor=neighbor.address,
+                                   bfdd_config=bfdd)  # fmt: skip
+        yield net, hop, frr
 
 
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])

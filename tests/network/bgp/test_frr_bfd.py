@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.netlab import skip_reason, wait_for
-from tests.network.bgp.frr_bfd import BfdNeighbor, bfdd_config, bgpd_config
+from tests.network.bgp.frr_bfd import BfdNeighbor, bfdd_config, bgpd_config, frr_directory
 from tests.network.bgp.harness import NODE4, ROUTER4, Net, SpeakerProcess, lab_net, route
 from tests.network.bgp.routers import Frr, start_frr_with_zebra
 
@@ -29,11 +28,8 @@ def net(tmp_path: Path) -> Iterator[Net]:
 
 
 def test_frr_bfd_takes_the_session_down_on_a_cut_link(net: Net) -> None:
-    with tempfile.TemporaryDirectory(prefix="mbbgp-frr-") as directory:  # user frr cannot enter tmp_path
-        try:
-            cut_link_story(net, Path(directory))
-        finally:
-            net.lab.close()  # the daemons go before their directory does
+    with frr_directory(net.lab) as directory:
+        cut_link_story(net, directory)
 
 
 def cut_link_story(net: Net, directory: Path) -> None:

@@ -4,7 +4,6 @@ before the control packets could tell."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.netlab import skip_reason, wait_for
-from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config
+from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config, frr_directory
 from tests.network.bgp.harness import NODE4, ROUTER4, Net, lab_net
 from tests.network.bgp.link_harness import PeerSessionProcess
 from tests.network.bgp.routers import Frr, start_frr_with_zebra
@@ -38,11 +37,8 @@ def net(tmp_path: Path) -> Iterator[Net]:
 
 
 def test_echo_mode_with_frr_detects_a_cut_link_by_its_echoes(net: Net) -> None:
-    with tempfile.TemporaryDirectory(prefix="mbbgp-frr-") as directory:  # user frr cannot enter tmp_path
-        try:
-            echo_story(net, Path(directory))
-        finally:
-            net.lab.close()  # the daemons go before their directory does
+    with frr_directory(net.lab) as directory:
+        echo_story(net, directory)
 
 
 def echoes_back_at_frr(frr: Frr, *, more_than: int) -> int | None:
