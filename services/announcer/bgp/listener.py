@@ -24,7 +24,7 @@ class Listener:
     def __init__(self, *, address: IPAddress, port: int = 179) -> None:
         self.address, self.port = address, port
         self.unknown = UnknownSources()
-        self._speakers: dict[IPAddress, Speaker] = {}
+        self._speakers: dict[tuple[IPAddress, int], Speaker] = {}  # by peer address and link-local scope
         self._sock = tcp.server_socket(address=address, port=port)
         self._server: asyncio.Server | None = None
 
@@ -37,8 +37,8 @@ class Listener:
         """Connections refused before OPEN because no peer is configured at their source."""
         return self.unknown.total
 
-    def _speaker_for(self, address: IPAddress | None) -> Speaker | None:
-        speaker = self._speakers.get(address) if address is not None else None
+    def _speaker_for(self, address: IPAddress | None, scope: int = 0) -> Speaker | None:
+        speaker = self._speakers.get((address, scope)) if address is not None else None
         if speaker is None:
             count = self.unknown.refuse(address, asyncio.get_running_loop().time())
             if count is not None:
@@ -49,13 +49,15 @@ class Listener:
     def add(self, speaker: Speaker) -> None:
         if speaker.config.peer_address.is_unspecified:  # a peer still to be found on its link: none to route
             return
-        self._speakers[speaker.config.peer_address] = speaker
+        self._speakers[_key(speaker)] = speaker
         if speaker.config.password:
             tcp.set_md5(self._sock, speaker.config.peer_address, speaker.config.password)
 
     def remove(self, speaker: Speaker) -> None:
-        if self._speakers.get(speaker.config.peer_address) is speaker:
-            del self._speakers[speaker.config.peer_address]
+        # found by identity: a link-local peer's interface (its key's scope) may be gone by now
+        key = next((key for key, added in self._speakers.items() if added is speaker), None)
+        if key is not None:
+            del self._speakers[key]
             if speaker.config.password:
                 tcp.set_md5(self._sock, speaker.config.peer_address, None)
 
@@ -70,3 +72,8 @@ class Listener:
             await self._server.wait_closed()
         else:
             self._sock.close()
+
+
+def _key(speaker: Speaker) -> tuple[IPAddress, int]:
+    """A link-local peer is told apart by its interface: each link may have its own router at fe80::1."""
+    return speaker.config.peer_address, tcp.scope_id(speaker.config.peer_address, speaker.config.device)

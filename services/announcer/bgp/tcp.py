@@ -77,9 +77,28 @@ def peer_sockaddr(
     peer: IPAddress, port: int, *, device: str | None = None
 ) -> tuple[str, int] | tuple[str, int, int, int]:
     """Where to connect: a link-local peer is scoped to ``device``, the interface it was found on."""
-    if isinstance(peer, ipaddress.IPv6Address) and peer.is_link_local and device is not None:
-        return (str(peer), port, 0, socket.if_nametoindex(device))
-    return (str(peer), port)
+    scope = scope_id(peer, device)
+    return (str(peer), port, 0, scope) if scope else (str(peer), port)
+
+
+def scope_id(peer: IPAddress, device: str | None) -> int:
+    """The interface index a link-local ``peer`` on ``device`` is scoped to; 0 for any other address (or a
+    device that is not there)."""
+    if not (isinstance(peer, ipaddress.IPv6Address) and peer.is_link_local and device is not None):
+        return 0
+    try:
+        return socket.if_nametoindex(device)
+    except OSError:
+        return 0
+
+
+def scope_of(sockaddr: object) -> int:
+    """The interface index of a link-local address in a socket address tuple; 0 for any other address."""
+    address = address_of(sockaddr)
+    if not (isinstance(address, ipaddress.IPv6Address) and address.is_link_local):
+        return 0
+    assert isinstance(sockaddr, tuple)
+    return sockaddr[3] if len(sockaddr) >= 4 and isinstance(sockaddr[3], int) else 0
 
 
 def server_socket(*, address: IPAddress, port: int, backlog: int = 16) -> socket.socket:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -197,3 +198,56 @@ def test_an_interface_that_goes_and_comes_back_takes_the_session_with_it(link: L
         print(link.explain(session))
         raise
     assert session.proc.poll() is None
+
+
+LISTENING_NODE = """
+import asyncio, ipaddress, sys
+from services.announcer.bgp.listener import Listener
+from services.announcer.bgp.session import SessionConfig
+from services.announcer.bgp.speaker import Speaker, SpeakerConfig
+
+async def main():
+    async with Listener(address=ipaddress.IPv6Address("::"), port=179) as listener:
+        speakers = []
+        for index, device in enumerate(("eth0", "eth1"), start=1):
+            session = SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address(f"10.0.0.{index}"))
+            config = SpeakerConfig(session=session, peer_address=ipaddress.IPv6Address("fe80::1"), connect=False,
+                                   device=device)
+            speakers.append(Speaker(config))
+            speakers[-1].start()
+            listener.add(speakers[-1])
+        print("listening", flush=True)
+        await asyncio.get_running_loop().connect_read_pipe(asyncio.Protocol, sys.stdin)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+DIAL_AND_READ_OPEN = """
+import socket, sys
+target, port = sys.argv[1], 179
+with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+    sock.settimeout(5)
+    sock.bind(("fe80::1", 0, 0, socket.if_nametoindex("eth0")))
+    sock.connect((target, port, 0, socket.if_nametoindex("eth0")))
+    head = sock.recv(29)
+    print(socket.inet_ntoa(head[24:28]))  # the OPEN's BGP identifier
+"""
+
+
+def test_a_router_dialling_in_reaches_the_session_of_its_own_link(tmp_path: Path) -> None:
+    """Two links, each with its router at fe80::1 (a common way to number unnumbered links): a connection
+    from the router on eth1 is the eth1 session's, not the one that has the same address on eth0."""
+    with Lab("mbunn") as lab:
+        node = lab.namespace("node")
+        routers = {"eth0": lab.namespace("ra"), "eth1": lab.namespace("rb")}
+        for device, router in routers.items():
+            lab.veth(node, router, ifname_a=device)
+            lab.run(router, "ip", "-6", "addr", "flush", "dev", "eth0", "scope", "link")
+            lab.run(router, "ip", "-6", "addr", "add", "fe80::1/64", "dev", "eth0")
+        proc = lab.popen(node, sys.executable, "-c", LISTENING_NODE)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
+        for device, identifier in (("eth1", "10.0.0.2"), ("eth0", "10.0.0.1")):
+            target = node_link_local(lab, node, device)
+            read = lab.run(routers[device], sys.executable, "-c", DIAL_AND_READ_OPEN, target)
+            assert read.stdout.strip() == identifier, (device, read.stdout, read.stderr)
