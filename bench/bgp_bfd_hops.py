@@ -10,17 +10,25 @@ One FRR 8 router (zebra, bfdd, bgpd) and two nodes, each running one BGPPeer's s
 
 A cut the router cannot see itself (node-a's port on the bridge down; the hop's link to node-b down) → the
 node's prefix gone from FRR's table, polled every 10 ms. Each figure is the median of ``rounds`` cuts.
+
+    python bench/bgp_bfd_hops.py [--rounds 5]      (alone; bench/bgp.py runs it beside its own figures)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.netlab import Lab, wait_for
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from tests.netlab import Lab, skip_reason, wait_for
 from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config
 from tests.network.bgp.link_harness import PeerSessionProcess
 from tests.network.bgp.routers import Frr, start_frr_with_zebra
@@ -80,3 +88,24 @@ def run_bfd_hops(rounds: int) -> dict[str, float]:
         finally:
             lab.close()  # the daemons go before their directory does
     return {"bfd_single_hop_cut_s": statistics.median(single), "bfd_multihop_cut_s": statistics.median(multi)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    reason = skip_reason() or Frr.skip_reason() or (None if os.geteuid() == 0 else "needs root")
+    if reason is not None:
+        print(json.dumps({"benchmark": "bgp_bfd_hops", "skipped": reason}))
+        return
+    figures = run_bfd_hops(args.rounds)
+    print(f"BFD 300 ms x 3 at FRR, cut → route gone (median of {args.rounds})")
+    print(f"  single hop  {figures['bfd_single_hop_cut_s']:.3f} s")
+    print(f"  multihop    {figures['bfd_multihop_cut_s']:.3f} s")
+    print(
+        json.dumps({"benchmark": "bgp_bfd_hops", "rounds": args.rounds, **{k: round(v, 3) for k, v in figures.items()}})
+    )
+
+
+if __name__ == "__main__":
+    main()
