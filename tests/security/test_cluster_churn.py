@@ -325,9 +325,11 @@ async def test_services_churning_through_a_server_loss_all_converge(deployment: 
                 await async_wait_until(lambda: len(churn.shown) >= 5 or churn.failure is not None, timeout=30,
                                        what="the first Services showing their addresses")
                 nats.kill(leader)
+                killed = time.monotonic()
                 await changes(churn, CHANGES_WHILE_DOWN, "Services changing while the server is down")
                 nats.restart(leader)
                 restarted = time.monotonic()
+                print(f"the server was down {restarted - killed:.1f} s")
                 await changes(churn, CHANGES_AFTER, "Services changing after the server is back")
             async with await _admin(nats) as bus:
                 decisions = await converged(churn, bus, since=restarted)
