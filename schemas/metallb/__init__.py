@@ -64,15 +64,15 @@ from schemas.metallb.pools import IPAddressPool, IPAddressPoolSpec, ServiceAlloc
 from schemas.metallb.validation import (
     ConfigProblem,
     ConfigurationReport,
+    local_pref_conflicts,
     validate_configuration,
-    verdict_depends_on_nodes,
 )
 
 __all__ = [
     "BASIC_AUTH_SECRET_TYPE",
     "INLINE_PASSWORD_KEY",
-    "PASSWORD_SECRET_KEY",
     "MODELS",
+    "PASSWORD_SECRET_KEY",
     "SECRET_PASSWORD_KEY",
     "AddressRange",
     "BFDProfile",
@@ -117,6 +117,7 @@ __all__ = [
     "format_go_duration",
     "inline_password_of",
     "is_buggy_ip",
+    "local_pref_conflicts",
     "parse_address_range",
     "parse_community",
     "parse_config_object",
@@ -124,5 +125,4 @@ __all__ = [
     "password_secret_message",
     "password_secret_problem",
     "validate_configuration",
-    "verdict_depends_on_nodes",
 ]

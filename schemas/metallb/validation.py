@@ -95,7 +95,7 @@ def validate_configuration(objects: Iterable[ConfigObject], *, nodes: NodeLabels
     problems += alias_problems
     for ad in bgp_ads:
         problems += _check_bgp_advertisement(ad, pools, aliases)
-    problems += _conflicting_local_prefs(bgp_ads, pools, nodes)
+    problems += local_pref_conflicts(ordered, nodes=nodes)
     return ConfigurationReport(tuple(problems))
 
 
@@ -231,11 +231,15 @@ def _check_bgp_advertisement(ad: BGPAdvertisement, pools: list[IPAddressPool], a
     return problems
 
 
-def verdict_depends_on_nodes(objects: Iterable[ConfigObject]) -> bool:
-    """Whether the nodes there are (their labels) can change the report on ``objects``: only when BGP
-    advertisements that select nodes give different local preferences."""
-    ads = [o for o in objects if isinstance(o, BGPAdvertisement) and not o.spec.service_selectors]
-    return len({ad.spec.local_pref for ad in ads}) > 1 and any(ad.spec.node_selectors for ad in ads)
+def local_pref_conflicts(objects: Iterable[ConfigObject], *, nodes: NodeLabels | None) -> tuple[ConfigProblem, ...]:
+    """The part of the report that depends on the nodes there are (:func:`validate_configuration` gives it
+    too): what ipam checks again when a node's labels change. Nothing to do unless BGP advertisements give
+    different local preferences, which is checked first."""
+    ordered = sorted(objects, key=lambda o: (o.KIND, o.namespace or "", o.name))
+    ads = [o for o in ordered if isinstance(o, BGPAdvertisement)]
+    if len({ad.spec.local_pref for ad in ads if not ad.spec.service_selectors}) < 2:
+        return ()
+    return tuple(_conflicting_local_prefs(ads, [o for o in ordered if isinstance(o, IPAddressPool)], nodes))
 
 
 def _conflicting_local_prefs(ads: list[BGPAdvertisement], pools: list[IPAddressPool], nodes: NodeLabels | None

@@ -21,10 +21,11 @@ from schemas.metallb import (
     ConfigObject,
     InvalidConfigObject,
     IPAddressPool,
+    local_pref_conflicts,
     parse_config_object,
     validate_configuration,
-    verdict_depends_on_nodes,
 )
+from schemas.metallb.validation import ConfigProblem as ValidationProblem
 from services.common.subjects import (
     IPAM_CONFIG_SUBJECT,
     ipam_allocation_subject,
@@ -78,8 +79,8 @@ class Decider:
         self._parsed: dict[core.ServiceKey, core.ParsedService] | None = None
         self._configuration_changed = False
         self._configuration_cause: EventId | None = None
-        #: whether a node's labels can change the verdict on the observed configuration
-        self._verdict_follows_nodes = False
+        #: the observed configuration objects last judged, and the part of the verdict that depends on the nodes
+        self._judged: tuple[list[ConfigObject], tuple[ValidationProblem, ...]] = ([], ())
         self.layer2 = Layer2()
 
     # --- loading (any replica) --------------------------------------------------------------
@@ -141,8 +142,8 @@ class Decider:
         one, or by ``report_usage``, so a burst of thousands of metallb.io objects is evaluated once,
         not once per object."""
         change = self.world.apply(event)
-        if change.nodes and self._verdict_follows_nodes:  # the nodes an advertisement selects changed
-            self._configuration_changed = True
+        if change.nodes and not change.configuration and self._node_verdict_changed():
+            self._configuration_changed = True  # judged again: the nodes advertisements select changed
             self._configuration_cause = cause
         if change.configuration and defer_configuration:
             self._configuration_cause = cause
@@ -350,10 +351,19 @@ class Decider:
                 objects.append(parse_config_object(observed.raw))
             except InvalidConfigObject as error:
                 problems.append(events.unparsable_object(observed, error))
-        nodes = {name: node.labels for name, node in self.world.nodes.items()}
-        problems += [events.invalid_configuration(p) for p in validate_configuration(objects, nodes=nodes).problems]
-        self._verdict_follows_nodes = verdict_depends_on_nodes(objects)
+        report = validate_configuration(objects, nodes=self._node_labels())
+        problems += [events.invalid_configuration(p) for p in report.problems]
+        self._judged = (objects, local_pref_conflicts(objects, nodes=self._node_labels()))
         return objects, problems
+
+    def _node_labels(self) -> dict[str, dict[str, str]]:
+        return {name: node.labels for name, node in self.world.nodes.items()}
+
+    def _node_verdict_changed(self) -> bool:
+        """Whether the part of the verdict that depends on the nodes (MetalLB's localPref rule) differs
+        now; cheap unless BGP advertisements give different local preferences."""
+        objects, before = self._judged
+        return local_pref_conflicts(objects, nodes=self._node_labels()) != before
 
     def _report_configuration(self, *, valid: bool, problems: tuple[ConfigProblem, ...]) -> None:
         """Record the verdict; a valid configuration not recorded yet first gets its objects written

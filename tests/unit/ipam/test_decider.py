@@ -198,3 +198,13 @@ def test_local_prefs_that_come_to_share_a_node_make_the_configuration_invalid() 
                                                              ConfigProblemReason.CONFLICTING_LOCAL_PREF)
     [verdict] = of_type(decider.observe(node("a", version="3", rack="1")), ConfigurationEvaluated)
     assert verdict.valid
+
+
+def test_the_first_node_makes_two_local_prefs_for_every_node_meet() -> None:
+    """MetalLB judges over the nodes there are: with none, two advertisements for every node never meet."""
+    decider = active(pool("lan", "192.168.10.0/24"), bgp_advertisement("one", localPref=100),
+                     bgp_advertisement("two", localPref=200))
+    assert decider.ledger.configuration is not None and decider.ledger.configuration.valid
+    [verdict] = of_type(decider.observe(node("a")), ConfigurationEvaluated)
+    assert not verdict.valid and verdict.problems[0].reason is ConfigProblemReason.CONFLICTING_LOCAL_PREF
+    assert of_type(decider.observe(node("b")), ConfigurationEvaluated) == []  # the same verdict: nothing anew
