@@ -12,7 +12,8 @@ project) announcing the same prefixes as static routes:
 - withdraw: SIGTERM to the announcer → no route of its session left at BIRD (target ≤ 0.5 s);
 - bfd: the node's link cut (BFD 300 ms x 3 on both sides) → its routes gone at BIRD (target ≤ 1.5 s);
 - bfd hops: the same BFDProfile beside a single hop session and beside an ebgpMultiHop session behind a
-  router, both to one FRR 8, each cut where FRR cannot see it → the prefix gone at FRR (bench/bgp_bfd_hops.py);
+  router, both to one FRR 8, each cut where FRR cannot see it → the prefix gone at FRR, and beside them a
+  single hop session with echo mode (50 ms) (bench/bgp_bfd_hops.py);
 - unnumbered: --prefixes IPv4 prefixes handed at once to an established session → all in FRR 8's table, over
   a numbered session and over an unnumbered one (RFC 8950) on the same link (bench/bgp_unnumbered.py);
 - flood: BIRD exports --flood routes to the announcer at once (then withdraws them): time until the announcer
@@ -353,6 +354,7 @@ def main() -> None:
         rows += [
             ("BFD at FRR, single hop: cut → gone", hops["bfd_single_hop_cut_s"], nan, "≤ 1.5"),
             ("BFD at FRR, multihop: cut → gone", hops["bfd_multihop_cut_s"], nan, "≤ 1.5"),
+            ("BFD at FRR, echo 50 ms: cut → gone", hops["bfd_echo_cut_s"], nan, "≤ 0.5"),
         ]
     if links:
         rows += [
