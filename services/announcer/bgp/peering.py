@@ -124,7 +124,8 @@ def duplicate_peer_addresses(peers: Mapping[str, BGPPeerSpec]) -> dict[str, Refu
     a connection from that address could belong to either, so each of them is refused, naming the others."""
     by_key: dict[tuple[str, str], list[str]] = defaultdict(list)
     for name, spec in sorted(peers.items()):
-        where = str(ipaddress.ip_address(spec.peer_address)) if spec.peer_address else f"interface {spec.interface}"
+        where = f"peer address {ipaddress.ip_address(spec.peer_address)}" if spec.peer_address else (
+            f"interface {spec.interface}")  # fmt: skip
         by_key[(where, spec.vrf)].append(name)
     refused = {}
     for (where, vrf), names in by_key.items():
@@ -133,7 +134,7 @@ def duplicate_peer_addresses(peers: Mapping[str, BGPPeerSpec]) -> dict[str, Refu
         in_vrf = f" in VRF {vrf!r}" if vrf else ""
         for name in names:
             others = ", ".join(other for other in names if other != name)
-            message = f"peer address {where}{in_vrf} is also the address of BGPPeer {others} on this node"
+            message = f"BGPPeer {others} on this node has the same {where}{in_vrf}"
             refused[name] = Refused(Refusal.DUPLICATE_PEER_ADDRESS, message)
     return refused
 

@@ -80,11 +80,17 @@ def test_peers_sharing_an_address_are_each_refused_naming_the_others() -> None:
     })  # fmt: skip
     assert set(refused) == {"a", "c", "v6", "v6-long"}
     assert all(r.reason is Refusal.DUPLICATE_PEER_ADDRESS for r in refused.values())
-    assert refused["a"].message == "peer address 10.0.0.1 is also the address of BGPPeer c on this node"
-    assert refused["v6-long"].message == "peer address fd00::1 is also the address of BGPPeer v6 on this node"
+    assert refused["a"].message == "BGPPeer c on this node has the same peer address 10.0.0.1"
+    assert refused["v6-long"].message == "BGPPeer v6 on this node has the same peer address fd00::1"
+
+
+def test_two_unnumbered_peers_on_one_interface_are_refused() -> None:
+    refused = duplicate_peer_addresses({"x": spec(peerAddress="", interface="eth0"),
+                                        "y": spec(peerAddress="", interface="eth0")})  # fmt: skip
+    assert refused["x"].message == "BGPPeer y on this node has the same interface eth0"
 
 
 def test_one_address_in_two_vrfs_is_two_peers() -> None:
     assert duplicate_peer_addresses({"red": spec(vrf="red"), "blue": spec(vrf="blue")}) == {}
     both = duplicate_peer_addresses({"x": spec(vrf="red"), "y": spec(vrf="red")})
-    assert both["x"].message == "peer address 10.0.0.1 in VRF 'red' is also the address of BGPPeer y on this node"
+    assert both["x"].message == "BGPPeer y on this node has the same peer address 10.0.0.1 in VRF 'red'"
