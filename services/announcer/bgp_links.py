@@ -99,7 +99,7 @@ class SessionLink:
         self._waiting: Waiting | None = None
 
     def start(self) -> None:
-        self._check()
+        self._guarded(self._check)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -129,7 +129,7 @@ class SessionLink:
         links, problem = self._problem()
         if problem is not None:
             self._wait(problem)
-            self._timer = self._loop.call_later(RECHECK_EVERY, self._check)
+            self._timer = self._loop.call_later(RECHECK_EVERY, self._guarded, self._check)
             return
         if not self.interface:
             v4, v6 = vrf_next_hops(links, dump_addresses(), vrf=self.vrf)
@@ -143,11 +143,11 @@ class SessionLink:
                 self._discovery = LinkDiscovery(self.interface, on_peer=self._peer_found, mac=mac)
             except OSError as error:  # the interface went away between the check and the socket
                 self._wait(Waiting(HostProblem.INTERFACE_MISSING, f"interface {self.interface!r}: {error!r}"))
-                self._timer = self._loop.call_later(RECHECK_EVERY, self._check)
+                self._timer = self._loop.call_later(RECHECK_EVERY, self._guarded, self._check)
                 return
             heard = f"no router advertisement heard on {self.interface}"
             self._wait(Waiting(HostProblem.NO_ROUTER_ADVERTISEMENT, heard))
-        self._timer = self._loop.call_later(RECHECK_EVERY, self._watch)
+        self._timer = self._loop.call_later(RECHECK_EVERY, self._guarded, self._watch)
 
     def _watch(self) -> None:
         """The devices of a running (or discovering) session: one that goes makes the session wait again; an
@@ -157,17 +157,27 @@ class SessionLink:
         index = next((link.index for link in links if link.name == self.interface), None)
         replaced = self._discovery is not None and problem is None and index != self._discovery.index
         if problem is None and not replaced:
-            self._timer = self._loop.call_later(RECHECK_EVERY, self._watch)
+            self._timer = self._loop.call_later(RECHECK_EVERY, self._guarded, self._watch)
             return
         if self._discovery is not None:
             self._discovery.close()
             self._discovery = None
         if problem is not None:
             self._wait(problem)
-            self._timer = self._loop.call_later(RECHECK_EVERY, self._check)
+            self._timer = self._loop.call_later(RECHECK_EVERY, self._guarded, self._check)
         else:
             log.info("bgp interface replaced interface=%s", self.interface)
             self._check()
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """A timer's step: an unexpected failure (a netlink dump refused, a bug) is logged and the devices
+        checked again later, so the session is never left without a next check."""
+        try:
+            step()
+        except Exception:
+            log.exception("bgp session device check failed device=%s", self.speaker.device)
+            if self._timer is None:
+                self._timer = self._loop.call_later(RECHECK_EVERY, self._guarded, self._check)
 
     def _peer_found(self, peer: ipaddress.IPv6Address) -> None:
         self._waiting = None

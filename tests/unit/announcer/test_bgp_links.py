@@ -8,12 +8,16 @@ from dataclasses import replace
 import pytest
 
 from schemas.metallb import BGPPeer
+from services.announcer import bgp_links
 from services.announcer.bgp.rib import Route
+from services.announcer.bgp.session import SessionConfig
+from services.announcer.bgp.speaker import SpeakerConfig
 from services.announcer.bgp_advertising import Configuration, NodeFacts
 from services.announcer.bgp_links import HostProblem, device_problem, vrf_next_hops
 from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, SessionSpec, session_spec_for
 from services.announcer.l2.interfaces import InterfaceFacts
 from services.announcer.l2.links import AddressFacts
+from tests.waiting import async_wait_until
 
 LINKS = [
     InterfaceFacts(name="eth0", index=2, mac=b"\x02" * 6, up=True),  # the main table's
@@ -96,3 +100,27 @@ async def test_a_session_waiting_for_its_interface_starts_with_the_routes_of_the
     session._on_link_ready(replace(spec.speaker, peer_address=ipaddress.IPv6Address("::1")))  # as if found
     assert session._speaker is not None and dict(session._speaker.session.desired) == {later: Route()}
     await session.stop()
+
+
+async def test_a_check_that_fails_is_logged_and_made_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers: list[list[InterfaceFacts]] = []
+
+    def refused_once() -> list[InterfaceFacts]:
+        answers.append([])
+        if len(answers) == 1:
+            raise RuntimeError("netlink said no")
+        return []  # no VRF at all
+
+    monkeypatch.setattr(bgp_links, "dump_links", refused_once)
+    monkeypatch.setattr(bgp_links, "RECHECK_EVERY", 0.01)
+    waits: list[str] = []
+    speaker = SpeakerConfig(session=SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address(
+        "10.0.0.1")), peer_address=ipaddress.IPv4Address("10.0.0.2"), device="red")  # fmt: skip
+    link = bgp_links.SessionLink(speaker, vrf="red", interface="", on_ready=lambda _: None,
+                                 on_waiting=lambda why: waits.append(str(why)))  # fmt: skip
+    link.start()
+    try:
+        await async_wait_until(lambda: bool(waits), timeout=5, what="the check made again")
+    finally:
+        link.close()
+    assert waits == ["VrfMissing: VRF 'red' does not exist on this node"] and len(answers) >= 2
