@@ -103,6 +103,7 @@ class Follower:
         self._counted = False  # in metalbus_followers_lapsed
         self._failures = 0  # attempts to make the consumer that failed in a row
         self._retry_at = 0.0
+        self._since = time.monotonic()  # when it stopped following (or was made)
         myself = weakref.ref(self)  # the bus must not keep a closed follower alive
 
         def on_reconnect() -> None:
@@ -116,6 +117,10 @@ class Follower:
     def following(self) -> bool:
         """Whether the stream is followed live now (not before the first ``fetch``)."""
         return self._subscription is not None and self._lapse is None
+
+    def not_following_for(self) -> float:
+        """Seconds since the stream was last followed (since this follower was made, if never); 0 while it is."""
+        return 0.0 if self.following else time.monotonic() - self._since
 
     async def fetch(self, *, batch: int = 500, wait: float = 0.25) -> list[Received]:
         """The next messages (up to ``batch``), waiting at most ``wait`` seconds for the first one."""
@@ -280,6 +285,8 @@ class Follower:
                     self._stream.value, lapse.value, self.next_sequence, retry_in, reason)
         if self._health is not None:
             self._health.set_ready(self._check_name, False, reason)
+        if self.following:
+            self._since = time.monotonic()
         self._lapse = lapse
         self._count_lapsed(True)
         self._generation += 1  # what the lost consumer still delivers is dropped

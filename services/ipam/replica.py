@@ -60,6 +60,9 @@ class ReplicaSettings:
     load_balancer_class: str | None = None
     #: An announcer silent this long is dead (heartbeats come about every 100 ms).
     liveness_timeout: float = 0.35
+    #: An active replica that cannot follow K8S this long gives the lease up, so that a replica that can
+    #: takes over (the lease is kept on a connection of its own, which may reach a server this one cannot).
+    follow_patience: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +182,8 @@ class Replica:
     # --- standby ----------------------------------------------------------------------------
 
     async def _standby_step(self) -> None:
-        self._lease.compete()
+        if self._following():  # a replica that cannot follow the streams would decide on a stale world
+            self._lease.compete()
         if self._lease.held:
             await self._activate()
             return
@@ -261,6 +265,12 @@ class Replica:
             return
         if not self._lease.held:
             await self._step_down("lease lost")
+        elif self._world is not None and self._world.not_following_for() > self._settings.follow_patience:
+            await self._step_down(f"cannot follow K8S for {self._settings.follow_patience:.0f} s")
+
+    def _following(self) -> bool:
+        """Whether both streams are followed live (after the first fetch of each)."""
+        return all(follower is not None and follower.following for follower in (self._decisions, self._world))
 
     async def _next_batch(self, *, wait: float) -> list[Received]:
         """The next observations, or nothing as soon as the live announcers change. A fetch cut short

@@ -13,6 +13,7 @@ import pytest
 from schemas.events import AllocationFailureReason, ConfigurationEvaluated, ObjectKind
 from services.common.bus import Bus, BusSettings
 from services.common.errors import RetryableError
+from services.common.follower import Follower
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
 from services.common.subjects import (
@@ -44,7 +45,7 @@ class Running:
 
     def __init__(self, replica: Replica, bus: Bus) -> None:
         self.replica = replica
-        self._bus = bus
+        self.bus = bus
         self._stopping = asyncio.Event()
         self._task = asyncio.create_task(replica.run(self._stopping))
 
@@ -53,7 +54,7 @@ class Running:
             return
         self._stopping.set()
         await asyncio.wait_for(self._task, 10)
-        await self._bus.close()
+        await self.bus.close()
 
 
 @contextlib.asynccontextmanager
@@ -210,6 +211,34 @@ async def test_the_active_replica_follows_the_world_not_the_decisions_it_writes(
         await async_wait_until(lambda: _count(bus, 21), what="every Service decided")
         await async_wait_until(lambda: _consumers(bus, StreamName.IPAM, provisioned), timeout=5,
                                what="no consumer of the active replica on IPAM")
+
+
+async def test_an_active_replica_that_cannot_follow_the_world_hands_over(
+    bus: Bus, nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its lease is renewed on a connection of its own, which may reach a server its main connection cannot
+    use: deciding nothing while keeping the lease would leave every new Service without an address."""
+    settings = ReplicaSettings(lease_ttl=1.0, lease_interval=0.1, follow_patience=1.0)
+    await observe(bus, [pool("lan", "192.168.10.0/24"), service("web")])
+    async with replica(nats_server.url, "a", settings=settings) as first, \
+            replica(nats_server.url, "b", settings=settings) as second:
+        await async_wait_until(first.replica.activated.is_set, what="the first replica active")
+        await async_wait_until(second.replica.loaded.is_set, what="the standby loaded")
+        subscribe = Follower._subscribe
+
+        async def refused_to_the_first(self: Follower) -> None:
+            if self._bus is first.bus:  # the first replica's connection is the one cut off
+                raise RetryableError("follow K8S: no answer")
+            await subscribe(self)
+
+        monkeypatch.setattr(Follower, "_subscribe", refused_to_the_first)
+        for info in await bus.js.consumers_info(StreamName.K8S.value):  # lost with their server
+            if not info.config.durable_name:
+                await bus.js.delete_consumer(StreamName.K8S.value, info.name)
+        await observe(bus, [service("db")])
+        await async_wait_until(second.replica.activated.is_set, timeout=15, what="the standby to take over")
+        await async_wait_until(lambda: _count(bus, 2), what="db decided by the replica that can follow")
+        assert first.replica.role is Role.STANDBY
 
 
 async def _consumers(bus: Bus, stream: StreamName, expected: int) -> bool:
