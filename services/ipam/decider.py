@@ -118,8 +118,8 @@ class Decider:
             doomed = self._readopt()
             for key in doomed:
                 self._reconcile(key)
-            for key in sorted(self.world.services):
-                self._reconcile(key)
+            for key in sorted(self.world.services.keys() | self.ledger.failures.keys()):
+                self._reconcile(key)  # a failure whose Service went meanwhile is withdrawn
         finally:
             self._parsed = None
 

@@ -208,3 +208,16 @@ def test_the_first_node_makes_two_local_prefs_for_every_node_meet() -> None:
     [verdict] = of_type(decider.observe(node("a")), ConfigurationEvaluated)
     assert not verdict.valid and verdict.problems[0].reason is ConfigProblemReason.CONFLICTING_LOCAL_PREF
     assert of_type(decider.observe(node("b")), ConfigurationEvaluated) == []  # the same verdict: nothing anew
+
+
+def test_a_failure_whose_service_went_while_no_replica_was_active_is_withdrawn_on_taking_over() -> None:
+    first = active()
+    recorded = first.observe(service("web")) + first.observe(service("db"))
+    assert len(of_type(recorded, AllocationFailed)) == 2  # no pool
+    successor = Decider()
+    for out in recorded:
+        successor.load_decision(out.event, out.sequence)
+    successor.load_observation(service("db"))  # web was deleted while no replica was active
+    [withdrawn] = of_type(successor.activate(), IPReleased)
+    assert (withdrawn.service.name, withdrawn.ips, withdrawn.reason) == ("web", (), ReleaseReason.SERVICE_DELETED)
+    assert set(successor.ledger.failures) == {"default/db"}
