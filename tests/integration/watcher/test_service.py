@@ -9,17 +9,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.events import ObjectKind
+from schemas.events import IPAllocated, ObjectKind
 from services.common.bus import Bus, BusSettings
 from services.common.health import Health
 from services.common.nats_server import EmbeddedNats
 from services.common.runtime import RuntimeOptions, ServiceContext
-from services.common.subjects import StreamName, k8s_subject
+from services.common.subjects import StreamName, ipam_allocation_subject, k8s_subject
 from services.watcher.kube import KubeClients
 from services.watcher.leader import LeaseSettings
 from services.watcher.service import chosen_status_writer, watcher_main
 from services.watcher.sightings import Sightings
 from tests.integration.watcher.helpers import FAST, NAMESPACE, service, wait_stored
+from tests.integration.watcher.status.harness import ingress, put_service
 from tests.kubeapi import KubeApi
 from tests.waiting import async_wait_until
 
@@ -154,3 +155,26 @@ async def test_with_the_real_status_writer_it_becomes_ready_and_stops_cleanly(
         await asyncio.wait_for(task, 10)
     lease = kube_api.get_object("leases", "metalbus-watcher", NAMESPACE)
     assert lease is not None and not lease["spec"].get("holderIdentity"), "the Lease was not released"
+
+
+async def test_the_leader_puts_back_a_status_someone_else_wrote(
+    bus: Bus, kube_api: KubeApi, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    """The observe side tells the status writer of its term what it reads (the wiring of a leadership term)."""
+    web = put_service(kube_api, "web")
+    await bus.publish(ipam_allocation_subject("default", "web"), IPAllocated(
+        service=web, ips=("192.168.10.5",), pool="lan", reason="r"))
+    kubeconfig = kube_api.kubeconfig(tmp_path / "kubeconfig")
+    ctx = ServiceContext("watcher", "solo", bus, Health(), asyncio.Event(), RuntimeOptions(nats_server.url))
+    task = asyncio.create_task(watcher_main(kubeconfig=str(kubeconfig), namespace=NAMESPACE, lease=LEASE,
+                                            reflectors=FAST)(ctx))
+    try:
+        shown = [{"ip": "192.168.10.5", "ipMode": "VIP"}]
+        await async_wait_until(lambda: ingress(kube_api, "web") == shown, what="the allocation shown")
+        current = kube_api.get_object("services", "web", "default") or {}
+        current["status"] = {"loadBalancer": {"ingress": [{"hostname": "elsewhere.example"}]}}
+        kube_api.put_object(current)
+        await async_wait_until(lambda: ingress(kube_api, "web") == shown, what="put back by the leader")
+    finally:
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 10)
