@@ -128,14 +128,14 @@ def standin_base(engine: Engine) -> str:
     return recipe.image
 
 
-def debian_mirror() -> str:
+def debian_mirror(apt: Path = Path("/etc/apt")) -> str:
     """The Debian mirror this machine's apt uses for ``bookworm`` (deb822 ``.sources`` or ``sources.list``)."""
-    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+    for path in sorted((apt / "sources.list.d").glob("*.sources")):
         for stanza in path.read_text().split("\n\n"):
             fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.+)$", stanza, re.MULTILINE))
             if SUITE in fields.get("Suites", "").split() and "main" in fields.get("Components", "").split():
                 return fields["URIs"].split()[0]
-    sources = Path("/etc/apt/sources.list")
+    sources = apt / "sources.list"
     if sources.is_file():
         for line in sources.read_text().splitlines():
             match = re.match(rf"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{SUITE}\s+.*\bmain\b", line)
