@@ -321,18 +321,37 @@ def _without_inline_password(obj: RawObject) -> RawObject:
 
 
 def config_observed(obj: RawObject) -> Observation:
-    """A metallb.io object, kept whole but for ``managedFields``, the last-applied annotation and a
-    BGPPeer's inline password (see :func:`peer_password_observed`)."""
+    """A metallb.io object, kept whole but for its ``status`` (what metalbus writes back, no configuration),
+    ``managedFields``, the last-applied annotation and a BGPPeer's inline password (see
+    :func:`peer_password_observed`). Its identity is its content: a status written back changes the
+    resourceVersion alone and publishes nothing."""
     ref = _ref(obj)
     kind = _str(obj.get("kind"))
     if kind not in CONFIG_KINDS:
         raise Untranslatable(f"not a metallb.io configuration kind: {kind!r}")
     raw = _without_inline_password(obj) if CONFIG_KINDS[kind] is ObjectKind.BGP_PEER else dict(obj)
+    raw.pop("status", None)
     raw["metadata"] = _published_metadata(obj.get("metadata"))
     if not _json_document(raw):
         raise Untranslatable(f"{kind} {ref.namespace}/{ref.name} holds values JSON cannot carry")
     event = ConfigObjectObserved(ref=ref, kind=kind, api_version=_str(obj.get("apiVersion")), raw=raw)
-    return _observation(CONFIG_KINDS[kind], ref, event)
+    return _config_observation(CONFIG_KINDS[kind], event)
+
+
+def _config_observation(kind: ObjectKind, event: ConfigObjectObserved) -> Observation:
+    ref = event.ref
+    return Observation(
+        subject=k8s_subject(kind, ref.namespace, ref.name),
+        event=event,
+        msg_id=f"{ref.uid}/{_with_secret_state(ref.resource_version, event.raw)}",
+        identity=Identity(ref.uid, config_version(event.raw)),
+    )
+
+
+def config_version(raw: RawObject) -> str:
+    """What tells two published values of a metallb.io object apart: all it holds but its resourceVersion."""
+    content = {**raw, "metadata": {k: v for k, v in _dict(raw.get("metadata")).items() if k != "resourceVersion"}}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
 
 
 def password_secret_of(peer: RawObject, namespace: str) -> tuple[str, str] | None:
@@ -354,13 +373,12 @@ def with_password_secret(observation: Observation, state: PasswordSecretState) -
     event = observation.event
     assert isinstance(event, ConfigObjectObserved)
     raw = {**event.raw, PASSWORD_SECRET_KEY: state.model_dump(mode="json", exclude_none=True)}
-    identity = Identity(event.ref.uid, _with_secret_state(event.ref.resource_version, raw))
-    return Observation(observation.subject, event.model_copy(update={"raw": raw}), f"{identity.uid}/{identity.version}",
-                       identity)
+    return _config_observation(ObjectKind.BGP_PEER, event.model_copy(update={"raw": raw}))
 
 
 def _with_secret_state(version: str, raw: RawObject) -> str:
-    """A BGPPeer's version, with the state of its passwordSecret when the watcher said one."""
+    """A BGPPeer's version, with the state of its passwordSecret when the watcher said one (its message id:
+    the state changes while the resourceVersion stays)."""
     state = raw.get(PASSWORD_SECRET_KEY)
     if not isinstance(state, dict):
         return version
@@ -451,7 +469,7 @@ def stored_identity(event: Event) -> Identity | None:
     if isinstance(event, EndpointsObserved):
         return Identity("", endpoints_hash(event.nodes))
     if isinstance(event, ConfigObjectObserved):
-        return Identity(event.ref.uid, _with_secret_state(event.ref.resource_version, event.raw))
+        return Identity(event.ref.uid, config_version(event.raw))
     ref = cast(ObjectRef | None, getattr(event, "ref", None))
     if isinstance(ref, ObjectRef):
         return Identity(ref.uid, ref.resource_version)

@@ -225,3 +225,19 @@ def test_tombstones_are_per_uid_or_per_trigger_for_folds() -> None:
     fold = tombstone(ObjectKind.ENDPOINTS, "shop", "web", "", "99")
     assert fold.msg_id == "endpoints/shop/web/99/deleted"
     assert stored_identity(gone.event) == gone.identity
+
+
+def test_a_status_written_back_on_a_pool_is_no_change_of_configuration() -> None:
+    """metalbus writes IPAddressPool status: that bumps the resourceVersion but is no configuration, so the
+    pool is not published again (ipam would record the whole configuration anew at every allocation)."""
+    pool = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": meta("lan", "metallb-system"),
+            "spec": {"addresses": ["192.168.10.0/24"]}}
+    first = config_observed(pool)
+    counted = config_observed({**pool, "metadata": {**pool["metadata"], "resourceVersion": "8"},
+                               "status": {"assignedIPv4": 1, "availableIPv4": 255}})
+    assert counted.identity == first.identity and stored_identity(counted.event) == first.identity
+    event = counted.event
+    assert isinstance(event, ConfigObjectObserved) and "status" not in event.raw
+    labelled = config_observed({**pool, "metadata": {**pool["metadata"], "resourceVersion": "9",
+                                                     "labels": {"tier": "public"}}})
+    assert labelled.identity != first.identity and labelled.msg_id != first.msg_id  # labels select pools
