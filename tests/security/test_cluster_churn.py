@@ -6,10 +6,11 @@
     one server that leads the K8S stream (they learn the others from the cluster, as behind a Service name)
 
 Services are created, updated and deleted through the official client without a pause while that server is
-killed (SIGKILL) and started again. Afterwards every Service converges: each one that exists shows in its
-status the address the ipam decided for it, each deleted one has released its own, no address is shown by
-two Services that do not share it, no Service ever showed, nor was given, a second address, and every
-component is ready again. How long after the restart every Service was decided, and shown, is printed.
+killed (SIGKILL), stays down until the two others serve a Service made meanwhile, and is started again.
+Afterwards every Service converges: each one that exists shows in its status the address the ipam decided
+for it, each deleted one has released its own, no address is shown by two Services that do not share it, no
+Service ever showed, nor was given, a second address, and every component is ready again. How long after
+the restart every Service was decided, and shown, is printed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from schemas.events import IPAllocated, IPReleased
+from schemas.events import AllocationFailed, IPAllocated, IPReleased
 from services.common.bus import Bus, BusSettings
 from services.common.errors import RetryableError
 from services.common.permissions import BusUser
@@ -43,6 +44,8 @@ from tests.waiting import async_wait_until, wait_until
 CONFIG_NAMESPACE = "metallb-system"
 NAMESPACE = "shop"
 POOL_RANGE = "10.96.0.10-10.96.0.250"
+#: Services at most at once: the pool (241 addresses) never runs out.
+MOST_SERVICES = 150
 SHARING = "metallb.io/allow-shared-ip"
 #: After the server is back, every Service shows its address within this (a figure is printed too).
 CONVERGENCE_DEADLINE = 30.0
@@ -61,6 +64,7 @@ class Churn:
     core: kubernetes.client.CoreV1Api
     rng: random.Random = field(default_factory=lambda: random.Random(16))
     existing: dict[str, str | None] = field(default_factory=dict)  # name -> sharing key
+    created: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     #: Every ingress list a Service was seen showing in its status.
     shown: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)
@@ -81,7 +85,9 @@ class Churn:
 
     def change(self) -> None:
         roll = self.rng.random()
-        if roll < 0.5 or len(self.existing) < 6:
+        if len(self.existing) >= MOST_SERVICES:  # the pool must not run out
+            self.delete(self.rng.choice(sorted(self.existing)))
+        elif roll < 0.5 or len(self.existing) < 6:
             self.create()
         elif roll < 0.8:
             self.update(self.rng.choice(sorted(self.existing)))
@@ -107,6 +113,7 @@ class Churn:
                      "selector": {"app": key or name}},
         })  # fmt: skip
         self.existing[name] = key
+        self.created.append(name)
 
     def update(self, name: str) -> None:
         """A change that must not move the address: labels, and the ports of a Service that shares none."""
@@ -220,17 +227,17 @@ async def _admin(nats: ShippedCluster) -> Bus:
 class Decisions:
     """The ipam's decisions on Services, as the IPAM stream holds them."""
 
-    latest: dict[str, IPAllocated | IPReleased]
+    latest: dict[str, IPAllocated | IPReleased | AllocationFailed]
     given: dict[str, set[tuple[str, ...]]]
     """Every address set the ipam ever allocated to a Service."""
 
 
 async def _decisions(bus: Bus) -> Decisions:
-    latest: dict[str, IPAllocated | IPReleased] = {}
+    latest: dict[str, IPAllocated | IPReleased | AllocationFailed] = {}
     given: dict[str, set[tuple[str, ...]]] = {}
     async for received in bus.read(StreamName.IPAM, subjects=[IPAM_ALLOCATIONS]):
         event = received.event
-        if isinstance(event, IPAllocated | IPReleased) and event.service.namespace == NAMESPACE:
+        if isinstance(event, IPAllocated | IPReleased | AllocationFailed) and event.service.namespace == NAMESPACE:
             latest[event.service.name] = event
             if isinstance(event, IPAllocated):
                 given.setdefault(event.service.name, set()).add(tuple(sorted(event.ips)))
@@ -326,7 +333,11 @@ async def test_services_churning_through_a_server_loss_all_converge(deployment: 
                                        what="the first Services showing their addresses")
                 nats.kill(leader)
                 killed = time.monotonic()
+                made_before = len(churn.created)
                 await changes(churn, CHANGES_WHILE_DOWN, "Services changing while the server is down")
+                await async_wait_until(lambda: any(name in churn.shown for name in churn.created[made_before:]),
+                                       timeout=30, what="a Service made while the server is down shown")
+                print(f"a Service made after the server was killed shown {time.monotonic() - killed:.1f} s after")
                 nats.restart(leader)
                 restarted = time.monotonic()
                 print(f"the server was down {restarted - killed:.1f} s")
