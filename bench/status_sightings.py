@@ -57,8 +57,8 @@ def _writer(services: int) -> StatusWriter:
         apply(writer.state, IPAllocated(service=service, ips=(_ip(index),), pool=f"pool-{index % POOLS}",
                                         reason="bench"), subject=f"s{index}", sequence=index + 1)
     for index in range(POOLS):
-        usage = FamilyUsage(assigned=1, available=255)
-        apply(writer.state, PoolUsageReported(pool=f"pool-{index}", ipv4=usage, ipv6=FamilyUsage(assigned=0, available=0)),
+        v4, v6 = FamilyUsage(assigned=1, available=255), FamilyUsage(assigned=0, available=0)
+        apply(writer.state, PoolUsageReported(pool=f"pool-{index}", ipv4=v4, ipv6=v6),
               subject=f"p{index}", sequence=services + index + 1)
     return writer
 
