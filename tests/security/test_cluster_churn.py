@@ -38,6 +38,7 @@ from services.common.subjects import IPAM_ALLOCATIONS, StreamName
 from tests.integration.test_cli import METALBUS, Process
 from tests.kubeapi import KubeApi
 from tests.kubeapi.shipped import WATCHER, running_as
+from tests.secured_nats import permission_violations
 from tests.security.shipped import ShippedCluster, ShippedServer, shipped_cluster
 from tests.waiting import async_wait_until, wait_until
 
@@ -336,7 +337,7 @@ async def test_services_churning_through_a_server_loss_all_converge(deployment: 
                 made_before = len(churn.created)
                 await changes(churn, CHANGES_WHILE_DOWN, "Services changing while the server is down")
                 await async_wait_until(lambda: any(name in churn.shown for name in churn.created[made_before:]),
-                                       timeout=30, what="a Service made while the server is down shown")
+                                       timeout=40, what="a Service made while the server is down shown")
                 print(f"a Service made after the server was killed shown {time.monotonic() - killed:.1f} s after")
                 nats.restart(leader)
                 restarted = time.monotonic()
@@ -354,3 +355,5 @@ async def test_services_churning_through_a_server_loss_all_converge(deployment: 
     assert not moved, f"Services that showed more than one address: {moved}"
     regiven = {name: given for name, given in decisions.given.items() if len(given) > 1}
     assert not regiven, f"Services given more than one address: {regiven}"
+    refused = [line for server in nats.servers for line in permission_violations(nats.log_file(server.index))]
+    assert not refused, "a component was refused by its NATS permissions:\n" + "\n".join(refused[:10])
