@@ -108,8 +108,13 @@ class Follower:
 
         def on_reconnect() -> None:
             follower = myself()
-            if follower is not None and follower.following:
+            if follower is None:
+                return
+            if follower.following:
                 follower._lose(Lapse.RECONNECTED, "the connection came back")
+            else:  # waiting to try again: a connection back is worth trying at once
+                follower._retry_at = 0.0
+                follower._arrived.set()
 
         bus.on_reconnect(on_reconnect)
 
