@@ -2,12 +2,15 @@
 interface towards FRR (reachable only through it) and, in its main table, an interface towards another
 router. The VRF peer comes up and FRR gets the routes with next hops of the VRF's own interface (not the
 node's main addresses); a VRF peer whose address is only reachable outside the VRF is not reached through
-it; a VRF that does not exist is the reason in the session's state until it appears. Where the kernel has no
-VRF driver (CONFIG_NET_VRF) only what needs no VRF device runs."""
+it; a password signs the session in the VRF (TCP MD5: FRR drops unsigned segments); a VRF that does not exist
+is the reason in the session's state until it appears. Where the kernel has no VRF driver (CONFIG_NET_VRF) only
+what needs no VRF device runs here, and test_vrf_in_guest.py runs this file in a guest whose kernel has one.
+Deadlines are generous: in that guest (qemu's TCG) everything runs several times slower."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ V4, V6 = "198.51.100.7/32", "2001:db8:77::7/128"
 IN_VRF = {"node": ("10.88.0.2", "fd88::2"), "router": ("10.88.0.1", "fd88::1")}
 MAIN = {"node": ("10.99.0.2", "fd99::2"), "router": ("10.99.0.1", "fd99::1")}
 NODE_FACTS = ("10.99.0.2", "fd99::2")  # the node's InternalIPs are in the main table
+PASSWORD = "vrf-md5-s3cret"
 
 
 @dataclass
@@ -40,9 +44,10 @@ class Net:
                                   node_addresses=NODE_FACTS)  # fmt: skip
 
 
-def frr(lab: Lab, ns: str, directory: Path, addresses: dict[str, tuple[str, str]]) -> Frr:
+def frr(lab: Lab, ns: str, directory: Path, addresses: dict[str, tuple[str, str]], password: str | None) -> Frr:
     peering = Peering(router_id=addresses["router"][0], local=addresses["router"][0], local_as=64513,
-                      neighbor=addresses["node"][0], neighbor_as=64512, graceful_restart=False)  # fmt: skip
+                      neighbor=addresses["node"][0], neighbor_as=64512, graceful_restart=False,
+                      password=password)  # fmt: skip
     return Frr.start(lab, ns, directory, peering)
 
 
@@ -57,16 +62,24 @@ def add_vrf(lab: Lab, ns: str, name: str, table: int) -> None:
     lab.run(ns, "ip", "link", "set", name, "up")
 
 
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
+@contextmanager
+def vrf_net(tmp_path: Path, *, password: str | None = None) -> Iterator[Net]:
+    """The node, FRR behind its eth1 (to be put in a VRF) and FRR behind eth2 (the main table); with
+    ``password``, FRR signs its session with it."""
     with Lab("mbvrf") as lab:
         node, router, other = lab.namespace("node"), lab.namespace("router"), lab.namespace("other")
         lab.veth(node, router, ifname_a="eth1", addresses_a=prefixed(IN_VRF["node"]),
                  addresses_b=prefixed(IN_VRF["router"]))  # fmt: skip
         lab.veth(node, other, ifname_a="eth2", addresses_a=prefixed(MAIN["node"]), addresses_b=prefixed(MAIN["router"]))
-        in_vrf = frr(lab, router, tmp_path / "frr-in-vrf", IN_VRF)
-        outside = frr(lab, other, tmp_path / "frr-outside", MAIN)
+        in_vrf = frr(lab, router, tmp_path / "frr-in-vrf", IN_VRF, password)
+        outside = frr(lab, other, tmp_path / "frr-outside", MAIN, password)
         yield Net(lab, node, tmp_path, in_vrf, outside)
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    with vrf_net(tmp_path) as built:
+        yield built
 
 
 def test_the_session_runs_in_the_vrf_and_only_there(net: Net) -> None:
@@ -76,12 +89,12 @@ def test_the_session_runs_in_the_vrf_and_only_there(net: Net) -> None:
     in_vrf = net.session("in-vrf", peerAddress=IN_VRF["router"][0], vrf="red")
     astray = net.session("astray", peerAddress=MAIN["router"][0], vrf="red")  # reachable outside the VRF only
     try:
-        wait_for(net.in_vrf.established, timeout=20, message="the VRF session Established")
+        wait_for(net.in_vrf.established, timeout=45, message="the VRF session Established")
     except TimeoutError:
         print(in_vrf.states(), net.in_vrf.diagnostics())
         raise
-    v4 = wait_for(lambda: net.in_vrf.route(V4), timeout=10, message=f"{V4} at the router")
-    v6 = wait_for(lambda: net.in_vrf.route(V6), timeout=10, message=f"{V6} at the router")
+    v4 = wait_for(lambda: net.in_vrf.route(V4), timeout=30, message=f"{V4} at the router")
+    v6 = wait_for(lambda: net.in_vrf.route(V6), timeout=30, message=f"{V6} at the router")
     assert (v4.next_hop, v6.next_hop) == IN_VRF["node"]  # the VRF's own addresses, not the node's main ones
 
     # the peer outside the VRF: by now it would have been Established through the main table
@@ -89,23 +102,38 @@ def test_the_session_runs_in_the_vrf_and_only_there(net: Net) -> None:
     assert not any(state.startswith(("OpenSent", "Established")) for state in astray.states()), astray.states()
     astray.proc.terminate()
     outside = net.session("outside", peerAddress=MAIN["router"][0])  # the same peer without the VRF: reached
-    wait_for(net.outside.established, timeout=20, message="the main-table session Established")
+    wait_for(net.outside.established, timeout=45, message="the main-table session Established")
     assert outside.reached("Established")
 
 
 def test_a_missing_vrf_or_a_device_that_is_not_one_is_the_reason_in_the_state(net: Net) -> None:
     session = net.session("blue", peerAddress=IN_VRF["router"][0], vrf="blue")
-    wait_for(lambda: session.reached("Idle VrfMissing"), timeout=10, message="the missing VRF told")
+    wait_for(lambda: session.reached("Idle VrfMissing"), timeout=30, message="the missing VRF told")
     assert session.states()[-1] == "Idle VrfMissing: VRF 'blue' does not exist on this node"
     net.lab.run(net.node, "ip", "link", "add", "blue", "type", "bridge")
-    wait_for(lambda: session.reached("Idle NotAVrf"), timeout=10, message="a device that is not a VRF told")
+    wait_for(lambda: session.reached("Idle NotAVrf"), timeout=30, message="a device that is not a VRF told")
     assert session.states()[-1] == "Idle NotAVrf: 'blue' is a bridge device, not a VRF"
     assert session.proc.poll() is None  # never a crash
 
 
 def test_the_session_dials_once_its_vrf_appears(net: Net) -> None:
     session = net.session("red", peerAddress=IN_VRF["router"][0], vrf="red")
-    wait_for(lambda: session.reached("Idle VrfMissing"), timeout=10, message="the missing VRF told")
+    wait_for(lambda: session.reached("Idle VrfMissing"), timeout=30, message="the missing VRF told")
     add_vrf(net.lab, net.node, "red", 10)
     net.lab.run(net.node, "ip", "link", "set", "eth1", "master", "red")
-    wait_for(net.in_vrf.established, timeout=20, message="the VRF session Established")
+    wait_for(net.in_vrf.established, timeout=45, message="the VRF session Established")
+
+
+def test_a_password_signs_the_session_in_the_vrf(tmp_path: Path) -> None:
+    """TCP MD5 (RFC 2385) on a socket bound to the VRF: FRR, which drops every unsigned segment of a neighbour
+    with a password, comes up and has the routes."""
+    with vrf_net(tmp_path, password=PASSWORD) as net:
+        add_vrf(net.lab, net.node, "red", 10)
+        net.lab.run(net.node, "ip", "link", "set", "eth1", "master", "red")
+        session = net.session("signed", peerAddress=IN_VRF["router"][0], vrf="red", password=PASSWORD)
+        try:
+            wait_for(net.in_vrf.established, timeout=45, message="the signed VRF session Established")
+        except TimeoutError:
+            print(session.states(), net.in_vrf.diagnostics())
+            raise
+        wait_for(lambda: net.in_vrf.route(V4), timeout=30, message=f"{V4} at the router")
