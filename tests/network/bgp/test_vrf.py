@@ -2,13 +2,15 @@
 interface towards FRR (reachable only through it) and, in its main table, an interface towards another
 router. The VRF peer comes up and FRR gets the routes with next hops of the VRF's own interface (not the
 node's main addresses); a VRF peer whose address is only reachable outside the VRF is not reached through
-it; a password signs the session in the VRF (TCP MD5: FRR drops unsigned segments); a VRF that does not exist
-is the reason in the session's state until it appears. Where the kernel has no VRF driver (CONFIG_NET_VRF) only
+it; a password signs the session in the VRF (TCP MD5: FRR drops unsigned segments); an unnumbered session
+finds FRR on its interface inside the VRF; a VRF that does not exist is the reason in the session's state
+until it appears. Where the kernel has no VRF driver (CONFIG_NET_VRF) only
 what needs no VRF device runs here, and test_vrf_in_guest.py runs this file in a guest whose kernel has one.
 Deadlines are generous: in that guest (qemu's TCG) everything runs several times slower."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.netlab import Lab, skip_reason, wait_for
-from tests.network.bgp.link_harness import PeerSessionProcess
-from tests.network.bgp.routers import Frr, Peering
+from tests.network.bgp.link_harness import PeerSessionProcess, frr_unnumbered, node_link_local
+from tests.network.bgp.routers import Frr, Peering, start_frr_with_zebra
 
 _SKIP = skip_reason() or Frr.skip_reason()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
@@ -137,3 +139,24 @@ def test_a_password_signs_the_session_in_the_vrf(tmp_path: Path) -> None:
             print(session.states(), net.in_vrf.diagnostics())
             raise
         wait_for(lambda: net.in_vrf.route(V4), timeout=30, message=f"{V4} at the router")
+
+
+def test_an_unnumbered_session_runs_in_the_vrf_of_its_interface(tmp_path: Path) -> None:
+    """``interface`` and ``vrf`` together: until eth0 is in the VRF the reason is in the state; then the router
+    is found on the link inside the VRF and FRR has the IPv4 route through the node's link-local address."""
+    with Lab("mbvrfu") as lab, tempfile.TemporaryDirectory(prefix="mbvrfu-frr-") as frr_dir:
+        node, router = lab.namespace("node"), lab.namespace("router")
+        lab.veth(node, router)  # link-local addresses only
+        frr = start_frr_with_zebra(lab, router, Path(frr_dir), frr_unnumbered(), neighbor="eth0")
+        add_vrf(lab, node, "red", 10)
+        peer = {"myASN": 64512, "peerASN": 64513, "interface": "eth0", "vrf": "red", "holdTime": "9s"}
+        session = PeerSessionProcess(lab, node, tmp_path / "node.log", peer=peer, routes=[V4, V6])
+        wait_for(lambda: session.reached("Idle InterfaceNotInVrf"), timeout=30, message="eth0 outside the VRF told")
+        lab.run(node, "ip", "link", "set", "eth0", "master", "red")
+        try:
+            wait_for(frr.established, timeout=60, message="the unnumbered session in the VRF Established")
+        except TimeoutError:
+            print(session.states(), frr.diagnostics())
+            raise
+        v4 = wait_for(lambda: frr.route(V4), timeout=30, message=f"{V4} at the router")
+        assert v4.next_hop == node_link_local(lab, node)
