@@ -5,8 +5,9 @@
     `metalbus ipam` x 2 (one active, one standby), each component with its own credential, all given the
     one server that leads the K8S stream (they learn the others from the cluster, as behind a Service name)
 
-Services are created, updated and deleted through the official client without a pause while that server is
-killed (SIGKILL), stays down until the two others serve a Service made meanwhile, and is started again.
+Services are created, updated and deleted through the official client without a pause while a server — that
+one, or another — is killed (SIGKILL), stays down until the two others serve a Service made meanwhile, and is
+started again.
 Afterwards every Service converges: each one that exists shows in its status the address the ipam decided
 for it, each deleted one has released its own, no address is shown by two Services that do not share it, no
 Service ever showed, nor was given, a second address, and every component is ready again. How long after
@@ -324,8 +325,13 @@ async def all_ready(deployment: Deployment) -> None:
         raise AssertionError(f"{error}; not ready: {unready}") from None
 
 
-async def test_services_churning_through_a_server_loss_all_converge(deployment: Deployment) -> None:
-    nats, leader = deployment.nats, deployment.leader
+@pytest.mark.parametrize("lost", ["given", "other"])
+async def test_services_churning_through_a_server_loss_all_converge(deployment: Deployment, lost: str) -> None:
+    """``given``: the server every component was given (leading K8S) is lost, so every connection moves;
+    ``other``: one no component was given, so the connections stay while the consumers and stream leaders
+    it held are lost under them."""
+    nats = deployment.nats
+    leader = deployment.leader if lost == "given" else next(s for s in nats.servers if s is not deployment.leader)
     try:
         with deployment.kube.api_client(admin=True) as client:
             churn = Churn(kubernetes.client.CoreV1Api(client))
