@@ -6,8 +6,9 @@
 Every event is written to LOGFILE as one line `event <repr>`; end of stdin or SIGTERM stops with a Cease.
 With `"bfd": {"desired_min_tx": 0.1, ...}` a BFD session runs beside it and its Down ends the BGP session
 (`"multihop": true` for RFC 5883, `"echo_interval": 0.05` for the echo function); `"ttl": 255` for ebgpMultiHop.
-With `"listen": true` it also accepts the peer's connections on port 179 of `source_address`; with
-`"connect": false` it only does that.
+With `"listen": true` it also accepts the peer's connections on port 179 of `listen_address` (default
+`source_address`; `"::"` listens on every address, as the announcer does); with `"connect": false` it only does
+that. `"device"` binds its connections to a device (a VRF's master, as a `vrf` session's).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def speaker_config(raw: dict[str, Any]) -> SpeakerConfig:
         connect_time=2.0,
         connect_timeout=2.0,
         ttl=raw.get("ttl"),
+        device=raw.get("device"),
     )
 
 
@@ -75,12 +77,12 @@ def routes(raw: list[dict[str, Any]]) -> dict[Prefix, Route]:
     return out
 
 
-async def main(config: SpeakerConfig, *, listen: bool, bfd: BfdConfig | None) -> None:
-    if not listen:
+async def main(config: SpeakerConfig, *, listen: str | None, bfd: BfdConfig | None) -> None:
+    """``listen``: the address to accept the peer's connections on (None: dial only)."""
+    if listen is None:
         await run(config, None, bfd)
         return
-    assert config.source_address is not None
-    async with Listener(address=config.source_address, port=179) as listener:
+    async with Listener(address=ipaddress.ip_address(listen), port=179) as listener:
         await run(config, listener, bfd)
 
 
@@ -139,4 +141,5 @@ if __name__ == "__main__":
     )
     raw = json.loads(sys.argv[1])
     bfd = BfdConfig(**raw["bfd"]) if raw.get("bfd") else None
-    asyncio.run(main(speaker_config(raw), listen=bool(raw.get("listen", False)), bfd=bfd))
+    listen = (raw.get("listen_address") or raw.get("source_address")) if raw.get("listen") else None
+    asyncio.run(main(speaker_config(raw), listen=listen, bfd=bfd))

@@ -3,13 +3,16 @@ interface towards FRR (reachable only through it) and, in its main table, an int
 router. The VRF peer comes up and FRR gets the routes with next hops of the VRF's own interface (not the
 node's main addresses); a VRF peer whose address is only reachable outside the VRF is not reached through
 it; a password signs the session in the VRF (TCP MD5: FRR drops unsigned segments); an unnumbered session
-finds FRR on its interface inside the VRF; a VRF that does not exist is the reason in the session's state
+finds FRR on its interface inside the VRF; a router that dials in reaches the VRF session where the node
+accepts connections across VRFs (``tcp_l3mdev_accept``); a VRF that does not exist is the reason in the session's state
 until it appears. Where the kernel has no VRF driver (CONFIG_NET_VRF) only
 what needs no VRF device runs here, and test_vrf_in_guest.py runs this file in a guest whose kernel has one.
 Deadlines are generous: in that guest (qemu's TCG) everything runs several times slower."""
 
 from __future__ import annotations
 
+import json
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,10 +49,11 @@ class Net:
                                   node_addresses=NODE_FACTS)  # fmt: skip
 
 
-def frr(lab: Lab, ns: str, directory: Path, addresses: dict[str, tuple[str, str]], password: str | None) -> Frr:
+def frr(lab: Lab, ns: str, directory: Path, addresses: dict[str, tuple[str, str]], password: str | None,
+        *, dials: bool = False) -> Frr:  # fmt: skip
     peering = Peering(router_id=addresses["router"][0], local=addresses["router"][0], local_as=64513,
                       neighbor=addresses["node"][0], neighbor_as=64512, graceful_restart=False,
-                      password=password)  # fmt: skip
+                      password=password, passive=not dials)  # fmt: skip
     return Frr.start(lab, ns, directory, peering)
 
 
@@ -65,15 +69,15 @@ def add_vrf(lab: Lab, ns: str, name: str, table: int) -> None:
 
 
 @contextmanager
-def vrf_net(tmp_path: Path, *, password: str | None = None) -> Iterator[Net]:
+def vrf_net(tmp_path: Path, *, password: str | None = None, router_dials: bool = False) -> Iterator[Net]:
     """The node, FRR behind its eth1 (to be put in a VRF) and FRR behind eth2 (the main table); with
-    ``password``, FRR signs its session with it."""
+    ``password``, FRR signs its session with it; with ``router_dials``, FRR behind eth1 dials the node."""
     with Lab("mbvrf") as lab:
         node, router, other = lab.namespace("node"), lab.namespace("router"), lab.namespace("other")
         lab.veth(node, router, ifname_a="eth1", addresses_a=prefixed(IN_VRF["node"]),
                  addresses_b=prefixed(IN_VRF["router"]))  # fmt: skip
         lab.veth(node, other, ifname_a="eth2", addresses_a=prefixed(MAIN["node"]), addresses_b=prefixed(MAIN["router"]))
-        in_vrf = frr(lab, router, tmp_path / "frr-in-vrf", IN_VRF, password)
+        in_vrf = frr(lab, router, tmp_path / "frr-in-vrf", IN_VRF, password, dials=router_dials)
         outside = frr(lab, other, tmp_path / "frr-outside", MAIN, password)
         yield Net(lab, node, tmp_path, in_vrf, outside)
 
@@ -160,3 +164,29 @@ def test_an_unnumbered_session_runs_in_the_vrf_of_its_interface(tmp_path: Path) 
             raise
         v4 = wait_for(lambda: frr.route(V4), timeout=30, message=f"{V4} at the router")
         assert v4.next_hop == node_link_local(lab, node)
+
+
+def test_a_router_dials_in_to_the_vrf_session_where_the_node_accepts_across_vrfs(tmp_path: Path) -> None:
+    """The announcer listens on every address of the main table; with ``net.ipv4.tcp_l3mdev_accept=1`` a
+    connection that arrives through the VRF reaches it and is handed to the VRF peer's session, which answers
+    in the VRF: FRR, which dials and never waits, comes up and has the route."""
+    with vrf_net(tmp_path, router_dials=True) as net:
+        add_vrf(net.lab, net.node, "red", 10)
+        net.lab.run(net.node, "ip", "link", "set", "eth1", "master", "red")
+        net.lab.run(net.node, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/tcp_l3mdev_accept")  # this namespace's
+        config = {"local_as": 64512, "peer_as": 64513, "router_id": IN_VRF["node"][0], "hold_time": 9,
+                  "peer_address": IN_VRF["router"][0], "device": "red", "connect": False,
+                  "listen": True, "listen_address": "::"}  # fmt: skip
+        log = tmp_path / "listening.log"
+        speaker = net.lab.popen(net.node, sys.executable, "-m", "tests.network.bgp.speaker_proc", json.dumps(config),
+                                str(log))  # fmt: skip
+        assert speaker.stdin is not None
+        speaker.stdin.write(json.dumps({"routes": [{"prefix": V4, "next_hop": IN_VRF["node"][0]}]}) + "\n")
+        speaker.stdin.flush()
+        try:
+            wait_for(net.in_vrf.established, timeout=45, message="FRR's dialled session Established")
+        except TimeoutError:
+            print(log.read_text() if log.exists() else "", net.in_vrf.diagnostics())
+            raise
+        v4 = wait_for(lambda: net.in_vrf.route(V4), timeout=30, message=f"{V4} at the router")
+        assert v4.next_hop == IN_VRF["node"][0]
