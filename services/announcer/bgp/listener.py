@@ -24,7 +24,7 @@ class Listener:
     def __init__(self, *, address: IPAddress, port: int = 179) -> None:
         self.address, self.port = address, port
         self.unknown = UnknownSources()
-        self._speakers: dict[tuple[IPAddress, int], Speaker] = {}  # by peer address and link-local scope
+        self._speakers: dict[_Where, Speaker] = {}  # by peer address and link-local scope or VRF
         self._sock = tcp.server_socket(address=address, port=port)
         self._server: asyncio.Server | None = None
 
@@ -37,13 +37,16 @@ class Listener:
         """Connections refused before OPEN because no peer is configured at their source."""
         return self.unknown.total
 
-    def _speaker_for(self, address: IPAddress | None, scope: int = 0) -> Speaker | None:
-        speaker = self._speakers.get((address, scope)) if address is not None else None
+    def _speaker_for(self, address: IPAddress | None, scope: int = 0, device: str = "") -> Speaker | None:
+        """The speaker of a connection from ``address`` (``scope``: its link-local interface's index) accepted
+        bound to ``device`` (a VRF's when it arrived through one)."""
+        speaker = self._speakers.get(_where(address, scope, device)) if address is not None else None
         if speaker is None:
             count = self.unknown.refuse(address, asyncio.get_running_loop().time())
             if count is not None:
+                reason = "no BGPPeer has this address" + (f" in VRF {device!r}" if device and not scope else "")
                 log.warning("bgp connection refused before OPEN source=%s reason=%s refused=%d", address,
-                            "no BGPPeer has this address", count)  # fmt: skip
+                            reason, count)  # fmt: skip
         return speaker
 
     def add(self, speaker: Speaker) -> None:
@@ -74,6 +77,16 @@ class Listener:
             self._sock.close()
 
 
-def _key(speaker: Speaker) -> tuple[IPAddress, int]:
-    """A link-local peer is told apart by its interface: each link may have its own router at fe80::1."""
-    return speaker.config.peer_address, tcp.scope_id(speaker.config.peer_address, speaker.config.device)
+_Where = tuple[IPAddress, int, str]
+
+
+def _where(address: IPAddress, scope: int, device: str) -> _Where:
+    """A link-local peer is told apart by its interface (each link may have its own router at fe80::1), any
+    other by its VRF: a connection that arrived through VRF red came from red's router at that address, not
+    from the main table's (nor another VRF's), and a VRF session's speaker is bound to the VRF's device."""
+    return (address, scope, "") if scope else (address, 0, device)
+
+
+def _key(speaker: Speaker) -> _Where:
+    config = speaker.config
+    return _where(config.peer_address, tcp.scope_id(config.peer_address, config.device), config.device or "")

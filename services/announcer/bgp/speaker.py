@@ -50,7 +50,10 @@ class Connection(asyncio.Protocol):
     """
 
     def __init__(
-        self, owner: Speaker | None = None, *, route: Callable[[IPAddress | None, int], Speaker | None] | None = None
+        self,
+        owner: Speaker | None = None,
+        *,
+        route: Callable[[IPAddress | None, int, str], Speaker | None] | None = None,
     ):
         self.owner = owner
         self._route = route
@@ -66,7 +69,8 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         if self.owner is None and self._route is not None:
             peer = transport.get_extra_info("peername")  # a link-local source with its interface's index
-            self.owner = self._route(tcp.address_of(peer), tcp.scope_of(peer))
+            vrf = tcp.bound_device(transport.get_extra_info("socket"))  # the VRF it arrived through, if any
+            self.owner = self._route(tcp.address_of(peer), tcp.scope_of(peer), vrf)
         if self.owner is None or not self.owner.attach(self):
             self.owner = None
             tcp.reset_on_close(transport.get_extra_info("socket"))  # an RST, not a FIN: nothing more to say

@@ -12,6 +12,7 @@ from services.announcer.bgp.nlri import IPAddress
 TCP_MD5SIG = 14  # linux/tcp.h; not exported by Python's socket module
 TCP_MD5SIG_MAXKEYLEN = 80
 _SOCKADDR_STORAGE = 128
+_IFNAMSIZ = 16
 
 
 def tcp_md5sig(peer: IPAddress, key: bytes) -> bytes:
@@ -99,6 +100,18 @@ def scope_of(sockaddr: object) -> int:
         return 0
     assert isinstance(sockaddr, tuple)
     return sockaddr[3] if len(sockaddr) >= 4 and isinstance(sockaddr[3], int) else 0
+
+
+def bound_device(sock: socket.socket | None) -> str:
+    """The device ``sock`` is bound to, '' for none. A connection accepted by a socket bound to no device
+    that arrived through a VRF (``net.ipv4.tcp_l3mdev_accept=1``) is bound to the VRF's device."""
+    if sock is None:
+        return ""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, _IFNAMSIZ)
+    except OSError:
+        return ""
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
 def server_socket(*, address: IPAddress, port: int, backlog: int = 16) -> socket.socket:

@@ -12,6 +12,7 @@ Deadlines are generous: in that guest (qemu's TCG) everything runs several times
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -166,6 +167,25 @@ def test_an_unnumbered_session_runs_in_the_vrf_of_its_interface(tmp_path: Path) 
         assert v4.next_hop == node_link_local(lab, node)
 
 
+def listening_speaker(net: Net, name: str, *, device: str | None) -> subprocess.Popen[str]:
+    """speaker_proc in the node: the peer behind eth1 (in VRF red), waiting for it to dial in on every address
+    of the main table as the announcer listens, its connections bound to ``device``; the route announced."""
+    config = {"local_as": 64512, "peer_as": 64513, "router_id": IN_VRF["node"][0], "hold_time": 9,
+              "peer_address": IN_VRF["router"][0], "device": device, "connect": False,
+              "listen": True, "listen_address": "::"}  # fmt: skip
+    module = "tests.network.bgp.speaker_proc"
+    speaker = net.lab.popen(net.node, sys.executable, "-m", module, json.dumps(config), str(net.directory / name))
+    assert speaker.stdin is not None
+    speaker.stdin.write(json.dumps({"routes": [{"prefix": V4, "next_hop": IN_VRF["node"][0]}]}) + "\n")
+    speaker.stdin.flush()
+    return speaker
+
+
+def accept_across_vrfs(net: Net) -> None:
+    """``net.ipv4.tcp_l3mdev_accept=1`` in the node's namespace (sysctl may not be installed)."""
+    net.lab.run(net.node, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/tcp_l3mdev_accept")
+
+
 def test_a_router_dials_in_to_the_vrf_session_where_the_node_accepts_across_vrfs(tmp_path: Path) -> None:
     """The announcer listens on every address of the main table; with ``net.ipv4.tcp_l3mdev_accept=1`` a
     connection that arrives through the VRF reaches it and is handed to the VRF peer's session, which answers
@@ -173,20 +193,27 @@ def test_a_router_dials_in_to_the_vrf_session_where_the_node_accepts_across_vrfs
     with vrf_net(tmp_path, router_dials=True) as net:
         add_vrf(net.lab, net.node, "red", 10)
         net.lab.run(net.node, "ip", "link", "set", "eth1", "master", "red")
-        net.lab.run(net.node, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/tcp_l3mdev_accept")  # this namespace's
-        config = {"local_as": 64512, "peer_as": 64513, "router_id": IN_VRF["node"][0], "hold_time": 9,
-                  "peer_address": IN_VRF["router"][0], "device": "red", "connect": False,
-                  "listen": True, "listen_address": "::"}  # fmt: skip
-        log = tmp_path / "listening.log"
-        speaker = net.lab.popen(net.node, sys.executable, "-m", "tests.network.bgp.speaker_proc", json.dumps(config),
-                                str(log))  # fmt: skip
-        assert speaker.stdin is not None
-        speaker.stdin.write(json.dumps({"routes": [{"prefix": V4, "next_hop": IN_VRF["node"][0]}]}) + "\n")
-        speaker.stdin.flush()
+        accept_across_vrfs(net)
+        listening_speaker(net, "listening.log", device="red")
         try:
             wait_for(net.in_vrf.established, timeout=45, message="FRR's dialled session Established")
         except TimeoutError:
-            print(log.read_text() if log.exists() else "", net.in_vrf.diagnostics())
+            print((tmp_path / "listening.log").read_text(), net.in_vrf.diagnostics())
             raise
         v4 = wait_for(lambda: net.in_vrf.route(V4), timeout=30, message=f"{V4} at the router")
         assert v4.next_hop == IN_VRF["node"][0]
+
+
+def test_a_router_that_dials_in_through_a_vrf_does_not_reach_a_peer_of_the_main_table(tmp_path: Path) -> None:
+    """The same address configured for a peer of the main table: a connection from it that arrived through VRF
+    red comes from another router (another VRF's), so it is refused before OPEN, not handed to that peer."""
+    with vrf_net(tmp_path, router_dials=True) as net:
+        add_vrf(net.lab, net.node, "red", 10)
+        net.lab.run(net.node, "ip", "link", "set", "eth1", "master", "red")
+        accept_across_vrfs(net)
+        listening_speaker(net, "main-table.log", device=None)
+        log = tmp_path / "main-table.log"
+        wait_for(lambda: log.exists() and "refused before OPEN" in log.read_text(), timeout=45,
+                 message="the connection refused")  # fmt: skip
+        assert not net.in_vrf.established()
+        assert "Established" not in log.read_text()

@@ -232,7 +232,7 @@ class FakeTransport(asyncio.Transport):
 def fake_connection(speaker: Speaker, *, dialled: bool = True) -> tuple[Connection, FakeTransport]:
     """A connection the speaker dialled, or (``dialled=False``) one the peer opened, routed to it."""
     transport = FakeTransport()
-    connection = Connection(speaker) if dialled else Connection(route=lambda _address, _scope: speaker)
+    connection = Connection(speaker) if dialled else Connection(route=lambda _address, _scope, _vrf: speaker)
     connection.connection_made(transport)
     return connection, transport
 
