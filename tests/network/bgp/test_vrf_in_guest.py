@@ -15,7 +15,7 @@ from tests.netlab import skip_reason
 from tests.network.bgp.routers import Frr
 
 VRF_TESTS = "tests/network/bgp/test_vrf.py"
-GUEST_TIMEOUT_S = 400.0  # about 130 s under TCG on two shared cores; KVM: well under a minute
+GUEST_TIMEOUT_S = 400.0  # about 165 s under TCG on two shared cores (bench/guest_vm.py --vrf-tests)
 
 
 def kernel_vrf_missing_reason() -> str | None:
