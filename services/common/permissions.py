@@ -242,6 +242,9 @@ _COMMENTS = {
 }
 
 
+AUTHORIZATION_TIMEOUT = 5  # seconds; more than the TLS handshake's own timeout (2 s), as the server requires
+
+
 def render_accounts(*, issuer: str) -> str:
     """The server's ``accounts.conf``: the account with its JetStream limits, the static users, and the
     auth callout that authenticates announcers, whose answers must be signed by ``issuer`` (an account
@@ -263,6 +266,9 @@ def render_accounts(*, issuer: str) -> str:
         "authorization {",
         "  # Announcers (user node-<node>) are authenticated by the authenticator, which grants each",
         "  # the permissions of its own node; the static users above bypass it.",
+        f"  # The server waits {AUTHORIZATION_TIMEOUT} s for a client's CONNECT and the authenticator's answer (a",
+        "  # TokenReview on a busy API server, nodes reconnecting all at once); its default is 1 to 3 s.",
+        f"  timeout: {AUTHORIZATION_TIMEOUT}",
         "  auth_callout {",
         f"    issuer: {issuer}",
         f"    account: {ACCOUNT}",
