@@ -51,7 +51,11 @@ async def test_ipam_liveness_is_restarted_after_it_dies_and_judges_again(
     async def scenario() -> None:
         await watch.start()
         try:
-            await beat("node-a")  # kills the reader
+            async def reader_killed() -> bool:  # the reader's subscription may reach the server after start
+                await beat("node-a")
+                return bool(injected)
+
+            await async_wait_until(reader_killed, what="node-a's heartbeat to kill the reader")
 
             async def heard_again() -> bool:
                 await beat("node-b")
