@@ -8,10 +8,10 @@
 # FROM python:3.11.7-slim-bookworm@sha256:...), and every runtime dependency is installed at the exact
 # version in requirements.lock (refreshed with `make lock`).
 #
-# Non-root by default (uid 10001). The announcer needs raw sockets for ARP/NDP (CAP_NET_RAW), nothing
-# more (TCP MD5 for BGP needs no capability): its DaemonSet adds exactly that one and runs the container
-# as root, because Linux file capabilities on a Python interpreter would give it to every process of
-# the image; see docs/install.md.
+# Non-root by default (uid 10001). The announcer needs raw sockets for ARP/NDP (CAP_NET_RAW) and BGP's
+# port 179 for routers that dial in (CAP_NET_BIND_SERVICE), nothing more (TCP MD5 needs no capability):
+# its DaemonSet adds exactly those two and runs the container as root, because Linux file capabilities on
+# a Python interpreter would give them to every process of the image; see docs/install.md.
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
