@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from schemas.events import BGPSessionState
 from schemas.metallb import BGPPeer, PasswordSecretProblem
 from schemas.metallb.advertisements import ipv6_pool_advertised_to
+from services.announcer.bgp import tcp
 from services.announcer.bgp.bfd import BfdConfig, BfdState, BfdStateChanged
 from services.announcer.bgp.bfd_peer import BfdEndpoint, BfdPeer
 from services.announcer.bgp.events import (
@@ -109,35 +110,48 @@ def session_spec_for(
     )  # fmt: skip
 
 
-def local_address_towards(peer: IPAddress) -> IPAddress | None:
-    """The address the kernel would send from to reach ``peer`` (a UDP connect sends nothing)."""
+def local_address_towards(peer: IPAddress, *, device: str | None = None) -> IPAddress | None:
+    """The address the kernel would send from to reach ``peer`` (a UDP connect sends nothing); through
+    ``device`` if given (a VRF's table, or the interface a link-local ``peer`` is on: our link-local address)."""
     with socket.socket(socket.AF_INET if peer.version == 4 else socket.AF_INET6, socket.SOCK_DGRAM) as probe:
         try:
-            probe.connect((str(peer), 9))
+            if device is not None:
+                tcp.bind_to_device(probe, device)
+            probe.connect(tcp.peer_sockaddr(peer, 9, device=device))
         except OSError:
             return None
         return ipaddress.ip_address(str(probe.getsockname()[0]).split("%", 1)[0])
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointKey:
+    """What a receiving BFD socket is for: a local address and port (3784 single hop, 4784 multihop), through
+    a device (a VRF's master, an unnumbered session's interface) or none."""
+
+    address: IPAddress
+    port: int
+    device: str | None = None
+
+
 class BfdEndpoints:
-    """One receiving BFD socket per local address and port (3784 single hop, 4784 multihop), shared by the
-    sessions from that address."""
+    """One receiving BFD socket per :class:`EndpointKey`, shared by the sessions from that address."""
 
     def __init__(self) -> None:
-        self._endpoints: dict[tuple[IPAddress, int], tuple[BfdEndpoint, int]] = {}
+        self._endpoints: dict[EndpointKey, tuple[BfdEndpoint, int]] = {}
 
-    def acquire(self, address: IPAddress, port: int) -> BfdEndpoint:
-        endpoint, users = self._endpoints.get((address, port)) or (BfdEndpoint(address=address, port=port), 0)
-        self._endpoints[(address, port)] = (endpoint, users + 1)
+    def acquire(self, key: EndpointKey) -> BfdEndpoint:
+        endpoint, users = self._endpoints.get(key) or (
+            BfdEndpoint(address=key.address, port=key.port, device=key.device), 0)  # fmt: skip
+        self._endpoints[key] = (endpoint, users + 1)
         return endpoint
 
-    def release(self, address: IPAddress, port: int) -> None:
-        endpoint, users = self._endpoints[(address, port)]
+    def release(self, key: EndpointKey) -> None:
+        endpoint, users = self._endpoints[key]
         if users <= 1:
             endpoint.close()
-            del self._endpoints[(address, port)]
+            del self._endpoints[key]
         else:
-            self._endpoints[(address, port)] = (endpoint, users - 1)
+            self._endpoints[key] = (endpoint, users - 1)
 
 
 StateCallback = Callable[["PeerSession", BGPSessionState, str], None]
@@ -173,7 +187,7 @@ class PeerSession:
         self._on_state = on_state
         self._on_sent = on_sent
         self._speaker: Speaker | None = None
-        self._bfd: tuple[IPAddress, BfdPeer] | None = None
+        self._bfd: tuple[EndpointKey, BfdPeer] | None = None
         self._config = spec.speaker  # as made ready on this host (bgp_links.py) for a VRF or an interface
         self._routes: Mapping[Prefix, Route] = {}
         self._retired: set[Speaker] = set()  # replaced or waiting for the link: stopping, their events muted
@@ -236,11 +250,7 @@ class PeerSession:
         close so a graceful restart helper keeps them until we are back."""
         if self._link is not None:
             self._link.close()
-        if self._bfd is not None:
-            address, bfd = self._bfd
-            self._bfd = None
-            bfd.close()  # AdminDown: not a failure to the peer (RFC 5882 §3.2), graceful restart or not
-            self._endpoints.release(address, bfd.session.config.port)
+        self._stop_bfd()
         if self._speaker is not None:
             speaker, self._speaker = self._speaker, None
             if self._listener is not None:
@@ -261,7 +271,9 @@ class PeerSession:
         self._set_state(BGPSessionState.IDLE, str(why))
 
     def _retire_speaker(self, message: str) -> None:
-        """Stop the current speaker in the background, its events no longer this session's news."""
+        """Stop the current speaker in the background, its events no longer this session's news; its BFD
+        session goes with it (a new peer on the link gets its own)."""
+        self._stop_bfd()
         old, self._speaker = self._speaker, None
         if old is None:
             return
@@ -283,17 +295,29 @@ class PeerSession:
             self._on_event(event)
 
     def _start_bfd(self, config: BfdConfig) -> None:
-        local = self.spec.speaker.source_address or local_address_towards(self.peer_address)
+        """BFD to the session's peer, through the session's device if it has one: a VRF's (routed in its
+        table), or an unnumbered session's interface (from our link-local address to the peer found there)."""
+        device = self._config.device
+        local = self._config.source_address or local_address_towards(self.peer_address, device=device)
         if local is None:
-            log.warning("bfd not started peer=%s reason=no_route", self.ref)
+            log.warning("bfd not started peer=%s device=%s reason=no_route", self.ref, device)
             return
+        key = EndpointKey(local, config.port, device)
         try:
-            endpoint = self._endpoints.acquire(local, config.port)
+            endpoint = self._endpoints.acquire(key)
         except OSError as error:
-            log.warning("bfd not started peer=%s local=%s error=%r", self.ref, local, error)
+            log.warning("bfd not started peer=%s local=%s device=%s error=%r", self.ref, local, device, error)
             return
         bfd = BfdPeer(endpoint, peer=self.peer_address, config=config, on_change=self._on_bfd)
-        self._bfd = (local, bfd)
+        self._bfd = (key, bfd)
+        log.info("bfd started peer=%s local=%s remote=%s device=%s", self.ref, local, self.peer_address, device)
+
+    def _stop_bfd(self) -> None:
+        if self._bfd is not None:
+            key, bfd = self._bfd
+            self._bfd = None
+            bfd.close()  # AdminDown: not a failure to the peer (RFC 5882 §3.2), graceful restart or not
+            self._endpoints.release(key)
 
     def _on_bfd(self, change: BfdStateChanged) -> None:
         log.info("bfd changed peer=%s old=%s new=%s diag=%s", self.ref, change.old.name, change.new.name,

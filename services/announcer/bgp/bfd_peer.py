@@ -1,6 +1,10 @@
 """The asyncio shell around :class:`BfdSession`: single hop (RFC 5881, UDP 3784) or multihop (RFC 5883, UDP
 4784), sent with TTL 255 from a source port in 49152-65535; what arrives goes to the session registered for its
-source address, with its TTL, which the session checks. With the echo function, a :class:`EchoLink` beside it."""
+source address, with its TTL, which the session checks. With the echo function, a :class:`EchoLink` beside it.
+
+Beside a session in a VRF or over an interface (BGP unnumbered), both sockets are bound to that device
+(SO_BINDTODEVICE): a VRF's master makes the kernel route them in the VRF's table; an interface scopes a
+link-local address, ours and the peer's, to that link."""
 
 from __future__ import annotations
 
@@ -27,18 +31,18 @@ SOURCE_PORTS = (49152, 65535)  # RFC 5881 §4, RFC 5883 §5
 class BfdEndpoint:
     """The receiving socket for one local address and port (3784 single hop, 4784 multihop); packets go to
     the peer registered for their source address (RFC 5883 §3: multihop sessions are told apart by addresses,
-    never by interface)."""
+    never by interface). With ``device`` (a VRF's master or the interface of a link-local address) it hears
+    only what arrives through that device."""
 
-    def __init__(self, *, address: IPAddress, port: int = CONTROL_PORT) -> None:
-        self.address = address
+    def __init__(self, *, address: IPAddress, port: int = CONTROL_PORT, device: str | None = None) -> None:
+        self.address, self.device = address, device
         self._peers: dict[IPAddress, BfdPeer] = {}
-        self._sock = socket.socket(tcp.family_of(address), socket.SOCK_DGRAM)
-        self._sock.setblocking(False)
+        self._sock = _device_socket(address, device)
         if address.version == 4:
             self._sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         else:
             self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-        self._sock.bind((str(address), port))
+        self._sock.bind(tcp.peer_sockaddr(address, port, device=device))
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._readable)
 
@@ -100,7 +104,8 @@ class BfdPeer:
         self._loop = asyncio.get_running_loop()
         rng = random.SystemRandom()
         self.session = BfdSession(config, rng.randrange(1, 1 << 32), rng.random)
-        self._sock = _source_socket(endpoint.address, rng)
+        self._sock = _source_socket(endpoint.address, rng, device=endpoint.device)
+        self._destination = tcp.peer_sockaddr(peer, self.peer_port, device=endpoint.device)
         self._timer: asyncio.TimerHandle | None = None
         self._echo: EchoLink | None = None
         self._echo_active = False
@@ -149,7 +154,7 @@ class BfdPeer:
             if self._closed:
                 break
             with contextlib.suppress(OSError):  # a cut link: the detection timer will tell
-                self._sock.sendto(datagram, (str(self.peer), self.peer_port))
+                self._sock.sendto(datagram, self._destination)
         for payload in self.session.echoes_to_send():
             if self._echo is not None and not self._closed:
                 self._echo.send(payload)
@@ -188,13 +193,25 @@ class BfdPeer:
         self._process()
 
 
-def _source_socket(address: IPAddress, rng: random.SystemRandom) -> socket.socket:
+def _device_socket(address: IPAddress, device: str | None) -> socket.socket:
+    """A non-blocking UDP socket for ``address``, bound to ``device`` if given."""
     sock = socket.socket(tcp.family_of(address), socket.SOCK_DGRAM)
-    sock.setblocking(False)
+    try:
+        sock.setblocking(False)
+        if device is not None:
+            tcp.bind_to_device(sock, device)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _source_socket(address: IPAddress, rng: random.SystemRandom, *, device: str | None = None) -> socket.socket:
+    sock = _device_socket(address, device)
     tcp.set_ttl(sock, MAX_TTL)
     for _ in range(64):
         try:
-            sock.bind((str(address), rng.randint(*SOURCE_PORTS)))
+            sock.bind(tcp.peer_sockaddr(address, rng.randint(*SOURCE_PORTS), device=device))
             return sock
         except OSError:
             continue

@@ -22,7 +22,6 @@ DEFAULT_CONNECT_TIME = 120.0  # RFC 4271 ConnectRetryTime
 
 
 class Refusal(enum.StrEnum):
-    BFD_OFF_THE_MAIN_TABLE = "BfdInVrfOrUnnumberedUnsupported"  # BFD runs in the main routing table only
     BFD_UNAVAILABLE = "BfdUnavailable"
     BFD_ECHO_IPV6 = "BfdEchoIPv6"  # the echo function loops IPv4 only (as FRR's, MetalLB refuses it with IPv6)
     BFD_ECHO_MULTIHOP = "BfdEchoMultihop"  # RFC 5883 §3: no echo function over several hops
@@ -56,9 +55,6 @@ def speaker_config_for(
     ``router_id`` is the node's default (``spec.routerID`` wins); ``password`` is the one read from
     ``passwordSecret`` (``spec.password`` wins); next hops default to the session's own addresses.
     """
-    if spec.bfd_profile and (spec.vrf or spec.interface):
-        where = f"in VRF {spec.vrf!r}" if spec.vrf else f"over interface {spec.interface!r}"
-        return Refused(Refusal.BFD_OFF_THE_MAIN_TABLE, f"BFD beside a session {where} is not supported")
     if spec.bfd_profile and not bfd_available:
         return Refused(Refusal.BFD_UNAVAILABLE, f"BFD profile {spec.bfd_profile!r}: BFD is not available")
     secret = spec.password or password or None

@@ -61,7 +61,7 @@ def client_socket(
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if device is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+            bind_to_device(sock, device)
         if password:
             set_md5(sock, peer, password)
         if ttl is not None:
@@ -72,6 +72,11 @@ def client_socket(
         sock.close()
         raise
     return sock
+
+
+def bind_to_device(sock: socket.socket, device: str) -> None:
+    """SO_BINDTODEVICE: ``sock`` sends and hears through ``device`` alone (a VRF's master: through its table)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
 
 
 def peer_sockaddr(

@@ -13,10 +13,17 @@ from tests.netlab import Lab
 
 
 def frr_unnumbered(
-    *, interface: str = "eth0", numbered: str | None = None, remote_as: str = "external", password: str = ""
+    *,
+    interface: str = "eth0",
+    numbered: str | None = None,
+    remote_as: str = "external",
+    password: str = "",
+    bfd: bool = False,
+    timers: tuple[int, int] = (3, 9),
 ) -> str:
     """bgpd's configuration: ``neighbor IFNAME interface`` (and, with ``numbered``, a neighbor at that address
-    too), both address families activated, short timers; with ``password``, TCP MD5 on the interface's."""
+    too), both address families activated, ``timers`` (keepalive, hold); with ``password``, TCP MD5 on the
+    interface's; with ``bfd``, BFD beside it (bfdd must run)."""
     neighbors = [f"{interface} interface", *([numbered] if numbered else [])]
     names = [interface, *([numbered] if numbered else [])]
     lines = [
@@ -26,8 +33,9 @@ def frr_unnumbered(
         " bgp router-id 10.255.0.1",
         " no bgp ebgp-requires-policy",
         *(f" neighbor {n} remote-as {remote_as}" for n in neighbors),
-        *(f" neighbor {n} timers 3 9\n neighbor {n} timers connect 2" for n in names),
+        *(f" neighbor {n} timers {timers[0]} {timers[1]}\n neighbor {n} timers connect 2" for n in names),
         *([f" neighbor {interface} password {password}"] if password else []),
+        *([f" neighbor {interface} bfd"] if bfd else []),
     ]
     for family in ("ipv4", "ipv6"):
         lines += [f" address-family {family} unicast", *(f"  neighbor {n} activate" for n in names)]

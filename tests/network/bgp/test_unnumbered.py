@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.netlab import Lab, skip_reason, wait_for
+from tests.network.bgp.frr_bfd import bfd_peer
 from tests.network.bgp.link_harness import (
     GOBGP_UNNUMBERED,
     RADV_ONLY,
@@ -251,3 +253,46 @@ def test_a_router_dialling_in_reaches_the_session_of_its_own_link(tmp_path: Path
             target = node_link_local(lab, node, device)
             read = lab.run(routers[device], sys.executable, "-c", DIAL_AND_READ_OPEN, target)
             assert read.stdout.strip() == identifier, (device, read.stdout, read.stderr)
+
+
+FAST_BFD = {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": 3}
+
+
+@pytest.mark.skipif(skip_reason("ip6tables") is not None, reason=skip_reason("ip6tables") or "")
+def test_bfd_beside_the_link_local_session_takes_it_down_on_a_cut_link(tmp_path: Path) -> None:
+    """Single hop BFD (RFC 5881) between the link-local addresses, FRR's bfdd on the other side (`neighbor eth0
+    bfd`): up with the session; when the link stops passing packets (the interfaces stay up, so only BFD can
+    tell) the session and the route go in about a second, not after the 90 s hold time; back when it passes
+    again."""
+    with Lab("mbunn") as lab, tempfile.TemporaryDirectory(prefix="mbunn-frr-") as frr_dir:
+        node, router = lab.namespace("node"), lab.namespace("router")
+        lab.veth(node, router)
+        frr = start_frr_with_zebra(lab, router, Path(frr_dir), frr_unnumbered(bfd=True, timers=(30, 90)),
+                                   neighbor="eth0", bfdd_config="hostname router\nbfd\n")  # fmt: skip
+        link = Link(lab, node, router, frr, tmp_path)
+        session = PeerSessionProcess(lab, node, tmp_path / "node.log", routes=[V4], bfd_profiles={"fast": FAST_BFD},
+                                     peer={**UNNUMBERED_PEER, "holdTime": "90s", "bfdProfile": "fast"})  # fmt: skip
+        node_ll = link.node_ll()
+        try:
+            wait_for(lambda: link.bgp_route(V4), timeout=20, message=f"{V4} in FRR")
+            up = wait_for(lambda: (p := bfd_peer(frr, node_ll)).get("status") == "up" and p, timeout=10,
+                          message="BFD up in FRR towards the node's link-local address")  # fmt: skip
+        except TimeoutError:
+            print(link.explain(session), frr.vtysh("show bfd peers").stdout, session.log.read_text()[-3000:])
+            raise
+        assert up.get("interface") == "eth0" and up.get("local", "").startswith("fe80:"), up
+
+        drop = [("-I", "INPUT", "-i"), ("-I", "OUTPUT", "-o")]
+        for verb, chain, way in drop:  # the cable is cut: nothing passes, both ends stay up
+            lab.run(router, "ip6tables", verb, chain, way, "eth0", "-j", "DROP")
+        cut = time.monotonic()
+        wait_for(lambda: link.bgp_route(V4) is None, timeout=5, message=f"{V4} gone from FRR")
+        wait_for(lambda: "new=DOWN" in session.log.read_text() and not session.states()[-1].startswith("Established"),
+                 timeout=5, message="the node's BFD Down and its session down")  # fmt: skip
+        print(f"cut link → session down on both sides in {time.monotonic() - cut:.2f} s (hold time 90 s)")
+        assert bfd_peer(frr, node_ll).get("status") == "down"
+
+        for _verb, chain, way in drop:
+            lab.run(router, "ip6tables", "-D", chain, way, "eth0", "-j", "DROP")
+        wait_for(lambda: link.bgp_route(V4) and bfd_peer(frr, node_ll).get("status") == "up", timeout=30,
+                 message="the session and BFD back once the link passes packets")  # fmt: skip

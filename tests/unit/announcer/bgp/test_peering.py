@@ -70,8 +70,6 @@ def test_multihop_and_secret_password_and_disable_mp() -> None:
 @pytest.mark.parametrize(
     ("spec", "reason"),
     [
-        ({"peerAddress": "10.0.0.1", "vrf": "red", "bfdProfile": "fast"}, Refusal.BFD_OFF_THE_MAIN_TABLE),
-        ({"interface": "eth1", "bfdProfile": "fast"}, Refusal.BFD_OFF_THE_MAIN_TABLE),
         ({"peerAddress": "10.0.0.1", "bfdProfile": "fast"}, Refusal.BFD_UNAVAILABLE),
         ({"peerAddress": "10.0.0.1", "password": "x" * 81}, Refusal.PASSWORD_TOO_LONG),
     ],

@@ -101,3 +101,32 @@ def test_the_session_of_an_echo_peer_sent_ipv6_prefixes_is_refused_with_the_pool
     v4_only = Configuration.of(parse_config_object(o.raw) for o in (pool("v4", "198.51.100.0/24"), *observed[1:]))
     spec = session_spec_for(v4_only.peers[0], node=node, password=None, configuration=v4_only)
     assert isinstance(spec, SessionSpec) and spec.bfd is not None and spec.bfd.echo_interval == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    ("where", "device"),
+    [
+        ({"peerAddress": "10.0.0.1", "vrf": "red"}, "red"),
+        ({"interface": "eth1"}, "eth1"),
+        ({"interface": "eth1", "vrf": "red"}, "eth1"),
+    ],
+)
+def test_bfd_runs_beside_a_vrf_or_unnumbered_session_through_its_device(where: dict[str, Any], device: str) -> None:
+    """As MetalLB's FRR mode accepts it: the BFD session goes where the BGP session goes (the device the
+    speaker is bound to), single hop."""
+    observed = (
+        config_object("BGPPeer", "router", {"myASN": 64500, "peerASN": 64501, "bfdProfile": "fast", **where}),
+        config_object("BFDProfile", "fast", {"receiveInterval": 100, "transmitInterval": 100}),
+    )
+    configuration = Configuration.of(parse_config_object(o.raw) for o in observed)
+    node = NodeFacts(name="node-a", addresses=("10.0.0.11",))
+    spec = session_spec_for(configuration.peers[0], node=node, password=None, configuration=configuration)
+    assert isinstance(spec, SessionSpec) and spec.bfd is not None and not spec.bfd.multihop
+    assert spec.speaker.device == device and spec.bfd.desired_min_tx == pytest.approx(0.1)
+
+
+def test_echo_mode_beside_an_unnumbered_session_is_refused_as_ipv6() -> None:
+    """An unnumbered session runs between IPv6 link-local addresses: no IPv4 to loop echoes over."""
+    refused = bfd_config_for(profile(echoMode=True), peer=BGPPeerSpec.model_validate(
+        {"myASN": 64500, "peerASN": 64501, "interface": "eth1"}))  # fmt: skip
+    assert isinstance(refused, Refused) and refused.reason is Refusal.BFD_ECHO_IPV6
