@@ -263,7 +263,7 @@ def test_bfd_beside_the_link_local_session_takes_it_down_on_a_cut_link(tmp_path:
     """Single hop BFD (RFC 5881) between the link-local addresses, FRR's bfdd on the other side (`neighbor eth0
     bfd`): up with the session; when the link stops passing packets (the interfaces stay up, so only BFD can
     tell) the session and the route go in about a second, not after the 90 s hold time; back when it passes
-    again."""
+    again; and over a new link (new link-local addresses) BFD follows the router found there."""
     with Lab("mbunn") as lab, tempfile.TemporaryDirectory(prefix="mbunn-frr-") as frr_dir:
         node, router = lab.namespace("node"), lab.namespace("router")
         lab.veth(node, router)
@@ -296,3 +296,15 @@ def test_bfd_beside_the_link_local_session_takes_it_down_on_a_cut_link(tmp_path:
             lab.run(router, "ip6tables", "-D", chain, way, "eth0", "-j", "DROP")
         wait_for(lambda: link.bgp_route(V4) and bfd_peer(frr, node_ll).get("status") == "up", timeout=30,
                  message="the session and BFD back once the link passes packets")  # fmt: skip
+
+        lab.run(node, "ip", "link", "del", "eth0")  # a new link: new link-local addresses at both ends
+        lab.veth(node, router)
+        new_ll = link.node_ll()
+        try:
+            wait_for(lambda: bfd_peer(frr, new_ll).get("status") == "up", timeout=30,
+                     message="BFD up again towards the node's new link-local address")  # fmt: skip
+        except TimeoutError:
+            print(link.explain(session), frr.vtysh("show bfd peers").stdout, session.log.read_text()[-3000:])
+            raise
+        started = session.log.read_text().rsplit("bfd started", 1)[1].splitlines()[0]
+        assert f"local={new_ll} remote={node_link_local(lab, router)} device=eth0" in started, started

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.netlab import Lab, skip_reason, wait_for
+from tests.network.bgp.frr_bfd import BfdNeighbor, bfd_peer, bfdd_config, bgpd_config
 from tests.network.bgp.link_harness import PeerSessionProcess, frr_unnumbered, node_link_local
 from tests.network.bgp.routers import Frr, Peering, start_frr_with_zebra
 
@@ -217,3 +219,42 @@ def test_a_router_that_dials_in_through_a_vrf_does_not_reach_a_peer_of_the_main_
                  message="the connection refused")  # fmt: skip
         assert not net.in_vrf.established()
         assert "Established" not in log.read_text()
+
+
+def test_bfd_beside_the_vrf_session_takes_it_down_on_a_cut_link(tmp_path: Path) -> None:
+    """BFD beside a VRF session runs in the VRF: FRR's bfdd (`neighbor … bfd`) has it Up with the node's VRF
+    address; when the node's packets towards the router are blackholed in the VRF's table (the router's towards
+    the node in its own; the interfaces stay up, so only BFD can tell) the session and the route go well before
+    the 90 s hold time."""
+    neighbor = BfdNeighbor(IN_VRF["node"][0], remote_as=64512, local=IN_VRF["router"][0])
+    bgpd = bgpd_config(router_as=64513, router_id=IN_VRF["router"][0], neighbors=[neighbor])
+    with Lab("mbvrfb") as lab, tempfile.TemporaryDirectory(prefix="mbvrfb-frr-") as frr_dir:
+        node, router = lab.namespace("node"), lab.namespace("router")
+        lab.veth(node, router, ifname_a="eth1", addresses_a=prefixed(IN_VRF["node"]),
+                 addresses_b=prefixed(IN_VRF["router"]))  # fmt: skip
+        add_vrf(lab, node, "red", 10)
+        lab.run(node, "ip", "link", "set", "eth1", "master", "red")
+        frr = start_frr_with_zebra(lab, router, Path(frr_dir), bgpd, neighbor=IN_VRF["node"][0],
+                                   bfdd_config=bfdd_config([neighbor]))  # fmt: skip
+        peer = {"myASN": 64512, "peerASN": 64513, "peerAddress": IN_VRF["router"][0], "vrf": "red",
+                "holdTime": "90s", "bfdProfile": "fast"}  # fmt: skip
+        fast = {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": 3}
+        session = PeerSessionProcess(lab, node, tmp_path / "node.log", peer=peer, routes=[V4],
+                                     node_addresses=NODE_FACTS, bfd_profiles={"fast": fast})  # fmt: skip
+        try:
+            wait_for(lambda: frr.route(V4), timeout=45, message=f"{V4} at the router")
+            wait_for(lambda: bfd_peer(frr, IN_VRF["node"][0]).get("status") == "up", timeout=30,
+                     message="BFD up in FRR towards the node's VRF address")  # fmt: skip
+        except TimeoutError:
+            print(session.states(), frr.vtysh("show bfd peers").stdout, frr.diagnostics())
+            raise
+
+        lab.run(router, "ip", "route", "add", "blackhole", f"{IN_VRF['node'][0]}/32")
+        lab.run(node, "ip", "route", "add", "blackhole", f"{IN_VRF['router'][0]}/32", "table", "10")
+        cut = time.monotonic()
+        wait_for(lambda: frr.route(V4) is None, timeout=15, message=f"{V4} gone from the router")
+        log = tmp_path / "node.log"
+        wait_for(lambda: "new=DOWN" in log.read_text() and not session.states()[-1].startswith("Established"),
+                 timeout=15, message="the node's BFD Down and its session down")  # fmt: skip
+        print(f"cut link in the VRF → session down on both sides in {time.monotonic() - cut:.2f} s (hold 90 s)")
+        assert bfd_peer(frr, IN_VRF["node"][0]).get("status") == "down"
