@@ -63,6 +63,8 @@ class ReplicaSettings:
     #: An active replica that cannot follow K8S this long gives the lease up, so that a replica that can
     #: takes over (the lease is kept on a connection of its own, which may reach a server this one cannot).
     follow_patience: float = 10.0
+    #: How long taking over may spend reading the observations waiting for it before it decides.
+    drain_limit: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +241,12 @@ class Replica:
             await decisions.close()
 
     async def _drain_world(self) -> list[Received]:
+        """The observations waiting on taking over: until none is waiting, or for ``drain_limit`` seconds at
+        most (while Services churn, observations never stop coming: what arrives later is decided by the
+        active loop, as every later observation is)."""
         drained: list[Received] = []
-        while batch := await self._follow_world(wait=0.05):
+        deadline = time.monotonic() + self._settings.drain_limit
+        while time.monotonic() < deadline and (batch := await self._follow_world(wait=0.05)):
             drained.extend(batch)
         return drained
 

@@ -199,6 +199,30 @@ async def test_standby_takes_over_at_once_when_the_active_one_stops(bus: Bus, na
         }
 
 
+async def test_a_replica_takes_over_while_observations_never_stop(bus: Bus, nats_server: EmbeddedNats) -> None:
+    """Taking over reads the observations waiting for it, not every one still to come: under Service churn
+    (an observation every 20 ms here) it used to read for ever, holding the lease and deciding nothing."""
+    await observe(bus, [pool("lan", "10.20.0.0/16"), service("web")])
+    churning = asyncio.Event()
+
+    async def churn() -> None:
+        for index in range(10_000):
+            await observe(bus, [service(f"churn-{index}")])
+            churning.set()
+            await asyncio.sleep(0.02)  # the pace of the churn, not a wait for anything
+
+    churner = asyncio.create_task(churn())
+    try:
+        await async_wait_until(churning.is_set, what="the churn started")
+        async with replica(nats_server.url, "a") as first:
+            await async_wait_until(first.replica.activated.is_set, timeout=10, what="the replica active")
+            await async_wait_until(lambda: _at_least(bus, 50), what="churned Services decided")
+    finally:
+        churner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await churner
+
+
 async def test_the_active_replica_follows_the_world_not_the_decisions_it_writes(
     bus: Bus, nats_server: EmbeddedNats
 ) -> None:
@@ -251,6 +275,10 @@ async def _dead_letters(bus: Bus, expected: int) -> bool:
 
 async def _count(bus: Bus, expected: int) -> bool:
     return len(await allocations(bus)) == expected
+
+
+async def _at_least(bus: Bus, expected: int) -> bool:
+    return len(await allocations(bus)) >= expected
 
 
 async def _equals(bus: Bus, expected: dict[str, tuple[str, ...]]) -> bool:
