@@ -66,6 +66,11 @@ mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mkdir -p /run/netns /job/keep /usr/lib/modules
+# the working directory shared on its own (it may lie under /tmp, which the guest has just made its own)
+mkdir -p /run/cwd-lower /run/cwd-writes {cwd}
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 cwd /run/cwd-lower || exit 1
+mkdir -p /run/cwd-writes/upper /run/cwd-writes/work
+mount -t overlay -o lowerdir=/run/cwd-lower,upperdir=/run/cwd-writes/upper,workdir=/run/cwd-writes/work cwd {cwd}
 ln -sfn {modules} /usr/lib/modules/{release}
 hostname guest
 ip link set lo up
@@ -157,6 +162,7 @@ def run_in_guest(command: str, *, cwd: Path = ROOT, timeout: float = 180.0, memo
              "-kernel", str(kernel.image), "-initrd", str(initrd),
              "-append", "console=ttyS0 panic=-1 quiet loglevel=4",
              "-virtfs", "local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap",
+             "-virtfs", f"local,path={cwd},mount_tag=cwd,security_model=passthrough,readonly=on,multidevs=remap",
              "-virtfs", f"local,path={job},mount_tag=job,security_model=passthrough"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
