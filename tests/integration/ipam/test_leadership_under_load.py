@@ -92,7 +92,7 @@ async def test_two_replicas_keep_exactly_one_active_while_the_active_one_works_f
             )
         assert second.poll() is None and first.poll() is None
     finally:
-        for process in processes:
+        for process in reversed(processes):  # the standby first: the active one's stop hands it the lease
             stop(process)
 
     assert {entry.holder for entry in history} == {holder}, "another replica took the lease"
