@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from services.common.subjects import IPAM_ALLOCATIONS, StreamName
 from tests.bgp_world import publish_allocation, publish_observed
 from tests.bus_thread import BusThread
 from tests.netlab import REPO, Lab, management_network, wait_for
-from tests.network.bgp.routers import Bird, _start
+from tests.network.bgp.routers import Bird, Frr, _start, start_frr_with_zebra
 from tests.secured_nats import secured_nats
 
 NODES = {"node1": ("10.77.0.2", "fd77::2"), "node2": ("10.77.0.3", "fd77::3")}
@@ -208,6 +209,23 @@ def fabric(directory: Path, prefix: str = "mbbga", *, node_namespace: Callable[[
             finally:
                 bus.close()
                 lab.close()  # announcers and the ipam go before their bus
+
+
+@contextmanager
+def fabric_with_frr(directory: Path, bgpd_config: str, *, neighbor: str = "",
+                    diagnose: str = "show bgp summary") -> Iterator[tuple[Fabric, Frr]]:
+    """The fabric with FRR (zebra and bgpd) on its router; a failure prints the lab's state and FRR's answer to
+    ``diagnose``. ``neighbor`` as :func:`start_frr_with_zebra` takes it."""
+    with fabric(directory) as fab, tempfile.TemporaryDirectory(prefix="mbbga-frr-") as frr_dir:
+        # zebra runs as user frr, which cannot enter pytest's private tmp_path
+        frr = start_frr_with_zebra(fab.lab, fab.router, Path(frr_dir), bgpd_config, neighbor=neighbor)
+        try:
+            yield fab, frr
+        except BaseException:
+            print(fab.diagnostics(), frr.vtysh(diagnose, check=False).stdout, sep="\n")
+            raise
+        finally:
+            fab.lab.close()  # the daemons go before their directory does
 
 
 # --- BIRD with one protocol per node ----------------------------------------------------------------------

@@ -4,7 +4,6 @@ withdrawn on Service delete). Allocations are published as the ipam would."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +13,8 @@ from schemas.events import ObjectKind, ServiceObserved
 from tests.bgp_world import allocated, bgp_advertisement, bgp_peer, deleted, endpoints, node, released, service
 from tests.builders import pool
 from tests.netlab import skip_reason, wait_for
-from tests.network.bgp.routers import Frr, GoBgp, Peering, kernel_next_hops, start_frr_with_zebra
-from tests.network.bgp_agent.harness import NODES, ROUTER4, ROUTER6, Fabric, fabric
+from tests.network.bgp.routers import Frr, GoBgp, Peering, kernel_next_hops
+from tests.network.bgp_agent.harness import NODES, ROUTER4, ROUTER6, Fabric, fabric, fabric_with_frr
 
 pytestmark = [pytest.mark.network]
 IP4, IP6 = "198.51.100.9", "2001:db8:77::9"
@@ -67,16 +66,8 @@ def frr_lab(tmp_path: Path) -> Iterator[tuple[Fabric, Frr]]:
     reason = skip_reason() or Frr.skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    with fabric(tmp_path) as fab, tempfile.TemporaryDirectory(prefix="mbbga-frr-") as frr_dir:
-        # zebra runs as user frr, which cannot enter pytest's private tmp_path
-        frr = start_frr_with_zebra(fab.lab, fab.router, Path(frr_dir), bgpd_config())
-        try:
-            yield fab, frr
-        except BaseException:
-            print(fab.diagnostics(), frr.vtysh("show bgp summary", check=False).stdout, sep="\n")
-            raise
-        finally:
-            fab.lab.close()  # the daemons go before their directory does
+    with fabric_with_frr(tmp_path, bgpd_config()) as lab:
+        yield lab
 
 
 def test_frr_two_nodes_ecmp_in_the_kernel_following_endpoints(frr_lab: tuple[Fabric, Frr]) -> None:

@@ -7,7 +7,6 @@ interface. Allocations are published as the ipam would."""
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from tests.bgp_world import allocated, bgp_advertisement, config_object, endpoin
 from tests.builders import pool
 from tests.netlab import skip_reason, wait_for
 from tests.network.bgp.link_harness import frr_unnumbered, node_link_local
-from tests.network.bgp.routers import Frr, start_frr_with_zebra
-from tests.network.bgp_agent.harness import NODES, Fabric, fabric
+from tests.network.bgp.routers import Frr
+from tests.network.bgp_agent.harness import NODES, Fabric, fabric_with_frr
 
 pytestmark = [pytest.mark.network]
 IP4, IP6 = "198.51.100.9", "2001:db8:77::9"
@@ -30,16 +29,8 @@ def frr_lab(tmp_path: Path) -> Iterator[tuple[Fabric, Frr]]:
     reason = skip_reason() or Frr.skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    with fabric(tmp_path) as fab, tempfile.TemporaryDirectory(prefix="mbbga-frr-") as frr_dir:
-        # zebra runs as user frr, which cannot enter pytest's private tmp_path
-        frr = start_frr_with_zebra(fab.lab, fab.router, Path(frr_dir), frr_unnumbered(), neighbor="eth0")
-        try:
-            yield fab, frr
-        except BaseException:
-            print(fab.diagnostics(), frr.vtysh("show bgp neighbors eth0", check=False).stdout, sep="\n")
-            raise
-        finally:
-            fab.lab.close()  # the daemons go before their directory does
+    with fabric_with_frr(tmp_path, frr_unnumbered(), neighbor="eth0", diagnose="show bgp neighbors eth0") as lab:
+        yield lab
 
 
 def test_an_interface_peer_carries_the_service_to_frr_over_link_local(frr_lab: tuple[Fabric, Frr]) -> None:
