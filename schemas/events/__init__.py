@@ -19,6 +19,9 @@ from schemas.events.announcements import (
 from schemas.events.base import EnvelopeHeader, Event, EventId
 from schemas.events.decisions import (
     AllocationFailed,
+    BGPAdvertisementDecided,
+    BGPAdvertisementWithdrawn,
+    BGPRoute,
     ConfigProblem,
     ConfigurationEvaluated,
     ConfigurationPart,
@@ -48,7 +51,12 @@ from schemas.events.observed import (
     ServiceObserved,
     ServicePort,
 )
-from schemas.events.reasons import AllocationFailureReason, ConfigProblemReason, ReleaseReason
+from schemas.events.reasons import (
+    AllocationFailureReason,
+    BGPWithdrawReason,
+    ConfigProblemReason,
+    ReleaseReason,
+)
 
 AnyEvent = Annotated[
     Union[  # noqa: UP007 - a discriminated union needs the Union form here
@@ -66,6 +74,8 @@ AnyEvent = Annotated[
         AllocationFailed,
         L2PlacementDecided,
         L2PlacementCleared,
+        BGPAdvertisementDecided,
+        BGPAdvertisementWithdrawn,
         ConfigurationEvaluated,
         ConfigurationPart,
         PoolUsageReported,
@@ -96,9 +106,13 @@ __all__ = [
     "AnnouncementReported",
     "AnnouncerHeartbeat",
     "AnyEvent",
+    "BGPAdvertisementDecided",
+    "BGPAdvertisementWithdrawn",
     "BGPPeerPasswordObserved",
+    "BGPRoute",
     "BGPSessionChanged",
     "BGPSessionState",
+    "BGPWithdrawReason",
     "ConfigObjectObserved",
     "ConfigProblem",
     "ConfigProblemReason",

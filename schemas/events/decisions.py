@@ -8,7 +8,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events.base import Event
-from schemas.events.reasons import AllocationFailureReason, ConfigProblemReason, ReleaseReason
+from schemas.events.reasons import (
+    AllocationFailureReason,
+    BGPWithdrawReason,
+    ConfigProblemReason,
+    ReleaseReason,
+)
+from schemas.metallb.common import LabelSelector
 
 
 class ServiceId(BaseModel):
@@ -102,6 +108,48 @@ class L2PlacementCleared(Event):
     type: Literal["L2PlacementCleared"] = "L2PlacementCleared"
     ip: str
     reason: str = ""
+
+
+class BGPRoute(BaseModel):
+    """One BGPAdvertisement's contribution to one IP: the prefix it sends, with its attributes, to which
+    peers and from which nodes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    advertisement: str = Field(description="the BGPAdvertisement's name")
+    prefix: str = Field(description="the IP masked to aggregationLength(V6), e.g. '10.1.0.0/24'")
+    communities: tuple[int, ...] = Field(
+        description="standard communities (aliases resolved) as 32-bit integers, sorted, unique"
+    )
+    large_communities: tuple[tuple[int, int, int], ...] = Field(description="sorted, unique")
+    local_pref: int = Field(default=0, ge=0, description="LOCAL_PREF; 0: unset")
+    peers: tuple[str, ...] = Field(default=(), description="BGPPeer names it goes to; empty: every peer of the node")
+    node_selectors: tuple[LabelSelector, ...] = Field(
+        default=(), description="the advertisement's nodeSelectors as configured; empty: every node"
+    )
+
+
+class BGPAdvertisementDecided(Event):
+    """What is advertised over BGP for ``ip``, and from where (subject ``ipam.bgp.<ip>``).
+
+    ``nodes`` None: externalTrafficPolicy Cluster, every usable node a route's ``node_selectors`` admit
+    advertises it; a tuple: Local, only these nodes (those with a local serving endpoint)."""
+
+    type: Literal["BGPAdvertisementDecided"] = "BGPAdvertisementDecided"
+    ip: str
+    services: tuple[ServiceId, ...] = Field(description="the Services behind the IP, sorted")
+    routes: tuple[BGPRoute, ...] = Field(min_length=1, description="sorted by (advertisement, prefix)")
+    nodes: tuple[str, ...] | None = Field(
+        description="None: every usable node the routes admit (Cluster); else only these, sorted (Local)"
+    )
+
+
+class BGPAdvertisementWithdrawn(Event):
+    """Nothing is advertised over BGP for ``ip`` any more (subject ``ipam.bgp.<ip>``)."""
+
+    type: Literal["BGPAdvertisementWithdrawn"] = "BGPAdvertisementWithdrawn"
+    ip: str
+    reason: BGPWithdrawReason
 
 
 class ConfigProblem(BaseModel):

@@ -93,3 +93,14 @@ class ConfigProblemReason(StrEnum):
     MetalLB's rule)."""
     NO_USABLE_ADDRESSES = "NoUsableAddresses"
     """Every address of a pool is unspecified, loopback, link-local, multicast or broadcast."""
+
+
+class BGPWithdrawReason(StrEnum):
+    """Why nothing is advertised over BGP for an IP any more (``BGPAdvertisementWithdrawn.reason``)."""
+
+    NO_SERVING_ENDPOINTS = "NoServingEndpoints"
+    """externalTrafficPolicy Local and no node has a serving endpoint of the Services behind the IP."""
+    NO_ADVERTISEMENT = "NoAdvertisement"
+    """No BGPAdvertisement selects the IP's pool (or the Services it serves)."""
+    RELEASED = "Released"
+    """The IP was released: no Service holds it any more."""

@@ -330,6 +330,11 @@ def ipam_placement_subject(ip: str) -> str:
     return f"{IPAM_PREFIX}.placement.{encode_token(ip)}"
 
 
+def bgp_decision_subject(ip: str) -> str:
+    """Where ipam writes what is advertised over BGP for ``ip`` (``BGPAdvertisementDecided``/``Withdrawn``)."""
+    return f"{IPAM_PREFIX}.bgp.{encode_token(ip)}"
+
+
 def ipam_pool_subject(pool: str) -> str:
     return f"{IPAM_PREFIX}.pool.{encode_token(pool)}"
 
@@ -345,6 +350,7 @@ def ipam_config_part_subject(slot: str, index: int) -> str:
 
 IPAM_ALLOCATIONS = f"{IPAM_PREFIX}.allocation.>"
 IPAM_PLACEMENTS = f"{IPAM_PREFIX}.placement.>"
+IPAM_BGP_DECISIONS = f"{IPAM_PREFIX}.bgp.>"
 
 
 # --- ANNOUNCE and heartbeats -----------------------------------------------------------------
