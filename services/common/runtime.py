@@ -1,5 +1,6 @@
 """What every long-running metalbus service shares: logging, tracing, the health/metrics endpoint,
-the bus connection with its streams, and a graceful stop on SIGTERM/SIGINT.
+the event loop's lag on it (``services/common/loop_lag.py``), the bus connection with its streams, and a
+graceful stop on SIGTERM/SIGINT.
 
 A service is an ``async def main(ctx: ServiceContext)`` that returns once ``ctx.stopping`` is set.
 """
@@ -19,8 +20,9 @@ from typing import Any
 from services.common.bus import Bus, BusSettings
 from services.common.health import Health, HealthServer
 from services.common.logs import LogFormat, setup_logging
+from services.common.loop_lag import LoopLagProbe
 from services.common.provision import wait_until_provisioned
-from services.common.supervision import OnFailure, TaskFailed, supervise_process, watch
+from services.common.supervision import OnFailure, TaskFailed, supervise_process, supervised, watch
 from services.common.tracing import setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    # the loop's lag, from the first moment on (a stall while connecting or provisioning counts too)
+    lag_probe = supervised(LoopLagProbe(component=component).run, name="loop-lag", on_failure=OnFailure.REPORT)
     with HealthServer(health, host=options.http_address, port=options.http_port) as server:
         log.info("starting component=%s instance=%s http_address=%s http_port=%d",
                  component, instance, options.http_address, server.port)
@@ -117,6 +121,7 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
                 await _linger(failed, stopping, options.failed_linger)
         finally:
             health.set_ready("stopping", False, "shutting down")
+            lag_probe.cancel()
             await bus.close()
             shutdown_tracing()
     log.info("stopped component=%s code=%d", component, code)

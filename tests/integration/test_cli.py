@@ -90,6 +90,7 @@ async def test_announcer_serves_probes_heartbeats_and_stops_cleanly(announcer: P
     assert http_get(port, "/healthz") == (200, "ok\n")
     status, metrics = http_get(port, "/metrics")
     assert status == 200 and "python_info" in metrics
+    assert 'metalbus_event_loop_lag_max_seconds{component="announcer"}' in metrics  # the runtime's probe
     assert http_get(port, "/nope")[0] == 404
     await async_wait_until(lambda: len(beats) >= 3, what="three heartbeats")
     assert {b.node for b in beats} == {"node-a.lab"}

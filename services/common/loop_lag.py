@@ -1,0 +1,55 @@
+"""The event loop's lag, as every service sees it: how late a periodic wakeup comes.
+
+A task sleeps ``interval`` seconds again and again; whatever the loop did meanwhile that did not yield (a
+long decode, a big diff, a collector pause) shows up as the wakeup coming late. The lateness of each wakeup
+goes into ``metalbus_event_loop_lag_seconds`` (a histogram) and the largest seen into
+``metalbus_event_loop_lag_max_seconds`` (a gauge), so a benchmark can read each service's maximum from its
+``/metrics``. The runtime starts one probe per service process (``services/common/runtime.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import Gauge, Histogram
+
+LAG = Histogram(
+    "metalbus_event_loop_lag_seconds",
+    "How late the event loop woke a periodic timer (time the loop spent on other work without yielding)",
+    ["component"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+LAG_MAX = Gauge(
+    "metalbus_event_loop_lag_max_seconds",
+    "The largest event-loop lag seen since the process started",
+    ["component"],
+)
+
+#: How often the probe wakes up (seconds): fine enough to see a 100 ms stall, cheap enough to never matter.
+DEFAULT_INTERVAL = 0.05
+
+
+class LoopLagProbe:
+    """Measures the lateness of a periodic wakeup on the running loop until cancelled."""
+
+    def __init__(self, *, component: str, interval: float = DEFAULT_INTERVAL) -> None:
+        self.component = component
+        self.interval = interval
+        self.largest = 0.0
+        self._histogram = LAG.labels(component)
+        self._largest_gauge = LAG_MAX.labels(component)
+
+    def record(self, lag: float) -> None:
+        lag = max(0.0, lag)
+        self._histogram.observe(lag)
+        if lag > self.largest:
+            self.largest = lag
+            self._largest_gauge.set(lag)
+
+    async def run(self) -> None:
+        """Sleep, measure how late the wakeup was, record it; until cancelled."""
+        while True:
+            due = time.monotonic() + self.interval
+            await asyncio.sleep(self.interval)  # the periodic wakeup whose lateness is the loop's lag
+            self.record(time.monotonic() - due)

@@ -1,0 +1,38 @@
+"""The loop-lag probe: a loop blocked for a while shows that long a lag, in the histogram and the maximum."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import REGISTRY
+
+from services.common.loop_lag import LoopLagProbe
+from tests.waiting import async_wait_until
+
+
+def _sample(name: str, component: str) -> float:
+    value = REGISTRY.get_sample_value(name, {"component": component})
+    return 0.0 if value is None else value
+
+
+async def test_a_blocked_loop_is_seen_as_that_much_lag() -> None:
+    probe = LoopLagProbe(component="lag-blocked", interval=0.01)
+    task = asyncio.create_task(probe.run())
+    try:
+        await async_wait_until(lambda: _sample("metalbus_event_loop_lag_seconds_count", "lag-blocked") >= 3,
+                               what="the probe's first wakeups")
+        assert probe.largest < 0.25  # an idle loop: no wakeup comes anywhere near the stall below
+        time.sleep(0.3)  # the loop blocked: a synchronous call that never yields
+        await async_wait_until(lambda: probe.largest >= 0.25, what="the stall seen as lag")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert probe.largest < 1.0
+    assert _sample("metalbus_event_loop_lag_max_seconds", "lag-blocked") == probe.largest
+    # the stall lands in the histogram's upper buckets, above 250 ms
+    under = REGISTRY.get_sample_value(
+        "metalbus_event_loop_lag_seconds_bucket", {"component": "lag-blocked", "le": "0.25"}
+    )
+    assert _sample("metalbus_event_loop_lag_seconds_count", "lag-blocked") - (under or 0.0) == 1
+
