@@ -25,6 +25,7 @@ from schemas.events import (
     ServiceId,
 )
 from schemas.metallb import ConfigObject, IPAddressPool, L2Advertisement
+from schemas.metallb.rules import NodeFacts, TrafficPolicy, serving_nodes, traffic_policy
 from services.common.subjects import ipam_placement_subject
 from services.ipam.core import ServiceKey, service_key
 from services.ipam.ledger import Ledger, Placement
@@ -33,7 +34,6 @@ from services.ipam.placement import (
     EMPTY_TOPOLOGY,
     Demand,
     L2Config,
-    NodeFacts,
     Topology,
     eligibility,
     interfaces,
@@ -224,10 +224,11 @@ class Layer2:
     def _demand(self, key: ServiceKey, allocation: IPAllocated, world: World) -> Demand:
         service = world.services.get(key)
         endpoints = world.endpoints.get(key)
+        policy = traffic_policy(service.external_traffic_policy if service else None)
         return Demand(
             advertisements=self._config.selecting(allocation.pool, service.labels if service else {}),
-            local=service is not None and service.external_traffic_policy == "Local",
-            serving=frozenset(n.node for n in endpoints.nodes if n.serving > 0) if endpoints else frozenset(),
+            local=policy is TrafficPolicy.LOCAL,
+            serving=serving_nodes(endpoints.nodes) if endpoints else frozenset(),
         )
 
     def _evaluate(self, key: GroupKey, ledger: Ledger) -> None:

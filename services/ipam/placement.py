@@ -4,8 +4,8 @@ The unit of placement is a *group* of IPs that must stay on one node: the IPs of
 dual-stack pair) and every IP shared between Services, closed transitively. The rules:
 
 Eligible nodes (``eligibility``)
-  A node is *usable* when its announcer is live, Kubernetes knows the node, the node is not
-  ``NetworkUnavailable`` and does not carry ``node.kubernetes.io/exclude-from-external-load-balancers``.
+  A node is *usable* when its announcer is live and MetalLB's rules find it usable
+  (``schemas.metallb.rules``: Kubernetes knows it, not ``NetworkUnavailable``, not excluded by label).
   A Service *wants* its IPs announced when an L2Advertisement selects its pool (``ipAddressPools`` /
   ``ipAddressPoolSelectors``; neither selects every pool) and the Service (``serviceSelectors``), and it
   has a serving endpoint somewhere. A node is eligible for a Service when it is usable and one of those
@@ -23,21 +23,10 @@ node; empty (every interface) when one of them names none.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from schemas.metallb import IPAddressPool, L2Advertisement
-
-EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
-
-@dataclass(frozen=True, slots=True)
-class NodeFacts:
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    network_unavailable: bool = False
-
-    @property
-    def usable(self) -> bool:
-        return not self.network_unavailable and EXCLUDE_LABEL not in self.labels
+from schemas.metallb.rules import NodeFacts
 
 
 class L2Config:

@@ -16,8 +16,9 @@ from schemas.events import (
     L2PlacementDecided,
     ServicePort,
 )
+from schemas.metallb.rules import EXCLUDE_LABEL
 from services.ipam.decider import Decider, Outgoing
-from services.ipam.placement import EXCLUDE_LABEL, Eligibility
+from services.ipam.placement import Eligibility
 from services.ipam.placer import Kind, Placer, place
 from tests.builders import pool, service, service_deleted
 from tests.builders_l2 import endpoints, l2, labelled, node
