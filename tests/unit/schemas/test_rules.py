@@ -113,7 +113,10 @@ def test_aggregate_prefix(ip: str, v4: int, v6: int, prefix: str) -> None:
 
 
 def test_communities_resolve_aliases_and_drop_unknown_ones() -> None:
-    aliases: dict[str, StandardCommunity | LargeCommunity] = {"no-export": StandardCommunity(65535, 65281), "big": LargeCommunity(1, 2, 3)}
+    aliases: dict[str, StandardCommunity | LargeCommunity] = {
+        "no-export": StandardCommunity(65535, 65281),
+        "big": LargeCommunity(1, 2, 3),
+    }
     standard, large = resolve_communities(["65000:100", "no-export", "65000:100", "nobody", "big", "large:4:5:6"],
                                           aliases)
     assert standard == (65000 << 16 | 100, 65535 << 16 | 65281)
