@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from services.announcer.bgp_agent import BgpAgent
+from services.announcer.agents.bgp import BgpAgent
+from services.announcer.agents.layer2 import L2Agent
 from services.announcer.heartbeat import send_heartbeats
 from services.announcer.l2.interfaces import DEFAULT_POLICY, ExclusionPolicy
 from services.announcer.l2.responder import ResponderConfig
-from services.announcer.layer2 import L2Agent
 from services.common.runtime import ServiceContext, ServiceMain
 from services.common.supervision import OnFailure, Supervisor
 

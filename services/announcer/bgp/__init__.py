@@ -13,6 +13,8 @@ Layers, bottom up (each imports only the ones below it):
 - ``bfd`` (RFC 5880 packets and state machine, sans-IO) and ``bfd_peer`` (RFC 5881 UDP shell): a BFD Down
   is handed to :meth:`Speaker.peer_down`;
 - ``peering``: MetalLB ``BGPPeer`` / ``BFDProfile`` specs to configurations, or refusals with a reason.
+- ``peer_session`` (one session: its speaker and BFD beside it) and ``session_link`` (where a VRF or unnumbered
+  session runs on the host).
 """
 
 from services.announcer.bgp.capabilities import IPV4_UNICAST, IPV6_UNICAST, AddressFamily

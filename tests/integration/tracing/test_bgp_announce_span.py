@@ -13,11 +13,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from schemas.events import AnnouncementReported
+from services.announcer.agents.bgp import BgpAgent
+from services.announcer.agents.bgp_metrics import BgpCollector
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.session import SessionConfig
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
-from services.announcer.bgp_agent import BgpAgent
-from services.announcer.bgp_metrics import BgpCollector
 from services.common.bus import Bus, Received
 from services.common.subjects import StreamName, announce_subject
 from services.common.tracing import remote_parent, setup_tracing

@@ -21,11 +21,12 @@ from typing import Any
 
 from schemas.events import BGPSessionState
 from schemas.metallb import BFDProfile, BGPPeer
+from services.announcer.agents.bgp_plan import Configuration, NodeFacts
+from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp.nlri import Prefix
+from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession
 from services.announcer.bgp.peering import Refused
 from services.announcer.bgp.rib import Route
-from services.announcer.bgp_advertising import Configuration, NodeFacts
-from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, session_spec_for
 
 log = logging.getLogger("peer_session_proc")
 

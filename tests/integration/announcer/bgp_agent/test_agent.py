@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from schemas.events import AnnouncementReported, BGPSessionChanged, BGPSessionState, ObjectKind
-from services.announcer.announced import AnnouncedCollector
+from services.announcer.agents.announced import AnnouncedCollector
+from services.announcer.agents.bgp import BgpAgent
+from services.announcer.agents.bgp_metrics import BgpCollector
 from services.announcer.bgp.attributes import Communities, LargeCommunities, LocalPref
 from services.announcer.bgp.events import Closed, CloseReason, Event, RoutesReceived
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.nlri import Prefix
 from services.announcer.bgp.session import ReceivedRoutes, SessionConfig
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
-from services.announcer.bgp_agent import BgpAgent
-from services.announcer.bgp_metrics import BgpCollector
 from services.common.bus import Bus
 from services.common.subjects import ANNOUNCE_PREFIX, StreamName
 from tests.bgp_world import (

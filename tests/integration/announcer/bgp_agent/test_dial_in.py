@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from schemas.events import BGPSessionChanged, BGPSessionState, ObjectKind
+from services.announcer.agents.bgp import BgpAgent
+from services.announcer.agents.bgp_metrics import BgpCollector
 from services.announcer.bgp.session import ReceivedRoutes, SessionConfig
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
-from services.announcer.bgp_agent import BgpAgent
-from services.announcer.bgp_metrics import BgpCollector
 from services.common.bus import Bus
 from services.common.health import Health
 from tests.bgp_world import (

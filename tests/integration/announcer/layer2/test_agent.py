@@ -14,11 +14,11 @@ from ipaddress import IPv4Address
 import pytest
 
 from schemas.events import AnnouncementReported, L2PlacementDecided, ServiceId
+from services.announcer.agents.layer2 import L2Agent
+from services.announcer.agents.layer2_metrics import L2Collector
 from services.announcer.heartbeat import send_heartbeats
 from services.announcer.l2 import arp
 from services.announcer.l2.interfaces import InterfaceFacts
-from services.announcer.l2.metrics import L2Collector
-from services.announcer.layer2 import L2Agent
 from services.common.bus import Bus
 from services.common.subjects import ANNOUNCE_PREFIX, StreamName, ipam_placement_subject
 from tests.unit.announcer.l2.test_responder import NODE_MAC, OTHER_MAC, Wire

@@ -25,11 +25,11 @@ from schemas.events import (
     ObjectDeleted,
     SecretObserved,
 )
+from services.announcer.agents.bgp import BgpAgent
+from services.announcer.agents.bgp_metrics import BgpCollector
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.session import SessionConfig
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
-from services.announcer.bgp_agent import BgpAgent
-from services.announcer.bgp_metrics import BgpCollector
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
 from services.common.permissions import BusUser

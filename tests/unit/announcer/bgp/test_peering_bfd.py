@@ -11,10 +11,11 @@ from schemas.metallb import parse_config_object
 from schemas.metallb.advertisements import ipv6_pool_advertised_to
 from schemas.metallb.bfd import BFDProfileSpec
 from schemas.metallb.bgp import BGPPeerSpec
+from services.announcer.agents.bgp_plan import Configuration, NodeFacts
+from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp.bfd import BfdConfig
+from services.announcer.bgp.peer_session import SessionSpec
 from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for
-from services.announcer.bgp_advertising import Configuration, NodeFacts
-from services.announcer.bgp_sessions import SessionSpec, session_spec_for
 from tests.bgp_world import bgp_advertisement, bgp_peer, config_object
 from tests.builders import pool
 

@@ -9,8 +9,8 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from services.announcer.l2.echo import EchoWatch
-from services.announcer.l2.ownership import Connectivity
+from services.announcer.agents.bus_echo import EchoWatch
+from services.announcer.agents.layer2_ownership import Connectivity
 
 
 class ManualTimeLoop(asyncio.SelectorEventLoop):

@@ -4,7 +4,7 @@
     metallb_layer2_responses_sent{ip}         ARP replies / neighbor advertisements sent
     metallb_layer2_gratuitous_sent{ip}        gratuitous ARP / unsolicited NA sent
     metallb_speaker_announced{ip,node,protocol,service}   1 while the IP is announced (served by
-                                               services/announcer/announced.py, for both protocols)
+                                               services/announcer/agents/announced.py, for both protocols)
     metalbus_layer2_conflicts{ip}, metalbus_layer2_yields{ip}, metalbus_layer2_dropped{reason},
     metalbus_layer2_partitioned                1 while the announcer has lost the bus
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from services.announcer.agents.layer2_ownership import Answering
 from services.announcer.l2.interfaces import IPAddress
-from services.announcer.l2.ownership import Answering
 from services.announcer.l2.responder import L2Stats
 from services.common.metrics import process_collector
 

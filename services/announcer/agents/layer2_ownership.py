@@ -108,12 +108,12 @@ class Ownership:
             if placement.node == self.node and self._yielded.get(ip, -1) < placement.epoch
         }
 
-    def conflict(self, ip: IPAddress, *, now: Connectivity) -> ConflictVerdict:
+    def conflict(self, ip: IPAddress, *, connectivity: Connectivity) -> ConflictVerdict:
         """Another station claimed `ip` on the wire; on YIELD it leaves the desired set at once."""
         placement = self._newest.get(ip)
         if placement is None or placement.node != self.node or self._yielded.get(ip, -1) >= placement.epoch:
             return ConflictVerdict.NOT_OURS
-        if now is Connectivity.CONNECTED:
+        if connectivity is Connectivity.CONNECTED:
             return ConflictVerdict.KEEP
         self._yielded[ip] = placement.epoch
         return ConflictVerdict.YIELD
@@ -149,15 +149,16 @@ def report_changes(
     *,
     node: str,
     reported: Mapping[IPAddress, Answering],
-    now: Mapping[IPAddress, Answering],
+    answering: Mapping[IPAddress, Answering],
     newest_epoch: Mapping[IPAddress, int],
 ) -> list[tuple[IPAddress, AnnouncementReported]]:
-    """The reports that bring `reported` (what the ANNOUNCE stream says) to `now`, ordered by IP.
+    """The reports that bring `reported` (what the ANNOUNCE stream says) to `answering` (what the wire
+    answers), ordered by IP.
 
     A withdrawal names the newest epoch known for the IP (the placement that moved it, if any)."""
     changes: list[tuple[IPAddress, AnnouncementReported]] = []
-    for ip in sorted(set(reported) | set(now), key=lambda a: (a.version, a)):
-        before, after = reported.get(ip), now.get(ip)
+    for ip in sorted(set(reported) | set(answering), key=lambda a: (a.version, a)):
+        before, after = reported.get(ip), answering.get(ip)
         if before == after:
             continue
         if after is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from services.announcer.l2.ownership import Connectivity, connectivity
+from services.announcer.agents.layer2_ownership import Connectivity, connectivity
 
 
 class EchoWatch:

@@ -8,13 +8,14 @@ from dataclasses import replace
 import pytest
 
 from schemas.metallb import BGPPeer
-from services.announcer import bgp_links
+from services.announcer.agents.bgp_plan import Configuration, NodeFacts
+from services.announcer.agents.bgp_sessions import session_spec_for
+from services.announcer.bgp import session_link
+from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession, SessionSpec
 from services.announcer.bgp.rib import Route
 from services.announcer.bgp.session import SessionConfig
+from services.announcer.bgp.session_link import HostProblem, device_problem, vrf_next_hops
 from services.announcer.bgp.speaker import SpeakerConfig
-from services.announcer.bgp_advertising import Configuration, NodeFacts
-from services.announcer.bgp_links import HostProblem, device_problem, vrf_next_hops
-from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, SessionSpec, session_spec_for
 from services.announcer.l2.interfaces import InterfaceFacts
 from services.announcer.l2.links import AddressFacts
 from tests.waiting import async_wait_until
@@ -111,12 +112,12 @@ async def test_a_check_that_fails_is_logged_and_made_again(monkeypatch: pytest.M
             raise RuntimeError("netlink said no")
         return []  # no VRF at all
 
-    monkeypatch.setattr(bgp_links, "dump_links", refused_once)
-    monkeypatch.setattr(bgp_links, "RECHECK_EVERY", 0.01)
+    monkeypatch.setattr(session_link, "dump_links", refused_once)
+    monkeypatch.setattr(session_link, "RECHECK_EVERY", 0.01)
     waits: list[str] = []
     speaker = SpeakerConfig(session=SessionConfig(local_as=64512, peer_as=64513, router_id=ipaddress.IPv4Address(
         "10.0.0.1")), peer_address=ipaddress.IPv4Address("10.0.0.2"), device="red")  # fmt: skip
-    link = bgp_links.SessionLink(speaker, vrf="red", interface="", on_ready=lambda _: None,
+    link = session_link.SessionLink(speaker, vrf="red", interface="", on_ready=lambda _: None,
                                  on_waiting=lambda why: waits.append(str(why)))  # fmt: skip
     link.start()
     try:

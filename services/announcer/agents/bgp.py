@@ -35,13 +35,14 @@ from schemas.events import (
     IPAllocated,
     IPReleased,
 )
-from services.announcer.announced import AnnouncedCollector, Protocol, announced_collector
+from services.announcer.agents.announced import AnnouncedCollector, announced_collector
+from services.announcer.agents.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
+from services.announcer.agents.bgp_plan import IPAnnouncement, LocalPrefConflict, Plan, plan
+from services.announcer.agents.bgp_sessions import session_spec_for
+from services.announcer.agents.bgp_world import BgpWorld
 from services.announcer.bgp.listener import Listener
+from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession
 from services.announcer.bgp.peering import Refused, duplicate_peer_addresses
-from services.announcer.bgp_advertising import IPAnnouncement, LocalPrefConflict, Plan, plan
-from services.announcer.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
-from services.announcer.bgp_sessions import BfdEndpoints, PeerSession, session_spec_for
-from services.announcer.bgp_world import BgpWorld
 from services.common.aio import first_of
 from services.common.bus import Bus, Received
 from services.common.errors import MetalbusError
@@ -366,12 +367,12 @@ class BgpAgent:
             if not stopping.is_set():
                 await self._flush_reports(self.plan.announcements)
 
-    async def _flush_reports(self, now: Mapping[str, IPAnnouncement]) -> None:
+    async def _flush_reports(self, announcements: Mapping[str, IPAnnouncement]) -> None:
         """Publish what changed since the last report; what failed is retried on the next round."""
         while not self._state_events.empty():
             await self._publish_state(self._state_events.get_nowait())
-        every = sorted(set(now) | set(self._reported))
-        changes = [(ip, now.get(ip)) for ip in every if now.get(ip) != self._reported.get(ip)]
+        every = sorted(set(announcements) | set(self._reported))
+        changes = [(ip, announcements.get(ip)) for ip in every if announcements.get(ip) != self._reported.get(ip)]
         for first in range(0, len(changes), _REPORT_BATCH):
             chunk = changes[first : first + _REPORT_BATCH]
             reports = [_report_of(self.node, ip, a) for ip, a in chunk]
@@ -418,7 +419,8 @@ class BgpAgent:
                                            received_prefixes=s.received.prefixes, update_errors=s.received.errors)
             for s in self.sessions.values()
         }, refused_connections=self._listener.refused if self._listener is not None else 0))  # fmt: skip
-        self._announced.update(Protocol.BGP, self.node, {  # planned for a peer this announcer has a session with
+        # planned for a peer this announcer has a session with
+        self._announced.update(AnnouncementMode.BGP, self.node, {
             ip: tuple(f"{s.namespace}/{s.name}" for s in announcement.services)
             for ip, announcement in self.plan.announcements.items()
             if any(peer in self.sessions for peer in announcement.peers)

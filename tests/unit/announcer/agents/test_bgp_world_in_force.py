@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.events import ConfigurationEvaluated, ConfigurationPart
-from services.announcer.bgp_world import BgpWorld
+from services.announcer.agents.bgp_world import BgpWorld
 from services.ipam.decider import Decider
 from tests.large_config import large_configuration
 

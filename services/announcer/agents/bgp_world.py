@@ -43,7 +43,7 @@ from schemas.metallb import (
     validate_configuration,
 )
 from schemas.metallb.parsing import ConfigObject
-from services.announcer.bgp_advertising import (
+from services.announcer.agents.bgp_plan import (
     Allocation,
     Configuration,
     NodeFacts,

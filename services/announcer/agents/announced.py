@@ -1,26 +1,20 @@
 """``metallb_speaker_announced{ip,node,protocol,service}``: 1 while this announcer announces a Service's IP.
 
 MetalLB serves one gauge for both protocols; here the L2 and the BGP agent run in one process, so both
-report into this one collector (a metric name may be registered only once) under their own protocol
-label, ``layer2`` or ``bgp``. Each report replaces that protocol's whole set (a reference swap: the
-scrape thread sees the old or the new one).
+report into this one collector (a metric name may be registered only once) under their own
+``AnnouncementMode`` (the reports' mode; the ``protocol`` label, ``layer2`` or ``bgp``). Each report
+replaces that mode's whole set (a reference swap: the scrape thread sees the old or the new one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from enum import StrEnum
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from schemas.events import AnnouncementMode
 from services.common.metrics import process_collector
-
-
-class Protocol(StrEnum):
-    LAYER2 = "layer2"
-    BGP = "bgp"
-
 
 #: IP → the Services ("namespace/name") announced with it.
 Announced = Mapping[str, tuple[str, ...]]
@@ -28,10 +22,10 @@ Announced = Mapping[str, tuple[str, ...]]
 
 class AnnouncedCollector(Collector):
     def __init__(self) -> None:
-        self._reports: Mapping[Protocol, tuple[str, Announced]] = {}
+        self._reports: Mapping[AnnouncementMode, tuple[str, Announced]] = {}
 
-    def update(self, protocol: Protocol, node: str, announced: Announced) -> None:
-        self._reports = {**self._reports, protocol: (node, dict(announced))}
+    def update(self, mode: AnnouncementMode, node: str, announced: Announced) -> None:
+        self._reports = {**self._reports, mode: (node, dict(announced))}
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -39,10 +33,10 @@ class AnnouncedCollector(Collector):
             " it does not guarantee that the routing protocols have converged.",
             labels=["ip", "node", "protocol", "service"],
         )  # fmt: skip
-        for protocol, (node, announced) in sorted(self._reports.items()):
+        for mode, (node, announced) in sorted(self._reports.items()):
             for ip, services in sorted(announced.items()):
                 for service in services:
-                    family.add_metric([ip, node, protocol.value, service], 1)
+                    family.add_metric([ip, node, mode.value, service], 1)
         yield family
 
 

@@ -7,7 +7,7 @@ from ipaddress import ip_address
 import pytest
 
 from schemas.events import AnnouncementMode, L2PlacementCleared, L2PlacementDecided, ServiceId
-from services.announcer.l2.ownership import (
+from services.announcer.agents.layer2_ownership import (
     Answering,
     Applied,
     ConflictVerdict,
@@ -72,12 +72,12 @@ def test_conflicts_are_kept_while_connected_and_yielded_while_partitioned() -> N
     mine.apply(decided("192.0.2.10", "a", 5))
     mine.apply(decided("2001:db8::10", "a", 6))
     mine.apply(decided("192.0.2.99", "b", 7))
-    assert mine.conflict(V4, now=CONNECTED) is ConflictVerdict.KEEP
+    assert mine.conflict(V4, connectivity=CONNECTED) is ConflictVerdict.KEEP
     assert set(mine.desired()) == {V4, V6}
-    assert mine.conflict(ip_address("192.0.2.99"), now=PARTITIONED) is ConflictVerdict.NOT_OURS
-    assert mine.conflict(V4, now=PARTITIONED) is ConflictVerdict.YIELD
+    assert mine.conflict(ip_address("192.0.2.99"), connectivity=PARTITIONED) is ConflictVerdict.NOT_OURS
+    assert mine.conflict(V4, connectivity=PARTITIONED) is ConflictVerdict.YIELD
     assert set(mine.desired()) == {V6}
-    assert mine.conflict(V4, now=PARTITIONED) is ConflictVerdict.NOT_OURS  # already yielded
+    assert mine.conflict(V4, connectivity=PARTITIONED) is ConflictVerdict.NOT_OURS  # already yielded
     assert mine.yielded() == {V4}
     # A newer placement naming us again (the ipam decided after the yield) is answered.
     mine.apply(decided("192.0.2.10", "a", 20))
@@ -88,8 +88,8 @@ def test_resync_replaces_the_table_and_forgets_yields() -> None:
     mine = Ownership("a")
     mine.apply(decided("192.0.2.10", "a", 5))
     mine.apply(decided("2001:db8::10", "a", 6))
-    mine.conflict(V4, now=PARTITIONED)
-    mine.conflict(V6, now=PARTITIONED)
+    mine.conflict(V4, connectivity=PARTITIONED)
+    mine.conflict(V6, connectivity=PARTITIONED)
     assert mine.desired() == {}
     # Back on the bus: V4 moved to b meanwhile, V6 is still ours at the same epoch.
     mine.resynced(p for p in (decided("192.0.2.10", "b", 9), decided("2001:db8::10", "a", 6)) if p)
@@ -121,13 +121,13 @@ def test_answering_keeps_only_ips_an_interface_answers_for() -> None:
 def test_reports_only_changes() -> None:
     one = Answering(interfaces=("eth0",), epoch=5, services=(WEB,))
     two = Answering(interfaces=("eth0", "eth1"), epoch=5, services=(WEB,))
-    assert report_changes(node="a", reported={V4: one}, now={V4: one}, newest_epoch={}) == []
-    [(ip, started)] = report_changes(node="a", reported={}, now={V4: one}, newest_epoch={})
+    assert report_changes(node="a", reported={V4: one}, answering={V4: one}, newest_epoch={}) == []
+    [(ip, started)] = report_changes(node="a", reported={}, answering={V4: one}, newest_epoch={})
     assert (ip, started.announcing, started.interfaces, started.placement_epoch) == (V4, True, ("eth0",), 5)
     assert started.mode is AnnouncementMode.L2 and started.node == "a" and started.services == (WEB,)
-    [(_, widened)] = report_changes(node="a", reported={V4: one}, now={V4: two}, newest_epoch={})
+    [(_, widened)] = report_changes(node="a", reported={V4: one}, answering={V4: two}, newest_epoch={})
     assert widened.interfaces == ("eth0", "eth1")
-    changes = report_changes(node="a", reported={V4: one, V6: one}, now={}, newest_epoch={V4: 9})
+    changes = report_changes(node="a", reported={V4: one, V6: one}, answering={}, newest_epoch={V4: 9})
     assert [(str(ip), e.announcing, e.interfaces, e.placement_epoch) for ip, e in changes] == [
         ("192.0.2.10", False, (), 9),
         ("2001:db8::10", False, (), 5),

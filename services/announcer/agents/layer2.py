@@ -32,13 +32,11 @@ from dataclasses import replace
 from nats.aio.msg import Msg
 from opentelemetry import trace
 
-from schemas.events import L2PlacementCleared, L2PlacementDecided
-from services.announcer.announced import AnnouncedCollector, Protocol, announced_collector
-from services.announcer.l2.echo import EchoWatch
-from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
-from services.announcer.l2.links import dump_links
-from services.announcer.l2.metrics import L2Collector, L2Snapshot, l2_collector
-from services.announcer.l2.ownership import (
+from schemas.events import AnnouncementMode, L2PlacementCleared, L2PlacementDecided
+from services.announcer.agents.announced import AnnouncedCollector, announced_collector
+from services.announcer.agents.bus_echo import EchoWatch
+from services.announcer.agents.layer2_metrics import L2Collector, L2Snapshot, l2_collector
+from services.announcer.agents.layer2_ownership import (
     Answering,
     Applied,
     ConflictVerdict,
@@ -49,6 +47,8 @@ from services.announcer.l2.ownership import (
     placement_of,
     report_changes,
 )
+from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
+from services.announcer.l2.links import dump_links
 from services.announcer.l2.responder import AllowedInterfaces, L2Responder, L2Stats, ResponderConfig
 from services.common.aio import first_of
 from services.common.bus import Bus, Received
@@ -272,7 +272,8 @@ class L2Agent:
         return [f if f.name in self._pinned else replace(f, carrier=False) for f in links]
 
     def _on_conflict(self, ip: IPAddress, other_mac: bytes, interface: str) -> None:
-        verdict = self.ownership.conflict(ip, now=self._echo.connectivity(connected=self.bus.client.is_connected))
+        connectivity = self._echo.connectivity(connected=self.bus.client.is_connected)
+        verdict = self.ownership.conflict(ip, connectivity=connectivity)
         if verdict is ConflictVerdict.YIELD:
             self._count_yield(ip)
             log.warning("yielded ip=%s other_mac=%s interface=%s", ip, other_mac.hex(":"), interface)
@@ -295,7 +296,7 @@ class L2Agent:
                 self.bus.last_value(StreamName.IPAM, ipam_placement_subject(str(ip))), CLAIM_CHECK_TIMEOUT
             )
         except (TimeoutError, MetalbusError) as error:
-            if self.ownership.conflict(ip, now=Connectivity.PARTITIONED) is ConflictVerdict.YIELD:
+            if self.ownership.conflict(ip, connectivity=Connectivity.PARTITIONED) is ConflictVerdict.YIELD:
                 self._count_yield(ip)
                 self._needs_resync = True
                 log.warning("yielded ip=%s reason=placement_unverified error=%r", ip, error)
@@ -351,14 +352,15 @@ class L2Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(first_of(self._report_due.wait(), stopping.wait()), REPORT_INTERVAL)
             self._report_due.clear()
-            now = self._answering()
-            self._update_metrics(now)
+            answering = self._answering()
+            self._update_metrics(answering)
             if not stopping.is_set() and not self._echo.partitioned:
-                await self._publish(now)
+                await self._publish(answering)
 
-    async def _publish(self, now: dict[IPAddress, Answering]) -> None:
-        newest = {ip: p.epoch for ip in set(now) | set(self._reported) if (p := self.ownership.newest(ip))}
-        for ip, event in report_changes(node=self.node, reported=self._reported, now=now, newest_epoch=newest):
+    async def _publish(self, answering: dict[IPAddress, Answering]) -> None:
+        newest = {ip: p.epoch for ip in set(answering) | set(self._reported) if (p := self.ownership.newest(ip))}
+        changes = report_changes(node=self.node, reported=self._reported, answering=answering, newest_epoch=newest)
+        for ip, event in changes:
             origin, since = self._origins.pop(ip, (None, None))
             with self._tracer.start_as_current_span(
                 f"announce {ip}", context=parent_context(origin), kind=trace.SpanKind.PRODUCER, start_time=since,
@@ -376,7 +378,7 @@ class L2Agent:
                     log.warning("report failed ip=%s error=%r", ip, error)
                     return  # retried on the next round
             if event.announcing:
-                self._reported[ip] = now[ip]
+                self._reported[ip] = answering[ip]
             else:
                 self._reported.pop(ip, None)
             log.info("reported ip=%s announcing=%s interfaces=%s epoch=%d", ip, event.announcing,
@@ -388,13 +390,13 @@ class L2Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._publish({}), timeout=1.0)
 
-    def _update_metrics(self, now: dict[IPAddress, Answering]) -> None:
+    def _update_metrics(self, answering: dict[IPAddress, Answering]) -> None:
         if self._responder is None:
             snapshot = L2Snapshot(node=self.node, partitioned=self._echo.partitioned)
         else:
             snapshot = L2Snapshot.of(
-                node=self.node, stats=self._responder.stats, answering=now, yields=self._yields,
+                node=self.node, stats=self._responder.stats, answering=answering, yields=self._yields,
                 partitioned=self._echo.partitioned,
             )  # fmt: skip
         self._collector.update(snapshot)
-        self._announced.update(Protocol.LAYER2, self.node, snapshot.announced)
+        self._announced.update(AnnouncementMode.L2, self.node, snapshot.announced)

@@ -9,9 +9,10 @@ from typing import Any
 from schemas.events import AllocationFailed, AllocationFailureReason, ConfigObjectObserved, ObjectKind, ServiceId
 from schemas.events.decisions import ConfigurationEvaluated
 from schemas.metallb import BGPPeer, parse_config_object
+from services.announcer.agents.bgp_sessions import session_spec_for
+from services.announcer.agents.bgp_world import BgpWorld
+from services.announcer.bgp.peer_session import SessionSpec
 from services.announcer.bgp.peering import Refusal, Refused
-from services.announcer.bgp_sessions import SessionSpec, session_spec_for
-from services.announcer.bgp_world import BgpWorld
 from services.watcher.observe.translate import config_observed, peer_password_observed
 from tests.bgp_world import (
     allocated,

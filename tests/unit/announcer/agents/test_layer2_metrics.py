@@ -7,8 +7,8 @@ from ipaddress import ip_address
 from prometheus_client import CollectorRegistry, generate_latest
 
 from schemas.events import ServiceId
-from services.announcer.l2.metrics import L2Collector, L2Snapshot
-from services.announcer.l2.ownership import Answering
+from services.announcer.agents.layer2_metrics import L2Collector, L2Snapshot
+from services.announcer.agents.layer2_ownership import Answering
 from services.announcer.l2.responder import L2Stats
 
 VIP = ip_address("192.0.2.10")

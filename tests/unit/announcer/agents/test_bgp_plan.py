@@ -11,8 +11,7 @@ import pytest
 
 from schemas.events import ServiceId
 from schemas.metallb import parse_config_object
-from services.announcer.bgp.rib import Route
-from services.announcer.bgp_advertising import (
+from services.announcer.agents.bgp_plan import (
     Allocation,
     Configuration,
     NodeFacts,
@@ -24,6 +23,7 @@ from services.announcer.bgp_advertising import (
     resolve_communities,
     router_id_for,
 )
+from services.announcer.bgp.rib import Route
 
 NS = "metallb-system"
 WEB: ServiceKey = ("default", "web")

@@ -1,9 +1,10 @@
-"""One BGP session per applicable BGPPeer: its speaker, its BFD session beside it, and what it reports.
+"""One BGP session: its speaker, its BFD session beside it, and what it reports.
 
-``session_spec_for`` (pure) says what a peer's session is made of; a peer whose spec changes gets a new
-session (the old one ends with a Cease). ``PeerSession`` runs one: the speaker dials out, takes the peer's own
-connection from the agent's listener (a collision is resolved as RFC 4271 §6.8 says) and converges to the
-routes it is handed; a BFD Down ends the BGP session at once (the speaker reconnects with backoff).
+A :class:`SessionSpec` is what a session is made of (the agent builds it, ``agents/bgp_sessions.py``); a peer
+whose spec changes gets a new session (the old one ends with a Cease). ``PeerSession`` runs one: the speaker
+dials out, takes the peer's own connection from the agent's listener (a collision is resolved as RFC 4271 §6.8
+says) and converges to the routes it is handed; a BFD Down ends the BGP session at once (the speaker reconnects
+with backoff).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from schemas.events import BGPSessionState
-from schemas.metallb import BGPPeer, PasswordSecretProblem
-from schemas.metallb.advertisements import ipv6_pool_advertised_to
 from services.announcer.bgp import tcp
 from services.announcer.bgp.bfd import BfdConfig, BfdState, BfdStateChanged
 from services.announcer.bgp.bfd_peer import BfdEndpoint, BfdPeer
@@ -32,17 +31,9 @@ from services.announcer.bgp.events import (
 )
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.nlri import IPAddress, Prefix
-from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for, speaker_config_for
 from services.announcer.bgp.rib import Route
+from services.announcer.bgp.session_link import SessionLink, Waiting
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
-from services.announcer.bgp_advertising import (
-    Configuration,
-    NodeFacts,
-    next_hops,
-    router_id_for,
-)
-from services.announcer.bgp_links import SessionLink, Waiting
-from services.announcer.bgp_world import PasswordUnavailable
 from services.common.supervision import OnFailure, supervised
 
 log = logging.getLogger("metalbus.announcer.bgp")
@@ -66,48 +57,6 @@ class SessionSpec:
     graceful_restart: bool
     vrf: str = ""  # the session runs in this Linux VRF
     interface: str = ""  # BGP unnumbered: the peer is found on this interface
-
-
-#: A password the peer cannot have refuses it, by what is wrong.
-_PASSWORD_REFUSALS = {
-    None: Refusal.PASSWORD_NOT_OBSERVED,
-    PasswordSecretProblem.MISSING: Refusal.PASSWORD_SECRET_MISSING,
-    PasswordSecretProblem.WRONG_TYPE: Refusal.PASSWORD_SECRET_WRONG_TYPE,
-    PasswordSecretProblem.NO_PASSWORD: Refusal.PASSWORD_SECRET_WITHOUT_PASSWORD,
-}
-
-
-def session_spec_for(
-    peer: BGPPeer, *, node: NodeFacts, password: str | PasswordUnavailable | None, configuration: Configuration
-) -> SessionSpec | Refused:
-    """The session of ``peer`` on ``node``; ``password`` as ``BgpWorld.password_for`` answers it."""
-    if isinstance(password, PasswordUnavailable):
-        return Refused(_PASSWORD_REFUSALS[password.problem], password.message)
-    spec = peer.spec
-    family = ipaddress.ip_address(spec.peer_address).version if spec.peer_address else 6
-    v4, v6 = next_hops(node, session_family=family)
-    if spec.vrf or spec.interface:  # not the node's addresses: the VRF's (bgp_links.py) or the link's own
-        v4, v6 = None, None
-    speaker = speaker_config_for(
-        spec, router_id=router_id_for(node), password=password, next_hop_v4=v4, next_hop_v6=v6, bfd_available=True
-    )
-    if isinstance(speaker, Refused):
-        return speaker
-    bfd: BfdConfig | None = None
-    if spec.bfd_profile:
-        profile = configuration.bfd_profiles.get(spec.bfd_profile)
-        if profile is None:  # the configuration check refuses this; be safe anyway
-            return Refused(Refusal.BFD_UNAVAILABLE, f"BFD profile {spec.bfd_profile!r} does not exist")
-        ipv6 = ipv6_pool_advertised_to(peer.name, configuration.pools.values(), configuration.advertisements)
-        where = f"pool {ipv6[0]!r} by BGPAdvertisement {ipv6[1]!r}" if ipv6 is not None else None
-        checked = bfd_config_for(profile.spec, peer=spec, ipv6_advertised=where)
-        if isinstance(checked, Refused):
-            return checked
-        bfd = checked
-    return SessionSpec(
-        speaker=speaker, bfd=bfd, graceful_restart=spec.enable_graceful_restart, vrf=spec.vrf,
-        interface=spec.interface,
-    )  # fmt: skip
 
 
 def local_address_towards(peer: IPAddress, *, device: str | None = None) -> IPAddress | None:
@@ -188,7 +137,7 @@ class PeerSession:
         self._on_sent = on_sent
         self._speaker: Speaker | None = None
         self._bfd: tuple[EndpointKey, BfdPeer] | None = None
-        self._config = spec.speaker  # as made ready on this host (bgp_links.py) for a VRF or an interface
+        self._config = spec.speaker  # as made ready on this host (session_link.py) for a VRF or an interface
         self._routes: Mapping[Prefix, Route] = {}
         self._retired: set[Speaker] = set()  # replaced or waiting for the link: stopping, their events muted
         self._link: SessionLink | None = None
