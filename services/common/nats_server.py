@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from services.common.credentials import ISSUER_VARIABLE, BusCredentials
-from services.common.permissions import BusUser, render_accounts
+from services.common.permissions import BusUser, render_accounts, render_open_accounts
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,13 @@ def detach_but_die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def write_server_config(directory: Path) -> Path:
+def write_server_config(directory: Path, *, with_credentials: bool = True) -> Path:
     """A ``nats.conf`` running metalbus's accounts (its passwords and issuer read from the environment:
-    :meth:`BusCredentials.server_environment`)."""
+    :meth:`BusCredentials.server_environment`), or, without credentials, the same account open to any
+    client (:func:`render_open_accounts`)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "accounts.conf").write_text(render_accounts(issuer=f"${ISSUER_VARIABLE}"))
+    accounts = render_accounts(issuer=f"${ISSUER_VARIABLE}") if with_credentials else render_open_accounts()
+    (directory / "accounts.conf").write_text(accounts)
     config = directory / "nats.conf"
     config.write_text("max_payload: 1MB\ninclude ./accounts.conf\n")
     return config
@@ -161,9 +163,12 @@ class EmbeddedNats:
             "-m", "0",
         ]
         environment = None
+        config_dir = self.store_dir / "config"
         if self.credentials is not None:
-            command += ["-c", str(write_server_config(self.store_dir / "config"))]
+            command += ["-c", str(write_server_config(config_dir))]
             environment = {**os.environ, **self.credentials.server_environment()}
+        else:  # the metalbus account all the same: the server reports closed connections only there
+            command += ["-c", str(write_server_config(config_dir, with_credentials=False))]
         self._ready.clear()
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,

@@ -11,9 +11,14 @@
 - ``authenticator`` is the auth callout service's own user: it answers the server's questions and
   nothing else.
 - Replies travel on private inboxes: each user subscribes only under its own prefix (:func:`inbox_prefix`).
+- The server itself tells ``ipam`` when a client connection closes (:data:`CONNECTIONS_CLOSED`, imported
+  from the system account ``SYS``); nobody may publish there, admin included: a forged event would
+  declare a node dead.
 
 :func:`render_accounts` writes the NATS server's ``accounts.conf`` from this module; the Kubernetes
-manifests, compose, the lab and the tests all use it.
+manifests, compose, the lab and the tests all use it. It also holds the server settings liveness relies
+on (the system account, the server's pings). :func:`render_open_accounts` is the same server for clients
+without credentials (the tests' and ``metalbus nats``'s server).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from enum import StrEnum
 from services.common.nats_jwt import SubjectPermissions
 from services.common.subjects import (
     ANNOUNCE_PREFIX,
+    CONNECTIONS_CLOSED,
     DEAD_LETTER_PREFIX,
     DURABLES,
     HEARTBEATS,
@@ -39,6 +45,14 @@ from services.common.subjects import (
 
 #: The one account every metalbus user lives in (JetStream enabled, limits set).
 ACCOUNT = "METALBUS"
+#: The server's own account: it publishes the advisories (a connection closed, ...); it has no users.
+SYSTEM_ACCOUNT = "SYS"
+#: The advisory of the system account that the metalbus account imports as :data:`CONNECTIONS_CLOSED`.
+DISCONNECT_ADVISORY = f"$SYS.ACCOUNT.{ACCOUNT}.DISCONNECT"
+#: The server pings a client that sent nothing for this long and closes its connection after
+#: ``PING_MAX`` pings unanswered: a cut or frozen node is reported closed within about a second.
+PING_INTERVAL = "250ms"
+PING_MAX = 3
 #: The subject the NATS server asks the auth callout on.
 AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 #: Announcers connect as this prefix followed by their node's name.
@@ -152,6 +166,7 @@ def _service(
     reads: Iterable[StreamName],
     hears_heartbeats: bool,
     user: BusUser,
+    hears_closed_connections: bool = False,
 ) -> SubjectPermissions:
     read = list(reads)
     publish = [*writes, *_stream_info()]
@@ -163,7 +178,10 @@ def _service(
     subscribe = [f"{inbox_prefix(user.value)}.>"]
     if hears_heartbeats:
         subscribe.append(HEARTBEATS)
-    return SubjectPermissions(publish_allow=tuple(publish), publish_deny=tuple(_durable_denials(component)),
+    if hears_closed_connections:
+        subscribe.append(CONNECTIONS_CLOSED)
+    return SubjectPermissions(publish_allow=tuple(publish),
+                              publish_deny=(CONNECTIONS_CLOSED, *_durable_denials(component)),
                               subscribe_allow=tuple(subscribe))
 
 
@@ -174,6 +192,7 @@ _READ_ALL_BUT_SECRETS = (StreamName.K8S, StreamName.IPAM, StreamName.ANNOUNCE, S
 PERMISSIONS: dict[BusUser, SubjectPermissions] = {
     BusUser.ADMIN: SubjectPermissions(
         publish_allow=("$JS.API.>", "$KV.>"),
+        publish_deny=(CONNECTIONS_CLOSED,),
         subscribe_allow=(f"{inbox_prefix(BusUser.ADMIN.value)}.>",),
     ),
     BusUser.WATCHER: _service(
@@ -186,13 +205,13 @@ PERMISSIONS: dict[BusUser, SubjectPermissions] = {
         Component.IPAM, user=BusUser.IPAM,
         writes=(f"{IPAM_PREFIX}.>", f"{DEAD_LETTER_PREFIX}.>"),
         reads=(StreamName.K8S, StreamName.IPAM),
-        hears_heartbeats=True,
+        hears_heartbeats=True, hears_closed_connections=True,
     ),
     BusUser.OPERATOR: _service(
         Component.OPERATOR, user=BusUser.OPERATOR, writes=(), reads=_READ_ALL_BUT_SECRETS, hears_heartbeats=True,
     ),
     BusUser.AUTHENTICATOR: SubjectPermissions(
-        publish_deny=(">",), subscribe_allow=(AUTH_CALLOUT_SUBJECT,), allow_responses=True,
+        publish_deny=(">", CONNECTIONS_CLOSED), subscribe_allow=(AUTH_CALLOUT_SUBJECT,), allow_responses=True,
     ),
 }
 
@@ -206,7 +225,7 @@ def announcer_permissions(node: str) -> SubjectPermissions:
         publish += _ephemeral_reads(stream)
     return SubjectPermissions(
         publish_allow=tuple(publish),
-        publish_deny=tuple(_durable_denials(None)),
+        publish_deny=(CONNECTIONS_CLOSED, *_durable_denials(None)),
         subscribe_allow=(f"{inbox_prefix(node_user(node))}.>", heartbeat_subject(node)),
     )
 
@@ -236,7 +255,8 @@ def _permission_lines(permissions: SubjectPermissions) -> list[str]:
 _COMMENTS = {
     BusUser.ADMIN: "the administrative step only (metalbus bus provision): streams, limits, durables, leases",
     BusUser.WATCHER: "writes observed Kubernetes state (K8S, SECRETS); reads decisions and reports for status",
-    BusUser.IPAM: "the only writer of decisions (IPAM); reads K8S, hears heartbeats, holds the ipam lease",
+    BusUser.IPAM: "the only writer of decisions (IPAM); reads K8S, hears heartbeats and closed connections, holds "
+                  "the ipam lease",
     BusUser.OPERATOR: "read-only, for metalbus status/explain/history: every stream but SECRETS, heartbeats",
     BusUser.AUTHENTICATOR: "the auth callout: answers the server about connecting announcers, nothing else",
 }
@@ -245,15 +265,43 @@ _COMMENTS = {
 AUTHORIZATION_TIMEOUT = 5  # seconds; more than the TLS handshake's own timeout (2 s), as the server requires
 
 
+def _liveness_server_lines() -> list[str]:
+    """The server settings liveness relies on, and the system account that reports closed connections."""
+    return [
+        "# Liveness: the server reports every closed connection of the metalbus account (a crashed announcer",
+        "# at once) and pings a client silent for an interval, closing it after the pings go unanswered.",
+        f"system_account: {SYSTEM_ACCOUNT}",
+        f'ping_interval: "{PING_INTERVAL}"',
+        f"ping_max: {PING_MAX}",
+    ]
+
+
+def _system_account_lines() -> list[str]:
+    return [
+        "  # The server's own account: no users; it hands the metalbus account its closed connections.",
+        f"  {SYSTEM_ACCOUNT} {{",
+        f'    exports: [ {{ stream: "{DISCONNECT_ADVISORY}" }} ]',
+        "  }",
+    ]
+
+
+def _connections_closed_import() -> str:
+    return (f'    imports: [ {{ stream: {{ account: {SYSTEM_ACCOUNT}, subject: "{DISCONNECT_ADVISORY}" }}, '
+            f'to: "{CONNECTIONS_CLOSED}" }} ]')
+
+
 def render_accounts(*, issuer: str) -> str:
     """The server's ``accounts.conf``: the account with its JetStream limits, the static users, and the
     auth callout that authenticates announcers, whose answers must be signed by ``issuer`` (an account
     nkey's public key). Passwords are the server's environment variables (``$WATCHER_PASSWORD``, ...)."""
     lines = [
         "# NATS accounts and users of metalbus. Generated by `metalbus bus accounts`; do not edit.",
+        *_liveness_server_lines(),
         "accounts {",
+        *_system_account_lines(),
         f"  {ACCOUNT} {{",
         f"    jetstream: {{ max_file: {ACCOUNT_MAX_FILE}, max_mem: {ACCOUNT_MAX_MEMORY} }}",
+        _connections_closed_import(),
         "    users: [",
     ]
     for user in BusUser:
@@ -278,3 +326,28 @@ def render_accounts(*, issuer: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+#: The user of a server without credentials: clients that name no user land here.
+OPEN_USER = "anyone"
+
+
+def render_open_accounts() -> str:
+    """A server without credentials (tests, ``metalbus nats``): the same account, system account and
+    pings, with one user that may do everything but forge a closed connection, and that every client
+    naming no user becomes (the server's global account would publish no advisories)."""
+    permissions = SubjectPermissions(publish_allow=(">",), publish_deny=(CONNECTIONS_CLOSED,), subscribe_allow=(">",))
+    return "\n".join([
+        "# A metalbus NATS server without credentials. Generated; do not edit.",
+        *_liveness_server_lines(),
+        "accounts {",
+        *_system_account_lines(),
+        f"  {ACCOUNT} {{",
+        "    jetstream: enabled",
+        _connections_closed_import(),
+        f"    users: [ {{ user: {OPEN_USER}", *_permission_lines(permissions), "    } ]",
+        "  }",
+        "}",
+        f"no_auth_user: {OPEN_USER}",
+        "",
+    ])

@@ -370,6 +370,11 @@ def heartbeat_subject(node: str) -> str:
 
 HEARTBEATS = f"{HEARTBEAT_PREFIX}.announcer.*"
 
+#: Where the NATS server tells the metalbus account that a client connection closed (its
+#: ``$SYS.ACCOUNT.<account>.DISCONNECT`` advisory, imported from the system account). Only the server
+#: publishes it: every user is denied it, since a forged one would declare a node dead.
+CONNECTIONS_CLOSED = "connections.closed"
+
 
 def read_heartbeat_subject(subject: str) -> str | Refused:
     """The node a heartbeat subject speaks for, or why it names none. Total."""

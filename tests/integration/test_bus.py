@@ -35,7 +35,7 @@ from services.common.subjects import (
     k8s_subject,
 )
 from services.common.tracing import setup_tracing
-from tests.waiting import async_wait_until, wait_until
+from tests.waiting import async_wait_until
 
 
 def allocated(name: str, ip: str = "10.0.0.1") -> IPAllocated:
@@ -245,17 +245,18 @@ async def test_killed_consumer_process_resumes_without_loss(bus: Bus, nats_serve
 
     victim = subprocess.Popen(command)
     try:
-        wait_until(lambda: len(handled()) >= 20, what="the first consumer to handle some events")
+        await async_wait_until(lambda: len(handled()) >= 20, what="the first consumer to handle some events")
     finally:
         victim.kill()
         victim.wait()
     assert len(handled()) < total, "the consumer finished before it could be killed"
     survivor = subprocess.Popen(command)
     try:
-        wait_until(lambda: handled() == set(range(1, total + 1)), timeout=30, what="every event handled")
+        await async_wait_until(lambda: handled() == set(range(1, total + 1)), timeout=30,
+                               what="every event handled")
     finally:
         survivor.terminate()
-        assert survivor.wait(10) == 0
+        assert await asyncio.to_thread(survivor.wait, 10) == 0
 
 
 async def test_poison_message_is_dead_lettered_and_the_rest_still_flows(bus: Bus) -> None:

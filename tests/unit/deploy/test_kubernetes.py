@@ -20,6 +20,7 @@ from services.common.credentials import COMPONENT_SECRETS, SERVER_SECRET
 from services.common.nats_jwt import SigningKey
 from services.common.nats_server import nats_server_binary
 from services.common.permissions import PERMISSIONS, BusUser, announcer_permissions
+from services.common.subjects import CONNECTIONS_CLOSED
 from tests.tls import write_test_certificates
 from tests.unit.deploy.kustomize import Obj, apply_json6902, pod_spec
 from tests.unit.deploy.manifests import (
@@ -269,6 +270,11 @@ def test_nats_users_permissions_separate_the_writers() -> None:
     assert {s for s in node.publish_allow if not s.startswith("$")} == {"heartbeat.announcer.node-1",
                                                                        "announce.node-1.>"}
     assert set(node.subscribe_allow) == {"_INBOX_node_node-1.>", "heartbeat.announcer.node-1"}
+    # closed connections: only the server tells them, to ipam alone; nobody may forge one
+    assert all(CONNECTIONS_CLOSED in permissions.publish_deny for permissions in [*users.values(), node])
+    assert {name for name, permissions in users.items() if CONNECTIONS_CLOSED in permissions.subscribe_allow} \
+        == {"ipam"}
+    assert CONNECTIONS_CLOSED not in node.subscribe_allow
     # BGP passwords: only the watcher (their writer) and the announcers may read the SECRETS stream
     readers = {name for name, permissions in users.items()
                if "$JS.API.CONSUMER.CREATE.SECRETS" in permissions.publish_allow}
