@@ -211,7 +211,7 @@ def main() -> None:
           f"(target p99 <= 50 ms); {figures['cpu_ms_per_decision']} ms CPU per decision in this process "
           f"(writer, its client threads and the publisher)")
     print(f"burst of {burst} decisions: {figures['burst_services_per_s']} Services/s written "
-          f"(write rate limit {StatusWriterSettings().writes_per_second:.0f}/s)")
+          f"(at most {StatusWriterSettings().workers} writes in flight, paced by the API server's answers)")
     print(f"stop after the burst: {figures['stop_s']} s")
     print(f"restart over {figures['restart_services']} allocated Services: ready (rebuilt and compared) in "
           f"{figures['restart_ready_s']} s, {figures['restart_writes']} writes")

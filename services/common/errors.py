@@ -29,6 +29,15 @@ class RequestTimeout(RetryableError, TimeoutError):
     """No answer in time (also a :class:`TimeoutError`, as nats-py's own timeout is). Back off and retry."""
 
 
+class TooManyRequests(RetryableError):
+    """Retryable: the server asks the caller to slow down (HTTP 429), and to wait ``retry_after`` seconds
+    when it says (``Retry-After``) — the whole caller, not only this request."""
+
+    def __init__(self, detail: str, *, retry_after: float | None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Conflict(MetalbusError):
     """What the caller wrote from moved on since it last read it. Reload and retry."""
 

@@ -6,7 +6,10 @@ Every call goes through :func:`call` so the blocking client never runs on the ev
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -37,6 +40,12 @@ class KubeClients:
             events=kubernetes.client.EventsV1Api(api_client),
         )
 
+    def with_pool(self, size: int) -> KubeClients:
+        """Clients of the same configuration on a connection pool of their own of ``size`` connections."""
+        configuration = copy.copy(self.api_client.configuration)
+        configuration.connection_pool_maxsize = size
+        return KubeClients.from_api_client(kubernetes.client.ApiClient(configuration))
+
     def close(self) -> None:
         self.api_client.close()
 
@@ -54,6 +63,14 @@ def load_clients(kubeconfig: str | None) -> KubeClients:
 async def call(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run one blocking client call in a worker thread."""
     return await asyncio.to_thread(function, *args, **kwargs)
+
+
+async def call_in(executor: Executor | None, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run one blocking client call in a thread of ``executor`` (a pool of its own: as many calls at once as it
+    has threads, whatever else waits on the loop's default pool); None: as :func:`call`."""
+    if executor is None:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(function, *args, **kwargs))
 
 
 def sanitized(api_client: kubernetes.client.ApiClient, obj: Any) -> Any:

@@ -11,11 +11,8 @@ Readiness: ready while standing by, and while leading once every initial list is
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from typing import Protocol
-
-import kubernetes.client
 
 from services.common.bus import Bus
 from services.common.runtime import ServiceContext, ServiceMain
@@ -52,9 +49,7 @@ def chosen_status_writer(choice: RunStatusWriter | bool) -> RunStatusWriter | No
 
 def observe_clients(clients: KubeClients) -> KubeClients:
     """Clients on a connection pool of their own for the long-lived watch connections."""
-    configuration = copy.copy(clients.api_client.configuration)
-    configuration.connection_pool_maxsize = OBSERVE_POOL_SIZE
-    return KubeClients.from_api_client(kubernetes.client.ApiClient(configuration))
+    return clients.with_pool(OBSERVE_POOL_SIZE)
 
 
 def watcher_main(
@@ -81,8 +76,8 @@ def watcher_main(
                 reflectors=reflectors, writer=writer, over=over,
             )
 
-        def leading(now: bool) -> None:
-            if now:
+        def leading(is_leader: bool) -> None:
+            if is_leader:
                 ctx.health.set_ready(READY_CHECK, False, "leading: initial lists not yet published")
             else:
                 ctx.health.set_ready(READY_CHECK, True)

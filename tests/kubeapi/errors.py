@@ -25,13 +25,16 @@ class ApiError(Exception):
     """An error answer: HTTP code, machine reason, human message."""
 
     def __init__(
-        self, code: int, message: str, *, reason: str | None = None, details: dict[str, Any] | None = None
+        self, code: int, message: str, *, reason: str | None = None, details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason or REASONS.get(code, "Unknown")
         self.message = message
         self.details = details
+        #: extra response headers (``Retry-After`` of a 429)
+        self.headers = headers or {}
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {

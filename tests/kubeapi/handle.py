@@ -14,6 +14,7 @@ from typing import Any
 import kubernetes
 
 from tests.kubeapi.errors import ApiError
+from tests.kubeapi.limits import WriteLimit
 from tests.kubeapi.rbac import Decision, Enforcer, Policy, ServiceAccount
 from tests.kubeapi.resources import RESOURCES, Resource, ResourceTable
 from tests.kubeapi.server import ADMIN_TOKEN, KubeHTTPServer
@@ -230,6 +231,16 @@ class KubeApi:
         else:
             error = ApiError(status, message or f"injected failure of {verb} {resource}")
         self.store.fail_next(verb, res, subresource or None, error, times)
+
+    def limit_writes(self, per_second: float | None, *, burst: int = 10, retry_after: int = 1) -> WriteLimit | None:
+        """Answer writes (create, update, patch, delete) past ``per_second`` (``burst`` saved) with 429 and
+        ``Retry-After: retry_after``, as API Priority and Fairness does; None lifts the limit. The limit
+        counts what it admitted and refused."""
+        if self._server is None:
+            raise RuntimeError("not started")
+        limit = WriteLimit(per_second, burst=burst, retry_after=retry_after) if per_second is not None else None
+        self._server.write_limit = limit
+        return limit
 
     def requests(
         self, verb: str | None = None, resource: str | None = None, *, subresource: str | None = None

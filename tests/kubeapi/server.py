@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.kubeapi.errors import ApiError
 from tests.kubeapi.hangups import HangupMonitor
+from tests.kubeapi.limits import WriteLimit
 from tests.kubeapi.patching import PatchError, PatchType
 from tests.kubeapi.rbac import ADMIN, ANONYMOUS, Attributes, Enforcer, User
 from tests.kubeapi.resources import Resource, ResourceTable
@@ -62,6 +63,8 @@ class KubeHTTPServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         self._stopping = False
         self.hangups = HangupMonitor(store)
+        #: writes past this rate are answered 429 with Retry-After (``KubeApi.limit_writes``); None: no limit
+        self.write_limit: WriteLimit | None = None
 
     def serve(self) -> None:
         """Accept until ``stop_accepting``; a blocking accept, no poll interval."""
@@ -144,11 +147,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     # ------------------------------------------------------------------ plumbing
-    def _send_json(self, code: int, body: Any) -> None:
+    def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -173,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
         route: Route | None = None
         verb, code = method.lower(), 200
         reply: tuple[int, Any] | None = None
+        headers: dict[str, str] = {}
         self._recorded = False
         try:
             body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
@@ -183,6 +189,10 @@ class _Handler(BaseHTTPRequestHandler):
             watch = query.get("watch") in ("true", "1")
             verb = _verb(method, route, watch)
             self._authorize(user, verb, route, query)
+            limit = self.server.write_limit
+            if limit is not None and not limit.admit(verb):
+                raise ApiError(429, "too many requests, please try again later",
+                               headers={"Retry-After": str(limit.retry_after)})
             fault = self.server.store.take_fault(verb, route.resource, route.subresource)
             if fault is not None and not (verb == "watch" and fault.code == 410):
                 raise fault
@@ -194,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as exc:
             code = exc.code
             reply = (exc.code, exc.status())
+            headers = exc.headers
         except SelectorError as exc:
             code = 400
             reply = (400, ApiError(400, str(exc)).status())
@@ -209,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._record(verb, route, code)
         if reply is not None:
             try:
-                self._send_json(*reply)
+                self._send_json(*reply, headers)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
 

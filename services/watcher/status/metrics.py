@@ -25,6 +25,12 @@ CONFLICTS = Counter(
     "409 Conflict answers, each followed by a re-read and a retry",
     ["kind"],
 )
+THROTTLED = Counter(
+    "metalbus_watcher_status_throttled_total",
+    "Status writes the API server answered 429 Too Many Requests: the whole writer pauses, the object is "
+    "written again after",
+    ["kind"],
+)
 ERRORS = Counter(
     "metalbus_watcher_status_errors_total",
     "Failed status writes (after retries), by kind",

@@ -4,12 +4,14 @@ The Kubernetes client's errors are mapped here, once, to the project's (:mod:`se
 grouped by what the caller does: :class:`Conflict` (409: re-read and retry), :class:`NotFound` (404, 410:
 the object or its namespace is not there, drop quietly), :class:`RetryableError` (5xx, 429, timeouts and
 broken connections: back off and retry later), :class:`Invalid` (any other 4xx: the request is invalid or
-forbidden; log, do not retry at once).
+forbidden; log, do not retry at once). A 429 is :class:`TooManyRequests`, a retryable error that carries the
+answer's ``Retry-After``: the status writer pauses as a whole for it.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -18,8 +20,9 @@ import kubernetes.client
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
-from services.common.errors import Conflict, Invalid, MetalbusError, NotFound, RetryableError
-from services.watcher.kube import KubeClients, call
+from services.common.errors import Conflict, Invalid, MetalbusError, NotFound, RetryableError, TooManyRequests
+from services.watcher.kube import KubeClients, call_in
+from services.watcher.status.pacing import retry_after_seconds
 
 Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
@@ -58,7 +61,10 @@ def _failure(error: Exception) -> MetalbusError:
             return Conflict(detail)
         if status in (404, 410):
             return NotFound(detail)
-        if status == 429 or status >= 500 or status == 0:
+        if status == 429:
+            headers = error.headers or {}
+            return TooManyRequests(detail, retry_after=retry_after_seconds(headers.get("Retry-After")))
+        if status >= 500 or status == 0:
             return RetryableError(detail)
         return Invalid(f"{detail}: {str(error.body)[:300]}")
     return RetryableError(repr(error))
@@ -70,13 +76,17 @@ _NETWORK_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 class ObjectApi:
     """get / list / create / patch / delete of the resources above, each call in a worker thread."""
 
-    def __init__(self, clients: KubeClients, *, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self, clients: KubeClients, *, request_timeout: float = 10.0, executor: Executor | None = None
+    ) -> None:
+        """``executor``: the threads the calls run in (default: the loop's)."""
         self._clients = clients
         self._timeout = request_timeout
+        self._executor = executor
 
     async def _run(self, function: Any, *args: Any, **kwargs: Any) -> Obj:
         """One call, its answer read as plain JSON (skipping the client's slow model objects)."""
-        return await call(self._blocking, function, args, kwargs)
+        return await call_in(self._executor, self._blocking, function, args, kwargs)
 
     def _blocking(self, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Obj:
         try:

@@ -1,4 +1,5 @@
-"""Write scheduling: a token bucket for the global write rate, and a queue that coalesces per object.
+"""Write scheduling: the gate that paces writes by the API server's answers (``pacing.py``), a token
+bucket (Events), and a queue that coalesces per object.
 
 The queue holds object keys, not payloads: a worker reads the newest desired state when it starts the
 write, so ten changes to one Service while it waits become one write. An object is written by one
@@ -13,7 +14,33 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from services.watcher.status.pacing import WriteAnswer, WritePacing
+
 K = TypeVar("K")
+
+
+class WriteGate:
+    """The asyncio side of :class:`WritePacing`: ``acquire`` waits until a write may start, ``release``
+    tells how it was answered. Waiters are woken by every release and when a pause ends."""
+
+    def __init__(self, pacing: WritePacing, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pacing = pacing
+        self._clock = clock
+        self._changed = asyncio.Event()
+
+    async def acquire(self) -> None:
+        while (wait := self.pacing.wait(now=self._clock())) != 0.0:
+            changed = self._changed
+            if wait is None:
+                await changed.wait()  # the window is full: a write ends first
+            else:
+                await asyncio.sleep(wait)  # paused by a 429: its Retry-After, then look again
+        self.pacing.started()
+
+    def release(self, answer: WriteAnswer, *, retry_after: float | None = None) -> None:
+        self.pacing.finished(answer, now=self._clock(), retry_after=retry_after)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
 
 class TokenBucket:

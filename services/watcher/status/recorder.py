@@ -2,7 +2,9 @@
 
 An Event identical to one recorded before (same object, type, reason and message) bumps that Event's
 ``count`` and ``lastTimestamp`` instead of making a new object, as client-go's recorder does. Events
-are best effort: when the backlog passes ``max_pending`` the oldest are dropped (and counted).
+are best effort: when the backlog passes ``max_pending`` the oldest are dropped (and counted). Given the
+status writer's gate, Events go through it too: a 429 pauses them with the writes (a refused Event is
+dropped, as client-go's recorder drops it).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from services.common.errors import MetalbusError, NotFound
+from services.common.errors import MetalbusError, NotFound, TooManyRequests
 from services.watcher.status import metrics
 from services.watcher.status.desired import KubeEvent, TargetKind
 from services.watcher.status.objects import EVENTS, ObjectApi
-from services.watcher.status.queueing import TokenBucket
+from services.watcher.status.pacing import WriteAnswer
+from services.watcher.status.queueing import TokenBucket, WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,9 @@ AggregationKey = tuple[TargetKind, str, str, str, str, str]
 class EventRecorder:
     def __init__(self, api: ObjectApi, *, component: str = "metalbus", instance: str = "",
                  rate: float = 100.0, burst: int = 200, max_pending: int = 10_000, remember: int = 4096,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), gate: WriteGate | None = None) -> None:
         self._api = api
+        self._gate = gate
         self._component = component
         self._instance = instance
         self._bucket = TokenBucket(rate, burst)
@@ -61,15 +65,24 @@ class EventRecorder:
                 await self._wakeup.wait()
             event = self._pending.popleft()
             await self._bucket.take()
+            if self._gate is not None:
+                await self._gate.acquire()
+            answer, retry_after = WriteAnswer.FAILED, None
             try:
                 await self.emit(event)
+                answer = WriteAnswer.ACCEPTED
             except MetalbusError as error:
+                if isinstance(error, TooManyRequests):
+                    answer, retry_after = WriteAnswer.TOO_MANY_REQUESTS, error.retry_after
                 metrics.EVENTS.labels(event.reason.value, "failed").inc()
                 log.warning("event not recorded reason=%s object=%s/%s error=%s", event.reason,
                             event.regarding.namespace, event.regarding.name, error)
             except Exception:  # best effort: a bug here must not stop the recorder
                 metrics.EVENTS.labels(event.reason.value, "failed").inc()
                 log.exception("event not recorded reason=%s", event.reason)
+            finally:
+                if self._gate is not None:
+                    self._gate.release(answer, retry_after=retry_after)
 
     async def emit(self, event: KubeEvent) -> None:
         """Record one Event now (aggregating with an identical earlier one)."""

@@ -4,8 +4,9 @@ Start: for each feed, find (or create) its durable consumer, then fold the strea
 subject up to what that consumer has already handled — silently, those Events were told before. One
 list per kind finds what Kubernetes does not show yet. Then the durable consumers follow: a handler
 folds the event, queues the objects it changed and the Events it calls for, and returns (so it is
-acked) without waiting on the API. A few workers write, one object at a time, the newest desired
-state, under one global rate limit.
+acked) without waiting on the API. Workers write, one object at a time, the newest desired state, as fast
+as the API server accepts: a window of writes in flight (``pacing.py``) that grows while writes succeed,
+and a ``429 Too Many Requests`` pauses the whole writer for its ``Retry-After`` and halves the window.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,7 @@ from opentelemetry import trace
 from schemas.events import ObjectKind
 from services.common.bus import Bus, Received
 from services.common.consumer import Consumer, ConsumerSpec, create_durable, durable_ack_floor
-from services.common.errors import MetalbusError
+from services.common.errors import MetalbusError, TooManyRequests
 from services.common.subjects import DURABLES, Component, DurableSpec
 from services.common.supervision import Backoff, OnFailure, watch
 from services.common.tracing import tracer
@@ -50,7 +52,8 @@ from services.watcher.status.desired import (
     target_kind,
 )
 from services.watcher.status.objects import Obj, ObjectApi, meta
-from services.watcher.status.queueing import TokenBucket, WorkQueue
+from services.watcher.status.pacing import WriteAnswer, WritePacing
+from services.watcher.status.queueing import WorkQueue, WriteGate
 from services.watcher.status.recorder import EventRecorder
 from services.watcher.status.resync import initial_sync
 from services.watcher.status.strictarp import log_strict_arp
@@ -60,10 +63,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class StatusWriterSettings:
-    #: object writes (one object converged) per second, for the whole writer; <= 0: no limit
-    writes_per_second: float = 200.0
-    write_burst: int = 50
-    workers: int = 8
+    #: objects written at once, at most (each a read and a write); fewer while the API server answers 429
+    workers: int = 16
+    #: the pause after a 429 that gives no ``Retry-After``, and the longest one honoured (seconds)
+    throttled_pause: float = 1.0
+    longest_throttled_pause: float = 60.0
     events_per_second: float = 100.0
     event_burst: int = 200
     request_timeout: float = 10.0
@@ -84,25 +88,34 @@ async def run_status_writer(*, bus: Bus, clients: KubeClients, namespace: str, s
                             settings: StatusWriterSettings | None = None, sightings: Sightings | None = None) -> None:
     """Write status while leader; returns soon after ``stopping`` is set. ``sightings``: the observe
     side's Services and pools, whose status is put back when anyone else changes it."""
-    writer = StatusWriter(bus=bus, clients=clients, namespace=namespace, stopping=stopping,
-                          settings=settings or StatusWriterSettings())
-    with sightings.listening(writer.seen) if sightings is not None else contextlib.nullcontext():
-        await writer.run()
+    settings = settings or StatusWriterSettings()
+    # as many threads and connections as writes may be in flight, plus the Events' and a list's
+    size = max(1, settings.workers) + 2
+    with ThreadPoolExecutor(max_workers=size, thread_name_prefix="status") as executor:
+        own = clients.with_pool(size)
+        try:
+            writer = StatusWriter(bus=bus, clients=own, namespace=namespace, stopping=stopping,
+                                  settings=settings, executor=executor)
+            with sightings.listening(writer.seen) if sightings is not None else contextlib.nullcontext():
+                await writer.run()
+        finally:
+            await asyncio.to_thread(own.close)
 
 
 class StatusWriter:
     def __init__(self, *, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event,
-                 settings: StatusWriterSettings) -> None:
+                 settings: StatusWriterSettings, executor: Executor | None = None) -> None:
         self.bus = bus
         self.settings = settings
         self.stopping = stopping
         self.state = StatusState(namespace)
-        self.api = ObjectApi(clients, request_timeout=settings.request_timeout)
+        self.api = ObjectApi(clients, request_timeout=settings.request_timeout, executor=executor)
         self.converger = Converger(self.api, namespace=namespace)
+        self.gate = WriteGate(WritePacing(most_in_flight=settings.workers, default_pause=settings.throttled_pause,
+                                          longest_pause=settings.longest_throttled_pause))
         self.recorder = EventRecorder(self.api, component=settings.event_component, instance=settings.instance,
-                                      rate=settings.events_per_second, burst=settings.event_burst)
+                                      rate=settings.events_per_second, burst=settings.event_burst, gate=self.gate)
         self.queue: WorkQueue[ObjectKey] = WorkQueue()
-        self.bucket = TokenBucket(settings.writes_per_second, settings.write_burst)
         self._failures: dict[ObjectKey, int] = {}
         #: status objects as last written by this writer: an unchanged report costs no request
         self._written: dict[ObjectKey, Target] = {}
@@ -296,8 +309,9 @@ class StatusWriter:
             metrics.SKIPPED.labels(kind).inc()  # Services are always compared: they are the contract
             return
         self._doubted.discard(key)  # this write reads the object: a change seen from now on doubts it again
-        await self.bucket.take()
         parent = trace.set_span_in_context(trace.NonRecordingSpan(origin)) if origin is not None else None
+        await self.gate.acquire()
+        answer, retry_after = WriteAnswer.FAILED, None
         try:
             with self._tracer.start_as_current_span(
                 f"write {kind}", context=parent, kind=trace.SpanKind.CLIENT,
@@ -305,6 +319,15 @@ class StatusWriter:
             ) as span:
                 outcome = await self.converger.converge(desired)
                 span.set_attribute("metalbus.status.outcome", outcome.value)
+            answer = WriteAnswer.ACCEPTED
+        except TooManyRequests as error:
+            answer, retry_after = WriteAnswer.TOO_MANY_REQUESTS, error.retry_after
+            metrics.THROTTLED.labels(kind).inc()
+            log.debug("status write throttled kind=%s object=%s/%s retry_after_s=%s", kind, key.namespace,
+                     key.name, retry_after)
+            self._written.pop(key, None)
+            self.queue.put(key, since)  # again once the pause is over (the whole writer waits, not this object)
+            return
         except MetalbusError as error:
             metrics.ERRORS.labels(kind).inc()
             failures = self._failures[key] = self._failures.get(key, 0) + 1
@@ -314,6 +337,8 @@ class StatusWriter:
             self._written.pop(key, None)  # what it shows now is not known: the retry compares
             self.queue.put_later(key, since, delay)
             return
+        finally:
+            self.gate.release(answer, retry_after=retry_after)
         self._failures.pop(key, None)
         if outcome is Outcome.GONE or key.kind is TargetKind.SERVICE:
             self._written.pop(key, None)
