@@ -34,6 +34,7 @@ from services.common.subjects import (
 )
 from services.ipam import core, events
 from services.ipam.adapters import pool_spec, raw_service
+from services.ipam.bgp import BGPDecisions
 from services.ipam.core.pools import validate_pools
 from services.ipam.core.requests import parse_ip
 from services.ipam.layer2 import Layer2
@@ -82,6 +83,7 @@ class Decider:
         #: the observed configuration objects last judged, and the part of the verdict that depends on the nodes
         self._judged: tuple[list[ConfigObject], tuple[ValidationProblem, ...]] = ([], ())
         self.layer2 = Layer2()
+        self.bgp = BGPDecisions()
 
     # --- loading (any replica) --------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class Decider:
         if live is not None:
             self.layer2.set_live(live)
         self.layer2.activate(self.configuration.objects)
+        self.bgp.activate(self.configuration.objects)
         self._place()
         self._report_usage()
         return self._drain()
@@ -157,7 +160,8 @@ class Decider:
         for key in sorted(change.services):
             self._reconcile(key)
         self.layer2.touch(change)
-        self.layer2.set_configuration(self.configuration.objects)
+        self.bgp.touch(change)
+        self._set_configuration()
         self._place()
         self._cause = None
         return outgoing + self._drain()
@@ -169,7 +173,7 @@ class Decider:
         self._configuration_changed = False
         self._cause = self._configuration_cause
         self._reconfigure(reconcile=True)
-        self.layer2.set_configuration(self.configuration.objects)
+        self._set_configuration()
         self._place()
         self._cause = None
         return self._drain()
@@ -400,8 +404,15 @@ class Decider:
         service = self.world.services.get(key)
         return service.ref.uid if service is not None else ""
 
+    def _set_configuration(self) -> None:
+        self.layer2.set_configuration(self.configuration.objects)
+        self.bgp.set_configuration(self.configuration.objects)
+
     def _place(self) -> None:
+        """L2 placements, then BGP decisions, where they differ from the ledger."""
         for subject, event in self.layer2.settle(self.world, self.ledger):
+            self._emit(subject, event)
+        for subject, event in self.bgp.settle(self.world, self.ledger):
             self._emit(subject, event)
 
     def _emit_allocation(self, event: events.AllocationEvent) -> None:
@@ -411,6 +422,7 @@ class Decider:
         sequence = self.ledger.last_sequence + 1
         apply(self.ledger, event, sequence)
         self.layer2.recorded(event)
+        self.bgp.recorded(event)
         self._pending.append(Outgoing(subject, event, sequence, self._cause))
 
     def _drain(self) -> list[Outgoing]:

@@ -16,10 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from schemas.events import (
-    AllocationFailed,
     Event,
     IPAllocated,
-    IPReleased,
     L2PlacementCleared,
     L2PlacementDecided,
     ServiceId,
@@ -27,7 +25,8 @@ from schemas.events import (
 from schemas.metallb import ConfigObject, IPAddressPool, L2Advertisement
 from schemas.metallb.rules import NodeFacts, TrafficPolicy, serving_nodes, traffic_policy
 from services.common.subjects import ipam_placement_subject
-from services.ipam.core import ServiceKey, service_key
+from services.ipam.core import ServiceKey
+from services.ipam.holdings import Bookkeeping
 from services.ipam.ledger import Ledger, Placement
 from services.ipam.placement import (
     EMPTY_CONFIG,
@@ -44,19 +43,16 @@ from services.ipam.world import Touched, World
 Signature = tuple[Any, ...]
 
 
-class Layer2:
+class Layer2(Bookkeeping):
     def __init__(self) -> None:
-        self.active = False
+        super().__init__()
         self.live: frozenset[str] = frozenset()
         self.placer = Placer()
-        self._objects: tuple[ConfigObject, ...] | None = None
         self._config = EMPTY_CONFIG
         self._topology = EMPTY_TOPOLOGY
         self._facts: dict[str, NodeFacts] = {}
         self._demands: dict[ServiceKey, Demand] = {}
         self._ids: dict[ServiceKey, ServiceId] = {}
-        self._ips_of: dict[ServiceKey, tuple[str, ...]] = {}
-        self._holders: dict[str, set[ServiceKey]] = {}
         self._group_of: dict[str, GroupKey] = {}
         self._groups: dict[GroupKey, tuple[str, ...]] = {}
         self._members: dict[GroupKey, tuple[ServiceKey, ...]] = {}
@@ -65,42 +61,28 @@ class Layer2:
         #: one Kind per distinct demand signature (None: not announced over L2), with demands to evaluate it
         self._kinds: dict[Signature, Kind | None] = {}
         self._kind_demands: dict[Signature, list[Demand]] = {}
-        self._dirty_services: set[ServiceKey] = set()
         self._dirty_nodes: set[str] = set()
         self._live_changed = False
-        self._everything = False
 
     # --- what changed -----------------------------------------------------------------------------
-
-    def activate(self, objects: tuple[ConfigObject, ...]) -> None:
-        self.active = True
-        self.set_configuration(objects)
-        self._everything = True
 
     def set_live(self, live: frozenset[str]) -> None:
         if live != self.live:
             self.live = live
             self._live_changed = True
 
-    def set_configuration(self, objects: tuple[ConfigObject, ...]) -> None:
-        if objects is self._objects:
-            return
-        self._objects = objects
+    def _configure(self, objects: tuple[ConfigObject, ...]) -> bool:
         config = L2Config(
             (o for o in objects if isinstance(o, L2Advertisement)), (o for o in objects if isinstance(o, IPAddressPool))
         )
-        if config != self._config:  # a BGPPeer, a pool's range, a re-delivery: nothing to redo here
-            self._config = config
-            self._everything = True
+        if config == self._config:  # a BGPPeer, a pool's range, a re-delivery: nothing to redo here
+            return False
+        self._config = config
+        return True
 
     def touch(self, change: Touched) -> None:
-        self._dirty_services |= change.placed_services
+        super().touch(change)
         self._dirty_nodes |= change.nodes
-
-    def recorded(self, event: Event) -> None:
-        """An allocation decision was folded into the ledger: its Service's IPs may have changed."""
-        if isinstance(event, IPAllocated | IPReleased | AllocationFailed):
-            self._dirty_services.add(service_key(event.service.namespace, event.service.name))
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -108,7 +90,7 @@ class Layer2:
         """The placement events that bring the ledger to what the rules want now."""
         if not self.active:
             return []
-        if not (self._config.advertisements or ledger.placements or self._ips_of):
+        if not (self._config.advertisements or ledger.placements or self._holdings):
             # Nothing is announced over L2 (BGP only) and nothing was: no groups to keep. Whatever
             # ends this (L2Advertisements, a placement in the ledger) recomputes everything.
             self._dirty_services.clear()
@@ -118,7 +100,7 @@ class Layer2:
         check: set[str] = set()
         everything, self._everything = self._everything, False
         if everything:
-            self._dirty_services |= self._ips_of.keys() | ledger.allocations.keys()
+            self._dirty_services |= self._holdings.services() | ledger.allocations.keys()
             self._dirty_nodes |= self._facts.keys() | world.nodes.keys()
             check |= ledger.placements.keys()
         moved_nodes = self._refresh_topology(world, force=everything)
@@ -165,24 +147,14 @@ class Layer2:
         every IP concerned."""
         affected: set[str] = set()
         for key in self._dirty_services:
-            old_ips = self._ips_of.pop(key, ())
-            for ip in old_ips:
-                holders = self._holders.get(ip)
-                if holders is not None:
-                    holders.discard(key)
-                    if not holders:
-                        del self._holders[ip]
-            affected.update(old_ips)
+            old_ips, new_ips = self._holdings.refresh(key, ledger)
+            affected.update(old_ips, new_ips)
             self._demands.pop(key, None)
             self._ids.pop(key, None)
             allocation = ledger.allocations.get(key)
             if allocation is None:
                 continue
-            self._ips_of[key] = allocation.ips
             self._ids[key] = allocation.service
-            for ip in allocation.ips:
-                self._holders.setdefault(ip, set()).add(key)
-            affected.update(allocation.ips)
             self._demands[key] = self._demand(key, allocation, world)
         self._dirty_services.clear()
         for ip in list(affected):
@@ -196,7 +168,7 @@ class Layer2:
                 self.placer.remove(group)
         redone: set[GroupKey] = set()
         for ip in sorted(affected):
-            if ip in self._group_of or ip not in self._holders:
+            if ip in self._group_of or not self._holdings.held(ip):
                 continue
             ips, services = self._component(ip)
             group = ips[0]
@@ -213,10 +185,10 @@ class Layer2:
         services: set[ServiceKey] = set()
         frontier = [start]
         while frontier:
-            for service in self._holders.get(frontier.pop(), ()):
+            for service in self._holdings.holders(frontier.pop()):
                 if service not in services:
                     services.add(service)
-                    fresh = [ip for ip in self._ips_of[service] if ip not in ips]
+                    fresh = [ip for ip in self._holdings.ips_of(service) if ip not in ips]
                     ips.update(fresh)
                     frontier.extend(fresh)
         return tuple(sorted(ips)), tuple(sorted(services))

@@ -2,7 +2,7 @@
 
 The ``IPAM`` stream is the single source of truth. A replica rebuilds this ledger by replaying it,
 then keeps folding every decision it (or a former active replica) appended. Every field is decided by
-the newest event of one subject (a Service's allocation subject, an IP's placement subject, a pool's
+the newest event of one subject (a Service's allocation subject, an IP's placement and BGP subjects, a pool's
 usage subject, the configuration subject and its parts), so folding only the last message per subject, in stream
 order, gives the same ledger as the whole history. Pure: no I/O.
 """
@@ -14,6 +14,8 @@ from functools import singledispatch
 
 from schemas.events import (
     AllocationFailed,
+    BGPAdvertisementDecided,
+    BGPAdvertisementWithdrawn,
     ConfigurationEvaluated,
     ConfigurationPart,
     Event,
@@ -41,6 +43,8 @@ class Ledger:
     allocations: dict[ServiceKey, IPAllocated] = field(default_factory=dict)
     failures: dict[ServiceKey, AllocationFailed] = field(default_factory=dict)
     placements: dict[str, Placement] = field(default_factory=dict)
+    #: What is advertised over BGP per IP (a withdrawn IP is not here).
+    bgp: dict[str, BGPAdvertisementDecided] = field(default_factory=dict)
     usage: dict[str, PoolUsageReported] = field(default_factory=dict)
     configuration: ConfigurationEvaluated | None = None
     #: The raw objects of the configuration in force, from its parts.
@@ -91,6 +95,16 @@ def _(event: L2PlacementDecided, ledger: Ledger, sequence: int) -> None:
 @_apply.register
 def _(event: L2PlacementCleared, ledger: Ledger, sequence: int) -> None:
     ledger.placements.pop(event.ip, None)
+
+
+@_apply.register
+def _(event: BGPAdvertisementDecided, ledger: Ledger, sequence: int) -> None:
+    ledger.bgp[event.ip] = event
+
+
+@_apply.register
+def _(event: BGPAdvertisementWithdrawn, ledger: Ledger, sequence: int) -> None:
+    ledger.bgp.pop(event.ip, None)
 
 
 @_apply.register

@@ -1,0 +1,99 @@
+"""What the per-IP deciders (L2 placement, BGP decisions) keep between two settles. Pure: no I/O.
+
+``Holdings``: which Services hold which IPs, both ways, as the ledger's allocations say, updated for the
+Services an allocation touched, to find the IPs a change concerns and the Services behind an IP.
+``Bookkeeping``: what changed since the last settle (Services touched, the configuration in force).
+"""
+
+from __future__ import annotations
+
+from collections.abc import KeysView
+
+from schemas.events import AllocationFailed, Event, IPAllocated, IPReleased
+from schemas.metallb import ConfigObject
+from services.ipam.core import ServiceKey, service_key
+from services.ipam.ledger import Ledger
+from services.ipam.world import Touched
+
+
+class Holdings:
+    def __init__(self) -> None:
+        self._ips_of: dict[ServiceKey, tuple[str, ...]] = {}
+        self._holders: dict[str, set[ServiceKey]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._ips_of)
+
+    def services(self) -> KeysView[ServiceKey]:
+        return self._ips_of.keys()
+
+    def ips_of(self, key: ServiceKey) -> tuple[str, ...]:
+        return self._ips_of.get(key, ())
+
+    def holders(self, ip: str) -> set[ServiceKey]:
+        """The Services holding ``ip`` (do not change the set)."""
+        return self._holders.get(ip, set())
+
+    def held(self, ip: str) -> bool:
+        return ip in self._holders
+
+    def refresh(self, key: ServiceKey, ledger: Ledger) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Take ``key``'s IPs from the ledger's allocation now; the IPs it held before and holds now."""
+        old = self._ips_of.pop(key, ())
+        for ip in old:
+            holders = self._holders.get(ip)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._holders[ip]
+        allocation = ledger.allocations.get(key)
+        if allocation is None:
+            return old, ()
+        self._ips_of[key] = allocation.ips
+        for ip in allocation.ips:
+            self._holders.setdefault(ip, set()).add(key)
+        return old, allocation.ips
+
+
+def reallocated(event: Event) -> ServiceKey | None:
+    """The Service whose IPs an allocation decision folded into the ledger may have changed (None: the
+    event is no allocation decision)."""
+    if isinstance(event, IPAllocated | IPReleased | AllocationFailed):
+        return service_key(event.service.namespace, event.service.name)
+    return None
+
+
+class Bookkeeping:
+    """What changed since the last settle: the Services whose IPs, Service or endpoints changed, and whether
+    everything must be looked at again (taking over, or a configuration change that matters)."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self._objects: tuple[ConfigObject, ...] | None = None
+        self._holdings = Holdings()
+        self._dirty_services: set[ServiceKey] = set()
+        self._everything = False
+
+    def activate(self, objects: tuple[ConfigObject, ...]) -> None:
+        self.active = True
+        self.set_configuration(objects)
+        self._everything = True
+
+    def set_configuration(self, objects: tuple[ConfigObject, ...]) -> None:
+        if objects is self._objects:
+            return
+        self._objects = objects
+        if self._configure(objects):
+            self._everything = True
+
+    def _configure(self, objects: tuple[ConfigObject, ...]) -> bool:
+        """Take the part of ``objects`` that matters here; whether it differs from before."""
+        raise NotImplementedError
+
+    def touch(self, change: Touched) -> None:
+        self._dirty_services |= change.placed_services
+
+    def recorded(self, event: Event) -> None:
+        """A decision was folded into the ledger: if an allocation, its Service's IPs may have changed."""
+        if (key := reallocated(event)) is not None:
+            self._dirty_services.add(key)
