@@ -166,3 +166,85 @@ def resolve_communities(
         elif isinstance(value, LargeCommunity):
             large.add((value.global_admin, value.local_data1, value.local_data2))
     return tuple(sorted(standard)), tuple(sorted(large))
+
+
+# --- where a node stands, for one IP (what ``explain`` shows, what the announcers apply) ------------------
+
+
+class NodeReason(StrEnum):
+    """Why a node does or does not announce an IP, in one mode."""
+
+    ANNOUNCES = "Announces"
+    STANDBY = "Standby"
+    """Layer 2: eligible, but another node was chosen to answer (one node answers per IP)."""
+    NODE_NETWORK_UNAVAILABLE = NodeUsability.NETWORK_UNAVAILABLE.value
+    NODE_EXCLUDED = NodeUsability.EXCLUDED.value
+    NOT_SELECTED = "NotSelectedByAdvertisement"
+    """No advertisement for the IP admits the node (their ``nodeSelectors``)."""
+    NO_SERVING_ENDPOINTS = ServingVerdict.NO_ENDPOINTS.value
+    NO_LOCAL_SERVING_ENDPOINTS = ServingVerdict.NO_LOCAL_ENDPOINTS.value
+    NO_PEER = "NoPeerForNode"
+    """BGP: no BGPPeer the routes go to applies to the node (the peers' ``nodeSelectors``)."""
+
+
+_UNUSABLE: dict[NodeUsability, NodeReason] = {
+    NodeUsability.NETWORK_UNAVAILABLE: NodeReason.NODE_NETWORK_UNAVAILABLE,
+    NodeUsability.EXCLUDED: NodeReason.NODE_EXCLUDED,
+}
+
+
+class RouteScope(Protocol):
+    """Where one BGP route goes (``BGPRoute`` on the bus): the peers named (empty: every peer) and the
+    nodes admitted (empty: every node)."""
+
+    @property
+    def peers(self) -> tuple[str, ...]: ...
+
+    @property
+    def node_selectors(self) -> tuple[LabelSelector, ...]: ...
+
+
+def bgp_peers_of_node(
+    node: NodeFacts,
+    *,
+    routes: Iterable[RouteScope],
+    nodes: tuple[str, ...] | None,
+    peers: Mapping[str, tuple[LabelSelector, ...]],
+) -> tuple[NodeReason, tuple[str, ...]]:
+    """Whether ``node`` advertises an IP decided with ``routes`` and ``nodes`` (None: every node), and to
+    which of ``peers`` (BGPPeer name → its nodeSelectors): a route goes from a usable node its nodeSelectors
+    admit, when ``nodes`` is None or names it, to each peer that applies to the node and that it names."""
+    unusable = _UNUSABLE.get(node.usability)
+    if unusable is not None:
+        return unusable, ()
+    if nodes is not None and node.name not in nodes:
+        return NodeReason.NO_LOCAL_SERVING_ENDPOINTS, ()
+    admitting = [r for r in routes if selectors_admit(r.node_selectors, node.labels)]
+    if not admitting:
+        return NodeReason.NOT_SELECTED, ()
+    own = [name for name, selectors in sorted(peers.items()) if selectors_admit(selectors, node.labels)]
+    reached = tuple(p for p in own if any(not r.peers or p in r.peers for r in admitting))
+    return (NodeReason.ANNOUNCES, reached) if reached else (NodeReason.NO_PEER, ())
+
+
+def l2_node_reason(
+    node: NodeFacts,
+    *,
+    node_selectors: Iterable[tuple[LabelSelector, ...]],
+    policy: TrafficPolicy,
+    serving: frozenset[str],
+    placed_on: str | None,
+) -> NodeReason:
+    """Whether ``node`` answers for an IP over layer 2: usable, admitted by one of the advertisements
+    (each advertisement's nodeSelectors), allowed by the endpoints, and the one chosen (``placed_on``)."""
+    unusable = _UNUSABLE.get(node.usability)
+    if unusable is not None:
+        return unusable
+    if not any(selectors_admit(selectors, node.labels) for selectors in node_selectors):
+        return NodeReason.NOT_SELECTED
+    match serving_verdict(policy, serving, node.name):
+        case ServingVerdict.NO_ENDPOINTS:
+            return NodeReason.NO_SERVING_ENDPOINTS
+        case ServingVerdict.NO_LOCAL_ENDPOINTS:
+            return NodeReason.NO_LOCAL_SERVING_ENDPOINTS
+    return NodeReason.ANNOUNCES if node.name == placed_on else NodeReason.STANDBY

@@ -7,6 +7,7 @@ where it is — from the last decisions on the bus, in plain words.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from rich.console import Console
@@ -17,11 +18,15 @@ from schemas.events import (
     EndpointsObserved,
     IPAllocated,
     IPReleased,
+    NodeObserved,
     ObjectKind,
     ServiceObserved,
 )
-from services.common.bus import Bus
-from services.common.subjects import StreamName, k8s_subject
+from schemas.metallb import ConfigObject, InvalidConfigObject, parse_config_object
+from schemas.metallb.rules import NodeFacts, TrafficPolicy, serving_nodes, traffic_policy
+from services.common.bus import Bus, Received
+from services.common.subjects import StreamName, k8s_kind_filter, k8s_subject
+from services.operator.explain_nodes import InForce, ServiceScope, bgp_lines, l2_lines, node_facts
 from services.operator.views import At, ClusterView, connect_operator, read_view, since
 
 
@@ -29,10 +34,15 @@ def _when(at: At, now: datetime) -> str:
     return f"{since(at, now)} ago (sequence {at.sequence})"
 
 
+def _serving(endpoints: EndpointsObserved | None) -> frozenset[str]:
+    return serving_nodes(endpoints.nodes) if endpoints is not None else frozenset()
+
+
 def _endpoint_lines(observed: ServiceObserved | None, endpoints: EndpointsObserved | None) -> list[str]:
-    serving = sorted(n.node for n in endpoints.nodes if n.serving) if endpoints is not None else []
+    serving = sorted(_serving(endpoints))
     where = f"on {', '.join(serving)}" if serving else "nowhere"
-    if observed is not None and observed.external_traffic_policy == "Local":
+    policy = traffic_policy(observed.external_traffic_policy if observed is not None else None)
+    if observed is not None and policy is TrafficPolicy.LOCAL:
         return [f"externalTrafficPolicy is Local: only nodes with a serving endpoint may announce it;"
                 f" its serving endpoints are {where}."]
     if not serving:
@@ -112,11 +122,41 @@ def _announcement_lines(view: ClusterView, ip: str, now: datetime) -> list[str]:
     return lines
 
 
+def _per_node_lines(
+    view: ClusterView, key: str, observed: ServiceObserved | None, endpoints: EndpointsObserved | None,
+    nodes: Sequence[NodeFacts],
+) -> list[str]:
+    """Per IP, why each node announces it or not, in layer 2 and over BGP (from the configuration in force)."""
+    allocated = view.allocation(key)
+    if allocated is None or observed is None:
+        return []
+    in_force = InForce.of(_parsed(view.in_force.objects or ()))
+    scope = ServiceScope(pool=allocated[0].pool, labels=observed.labels,
+                         policy=traffic_policy(observed.external_traffic_policy), serving=_serving(endpoints))
+    lines = [f"Nodes known: {len(nodes)}."]
+    for ip in allocated[0].ips:
+        placement = view.placements.get(ip)
+        lines += l2_lines(ip, scope, in_force, nodes, placement.event if placement is not None else None)
+        bgp = view.bgp.get(ip)
+        lines += bgp_lines(ip, in_force, nodes, bgp[0] if bgp is not None else None)
+    return lines
+
+
+def _parsed(raws: Sequence[dict[str, object]]) -> list[ConfigObject]:
+    objects = []
+    for raw in raws:
+        try:
+            objects.append(parse_config_object(raw))
+        except InvalidConfigObject:
+            continue  # never in force: an invalid configuration is never put in force
+    return objects
+
+
 def explain_lines(
     view: ClusterView, key: str, observed: ServiceObserved | None, *, now: datetime,
-    endpoints: EndpointsObserved | None = None,
+    endpoints: EndpointsObserved | None = None, nodes: Sequence[NodeFacts] = (),
 ) -> list[str]:
-    """Sentences about Service ``key`` (``namespace/name``)."""
+    """Sentences about Service ``key`` (``namespace/name``); ``nodes``: every Node known."""
     lines = [f"Service {key}"]
     lines += _observed_lines(key, observed)
     if observed is not None and observed.service_type == "LoadBalancer":
@@ -125,6 +165,7 @@ def explain_lines(
     lines += decided
     for ip in ips:
         lines += _announcement_lines(view, ip, now)
+    lines += _per_node_lines(view, key, observed, endpoints, nodes)
     if view.configuration is not None and not view.configuration.valid:
         lines.append("The configuration is INVALID; the last valid one stays in force: "
                      + "; ".join(p.message for p in view.configuration.problems))
@@ -144,6 +185,18 @@ async def observed_service(
             endpoints if isinstance(endpoints, EndpointsObserved) else None)
 
 
+async def observed_nodes(bus: Bus) -> list[NodeFacts]:
+    """Every Node as the watcher last published it, by name."""
+    found: dict[str, NodeFacts] = {}
+
+    def fold(received: Received) -> None:
+        if isinstance(received.event, NodeObserved):
+            found[received.event.ref.name] = node_facts(received.event)
+
+    await bus.replay(StreamName.K8S, fold, subjects=[k8s_kind_filter(ObjectKind.NODE)], last_per_subject=True)
+    return [found[name] for name in sorted(found)]
+
+
 async def show_explain(
     nats_url: str, target: str, *, console: Console | None = None, ca_file: str | None = None
 ) -> int:
@@ -154,6 +207,9 @@ async def show_explain(
     async with bus:
         view = await read_view(bus)
         observed, endpoints = await observed_service(bus, namespace, name)
-    for line in explain_lines(view, f"{namespace}/{name}", observed, now=datetime.now(UTC), endpoints=endpoints):
+        nodes = await observed_nodes(bus)
+    lines = explain_lines(view, f"{namespace}/{name}", observed, now=datetime.now(UTC), endpoints=endpoints,
+                          nodes=nodes)
+    for line in lines:
         console.print(escape(line))
     return 0

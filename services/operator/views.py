@@ -12,14 +12,18 @@ from schemas.events import (
     AllocationFailed,
     AnnouncementMode,
     AnnouncementReported,
+    BGPAdvertisementDecided,
+    BGPAdvertisementWithdrawn,
     BGPSessionChanged,
     ConfigurationEvaluated,
+    ConfigurationPart,
     IPAllocated,
     IPReleased,
     L2PlacementCleared,
     L2PlacementDecided,
     PoolUsageReported,
 )
+from schemas.events.in_force import InForceParts
 from services.common.bus import Bus, BusSettings, Received
 from services.common.errors import NotFound
 from services.common.subjects import StreamName
@@ -52,6 +56,7 @@ class Session:
 
 
 Decision = IPAllocated | AllocationFailed | IPReleased
+BGPDecision = BGPAdvertisementDecided | BGPAdvertisementWithdrawn
 
 
 @dataclass
@@ -61,6 +66,9 @@ class ClusterView:
     cleared: dict[str, tuple[L2PlacementCleared, At]] = field(default_factory=dict)
     usage: dict[str, PoolUsageReported] = field(default_factory=dict)
     configuration: ConfigurationEvaluated | None = None
+    #: the raw objects of the configuration in force (from its parts)
+    in_force: InForceParts = field(default_factory=InForceParts)
+    bgp: dict[str, tuple[BGPDecision, At]] = field(default_factory=dict)
     reports: dict[tuple[str, str], Report] = field(default_factory=dict)
     sessions: dict[tuple[str, str], Session] = field(default_factory=dict)
 
@@ -79,6 +87,11 @@ class ClusterView:
             self.usage[event.pool] = event
         elif isinstance(event, ConfigurationEvaluated):
             self.configuration = event
+            self.in_force.settle(event)
+        elif isinstance(event, ConfigurationPart):
+            self.in_force.add(event)
+        elif isinstance(event, BGPAdvertisementDecided | BGPAdvertisementWithdrawn):
+            self.bgp[event.ip] = (event, at)
         elif isinstance(event, AnnouncementReported):
             self.reports[(event.node, event.ip)] = Report(event, at)
         elif isinstance(event, BGPSessionChanged):
