@@ -1,11 +1,19 @@
-"""Observed events and ipam decisions for BGP tests: the world as the watcher and the ipam would publish it."""
+"""Observed events and ipam decisions for BGP tests: the world as the watcher and the ipam would publish it.
+
+The BGP agent reads ipam's decisions (``decided`` / ``withdrawn``, ``in_force``) and its own Node; the
+observed Services, endpoints and metallb.io objects are for tests that run a real ipam."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from schemas.events import (
+    BGPAdvertisementDecided,
+    BGPAdvertisementWithdrawn,
+    BGPRoute,
+    BGPWithdrawReason,
     ConfigObjectObserved,
+    ConfigurationEvaluated,
     EndpointsObserved,
     Event,
     IPAllocated,
@@ -20,8 +28,14 @@ from schemas.events import (
     SecretObserved,
     ServiceId,
 )
+from schemas.metallb.common import LabelSelector
 from services.common.bus import Bus
-from services.common.subjects import ipam_allocation_subject, observed_subject
+from services.common.subjects import (
+    IPAM_CONFIG_SUBJECT,
+    bgp_decision_subject,
+    ipam_allocation_subject,
+    observed_subject,
+)
 from tests.builders import CONFIG_NAMESPACE, service
 
 __all__ = [
@@ -29,14 +43,19 @@ __all__ = [
     "bgp_advertisement",
     "bgp_peer",
     "config_object",
+    "decided",
     "deleted",
     "endpoints",
+    "in_force",
     "node",
     "publish_allocation",
+    "publish_decisions",
     "publish_observed",
     "released",
+    "route",
     "secret",
     "service",
+    "withdrawn",
 ]  # fmt: skip
 
 
@@ -105,3 +124,48 @@ async def publish_observed(bus: Bus, *events: Event) -> None:
 
 async def publish_allocation(bus: Bus, event: IPAllocated | IPReleased) -> None:
     await bus.publish(ipam_allocation_subject(event.service.namespace, event.service.name), event)
+
+
+# --- ipam's decisions, as the BGP agent reads them ---------------------------------------------------------
+
+
+def in_force(*objects: ConfigObjectObserved) -> ConfigurationEvaluated:
+    """ipam putting ``objects`` in force (carried whole: a small configuration)."""
+    return ConfigurationEvaluated(valid=True, in_force_generation=f"g{len(objects)}-" + "-".join(
+        f"{o.ref.name}.{o.ref.resource_version}" for o in objects), in_force=tuple(dict(o.raw) for o in objects))
+
+
+def route(
+    advertisement: str, prefix: str, *, communities: tuple[int, ...] = (),
+    large: tuple[tuple[int, int, int], ...] = (), local_pref: int = 0, peers: tuple[str, ...] = (),
+    node_selectors: tuple[dict[str, Any], ...] = (),
+) -> BGPRoute:  # fmt: skip
+    return BGPRoute(
+        advertisement=advertisement, prefix=prefix, communities=communities, large_communities=large,
+        local_pref=local_pref, peers=peers,
+        node_selectors=tuple(LabelSelector.model_validate(s) for s in node_selectors),
+    )  # fmt: skip
+
+
+def decided(
+    ip: str, *routes: BGPRoute, services: tuple[str, ...] = ("web",), nodes: tuple[str, ...] | None = None
+) -> BGPAdvertisementDecided:
+    """ipam's decision for ``ip``: ``routes`` (default: one /32 or /128 of advertisement ``ads``) from every
+    node (``nodes`` None) or only ``nodes``; ``services`` by name in ``default``."""
+    own = routes or (route("ads", f"{ip}/{32 if ':' not in ip else 128}"),)
+    return BGPAdvertisementDecided(
+        ip=ip, services=tuple(ServiceId(namespace="default", name=name) for name in services), routes=own,
+        nodes=nodes,
+    )  # fmt: skip
+
+
+def withdrawn(ip: str, reason: BGPWithdrawReason = BGPWithdrawReason.RELEASED) -> BGPAdvertisementWithdrawn:
+    return BGPAdvertisementWithdrawn(ip=ip, reason=reason)
+
+
+async def publish_decisions(
+    bus: Bus, *events: BGPAdvertisementDecided | BGPAdvertisementWithdrawn | ConfigurationEvaluated
+) -> None:
+    for event in events:
+        subject = IPAM_CONFIG_SUBJECT if isinstance(event, ConfigurationEvaluated) else bgp_decision_subject(event.ip)
+        await bus.publish(subject, event)

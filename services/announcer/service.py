@@ -18,7 +18,7 @@ def announcer_main(
         ctx.health.set_ready("starting", True)
         ctx.health.set_ready("layer2", False, "reading the placements")
         agent = L2Agent(ctx.bus, node=node, config=ResponderConfig(policy=policy), health=ctx.health)
-        ctx.health.set_ready("bgp", False, "reading the world and the allocations")
+        ctx.health.set_ready("bgp", False, "reading the decisions")
         bgp = BgpAgent(ctx.bus, node=node, health=ctx.health, listen_port=bgp_listen_port)
         # Heartbeats RESTART (a loop that keeps nothing). The agents FAIL_PROBES: each owns sockets, sessions
         # and what it has announced, which only a fresh process rebuilds cleanly; their death cancels the

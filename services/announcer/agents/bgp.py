@@ -1,17 +1,21 @@
-"""The announcer's BGP agent: the world and the allocations in, one BGP session per applicable BGPPeer out.
+"""The announcer's BGP agent: ipam's decisions in, one BGP session per applicable BGPPeer out.
 
-    read K8S (last per subject) + IPAM allocations and configuration ──► BgpWorld ──► plan() ──► PeerSessions
-    follow both streams live ───────────────────────────────────────────┘                    │
-    ANNOUNCE: BGPSessionChanged per state change, AnnouncementReported per IP on change ◄─────┘
+    read IPAM ipam.bgp.> + configuration in force, K8S this node's Node, SECRETS ──► BgpInputs ──► plan()
+    follow the three live (the Node by its own subject) ───────────────────────────┘            │
+    PeerSessions (whole route set each) ◄──────────────────────────────────────────────────────┘
+    ANNOUNCE: BGPSessionChanged per state change, AnnouncementReported per IP on change
 
+- It reads decisions, not the world: no Service, endpoint or other Node reaches it, and an endpoint change
+  that changes no decision never does. No configuration check of its own: until ipam has put a configuration
+  in force there are no peers (said in the readiness check and the log).
 - No session opens before the first full read: a session's first UPDATEs (and its End-of-RIB) carry the whole
   desired set, so a graceful restart helper never flushes routes we still want.
-- Each change of the world re-plans and hands every session its whole route set (the speaker sends the diff).
+- Each change re-plans and hands every session its whole route set (the speaker sends the diff).
   A peer whose session spec changes (addresses, timers, password, BFD) gets a new session.
 - On stop each session ends with a Cease (the peer withdraws at once), or, for peers with
   ``enableGracefulRestart``, silently so the peer keeps our routes while we restart.
-- Tracing: an IP's report is published inside an ``announce <ip>`` span whose parent is the allocation that
-  changed it (the trace context of that allocation's message), from the allocation's arrival to the report.
+- Tracing: an IP's report is published inside an ``announce <ip>`` span whose parent is the decision that
+  changed it (the trace context of that decision's message), from the decision's arrival to the report.
 """
 
 from __future__ import annotations
@@ -29,17 +33,18 @@ from opentelemetry import trace
 from schemas.events import (
     AnnouncementMode,
     AnnouncementReported,
+    BGPAdvertisementDecided,
+    BGPAdvertisementWithdrawn,
     BGPSessionChanged,
     BGPSessionState,
     Event,
-    IPAllocated,
-    IPReleased,
+    ObjectKind,
 )
 from services.announcer.agents.announced import AnnouncedCollector, announced_collector
+from services.announcer.agents.bgp_inputs import BgpInputs
 from services.announcer.agents.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
 from services.announcer.agents.bgp_plan import IPAnnouncement, LocalPrefConflict, Plan, plan
 from services.announcer.agents.bgp_sessions import session_spec_for
-from services.announcer.agents.bgp_world import BgpWorld
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession
 from services.announcer.bgp.peering import Refused, duplicate_peer_addresses
@@ -49,12 +54,13 @@ from services.common.errors import MetalbusError
 from services.common.follower import Follower
 from services.common.health import Health
 from services.common.subjects import (
-    IPAM_ALLOCATIONS,
+    IPAM_BGP_DECISIONS,
     IPAM_CONFIG_PARTS,
     IPAM_CONFIG_SUBJECT,
     StreamName,
     announce_subject,
     bgp_session_subject,
+    k8s_subject,
 )
 from services.common.supervision import OnFailure, Supervisor, supervised
 from services.common.tracing import parent_context, remote_parent, span_headers, tracer
@@ -86,7 +92,7 @@ class BgpAgent:
         self._listener: Listener | None = None
         self._listen_tried = False
         self.health = health
-        self.world = BgpWorld(node)
+        self.inputs = BgpInputs(node)
         self.plan = Plan()
         self.sessions: dict[str, PeerSession] = {}
         self._refused: dict[str, str] = {}
@@ -100,23 +106,24 @@ class BgpAgent:
         self._reported: dict[str, IPAnnouncement] = {}
         self._report_due = asyncio.Event()
         self._dirty = asyncio.Event()
-        #: per IP, the trace of the newest allocation not reported yet: (span context, arrival ns, fold number)
+        #: per IP, the trace of the newest decision not reported yet: (span context, arrival ns, fold number)
         self._origins: dict[str, tuple[trace.SpanContext, int, int]] = {}
         self._folds = 0
+        self._said_no_configuration = False
         self._tracer = tracer(__name__)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Keep the sessions converged to the world until ``stopping`` is set, then end them."""
+        """Keep the sessions converged to the decisions until ``stopping`` is set, then end them."""
         try:
             if not await self._read_until_done(stopping):
                 return
             self._apply_plan(await self._listening_for(await self._plan()))
-            if self.health is not None:
-                self.health.set_ready("bgp", True)
-            log.info("bgp agent started node=%s peers=%d ips=%d", self.node, len(self.sessions),
-                     len(self.plan.announcements))  # fmt: skip
+            self._say_configuration()
+            configuration = "in-force" if self.inputs.in_force is not None else "none"
+            log.info("bgp agent started node=%s peers=%d ips=%d configuration=%s", self.node, len(self.sessions),
+                     len(self.plan.announcements), configuration)  # fmt: skip
             # Every loop RESTARTs: the followers resume from their position (a fold applied twice changes
             # nothing), a restarted planner plans again, reports and states go on from what was sent.
             async with Supervisor() as tasks:
@@ -187,29 +194,30 @@ class BgpAgent:
         return False
 
     async def _read(self) -> None:
-        """The current world (with the Secrets peers reference) and every current allocation, then
-        followers from just after them."""
+        """Every current decision and the configuration in force, this node's Node and the BGP passwords,
+        then followers from just after them."""
         k8s_end = await self.bus.last_sequence(StreamName.K8S)
         secrets_end = await self.bus.last_sequence(StreamName.SECRETS)
         ipam_end = await self.bus.last_sequence(StreamName.IPAM)
 
         def fold(received: Received) -> None:
-            self.world.apply(received.event)
+            self.inputs.apply(received.event)
 
-        ipam_subjects = [IPAM_ALLOCATIONS, IPAM_CONFIG_SUBJECT, IPAM_CONFIG_PARTS]
+        own_node = [k8s_subject(ObjectKind.NODE, "", self.node)]
+        ipam_subjects = [IPAM_BGP_DECISIONS, IPAM_CONFIG_SUBJECT, IPAM_CONFIG_PARTS]
         await asyncio.gather(  # all at once: the folds do not depend on each other's order
-            self.bus.replay(StreamName.K8S, fold, last_per_subject=True),
+            self.bus.replay(StreamName.K8S, fold, subjects=own_node, last_per_subject=True),
             self.bus.replay(StreamName.SECRETS, fold, last_per_subject=True),
             self.bus.replay(StreamName.IPAM, fold, subjects=ipam_subjects, last_per_subject=True),
         )
         self._followers = [
-            Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1, health=self.health),
+            Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1, subjects=own_node, health=self.health),
             Follower(self.bus, StreamName.SECRETS, start_sequence=secrets_end + 1, health=self.health),
             Follower(self.bus, StreamName.IPAM, start_sequence=ipam_end + 1, subjects=ipam_subjects,
                      health=self.health),
         ]
-        log.info("bgp world read node=%s k8s_up_to=%d ipam_up_to=%d allocations=%d", self.node, k8s_end,
-                 ipam_end, len(self.world.allocations))  # fmt: skip
+        log.info("bgp decisions read node=%s ipam_up_to=%d decisions=%d node_known=%s", self.node, ipam_end,
+                 len(self.inputs.decisions), self.inputs.this_node is not None)  # fmt: skip
 
     async def _follow(self, follower: Follower, stopping: asyncio.Event) -> None:
         """Fold what arrives, in chunks with the loop free in between (BFD and keepalive timers must keep
@@ -238,23 +246,35 @@ class BgpAgent:
                 self._dirty.set()  # the restarted planner plans again
                 raise
             self._forget_origins(folded)
+            self._say_configuration()
             cost = loop.time() - started  # planning takes at most about half of the time during a burst
 
     def apply(self, events: list[Event]) -> bool:
-        changed = [self.world.apply(event) for event in events]  # every one folded, no short circuit
+        changed = [self.inputs.apply(event) for event in events]  # every one folded, no short circuit
         return any(changed)
 
+    def _say_configuration(self) -> None:
+        """Ready once ipam has put a configuration in force; until then no peers, said once in the log."""
+        in_force = self.inputs.in_force is not None
+        if not in_force and not self._said_no_configuration:
+            self._said_no_configuration = True
+            log.warning("bgp no configuration in force node=%s consequence=%s", self.node,
+                        "no BGP peers until ipam puts one in force")  # fmt: skip
+        if self.health is not None:
+            self.health.set_ready("bgp", in_force, "" if in_force else "no configuration in force yet (ipam)")
+
     def _remember_origins(self, batch: list[Received]) -> None:
-        """Keep the trace of each allocation (or release) per IP: the IP's next report joins it."""
+        """Keep the trace of each decision per IP: the IP's next report joins it."""
         self._folds += 1
         for received in batch:
             event = received.event
-            if isinstance(event, IPAllocated | IPReleased) and (origin := remote_parent(received.headers)):
-                for ip in event.ips:
-                    self._origins[ip] = (origin, time.time_ns(), self._folds)
+            if isinstance(event, BGPAdvertisementDecided | BGPAdvertisementWithdrawn) and (
+                origin := remote_parent(received.headers)
+            ):
+                self._origins[event.ip] = (origin, time.time_ns(), self._folds)
 
     def _forget_origins(self, folded: int) -> None:
-        """Drop the traces of allocations the plan just made covers that leave the IP's report as it is."""
+        """Drop the traces of decisions the plan just made covers that leave the IP's report as it is."""
         planned, reported = self.plan.announcements, self._reported
         for ip in [ip for ip, (_, _, fold) in self._origins.items() if fold <= folded]:
             if planned.get(ip) != reported.get(ip):
@@ -264,30 +284,29 @@ class BgpAgent:
     # --- deciding ------------------------------------------------------------------------------------
 
     async def _plan(self) -> Plan:
-        """Plan in a worker thread on a snapshot of the world: 10 000 Services take a few hundred ms, which
-        the event loop must not spend away from the sessions' timers."""
-        world = self.world
+        """Plan in a worker thread on a snapshot of the decisions: tens of thousands of IPs take a while,
+        which the event loop must not spend away from the sessions' timers."""
+        inputs = self.inputs
         return await asyncio.to_thread(
-            plan, node=world.this_node(), configuration=world.configuration,
-            services=dict(world.service_facts()), allocations=dict(world.allocations),
-        )  # fmt: skip
+            plan, node=inputs.this_node, configuration=inputs.configuration, decisions=dict(inputs.decisions)
+        )
 
     def _apply_plan(self, new: Plan) -> None:
-        world = self.world
+        inputs = self.inputs
         self.plan = new
         if self.plan.conflicts != self._conflicts:
             self._conflicts = self.plan.conflicts
             for c in self._conflicts:
                 log.warning("local pref conflict peer=%s prefix=%s local_prefs=%s chosen=%d", c.peer,
                             c.prefix, ",".join(map(str, c.local_prefs)), c.chosen)  # fmt: skip
-        node = world.this_node()
+        node = inputs.this_node
         wanted = {}
         duplicates = duplicate_peer_addresses({name: p.peer.spec for name, p in self.plan.peers.items()})
         for name, peer_plan in self.plan.peers.items():
             assert node is not None  # a plan has peers only for a known node
             peer = peer_plan.peer
             spec = duplicates.get(name) or session_spec_for(
-                peer, node=node, password=world.password_for(peer), configuration=world.configuration
+                peer, node=node, password=inputs.password_for(peer), configuration=inputs.configuration
             )
             if isinstance(spec, Refused):
                 self._refuse(name, _ref(peer.namespace, name), peer.spec.peer_address or peer.spec.interface, spec)

@@ -10,8 +10,9 @@ import ipaddress
 
 from schemas.metallb import BGPPeer, PasswordSecretProblem
 from schemas.metallb.advertisements import ipv6_pool_advertised_to
-from services.announcer.agents.bgp_plan import Configuration, NodeFacts, next_hops, router_id_for
-from services.announcer.agents.bgp_world import PasswordUnavailable
+from schemas.metallb.rules import NodeFacts
+from services.announcer.agents.bgp_inputs import PasswordUnavailable
+from services.announcer.agents.bgp_plan import Configuration, next_hops, router_id_for
 from services.announcer.bgp.bfd import BfdConfig
 from services.announcer.bgp.peer_session import SessionSpec
 from services.announcer.bgp.peering import Refusal, Refused, bfd_config_for, speaker_config_for

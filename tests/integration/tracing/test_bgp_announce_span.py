@@ -1,5 +1,5 @@
 """The BGP agent's report of an IP is published inside an ``announce <ip>`` span whose parent is the span that
-appended the IP's allocation (the ipam's decision), with the peers it goes to."""
+appended the IP's BGP decision (the ipam's), with the peers it goes to."""
 
 from __future__ import annotations
 
@@ -21,16 +21,8 @@ from services.announcer.bgp.speaker import Speaker, SpeakerConfig
 from services.common.bus import Bus, Received
 from services.common.subjects import StreamName, announce_subject
 from services.common.tracing import remote_parent, setup_tracing
-from tests.bgp_world import (
-    allocated,
-    bgp_advertisement,
-    bgp_peer,
-    endpoints,
-    node,
-    publish_allocation,
-    publish_observed,
-)
-from tests.builders import pool, service
+from tests.bgp_world import bgp_peer, decided, in_force, node, publish_decisions, publish_observed
+from tests.builders import pool
 from tests.integration.announcer.bgp_agent.test_agent import LOOPBACK, PeerView, free_port
 from tests.waiting import async_wait_until
 
@@ -49,21 +41,21 @@ async def peer_port() -> AsyncIterator[int]:
         yield port
 
 
-async def test_an_allocation_announced_over_bgp_continues_the_allocations_trace(bus: Bus, peer_port: int) -> None:
+async def test_a_decision_announced_over_bgp_continues_the_decisions_trace(bus: Bus, peer_port: int) -> None:
     exporter = InMemorySpanExporter()
     setup_tracing("metalbus-test", extra_processor=SimpleSpanProcessor(exporter))
-    await publish_observed(
-        bus, pool("lan", "198.51.100.0/24"), bgp_advertisement("ads"),
+    await publish_observed(bus, node("node-a", "127.0.0.1", "fd00::11"))
+    await publish_decisions(bus, in_force(
+        pool("lan", "198.51.100.0/24"),
         bgp_peer("tor", "127.0.0.1", my_asn=64512, peer_asn=64512, peerPort=peer_port, holdTime="9s"),
-        node("node-a", "127.0.0.1", "fd00::11"), service("web"), endpoints("web", {"node-a": 1}),
-    )  # fmt: skip
+    ))  # fmt: skip
     agent = BgpAgent(bus, node="node-a", collector=BgpCollector())
     stopping = asyncio.Event()
     running = asyncio.create_task(agent.run(stopping))
     try:
         await async_wait_until(lambda: "tor" in agent.sessions, timeout=10, what="the session to the peer")
-        with trace.get_tracer("test").start_as_current_span("decide ServiceObserved") as decide:
-            await publish_allocation(bus, allocated("web", IP, pool="lan"))
+        with trace.get_tracer("test").start_as_current_span("decide EndpointsObserved") as decide:
+            await publish_decisions(bus, decided(IP))
         stored: list[Received] = []
 
         async def reported() -> bool:

@@ -21,7 +21,8 @@ from typing import Any
 
 from schemas.events import BGPSessionState
 from schemas.metallb import BFDProfile, BGPPeer
-from services.announcer.agents.bgp_plan import Configuration, NodeFacts
+from schemas.metallb.rules import NodeFacts
+from services.announcer.agents.bgp_plan import Configuration
 from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp.nlri import Prefix
 from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession

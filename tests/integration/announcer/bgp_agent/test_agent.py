@@ -1,5 +1,6 @@
 """The BGP agent against a real nats-server and a passive BGP peer on loopback (our own speaker, listening):
-the world on the bus becomes routes at the peer, changes of the world move them, a stop ends with a Cease."""
+ipam's decisions on the bus become routes at the peer, new decisions and this node's labels move them, a stop
+ends with a Cease."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from schemas.events import AnnouncementReported, BGPSessionChanged, BGPSessionState, ObjectKind
+from schemas.events import (
+    AnnouncementReported,
+    BGPAdvertisementDecided,
+    BGPSessionChanged,
+    BGPSessionState,
+    ConfigObjectObserved,
+)
 from services.announcer.agents.announced import AnnouncedCollector
 from services.announcer.agents.bgp import BgpAgent
 from services.announcer.agents.bgp_metrics import BgpCollector
@@ -25,17 +33,14 @@ from services.announcer.bgp.speaker import Speaker, SpeakerConfig
 from services.common.bus import Bus
 from services.common.subjects import ANNOUNCE_PREFIX, StreamName
 from tests.bgp_world import (
-    allocated,
-    bgp_advertisement,
     bgp_peer,
-    config_object,
-    deleted,
-    endpoints,
+    decided,
+    in_force,
     node,
-    publish_allocation,
+    publish_decisions,
     publish_observed,
-    released,
-    service,
+    route,
+    withdrawn,
 )
 from tests.builders import pool
 from tests.waiting import async_wait_until
@@ -101,18 +106,30 @@ async def peer() -> AsyncIterator[tuple[PeerView, int]]:
         yield view, port
 
 
+EDGE = 0xFFFFFF01  # the Community alias "edge" (65535:65281), resolved by ipam
+TERMS: dict[str, Any] = {"communities": ((65000 << 16) | 7, EDGE), "large": ((64512, 1, 2),), "local_pref": 150}
+RACK_A = ({"matchLabels": {"rack": "a"}},)
+
+
+def web(*, nodes: tuple[str, ...] | None = None, v4: str = V4) -> BGPAdvertisementDecided:
+    """ipam's decision for the dual-stack Service web: both its IPs' routes, from every node or ``nodes``."""
+    return decided("198.51.100.7", route("ads", v4, **TERMS, node_selectors=RACK_A), nodes=nodes)
+
+
+def web_v6(*, nodes: tuple[str, ...] | None = None) -> BGPAdvertisementDecided:
+    return decided("2001:db8:1::7", route("ads", V6, **TERMS, node_selectors=RACK_A), nodes=nodes)
+
+
+def tor(port: int) -> ConfigObjectObserved:
+    peer: ConfigObjectObserved = bgp_peer("tor", "127.0.0.1", my_asn=64512, peer_asn=64512, peerPort=port, holdTime="9s")
+    return peer
+
+
 async def world(bus: Bus, port: int) -> None:
-    await publish_observed(
-        bus,
-        pool("lan", "198.51.100.0/24", "2001:db8:1::/64"),
-        bgp_peer("tor", "127.0.0.1", my_asn=64512, peer_asn=64512, peerPort=port, holdTime="9s"),
-        bgp_advertisement("ads", communities=["65000:7", "edge", "large:64512:1:2"], localPref=150),
-        config_object("Community", "names", {"communities": [{"name": "edge", "value": "65535:65281"}]}),
-        node("node-a", "127.0.0.1", "fd00::11"),
-        service("web", ip_families=("IPv4", "IPv6")),
-        endpoints("web", {"node-b": 1}),
-    )
-    await publish_allocation(bus, allocated("web", "198.51.100.7", "2001:db8:1::7", pool="lan"))
+    await publish_observed(bus, node("node-a", "127.0.0.1", "fd00::11", labels={"rack": "a"}),
+                           node("node-b", "127.0.0.2", labels={"rack": "a"}))  # fmt: skip
+    await publish_decisions(bus, in_force(pool("lan", "198.51.100.0/24", "2001:db8:1::/64"), tor(port)), web(),
+                            web_v6())  # fmt: skip
 
 
 async def reports(bus: Bus) -> dict[str, AnnouncementReported | BGPSessionChanged]:
@@ -126,7 +143,7 @@ async def reports(bus: Bus) -> dict[str, AnnouncementReported | BGPSessionChange
     return found
 
 
-async def test_world_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]) -> None:
+async def test_decisions_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]) -> None:
     view, port = peer
     await world(bus, port)
     collector, announced = BgpCollector(), AnnouncedCollector()
@@ -135,9 +152,8 @@ async def test_world_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]) ->
     running = asyncio.create_task(agent.run(stopping))
     try:
         await async_wait_until(lambda: view.prefixes() == {V4, V6}, timeout=10, what="both prefixes at the peer")
-        edge = 0xFFFFFF01
         assert view.routes[ipaddress.ip_network(V4)] == {
-            "communities": ((65000 << 16) | 7, edge), "large": ((64512, 1, 2),), "local_pref": 150,
+            "communities": ((65000 << 16) | 7, EDGE), "large": ((64512, 1, 2),), "local_pref": 150,
         }  # fmt: skip
 
         async def reported() -> bool:
@@ -157,18 +173,23 @@ async def test_world_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]) ->
                                          ("2001:db8:1::7", "node-a", "bgp", "default/web")}  # fmt: skip
 
         # ETP Local with the only endpoint elsewhere: withdrawn; an endpoint here: back
-        await publish_observed(bus, service("web", version="2", ip_families=("IPv4", "IPv6"),
-                                            external_traffic_policy="Local"))  # fmt: skip
+        await publish_decisions(bus, web(nodes=("node-b",)), web_v6(nodes=("node-b",)))
         await async_wait_until(lambda: not view.prefixes(), timeout=10, what="withdrawn under ETP Local")
-        await publish_observed(bus, endpoints("web", {"node-a": 1}))
+        await publish_decisions(bus, web(nodes=("node-a", "node-b")), web_v6(nodes=("node-a",)))
         await async_wait_until(lambda: view.prefixes() == {V4, V6}, timeout=10, what="back with a local endpoint")
 
-        # aggregation changes the prefix; the Service going withdraws it
-        await publish_observed(bus, bgp_advertisement("ads", version="2", aggregationLength=24))
+        # another node's labels change nothing here; this node leaving the routes' nodeSelectors withdraws them
+        await publish_observed(bus, node("node-b", "127.0.0.2", labels={"rack": "b"}, version="2"))
+        await publish_observed(bus, node("node-a", "127.0.0.1", "fd00::11", labels={"rack": "b"}, version="2"))
+        await async_wait_until(lambda: not view.prefixes(), timeout=10, what="withdrawn: the node left rack a")
+        await publish_observed(bus, node("node-a", "127.0.0.1", "fd00::11", labels={"rack": "a"}, version="3"))
+        await async_wait_until(lambda: view.prefixes() == {V4, V6}, timeout=10, what="back in rack a")
+
+        # aggregation changes the prefix; the decisions withdrawn, nothing is left
+        await publish_decisions(bus, web(v4="198.51.100.0/24"))
         await async_wait_until(lambda: view.prefixes() == {"198.51.100.0/24", V6}, timeout=10, what="aggregate")
-        await publish_observed(bus, deleted(ObjectKind.SERVICE, "web"))
-        await publish_allocation(bus, released("web", "198.51.100.7", "2001:db8:1::7"))
-        await async_wait_until(lambda: not view.prefixes(), timeout=10, what="withdrawn on Service delete")
+        await publish_decisions(bus, withdrawn("198.51.100.7"), withdrawn("2001:db8:1::7"))
+        await async_wait_until(lambda: not view.prefixes(), timeout=10, what="withdrawn on release")
         await async_wait_until(lambda: _not_announcing(bus), timeout=10, what="the IP reported as no longer announced")
         assert _announced(announced) == set()
     finally:
@@ -196,7 +217,7 @@ async def test_peer_removed_from_configuration_closes_its_session(bus: Bus, peer
     running = asyncio.create_task(agent.run(stopping))
     try:
         await async_wait_until(lambda: view.prefixes() == {V4, V6}, timeout=10, what="routes at the peer")
-        await publish_observed(bus, deleted(ObjectKind.BGP_PEER, "tor", namespace="metallb-system"))
+        await publish_decisions(bus, in_force(pool("lan", "198.51.100.0/24", "2001:db8:1::/64")))
         await async_wait_until(lambda: bool(view.closed), timeout=10, what="the session closed")
         assert not agent.sessions
     finally:

@@ -10,24 +10,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from schemas.events import BGPSessionChanged, BGPSessionState, ObjectKind
+from schemas.events import BGPSessionChanged, BGPSessionState, ConfigObjectObserved
 from services.announcer.agents.bgp import BgpAgent
 from services.announcer.agents.bgp_metrics import BgpCollector
 from services.announcer.bgp.session import ReceivedRoutes, SessionConfig
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
 from services.common.bus import Bus
 from services.common.health import Health
-from tests.bgp_world import (
-    allocated,
-    bgp_advertisement,
-    bgp_peer,
-    deleted,
-    endpoints,
-    node,
-    publish_allocation,
-    publish_observed,
-    service,
-)
+from tests.bgp_world import bgp_peer, decided, in_force, node, publish_decisions, publish_observed
 from tests.builders import pool
 from tests.integration.announcer.bgp_agent.test_agent import PeerView, free_port, reports
 from tests.waiting import async_wait_until
@@ -39,16 +29,13 @@ V4 = "198.51.100.7/32"
 async def world(bus: Bus, *, closed_port: int) -> None:
     """One peer at ROUTER whose port nobody listens on: the agent's own dials are refused, only the router's
     connection to the agent can carry the session."""
-    await publish_observed(
-        bus,
-        pool("lan", "198.51.100.0/24"),
-        bgp_peer("tor", ROUTER, my_asn=64512, peer_asn=64513, peerPort=closed_port, holdTime="9s"),
-        bgp_advertisement("ads"),
-        node("node-a", NODE),
-        service("web"),
-        endpoints("web", {"node-a": 1}),
-    )
-    await publish_allocation(bus, allocated("web", "198.51.100.7", pool="lan"))
+    await publish_observed(bus, node("node-a", NODE))
+    await publish_decisions(bus, in_force(pool("lan", "198.51.100.0/24"), tor(closed_port)), decided("198.51.100.7"))
+
+
+def tor(port: int) -> ConfigObjectObserved:
+    peer: ConfigObjectObserved = bgp_peer("tor", ROUTER, my_asn=64512, peer_asn=64513, peerPort=port, holdTime="9s")
+    return peer
 
 
 @pytest.fixture
@@ -122,9 +109,12 @@ async def test_two_peers_of_one_address_are_refused_until_one_goes(
 ) -> None:
     agent_, _, listen_port = agent
     view = PeerView()
+    closed_port = next(iter(agent_.sessions.values())).spec.speaker.peer_port
+    configured = [pool("lan", "198.51.100.0/24"), tor(closed_port)]
     async with Speaker(router_config(listen_port), on_event=view):
         await async_wait_until(lambda: view.prefixes() == {V4}, timeout=10, what="the route")
-        await publish_observed(bus, bgp_peer("tor-copy", ROUTER, my_asn=64512, peer_asn=64513, holdTime="3s"))
+        copy = bgp_peer("tor-copy", ROUTER, my_asn=64512, peer_asn=64513, holdTime="3s")
+        await publish_decisions(bus, in_force(*configured, copy))
 
         async def both_refused() -> bool:
             now = await reports(bus)
@@ -139,7 +129,7 @@ async def test_two_peers_of_one_address_are_refused_until_one_goes(
         await async_wait_until(lambda: not view.prefixes(), timeout=10, what="the session ended")
         assert not agent_.sessions
 
-        await publish_observed(bus, deleted(ObjectKind.BGP_PEER, "tor-copy", namespace="metallb-system"))
+        await publish_decisions(bus, in_force(*configured))
         await async_wait_until(lambda: view.prefixes() == {V4}, timeout=15, what="the session back, one peer left")
 
 
@@ -147,7 +137,8 @@ async def test_a_node_without_bgp_peers_leaves_the_port_to_others(bus: Bus) -> N
     """L2 only (no BGPPeer): the agent does not take the BGP port another daemon on the node may want; the
     first peer makes it listen."""
     listen_port = free_port()
-    await publish_observed(bus, pool("lan", "198.51.100.0/24"), node("node-a", NODE), service("web"))
+    await publish_observed(bus, node("node-a", NODE))
+    await publish_decisions(bus, in_force(pool("lan", "198.51.100.0/24")))
     health = Health()
     health.set_ready("starting", True)  # readiness is the agent's alone here
     agent = BgpAgent(bus, node="node-a", collector=BgpCollector(), health=health, listen_port=listen_port)
@@ -157,7 +148,7 @@ async def test_a_node_without_bgp_peers_leaves_the_port_to_others(bus: Bus) -> N
         await async_wait_until(lambda: health.readiness()[0], timeout=10, what="the agent ready, its first plan made")
         with socket.socket() as other:  # another daemon takes the port: nothing holds it
             other.bind((NODE, listen_port))
-        await publish_observed(bus, bgp_peer("tor", ROUTER, my_asn=64512, peer_asn=64513, peerPort=free_port() + 1))
+        await publish_decisions(bus, in_force(pool("lan", "198.51.100.0/24"), tor(free_port() + 1)))
         await async_wait_until(lambda: bool(agent.sessions), timeout=10, what="the session of the first peer")
         with socket.socket() as other, pytest.raises(OSError):
             other.bind((NODE, listen_port))  # now the agent listens

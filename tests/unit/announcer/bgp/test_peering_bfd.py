@@ -11,7 +11,8 @@ from schemas.metallb import parse_config_object
 from schemas.metallb.advertisements import ipv6_pool_advertised_to
 from schemas.metallb.bfd import BFDProfileSpec
 from schemas.metallb.bgp import BGPPeerSpec
-from services.announcer.agents.bgp_plan import Configuration, NodeFacts
+from schemas.metallb.rules import NodeFacts
+from services.announcer.agents.bgp_plan import Configuration
 from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp.bfd import BfdConfig
 from services.announcer.bgp.peer_session import SessionSpec

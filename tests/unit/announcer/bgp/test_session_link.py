@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from schemas.metallb import BGPPeer
-from services.announcer.agents.bgp_plan import Configuration, NodeFacts
+from schemas.metallb.rules import NodeFacts
+from services.announcer.agents.bgp_plan import Configuration
 from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp import session_link
 from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession, SessionSpec

@@ -1,37 +1,38 @@
-"""The BGP agent's view of the bus, folded from events: Nodes, Services, endpoints and the metallb.io objects
-from the ``K8S`` stream; the BGP passwords (referenced Secrets, BGPPeers' inline passwords) from ``SECRETS``;
-allocations and the configuration in force from ``IPAM``.
+"""What the BGP agent reads, folded (pure): ipam's BGP decisions, the configuration ipam put in force, this
+node's own Node and the BGP passwords.
 
-Pure: ``apply(event)`` folds one event and says whether anything the plan depends on changed.
+- ``IPAM``: ``ipam.bgp.<ip>`` (``BGPAdvertisementDecided`` / ``BGPAdvertisementWithdrawn``: what is advertised
+  for an IP, and from which nodes), the configuration in force (``ConfigurationEvaluated`` and its
+  ``ConfigurationPart`` messages: the BGPPeers and BFD profiles). No configuration of its own: until ipam has
+  put one in force, there are no peers.
+- ``K8S``: this node's Node only (``k8s.node._.<node>``): its labels (peers' and routes' ``nodeSelectors``),
+  whether it is usable, its addresses (router ID, next hops).
+- ``SECRETS``: the BGP passwords (referenced Secrets, BGPPeers' inline passwords).
 
-The configuration is the one the ipam's ``ConfigurationEvaluated`` puts in force (the last valid set, the one
-the allocations were made under; its objects come in ``ConfigurationPart`` messages before it); until the
-ipam has published one, the observed objects are used when they parse and validate. Either way an invalid
-set never replaces a valid one.
+``apply(event)`` folds one event and says whether the plan may change. Per IP only a compact
+:class:`IPDecision` is kept: the route terms are interned (every IP one BGPAdvertisement covers shares one
+:class:`RouteTerms`), and of ``nodes`` only whether this node is among them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 
 from schemas.events import (
-    AllocationFailed,
+    BGPAdvertisementDecided,
+    BGPAdvertisementWithdrawn,
     BGPPeerPasswordObserved,
-    ConfigObjectObserved,
-    EndpointsObserved,
+    BGPRoute,
     Event,
-    IPAllocated,
-    IPReleased,
     NodeObserved,
     ObjectDeleted,
     ObjectKind,
     SecretObserved,
-    ServiceObserved,
 )
 from schemas.events.decisions import ConfigurationEvaluated, ConfigurationPart
 from schemas.events.in_force import InForceParts
-from schemas.events.observed import CONFIG_KINDS
 from schemas.metallb import (
     SECRET_PASSWORD_KEY,
     BGPPeer,
@@ -40,60 +41,50 @@ from schemas.metallb import (
     parse_config_object,
     password_secret_message,
     password_secret_problem,
-    validate_configuration,
 )
 from schemas.metallb.parsing import ConfigObject
-from services.announcer.agents.bgp_plan import (
-    Allocation,
-    Configuration,
-    NodeFacts,
-    ServiceFacts,
-    ServiceKey,
-)
+from schemas.metallb.rules import NodeFacts
+from services.announcer.agents.bgp_plan import Configuration, IPDecision, RouteTerms
+from services.announcer.bgp.nlri import Prefix
 
 log = logging.getLogger("metalbus.announcer.bgp")
 
-ConfigKey = tuple[str, str, str]  # (kind, namespace, name)
-
 
 @dataclass(slots=True)
-class BgpWorld:
+class BgpInputs:
     node: str
-    nodes: dict[str, NodeFacts] = field(default_factory=dict)
-    services: dict[ServiceKey, ServiceObserved] = field(default_factory=dict)
-    endpoints: dict[ServiceKey, EndpointsObserved] = field(default_factory=dict)
+    this_node: NodeFacts | None = None
+    decisions: dict[str, IPDecision] = field(default_factory=dict)
     secrets: dict[tuple[str, str], SecretObserved] = field(default_factory=dict)
     inline_passwords: dict[tuple[str, str], str] = field(default_factory=dict)  # by BGPPeer (namespace, name)
-    observed_config: dict[ConfigKey, ConfigObjectObserved] = field(default_factory=dict)
-    allocations: dict[ServiceKey, Allocation] = field(default_factory=dict)
-    facts: dict[ServiceKey, ServiceFacts] = field(default_factory=dict)  # kept current by apply
-    in_force: tuple[ConfigObject, ...] | None = None  # from the ipam, once it published one
+    in_force: tuple[ConfigObject, ...] | None = None  # None until ipam puts a configuration in force
     configuration: Configuration = field(default_factory=Configuration)
-    _observed_valid: tuple[ConfigObject, ...] = ()
     _parts: InForceParts = field(default_factory=InForceParts)
+    _terms: dict[tuple[object, ...], RouteTerms] = field(default_factory=dict)
 
     # --- folding -------------------------------------------------------------------------------------
 
     def apply(self, event: Event) -> bool:
         """Fold one event in; True when the plan may change."""
+        if isinstance(event, BGPAdvertisementDecided):
+            decision = self._decision(event)
+            if self.decisions.get(event.ip) == decision:
+                return False
+            self.decisions[event.ip] = decision
+            return True
+        if isinstance(event, BGPAdvertisementWithdrawn):
+            return self.decisions.pop(event.ip, None) is not None
         if isinstance(event, NodeObserved):
             if event.ref.name != self.node:
                 return False
             internal = [a.address for a in event.addresses if a.type == "InternalIP"]
             others = [a.address for a in event.addresses if a.type != "InternalIP" and a.type.endswith("IP")]
-            self.nodes[event.ref.name] = NodeFacts(
+            facts = NodeFacts(
                 name=event.ref.name, labels=dict(event.labels), network_unavailable=event.network_unavailable,
                 addresses=tuple(internal + others),
             )  # fmt: skip
-            return True
-        if isinstance(event, ServiceObserved):
-            key = (event.ref.namespace, event.ref.name)
-            self.services[key] = event
-            return self._refresh_facts(key)
-        if isinstance(event, EndpointsObserved):
-            key = (event.namespace, event.service)
-            self.endpoints[key] = event
-            return self._refresh_facts(key)
+            changed, self.this_node = facts != self.this_node, facts
+            return changed
         if isinstance(event, SecretObserved):
             self.secrets[(event.ref.namespace, event.ref.name)] = event
             return True
@@ -102,20 +93,8 @@ class BgpWorld:
             changed = self.inline_passwords.get(key) != event.password
             self.inline_passwords[key] = event.password
             return changed
-        if isinstance(event, ConfigObjectObserved):
-            self.observed_config[(event.kind, event.ref.namespace, event.ref.name)] = event
-            return self._observed_changed()
         if isinstance(event, ObjectDeleted):
             return self._delete(event)
-        if isinstance(event, IPAllocated):
-            key = (event.service.namespace, event.service.name)
-            allocation = Allocation(service=event.service, ips=event.ips, pool=event.pool)
-            if self.allocations.get(key) == allocation:
-                return False  # re-adopted as it was
-            self.allocations[key] = allocation
-            return True
-        if isinstance(event, IPReleased | AllocationFailed):
-            return self.allocations.pop((event.service.namespace, event.service.name), None) is not None
         if isinstance(event, ConfigurationPart):
             self._parts.add(event)  # in force once an evaluation names it
             return False
@@ -123,79 +102,55 @@ class BgpWorld:
             return self._in_force(event)
         return False
 
+    def _decision(self, event: BGPAdvertisementDecided) -> IPDecision:
+        here = event.nodes is None or self.node in event.nodes
+        return IPDecision(services=event.services, routes=tuple(self._route(r) for r in event.routes), here=here)
+
+    def _route(self, route: BGPRoute) -> tuple[Prefix, RouteTerms]:
+        key = (route.advertisement, route.communities, route.large_communities, route.local_pref, route.peers,
+               tuple(s.model_dump_json() for s in route.node_selectors))  # fmt: skip
+        terms = self._terms.get(key)
+        if terms is None:
+            terms = self._terms[key] = RouteTerms(
+                advertisement=route.advertisement, communities=route.communities,
+                large_communities=route.large_communities, local_pref=route.local_pref, peers=route.peers,
+                node_selectors=route.node_selectors,
+            )  # fmt: skip
+        return ipaddress.ip_network(route.prefix), terms
+
     def _delete(self, event: ObjectDeleted) -> bool:
         key = (event.namespace, event.name)
         if event.kind is ObjectKind.NODE:
-            return self.nodes.pop(event.name, None) is not None
-        if event.kind is ObjectKind.SERVICE:
-            return self.services.pop(key, None) is not None and self._refresh_facts(key)
-        if event.kind is ObjectKind.ENDPOINTS:
-            return self.endpoints.pop(key, None) is not None and self._refresh_facts(key)
+            if event.name != self.node or self.this_node is None:
+                return False
+            self.this_node = None
+            return True
         if event.kind is ObjectKind.SECRET:
             return self.secrets.pop(key, None) is not None
         if event.kind is ObjectKind.BGP_PEER_PASSWORD:
             return self.inline_passwords.pop(key, None) is not None
-        kind = next((name for name, value in CONFIG_KINDS.items() if value is event.kind), None)
-        if kind is not None and self.observed_config.pop((kind, event.namespace, event.name), None) is not None:
-            return self._observed_changed()
         return False
 
     def _in_force(self, event: ConfigurationEvaluated) -> bool:
         raws = self._parts.settle(event)
         if raws is None:  # a part it names never arrived: the ipam's stream is damaged
             log.warning("in force parts missing generation=%s parts=%d", event.in_force_generation,
-                        event.in_force_parts)
+                        event.in_force_parts)  # fmt: skip
             return False
+        if not raws and not event.in_force_generation:
+            return False  # nothing put in force yet (the first sets were invalid): no peers
         objects: list[ConfigObject] = []
         for raw in raws:
             try:
                 objects.append(parse_config_object(raw))
             except InvalidConfigObject as error:  # the ipam validated it: only a newer schema gets here
                 log.warning("in force object unreadable error=%s", error)
-        if not raws and self.in_force is not None:
-            return False  # nothing valid recorded yet: keep what we have
         self.in_force = tuple(objects)
         self.configuration = Configuration.of(self.in_force)
+        self._terms.clear()  # terms of advertisements gone are not kept; live ones are interned again
         return True
-
-    def _observed_changed(self) -> bool:
-        """Until the ipam speaks, the observed objects count when the whole set is valid."""
-        objects: list[ConfigObject] = []
-        for key in sorted(self.observed_config):
-            try:
-                objects.append(parse_config_object(self.observed_config[key].raw))
-            except InvalidConfigObject:
-                return False
-        if not validate_configuration(objects).ok:
-            return False
-        self._observed_valid = tuple(objects)
-        if self.in_force is None:
-            self.configuration = Configuration.of(objects)
-            return True
-        return False
 
     # --- views for the planner -------------------------------------------------------------------------
-
-    def this_node(self) -> NodeFacts | None:
-        return self.nodes.get(self.node)
-
-    def service_facts(self) -> dict[ServiceKey, ServiceFacts]:
-        return self.facts
-
-    def _refresh_facts(self, key: ServiceKey) -> bool:
-        """Recompute one Service's facts; True when they changed."""
-        service = self.services.get(key)
-        if service is None:
-            return self.facts.pop(key, None) is not None
-        endpoints = self.endpoints.get(key)
-        facts = ServiceFacts(
-            external_traffic_policy=service.external_traffic_policy, labels=dict(service.labels),
-            serving={e.node: e.serving for e in endpoints.nodes} if endpoints is not None else {},
-        )  # fmt: skip
-        if self.facts.get(key) == facts:
-            return False
-        self.facts[key] = facts
-        return True
 
     def password_for(self, peer: BGPPeer) -> str | PasswordUnavailable | None:
         """The inline password (published apart from its BGPPeer, which only says it has one), or the
@@ -216,7 +171,7 @@ class BgpWorld:
         secret = self.secrets.get((namespace, reference.name))
         password = secret.data.get(SECRET_PASSWORD_KEY) if secret is not None else None
         problem = password_secret_problem(secret.secret_type if secret is not None else None,
-                                          has_password=password is not None)
+                                          has_password=password is not None)  # fmt: skip
         if problem is not None:
             return PasswordUnavailable(problem, password_secret_message(problem, namespace, reference.name))
         return password

@@ -1,79 +1,80 @@
-"""The BGP agent's folded view: which configuration counts, passwords from Secrets, allocations coming and
-going, facts that change only when they do; and what a peer's session is made of."""
+"""What the BGP agent folds: the configuration ipam put in force (no other), decisions coming and going with
+only this node's part kept, this node's Node alone, passwords from Secrets; and what a peer's session is made
+of."""
 
 from __future__ import annotations
 
 import ipaddress
 from typing import Any
 
-from schemas.events import AllocationFailed, AllocationFailureReason, ConfigObjectObserved, ObjectKind, ServiceId
+from schemas.events import BGPWithdrawReason, ConfigObjectObserved, ObjectKind
 from schemas.events.decisions import ConfigurationEvaluated
 from schemas.metallb import BGPPeer, parse_config_object
+from services.announcer.agents.bgp_inputs import BgpInputs
 from services.announcer.agents.bgp_sessions import session_spec_for
-from services.announcer.agents.bgp_world import BgpWorld
 from services.announcer.bgp.peer_session import SessionSpec
 from services.announcer.bgp.peering import Refusal, Refused
 from services.watcher.observe.translate import config_observed, peer_password_observed
 from tests.bgp_world import (
-    allocated,
-    bgp_advertisement,
     bgp_peer,
     config_object,
+    decided,
     deleted,
-    endpoints,
+    in_force,
     node,
-    released,
+    route,
     secret,
-    service,
+    withdrawn,
 )
-from tests.builders import pool
 
 
-def test_observed_configuration_counts_until_the_ipam_has_one_in_force() -> None:
-    world = BgpWorld("node-a")
-    assert world.apply(pool("lan", "198.51.100.0/24"))
-    assert set(world.configuration.pools) == {"lan"}
-    # an advertisement naming an unknown peer is valid (MetalLB accepts it) ...
-    assert world.apply(bgp_advertisement("ads", peers=["nobody"], localPref=100))
-    assert len(world.configuration.advertisements) == 1
-    # ... but an invalid set (another localPref for the same update) never replaces a valid one
-    assert not world.apply(bgp_advertisement("other", localPref=200))
-    assert len(world.configuration.advertisements) == 1
-    in_force = ConfigurationEvaluated(valid=True, in_force=(pool("dmz", "203.0.113.0/28").raw,))
-    assert world.apply(in_force)
-    assert set(world.configuration.pools) == {"dmz"}
-    assert not world.apply(pool("other", "192.0.2.0/28"))  # the ipam's set rules from now on
-    assert set(world.configuration.pools) == {"dmz"}
-    assert not world.apply(ConfigurationEvaluated(valid=False))  # nothing in force recorded: keep ours
-    assert set(world.configuration.pools) == {"dmz"}
+def test_only_the_configuration_ipam_put_in_force_counts() -> None:
+    inputs = BgpInputs("node-a")
+    assert not inputs.apply(bgp_peer("tor", "10.0.0.1", my_asn=64512, peer_asn=64513))  # observed: not ours to judge
+    assert inputs.in_force is None and not inputs.configuration.peers
+    assert not inputs.apply(ConfigurationEvaluated(valid=False))  # nothing in force yet: still no peers
+    assert inputs.in_force is None
+    assert inputs.apply(in_force(bgp_peer("tor", "10.0.0.1", my_asn=64512, peer_asn=64513)))
+    assert [p.name for p in inputs.configuration.peers] == ["tor"]
+    assert inputs.apply(in_force())  # a valid empty configuration: no peers any more
+    assert inputs.in_force == () and not inputs.configuration.peers
 
 
-def test_allocations_come_and_go() -> None:
-    world = BgpWorld("node-a")
-    world.apply(allocated("web", "198.51.100.7", pool="lan"))
-    assert world.allocations[("default", "web")].ips == ("198.51.100.7",)
-    world.apply(released("web", "198.51.100.7"))
-    assert not world.allocations
-    world.apply(allocated("web", "198.51.100.7", pool="lan"))
-    world.apply(AllocationFailed(service=ServiceId(namespace="default", name="web"),
-                                 reason=AllocationFailureReason.NO_AVAILABLE_IP, message="y"))
-    assert not world.allocations
+def test_decisions_come_and_go_and_only_this_nodes_part_is_kept() -> None:
+    inputs = BgpInputs("node-a")
+    assert inputs.apply(decided("198.51.100.7"))
+    assert inputs.decisions["198.51.100.7"].here
+    assert not inputs.apply(decided("198.51.100.7"))  # the same decision again: nothing to re-plan
+    assert inputs.apply(decided("198.51.100.7", nodes=("node-b",)))  # Local, served elsewhere
+    assert not inputs.decisions["198.51.100.7"].here
+    assert not inputs.apply(decided("198.51.100.7", nodes=("node-b", "node-c")))  # still not here: the same
+    assert inputs.apply(decided("198.51.100.7", nodes=("node-a", "node-b")))
+    assert inputs.apply(withdrawn("198.51.100.7", BGPWithdrawReason.NO_SERVING_ENDPOINTS))
+    assert not inputs.decisions
+    assert not inputs.apply(withdrawn("198.51.100.7"))
 
 
-def test_facts_follow_services_and_endpoints_and_only_other_nodes_are_ignored() -> None:
-    world = BgpWorld("node-a")
-    assert world.apply(service("web"))
-    assert world.apply(endpoints("web", {"node-b": 1}))
-    assert not world.apply(endpoints("web", {"node-b": 1}))  # the same facts: nothing to re-plan
-    assert world.service_facts()[("default", "web")].serving == {"node-b": 1}
-    assert world.apply(deleted(ObjectKind.ENDPOINTS, "web"))
-    assert world.service_facts()[("default", "web")].serving == {}
-    assert world.apply(deleted(ObjectKind.SERVICE, "web"))
-    assert not world.service_facts()
-    assert not world.apply(node("node-b", "10.0.0.12"))
-    assert world.apply(node("node-a", "10.0.0.11", "fd00::11"))
-    facts = world.this_node()
-    assert facts is not None and facts.addresses == ("10.0.0.11", "fd00::11")
+def test_route_terms_are_shared_by_every_ip_of_one_advertisement() -> None:
+    inputs = BgpInputs("node-a")
+    for last in range(1, 4):
+        inputs.apply(decided(f"198.51.100.{last}", route("ads", f"198.51.100.{last}/32", communities=(7,),
+                                                         node_selectors=({"matchLabels": {"rack": "a"}},))))
+    terms = {id(d.routes[0][1]) for d in inputs.decisions.values()}
+    assert len(terms) == 1
+    (prefix, shared) = inputs.decisions["198.51.100.2"].routes[0]
+    assert str(prefix) == "198.51.100.2/32" and shared.communities == (7,)
+
+
+def test_only_this_nodes_node_counts() -> None:
+    inputs = BgpInputs("node-a")
+    assert not inputs.apply(node("node-b", "10.0.0.12"))
+    assert inputs.apply(node("node-a", "10.0.0.11", "fd00::11", labels={"rack": "a"}))
+    assert not inputs.apply(node("node-a", "10.0.0.11", "fd00::11", labels={"rack": "a"}, version="2"))
+    facts = inputs.this_node
+    assert facts is not None and facts.addresses == ("10.0.0.11", "fd00::11") and facts.labels == {"rack": "a"}
+    assert not inputs.apply(deleted(ObjectKind.NODE, "node-b", namespace=""))
+    assert inputs.apply(deleted(ObjectKind.NODE, "node-a", namespace=""))
+    assert inputs.this_node is None
 
 
 def peer_of(**spec: Any) -> BGPPeer:
@@ -83,7 +84,7 @@ def peer_of(**spec: Any) -> BGPPeer:
 
 
 def test_password_inline_or_from_the_referenced_secret() -> None:
-    world = BgpWorld("node-a")
+    world = BgpInputs("node-a")
     assert world.password_for(peer_of()) is None  # no password asked for
     assert world.password_for(peer_of(password="inline")) == "inline"
     referencing = peer_of(passwordSecret={"name": "md5"})
@@ -91,10 +92,10 @@ def test_password_inline_or_from_the_referenced_secret() -> None:
     assert world.password_for(referencing) == "s3cret"
 
 
-def refusal(world: BgpWorld, peer: BGPPeer) -> Refused:
-    """What the session of ``peer`` is, given the password the world has for it: here, a refusal."""
+def refusal(world: BgpInputs, peer: BGPPeer) -> Refused:
+    """What the session of ``peer`` is, given the password the agent has for it: here, a refusal."""
     world.apply(node("node-a", "10.0.0.11"))
-    facts = world.this_node()
+    facts = world.this_node
     assert facts is not None
     refused = session_spec_for(peer, node=facts, password=world.password_for(peer), configuration=world.configuration)
     assert isinstance(refused, Refused), refused
@@ -103,7 +104,7 @@ def refusal(world: BgpWorld, peer: BGPPeer) -> Refused:
 
 def test_a_password_that_cannot_be_read_refuses_the_peer_never_a_session_without_md5() -> None:
     """MetalLB's checks of a passwordSecret (there, of type kubernetes.io/basic-auth, with a password key)."""
-    world = BgpWorld("node-a")
+    world = BgpInputs("node-a")
     referencing = peer_of(passwordSecret={"name": "md5"})
     missing = refusal(world, referencing)
     assert missing.reason is Refusal.PASSWORD_SECRET_MISSING
@@ -124,11 +125,11 @@ def test_a_password_that_cannot_be_read_refuses_the_peer_never_a_session_without
 
 def test_an_inline_password_taken_out_by_the_watcher_comes_from_secrets() -> None:
     """The BGPPeer as the watcher publishes it says only that it has a password; the value arrives apart."""
-    world = BgpWorld("node-a")
+    world = BgpInputs("node-a")
     raw = bgp_peer("tor", "10.0.0.1", my_asn=64512, peer_asn=64513, password="inline-md5").raw
     published = config_observed(raw).event
     assert isinstance(published, ConfigObjectObserved) and "inline-md5" not in str(published.raw)
-    assert world.apply(published)
+    assert world.apply(in_force(published))
     (peer,) = world.configuration.peers
     assert peer.has_inline_password and peer.spec.password == ""
     assert refusal(world, peer).reason is Refusal.PASSWORD_NOT_OBSERVED  # not observed yet: never without it
@@ -141,11 +142,11 @@ def test_an_inline_password_taken_out_by_the_watcher_comes_from_secrets() -> Non
 
 
 def test_session_spec_from_peer_node_and_profiles() -> None:
-    world = BgpWorld("node-a")
+    world = BgpInputs("node-a")
     world.apply(node("node-a", "10.0.0.11", "fd00::11"))
     profile = config_object("BFDProfile", "fast", {"receiveInterval": 300, "transmitInterval": 300})
-    world.apply(profile)
-    facts = world.this_node()
+    world.apply(in_force(profile))
+    facts = world.this_node
     assert facts is not None
     spec = session_spec_for(peer_of(bfdProfile="fast"), node=facts, password="pw", configuration=world.configuration)
     assert isinstance(spec, SessionSpec)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.events import ConfigurationEvaluated, ConfigurationPart
-from services.announcer.agents.bgp_world import BgpWorld
+from services.announcer.agents.bgp_inputs import BgpInputs
 from services.ipam.decider import Decider
 from tests.large_config import large_configuration
 
@@ -14,7 +14,7 @@ def test_the_agent_assembles_a_huge_configuration_in_force_from_its_parts() -> N
         decider.load_observation(obj)
     recorded = [o.event for o in decider.activate() if isinstance(o.event, ConfigurationPart | ConfigurationEvaluated)]
     assert len(recorded) > 2
-    world = BgpWorld(node="node1")
+    world = BgpInputs(node="node1")
     changed = [world.apply(event) for event in recorded]
     assert changed[-1] and not any(changed[:-1]), "parts alone change nothing; the evaluation puts them in force"
     assert world.in_force is not None and len(world.in_force) == 7000
