@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 import pytest
 
@@ -12,10 +13,13 @@ from schemas.metallb.common import LabelSelector, LabelSelectorRequirement, Sele
 from schemas.metallb.rules import (
     EXCLUDE_LABEL,
     NodeFacts,
+    NodeReason,
     NodeUsability,
     ServingVerdict,
     TrafficPolicy,
     aggregate_prefix,
+    bgp_peers_of_node,
+    l2_node_reason,
     node_usability,
     resolve_communities,
     selectors_admit,
@@ -121,3 +125,59 @@ def test_communities_resolve_aliases_and_drop_unknown_ones() -> None:
                                           aliases)
     assert standard == (65000 << 16 | 100, 65535 << 16 | 65281)
     assert large == ((1, 2, 3), (4, 5, 6))
+
+
+@dataclass(frozen=True)
+class Route:
+    peers: tuple[str, ...] = ()
+    node_selectors: tuple[LabelSelector, ...] = ()
+
+
+PEERS = {"tor-r1": (RACK1,), "tor-any": ()}
+R1 = NodeFacts("a", {"rack": "r1"})
+R2 = NodeFacts("b", {"rack": "r2"})
+
+
+@pytest.mark.parametrize(
+    ("node", "routes", "nodes", "peers", "answer"),
+    [
+        (R1, [Route()], None, PEERS, (NodeReason.ANNOUNCES, ("tor-any", "tor-r1"))),
+        (R2, [Route()], None, PEERS, (NodeReason.ANNOUNCES, ("tor-any",))),
+        (R1, [Route(peers=("tor-r1",))], None, PEERS, (NodeReason.ANNOUNCES, ("tor-r1",))),
+        (R2, [Route(peers=("tor-r1",))], None, PEERS, (NodeReason.NO_PEER, ())),
+        (R2, [Route(node_selectors=(RACK1,))], None, PEERS, (NodeReason.NOT_SELECTED, ())),
+        (R2, [Route(node_selectors=(RACK1,)), Route()], None, PEERS, (NodeReason.ANNOUNCES, ("tor-any",))),
+        (R1, [Route()], ("b",), PEERS, (NodeReason.NO_LOCAL_SERVING_ENDPOINTS, ())),
+        (R1, [Route()], ("a",), PEERS, (NodeReason.ANNOUNCES, ("tor-any", "tor-r1"))),
+        (NodeFacts("x", {EXCLUDE_LABEL: ""}), [Route()], None, PEERS, (NodeReason.NODE_EXCLUDED, ())),
+        (NodeFacts("x", network_unavailable=True), [Route()], None, PEERS,
+         (NodeReason.NODE_NETWORK_UNAVAILABLE, ())),
+        (R1, [Route()], None, {}, (NodeReason.NO_PEER, ())),
+    ],
+)
+def test_which_peers_a_node_advertises_an_ip_to(
+    node: NodeFacts, routes: list[Route], nodes: tuple[str, ...] | None,
+    peers: dict[str, tuple[LabelSelector, ...]], answer: tuple[NodeReason, tuple[str, ...]],
+) -> None:
+    assert bgp_peers_of_node(node, routes=routes, nodes=nodes, peers=peers) == answer
+
+
+@pytest.mark.parametrize(
+    ("node", "selectors", "policy", "serving", "placed_on", "reason"),
+    [
+        (R1, [()], TrafficPolicy.CLUSTER, {"b"}, "a", NodeReason.ANNOUNCES),
+        (R1, [()], TrafficPolicy.CLUSTER, {"b"}, "b", NodeReason.STANDBY),
+        (R1, [()], TrafficPolicy.CLUSTER, set(), None, NodeReason.NO_SERVING_ENDPOINTS),
+        (R1, [()], TrafficPolicy.LOCAL, {"b"}, "b", NodeReason.NO_LOCAL_SERVING_ENDPOINTS),
+        (R2, [(RACK1,)], TrafficPolicy.CLUSTER, {"b"}, "a", NodeReason.NOT_SELECTED),
+        (R2, [(RACK1,), ()], TrafficPolicy.CLUSTER, {"b"}, "b", NodeReason.ANNOUNCES),
+        (NodeFacts("a", {EXCLUDE_LABEL: ""}), [()], TrafficPolicy.CLUSTER, {"a"}, "a", NodeReason.NODE_EXCLUDED),
+    ],
+)
+def test_whether_a_node_answers_in_layer_2(
+    node: NodeFacts, selectors: list[tuple[LabelSelector, ...]], policy: TrafficPolicy, serving: set[str],
+    placed_on: str | None, reason: NodeReason,
+) -> None:
+    answer = l2_node_reason(node, node_selectors=selectors, policy=policy, serving=frozenset(serving),
+                            placed_on=placed_on)
+    assert answer is reason
