@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from schemas.metallb.advertisements import PoolSelection
 from schemas.metallb.common import LabelSelector, any_selector_matches
 from schemas.metallb.community import (
     BGPCommunity,
@@ -132,6 +133,18 @@ def selectors_admit(selectors: Iterable[LabelSelector], labels: Mapping[str, str
     """MetalLB's rule for a list of selectors (``nodeSelectors``): none admits everything, otherwise any
     one must match."""
     return any_selector_matches(tuple(selectors), labels)
+
+
+def advertisements_selecting(
+    selections: Iterable[PoolSelection], *, pool: str, pool_labels: Mapping[str, str], service_labels: Mapping[str, str]
+) -> tuple[int, ...]:
+    """Indices of the advertisements (their specs) that select ``pool`` (``ipAddressPools`` /
+    ``ipAddressPoolSelectors``; neither: every pool) and a Service with ``service_labels``."""
+    return tuple(
+        index
+        for index, spec in enumerate(selections)
+        if spec.selects_pool(pool, pool_labels) and spec.selects_service(service_labels)
+    )
 
 
 # --- BGP: prefixes and communities ------------------------------------------------------------------

@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from schemas.events import BGPAdvertisementDecided, BGPRoute, BGPWithdrawReason, ServiceId
 from schemas.metallb import BGPAdvertisement, Community, ConfigObject, IPAddressPool
 from schemas.metallb.community import BGPCommunity
-from schemas.metallb.rules import TrafficPolicy, aggregate_prefix, resolve_communities, where_announced
+from schemas.metallb.rules import (
+    TrafficPolicy,
+    advertisements_selecting,
+    aggregate_prefix,
+    resolve_communities,
+    where_announced,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +98,8 @@ class BGPConfig:
         labels = self.pool_labels.get(pool)
         if labels is None:
             return ()
-        return tuple(
-            index
-            for index, a in enumerate(self.advertisements)
-            if a.ad.spec.selects_pool(pool, labels) and a.ad.spec.selects_service(service_labels)
+        return advertisements_selecting(
+            (a.ad.spec for a in self.advertisements), pool=pool, pool_labels=labels, service_labels=service_labels
         )
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from schemas.metallb import IPAddressPool, L2Advertisement
-from schemas.metallb.rules import NodeFacts
+from schemas.metallb.rules import NodeFacts, advertisements_selecting
 
 
 class L2Config:
@@ -51,11 +51,9 @@ class L2Config:
 
     def selecting(self, pool: str, service_labels: Mapping[str, str]) -> tuple[int, ...]:
         """Indices of the advertisements that select ``pool`` and a Service with ``service_labels``."""
-        labels = self.pool_labels.get(pool, {})
-        return tuple(
-            index
-            for index, ad in enumerate(self.advertisements)
-            if ad.spec.selects_pool(pool, labels) and ad.spec.selects_service(service_labels)
+        return advertisements_selecting(
+            (ad.spec for ad in self.advertisements), pool=pool, pool_labels=self.pool_labels.get(pool, {}),
+            service_labels=service_labels,
         )
 
 

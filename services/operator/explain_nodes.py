@@ -15,10 +15,10 @@ from schemas.metallb.rules import (
     NodeFacts,
     NodeReason,
     TrafficPolicy,
+    advertisements_selecting,
     bgp_peers_of_node,
     l2_node_reason,
 )
-from services.ipam.placement import L2Config
 
 #: How many node names a reason lists before it only counts the others.
 NAMES_PER_REASON = 5
@@ -38,16 +38,18 @@ class ServiceScope:
 class InForce:
     """The configuration in force, as far as ``explain`` needs it."""
 
-    l2: L2Config
+    l2_advertisements: tuple[L2Advertisement, ...]
+    pool_labels: Mapping[str, Mapping[str, str]]
     bgp_advertisements: int
     peers: Mapping[str, tuple[LabelSelector, ...]]
 
     @classmethod
     def of(cls, objects: Iterable[ConfigObject]) -> InForce:
         listed = list(objects)
+        l2 = sorted((o for o in listed if isinstance(o, L2Advertisement)), key=lambda a: a.name)
         return cls(
-            l2=L2Config((o for o in listed if isinstance(o, L2Advertisement)),
-                        (o for o in listed if isinstance(o, IPAddressPool))),
+            l2_advertisements=tuple(l2),
+            pool_labels={o.name: o.labels for o in listed if isinstance(o, IPAddressPool)},
             bgp_advertisements=sum(isinstance(o, BGPAdvertisement) for o in listed),
             peers={o.name: o.spec.node_selectors for o in listed if isinstance(o, BGPPeer)},
         )  # fmt: skip
@@ -75,17 +77,19 @@ def l2_lines(
     ip: str, scope: ServiceScope, in_force: InForce, nodes: Sequence[NodeFacts], placement: L2PlacementDecided | None
 ) -> list[str]:
     """Layer 2: per node, why it answers for ``ip`` or not."""
-    ads = in_force.l2.selecting(scope.pool, scope.labels)
+    listed = in_force.l2_advertisements
+    ads = advertisements_selecting((a.spec for a in listed), pool=scope.pool,
+                                   pool_labels=in_force.pool_labels.get(scope.pool, {}), service_labels=scope.labels)
     if not ads:
         return [f"{ip}: layer 2 — no L2Advertisement selects pool {scope.pool} and the Service."]
-    selectors = [in_force.l2.advertisements[index].spec.node_selectors for index in ads]
+    selectors = [listed[index].spec.node_selectors for index in ads]
     placed_on = placement.node if placement is not None else None
     verdicts = (
         (node.name, l2_node_reason(node, node_selectors=selectors, policy=scope.policy, serving=scope.serving,
                                    placed_on=placed_on).value)
         for node in nodes
     )  # fmt: skip
-    names = ", ".join(in_force.l2.advertisements[index].name for index in ads)
+    names = ", ".join(listed[index].name for index in ads)
     return [f"{ip}: layer 2 by {names}; per node:", *grouped(verdicts)]
 
 

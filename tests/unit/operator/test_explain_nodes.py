@@ -5,7 +5,6 @@ from __future__ import annotations
 from schemas.events import BGPAdvertisementDecided, BGPAdvertisementWithdrawn, BGPRoute, BGPWithdrawReason
 from schemas.metallb.common import LabelSelector
 from schemas.metallb.rules import EXCLUDE_LABEL, NodeFacts
-from services.ipam.placement import L2Config
 from services.operator.explain_nodes import InForce, bgp_lines, grouped
 
 ZONE_A = LabelSelector(match_labels={"zone": "a"})
@@ -19,8 +18,8 @@ def test_five_thousand_nodes_read_as_one_line_per_reason() -> None:
                          node_selectors=(ZONE_A,)),),
     )  # fmt: skip
     nodes = [*NODES, NodeFacts("gone", {"zone": "a", EXCLUDE_LABEL: ""}), NodeFacts("down", network_unavailable=True)]
-    in_force = InForce(l2=L2Config((), ()), bgp_advertisements=1, peers={"tor": (), "far": (LabelSelector(
-        match_labels={"zone": "c"}),)})  # fmt: skip
+    far = (LabelSelector(match_labels={"zone": "c"}),)
+    in_force = InForce(l2_advertisements=(), pool_labels={}, bgp_advertisements=1, peers={"tor": (), "far": far})
     lines = bgp_lines("10.1.0.7", in_force, nodes, decision)
     assert lines == [
         "10.1.0.7: BGP — advertised as 10.1.0.7/32 by edge, from every usable node the advertisements admit"
@@ -34,7 +33,7 @@ def test_five_thousand_nodes_read_as_one_line_per_reason() -> None:
 
 def test_a_withdrawn_ip_says_why_once_not_per_node() -> None:
     withdrawn = BGPAdvertisementWithdrawn(ip="10.1.0.7", reason=BGPWithdrawReason.NO_SERVING_ENDPOINTS)
-    in_force = InForce(l2=L2Config((), ()), bgp_advertisements=1, peers={})
+    in_force = InForce(l2_advertisements=(), pool_labels={}, bgp_advertisements=1, peers={})
     assert bgp_lines("10.1.0.7", in_force, NODES, withdrawn) == ["10.1.0.7: BGP — nothing advertised"
                                                                  " (NoServingEndpoints)."]
 
