@@ -1,0 +1,439 @@
+"""One run of ``bench/scale.py`` against one code tree: the whole system at cluster scale, its figures as JSON.
+
+    python bench/scale_run.py --tree TREE --nodes 500 --services 5000 --rate 500 --out FIGURES.json
+
+The services, nats-server (the tree's ``EmbeddedNats``) and the simulated nodes (the tree's heartbeat) run
+the code of TREE; the Kubernetes API stand-in, the workload and the measurements are this file's, the same
+for every tree. A figure that cannot be measured is ``"failed: <why>"``; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import scale_procs as procs  # type: ignore[import-not-found]  # beside this file, imported before the tree
+from cluster_api import REAL_NODES, node_name  # type: ignore[import-not-found]
+
+HARNESS = Path(__file__).resolve().parent.parent
+OBSERVER = "bench-scale-observer"
+
+
+def _is_liveness(subject: str) -> bool:
+    return subject.startswith(("heartbeat.", "connections.", "$SYS."))
+Figures = dict[str, Any]
+
+
+@dataclass
+class Sizes:
+    nodes: int
+    services: int
+    rate: float
+    churn_seconds: float
+    idle_seconds: float
+    status_timeout: float
+
+
+def _use_tree(tree: Path) -> None:
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [str(tree), *(p for p in sys.path if p != here)]
+
+
+def _environment(tree: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env.update(PYTHONPATH=str(tree), PYTHONUNBUFFERED="1", NO_PROXY="*", OTEL_TRACES_EXPORTER="none",
+               OTEL_METRICS_EXPORTER="none", OTEL_SDK_DISABLED="true")
+    return env
+
+
+class ApiProcess:
+    """``bench/cluster_api.py`` in a process of its own (the harness's stand-in, for every tree)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(HARNESS)}
+        self._stderr = (log_dir / "kubeapi.log").open("wb")
+        self.popen = subprocess.Popen([sys.executable, str(HARNESS / "bench" / "cluster_api.py")], cwd=HARNESS,
+                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                      text=True, bufsize=1, start_new_session=True)
+
+    def ask(self, **command: Any) -> dict[str, Any]:
+        assert self.popen.stdin is not None and self.popen.stdout is not None
+        self.popen.stdin.write(json.dumps(command) + "\n")
+        self.popen.stdin.flush()
+        line = self.popen.stdout.readline()
+        if not line:
+            raise RuntimeError("the API stand-in exited")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"API stand-in: {answer['error']}")
+        return answer
+
+    async def ask_async(self, **command: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(lambda: self.ask(**command))
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.popen.stdin is not None
+            self.popen.stdin.write('{"do": "stop"}\n')
+            self.popen.stdin.close()
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        self._stderr.close()
+
+
+@dataclass
+class Decisions:
+    """IPAM decisions as they go by (a plain subscription; bodies parsed as JSON, not by the tree's models)."""
+
+    node: dict[str, str] = field(default_factory=dict)
+    at: dict[str, float] = field(default_factory=dict)
+    allocated: dict[bytes, float] = field(default_factory=dict)
+    watched: set[bytes] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_placement(self, message: Any) -> None:
+        event = json.loads(message.data).get("event", {})
+        ip = event.get("ip")
+        if ip is None:
+            return
+        # cleared (no eligible node left): "" — off its old node too
+        self.node[ip] = event.get("node", "") if event.get("type") == "L2PlacementDecided" else ""
+        self.at[ip] = time.time()
+        self.changed.set()
+
+    async def on_allocation(self, message: Any) -> None:
+        for name in self.watched:
+            if name in message.data and name not in self.allocated:
+                self.allocated[name] = time.time()
+                self.changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+    def moved_off(self, node: str, ips: set[str]) -> Callable[[], bool]:
+        return lambda: all(self.node.get(ip) != node for ip in ips)
+
+    def on(self, node: str) -> set[str]:
+        return {ip for ip, n in self.node.items() if n == node}
+
+
+class Run:
+    def __init__(self, tree: Path, sizes: Sizes, work: Path) -> None:
+        self.tree, self.sizes, self.work = tree, sizes, work
+        self.env = _environment(tree)
+        self.figures: Figures = {}
+        self.children: dict[str, procs.Child] = {}
+        self.ports: dict[str, str] = {}  # child name → its /metrics base URL
+        self.lab = procs.NodeNamespaces(REAL_NODES)
+
+    # --- the parts ----------------------------------------------------------------------------
+    def service(self, name: str, *arguments: str, netns: int | None = None) -> procs.Child:
+        host = self.lab.address(netns) if netns is not None else "127.0.0.1"
+        port = procs.free_port("127.0.0.1")
+        command = [sys.executable, "-m", "services.cli", *arguments, "--nats", self.nats_url,
+                   "--http-port", str(port), "--http-host", host, "--log-level", "WARNING"]
+        if netns is not None:
+            command = self.lab.command(netns, command)
+        child = procs.Child(name, command, cwd=self.tree, env=self.env, log_dir=self.work)
+        self.children[name] = child
+        self.ports[name] = f"http://{host}:{port}"
+        return child
+
+    def announcer(self, index: int) -> procs.Child:
+        return self.service(f"announcer-{index}", "announcer", "--node", node_name(index),
+                            "--exclude-interfaces", "mgmt*,wire*", netns=index)
+
+    def metrics(self, name: str) -> str:
+        return procs.http_get(f"{self.ports[name]}/metrics")
+
+    async def ready(self, name: str, timeout: float) -> float:
+        """Seconds from the child's start until its /readyz answers 200."""
+        child = self.children[name]
+        async with asyncio.timeout(timeout):
+            while True:
+                if not child.alive():
+                    raise RuntimeError(f"{name} exited: {child.tail()}")
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(procs.http_get, f"{self.ports[name]}/readyz", 1.0)
+                    return time.monotonic() - child.started
+                await asyncio.sleep(0.05)  # a child's readiness endpoint: nothing to wait on but polling
+
+    def active_ipam(self) -> str | None:
+        for name in ("ipam-a", "ipam-b"):
+            with contextlib.suppress(OSError, KeyError):
+                if 1.0 in procs.metric_values(self.metrics(name), "metalbus_ipam_active"):
+                    return name
+        return None
+
+    async def until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(condition):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {what} within {timeout:.0f} s")
+            await asyncio.sleep(0.1)  # a child's /metrics: polled with a deadline
+
+    def varz_out_msgs(self) -> float:
+        return float(json.loads(procs.http_get(f"{self.varz}/varz"))["out_msgs"])
+
+    def delivered_but_liveness(self) -> float:
+        """Messages the server delivered to the system's connections, but for the connections that only read
+        liveness (ipam's heartbeat readers: their traffic depends on the node count, not on changes) and
+        this benchmark's own observer."""
+        page = json.loads(procs.http_get(f"{self.varz}/connz?limit=1000000&subs=1"))
+        total = 0
+        for connection in page.get("connections", []):
+            subjects = connection.get("subscriptions_list") or []
+            if connection.get("name") == OBSERVER or (subjects and all(_is_liveness(s) for s in subjects)):
+                continue
+            total += int(connection.get("out_msgs", 0))
+        return float(total)
+
+    # --- the figures ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def figure(self, *names: str) -> Iterator[None]:
+        """A stage whose figures, if it fails, read ``failed: <why>``; the run goes on."""
+        try:
+            yield
+        except Exception as error:
+            why = f"failed: {type(error).__name__}: {error}".replace("\n", " ")[:300]
+            procs.log(f"{names[0]}… {why}")
+            for name in names:
+                self.figures.setdefault(name, why)
+
+    async def run(self) -> Figures:
+        self.lab.create()
+        from services.common import nats_server
+
+        wrapper, monitor = self._monitored_binary(nats_server.nats_server_binary())
+        nats_server.nats_server_binary = lambda: str(wrapper)  # type: ignore[attr-defined]
+        server = nats_server.EmbeddedNats(host=self.lab.server_host)
+        server.start()
+        try:
+            self.nats_url = server.plain_url
+            self.varz = f"http://{self.lab.server_host}:{monitor}"  # monitoring listens where clients do
+            await self._measure(server)
+        finally:
+            self._stop_all()
+            server.stop()
+        procs.log(f"tree {self.tree}: {len(self.figures)} figures")
+        return self.figures
+
+    def _monitored_binary(self, binary: str) -> tuple[Path, int]:
+        """The tree's nats-server, started as the tree starts it, plus a monitoring port for /varz."""
+        port = procs.free_port()
+        wrapper = self.work / "nats-server"
+        wrapper.write_text(f'#!/bin/sh\nexec {binary} "$@" -m {port}\n')
+        wrapper.chmod(0o755)
+        return wrapper, port
+
+    async def _measure(self, server: Any) -> None:
+        s = self.sizes
+        procs.log(f"API stand-in: {s.nodes} nodes, {s.services} Services")
+        self.api = ApiProcess(self.work)
+        self.api.ask(do="start", nodes=s.nodes, services=s.services, kubeconfig=str(self.work / "kubeconfig"))
+        self.sim = subprocess.Popen(
+            [sys.executable, str(HARNESS / "bench" / "node_sim.py"), "--tree", str(self.tree), "--nats",
+             self.nats_url, "--first", str(REAL_NODES), "--count", str(s.nodes - REAL_NODES)],
+            cwd=self.tree, env=self.env, stdout=subprocess.PIPE, stderr=(self.work / "node_sim.log").open("wb"),
+            text=True, start_new_session=True)
+        assert self.sim.stdout is not None
+        line = await asyncio.to_thread(self.sim.stdout.readline)
+        if not line.startswith("ready"):
+            raise RuntimeError(f"simulated nodes: {(self.work / 'node_sim.log').read_text()[-500:]}")
+        procs.log(f"simulated nodes heartbeating: {line.split()[1]}")
+
+        import nats
+
+        client = await nats.connect(self.nats_url, name=OBSERVER, max_reconnect_attempts=-1)
+        self.decisions = Decisions()
+        await client.subscribe("ipam.placement.>", cb=self.decisions.on_placement)
+        await client.subscribe("ipam.allocation.>", cb=self.decisions.on_allocation)
+        try:
+            await self._system(s)
+        finally:
+            await client.close()
+
+    async def _system(self, s: Sizes) -> None:
+        for index in range(REAL_NODES - 1):
+            self.announcer(index)
+        self.service("ipam-a", "ipam")
+        self.service("ipam-b", "ipam")
+        for name in ("announcer-0", "announcer-1", "ipam-a", "ipam-b"):
+            await self.ready(name, timeout=60)
+        await self.until(lambda: self.active_ipam() is not None, 60, "active ipam")
+        procs.log(f"{self.active_ipam()} active; starting the watcher")
+
+        with self.figure("cold_start_s", "watcher_cpu_ms_per_service"):
+            started = time.time()
+            watcher = self.service("watcher", "watcher", "--kubeconfig", str(self.work / "kubeconfig"),
+                                   "--namespace", "metallb-system")
+            done = await self.api.ask_async(do="wait_statuses", count=s.services, timeout=s.status_timeout)
+            cpu = procs.cpu_seconds(watcher.pid)
+            if done["written"] < s.services:
+                raise TimeoutError(f"{done['written']} of {s.services} statuses in {s.status_timeout:.0f} s")
+            self.figures["cold_start_s"] = done["at"] - started
+            self.figures["watcher_cpu_ms_per_service"] = 1000 * cpu / s.services
+            procs.log(f"every status written in {done['at'] - started:.1f} s")
+
+        with self.figure("announcer_ready_s"):
+            self.announcer(REAL_NODES - 1)
+            self.figures["announcer_ready_s"] = await self.ready(f"announcer-{REAL_NODES - 1}", timeout=60)
+        await asyncio.sleep(2.0)  # the tail of the cold start (the last announcements): steady state after it
+        await self._idle(s)
+        await self._churn(s)
+        self._peaks()
+        await self._l2_failover("kill9", signal.SIGKILL, "announcer-0")
+        await self._l2_failover("sigstop", signal.SIGSTOP, "announcer-1")
+        await self._takeover(s)
+
+    async def _idle(self, s: Sizes) -> None:
+        names = ("ipam_liveness_cpu_cores", "ipam_standby_cpu_cores", "ipam_live_nodes",
+                 "announcer_idle_cpu_cores", "announcer_idle_rss_mb", "nats_idle_msgs_per_s")
+        with self.figure(*names):
+            active = self.active_ipam()
+            if active is None:
+                raise RuntimeError("no active ipam")
+            standby = "ipam-b" if active == "ipam-a" else "ipam-a"
+            pids = {n: self.children[n].pid for n in (active, standby, "announcer-0")}
+            procs.log(f"steady state, no churn, {s.idle_seconds:.0f} s")
+            before = {n: procs.cpu_seconds(p) for n, p in pids.items()}
+            msgs, changes, started = self.varz_out_msgs(), self.delivered_but_liveness(), time.monotonic()
+            await asyncio.sleep(s.idle_seconds)  # the measurement window itself
+            elapsed = time.monotonic() - started
+            used = {n: (procs.cpu_seconds(p) - before[n]) / elapsed for n, p in pids.items()}
+            self.idle_msgs_per_s = (self.varz_out_msgs() - msgs) / elapsed
+            self.idle_deliveries_per_s = (self.delivered_but_liveness() - changes) / elapsed
+            live = procs.metric_values(self.metrics(active), "metalbus_ipam_live_announcers")
+            self.figures.update(
+                ipam_liveness_cpu_cores=used[active], ipam_standby_cpu_cores=used[standby],
+                ipam_live_nodes=f"{int(live[0])} of {s.nodes}" if live else "n/a",
+                announcer_idle_cpu_cores=used["announcer-0"],
+                announcer_idle_rss_mb=procs.memory_mb(pids["announcer-0"]),
+                nats_idle_msgs_per_s=self.idle_msgs_per_s)
+
+    async def _churn(self, s: Sizes) -> None:
+        names = ("announcer_churn_cpu_cores", "announcer_churn_rss_mb", "nats_msgs_per_endpoint_change",
+                 "endpoint_changes_per_s")
+        with self.figure(*names):
+            pid = self.children["announcer-0"].pid
+            procs.log(f"{s.rate:.0f} endpoint changes a second for {s.churn_seconds:.0f} s")
+            cpu, msgs, started = procs.cpu_seconds(pid), self.delivered_but_liveness(), time.monotonic()
+            done = await self.api.ask_async(do="churn", rate=s.rate, seconds=s.churn_seconds)
+            await asyncio.sleep(1.0)  # what the last changes cause, delivered
+            elapsed = time.monotonic() - started
+            delivered = self.delivered_but_liveness() - msgs - self.idle_deliveries_per_s * elapsed
+            self.figures.update(
+                announcer_churn_cpu_cores=(procs.cpu_seconds(pid) - cpu) / elapsed,
+                announcer_churn_rss_mb=procs.memory_mb(pid),
+                nats_msgs_per_endpoint_change=delivered / done["changes"],
+                endpoint_changes_per_s=done["changes"] / done["seconds"])
+
+    def _peaks(self) -> None:
+        for name in ("watcher", "ipam-a", "ipam-b", "announcer-0"):
+            with self.figure(f"peak_rss_mb:{name}"):
+                self.figures[f"peak_rss_mb:{name}"] = procs.memory_mb(self.children[name].pid, "VmHWM")
+        for name in ("watcher", "ipam-a", "ipam-b", *(f"announcer-{i}" for i in range(REAL_NODES))):
+            with self.figure(f"loop_lag_max_s:{name}"):
+                values = procs.metric_values(self.metrics(name), "metalbus_event_loop_lag_max_seconds")
+                self.figures[f"loop_lag_max_s:{name}"] = max(values) if values else "n/a"
+
+    async def _l2_failover(self, how: str, number: int, name: str) -> None:
+        names = (f"l2_failover_{how}_p50_s", f"l2_failover_{how}_p99_s", f"l2_failover_{how}_ips")
+        with self.figure(*names):
+            node = node_name(int(name.rsplit("-", 1)[1]))
+            owned = self.decisions.on(node)
+            if not owned:
+                raise RuntimeError(f"{node} owns no L2 IP")
+            procs.log(f"L2 failover: {how} of {name}, owner of {len(owned)} IPs")
+            at = time.time()
+            self.children[name].signal(number)
+            await self.decisions.until(self.decisions.moved_off(node, owned), 30)
+            delays = sorted(self.decisions.at[ip] - at for ip in owned)
+            self.figures.update({names[0]: statistics.median(delays),
+                                 names[1]: delays[min(len(delays) - 1, int(0.99 * len(delays)))],
+                                 names[2]: len(owned)})
+
+    async def _takeover(self, s: Sizes) -> None:
+        with self.figure("ipam_takeover_s"):
+            active = self.active_ipam()
+            if active is None:
+                raise RuntimeError("no active ipam")
+            probe = s.services + 1_000_000
+            self.decisions.watched.add(f'svc-{probe}"'.encode())
+            procs.log(f"takeover: kill -9 of {active}, then a new Service")
+            at = time.time()
+            self.children[active].signal(signal.SIGKILL)
+            await self.api.ask_async(do="add_service", index=probe)
+            await self.decisions.until(lambda: bool(self.decisions.allocated), 60)
+            self.figures["ipam_takeover_s"] = next(iter(self.decisions.allocated.values())) - at
+
+    def _stop_all(self) -> None:
+        stubborn = [name for name in ("watcher", "ipam-a", "ipam-b", *(f"announcer-{i}" for i in range(REAL_NODES)))
+                    if name in self.children and not self.children[name].stop()]
+        if self.children:
+            self.figures.setdefault("ignored_sigterm", ", ".join(stubborn) or "none")
+        sim, self.sim = getattr(self, "sim", None), None
+        if sim is not None:
+            sim.terminate()
+            try:
+                sim.wait(10)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait()
+        api, self.api = getattr(self, "api", None), None
+        if api is not None:
+            api.stop()
+        self.lab.remove()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tree", type=Path, required=True)
+    parser.add_argument("--nodes", type=int, required=True)
+    parser.add_argument("--services", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--churn-seconds", type=float, default=20.0)
+    parser.add_argument("--idle-seconds", type=float, default=15.0)
+    parser.add_argument("--status-timeout", type=float, default=900.0)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--keep-logs", type=Path, help="copy the services' logs here")
+    args = parser.parse_args()
+    tree = args.tree.resolve()
+    _use_tree(tree)
+    sizes = Sizes(args.nodes, args.services, args.rate, args.churn_seconds, args.idle_seconds, args.status_timeout)
+    with tempfile.TemporaryDirectory(prefix="metalbus-scale-") as work:
+        run = Run(tree, sizes, Path(work))
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            figures = asyncio.run(run.run())
+        except BaseException as error:
+            figures = {**run.figures, "run": f"failed: {type(error).__name__}: {error}"}
+            run._stop_all()
+        if args.keep_logs:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log_file in Path(work).glob("*.log"):
+                log_file.replace(args.keep_logs / log_file.name)
+    args.out.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
