@@ -14,7 +14,7 @@ too). Two ipam processes run; figures:
   has exited;
 - whether nats-server reported any slow consumer.
 
-``python bench/ipam_scale.py [--quick] [--services N] [--nodes N] [--announcers N]``
+``python bench/ipam_scale.py [--quick] [--services N] [--nodes N] [--announcers N] [--logs DIR]``
 (--quick: 10 000 Services over 1 000 Nodes). The last line is one JSON object.
 """
 
@@ -85,12 +85,12 @@ def free_port() -> int:
 class Ipam:
     """One ipam process, its metrics port, its memory."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, log_file: Path | None) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "ipam", "--nats", url, "--http-port", str(self.port),
-             "--http-address", "127.0.0.1", "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--http-address", "127.0.0.1", "--log-level", "INFO" if log_file else "WARNING"],
+            stdout=subprocess.DEVNULL, stderr=log_file.open("w") if log_file else subprocess.DEVNULL,
         )
         self.rss_peak_mb = 0.0
         self.loop_lag_max_s = 0.0
@@ -159,10 +159,25 @@ async def holder_of(lease: BusLease, replicas: list[Ipam], timeout: float) -> Ip
             await asyncio.sleep(0.01)
 
 
-async def run(count: int, nodes: int, announcers: int) -> dict[str, object]:
+async def run(count: int, nodes: int, announcers: int, logs: Path | None) -> dict[str, object]:
     figures: dict[str, object] = {"services": count, "nodes": nodes, "announcers": announcers}
+    # Everything is encoded before any connection is made: the harness's loop must not stall while
+    # connected (the server closes a client whose pings go unanswered), and its work is not measured.
+    world = services(count, nodes)
+    workload = [e for e in world if isinstance(e, ServiceObserved)]
+    messages = encoded(world)
+    del world
+    node_messages = encoded([node(node_name(i)) for i in range(nodes)])
+    probe = services(1, nodes, prefix="probe")
+    probe_service = probe[0]
+    assert isinstance(probe_service, ServiceObserved)
+    probe_messages = encoded(probe)
+    burst = services(max(count // 5, 1000), nodes, prefix="burst")
+    first = burst[0]
+    assert isinstance(first, ServiceObserved)
+    burst_messages = encoded(burst)
     with tempfile.TemporaryDirectory(prefix="ipam-scale-") as directory, \
-            EmbeddedNats(log_file=Path(directory) / "nats.log") as server:
+            EmbeddedNats(log_file=(logs or Path(directory)) / "nats.log") as server:
         bus = await Bus.connect(BusSettings(url=server.url), producer="bench/ipam-scale")
         heartbeats = Heartbeats(server.url, [node_name(i) for i in range(announcers)])
         replicas: list[Ipam] = []
@@ -170,15 +185,12 @@ async def run(count: int, nodes: int, announcers: int) -> dict[str, object]:
             await provision(bus)
             await bus.publish_many((observed_subject(e), e, None)
                                    for e in [pool("lan", "10.0.0.0/12", "fd00:1::/64"), l2()])
-            await publish_encoded(bus, encoded([node(node_name(i)) for i in range(nodes)]))
+            await publish_encoded(bus, node_messages)
             await heartbeats.start()
             try:
-                replicas = [Ipam(server.url), Ipam(server.url)]
+                replicas = [Ipam(server.url, log_file=logs / f"ipam-{i}.log" if logs else None) for i in (1, 2)]
                 lease = BusLease(bus, name=LEASE_NAME, holder="bench")
                 active = await holder_of(lease, replicas, timeout=60)
-                world = services(count, nodes)
-                workload = [e for e in world if isinstance(e, ServiceObserved)]
-                messages = encoded(world)  # before the clock starts: the harness's work is not measured
                 start = time.perf_counter()
                 await publish_encoded(bus, messages)
                 published = time.perf_counter()
@@ -196,12 +208,9 @@ async def run(count: int, nodes: int, announcers: int) -> dict[str, object]:
                 active.sample()
                 active.process.send_signal(signal.SIGKILL)
                 killed = time.perf_counter()
-                probe = services(1, nodes, prefix="probe")
-                await publish_encoded(bus, encoded(probe))
+                await publish_encoded(bus, probe_messages)
                 await holder_of(lease, [standby], timeout=30)
                 acquired = time.perf_counter()
-                probe_service = probe[0]
-                assert isinstance(probe_service, ServiceObserved)
                 async with asyncio.timeout(60):
                     while not await decided(bus, probe_service.ref.namespace, probe_service.ref.name):
                         await asyncio.sleep(0.005)
@@ -210,10 +219,7 @@ async def run(count: int, nodes: int, announcers: int) -> dict[str, object]:
                 figures["takeover_work_s"] = time.perf_counter() - acquired
 
                 # SIGTERM while busy: a burst of new Services, SIGTERM once the first of them is decided.
-                burst = services(max(count // 5, 1000), nodes, prefix="burst")
-                await publish_encoded(bus, encoded(burst))
-                first = burst[0]
-                assert isinstance(first, ServiceObserved)
+                await publish_encoded(bus, burst_messages)
                 async with asyncio.timeout(120):
                     while not await decided(bus, first.ref.namespace, first.ref.name):
                         await asyncio.sleep(0.01)
@@ -228,7 +234,11 @@ async def run(count: int, nodes: int, announcers: int) -> dict[str, object]:
                 figures["standby_loop_lag_max_s"] = standby.loop_lag_max_s
                 figures["rss_peak_mb_max"] = max(r.rss_peak_mb for r in replicas)
                 figures["loop_lag_max_s"] = max(r.loop_lag_max_s for r in replicas)
-                figures["slow_consumers"] = slow_consumers(Path(directory) / "nats.log")
+                figures["slow_consumers"] = slow_consumers((logs or Path(directory)) / "nats.log")
+                if logs is not None:  # what the replicas said of themselves
+                    said = "".join((logs / f"ipam-{i}.log").read_text() for i in (1, 2))
+                    figures["step_downs"] = said.count("stepping down")
+                    figures["disconnections"] = said.count("bus disconnected")
             finally:  # also when the run fails: no replica outlives the bench
                 for replica in replicas:
                     replica.stop()
@@ -247,10 +257,11 @@ def main() -> None:
     parser.add_argument("--services", type=int)
     parser.add_argument("--nodes", type=int)
     parser.add_argument("--announcers", type=int, default=20)
+    parser.add_argument("--logs", type=Path, help="a directory for the replicas' logs (INFO)")
     args = parser.parse_args()
     count = args.services or (10_000 if args.quick else 50_000)
     nodes = args.nodes or (1_000 if args.quick else 5_000)
-    figures = asyncio.run(run(count, nodes, args.announcers))
+    figures = asyncio.run(run(count, nodes, args.announcers, args.logs))
     for name, value in figures.items():
         target = TARGETS.get(name)
         shown = f"{value:,.3f}" if isinstance(value, float) else f"{value}"

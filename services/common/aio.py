@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+import contextvars
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -25,3 +27,36 @@ async def first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, objec
     if work_task.cancelled() or not work_task.done():
         return None
     return work_task.result()
+
+
+async def off_loop(work: Callable[[], T], *, name: str) -> T:
+    """Run CPU-bound ``work`` on a daemon thread of its own and await its result.
+
+    The event loop keeps turning meanwhile (the interpreter hands the GIL over every few milliseconds), so
+    timers, heartbeats, pings and signals are served while seconds of pure work run. ``work`` runs in a copy
+    of the caller's context (its span). A caller cancelled meanwhile stops waiting at once; the thread
+    finishes unseen and, a daemon, never holds the process's exit: ``work`` must then touch nothing that the
+    caller goes on using. Unlike ``asyncio.to_thread``, whose pool is joined at exit, a SIGTERM never waits
+    for it.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not done.done():  # the caller may have stopped waiting
+            outcome()
+
+    def run() -> None:
+        try:
+            result = context.run(work)
+        except BaseException as error:  # handed to the caller, raised there
+            failure = error
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+                loop.call_soon_threadsafe(settle, lambda: done.set_exception(failure))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, lambda: done.set_result(result))
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await done

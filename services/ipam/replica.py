@@ -22,6 +22,7 @@ from opentelemetry import trace
 
 from schemas.events import L2PlacementCleared, L2PlacementDecided, PoolUsageReported
 from schemas.refusal import Refused
+from services.common.aio import first_of, off_loop
 from services.common.bus import Append, Bus, PendingAppends, Received
 from services.common.collector import StateCollector
 from services.common.errors import RetryableError, WrongLastSequence
@@ -105,13 +106,14 @@ class Replica:
             await self.liveness.start()
             await self._reload()
             while not stopping.is_set():
-                if self.role is Role.STANDBY:
-                    await self._standby_step()
-                else:
-                    await self._active_step()
+                # A step cut short by SIGTERM appends nothing more: what it sent is fenced, and the
+                # standby taking over reads it from the stream.
+                step = self._standby_step() if self.role is Role.STANDBY else self._active_step()
+                await first_of(step, stopping.wait())
         finally:
             if self.role is Role.ACTIVE and self._unconfirmed is not None:
-                await self._confirm(self._unconfirmed)
+                # the decider may still be busy on a step cut short: its placements are not read
+                await self._confirm(self._unconfirmed, report_placements=False)
             await self._lease.stop()  # releases it: the standby takes over at once
             await self._stop_fetching()
             await self.liveness.stop()
@@ -211,7 +213,8 @@ class Replica:
             for received in drained:
                 self.decider.load_observation(received.event)
             with self._collector.building():  # adoption builds the allocator's long-lived state
-                self.decider.adopt()  # its decisions are sent in the "ipam activate" span below
+                # its decisions are sent in the "ipam activate" span below
+                await off_loop(self.decider.adopt, name="ipam-adopt")
             if not self._lease.held:
                 await self._step_down("lease lost while adopting")
                 return
@@ -222,7 +225,8 @@ class Replica:
         self.role = Role.ACTIVE
         metrics.ACTIVE.set(1)
         with self._tracer.start_as_current_span("ipam activate"), self._collector.building():
-            outgoing = self.decider.start_placing(self.liveness.live)
+            live = self.liveness.live
+            outgoing = await off_loop(lambda: self.decider.start_placing(live), name="ipam-place")
             sent = await self._send(outgoing, {})
         if sent is not None and await self._confirm(sent):
             self.activated.set()
@@ -259,7 +263,7 @@ class Replica:
         sent: _Sent | None = None
         if batch:
             with self._collector.building():  # what a batch decides is kept (world, ledger, allocator)
-                sent = await self._send(*self._decide(batch), batch)
+                sent = await self._send(*await off_loop(lambda: self._decide(batch), name="ipam-decide"), batch)
             if sent is None:
                 return
         elif self._unconfirmed is None:
@@ -307,7 +311,8 @@ class Replica:
         deaths = self.liveness.take_deaths()
         holding = {p.decision.node for p in self.decider.ledger.placements.values()} if deaths else set()
         with self._tracer.start_as_current_span("ipam liveness"):
-            outgoing = self.decider.set_live_nodes(self.liveness.live)
+            live = self.liveness.live
+            outgoing = await off_loop(lambda: self.decider.set_live_nodes(live), name="ipam-liveness")
         if not outgoing:
             return True
         sent = await self._send(outgoing, {})
@@ -375,7 +380,7 @@ class Replica:
             return None
         return _Sent(pending, outgoing, batch or [])
 
-    async def _confirm(self, sent: _Sent) -> bool:
+    async def _confirm(self, sent: _Sent, *, report_placements: bool = True) -> bool:
         """Wait for the acks of sent decisions; on a fence failure, step down and rebuild."""
         self._unconfirmed = None
         try:
@@ -392,7 +397,7 @@ class Replica:
             if isinstance(out.event, PoolUsageReported):
                 metrics.report_usage(out.event)
             placements = placements or isinstance(out.event, L2PlacementDecided | L2PlacementCleared)
-        if placements:
+        if placements and report_placements:
             metrics.report_placements(self.decider.ledger.placements)
         _observe_latency(sent.batch)
         return True

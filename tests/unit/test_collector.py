@@ -82,3 +82,17 @@ def test_building_leaves_a_disabled_collector_disabled() -> None:
     with collector.building():
         pass
     assert not gc.isenabled()
+
+
+def test_a_state_too_large_to_rescan_is_left_frozen() -> None:
+    """A full collection of a big state would hold the interpreter for seconds (no loop turn, no lease
+    renewal): above the limit only what was made outside ``building`` is collected."""
+    clock = Clock()
+    collector = StateCollector(full_every=60, full_limit=0, clock=clock)
+    with collector.building():
+        frozen_cycle = garbage_cycle()
+    loose_cycle = garbage_cycle()
+    clock.now = 60
+    collector.idle()
+    assert frozen_cycle() is not None
+    assert loose_cycle() is None

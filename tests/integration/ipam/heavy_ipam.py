@@ -19,8 +19,13 @@ from services.ipam.decider import Decider, Outgoing
 HEAVY_PREFIX = "heavy-"
 
 
+#: Written to stderr as each heavy piece of work starts, so a test knows the replica is busy.
+BUSY_MARK = "heavy work started"
+
+
 def work_without_yielding(seconds: float) -> None:
     """CPU-bound work that never gives the event loop back (a long adoption, a big batch)."""
+    print(BUSY_MARK, file=sys.stderr, flush=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         pass
