@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import math
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,7 @@ def run_tree(tree: Path, args: argparse.Namespace, label: str) -> dict[str, Any]
             child.wait()
         except KeyboardInterrupt:
             log("interrupted: the run cleans up")
+            child.send_signal(signal.SIGTERM)  # Ctrl-C reached it too; SIGTERM for a SIGTERM of our own
             try:
                 child.wait(60)
             except subprocess.TimeoutExpired:
@@ -165,6 +167,11 @@ def table(columns: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines + notes + (["", "failures:", *failures] if failures else []))
 
 
+def _interrupted(*_: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_NODES} nodes, {QUICK_SERVICES} Services, "
@@ -187,6 +194,7 @@ def main() -> None:
     args.idle_seconds = args.idle_seconds or (4.0 if quick else 20.0)
     args.status_timeout = args.status_timeout or (40.0 if quick else 900.0)
 
+    signal.signal(signal.SIGTERM, _interrupted)
     started = time.monotonic()
     columns: dict[str, dict[str, Any]] = {}
     head = _git("rev-parse", "--short", "HEAD")
@@ -203,4 +211,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("interrupted: every process, namespace and temporary tree removed")
+        sys.exit(130)

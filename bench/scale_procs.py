@@ -123,11 +123,11 @@ class NodeNamespaces:
         return f"{self.subnet}.{4 * index + 2}"
 
     def _host_end(self, index: int) -> str:
-        return f"sc{self.tag}h{index}"
+        return f"mbs{self.tag}h{index}"
 
     def create(self) -> None:
         for index in range(self.count):
-            name = f"scale-{self.tag}-{index}"
+            name = f"mbscale-{self.tag}-{index}"
             _ip("netns", "add", name)
             self.names.append(name)
             host_end, gateway = self._host_end(index), f"{self.subnet}.{4 * index + 1}"

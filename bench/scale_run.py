@@ -405,6 +405,13 @@ class Run:
         self.lab.remove()
 
 
+def _interrupted(*_: Any) -> None:
+    """SIGTERM as Ctrl-C, once: the clean-up that follows is not interrupted again."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tree", type=Path, required=True)
@@ -422,7 +429,7 @@ def main() -> None:
     sizes = Sizes(args.nodes, args.services, args.rate, args.churn_seconds, args.idle_seconds, args.status_timeout)
     with tempfile.TemporaryDirectory(prefix="metalbus-scale-") as work:
         run = Run(tree, sizes, Path(work))
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupted)
         try:
             figures = asyncio.run(run.run())
         except BaseException as error:
