@@ -18,6 +18,8 @@ from rich.table import Table
 from schemas.events import (
     AllocationFailed,
     AnnouncementReported,
+    BGPAdvertisementDecided,
+    BGPAdvertisementWithdrawn,
     Event,
     IPAllocated,
     IPReleased,
@@ -68,6 +70,12 @@ def describe(event: Event) -> str | None:
     if isinstance(event, L2PlacementCleared):
         why = f": {event.reason}" if event.reason else ""
         return f"{event.ip} placed on no node{why}"
+    if isinstance(event, BGPAdvertisementDecided):
+        routes = ", ".join(f"{r.prefix} by {r.advertisement}" for r in event.routes)
+        where = "every node" if event.nodes is None else f"{len(event.nodes)} nodes with a serving endpoint"
+        return f"{event.ip} advertised over BGP as {routes}, from {where}"
+    if isinstance(event, BGPAdvertisementWithdrawn):
+        return f"{event.ip} withdrawn from BGP ({event.reason.value})"
     if isinstance(event, AnnouncementReported):
         if not event.announcing:
             return f"node {event.node} stopped announcing {event.ip} ({event.mode.value})"
@@ -78,7 +86,8 @@ def describe(event: Event) -> str | None:
 
 
 def _ip_of(event: Event) -> str | None:
-    if isinstance(event, L2PlacementDecided | L2PlacementCleared | AnnouncementReported):
+    if isinstance(event, L2PlacementDecided | L2PlacementCleared | AnnouncementReported | BGPAdvertisementDecided
+                  | BGPAdvertisementWithdrawn):
         return event.ip
     return None
 
