@@ -4,6 +4,7 @@
     nice -n 10 python bench/scale.py       # 5 000 nodes, 50 000 Services, 500 endpoint changes a second
     python bench/scale.py --baseline REF --nodes N --services S --rate R
     python bench/scale.py --no-baseline    # this tree alone
+    python bench/scale.py --ref HEAD       # a commit (in a temporary worktree), not the working tree
 
 For each tree — REF (default efc31b2, checked out with ``git worktree add`` into a temporary directory and
 removed afterwards), then this one — ``bench/scale_run.py`` runs, one tree after the other (never both at
@@ -185,6 +186,7 @@ def main() -> None:
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="the commit to compare with")
     parser.add_argument("--no-baseline", action="store_true", help="measure this tree alone")
     parser.add_argument("--tree", type=Path, default=REPO, help="the tree to measure (default: this one)")
+    parser.add_argument("--ref", help="measure this commit (in a temporary worktree) instead of a tree")
     parser.add_argument("--keep-logs", type=Path, help="keep every service's log under this directory")
     args = parser.parse_args()
     quick = args.quick
@@ -202,8 +204,13 @@ def main() -> None:
         base = _git("rev-parse", "--short", args.baseline)
         with worktree(base) as tree:
             columns[f"baseline {base}"] = run_tree(tree, args, f"baseline-{base}")
-    label = f"this tree ({head}+)" if args.tree.resolve() == REPO else str(args.tree)
-    columns[label] = run_tree(args.tree.resolve(), args, "tree")
+    if args.ref:
+        ref = _git("rev-parse", "--short", args.ref)
+        with worktree(ref) as tree:
+            columns[f"{args.ref} {ref}"] = run_tree(tree, args, ref)
+    else:
+        label = f"this tree ({head}+)" if args.tree.resolve() == REPO else str(args.tree)
+        columns[label] = run_tree(args.tree.resolve(), args, "tree")
     print(f"metalbus at scale: {args.nodes} nodes, {args.services} Services, {args.rate:.0f} endpoint "
           f"changes/s for {args.churn_seconds:.0f} s; wall time {time.monotonic() - started:.0f} s")
     print(table(columns))

@@ -106,8 +106,10 @@ class Decisions:
     allocated: dict[bytes, float] = field(default_factory=dict)
     watched: set[bytes] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    last: float = 0.0  # monotonic time of the newest decision seen
 
     async def on_placement(self, message: Any) -> None:
+        self.last = time.monotonic()
         event = json.loads(message.data).get("event", {})
         ip = event.get("ip")
         if ip is None:
@@ -118,6 +120,7 @@ class Decisions:
         self.changed.set()
 
     async def on_allocation(self, message: Any) -> None:
+        self.last = time.monotonic()
         for name in self.watched:
             if name in message.data and name not in self.allocated:
                 self.allocated[name] = time.time()
@@ -128,6 +131,12 @@ class Decisions:
             while not condition():
                 self.changed.clear()
                 await self.changed.wait()
+
+    async def quiet(self, *, seconds: float, timeout: float) -> None:
+        """Until no decision has been appended for ``seconds`` (what a burst of changes caused is done)."""
+        async with asyncio.timeout(timeout):
+            while (silent := time.monotonic() - self.last) < seconds:
+                await asyncio.sleep(seconds - silent)  # the time left of the quiet window, not a poll
 
     def moved_off(self, node: str, ips: set[str]) -> Callable[[], bool]:
         return lambda: all(self.node.get(ip) != node for ip in ips)
@@ -359,6 +368,7 @@ class Run:
     async def _l2_failover(self, how: str, number: int, name: str) -> None:
         names = (f"l2_failover_{how}_p50_s", f"l2_failover_{how}_p99_s", f"l2_failover_{how}_ips")
         with self.figure(*names):
+            await self.decisions.quiet(seconds=1.0, timeout=60)
             node = node_name(int(name.rsplit("-", 1)[1]))
             owned = self.decisions.on(node)
             if not owned:
