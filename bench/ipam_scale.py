@@ -202,8 +202,9 @@ async def run(count: int, nodes: int, announcers: int, logs: Path | None) -> dic
                 figures["active_loop_lag_max_s"] = active.loop_lag_max_s
 
                 # Takeover: the standby has followed the burst; kill -9 the active one, then a new Service.
-                standby = next(r for r in replicas if r is not active)
                 await asyncio.sleep(3.0)  # the standby finishes following the burst (steady state)
+                active = await holder_of(lease, replicas, timeout=30)  # it may have changed (a step-down)
+                standby = next(r for r in replicas if r is not active)
                 standby.sample()
                 active.sample()
                 active.process.send_signal(signal.SIGKILL)

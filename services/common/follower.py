@@ -5,6 +5,11 @@ flow control) hands messages to a buffer; ``fetch`` takes them off in batches. i
 memory and the announcers follow placements this way: a restart rebuilds from the stream itself, so
 nothing needs acknowledging.
 
+What waits to be fetched is bounded: a flow control request that arrives with ``max_buffered`` messages
+or more waiting is answered only once ``fetch`` has taken them below that, so the server holds back the
+rest (in its stream, not in this process's memory: a burst of 100 000 observations is not 100 000
+messages here) and never has a pile of deliveries to push that a busy reader is slow to read.
+
 The follower keeps its own consumer alive. It is made again from the position reached (so nothing is
 skipped, nothing handed out twice) when the connection comes back (the server may have lost it), when
 a delivery is missing (a gap), or when neither a message nor a heartbeat came for ``MISSED_HEARTBEATS``
@@ -64,6 +69,10 @@ LAPSES = Counter(
 )
 
 
+#: Messages a follower holds before it holds back the server's flow control (a few batches' worth).
+MAX_BUFFERED = 2000
+
+
 class Lapse(StrEnum):
     """Why a follower is not following (its consumer is made again)."""
 
@@ -83,8 +92,12 @@ class Follower:
         subjects: Sequence[str] = (),
         on_invalid: Callable[[Msg, Refused], None] | None = None,
         health: Health | None = None,
+        max_buffered: int = MAX_BUFFERED,
     ) -> None:
         self._bus = bus
+        self._max_buffered = max_buffered
+        #: A flow control request held back while the buffer is full (answered when it drains).
+        self._held_flow_control: str | None = None
         self._stream = stream
         self._subjects = list(subjects)
         #: The sequence after the last one handed out (or skipped as invalid).
@@ -141,6 +154,8 @@ class Follower:
             if not self._buffer or self._lapse is not None:
                 self._check_heard()
                 return []
+        else:  # a reader draining a backlog batch after batch lets the loop turn between batches
+            await asyncio.sleep(0)
         received: list[Received] = []
         while self._buffer and len(received) < batch:
             message = self._buffer.popleft()
@@ -154,6 +169,9 @@ class Follower:
                     self._on_invalid(message, read)
                 continue
             received.append(read)
+        if self._held_flow_control is not None and len(self._buffer) < self._max_buffered:
+            held, self._held_flow_control = self._held_flow_control, None
+            await self._answer_flow_control(held)
         return received
 
     async def close(self) -> None:
@@ -172,6 +190,7 @@ class Follower:
         subscription, self._subscription = self._subscription, None
         consumer, self.consumer = self.consumer, None
         self._buffer.clear()
+        self._held_flow_control = None
         try:
             if subscription is not None:
                 await subscription.close()
@@ -262,14 +281,22 @@ class Follower:
         """A heartbeat (which names the last delivery: one missing is a gap) or a flow control request
         (answered at once: whatever came before it is in the buffer already)."""
         if reply:
-            await self._answer_flow_control(reply)
+            await self._flow_control(reply)
             return
         stalled = headers.get(api.Header.CONSUMER_STALLED)
         if stalled:
-            await self._answer_flow_control(stalled)
+            await self._flow_control(stalled)
         last = headers.get(api.Header.LAST_CONSUMER)
         if last is not None and last != str(self._delivered):
             self._lose(Lapse.GAP, f"the server delivered up to {last}, {self._delivered} arrived")
+
+    async def _flow_control(self, subject: str) -> None:
+        """Let the server send more now, or once ``fetch`` has taken the buffer below ``max_buffered``."""
+        if len(self._buffer) >= self._max_buffered:
+            self._held_flow_control = subject
+            return
+        self._held_flow_control = None
+        await self._answer_flow_control(subject)
 
     async def _answer_flow_control(self, subject: str) -> None:
         try:

@@ -28,6 +28,7 @@ from services.common.collector import StateCollector
 from services.common.errors import RetryableError, WrongLastSequence
 from services.common.follower import Follower
 from services.common.health import Health
+from services.common.heartbeats import LIVENESS_BACKSTOP
 from services.common.lease_keeper import LeaseKeeper
 from services.common.subjects import LEASES, Component, StreamName
 from services.common.supervision import Backoff, OnFailure, supervised
@@ -59,8 +60,9 @@ class ReplicaSettings:
     lease_interval: float = 0.1
     batch: int = 500
     load_balancer_class: str | None = None
-    #: An announcer silent this long is dead (heartbeats come about every 100 ms).
-    liveness_timeout: float = 0.35
+    #: An announcer silent this long is dead whatever its connection does (heartbeats come every 2 s; a
+    #: closed connection kills it at once).
+    liveness_backstop: float = LIVENESS_BACKSTOP
     #: An active replica that cannot follow K8S this long gives the lease up, so that a replica that can
     #: takes over (the lease is kept on a connection of its own, which may reach a server this one cannot).
     follow_patience: float = 10.0
@@ -93,7 +95,7 @@ class Replica:
         self._world: Follower | None = None
         self._fetching: asyncio.Task[list[Received]] | None = None
         self._stopping = asyncio.Event()  # the one ``run`` is given
-        self.liveness = LivenessWatch(bus, timeout=settings.liveness_timeout)
+        self.liveness = LivenessWatch(bus, backstop=settings.liveness_backstop)
         self._collector = StateCollector()
         #: Set once the stream history is loaded (readiness) and once active and caught up.
         self.loaded = asyncio.Event()
@@ -210,11 +212,9 @@ class Replica:
         try:
             _, drained = await asyncio.gather(self._catch_up_decisions(), self._drain_world())
             await self._stop_following_decisions()
-            for received in drained:
-                self.decider.load_observation(received.event)
             with self._collector.building():  # adoption builds the allocator's long-lived state
                 # its decisions are sent in the "ipam activate" span below
-                await off_loop(self.decider.adopt, name="ipam-adopt")
+                await off_loop(lambda: self._adopt(drained), name="ipam-adopt")
             if not self._lease.held:
                 await self._step_down("lease lost while adopting")
                 return
@@ -236,6 +236,12 @@ class Replica:
                 len(outgoing),
                 time.perf_counter() - started,
             )
+
+    def _adopt(self, drained: list[Received]) -> None:
+        """Fold what taking over drained (up to a second of observations), then re-adopt (off the loop)."""
+        for received in drained:
+            self.decider.load_observation(received.event)
+        self.decider.adopt()
 
     async def _stop_following_decisions(self) -> None:
         """The active replica writes the decisions: following them back would only pile up its own appends

@@ -129,3 +129,25 @@ async def test_a_consumer_that_cannot_be_made_is_tried_again_until_it_is_and_sai
             await follower.close()
             for info in await bus.js.streams_info():
                 await bus.js.delete_stream(info.config.name)
+
+
+async def test_a_reader_behind_leaves_the_backlog_in_the_stream_not_in_memory(bus: Bus) -> None:
+    """A burst the reader is slow to fold waits in the stream: the follower holds back the server's flow
+    control while ``max_buffered`` messages wait here, and still hands out every message, in order."""
+    sent = [f"s{i}" for i in range(10_000)]
+    for first in range(0, len(sent), 500):
+        await publish(bus, sent[first:first + 500])
+    follower = Follower(bus, StreamName.IPAM, start_sequence=1, max_buffered=100)
+    try:
+        seen = await follower.fetch(batch=1, wait=5)
+        await async_wait_until(lambda: follower._held_flow_control is not None, timeout=10,
+                               what="flow control held back")
+        assert follower.consumer is not None
+        info = await bus.js.consumer_info(StreamName.IPAM.value, follower.consumer)
+        assert info.num_pending > len(sent) / 2, "the server should hold the backlog"
+        while batch := await follower.fetch(batch=5000, wait=1):
+            seen += batch
+        assert names(seen) == sent
+        assert follower.following
+    finally:
+        await follower.close()
