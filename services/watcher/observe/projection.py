@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 
-from schemas.events import ObjectKind, SecretObserved
+from schemas.events import ObjectKind, SecretObserved, ServiceObserved
 from schemas.metallb import SECRET_PASSWORD_KEY, PasswordSecretProblem, PasswordSecretState, password_secret_problem
 from services.common.subjects import k8s_subject, parse_k8s_subject
 from services.watcher.observe.translate import (
@@ -105,6 +105,82 @@ class ObjectProjection(Projection):
 
     def subjects(self) -> Iterable[str]:
         return self._current.keys()
+
+
+ServiceName = tuple[str, str]  # namespace, name
+
+#: The only Services whose endpoints any consumer reads: ipam places and advertises LoadBalancers alone.
+LOAD_BALANCER = "LoadBalancer"
+
+
+class LoadBalancerServices:
+    """The Services that are LoadBalancers now: told by the Services' projection, read by the endpoints' one,
+    which publishes the endpoints of these alone. Changes are kept until the endpoints' projection takes them
+    (:meth:`take_changes`), and each is told to the listeners (the endpoints' reflector, to refresh)."""
+
+    def __init__(self) -> None:
+        self.names: set[ServiceName] = set()
+        self.known = False
+        self._changed: set[ServiceName] = set()
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def replace(self, names: set[ServiceName]) -> None:
+        self._changed |= names ^ self.names
+        self.names, self.known = names, True
+        self._tell()
+
+    def put(self, name: ServiceName, *, load_balancer: bool) -> None:
+        if load_balancer == (name in self.names):
+            return
+        if load_balancer:
+            self.names.add(name)
+        else:
+            self.names.discard(name)
+        self._changed.add(name)
+        self._tell()
+
+    def take_changes(self) -> set[ServiceName]:
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def _tell(self) -> None:
+        if self._changed:
+            for listener in self._listeners:
+                listener()
+
+
+def _load_balancer_name(observation: Observation | None) -> ServiceName | None:
+    """The Service's namespace and name when it is a LoadBalancer."""
+    event = observation.event if observation is not None else None
+    if isinstance(event, ServiceObserved) and event.service_type == LOAD_BALANCER:
+        return event.ref.namespace, event.ref.name
+    return None
+
+
+class ServiceProjection(ObjectProjection):
+    """Services; tells ``load_balancers`` which of them are LoadBalancers."""
+
+    def __init__(
+        self, translate: Translate, *, load_balancers: LoadBalancerServices,
+        on_error: Callable[[RawObject, Exception], None],
+    ) -> None:
+        super().__init__(ObjectKind.SERVICE, translate, on_error=on_error)
+        self._load_balancers = load_balancers
+
+    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
+        super().replace(items, list_version)
+        names = (_load_balancer_name(o) for o in self._current.values())
+        self._load_balancers.replace({name for name in names if name is not None})
+
+    def apply(self, change: str, obj: RawObject) -> list[str]:
+        subjects = super().apply(change, obj)
+        namespace, name, _ = object_key(obj)
+        is_one = _load_balancer_name(self._current.get(subjects[0])) is not None
+        self._load_balancers.put((namespace, name), load_balancer=is_one)
+        return subjects
 
 
 class SecretReferences:
@@ -288,13 +364,19 @@ class SecretProjection(ObjectProjection):
 
 
 class EndpointsProjection(Projection):
-    """EndpointSlices folded per Service: one subject per Service that has slices."""
+    """EndpointSlices folded per Service: one subject per Service that has slices — given
+    ``load_balancers``, per LoadBalancer Service only: a Service that stops being one has its fold
+    tombstoned, one that becomes one has it published, whichever of the two objects changes first."""
 
     empties_while_the_object_lives = True  # a fold has no uid of its own
 
-    def __init__(self, *, on_error: Callable[[RawObject, Exception], None]) -> None:
+    def __init__(
+        self, *, on_error: Callable[[RawObject, Exception], None], load_balancers: LoadBalancerServices | None = None
+    ) -> None:
         super().__init__(ObjectKind.ENDPOINTS)
         self._on_error = on_error
+        self._load_balancers = load_balancers
+        self._service_of: dict[str, ServiceName] = {}  # subject → its Service
         self._slices: dict[tuple[str, str], SliceSummary] = {}
         self._by_service: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._current: dict[str, Observation] = {}
@@ -328,13 +410,17 @@ class EndpointsProjection(Projection):
         keys = self._by_service.get(service)
         if not keys:
             self._current.pop(subject, None)
+            self._service_of.pop(subject, None)
         else:
             nodes = fold_endpoints(self._slices[k] for k in sorted(keys))
             self._current[subject] = endpoints_observed(namespace, name, nodes, trigger)
+            self._service_of[subject] = service
         return subject
 
     def replace(self, items: Sequence[RawObject], list_version: str) -> None:
-        self._slices, self._by_service, self._current = {}, {}, {}
+        self._slices, self._by_service, self._current, self._service_of = {}, {}, {}, {}
+        if self._load_balancers is not None:
+            self._load_balancers.take_changes()  # the list compares every subject anyway
         for obj in items:
             if (summary := self._summary(obj)) is not None:
                 self._add(summary)
@@ -350,8 +436,20 @@ class EndpointsProjection(Projection):
         services = {(s.namespace, s.service) for s in (old, new) if s is not None and s.service}
         return [self._refold(service, version) for service in sorted(services)]
 
+    def _wanted(self, subject: str) -> bool:
+        return self._load_balancers is None or self._service_of.get(subject) in self._load_balancers.names
+
     def desired(self, subject: str) -> Observation | None:
-        return self._current.get(subject)
+        return self._current.get(subject) if self._wanted(subject) else None
 
     def subjects(self) -> Iterable[str]:
-        return self._current.keys()
+        if self._load_balancers is None:
+            return self._current.keys()
+        return [subject for subject in self._current if self._wanted(subject)]
+
+    def refresh(self) -> list[str]:
+        """Services became LoadBalancers or stopped being ones: their folds' subjects."""
+        if self._load_balancers is None:
+            return []
+        changed = self._load_balancers.take_changes()
+        return sorted(k8s_subject(self.kind, namespace, name) for namespace, name in changed)

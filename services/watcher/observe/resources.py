@@ -18,6 +18,7 @@ from services.watcher.observe import metrics
 from services.watcher.observe.oversized import WarnOversized
 from services.watcher.observe.projection import (
     EndpointsProjection,
+    LoadBalancerServices,
     ObjectProjection,
     PeerPasswordProjection,
     PeerProjection,
@@ -25,6 +26,7 @@ from services.watcher.observe.projection import (
     SecretProjection,
     SecretReferences,
     SecretStates,
+    ServiceProjection,
 )
 from services.watcher.observe.reflector import Reflector, ReflectorSettings, ResourceSpec
 from services.watcher.observe.stream import ListCall
@@ -127,16 +129,28 @@ def build_observers(
         return Reflector(spec=ResourceSpec(name, calls), projection=projection, bus=bus, settings=settings,
                          wait_for=wait_for, warn=warn)
 
-    def simple(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> ObjectProjection:
-        if seen is not None and kind in TOLD_KINDS:
-            translate = _telling(kind, translate, seen)
-        return ObjectProjection(kind, translate, on_error=_skipped(kind))
+    def told(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> Callable[[RawObject], Observation]:
+        return _telling(kind, translate, seen) if seen is not None and kind in TOLD_KINDS else translate
 
+    def simple(kind: ObjectKind, translate: Callable[[RawObject], Observation]) -> ObjectProjection:
+        return ObjectProjection(kind, told(kind, translate), on_error=_skipped(kind))
+
+    # Endpoints are published for LoadBalancer Services only (nobody reads the others'): the endpoints'
+    # reflector starts once the Services are listed, and refreshes a Service's fold when it becomes a
+    # LoadBalancer or stops being one.
+    load_balancers = LoadBalancerServices()
+    services = reflector("services", (core.list_service_for_all_namespaces,), ServiceProjection(
+        told(ObjectKind.SERVICE, service_observed), load_balancers=load_balancers,
+        on_error=_skipped(ObjectKind.SERVICE)))
+    endpoints = reflector(
+        "endpointslices", (discovery.list_endpoint_slice_for_all_namespaces,),
+        EndpointsProjection(on_error=_skipped(ObjectKind.ENDPOINTS), load_balancers=load_balancers),
+        wait_for=services.synced,
+    )
+    load_balancers.listen(endpoints.poke)
     reflectors = [
-        reflector("services", (core.list_service_for_all_namespaces,),
-                  simple(ObjectKind.SERVICE, service_observed)),
-        reflector("endpointslices", (discovery.list_endpoint_slice_for_all_namespaces,),
-                  EndpointsProjection(on_error=_skipped(ObjectKind.ENDPOINTS))),
+        services,
+        endpoints,
         reflector("nodes", (core.list_node,), simple(ObjectKind.NODE, node_observed)),
         reflector("namespaces", (core.list_namespace,), simple(ObjectKind.NAMESPACE, namespace_observed)),
         reflector(

@@ -39,7 +39,21 @@ def _slice(name: str, service: str, *endpoints: tuple[str | None, bool | None, b
     }
 
 
+def _service(name: str, service_type: str = "LoadBalancer") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": service_type, "ports": [{"port": 80, "protocol": "TCP"}]}}
+
+
+def _set_type(kube_api: KubeApi, name: str, service_type: str) -> None:
+    obj = kube_api.get_object("services", name, "default")
+    assert obj is not None
+    obj["spec"]["type"] = service_type
+    kube_api.put_object(obj)
+
+
 async def test_endpoint_slices_are_folded_per_service_and_node(bus: Bus, kube_api: KubeApi) -> None:
+    kube_api.put_object(_service("web"))
+    kube_api.put_object(_service("other"))
     kube_api.put_object(_slice("web-a", "web", ("n1", True, True), ("n2", False, True), (None, None, None)))
     kube_api.put_object(_slice("web-b", "web", ("n1", True, None)))
     kube_api.put_object(_slice("other-a", "other", ("n3", False, False)))
@@ -66,6 +80,45 @@ async def test_endpoint_slices_are_folded_per_service_and_node(bus: Bus, kube_ap
     async with recording(bus) as recorder, observing(bus, kube_api):
         pass
     assert recorder.messages == [], "a restart republished folds"
+
+
+async def test_only_the_endpoints_of_load_balancers_are_published(bus: Bus, kube_api: KubeApi) -> None:
+    """Nobody reads the endpoints of other Services: a Service's fold is published while it is a
+    LoadBalancer, tombstoned when it stops being one, whichever object changes first."""
+    kube_api.put_object(_service("internal", "ClusterIP"))
+    kube_api.put_object(_slice("internal-a", "internal", ("n1", True, True)))
+    kube_api.put_object(_service("web"))
+    kube_api.put_object(_slice("web-a", "web", ("n1", True, True)))
+    internal = k8s_subject(ObjectKind.ENDPOINTS, "default", "internal")
+    async with recording(bus) as recorder, observing(bus, kube_api):
+        assert set(await stored(bus, ObjectKind.ENDPOINTS)) == {k8s_subject(ObjectKind.ENDPOINTS, "default", "web")}
+        # becomes a LoadBalancer: its fold is published, with no change of its slices
+        _set_type(kube_api, "internal", "LoadBalancer")
+        await wait_stored(bus, ObjectKind.ENDPOINTS, "default", "internal",
+                          lambda e: isinstance(e, EndpointsObserved) and e.nodes[0].node == "n1", "the fold")
+        # stops being one: tombstoned, and its slices' changes publish nothing from then on
+        _set_type(kube_api, "internal", "NodePort")
+        await wait_stored(bus, ObjectKind.ENDPOINTS, "default", "internal", lambda e: isinstance(e, ObjectDeleted),
+                          "the tombstone of a Service no longer a LoadBalancer")
+        kube_api.put_object(_slice("internal-a", "internal", ("n2", True, True)))
+        # slices first, then the Service: published once the Service exists as a LoadBalancer
+        kube_api.put_object(_slice("late-a", "late", ("n3", True, True)))
+        kube_api.put_object(_service("late"))
+        await wait_stored(bus, ObjectKind.ENDPOINTS, "default", "late",
+                          lambda e: isinstance(e, EndpointsObserved) and e.nodes[0].node == "n3", "the late fold")
+        # the Service deleted while its slices stay (the endpoints controller removes them later)
+        kube_api.delete_object("services", "late", "default")
+        await wait_stored(bus, ObjectKind.ENDPOINTS, "default", "late", lambda e: isinstance(e, ObjectDeleted),
+                          "the tombstone of a deleted Service's fold")
+        assert [type(e).__name__ for e in recorder.on(internal)] == ["EndpointsObserved", "ObjectDeleted"]
+    async with recording(bus) as recorder, observing(bus, kube_api):
+        pass
+    assert recorder.messages == [], "a restart republished folds"
+    # what changed while nobody watched: a LoadBalancer again
+    _set_type(kube_api, "internal", "LoadBalancer")
+    async with observing(bus, kube_api):
+        await wait_stored(bus, ObjectKind.ENDPOINTS, "default", "internal",
+                          lambda e: isinstance(e, EndpointsObserved) and e.nodes[0].node == "n2", "the fold again")
 
 
 def _secret(name: str, password: str) -> dict[str, Any]:
