@@ -15,6 +15,7 @@ from schemas.events.announcements import (
     AnnouncerHeartbeat,
     BGPSessionChanged,
     BGPSessionState,
+    BusConnection,
 )
 from schemas.events.base import EnvelopeHeader, Event, EventId
 from schemas.events.decisions import (
@@ -113,6 +114,7 @@ __all__ = [
     "BGPSessionChanged",
     "BGPSessionState",
     "BGPWithdrawReason",
+    "BusConnection",
     "ConfigObjectObserved",
     "ConfigProblem",
     "ConfigProblemReason",

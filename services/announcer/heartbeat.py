@@ -1,4 +1,9 @@
-"""Announcer liveness on the bus: a heartbeat about every 100 ms, and "leaving" on a graceful stop."""
+"""Announcer liveness on the bus: a heartbeat every 2 s and at once after every (re)connect, naming the
+connection it is sent on; "leaving" on a graceful stop.
+
+The ipam declares this node dead when the server reports that connection closed (this process died, or
+stopped answering the server's pings), on "leaving", or after a backstop of 2.5 heartbeats.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,10 @@ import logging
 from schemas.events import AnnouncerHeartbeat
 from services.common.bus import Bus
 from services.common.errors import MetalbusError
+from services.common.heartbeats import HEARTBEAT_INTERVAL
 from services.common.subjects import heartbeat_subject
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_INTERVAL = 0.1
 
 
 async def send_heartbeats(
@@ -21,19 +25,31 @@ async def send_heartbeats(
 ) -> None:
     """Heartbeat until ``stopping`` is set, then send one ``leaving`` heartbeat and flush it."""
     subject = heartbeat_subject(node)
+    due = asyncio.Event()  # set by a reconnection: the new connection is named at once
+    bus.on_reconnect(due.set)
     sequence = 0
     while not stopping.is_set():
+        due.clear()
         try:
-            await bus.notify(subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence))
+            await bus.notify(subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence,
+                                                         connection=bus.connection))
         except MetalbusError as error:  # disconnected: keep going, the client reconnects
             log.debug("heartbeat not sent node=%s error=%r", node, error)
         sequence += 1
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=interval)
+            await asyncio.wait_for(_either(stopping, due), timeout=interval)
     try:
-        await bus.notify(
-            subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True)
-        )
+        await bus.notify(subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True,
+                                                     connection=bus.connection))
         await bus.flush(within=1)
     except MetalbusError as error:
         log.warning("leaving heartbeat not sent node=%s error=%r", node, error)
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

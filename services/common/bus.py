@@ -26,7 +26,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from schemas.events import Envelope, Event, EventId
+from schemas.events import BusConnection, Envelope, Event, EventId
 from schemas.events.codec import InvalidEvent, encode, wrap
 from schemas.refusal import Refused, bounded
 from services.common.acks import AckInbox
@@ -342,6 +342,13 @@ class Bus:
         :meth:`Subscription.next`."""
         with translated(f"subscribe to {subject}"):
             return Subscription(await self.client.subscribe(subject, queue=queue, cb=cb), subject=subject)
+
+    @property
+    def connection(self) -> BusConnection:
+        """This connection as its server names it (the server's id, the client id it gave us; empty while
+        not yet connected): what a heartbeat carries, and what the server's report of a close names."""
+        info = self.client._server_info
+        return BusConnection(server_id=str(info.get("server_id", ""))[:128], client_id=self.client.client_id or 0)
 
     async def flush(self, *, within: int) -> None:
         """A round trip to the server, answered within ``within`` seconds: what was sent before has

@@ -3,6 +3,7 @@
 - :func:`read_stream_message` for a JetStream message (consumers, followers, reads, replays): body and
   trace context headers, into a :class:`Received`.
 - :func:`read_heartbeat` for an announcer heartbeat (a plain NATS message): subject and body.
+- :func:`read_connection_closed` for the server's advisory that a client connection closed.
 
 Each answers the value or a ``Refused`` with the reason, never raises, and counts what it refuses in
 ``metalbus_inputs_refused_total{component,reason}``; the caller only chooses between dropping the
@@ -17,13 +18,15 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from nats.aio.msg import Msg
+from pydantic import ValidationError
 
+from schemas.advisories import ClientDisconnected
 from schemas.events import AnnouncerHeartbeat
 from schemas.events.codec import read_envelope
 from schemas.refusal import DropReason, Refused
 from services.common.metrics import INPUTS_REFUSED
 from services.common.records import Received
-from services.common.subjects import read_heartbeat_subject
+from services.common.subjects import CONNECTIONS_CLOSED, read_heartbeat_subject
 from services.common.tracing import TRACE_CONTEXT_HEADERS, read_trace_context
 
 log = logging.getLogger(__name__)
@@ -92,3 +95,20 @@ def read_heartbeat(subject: str, data: bytes, *, component: str) -> AnnouncerHea
         return refused(Refused(DropReason.NODE_MISMATCH, f"node {event.node!r} on {subject!r}"),
                        component=component, subject=subject)
     return event
+
+
+def read_connection_closed(data: bytes, *, component: str) -> ClientDisconnected | Refused:
+    """The server's advisory that a client connection closed (on ``connections.closed``)."""
+    if len(data) > _MAX_ADVISORY_BYTES:
+        return refused(Refused(DropReason.TOO_LARGE, f"{len(data)} bytes"), component=component,
+                       subject=CONNECTIONS_CLOSED)
+    try:
+        return ClientDisconnected.model_validate_json(data)
+    except ValidationError as error:
+        reason = DropReason.NOT_JSON if any(e["type"] == "json_invalid" for e in error.errors()) \
+            else DropReason.WRONG_SHAPE
+        return refused(Refused(reason, str(error)), component=component, subject=CONNECTIONS_CLOSED)
+
+
+#: An advisory is about a kilobyte; more is not the server's.
+_MAX_ADVISORY_BYTES = 64 * 1024

@@ -217,8 +217,8 @@ PERMISSIONS: dict[BusUser, SubjectPermissions] = {
 
 
 def announcer_permissions(node: str) -> SubjectPermissions:
-    """What the announcer of ``node`` may do: publish its own heartbeat and reports, read what it acts on
-    (decisions, observed state, BGP passwords) and hear its own heartbeat come back."""
+    """What the announcer of ``node`` may do: publish its own heartbeat and reports and read what it acts
+    on (decisions, observed state, BGP passwords)."""
     reads = (StreamName.K8S, StreamName.SECRETS, StreamName.IPAM)
     publish = [heartbeat_subject(node), f"{ANNOUNCE_PREFIX}.{encode_token(node)}.>", *_stream_info()]
     for stream in reads:
@@ -226,7 +226,7 @@ def announcer_permissions(node: str) -> SubjectPermissions:
     return SubjectPermissions(
         publish_allow=tuple(publish),
         publish_deny=(CONNECTIONS_CLOSED, *_durable_denials(None)),
-        subscribe_allow=(f"{inbox_prefix(node_user(node))}.>", heartbeat_subject(node)),
+        subscribe_allow=(f"{inbox_prefix(node_user(node))}.>",),
     )
 
 

@@ -29,6 +29,11 @@ class Subscription:
         except RequestTimeout:
             return None
 
+    async def settled(self) -> None:
+        """Every message received so far has been handed to the callback and handled (a subscription
+        with a callback only)."""
+        await self._raw._pending_queue.join()
+
     async def close(self) -> None:
         """Stop receiving."""
         with translated(f"unsubscribe from {self.subject}"):

@@ -1,10 +1,9 @@
-"""Which announcers are live, from their heartbeats on plain NATS subjects.
+"""Which announcers are live: the asyncio shell around the pure rule (:mod:`services.ipam.liveness_rule`).
 
-``Liveness`` is the pure rule (times are passed in): a node is live from a heartbeat on, and dead
-``timeout`` seconds after its last one, or at once on a ``leaving`` heartbeat (a later heartbeat of the
-same announcer instance does not bring it back; a new instance does). ``LivenessWatch`` is the asyncio
-shell: one task reads every announcer's heartbeat subject and, when the next node's time is up (no
-polling), judges. Every replica runs one, the standby too, so a new active replica knows who is alive.
+``LivenessWatch`` hears, on a connection of its own, every announcer's heartbeat (every 2 s, naming the
+connection it is sent on) and the server's reports of closed connections (``connections.closed``), and
+folds both in as they come; one task judges the silent when the next backstop deadline is up (no polling).
+Every replica runs one, the standby too, so a new active replica knows who is alive.
 
 The ipam's own troubles must not look like node deaths:
 - heartbeats come on a connection of their own, not queued behind a replay or a burst of observations;
@@ -12,6 +11,7 @@ The ipam's own troubles must not look like node deaths:
   sent before it has been read and folded in, however busy (or starved of CPU) the process was;
 - while that connection is down, every live node gets a fresh window instead;
 - a majority of the live nodes falling silent at once is believed only after it lasts two more windows.
+A closed connection is the server's word, not our silence: it is believed at once.
 """
 
 from __future__ import annotations
@@ -24,99 +24,42 @@ from nats.aio.msg import Msg
 
 from schemas.refusal import Refused
 from services.common.bus import Bus
-from services.common.errors import ConnectionClosed, MetalbusError
-from services.common.inbound import read_heartbeat
-from services.common.subjects import HEARTBEATS
+from services.common.errors import MetalbusError
+from services.common.heartbeats import HEARTBEAT_INTERVAL, LIVENESS_BACKSTOP
+from services.common.inbound import read_connection_closed, read_heartbeat
+from services.common.subjects import CONNECTIONS_CLOSED, HEARTBEATS
 from services.common.subscription import Subscription
-from services.common.supervision import OnFailure, supervised
+from services.common.supervision import OnFailure, current_process, supervised
 from services.ipam import metrics
+from services.ipam.liveness_rule import Liveness
+
+__all__ = ["Liveness", "LivenessWatch"]
 
 log = logging.getLogger(__name__)
 
 #: Judge this much after a deadline, so the expiry it checks has surely passed.
 _SLACK = 0.001
-
-
-class Liveness:
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._seen: dict[str, float] = {}
-        self._left: dict[str, str] = {}
-        self._heard: dict[str, float] = {}  # last heartbeat of every node ever heard, dead or alive
-        self._suspect_since: float | None = None
-
-    @property
-    def live(self) -> frozenset[str]:
-        return frozenset(self._seen)
-
-    def heard(self, node: str, *, instance: str, leaving: bool, now: float) -> bool:
-        """Fold one heartbeat in; whether the set of live nodes changed."""
-        if leaving:
-            self._left[node] = instance
-            return self._seen.pop(node, None) is not None
-        if self._left.get(node) == instance:
-            return False  # a late heartbeat of an announcer that already said goodbye
-        self._left.pop(node, None)
-        known = node in self._seen
-        self._seen[node] = self._heard[node] = now
-        return not known
-
-    def expire(self, now: float) -> list[str]:
-        """Nodes silent for ``timeout`` or more: they are dead now. A majority falling silent at once
-        (two or more) is more likely our own trouble (a starved process, a slow link to the server)
-        than theirs: it is believed only once it has lasted twice the timeout more."""
-        dead = sorted(node for node, seen in self._seen.items() if now - seen >= self.timeout)
-        if len(dead) >= 2 and 2 * len(dead) > len(self._seen):
-            if self._suspect_since is None:
-                self._suspect_since = now
-            if now - self._suspect_since < self.mass_grace:
-                return []
-        self._suspect_since = None
-        for node in dead:
-            del self._seen[node]
-        return dead
-
-    @property
-    def mass_grace(self) -> float:
-        return 2 * self.timeout
-
-    def next_deadline(self) -> float | None:
-        if not self._seen:
-            return None
-        deadline = min(self._seen.values()) + self.timeout
-        if self._suspect_since is not None:
-            deadline = max(deadline, self._suspect_since + self.mass_grace)
-        return deadline
-
-    def refresh(self, now: float) -> None:
-        """We could not listen for a while: give every live node a fresh window."""
-        for node in self._seen:
-            self._seen[node] = now
-
-    def recently_dead(self, *, since: float) -> list[str]:
-        """Nodes heard since ``since`` that are dead now without having said they were leaving."""
-        alive_or_left = self._seen.keys() | self._left.keys()
-        return sorted(node for node, heard in self._heard.items() if heard >= since and node not in alive_or_left)
-
-    def revive(self, now: float, *, since: float) -> None:
-        """Give a fresh window to every node heard since ``since`` that did not say it was leaving (its
-        silence may have been ours); the next ``expire`` after a whole window settles who is live."""
-        for node, heard in self._heard.items():
-            if heard >= since and node not in self._left:
-                self._seen[node] = max(self._seen.get(node, now), now)
+#: What a replica that has not heard the announcers yet waits beyond one heartbeat before placing.
+_LISTEN_SLACK = 0.5
+_TASK = "ipam-liveness"
 
 
 class LivenessWatch:
-    def __init__(self, bus: Bus, *, timeout: float) -> None:
+    def __init__(self, bus: Bus, *, backstop: float = LIVENESS_BACKSTOP,
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL) -> None:
         self._settings = bus.settings
         self._producer = f"{bus.producer}/liveness"
         self._bus: Bus | None = None
-        self.tracker = Liveness(timeout)
+        self.tracker = Liveness(backstop)
+        self.heartbeat_interval = heartbeat_interval
         #: Set whenever the live set changes; the active replica clears it when it acts.
         self.changed = asyncio.Event()
         self._deaths: dict[str, float] = {}
-        self._subscription: Subscription | None = None
+        self._subscriptions: list[Subscription] = []
+        self._heartbeats: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Wakes the judge when a node becomes live while it had no deadline to wait for.
+        self._first_live = asyncio.Event()
         #: Loop time since which heartbeats have been heard without a break (None: not listening).
         self._listening_since: float | None = None
 
@@ -129,13 +72,15 @@ class LivenessWatch:
 
     async def start(self) -> None:
         self._bus = await Bus.connect(self._settings, producer=self._producer)
-        self._subscription = await self._bus.subscribe(HEARTBEATS)
+        self._heartbeats = await self._bus.subscribe(HEARTBEATS, cb=self._on_heartbeat)
+        self._subscriptions = [self._heartbeats,
+                               await self._bus.subscribe(CONNECTIONS_CLOSED, cb=self._on_connection_closed)]
         self._listening_since = self.now()
         self._bus.on_reconnect(self._heartbeats_missed)
-        bus, subscription = self._bus, self._subscription
-        # RESTART: the reader keeps nothing the tracker does not hold, and the subscription outlives it
-        # (heartbeats queue up meanwhile); a reader that died would silently stop every failover.
-        self._task = supervised(lambda: self._run(bus, subscription), name="ipam-liveness",
+        bus, heartbeats = self._bus, self._heartbeats
+        # RESTART: the judge keeps nothing the tracker does not hold; a judge that died would silently
+        # stop every failover of a cut node.
+        self._task = supervised(lambda: self._judge_when_due(bus, heartbeats), name=_TASK,
                                 on_failure=OnFailure.RESTART)
 
     async def stop(self) -> None:
@@ -144,12 +89,12 @@ class LivenessWatch:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
+        subscriptions, self._subscriptions, self._heartbeats = self._subscriptions, [], None
+        for subscription in subscriptions:
             try:
                 await subscription.close()
             except MetalbusError as error:
-                log.debug("heartbeat unsubscribe failed error=%r", error)
+                log.debug("liveness unsubscribe failed error=%r", error)
         bus, self._bus = self._bus, None
         self._listening_since = None
         if bus is not None:
@@ -161,16 +106,21 @@ class LivenessWatch:
             self._listening_since = self.now()
 
     async def fresh_window(self, *, memory: float = 10.0) -> None:
-        """Settle who is live, on taking over. Nodes a busy standby judged dead in the last ``memory``
-        seconds get one whole window to speak, and so does everyone if this replica has not heard
-        heartbeats for a whole window without a break; otherwise what it heard stands, at once."""
+        """Settle who is live, on taking over. A replica that has heard heartbeats without a break for a
+        whole heartbeat period (a standby following liveness all along) knows at once; otherwise it
+        listens one heartbeat period (and some slack) first. Nodes a busy standby judged dead in the last
+        ``memory`` seconds get that period to speak too, and are dead after all if they do not."""
         now = self.now()
-        heard_a_window = self._listening_since is not None and now - self._listening_since > self.tracker.timeout
-        if not heard_a_window or self.tracker.recently_dead(since=now - memory):
+        listen = self.heartbeat_interval + _LISTEN_SLACK
+        heard_a_period = self._listening_since is not None and now - self._listening_since > listen
+        if not heard_a_period or self.tracker.recently_dead(since=now - memory):
             self.tracker.revive(now, since=now - memory)
-            await asyncio.sleep(self.tracker.timeout + _SLACK)  # one liveness window, not a poll
-            if self._bus is not None and self._subscription is not None:
-                await self._judge(self._bus, self._subscription)
+            self._first_live.set()
+            await asyncio.sleep(listen)  # one heartbeat period, not a poll
+            if self._bus is not None and self._heartbeats is not None:
+                await self._judge(self._bus, self._heartbeats)
+            for node in self.tracker.settle():
+                log.info("announcer silent since takeover node=%s", node)
         self.changed.clear()
         self._deaths.clear()
         metrics.LIVE_ANNOUNCERS.set(len(self.tracker.live))
@@ -180,40 +130,46 @@ class LivenessWatch:
         deaths, self._deaths = self._deaths, {}
         return deaths
 
-    async def _run(self, bus: Bus, subscription: Subscription) -> None:
+    async def _judge_when_due(self, bus: Bus, heartbeats: Subscription) -> None:
         while True:
             deadline = self.tracker.next_deadline()
-            wait = None if deadline is None else max(deadline + _SLACK - self.now(), _SLACK)
-            try:
-                message = await subscription.next(wait=wait)
-            except ConnectionClosed:
-                return
-            if message is not None:
-                self._fold(message)
+            if deadline is None:
+                self._first_live.clear()
+                await self._first_live.wait()
                 continue
-            await self._judge(bus, subscription)
+            # Heartbeats only push deadlines later: sleeping to the one known now never judges late.
+            await asyncio.sleep(max(deadline + _SLACK - self.now(), _SLACK))
+            await self._judge(bus, heartbeats)
 
-    async def _judge(self, bus: Bus, subscription: Subscription) -> None:
+    async def _judge(self, bus: Bus, heartbeats: Subscription) -> None:
         """Fold in every heartbeat the server sent before now, then expire the silent."""
         started = self.now()
         try:
             await bus.flush(within=1)
-        except MetalbusError as error:
+            await asyncio.wait_for(heartbeats.settled(), 1)
+        except (MetalbusError, TimeoutError) as error:
             log.warning("heartbeats cannot be checked, every live node gets a fresh window error=%r", error)
             self.tracker.refresh(self.now())
             self._heartbeats_missed()
             return
-        while subscription.pending:
-            message = await subscription.next(wait=_SLACK)
-            if message is None:
-                break  # taken by the other reader meanwhile
-            self._fold(message)
         dead = self.tracker.expire(started)
         for node in dead:
             self._deaths[node] = self.now()
-            log.info("announcer silent node=%s timeout_s=%.3f", node, self.tracker.timeout)
+            log.info("announcer silent node=%s backstop_s=%.3f", node, self.tracker.backstop)
         if dead:
             self._live_changed()
+
+    async def _on_heartbeat(self, message: Msg) -> None:
+        try:
+            self._fold(message)
+        except Exception as error:  # one message's trouble; the next heartbeat is read all the same
+            current_process().report(_TASK, error, OnFailure.REPORT)
+
+    async def _on_connection_closed(self, message: Msg) -> None:
+        try:
+            self._fold_closed(message)
+        except Exception as error:
+            current_process().report(_TASK, error, OnFailure.REPORT)
 
     def _fold(self, message: Msg) -> None:
         event = read_heartbeat(message.subject, message.data, component="ipam")
@@ -221,13 +177,27 @@ class LivenessWatch:
             return  # counted; a message that is not a heartbeat of the node it names says nothing
         node = event.node
         now = self.now()
-        if self.tracker.heard(node, instance=event.instance, leaving=event.leaving, now=now):
+        if self.tracker.heard(node, instance=event.instance, leaving=event.leaving, connection=event.connection,
+                              now=now):
             if event.leaving:
                 self._deaths[node] = now
                 log.info("announcer leaving node=%s", node)
             else:
                 self._deaths.pop(node, None)
+                self._first_live.set()
                 log.info("announcer live node=%s", node)
+            self._live_changed()
+
+    def _fold_closed(self, message: Msg) -> None:
+        closed = read_connection_closed(message.data, component="ipam")
+        if isinstance(closed, Refused):
+            return
+        now = self.now()
+        dead = self.tracker.closed(closed.connection, server_shutting_down=closed.server_shutting_down, now=now)
+        for node in dead:
+            self._deaths[node] = now
+            log.info("announcer connection closed node=%s reason=%r", node, closed.reason)
+        if dead:
             self._live_changed()
 
     def _live_changed(self) -> None:

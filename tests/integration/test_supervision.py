@@ -43,7 +43,7 @@ async def test_ipam_liveness_is_restarted_after_it_dies_and_judges_again(
     monkeypatch.setattr(LivenessWatch, "_fold", dies_once)
     health, stopping = Health(), asyncio.Event()
     before = task_failures("ipam-liveness", component="ipam")
-    watch = LivenessWatch(bus, timeout=0.35)
+    watch = LivenessWatch(bus, backstop=0.35, heartbeat_interval=0.1)
 
     async def beat(node: str) -> None:
         await bus.notify(heartbeat_subject(node), AnnouncerHeartbeat(node=node, instance=f"{node}-1", sequence=0))

@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import AllocationFailed, AllocationFailureReason, Envelope, Event, EventId, ServiceId
+from schemas.events import (
+    AllocationFailed,
+    AllocationFailureReason,
+    AnnouncerHeartbeat,
+    BusConnection,
+    Envelope,
+    Event,
+    EventId,
+    ServiceId,
+)
 from schemas.events.codec import encode, read_envelope, wrap
 from schemas.refusal import DropReason, Refused
 
@@ -96,3 +105,11 @@ def test_a_payload_at_a_new_version_must_say_how_to_read_every_older_one() -> No
             upcasters = {1: dict}
 
             type: Literal["Renamed"] = "Renamed"
+
+
+def test_a_heartbeat_of_version_1_names_no_connection() -> None:
+    body = json.dumps({"schema_version": 1, "event_id": "e1", "time": "2026-12-06T09:00:00Z", "producer": "announcer/a",
+                       "event": {"type": "AnnouncerHeartbeat", "node": "a", "instance": "i", "sequence": 3}}).encode()
+    envelope = read_envelope(body)
+    assert isinstance(envelope, Envelope)
+    assert envelope.event == AnnouncerHeartbeat(node="a", instance="i", sequence=3, connection=BusConnection())

@@ -2,13 +2,13 @@
 
     read every placement (last per `ipam.placement.>`)  ──►  Ownership (newest epoch per IP)  ──►  L2Responder
     follow the placements live ────────────────────────────┘        ▲ conflicts from the wire
-    own heartbeat echoed by the server ──► connected / partitioned ─┘
+    round trip with the server ──────────► connected / partitioned ─┘
 
 - Nothing is answered before the first full read of the placements.
-- The bus counts as reachable while our own heartbeats come back through the server: the NATS client alone
-  notices a dead TCP path only after minutes. While partitioned the responder keeps answering for the last
-  IPs, and yields an IP the moment another station claims it on the wire. When the echo returns, every
-  placement is read again before anything new is answered.
+- The bus counts as reachable while the server answers a PING/PONG round trip (one every 100 ms): the NATS
+  client alone notices a dead TCP path only after minutes. While partitioned the responder keeps answering
+  for the last IPs, and yields an IP the moment another station claims it on the wire. When the server
+  answers again, every placement is read again before anything new is answered.
 - A claim on the wire while connected is checked by reading the IP's newest placement straight from the
   stream: a newer placement is acted on at once; no answer in time counts as partitioned (yield, resync).
 - What is answered (IP, interfaces, epoch) is reported on change only; a failed report is retried.
@@ -29,12 +29,11 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from nats.aio.msg import Msg
 from opentelemetry import trace
 
 from schemas.events import AnnouncementMode, L2PlacementCleared, L2PlacementDecided
 from services.announcer.agents.announced import AnnouncedCollector, announced_collector
-from services.announcer.agents.bus_echo import EchoWatch
+from services.announcer.agents.bus_contact import BusContact, keep_in_contact
 from services.announcer.agents.layer2_metrics import L2Collector, L2Snapshot, l2_collector
 from services.announcer.agents.layer2_ownership import (
     Answering,
@@ -59,7 +58,6 @@ from services.common.subjects import (
     IPAM_PLACEMENTS,
     StreamName,
     announce_subject,
-    heartbeat_subject,
     ipam_placement_subject,
 )
 from services.common.supervision import OnFailure, Supervisor, supervised
@@ -67,7 +65,7 @@ from services.common.tracing import parent_context, remote_parent, tracer
 
 log = logging.getLogger("metalbus.announcer.l2")
 
-STALE_AFTER = 0.3  # seconds without our own heartbeat echo before the bus counts as lost
+STALE_AFTER = 0.3  # seconds without an answer from the server before the bus counts as lost
 REPORT_INTERVAL = 1.0  # seconds between checks of what the wire answers (link flaps) and metric snapshots
 CLAIM_CHECK_TIMEOUT = 0.5  # seconds for the direct read of a claimed IP's placement
 _RETRY = 0.5
@@ -96,7 +94,8 @@ class L2Agent:
         self._collector = collector or l2_collector()
         self._announced = announced or announced_collector()
         self._responder: L2Responder | None = None
-        self._echo = EchoWatch(stale_after=stale_after, clock=clock, on_lost=self._bus_lost, on_back=self._bus_back)
+        self._contact = BusContact(stale_after=stale_after, clock=clock, on_lost=self._bus_lost,
+                                   on_back=self._bus_back)
         self._needs_resync = False
         self._report_due = asyncio.Event()
         self._reported: dict[IPAddress, Answering] = {}
@@ -114,9 +113,11 @@ class L2Agent:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Answer for this node's placements until `stopping` is set."""
-        echo = await self.bus.subscribe(heartbeat_subject(self.node), cb=self._heard)
+        self._contact.answered()  # connected right now: the runtime only hands over a connected bus
+        # RESTART: a loop that keeps nothing; the contact's timer tells a partition, not this task
+        contact = supervised(lambda: keep_in_contact(self.bus, self._contact), name="l2-bus-contact",
+                             on_failure=OnFailure.RESTART)
         try:
-            self._echo.heard()  # connected right now: the runtime only hands over a connected bus
             if not await self._resync_until_done(stopping):
                 return
             responder = L2Responder(config=self.config, on_conflict=self._on_conflict, list_links=self._links)
@@ -136,11 +137,12 @@ class L2Agent:
         finally:
             for check in list(self._checks):
                 check.cancel()
-            self._echo.close()
+            contact.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await contact
+            self._contact.close()
             if self._follower is not None:
                 await self._follower.close()
-            with contextlib.suppress(MetalbusError):
-                await echo.close()
 
     # --- the bus: placements -----------------------------------------------------------------------
 
@@ -176,7 +178,7 @@ class L2Agent:
                                   health=self.health)
         self.ownership.resynced(placements)
         self._needs_resync = False
-        if self._pinned is not None and not self._echo.partitioned:
+        if self._pinned is not None and not self._contact.partitioned:
             self._pinned = None
             if self._responder is not None:
                 self._responder.rescan()  # interfaces dropped while partitioned come back
@@ -198,8 +200,8 @@ class L2Agent:
 
     async def _follow_once(self, stopping: asyncio.Event) -> None:
         """One step: wait out a partition, resync, or apply the next batch of placements."""
-        if self._echo.partitioned:  # keep answering the last IPs; wait for the echo to come back
-            await first_of(self._echo.back.wait(), stopping.wait())
+        if self._contact.partitioned:  # keep answering the last IPs; wait for the server to answer again
+            await first_of(self._contact.back.wait(), stopping.wait())
             return
         if self._needs_resync:
             try:
@@ -240,16 +242,13 @@ class L2Agent:
 
     # --- the bus: liveness -------------------------------------------------------------------------
 
-    async def _heard(self, _message: Msg) -> None:
-        self._echo.heard()
-
     def _bus_lost(self) -> None:
         if self._responder is not None:
             self._pinned = {name for names in self._responder.announced().values() for name in names}
         self._set_health(False)
         log.warning(
             "partitioned node=%s answering=%d stale_after=%s client_connected=%s", self.node,
-            len(self.ownership.desired()), self._echo.stale_after, self.bus.client.is_connected,
+            len(self.ownership.desired()), self._contact.stale_after, self.bus.client.is_connected,
         )  # fmt: skip
 
     def _bus_back(self) -> None:
@@ -272,7 +271,7 @@ class L2Agent:
         return [f if f.name in self._pinned else replace(f, carrier=False) for f in links]
 
     def _on_conflict(self, ip: IPAddress, other_mac: bytes, interface: str) -> None:
-        connectivity = self._echo.connectivity(connected=self.bus.client.is_connected)
+        connectivity = self._contact.connectivity(connected=self.bus.client.is_connected)
         verdict = self.ownership.conflict(ip, connectivity=connectivity)
         if verdict is ConflictVerdict.YIELD:
             self._count_yield(ip)
@@ -324,7 +323,7 @@ class L2Agent:
 
     @property
     def partitioned(self) -> bool:
-        return self._echo.partitioned
+        return self._contact.partitioned
 
     @property
     def yields(self) -> dict[str, int]:
@@ -354,7 +353,7 @@ class L2Agent:
             self._report_due.clear()
             answering = self._answering()
             self._update_metrics(answering)
-            if not stopping.is_set() and not self._echo.partitioned:
+            if not stopping.is_set() and not self._contact.partitioned:
                 await self._publish(answering)
 
     async def _publish(self, answering: dict[IPAddress, Answering]) -> None:
@@ -386,17 +385,17 @@ class L2Agent:
 
     async def _withdraw_all(self) -> None:
         self._update_metrics({})
-        if self._reported and not self._echo.partitioned:
+        if self._reported and not self._contact.partitioned:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._publish({}), timeout=1.0)
 
     def _update_metrics(self, answering: dict[IPAddress, Answering]) -> None:
         if self._responder is None:
-            snapshot = L2Snapshot(node=self.node, partitioned=self._echo.partitioned)
+            snapshot = L2Snapshot(node=self.node, partitioned=self._contact.partitioned)
         else:
             snapshot = L2Snapshot.of(
                 node=self.node, stats=self._responder.stats, answering=answering, yields=self._yields,
-                partitioned=self._echo.partitioned,
+                partitioned=self._contact.partitioned,
             )  # fmt: skip
         self._collector.update(snapshot)
         self._announced.update(AnnouncementMode.L2, self.node, snapshot.announced)

@@ -66,9 +66,9 @@ def placement_of(event: L2PlacementDecided | L2PlacementCleared, *, epoch: int) 
     )
 
 
-def connectivity(*, connected: bool, last_echo: float | None, now: float, stale_after: float) -> Connectivity:
-    """Connected while the client says so and our own heartbeat came back through the server recently."""
-    if not connected or last_echo is None or now - last_echo > stale_after:
+def connectivity(*, connected: bool, last_contact: float | None, now: float, stale_after: float) -> Connectivity:
+    """Connected while the client says so and the server answered a round trip recently."""
+    if not connected or last_contact is None or now - last_contact > stale_after:
         return Connectivity.PARTITIONED
     return Connectivity.CONNECTED
 

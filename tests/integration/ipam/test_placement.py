@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from prometheus_client import REGISTRY
 
 from schemas.events import AnnouncerHeartbeat, Event, L2PlacementDecided
+from services.announcer.heartbeat import send_heartbeats
 from services.common.bus import Bus, BusSettings
+from services.common.heartbeats import HEARTBEAT_INTERVAL
 from services.common.nats_server import EmbeddedNats
 from services.common.subjects import IPAM_PLACEMENTS, StreamName, heartbeat_subject
 from services.ipam.liveness import LivenessWatch
@@ -26,43 +28,43 @@ FAST = ReplicaSettings(lease_ttl=1.0, lease_interval=0.1)
 
 
 class Announcers:
-    """One heartbeat task per node, every 100 ms, as the announcers send them."""
+    """One connection and one heartbeat task per node, as the announcers have: each heartbeat names its
+    connection, and a node killed (its connection closed) is reported by the server."""
 
-    def __init__(self, bus: Bus, nodes: tuple[str, ...], interval: float = 0.1) -> None:
-        self._bus = bus
+    def __init__(self, url: str, nodes: tuple[str, ...], interval: float = HEARTBEAT_INTERVAL) -> None:
+        self._url = url
         self._interval = interval
         self._leaving: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        for name in nodes:
-            self.start(name)
+        self._buses: dict[str, Bus] = {}
+        self._nodes = nodes
 
-    def start(self, name: str) -> None:
+    async def open(self) -> None:
+        for name in self._nodes:
+            await self.start(name)
+
+    async def start(self, name: str) -> None:
+        self._buses[name] = await Bus.connect(BusSettings(url=self._url), producer=f"announcer/{name}")
         self._leaving[name] = asyncio.Event()
-        self._tasks[name] = asyncio.create_task(self._beat(name))
+        self._tasks[name] = asyncio.create_task(self._beat(name, self._buses[name]))
 
-    async def _beat(self, name: str) -> None:
-        sequence = 0
-        subject = heartbeat_subject(name)
-        while not self._leaving[name].is_set():
-            await self._bus.notify(subject, AnnouncerHeartbeat(node=name, instance=f"{name}-1", sequence=sequence))
-            sequence += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._leaving[name].wait(), self._interval)
-        await self._bus.notify(
-            subject, AnnouncerHeartbeat(node=name, instance=f"{name}-1", sequence=sequence, leaving=True)
-        )
+    async def _beat(self, name: str, bus: Bus) -> None:
+        await send_heartbeats(bus, node=name, instance=f"{name}-1", stopping=self._leaving[name],
+                              interval=self._interval)
 
     async def silence(self, name: str) -> None:
-        """Stop heartbeating without a word (kill -9)."""
+        """Stop heartbeating without a word, the connection closed (kill -9)."""
         task = self._tasks.pop(name)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await self._buses.pop(name).client.close()
 
     async def leave(self, name: str) -> None:
         """Stop gracefully: one ``leaving`` heartbeat."""
         self._leaving[name].set()
         await self._tasks.pop(name)
+        await self._buses.pop(name).close()
 
     async def close(self) -> None:
         for name in list(self._tasks):
@@ -71,8 +73,9 @@ class Announcers:
 
 @contextlib.asynccontextmanager
 async def announcers(bus: Bus, nodes: tuple[str, ...] = NODES) -> AsyncIterator[Announcers]:
-    running = Announcers(bus, nodes)
+    running = Announcers(bus.settings.url, nodes)
     try:
+        await running.open()
         yield running
     finally:
         await running.close()
@@ -123,7 +126,7 @@ async def _placed_everywhere(bus: Bus, count: int) -> bool:
     return len(await placements(bus)) == count
 
 
-async def test_a_silent_announcer_loses_its_ips_within_a_second(bus: Bus, nats_server: EmbeddedNats) -> None:
+async def test_a_killed_announcer_loses_its_ips_within_a_second(bus: Bus, nats_server: EmbeddedNats) -> None:
     await observe(bus, world(9))
     async with announcers(bus) as running, replica(nats_server.url) as active:
         await async_wait_until(lambda: _placed_everywhere(bus, 9), what="nine placements")
@@ -143,15 +146,14 @@ async def test_a_silent_announcer_loses_its_ips_within_a_second(bus: Bus, nats_s
         after = await placements(bus)
         assert all(after[ip][1] > before[ip][1] for ip in owned)  # a newer epoch
         assert all(after[ip] == before[ip] for ip in before if ip not in owned)  # nobody else moved
-        assert elapsed >= FAST.liveness_timeout - 0.15  # the last heartbeat came up to 100 ms before
+        assert elapsed < FAST.liveness_backstop  # its connection's close, not the backstop
         assert active.liveness.live == set(NODES) - {victim}
         assert REGISTRY.get_sample_value("metalbus_ipam_live_announcers") == len(NODES) - 1
 
 
 async def test_a_leaving_announcer_hands_over_at_once(bus: Bus, nats_server: EmbeddedNats) -> None:
     await observe(bus, world(6))
-    patient = ReplicaSettings(lease_ttl=1.0, lease_interval=0.1, liveness_timeout=5.0)
-    async with announcers(bus) as running, replica(nats_server.url, patient):
+    async with announcers(bus) as running, replica(nats_server.url):
         await async_wait_until(lambda: _placed_everywhere(bus, 6), timeout=15, what="six placements")
         before = await placements(bus)
         owned = {ip for ip, (n, _) in before.items() if n == "b"}
@@ -170,7 +172,7 @@ async def test_a_returning_announcer_gets_a_fair_share_back(bus: Bus, nats_serve
     await observe(bus, world(12))
     async with announcers(bus, ("a", "b")) as running, replica(nats_server.url):
         await async_wait_until(lambda: _placed_everywhere(bus, 12), what="twelve placements on a and b")
-        running.start("c")
+        await running.start("c")
 
         async def balanced() -> bool:
             loads = [n for n, _ in (await placements(bus)).values()]
@@ -232,7 +234,7 @@ async def test_a_stalled_ipam_does_not_mistake_its_own_delay_for_deaths(bus: Bus
 
     sender = threading.Thread(target=beat, name="announcers")
     sender.start()
-    watch = LivenessWatch(bus, timeout=0.35)
+    watch = LivenessWatch(bus, backstop=0.35, heartbeat_interval=0.1)
     try:
         await watch.start()
         await async_wait_until(lambda: watch.live == set(NODES), what="every announcer heard")

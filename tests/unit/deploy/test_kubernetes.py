@@ -269,7 +269,7 @@ def test_nats_users_permissions_separate_the_writers() -> None:
     node = announcer_permissions("node-1")
     assert {s for s in node.publish_allow if not s.startswith("$")} == {"heartbeat.announcer.node-1",
                                                                        "announce.node-1.>"}
-    assert set(node.subscribe_allow) == {"_INBOX_node_node-1.>", "heartbeat.announcer.node-1"}
+    assert set(node.subscribe_allow) == {"_INBOX_node_node-1.>"}
     # closed connections: only the server tells them, to ipam alone; nobody may forge one
     assert all(CONNECTIONS_CLOSED in permissions.publish_deny for permissions in [*users.values(), node])
     assert {name for name, permissions in users.items() if CONNECTIONS_CLOSED in permissions.subscribe_allow} \

@@ -16,7 +16,6 @@ import pytest
 from schemas.events import AnnouncementReported, L2PlacementDecided, ServiceId
 from services.announcer.agents.layer2 import L2Agent
 from services.announcer.agents.layer2_metrics import L2Collector
-from services.announcer.heartbeat import send_heartbeats
 from services.announcer.l2 import arp
 from services.announcer.l2.interfaces import InterfaceFacts
 from services.common.bus import Bus
@@ -42,39 +41,44 @@ async def reports(bus: Bus) -> dict[str, AnnouncementReported]:
     return found
 
 
-class Heartbeats:
-    """The node's heartbeat sender: its echo through the server is how the agent knows the bus is there."""
+class ServerAnswers:
+    """Whether the server answers the agent's round trips: cut, a PING gets no PONG (a cut link)."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._flush = bus.flush
+        self._answering = asyncio.Event()
+        self._answering.set()
 
-    def start(self) -> None:
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(send_heartbeats(self._bus, node="a", instance="a-1", stopping=self._stop))
+    async def _flush_when_answering(self, *, within: int) -> None:
+        async with asyncio.timeout(within):
+            await self._answering.wait()
+        await self._flush(within=within)
 
-    async def silence(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def install(self) -> None:
+        self._bus.flush = self._flush_when_answering  # type: ignore[method-assign]
+
+    def cut(self) -> None:
+        self._answering.clear()
+
+    def restore(self) -> None:
+        self._answering.set()
 
 
 @contextlib.asynccontextmanager
-async def running(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[L2Agent, Wire, Heartbeats]]:
+async def running(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[L2Agent, Wire, ServerAnswers]]:
     wire = Wire(monkeypatch)
-    beats = Heartbeats(bus)
-    beats.start()
+    answers = ServerAnswers(bus)
+    answers.install()
     agent = L2Agent(bus, node="a", list_links=lambda: list(LINKS), collector=L2Collector())
     stopping = asyncio.Event()
     task = asyncio.create_task(agent.run(stopping))
     try:
-        yield agent, wire, beats
+        yield agent, wire, answers
     finally:
+        answers.restore()
         stopping.set()
         await asyncio.wait_for(task, 10)
-        await beats.silence()
 
 
 async def test_placements_epochs_reports_conflicts_partition_and_resync(
@@ -82,7 +86,7 @@ async def test_placements_epochs_reports_conflicts_partition_and_resync(
 ) -> None:
     first = await place(bus, VIP1, "a")
     await place(bus, VIP2, "b")
-    async with running(bus, monkeypatch) as (agent, wire, beats):
+    async with running(bus, monkeypatch) as (agent, wire, server):
         # What was placed before the start is answered, with a gratuitous announcement, and reported.
         await async_wait_until(lambda: set(agent.answering()) == {VIP1}, what="VIP1 answered")
         frames = [arp.parse_arp(f) for f in await wire.receive("eth0", 2)]
@@ -114,8 +118,8 @@ async def test_placements_epochs_reports_conflicts_partition_and_resync(
             await async_wait_until(lambda: agent.yields.get(str(VIP2)) == 1, what="VIP2 yielded, unverified")
         await async_wait_until(lambda: set(agent.answering()) == {VIP2}, timeout=5, what="VIP2 back after a resync")
 
-        # Partitioned (our heartbeats no longer come back): the last IPs keep answering ...
-        await beats.silence()
+        # Partitioned (the server answers no round trip): the last IPs keep answering ...
+        server.cut()
         await async_wait_until(lambda: agent.partitioned, timeout=2, what="the partition noticed")
         assert set(agent.answering()) == {VIP2}
         # ... until another station claims one: then it is yielded at once.
@@ -124,7 +128,7 @@ async def test_placements_epochs_reports_conflicts_partition_and_resync(
         assert agent.ownership.yielded() == {VIP2} and agent.yields == {str(VIP2): 2}
 
         # Back on the bus: the placements are read again; VIP2 is still ours, so it is answered again.
-        beats.start()
+        server.restore()
         await async_wait_until(lambda: not agent.partitioned and set(agent.answering()) == {VIP2}, timeout=5,
                                what="the resync")
         assert agent.ownership.yielded() == frozenset()

@@ -99,7 +99,7 @@ def test_resync_replaces_the_table_and_forgets_yields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("connected", "last_echo", "now", "expected"),
+    ("connected", "last_contact", "now", "expected"),
     [
         (True, 10.0, 10.2, CONNECTED),
         (True, 10.0, 10.31, PARTITIONED),
@@ -107,8 +107,8 @@ def test_resync_replaces_the_table_and_forgets_yields() -> None:
         (True, None, 10.0, PARTITIONED),
     ],
 )
-def test_connectivity(connected: bool, last_echo: float | None, now: float, expected: Connectivity) -> None:
-    assert connectivity(connected=connected, last_echo=last_echo, now=now, stale_after=0.3) is expected
+def test_connectivity(connected: bool, last_contact: float | None, now: float, expected: Connectivity) -> None:
+    assert connectivity(connected=connected, last_contact=last_contact, now=now, stale_after=0.3) is expected
 
 
 def test_answering_keeps_only_ips_an_interface_answers_for() -> None:

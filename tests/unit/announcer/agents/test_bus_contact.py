@@ -1,4 +1,4 @@
-"""The bus counts as lost when our own heartbeat stops coming back, and as back at the first echo.
+"""The bus counts as lost when the server stops answering round trips, and as back at the first answer.
 
 The watch is given its clock, and here that clock is an event loop's whose time moves only when the story
 says so: its timer fires exactly when the time passes ``stale_after``, whatever the machine's load."""
@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from services.announcer.agents.bus_echo import EchoWatch
+from services.announcer.agents.bus_contact import BusContact
 from services.announcer.agents.layer2_ownership import Connectivity
 
 
@@ -40,22 +40,22 @@ def run_story(story: Callable[[ManualTimeLoop], Coroutine[Any, Any, None]]) -> N
         loop.close()
 
 
-def test_lost_after_silence_back_at_the_first_echo() -> None:
+def test_lost_after_silence_back_at_the_first_answer() -> None:
     async def story(loop: ManualTimeLoop) -> None:
         lost, back = asyncio.Event(), asyncio.Event()
-        watch = EchoWatch(stale_after=0.05, clock=loop.time, on_lost=lost.set, on_back=back.set)
+        watch = BusContact(stale_after=0.05, clock=loop.time, on_lost=lost.set, on_back=back.set)
         try:
-            watch.heard()
+            watch.answered()
             assert watch.connectivity(connected=True) is Connectivity.CONNECTED
             assert watch.connectivity(connected=False) is Connectivity.PARTITIONED  # the client knows better
             await loop.advance(0.049)
             assert not lost.is_set() and watch.connectivity(connected=True) is Connectivity.CONNECTED
-            await loop.advance(0.002)  # past stale_after with no echo
+            await loop.advance(0.002)  # past stale_after with no answer
             assert lost.is_set()
             assert watch.partitioned and not watch.back.is_set()
             assert watch.connectivity(connected=True) is Connectivity.PARTITIONED
             assert not back.is_set()
-            watch.heard()
+            watch.answered()
             assert back.is_set() and watch.back.is_set() and not watch.partitioned
             assert watch.connectivity(connected=True) is Connectivity.CONNECTED
         finally:
@@ -64,14 +64,14 @@ def test_lost_after_silence_back_at_the_first_echo() -> None:
     run_story(story)
 
 
-def test_echoes_in_time_keep_it_connected() -> None:
+def test_answers_in_time_keep_it_connected() -> None:
     async def story(loop: ManualTimeLoop) -> None:
         lost = asyncio.Event()
-        watch = EchoWatch(stale_after=0.2, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
+        watch = BusContact(stale_after=0.2, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
         try:
             for _ in range(6):
-                watch.heard()
-                await loop.advance(0.05)  # the heartbeat period in this story, well inside stale_after
+                watch.answered()
+                await loop.advance(0.05)  # the round trip period in this story, well inside stale_after
             assert not lost.is_set() and not watch.partitioned
             await loop.advance(0.2)  # and the first silence as long as stale_after loses it
             assert lost.is_set() and watch.partitioned
