@@ -43,7 +43,7 @@ from schemas.events import (
 from services.announcer.agents.announced import AnnouncedCollector, announced_collector
 from services.announcer.agents.bgp_inputs import BgpInputs
 from services.announcer.agents.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
-from services.announcer.agents.bgp_plan import IPAnnouncement, LocalPrefConflict, Plan, plan
+from services.announcer.agents.bgp_plan import IPAnnouncement, IPDecision, LocalPrefConflict, Plan, Planner, service_id
 from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession
@@ -72,6 +72,7 @@ _RETRY = 0.5
 _REPORT_BATCH = 500
 _CHUNK = 500  # events folded between two yields to the loop
 _SETTLE = 0.01  # seconds a change waits for the rest of its burst before planning
+_ON_THE_LOOP = 2000  # decisions changed in one burst planned IP by IP on the loop; more: the whole plan anew
 
 
 class BgpAgent:
@@ -94,6 +95,12 @@ class BgpAgent:
         self.health = health
         self.inputs = BgpInputs(node)
         self.plan = Plan()
+        self.planner: Planner | None = None
+        #: decisions changed since the last plan, each with what it was before (None: there was none)
+        self._changed: dict[str, IPDecision | None] = {}
+        self._whole = True  # the node or the configuration changed: the plan is made whole anew
+        self._plans = 0  # plans applied so far (what the announced gauge was last built for)
+        self._gauge_for: tuple[int, frozenset[str]] | None = None
         self.sessions: dict[str, PeerSession] = {}
         self._refused: dict[str, str] = {}
         self._conflicts: tuple[LocalPrefConflict, ...] = ()
@@ -250,8 +257,18 @@ class BgpAgent:
             cost = loop.time() - started  # planning takes at most about half of the time during a burst
 
     def apply(self, events: list[Event]) -> bool:
-        changed = [self.inputs.apply(event) for event in events]  # every one folded, no short circuit
-        return any(changed)
+        """Fold ``events``; True when the plan may change. A decision that changes is remembered with what it
+        was (the planner re-merges that IP alone); anything else makes the plan whole anew."""
+        changed = False
+        for event in events:
+            if isinstance(event, BGPAdvertisementDecided | BGPAdvertisementWithdrawn):
+                before = self.inputs.decisions.get(event.ip)
+                if self.inputs.apply(event):
+                    self._changed.setdefault(event.ip, before)
+                    changed = True
+            elif self.inputs.apply(event):
+                self._whole = changed = True
+        return changed
 
     def _say_configuration(self) -> None:
         """Ready once ipam has put a configuration in force; until then no peers, said once in the log."""
@@ -284,16 +301,29 @@ class BgpAgent:
     # --- deciding ------------------------------------------------------------------------------------
 
     async def _plan(self) -> Plan:
-        """Plan in a worker thread on a snapshot of the decisions: tens of thousands of IPs take a while,
-        which the event loop must not spend away from the sessions' timers."""
+        """A few decisions changed: the planner re-merges their IPs on the loop. The node or the configuration
+        changed, or many decisions at once: the whole plan anew in a worker thread on a snapshot (tens of
+        thousands of IPs take a while, which the loop must not spend away from the sessions' timers), then
+        what changed meanwhile."""
         inputs = self.inputs
-        return await asyncio.to_thread(
-            plan, node=inputs.this_node, configuration=inputs.configuration, decisions=dict(inputs.decisions)
-        )
+        if self.planner is None or self._whole or len(self._changed) > _ON_THE_LOOP:
+            self._whole = False
+            snapshot = dict(inputs.decisions)
+            self._changed = {}
+            planner = await asyncio.to_thread(
+                Planner, node=inputs.this_node, configuration=inputs.configuration, decisions=snapshot
+            )
+            planner.follow(inputs.decisions)
+            self.planner = planner
+        changed, self._changed = self._changed, {}
+        for ip, before in changed.items():
+            self.planner.update(ip, before)
+        return self.planner.plan()
 
     def _apply_plan(self, new: Plan) -> None:
         inputs = self.inputs
         self.plan = new
+        self._plans += 1
         if self.plan.conflicts != self._conflicts:
             self._conflicts = self.plan.conflicts
             for c in self._conflicts:
@@ -438,9 +468,13 @@ class BgpAgent:
                                            received_prefixes=s.received.prefixes, update_errors=s.received.errors)
             for s in self.sessions.values()
         }, refused_connections=self._listener.refused if self._listener is not None else 0))  # fmt: skip
+        gauge_for = (self._plans, frozenset(self.sessions))
+        if gauge_for == self._gauge_for:
+            return  # the same plan and sessions: tens of thousands of IPs are not listed again
+        self._gauge_for = gauge_for
         # planned for a peer this announcer has a session with
         self._announced.update(AnnouncementMode.BGP, self.node, {
-            ip: tuple(f"{s.namespace}/{s.name}" for s in announcement.services)
+            ip: tuple(f"{namespace}/{name}" for namespace, name, _ in announcement.services)
             for ip, announcement in self.plan.announcements.items()
             if any(peer in self.sessions for peer in announcement.peers)
         })  # fmt: skip
@@ -455,5 +489,5 @@ def _report_of(node: str, ip: str, announcement: IPAnnouncement | None) -> Annou
         return AnnouncementReported(node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=False)
     return AnnouncementReported(
         node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=bool(announcement.peers),
-        services=announcement.services, peers=announcement.peers,
+        services=tuple(service_id(s) for s in announcement.services), peers=announcement.peers,
     )  # fmt: skip

@@ -16,8 +16,8 @@ node's own Node and the BGP passwords.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+import sys
 from dataclasses import dataclass, field
 
 from schemas.events import (
@@ -44,8 +44,8 @@ from schemas.metallb import (
 )
 from schemas.metallb.parsing import ConfigObject
 from schemas.metallb.rules import NodeFacts
-from services.announcer.agents.bgp_plan import Configuration, IPDecision, RouteTerms
-from services.announcer.bgp.nlri import Prefix
+from services.announcer.agents.bgp_plan import Configuration, IPDecision, RouteTerms, ServiceRef
+from services.announcer.bgp.nlri import Prefix, hashed_prefix
 
 log = logging.getLogger("metalbus.announcer.bgp")
 
@@ -104,7 +104,8 @@ class BgpInputs:
 
     def _decision(self, event: BGPAdvertisementDecided) -> IPDecision:
         here = event.nodes is None or self.node in event.nodes
-        return IPDecision(services=event.services, routes=tuple(self._route(r) for r in event.routes), here=here)
+        services: tuple[ServiceRef, ...] = tuple((sys.intern(s.namespace), s.name, s.uid) for s in event.services)
+        return IPDecision(services=services, routes=tuple(self._route(r) for r in event.routes), here=here)
 
     def _route(self, route: BGPRoute) -> tuple[Prefix, RouteTerms]:
         key = (route.advertisement, route.communities, route.large_communities, route.local_pref, route.peers,
@@ -116,7 +117,7 @@ class BgpInputs:
                 large_communities=route.large_communities, local_pref=route.local_pref, peers=route.peers,
                 node_selectors=route.node_selectors,
             )  # fmt: skip
-        return ipaddress.ip_network(route.prefix), terms
+        return hashed_prefix(route.prefix), terms
 
     def _delete(self, event: ObjectDeleted) -> bool:
         key = (event.namespace, event.name)

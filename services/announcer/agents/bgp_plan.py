@@ -49,11 +49,19 @@ class RouteTerms:
     node_selectors: tuple[LabelSelector, ...]  # empty: every node
 
 
+#: A Service as reports name it: (namespace, name, uid) — plain strings, not a model per IP.
+ServiceRef = tuple[str, str, str]
+
+
+def service_id(ref: ServiceRef) -> ServiceId:
+    return ServiceId(namespace=ref[0], name=ref[1], uid=ref[2])
+
+
 @dataclass(frozen=True, slots=True)
 class IPDecision:
     """ipam's decision for one IP, as this node needs it."""
 
-    services: tuple[ServiceId, ...]
+    services: tuple[ServiceRef, ...]
     routes: tuple[tuple[Prefix, RouteTerms], ...]
     here: bool  # nodes None (Cluster) or this node among them (Local)
 
@@ -103,7 +111,7 @@ class PeerPlan:
 
 @dataclass(frozen=True, slots=True)
 class IPAnnouncement:
-    services: tuple[ServiceId, ...]
+    services: tuple[ServiceRef, ...]
     peers: tuple[str, ...]  # BGPPeer names the IP's prefix goes to
 
 
@@ -134,60 +142,149 @@ class _Merged:
     local_prefs: set[int] = field(default_factory=set)
 
 
-def plan(*, node: NodeFacts | None, configuration: Configuration, decisions: Mapping[str, IPDecision]) -> Plan:
-    """The whole BGP picture of this node. Deterministic: no clock, routes sorted by prefix."""
-    if node is None:  # no labels, no addresses, no router ID: no session
-        return Plan()
-    peers = {p.name: p for p in configuration.peers if peer_applies(p, node)}
-    merged: dict[str, dict[Prefix, _Merged]] = {name: {} for name in peers}
-    announcements: dict[str, IPAnnouncement] = {}
-    if node.usable:
-        #: per interned terms (by identity): the peers its routes go to, None when the node is not admitted
-        targets: dict[int, tuple[str, ...] | None] = {}
+RouteAttributes = tuple[tuple[int, ...], tuple[tuple[int, int, int], ...], int | None]
+
+
+class Planner:
+    """This node's plan, kept current: built whole for a node and a configuration, then IP by IP — a decision
+    that changes re-merges only its own prefixes (and, for an aggregate, the other IPs giving it).
+
+    ``decisions`` is read, never written: the fold's own dict (or a snapshot of it while built off the loop;
+    :meth:`follow` then points the planner at the live one). ``routes`` and ``announcements`` are updated in
+    place. Not thread-safe: one owner at a time."""
+
+    def __init__(
+        self, *, node: NodeFacts | None, configuration: Configuration, decisions: Mapping[str, IPDecision]
+    ) -> None:
+        self.node = node
+        self._decisions = decisions
+        self.peers = {p.name: p for p in configuration.peers if peer_applies(p, node)} if node is not None else {}
+        self.routes: dict[str, dict[Prefix, Route]] = {name: {} for name in self.peers}
+        self.announcements: dict[str, IPAnnouncement] = {}
+        self._conflicts: dict[tuple[str, Prefix], LocalPrefConflict] = {}
+        #: per interned terms (by identity, the terms kept alive here): the peers its routes go to, None when
+        #: this node is not admitted
+        self._targets: dict[int, tuple[RouteTerms, tuple[str, ...] | None]] = {}
+        #: prefixes shorter than a host route, and the IPs giving them
+        self._aggregates: dict[Prefix, set[str]] = {}
+        self._shared: dict[RouteAttributes, Route] = {}
+        if node is None or not node.usable:
+            return
+        prefixes: dict[Prefix, str | None] = {}
         for ip, decision in decisions.items():
-            if not decision.here:
+            for prefix in self._enter(ip, decision):
+                prefixes[prefix] = ip if _is_host(prefix) else None
+        for prefix in sorted(prefixes, key=_prefix_key):
+            self._merge(prefix, prefixes[prefix])
+
+    def follow(self, decisions: Mapping[str, IPDecision]) -> None:
+        self._decisions = decisions
+
+    def update(self, ip: str, old: IPDecision | None) -> None:
+        """``ip``'s decision changed from ``old`` to what ``decisions`` now holds (None: withdrawn)."""
+        if self.node is None or not self.node.usable:
+            return
+        touched: dict[Prefix, str | None] = {}
+        if old is not None:
+            for prefix, _ in old.routes:
+                host = _is_host(prefix)
+                if not host and (holders := self._aggregates.get(prefix)) is not None:
+                    holders.discard(ip)
+                    if not holders:
+                        del self._aggregates[prefix]
+                touched[prefix] = ip if host else None
+        self.announcements.pop(ip, None)
+        new = self._decisions.get(ip)
+        if new is not None:
+            for prefix in self._enter(ip, new):
+                touched[prefix] = ip if _is_host(prefix) else None
+        for prefix, host_ip in touched.items():
+            self._merge(prefix, host_ip)
+
+    def plan(self) -> Plan:
+        return Plan(
+            peers={name: PeerPlan(peer, self.routes[name]) for name, peer in self.peers.items()},
+            announcements=self.announcements,
+            conflicts=tuple(self._conflicts[key] for key in sorted(self._conflicts, key=_conflict_key)),
+        )
+
+    def _to(self, terms: RouteTerms) -> tuple[str, ...] | None:
+        cached = self._targets.get(id(terms))
+        if cached is None or cached[0] is not terms:
+            assert self.node is not None
+            cached = self._targets[id(terms)] = (terms, _targets(terms, self.node, self.peers))
+        return cached[1]
+
+    def _enter(self, ip: str, decision: IPDecision) -> list[Prefix]:
+        """Register ``ip``'s admitted routes and its announcement; the prefixes they give."""
+        if not decision.here:
+            return []
+        admitted: list[Prefix] = []
+        ip_peers: set[str] = set()
+        for prefix, terms in decision.routes:
+            to = self._to(terms)
+            if to is None:
                 continue
-            admitted = False
-            ip_peers: set[str] = set()
-            for prefix, terms in decision.routes:
-                key = id(terms)
-                if key not in targets:
-                    targets[key] = _targets(terms, node, peers)
-                to = targets[key]
-                if to is None:
+            admitted.append(prefix)
+            ip_peers.update(to)
+            if not _is_host(prefix):
+                self._aggregates.setdefault(prefix, set()).add(ip)
+        if admitted:
+            self.announcements[ip] = IPAnnouncement(services=decision.services, peers=tuple(sorted(ip_peers)))
+        return admitted
+
+    def _merge(self, prefix: Prefix, host_ip: str | None) -> None:
+        """Every peer's route for ``prefix`` from the IPs giving it (a host route: its own IP alone)."""
+        holders = (host_ip,) if host_ip is not None else tuple(self._aggregates.get(prefix, ()))
+        merged: dict[str, _Merged] = {}
+        for ip in holders:
+            decision = self._decisions.get(ip)
+            if decision is None or not decision.here:
+                continue
+            for given, terms in decision.routes:
+                if given != prefix or (to := self._to(terms)) is None:
                     continue
-                admitted = True
-                ip_peers.update(to)
                 for name in to:
-                    entry = merged[name].get(prefix)
+                    entry = merged.get(name)
                     if entry is None:
-                        entry = merged[name][prefix] = _Merged()
+                        entry = merged[name] = _Merged()
                     entry.communities.update(terms.communities)
                     entry.large.update(terms.large_communities)
                     if terms.local_pref:
                         entry.local_prefs.add(terms.local_pref)
-            if admitted:
-                announcements[ip] = IPAnnouncement(services=decision.services, peers=tuple(sorted(ip_peers)))
-    plans: dict[str, PeerPlan] = {}
-    conflicts: list[LocalPrefConflict] = []
-    shared: dict[tuple[tuple[int, ...], tuple[tuple[int, int, int], ...], int | None], Route] = {}
-    for name, prefixes in merged.items():
-        routes: dict[Prefix, Route] = {}
-        for prefix in sorted(prefixes, key=_prefix_key):
-            entry = prefixes[prefix]
+        for name, routes in self.routes.items():
+            entry = merged.get(name)
+            if entry is None:
+                routes.pop(prefix, None)
+                self._conflicts.pop((name, prefix), None)
+                continue
             local_pref = max(entry.local_prefs) if entry.local_prefs else None
             if len(entry.local_prefs) > 1:
                 assert local_pref is not None
-                conflicts.append(LocalPrefConflict(name, prefix, tuple(sorted(entry.local_prefs)), local_pref))
+                self._conflicts[(name, prefix)] = LocalPrefConflict(
+                    name, prefix, tuple(sorted(entry.local_prefs)), local_pref)  # fmt: skip
+            else:
+                self._conflicts.pop((name, prefix), None)
             attributes = (tuple(sorted(entry.communities)), tuple(sorted(entry.large)), local_pref)
-            route = shared.get(attributes)
+            route = self._shared.get(attributes)
             if route is None:  # one Route per attribute set: the speaker groups prefixes by it
-                route = shared[attributes] = Route(
+                route = self._shared[attributes] = Route(
                     communities=attributes[0], large_communities=attributes[1], local_pref=local_pref
                 )
             routes[prefix] = route
-        plans[name] = PeerPlan(peers[name], routes)
-    return Plan(peers=plans, announcements=announcements, conflicts=tuple(conflicts))
+
+
+def plan(*, node: NodeFacts | None, configuration: Configuration, decisions: Mapping[str, IPDecision]) -> Plan:
+    """The whole BGP picture of this node. Deterministic: no clock, routes sorted by prefix."""
+    return Planner(node=node, configuration=configuration, decisions=decisions).plan()
+
+
+def _is_host(prefix: Prefix) -> bool:
+    return prefix.prefixlen == prefix.max_prefixlen
+
+
+def _conflict_key(key: tuple[str, Prefix]) -> tuple[str, int, int, int]:
+    return (key[0], *_prefix_key(key[1]))
 
 
 def _targets(terms: RouteTerms, node: NodeFacts, peers: Mapping[str, BGPPeer]) -> tuple[str, ...] | None:

@@ -191,7 +191,7 @@ class PeerSession:
 
     def set_routes(self, routes: Mapping[Prefix, Route]) -> None:
         self._routes = routes  # what a session still waiting for its VRF, interface or peer starts with
-        if self._speaker is not None and dict(self._speaker.session.desired) != dict(routes):
+        if self._speaker is not None and self._speaker.session.desired != routes:
             self._speaker.set_advertisements(routes)
 
     async def stop(self, *, keep_routes: bool = False, message: str = "") -> None:

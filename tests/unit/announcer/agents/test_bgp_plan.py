@@ -12,9 +12,9 @@ import pytest
 from schemas.events import BGPAdvertisementDecided
 from schemas.metallb.rules import EXCLUDE_LABEL, NodeFacts
 from services.announcer.agents.bgp_inputs import BgpInputs
-from services.announcer.agents.bgp_plan import Configuration, Plan, next_hops, plan, router_id_for
+from services.announcer.agents.bgp_plan import Configuration, Plan, Planner, next_hops, plan, router_id_for
 from services.announcer.bgp.rib import Route
-from tests.bgp_world import bgp_peer, decided, in_force, route
+from tests.bgp_world import bgp_peer, decided, in_force, route, withdrawn
 
 NODE_A = NodeFacts(name="node-a", labels={"rack": "a"}, addresses=("10.0.0.11",))
 RACK_B = ({"matchLabels": {"rack": "b"}},)
@@ -95,7 +95,7 @@ def test_announcements_name_services_and_peers_and_conflicts_are_reported() -> N
         decided("198.51.100.9", route("a3", "198.51.100.9/32", peers=("nobody",))),
         peers=peers,
     )
-    assert [s.name for s in result.announcements["198.51.100.7"].services] == ["db", "web"]
+    assert [name for _, name, _ in result.announcements["198.51.100.7"].services] == ["db", "web"]
     assert result.announcements["198.51.100.7"].peers == ("spine", "tor")
     assert result.announcements["198.51.100.8"].peers == ("tor",)
     assert result.announcements["198.51.100.9"].peers == ()  # admitted here, but to no peer of this node
@@ -125,3 +125,32 @@ def test_router_id_and_next_hops_from_node_addresses() -> None:
 
 def test_no_configuration_in_force_no_peers() -> None:
     assert plan(node=NODE_A, configuration=Configuration(), decisions={}).peers == {}
+
+
+def test_a_plan_kept_current_ip_by_ip_equals_one_made_whole() -> None:
+    """Decisions coming, changing and going one at a time (host routes and a shared aggregate, nodes and
+    selectors, local preferences in conflict and out of it) leave the planner where a whole plan lands."""
+    inputs = BgpInputs("node-a")
+    peers = (bgp_peer("tor", "10.0.0.1", my_asn=64512, peer_asn=64513),
+             bgp_peer("spine", "10.0.0.2", my_asn=64512, peer_asn=64514))  # fmt: skip
+    inputs.apply(in_force(*peers))
+    planner = Planner(node=NODE_A, configuration=inputs.configuration, decisions=inputs.decisions)
+    steps = [
+        decided("198.51.100.7", route("a1", "198.51.100.0/24", communities=(1,), local_pref=100)),
+        decided("198.51.100.8", route("a2", "198.51.100.0/24", communities=(2,), local_pref=200, peers=("tor",))),
+        decided("198.51.100.9"),
+        decided("198.51.100.9", nodes=("node-b",)),
+        decided("198.51.100.8", route("a2", "198.51.100.0/24", communities=(2,), node_selectors=RACK_B)),
+        decided("2001:db8::1", route("a1", "2001:db8::/64", large=((1, 2, 3),)), services=("v6",)),
+        withdrawn("198.51.100.7"),
+        decided("198.51.100.9", nodes=("node-a",)),
+        withdrawn("198.51.100.8"),
+    ]
+    for step in steps:
+        old = inputs.decisions.get(step.ip)
+        inputs.apply(step)
+        planner.update(step.ip, old)
+        whole = plan(node=NODE_A, configuration=inputs.configuration, decisions=inputs.decisions)
+        current = planner.plan()
+        assert routes_of(current) == routes_of(whole)
+        assert dict(current.announcements) == dict(whole.announcements) and current.conflicts == whole.conflicts
