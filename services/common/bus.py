@@ -65,6 +65,10 @@ __all__ = [
 ]
 
 
+#: Appends encoded and handed to the connection between two turns of the loop (about 10 ms of work).
+SEND_SLICE = 500
+
+
 class Bus:
     """A connection to NATS with JetStream, stamping every event it publishes with ``producer``."""
 
@@ -305,6 +309,8 @@ class Bus:
                 with translated(f"publish to {item.subject}"):
                     await self.client.publish(item.subject, encode(envelope), headers=headers)
             previous_id = envelope.event_id
+            if index % SEND_SLICE == SEND_SLICE - 1:  # 90 000 placements encode for seconds: the loop turns
+                await asyncio.sleep(0)
         return PendingAppends(list(items), envelopes, acks, self.settings.request_timeout)
 
     async def _publish_acked(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[api.PubAck]:

@@ -26,6 +26,7 @@ from schemas.events import (
     PoolUsageReported,
 )
 from schemas.events.in_force import InForceParts
+from services.ipam.compact import Compactor
 from services.ipam.core import ServiceKey, service_key
 
 
@@ -49,6 +50,8 @@ class Ledger:
     configuration: ConfigurationEvaluated | None = None
     #: The raw objects of the configuration in force, from its parts.
     in_force: InForceParts = field(default_factory=InForceParts)
+    #: Decisions are kept compact (repeated values shared): one per Service and one per IP.
+    compact: Compactor = field(default_factory=Compactor)
 
     def allocation_of(self, key: ServiceKey) -> IPAllocated | None:
         return self.allocations.get(key)
@@ -69,7 +72,7 @@ def _apply(event: Event, ledger: Ledger, sequence: int) -> None:
 @_apply.register
 def _(event: IPAllocated, ledger: Ledger, sequence: int) -> None:
     key = service_key(event.service.namespace, event.service.name)
-    ledger.allocations[key] = event
+    ledger.allocations[key] = ledger.compact(event)
     ledger.failures.pop(key, None)
 
 
@@ -89,7 +92,7 @@ def _(event: AllocationFailed, ledger: Ledger, sequence: int) -> None:
 
 @_apply.register
 def _(event: L2PlacementDecided, ledger: Ledger, sequence: int) -> None:
-    ledger.placements[event.ip] = Placement(event, sequence)
+    ledger.placements[event.ip] = Placement(ledger.compact(event), sequence)
 
 
 @_apply.register

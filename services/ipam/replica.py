@@ -174,7 +174,7 @@ class Replica:
         """Fold the decisions appended since the last call (how many there were)."""
         assert self._decisions is not None
         folded = 0
-        while batch := await self._decisions.fetch(batch=2000, wait=0.05):
+        while batch := await self._decisions.fetch(batch=self._settings.batch, wait=0.05):
             for received in batch:
                 self.decider.load_decision(received.event, received.sequence)
             folded += len(batch)

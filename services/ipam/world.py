@@ -22,6 +22,7 @@ from schemas.events import (
     ServiceObserved,
 )
 from schemas.events.observed import CONFIG_KINDS
+from services.ipam.compact import Compactor
 from services.ipam.core import ServiceKey, service_key
 
 ConfigKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -59,6 +60,8 @@ class World:
     nodes: dict[str, NodeObserved] = field(default_factory=dict)
     #: Services per namespace, to find who a namespace label change concerns.
     by_namespace: dict[str, set[ServiceKey]] = field(default_factory=dict)
+    #: What is kept is kept compact (repeated values shared): a Service and its endpoints are most of it.
+    compact: Compactor = field(default_factory=Compactor)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         return self.namespaces.get(namespace, {})
@@ -67,12 +70,12 @@ class World:
         """Fold one observed event in and say what it touches."""
         if isinstance(event, ServiceObserved):
             key = service_key(event.ref.namespace, event.ref.name)
-            self.services[key] = event
+            self.services[key] = self.compact(event)
             self.by_namespace.setdefault(event.ref.namespace, set()).add(key)
             return Touched(services=frozenset({key}), placement=True, placed_services=frozenset({key}))
         if isinstance(event, EndpointsObserved):
             key = service_key(event.namespace, event.service)
-            self.endpoints[key] = event
+            self.endpoints[key] = self.compact(event)
             return Touched(placement=True, placed_services=frozenset({key}))
         if isinstance(event, NamespaceObserved):
             self.namespaces[event.ref.name] = dict(event.labels)

@@ -1,0 +1,43 @@
+"""What ipam keeps is compacted: repeated values become one shared object, and nothing a reader sees changes."""
+
+from __future__ import annotations
+
+from schemas.events import ServiceObserved
+from schemas.events.codec import decode, encode, wrap
+from services.ipam.compact import Compactor
+from tests.builders import service
+from tests.builders_l2 import endpoints
+
+
+def decoded(event: ServiceObserved) -> ServiceObserved:
+    """A fresh copy, as the bus hands it over (no object shared with any other)."""
+    copy = decode(encode(wrap(event, producer="test"))).event
+    assert isinstance(copy, ServiceObserved)
+    return copy
+
+
+def test_two_services_share_their_repeated_values_and_read_the_same() -> None:
+    compact = Compactor()
+    web, db = (decoded(service(name, namespace="shop", selector={"app": name})) for name in ("web", "db"))
+    before = (web.model_dump(exclude_unset=True), db.model_dump(exclude_unset=True))
+
+    assert compact(web) is web and compact(db) is db
+    assert web.ports is db.ports  # equal tuples of equal ports: one object
+    assert web.ref.namespace is db.ref.namespace
+    assert web.__pydantic_fields_set__ is db.__pydantic_fields_set__
+    assert (web.model_dump(exclude_unset=True), db.model_dump(exclude_unset=True)) == before
+    assert web == decoded(service("web", namespace="shop", selector={"app": "web"}))
+
+
+def test_endpoint_entries_on_the_same_node_are_one_object() -> None:
+    compact = Compactor()
+    first = compact(endpoints("web", "node-a", "node-b"))
+    second = compact(endpoints("db", "node-b", "node-c"))
+    assert first.nodes[1] is second.nodes[0]
+
+
+def test_values_that_never_repeat_do_not_grow_the_table_past_its_limit() -> None:
+    compact = Compactor(limit=10)
+    kept = [compact(decoded(service(f"svc-{i}", cluster_ips=(f"10.96.0.{i}",)))) for i in range(50)]
+    assert len(compact._shared) <= 10
+    assert [s.cluster_ips for s in kept] == [(f"10.96.0.{i}",) for i in range(50)]
