@@ -132,7 +132,7 @@ class Cluster:
     def wait_statuses(self, count: int, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while (written := self.statuses()) < count and time.monotonic() < deadline:
-            time.sleep(0.1)  # counting is O(Services): a tenth of a second is the figure's resolution
+            time.sleep(0.25)  # counting is O(Services) under the store lock: a quarter second is the resolution
         return {"written": written, "at": time.time()}
 
     def churn(self, rate: float, seconds: float) -> dict[str, Any]:

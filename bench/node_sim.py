@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import re
 import signal
@@ -40,13 +39,14 @@ def _use_tree(tree: Path) -> None:
 
 
 def heartbeat_interval(tree: Path) -> float:
-    """The announcer's heartbeat interval in TREE (``HEARTBEAT_INTERVAL = <seconds>`` under services/announcer)."""
+    """The announcers' heartbeat interval in TREE: its ``HEARTBEAT_INTERVAL = <seconds>`` under services/
+    (the announcer's own module before, the liveness protocol's shared numbers since)."""
     pattern = re.compile(r"^HEARTBEAT_INTERVAL(?:\s*:\s*\w+)?\s*=\s*([0-9.]+)", re.MULTILINE)
-    for path in sorted((tree / "services" / "announcer").rglob("*.py")):
-        found = pattern.search(path.read_text())
-        if found:
-            return float(found.group(1))
-    raise LookupError(f"no HEARTBEAT_INTERVAL under {tree / 'services/announcer'}")
+    found = {path: match for path in sorted((tree / "services").rglob("*.py"))
+             if (match := pattern.search(path.read_text()))}
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} HEARTBEAT_INTERVAL under {tree / 'services'}: {sorted(map(str, found))}")
+    return float(next(iter(found.values())).group(1))
 
 
 class Heartbeats:
@@ -94,76 +94,95 @@ def _subject(node: str) -> str:
     return str(heartbeat_subject(node))
 
 
-class Connection:
-    """One NATS text-protocol connection: CONNECT, PONG to every PING, publishes."""
+class Connection(asyncio.Protocol):
+    """One NATS text-protocol connection: CONNECT, PONG to every PING, publishes. A protocol, not streams:
+    the server pings every silent connection several times a second, and each PING is answered straight from
+    ``data_received`` (no task woken), which is what lets one process keep a thousand connections alive."""
 
-    def __init__(self, url: str, name: str) -> None:
-        self.url, self.name = url, name
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.info: dict[str, Any] = {}
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._transport: asyncio.Transport | None = None
+        self._head = b""
 
-    async def open(self) -> None:
-        parts = urlsplit(self.url)
-        self._reader, self._writer = await asyncio.open_connection(parts.hostname, parts.port)
-        line = await self._reader.readline()
-        if not line.startswith(b"INFO "):
-            raise ConnectionError(f"expected INFO, got {line[:80]!r}")
-        self.info = json.loads(line[5:])
-        connect = {"verbose": False, "pedantic": False, "lang": "python", "version": "sim", "protocol": 1,
-                   "headers": True, "no_responders": True, "name": self.name}
-        self._writer.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
-        await self._writer.drain()
-        self._task = asyncio.create_task(self._read())
+    @classmethod
+    async def open(cls, url: str, name: str) -> Connection:
+        parts = urlsplit(url)
+        _, connection = await asyncio.get_running_loop().create_connection(
+            lambda: cls(name), parts.hostname, parts.port
+        )
+        await connection.ready
+        return connection
 
-    async def _read(self) -> None:
-        """Answer every PING. Nothing else comes (no subscriptions) but INFO updates and errors: a chunk is
-        scanned, not parsed line by line (thousands of connections are pinged several times a second)."""
-        assert self._reader is not None and self._writer is not None
-        while chunk := await self._reader.read(65536):
-            if pings := chunk.count(b"PING\r\n"):
-                self._writer.write(b"PONG\r\n" * pings)
-            if b"-ERR" in chunk:
-                print(f"node_sim: {self.name}: {chunk.decode(errors='replace').strip()[:200]}", file=sys.stderr)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        if not self.ready.done():
+            self._head += data
+            line, found, rest = self._head.partition(b"\r\n")
+            if not found:
+                return
+            if not line.startswith(b"INFO "):
+                self.ready.set_exception(ConnectionError(f"expected INFO, got {line[:80]!r}"))
+                return
+            self.info = json.loads(line[5:])
+            connect = {"verbose": False, "pedantic": False, "lang": "python", "version": "sim", "protocol": 1,
+                       "headers": True, "no_responders": True, "name": self.name}
+            self._transport.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+            self.ready.set_result(None)
+            data = rest
+        if pings := data.count(b"PING\r\n"):
+            self._transport.write(b"PONG\r\n" * pings)
+        if b"-ERR" in data:
+            print(f"node_sim: {self.name}: {data.decode(errors='replace').strip()[:200]}", file=sys.stderr)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in (self.ready, self.lost):
+            if not future.done():
+                future.set_exception(exc or ConnectionResetError("closed by the server"))
 
     def publish(self, subject: str, body: bytes) -> None:
-        assert self._writer is not None
-        self._writer.write(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(body), body))
-
-    async def drain(self) -> None:
-        assert self._writer is not None
-        await self._writer.drain()
+        if self.lost.done():
+            self.lost.result()  # raises why it was lost
+        assert self._transport is not None
+        self._transport.write(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(body), body))
 
 
 async def _beat_one_node(
-    url: str, node: str, heartbeats: Heartbeats, interval: float, started: asyncio.Semaphore,
-    first: asyncio.Queue[str],
+    url: str, node: str, heartbeats: Heartbeats, interval: float, started: asyncio.Semaphore, progress: Progress
 ) -> None:
-    """The newer protocol: this node's own connection; its heartbeat at once, then every interval."""
-    connection = Connection(url, f"announcer-{node}")
-    async with started:
-        await connection.open()
-    before, after = heartbeats.template(node, connection.info)
+    """The newer protocol: this node's own connection; its heartbeat at once, then every interval. A lost
+    connection (the server found it stale: this process was too slow to answer its PINGs) is said on stderr
+    and made again, as an announcer would."""
     subject = _subject(node)
     phase = (zlib.crc32(node.encode()) % 1000) / 1000 * interval
     sequence = 0
     while True:
-        connection.publish(subject, before + str(sequence).encode() + after)
-        await connection.drain()
-        if sequence == 0:
-            first.put_nowait(node)
-            await asyncio.sleep(phase)  # spread the nodes over the interval, as real ones are
-        sequence += 1
-        await asyncio.sleep(interval)
+        async with started:
+            connection = await Connection.open(url, f"announcer-{node}")
+        before, after = heartbeats.template(node, connection.info)
+        try:
+            while True:
+                connection.publish(subject, before + str(sequence).encode() + after)
+                if sequence == 0:
+                    progress.first_beat()
+                    await asyncio.sleep(phase)  # spread the nodes over the interval, as real ones are
+                sequence += 1
+                await asyncio.sleep(interval)
+        except OSError as error:
+            print(f"node_sim: {node}: connection lost ({error!r}); connecting again", file=sys.stderr, flush=True)
 
 
 async def _beat_shared(
-    url: str, nodes: list[str], heartbeats: Heartbeats, interval: float, first: asyncio.Queue[str]
+    url: str, nodes: list[str], heartbeats: Heartbeats, interval: float, progress: Progress
 ) -> None:
     """The older protocol: these nodes' heartbeats every interval over one shared connection."""
-    connection = Connection(url, "announcers-sim")
-    await connection.open()
+    connection = await Connection.open(url, "announcers-sim")
     templates = [(_subject(node), *heartbeats.template(node, connection.info)) for node in nodes]
     loop = asyncio.get_running_loop()
     sequence, start = 0, loop.time()
@@ -171,47 +190,62 @@ async def _beat_shared(
         mark = str(sequence).encode()
         for subject, before, after in templates:
             connection.publish(subject, before + mark + after)
-        await connection.drain()
         if sequence == 0:
-            for node in nodes:
-                first.put_nowait(node)
+            progress.first_beat(len(nodes))
         sequence += 1
         await asyncio.sleep(max(0.0, start + sequence * interval - loop.time()))
 
 
+class Progress:
+    """How many nodes have sent their first heartbeat; the first failure of any node's task."""
+
+    def __init__(self, nodes: int) -> None:
+        self.missing = nodes
+        self.changed = asyncio.Event()
+        self.failure: BaseException | None = None
+
+    def first_beat(self, count: int = 1) -> None:
+        self.missing -= count
+        if self.missing <= 0:
+            self.changed.set()
+
+    def watch(self, task: asyncio.Task[None]) -> None:
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
+            self.changed.set()
+
+
 async def run(*, url: str, nodes: list[str], interval: float, shared_connections: int) -> None:
     heartbeats = Heartbeats()
-    first: asyncio.Queue[str] = asyncio.Queue()
+    progress = Progress(len(nodes))
     if heartbeats.names_connection:
         started = asyncio.Semaphore(_CONNECT_AT_ONCE)
-        tasks = [asyncio.create_task(_beat_one_node(url, n, heartbeats, interval, started, first)) for n in nodes]
+        tasks = [asyncio.create_task(_beat_one_node(url, n, heartbeats, interval, started, progress)) for n in nodes]
         protocol = f"one connection per node, every {interval} s"
     else:
         share = [nodes[i::shared_connections] for i in range(shared_connections)]
-        tasks = [asyncio.create_task(_beat_shared(url, s, heartbeats, interval, first)) for s in share if s]
+        tasks = [asyncio.create_task(_beat_shared(url, s, heartbeats, interval, progress)) for s in share if s]
         protocol = f"{len(tasks)} shared connections, every {interval} s"
+    for task in tasks:
+        progress.watch(task)
     print(f"node_sim: {len(nodes)} nodes, {protocol}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    heard = 0
-    while heard < len(nodes):
-        getter = asyncio.ensure_future(first.get())
-        done, _ = await asyncio.wait({getter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-        if getter not in done:
-            getter.cancel()
-            for task in done:
-                task.result()  # a simulator task failed before every node beat: say why
-        else:
-            heard += 1
+    await progress.changed.wait()
+    if progress.failure is not None:
+        raise progress.failure  # a node's task failed before every node beat: say why
     print(f"ready {len(nodes)}", flush=True)
-    watcher = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({watcher, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    progress.changed.clear()
+    stopping = asyncio.ensure_future(stop.wait())
+    failing = asyncio.ensure_future(progress.changed.wait())
+    await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
     for task in tasks:
         task.cancel()
-    for task in done:
-        if task is not watcher:
-            with contextlib.suppress(asyncio.CancelledError):
-                task.result()
+    if progress.failure is not None:
+        raise progress.failure
 
 
 def main() -> None:
@@ -221,12 +255,13 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=3, help="index of the first simulated node")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--shared-connections", type=int, default=4, help="older protocol only")
+    parser.add_argument("--interval", type=float, help="seconds between heartbeats (default: the tree's)")
     args = parser.parse_args()
     from cluster_api import node_name  # type: ignore[import-not-found]  # beside this file, before the tree
 
     _use_tree(args.tree.resolve())
     nodes = [node_name(i) for i in range(args.first, args.first + args.count)]
-    asyncio.run(run(url=args.nats, nodes=nodes, interval=heartbeat_interval(args.tree),
+    asyncio.run(run(url=args.nats, nodes=nodes, interval=args.interval or heartbeat_interval(args.tree),
                     shared_connections=args.shared_connections))
 
 

@@ -30,6 +30,9 @@ from cluster_api import REAL_NODES, node_name  # type: ignore[import-not-found]
 
 HARNESS = Path(__file__).resolve().parent.parent
 OBSERVER = "bench-scale-observer"
+#: Simulated nodes per simulator process: with one connection each, pinged by the server every 250 ms while
+#: silent, a process must answer thousands of PINGs a second, each within the server's ~1 s stale window.
+NODES_PER_SIMULATOR = 1000
 
 
 def _is_liveness(subject: str) -> bool:
@@ -237,7 +240,7 @@ class Run:
         server = nats_server.EmbeddedNats(host=self.lab.server_host)
         server.start()
         try:
-            self.nats_url = server.plain_url
+            self.nats_url, self.server_pid = server.plain_url, server.pid
             self.varz = f"http://{self.lab.server_host}:{monitor}"  # monitoring listens where clients do
             await self._measure(server)
         finally:
@@ -254,21 +257,30 @@ class Run:
         wrapper.chmod(0o755)
         return wrapper, port
 
+    async def _simulate(self, count: int) -> None:
+        """The simulated nodes, ``NODES_PER_SIMULATOR`` to a process (each answers its connections' PINGs in
+        time even on a busy machine), all heartbeating before this returns."""
+        self.sims: list[subprocess.Popen[str]] = []
+        for first in range(REAL_NODES, REAL_NODES + count, NODES_PER_SIMULATOR):
+            share = min(NODES_PER_SIMULATOR, REAL_NODES + count - first)
+            self.sims.append(subprocess.Popen(
+                [sys.executable, str(HARNESS / "bench" / "node_sim.py"), "--tree", str(self.tree), "--nats",
+                 self.nats_url, "--first", str(first), "--count", str(share)],
+                cwd=self.tree, env=self.env, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                stderr=(self.work / f"node_sim-{len(self.sims)}.log").open("wb")))
+        for index, sim in enumerate(self.sims):
+            assert sim.stdout is not None
+            line = await asyncio.to_thread(sim.stdout.readline)
+            if not line.startswith("ready"):
+                raise RuntimeError(f"simulated nodes: {(self.work / f'node_sim-{index}.log').read_text()[-500:]}")
+        procs.log(f"{count} simulated nodes heartbeating, from {len(self.sims)} processes")
+
     async def _measure(self, server: Any) -> None:
         s = self.sizes
         procs.log(f"API stand-in: {s.nodes} nodes, {s.services} Services")
         self.api = ApiProcess(self.work)
         self.api.ask(do="start", nodes=s.nodes, services=s.services, kubeconfig=str(self.work / "kubeconfig"))
-        self.sim = subprocess.Popen(
-            [sys.executable, str(HARNESS / "bench" / "node_sim.py"), "--tree", str(self.tree), "--nats",
-             self.nats_url, "--first", str(REAL_NODES), "--count", str(s.nodes - REAL_NODES)],
-            cwd=self.tree, env=self.env, stdout=subprocess.PIPE, stderr=(self.work / "node_sim.log").open("wb"),
-            text=True, start_new_session=True)
-        assert self.sim.stdout is not None
-        line = await asyncio.to_thread(self.sim.stdout.readline)
-        if not line.startswith("ready"):
-            raise RuntimeError(f"simulated nodes: {(self.work / 'node_sim.log').read_text()[-500:]}")
-        procs.log(f"simulated nodes heartbeating: {line.split()[1]}")
+        await self._simulate(s.nodes - REAL_NODES)
 
         import nats
 
@@ -323,6 +335,7 @@ class Run:
                 raise RuntimeError("no active ipam")
             standby = "ipam-b" if active == "ipam-a" else "ipam-a"
             pids = {n: self.children[n].pid for n in (active, standby, "announcer-0")}
+            pids |= {"nats-server": self.server_pid} | {f"sim-{i}": sim.pid for i, sim in enumerate(self.sims)}
             procs.log(f"steady state, no churn, {s.idle_seconds:.0f} s")
             before = {n: procs.cpu_seconds(p) for n, p in pids.items()}
             msgs, changes, started = self.varz_out_msgs(), self.delivered_but_liveness(), time.monotonic()
@@ -337,7 +350,9 @@ class Run:
                 ipam_live_nodes=f"{int(live[0])} of {s.nodes}" if live else "n/a",
                 announcer_idle_cpu_cores=used["announcer-0"],
                 announcer_idle_rss_mb=procs.memory_mb(pids["announcer-0"]),
-                nats_idle_msgs_per_s=self.idle_msgs_per_s)
+                nats_idle_msgs_per_s=self.idle_msgs_per_s,
+                nats_server_idle_cpu_cores=used["nats-server"],
+                simulator_idle_cpu_cores=sum(v for n, v in used.items() if n.startswith("sim-")))
 
     async def _churn(self, s: Sizes) -> None:
         names = ("announcer_churn_cpu_cores", "announcer_churn_rss_mb", "nats_msgs_per_endpoint_change",
@@ -349,7 +364,10 @@ class Run:
             done = await self.api.ask_async(do="churn", rate=s.rate, seconds=s.churn_seconds)
             await asyncio.sleep(1.0)  # what the last changes cause, delivered
             elapsed = time.monotonic() - started
-            delivered = self.delivered_but_liveness() - msgs - self.idle_deliveries_per_s * elapsed
+            idle = getattr(self, "idle_deliveries_per_s", None)
+            if idle is None:
+                raise RuntimeError("no idle delivery rate to subtract (the steady-state stage failed)")
+            delivered = self.delivered_but_liveness() - msgs - idle * elapsed
             self.figures.update(
                 announcer_churn_cpu_cores=(procs.cpu_seconds(pid) - cpu) / elapsed,
                 announcer_churn_rss_mb=procs.memory_mb(pid),
@@ -401,9 +419,13 @@ class Run:
                     if name in self.children and not self.children[name].stop()]
         if self.children:
             self.figures.setdefault("ignored_sigterm", ", ".join(stubborn) or "none")
-        sim, self.sim = getattr(self, "sim", None), None
-        if sim is not None:
+        logs = self.work.glob("node_sim-*.log")
+        lost = sum(path.read_text(errors="replace").count("connection lost") for path in logs)
+        self.figures.setdefault("simulated_connections_lost", lost)
+        sims, self.sims = getattr(self, "sims", []), []
+        for sim in sims:
             sim.terminate()
+        for sim in sims:
             try:
                 sim.wait(10)
             except subprocess.TimeoutExpired:
