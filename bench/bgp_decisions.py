@@ -2,13 +2,19 @@
 
 With ``services`` Services in one BGP-advertised pool (half ``Cluster``, half ``Local``, each with serving
 endpoints on two of ``nodes`` nodes), a decider takes over; then we time, without any I/O:
-- taking over with and without a BGPAdvertisement (the difference is what deciding BGP for every IP costs);
+- taking over with and without a BGPAdvertisement (the difference is what deciding BGP for every IP costs),
+  and the time spent in the BGP decisions alone, per IP: a first takeover (every decision new, built and
+  appended), a standby's (the ledger read back from the stream as JSON: every IP compared, none appended),
+  and a warm standby's (``Decider.warm`` beforehand, then changes the active never decided: only those IPs
+  compared at takeover, each appended);
 - endpoint changes that change no decision (Cluster endpoints moving, Local ones scaling on the same nodes):
   the time per change and how many events are appended (none expected);
 - endpoint changes that move a Local Service's endpoints to another node (one decision each);
-- a configuration change every decision sees (the advertisement's localPref): every IP re-decided.
+- a configuration change every decision sees (the advertisement's localPref): every IP re-decided (in all,
+  and in the BGP decisions alone).
 
-``nice -n 10 python bench/bgp_decisions.py [--quick]``; the last line is one JSON object.
+Times are the process's CPU time (the machine may be shared). ``nice -n 10 python bench/bgp_decisions.py
+[--quick]``; the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from schemas.events import BGPAdvertisementDecided, BGPAdvertisementWithdrawn, Event
 from services.ipam.decider import Decider, Outgoing
-from tests.bgp_world import bgp_advertisement, bgp_peer, endpoints, node
+from services.ipam.ledger import Ledger
+from services.ipam.world import World
+from tests.bgp_world import bgp_advertisement, bgp_peer, endpoints, node, read_back
 from tests.builders import pool, service
 
 
@@ -43,13 +51,64 @@ def world(services: int, nodes: int, *, bgp: bool) -> list[Event]:
     return events
 
 
-def taken_over(events: list[Event]) -> tuple[Decider, float, list[Outgoing]]:
-    decider = Decider()
-    for event in events:
-        decider.load_observation(event)
-    started = time.perf_counter()
+class BGPClock:
+    """Seconds spent in one decider's BGP decisions (its ``settle``)."""
+
+    def __init__(self, decider: Decider) -> None:
+        self.seconds = 0.0
+        settle = decider.bgp.settle
+
+        def timed(world: World, ledger: Ledger) -> list[tuple[str, Event]]:
+            started = time.process_time()
+            try:
+                return settle(world, ledger)
+            finally:
+                self.seconds += time.process_time() - started
+
+        decider.bgp.settle = timed  # type: ignore[method-assign]
+
+    def lap(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+
+def taken_over(events: list[Event]) -> float:
+    decider = read_back((), events)
+    started = time.process_time()
+    decider.activate()
+    return time.process_time() - started
+
+
+def bgp_taken_over(
+    events: list[Event], *, history: Sequence[Outgoing] = ()
+) -> tuple[Decider, BGPClock, float, list[Outgoing]]:
+    """Take over; the seconds spent in the BGP decisions alone (the decider's clock keeps going)."""
+    decider = read_back(history, events)
+    clock = BGPClock(decider)
     out = decider.activate()
-    return decider, time.perf_counter() - started, out
+    return decider, clock, clock.lap(), out
+
+
+def warm_taken_over(events: list[Event], *, history: Sequence[Outgoing], unanswered: Sequence[Event]) -> dict[str, Any]:
+    """A standby that warmed its BGP decisions (``Decider.warm``), then saw ``unanswered`` (changes the active
+    never decided: it died), takes over: the BGP time per IP of warming, and of taking over."""
+    decider = read_back(history, events)
+    if not hasattr(decider, "warm"):
+        return {"bgp_warm_us_per_ip": None, "bgp_warm_standby_takeover_us_per_ip": None}  # a commit without it
+    started = time.process_time()
+    decider.warm()
+    warmed = time.process_time() - started
+    for event in unanswered:
+        decider.load_observation(event)
+    clock = BGPClock(decider)
+    out = decider.activate()
+    ips = len(decider.ledger.bgp)
+    return {
+        "bgp_warm_us_per_ip": round(warmed / ips * 1e6, 1),
+        "bgp_warm_standby_unanswered_changes": len(unanswered),
+        "bgp_warm_standby_takeover_us_per_ip": round(clock.lap() / ips * 1e6, 2),
+        "bgp_warm_standby_takeover_appended": bgp_count(out),
+    }
 
 
 def bgp_count(out: list[Outgoing]) -> int:
@@ -59,16 +118,20 @@ def bgp_count(out: list[Outgoing]) -> int:
 def timed_changes(decider: Decider, changes: Sequence[Event]) -> tuple[float, int]:
     """Mean seconds per observed change, and BGP events appended in all."""
     appended = 0
-    started = time.perf_counter()
+    started = time.process_time()
     for change in changes:
         appended += bgp_count(decider.observe(change))
-    return (time.perf_counter() - started) / len(changes), appended
+    return (time.process_time() - started) / len(changes), appended
 
 
 def measure(*, services: int, nodes: int, changes: int) -> dict[str, Any]:
     gc.disable()
-    _, without_bgp, _ = taken_over(world(services, nodes, bgp=False))
-    decider, with_bgp, out = taken_over(world(services, nodes, bgp=True))
+    bgp_world = world(services, nodes, bgp=True)
+    without_bgp = taken_over(world(services, nodes, bgp=False))
+    with_bgp = taken_over(bgp_world)
+    decider, clock, first_bgp_s, out = bgp_taken_over(bgp_world)
+    ips = bgp_count(out)
+    _, _, standby_bgp_s, standby_out = bgp_taken_over(bgp_world, history=out)
     names = [f"node-{i:04d}" for i in range(nodes)]
     quiet = [
         endpoints(f"s{i:05d}", {names[(i + 7) % nodes]: 3} if i % 2 == 0 else
@@ -77,17 +140,24 @@ def measure(*, services: int, nodes: int, changes: int) -> dict[str, Any]:
     ]  # fmt: skip
     quiet_s, quiet_appended = timed_changes(decider, quiet)
     moving = [endpoints(f"s{i:05d}", {names[(i + 9) % nodes]: 1}) for i in range(1, 2 * changes, 2)]
+    warm = warm_taken_over(bgp_world, history=out, unanswered=moving[: max(1, services // 100)])
     moving_s, moving_appended = timed_changes(decider, moving)
+    clock.lap()
     reconfigure_s, reconfigured = timed_changes(
         decider, [bgp_advertisement("edge", version="2", communities=["65000:1"], localPref=200)]
     )
+    reconfigure_bgp_s = clock.lap()
     gc.enable()
     return {
         "services": services,
         "nodes": nodes,
-        "bgp_decisions_at_takeover": bgp_count(out),
+        "bgp_decisions_at_takeover": ips,
         "takeover_s_without_bgp": round(without_bgp, 3),
         "takeover_s_with_bgp": round(with_bgp, 3),
+        "bgp_first_takeover_us_per_ip": round(first_bgp_s / ips * 1e6, 1),
+        "bgp_standby_takeover_us_per_ip": round(standby_bgp_s / ips * 1e6, 1),
+        "bgp_standby_takeover_appended": bgp_count(standby_out),
+        **warm,
         "no_op_endpoint_changes": len(quiet),
         "no_op_change_us": round(quiet_s * 1e6, 1),
         "no_op_changes_appended": quiet_appended,
@@ -96,6 +166,7 @@ def measure(*, services: int, nodes: int, changes: int) -> dict[str, Any]:
         "local_moves_appended": moving_appended,
         "reconfigure_all_s": round(reconfigure_s, 3),
         "reconfigure_appended": reconfigured,
+        "reconfigure_bgp_us_per_ip": round(reconfigure_bgp_s / ips * 1e6, 1),
     }
 
 
@@ -106,7 +177,7 @@ def main() -> None:
     services, nodes, changes = (2000, 200, 500) if args.quick else (20000, 5000, 2000)
     figures = measure(services=services, nodes=nodes, changes=changes)
     for key, value in figures.items():
-        print(f"{key:>28}: {value}")
+        print(f"{key:>36}: {value}")
     print(json.dumps(figures))
 
 

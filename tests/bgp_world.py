@@ -5,6 +5,7 @@ observed Services, endpoints and metallb.io objects are for tests that run a rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from schemas.events import (
@@ -36,6 +37,7 @@ from services.common.subjects import (
     ipam_allocation_subject,
     observed_subject,
 )
+from services.ipam.decider import Decider, Outgoing
 from tests.builders import CONFIG_NAMESPACE, service
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "publish_allocation",
     "publish_decisions",
     "publish_observed",
+    "read_back",
     "released",
     "route",
     "secret",
@@ -169,3 +172,15 @@ async def publish_decisions(
     for event in events:
         subject = IPAM_CONFIG_SUBJECT if isinstance(event, ConfigurationEvaluated) else bgp_decision_subject(event.ip)
         await bus.publish(subject, event)
+
+
+def read_back(history: Sequence[Outgoing], observed: Sequence[Event]) -> Decider:
+    """An ipam replica that read ``history`` back from the stream (as JSON, as a standby does) and observed
+    ``observed``, not active yet."""
+    decider = Decider()
+    for outgoing in history:
+        event = outgoing.event
+        decider.load_decision(type(event).model_validate_json(event.model_dump_json()), outgoing.sequence)
+    for event in observed:
+        decider.load_observation(event)
+    return decider

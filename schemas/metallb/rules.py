@@ -11,13 +11,15 @@ its own node, and ``metalbus explain``.
   every eligible node once one endpoint serves anywhere; Local, only from the nodes with a serving endpoint.
 - Label selectors (an advertisement's or a peer's ``nodeSelectors``): none selects everything, otherwise
   any one must match (:func:`selectors_admit`).
-- BGP: the prefix is the IP masked to ``aggregationLength(V6)`` (:func:`aggregate_prefix`); communities are
-  values or ``Community`` alias names, resolved to integers (:func:`resolve_communities`).
+- BGP: the prefix is the IP masked to ``aggregationLength(V6)`` (:func:`aggregate_prefix`, as text
+  :func:`aggregate_prefix_text`); communities are values or ``Community`` alias names, resolved to integers
+  (:func:`resolve_communities`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -156,6 +158,18 @@ def aggregate_prefix(ip: str, *, length_v4: int, length_v6: int) -> Prefix:
     if isinstance(address, ipaddress.IPv4Address):
         return ipaddress.IPv4Network((int(address) >> (32 - length_v4) << (32 - length_v4), length_v4))
     return ipaddress.IPv6Network((int(address) >> (128 - length_v6) << (128 - length_v6), length_v6))
+
+
+#: An IPv4 address as ``ipaddress`` writes it (no leading zeros, each octet at most 255).
+_CANONICAL_V4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
+
+
+def aggregate_prefix_text(ip: str, *, length_v4: int, length_v6: int) -> str:
+    """``str(aggregate_prefix(...))``; a host route of an IPv4 address written as ``ipaddress`` writes it (the
+    common case: MetalLB's default aggregationLength) is that text with ``/32``, without parsing."""
+    if length_v4 == 32 and _CANONICAL_V4.fullmatch(ip):
+        return f"{ip}/32"
+    return str(aggregate_prefix(ip, length_v4=length_v4, length_v6=length_v6))
 
 
 def resolve_communities(

@@ -36,6 +36,8 @@ _SAFE = re.compile(r"[A-Za-z0-9:\-]")
 _ALL_SAFE = re.compile(r"[A-Za-z0-9:\-]+")
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
 NO_NAMESPACE = "_"
+#: ASCII characters as a token writes them (an IP's dots, a name's dots and slashes).
+_ASCII_TOKEN = str.maketrans({chr(c): chr(c) if _SAFE.fullmatch(chr(c)) else f"%{c:02X}" for c in range(128)})
 
 
 def encode_token(value: str) -> str:
@@ -44,6 +46,8 @@ def encode_token(value: str) -> str:
         return NO_NAMESPACE
     if _ALL_SAFE.fullmatch(value):
         return value  # most names: nothing to escape
+    if value.isascii():
+        return value.translate(_ASCII_TOKEN)  # IPs, most names with dots
     out = []
     for char in value:
         if _SAFE.fullmatch(char):

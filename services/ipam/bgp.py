@@ -7,29 +7,37 @@ change that matters to BGP (advertisements, pools' labels, community aliases) re
 not enter the decision (the announcers apply nodeSelectors and usability to themselves), so a node change
 re-decides nothing. Events are emitted only where the decision differs from the ledger, so an endpoint change
 that changes no decision appends nothing.
+
+Taking over compares every IP with the ledger, so the comparison is cheap: what the rules want for an IP
+(``Wanted``: Services, advertisements, nodes) is compared field by field with the recorded event, an event is
+built only for an IP whose decision changed, and the configuration remembers which advertisements select a
+pool and a Service's labels (see ``bgp_routes``).
 """
 
 from __future__ import annotations
 
-from schemas.events import (
-    BGPAdvertisementDecided,
-    BGPAdvertisementWithdrawn,
-    Event,
-)
+from schemas.events import BGPAdvertisementDecided, BGPAdvertisementWithdrawn, BGPWithdrawReason, Event
 from schemas.metallb import ConfigObject
 from schemas.metallb.rules import serving_nodes, traffic_policy
 from services.common.subjects import bgp_decision_subject
-from services.ipam.bgp_routes import EMPTY_BGP_CONFIG, BGPConfig, Holder, decide
+from services.ipam.bgp_routes import EMPTY_BGP_CONFIG, BGPConfig, Holder, decision, says, wanted
 from services.ipam.core import ServiceKey
 from services.ipam.holdings import Bookkeeping
 from services.ipam.ledger import Ledger
-from services.ipam.world import World
+from services.ipam.world import Touched, World
 
 
 class BGPDecisions(Bookkeeping):
     def __init__(self) -> None:
         super().__init__()
         self.config = EMPTY_BGP_CONFIG
+        #: Nothing compared with the ledger yet: the first settle (or ``warm``) looks at every IP.
+        self._everything = True
+        #: ``warm`` ran: what it found in agreement with the ledger is known, and what changed since is tracked.
+        self._warm = False
+        #: IPs to compare again whatever their Services do: those ``warm`` found differing from the ledger, and
+        #: those whose recorded decision another replica changed since.
+        self._unsettled: set[str] = set()
 
     def _configure(self, objects: tuple[ConfigObject, ...]) -> bool:
         config = BGPConfig(objects)
@@ -38,19 +46,61 @@ class BGPDecisions(Bookkeeping):
         self.config = config
         return True
 
+    # --- following (a standby) ----------------------------------------------------------------------
+
+    def activate(self, objects: tuple[ConfigObject, ...]) -> None:
+        """Take over: compare every IP with the ledger; after ``warm``, only what changed since (every IP if
+        the configuration in force differs from the one warmed with)."""
+        if not self._warm:
+            super().activate(objects)
+            return
+        self.active = True
+        self.set_configuration(objects)
+
+    def touch(self, change: Touched) -> None:
+        if not self._everything:  # else every Service is looked at anyway
+            super().touch(change)
+
+    def recorded(self, event: Event) -> None:
+        if not self._everything:
+            super().recorded(event)
+
+    def followed(self, event: Event) -> None:
+        """A decision another replica appended was folded into the ledger (a standby following the stream)."""
+        if isinstance(event, BGPAdvertisementDecided | BGPAdvertisementWithdrawn):
+            if not self._everything:
+                self._unsettled.add(event.ip)
+        else:
+            self.recorded(event)
+
+    def warm(self, world: World, ledger: Ledger, objects: tuple[ConfigObject, ...]) -> None:
+        """A standby's hook (off the loop, as often as it likes): compare what the rules want, with the
+        configuration in force ``objects``, with the ledger for what changed since the last call (every IP the
+        first time), deciding nothing. The IPs that differ are remembered; taking over then compares only those
+        and what changed afterwards (``touch``, ``followed``), not every IP."""
+        self.set_configuration(objects)
+        self._unsettled = {ip for ip in self._to_check(ledger) if self._difference(ip, world, ledger) is not None}
+        self._warm = True
+
     # --- deciding ---------------------------------------------------------------------------------
 
     def settle(self, world: World, ledger: Ledger) -> list[tuple[str, Event]]:
         """The BGP decisions that bring the ledger to what the rules want now."""
         if not self.active:
             return []
+        return [out for ip in self._to_check(ledger) if (out := self._difference(ip, world, ledger)) is not None]
+
+    def _to_check(self, ledger: Ledger) -> list[str]:
+        """The IPs whose decision may differ from the ledger's since the last settle, in order; each Service
+        changed since has its IPs taken from the ledger again."""
         if not (self.config.advertisements or ledger.bgp):
             # Nothing is advertised over BGP (L2 only) and nothing was: nothing to decide. Whatever ends
             # this (BGPAdvertisements, a decision in the ledger) recomputes everything.
             self._dirty_services.clear()
+            self._unsettled.clear()
             self._everything = True
             return []
-        check: set[str] = set()
+        check, self._unsettled = self._unsettled, set()
         if self._everything:
             self._everything = False
             self._dirty_services |= self._holdings.services() | ledger.allocations.keys()
@@ -59,7 +109,7 @@ class BGPDecisions(Bookkeeping):
             old, new = self._holdings.refresh(key, ledger)
             check.update(old, new)
         self._dirty_services.clear()
-        return [out for ip in sorted(check) if (out := self._difference(ip, world, ledger)) is not None]
+        return sorted(check)
 
     def _holder(self, key: ServiceKey, world: World, ledger: Ledger) -> Holder:
         allocation = ledger.allocations[key]
@@ -74,11 +124,14 @@ class BGPDecisions(Bookkeeping):
         )
 
     def _difference(self, ip: str, world: World, ledger: Ledger) -> tuple[str, Event] | None:
-        holders = [self._holder(key, world, ledger) for key in sorted(self._holdings.holders(ip))]
-        decision = decide(ip, holders, self.config)
+        keys = self._holdings.holders(ip)
+        ordered = keys if len(keys) < 2 else sorted(keys)
+        want = wanted([self._holder(key, world, ledger) for key in ordered], self.config)
         recorded = ledger.bgp.get(ip)
-        if isinstance(decision, BGPAdvertisementDecided):
-            return None if decision == recorded else (bgp_decision_subject(ip), decision)
-        if recorded is None:
+        if isinstance(want, BGPWithdrawReason):
+            if recorded is None:
+                return None
+            return bgp_decision_subject(ip), BGPAdvertisementWithdrawn(ip=ip, reason=want)
+        if recorded is not None and says(recorded, ip, want, self.config):
             return None
-        return bgp_decision_subject(ip), BGPAdvertisementWithdrawn(ip=ip, reason=decision)
+        return bgp_decision_subject(ip), decision(ip, want, self.config)

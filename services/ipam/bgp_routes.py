@@ -24,14 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas.events import BGPAdvertisementDecided, BGPRoute, BGPWithdrawReason, ServiceId
 from schemas.metallb import BGPAdvertisement, Community, ConfigObject, IPAddressPool
+from schemas.metallb.common import LabelSelector
 from schemas.metallb.community import BGPCommunity
 from schemas.metallb.rules import (
     TrafficPolicy,
     advertisements_selecting,
-    aggregate_prefix,
+    aggregate_prefix_text,
     resolve_communities,
     where_announced,
 )
@@ -39,28 +41,59 @@ from schemas.metallb.rules import (
 
 @dataclass(frozen=True, slots=True)
 class _Advertisement:
-    """A BGPAdvertisement with what every IP it covers needs worked out once."""
+    """A BGPAdvertisement with what every route it gives has in common worked out once: a route differs from
+    IP to IP only by its prefix."""
 
     ad: BGPAdvertisement
+    name: str
+    length_v4: int
+    length_v6: int
     communities: tuple[int, ...]
     large_communities: tuple[tuple[int, int, int], ...]
+    local_pref: int
+    peers: tuple[str, ...]
+    node_selectors: tuple[LabelSelector, ...]
 
-    def route(self, ip: str) -> BGPRoute:
-        spec = self.ad.spec
-        prefix = aggregate_prefix(ip, length_v4=spec.aggregation_length, length_v6=spec.aggregation_length_v6)
+    @classmethod
+    def of(cls, ad: BGPAdvertisement, aliases: Mapping[str, BGPCommunity]) -> _Advertisement:
+        spec = ad.spec
+        communities, large = resolve_communities(spec.communities, aliases)
+        return cls(ad, ad.name, spec.aggregation_length, spec.aggregation_length_v6, communities, large,
+                   spec.local_pref, tuple(sorted(spec.peers)), spec.node_selectors)  # fmt: skip
+
+    def prefix(self, ip: str) -> str:
+        return aggregate_prefix_text(ip, length_v4=self.length_v4, length_v6=self.length_v6)
+
+    def route(self, prefix: str) -> BGPRoute:
         return BGPRoute(
-            advertisement=self.ad.name,
-            prefix=str(prefix),
+            advertisement=self.name,
+            prefix=prefix,
             communities=self.communities,
             large_communities=self.large_communities,
-            local_pref=spec.local_pref,
-            peers=tuple(sorted(spec.peers)),
-            node_selectors=spec.node_selectors,
+            local_pref=self.local_pref,
+            peers=self.peers,
+            node_selectors=self.node_selectors,
+        )
+
+    def gave(self, route: BGPRoute, prefix: str) -> bool:
+        """Whether ``route`` is the one this advertisement gives for ``prefix`` (no route is built)."""
+        return (
+            route.prefix == prefix
+            and route.advertisement == self.name
+            and route.local_pref == self.local_pref
+            and route.communities == self.communities
+            and route.large_communities == self.large_communities
+            and route.peers == self.peers
+            and route.node_selectors == self.node_selectors
         )
 
 
 class BGPConfig:
-    """The BGP side of a configuration: the BGPAdvertisements (by name), pools' labels, community aliases."""
+    """The BGP side of a configuration: the BGPAdvertisements (by name), pools' labels, community aliases.
+
+    Which advertisements select a pool and a Service is remembered per pool and per the values of the only
+    labels the advertisements' ``serviceSelectors`` name, so that 50 000 Services in a few pools ask the
+    selectors a few times, not 50 000."""
 
     def __init__(self, objects: Iterable[ConfigObject]) -> None:
         ads: list[BGPAdvertisement] = []
@@ -74,9 +107,11 @@ class BGPConfig:
             elif isinstance(obj, Community):
                 aliases.update(obj.aliases())
         ordered = sorted(ads, key=lambda a: (a.name, a.namespace or ""))
-        self.advertisements = tuple(
-            _Advertisement(ad, *resolve_communities(ad.spec.communities, aliases)) for ad in ordered
-        )
+        self.advertisements = tuple(_Advertisement.of(ad, aliases) for ad in ordered)
+        self._label_keys = tuple(sorted({
+            key for a in ordered for selector in a.spec.service_selectors
+            for key in (*selector.match_labels, *(r.key for r in selector.match_expressions))}))  # fmt: skip
+        self._selecting: dict[tuple[str, tuple[str | None, ...]], tuple[int, ...]] = {}
 
     def _key(self) -> tuple[object, ...]:
         return (
@@ -95,6 +130,13 @@ class BGPConfig:
     def selecting(self, pool: str, service_labels: Mapping[str, str]) -> tuple[int, ...]:
         """Indices of the advertisements that select ``pool`` (a pool it knows) and a Service with
         ``service_labels``."""
+        key = (pool, tuple(service_labels.get(k) for k in self._label_keys))
+        known = self._selecting.get(key)
+        if known is None:
+            known = self._selecting[key] = self._select(pool, service_labels)
+        return known
+
+    def _select(self, pool: str, service_labels: Mapping[str, str]) -> tuple[int, ...]:
         labels = self.pool_labels.get(pool)
         if labels is None:
             return ()
@@ -106,9 +148,9 @@ class BGPConfig:
 EMPTY_BGP_CONFIG = BGPConfig(())
 
 
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """One Service holding the IP, as the rules need it (``labels`` None: Kubernetes does not know it)."""
+class Holder(NamedTuple):
+    """One Service holding the IP, as the rules need it (``labels`` None: Kubernetes does not know it). A
+    named tuple: one is made per IP and Service compared, and a frozen dataclass costs several times more."""
 
     service: ServiceId
     pool: str
@@ -117,8 +159,22 @@ class Holder:
     serving: frozenset[str]
 
 
-def decide(ip: str, holders: Sequence[Holder], config: BGPConfig) -> BGPAdvertisementDecided | BGPWithdrawReason:
-    """What is advertised for ``ip`` held by ``holders`` (at least one), or why nothing is."""
+class Wanted(NamedTuple):
+    """What the rules want advertised for one IP, before any event is built: the Services that count, the
+    advertisements giving routes (indices into the configuration's, ascending) and the nodes (None: every
+    node). Equal for two IPs of one kind (same Services' facts, same advertisements): only prefixes differ."""
+
+    services: tuple[ServiceId, ...]
+    advertisements: tuple[int, ...]
+    nodes: tuple[str, ...] | None
+
+
+def _service_order(service: ServiceId) -> tuple[str, str, str]:
+    return service.namespace, service.name, service.uid
+
+
+def wanted(holders: Sequence[Holder], config: BGPConfig) -> Wanted | BGPWithdrawReason:
+    """What is wanted for an IP held by ``holders``, or why nothing is advertised."""
     if not holders:
         return BGPWithdrawReason.RELEASED
     selected: set[int] = set()
@@ -144,11 +200,54 @@ def decide(ip: str, holders: Sequence[Holder], config: BGPConfig) -> BGPAdvertis
             nodes |= where
     if not selected:
         return BGPWithdrawReason.NO_SERVING_ENDPOINTS if advertised else BGPWithdrawReason.NO_ADVERTISEMENT
-    routes = sorted((config.advertisements[index].route(ip) for index in selected),
-                    key=lambda r: (r.advertisement, r.prefix))
-    return BGPAdvertisementDecided(
-        ip=ip,
-        services=tuple(sorted(set(services), key=lambda s: (s.namespace, s.name, s.uid))),
-        routes=tuple(routes),
+    return Wanted(
+        services=tuple(services) if len(services) == 1 else tuple(sorted(set(services), key=_service_order)),
+        advertisements=tuple(sorted(selected)),
         nodes=None if everywhere else tuple(sorted(nodes)),
     )
+
+
+def _routes_of(ip: str, want: Wanted, config: BGPConfig) -> list[tuple[_Advertisement, str]]:
+    """The advertisements giving ``ip`` its routes with their prefixes, in the decision's order (by name,
+    then prefix; the configuration's advertisements are already in name order)."""
+    ads = config.advertisements
+    given = [(ads[i], ads[i].prefix(ip)) for i in want.advertisements]
+    if len(given) > 1:
+        given.sort(key=lambda pair: (pair[0].name, pair[1]))
+    return given
+
+
+def decision(ip: str, want: Wanted, config: BGPConfig) -> BGPAdvertisementDecided:
+    """The event saying ``want`` for ``ip``."""
+    return BGPAdvertisementDecided(
+        ip=ip,
+        services=want.services,
+        routes=tuple(ad.route(prefix) for ad, prefix in _routes_of(ip, want, config)),
+        nodes=want.nodes,
+    )
+
+
+def says(recorded: BGPAdvertisementDecided, ip: str, want: Wanted, config: BGPConfig) -> bool:
+    """Whether ``recorded`` is the decision ``want`` gives ``ip`` (equal to :func:`decision`'s, no event built:
+    a takeover compares every IP, most with one Service and one advertisement)."""
+    routes, services = recorded.routes, recorded.services
+    if recorded.nodes != want.nodes or len(routes) != len(want.advertisements) or recorded.ip != ip:
+        return False
+    if len(routes) == 1:
+        ad = config.advertisements[want.advertisements[0]]
+        if not ad.gave(routes[0], ad.prefix(ip)):
+            return False
+    elif not all(ad.gave(r, prefix) for r, (ad, prefix) in zip(routes, _routes_of(ip, want, config), strict=True)):
+        return False
+    if len(services) != len(want.services):
+        return False
+    return all(
+        a is b or (a.namespace == b.namespace and a.name == b.name and a.uid == b.uid)  # a ServiceId's fields
+        for a, b in zip(services, want.services, strict=True)
+    )
+
+
+def decide(ip: str, holders: Sequence[Holder], config: BGPConfig) -> BGPAdvertisementDecided | BGPWithdrawReason:
+    """What is advertised for ``ip`` held by ``holders`` (at least one), or why nothing is."""
+    want = wanted(holders, config)
+    return want if isinstance(want, BGPWithdrawReason) else decision(ip, want, config)

@@ -90,6 +90,7 @@ class Decider:
     def load_decision(self, event: Event, sequence: int) -> None:
         """Fold one event of the IPAM stream (replay, or following the active replica)."""
         apply(self.ledger, event, sequence)
+        self.bgp.followed(event)
 
     def skip_to(self, sequence: int) -> None:
         """The stream holds messages up to ``sequence`` even if some could not be folded (invalid)."""
@@ -97,7 +98,13 @@ class Decider:
 
     def load_observation(self, event: Event) -> None:
         """Fold one observed event without deciding (the world before activation)."""
-        self.world.apply(event)
+        self.bgp.touch(self.world.apply(event))
+
+    def warm(self) -> None:
+        """On a standby, as often as it likes (off the loop): compare the BGP decisions the rules want with
+        the ledger for what changed since the last call, so that taking over compares only what changed
+        since, not every IP (``BGPDecisions.warm``). Deciding nothing, it appends nothing."""
+        self.bgp.warm(self.world, self.ledger, self._recorded_configuration().objects)
 
     # --- deciding (the active replica) ------------------------------------------------------
 

@@ -39,6 +39,10 @@ class Holdings:
 
     def refresh(self, key: ServiceKey, ledger: Ledger) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Take ``key``'s IPs from the ledger's allocation now; the IPs it held before and holds now."""
+        allocation = ledger.allocations.get(key)
+        held = self._ips_of.get(key)
+        if allocation is not None and allocation.ips == held:
+            return held, held  # the same IPs (taking over looks at every Service): nothing to move
         old = self._ips_of.pop(key, ())
         for ip in old:
             holders = self._holders.get(ip)
@@ -46,7 +50,6 @@ class Holdings:
                 holders.discard(key)
                 if not holders:
                     del self._holders[ip]
-        allocation = ledger.allocations.get(key)
         if allocation is None:
             return old, ()
         self._ips_of[key] = allocation.ips
