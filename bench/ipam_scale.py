@@ -6,7 +6,8 @@ endpoints on two nodes, and heartbeats from the first ``announcers`` nodes (so L
 too). Two ipam processes run; figures:
 
 - time from the first observation published to a decision for every Service, and the same from the last
-  observation published (what ipam still had to do once the world was all there);
+  observation published (what ipam still had to do once the world was all there); the CPU seconds each
+  replica spent by then (the figure the machine's other load changes least);
 - peak RSS (VmHWM) of each replica, and its largest event-loop lag (``/metrics``);
 - takeover: kill -9 of the active replica → the standby appends its first decision for a new Service,
   split into the lease running out (the TTL) and the standby's own work once it holds the lease;
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -94,6 +96,7 @@ class Ipam:
         )
         self.rss_peak_mb = 0.0
         self.loop_lag_max_s = 0.0
+        self.cpu_s = 0.0  # user + system, what the machine's other load does not change
 
     def holds(self, holder: str | None) -> bool:
         return holder is not None and holder.endswith(f"-{self.process.pid}")
@@ -104,6 +107,8 @@ class Ipam:
             for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     self.rss_peak_mb = max(self.rss_peak_mb, int(line.split()[1]) / 1024)
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            self.cpu_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
             return
         try:
@@ -198,6 +203,8 @@ async def run(count: int, nodes: int, announcers: int, logs: Path | None) -> dic
                 figures["publish_s"] = published - start
                 figures["decided_all_s"] = done - start
                 figures["decided_after_last_published_s"] = done - published
+                figures["active_cpu_s"] = active.cpu_s
+                figures["standby_cpu_s"] = next(r for r in replicas if r is not active).cpu_s
                 figures["active_rss_peak_mb"] = active.rss_peak_mb
                 figures["active_loop_lag_max_s"] = active.loop_lag_max_s
 

@@ -212,9 +212,11 @@ class Replica:
         try:
             _, drained = await asyncio.gather(self._catch_up_decisions(), self._drain_world())
             await self._stop_following_decisions()
+            caught_up = time.perf_counter()
             with self._collector.building():  # adoption builds the allocator's long-lived state
                 # its decisions are sent in the "ipam activate" span below
                 await off_loop(lambda: self._adopt(drained), name="ipam-adopt")
+            adopted = time.perf_counter()
             if not self._lease.held:
                 await self._step_down("lease lost while adopting")
                 return
@@ -224,17 +226,25 @@ class Replica:
                 window.cancel()
         self.role = Role.ACTIVE
         metrics.ACTIVE.set(1)
+        listened = time.perf_counter()
         with self._tracer.start_as_current_span("ipam activate"), self._collector.building():
             live = self.liveness.live
             outgoing = await off_loop(lambda: self.decider.start_placing(live), name="ipam-place")
+            placed = time.perf_counter()
             sent = await self._send(outgoing, {})
         if sent is not None and await self._confirm(sent):
             self.activated.set()
             log.info(
-                "active ipam_sequence=%d decided=%d seconds=%.3f",
+                "active ipam_sequence=%d decided=%d seconds=%.3f catch_up_s=%.3f adopt_s=%.3f listen_s=%.3f "
+                "place_s=%.3f append_s=%.3f",
                 self.decider.ledger.last_sequence,
                 len(outgoing),
                 time.perf_counter() - started,
+                caught_up - started,
+                adopted - caught_up,
+                listened - adopted,
+                placed - listened,
+                time.perf_counter() - placed,
             )
 
     def _adopt(self, drained: list[Received]) -> None:
