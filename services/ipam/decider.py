@@ -84,6 +84,8 @@ class Decider:
         self._judged: tuple[list[ConfigObject], tuple[ValidationProblem, ...]] = ([], ())
         self.layer2 = Layer2()
         self.bgp = BGPDecisions()
+        #: The configuration in force ``warm`` last parsed.
+        self._warmed_with: Configuration | None = None
 
     # --- loading (any replica) --------------------------------------------------------------
 
@@ -101,10 +103,13 @@ class Decider:
         self.bgp.touch(self.world.apply(event))
 
     def warm(self) -> None:
-        """On a standby, as often as it likes (off the loop): compare the BGP decisions the rules want with
-        the ledger for what changed since the last call, so that taking over compares only what changed
-        since, not every IP (``BGPDecisions.warm``). Deciding nothing, it appends nothing."""
-        self.bgp.warm(self.world, self.ledger, self._recorded_configuration().objects)
+        """On a standby, as often as it likes (off the loop, while nothing else touches the decider): compare
+        the BGP decisions the rules want with the ledger for what changed since the last call, so that taking
+        over compares only what changed since, not every IP (``BGPDecisions.warm``). Deciding nothing, it
+        appends nothing; the configuration in force is parsed again only when it changes."""
+        if self._warmed_with is None or self._warmed_with.digest != self.ledger.in_force.generation:
+            self._warmed_with = self._recorded_configuration()
+        self.bgp.warm(self.world, self.ledger, self._warmed_with.objects)
 
     # --- deciding (the active replica) ------------------------------------------------------
 
