@@ -1,6 +1,6 @@
 """The whole system at cluster scale, side by side with an earlier commit (issue #13's figures).
 
-    python bench/scale.py --quick          # 200 nodes, 1 000 Services: both trees in under 2 minutes
+    python bench/scale.py --quick          # 100 nodes, 600 Services: both trees in about 2 minutes
     nice -n 10 python bench/scale.py       # 5 000 nodes, 50 000 Services, 500 endpoint changes a second
     python bench/scale.py --baseline REF --nodes N --services S --rate R
     python bench/scale.py --no-baseline    # this tree alone
@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_BASELINE = "efc31b2"
 #: ``--quick``: small enough that both trees run in under 2 minutes on 2 shared cores.
-QUICK_NODES, QUICK_SERVICES = 200, 1000
+QUICK_NODES, QUICK_SERVICES = 100, 600
 
 #: (figure, what it is, unit, target at full size)
 ROWS: list[tuple[str, str, str, str]] = [
@@ -195,8 +195,8 @@ def main() -> None:
     quick = args.quick
     args.nodes = args.nodes or (QUICK_NODES if quick else 5000)
     args.services = args.services or (QUICK_SERVICES if quick else 50_000)
-    args.churn_seconds = args.churn_seconds or (5.0 if quick else 30.0)
-    args.idle_seconds = args.idle_seconds or (4.0 if quick else 20.0)
+    args.churn_seconds = args.churn_seconds or (4.0 if quick else 30.0)
+    args.idle_seconds = args.idle_seconds or (3.0 if quick else 20.0)
     args.status_timeout = args.status_timeout or (40.0 if quick else 900.0)
 
     signal.signal(signal.SIGTERM, _interrupted)

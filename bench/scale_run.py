@@ -206,6 +206,23 @@ class Run:
     def varz_out_msgs(self) -> float:
         return float(json.loads(procs.http_get(f"{self.varz}/varz"))["out_msgs"])
 
+    def backlog(self) -> int:
+        """Messages of every stream some consumer has not been given or has not acknowledged yet."""
+        page = json.loads(procs.http_get(f"{self.varz}/jsz?accounts=true&consumers=true", 10.0))
+        return sum(int(consumer.get("num_pending", 0)) + int(consumer.get("num_ack_pending", 0))
+                   for account in page.get("account_details", []) for stream in account.get("stream_detail", [])
+                   for consumer in stream.get("consumer_detail", []))
+
+    async def settled(self, timeout: float = 120.0) -> None:
+        """Until every consumer has caught up with its stream and no decision came for a second: what came
+        before is done (a failover measured behind a backlog would time the backlog). Goes on after
+        ``timeout``, saying so."""
+        try:
+            await self.until(lambda: self.backlog() == 0, timeout, "consumer caught up")
+            await self.decisions.quiet(seconds=1.0, timeout=timeout)
+        except TimeoutError:
+            procs.log(f"not settled after {timeout:.0f} s (backlog {self.backlog()}): measuring anyway")
+
     def delivered_but_liveness(self) -> float:
         """Messages the server delivered to the system's connections, but for the connections that only read
         liveness (ipam's heartbeat readers: their traffic depends on the node count, not on changes) and
@@ -318,7 +335,7 @@ class Run:
         with self.figure("announcer_ready_s"):
             self.announcer(REAL_NODES - 1)
             self.figures["announcer_ready_s"] = await self.ready(f"announcer-{REAL_NODES - 1}", timeout=60)
-        await asyncio.sleep(2.0)  # the tail of the cold start (the last announcements): steady state after it
+        await self.settled()
         await self._idle(s)
         await self._churn(s)
         self._peaks()
@@ -386,7 +403,7 @@ class Run:
     async def _l2_failover(self, how: str, number: int, name: str) -> None:
         names = (f"l2_failover_{how}_p50_s", f"l2_failover_{how}_p99_s", f"l2_failover_{how}_ips")
         with self.figure(*names):
-            await self.decisions.quiet(seconds=1.0, timeout=60)
+            await self.settled()
             node = node_name(int(name.rsplit("-", 1)[1]))
             owned = self.decisions.on(node)
             if not owned:
@@ -402,6 +419,7 @@ class Run:
 
     async def _takeover(self, s: Sizes) -> None:
         with self.figure("ipam_takeover_s"):
+            await self.settled()
             active = self.active_ipam()
             if active is None:
                 raise RuntimeError("no active ipam")
