@@ -213,13 +213,14 @@ class Run:
                    for account in page.get("account_details", []) for stream in account.get("stream_detail", [])
                    for consumer in stream.get("consumer_detail", []))
 
-    async def settled(self, timeout: float = 120.0) -> None:
+    async def settled(self, timeout: float = 60.0) -> None:
         """Until every consumer has caught up with its stream and no decision came for a second: what came
         before is done (a failover measured behind a backlog would time the backlog). Goes on after
-        ``timeout``, saying so."""
+        ``timeout`` in all, saying so."""
+        deadline = time.monotonic() + timeout
         try:
             await self.until(lambda: self.backlog() == 0, timeout, "consumer caught up")
-            await self.decisions.quiet(seconds=1.0, timeout=timeout)
+            await self.decisions.quiet(seconds=1.0, timeout=max(1.0, deadline - time.monotonic()))
         except TimeoutError:
             procs.log(f"not settled after {timeout:.0f} s (backlog {self.backlog()}): measuring anyway")
 
