@@ -101,7 +101,7 @@ class EndpointsOnNode(Protocol):
 
 def serving_nodes(endpoints: Iterable[EndpointsOnNode]) -> frozenset[str]:
     """The nodes with at least one serving endpoint."""
-    return frozenset(e.node for e in endpoints if e.serving > 0)
+    return frozenset([e.node for e in endpoints if e.serving > 0])  # a list: cheaper than a generator here
 
 
 class ServingVerdict(StrEnum):

@@ -115,12 +115,12 @@ class BGPDecisions(Bookkeeping):
         allocation = ledger.allocations[key]
         service = world.services.get(key)
         endpoints = world.endpoints.get(key)
-        return Holder(
-            service=allocation.service,
-            pool=allocation.pool,
-            labels=None if service is None else service.labels,
-            policy=traffic_policy(None if service is None else service.external_traffic_policy),
-            serving=serving_nodes(endpoints.nodes) if endpoints is not None else frozenset(),
+        return Holder(  # positional: a takeover makes one per IP, and keywords cost a named tuple twice as much
+            allocation.service,
+            allocation.pool,
+            None if service is None else service.labels,
+            traffic_policy(None if service is None else service.external_traffic_policy),
+            serving_nodes(endpoints.nodes) if endpoints is not None else frozenset(),
         )
 
     def _difference(self, ip: str, world: World, ledger: Ledger) -> tuple[str, Event] | None:

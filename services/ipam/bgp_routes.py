@@ -200,10 +200,10 @@ def wanted(holders: Sequence[Holder], config: BGPConfig) -> Wanted | BGPWithdraw
             nodes |= where
     if not selected:
         return BGPWithdrawReason.NO_SERVING_ENDPOINTS if advertised else BGPWithdrawReason.NO_ADVERTISEMENT
-    return Wanted(
-        services=tuple(services) if len(services) == 1 else tuple(sorted(set(services), key=_service_order)),
-        advertisements=tuple(sorted(selected)),
-        nodes=None if everywhere else tuple(sorted(nodes)),
+    return Wanted(  # services, advertisements, nodes (positional, as ``Holder``)
+        tuple(services) if len(services) == 1 else tuple(sorted(set(services), key=_service_order)),
+        tuple(sorted(selected)),
+        None if everywhere else tuple(sorted(nodes)),
     )
 
 
