@@ -240,10 +240,9 @@ async def _measure(args: argparse.Namespace, lab: procs.NodeNamespaces, server: 
                                 env={**os.environ, "PYTHONPATH": str(REPO)}, log_dir=directory)  # fmt: skip
         try:
             url = f"http://{announcer_address}:{http_port}/readyz"
-            figures["ready_s"] = round(await wait_until(lambda: ready(url), 120, "ready"), 2)
-            figures["routes_s"] = round(
-                await wait_until(lambda: peer.prefixes >= expected, 120, f"{expected} routes at the peer")
-                + float(figures["ready_s"]), 2)  # fmt: skip
+            ready_s = await wait_until(lambda: ready(url), 120, "ready")
+            routes_s = ready_s + await wait_until(lambda: peer.prefixes >= expected, 120, "every route at the peer")
+            figures["ready_s"], figures["routes_s"] = round(ready_s, 2), round(routes_s, 2)
             figures["routes_at_peer"] = peer.prefixes
             pid = announcer.pid  # ip netns exec execs the announcer: the same process
             await asyncio.sleep(1.0)

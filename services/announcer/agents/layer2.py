@@ -166,7 +166,7 @@ class L2Agent:
         def fold(received: Received) -> None:
             event = received.event
             if isinstance(event, L2PlacementDecided | L2PlacementCleared):
-                placement = placement_of(event, epoch=received.sequence)
+                placement = placement_of(event, epoch=received.sequence, node=self.node)
                 if placement is not None:
                     placements.append(placement)
                     self._remember_origin(placement, received)
@@ -221,7 +221,7 @@ class L2Agent:
             event = received.event
             if not isinstance(event, L2PlacementDecided | L2PlacementCleared):
                 continue
-            placement = placement_of(event, epoch=received.sequence)
+            placement = placement_of(event, epoch=received.sequence, node=self.node)
             verdict = self.ownership.apply(placement)
             if verdict is Applied.NEWER:
                 changed = True
@@ -305,7 +305,7 @@ class L2Agent:
             self._checking.discard(ip)
         if received is None or not isinstance(event := received.event, L2PlacementDecided | L2PlacementCleared):
             return
-        if self.ownership.apply(placement_of(event, epoch=received.sequence)) is Applied.NEWER:
+        if self.ownership.apply(placement_of(event, epoch=received.sequence, node=self.node)) is Applied.NEWER:
             log.info("claim explained ip=%s epoch=%d", ip, received.sequence)
             self._converge()
 

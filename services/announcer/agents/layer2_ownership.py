@@ -53,14 +53,20 @@ class Placement:
     services: tuple[ServiceId, ...] = ()
 
 
-def placement_of(event: L2PlacementDecided | L2PlacementCleared, *, epoch: int) -> Placement | None:
-    """The placement an IPAM event states, or None when its IP does not parse."""
+def placement_of(
+    event: L2PlacementDecided | L2PlacementCleared, *, epoch: int, node: str | None = None
+) -> Placement | None:
+    """The placement an IPAM event states, or None when its IP does not parse. Given ``node`` (this one), a
+    placement on another node keeps only its epoch and node: its Services and interfaces never matter here,
+    and tens of thousands of them would be kept for nothing."""
     try:
         ip = ip_address(event.ip)
     except ValueError:
         return None
     if isinstance(event, L2PlacementCleared):
         return Placement(ip=ip, epoch=epoch, node=None)
+    if node is not None and event.node != node:
+        return Placement(ip=ip, epoch=epoch, node=event.node)
     return Placement(
         ip=ip, epoch=epoch, node=event.node, interfaces=frozenset(event.interfaces), services=event.services
     )

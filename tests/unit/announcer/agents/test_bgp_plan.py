@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schemas.events import BGPAdvertisementDecided
+from schemas.events import BGPAdvertisementDecided, BGPAdvertisementWithdrawn
 from schemas.metallb.rules import EXCLUDE_LABEL, NodeFacts
 from services.announcer.agents.bgp_inputs import BgpInputs
 from services.announcer.agents.bgp_plan import Configuration, Plan, Planner, next_hops, plan, router_id_for
@@ -135,7 +135,7 @@ def test_a_plan_kept_current_ip_by_ip_equals_one_made_whole() -> None:
              bgp_peer("spine", "10.0.0.2", my_asn=64512, peer_asn=64514))  # fmt: skip
     inputs.apply(in_force(*peers))
     planner = Planner(node=NODE_A, configuration=inputs.configuration, decisions=inputs.decisions)
-    steps = [
+    steps: list[BGPAdvertisementDecided | BGPAdvertisementWithdrawn] = [
         decided("198.51.100.7", route("a1", "198.51.100.0/24", communities=(1,), local_pref=100)),
         decided("198.51.100.8", route("a2", "198.51.100.0/24", communities=(2,), local_pref=200, peers=("tor",))),
         decided("198.51.100.9"),

@@ -132,3 +132,11 @@ def test_reports_only_changes() -> None:
         ("192.0.2.10", False, (), 9),
         ("2001:db8::10", False, (), 5),
     ]
+
+
+def test_a_placement_on_another_node_keeps_only_its_epoch_and_node() -> None:
+    service = ServiceId(namespace="default", name="web")
+    event = L2PlacementDecided(ip="192.0.2.5", node="b", services=(service,), interfaces=("eth0",))
+    assert placement_of(event, epoch=3, node="b") == Placement(
+        ip=ip_address("192.0.2.5"), epoch=3, node="b", interfaces=frozenset({"eth0"}), services=(service,))  # fmt: skip
+    assert placement_of(event, epoch=3, node="a") == Placement(ip=ip_address("192.0.2.5"), epoch=3, node="b")
