@@ -86,7 +86,7 @@ class TrafficPolicy(StrEnum):
 
 def traffic_policy(external_traffic_policy: str | None) -> TrafficPolicy:
     """A Service's ``externalTrafficPolicy``; anything but ``Local`` (unset included) is Cluster."""
-    return TrafficPolicy.LOCAL if external_traffic_policy == TrafficPolicy.LOCAL.value else TrafficPolicy.CLUSTER
+    return TrafficPolicy.LOCAL if external_traffic_policy == TrafficPolicy.LOCAL else TrafficPolicy.CLUSTER
 
 
 class EndpointsOnNode(Protocol):
