@@ -111,7 +111,7 @@ class Connection(asyncio.Protocol):
     async def open(cls, url: str, name: str) -> Connection:
         parts = urlsplit(url)
         _, connection = await asyncio.get_running_loop().create_connection(
-            lambda: cls(name), parts.hostname, parts.port
+            lambda: cls(name), parts.hostname or "127.0.0.1", parts.port or 4222
         )
         await connection.ready
         return connection
@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--shared-connections", type=int, default=4, help="older protocol only")
     parser.add_argument("--interval", type=float, help="seconds between heartbeats (default: the tree's)")
     args = parser.parse_args()
-    from cluster_api import node_name  # type: ignore[import-not-found]  # beside this file, before the tree
+    from cluster_api import node_name  # beside this file, imported before the tree is put on sys.path
 
     _use_tree(args.tree.resolve())
     nodes = [node_name(i) for i in range(args.first, args.first + args.count)]

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import scale_procs as procs  # type: ignore[import-not-found]  # beside this file, imported before the tree
-from cluster_api import REAL_NODES, node_name  # type: ignore[import-not-found]
+import scale_procs as procs  # beside this file, imported before the tree is put on sys.path
+from cluster_api import REAL_NODES, node_name
 
 HARNESS = Path(__file__).resolve().parent.parent
 OBSERVER = "bench-scale-observer"
@@ -175,7 +175,7 @@ class Run:
                             "--exclude-interfaces", "mgmt*,wire*", netns=index)
 
     def metrics(self, name: str) -> str:
-        return procs.http_get(f"{self.ports[name]}/metrics")
+        return str(procs.http_get(f"{self.ports[name]}/metrics"))
 
     async def ready(self, name: str, timeout: float) -> float:
         """Seconds from the child's start until its /readyz answers 200."""
@@ -186,7 +186,7 @@ class Run:
                     raise RuntimeError(f"{name} exited: {child.tail()}")
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(procs.http_get, f"{self.ports[name]}/readyz", 1.0)
-                    return time.monotonic() - child.started
+                    return float(time.monotonic() - child.started)
                 await asyncio.sleep(0.05)  # a child's readiness endpoint: nothing to wait on but polling
 
     def active_ipam(self) -> str | None:
@@ -254,7 +254,7 @@ class Run:
         from services.common import nats_server
 
         wrapper, monitor = self._monitored_binary(nats_server.nats_server_binary())
-        nats_server.nats_server_binary = lambda: str(wrapper)  # type: ignore[attr-defined]
+        nats_server.nats_server_binary = lambda: str(wrapper)
         server = nats_server.EmbeddedNats(host=self.lab.server_host)
         server.start()
         try:
@@ -450,7 +450,7 @@ class Run:
             except subprocess.TimeoutExpired:
                 sim.kill()
                 sim.wait()
-        api, self.api = getattr(self, "api", None), None
+        api = self.__dict__.pop("api", None)
         if api is not None:
             api.stop()
         self.lab.remove()
