@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from services.ipam.core.pools import validate_pools
 from services.ipam.core.requests import parse_ip
 from services.ipam.layer2 import Layer2
 from services.ipam.ledger import Ledger, apply
+from services.ipam.warm_allocator import WarmAllocator
 from services.ipam.world import World
 
 
@@ -86,6 +87,10 @@ class Decider:
         self.bgp = BGPDecisions()
         #: The configuration in force ``warm`` last parsed.
         self._warmed_with: Configuration | None = None
+        #: A standby's allocator kept adopted to the ledger by ``warm`` (taken over by ``adopt``), and the
+        #: observed configuration and the one in force it was built for.
+        self._warm_allocator: WarmAllocator | None = None
+        self._warm_for: tuple[str, str] = ("", "")
 
     # --- loading (any replica) --------------------------------------------------------------
 
@@ -110,6 +115,18 @@ class Decider:
         if self._warmed_with is None or self._warmed_with.digest != self.ledger.in_force.generation:
             self._warmed_with = self._recorded_configuration()
         self.bgp.warm(self.world, self.ledger, self._warmed_with.objects)
+        self._warm_allocations()
+
+    def _warm_allocations(self) -> None:
+        """Keep an allocator adopted to the ledger, with the pools ``adopt`` would install now (evaluated
+        again only when the observed configuration or the one in force changes)."""
+        built_for = (_digest(self.world.config.values()), self.ledger.in_force.generation)
+        warm = self._warm_allocator
+        if warm is None or self._warm_for != built_for:
+            candidate, _ = self._evaluate_configuration(in_force=self._recorded_configuration())
+            warm = self._warm_allocator = WarmAllocator(built_for=candidate, pools=candidate.pools)
+            self._warm_for = built_for
+        warm.follow(self.ledger, self.world, self._parse_with)
 
     # --- deciding (the active replica) ------------------------------------------------------
 
@@ -122,14 +139,23 @@ class Decider:
     def adopt(self) -> None:
         """The allocation half of ``activate``; its events wait for ``start_placing`` (the shell
         listens to the announcers meanwhile)."""
-        self.allocator = core.Allocator()
-        self._installed = None
         self._configuration_changed = False  # evaluated below with everything observed
         self.configuration = self._recorded_configuration()
+        warm, self._warm_allocator = self._warm_allocator, None
+        adopted: dict[core.ServiceKey, core.ServiceRequest] = {}
+        candidate, _ = self._evaluate_configuration(in_force=self.configuration)
+        if warm is not None and warm.built_for == candidate:
+            # a standby kept warm: its allocator holds the pools about to be installed and what it adopted
+            warm.follow(self.ledger, self.world, self._parse_with)
+            self.allocator, self._installed = warm.allocator, candidate
+            adopted = {key: a.request for key, a in warm.adopted.items()}
+        else:
+            self.allocator, self._installed = core.Allocator(), None
         self._reconfigure(reconcile=False)
-        self._parsed = {}  # the world does not change until the end of adoption: parse each Service once
+        # the world does not change until the end of adoption: parse each Service once
+        self._parsed = dict[core.ServiceKey, core.ParsedService](adopted)
         try:
-            doomed = self._readopt()
+            doomed = self._readopt(skip=adopted.keys())
             for key in doomed:
                 self._reconcile(key)
             for key in sorted(self.world.services.keys() | self.ledger.failures.keys()):
@@ -251,11 +277,13 @@ class Decider:
     def _parse(self, key: core.ServiceKey, service: ServiceObserved) -> core.ParsedService:
         if self._parsed is not None and key in self._parsed:
             return self._parsed[key]
-        raw = raw_service(service, self.world.namespace_labels(service.ref.namespace))
-        parsed = core.parse_service(raw, load_balancer_class=self.load_balancer_class)
+        parsed = self._parse_with(service, self.world.namespace_labels(service.ref.namespace))
         if self._parsed is not None:
             self._parsed[key] = parsed
         return parsed
+
+    def _parse_with(self, service: ServiceObserved, labels: dict[str, str]) -> core.ParsedService:
+        return core.parse_service(raw_service(service, labels), load_balancer_class=self.load_balancer_class)
 
     def _allocated(self, decision: core.Allocated, uid: str) -> None:
         ips = events.allocated_ips(decision)
@@ -285,10 +313,11 @@ class Decider:
         if self.ledger.failures.get(refused.service) != event:
             self._emit_allocation(event)
 
-    def _readopt(self) -> list[core.ServiceKey]:
-        """Re-adopt every allocation of the ledger; return the Services that could not keep theirs."""
+    def _readopt(self, *, skip: Collection[core.ServiceKey] = ()) -> list[core.ServiceKey]:
+        """Re-adopt every allocation of the ledger (but those in ``skip``, adopted already); return the
+        Services that could not keep theirs."""
         doomed: list[core.ServiceKey] = []
-        for key in sorted(self.ledger.allocations):
+        for key in sorted(self.ledger.allocations.keys() - skip):
             recorded = self.ledger.allocations[key]
             service = self.world.services.get(key)
             if service is None:
@@ -328,21 +357,26 @@ class Decider:
             return EMPTY_CONFIGURATION
         return Configuration(objects, self.ledger.in_force.generation)
 
-    def _reconfigure(self, *, reconcile: bool) -> None:
-        """Evaluate the observed configuration; install it if valid, else keep the one in force."""
+    def _evaluate_configuration(self, *, in_force: Configuration) -> tuple[Configuration, list[ConfigProblem]]:
+        """The configuration to install: the observed one if it is valid, else ``in_force``; and its problems."""
         objects, problems = self._parse_observed_configuration()
-        candidate = self.configuration
         if not problems:
             candidate = Configuration(tuple(objects), _digest(self.world.config.values()))
             try:
                 validate_pools(candidate.pools)
             except core.InvalidPools as error:
                 problems.append(events.unusable_pools(error))
+            else:
+                return candidate, problems
+        return in_force, problems
+
+    def _reconfigure(self, *, reconcile: bool) -> None:
+        """Evaluate the observed configuration; install it if valid, else keep the one in force."""
+        candidate, problems = self._evaluate_configuration(in_force=self.configuration)
         if problems:
             self._report_configuration(valid=False, problems=tuple(problems))
-            candidate = self.configuration
         applied = core.PoolsApplied()
-        if candidate is not self._installed:
+        if candidate != self._installed:  # (equal pools re-installed would only re-commit every holding)
             applied = self.allocator.set_pools(candidate.pools)
             self._installed = candidate
         self.configuration = candidate

@@ -1,0 +1,85 @@
+"""A standby kept warm takes over as a cold one would: every allocation kept, the same decisions for what
+changed while no replica was deciding, without re-adopting what it had adopted already."""
+
+from __future__ import annotations
+
+from schemas.events import Event, IPAllocated
+from services.ipam.decider import Decider, Outgoing
+from tests.builders import pool, service, service_deleted
+
+CONFIGURATION: list[Event] = [pool("lan", "10.50.0.0/24", "fd00:50::/120")]
+
+
+def workload(count: int) -> list[Event]:
+    """Services, every third dual-stack, every fifth sharing an address with its neighbour."""
+    made: list[Event] = []
+    for i in range(count):
+        annotations = {"metallb.io/allow-shared-ip": f"pair-{i // 2}"} if i % 5 == 0 else {}
+        dual = i % 3 == 0
+        made.append(service(
+            f"svc-{i}", annotations=annotations, ip_families=("IPv4", "IPv6") if dual else ("IPv4",),
+            ip_family_policy="RequireDualStack" if dual else "SingleStack",
+        ))
+    return made
+
+
+def follow(standby: Decider, observed: list[Event], decided: list[Outgoing]) -> None:
+    for event in observed:
+        standby.load_observation(event)
+    for out in decided:
+        standby.load_decision(out.event, out.sequence)
+
+
+def held(decider: Decider) -> dict[str, tuple[str, ...]]:
+    return {key: event.ips for key, event in decider.ledger.allocations.items()}
+
+
+def decisions(outgoing: list[Outgoing]) -> list[tuple[str, Event]]:
+    return [(o.subject, o.event) for o in outgoing]
+
+
+def test_a_warm_standby_takes_over_with_every_allocation_and_decides_as_a_cold_one() -> None:
+    active = Decider()
+    warm, cold = Decider(), Decider()
+    world = CONFIGURATION + workload(60)
+    decided = active.observe_many((event, None) for event in world)
+    active.activate()
+    for standby in (warm, cold):
+        follow(standby, world, decided)
+    warm.warm()
+    before = held(active)
+
+    # the active replica decides some more, then dies before deciding the last changes
+    more = [service("late-1"), service_deleted("svc-7")]
+    decided_more = active.observe_many((event, None) for event in more)
+    unanswered = [service("late-2"), service_deleted("svc-8"), service("svc-9", annotations={
+        "metallb.io/loadBalancerIPs": "10.50.0.200"})]
+    for standby in (warm, cold):
+        follow(standby, more + unanswered, decided_more)
+    warm.warm()
+
+    taken_over = {name: standby.activate() for name, standby in (("warm", warm), ("cold", cold))}
+
+    assert decisions(taken_over["warm"]) == decisions(taken_over["cold"])
+    assert held(warm) == held(cold)
+    kept = {key: ips for key, ips in before.items() if key not in {"default/svc-7", "default/svc-8", "default/svc-9"}}
+    assert {key: held(warm)[key] for key in kept} == kept, "an address moved on taking over"
+    allocated = {o.event.service.name: o.event.ips for o in taken_over["warm"] if isinstance(o.event, IPAllocated)}
+    assert allocated.keys() == {"late-2", "svc-9"}
+    assert allocated["svc-9"] == ("10.50.0.200",)
+
+
+def test_a_warm_standby_whose_pools_changed_takes_over_from_scratch() -> None:
+    active = Decider()
+    warm, cold = Decider(), Decider()
+    world = CONFIGURATION + workload(20)
+    decided = active.observe_many((event, None) for event in world)
+    for standby in (warm, cold):
+        follow(standby, world, decided)
+    warm.warm()
+    narrower = [pool("lan", "10.50.0.0/28", "fd00:50::/120", version="2")]  # observed, never decided
+    for standby in (warm, cold):
+        follow(standby, narrower, [])
+
+    assert decisions(warm.activate()) == decisions(cold.activate())
+    assert held(warm) == held(cold)
