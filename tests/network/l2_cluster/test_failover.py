@@ -2,7 +2,9 @@
 a partitioned node, a bus outage, a rolling restart.
 
 Two VIPs (one IPv4, one IPv6 Service) may live on any of the three nodes. The ipam moves a node's IPs when
-its heartbeats stop for 0.35 s or it says `leaving`; a node coming back may get a fair share back.
+the server reports its connection closed (at once for a killed process, after ~1 s of unanswered pings for a
+pulled cable), when it says `leaving`, or 5 s after its last heartbeat; a node coming back may get a fair
+share back.
 """
 
 from __future__ import annotations
