@@ -1,22 +1,27 @@
 """Watcher benchmark against a real nats-server and the Kubernetes API stand-in (in a process of its own,
 as a real API server is, driven through the official client).
 
-1. initial list: N Services in the API → every ServiceObserved stored in the K8S stream (seconds);
+1. initial list: N Services in the API → every ServiceObserved stored in the K8S stream (seconds), the
+   watcher's CPU per Service (this process: the watcher's loop and its client threads; the API stand-in and
+   nats-server run apart) and its peak RSS, and the longest its event loop was blocked (loop-lag probe);
 2. restart: a second watcher over the same stream → relisted, compared, nothing published (seconds);
 3. watch: one Service changed in the API → its ServiceObserved stored, p50/p99 (ms), one at a time;
 4. status: IPAM decisions at 100/s → the Service's status shows the IP, p50/p99 (ms) — measured by
    ``bench/watcher_status.py``'s ``measure`` (the status writer's own benchmark).
 
-Prints figures; the last line is one JSON object.  ``python bench/watcher.py [--quick]``
+Prints figures; the last line is one JSON object.  ``python bench/watcher.py [--quick] [--services 50000]
+[--profile FILE]`` (``--profile``: a cProfile of the initial list, for ``python -m pstats FILE``)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import logging
 import multiprocessing
+import resource
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -32,6 +37,7 @@ from nats.js import api as js_api
 from schemas.events import ObjectKind, ServiceObserved
 from schemas.events.codec import decode
 from services.common.bus import Bus, BusSettings
+from services.common.loop_lag import LoopLagProbe
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
 from services.common.subjects import StreamName, k8s_kind_filter
@@ -81,8 +87,12 @@ def _published() -> float:
 async def _run_until_synced(observers: Observers) -> tuple[asyncio.Task[None], float]:
     started = time.monotonic()
     task = asyncio.create_task(observers.run())
-    await asyncio.wait_for(observers.wait_synced(), 300)
+    await asyncio.wait_for(observers.wait_synced(), 900)
     return task, time.monotonic() - started
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -90,7 +100,7 @@ async def _stop(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def measure_observe(*, services: int, changes: int) -> dict[str, Any]:
+async def measure_observe(*, services: int, changes: int, profile: str | None = None) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     reports_in, reports_out = context.Pipe(duplex=False)
     control_in, control_out = context.Pipe(duplex=False)
@@ -107,8 +117,20 @@ async def measure_observe(*, services: int, changes: int) -> dict[str, Any]:
             bus = await Bus.connect(BusSettings(url=server.url), producer="watcher/bench")
             async with bus:
                 await provision(bus)
+                probe = LoopLagProbe(component="watcher-bench")
+                lag = asyncio.create_task(probe.run())
+                profiler = cProfile.Profile() if profile else None
                 observers = build_observers(bus=bus, clients=clients, namespace="metallb-system")
+                cpu = time.process_time()
+                if profiler is not None:
+                    profiler.enable()
                 task, seconds = await _run_until_synced(observers)
+                if profiler is not None and profile:
+                    profiler.disable()
+                    profiler.dump_stats(profile)
+                cpu = time.process_time() - cpu
+                figures.update(initial_cpu_s=round(cpu, 2), cpu_ms_per_service=round(cpu * 1000 / services, 3),
+                               peak_rss_mb=round(_peak_rss_mb()), initial_loop_lag_max_ms=round(probe.largest * 1000))
                 stored = sum([1 async for _ in bus.read(
                     StreamName.K8S, subjects=[k8s_kind_filter(ObjectKind.SERVICE)], last_per_subject=True)])
                 figures.update(initial_list_s=round(seconds, 2), initial_stored=stored,
@@ -117,8 +139,10 @@ async def measure_observe(*, services: int, changes: int) -> dict[str, Any]:
 
                 before = _published()
                 observers = build_observers(bus=bus, clients=clients, namespace="metallb-system")
+                cpu = time.process_time()
                 task, seconds = await _run_until_synced(observers)
-                figures.update(restart_relist_s=round(seconds, 2), restart_published=int(_published() - before))
+                figures.update(restart_relist_s=round(seconds, 2), restart_published=int(_published() - before),
+                               restart_cpu_s=round(time.process_time() - cpu, 2))
 
                 arrivals: dict[tuple[str, str], float] = {}
                 arrived = asyncio.Event()
@@ -145,7 +169,9 @@ async def measure_observe(*, services: int, changes: int) -> dict[str, Any]:
                 await _stop(task)
                 figures.update(watch_changes=changes, watch_p50_ms=round(_percentile(lags, 0.5), 2),
                                watch_p99_ms=round(_percentile(lags, 0.99), 2),
-                               watch_max_ms=round(max(lags), 2))
+                               watch_max_ms=round(max(lags), 2) if lags else None,
+                               loop_lag_max_ms=round(probe.largest * 1000), peak_rss_mb_end=round(_peak_rss_mb()))
+                lag.cancel()
     finally:
         control_out.send("stop")
         child.join(10)
@@ -163,9 +189,10 @@ async def measure_status(decisions: int) -> dict[str, Any]:
             "status_p50_ms": result.get("lag_p50_ms"), "status_p99_ms": result.get("lag_p99_ms")}
 
 
-async def measure(*, services: int, changes: int, decisions: int) -> dict[str, Any]:
-    figures = await measure_observe(services=services, changes=changes)
-    figures.update(await measure_status(decisions))
+async def measure(*, services: int, changes: int, decisions: int, profile: str | None = None) -> dict[str, Any]:
+    figures = await measure_observe(services=services, changes=changes, profile=profile)
+    if decisions:
+        figures.update(await measure_status(decisions))
     return figures
 
 
@@ -175,11 +202,13 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--decisions", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="10 000 Services, 300 changes, 300 decisions")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the initial list to FILE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.quick:
         args.changes, args.decisions = 300, 300
-    figures = asyncio.run(measure(services=args.services, changes=args.changes, decisions=args.decisions))
+    figures = asyncio.run(measure(services=args.services, changes=args.changes, decisions=args.decisions,
+                                  profile=args.profile))
     for name, value in figures.items():
         print(f"{name:>22}: {value}")
     print(json.dumps(figures))

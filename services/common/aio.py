@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -60,3 +61,19 @@ async def off_loop(work: Callable[[], T], *, name: str) -> T:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return await done
+
+
+#: How long a stretch of steps may hold the loop before :func:`in_slices` lets it turn (seconds).
+SLICE = 0.02
+
+
+async def in_slices(steps: Iterable[object], *, slice_seconds: float = SLICE) -> None:
+    """Run ``steps`` (a generator doing a piece of work per step) on the loop, letting the loop turn after
+    every ``slice_seconds`` of them: seconds of work never hold timers, heartbeats, pings and watches back
+    longer than a slice (plus one step). For work that must run on the loop (it touches the loop's objects);
+    pure work that need not may go to :func:`off_loop`."""
+    deadline = time.perf_counter() + slice_seconds
+    for _ in steps:
+        if time.perf_counter() >= deadline:
+            await asyncio.sleep(0)  # one turn of the loop: whatever is due runs, then the work goes on
+            deadline = time.perf_counter() + slice_seconds

@@ -8,7 +8,7 @@ reflector compares that with what it knows the stream holds and publishes the di
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from schemas.events import ObjectKind, SecretObserved, ServiceObserved
 from schemas.metallb import SECRET_PASSWORD_KEY, PasswordSecretProblem, PasswordSecretState, password_secret_problem
@@ -37,9 +37,15 @@ class Projection(ABC):
     def __init__(self, kind: ObjectKind) -> None:
         self.kind = kind
 
-    @abstractmethod
     def replace(self, items: Sequence[RawObject], list_version: str) -> None:
         """Forget everything and take ``items`` (a full list at ``list_version``) as the world."""
+        for _ in self.replacing(items, list_version):
+            pass
+
+    @abstractmethod
+    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
+        """:meth:`replace`, a step per object: the caller may let the event loop turn between steps (a list
+        of 50 000 objects is seconds of work). Nothing else may use the projection until the last step."""
 
     @abstractmethod
     def apply(self, change: str, obj: RawObject) -> list[str]:
@@ -87,8 +93,13 @@ class ObjectProjection(Projection):
             self._on_error(obj, error)
             return None
 
-    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
-        self._current = {o.subject: o for obj in items if (o := self._observe(obj)) is not None}
+    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
+        current: dict[str, Observation] = {}
+        for obj in items:
+            if (observation := self._observe(obj)) is not None:
+                current[observation.subject] = observation
+            yield
+        self._current = current
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
         namespace, name, _ = object_key(obj)
@@ -170,8 +181,8 @@ class ServiceProjection(ObjectProjection):
         super().__init__(ObjectKind.SERVICE, translate, on_error=on_error)
         self._load_balancers = load_balancers
 
-    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
-        super().replace(items, list_version)
+    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
+        yield from super().replacing(items, list_version)
         names = (_load_balancer_name(o) for o in self._current.values())
         self._load_balancers.replace({name for name in names if name is not None})
 
@@ -288,8 +299,8 @@ class PeerProjection(ObjectProjection):
                 changed.append(subject)
         return changed
 
-    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
-        super().replace(items, list_version)
+    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
+        yield from super().replacing(items, list_version)
         self._raw = {k8s_subject(self.kind, *object_key(obj)[:2]): obj for obj in items}
         self._publish_references()
 
@@ -337,8 +348,8 @@ class SecretProjection(ObjectProjection):
     def _wanted(self, subject: str) -> bool:
         return parse_k8s_subject(subject)[2] in self._references.names
 
-    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
-        super().replace(items, list_version)
+    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
+        yield from super().replacing(items, list_version)
         self._seen_names = self._references.names
         if self._states is not None:
             present = {parse_k8s_subject(subject)[2]: secret_state(o) for subject, o in self._current.items()}
@@ -417,15 +428,17 @@ class EndpointsProjection(Projection):
             self._service_of[subject] = service
         return subject
 
-    def replace(self, items: Sequence[RawObject], list_version: str) -> None:
+    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
         self._slices, self._by_service, self._current, self._service_of = {}, {}, {}, {}
-        if self._load_balancers is not None:
-            self._load_balancers.take_changes()  # the list compares every subject anyway
         for obj in items:
             if (summary := self._summary(obj)) is not None:
                 self._add(summary)
+            yield
         for service in list(self._by_service):
             self._refold(service, list_version)
+            yield
+        if self._load_balancers is not None:
+            self._load_balancers.take_changes()  # the list compares every subject anyway
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
         namespace, name, version = object_key(obj)

@@ -32,6 +32,9 @@ from services.watcher.observe.oversized import OversizedObject, WarnOversized, o
 from services.watcher.observe.projection import Projection
 from services.watcher.observe.translate import Identity, Observation, stored_identity
 
+#: Stored values decoded per fetch when reading back (the loop does not turn while a fetch is decoded).
+READ_BATCH = 250
+
 #: The Kubernetes kind each observed kind comes from (EndpointSlices are folded per Service).
 KUBERNETES_KINDS: dict[ObjectKind, str] = {
     ObjectKind.SERVICE: "Service",
@@ -63,7 +66,7 @@ class ProjectionPublisher:
         stored: dict[str, Identity] = {}
         async for received in self.bus.read(
             observed_stream(self.projection.kind), subjects=[k8s_kind_filter(self.projection.kind)],
-            last_per_subject=True,
+            last_per_subject=True, batch=READ_BATCH,
         ):
             if isinstance(subject := read_k8s_subject(received.subject), Refused):
                 refused(subject, component=self.bus.component, subject=received.subject)
