@@ -3,8 +3,8 @@ Kubernetes API stand-in (driven through the official client, as in production).
 
 1. paced: IPAllocated decisions at a steady rate (default 100/s); per decision the time from its
    publish to the Service showing the IP in ``status.loadBalancer.ingress`` (p50/p99/max).
-2. burst: many decisions at once; time until every Service shows its IP (bounded by the write rate
-   limit, default 200 objects/s).
+2. burst: many decisions at once; time until every Service shows its IP (as fast as the API server
+   accepts, at most 16 objects in flight; a 429 would pause the writer).
 3. restart: a second writer (a new leader) over the same streams and objects: time until it has
    rebuilt its state and compared it with Kubernetes, and how many writes that took (only what the
    first writer's stop cut short: a write is idempotent, the next leader finishes it).
