@@ -8,7 +8,12 @@
                        ── up0 ══ veth ══ this namespace 10.254.X.1: nats-server, ipam, the test's bus client
 
 NATS runs metalbus's least-privilege accounts (`tests.secured_nats`): each announcer connects as its node, the
-ipam as `ipam`; the test publishes the world with the watcher's credential and allocations with the ipam's.
+ipam as `ipam`; the test publishes the world with the watcher's credential.
+
+The announcers act on ipam's decisions, so a real ipam runs whenever one does (started with the first
+announcer, or by the test). A Service that names no IPs by annotation is held back until the test allocates
+it (`allocate`): then it is published asking for those IPs, and ipam allocates them — as if the test had
+decided them.
 """
 
 from __future__ import annotations
@@ -27,18 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas.events import Event, IPAllocated, IPReleased
+from schemas.events import Event, IPAllocated, IPReleased, ServiceObserved
 from services.common.bus import Bus, Received
 from services.common.nats_server import EmbeddedNats
 from services.common.permissions import BusUser
 from services.common.subjects import IPAM_ALLOCATIONS, StreamName
-from tests.bgp_world import publish_allocation, publish_observed
+from tests.bgp_world import publish_observed
 from tests.bus_thread import BusThread
 from tests.netlab import REPO, Lab, management_network, wait_for
 from tests.network.bgp.routers import Bird, Frr, _start, start_frr_with_zebra
 from tests.secured_nats import secured_nats
 
 NODES = {"node1": ("10.77.0.2", "fd77::2"), "node2": ("10.77.0.3", "fd77::3")}
+REQUESTED = "metallb.io/loadBalancerIPs"
 ROUTER4, ROUTER6 = "10.77.0.1", "fd77::1"
 METRICS_PORT = 7472
 
@@ -93,10 +99,15 @@ class Fabric:
     directory: Path
     nodes: dict[str, Node] = field(default_factory=dict)
     ipam: Process | None = None
+    #: Services held back until allocated, and the IPs each allocated one asks for, by (namespace, name)
+    held: dict[tuple[str, str], ServiceObserved] = field(default_factory=dict)
+    requested: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     def start_announcer(self, name: str, *, wait: bool = True, wrapper: tuple[str, ...] = ()) -> Process:
         """``wrapper``: a command the announcer runs under (e.g. setpriv, to grant it given capabilities)."""
         node = self.nodes[name]
+        if self.ipam is None:
+            self.start_ipam()  # the announcers act on its decisions
         proc = self.lab.popen(
             node.ns, *wrapper, sys.executable, "-m", "services.cli", "announcer", "--node", name,
             "--nats", self.server.node_url(name), "--http-port", str(METRICS_PORT), "--http-host", node.mgmt_ip,
@@ -139,10 +150,37 @@ class Fabric:
     # --- the bus ---------------------------------------------------------------------------------------
 
     def observe(self, *events: Event) -> None:
-        self.bus.call(publish_observed(self.as_watcher, *events))
+        self.bus.call(publish_observed(self.as_watcher, *(e for e in map(self._requesting, events) if e)))
+
+    def _requesting(self, event: Event) -> Event | None:
+        """A Service as published: asking for the IPs it was allocated, or held back until it is."""
+        if not isinstance(event, ServiceObserved) or REQUESTED in event.annotations:
+            return event
+        key = (event.ref.namespace, event.ref.name)
+        ips = self.requested.get(key)
+        if ips is None:
+            self.held[key] = event
+            return None
+        policy = "RequireDualStack" if len(ips) > 1 else event.ip_family_policy
+        return event.model_copy(update={"annotations": {**event.annotations, REQUESTED: ",".join(ips)},
+                                        "ip_family_policy": policy})  # fmt: skip
 
     def allocate(self, event: IPAllocated | IPReleased) -> None:
-        self.bus.call(publish_allocation(self.as_ipam, event))
+        """ipam allocates ``event``'s IPs (the Service published asking for them; ipam started if it is not
+        running), or has released them (the Service deleted by the test)."""
+        key, name = (event.service.namespace, event.service.name), f"{event.service.namespace}/{event.service.name}"
+        if isinstance(event, IPReleased):
+            self.requested.pop(key, None)
+            wait_for(lambda: not self.allocations().get(name), timeout=20, message=f"{name} released by ipam")
+            return
+        self.requested[key] = tuple(event.ips)
+        held = self.held.pop(key, None)
+        if held is not None:
+            self.observe(held)
+        if self.ipam is None:
+            self.start_ipam()
+        wait_for(lambda: self.allocations().get(name) == tuple(event.ips), timeout=20,
+                 message=f"{name} allocated {event.ips} by ipam")  # fmt: skip
 
     def allocations(self) -> dict[str, tuple[str, ...]]:
         """The ipam's current allocation per Service ``ns/name`` (empty tuple: released or failed)."""
