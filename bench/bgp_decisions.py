@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from schemas.events import BGPAdvertisementDecided, BGPAdvertisementWithdrawn, Event
+from schemas.metallb import ConfigObject
 from services.ipam.decider import Decider, Outgoing
 from services.ipam.ledger import Ledger
 from services.ipam.world import World
@@ -52,20 +53,28 @@ def world(services: int, nodes: int, *, bgp: bool) -> list[Event]:
 
 
 class BGPClock:
-    """Seconds spent in one decider's BGP decisions (its ``settle``)."""
+    """Seconds spent in one decider's BGP decisions (its ``settle`` and ``warm``: ``Decider.warm`` warms more)."""
 
     def __init__(self, decider: Decider) -> None:
         self.seconds = 0.0
-        settle = decider.bgp.settle
+        settle, warm = decider.bgp.settle, decider.bgp.warm
 
-        def timed(world: World, ledger: Ledger) -> list[tuple[str, Event]]:
+        def timed_settle(world: World, ledger: Ledger) -> list[tuple[str, Event]]:
             started = time.process_time()
             try:
                 return settle(world, ledger)
             finally:
                 self.seconds += time.process_time() - started
 
-        decider.bgp.settle = timed  # type: ignore[method-assign]
+        def timed_warm(world: World, ledger: Ledger, objects: tuple[ConfigObject, ...]) -> None:
+            started = time.process_time()
+            try:
+                warm(world, ledger, objects)
+            finally:
+                self.seconds += time.process_time() - started
+
+        decider.bgp.settle = timed_settle  # type: ignore[method-assign]
+        decider.bgp.warm = timed_warm  # type: ignore[method-assign]
 
     def lap(self) -> float:
         seconds, self.seconds = self.seconds, 0.0
@@ -95,12 +104,11 @@ def warm_taken_over(events: list[Event], *, history: Sequence[Outgoing], unanswe
     decider = read_back(history, events)
     if not hasattr(decider, "warm"):
         return {"bgp_warm_us_per_ip": None, "bgp_warm_standby_takeover_us_per_ip": None}  # a commit without it
-    started = time.process_time()
+    clock = BGPClock(decider)
     decider.warm()
-    warmed = time.process_time() - started
+    warmed = clock.lap()
     for event in unanswered:
         decider.load_observation(event)
-    clock = BGPClock(decider)
     out = decider.activate()
     ips = len(decider.ledger.bgp)
     return {
