@@ -266,7 +266,7 @@ async def through_nats(announcers: int, ips: int, trials: int, ipam_log: Path | 
             try:
                 await _ready(port)
                 start = time.monotonic()
-                events = world(announcers, ips)
+                events = await asyncio.to_thread(world, announcers, ips)  # off the loop: its connection is pinged
                 for first in range(0, len(events), 2000):
                     await bus.publish_many((observed_subject(e), e, None) for e in events[first:first + 2000])
                 await placements.until(lambda: len(placements.node) == ips, timeout=120)
