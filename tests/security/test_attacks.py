@@ -14,7 +14,14 @@ from schemas.events import AnnouncerHeartbeat
 from schemas.events.codec import encode, wrap
 from services.common.bus import Bus, BusSettings
 from services.common.permissions import ACCOUNT_MAX_FILE, BusUser
-from services.common.subjects import DURABLES, STREAMS, StreamName, announce_subject, heartbeat_subject
+from services.common.subjects import (
+    CONNECTIONS_CLOSED,
+    DURABLES,
+    STREAMS,
+    StreamName,
+    announce_subject,
+    heartbeat_subject,
+)
 from tests.security.probe import probe, refused_connection
 from tests.security.shipped import ShippedCluster, shipped_cluster
 
@@ -135,11 +142,19 @@ async def test_a_node_cannot_speak_for_another(shipped: ShippedCluster) -> None:
         assert not refused and ack.get("stream") == "ANNOUNCE", ack
 
 
-async def test_a_node_hears_only_its_own_heartbeat(shipped: ShippedCluster) -> None:
-    async with probe(shipped.node_url(NODE)) as node:
+async def test_a_node_hears_no_heartbeat_and_cannot_forge_a_closed_connection(shipped: ShippedCluster) -> None:
+    async with probe(shipped.node_url(NODE)) as node, probe(shipped.url_for(BusUser.IPAM)) as ipam, \
+            probe(shipped.url_for(BusUser.ADMIN)) as admin:
         assert await node.subscribe_refused(heartbeat_subject(OTHER_NODE))
         assert await node.subscribe_refused("heartbeat.announcer.*")
-        assert not await node.subscribe_refused(heartbeat_subject(NODE))
+        assert await node.subscribe_refused(heartbeat_subject(NODE))  # its liveness is a round trip, not an echo
+        assert await node.subscribe_refused(CONNECTIONS_CLOSED)
+        # the server's word on closed connections: nobody may forge it, admin included
+        assert await node.publish_refused(CONNECTIONS_CLOSED)
+        assert await ipam.publish_refused(CONNECTIONS_CLOSED)
+        assert await admin.publish_refused(CONNECTIONS_CLOSED)
+        # control: ipam hears it
+        assert not await ipam.subscribe_refused(CONNECTIONS_CLOSED)
 
 
 @pytest.mark.parametrize("credential", ["another node's token", "no token", "a static user's name"])
