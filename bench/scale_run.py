@@ -302,7 +302,7 @@ class Run:
 
         import nats
 
-        client = await nats.connect(self.nats_url, name=OBSERVER, max_reconnect_attempts=-1)
+        client = await nats.connect(self.nats_url, name=OBSERVER, max_reconnect_attempts=-1, connect_timeout=20)
         self.decisions = Decisions()
         await client.subscribe("ipam.placement.>", cb=self.decisions.on_placement)
         await client.subscribe("ipam.allocation.>", cb=self.decisions.on_allocation)
