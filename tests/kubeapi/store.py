@@ -395,11 +395,13 @@ class Store:
             if at > self._rv:
                 raise ApiError(504, f"Too large resource version: {at}, current: {self._rv}", reason="Timeout")
             objects = self._snapshot(res.storage, at)
-            items = [
-                self.present(res, obj)
-                for key, obj in sorted(objects.items())
-                if f"{key[1]}/{key[2]}" > start and flt.matches(obj)
-            ]
+            selected: list[Obj] = []
+            for key, obj in sorted(objects.items()):
+                if f"{key[1]}/{key[2]}" > start and flt.matches(obj):
+                    selected.append(obj)
+                    if limit and len(selected) > limit:
+                        break  # one more than the page tells that the list goes on: no need to present the rest
+            items = [self.present(res, obj) for obj in selected]
             token = None
             if limit and len(items) > limit:
                 items = items[:limit]
