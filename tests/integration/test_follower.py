@@ -139,13 +139,13 @@ async def test_a_reader_behind_leaves_the_backlog_in_the_stream_not_in_memory(bu
         await publish(bus, sent[first:first + 500])
     follower = Follower(bus, StreamName.IPAM, start_sequence=1, max_buffered=100)
     try:
-        seen = await follower.fetch(batch=1, wait=5)
-        await async_wait_until(lambda: follower._held_flow_control is not None, timeout=10,
+        seen = await follower.fetch(batch=1, wait=30)
+        await async_wait_until(lambda: follower._held_flow_control is not None, timeout=30,
                                what="flow control held back")
         assert follower.consumer is not None
         info = await bus.js.consumer_info(StreamName.IPAM.value, follower.consumer)
         assert info.num_pending > len(sent) / 2, "the server should hold the backlog"
-        while batch := await follower.fetch(batch=5000, wait=1):
+        while batch := await follower.fetch(batch=5000, wait=5):
             seen += batch
         assert names(seen) == sent
         assert follower.following
