@@ -121,7 +121,9 @@ def web_v6(*, nodes: tuple[str, ...] | None = None) -> BGPAdvertisementDecided:
 
 
 def tor(port: int) -> ConfigObjectObserved:
-    peer: ConfigObjectObserved = bgp_peer("tor", "127.0.0.1", my_asn=64512, peer_asn=64512, peerPort=port, holdTime="9s")
+    peer: ConfigObjectObserved = bgp_peer(
+        "tor", "127.0.0.1", my_asn=64512, peer_asn=64512, peerPort=port, holdTime="9s"
+    )
     return peer
 
 
