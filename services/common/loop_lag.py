@@ -53,3 +53,19 @@ class LoopLagProbe:
             due = time.monotonic() + self.interval
             await asyncio.sleep(self.interval)  # the periodic wakeup whose lateness is the loop's lag
             self.record(time.monotonic() - due)
+
+
+class LoopThreadWork:
+    """The most CPU the loop's thread spent on other work between two wakeups of a periodic timer: the
+    probe's lateness without what a loaded machine adds (time in which nobody ran this process). For tests
+    and benchmarks, whose machine is shared; a service exports the wall-clock lag above."""
+
+    def __init__(self, *, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.largest = 0.0
+
+    async def run(self) -> None:
+        while True:
+            before = time.thread_time()
+            await asyncio.sleep(self.interval)  # the periodic wakeup; the CPU spent meanwhile is the loop's work
+            self.largest = max(self.largest, time.thread_time() - before)

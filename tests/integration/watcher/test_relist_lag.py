@@ -8,25 +8,11 @@ import time
 
 from schemas.events import ObjectKind
 from services.common.bus import Bus
-from services.common.loop_lag import LoopLagProbe
+from services.common.loop_lag import LoopLagProbe, LoopThreadWork
 from tests.integration.watcher.helpers import observing, service, stored
 from tests.kubeapi import KubeApi
 
 SERVICES = 6000
-
-
-class LoopThreadWork:
-    """The most CPU the loop's thread spent on other work between two wakeups of a periodic timer: the
-    loop-lag probe's wall-clock lateness without what a loaded machine adds (time nobody ran)."""
-
-    def __init__(self) -> None:
-        self.largest = 0.0
-
-    async def run(self, interval: float = 0.005) -> None:
-        while True:
-            before = time.thread_time()
-            await asyncio.sleep(interval)
-            self.largest = max(self.largest, time.thread_time() - before)
 
 
 async def test_a_large_relist_never_holds_the_event_loop(bus: Bus, kube_api: KubeApi) -> None:
