@@ -358,9 +358,14 @@ class Bus:
 
     async def flush(self, *, within: int) -> None:
         """A round trip to the server, answered within ``within`` seconds: what was sent before has
-        reached it, and what it sent before has been read."""
+        reached it, and what it sent before has been read. Raises ``RetryableError`` while disconnected (the
+        client would only write its buffer out, with no round trip)."""
+        if not self.client.is_connected:
+            raise RetryableError("flush: not connected, no round trip")
         with translated("flush"):
             await self.client.flush(timeout=within)
+        if not self.client.is_connected:  # lost meanwhile: the answer, if any, came from no server
+            raise RetryableError("flush: disconnected during the round trip")
 
     # --- reading back -----------------------------------------------------------------------
 

@@ -178,14 +178,15 @@ class L2Agent:
                                   health=self.health)
         self.ownership.resynced(placements)
         self._needs_resync = False
-        if self._pinned is not None and not self._contact.partitioned:
-            self._pinned = None
-            if self._responder is not None:
-                self._responder.rescan()  # interfaces dropped while partitioned come back
         log.info(
             "placements read node=%s placements=%d mine=%d up_to=%d took_ms=%.1f", self.node, len(placements),
             len(self.ownership.desired()), end, (self._clock() - started) * 1000,
         )  # fmt: skip
+        if self._pinned is not None and not self._contact.partitioned:
+            self._converge()  # the fresh placements first: an interface coming back takes over only those
+            self._pinned = None
+            if self._responder is not None:
+                self._responder.rescan()  # interfaces dropped while partitioned come back
         self._converge()
 
     async def _follow(self, stopping: asyncio.Event) -> None:
