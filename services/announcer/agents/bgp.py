@@ -271,14 +271,15 @@ class BgpAgent:
         return changed
 
     def _say_configuration(self) -> None:
-        """Ready once ipam has put a configuration in force; until then no peers, said once in the log."""
-        in_force = self.inputs.in_force is not None
-        if not in_force and not self._said_no_configuration:
+        """Ready once what is there has been read. Until ipam has put a configuration in force there are no
+        peers, said once in the log: readiness does not wait for ipam (a rollout of the announcers must not
+        stall on another component), it says what this node has read."""
+        if self.inputs.in_force is None and not self._said_no_configuration:
             self._said_no_configuration = True
             log.warning("bgp no configuration in force node=%s consequence=%s", self.node,
                         "no BGP peers until ipam puts one in force")  # fmt: skip
         if self.health is not None:
-            self.health.set_ready("bgp", in_force, "" if in_force else "no configuration in force yet (ipam)")
+            self.health.set_ready("bgp", True)
 
     def _remember_origins(self, batch: list[Received]) -> None:
         """Keep the trace of each decision per IP: the IP's next report joins it."""
