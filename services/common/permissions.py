@@ -50,9 +50,12 @@ SYSTEM_ACCOUNT = "SYS"
 #: The advisory of the system account that the metalbus account imports as :data:`CONNECTIONS_CLOSED`.
 DISCONNECT_ADVISORY = f"$SYS.ACCOUNT.{ACCOUNT}.DISCONNECT"
 #: The server pings a client that sent nothing for this long and closes its connection after
-#: ``PING_MAX`` pings unanswered: a cut or frozen node is reported closed within about a second.
+#: ``PING_MAX`` pings unanswered: a cut or frozen node is reported closed 1.25–1.5 s after it fell silent.
+#: A Python client whose event loop is held that long is closed too (and reconnects): five pings leave the
+#: services room for a loaded machine, at the price of a cut node's IPs moving after ~1.5 s (a crashed one's
+#: connection closes at once).
 PING_INTERVAL = "250ms"
-PING_MAX = 3
+PING_MAX = 5
 #: The subject the NATS server asks the auth callout on.
 AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 #: Announcers connect as this prefix followed by their node's name.
