@@ -345,14 +345,13 @@ class Run:
         await self._takeover(s)
 
     async def _idle(self, s: Sizes) -> None:
-        names = ("ipam_liveness_cpu_cores", "ipam_standby_cpu_cores", "ipam_live_nodes",
-                 "announcer_idle_cpu_cores", "announcer_idle_rss_mb", "nats_idle_msgs_per_s")
+        """Steady state, no churn: what everything costs. The ipam figures need to know which replica is
+        active; the others do not, and are measured whatever ipam does."""
+        names = ("announcer_idle_cpu_cores", "announcer_idle_rss_mb", "nats_idle_msgs_per_s",
+                 "nats_server_idle_cpu_cores", "simulator_idle_cpu_cores")
+        used: dict[str, float] = {}
         with self.figure(*names):
-            active = self.active_ipam()
-            if active is None:
-                raise RuntimeError("no active ipam")
-            standby = "ipam-b" if active == "ipam-a" else "ipam-a"
-            pids = {n: self.children[n].pid for n in (active, standby, "announcer-0")}
+            pids = {n: self.children[n].pid for n in ("ipam-a", "ipam-b", "announcer-0")}
             pids |= {"nats-server": self.server_pid} | {f"sim-{i}": sim.pid for i, sim in enumerate(self.sims)}
             procs.log(f"steady state, no churn, {s.idle_seconds:.0f} s")
             before = {n: procs.cpu_seconds(p) for n, p in pids.items()}
@@ -362,15 +361,22 @@ class Run:
             used = {n: (procs.cpu_seconds(p) - before[n]) / elapsed for n, p in pids.items()}
             self.idle_msgs_per_s = (self.varz_out_msgs() - msgs) / elapsed
             self.idle_deliveries_per_s = (self.delivered_but_liveness() - changes) / elapsed
-            live = procs.metric_values(self.metrics(active), "metalbus_ipam_live_announcers")
             self.figures.update(
-                ipam_liveness_cpu_cores=used[active], ipam_standby_cpu_cores=used[standby],
-                ipam_live_nodes=f"{int(live[0])} of {s.nodes}" if live else "n/a",
                 announcer_idle_cpu_cores=used["announcer-0"],
                 announcer_idle_rss_mb=procs.memory_mb(pids["announcer-0"]),
                 nats_idle_msgs_per_s=self.idle_msgs_per_s,
                 nats_server_idle_cpu_cores=used["nats-server"],
                 simulator_idle_cpu_cores=sum(v for n, v in used.items() if n.startswith("sim-")))
+        with self.figure("ipam_liveness_cpu_cores", "ipam_standby_cpu_cores", "ipam_live_nodes"):
+            active = self.active_ipam()
+            if active is None:
+                shown = ", ".join(f"{n} {v:.2f} cores" for n, v in used.items() if n.startswith("ipam"))
+                raise RuntimeError(f"no replica active at the end of the window ({shown})")
+            standby = "ipam-b" if active == "ipam-a" else "ipam-a"
+            live = procs.metric_values(self.metrics(active), "metalbus_ipam_live_announcers")
+            self.figures.update(
+                ipam_liveness_cpu_cores=used[active], ipam_standby_cpu_cores=used[standby],
+                ipam_live_nodes=f"{int(live[0])} of {s.nodes}" if live else "n/a")
 
     async def _churn(self, s: Sizes) -> None:
         names = ("announcer_churn_cpu_cores", "announcer_churn_rss_mb", "nats_msgs_per_endpoint_change",
