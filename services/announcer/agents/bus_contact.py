@@ -5,6 +5,12 @@ goes out every 100 ms, so no answer for `stale_after` (0.3 s: less than the seco
 closes a silent connection and the ipam moves this node's IPs) means the ipam no longer hears this node
 either. Timer-driven (no polling): each answer re-arms one timer; when it fires, `on_lost`; the first
 answer after that, `on_back`.
+
+A missing answer is judged only after the loop has had a turn to read it. When the timer fires late (the
+loop was held: a long fold, a loaded machine) by more than `LATE_FRACTION` of the window, the answer may be
+sitting unread in the socket's buffer (I/O is read on the turn after a late timer fires): the window is
+re-armed from now instead, and the silence counts only if it lasts a window of a loop that wakes on time.
+A real cut with a free loop is still told `stale_after` after the last answer.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: How often the announcer makes a round trip with its server.
 ROUND_TRIP_EVERY = 0.1
+
+#: A timer that fires later than this fraction of its window woke on a held loop: it is re-armed.
+LATE_FRACTION = 1 / 3
 
 
 class BusContact:
@@ -40,32 +49,47 @@ class BusContact:
         self._on_back = on_back
         self._last: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the timer should fire, on `clock`
+        self.late_wakeups = 0  # expiries put off because the loop woke late
 
     def answered(self) -> None:
         """The server answered a round trip (or the connection was just made)."""
         self._last = self._clock()
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.stale_after, self._stale)
+        self._arm()
         self.back.set()
         if self.partitioned:
             self.partitioned = False
             self._on_back()
 
     def connectivity(self, *, connected: bool) -> Connectivity:
-        """Now, also between timer ticks: the client must be connected and the last answer recent."""
+        """Now, also between timer ticks: the client must be connected and the last answer recent (or the
+        window re-armed after a held loop recent: that silence is not judged yet)."""
         if self.partitioned:
             return Connectivity.PARTITIONED
-        return connectivity(connected=connected, last_contact=self._last, now=self._clock(),
-                            stale_after=self.stale_after)
+        window_start = None if self._last is None else self._due - self.stale_after
+        return connectivity(
+            connected=connected, last_contact=window_start, now=self._clock(), stale_after=self.stale_after
+        )
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._due = self._clock() + self.stale_after
+        self._timer = asyncio.get_running_loop().call_later(self.stale_after, self._stale)
+
     def _stale(self) -> None:
         self._timer = None
+        lag = self._clock() - self._due
+        if lag > self.stale_after * LATE_FRACTION:  # the loop was held: an answer may be waiting unread
+            self.late_wakeups += 1
+            log.info("round trip judged later lag_ms=%.0f window_ms=%.0f", lag * 1000, self.stale_after * 1000)
+            self._arm()
+            return
         if not self.partitioned:
             self.partitioned = True
             self.back.clear()

@@ -79,3 +79,53 @@ def test_answers_in_time_keep_it_connected() -> None:
             watch.close()
 
     run_story(story)
+
+
+def test_a_held_loop_is_no_partition_the_answer_read_after_it_counts() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost = asyncio.Event()
+        watch = BusContact(stale_after=0.3, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
+        try:
+            watch.answered()
+            await loop.advance(2.0)  # the loop held for 2 s (a long fold): the timer fires 1.7 s late
+            assert not lost.is_set() and not watch.partitioned and watch.late_wakeups == 1
+            assert watch.connectivity(connected=True) is Connectivity.CONNECTED  # not judged yet
+            watch.answered()  # the answer that waited in the socket is read on the next turn
+            await loop.advance(0.29)
+            assert not lost.is_set() and watch.late_wakeups == 1
+        finally:
+            watch.close()
+
+    run_story(story)
+
+
+def test_silence_after_a_held_loop_counts_once_the_loop_wakes_on_time() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost = asyncio.Event()
+        watch = BusContact(stale_after=0.3, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
+        try:
+            watch.answered()
+            await loop.advance(1.0)  # held: judged later
+            assert not lost.is_set() and watch.late_wakeups == 1
+            await loop.advance(0.29)  # a free loop, still no answer: inside the fresh window
+            assert not lost.is_set()
+            await loop.advance(0.02)  # the fresh window passes on time with no answer: a real cut
+            assert lost.is_set() and watch.partitioned and watch.late_wakeups == 1
+        finally:
+            watch.close()
+
+    run_story(story)
+
+
+def test_a_timer_a_little_late_still_judges() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost = asyncio.Event()
+        watch = BusContact(stale_after=0.3, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
+        try:
+            watch.answered()
+            await loop.advance(0.35)  # 50 ms late: less than a third of the window, the loop was free enough
+            assert lost.is_set() and watch.partitioned and watch.late_wakeups == 0
+        finally:
+            watch.close()
+
+    run_story(story)
