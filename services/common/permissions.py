@@ -50,7 +50,7 @@ SYSTEM_ACCOUNT = "SYS"
 #: The advisory of the system account that the metalbus account imports as :data:`CONNECTIONS_CLOSED`.
 DISCONNECT_ADVISORY = f"$SYS.ACCOUNT.{ACCOUNT}.DISCONNECT"
 #: The server pings a client that sent nothing for this long and closes its connection after
-#: ``PING_MAX`` pings unanswered: a cut or frozen node is reported closed 1.25–1.5 s after it fell silent.
+#: ``PING_MAX`` pings unanswered: a cut or frozen node is reported closed 1.25 to 1.5 s after it fell silent.
 #: A Python client whose event loop is held that long is closed too (and reconnects): five pings leave the
 #: services room for a loaded machine, at the price of a cut node's IPs moving after ~1.5 s (a crashed one's
 #: connection closes at once).

@@ -4,6 +4,7 @@ initial lists are stored; SIGTERM releases the Lease."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +16,7 @@ from services.common.permissions import BusUser
 from tests.integration.test_cli import METALBUS, Process
 from tests.integration.watcher.helpers import NAMESPACE, service, stored
 from tests.kubeapi import KubeApi
-from tests.waiting import wait_until
+from tests.waiting import async_wait_until
 
 
 def _ready(port: int) -> bool:
@@ -35,11 +36,14 @@ async def test_the_watcher_command_observes_and_releases_its_lease_on_sigterm(
                        "--kubeconfig", str(kubeconfig),
                        "--namespace", NAMESPACE, "--http-port", "0", "--http-host", "127.0.0.1"])
     try:
-        wait_until(lambda: process.find(r"http_port=(\d+)") is not None, timeout=20, what="the health endpoint")
+        # Waiting on the loop's own terms: its connections are pinged by the server and answer only while it runs.
+        await async_wait_until(lambda: process.find(r"http_port=(\d+)") is not None, timeout=20,
+                               what="the health endpoint")
         match = process.find(r"http_port=(\d+)")
         assert match is not None
         port = int(match.group(1))
-        wait_until(lambda: _ready(port), timeout=20, what="ready after the initial lists")
+        await async_wait_until(lambda: asyncio.to_thread(_ready, port), timeout=20,
+                               what="ready after the initial lists")
         assert "k8s.service.default.web" in await stored(admin_bus, ObjectKind.SERVICE)
         lease = kube_api.get_object("leases", "metalbus-watcher", NAMESPACE)
         assert lease is not None and lease["spec"]["holderIdentity"]
