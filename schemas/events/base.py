@@ -14,6 +14,10 @@ from typing import Any, ClassVar, NewType
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: The largest body read (8 MiB): far above the 1 MB ``max_payload`` metalbus deploys NATS with, so only
+#: a body nobody of ours wrote is refused for its size before any parsing.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
 EventId = NewType("EventId", str)
 
 #: Turns a payload of one schema version into the next one, as JSON values (pure, total: it must accept

@@ -10,12 +10,9 @@ from pydantic import ValidationError
 from pydantic_core import from_json, to_json
 
 from schemas.events import Envelope, Event, EventId
+from schemas.events.base import MAX_BODY_BYTES as MAX_BODY_BYTES  # read here, also by the callers of before
 from schemas.events.upcasting import up_to_date
 from schemas.refusal import DropReason, Refused
-
-#: The largest body read (8 MiB): far above the 1 MB ``max_payload`` metalbus deploys NATS with, so only
-#: a body nobody of ours wrote is refused for its size before any parsing.
-MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class InvalidEvent(ValueError):

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +31,7 @@ from schemas.events import BusConnection, Envelope, Event, EventId
 from schemas.events.codec import InvalidEvent, encode, wrap
 from schemas.refusal import Refused, bounded
 from services.common.acks import AckInbox
+from services.common.aio import SLICE
 from services.common.errors import Conflict, MessageTooLarge, NotFound, RetryableError, WrongLastSequence
 from services.common.inbound import read_received, read_stream_message
 from services.common.metrics import DEAD_LETTERS
@@ -356,14 +358,24 @@ class Bus:
         info = self.client._server_info
         return BusConnection(server_id=str(info.get("server_id", ""))[:128], client_id=self.client.client_id or 0)
 
+    def messages_received(self) -> int:
+        """How many messages the client has read from its server so far (on every connection)."""
+        return int(self.client.stats["in_msgs"])
+
     async def flush(self, *, within: int) -> None:
         """A round trip to the server, answered within ``within`` seconds: what was sent before has
         reached it, and what it sent before has been read. Raises ``RetryableError`` while disconnected (the
         client would only write its buffer out, with no round trip)."""
         if not self.client.is_connected:
             raise RetryableError("flush: not connected, no round trip")
+        # The client pairs each PONG with the oldest PING waiting; a PING given up (its future cancelled, as
+        # the client's own flush timeout does) crashes the client's reader when its PONG comes late after all
+        # (nats-py 2.16: InvalidStateError, the connection dropped and made anew). So the round trip is never
+        # given up, only no longer waited for; a reconnect forgets it.
+        round_trip = asyncio.ensure_future(self.client.flush(timeout=_PONG_PATIENCE))
+        round_trip.add_done_callback(_outcome_seen)
         with translated("flush"):
-            await self.client.flush(timeout=within)
+            await asyncio.wait_for(asyncio.shield(round_trip), within)
         if not self.client.is_connected:  # lost meanwhile: the answer, if any, came from no server
             raise RetryableError("flush: disconnected during the round trip")
 
@@ -398,7 +410,8 @@ class Bus:
         up to the end as it is when the replay starts. Returns the sequence of the last message
         delivered (valid or not; 0 if none), the position to follow on from.
 
-        Uses an ordered push consumer: several times faster than fetching, for rebuilding state.
+        Uses an ordered push consumer: several times faster than fetching, for rebuilding state. The loop
+        turns after every slice (``aio.SLICE``) of folding, however many messages are buffered.
         """
         filters = list(subjects)
         if last_per_subject and not filters:
@@ -457,10 +470,19 @@ class Bus:
         start_sequence: int = 1,
         batch: int = 1000,
         on_invalid: Callable[[Msg, Refused], None] | None = None,
+        skim: Callable[[bytes, int], bool] | None = None,
     ) -> AsyncIterator[Received]:
         """Every message of ``stream`` (matching ``subjects``) from ``start_sequence`` up to the end
         as it is when the read starts; with ``last_per_subject`` only the newest per subject
         (the current world of a compacted stream). Invalid bodies go to ``on_invalid``, not the caller.
+
+        ``skim(body, stream sequence)`` first looks at each body: True when it took what it needs from it
+        (a compact read, see ``schemas/events/gist.py``), so the message is not read in full nor yielded.
+
+        Pulled ``batch`` messages at a time: at most one batch is on its way, so a round trip with the
+        server (the client's PONG, the liveness check's) never waits behind a whole stream in the socket,
+        as it does behind an ordered push consumer's flood (:meth:`replay`). For reads of tens of thousands
+        of messages by a process that must stay in contact meanwhile.
         """
         if last_per_subject:
             policy = api.DeliverPolicy.LAST_PER_SUBJECT
@@ -499,6 +521,8 @@ class Bus:
                 for message in messages:
                     metadata = message.metadata
                     remaining = metadata.num_pending
+                    if skim is not None and skim(message.data, metadata.sequence.stream):
+                        continue
                     received = read_stream_message(message, component=self.component)
                     if isinstance(received, Refused):
                         if on_invalid:
@@ -515,6 +539,17 @@ class Bus:
                 await self.js.delete_consumer(stream.value, reader)
 
 
+#: How long a round trip no longer waited for stays with the client (seconds): far beyond the ~1.25 s after
+#: which the server closes a silent connection (the reconnect forgets it).
+_PONG_PATIENCE = 600
+
+
+def _outcome_seen(round_trip: asyncio.Future[None]) -> None:
+    """A round trip nobody waits for any more may end in an error: seen here, not logged as never retrieved."""
+    if not round_trip.cancelled():
+        round_trip.exception()
+
+
 class _Replay:
     """State of one :meth:`Bus.replay`: folds each message in, notices the end and failures."""
 
@@ -528,10 +563,16 @@ class _Replay:
         self.count = 0
         self.done = asyncio.Event()
         self.failure: BaseException | None = None
+        self._slice_ends = time.perf_counter() + SLICE
 
     async def on_message(self, message: Msg) -> None:
         if self.done.is_set():
             return
+        if time.perf_counter() >= self._slice_ends:
+            # The client hands over every buffered message without the loop turning in between: tens of
+            # thousands at start would hold timers, round trips and the server's pings for seconds.
+            await asyncio.sleep(0)  # one turn of the loop per slice of folding, not a poll
+            self._slice_ends = time.perf_counter() + SLICE
         metadata = message.metadata
         sequence = metadata.sequence.stream
         received = read_stream_message(message, component=self.component)
