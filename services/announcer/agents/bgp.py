@@ -71,6 +71,7 @@ REPORT_INTERVAL = 1.0  # seconds between metric snapshots (and retries of failed
 _RETRY = 0.5
 _REPORT_BATCH = 500
 _CHUNK = 500  # events folded between two yields to the loop
+_READ_BATCH = 500  # decisions pulled at a time at start: a round trip with the server waits behind one batch at most
 _SETTLE = 0.01  # seconds a change waits for the rest of its burst before planning
 _ON_THE_LOOP = 2000  # decisions changed in one burst planned IP by IP on the loop; more: the whole plan anew
 
@@ -212,10 +213,16 @@ class BgpAgent:
 
         own_node = [k8s_subject(ObjectKind.NODE, "", self.node)]
         ipam_subjects = [IPAM_BGP_DECISIONS, IPAM_CONFIG_SUBJECT, IPAM_CONFIG_PARTS]
+
+        async def read_decisions() -> None:  # tens of thousands: pulled in batches, see Bus.read
+            async for received in self.bus.read(StreamName.IPAM, subjects=ipam_subjects, last_per_subject=True,
+                                                batch=_READ_BATCH):  # fmt: skip
+                fold(received)
+
         await asyncio.gather(  # all at once: the folds do not depend on each other's order
             self.bus.replay(StreamName.K8S, fold, subjects=own_node, last_per_subject=True),
             self.bus.replay(StreamName.SECRETS, fold, last_per_subject=True),
-            self.bus.replay(StreamName.IPAM, fold, subjects=ipam_subjects, last_per_subject=True),
+            read_decisions(),
         )
         self._followers = [
             Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1, subjects=own_node, health=self.health),

@@ -10,7 +10,10 @@ A missing answer is judged only after the loop has had a turn to read it. When t
 loop was held: a long fold, a loaded machine) by more than `LATE_FRACTION` of the window, the answer may be
 sitting unread in the socket's buffer (I/O is read on the turn after a late timer fires): the window is
 re-armed from now instead, and the silence counts only if it lasts a window of a loop that wakes on time.
-A real cut with a free loop is still told `stale_after` after the last answer.
+Likewise when messages from the server arrived during the window (`heard`, the client's count of messages
+received): the server is talking to this node, and its answer waits behind what it sent (tens of thousands
+of placements read at start, on a loaded machine). A real cut with a free loop is still told `stale_after`
+after the last answer: nothing arrives through a cut.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class BusContact:
         clock: Callable[[], float],
         on_lost: Callable[[], None],
         on_back: Callable[[], None],
+        heard: Callable[[], int] = lambda: 0,
     ) -> None:
         self.stale_after = stale_after
         self.partitioned = False
@@ -49,8 +53,11 @@ class BusContact:
         self._on_back = on_back
         self._last: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._heard = heard
         self._due = 0.0  # when the timer should fire, on `clock`
+        self._heard_when_armed = 0
         self.late_wakeups = 0  # expiries put off because the loop woke late
+        self.heard_meanwhile = 0  # expiries put off because the server's messages arrived meanwhile
 
     def answered(self) -> None:
         """The server answered a round trip (or the connection was just made)."""
@@ -80,6 +87,7 @@ class BusContact:
         if self._timer is not None:
             self._timer.cancel()
         self._due = self._clock() + self.stale_after
+        self._heard_when_armed = self._heard()
         self._timer = asyncio.get_running_loop().call_later(self.stale_after, self._stale)
 
     def _stale(self) -> None:
@@ -88,6 +96,11 @@ class BusContact:
         if lag > self.stale_after * LATE_FRACTION:  # the loop was held: an answer may be waiting unread
             self.late_wakeups += 1
             log.info("round trip judged later lag_ms=%.0f window_ms=%.0f", lag * 1000, self.stale_after * 1000)
+            self._arm()
+            return
+        if self._heard() != self._heard_when_armed:  # the server talks to us: its answer is behind that
+            self.heard_meanwhile += 1
+            log.debug("round trip judged later reason=server_messages_arrived")
             self._arm()
             return
         if not self.partitioned:

@@ -32,6 +32,7 @@ from dataclasses import replace
 from opentelemetry import trace
 
 from schemas.events import AnnouncementMode, L2PlacementCleared, L2PlacementDecided
+from schemas.events.gist import read_placement_gist
 from services.announcer.agents.announced import AnnouncedCollector, announced_collector
 from services.announcer.agents.bus_contact import BusContact, keep_in_contact
 from services.announcer.agents.layer2_metrics import L2Collector, L2Snapshot, l2_collector
@@ -44,6 +45,7 @@ from services.announcer.agents.layer2_ownership import (
     Placement,
     answering,
     placement_of,
+    placement_of_gist,
     report_changes,
 )
 from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
@@ -68,6 +70,7 @@ log = logging.getLogger("metalbus.announcer.l2")
 STALE_AFTER = 0.3  # seconds without an answer from the server before the bus counts as lost
 REPORT_INTERVAL = 1.0  # seconds between checks of what the wire answers (link flaps) and metric snapshots
 CLAIM_CHECK_TIMEOUT = 0.5  # seconds for the direct read of a claimed IP's placement
+READ_BATCH = 500  # placements pulled at a time when reading them all: a round trip waits behind one batch at most
 _RETRY = 0.5
 
 
@@ -95,7 +98,7 @@ class L2Agent:
         self._announced = announced or announced_collector()
         self._responder: L2Responder | None = None
         self._contact = BusContact(stale_after=stale_after, clock=clock, on_lost=self._bus_lost,
-                                   on_back=self._bus_back)
+                                   on_back=self._bus_back, heard=bus.messages_received)  # fmt: skip
         self._needs_resync = False
         self._report_due = asyncio.Event()
         self._reported: dict[IPAddress, Answering] = {}
@@ -163,15 +166,22 @@ class L2Agent:
         end = await self.bus.last_sequence(StreamName.IPAM)  # before the read: nothing between is missed
         placements: list[Placement] = []
 
-        def fold(received: Received) -> None:
+        def skim(body: bytes, sequence: int) -> bool:
+            """Another node's placement of an IP this one does not report: its gist is all that is kept."""
+            placement = placement_of_gist(read_placement_gist(body), epoch=sequence, node=self.node)
+            if placement is None or placement.ip in self._reported:
+                return False  # read in full: refused with its reason, or kept with its trace
+            placements.append(placement)
+            return True
+
+        async for received in self.bus.read(StreamName.IPAM, subjects=[IPAM_PLACEMENTS], last_per_subject=True,
+                                            batch=READ_BATCH, skim=skim):  # fmt: skip
             event = received.event
             if isinstance(event, L2PlacementDecided | L2PlacementCleared):
                 placement = placement_of(event, epoch=received.sequence, node=self.node)
                 if placement is not None:
                     placements.append(placement)
                     self._remember_origin(placement, received)
-
-        await self.bus.replay(StreamName.IPAM, fold, subjects=[IPAM_PLACEMENTS], last_per_subject=True)
         if self._follower is not None:
             await self._follower.close()
         self._follower = Follower(self.bus, StreamName.IPAM, start_sequence=end + 1, subjects=[IPAM_PLACEMENTS],

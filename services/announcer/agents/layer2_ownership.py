@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 
 from schemas.events import AnnouncementMode, AnnouncementReported, L2PlacementCleared, L2PlacementDecided, ServiceId
+from schemas.events.gist import PlacementGist
 from services.announcer.l2.interfaces import IPAddress
 
 
@@ -70,6 +71,18 @@ def placement_of(
     return Placement(
         ip=ip, epoch=epoch, node=event.node, interfaces=frozenset(event.interfaces), services=event.services
     )
+
+
+def placement_of_gist(gist: PlacementGist | None, *, epoch: int, node: str) -> Placement | None:
+    """The placement a compact read states when it is not this node's (``node``): only its epoch and node are
+    kept of those. None: no gist, an IP that does not parse, or this node's (the full event is needed)."""
+    if gist is None or (gist.node is not None and gist.node == node):
+        return None
+    try:
+        ip = ip_address(gist.ip)
+    except ValueError:
+        return None
+    return Placement(ip=ip, epoch=epoch, node=gist.node)
 
 
 def connectivity(*, connected: bool, last_contact: float | None, now: float, stale_after: float) -> Connectivity:

@@ -129,3 +129,22 @@ def test_a_timer_a_little_late_still_judges() -> None:
             watch.close()
 
     run_story(story)
+
+
+def test_messages_from_the_server_meanwhile_put_the_judgement_off_silence_does_not() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost, received = asyncio.Event(), [0]
+        watch = BusContact(stale_after=0.3, clock=loop.time, on_lost=lost.set, on_back=lambda: None,
+                           heard=lambda: received[0])  # fmt: skip
+        try:
+            watch.answered()
+            await loop.advance(0.2)
+            received[0] += 500  # a batch of placements arrives: the answer is behind it
+            await loop.advance(0.11)
+            assert not lost.is_set() and watch.heard_meanwhile == 1
+            await loop.advance(0.31)  # then nothing at all, on a free loop: a cut
+            assert lost.is_set() and watch.partitioned and watch.heard_meanwhile == 1
+        finally:
+            watch.close()
+
+    run_story(story)
