@@ -7,7 +7,9 @@ dual-stack: two IPs), over ``nodes`` Nodes on ``K8S``. One real ``metalbus annou
 namespace of its own (its L2 agent answers on a veth there), for the first node, with this script as its BGP
 peer (a passive speaker that counts the routes it receives). Figures:
 
-- ready: process start → ``/readyz`` answers 200 (both agents have read everything and planned);
+- ready: process start → ``/readyz`` answers 200 (both agents have read everything and planned), and the CPU
+  seconds the announcer spent until then (``ready_cpu_s``: on a shared machine, what its load does not decide);
+- partitions the L2 agent declared over the run (none is right: nothing cuts it off);
 - routes: process start → the peer holds every route this node advertises;
 - RSS after ready and its peak (VmHWM);
 - CPU idle (``--idle`` seconds), then CPU under churn: ``--changes`` decision changes a second for
@@ -242,9 +244,10 @@ async def _measure(args: argparse.Namespace, lab: procs.NodeNamespaces, server: 
             url = f"http://{announcer_address}:{http_port}/readyz"
             ready_s = await wait_until(lambda: ready(url), 120, "ready")
             routes_s = ready_s + await wait_until(lambda: peer.prefixes >= expected, 120, "every route at the peer")
+            pid = announcer.pid  # ip netns exec execs the announcer: the same process
+            figures["ready_cpu_s"] = round(procs.cpu_seconds(pid), 2)  # what a loaded machine does not decide
             figures["ready_s"], figures["routes_s"] = round(ready_s, 2), round(routes_s, 2)
             figures["routes_at_peer"] = peer.prefixes
-            pid = announcer.pid  # ip netns exec execs the announcer: the same process
             await asyncio.sleep(1.0)
             figures["rss_mb"] = round(procs.memory_mb(pid), 1)
             cpu = procs.cpu_seconds(pid)
@@ -267,6 +270,8 @@ async def _measure(args: argparse.Namespace, lab: procs.NodeNamespaces, server: 
             figures["rss_after_churn_mb"] = round(procs.memory_mb(pid), 1)
             figures["rss_peak_mb"] = round(procs.memory_mb(pid, "VmHWM"), 1)
             figures["alive"] = announcer.alive()
+            figures["partitions_declared"] = announcer.log_path.read_text(errors="replace").count("msg=partitioned")
+            figures["load_average"] = round(os.getloadavg()[0], 1)
             if not announcer.alive():
                 figures["log"] = announcer.tail(20)
         except TimeoutError as error:  # a figure that cannot be measured says so; the others stand
