@@ -33,8 +33,6 @@ class BGPDecisions(Bookkeeping):
         self.config = EMPTY_BGP_CONFIG
         #: Nothing compared with the ledger yet: the first settle (or ``warm``) looks at every IP.
         self._everything = True
-        #: ``warm`` ran: what it found in agreement with the ledger is known, and what changed since is tracked.
-        self._warm = False
         #: IPs to compare again whatever their Services do: those ``warm`` found differing from the ledger, and
         #: those whose recorded decision another replica changed since.
         self._unsettled: set[str] = set()
@@ -47,15 +45,6 @@ class BGPDecisions(Bookkeeping):
         return True
 
     # --- following (a standby) ----------------------------------------------------------------------
-
-    def activate(self, objects: tuple[ConfigObject, ...]) -> None:
-        """Take over: compare every IP with the ledger; after ``warm``, only what changed since (every IP if
-        the configuration in force differs from the one warmed with)."""
-        if not self._warm:
-            super().activate(objects)
-            return
-        self.active = True
-        self.set_configuration(objects)
 
     def touch(self, change: Touched) -> None:
         if not self._everything:  # else every Service is looked at anyway

@@ -97,6 +97,7 @@ class Decider:
     def load_decision(self, event: Event, sequence: int) -> None:
         """Fold one event of the IPAM stream (replay, or following the active replica)."""
         apply(self.ledger, event, sequence)
+        self.layer2.followed(event)
         self.bgp.followed(event)
 
     def skip_to(self, sequence: int) -> None:
@@ -105,16 +106,22 @@ class Decider:
 
     def load_observation(self, event: Event) -> None:
         """Fold one observed event without deciding (the world before activation)."""
-        self.bgp.touch(self.world.apply(event))
+        change = self.world.apply(event)
+        self.layer2.touch(change)
+        self.bgp.touch(change)
 
-    def warm(self) -> None:
+    def warm(self, live: frozenset[str] | None = None) -> None:
         """On a standby, as often as it likes (off the loop, while nothing else touches the decider): compare
         the BGP decisions the rules want with the ledger for what changed since the last call, so that taking
-        over compares only what changed since, not every IP (``BGPDecisions.warm``). Deciding nothing, it
-        appends nothing; the configuration in force is parsed again only when it changes."""
+        over compares only what changed since, not every IP (``BGPDecisions.warm``); keep the L2 groups and
+        their eligibility (for the announcers ``live`` now, if given) built from the ledger's placements
+        (``Layer2.warm``). Deciding nothing, it appends nothing; the configuration in force is parsed again
+        only when it changes."""
         if self._warmed_with is None or self._warmed_with.digest != self.ledger.in_force.generation:
             self._warmed_with = self._recorded_configuration()
-        self.bgp.warm(self.world, self.ledger, self._warmed_with.objects)
+        objects = self._warmed_with.objects
+        self.layer2.warm(self.world, self.ledger, objects, self.layer2.live if live is None else live)
+        self.bgp.warm(self.world, self.ledger, objects)
         self._warm_allocations()
 
     def _warm_allocations(self) -> None:

@@ -76,11 +76,16 @@ class Bookkeeping:
         self._holdings = Holdings()
         self._dirty_services: set[ServiceKey] = set()
         self._everything = False
+        #: A standby warmed this (its ``warm``): what it found is known and what changed since is tracked.
+        self._warm = False
 
     def activate(self, objects: tuple[ConfigObject, ...]) -> None:
+        """Take over: look at everything; after ``warm``, only at what changed since (everything if the
+        configuration that matters here differs from the one warmed with)."""
         self.active = True
         self.set_configuration(objects)
-        self._everything = True
+        if not self._warm:
+            self._everything = True
 
     def set_configuration(self, objects: tuple[ConfigObject, ...]) -> None:
         if objects is self._objects:

@@ -63,6 +63,10 @@ class Layer2(Bookkeeping):
         self._kind_demands: dict[Signature, list[Demand]] = {}
         self._dirty_nodes: set[str] = set()
         self._live_changed = False
+        #: IPs to compare again whatever their Services do: those ``warm`` found differing from the ledger.
+        self._unsettled: set[str] = set()
+        #: IPs whose recorded placement another replica changed since (their groups are redone from the ledger).
+        self._followed: set[str] = set()
 
     # --- what changed -----------------------------------------------------------------------------
 
@@ -81,8 +85,34 @@ class Layer2(Bookkeeping):
         return True
 
     def touch(self, change: Touched) -> None:
-        super().touch(change)
-        self._dirty_nodes |= change.nodes
+        if self.active or self._warm:  # else taking over looks at everything anyway
+            super().touch(change)
+            self._dirty_nodes |= change.nodes
+
+    # --- following (a standby) ------------------------------------------------------------------
+
+    def followed(self, event: Event) -> None:
+        """A decision another replica appended was folded into the ledger (a standby following the stream)."""
+        if not self._warm:
+            return  # the first ``warm`` looks at everything
+        if isinstance(event, L2PlacementDecided | L2PlacementCleared):
+            self._followed.add(event.ip)
+        else:
+            self.recorded(event)
+
+    def warm(self, world: World, ledger: Ledger, objects: tuple[ConfigObject, ...], live: frozenset[str]) -> None:
+        """A standby's hook (off the loop, as often as it likes): bring the groups, demands, kinds and eligibility
+        up to date with the ledger and the world (everything the first time, then what changed since), each group
+        in the placer on its recorded node, and remember the IPs whose recorded placement differs from what the
+        rules say for that node. Nothing is solved or decided: taking over then solves (a group on its recorded
+        node stays there while eligible) and compares only those IPs and what changed afterwards."""
+        self.set_configuration(objects)
+        self.set_live(live)
+        if not self._warm:
+            self._everything = True
+        self._warm = True
+        check, _ = self._reconsider(world, ledger, solve=False)
+        self._unsettled = {ip for ip in check if self._difference(ip, ledger, {}) is not None}
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -90,14 +120,22 @@ class Layer2(Bookkeeping):
         """The placement events that bring the ledger to what the rules want now."""
         if not self.active:
             return []
+        check, changes = self._reconsider(world, ledger, solve=True)
+        return [out for ip in check if (out := self._difference(ip, ledger, changes)) is not None]
+
+    def _reconsider(self, world: World, ledger: Ledger, *, solve: bool) -> tuple[list[str], dict[GroupKey, Change]]:
+        """Bring the groups up to date with what changed since the last call and (``solve``) place them; the IPs
+        whose placement may now differ from the ledger, in order, and the groups that moved."""
         if not (self._config.advertisements or ledger.placements or self._holdings):
             # Nothing is announced over L2 (BGP only) and nothing was: no groups to keep. Whatever
             # ends this (L2Advertisements, a placement in the ledger) recomputes everything.
             self._dirty_services.clear()
             self._dirty_nodes.clear()
+            self._unsettled.clear()
+            self._followed.clear()
             self._everything = True
-            return []
-        check: set[str] = set()
+            return [], {}
+        check, self._unsettled = self._unsettled, set()
         everything, self._everything = self._everything, False
         if everything:
             self._dirty_services |= self._holdings.services() | ledger.allocations.keys()
@@ -108,13 +146,13 @@ class Layer2(Bookkeeping):
         check |= affected
         if moved_nodes is not None:
             self._retarget()
-        changes = {change.group: change for change in self.placer.solve()}
+        changes = {change.group: change for change in self.placer.solve()} if solve else {}
         check.update(ip for key in regrouped for ip in self._groups.get(key, ()))
         check.update(ip for key in changes for ip in self._groups[key])
         if moved_nodes:
             on_moved = (ips for key, ips in self._groups.items() if self.placer.node_of(key) in moved_nodes)
             check.update(ip for ips in on_moved for ip in ips)
-        return [out for ip in sorted(check) if (out := self._difference(ip, ledger, changes)) is not None]
+        return sorted(check), changes
 
     def _refresh_topology(self, world: World, *, force: bool) -> set[str] | None:
         """Rebuild the topology if nodes or liveness changed; the nodes whose selection changed."""
@@ -145,7 +183,8 @@ class Layer2(Bookkeeping):
     def _regroup(self, world: World, ledger: Ledger) -> tuple[set[GroupKey], set[str]]:
         """Recompute the demands of touched Services and the groups of their IPs; the groups redone and
         every IP concerned."""
-        affected: set[str] = set()
+        # a placement another replica recorded: its group is put again on the recorded node
+        affected, self._followed = self._followed, set()
         for key in self._dirty_services:
             old_ips, new_ips = self._holdings.refresh(key, ledger)
             affected.update(old_ips, new_ips)

@@ -209,7 +209,8 @@ class Replica:
             if self._unwarmed and (not busy or time.monotonic() - self._warmed >= self._settings.warm_every):
                 # kept warm (allocator, BGP decisions) so that taking over does not start from scratch:
                 # once a pause comes, and every ``warm_every`` while changes keep coming
-                await off_loop(self.decider.warm, name="ipam-warm")
+                live = self.liveness.live  # the L2 groups' eligibility is kept for the announcers heard now
+                await off_loop(lambda: self.decider.warm(live), name="ipam-warm")
                 self._warmed, self._unwarmed = time.monotonic(), False
         if not folded and not observations:
             self._collector.idle()

@@ -3,6 +3,8 @@ changed while no replica was deciding, without re-adopting what it had adopted a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from schemas.events import Event, IPAllocated
 from services.ipam.decider import Decider, Outgoing
 from tests.builders import pool, service, service_deleted
@@ -23,7 +25,7 @@ def workload(count: int) -> list[Event]:
     return made
 
 
-def follow(standby: Decider, observed: list[Event], decided: list[Outgoing]) -> None:
+def follow(standby: Decider, observed: Sequence[Event], decided: list[Outgoing]) -> None:
     for event in observed:
         standby.load_observation(event)
     for out in decided:
