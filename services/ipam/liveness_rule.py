@@ -40,6 +40,7 @@ class Liveness:
         self._holders: dict[BusConnection, set[str]] = {}  # ... and back: the nodes that named each
         self._closed: dict[BusConnection, float] = {}  # connections reported closed, and when
         self._revived: set[str] = set()
+        self._closed_dead: set[str] = set()  # dead by the server's word (their connection closed), not by time
 
     @property
     def live(self) -> frozenset[str]:
@@ -59,6 +60,7 @@ class Liveness:
             return False  # a late heartbeat of an announcer that said goodbye, or of a closed connection
         self._left.pop(node, None)
         self._revived.discard(node)
+        self._closed_dead.discard(node)
         self._name_connection(node, connection)
         known = node in self._seen
         self._seen[node] = self._heard[node] = now
@@ -74,6 +76,7 @@ class Liveness:
         for node in holders:
             self._named.pop(node, None)
             self._seen.pop(node, None)
+        self._closed_dead.update(dead)
         return dead
 
     def expire(self, now: float) -> list[str]:
@@ -108,15 +111,17 @@ class Liveness:
             self._seen[node] = now
 
     def recently_dead(self, *, since: float) -> list[str]:
-        """Nodes heard since ``since`` that are dead now without having said they were leaving."""
-        alive_or_left = self._seen.keys() | self._left.keys()
-        return sorted(node for node, heard in self._heard.items() if heard >= since and node not in alive_or_left)
+        """Nodes heard since ``since`` that are dead now by time alone: not those that said they were leaving,
+        nor those whose connection the server reported closed (its word, which no delay of ours can fake)."""
+        known = self._seen.keys() | self._left.keys() | self._closed_dead
+        return sorted(node for node, heard in self._heard.items() if heard >= since and node not in known)
 
     def revive(self, now: float, *, since: float) -> None:
-        """Give a fresh window to every node heard since ``since`` that did not say it was leaving (its
-        silence may have been ours); :meth:`settle` then drops those that did not speak meanwhile."""
+        """Give a fresh window to every node heard since ``since`` that did not say it was leaving and whose
+        connection the server did not report closed (its silence may have been ours); :meth:`settle` then
+        drops those that did not speak meanwhile."""
         for node, heard in self._heard.items():
-            if heard >= since and node not in self._left:
+            if heard >= since and node not in self._left and node not in self._closed_dead:
                 if node not in self._seen:
                     self._revived.add(node)
                 self._seen[node] = max(self._seen.get(node, now), now)

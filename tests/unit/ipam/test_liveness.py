@@ -150,3 +150,20 @@ def test_recently_dead_are_the_silent_ones_heard_lately_not_those_that_left() ->
     assert liveness.expire(now=5.0) == ["b"]
     assert liveness.recently_dead(since=-9.0) == ["b"]  # not a (live), c (left) or old (long ago)
     assert liveness.recently_dead(since=2.0) == []
+
+
+def test_a_node_whose_connection_the_server_closed_is_not_given_a_second_window_on_takeover() -> None:
+    """A death by time may have been our own delay, so a replica taking over gives such nodes a window to
+    speak again; a death by the server's word (the connection closed) cannot be, and costs no window."""
+    liveness = Liveness(backstop=5.0)
+    beat(liveness, "a", 0.0, connection=A1)
+    beat(liveness, "b", 0.0, connection=B1)
+    assert liveness.closed(A1, server_shutting_down=False, now=1.0) == ["a"]
+    assert liveness.recently_dead(since=-9.0) == []
+    liveness.revive(2.0, since=-9.0)
+    assert liveness.live == frozenset({"b"})
+    assert liveness.settle() == []
+    beat(liveness, "a", 3.0, connection=A2)  # back on a new connection: live, and a death by time counts again
+    beat(liveness, "b", 6.0, connection=B1)
+    assert liveness.expire(now=8.5) == ["a"]
+    assert liveness.recently_dead(since=-9.0) == ["a"]
