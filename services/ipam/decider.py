@@ -150,12 +150,14 @@ class Decider:
         self.configuration = self._recorded_configuration()
         warm, self._warm_allocator = self._warm_allocator, None
         adopted: dict[core.ServiceKey, core.ServiceRequest] = {}
+        quiet: set[core.ServiceKey] = set()
         candidate, _ = self._evaluate_configuration(in_force=self.configuration)
         if warm is not None and warm.built_for == candidate:
             # a standby kept warm: its allocator holds the pools about to be installed and what it adopted
             warm.follow(self.ledger, self.world, self._parse_with)
             self.allocator, self._installed = warm.allocator, candidate
             adopted = {key: a.request for key, a in warm.adopted.items()}
+            quiet = warm.quiet() - self.ledger.failures.keys()
         else:
             self.allocator, self._installed = core.Allocator(), None
         self._reconfigure(reconcile=False)
@@ -165,8 +167,9 @@ class Decider:
             doomed = self._readopt(skip=adopted.keys())
             for key in doomed:
                 self._reconcile(key)
-            for key in sorted(self.world.services.keys() | self.ledger.failures.keys()):
-                self._reconcile(key)  # a failure whose Service went meanwhile is withdrawn
+            # a failure whose Service went meanwhile is withdrawn; a quiet adoption would decide nothing
+            for key in sorted(self.world.services.keys() - quiet | self.ledger.failures.keys()):
+                self._reconcile(key)
         finally:
             self._parsed = None
 

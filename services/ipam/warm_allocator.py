@@ -6,7 +6,10 @@ allocation records, and remembers from which ledger entry, which observed Servic
 labels it did; an entry that no longer matches (a new decision, a changed Service or namespace) is
 released and adopted again at the next call. Taking over, the decider takes the allocator as it is when
 the configuration it would install is the one this was built for, re-adopts only what is not adopted
-here, and parses no Service adopted here again. Pure: no I/O.
+here, and parses no Service adopted here again. An adoption is *quiet* when deciding its Service again
+would keep its addresses as they are and record nothing (``Allocator.kept`` and the ledger entry agree);
+for a Service that shares no address that holds whatever else changes, so taking over does not decide it
+again. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from schemas.events import IPAllocated, ServiceObserved
 from services.ipam import core
 from services.ipam.core.requests import parse_ip
+from services.ipam.events import allocated_ips, same_allocation
 from services.ipam.ledger import Ledger
 from services.ipam.world import World
 
@@ -32,6 +36,8 @@ class Adopted:
     service: ServiceObserved
     labels: dict[str, str]
     request: core.ServiceRequest
+    #: Deciding the Service again would change nothing and record nothing (see the module's docstring).
+    quiet: bool
 
 
 class WarmAllocator:
@@ -59,7 +65,17 @@ class WarmAllocator:
                 continue
             ips = [ip for ip in (parse_ip(text) for text in recorded.ips) if ip is not None]
             if isinstance(self.allocator.assign(request, ips), core.Allocated):
-                self.adopted[key] = Adopted(recorded, service, labels, request)
+                self.adopted[key] = Adopted(recorded, service, labels, request, self._quiet(request, recorded, service))
+
+    def quiet(self) -> set[core.ServiceKey]:
+        """The Services whose adoption is quiet."""
+        return {key for key, adopted in self.adopted.items() if adopted.quiet}
+
+    def _quiet(self, request: core.ServiceRequest, recorded: IPAllocated, service: ServiceObserved) -> bool:
+        if request.share.sharing is not None:
+            return False  # another Service may come to share (or stop sharing) its address
+        decision = self.allocator.kept(request)
+        return decision is not None and same_allocation(recorded, decision, service.ref.uid, allocated_ips(decision))
 
     @staticmethod
     def _still(key: core.ServiceKey, adopted: Adopted, ledger: Ledger, world: World) -> bool:

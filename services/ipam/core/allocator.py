@@ -180,9 +180,45 @@ class Allocator:
         )
         return replace(decision, released=lost)
 
+    def kept(self, request: ServiceRequest) -> Allocated | None:
+        """What ``allocate`` would decide if it kept what the Service holds exactly as it is, changing nothing
+        (None: it would not, or it might not — a PreferDualStack Service holding one family may gain the
+        other once an address is free). Pure."""
+        holding = self._book.holdings.get(request.key)
+        if not self._specs or holding is None or holding.request != request:
+            return None
+        if request.dual_stack and request.family_policy is IPFamilyPolicy.PREFER_DUAL_STACK and len(holding.ips) < 2:
+            return None
+        kept = self._keepable(request, holding, holding.ips)
+        if isinstance(kept, Replaced) or kept[1] != holding.addrs:
+            return None
+        return self._allocated(holding, AllocationReason.UNCHANGED)
+
     def _try_keep(
         self, request: ServiceRequest, holding: Record | None, current: tuple[IPAddress, ...]
     ) -> Allocated | Replaced:
+        kept = self._keepable(request, holding, current)
+        if isinstance(kept, Replaced):
+            return kept
+        state, addrs = kept
+        reason = AllocationReason.UNCHANGED if holding is not None else AllocationReason.ADOPTED_FROM_STATUS
+        message = ""
+        if len(addrs) == 1 and request.dual_stack and request.family_policy is IPFamilyPolicy.PREFER_DUAL_STACK:
+            missing = request.families[1] if addrs[0].family is request.families[0] else request.families[0]
+            extra = self._book.candidate(state, missing, request)
+            if extra is not None:
+                addrs = self._ordered(request, (*addrs, extra))
+                reason = AllocationReason.ADDITIONAL_FAMILY
+            else:
+                message = f"PreferDualStack: no free {missing.value} address in pool {state.spec.name}"
+        if holding is not None and holding.addrs == addrs and holding.request == request:
+            return self._allocated(holding, reason, message)
+        return self._allocated(self._book.commit(request, state, addrs), reason, message)
+
+    def _keepable(
+        self, request: ServiceRequest, holding: Record | None, current: tuple[IPAddress, ...]
+    ) -> tuple[PoolState, tuple[Addr, ...]] | Replaced:
+        """Whether the Service may keep ``current`` (its pool and addresses), or why not. Pure."""
         old_pool = holding.pool if holding is not None else None
 
         def dropped(cause: ReplaceCause, message: str) -> Replaced:
@@ -212,19 +248,7 @@ class Allocator:
                 ReplaceCause.DIFFERENT_IP_REQUESTED,
                 f"{_ips_text(request.requested_ips)} requested instead of {_ips_text(current)}",
             )
-        reason = AllocationReason.UNCHANGED if holding is not None else AllocationReason.ADOPTED_FROM_STATUS
-        message = ""
-        if len(addrs) == 1 and request.dual_stack and request.family_policy is IPFamilyPolicy.PREFER_DUAL_STACK:
-            missing = request.families[1] if addrs[0].family is request.families[0] else request.families[0]
-            extra = self._book.candidate(state, missing, request)
-            if extra is not None:
-                addrs = self._ordered(request, (*addrs, extra))
-                reason = AllocationReason.ADDITIONAL_FAMILY
-            else:
-                message = f"PreferDualStack: no free {missing.value} address in pool {state.spec.name}"
-        if holding is not None and holding.addrs == addrs and holding.request == request:
-            return self._allocated(holding, reason, message)
-        return self._allocated(self._book.commit(request, state, addrs), reason, message)
+        return state, addrs
 
     def _fresh(self, request: ServiceRequest) -> Decision:
         if request.requested_ips:

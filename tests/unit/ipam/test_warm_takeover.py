@@ -85,3 +85,26 @@ def test_a_warm_standby_whose_pools_changed_takes_over_from_scratch() -> None:
 
     assert decisions(warm.activate()) == decisions(cold.activate())
     assert held(warm) == held(cold)
+
+
+def test_a_prefer_dual_stack_service_gains_its_second_family_on_a_warm_takeover_as_on_a_cold_one() -> None:
+    """Deciding it again depends on what is free elsewhere: its adoption is never taken as settled."""
+    active = Decider()
+    warm, cold = Decider(), Decider()
+    world: list[Event] = [
+        pool("lan", "10.50.0.0/24", "fd00:50::/127"),  # two IPv6 addresses
+        *(service(f"v6-{i}", ip_families=("IPv6",)) for i in range(2)),
+        service("both", ip_families=("IPv4", "IPv6"), ip_family_policy="PreferDualStack"),
+    ]
+    decided = active.observe_many((event, None) for event in world)
+    assert held(active)["default/both"] == ("10.50.0.0",)
+    for standby in (warm, cold):
+        follow(standby, world, decided)
+    warm.warm()
+    gone = [service_deleted("v6-0")]  # never decided: an IPv6 address is free once taking over releases it
+    for standby in (warm, cold):
+        follow(standby, gone, [])
+
+    assert decisions(warm.activate()) == decisions(cold.activate())
+    assert held(warm) == held(cold)
+    assert len(held(warm)["default/both"]) == 2
