@@ -244,25 +244,26 @@ async def test_an_active_replica_that_cannot_follow_the_world_hands_over(
     use: deciding nothing while keeping the lease would leave every new Service without an address."""
     settings = ReplicaSettings(lease_ttl=1.0, lease_interval=0.1, follow_patience=1.0)
     await observe(bus, [pool("lan", "192.168.10.0/24"), service("web")])
-    async with replica(nats_server.url, "a", settings=settings) as first, \
-            replica(nats_server.url, "b", settings=settings) as second:
+    # the second starts once the first is active: started together, either may take the lease first
+    async with replica(nats_server.url, "a", settings=settings) as first:
         await async_wait_until(first.replica.activated.is_set, what="the first replica active")
-        await async_wait_until(second.replica.loaded.is_set, what="the standby loaded")
-        subscribe = Follower._subscribe
+        async with replica(nats_server.url, "b", settings=settings) as second:
+            await async_wait_until(second.replica.loaded.is_set, what="the standby loaded")
+            subscribe = Follower._subscribe
 
-        async def refused_to_the_first(self: Follower) -> None:
-            if self._bus is first.bus:  # the first replica's connection is the one cut off
-                raise RetryableError("follow K8S: no answer")
-            await subscribe(self)
+            async def refused_to_the_first(self: Follower) -> None:
+                if self._bus is first.bus:  # the first replica's connection is the one cut off
+                    raise RetryableError("follow K8S: no answer")
+                await subscribe(self)
 
-        monkeypatch.setattr(Follower, "_subscribe", refused_to_the_first)
-        for info in await bus.js.consumers_info(StreamName.K8S.value):  # lost with their server
-            if not info.config.durable_name:
-                await bus.js.delete_consumer(StreamName.K8S.value, info.name)
-        await observe(bus, [service("db")])
-        await async_wait_until(second.replica.activated.is_set, timeout=15, what="the standby to take over")
-        await async_wait_until(lambda: _count(bus, 2), what="db decided by the replica that can follow")
-        assert first.replica.role is Role.STANDBY
+            monkeypatch.setattr(Follower, "_subscribe", refused_to_the_first)
+            for info in await bus.js.consumers_info(StreamName.K8S.value):  # lost with their server
+                if not info.config.durable_name:
+                    await bus.js.delete_consumer(StreamName.K8S.value, info.name)
+            await observe(bus, [service("db")])
+            await async_wait_until(second.replica.activated.is_set, timeout=15, what="the standby to take over")
+            await async_wait_until(lambda: _count(bus, 2), what="db decided by the replica that can follow")
+            assert first.replica.role is Role.STANDBY
 
 
 async def _consumers(bus: Bus, stream: StreamName, expected: int) -> bool:
