@@ -7,7 +7,9 @@ policy; for ``Local``, the same endpoint nodes) share one ``Kind``: their eligib
 and a liveness or node change re-evaluates each kind, not each group, so a node's death costs about
 the number of kinds plus the groups it held. Only groups touched since the last ``settle`` are
 reconsidered, and only those that moved (or sit on a node whose selection changed) are compared with
-the ledger. Events are emitted only where they differ from the ledger. Pure: no I/O.
+the ledger. Events are emitted only where they differ from the ledger. A standby keeps all this built
+(``warm``: each group on its recorded node, nothing solved), so taking over solves and compares only what
+changed since. Pure: no I/O.
 """
 
 from __future__ import annotations
