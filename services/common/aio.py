@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from services.common.errors import MetalbusError
+
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 async def first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, object]) -> T | None:
@@ -77,3 +82,19 @@ async def in_slices(steps: Iterable[object], *, slice_seconds: float = SLICE) ->
         if time.perf_counter() >= deadline:
             await asyncio.sleep(0)  # one turn of the loop: whatever is due runs, then the work goes on
             deadline = time.perf_counter() + slice_seconds
+
+
+async def until_done(attempt: Callable[[], Awaitable[object]], *, stopping: asyncio.Event, retry_in: float,
+                     what: str) -> bool:
+    """Await ``attempt()`` until it completes (True) or ``stopping`` is set (False). A try that fails on the
+    bus (a ``MetalbusError`` or a timeout) is logged as ``what`` failed and tried again ``retry_in`` seconds
+    later; anything else is a bug and raised."""
+    while not stopping.is_set():
+        try:
+            await attempt()
+            return True
+        except (MetalbusError, TimeoutError) as error:
+            log.warning("%s failed error=%r retry_in=%s", what, error, retry_in)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), retry_in)
+    return False

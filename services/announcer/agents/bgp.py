@@ -48,7 +48,7 @@ from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession
 from services.announcer.bgp.peering import Refused, duplicate_peer_addresses
-from services.common.aio import first_of
+from services.common.aio import first_of, until_done
 from services.common.bus import Bus, Received
 from services.common.errors import MetalbusError
 from services.common.follower import Follower
@@ -125,7 +125,8 @@ class BgpAgent:
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep the sessions converged to the decisions until ``stopping`` is set, then end them."""
         try:
-            if not await self._read_until_done(stopping):
+            if not await until_done(self._read, stopping=stopping, retry_in=_RETRY,
+                                    what=f"bgp read node={self.node}"):
                 return
             self._apply_plan(await self._listening_for(await self._plan()))
             self._say_configuration()
@@ -189,17 +190,6 @@ class BgpAgent:
             await asyncio.wait_for(self._flush_reports({}), timeout=1.0)
 
     # --- the bus -------------------------------------------------------------------------------------
-
-    async def _read_until_done(self, stopping: asyncio.Event) -> bool:
-        while not stopping.is_set():
-            try:
-                await self._read()
-                return True
-            except (MetalbusError, TimeoutError) as error:
-                log.warning("bgp read failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), _RETRY)
-        return False
 
     async def _read(self) -> None:
         """Every current decision and the configuration in force, this node's Node and the BGP passwords,

@@ -51,7 +51,7 @@ from services.announcer.agents.layer2_ownership import (
 from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
 from services.announcer.l2.links import dump_links
 from services.announcer.l2.responder import AllowedInterfaces, L2Responder, L2Stats, ResponderConfig
-from services.common.aio import first_of
+from services.common.aio import first_of, until_done
 from services.common.bus import Bus, Received
 from services.common.errors import MetalbusError
 from services.common.follower import Follower
@@ -121,7 +121,8 @@ class L2Agent:
         contact = supervised(lambda: keep_in_contact(self.bus, self._contact), name="l2-bus-contact",
                              on_failure=OnFailure.RESTART)
         try:
-            if not await self._resync_until_done(stopping):
+            if not await until_done(self._resync, stopping=stopping, retry_in=_RETRY,
+                                    what=f"placements read node={self.node}"):
                 return
             responder = L2Responder(config=self.config, on_conflict=self._on_conflict, list_links=self._links)
             async with responder:
@@ -148,17 +149,6 @@ class L2Agent:
                 await self._follower.close()
 
     # --- the bus: placements -----------------------------------------------------------------------
-
-    async def _resync_until_done(self, stopping: asyncio.Event) -> bool:
-        while not stopping.is_set():
-            try:
-                await self._resync()
-                return True
-            except (MetalbusError, TimeoutError) as error:
-                log.warning("placements read failed node=%s error=%r retry_in=%s", self.node, error, _RETRY)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), _RETRY)
-        return False
 
     async def _resync(self) -> None:
         """Read every placement (newest per IP) and follow on from there; forgets earlier yields."""
