@@ -125,12 +125,17 @@ LOAD_BALANCER = "LoadBalancer"
 
 
 class LoadBalancerServices:
-    """The Services that are LoadBalancers now: told by the Services' projection, read by the endpoints' one,
-    which publishes the endpoints of these alone. Changes are kept until the endpoints' projection takes them
-    (:meth:`take_changes`), and each is told to the listeners (the endpoints' reflector, to refresh)."""
+    """The Services that are LoadBalancers now, and every Service seen (listed, or changed since): told by
+    the Services' projection, read by the endpoints' one, which publishes the endpoints of the LoadBalancers,
+    and of a Service not seen yet whose endpoints came by a watch first (a new Service's decision then holds
+    its endpoints: one decision, one trace). Changes are kept until the endpoints' projection takes them
+    (:meth:`take_changes`), and each is told to the listeners (the endpoints' reflector, to refresh). A
+    deleted Service stays seen until the next list of the Services, so endpoints Kubernetes has not deleted
+    yet are not published again meanwhile."""
 
     def __init__(self) -> None:
         self.names: set[ServiceName] = set()
+        self.seen: set[ServiceName] = set()
         self.known = False
         self._changed: set[ServiceName] = set()
         self._listeners: list[Callable[[], None]] = []
@@ -138,18 +143,19 @@ class LoadBalancerServices:
     def listen(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
-    def replace(self, names: set[ServiceName]) -> None:
-        self._changed |= names ^ self.names
-        self.names, self.known = names, True
+    def replace(self, names: set[ServiceName], *, seen: set[ServiceName]) -> None:
+        self._changed |= (names ^ self.names) | (seen ^ self.seen)
+        self.names, self.seen, self.known = names, seen, True
         self._tell()
 
     def put(self, name: ServiceName, *, load_balancer: bool) -> None:
-        if load_balancer == (name in self.names):
+        if load_balancer == (name in self.names) and name in self.seen:
             return
         if load_balancer:
             self.names.add(name)
         else:
             self.names.discard(name)
+        self.seen.add(name)
         self._changed.add(name)
         self._tell()
 
@@ -184,7 +190,9 @@ class ServiceProjection(ObjectProjection):
     def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
         yield from super().replacing(items, list_version)
         names = (_load_balancer_name(o) for o in self._current.values())
-        self._load_balancers.replace({name for name in names if name is not None})
+        seen = {(o.event.ref.namespace, o.event.ref.name) for o in self._current.values()
+                if isinstance(o.event, ServiceObserved)}  # fmt: skip
+        self._load_balancers.replace({name for name in names if name is not None}, seen=seen)
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
         subjects = super().apply(change, obj)
@@ -391,6 +399,7 @@ class EndpointsProjection(Projection):
         self._slices: dict[tuple[str, str], SliceSummary] = {}
         self._by_service: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._current: dict[str, Observation] = {}
+        self._early: set[ServiceName] = set()  # Services not seen yet whose endpoints a watch brought
 
     def _summary(self, obj: RawObject) -> SliceSummary | None:
         try:
@@ -430,6 +439,7 @@ class EndpointsProjection(Projection):
 
     def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
         self._slices, self._by_service, self._current, self._service_of = {}, {}, {}, {}
+        self._early = set()  # listed after the Services: a Service not seen now is gone, not early
         for obj in items:
             if (summary := self._summary(obj)) is not None:
                 self._add(summary)
@@ -447,10 +457,19 @@ class EndpointsProjection(Projection):
         if new is not None:
             self._add(new)
         services = {(s.namespace, s.service) for s in (old, new) if s is not None and s.service}
+        if self._load_balancers is not None:
+            self._early |= {service for service in services if service not in self._load_balancers.seen}
         return [self._refold(service, version) for service in sorted(services)]
 
     def _wanted(self, subject: str) -> bool:
-        return self._load_balancers is None or self._service_of.get(subject) in self._load_balancers.names
+        if self._load_balancers is None:
+            return True
+        service = self._service_of.get(subject)
+        if service is None:
+            return False
+        return service in self._load_balancers.names or (
+            service in self._early and service not in self._load_balancers.seen
+        )
 
     def desired(self, subject: str) -> Observation | None:
         return self._current.get(subject) if self._wanted(subject) else None
