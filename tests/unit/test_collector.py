@@ -11,6 +11,10 @@ import pytest
 from services.common.collector import StateCollector
 
 
+#: Whatever the suite froze before (gc.freeze is process-wide): these tests are about reclaiming, not the limit.
+NO_LIMIT = 1 << 62
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -52,7 +56,7 @@ def test_no_collection_while_building_and_what_was_built_is_frozen() -> None:
 
 def test_cyclic_garbage_frozen_while_building_is_reclaimed_when_idle_and_due() -> None:
     clock = Clock()
-    collector = StateCollector(full_every=60, clock=clock)
+    collector = StateCollector(full_every=60, full_limit=NO_LIMIT, clock=clock)
     with collector.building():
         cycle = garbage_cycle()
     gc.collect()
@@ -67,7 +71,7 @@ def test_cyclic_garbage_frozen_while_building_is_reclaimed_when_idle_and_due() -
 
 def test_a_process_never_idle_still_gets_a_full_collection() -> None:
     clock = Clock()
-    collector = StateCollector(full_every=60, clock=clock)
+    collector = StateCollector(full_every=60, full_limit=NO_LIMIT, clock=clock)
     with collector.building():
         cycle = garbage_cycle()
     clock.now = 120
