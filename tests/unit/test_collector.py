@@ -10,7 +10,6 @@ import pytest
 
 from services.common.collector import StateCollector
 
-
 #: Whatever the suite froze before (gc.freeze is process-wide): these tests are about reclaiming, not the limit.
 NO_LIMIT = 1 << 62
 
