@@ -66,7 +66,9 @@ async def test_a_first_connection_that_cannot_succeed_gives_up_as_told_and_says_
     """The operator commands connect once: a wrong password or no server is an answer in seconds, not a hang."""
     with EmbeddedNats(credentials=BusCredentials.create(tmp_path / "credentials")) as server:
         wrong = server.url_for(BusUser.OPERATOR).replace("operator:", "operator:x")
-        with pytest.raises(RetryableError, match=r"(?i)authorization"):
+        # The server answers "Authorization Violation" and closes; now and then the client meets the close
+        # (a reset) before it has read the answer. Either way an answer in seconds, never a hang.
+        with pytest.raises(RetryableError, match=r"(?i)authorization|reset by peer"):
             await asyncio.wait_for(Bus.connect(BusSettings(url=wrong, initial_attempts=1), producer="t"), 15)
         closed_port = server.plain_url  # the same port once the server is gone
     with pytest.raises(RetryableError, match=r"(?i)refused|connect"):
