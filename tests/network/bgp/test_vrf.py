@@ -257,4 +257,6 @@ def test_bfd_beside_the_vrf_session_takes_it_down_on_a_cut_link(tmp_path: Path) 
         wait_for(lambda: "new=DOWN" in log.read_text() and not session.states()[-1].startswith("Established"),
                  timeout=15, message="the node's BFD Down and its session down")  # fmt: skip
         print(f"cut link in the VRF → session down on both sides in {time.monotonic() - cut:.2f} s (hold 90 s)")
-        assert bfd_peer(frr, IN_VRF["node"][0]).get("status") == "down"
+        # FRR's side is no longer Up: Down, or Init when a Down packet of the node's reached it (bfdd moves Down →
+        # Init on one; the run before the node's own blackhole route takes effect can let one through).
+        assert bfd_peer(frr, IN_VRF["node"][0]).get("status") in ("down", "init")
