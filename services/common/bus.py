@@ -28,6 +28,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext, api
+from nats.nuid import NUID
 
 from schemas.events import BusConnection, Envelope, Event, EventId
 from schemas.events.codec import InvalidEvent, encode, wrap
@@ -434,6 +435,7 @@ class Bus:
             deliver_policy=policy,
             opt_start_seq=start_sequence if policy == api.DeliverPolicy.BY_START_SEQUENCE else None,
             filter_subjects=filters if len(filters) > 1 else None,
+            name=filtered_consumer_name(filters),
         )
         with translated(f"replay of {stream.value}"):
             subscription = await self.js.subscribe(
@@ -629,6 +631,18 @@ class _Replay:
         self.last_sequence = sequence
         if metadata.num_pending == 0 or (self.target is not None and sequence >= self.target):
             self.done.set()
+
+
+def filtered_consumer_name(subjects: Sequence[str]) -> str | None:
+    """A new name for an ephemeral consumer filtered to one subject; None (the server names it) otherwise.
+
+    The client creates a named consumer with one filter on ``CONSUMER.CREATE.<stream>.<name>.<filter>``:
+    the filter is in the request's subject, which the server checks against the configuration, so NATS
+    permissions can grant reading one subject of a stream alone (an announcer's own Node in ``K8S``, see
+    ``permissions.py``). Unnamed, or with several filters, the subject names no filter. A fresh name per
+    consumer: nats-py's ordered consumer makes its consumer again under the same name after a gap, which the
+    server refuses (its start cannot change), so such a replay stalls and fails as retryable."""
+    return NUID().next().decode() if len(subjects) == 1 else None
 
 
 def _headers(

@@ -37,7 +37,7 @@ from nats.js import api
 from prometheus_client import Counter, Gauge
 
 from schemas.refusal import Refused
-from services.common.bus import Bus, Received
+from services.common.bus import Bus, Received, filtered_consumer_name
 from services.common.errors import MetalbusError
 from services.common.health import Health
 from services.common.inbound import read_stream_message
@@ -244,6 +244,7 @@ class Follower:
             num_replicas=1,
             filter_subject=self._subjects[0] if len(self._subjects) == 1 else None,
             filter_subjects=self._subjects if len(self._subjects) > 1 else None,
+            name=filtered_consumer_name(self._subjects),  # permissions may grant one subject alone
         )
         try:
             with translated(f"follow {self._stream.value}"):

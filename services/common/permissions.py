@@ -7,7 +7,7 @@
   None may create, update, delete or purge a stream, or touch another's durable.
 - Announcers have no static user: each connects as ``node-<its node>`` and the authenticator (an auth
   callout beside the NATS server) checks that it is that node and grants :func:`announcer_permissions`:
-  it may publish only its own heartbeat and its own reports.
+  it may publish only its own heartbeat and its own reports, and read of ``K8S`` only its own Node.
 - ``authenticator`` is the auth callout service's own user: it answers the server's questions and
   nothing else.
 - Replies travel on private inboxes: each user subscribes only under its own prefix (:func:`inbox_prefix`).
@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from schemas.events import ObjectKind
 from services.common.nats_jwt import SubjectPermissions
 from services.common.subjects import (
     ANNOUNCE_PREFIX,
@@ -41,6 +42,7 @@ from services.common.subjects import (
     StreamName,
     encode_token,
     heartbeat_subject,
+    k8s_subject,
 )
 
 #: The one account every metalbus user lives in (JetStream enabled, limits set).
@@ -120,6 +122,23 @@ def _ephemeral_reads(stream: StreamName) -> list[str]:
         f"$JS.API.STREAM.MSG.GET.{name}",
         f"$JS.API.DIRECT.GET.{name}",
         f"$JS.API.DIRECT.GET.{name}.>",
+        f"$JS.FC.{name}.>",
+    ]
+
+
+def _own_node_reads(node: str) -> list[str]:
+    """Reading ``node``'s own Node from ``K8S`` and nothing else of that stream.
+
+    A consumer may be created only through the API subject that names its filter,
+    ``CONSUMER.CREATE.K8S.<name>.<filter>`` (the client sends it for a named consumer with one filter
+    subject, see ``Bus.replay`` and ``Follower``), and the server refuses a request whose configuration
+    filters on anything else than that subject. No pulling (``MSG.NEXT``: it could drain another user's
+    ephemeral reader) and no message gets (``MSG.GET``, ``DIRECT.GET``: any subject, named in the body)."""
+    name = StreamName.K8S.value
+    return [
+        f"$JS.API.CONSUMER.CREATE.{name}.*.{k8s_subject(ObjectKind.NODE, '', node)}",
+        f"$JS.API.CONSUMER.INFO.{name}.*",
+        f"$JS.API.CONSUMER.DELETE.{name}.*",
         f"$JS.FC.{name}.>",
     ]
 
@@ -221,10 +240,10 @@ PERMISSIONS: dict[BusUser, SubjectPermissions] = {
 
 def announcer_permissions(node: str) -> SubjectPermissions:
     """What the announcer of ``node`` may do: publish its own heartbeat and reports and read what it acts
-    on (decisions, observed state, BGP passwords)."""
-    reads = (StreamName.K8S, StreamName.SECRETS, StreamName.IPAM)
-    publish = [heartbeat_subject(node), f"{ANNOUNCE_PREFIX}.{encode_token(node)}.>", *_stream_info()]
-    for stream in reads:
+    on: decisions, BGP passwords and, of the observed state, its own Node alone (its labels)."""
+    publish = [heartbeat_subject(node), f"{ANNOUNCE_PREFIX}.{encode_token(node)}.>", *_stream_info(),
+               *_own_node_reads(node)]
+    for stream in (StreamName.SECRETS, StreamName.IPAM):
         publish += _ephemeral_reads(stream)
     return SubjectPermissions(
         publish_allow=tuple(publish),

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from schemas.events import AnnouncerHeartbeat
+from schemas.events import AnnouncerHeartbeat, NodeObserved, ObjectKind, ObjectRef
 from schemas.events.codec import encode, wrap
-from services.common.bus import Bus, BusSettings
+from services.common.bus import Bus, BusSettings, Received
+from services.common.follower import Follower
 from services.common.permissions import ACCOUNT_MAX_FILE, BusUser
 from services.common.subjects import (
     CONNECTIONS_CLOSED,
@@ -21,8 +23,11 @@ from services.common.subjects import (
     StreamName,
     announce_subject,
     heartbeat_subject,
+    k8s_subject,
+    observed_subject,
 )
-from tests.security.probe import probe, refused_connection
+from tests.builders import service
+from tests.security.probe import ANSWER_TIMEOUT, probe, refused_connection
 from tests.security.shipped import ShippedCluster, shipped_cluster
 
 SERVICE_USERS = (BusUser.WATCHER, BusUser.IPAM, BusUser.OPERATOR, BusUser.AUTHENTICATOR)
@@ -54,7 +59,7 @@ def stream_config(name: str, **changes: object) -> dict[str, object]:
 
 # --- administration: streams and durables -----------------------------------------------------------
 
-ADMINISTRATIVE_ATTACKS = {
+ADMINISTRATIVE_ATTACKS: dict[str, tuple[str, dict[str, Any]]] = {
     "IPAM max_age 2 s (wipes every allocation)": ("$JS.API.STREAM.UPDATE.IPAM", stream_config("IPAM", max_age=2e9)),
     "seal K8S": ("$JS.API.STREAM.UPDATE.K8S", stream_config("K8S", sealed=True)),
     "source ANNOUNCE into IPAM with a subject transform (forged decisions)": (
@@ -167,6 +172,81 @@ async def test_a_node_is_let_in_only_with_its_own_token(shipped: ShippedCluster,
     }[credential]
     assert await refused_connection(url) is not None
     assert await refused_connection(shipped.node_url(NODE)) is None  # control
+
+
+# --- what a node reads of the observed state -------------------------------------------------------------
+
+OWN_NODE, OTHER_NODES_NODE = k8s_subject(ObjectKind.NODE, "", NODE), k8s_subject(ObjectKind.NODE, "", OTHER_NODE)
+SERVICE = k8s_subject(ObjectKind.SERVICE, "default", "web")
+
+
+def node_observed(node: str, *, version: str) -> NodeObserved:
+    return NodeObserved(ref=ObjectRef(name=node, uid=node, resource_version=version), labels={"rack": version})
+
+
+def reader(deliver_to: str, **config: object) -> dict[str, Any]:
+    """A consumer creation on K8S delivering the current world to ``deliver_to``."""
+    return {"stream_name": "K8S", "config": {"ack_policy": "none", "deliver_policy": "last_per_subject",
+                                             "deliver_subject": deliver_to, "inactive_threshold": 5_000_000_000,
+                                             "mem_storage": True, **config}}
+
+
+@pytest.fixture(scope="module")
+async def nodes_and_a_service(shipped: ShippedCluster) -> None:
+    async with await Bus.connect(BusSettings(url=shipped.url_for(BusUser.WATCHER)), producer="watcher/test") as bus:
+        for event in (node_observed(NODE, version="1"), node_observed(OTHER_NODE, version="1"), service("web")):
+            await bus.publish(observed_subject(event), event)
+
+
+@pytest.mark.usefixtures("nodes_and_a_service")
+async def test_a_node_reads_no_other_node_nor_any_service(shipped: ShippedCluster) -> None:
+    async with probe(urls(shipped)[NODE]) as node:
+        inbox = f"{node.client._inbox_prefix.decode()}.reader"
+        attacks: dict[str, tuple[str, dict[str, Any]]] = {
+            "every node, unnamed": ("$JS.API.CONSUMER.CREATE.K8S", reader(inbox, filter_subject="k8s.node.>")),
+            "another node, unnamed": ("$JS.API.CONSUMER.CREATE.K8S", reader(inbox, filter_subject=OTHER_NODES_NODE)),
+            "the world, unfiltered": ("$JS.API.CONSUMER.CREATE.K8S", reader(inbox, deliver_policy="all")),
+            "its own node, filter only in the body": ("$JS.API.CONSUMER.CREATE.K8S.mine",
+                                                      reader(inbox, filter_subject=OWN_NODE)),
+            "another node": (f"$JS.API.CONSUMER.CREATE.K8S.theirs.{OTHER_NODES_NODE}",
+                             reader(inbox, filter_subject=OTHER_NODES_NODE)),
+            "a Service": (f"$JS.API.CONSUMER.CREATE.K8S.web.{SERVICE}", reader(inbox, filter_subject=SERVICE)),
+            "everything below k8s": ("$JS.API.CONSUMER.CREATE.K8S.all.k8s.>", reader(inbox, filter_subject="k8s.>")),
+            "another node's last message": ("$JS.API.STREAM.MSG.GET.K8S", {"last_by_subj": OTHER_NODES_NODE}),
+            "a Service directly": ("$JS.API.DIRECT.GET.K8S", {"last_by_subj": SERVICE}),
+            "a Service directly, by subject": (f"$JS.API.DIRECT.GET.K8S.{SERVICE}", {}),
+            "pulling from another reader": ("$JS.API.CONSUMER.MSG.NEXT.K8S.ipam-reader", {"batch": 10}),
+        }
+        for attack, (subject, payload) in attacks.items():
+            refused, answer = await node.request(subject, payload)
+            assert refused, f"node {NODE} read K8S: {attack}: {answer}"
+        # Its own node's subject with another filter in the body: let through by the permissions, refused by
+        # the server, which holds the configuration to the subject's filter.
+        for config in ({"filter_subject": "k8s.>"}, {"filter_subject": OTHER_NODES_NODE},
+                       {"filter_subjects": [OWN_NODE, SERVICE]}, {}):
+            refused, answer = await node.request(f"$JS.API.CONSUMER.CREATE.K8S.smuggled.{OWN_NODE}",
+                                                 reader(inbox, **config))
+            assert not refused and "error" in answer, f"node {NODE} read K8S through its own subject {config}: {answer}"
+
+
+@pytest.mark.usefixtures("nodes_and_a_service")
+async def test_control_a_node_reads_its_own_node_as_the_announcer_does(shipped: ShippedCluster) -> None:
+    """The BGP agent's reads: its own Node as it is, then its changes (``BgpAgent._read``)."""
+    async with await Bus.connect(BusSettings(url=urls(shipped)[NODE]), producer=f"announcer/{NODE}") as bus:
+        end = await bus.last_sequence(StreamName.K8S)
+        seen: list[Received] = []
+        await bus.replay(StreamName.K8S, seen.append, subjects=[OWN_NODE], last_per_subject=True)
+        assert [received.event for received in seen] == [node_observed(NODE, version="1")]
+        follower = Follower(bus, StreamName.K8S, start_sequence=end + 1, subjects=[OWN_NODE])
+        try:
+            async with await Bus.connect(BusSettings(url=shipped.url_for(BusUser.WATCHER)),
+                                         producer="watcher/test") as watcher:
+                for event in (node_observed(OTHER_NODE, version="2"), node_observed(NODE, version="2")):
+                    await watcher.publish(observed_subject(event), event)
+            arrived = await follower.fetch(wait=ANSWER_TIMEOUT)
+            assert [received.event for received in arrived] == [node_observed(NODE, version="2")]
+        finally:
+            await follower.close()
 
 
 # --- replies and passwords ------------------------------------------------------------------------------
