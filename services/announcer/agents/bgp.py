@@ -2,7 +2,7 @@
 
     read IPAM ipam.bgp.> + configuration in force, K8S this node's Node, SECRETS ──► BgpInputs ──► plan()
     follow the three live (the Node by its own subject) ───────────────────────────┘            │
-    PeerSessions (whole route set each) ◄──────────────────────────────────────────────────────┘
+    PeerSessions (the prefixes that changed; a whole plan: the whole set) ◄──────────────────┘
     ANNOUNCE: BGPSessionChanged per state change, AnnouncementReported per IP on change
 
 - It reads decisions, not the world: no Service, endpoint or other Node reaches it, and an endpoint change
@@ -10,7 +10,10 @@
   in force there are no peers (said in the readiness check and the log).
 - No session opens before the first full read: a session's first UPDATEs (and its End-of-RIB) carry the whole
   desired set, so a graceful restart helper never flushes routes we still want.
-- Each change re-plans and hands every session its whole route set (the speaker sends the diff).
+- A burst of decision changes re-merges only the IPs changed and hands every session only the prefixes
+  whose route changed (it still holds the whole desired set: a session established later sends it all); a
+  change of the node or of the configuration makes the plan whole anew and hands every session its whole set
+  (the speaker sends the diff). Reports and the announced gauge likewise look at the changed IPs alone.
   A peer whose session spec changes (addresses, timers, password, BFD) gets a new session.
 - On stop each session ends with a Cease (the peer withdraws at once), or, for peers with
   ``enableGracefulRestart``, silently so the peer keeps our routes while we restart.
@@ -43,7 +46,15 @@ from schemas.events import (
 from services.announcer.agents.announced import AnnouncedCollector, announced_collector
 from services.announcer.agents.bgp_inputs import BgpInputs
 from services.announcer.agents.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
-from services.announcer.agents.bgp_plan import IPAnnouncement, IPDecision, LocalPrefConflict, Plan, Planner, service_id
+from services.announcer.agents.bgp_plan import (
+    IPAnnouncement,
+    IPDecision,
+    LocalPrefConflict,
+    Plan,
+    PlanChanges,
+    Planner,
+    service_id,
+)
 from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession
@@ -100,8 +111,11 @@ class BgpAgent:
         #: decisions changed since the last plan, each with what it was before (None: there was none)
         self._changed: dict[str, IPDecision | None] = {}
         self._whole = True  # the node or the configuration changed: the plan is made whole anew
-        self._plans = 0  # plans applied so far (what the announced gauge was last built for)
-        self._gauge_for: tuple[int, frozenset[str]] | None = None
+        #: the announced gauge's BGP set (IP → Services), kept IP by IP; the sessions it was built for, and
+        #: whether it changed since last handed to the collector
+        self._gauge: dict[str, tuple[str, ...]] = {}
+        self._gauge_for: frozenset[str] | None = None
+        self._gauge_changed = False
         self.sessions: dict[str, PeerSession] = {}
         self._refused: dict[str, str] = {}
         self._conflicts: tuple[LocalPrefConflict, ...] = ()
@@ -112,6 +126,8 @@ class BgpAgent:
         self._stopping_sessions: set[asyncio.Task[None]] = set()
         self._state_events: asyncio.Queue[BGPSessionChanged] = asyncio.Queue()
         self._reported: dict[str, IPAnnouncement] = {}
+        self._unreported: set[str] = set()  # IPs whose announcement changed since they were last reported
+        self._report_every = True  # a whole plan: every IP is compared with its report
         self._report_due = asyncio.Event()
         self._dirty = asyncio.Event()
         #: per IP, the trace of the newest decision not reported yet: (span context, arrival ns, fold number)
@@ -128,7 +144,7 @@ class BgpAgent:
             if not await until_done(self._read, stopping=stopping, retry_in=_RETRY,
                                     what=f"bgp read node={self.node}"):
                 return
-            self._apply_plan(await self._listening_for(await self._plan()))
+            self._apply_plan(*await self._listening_for(await self._plan()))
             self._say_configuration()
             configuration = "in-force" if self.inputs.in_force is not None else "none"
             log.info("bgp agent started node=%s peers=%d ips=%d configuration=%s", self.node, len(self.sessions),
@@ -151,13 +167,13 @@ class BgpAgent:
                 await follower.close()
             log.info("bgp agent stopped node=%s", self.node)
 
-    async def _listening_for(self, plan: Plan) -> Plan:
+    async def _listening_for(self, planned: tuple[Plan, PlanChanges | None]) -> tuple[Plan, PlanChanges | None]:
         """Listen from the first plan with a peer on: a node without BGP peers (L2 only) leaves the BGP port to
         whoever else may want it (another BGP daemon on the node, a CNI's)."""
-        if plan.peers and self._listener is None and not self._listen_tried:
+        if planned[0].peers and self._listener is None and not self._listen_tried:
             self._listen_tried = True
             self._listener = await self._listen()
-        return plan
+        return planned
 
     async def _listen(self) -> Listener | None:
         """One listening socket for every peer (both families on ``::``, or IPv4 alone where IPv6 is off). A port
@@ -186,8 +202,9 @@ class BgpAgent:
             return_exceptions=True,
         )
         self._update_metrics()
+        self._update_gauge()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._flush_reports({}), timeout=1.0)
+            await asyncio.wait_for(self._flush_reports({}, every=True), timeout=1.0)
 
     # --- the bus -------------------------------------------------------------------------------------
 
@@ -245,7 +262,7 @@ class BgpAgent:
             self._dirty.clear()
             started, folded = loop.time(), self._folds
             try:
-                self._apply_plan(await self._listening_for(await self._plan()))
+                self._apply_plan(*await self._listening_for(await self._plan()))
             except Exception:
                 self._dirty.set()  # the restarted planner plans again
                 raise
@@ -298,11 +315,11 @@ class BgpAgent:
 
     # --- deciding ------------------------------------------------------------------------------------
 
-    async def _plan(self) -> Plan:
-        """A few decisions changed: the planner re-merges their IPs on the loop. The node or the configuration
-        changed, or many decisions at once: the whole plan anew in a worker thread on a snapshot (tens of
-        thousands of IPs take a while, which the loop must not spend away from the sessions' timers), then
-        what changed meanwhile."""
+    async def _plan(self) -> tuple[Plan, PlanChanges | None]:
+        """A few decisions changed: the planner re-merges their IPs on the loop, and says what changed. The
+        node or the configuration changed, or many decisions at once: the whole plan anew in a worker thread
+        on a snapshot (tens of thousands of IPs take a while, which the loop must not spend away from the
+        sessions' timers), then what changed meanwhile; no changes then (None): the plan is whole."""
         inputs = self.inputs
         if self.planner is None or self._whole or len(self._changed) > _ON_THE_LOOP:
             self._whole = False
@@ -313,15 +330,20 @@ class BgpAgent:
             )
             planner.follow(inputs.decisions)
             self.planner = planner
+            whole = True
+        else:
+            whole = False
         changed, self._changed = self._changed, {}
         for ip, before in changed.items():
             self.planner.update(ip, before)
-        return self.planner.plan()
+        changes = self.planner.take_changes()
+        return self.planner.plan(), None if whole else changes
 
-    def _apply_plan(self, new: Plan) -> None:
+    def _apply_plan(self, new: Plan, changes: PlanChanges | None = None) -> None:
+        """Sessions for the plan's peers; each existing one gets the prefixes that ``changes`` names (None:
+        the plan is whole, each gets its whole set)."""
         inputs = self.inputs
         self.plan = new
-        self._plans += 1
         if self.plan.conflicts != self._conflicts:
             self._conflicts = self.plan.conflicts
             for c in self._conflicts:
@@ -353,9 +375,30 @@ class BgpAgent:
                                       listener=self._listener)  # fmt: skip
                 self.sessions[name] = session
                 session.start(peer_plan.routes)
-            else:
+            elif changes is None:
                 session.set_routes(peer_plan.routes)
+            elif changes.prefixes:
+                session.change_routes(peer_plan.routes, changes.prefixes)
+        self._note_announcements(changes)
         self._report_due.set()
+
+    def _note_announcements(self, changes: PlanChanges | None) -> None:
+        """The IPs to report and the announced gauge's set, after a plan: those ``changes`` names, or all."""
+        announcements, sessions = self.plan.announcements, frozenset(self.sessions)
+        if changes is None:
+            self._report_every = True
+        else:
+            self._unreported.update(changes.ips)
+        if changes is None or sessions != self._gauge_for:
+            self._rebuild_gauge()
+            return
+        for ip in changes.ips:
+            announcement = announcements.get(ip)
+            if announcement is not None and sessions.intersection(announcement.peers):
+                self._gauge[ip] = _services_of(announcement)
+            elif self._gauge.pop(ip, None) is None:
+                continue
+            self._gauge_changed = True
 
     def _retire(self, session: PeerSession, why: str) -> None:
         log.info("bgp session retired peer=%s reason=%s", session.ref, why)
@@ -412,14 +455,21 @@ class BgpAgent:
                 # a burst is still being planned: the wire first, the reports once it settled (bounded)
                 await first_of(asyncio.sleep(_SETTLE * 10), stopping.wait())
             if not stopping.is_set():
+                self._update_gauge()
                 await self._flush_reports(self.plan.announcements)
 
-    async def _flush_reports(self, announcements: Mapping[str, IPAnnouncement]) -> None:
-        """Publish what changed since the last report; what failed is retried on the next round."""
+    async def _flush_reports(self, announcements: Mapping[str, IPAnnouncement], *, every: bool = False) -> None:
+        """Publish what changed since the last report (of the IPs the plans changed, or ``every`` one); what
+        failed is retried on the next round."""
         while not self._state_events.empty():
             await self._publish_state(self._state_events.get_nowait())
-        every = sorted(set(announcements) | set(self._reported))
-        changes = [(ip, announcements.get(ip)) for ip in every if announcements.get(ip) != self._reported.get(ip)]
+        if every or self._report_every:
+            candidates: set[str] = set(announcements) | set(self._reported)
+        else:
+            candidates = self._unreported
+        self._unreported, self._report_every = set(), False
+        reported = self._reported
+        changes = [(ip, now) for ip in sorted(candidates) if (now := announcements.get(ip)) != reported.get(ip)]
         for first in range(0, len(changes), _REPORT_BATCH):
             chunk = changes[first : first + _REPORT_BATCH]
             reports = [_report_of(self.node, ip, a) for ip, a in chunk]
@@ -434,6 +484,7 @@ class BgpAgent:
                 for span in spans:
                     span.set_status(trace.StatusCode.ERROR, repr(error))
                 log.warning("bgp report failed node=%s error=%r", self.node, error)
+                self._unreported.update(ip for ip, _ in changes[first:])
                 return
             finally:
                 for span in spans:
@@ -466,16 +517,25 @@ class BgpAgent:
                                            received_prefixes=s.received.prefixes, update_errors=s.received.errors)
             for s in self.sessions.values()
         }, refused_connections=self._listener.refused if self._listener is not None else 0))  # fmt: skip
-        gauge_for = (self._plans, frozenset(self.sessions))
-        if gauge_for == self._gauge_for:
-            return  # the same plan and sessions: tens of thousands of IPs are not listed again
-        self._gauge_for = gauge_for
-        # planned for a peer this announcer has a session with
-        self._announced.update(AnnouncementMode.BGP, self.node, {
-            ip: tuple(f"{namespace}/{name}" for namespace, name, _ in announcement.services)
-            for ip, announcement in self.plan.announcements.items()
-            if any(peer in self.sessions for peer in announcement.peers)
-        })  # fmt: skip
+
+    def _rebuild_gauge(self) -> None:
+        """The gauge's set of every IP planned for a peer this announcer has a session with."""
+        sessions = self._gauge_for = frozenset(self.sessions)
+        self._gauge = {ip: _services_of(a) for ip, a in self.plan.announcements.items()
+                       if sessions.intersection(a.peers)}  # fmt: skip
+        self._gauge_changed = True
+
+    def _update_gauge(self) -> None:
+        """Hand the announced gauge its set when it changed (once per report round, before the reports)."""
+        if frozenset(self.sessions) != self._gauge_for:
+            self._rebuild_gauge()
+        if self._gauge_changed:
+            self._gauge_changed = False
+            self._announced.update(AnnouncementMode.BGP, self.node, self._gauge)
+
+
+def _services_of(announcement: IPAnnouncement) -> tuple[str, ...]:
+    return tuple(f"{namespace}/{name}" for namespace, name, _ in announcement.services)
 
 
 def _ref(namespace: str | None, name: str) -> str:

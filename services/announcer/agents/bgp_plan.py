@@ -33,7 +33,7 @@ from schemas.metallb.common import LabelSelector
 from schemas.metallb.parsing import ConfigObject
 from schemas.metallb.rules import NodeFacts, selectors_admit
 from services.announcer.bgp.nlri import Prefix
-from services.announcer.bgp.rib import Route
+from services.announcer.bgp.rib import Route, prefix_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,15 @@ class LocalPrefConflict:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanChanges:
+    """What changed in a plan kept current since it was last asked: the prefixes whose route changed for some
+    peer (given, changed or withdrawn), and the IPs whose announcement changed (new, changed or gone)."""
+
+    prefixes: frozenset[Prefix] = frozenset()
+    ips: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     peers: Mapping[str, PeerPlan] = field(default_factory=dict)
     announcements: Mapping[str, IPAnnouncement] = field(default_factory=dict)
@@ -168,14 +177,17 @@ class Planner:
         #: prefixes shorter than a host route, and the IPs giving them
         self._aggregates: dict[Prefix, set[str]] = {}
         self._shared: dict[RouteAttributes, Route] = {}
+        self._changed_prefixes: set[Prefix] = set()
+        self._changed_ips: set[str] = set()
         if node is None or not node.usable:
             return
         prefixes: dict[Prefix, str | None] = {}
         for ip, decision in decisions.items():
             for prefix in self._enter(ip, decision):
                 prefixes[prefix] = ip if _is_host(prefix) else None
-        for prefix in sorted(prefixes, key=_prefix_key):
+        for prefix in sorted(prefixes, key=prefix_key):
             self._merge(prefix, prefixes[prefix])
+        self.take_changes()  # made whole: nothing changed since
 
     def follow(self, decisions: Mapping[str, IPDecision]) -> None:
         self._decisions = decisions
@@ -193,13 +205,22 @@ class Planner:
                     if not holders:
                         del self._aggregates[prefix]
                 touched[prefix] = ip if host else None
-        self.announcements.pop(ip, None)
+        announced = self.announcements.pop(ip, None)
         new = self._decisions.get(ip)
         if new is not None:
             for prefix in self._enter(ip, new):
                 touched[prefix] = ip if _is_host(prefix) else None
+        if self.announcements.get(ip) != announced:
+            self._changed_ips.add(ip)
         for prefix, host_ip in touched.items():
             self._merge(prefix, host_ip)
+
+    def take_changes(self) -> PlanChanges:
+        """What :meth:`update` changed since the last call (or since the planner was made whole)."""
+        changes = PlanChanges(prefixes=frozenset(self._changed_prefixes), ips=frozenset(self._changed_ips))
+        self._changed_prefixes.clear()
+        self._changed_ips.clear()
+        return changes
 
     def plan(self) -> Plan:
         return Plan(
@@ -255,7 +276,8 @@ class Planner:
         for name, routes in self.routes.items():
             entry = merged.get(name)
             if entry is None:
-                routes.pop(prefix, None)
+                if routes.pop(prefix, None) is not None:
+                    self._changed_prefixes.add(prefix)
                 self._conflicts.pop((name, prefix), None)
                 continue
             local_pref = max(entry.local_prefs) if entry.local_prefs else None
@@ -271,7 +293,9 @@ class Planner:
                 route = self._shared[attributes] = Route(
                     communities=attributes[0], large_communities=attributes[1], local_pref=local_pref
                 )
-            routes[prefix] = route
+            if routes.get(prefix) is not route:
+                routes[prefix] = route
+                self._changed_prefixes.add(prefix)
 
 
 def plan(*, node: NodeFacts | None, configuration: Configuration, decisions: Mapping[str, IPDecision]) -> Plan:
@@ -284,7 +308,7 @@ def _is_host(prefix: Prefix) -> bool:
 
 
 def _conflict_key(key: tuple[str, Prefix]) -> tuple[str, int, int, int]:
-    return (key[0], *_prefix_key(key[1]))
+    return (key[0], *prefix_key(key[1]))
 
 
 def _targets(terms: RouteTerms, node: NodeFacts, peers: Mapping[str, BGPPeer]) -> tuple[str, ...] | None:
@@ -292,10 +316,6 @@ def _targets(terms: RouteTerms, node: NodeFacts, peers: Mapping[str, BGPPeer]) -
     if not selectors_admit(terms.node_selectors, node.labels):
         return None
     return tuple(name for name in peers if not terms.peers or name in terms.peers)
-
-
-def _prefix_key(prefix: Prefix) -> tuple[int, int, int]:
-    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
 
 
 def router_id_for(node: NodeFacts) -> ipaddress.IPv4Address:

@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from schemas.events import BGPSessionState
@@ -162,8 +162,7 @@ class PeerSession:
     def announced_prefixes(self) -> int:
         if self._speaker is None or not self.up:
             return 0
-        session = self._speaker.session
-        return len(session.desired) - len(session.unroutable)
+        return self._speaker.session.carried
 
     def start(self, routes: Mapping[Prefix, Route]) -> None:
         """Dial out with ``routes`` already desired, so the first UPDATEs carry the whole set."""
@@ -193,6 +192,13 @@ class PeerSession:
         self._routes = routes  # what a session still waiting for its VRF, interface or peer starts with
         if self._speaker is not None and self._speaker.session.desired != routes:
             self._speaker.set_advertisements(routes)
+
+    def change_routes(self, routes: Mapping[Prefix, Route], changed: Iterable[Prefix]) -> None:
+        """``routes`` is the whole set, of which only the ``changed`` prefixes differ from the set last given:
+        the speaker is handed those alone (a prefix not in ``routes`` is withdrawn)."""
+        self._routes = routes
+        if self._speaker is not None:
+            self._speaker.change_advertisements({prefix: routes.get(prefix) for prefix in changed})
 
     async def stop(self, *, keep_routes: bool = False, message: str = "") -> None:
         """End the session: Cease (the peer withdraws our routes at once), or with ``keep_routes`` a silent

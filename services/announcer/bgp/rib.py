@@ -71,7 +71,7 @@ def family_of(prefix: Prefix) -> AddressFamily:
     return IPV4_UNICAST if prefix.version == 4 else IPV6_UNICAST
 
 
-def _prefix_key(prefix: Prefix) -> tuple[int, int, int]:
+def prefix_key(prefix: Prefix) -> tuple[int, int, int]:
     return (prefix.version, int(prefix.network_address), prefix.prefixlen)
 
 
@@ -83,16 +83,20 @@ def resolve(
     next_hop_v6: ipaddress.IPv6Address | None,
     link_local: ipaddress.IPv6Address | None = None,
     ipv6_next_hop_for_ipv4: bool = False,
+    shared: dict[tuple[Route, IPAddress, ipaddress.IPv6Address | None], Route] | None = None,
 ) -> tuple[dict[Prefix, Route], list[Prefix]]:
     """Fill in next hops and keep what this session can carry; also return what it cannot (a family not
     negotiated, no next hop of the prefix's family, or more communities than one UPDATE holds).
 
     With ``ipv6_next_hop_for_ipv4`` (RFC 8950 negotiated) an IPv4 prefix without an IPv4 next hop takes the
     IPv6 one; ``link_local`` (the session's own, on a link-local connection) goes beside a global IPv6 next hop.
+    ``shared``: resolved routes by what they were made of, kept by the caller across calls — the thousands of
+    prefixes that share a route share one resolved route too (made once, held once).
     """
     allowed = set(families)
     resolved: dict[Prefix, Route] = {}
     unroutable: list[Prefix] = []
+    made = {} if shared is None else shared
     for prefix, route in desired.items():
         next_hop = route.next_hop or (next_hop_v4 if prefix.version == 4 else next_hop_v6)
         if next_hop is None and prefix.version == 4 and ipv6_next_hop_for_ipv4:
@@ -104,9 +108,14 @@ def resolve(
         if family_of(prefix) not in allowed or not carried or too_big:
             unroutable.append(prefix)
             continue
+        assert next_hop is not None
         beside = link_local if isinstance(next_hop, ipaddress.IPv6Address) and not next_hop.is_link_local else None
-        resolved[prefix] = replace(route, next_hop=next_hop, link_local=beside).normalized()
-    return resolved, sorted(unroutable, key=_prefix_key)
+        key = (route, next_hop, beside)
+        filled = made.get(key)
+        if filled is None:
+            filled = made[key] = replace(route, next_hop=next_hop, link_local=beside).normalized()
+        resolved[prefix] = filled
+    return resolved, sorted(unroutable, key=prefix_key)
 
 
 def path_attributes(route: Route, negotiated: Negotiated) -> list[Attribute]:
@@ -133,14 +142,20 @@ class AdjRibOut:
     def clear(self) -> None:
         self.sent.clear()
 
-    def converge(self, desired: Mapping[Prefix, Route], negotiated: Negotiated) -> tuple[list[bytes], int, int]:
-        """UPDATEs that turn what the peer has into ``desired``; returns (messages, announced, withdrawn)."""
-        withdraw = sorted((p for p in self.sent if p not in desired), key=_prefix_key)
-        announce = {p: r for p, r in desired.items() if self.sent.get(p) != r}
+    def converge(
+        self, desired: Mapping[Prefix, Route], negotiated: Negotiated, *, among: Iterable[Prefix] | None = None
+    ) -> tuple[list[bytes], int, int]:
+        """UPDATEs that turn what the peer has into ``desired``; returns (messages, announced, withdrawn).
+        With ``among``, only those prefixes changed: ``desired`` holds what is desired of them, and what the
+        peer has of the others stays as it is (a change of a few prefixes costs a few, not the whole set)."""
+        sent = self.sent
+        withdraw = sorted((p for p in (sent if among is None else among) if p in sent and p not in desired),
+                          key=prefix_key)  # fmt: skip
+        announce = {p: r for p, r in desired.items() if sent.get(p) != r}
         messages = self._withdrawals(withdraw, negotiated) + self._announcements(announce, negotiated)
         for prefix in withdraw:
-            del self.sent[prefix]
-        self.sent.update(announce)
+            del sent[prefix]
+        sent.update(announce)
         return messages, len(announce), len(withdraw)
 
     def replay(self, family: AddressFamily, negotiated: Negotiated) -> list[bytes]:
@@ -168,7 +183,7 @@ class AdjRibOut:
                 family=family,
                 attributes=path_attributes(route, negotiated),
                 next_hops=route.next_hops(),
-                prefixes=sorted(groups[(family, route)], key=_prefix_key),
+                prefixes=sorted(groups[(family, route)], key=prefix_key),
                 negotiated=negotiated,
             )
         return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from services.announcer.bgp.capabilities import (
@@ -50,7 +50,7 @@ from services.announcer.bgp.notification import (
     open_error,
 )
 from services.announcer.bgp.open import Open
-from services.announcer.bgp.rib import AdjRibOut, Route, resolve
+from services.announcer.bgp.rib import AdjRibOut, Route, prefix_key, resolve
 from services.announcer.bgp.route_refresh import RouteRefreshMessage
 from services.announcer.bgp.update import Update, end_of_rib
 from services.announcer.bgp.update_count import UpdateCount, count_update
@@ -114,12 +114,13 @@ class Session:
         self.state = State.IDLE
         self.negotiated: Negotiated | None = None
         self.peer_open: Open | None = None
-        self.unroutable: list[Prefix] = []  # desired prefixes this session cannot carry (family, next hop)
+        self._unroutable: set[Prefix] = set()  # desired prefixes this session cannot carry (family, next hop)
         self.updates_sent = 0
         self.updates_received = 0
         self.prefixes_received = 0  # announced and withdrawn, as counted in the UPDATEs received
         self._desired: dict[Prefix, Route] = {}
         self._rib_out = AdjRibOut()
+        self._resolved: dict[tuple[Route, IPAddress, ipaddress.IPv6Address | None], Route] = {}
         self._reader = MessageReader()
         self._local_address: IPAddress | None = None
         self._out = bytearray()
@@ -131,6 +132,16 @@ class Session:
     @property
     def closed(self) -> bool:
         return self.state is State.IDLE
+
+    @property
+    def unroutable(self) -> list[Prefix]:
+        """Desired prefixes this session cannot carry (a family not negotiated, no next hop), sorted."""
+        return sorted(self._unroutable, key=prefix_key)
+
+    @property
+    def carried(self) -> int:
+        """How many desired prefixes this session can carry."""
+        return len(self._desired) - len(self._unroutable)
 
     @property
     def advertised(self) -> int:
@@ -203,6 +214,19 @@ class Session:
         self._desired = dict(routes)
         if self.state is State.ESTABLISHED:
             self._converge(now)
+
+    def change_advertisements(self, changes: Mapping[Prefix, Route | None], now: float | None = None) -> None:
+        """Some prefixes of the whole set changed: each is now desired with its route, or no longer (None).
+        The session still holds the whole desired set (a session established later sends it all); only the
+        changed prefixes are looked at, and UPDATEs for those that differ from what the peer has follow."""
+        desired = self._desired
+        for prefix, route in changes.items():
+            if route is None:
+                desired.pop(prefix, None)
+            else:
+                desired[prefix] = route
+        if self.state is State.ESTABLISHED:
+            self._converge(now, among=changes.keys())
 
     def request_route_refresh(self, family: AddressFamily) -> None:
         if self.state is State.ESTABLISHED and self.negotiated and self.negotiated.route_refresh:
@@ -342,18 +366,30 @@ class Session:
 
     # --- sending ---------------------------------------------------------------------------------------
 
-    def _converge(self, now: float | None) -> None:
+    def _converge(self, now: float | None, *, among: Collection[Prefix] | None = None) -> None:
+        """UPDATEs for what the peer should have and has not; ``among``: only those prefixes changed."""
         assert self.negotiated is not None
         local = self._local_address
-        resolved, self.unroutable = resolve(
-            self._desired,
+        if among is None:
+            desired: Mapping[Prefix, Route] = self._desired
+            self._resolved.clear()  # a new session's (or next hop's) own: what older sets needed goes
+        else:
+            desired = {p: r for p in among if (r := self._desired.get(p)) is not None}
+        resolved, unroutable = resolve(
+            desired,
             families=self.negotiated.families,
             next_hop_v4=self.config.next_hop_v4 or (local if isinstance(local, ipaddress.IPv4Address) else None),
             next_hop_v6=self.config.next_hop_v6 or (local if isinstance(local, ipaddress.IPv6Address) else None),
             link_local=local if isinstance(local, ipaddress.IPv6Address) and local.is_link_local else None,
             ipv6_next_hop_for_ipv4=IPV4_OVER_IPV6 in self.negotiated.extended_next_hops,
+            shared=self._resolved,
         )
-        messages, announced, withdrawn = self._rib_out.converge(resolved, self.negotiated)
+        if among is None:
+            self._unroutable = set(unroutable)
+        else:
+            self._unroutable.difference_update(among)
+            self._unroutable.update(unroutable)
+        messages, announced, withdrawn = self._rib_out.converge(resolved, self.negotiated, among=among)
         if messages:
             self._send(messages, now)
             self._events.append(AdvertisementsSent(announced, withdrawn, len(messages)))

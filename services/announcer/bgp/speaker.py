@@ -157,6 +157,14 @@ class Speaker:
             self._pending[1].set_advertisements(routes, self._loop.time())
             self._process_pending()
 
+    def change_advertisements(self, changes: Mapping[Prefix, Route | None]) -> None:
+        """Some prefixes of the set changed (None: no longer advertised); the rest stays as set."""
+        self.session.change_advertisements(changes, self._loop.time())
+        self._process()
+        if self._pending is not None:
+            self._pending[1].change_advertisements(changes, self._loop.time())
+            self._process_pending()
+
     def peer_down(self, message: str = "BFD down") -> None:
         """The peer is unreachable (BFD says so): end the session now rather than at hold timer expiry.
         The reconnect loop carries on with its backoff."""

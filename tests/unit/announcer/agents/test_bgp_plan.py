@@ -146,6 +146,7 @@ def test_a_plan_kept_current_ip_by_ip_equals_one_made_whole() -> None:
         decided("198.51.100.9", nodes=("node-a",)),
         withdrawn("198.51.100.8"),
     ]
+    before, announced = routes_of(planner.plan()), dict(planner.plan().announcements)
     for step in steps:
         old = inputs.decisions.get(step.ip)
         inputs.apply(step)
@@ -154,3 +155,14 @@ def test_a_plan_kept_current_ip_by_ip_equals_one_made_whole() -> None:
         current = planner.plan()
         assert routes_of(current) == routes_of(whole)
         assert dict(current.announcements) == dict(whole.announcements) and current.conflicts == whole.conflicts
+        # what the sessions and the reports are handed: exactly the prefixes and IPs that changed
+        after = routes_of(current)
+        changes = planner.take_changes()
+        assert {str(p) for p in changes.prefixes} == {
+            prefix for name in after for prefix in set(before[name]) | set(after[name])
+            if before[name].get(prefix) != after[name].get(prefix)
+        }, step  # fmt: skip
+        assert changes.ips == {ip for ip in set(announced) | set(current.announcements)
+                               if announced.get(ip) != current.announcements.get(ip)}, step  # fmt: skip
+        assert planner.take_changes().prefixes == frozenset()  # taken once
+        before, announced = after, dict(current.announcements)

@@ -77,6 +77,16 @@ class Pair:
         assert pair.a.state is State.ESTABLISHED and pair.b.state is State.ESTABLISHED
         return pair
 
+    def reconnect(self) -> None:
+        """The connection is lost, then made again (not pumped yet: nothing sent)."""
+        self.a.connection_lost(self.now)
+        self.b.connection_lost(self.now)
+        self.wire_a_to_b.clear()
+        self.a.start(self.now)
+        self.b.start(self.now, passive=True)
+        self.a.connection_made(self.now, local_address=NODE)
+        self.b.connection_made(self.now, local_address=ROUTER)
+
     def pump(self) -> None:
         """Move bytes both ways until both cores have nothing more to say."""
         for _ in range(100):
@@ -361,13 +371,7 @@ def test_reconnect_resends_the_whole_table() -> None:
     pair = Pair.established()
     pair.a.set_advertisements({net("198.51.100.5/32"): Route()})
     pair.pump()
-    pair.a.connection_lost(pair.now)
-    pair.b.connection_lost(pair.now)
-    pair.wire_a_to_b.clear()
-    pair.a.start(pair.now)
-    pair.b.start(pair.now, passive=True)
-    pair.a.connection_made(pair.now, local_address=NODE)
-    pair.b.connection_made(pair.now, local_address=ROUTER)
+    pair.reconnect()
     pair.pump()
     assert net("198.51.100.5/32") in {p for u in pair.updates_to_b() for _, p in u.announced()}
 
