@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from nats.aio.msg import Msg
 
+from bench.recorder import Recorder
 from schemas.events import AnnouncerHeartbeat, Event, L2PlacementCleared, L2PlacementDecided
 from schemas.events.codec import decode
 from services.common.bus import Bus, BusSettings
@@ -176,12 +177,11 @@ class Heartbeats:
 
 
 @dataclass
-class Placements:
+class Placements(Recorder):
     """Newest placement per IP as appended, from a plain subscription to the placement subjects."""
 
     node: dict[str, str] = field(default_factory=dict)
     at: dict[str, float] = field(default_factory=dict)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_message(self, message: Msg) -> None:
         event = decode(message.data).event
@@ -193,12 +193,6 @@ class Placements:
             return
         self.at[event.ip] = time.monotonic()
         self.changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self.changed.clear()
-                await self.changed.wait()
 
     def moved_off(self, name: str, ips: set[str]) -> Callable[[], bool]:
         return lambda: all(self.node.get(ip, name) != name for ip in ips)

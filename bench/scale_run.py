@@ -27,6 +27,7 @@ from typing import Any
 
 import scale_procs as procs  # beside this file, imported before the tree is put on sys.path
 from cluster_api import REAL_NODES, node_name
+from recorder import Recorder
 
 HARNESS = Path(__file__).resolve().parent.parent
 OBSERVER = "bench-scale-observer"
@@ -101,14 +102,13 @@ class ApiProcess:
 
 
 @dataclass
-class Decisions:
+class Decisions(Recorder):
     """IPAM decisions as they go by (a plain subscription; bodies parsed as JSON, not by the tree's models)."""
 
     node: dict[str, str] = field(default_factory=dict)
     at: dict[str, float] = field(default_factory=dict)
     allocated: dict[bytes, float] = field(default_factory=dict)
     watched: set[bytes] = field(default_factory=set)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
     last: float = 0.0  # monotonic time of the newest decision seen
 
     async def on_placement(self, message: Any) -> None:
@@ -128,12 +128,6 @@ class Decisions:
             if name in message.data and name not in self.allocated:
                 self.allocated[name] = time.time()
                 self.changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self.changed.clear()
-                await self.changed.wait()
 
     async def quiet(self, *, seconds: float, timeout: float) -> None:
         """Until no decision has been appended for ``seconds`` (what a burst of changes caused is done)."""
