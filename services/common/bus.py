@@ -634,15 +634,18 @@ class _Replay:
 
 
 def filtered_consumer_name(subjects: Sequence[str]) -> str | None:
-    """A new name for an ephemeral consumer filtered to one subject; None (the server names it) otherwise.
+    """A new name for an ephemeral consumer of one literal subject; None (the server names it) otherwise.
 
     The client creates a named consumer with one filter on ``CONSUMER.CREATE.<stream>.<name>.<filter>``:
     the filter is in the request's subject, which the server checks against the configuration, so NATS
     permissions can grant reading one subject of a stream alone (an announcer's own Node in ``K8S``, see
-    ``permissions.py``). Unnamed, or with several filters, the subject names no filter. A fresh name per
-    consumer: nats-py's ordered consumer makes its consumer again under the same name after a gap, which the
-    server refuses (its start cannot change), so such a replay stalls and fails as retryable."""
-    return NUID().next().decode() if len(subjects) == 1 else None
+    ``permissions.py``). Unnamed, the subject names no filter. Named only for a literal subject: nats-py's
+    ordered consumer makes its consumer again under the same name after a gap or missed heartbeats, which
+    the server refuses (its start cannot change), so that replay stalls and fails as retryable; a replay of
+    one literal subject is a message or a few, a wildcard's may be a whole stream."""
+    if len(subjects) != 1 or any(token in ("*", ">") for token in subjects[0].split(".")):
+        return None
+    return NUID().next().decode()
 
 
 def _headers(

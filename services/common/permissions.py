@@ -130,8 +130,8 @@ def _own_node_reads(node: str) -> list[str]:
     """Reading ``node``'s own Node from ``K8S`` and nothing else of that stream.
 
     A consumer may be created only through the API subject that names its filter,
-    ``CONSUMER.CREATE.K8S.<name>.<filter>`` (the client sends it for a named consumer with one filter
-    subject, see ``Bus.replay`` and ``Follower``), and the server refuses a request whose configuration
+    ``CONSUMER.CREATE.K8S.<name>.<filter>`` (the client sends it for a named consumer of one literal
+    subject, see ``bus.filtered_consumer_name``), and the server refuses a request whose configuration
     filters on anything else than that subject. No pulling (``MSG.NEXT``: it could drain another user's
     ephemeral reader) and no message gets (``MSG.GET``, ``DIRECT.GET``: any subject, named in the body)."""
     name = StreamName.K8S.value
