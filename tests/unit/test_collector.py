@@ -99,3 +99,14 @@ def test_a_state_too_large_to_rescan_is_left_frozen() -> None:
     collector.idle()
     assert frozen_cycle() is not None
     assert loose_cycle() is None
+
+
+def test_the_frozen_state_is_counted_without_walking_it() -> None:
+    """Counting the frozen objects walks them all (the interpreter held 0.17 s at 50 000 Services): the
+    collector keeps its own count of the state it froze."""
+    collector = StateCollector(clock=Clock())
+    before = collector.frozen
+    with collector.building():
+        state = [[i] for i in range(10_000)]
+    assert collector.frozen >= before + len(state)
+    assert abs(collector.frozen - gc.get_freeze_count()) <= gc.get_freeze_count() // 100
