@@ -44,6 +44,9 @@ class Ledger:
     allocations: dict[ServiceKey, IPAllocated] = field(default_factory=dict)
     failures: dict[ServiceKey, AllocationFailed] = field(default_factory=dict)
     placements: dict[str, Placement] = field(default_factory=dict)
+    #: How many placed IPs each node holds (nodes holding none are not here): kept as placements are
+    #: folded, so that neither the metrics nor a death count them over every IP.
+    placed_per_node: dict[str, int] = field(default_factory=dict)
     #: What is advertised over BGP per IP (a withdrawn IP is not here).
     bgp: dict[str, BGPAdvertisementDecided] = field(default_factory=dict)
     usage: dict[str, PoolUsageReported] = field(default_factory=dict)
@@ -92,12 +95,27 @@ def _(event: AllocationFailed, ledger: Ledger, sequence: int) -> None:
 
 @_apply.register
 def _(event: L2PlacementDecided, ledger: Ledger, sequence: int) -> None:
+    _unplace(ledger, ledger.placements.get(event.ip))
     ledger.placements[event.ip] = Placement(ledger.compact(event), sequence)
+    node = event.node
+    ledger.placed_per_node[node] = ledger.placed_per_node.get(node, 0) + 1
 
 
 @_apply.register
 def _(event: L2PlacementCleared, ledger: Ledger, sequence: int) -> None:
-    ledger.placements.pop(event.ip, None)
+    _unplace(ledger, ledger.placements.pop(event.ip, None))
+
+
+def _unplace(ledger: Ledger, placement: Placement | None) -> None:
+    """Count a placement replaced or cleared off its node."""
+    if placement is None:
+        return
+    node = placement.decision.node
+    left = ledger.placed_per_node[node] - 1
+    if left:
+        ledger.placed_per_node[node] = left
+    else:
+        del ledger.placed_per_node[node]
 
 
 @_apply.register

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter as Tally
 from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from schemas.events import Event, PoolUsageReported
-from services.ipam.ledger import Placement
 
 ADDRESSES_IN_USE = Gauge(
     "metallb_allocator_addresses_in_use_total", "Number of IP addresses in use, per pool", ["pool"]
@@ -30,18 +28,19 @@ FAILOVER_SECONDS = Histogram(
     "From an announcer's death noticed (silence or leaving) to its IPs' new placements appended",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-_placed_nodes: set[str] = set()
+_reported: dict[str, int] = {}
 
 
-def report_placements(placements: Mapping[str, Placement]) -> None:
-    """Set the per-node placement gauge from the ledger (nodes that hold nothing any more are removed)."""
-    counts = Tally(p.decision.node for p in placements.values())
-    for node in _placed_nodes - counts.keys():
+def report_placements(placed_per_node: Mapping[str, int]) -> None:
+    """Set the per-node placement gauge to the ledger's counts (``Ledger.placed_per_node``): only the nodes
+    whose count changed are set, and nodes that hold nothing any more are removed."""
+    for node in _reported.keys() - placed_per_node.keys():
         PLACEMENTS.remove(node)
-    for node, count in counts.items():
-        PLACEMENTS.labels(node=node).set(count)
-    _placed_nodes.clear()
-    _placed_nodes.update(counts)
+    for node, count in placed_per_node.items():
+        if _reported.get(node) != count:
+            PLACEMENTS.labels(node=node).set(count)
+    _reported.clear()
+    _reported.update(placed_per_node)
 
 
 def count_decision(event: Event) -> None:

@@ -339,7 +339,7 @@ class Replica:
         """Place for the announcers live now, and confirm it before anything else (failover time)."""
         self.liveness.changed.clear()
         deaths = self.liveness.take_deaths()
-        holding = {p.decision.node for p in self.decider.ledger.placements.values()} if deaths else set()
+        holding = {node for node in deaths if node in self.decider.ledger.placed_per_node}
         with self._tracer.start_as_current_span("ipam liveness"):
             live = self.liveness.live
             outgoing = await off_loop(lambda: self.decider.set_live_nodes(live), name="ipam-liveness")
@@ -428,7 +428,7 @@ class Replica:
                 metrics.report_usage(out.event)
             placements = placements or isinstance(out.event, L2PlacementDecided | L2PlacementCleared)
         if placements and report_placements:
-            metrics.report_placements(self.decider.ledger.placements)
+            metrics.report_placements(self.decider.ledger.placed_per_node)
         _observe_latency(sent.batch)
         return True
 
