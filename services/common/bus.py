@@ -474,14 +474,15 @@ class Bus:
         start_sequence: int = 1,
         batch: int = 1000,
         on_invalid: Callable[[Msg, Refused], None] | None = None,
-        skim: Callable[[bytes, int], bool] | None = None,
+        skim: Callable[[str, bytes], bool] | None = None,
     ) -> AsyncIterator[Received]:
         """Every message of ``stream`` (matching ``subjects``) from ``start_sequence`` up to the end
         as it is when the read starts; with ``last_per_subject`` only the newest per subject
         (the current world of a compacted stream). Invalid bodies go to ``on_invalid``, not the caller.
 
-        ``skim(body, stream sequence)`` first looks at each body: True when it took what it needs from it
-        (a compact read, see ``schemas/events/gist.py``), so the message is not read in full nor yielded.
+        ``skim(subject, body)`` first looks at each message: True when it needs nothing of it (see
+        ``schemas/events/gist.py``), so the message is not read in full nor yielded — nor is its metadata
+        (only its position), which costs nats-py more than the message itself.
 
         Pulled ``batch`` messages at a time: at most one batch is on its way, so a round trip with the
         server (the client's PONG, the liveness check's) never waits behind a whole stream in the socket,
@@ -530,10 +531,9 @@ class Bus:
                 messages = batches.take()
                 if not messages:
                     break  # the server has no more for this reader (the stream was cut short meanwhile)
-                for message in messages:
-                    metadata = message.metadata
-                    remaining = metadata.num_pending
-                    if skim is not None and skim(message.data, metadata.sequence.stream):
+                for message, pending in messages:
+                    remaining = pending
+                    if skim is not None and skim(message.subject, message.data):
                         continue
                     received = read_stream_message(message, component=self.component)
                     if isinstance(received, Refused):
@@ -558,7 +558,7 @@ class _Batches:
     def __init__(self) -> None:
         self.complete = asyncio.Event()
         self._wanted = 0
-        self._messages: list[Msg] = []
+        self._messages: list[tuple[Msg, int]] = []  # each with the messages still pending after it
 
     def expect(self, count: int) -> None:
         self._wanted, self._messages = count, []
@@ -567,7 +567,7 @@ class _Batches:
     def request(self) -> bytes:
         return json.dumps({"batch": self._wanted, "no_wait": True}).encode()
 
-    def take(self) -> list[Msg]:
+    def take(self) -> list[tuple[Msg, int]]:
         messages, self._messages = self._messages, []
         return messages
 
@@ -575,9 +575,24 @@ class _Batches:
         if message.headers is not None and message.headers.get(api.Header.STATUS):
             self.complete.set()  # no (more) messages, or the request expired: this batch is what came
             return
-        self._messages.append(message)
-        if len(self._messages) >= self._wanted or message.metadata.num_pending == 0:
+        pending = pending_after(message)
+        self._messages.append((message, pending))
+        if len(self._messages) >= self._wanted or pending == 0:
             self.complete.set()
+
+
+#: Tokens of a JetStream delivery's reply subject, the first format (``$JS.ACK.<stream>.<consumer>.<delivered>.
+#: <stream seq>.<consumer seq>.<time>.<pending>``); the other formats are read by nats-py.
+_V1_ACK_TOKENS = 9
+
+
+def pending_after(message: Msg) -> int:
+    """The messages the consumer still has after this delivery, read off its reply subject alone: nats-py's
+    full metadata (a time, two objects) costs more than a message skimmed."""
+    tokens = message.reply.split(".") if message.reply else []
+    if len(tokens) == _V1_ACK_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK" and tokens[8].isdigit():
+        return int(tokens[8])
+    return int(message.metadata.num_pending)
 
 
 #: How long a round trip no longer waited for stays with the client (seconds): far beyond the ~1.25 s after

@@ -93,8 +93,12 @@ class Follower:
         on_invalid: Callable[[Msg, Refused], None] | None = None,
         health: Health | None = None,
         max_buffered: int = MAX_BUFFERED,
+        skim: Callable[[str, bytes], bool] | None = None,
     ) -> None:
+        """``skim(subject, body)``: True for a message its reader needs nothing of (as ``Bus.read``'s), which
+        ``fetch`` then passes over unread (no model built, no trace context read)."""
         self._bus = bus
+        self._skim = skim
         self._max_buffered = max_buffered
         #: A flow control request held back while the buffer is full (answered when it drains).
         self._held_flow_control: str | None = None
@@ -163,6 +167,8 @@ class Follower:
             if sequence < self.next_sequence:
                 continue  # delivered again by a consumer made again
             self.next_sequence = sequence + 1
+            if self._skim is not None and self._skim(message.subject, message.data):
+                continue
             read = read_stream_message(message, component=self._bus.component)
             if isinstance(read, Refused):
                 if self._on_invalid:

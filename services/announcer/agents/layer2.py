@@ -1,10 +1,13 @@
 """The announcer's L2 agent: IPAM placements in, ARP/NDP answers on the wire, reports on the ANNOUNCE stream.
 
-    read every placement (last per `ipam.placement.>`)  ──►  Ownership (newest epoch per IP)  ──►  L2Responder
+    read every placement (last per `ipam.placement.>`)  ──►  Ownership (this node's IPs)  ──►  L2Responder
     follow the placements live ────────────────────────────┘        ▲ conflicts from the wire
     round trip with the server ──────────► connected / partitioned ─┘
 
 - Nothing is answered before the first full read of the placements.
+- Reading keeps only this node's IPs: another node's placement of an IP this node does not hold is passed
+  over from its bytes (`schemas/events/gist.py`), with no model, trace or log, at start and live alike; only
+  this node's placements and those of the IPs it holds are read in full.
 - The bus counts as reachable while the server answers a PING/PONG round trip (one every 100 ms): the NATS
   client alone notices a dead TCP path only after minutes. While partitioned the responder keeps answering
   for the last IPs, and yields an IP the moment another station claims it on the wire. When the server
@@ -26,13 +29,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from opentelemetry import trace
 
 from schemas.events import AnnouncementMode, L2PlacementCleared, L2PlacementDecided
-from schemas.events.gist import read_placement_gist
+from schemas.events.gist import NodeMark, placed_elsewhere
 from services.announcer.agents.announced import AnnouncedCollector, announced_collector
 from services.announcer.agents.bus_contact import BusContact, keep_in_contact
 from services.announcer.agents.layer2_metrics import L2Collector, L2Snapshot, l2_collector
@@ -45,7 +48,6 @@ from services.announcer.agents.layer2_ownership import (
     Placement,
     answering,
     placement_of,
-    placement_of_gist,
     report_changes,
 )
 from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
@@ -93,6 +95,9 @@ class L2Agent:
         self.config = config or ResponderConfig()
         self.health = health
         self.ownership = Ownership(node)
+        self._mark = NodeMark(node)
+        #: the placement subjects of the IPs held (or reported, during a full read): always read in full
+        self._read_whole: frozenset[str] = frozenset()
         self._clock = clock
         self._collector = collector or l2_collector()
         self._announced = announced or announced_collector()
@@ -154,18 +159,11 @@ class L2Agent:
         """Read every placement (newest per IP) and follow on from there; forgets earlier yields."""
         started = self._clock()
         end = await self.bus.last_sequence(StreamName.IPAM)  # before the read: nothing between is missed
+        owned = frozenset(self._reported)
+        self._read_whole = _subjects_of(owned)
         placements: list[Placement] = []
-
-        def skim(body: bytes, sequence: int) -> bool:
-            """Another node's placement of an IP this one does not report: its gist is all that is kept."""
-            placement = placement_of_gist(read_placement_gist(body), epoch=sequence, node=self.node)
-            if placement is None or placement.ip in self._reported:
-                return False  # read in full: refused with its reason, or kept with its trace
-            placements.append(placement)
-            return True
-
         async for received in self.bus.read(StreamName.IPAM, subjects=[IPAM_PLACEMENTS], last_per_subject=True,
-                                            batch=READ_BATCH, skim=skim):  # fmt: skip
+                                            batch=READ_BATCH, skim=self._elsewhere):  # fmt: skip
             event = received.event
             if isinstance(event, L2PlacementDecided | L2PlacementCleared):
                 placement = placement_of(event, epoch=received.sequence, node=self.node)
@@ -175,12 +173,14 @@ class L2Agent:
         if self._follower is not None:
             await self._follower.close()
         self._follower = Follower(self.bus, StreamName.IPAM, start_sequence=end + 1, subjects=[IPAM_PLACEMENTS],
-                                  health=self.health)
-        self.ownership.resynced(placements)
+                                  health=self.health, skim=self._elsewhere)  # fmt: skip
+        self.ownership.resynced(placements, owned=owned)
+        self._read_whole = _subjects_of(self.ownership.held())
         self._needs_resync = False
         log.info(
-            "placements read node=%s placements=%d mine=%d up_to=%d took_ms=%.1f", self.node, len(placements),
-            len(self.ownership.desired()), end, (self._clock() - started) * 1000,
+            "placements read node=%s read_whole=%d held=%d mine=%d up_to=%d took_ms=%.1f", self.node,
+            len(placements), len(self.ownership.held()), len(self.ownership.desired()), end,
+            (self._clock() - started) * 1000,
         )  # fmt: skip
         if self._pinned is not None and not self._contact.partitioned:
             self._converge()  # the fresh placements first: an interface coming back takes over only those
@@ -216,6 +216,16 @@ class L2Agent:
         if isinstance(batch, list) and self._apply(batch):
             self._converge()
 
+    def _elsewhere(self, subject: str, body: bytes) -> bool:
+        """A placement this node needs nothing of: another node's (or none's) of an IP it does not hold."""
+        return subject not in self._read_whole and placed_elsewhere(body, self._mark)
+
+    def _held_changed(self) -> None:
+        """The IPs held may have grown (they shrink only at a full read, which sets the subjects anew): their
+        subjects are read in full."""
+        if len(self._read_whole) != len(self.ownership.held()):
+            self._read_whole = _subjects_of(self.ownership.held())
+
     def _apply(self, batch: list[Received]) -> bool:
         changed = False
         for received in batch:
@@ -231,6 +241,8 @@ class L2Agent:
             elif verdict is Applied.INVALID:
                 log.warning("placement invalid subject=%s seq=%d ip=%r", received.subject,
                             received.sequence, event.ip)
+        if changed:
+            self._held_changed()
         return changed
 
     def _remember_origin(self, placement: Placement, received: Received) -> None:
@@ -308,6 +320,7 @@ class L2Agent:
             return
         if self.ownership.apply(placement_of(event, epoch=received.sequence, node=self.node)) is Applied.NEWER:
             log.info("claim explained ip=%s epoch=%d", ip, received.sequence)
+            self._held_changed()
             self._converge()
 
     def _count_yield(self, ip: IPAddress) -> None:
@@ -400,3 +413,7 @@ class L2Agent:
             )  # fmt: skip
         self._collector.update(snapshot)
         self._announced.update(AnnouncementMode.L2, self.node, snapshot.announced)
+
+
+def _subjects_of(ips: Iterable[IPAddress]) -> frozenset[str]:
+    return frozenset(ipam_placement_subject(str(ip)) for ip in ips)

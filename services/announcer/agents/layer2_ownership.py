@@ -1,7 +1,11 @@
-"""Which IPs this node answers for (pure): the newest placement per IP, conflicts seen on the wire, partition.
+"""Which IPs this node answers for (pure): the newest placement of its IPs, conflicts seen on the wire, partition.
 
 The ipam decides placements; each carries an epoch (its IPAM stream sequence) and only the newest per IP
-counts, so a late or replayed older decision never undoes a newer one. While the bus is reachable the
+counts, so a late or replayed older decision never undoes a newer one. Only the IPs this node holds are kept:
+those a placement named it for since the last full read (and those it reported before that read), each with
+its newest placement — the epoch a withdrawal names when an IP moves away. Another node's placement of an IP
+this node does not hold changes nothing here and is not kept: tens of thousands of them would be kept for
+nothing (a claim on the wire reads the IP's newest placement from the stream itself). While the bus is reachable the
 placement is the truth: another station claiming one of our IPs on the wire is counted and logged, and our
 gratuitous schedule wins the neighbour caches back. While partitioned, the ipam has most likely moved our
 IPs already, so a claim on the wire is believed and the IP yielded at once. A resync (re-reading every
@@ -13,12 +17,11 @@ No I/O, no clock: the shell passes times in.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, KeysView, Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
 
 from schemas.events import AnnouncementMode, AnnouncementReported, L2PlacementCleared, L2PlacementDecided, ServiceId
-from schemas.events.gist import PlacementGist
 from services.announcer.l2.interfaces import IPAddress
 
 
@@ -32,6 +35,7 @@ class Applied(enum.Enum):
 
     NEWER = "newer"  # it is now the newest placement of its IP
     STALE = "stale"  # its epoch is not above the one held: ignored
+    ELSEWHERE = "elsewhere"  # another node's (or none's) placement of an IP this node does not hold: not kept
     INVALID = "invalid"  # its `ip` is not an IP address: ignored
 
 
@@ -58,8 +62,8 @@ def placement_of(
     event: L2PlacementDecided | L2PlacementCleared, *, epoch: int, node: str | None = None
 ) -> Placement | None:
     """The placement an IPAM event states, or None when its IP does not parse. Given ``node`` (this one), a
-    placement on another node keeps only its epoch and node: its Services and interfaces never matter here,
-    and tens of thousands of them would be kept for nothing."""
+    placement on another node keeps only its epoch and node: its Services and interfaces never matter here
+    (an IP that moved away is withdrawn naming that epoch)."""
     try:
         ip = ip_address(event.ip)
     except ValueError:
@@ -73,18 +77,6 @@ def placement_of(
     )
 
 
-def placement_of_gist(gist: PlacementGist | None, *, epoch: int, node: str) -> Placement | None:
-    """The placement a compact read states when it is not this node's (``node``): only its epoch and node are
-    kept of those. None: no gist, an IP that does not parse, or this node's (the full event is needed)."""
-    if gist is None or (gist.node is not None and gist.node == node):
-        return None
-    try:
-        ip = ip_address(gist.ip)
-    except ValueError:
-        return None
-    return Placement(ip=ip, epoch=epoch, node=gist.node)
-
-
 def connectivity(*, connected: bool, last_contact: float | None, now: float, stale_after: float) -> Connectivity:
     """Connected while the client says so and the server answered a round trip recently."""
     if not connected or last_contact is None or now - last_contact > stale_after:
@@ -93,43 +85,55 @@ def connectivity(*, connected: bool, last_contact: float | None, now: float, sta
 
 
 class Ownership:
-    """The placements this node knows of (newest per IP) and the IPs it yielded while partitioned."""
+    """The newest placement of each IP this node holds, and the IPs it yielded while partitioned."""
 
     def __init__(self, node: str) -> None:
         self.node = node
-        self._newest: dict[IPAddress, Placement] = {}
+        self._held: dict[IPAddress, Placement] = {}
         self._yielded: dict[IPAddress, int] = {}  # IP -> epoch of the placement yielded
 
     def apply(self, placement: Placement | None) -> Applied:
         if placement is None:
             return Applied.INVALID
-        held = self._newest.get(placement.ip)
-        if held is not None and held.epoch >= placement.epoch:
+        held = self._held.get(placement.ip)
+        if held is None:
+            if placement.node != self.node:
+                return Applied.ELSEWHERE
+        elif held.epoch >= placement.epoch:
             return Applied.STALE
-        self._newest[placement.ip] = placement
+        self._held[placement.ip] = placement
         return Applied.NEWER
 
-    def resynced(self, placements: Iterable[Placement]) -> None:
-        """Replace everything with a fresh read of the placements; yields are forgotten."""
-        self._newest.clear()
+    def resynced(self, placements: Iterable[Placement], *, owned: Collection[IPAddress] = ()) -> None:
+        """Replace everything with a fresh read of the placements; yields are forgotten. ``owned``: IPs this
+        node answered for until now, whose newest placement is kept wherever it is (a withdrawal names it)."""
+        self._held.clear()
         self._yielded.clear()
         for placement in placements:
-            self.apply(placement)
+            if placement.node == self.node or placement.ip in owned:
+                held = self._held.get(placement.ip)
+                if held is None or held.epoch < placement.epoch:
+                    self._held[placement.ip] = placement
 
     def newest(self, ip: IPAddress) -> Placement | None:
-        return self._newest.get(ip)
+        """The newest placement of a held IP (None: not held)."""
+        return self._held.get(ip)
+
+    def held(self) -> KeysView[IPAddress]:
+        """The IPs kept: named for this node since the last full read, or owned before it."""
+        return self._held.keys()
 
     def desired(self) -> dict[IPAddress, Placement]:
         """The IPs to answer for: the newest placement names this node and it was not yielded."""
         return {
             ip: placement
-            for ip, placement in self._newest.items()
+            for ip, placement in self._held.items()
             if placement.node == self.node and self._yielded.get(ip, -1) < placement.epoch
         }
 
     def conflict(self, ip: IPAddress, *, connectivity: Connectivity) -> ConflictVerdict:
         """Another station claimed `ip` on the wire; on YIELD it leaves the desired set at once."""
-        placement = self._newest.get(ip)
+        placement = self._held.get(ip)
         if placement is None or placement.node != self.node or self._yielded.get(ip, -1) >= placement.epoch:
             return ConflictVerdict.NOT_OURS
         if connectivity is Connectivity.CONNECTED:

@@ -1,4 +1,5 @@
-"""Which IPs a node answers for: newest epoch wins, conflicts yield only while partitioned, resync forgets."""
+"""Which IPs a node answers for: newest epoch wins, conflicts yield only while partitioned, resync forgets, and
+only the IPs the node holds are kept."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def test_a_story_of_epochs() -> None:
     mine = Ownership("a")
     steps: list[tuple[Placement | None, Applied, set[str]]] = [
         (decided("192.0.2.10", "a", 10), Applied.NEWER, {"192.0.2.10"}),
-        (decided("2001:db8::10", "b", 11), Applied.NEWER, {"192.0.2.10"}),
+        # another node's placement of an IP this node never held: not kept
+        (decided("2001:db8::10", "b", 11), Applied.ELSEWHERE, {"192.0.2.10"}),
         # a replayed older decision never undoes a newer one
         (decided("192.0.2.10", "b", 4), Applied.STALE, {"192.0.2.10"}),
         (decided("192.0.2.10", "a", 10), Applied.STALE, {"192.0.2.10"}),
@@ -92,10 +94,27 @@ def test_resync_replaces_the_table_and_forgets_yields() -> None:
     mine.conflict(V6, connectivity=PARTITIONED)
     assert mine.desired() == {}
     # Back on the bus: V4 moved to b meanwhile, V6 is still ours at the same epoch.
-    mine.resynced(p for p in (decided("192.0.2.10", "b", 9), decided("2001:db8::10", "a", 6)) if p)
+    # It answered for V4 until now (owned): V4's newest placement is kept, for the withdrawal to name it.
+    others = (decided("192.0.2.10", "b", 9), decided("2001:db8::10", "a", 6), decided("192.0.2.77", "c", 8))
+    mine.resynced((p for p in others if p), owned={V4})
     assert set(mine.desired()) == {V6}
     assert mine.yielded() == frozenset()
     assert mine.newest(V4) == decided("192.0.2.10", "b", 9)
+    assert set(mine.held()) == {V4, V6}  # not 192.0.2.77: never this node's
+
+
+def test_only_the_ips_this_node_holds_are_kept() -> None:
+    mine = Ownership("a")
+    for index in range(100):
+        assert mine.apply(decided(f"198.51.100.{index}", "b", index + 1)) is Applied.ELSEWHERE
+    assert mine.apply(cleared("198.51.100.200", 200)) is Applied.ELSEWHERE
+    assert list(mine.held()) == [] and mine.newest(ip_address("198.51.100.1")) is None
+    # Once placed here, the IP is held: where it goes next (and its epoch) is kept.
+    assert mine.apply(decided("198.51.100.1", "a", 300)) is Applied.NEWER
+    assert mine.apply(decided("198.51.100.1", "b", 301)) is Applied.NEWER
+    assert mine.newest(ip_address("198.51.100.1")) == decided("198.51.100.1", "b", 301)
+    assert mine.apply(decided("198.51.100.1", "c", 299)) is Applied.STALE
+    assert mine.desired() == {}
 
 
 @pytest.mark.parametrize(
