@@ -14,6 +14,14 @@ Likewise when messages from the server arrived during the window (`heard`, the c
 received): the server is talking to this node, and its answer waits behind what it sent (tens of thousands
 of placements read at start, on a loaded machine). A real cut with a free loop is still told `stale_after`
 after the last answer: nothing arrives through a cut.
+
+Putting the judgement off is bounded. Once the silence is longer than `stale_after` + `PUT_OFF_AT_MOST`
+(1.5 s), the window armed is the last: when it ends, the silence is judged however late the loop and whatever
+else arrived (a loop held once, for however long, still reads the waiting answer within that last window).
+So a loop permanently late — every timer more than a third of its window behind, for good — has a real cut
+declared within about 2 s, where before it was put off for ever. A loop that late answers the server's own
+pings no better: the server closes such a connection 1.25 to 1.5 s after it fell silent and the ipam moves
+this node's IPs, so partitioned is then right.
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ ROUND_TRIP_EVERY = 0.1
 #: A timer that fires later than this fraction of its window woke on a held loop: it is re-armed.
 LATE_FRACTION = 1 / 3
 
+#: Seconds of silence beyond `stale_after` after which a window is judged, however late the loop: by then the
+#: server has closed a connection that silent (5 pings of 250 ms unanswered) and the ipam has moved its IPs.
+PUT_OFF_AT_MOST = 1.2
+
 
 class BusContact:
     def __init__(
@@ -44,8 +56,10 @@ class BusContact:
         on_lost: Callable[[], None],
         on_back: Callable[[], None],
         heard: Callable[[], int] = lambda: 0,
+        put_off_at_most: float = PUT_OFF_AT_MOST,
     ) -> None:
         self.stale_after = stale_after
+        self.put_off_at_most = put_off_at_most
         self.partitioned = False
         self.back = asyncio.Event()  # set while the server answers
         self._clock = clock
@@ -56,12 +70,14 @@ class BusContact:
         self._heard = heard
         self._due = 0.0  # when the timer should fire, on `clock`
         self._heard_when_armed = 0
+        self._last_window = False  # the window armed is judged whatever the loop's delay
         self.late_wakeups = 0  # expiries put off because the loop woke late
         self.heard_meanwhile = 0  # expiries put off because the server's messages arrived meanwhile
 
     def answered(self) -> None:
         """The server answered a round trip (or the connection was just made)."""
         self._last = self._clock()
+        self._last_window = False
         self._arm()
         self.back.set()
         if self.partitioned:
@@ -90,17 +106,30 @@ class BusContact:
         self._heard_when_armed = self._heard()
         self._timer = asyncio.get_running_loop().call_later(self.stale_after, self._stale)
 
-    def _stale(self) -> None:
-        self._timer = None
+    def _put_off(self) -> bool:
+        """Whether the answer may be waiting behind the loop's own delay or the server's messages."""
         lag = self._clock() - self._due
         if lag > self.stale_after * LATE_FRACTION:  # the loop was held: an answer may be waiting unread
             self.late_wakeups += 1
             log.info("round trip judged later lag_ms=%.0f window_ms=%.0f", lag * 1000, self.stale_after * 1000)
-            self._arm()
-            return
+            return True
         if self._heard() != self._heard_when_armed:  # the server talks to us: its answer is behind that
             self.heard_meanwhile += 1
             log.debug("round trip judged later reason=server_messages_arrived")
+            return True
+        return False
+
+    def _past_bound(self) -> bool:
+        """Silent for longer than the judgement may be put off."""
+        return self._last is not None and self._clock() - self._last > self.stale_after + self.put_off_at_most
+
+    def _stale(self) -> None:
+        self._timer = None
+        if not self._last_window and self._put_off():
+            self._last_window = self._past_bound()
+            if self._last_window:
+                log.info("round trip judged at the end of a last window silence_ms=%.0f",
+                         (self._clock() - (self._last or 0.0)) * 1000)  # fmt: skip
             self._arm()
             return
         if not self.partitioned:

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from services.announcer.agents.bus_contact import BusContact
+from services.announcer.agents.bus_contact import PUT_OFF_AT_MOST, BusContact
 from services.announcer.agents.layer2_ownership import Connectivity
 
 
@@ -144,6 +144,62 @@ def test_messages_from_the_server_meanwhile_put_the_judgement_off_silence_does_n
             assert not lost.is_set() and watch.heard_meanwhile == 1
             await loop.advance(0.31)  # then nothing at all, on a free loop: a cut
             assert lost.is_set() and watch.partitioned and watch.heard_meanwhile == 1
+        finally:
+            watch.close()
+
+    run_story(story)
+
+
+def test_a_loop_late_for_good_still_has_a_cut_declared_within_the_bound() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost = asyncio.Event()
+        watch = BusContact(stale_after=0.3, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
+        try:
+            watch.answered()
+            waited = 0.0
+            while not lost.is_set() and waited < 10.0:
+                await loop.advance(0.45)  # every timer 0.15 s late: more than a third of its window
+                waited += 0.45
+            assert lost.is_set() and watch.partitioned
+            assert waited <= 0.3 + PUT_OFF_AT_MOST + 2 * 0.45 + 0.01  # the bound, then one last window (late too)
+            assert watch.late_wakeups >= 3  # it was put off while the silence was short
+        finally:
+            watch.close()
+
+    run_story(story)
+
+
+def test_messages_without_an_answer_put_the_judgement_off_only_up_to_the_bound() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost, received = asyncio.Event(), [0]
+        watch = BusContact(stale_after=0.3, clock=loop.time, on_lost=lost.set, on_back=lambda: None,
+                           heard=lambda: received[0])  # fmt: skip
+        try:
+            watch.answered()
+            waited = 0.0
+            while not lost.is_set() and waited < 10.0:
+                received[0] += 1  # the server keeps talking, its answer never comes
+                await loop.advance(0.05)
+                waited += 0.05
+            # past the bound, the window then running and one last window (0.3 s each)
+            assert lost.is_set() and 0.3 + PUT_OFF_AT_MOST < waited <= 0.3 + PUT_OFF_AT_MOST + 2 * 0.3 + 0.01
+        finally:
+            watch.close()
+
+    run_story(story)
+
+
+def test_a_loop_held_past_the_bound_once_still_reads_the_waiting_answer() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost = asyncio.Event()
+        watch = BusContact(stale_after=0.3, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
+        try:
+            watch.answered()
+            await loop.advance(5.0)  # held far past the bound: a last window opens
+            assert not lost.is_set()
+            watch.answered()  # the answer read on the next turns, within it
+            await loop.advance(0.29)
+            assert not lost.is_set() and not watch.partitioned
         finally:
             watch.close()
 
