@@ -84,6 +84,7 @@ _REPORT_BATCH = 500
 _CHUNK = 500  # events folded between two yields to the loop
 _READ_BATCH = 500  # decisions pulled at a time at start: a round trip with the server waits behind one batch at most
 _SETTLE = 0.01  # seconds a change waits for the rest of its burst before planning
+_DECISIONS_PREFIX = IPAM_BGP_DECISIONS.removesuffix(">")
 _ON_THE_LOOP = 2000  # decisions changed in one burst planned IP by IP on the loop; more: the whole plan anew
 
 
@@ -116,6 +117,7 @@ class BgpAgent:
         self._gauge: dict[str, tuple[str, ...]] = {}
         self._gauge_for: frozenset[str] | None = None
         self._gauge_changed = False
+        self._gauge_pushed = -REPORT_INTERVAL  # loop time it was last handed over
         self.sessions: dict[str, PeerSession] = {}
         self._refused: dict[str, str] = {}
         self._conflicts: tuple[LocalPrefConflict, ...] = ()
@@ -202,7 +204,7 @@ class BgpAgent:
             return_exceptions=True,
         )
         self._update_metrics()
-        self._update_gauge()
+        self._update_gauge(now=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._flush_reports({}, every=True), timeout=1.0)
 
@@ -223,7 +225,7 @@ class BgpAgent:
 
         async def read_decisions() -> None:  # tens of thousands: pulled in batches, see Bus.read
             async for received in self.bus.read(StreamName.IPAM, subjects=ipam_subjects, last_per_subject=True,
-                                                batch=_READ_BATCH):  # fmt: skip
+                                                batch=_READ_BATCH, skim=self._skim):  # fmt: skip
                 fold(received)
 
         await asyncio.gather(  # all at once: the folds do not depend on each other's order
@@ -235,10 +237,14 @@ class BgpAgent:
             Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1, subjects=own_node, health=self.health),
             Follower(self.bus, StreamName.SECRETS, start_sequence=secrets_end + 1, health=self.health),
             Follower(self.bus, StreamName.IPAM, start_sequence=ipam_end + 1, subjects=ipam_subjects,
-                     health=self.health),
+                     health=self.health, skim=self._skim),
         ]
         log.info("bgp decisions read node=%s ipam_up_to=%d decisions=%d node_known=%s", self.node, ipam_end,
                  len(self.inputs.decisions), self.inputs.this_node is not None)  # fmt: skip
+
+    def _skim(self, subject: str, body: bytes) -> bool:
+        """Another node's Local IP that changes nothing here: passed over unread (most of a big cluster's)."""
+        return subject.startswith(_DECISIONS_PREFIX) and self.inputs.skims(body)
 
     async def _follow(self, follower: Follower, stopping: asyncio.Event) -> None:
         """Fold what arrives, in chunks with the loop free in between (BFD and keepalive timers must keep
@@ -525,12 +531,15 @@ class BgpAgent:
                        if sessions.intersection(a.peers)}  # fmt: skip
         self._gauge_changed = True
 
-    def _update_gauge(self) -> None:
-        """Hand the announced gauge its set when it changed (once per report round, before the reports)."""
+    def _update_gauge(self, *, now: bool = False) -> None:
+        """Hand the announced gauge its set when it changed: at most once per ``REPORT_INTERVAL`` (the
+        collector copies the whole set, tens of thousands of IPs, and a scrape comes every few seconds at
+        most), or ``now``."""
         if frozenset(self.sessions) != self._gauge_for:
             self._rebuild_gauge()
-        if self._gauge_changed:
-            self._gauge_changed = False
+        time_now = asyncio.get_running_loop().time()
+        if self._gauge_changed and (now or time_now - self._gauge_pushed >= REPORT_INTERVAL):
+            self._gauge_changed, self._gauge_pushed = False, time_now
             self._announced.update(AnnouncementMode.BGP, self.node, self._gauge)
 
 

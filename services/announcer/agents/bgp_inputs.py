@@ -10,8 +10,10 @@ node's own Node and the BGP passwords.
 - ``SECRETS``: the BGP passwords (referenced Secrets, BGPPeers' inline passwords).
 
 ``apply(event)`` folds one event and says whether the plan may change. Per IP only a compact
-:class:`IPDecision` is kept: the route terms are interned (every IP one BGPAdvertisement covers shares one
-:class:`RouteTerms`), and of ``nodes`` only whether this node is among them.
+:class:`IPDecision` is kept, and only for the IPs advertised from here (``nodes`` None, or naming this node):
+another node's Local IP is nothing to this one, kept as no decision at all. The route terms are interned
+(every IP one BGPAdvertisement covers shares one :class:`RouteTerms`). :meth:`BgpInputs.skims` tells such a
+decision from its body alone (no model built), when it changes nothing here: most of a big cluster's Local IPs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
+
+from pydantic_core import from_json
 
 from schemas.events import (
     BGPAdvertisementDecided,
@@ -31,6 +35,7 @@ from schemas.events import (
     ObjectKind,
     SecretObserved,
 )
+from schemas.events.base import MAX_BODY_BYTES
 from schemas.events.decisions import ConfigurationEvaluated, ConfigurationPart
 from schemas.events.in_force import InForceParts
 from schemas.metallb import (
@@ -67,6 +72,8 @@ class BgpInputs:
     def apply(self, event: Event) -> bool:
         """Fold one event in; True when the plan may change."""
         if isinstance(event, BGPAdvertisementDecided):
+            if event.nodes is not None and self.node not in event.nodes:  # another node's Local IP
+                return self.decisions.pop(event.ip, None) is not None
             decision = self._decision(event)
             if self.decisions.get(event.ip) == decision:
                 return False
@@ -103,9 +110,8 @@ class BgpInputs:
         return False
 
     def _decision(self, event: BGPAdvertisementDecided) -> IPDecision:
-        here = event.nodes is None or self.node in event.nodes
         services: tuple[ServiceRef, ...] = tuple((sys.intern(s.namespace), s.name, s.uid) for s in event.services)
-        return IPDecision(services=services, routes=tuple(self._route(r) for r in event.routes), here=here)
+        return IPDecision(services=services, routes=tuple(self._route(r) for r in event.routes))
 
     def _route(self, route: BGPRoute) -> tuple[Prefix, RouteTerms]:
         key = (route.advertisement, route.communities, route.large_communities, route.local_pref, route.peers,
@@ -151,6 +157,13 @@ class BgpInputs:
         self._terms.clear()  # terms of advertisements gone are not kept; live ones are interned again
         return True
 
+    def skims(self, data: bytes) -> bool:
+        """True when the body ``data`` is a BGP decision that changes nothing here: of this build's version,
+        for an IP advertised only from other nodes (``nodes`` a list without this one) and holding no decision
+        here. The caller then passes over it unread (no model built); anything else, False: read it in full."""
+        ip = _another_nodes_ip(data, self.node)
+        return ip is not None and ip not in self.decisions
+
     # --- views for the planner -------------------------------------------------------------------------
 
     def password_for(self, peer: BGPPeer) -> str | PasswordUnavailable | None:
@@ -185,3 +198,25 @@ class PasswordUnavailable:
 
     problem: PasswordSecretProblem | None
     message: str
+
+
+_DECIDED = BGPAdvertisementDecided.version
+
+
+def _another_nodes_ip(data: bytes, node: str) -> str | None:
+    """The IP of a ``BGPAdvertisementDecided`` of this build's version whose ``nodes`` is a list without
+    ``node``; None for anything else (another type, version or node, a body that is not JSON): the total reader
+    upcasts or refuses it. The other fields are not checked: a broken body naming other nodes is dropped."""
+    if len(data) > MAX_BODY_BYTES or b'"BGPAdvertisementDecided"' not in data:
+        return None
+    try:
+        body = from_json(data)
+    except ValueError:
+        return None
+    event = body.get("event") if isinstance(body, dict) else None
+    if not isinstance(event, dict) or body.get("schema_version") != _DECIDED:
+        return None
+    ip, nodes = event.get("ip"), event.get("nodes")
+    if event.get("type") != "BGPAdvertisementDecided" or not isinstance(ip, str) or not isinstance(nodes, list):
+        return None
+    return None if node in nodes else ip

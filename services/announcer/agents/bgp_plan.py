@@ -59,11 +59,10 @@ def service_id(ref: ServiceRef) -> ServiceId:
 
 @dataclass(frozen=True, slots=True)
 class IPDecision:
-    """ipam's decision for one IP, as this node needs it."""
+    """ipam's decision for one IP advertised from this node (``nodes`` None, or naming it), as it needs it."""
 
     services: tuple[ServiceRef, ...]
     routes: tuple[tuple[Prefix, RouteTerms], ...]
-    here: bool  # nodes None (Cluster) or this node among them (Local)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +237,6 @@ class Planner:
 
     def _enter(self, ip: str, decision: IPDecision) -> list[Prefix]:
         """Register ``ip``'s admitted routes and its announcement; the prefixes they give."""
-        if not decision.here:
-            return []
         admitted: list[Prefix] = []
         ip_peers: set[str] = set()
         for prefix, terms in decision.routes:
@@ -260,7 +257,7 @@ class Planner:
         merged: dict[str, _Merged] = {}
         for ip in holders:
             decision = self._decisions.get(ip)
-            if decision is None or not decision.here:
+            if decision is None:
                 continue
             for given, terms in decision.routes:
                 if given != prefix or (to := self._to(terms)) is None:

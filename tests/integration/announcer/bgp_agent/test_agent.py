@@ -171,8 +171,9 @@ async def test_decisions_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]
         samples = {m.name: {tuple(s.labels.values()): s.value for s in m.samples} for m in collector.collect()}
         assert samples["metallb_bgp_session_up"] == {("127.0.0.1",): 1}
         assert samples["metallb_bgp_announced_prefixes_total"] == {("127.0.0.1",): 2}
-        assert _announced(announced) == {("198.51.100.7", "node-a", "bgp", "default/web"),
-                                         ("2001:db8:1::7", "node-a", "bgp", "default/web")}  # fmt: skip
+        both = {("198.51.100.7", "node-a", "bgp", "default/web"), ("2001:db8:1::7", "node-a", "bgp", "default/web")}
+        # the gauge is handed its set once a report round at most: within a second or two
+        await async_wait_until(lambda: _announced(announced) == both, timeout=5, what="the announced gauge")
 
         # ETP Local with the only endpoint elsewhere: withdrawn; an endpoint here: back
         await publish_decisions(bus, web(nodes=("node-b",)), web_v6(nodes=("node-b",)))
@@ -193,7 +194,7 @@ async def test_decisions_to_routes_and_back(bus: Bus, peer: tuple[PeerView, int]
         await publish_decisions(bus, withdrawn("198.51.100.7"), withdrawn("2001:db8:1::7"))
         await async_wait_until(lambda: not view.prefixes(), timeout=10, what="withdrawn on release")
         await async_wait_until(lambda: _not_announcing(bus), timeout=10, what="the IP reported as no longer announced")
-        assert _announced(announced) == set()
+        await async_wait_until(lambda: _announced(announced) == set(), timeout=5, what="the gauge emptied")
     finally:
         stopping.set()
         await asyncio.wait_for(running, 10)

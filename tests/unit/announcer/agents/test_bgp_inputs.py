@@ -7,7 +7,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from schemas.events import BGPWithdrawReason, ConfigObjectObserved, ObjectKind
+from schemas.events import BGPWithdrawReason, ConfigObjectObserved, Event, ObjectKind
+from schemas.events.codec import encode, wrap
 from schemas.events.decisions import ConfigurationEvaluated
 from schemas.metallb import BGPPeer, parse_config_object
 from services.announcer.agents.bgp_inputs import BgpInputs
@@ -43,11 +44,12 @@ def test_only_the_configuration_ipam_put_in_force_counts() -> None:
 def test_decisions_come_and_go_and_only_this_nodes_part_is_kept() -> None:
     inputs = BgpInputs("node-a")
     assert inputs.apply(decided("198.51.100.7"))
-    assert inputs.decisions["198.51.100.7"].here
+    assert "198.51.100.7" in inputs.decisions
     assert not inputs.apply(decided("198.51.100.7"))  # the same decision again: nothing to re-plan
-    assert inputs.apply(decided("198.51.100.7", nodes=("node-b",)))  # Local, served elsewhere
-    assert not inputs.decisions["198.51.100.7"].here
+    assert inputs.apply(decided("198.51.100.7", nodes=("node-b",)))  # Local, served elsewhere: nothing kept
+    assert "198.51.100.7" not in inputs.decisions
     assert not inputs.apply(decided("198.51.100.7", nodes=("node-b", "node-c")))  # still not here: the same
+    assert not inputs.apply(decided("198.51.100.8", nodes=("node-b",)))  # never here: nothing to re-plan
     assert inputs.apply(decided("198.51.100.7", nodes=("node-a", "node-b")))
     assert inputs.apply(withdrawn("198.51.100.7", BGPWithdrawReason.NO_SERVING_ENDPOINTS))
     assert not inputs.decisions
@@ -160,3 +162,21 @@ def test_session_spec_from_peer_node_and_profiles() -> None:
     assert isinstance(missing, Refused) and missing.reason is Refusal.BFD_UNAVAILABLE
     assert spec == session_spec_for(peer_of(bfdProfile="fast"), node=facts, password="pw",
                                     configuration=world.configuration)  # fmt: skip
+
+
+def test_another_nodes_local_ip_is_skimmed_unread_unless_it_changes_something_here() -> None:
+    inputs = BgpInputs("node-a")
+
+    def body(event: Event) -> bytes:
+        return encode(wrap(event, producer="ipam"))
+
+    elsewhere = body(decided("198.51.100.7", nodes=("node-b", "node-c")))
+    assert inputs.skims(elsewhere)  # nothing held for it: nothing to read
+    assert not inputs.skims(body(decided("198.51.100.7", nodes=("node-a", "node-b"))))  # served here
+    assert not inputs.skims(body(decided("198.51.100.7")))  # Cluster: every node
+    assert not inputs.skims(body(withdrawn("198.51.100.7")))
+    assert not inputs.skims(b"not json") and not inputs.skims(b'{"event": "BGPAdvertisementDecided"}')
+    older = elsewhere.replace(b'"schema_version":1,', b'"schema_version":0,', 1)
+    assert older != elsewhere and not inputs.skims(older)  # another version: the total reader upcasts it
+    inputs.apply(decided("198.51.100.7", nodes=("node-a",)))
+    assert not inputs.skims(elsewhere)  # it held a decision here: the change must be read (a withdrawal here)
