@@ -10,6 +10,9 @@ A missing answer is judged only after the loop has had a turn to read it. When t
 loop was held: a long fold, a loaded machine) by more than `LATE_FRACTION` of the window, the answer may be
 sitting unread in the socket's buffer (I/O is read on the turn after a late timer fires): the window is
 re-armed from now instead, and the silence counts only if it lasts a window of a loop that wakes on time.
+The same when the loop was that late at any point of the window (the round trip task's own wakeups, told
+by `loop_was_late`): a stall in the middle of the window delays the next round trip's send and its answer
+though the timer then fires on time.
 Likewise when messages from the server arrived during the window (`heard`, the client's count of messages
 received): the server is talking to this node, and its answer waits behind what it sent (tens of thousands
 of placements read at start, on a loaded machine). A real cut with a free loop is still told `stale_after`
@@ -71,6 +74,7 @@ class BusContact:
         self._due = 0.0  # when the timer should fire, on `clock`
         self._heard_when_armed = 0
         self._last_window = False  # the window armed is judged whatever the loop's delay
+        self._lag_in_window = 0.0  # the loop's largest lag seen during the window armed (seconds)
         self.late_wakeups = 0  # expiries put off because the loop woke late
         self.heard_meanwhile = 0  # expiries put off because the server's messages arrived meanwhile
 
@@ -94,6 +98,10 @@ class BusContact:
             connected=connected, last_contact=window_start, now=self._clock(), stale_after=self.stale_after
         )
 
+    def loop_was_late(self, lag: float) -> None:
+        """A wakeup of the round trip task came ``lag`` seconds late: the loop was held meanwhile."""
+        self._lag_in_window = max(self._lag_in_window, lag)
+
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -104,11 +112,12 @@ class BusContact:
             self._timer.cancel()
         self._due = self._clock() + self.stale_after
         self._heard_when_armed = self._heard()
+        self._lag_in_window = 0.0
         self._timer = asyncio.get_running_loop().call_later(self.stale_after, self._stale)
 
     def _put_off(self) -> bool:
         """Whether the answer may be waiting behind the loop's own delay or the server's messages."""
-        lag = self._clock() - self._due
+        lag = max(self._clock() - self._due, self._lag_in_window)
         if lag > self.stale_after * LATE_FRACTION:  # the loop was held: an answer may be waiting unread
             self.late_wakeups += 1
             log.info("round trip judged later lag_ms=%.0f window_ms=%.0f", lag * 1000, self.stale_after * 1000)
@@ -150,4 +159,6 @@ async def keep_in_contact(bus: Bus, contact: BusContact, *, every: float = ROUND
             log.debug("round trip with the bus failed error=%r", error)
         else:
             contact.answered()
-        await asyncio.sleep(max(every - (loop.time() - started), 0.0))  # the round trip's period, not a poll
+        due = loop.time() + max(every - (loop.time() - started), 0.0)
+        await asyncio.sleep(due - loop.time())  # the round trip's period, not a poll
+        contact.loop_was_late(loop.time() - due)

@@ -204,3 +204,21 @@ def test_a_loop_held_past_the_bound_once_still_reads_the_waiting_answer() -> Non
             watch.close()
 
     run_story(story)
+
+
+def test_a_loop_held_in_the_middle_of_the_window_puts_the_judgement_off() -> None:
+    async def story(loop: ManualTimeLoop) -> None:
+        lost = asyncio.Event()
+        watch = BusContact(stale_after=0.3, clock=loop.time, on_lost=lost.set, on_back=lambda: None)
+        try:
+            watch.answered()
+            await loop.advance(0.1)
+            watch.loop_was_late(0.15)  # the round trip task woke 150 ms late: its send (and answer) with it
+            await loop.advance(0.21)  # the timer itself fires on time
+            assert not lost.is_set() and watch.late_wakeups == 1
+            await loop.advance(0.31)  # a window of a free loop with no answer: a cut
+            assert lost.is_set() and watch.partitioned
+        finally:
+            watch.close()
+
+    run_story(story)
