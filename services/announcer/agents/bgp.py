@@ -401,7 +401,7 @@ class BgpAgent:
         for ip in changes.ips:
             announcement = announcements.get(ip)
             if announcement is not None and sessions.intersection(announcement.peers):
-                self._gauge[ip] = _services_of(announcement)
+                self._gauge[ip] = announcement.services
             elif self._gauge.pop(ip, None) is None:
                 continue
             self._gauge_changed = True
@@ -527,7 +527,7 @@ class BgpAgent:
     def _rebuild_gauge(self) -> None:
         """The gauge's set of every IP planned for a peer this announcer has a session with."""
         sessions = self._gauge_for = frozenset(self.sessions)
-        self._gauge = {ip: _services_of(a) for ip, a in self.plan.announcements.items()
+        self._gauge = {ip: a.services for ip, a in self.plan.announcements.items()
                        if sessions.intersection(a.peers)}  # fmt: skip
         self._gauge_changed = True
 
@@ -543,10 +543,6 @@ class BgpAgent:
             self._announced.update(AnnouncementMode.BGP, self.node, self._gauge)
 
 
-def _services_of(announcement: IPAnnouncement) -> tuple[str, ...]:
-    return tuple(f"{namespace}/{name}" for namespace, name, _ in announcement.services)
-
-
 def _ref(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
 
@@ -556,5 +552,5 @@ def _report_of(node: str, ip: str, announcement: IPAnnouncement | None) -> Annou
         return AnnouncementReported(node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=False)
     return AnnouncementReported(
         node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=bool(announcement.peers),
-        services=tuple(service_id(s) for s in announcement.services), peers=announcement.peers,
+        services=tuple(map(service_id, announcement.services, announcement.uids)), peers=announcement.peers,
     )  # fmt: skip

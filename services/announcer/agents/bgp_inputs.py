@@ -19,7 +19,6 @@ decision from its body alone (no model built), when it changes nothing here: mos
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 
 from pydantic_core import from_json
@@ -49,7 +48,7 @@ from schemas.metallb import (
 )
 from schemas.metallb.parsing import ConfigObject
 from schemas.metallb.rules import NodeFacts
-from services.announcer.agents.bgp_plan import Configuration, IPDecision, RouteTerms, ServiceRef
+from services.announcer.agents.bgp_plan import Configuration, IPDecision, RouteTerms, service_name
 from services.announcer.bgp.nlri import Prefix, hashed_prefix
 
 log = logging.getLogger("metalbus.announcer.bgp")
@@ -110,8 +109,10 @@ class BgpInputs:
         return False
 
     def _decision(self, event: BGPAdvertisementDecided) -> IPDecision:
-        services: tuple[ServiceRef, ...] = tuple((sys.intern(s.namespace), s.name, s.uid) for s in event.services)
-        return IPDecision(services=services, routes=tuple(self._route(r) for r in event.routes))
+        return IPDecision(
+            services=tuple(service_name(s.namespace, s.name) for s in event.services),
+            uids=tuple(s.uid for s in event.services), routes=tuple(self._route(r) for r in event.routes),
+        )  # fmt: skip
 
     def _route(self, route: BGPRoute) -> tuple[Prefix, RouteTerms]:
         key = (route.advertisement, route.communities, route.large_communities, route.local_pref, route.peers,

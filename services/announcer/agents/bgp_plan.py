@@ -49,19 +49,24 @@ class RouteTerms:
     node_selectors: tuple[LabelSelector, ...]  # empty: every node
 
 
-#: A Service as reports name it: (namespace, name, uid) — plain strings, not a model per IP.
-ServiceRef = tuple[str, str, str]
+def service_name(namespace: str, name: str) -> str:
+    """A Service as the announced gauge names it, and as decisions are held: ``namespace/name``."""
+    return f"{namespace}/{name}"
 
 
-def service_id(ref: ServiceRef) -> ServiceId:
-    return ServiceId(namespace=ref[0], name=ref[1], uid=ref[2])
+def service_id(name: str, uid: str) -> ServiceId:
+    """The Service a report names, from its ``namespace/name`` and uid (both read from a valid decision)."""
+    namespace, _, short = name.partition("/")
+    return ServiceId.model_construct(namespace=namespace, name=short, uid=uid)
 
 
 @dataclass(frozen=True, slots=True)
 class IPDecision:
-    """ipam's decision for one IP advertised from this node (``nodes`` None, or naming it), as it needs it."""
+    """ipam's decision for one IP advertised from this node (``nodes`` None, or naming it), as it needs it:
+    plain strings, not a model per IP (its Services as ``namespace/name``, the gauge's very tuple, and uids)."""
 
-    services: tuple[ServiceRef, ...]
+    services: tuple[str, ...]
+    uids: tuple[str, ...]
     routes: tuple[tuple[Prefix, RouteTerms], ...]
 
 
@@ -110,8 +115,9 @@ class PeerPlan:
 
 @dataclass(frozen=True, slots=True)
 class IPAnnouncement:
-    services: tuple[ServiceRef, ...]
-    peers: tuple[str, ...]  # BGPPeer names the IP's prefix goes to
+    services: tuple[str, ...]  # namespace/name
+    uids: tuple[str, ...]
+    peers: tuple[str, ...]  # BGPPeer names the IP's prefix goes to (one tuple per set of names, shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +182,7 @@ class Planner:
         #: prefixes shorter than a host route, and the IPs giving them
         self._aggregates: dict[Prefix, set[str]] = {}
         self._shared: dict[RouteAttributes, Route] = {}
+        self._peer_names: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._changed_prefixes: set[Prefix] = set()
         self._changed_ips: set[str] = set()
         if node is None or not node.usable:
@@ -248,7 +255,9 @@ class Planner:
             if not _is_host(prefix):
                 self._aggregates.setdefault(prefix, set()).add(ip)
         if admitted:
-            self.announcements[ip] = IPAnnouncement(services=decision.services, peers=tuple(sorted(ip_peers)))
+            peers = tuple(sorted(ip_peers))
+            peers = self._peer_names.setdefault(peers, peers)
+            self.announcements[ip] = IPAnnouncement(services=decision.services, uids=decision.uids, peers=peers)
         return admitted
 
     def _merge(self, prefix: Prefix, host_ip: str | None) -> None:

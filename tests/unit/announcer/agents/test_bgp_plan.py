@@ -95,7 +95,7 @@ def test_announcements_name_services_and_peers_and_conflicts_are_reported() -> N
         decided("198.51.100.9", route("a3", "198.51.100.9/32", peers=("nobody",))),
         peers=peers,
     )
-    assert [name for _, name, _ in result.announcements["198.51.100.7"].services] == ["db", "web"]
+    assert result.announcements["198.51.100.7"].services == ("default/db", "default/web")
     assert result.announcements["198.51.100.7"].peers == ("spine", "tor")
     assert result.announcements["198.51.100.8"].peers == ("tor",)
     assert result.announcements["198.51.100.9"].peers == ()  # admitted here, but to no peer of this node
