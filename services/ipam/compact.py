@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from schemas.events import NodeEndpoints, ServicePort
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 #: Small value models that repeat across objects: shared whole.
 SHARED_MODELS: tuple[type[BaseModel], ...] = (ServicePort, NodeEndpoints)
@@ -30,6 +31,20 @@ INTERN_UP_TO = 64
 #: Distinct shared values kept at most (about a megabyte): values first seen once the table is full are
 #: left as they are, so values that never repeat (a Service's own addresses) cannot grow it for ever.
 SHARED_LIMIT = 20_000
+
+
+_fields_of: dict[type[BaseModel], type] = {}
+
+
+def _key_sharing(model_type: type[BaseModel]) -> object:
+    """A fresh object whose attributes become a model's fields: the dictionary an instance of a plain class
+    keeps its attributes in shares its keys with every other instance of that class (one key table per
+    class), where the one pydantic gives each model holds its own (a Service's 14 fields: 296 bytes instead
+    of 464). Its ``__dict__`` is a dictionary like any other, so nothing a reader does changes."""
+    fields_type = _fields_of.get(model_type)
+    if fields_type is None:
+        fields_type = _fields_of[model_type] = type(f"{model_type.__name__}Fields", (), {"__module__": __name__})
+    return fields_type()
 
 
 class Compactor:
@@ -42,10 +57,15 @@ class Compactor:
         self._compact_fields(model)
         return model
 
+    def shared(self, value: T) -> T:
+        """The shared object equal to ``value`` (hashable, immutable): ``value`` itself the first time."""
+        return self._share(value, value)  # type: ignore[return-value]
+
     def _compact_fields(self, model: BaseModel) -> None:
-        fields = model.__dict__
-        for name, value in fields.items():
-            fields[name] = self._value(value)
+        fields = _key_sharing(type(model))
+        for name, value in model.__dict__.items():
+            setattr(fields, name, self._value(value))
+        object.__setattr__(model, "__dict__", fields.__dict__)
         given = model.__pydantic_fields_set__
         # frozen models never change their set of given fields: one set per distinct set is enough
         object.__setattr__(model, "__pydantic_fields_set__", self._share(frozenset(given), given))

@@ -27,6 +27,7 @@ from schemas.events import (
 from schemas.metallb import ConfigObject, IPAddressPool, L2Advertisement
 from schemas.metallb.rules import NodeFacts, TrafficPolicy, serving_nodes, traffic_policy
 from services.common.subjects import ipam_placement_subject
+from services.ipam.compact import Compactor
 from services.ipam.core import ServiceKey
 from services.ipam.holdings import Bookkeeping
 from services.ipam.ledger import Ledger, Placement
@@ -54,6 +55,8 @@ class Layer2(Bookkeeping):
         self._topology = EMPTY_TOPOLOGY
         self._facts: dict[str, NodeFacts] = {}
         self._demands: dict[ServiceKey, Demand] = {}
+        #: Equal demands, serving node sets and group signatures are kept once (most repeat).
+        self._shared = Compactor()
         self._ids: dict[ServiceKey, ServiceId] = {}
         self._group_of: dict[str, GroupKey] = {}
         self._groups: dict[GroupKey, tuple[str, ...]] = {}
@@ -215,7 +218,7 @@ class Layer2(Bookkeeping):
             group = ips[0]
             redone.add(group)
             self._groups[group], self._members[group] = ips, services
-            self._signature[group] = tuple(self._demands[s].signature() for s in services)
+            self._signature[group] = self._shared.shared(tuple(self._demands[s].signature() for s in services))
             for member in ips:
                 self._group_of[member] = group
             self._evaluate(group, ledger)
@@ -238,11 +241,11 @@ class Layer2(Bookkeeping):
         service = world.services.get(key)
         endpoints = world.endpoints.get(key)
         policy = traffic_policy(service.external_traffic_policy if service else None)
-        return Demand(
+        return self._shared.shared(Demand(
             advertisements=self._config.selecting(allocation.pool, service.labels if service else {}),
             local=policy is TrafficPolicy.LOCAL,
-            serving=serving_nodes(endpoints.nodes) if endpoints else frozenset(),
-        )
+            serving=self._shared.shared(serving_nodes(endpoints.nodes)) if endpoints else frozenset(),
+        ))
 
     def _evaluate(self, key: GroupKey, ledger: Ledger) -> None:
         signature = self._signature[key]

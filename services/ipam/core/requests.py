@@ -35,6 +35,7 @@ from services.ipam.core.service import (
     ServiceRequest,
     TrafficPolicy,
     families_of,
+    read_only,
     service_key,
 )
 
@@ -222,9 +223,9 @@ def parse_service(raw: RawService, *, load_balancer_class: str | None = None) ->
         ports=ports,
         sharing_key=sharing or None,
         traffic_policy=etp,
-        selector=MappingProxyType(dict(raw.selector)),
-        labels=MappingProxyType(dict(raw.labels)),
-        namespace_labels=MappingProxyType(dict(raw.namespace_labels)),
+        selector=read_only(raw.selector),
+        labels=read_only(raw.labels),
+        namespace_labels=read_only(raw.namespace_labels),
         requested_ips=requested,
         requested_pool=PoolName(pool) if pool else None,
         status_ips=_status_ips(raw.status_ips),

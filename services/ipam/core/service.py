@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -23,7 +24,15 @@ def _empty() -> Mapping[str, str]:
 
 
 def service_key(namespace: str, name: str) -> ServiceKey:
-    return ServiceKey(f"{namespace}/{name}")
+    """Interned: the world, the ledger, the allocator and the per-IP deciders each key a Service by it, and
+    share one string rather than holding a copy each (a few megabytes at 50 000 Services)."""
+    return ServiceKey(sys.intern(f"{namespace}/{name}"))
+
+
+def read_only(mapping: Mapping[str, str]) -> Mapping[str, str]:
+    """A read-only copy of ``mapping``; every empty one is the same shared object (most Services have no
+    labels, and their namespaces none that are observed)."""
+    return MappingProxyType(dict(mapping)) if mapping else _EMPTY
 
 
 class Port(NamedTuple):
@@ -34,6 +43,21 @@ class Port(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.protocol}/{self.port}"
+
+
+#: Ports shared between requests (most Services listen on one of a few sets of ports), at most this many.
+PORT_SETS_KEPT = 10_000
+_port_sets: dict[tuple[Port, ...], tuple[tuple[Port, ...], frozenset[Port]]] = {}
+
+
+def _shared_ports(ports: tuple[Port, ...]) -> tuple[tuple[Port, ...], frozenset[Port]]:
+    """``ports`` and their set, both shared with every request listening on the same ones while there is room."""
+    found = _port_sets.get(ports)
+    if found is None:
+        found = (ports, frozenset(ports))
+        if len(_port_sets) < PORT_SETS_KEPT:
+            _port_sets[ports] = found
+    return found
 
 
 class TrafficPolicy(Enum):
@@ -96,7 +120,9 @@ class ServiceRequest:
         if not 1 <= len(self.families) <= 2 or len(set(self.families)) != len(self.families):
             raise ValueError(f"{self.key}: families must be one family or two distinct ones")
         object.__setattr__(self, "share", ShareKey(self.sharing_key or None, self.backend))
-        object.__setattr__(self, "port_set", frozenset(self.ports))
+        ports, port_set = _shared_ports(self.ports)
+        object.__setattr__(self, "ports", ports)
+        object.__setattr__(self, "port_set", port_set)
 
     @property
     def dual_stack(self) -> bool:
