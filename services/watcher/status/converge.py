@@ -1,5 +1,8 @@
 """Make one Kubernetes object show one desired state: read, compare, write only what differs.
 
+A Service is not read when the writer has seen it already (listed at start, told by the observe side,
+or answered to its own last write: ``shown.py``).
+
 Every write carries the ``resourceVersion`` it was computed from, so a concurrent change answers 409;
 the object is then read again and the comparison redone (bounded, with a growing pause). A missing
 object (404) ends the work quietly: there is nothing to show the state on.
@@ -45,6 +48,7 @@ from services.watcher.status.objects import (
     meta,
     resource_version,
 )
+from services.watcher.status.shown import ShownServices
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class Converger:
         self._clock = clock
         #: whether the API server keeps ``status.loadBalancer.ingress[].ipMode`` (learnt from answers)
         self.ip_mode = True
+        #: what each Service shows as last seen: a write computed from it needs no read first (``shown.py``)
+        self.shown = ShownServices()
 
     async def converge(self, target: Target) -> Outcome:
         """Write ``target``; retries conflicts, raises a
@@ -103,7 +109,23 @@ class Converger:
     # --- Service ------------------------------------------------------------------------------
 
     async def _service(self, target: ServiceTarget) -> Outcome:
+        try:
+            return await self._service_from(target, await self._shown_service(target))
+        except (Conflict, NotFound):
+            self.shown.forget(target.namespace, target.name)  # read again before the next try
+            raise
+
+    async def _shown_service(self, target: ServiceTarget) -> Obj:
+        """The Service as last seen (no request) when it is the one ``target`` is for; else read."""
+        known = self.shown.get(target.namespace, target.name)
+        if known is not None and (not target.uid or known.uid == target.uid):
+            return known.as_object(target.namespace, target.name)
+        metrics.READS.labels(SERVICES.kind).inc()
         obj = await self.api.get(SERVICES, target.namespace, target.name)
+        self.shown.record(obj)
+        return obj
+
+    async def _service_from(self, target: ServiceTarget, obj: Obj) -> Outcome:
         if target.uid and meta(obj).get("uid") not in (None, "", target.uid):
             return Outcome.GONE  # the Service was deleted and made again: the decision was for the old one
         written = False
@@ -112,6 +134,7 @@ class Converger:
             body = {"metadata": {"resourceVersion": resource_version(obj)},
                     "status": {"loadBalancer": {"ingress": ingress or None}}}
             obj = await self._patch(SERVICES, target.namespace, target.name, body, status=True)
+            self.shown.record(obj)
             written = True
             shown = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
             if self.ip_mode and ingress and shown and all("ipMode" not in entry for entry in shown):
@@ -120,7 +143,7 @@ class Converger:
             annotations = service_changes(target, obj, ip_mode=self.ip_mode)[1]
         if annotations:
             body = {"metadata": {"resourceVersion": resource_version(obj), "annotations": annotations}}
-            await self._patch(SERVICES, target.namespace, target.name, body, status=False)
+            self.shown.record(await self._patch(SERVICES, target.namespace, target.name, body, status=False))
             written = True
         return Outcome.WRITTEN if written else Outcome.UNCHANGED
 

@@ -15,6 +15,11 @@ WRITES = Counter(
     "Kubernetes write requests made by the status writer (create, patch, delete)",
     ["kind", "verb"],
 )
+READS = Counter(
+    "metalbus_watcher_status_reads_total",
+    "Objects read before a write; a Service only when the writer has not seen it yet or a write answered 409",
+    ["kind"],
+)
 SKIPPED = Counter(
     "metalbus_watcher_status_writes_skipped_total",
     "Objects that already showed the desired state (no write made)",

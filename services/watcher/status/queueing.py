@@ -84,7 +84,11 @@ class WorkQueue(Generic[K]):
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._queued.keys() | self._busy | self._again.keys() | self._later.keys())
+        """Objects not written yet. Cheap (it is read after every write): a key is queued, busy or due
+        later, only a busy one may be due later too (its write failed), and one put again while busy is
+        busy."""
+        return len(self._queued) + len(self._busy) + len(self._later) - sum(key in self._later
+                                                                              for key in self._busy)
 
     @staticmethod
     def _earliest(a: float | None, b: float | None) -> float | None:

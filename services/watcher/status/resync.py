@@ -26,6 +26,7 @@ from services.watcher.status.objects import (
     ObjectApi,
     meta,
 )
+from services.watcher.status.shown import ShownServices
 
 #: up to this many known Services, each is read on its own rather than listing all Services
 READ_EACH_UP_TO = 200
@@ -35,13 +36,19 @@ def _index(items: list[Obj], kind: TargetKind) -> dict[ObjectKey, Obj]:
     return {ObjectKey(kind, meta(obj).get("namespace", ""), meta(obj).get("name", "")): obj for obj in items}
 
 
-async def initial_sync(api: ObjectApi, state: StatusState) -> list[ObjectKey]:
-    """The keys to write: known objects shown wrongly or not at all, and stray status objects."""
+async def initial_sync(api: ObjectApi, state: StatusState, *, shown: ShownServices | None = None
+                       ) -> list[ObjectKey]:
+    """The keys to write: known objects shown wrongly or not at all, and stray status objects. ``shown``:
+    told every Service listed, so that writing one needs no read first."""
     namespace = state.namespace
     services = [key for key in state.object_keys() if key.kind is TargetKind.SERVICE]
     listed: dict[ObjectKey, Obj] = {}
     if len(services) > READ_EACH_UP_TO:
-        listed = _index(await api.list(SERVICES, None), TargetKind.SERVICE)
+        items = await api.list(SERVICES, None)
+        if shown is not None:
+            for item in items:
+                shown.record(item)
+        listed = _index(items, TargetKind.SERVICE)
     selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     listed |= _index(await api.list(SERVICE_L2_STATUSES, namespace, label_selector=selector),
                      TargetKind.L2_STATUS)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -89,15 +89,23 @@ async def run_status_writer(*, bus: Bus, clients: KubeClients, namespace: str, s
     """Write status while leader; returns soon after ``stopping`` is set. ``sightings``: the observe
     side's Services and pools, whose status is put back when anyone else changes it."""
     settings = settings or StatusWriterSettings()
-    # as many threads and connections as writes may be in flight, plus the Events' and a list's
+    async with status_writer_io(clients, settings) as (own, executor):
+        writer = StatusWriter(bus=bus, clients=own, namespace=namespace, stopping=stopping,
+                              settings=settings, executor=executor)
+        with sightings.listening(writer.seen) if sightings is not None else contextlib.nullcontext():
+            await writer.run()
+
+
+@contextlib.asynccontextmanager
+async def status_writer_io(clients: KubeClients, settings: StatusWriterSettings
+                           ) -> AsyncIterator[tuple[KubeClients, Executor]]:
+    """The status writer's own threads and connections: as many as writes may be in flight, plus the
+    Events' and a list's."""
     size = max(1, settings.workers) + 2
     with ThreadPoolExecutor(max_workers=size, thread_name_prefix="status") as executor:
         own = clients.with_pool(size)
         try:
-            writer = StatusWriter(bus=bus, clients=own, namespace=namespace, stopping=stopping,
-                                  settings=settings, executor=executor)
-            with sightings.listening(writer.seen) if sightings is not None else contextlib.nullcontext():
-                await writer.run()
+            yield own, executor
         finally:
             await asyncio.to_thread(own.close)
 
@@ -193,7 +201,7 @@ class StatusWriter:
         await self.rebuild()
         rebuilt = time.monotonic()
         if self.settings.initial_sync:
-            pending = await initial_sync(self.api, self.state)
+            pending = await initial_sync(self.api, self.state, shown=self.converger.shown)
             log.info("status compared with Kubernetes objects=%d to_write=%d rebuild_s=%.2f compare_s=%.2f",
                      len(self.state.services), len(pending), rebuilt - started, time.monotonic() - rebuilt)
             for key in pending:
@@ -266,6 +274,8 @@ class StatusWriter:
         it runs on the observe side's loop, and makes no request unless the object needs a write."""
         metadata = meta(obj)
         namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+        if kind is ObjectKind.SERVICE:
+            self.converger.shown.record(obj)  # its next write needs no read first
         key = service_key(namespace, name) if kind is ObjectKind.SERVICE else pool_key(self.state.namespace, name)
         desired = target(self.state, key)
         if isinstance(desired, ServiceTarget):

@@ -1,0 +1,89 @@
+"""What each Service shows, as last listed, read, written or told by the observe side: the status writer's
+memory that spares it a read before each write.
+
+Per Service a compact view: its uid, resourceVersion, ingress and the two pool annotations — nothing else
+of the object is kept. A write computed from the view carries its resourceVersion, so a Service changed
+since answers 409: the view is forgotten and the Service read again (``converge.py``), nothing is lost.
+
+Kept for LoadBalancer Services and for Services that show an ingress (one that stopped being a
+LoadBalancer still has its addresses cleared); other Services are not remembered. Views of one term of
+leadership only: a new status writer starts empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
+
+Obj = dict[str, Any]
+#: one ingress entry as its (key, value) pairs, in the order the API server sent them
+Entry = tuple[tuple[str, Any], ...]
+_ANNOTATIONS = (POOL_ANNOTATION, DEPRECATED_POOL_ANNOTATION)
+
+
+@dataclass(frozen=True, slots=True)
+class ShownService:
+    uid: str
+    resource_version: str
+    ingress: tuple[Entry, ...]
+    pool: str | None
+    deprecated_pool: str | None
+
+    def as_object(self, namespace: str, name: str) -> Obj:
+        """The view as the few fields of a Service object that the status writer reads."""
+        annotations = {key: value for key, value in zip(_ANNOTATIONS, (self.pool, self.deprecated_pool),
+                                                          strict=True) if value is not None}
+        return {"metadata": {"namespace": namespace, "name": name, "uid": self.uid,
+                             "resourceVersion": self.resource_version, "annotations": annotations},
+                "status": {"loadBalancer": {"ingress": [dict(entry) for entry in self.ingress]}}}
+
+
+def view(obj: Obj) -> ShownService | None:
+    """The compact view of a Service object; None for one that is worth no memory (see above)."""
+    metadata: Obj = obj.get("metadata") or {}
+    ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    if not ingress and (obj.get("spec") or {}).get("type") != "LoadBalancer" and "spec" in obj:
+        return None
+    annotations: Obj = metadata.get("annotations") or {}
+    return ShownService(uid=str(metadata.get("uid") or ""),
+                        resource_version=str(metadata.get("resourceVersion") or ""),
+                        ingress=tuple(tuple(entry.items()) for entry in ingress if isinstance(entry, dict)),
+                        pool=annotations.get(POOL_ANNOTATION),
+                        deprecated_pool=annotations.get(DEPRECATED_POOL_ANNOTATION))
+
+
+def _newer(candidate: str, known: str) -> bool:
+    """Whether ``candidate`` is a later resourceVersion than ``known``. They are opaque to clients, but
+    every API server (etcd's revision) makes them growing integers; anything else counts as newer."""
+    if candidate.isdigit() and known.isdigit():
+        return int(candidate) >= int(known)
+    return True
+
+
+class ShownServices:
+    """The views by (namespace, name)."""
+
+    def __init__(self) -> None:
+        self._views: dict[tuple[str, str], ShownService] = {}
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def record(self, obj: Obj) -> None:
+        """Remember what ``obj`` (a Service as the API server sent it) shows, unless an older version."""
+        metadata: Obj = obj.get("metadata") or {}
+        ident = (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        shown = view(obj)
+        known = self._views.get(ident)
+        if shown is None:
+            self._views.pop(ident, None)
+        elif known is None or _newer(shown.resource_version, known.resource_version):
+            self._views[ident] = shown
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._views.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str) -> ShownService | None:
+        return self._views.get((namespace, name))
