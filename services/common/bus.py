@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
 
 import nats
@@ -575,7 +575,7 @@ class _Batches:
         if message.headers is not None and message.headers.get(api.Header.STATUS):
             self.complete.set()  # no (more) messages, or the request expired: this batch is what came
             return
-        pending = pending_after(message)
+        pending = delivery_position(message).pending
         self._messages.append((message, pending))
         if len(self._messages) >= self._wanted or pending == 0:
             self.complete.set()
@@ -586,13 +586,24 @@ class _Batches:
 _V1_ACK_TOKENS = 9
 
 
-def pending_after(message: Msg) -> int:
-    """The messages the consumer still has after this delivery, read off its reply subject alone: nats-py's
-    full metadata (a time, two objects) costs more than a message skimmed."""
+class DeliveryPosition(NamedTuple):
+    """Where a JetStream delivery stands: its stream and consumer sequences, the messages pending after it."""
+
+    stream: int
+    consumer: int
+    pending: int
+
+
+def delivery_position(message: Msg) -> DeliveryPosition:
+    """Read off the delivery's reply subject alone: nats-py's full metadata (a time, two objects) costs more
+    than a message passed over unread. Raises as nats-py does for a message that is no delivery."""
     tokens = message.reply.split(".") if message.reply else []
-    if len(tokens) == _V1_ACK_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK" and tokens[8].isdigit():
-        return int(tokens[8])
-    return int(message.metadata.num_pending)
+    if len(tokens) == _V1_ACK_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK":
+        with contextlib.suppress(ValueError):
+            return DeliveryPosition(stream=int(tokens[5]), consumer=int(tokens[6]), pending=int(tokens[8]))
+    metadata = message.metadata
+    return DeliveryPosition(stream=metadata.sequence.stream, consumer=metadata.sequence.consumer,
+                            pending=metadata.num_pending)  # fmt: skip
 
 
 #: How long a round trip no longer waited for stays with the client (seconds): far beyond the ~1.25 s after

@@ -37,7 +37,7 @@ from nats.js import api
 from prometheus_client import Counter, Gauge
 
 from schemas.refusal import Refused
-from services.common.bus import Bus, Received, filtered_consumer_name
+from services.common.bus import Bus, Received, delivery_position, filtered_consumer_name
 from services.common.errors import MetalbusError
 from services.common.health import Health
 from services.common.inbound import read_stream_message
@@ -163,7 +163,7 @@ class Follower:
         received: list[Received] = []
         while self._buffer and len(received) < batch:
             message = self._buffer.popleft()
-            sequence = message.metadata.sequence.stream
+            sequence = delivery_position(message).stream
             if sequence < self.next_sequence:
                 continue  # delivered again by a consumer made again
             self.next_sequence = sequence + 1
@@ -274,7 +274,7 @@ class Follower:
             await self._on_control(headers, message.reply)
             return
         try:
-            delivered = message.metadata.sequence.consumer
+            delivered = delivery_position(message).consumer
         except (nats.errors.Error, ValueError, IndexError):
             return  # not a delivery of the consumer
         if delivered != self._delivered + 1:
