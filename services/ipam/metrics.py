@@ -43,8 +43,10 @@ def report_placements(placed_per_node: Mapping[str, int]) -> None:
     _reported.update(placed_per_node)
 
 
-def count_decision(event: Event) -> None:
-    DECISIONS.labels(type=type(event).__name__).inc()
+def count_decisions(kinds: Mapping[type[Event], int]) -> None:
+    """Count decisions appended, given how many of each type."""
+    for kind, count in kinds.items():
+        DECISIONS.labels(type=kind.__name__).inc(count)
 
 
 def report_usage(event: PoolUsageReported) -> None:
