@@ -208,8 +208,10 @@ def _another_nodes_ip(data: bytes, node: str) -> str | None:
     """The IP of a ``BGPAdvertisementDecided`` of this build's version whose ``nodes`` is a list without
     ``node``; None for anything else (another type, version or node, a body that is not JSON): the total reader
     upcasts or refuses it. The other fields are not checked: a broken body naming other nodes is dropped."""
-    if len(data) > MAX_BODY_BYTES or b'"BGPAdvertisementDecided"' not in data:
-        return None
+    if len(data) > MAX_BODY_BYTES or b'"BGPAdvertisementDecided"' not in data or b'"nodes":null' in data:
+        return None  # not a decision, or one for every node (Cluster): read in full without parsing it twice
+    if b'"%s"' % node.encode() in data:
+        return None  # the node's name in it, likely among ``nodes`` (anywhere else: read in full all the same)
     try:
         body = from_json(data)
     except ValueError:

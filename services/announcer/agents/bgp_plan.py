@@ -183,6 +183,7 @@ class Planner:
         self._aggregates: dict[Prefix, set[str]] = {}
         self._shared: dict[RouteAttributes, Route] = {}
         self._peer_names: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._alone: dict[int, tuple[RouteTerms, Route]] = {}  # per terms (as _targets): its route given alone
         self._changed_prefixes: set[Prefix] = set()
         self._changed_ips: set[str] = set()
         if node is None or not node.usable:
@@ -260,25 +261,59 @@ class Planner:
             self.announcements[ip] = IPAnnouncement(services=decision.services, uids=decision.uids, peers=peers)
         return admitted
 
+    def _route_of(self, terms: RouteTerms) -> Route:
+        """The route of ``terms`` given alone (worked out once per interned terms)."""
+        cached = self._alone.get(id(terms))
+        if cached is None or cached[0] is not terms:
+            attributes = (tuple(sorted(set(terms.communities))), tuple(sorted(set(terms.large_communities))),
+                          terms.local_pref or None)  # fmt: skip
+            cached = self._alone[id(terms)] = (terms, self._shared_route(attributes))
+        return cached[1]
+
+    def _shared_route(self, attributes: RouteAttributes) -> Route:
+        """One Route per attribute set: the speaker groups prefixes by it."""
+        route = self._shared.get(attributes)
+        if route is None:
+            route = self._shared[attributes] = Route(
+                communities=attributes[0], large_communities=attributes[1], local_pref=attributes[2]
+            )
+        return route
+
+    def _set(self, prefix: Prefix, to: tuple[str, ...], route: Route) -> None:
+        """``prefix`` goes with ``route`` to the peers ``to``, to no other; no conflict."""
+        for name, routes in self.routes.items():
+            self._conflicts.pop((name, prefix), None)
+            if name in to:
+                if routes.get(prefix) is not route:
+                    routes[prefix] = route
+                    self._changed_prefixes.add(prefix)
+            elif routes.pop(prefix, None) is not None:
+                self._changed_prefixes.add(prefix)
+
     def _merge(self, prefix: Prefix, host_ip: str | None) -> None:
         """Every peer's route for ``prefix`` from the IPs giving it (a host route: its own IP alone)."""
         holders = (host_ip,) if host_ip is not None else tuple(self._aggregates.get(prefix, ()))
-        merged: dict[str, _Merged] = {}
+        given_by: list[tuple[RouteTerms, tuple[str, ...]]] = []
         for ip in holders:
             decision = self._decisions.get(ip)
             if decision is None:
                 continue
             for given, terms in decision.routes:
-                if given != prefix or (to := self._to(terms)) is None:
-                    continue
-                for name in to:
-                    entry = merged.get(name)
-                    if entry is None:
-                        entry = merged[name] = _Merged()
-                    entry.communities.update(terms.communities)
-                    entry.large.update(terms.large_communities)
-                    if terms.local_pref:
-                        entry.local_prefs.add(terms.local_pref)
+                if given == prefix and (to := self._to(terms)) is not None:
+                    given_by.append((terms, to))
+        if len(given_by) == 1:  # most prefixes: one IP's host route from one advertisement, nothing to merge
+            self._set(prefix, given_by[0][1], self._route_of(given_by[0][0]))
+            return
+        merged: dict[str, _Merged] = {}
+        for terms, to in given_by:
+            for name in to:
+                entry = merged.get(name)
+                if entry is None:
+                    entry = merged[name] = _Merged()
+                entry.communities.update(terms.communities)
+                entry.large.update(terms.large_communities)
+                if terms.local_pref:
+                    entry.local_prefs.add(terms.local_pref)
         for name, routes in self.routes.items():
             entry = merged.get(name)
             if entry is None:
@@ -293,12 +328,7 @@ class Planner:
                     name, prefix, tuple(sorted(entry.local_prefs)), local_pref)  # fmt: skip
             else:
                 self._conflicts.pop((name, prefix), None)
-            attributes = (tuple(sorted(entry.communities)), tuple(sorted(entry.large)), local_pref)
-            route = self._shared.get(attributes)
-            if route is None:  # one Route per attribute set: the speaker groups prefixes by it
-                route = self._shared[attributes] = Route(
-                    communities=attributes[0], large_communities=attributes[1], local_pref=local_pref
-                )
+            route = self._shared_route((tuple(sorted(entry.communities)), tuple(sorted(entry.large)), local_pref))
             if routes.get(prefix) is not route:
                 routes[prefix] = route
                 self._changed_prefixes.add(prefix)
