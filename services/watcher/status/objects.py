@@ -20,9 +20,10 @@ import kubernetes.client
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
-from services.common.errors import Conflict, Invalid, MetalbusError, NotFound, RetryableError, TooManyRequests
+from services.common.errors import MetalbusError, RetryableError
 from services.watcher.kube import KubeClients, call_in
-from services.watcher.status.pacing import retry_after_seconds
+from services.watcher.status.apierrors import failure_for_status
+from services.watcher.status.transport import ApiTransport
 
 Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
@@ -55,18 +56,7 @@ CONFIGURATION_STATES = Resource(Group.METALLB, "v1beta1", "configurationstates",
 
 def _failure(error: Exception) -> MetalbusError:
     if isinstance(error, ApiException):
-        status = int(error.status or 0)
-        detail = f"{status} {error.reason}"
-        if status == 409:
-            return Conflict(detail)
-        if status in (404, 410):
-            return NotFound(detail)
-        if status == 429:
-            headers = error.headers or {}
-            return TooManyRequests(detail, retry_after=retry_after_seconds(headers.get("Retry-After")))
-        if status >= 500 or status == 0:
-            return RetryableError(detail)
-        return Invalid(f"{detail}: {str(error.body)[:300]}")
+        return failure_for_status(int(error.status or 0), str(error.reason), error.headers, error.body)
     return RetryableError(repr(error))
 
 
@@ -74,15 +64,28 @@ _NETWORK_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 class ObjectApi:
-    """get / list / create / patch / delete of the resources above, each call in a worker thread."""
+    """get / list / create / patch / delete of the resources above, each call in a worker thread, or on the
+    loop through the status writer's own transport."""
 
     def __init__(
-        self, clients: KubeClients, *, request_timeout: float = 10.0, executor: Executor | None = None
+        self, clients: KubeClients, *, request_timeout: float = 10.0, executor: Executor | None = None,
+        transport: ApiTransport | None = None,
     ) -> None:
-        """``executor``: the threads the calls run in (default: the loop's)."""
+        """``executor``: the threads the calls run in (default: the loop's). ``transport``: get, create,
+        patch and delete go through it, on the loop (``transport.py``); lists through the client always."""
         self._clients = clients
         self._timeout = request_timeout
         self._executor = executor
+        self._transport = transport
+
+    @staticmethod
+    def path(resource: Resource, namespace: str, name: str = "", *, status: bool = False) -> str:
+        """The API path of ``resource`` in ``namespace`` (its collection when ``name`` is empty)."""
+        base = f"/api/{resource.version}" if resource.group is Group.CORE else f"/apis/{resource.api_version}"
+        path = f"{base}/namespaces/{namespace}/{resource.plural}"
+        if name:
+            path += f"/{name}" + ("/status" if status else "")
+        return path
 
     async def _run(self, function: Any, *args: Any, **kwargs: Any) -> Obj:
         """One call, its answer read as plain JSON (skipping the client's slow model objects)."""
@@ -101,6 +104,8 @@ class ObjectApi:
         return answer if isinstance(answer, dict) else {}
 
     async def get(self, resource: Resource, namespace: str, name: str) -> Obj:
+        if self._transport is not None:
+            return await self._transport.request("GET", self.path(resource, namespace, name))
         if resource is SERVICES:
             return await self._run(self._clients.core.read_namespaced_service, name, namespace)
         return await self._run(self._clients.custom.get_namespaced_custom_object, resource.group.value,
@@ -132,6 +137,8 @@ class ObjectApi:
                 return items
 
     async def create(self, resource: Resource, namespace: str, body: Obj) -> Obj:
+        if self._transport is not None:
+            return await self._transport.request("POST", self.path(resource, namespace), body=body)
         if resource is EVENTS:
             return await self._run(self._clients.core.create_namespaced_event, namespace, body)
         return await self._run(self._clients.custom.create_namespaced_custom_object, resource.group.value,
@@ -140,6 +147,9 @@ class ObjectApi:
     async def patch(self, resource: Resource, namespace: str, name: str, body: Obj, *,
                     status: bool = False) -> Obj:
         """A JSON merge patch of the object, or of its status subresource."""
+        if self._transport is not None:
+            return await self._transport.request("PATCH", self.path(resource, namespace, name, status=status),
+                                                 body=body, content_type=MERGE_PATCH)
         core, custom = self._clients.core, self._clients.custom
         if resource is SERVICES:
             function = core.patch_namespaced_service_status if status else core.patch_namespaced_service
@@ -151,6 +161,9 @@ class ObjectApi:
                                body, _content_type=MERGE_PATCH)
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        if self._transport is not None:
+            await self._transport.request("DELETE", self.path(resource, namespace, name))
+            return
         await self._run(self._clients.custom.delete_namespaced_custom_object, resource.group.value,
                         resource.version, namespace, resource.plural, name,
                         body=kubernetes.client.V1DeleteOptions())
