@@ -548,9 +548,11 @@ def _ref(namespace: str | None, name: str) -> str:
 
 
 def _report_of(node: str, ip: str, announcement: IPAnnouncement | None) -> AnnouncementReported:
+    """The report of ``ip``, built without validation: every field is this agent's own, typed (a start
+    reports tens of thousands of IPs at once)."""
     if announcement is None:
-        return AnnouncementReported(node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=False)
-    return AnnouncementReported(
+        return AnnouncementReported.model_construct(node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=False)
+    return AnnouncementReported.model_construct(
         node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=bool(announcement.peers),
         services=tuple(map(service_id, announcement.services, announcement.uids)), peers=announcement.peers,
     )  # fmt: skip
