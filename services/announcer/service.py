@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from services.announcer.agents.bgp import BgpAgent
 from services.announcer.agents.layer2 import L2Agent
 from services.announcer.heartbeat import send_heartbeats
@@ -10,11 +12,18 @@ from services.announcer.l2.responder import ResponderConfig
 from services.common.runtime import ServiceContext, ServiceMain
 from services.common.supervision import OnFailure, Supervisor
 
+#: Collector thresholds of the announcer process. Its start-up reads pass tens of thousands of messages (each a
+#: few tracked objects) while the BGP agent builds its decisions for good: with the default 700, young
+#: collections and the full ones they lead to rescanned that growing state, 0.55 of 3.4 CPU seconds of the
+#: two reads at 50 000 Services (0.2 with these); memory stays the same.
+GC_THRESHOLDS = (10_000, 10, 10)
+
 
 def announcer_main(
     *, node: str, policy: ExclusionPolicy = DEFAULT_POLICY, bgp_listen_port: int | None = None
 ) -> ServiceMain:
     async def main(ctx: ServiceContext) -> None:
+        gc.set_threshold(*GC_THRESHOLDS)
         ctx.health.set_ready("starting", True)
         ctx.health.set_ready("layer2", False, "reading the placements")
         agent = L2Agent(ctx.bus, node=node, config=ResponderConfig(policy=policy), health=ctx.health)
