@@ -7,41 +7,74 @@ import ipaddress
 from services.announcer.bgp.capabilities import Afi
 from services.announcer.bgp.notification import Notification, UpdateSubcode, update_error
 
-Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class _HashedIPv4Network(ipaddress.IPv4Network):
-    def __init__(self, address: str) -> None:
-        network = ipaddress.IPv4Network(address)
-        self.network_address = network.network_address
-        self.netmask = network.netmask
-        self._prefixlen = network.prefixlen
-        self._hash = hash(network)
+class CompactPrefix:
+    """A prefix held by the thousand: its address as an integer and its length, in about 80 octets where an
+    ``ipaddress`` network takes 530 (an object per address, a dict, a method bound for host routes). It
+    answers what the speaker asks of a prefix (``version``, ``prefixlen``, ``max_prefixlen``,
+    ``network_address``, ``str``) and equals, hashes and orders as the ``ipaddress`` network it stands for,
+    so either can be a key of one route set."""
 
-    def __hash__(self) -> int:
-        return self._hash
+    __slots__ = ("_address", "_length")
+
+    def __init__(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+        self._address = int(network.network_address)
+        self._length = network.prefixlen if network.version == 4 else network.prefixlen | _V6
+
+    @property
+    def version(self) -> int:
+        return 6 if self._length & _V6 else 4
+
+    @property
+    def prefixlen(self) -> int:
+        return self._length & ~_V6
+
+    @property
+    def max_prefixlen(self) -> int:
+        return 128 if self._length & _V6 else 32
+
+    @property
+    def network_address(self) -> IPAddress:
+        if self._length & _V6:
+            return ipaddress.IPv6Address(self._address)
+        return ipaddress.IPv4Address(self._address)
+
+    def __str__(self) -> str:
+        return f"{self.network_address}/{self.prefixlen}"
+
+    def __repr__(self) -> str:
+        return f"CompactPrefix({str(self)!r})"
+
+    def __hash__(self) -> int:  # as ipaddress hashes a network: equal prefixes of either kind hash alike
+        bits = 128 if self._length & _V6 else 32
+        length = self.prefixlen
+        return hash(self._address ^ (((1 << length) - 1) << (bits - length)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CompactPrefix):
+            return self._address == other._address and self._length == other._length
+        if isinstance(other, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            return (self.version, self._address, self.prefixlen) == (
+                other.version, int(other.network_address), other.prefixlen)  # fmt: skip
+        return NotImplemented
+
+    def __lt__(self, other: Prefix) -> bool:
+        return (self.version, self._address, self.prefixlen) < (
+            other.version, int(other.network_address), other.prefixlen)  # fmt: skip
 
 
-class _HashedIPv6Network(ipaddress.IPv6Network):
-    def __init__(self, address: str) -> None:
-        network = ipaddress.IPv6Network(address)
-        self.network_address = network.network_address
-        self.netmask = network.netmask
-        self._prefixlen = network.prefixlen
-        self._hash = hash(network)
+_V6 = 1 << 8  # the length's flag of an IPv6 prefix
 
-    def __hash__(self) -> int:
-        return self._hash
+Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network | CompactPrefix
 
 
 def hashed_prefix(text: str) -> Prefix:
-    """The prefix ``text`` (``"10.1.0.0/24"``) whose hash is computed once: ipaddress computes it anew on
-    every call, and route sets of tens of thousands of prefixes are hashed on every change. Equal to, and
-    interchangeable with, the plain ``ipaddress`` network, in 225 octets rather than 530: only the attributes
-    a network is made of are kept (not the ``hosts`` method ipaddress binds to each host route, which a route
-    never needs: ``hosts()`` of a /32 or /128 made here lists nothing)."""
-    return _HashedIPv6Network(text) if ":" in text else _HashedIPv4Network(text)
+    """The prefix ``text`` (``"10.1.0.0/24"``, checked as ``ipaddress`` checks it), compact
+    (:class:`CompactPrefix`): route sets of tens of thousands of prefixes are held by the agent, its plan and
+    its sessions, and compared on every change."""
+    return CompactPrefix(ipaddress.ip_network(text))
 
 
 def afi_of(prefix: Prefix | IPAddress) -> Afi:
