@@ -109,9 +109,9 @@ class BgpInputs:
         return False
 
     def _decision(self, event: BGPAdvertisementDecided) -> IPDecision:
-        return IPDecision(
+        return IPDecision.of(
             services=tuple(service_name(s.namespace, s.name) for s in event.services),
-            uids=tuple(s.uid for s in event.services), routes=tuple(self._route(r) for r in event.routes),
+            uids=tuple(s.uid for s in event.services), routes=map(self._route, event.routes),
         )  # fmt: skip
 
     def _route(self, route: BGPRoute) -> tuple[Prefix, RouteTerms]:

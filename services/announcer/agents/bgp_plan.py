@@ -67,7 +67,22 @@ class IPDecision:
 
     services: tuple[str, ...]
     uids: tuple[str, ...]
-    routes: tuple[tuple[Prefix, RouteTerms], ...]
+    #: the first route, in slots of its own (most IPs have one: no tuple per route, no tuple of them)
+    prefix: Prefix
+    terms: RouteTerms
+    more: tuple[tuple[Prefix, RouteTerms], ...] = ()  # the other routes
+
+    @classmethod
+    def of(
+        cls, *, services: tuple[str, ...], uids: tuple[str, ...], routes: Iterable[tuple[Prefix, RouteTerms]]
+    ) -> IPDecision:
+        """The decision of ``routes`` (at least one, as ipam decides them)."""
+        (prefix, terms), *more = routes
+        return cls(services, uids, prefix, terms, tuple(more) if more else ())
+
+    @property
+    def routes(self) -> tuple[tuple[Prefix, RouteTerms], ...]:
+        return ((self.prefix, self.terms), *self.more)
 
 
 @dataclass(frozen=True, slots=True)
