@@ -35,6 +35,8 @@ GONE = 410
 NOT_FOUND = 404
 #: Subjects compared with the stream per step of a relist.
 COMPARE_SLICE = 200
+#: Subjects compared and then published before the next ones, on a list.
+PUBLISH_PART = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +168,20 @@ class Reflector:
         await in_slices(self.projection.replacing(items, version))
         self._drain_pokes()
         stored = len(self._publisher.stored)
-        batch: list[Observation] = []
-        await in_slices(self._compare(self._publisher.all_subjects(), trigger=version or "absent", into=batch))
         listed = len(items)
-        del items, listing  # the raw objects: not kept while publishing
-        await self._publish(batch)
+        del items, listing  # the raw objects: not kept while comparing and publishing
+        # compared and published a part at a time: the events of a whole first list (50 000 Services) are
+        # never all models at once (the projection keeps Services packed: ``PackedObservation``)
+        subjects, published = self._publisher.all_subjects(), 0
+        for start in range(0, len(subjects), PUBLISH_PART):
+            batch: list[Observation] = []
+            await in_slices(self._compare(subjects[start : start + PUBLISH_PART], trigger=version or "absent",
+                                          into=batch))
+            await self._publish(batch)
+            published += len(batch)
         log.info(
             "listed resource=%s objects=%d stored=%d published=%d version=%s",
-            self.spec.name, listed, stored, len(batch), version,
+            self.spec.name, listed, stored, published, version,
         )
         return call, version
 

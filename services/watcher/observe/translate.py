@@ -86,6 +86,25 @@ class Observation:
     identity: Identity
 
 
+@dataclass(frozen=True, slots=True)
+class PackedObservation:
+    """An observation as kept between changes: its event as JSON (a Service's is ~500 bytes, its model
+    ~2 900), made a model again only when it is published."""
+
+    event_type: type[Event]
+    payload: bytes
+    msg_id: str
+    identity: Identity
+
+    @classmethod
+    def of(cls, observation: Observation) -> PackedObservation:
+        event = observation.event
+        return cls(type(event), event.model_dump_json().encode(), observation.msg_id, observation.identity)
+
+    def unpacked(self, subject: str) -> Observation:
+        return Observation(subject, self.event_type.model_validate_json(self.payload), self.msg_id, self.identity)
+
+
 # --- small readers of untrusted JSON -------------------------------------------------------------
 
 

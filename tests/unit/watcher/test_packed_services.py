@@ -1,0 +1,45 @@
+"""The Services' projection keeps each observation packed and gives back exactly what was translated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.watcher.observe.projection import LoadBalancerServices, ServiceProjection
+from services.watcher.observe.translate import PackedObservation, service_observed
+
+
+def _service(name: str, rv: str, kind: str = "LoadBalancer") -> dict[str, Any]:
+    return {"metadata": {"namespace": "default", "name": name, "uid": f"uid-{name}", "resourceVersion": rv,
+                         "labels": {"app": name}, "annotations": {"metallb.io/address-pool": "lan"}},
+            "spec": {"type": kind, "ports": [{"port": 80, "protocol": "TCP"}, {"name": "dns", "port": 53,
+                                                                               "protocol": "UDP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}}}
+
+
+def _fail(obj: dict[str, Any], error: Exception) -> None:
+    raise AssertionError(error)
+
+
+def test_a_packed_service_is_given_back_as_translated_and_load_balancers_are_told() -> None:
+    load_balancers = LoadBalancerServices()
+    projection = ServiceProjection(service_observed, load_balancers=load_balancers, on_error=_fail)
+    web, dns = _service("web", "5"), _service("dns", "6", kind="ClusterIP")
+    projection.replace([web, dns], "6")
+    for obj in (web, dns):
+        expected = service_observed(obj)
+        assert projection.desired(expected.subject) == expected
+    assert load_balancers.names == {("default", "web")}
+    assert load_balancers.seen == {("default", "web"), ("default", "dns")}
+    changed = projection.apply("MODIFIED", _service("dns", "7"))
+    assert projection.desired(changed[0]) == service_observed(_service("dns", "7"))
+    assert load_balancers.names == {("default", "web"), ("default", "dns")}
+    projection.apply("DELETED", _service("web", "8"))
+    assert projection.desired(changed[0].replace("dns", "web")) is None
+    assert load_balancers.names == {("default", "dns")}
+
+
+def test_a_packed_observation_is_a_small_part_of_the_model() -> None:
+    observation = service_observed(_service("web", "5"))
+    packed = PackedObservation.of(observation)
+    assert packed.unpacked(observation.subject) == observation
+    assert len(packed.payload) < 700
