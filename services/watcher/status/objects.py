@@ -1,4 +1,6 @@
-"""The few Kubernetes calls the status writer makes, as plain JSON-shaped dicts, off the event loop.
+"""The few Kubernetes calls the status writer makes, as plain JSON-shaped dicts: on the event loop over the
+writer's own connections (``transport.py``), else through the official client in worker threads (lists
+always).
 
 The Kubernetes client's errors are mapped here, once, to the project's (:mod:`services.common.errors`),
 grouped by what the caller does: :class:`Conflict` (409: re-read and retry), :class:`NotFound` (404, 410:

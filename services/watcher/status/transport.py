@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,9 @@ from services.watcher.status.apierrors import failure_for_status
 
 Obj = dict[str, Any]
 _HEAD_LIMIT = 64 * 1024
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._-]*")
+#: seconds between two looks at the configuration's token (its refresh hook decides whether it changed)
+AUTH_REFRESH = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +61,8 @@ class ApiTransport:
         self._host = url.hostname or "localhost"
         self._port = url.port or (443 if self._tls else 80)
         self._prefix = url.path.rstrip("/")
-        self._host_header = url.netloc.encode()
+        self._fixed_head = f"Host: {url.netloc}\r\nAccept: application/json\r\nUser-Agent: metalbus-watcher\r\n"
+        self._auth: tuple[float, str] | None = None
         self._configuration = configuration
         self._ssl = _ssl_context(configuration) if self._tls else None
         self._server_hostname = (configuration.tls_server_name or self._host) if self._tls else None
@@ -80,13 +86,10 @@ class ApiTransport:
     async def send(self, method: str, path: str, *, body: Obj | None = None,
                    content_type: str = "application/json") -> Answer:
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-        head = [f"{method} {self._prefix}{quote(path)} HTTP/1.1", f"Host: {self._host_header.decode()}",
-                "Accept: application/json", "User-Agent: metalbus-watcher", f"Content-Length: {len(payload)}"]
-        if body is not None:
-            head.append(f"Content-Type: {content_type}")
-        for name, value in self._auth_headers().items():
-            head.append(f"{name}: {value}")
-        request = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+        target = path if _PLAIN_PATH.fullmatch(path) else quote(path)  # Kubernetes names need no escape
+        typed = f"Content-Type: {content_type}\r\n" if body is not None else ""
+        request = (f"{method} {self._prefix}{target} HTTP/1.1\r\n{self._fixed_head}{self._auth_head()}{typed}"
+                   f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
         async with self._slots:
             if self._closed:
                 raise RetryableError("transport closed")
@@ -122,14 +125,16 @@ class ApiTransport:
             with contextlib.suppress(Exception):
                 await connection.writer.wait_closed()
 
-    def _auth_headers(self) -> dict[str, str]:
-        """As the official client sends them (the bearer token, refreshed by its hook)."""
-        headers: dict[str, str] = {}
-        settings: Mapping[str, Any] = self._configuration.auth_settings()
-        for setting in settings.values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[str(setting["key"]).title()] = str(setting["value"])
-        return headers
+    def _auth_head(self) -> str:
+        """The authentication headers as the official client sends them (the bearer token, refreshed by its
+        hook), asked of the configuration again at most every ``AUTH_REFRESH`` seconds."""
+        now = time.monotonic()
+        if self._auth is None or now - self._auth[0] >= AUTH_REFRESH:
+            settings: Mapping[str, Any] = self._configuration.auth_settings()
+            lines = [f"{str(setting['key']).title()}: {setting['value']}\r\n" for setting in settings.values()
+                     if setting.get("in") == "header" and setting.get("value")]
+            self._auth = (now, "".join(lines))
+        return self._auth[1]
 
     async def _connection(self) -> tuple[_Connection, bool]:
         while self._idle:
