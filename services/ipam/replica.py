@@ -184,11 +184,15 @@ class Replica:
             time.perf_counter() - started,
         )
 
-    async def _catch_up_decisions(self) -> int:
-        """Fold the decisions appended since the last call (how many there were)."""
+    async def _catch_up_decisions(self, *, limit: int | None = None, wait: float = 0.05) -> int:
+        """Fold the decisions appended since the last call, ``follow_batch`` per turn of the loop, until none
+        comes within ``wait``, or (a standby's step) ``limit`` were folded: while the active replica appends
+        without a pause, a standby folding every decision first never got to the world (how many there were)."""
         assert self._decisions is not None
         folded = 0
-        while batch := await self._decisions.fetch(batch=self._settings.follow_batch, wait=0.05):
+        while (limit is None or folded < limit) and (
+            batch := await self._decisions.fetch(batch=self._settings.follow_batch, wait=wait)
+        ):
             for received in batch:
                 self.decider.load_decision(received.event, received.sequence)
             folded += len(batch)
@@ -208,8 +212,9 @@ class Replica:
             await self._activate()
             return
         with self._collector.building():
-            folded = await self._catch_up_decisions()
-            observations = await self._fold_world()
+            folded = await self._catch_up_decisions(limit=self._settings.batch, wait=0.0)
+            # a step waits for observations only when there was nothing to fold
+            observations = await self._fold_world(wait=0.0 if folded else self._settings.lease_interval)
             self._unwarmed = self._unwarmed or bool(folded or observations)
             busy = folded or observations
             if self._unwarmed and (not busy or time.monotonic() - self._warmed >= self._settings.warm_every):
@@ -221,9 +226,10 @@ class Replica:
         if not folded and not observations:
             self._collector.idle()
 
-    async def _fold_world(self) -> int:
-        """Fold up to ``batch`` observations, ``follow_batch`` per turn of the loop (how many there were)."""
-        folded, wait = 0, self._settings.lease_interval
+    async def _fold_world(self, *, wait: float) -> int:
+        """Fold up to ``batch`` observations, ``follow_batch`` per turn of the loop, waiting at most ``wait`` for
+        the first (how many there were)."""
+        folded = 0
         while folded < self._settings.batch and (
             observations := await self._follow_world(wait=wait, batch=self._settings.follow_batch)
         ):
