@@ -141,3 +141,34 @@ async def _reported(bus: Bus, ip: str, announcing: bool, epoch: int) -> bool:
 
 def _conflicts(agent: L2Agent) -> int:
     return sum(agent.stats.conflicts.values()) if agent.stats is not None else 0
+
+
+async def test_only_the_ips_held_are_kept_and_one_moved_while_partitioned_is_withdrawn_naming_the_move(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = [IPv4Address("198.51.100.0") + index for index in range(200)]
+    for index, ip in enumerate(elsewhere):
+        await place(bus, ip, f"n{index % 5}")
+    ours = await place(bus, VIP1, "a")
+    async with running(bus, monkeypatch) as (agent, _wire, server):
+        await async_wait_until(lambda: _reported(bus, str(VIP1), True, ours), what="VIP1 reported")
+        assert set(agent.ownership.held()) == {VIP1}  # nothing of the 200 other nodes' placements
+
+        # Live: other nodes' placements that change keep nothing; one placed here is answered.
+        for ip in elsewhere[:50]:
+            await place(bus, ip, "n9")
+        await place(bus, VIP2, "a")
+        await async_wait_until(lambda: set(agent.answering()) == {VIP1, VIP2}, what="VIP2 answered too")
+        assert set(agent.ownership.held()) == {VIP1, VIP2}
+
+        # VIP1 moves away while the agent is partitioned. Whether the move arrives live (a fetch in flight when
+        # the round trips stopped) or with the resync (VIP1 was reported, so its subject is read in full), its
+        # withdrawal names the placement that moved it.
+        server.cut()
+        await async_wait_until(lambda: agent.partitioned, timeout=2, what="the partition noticed")
+        moved = await place(bus, VIP1, "b")
+        server.restore()
+        await async_wait_until(lambda: _reported(bus, str(VIP1), False, moved), timeout=5, what="VIP1 withdrawn")
+        await async_wait_until(lambda: not agent.partitioned and set(agent.answering()) == {VIP2}, timeout=5,
+                               what="VIP2 alone after the resync")  # fmt: skip
+        assert VIP2 in agent.ownership.held() and set(agent.ownership.held()) <= {VIP1, VIP2}
