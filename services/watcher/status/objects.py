@@ -138,9 +138,10 @@ class ObjectApi:
             if not token:
                 return items
 
-    async def create(self, resource: Resource, namespace: str, body: Obj) -> Obj:
+    async def create(self, resource: Resource, namespace: str, body: Obj, *, answer: bool = True) -> Obj:
+        """``answer`` False: the caller reads nothing of the answer, which may then come back empty."""
         if self._transport is not None:
-            return await self._transport.request("POST", self.path(resource, namespace), body=body)
+            return await self._transport.request("POST", self.path(resource, namespace), body=body, answer=answer)
         if resource is EVENTS:
             return await self._run(self._clients.core.create_namespaced_event, namespace, body)
         return await self._run(self._clients.custom.create_namespaced_custom_object, resource.group.value,

@@ -102,8 +102,9 @@ class EventRecorder:
                 self._remember_event(key, name, count + 1)
                 metrics.EVENTS.labels(event.reason.value, "aggregated").inc()
                 return
+        name = f"{regarding.name}.{time.time_ns():x}"
         body = {
-            "metadata": {"name": f"{regarding.name}.{time.time_ns():x}", "namespace": regarding.namespace},
+            "metadata": {"name": name, "namespace": regarding.namespace},
             "involvedObject": {"kind": regarding.kind.value, "namespace": regarding.namespace,
                                "name": regarding.name, "apiVersion": API_VERSIONS[regarding.kind],
                                **({"uid": event.uid} if event.uid else {})},
@@ -117,8 +118,8 @@ class EventRecorder:
             "reportingComponent": self._component,
             "reportingInstance": self._instance or self._component,
         }
-        created = await self._api.create(EVENTS, regarding.namespace, body)
-        self._remember_event(key, str((created.get("metadata") or {}).get("name")), 1)
+        await self._api.create(EVENTS, regarding.namespace, body, answer=False)  # named here: nothing to read
+        self._remember_event(key, name, 1)
         metrics.EVENTS.labels(event.reason.value, "created").inc()
 
     def _remember_event(self, key: AggregationKey, name: str, count: int) -> None:

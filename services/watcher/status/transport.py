@@ -72,16 +72,13 @@ class ApiTransport:
         self._closed = False
 
     async def request(self, method: str, path: str, *, body: Obj | None = None,
-                      content_type: str = "application/json") -> Obj:
-        """The JSON answer of one request; an answer other than 2xx raises the project's error for it."""
-        answer = await self.send(method, path, body=body, content_type=content_type)
-        if not 200 <= answer.status < 300:
-            raise failure_for_status(answer.status, answer.reason, answer.headers, answer.body)
-        try:
-            data = json.loads(answer.body) if answer.body else {}
-        except ValueError as error:
-            raise RetryableError(f"unreadable answer: {error}") from error
-        return data if isinstance(data, dict) else {}
+                      content_type: str = "application/json", answer: bool = True) -> Obj:
+        """The JSON answer of one request (``answer`` False: not read, empty); an answer other than 2xx raises
+        the project's error for it."""
+        sent = await self.send(method, path, body=body, content_type=content_type)
+        if not 200 <= sent.status < 300:
+            raise failure_for_status(sent.status, sent.reason, sent.headers, sent.body)
+        return _json(sent.body) if answer else {}
 
     async def send(self, method: str, path: str, *, body: Obj | None = None,
                    content_type: str = "application/json") -> Answer:
@@ -171,6 +168,14 @@ class ApiTransport:
             headers["Connection"] = "close"
         keep = headers.get("Connection", "").lower() != "close" and version == "HTTP/1.1"
         return Answer(int(status), reason, headers, body), keep
+
+
+def _json(body: bytes) -> Obj:
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError as error:
+        raise RetryableError(f"unreadable answer: {error}") from error
+    return data if isinstance(data, dict) else {}
 
 
 async def _chunked(reader: asyncio.StreamReader) -> bytes:
