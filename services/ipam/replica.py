@@ -247,7 +247,9 @@ class Replica:
         # window ends with a round trip to the server before judging), and placing waits for it.
         window = asyncio.ensure_future(self.liveness.fresh_window())
         try:
-            _, drained = await asyncio.gather(self._catch_up_decisions(), self._drain_world())
+            with self._collector.building():  # what is read here is folded for good (no young collections
+                # rescanning a second of observations kept to be folded: 30-60 ms each)
+                _, drained = await asyncio.gather(self._catch_up_decisions(), self._drain_world())
             await self._stop_following_decisions()
             caught_up = time.perf_counter()
             with self._collector.building():  # adoption builds the allocator's long-lived state
