@@ -13,7 +13,8 @@ too). Two ipam processes run; figures:
   split into the lease running out (the TTL) and the standby's own work once it holds the lease;
 - SIGTERM while busy: a burst of new Services is being decided when the active replica gets SIGTERM → it
   has exited;
-- whether nats-server reported any slow consumer.
+- whether nats-server reported any slow consumer;
+- the machine's load average (1 minute) before and after the run.
 
 ``python bench/ipam_scale.py [--quick] [--services N] [--nodes N] [--announcers N] [--logs DIR]``
 (--quick: 10 000 Services over 1 000 Nodes). The last line is one JSON object.
@@ -269,7 +270,11 @@ def main() -> None:
     args = parser.parse_args()
     count = args.services or (10_000 if args.quick else 50_000)
     nodes = args.nodes or (1_000 if args.quick else 5_000)
+    load_before = os.getloadavg()[0]
     figures = asyncio.run(run(count, nodes, args.announcers, args.logs))
+    # the machine's load beside the figures: wall-clock figures (the loop's lag above all) stretch with it
+    figures["load_average_before"] = load_before
+    figures["load_average_after"] = os.getloadavg()[0]
     for name, value in figures.items():
         target = TARGETS.get(name)
         shown = f"{value:,.3f}" if isinstance(value, float) else f"{value}"
