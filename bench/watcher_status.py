@@ -16,7 +16,8 @@ but that publisher), split into its event loop and its client threads. The API s
 of its own: the Services/s it accepts bound the rate, not the writer's CPU.
 
 Prints figures; the last line is one JSON object.
-``python bench/watcher_status.py [--quick] [--workers N]`` (N: most writes in flight)
+``python bench/watcher_status.py [--quick] [--workers N] [--paced N] [--burst N]`` (``--workers``: most writes
+in flight)
 :func:`measure` is importable for other benchmarks (``bench/watcher.py``).
 """
 
@@ -308,8 +309,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="paced decisions per second")
     parser.add_argument("--workers", type=int, default=StatusWriterSettings().workers,
                         help="most writes in flight")
+    parser.add_argument("--paced", type=int, help="paced decisions (default 6 000, 1 000 with --quick)")
+    parser.add_argument("--burst", type=int, help="decisions in the burst (default 5 000, 1 000 with --quick)")
     args = parser.parse_args()
     paced, burst = (1000, 1000) if args.quick else (6000, 5000)
+    paced, burst = args.paced if args.paced is not None else paced, args.burst if args.burst is not None else burst
     settings = StatusWriterSettings(workers=args.workers)
     figures = asyncio.run(measure(paced=paced, rate=args.rate, burst=burst, settings=settings))
     print(f"paced {paced} decisions at {args.rate:.0f}/s: decision -> Service status written "
