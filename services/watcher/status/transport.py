@@ -92,7 +92,12 @@ class ApiTransport:
                 raise RetryableError("transport closed")
             # a kept-alive connection the server has closed meanwhile fails at once: once more on a new one
             for attempt in range(2):
-                connection, reused = await self._connection()
+                try:
+                    connection, reused = await self._connection()
+                except TimeoutError as error:
+                    raise RequestTimeout(f"{method} {path}: no connection in {self._timeout} s") from error
+                except OSError as error:  # refused, unreachable, a TLS handshake that failed
+                    raise RetryableError(f"{method} {path}: {error!r}") from error
                 try:
                     async with asyncio.timeout(self._timeout):
                         answer, keep = await self._exchange(connection, request, method)

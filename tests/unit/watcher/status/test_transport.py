@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import kubernetes.client
 import pytest
 
-from services.common.errors import Conflict, NotFound, RequestTimeout, TooManyRequests
+from services.common.errors import Conflict, NotFound, RequestTimeout, RetryableError, TooManyRequests
 from services.watcher.status.transport import ApiTransport, transport_for
+from tests.tls import write_test_certificates
 
 Reply = Callable[[bytes], bytes]
 
@@ -60,11 +63,12 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(server: Server, **configure: object) -> AsyncIterator[ApiTransport]:
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+async def serving(server: Server, *, tls: ssl.SSLContext | None = None,
+                  **configure: object) -> AsyncIterator[ApiTransport]:
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=tls)
     port = listener.sockets[0].getsockname()[1]
     configuration = kubernetes.client.Configuration()
-    configuration.host = f"http://127.0.0.1:{port}"
+    configuration.host = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     configuration.api_key = {"authorization": "Bearer first"}
     for name, value in configure.items():
         setattr(configuration, name, value)
@@ -132,3 +136,21 @@ def test_a_proxy_or_basic_auth_keeps_the_official_client() -> None:
     assert transport_for(configuration, size=4, request_timeout=1.0) is not None
     configuration.proxy = "http://proxy:3128"
     assert transport_for(configuration, size=4, request_timeout=1.0) is None
+
+
+async def test_tls_with_the_configurations_ca_and_client_certificate(tmp_path: Path) -> None:
+    files = write_test_certificates(tmp_path / "pki", hosts=["127.0.0.1"])
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(files / "tls.crt", files / "tls.key")
+    server_tls.load_verify_locations(files / "ca.crt")
+    server_tls.verify_mode = ssl.CERT_REQUIRED  # as an API server asks for the client's certificate
+    server = Server(lambda _: plain("200 OK", b'{"kind": "Service"}'))
+    async with serving(server, tls=server_tls, ssl_ca_cert=str(files / "ca.crt"),
+                       cert_file=str(files / "tls.crt"), key_file=str(files / "tls.key")) as transport:
+        assert await transport.request("GET", "/api/v1/namespaces/default/services/web") == {"kind": "Service"}
+    other = write_test_certificates(tmp_path / "other", hosts=["127.0.0.1"])
+    async with serving(Server(lambda _: plain("200 OK", b"{}")), tls=server_tls,
+                       ssl_ca_cert=str(other / "ca.crt"), cert_file=str(files / "tls.crt"),
+                       key_file=str(files / "tls.key")) as transport:
+        with pytest.raises(RetryableError):  # a server the configured CA did not sign is refused
+            await transport.request("GET", "/api/v1/namespaces/default/services/web")
