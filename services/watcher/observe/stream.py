@@ -61,6 +61,10 @@ def _json_body(response: HTTPResponse) -> dict[str, Any]:
         response.release_conn()
     if not isinstance(body, dict):
         raise ValueError("list answer is not a JSON object")
+    for item in body.get("items") or ():
+        metadata = item.get("metadata") if isinstance(item, dict) else None
+        if isinstance(metadata, dict):
+            metadata.pop("managedFields", None)  # bookkeeping nothing reads, often most of an object's size
     # A page is a few hundred thousand objects that live until the list is folded: out of the cyclic
     # collector's reach, or its full collections (each a walk over the whole heap, holding the GIL, the
     # loop's thread waiting) grow with every page. Reference counting still frees them.
