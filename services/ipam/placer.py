@@ -137,9 +137,10 @@ class Placer:
             return
         for node, keys in kind.on.items():
             before, after = _class(old.preferred, node), _class(eligible.preferred, node)
-            if before != after:
+            if before != after:  # these groups join another candidate set, which may now be out of balance
                 self._unfile(before, node, keys)
                 self._file(after, node, keys)
+                self._touched_nodes.add(node)
             if node not in eligible.nodes:
                 self._dirty |= keys
         if eligible.preferred:

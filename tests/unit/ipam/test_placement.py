@@ -343,3 +343,25 @@ def test_nodes_dying_and_returning_keep_the_bound_incrementally(
         result = {key: placer.node_of(key) for key in sorted(groups)}
         _check_balance(now, result)
         assert place(now, {k: v for k, v in result.items() if v is not None}) == result
+
+
+def test_a_death_that_shrinks_a_groups_candidates_rebalances_among_the_rest() -> None:
+    """n1 holds a two-IP group of its own and one IP eligible on n0, n1 and n2; n0 (3 IPs of its own) dies.
+    The IP stays on n1 while n1 is within the bound of the three (3 ≤ 2 + 1); among n1 and n2 alone n1 holds 3
+    against a fair 1.5, so it moves to n2 (the death changed no load on n1 or n2, only which nodes share the
+    IP's candidates)."""
+    everywhere = Eligibility(frozenset({"n0", "n1", "n2"}), frozenset({"n0", "n1", "n2"}))
+    only_n0 = Eligibility(frozenset({"n0"}), frozenset({"n0"}))
+    only_n1 = Eligibility(frozenset({"n1"}), frozenset({"n1"}))
+    placer = Placer()
+    kinds = {e: Kind(e) for e in (everywhere, only_n0, only_n1)}
+    for key, weight, eligible, on in [("10.0.0.1", 1, only_n0, "n0"), ("10.0.0.2", 2, only_n0, "n0"),
+                                      ("10.0.0.3", 1, everywhere, "n1"), ("10.0.0.4", 2, only_n1, "n1")]:  # fmt: skip
+        placer.put(key, weight=weight, kind=kinds[eligible], current=on)
+    assert placer.solve() == [] and placer.node_of("10.0.0.3") == "n1"
+
+    gone = frozenset({"n1", "n2"})
+    placer.retarget(kinds[everywhere], Eligibility(gone, gone))
+    placer.retarget(kinds[only_n0], Eligibility(frozenset(), frozenset()))
+    placer.solve()
+    assert placer.node_of("10.0.0.3") == "n2"
