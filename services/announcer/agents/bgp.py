@@ -228,7 +228,7 @@ class BgpAgent:
 
         async def read_decisions() -> None:  # tens of thousands: pulled in batches, see Bus.read
             async for received in self.bus.read(StreamName.IPAM, subjects=ipam_subjects, last_per_subject=True,
-                                                batch=_READ_BATCH, skim=self._skim):  # fmt: skip
+                                                batch=_READ_BATCH, skim=self._take):  # fmt: skip
                 fold(received)
 
         await asyncio.gather(  # all at once: the folds do not depend on each other's order
@@ -244,6 +244,10 @@ class BgpAgent:
         ]
         log.info("bgp decisions read node=%s ipam_up_to=%d decisions=%d node_known=%s", self.node, ipam_end,
                  len(self.inputs.decisions), self.inputs.this_node is not None)  # fmt: skip
+
+    def _take(self, subject: str, body: bytes) -> bool:
+        """At the start: a decision folded from its JSON alone (most of them), or one that changes nothing."""
+        return subject.startswith(_DECISIONS_PREFIX) and self.inputs.takes(body)
 
     def _skim(self, subject: str, body: bytes) -> bool:
         """Another node's Local IP that changes nothing here: passed over unread (most of a big cluster's)."""

@@ -115,16 +115,82 @@ class BgpInputs:
         )  # fmt: skip
 
     def _route(self, route: BGPRoute) -> tuple[Prefix, RouteTerms]:
-        key = (route.advertisement, route.communities, route.large_communities, route.local_pref, route.peers,
-               tuple(s.model_dump_json() for s in route.node_selectors))  # fmt: skip
-        terms = self._terms.get(key)
-        if terms is None:
-            terms = self._terms[key] = RouteTerms(
-                advertisement=route.advertisement, communities=route.communities,
-                large_communities=route.large_communities, local_pref=route.local_pref, peers=route.peers,
-                node_selectors=route.node_selectors,
-            )  # fmt: skip
+        terms = self._interned(RouteTerms(
+            advertisement=route.advertisement, communities=route.communities,
+            large_communities=route.large_communities, local_pref=route.local_pref, peers=route.peers,
+            node_selectors=route.node_selectors,
+        ))  # fmt: skip
         return hashed_prefix(route.prefix), terms
+
+    def _interned(self, terms: RouteTerms) -> RouteTerms:
+        """The one instance of ``terms`` every IP shares."""
+        key = (terms.advertisement, terms.communities, terms.large_communities, terms.local_pref, terms.peers,
+               tuple(s.model_dump_json() for s in terms.node_selectors))  # fmt: skip
+        return self._terms.setdefault(key, terms)
+
+    def takes(self, data: bytes) -> bool:
+        """For the start's read of every decision: True when the body ``data`` was folded from its JSON alone,
+        without a model (a BGP decision of this build's version whose fields are all plain: no route
+        ``nodeSelectors``), or changes nothing here (:meth:`skims`). False: read it in full, which checks it
+        whole. Not for the decisions followed live, whose trace each report joins."""
+        event = _decision_json(data)
+        if event is None:
+            return False
+        ip, nodes = event.get("ip"), event.get("nodes")
+        if not isinstance(ip, str) or not (nodes is None or isinstance(nodes, list)):
+            return False
+        if nodes is not None and self.node not in nodes:  # another node's Local IP
+            self.decisions.pop(ip, None)
+            return True
+        decision = self._decision_of_json(event)
+        if decision is None:
+            return False
+        self.decisions[ip] = decision
+        return True
+
+    def _decision_of_json(self, event: dict[str, object]) -> IPDecision | None:
+        """The decision of a body's ``event`` read as JSON, when every field is of its type; else None."""
+        services, routes = event.get("services"), event.get("routes")
+        if not isinstance(services, list) or not isinstance(routes, list) or not routes:
+            return None
+        names: list[str] = []
+        uids: list[str] = []
+        for service in services:
+            namespace, name, uid = _field(service, "namespace"), _field(service, "name"), _field(service, "uid", "")
+            if not isinstance(namespace, str) or not isinstance(name, str) or not isinstance(uid, str):
+                return None
+            names.append(service_name(namespace, name))
+            uids.append(uid)
+        made: list[tuple[Prefix, RouteTerms]] = []
+        for route in routes:
+            terms = self._terms_of_json(route)
+            prefix = _field(route, "prefix")
+            if terms is None or not isinstance(prefix, str):
+                return None
+            try:
+                made.append((hashed_prefix(prefix), terms))
+            except ValueError:
+                return None
+        return IPDecision.of(services=tuple(names), uids=tuple(uids), routes=made)
+
+    def _terms_of_json(self, route: object) -> RouteTerms | None:
+        advertisement, local_pref = _field(route, "advertisement"), _field(route, "local_pref", 0)
+        communities, large = _words(_field(route, "communities")), _field(route, "large_communities")
+        peers, selectors = _field(route, "peers", []), _field(route, "node_selectors", [])
+        if selectors != [] or not isinstance(advertisement, str) or communities is None:
+            return None  # node selectors are models: such a route is read in full
+        if type(local_pref) is not int or not 0 <= local_pref <= _WORD or not isinstance(peers, list):
+            return None
+        if not isinstance(large, list) or not all(isinstance(p, str) for p in peers):
+            return None
+        triples = [_words(triple) for triple in large]
+        if not all(triple is not None and len(triple) == 3 for triple in triples):
+            return None
+        return self._interned(RouteTerms(
+            advertisement=advertisement, communities=communities,
+            large_communities=tuple((t[0], t[1], t[2]) for t in triples if t is not None), local_pref=local_pref,
+            peers=tuple(peers), node_selectors=(),
+        ))  # fmt: skip
 
     def _delete(self, event: ObjectDeleted) -> bool:
         key = (event.namespace, event.name)
@@ -204,14 +270,24 @@ class PasswordUnavailable:
 _DECIDED = BGPAdvertisementDecided.version
 
 
-def _another_nodes_ip(data: bytes, node: str) -> str | None:
-    """The IP of a ``BGPAdvertisementDecided`` of this build's version whose ``nodes`` is a list without
-    ``node``; None for anything else (another type, version or node, a body that is not JSON): the total reader
-    upcasts or refuses it. The other fields are not checked: a broken body naming other nodes is dropped."""
-    if len(data) > MAX_BODY_BYTES or b'"BGPAdvertisementDecided"' not in data or b'"nodes":null' in data:
-        return None  # not a decision, or one for every node (Cluster): read in full without parsing it twice
-    if b'"%s"' % node.encode() in data:
-        return None  # the node's name in it, likely among ``nodes`` (anywhere else: read in full all the same)
+_WORD = 0xFFFFFFFF
+
+
+def _field(item: object, name: str, default: object = None) -> object:
+    return item.get(name, default) if isinstance(item, dict) else None
+
+
+def _words(value: object) -> tuple[int, ...] | None:
+    """A JSON list of unsigned 32-bit integers as a tuple; None for anything else."""
+    if not isinstance(value, list) or not all(type(v) is int and 0 <= v <= _WORD for v in value):
+        return None
+    return tuple(value)
+
+
+def _decision_json(data: bytes) -> dict[str, object] | None:
+    """The ``event`` of a ``BGPAdvertisementDecided`` body of this build's version, as JSON; else None."""
+    if len(data) > MAX_BODY_BYTES or b'"BGPAdvertisementDecided"' not in data:
+        return None
     try:
         body = from_json(data)
     except ValueError:
@@ -219,7 +295,19 @@ def _another_nodes_ip(data: bytes, node: str) -> str | None:
     event = body.get("event") if isinstance(body, dict) else None
     if not isinstance(event, dict) or body.get("schema_version") != _DECIDED:
         return None
+    return event if event.get("type") == "BGPAdvertisementDecided" else None
+
+
+def _another_nodes_ip(data: bytes, node: str) -> str | None:
+    """The IP of a ``BGPAdvertisementDecided`` of this build's version whose ``nodes`` is a list without
+    ``node``; None for anything else (another type, version or node, a body that is not JSON): the total reader
+    upcasts or refuses it. The other fields are not checked: a broken body naming other nodes is dropped."""
+    if b'"nodes":null' in data or b'"%s"' % node.encode() in data:
+        return None  # for every node (Cluster), or the node's name in it (likely among ``nodes``): read in full
+    event = _decision_json(data)
+    if event is None:
+        return None
     ip, nodes = event.get("ip"), event.get("nodes")
-    if event.get("type") != "BGPAdvertisementDecided" or not isinstance(ip, str) or not isinstance(nodes, list):
+    if not isinstance(ip, str) or not isinstance(nodes, list):
         return None
     return None if node in nodes else ip

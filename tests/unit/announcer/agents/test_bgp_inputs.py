@@ -180,3 +180,28 @@ def test_another_nodes_local_ip_is_skimmed_unread_unless_it_changes_something_he
     assert older != elsewhere and not inputs.skims(older)  # another version: the total reader upcasts it
     inputs.apply(decided("198.51.100.7", nodes=("node-a",)))
     assert not inputs.skims(elsewhere)  # it held a decision here: the change must be read (a withdrawal here)
+
+
+def test_a_decision_taken_from_its_json_is_the_one_read_in_full() -> None:
+    """At the start most decisions are folded from their JSON without a model: the same decision as the
+    total reader's; a route with node selectors, another version or a body of the wrong shape is read in full."""
+    plain = [
+        decided("198.51.100.7"),
+        decided("198.51.100.8", route("a1", "198.51.100.0/24", communities=(7, 9), large=((1, 2, 3),), local_pref=50),
+                route("a2", "198.51.100.8/32", peers=("tor",)), services=("web", "db")),
+        decided("2001:db8::7", nodes=("node-a", "node-b")),
+    ]  # fmt: skip
+    taken, read = BgpInputs("node-a"), BgpInputs("node-a")
+    for event in plain:
+        assert taken.takes(encode(wrap(event, producer="ipam")))
+        read.apply(event)
+    assert taken.decisions == read.decisions and list(taken.decisions) == list(read.decisions)
+    assert taken.takes(encode(wrap(decided("198.51.100.7", nodes=("node-b",)), producer="ipam")))  # not here
+    assert "198.51.100.7" not in taken.decisions
+
+    selected = decided("198.51.100.9", route("ads", "198.51.100.9/32", node_selectors=({"matchLabels": {"a": "b"}},)))
+    body = encode(wrap(selected, producer="ipam"))
+    assert not taken.takes(body) and not taken.takes(body.replace(b'"schema_version":1,', b'"schema_version":0,'))
+    assert not taken.takes(encode(wrap(withdrawn("198.51.100.7"), producer="ipam")))
+    mangled = encode(wrap(plain[0], producer="ipam")).replace(b'"communities":[]', b'"communities":["7"]')
+    assert b'"communities":["7"]' in mangled and not taken.takes(mangled)
