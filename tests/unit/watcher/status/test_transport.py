@@ -12,7 +12,7 @@ from pathlib import Path
 import kubernetes.client
 import pytest
 
-from services.common.errors import Conflict, NotFound, RequestTimeout, RetryableError, TooManyRequests
+from services.common.errors import Conflict, Invalid, NotFound, RequestTimeout, RetryableError, TooManyRequests
 from services.watcher.status.transport import ApiTransport, transport_for
 from tests.tls import write_test_certificates
 
@@ -106,16 +106,52 @@ async def test_a_connection_the_server_closed_is_replaced_without_a_failure() ->
 
 
 async def test_answers_become_the_projects_errors() -> None:
-    replies = iter([plain("409 Conflict", b"{}"), plain("404 Not Found", b"{}"),
-                    plain("429 Too Many Requests", b"{}", "Retry-After: 3")])
+    replies = iter([plain("409 Conflict", b"{}"), plain("404 Not Found", b"{}"), plain("410 Gone", b"{}"),
+                    plain("429 Too Many Requests", b"{}", "Retry-After: 3"),
+                    plain("503 Service Unavailable", b"{}"), plain("422 Unprocessable Entity", b'{"why": "bad"}'),
+                    plain("200 OK", b"not json")])
     async with serving(Server(lambda _: next(replies))) as transport:
         with pytest.raises(Conflict):
             await transport.request("PATCH", "/x", body={})
         with pytest.raises(NotFound):
             await transport.request("GET", "/x")
+        with pytest.raises(NotFound):
+            await transport.request("GET", "/x")
         with pytest.raises(TooManyRequests) as refused:
             await transport.request("POST", "/x", body={})
+        with pytest.raises(RetryableError) as unavailable:
+            await transport.request("PATCH", "/x", body={})
+        with pytest.raises(Invalid, match="bad"):
+            await transport.request("PATCH", "/x", body={})
+        with pytest.raises(RetryableError):
+            await transport.request("GET", "/x")
     assert refused.value.retry_after == 3.0
+    assert not isinstance(unavailable.value, TooManyRequests)
+
+
+async def test_a_server_not_listening_is_a_retryable_failure() -> None:
+    listener = await asyncio.start_server(lambda _reader, writer: writer.close(), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    configuration = kubernetes.client.Configuration()
+    configuration.host = f"http://127.0.0.1:{port}"
+    transport = ApiTransport(configuration, size=2, request_timeout=0.5)
+    try:
+        with pytest.raises(RetryableError):
+            await transport.request("GET", "/x")
+    finally:
+        await transport.close()
+    with pytest.raises(RetryableError):  # closed: no new session
+        await transport.request("GET", "/x")
+
+
+async def test_requests_in_flight_share_at_most_size_connections() -> None:
+    server = Server(lambda _: plain("200 OK", b"{}"))
+    async with serving(server) as transport:  # size 4
+        await asyncio.gather(*(transport.request("GET", f"/x/{index}") for index in range(40)))
+    assert len(server.requests) == 40
+    assert 1 <= server.connections <= 4
 
 
 async def test_no_answer_in_time_is_a_timeout_and_the_token_is_refreshed_as_the_client_does() -> None:
@@ -154,3 +190,16 @@ async def test_tls_with_the_configurations_ca_and_client_certificate(tmp_path: P
                        key_file=str(files / "tls.key")) as transport:
         with pytest.raises(RetryableError):  # a server the configured CA did not sign is refused
             await transport.request("GET", "/api/v1/namespaces/default/services/web")
+
+
+async def test_tls_checks_the_configured_server_name_rather_than_the_address(tmp_path: Path) -> None:
+    files = write_test_certificates(tmp_path / "pki", hosts=["kubernetes.default.svc"])
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(files / "tls.crt", files / "tls.key")
+    answer = Server(lambda _: plain("200 OK", b'{"kind": "Service"}'))
+    async with serving(answer, tls=server_tls, ssl_ca_cert=str(files / "ca.crt")) as transport:
+        with pytest.raises(RetryableError):  # the certificate does not name 127.0.0.1
+            await transport.request("GET", "/api/v1/namespaces/default/services/web")
+    async with serving(answer, tls=server_tls, ssl_ca_cert=str(files / "ca.crt"),
+                       tls_server_name="kubernetes.default.svc") as transport:
+        assert await transport.request("GET", "/api/v1/namespaces/default/services/web") == {"kind": "Service"}
