@@ -17,8 +17,9 @@
   A peer whose session spec changes (addresses, timers, password, BFD) gets a new session.
 - On stop each session ends with a Cease (the peer withdraws at once), or, for peers with
   ``enableGracefulRestart``, silently so the peer keeps our routes while we restart.
-- Tracing: an IP's report is published inside an ``announce <ip>`` span whose parent is the decision that
-  changed it (the trace context of that decision's message), from the decision's arrival to the report.
+- Reports (``bgp_reports.py``): an IP's report is published on change, inside an ``announce <ip>`` span whose
+  parent is the decision that changed it (the trace context of that decision's message), from the decision's
+  arrival to the report.
 """
 
 from __future__ import annotations
@@ -29,16 +30,10 @@ import ctypes
 import ctypes.util
 import ipaddress
 import logging
-import time
 from collections.abc import Mapping
 from functools import partial
-from itertools import chain
-
-from opentelemetry import trace
 
 from schemas.events import (
-    AnnouncementMode,
-    AnnouncementReported,
     BGPAdvertisementDecided,
     BGPAdvertisementWithdrawn,
     BGPSessionChanged,
@@ -48,7 +43,7 @@ from schemas.events import (
 )
 from services.announcer.agents.announced import AnnouncedCollector, announced_collector
 from services.announcer.agents.bgp_inputs import BgpInputs
-from services.announcer.agents.bgp_metrics import BgpCollector, BgpSnapshot, PeerStats, bgp_collector
+from services.announcer.agents.bgp_metrics import AnnouncedGauge, BgpCollector, BgpSnapshot, PeerStats, bgp_collector
 from services.announcer.agents.bgp_plan import (
     IPAnnouncement,
     IPDecision,
@@ -56,8 +51,8 @@ from services.announcer.agents.bgp_plan import (
     Plan,
     PlanChanges,
     Planner,
-    service_id,
 )
+from services.announcer.agents.bgp_reports import BgpReports
 from services.announcer.agents.bgp_sessions import session_spec_for
 from services.announcer.bgp.listener import Listener
 from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession
@@ -72,18 +67,16 @@ from services.common.subjects import (
     IPAM_CONFIG_PARTS,
     IPAM_CONFIG_SUBJECT,
     StreamName,
-    announce_subject,
     bgp_session_subject,
     k8s_subject,
 )
 from services.common.supervision import OnFailure, Supervisor, supervised
-from services.common.tracing import parent_context, remote_parent, span_headers, tracer
+from services.common.tracing import tracer
 
 log = logging.getLogger("metalbus.announcer.bgp")
 
 REPORT_INTERVAL = 1.0  # seconds between metric snapshots (and retries of failed reports)
 _RETRY = 0.5
-_REPORT_BATCH = 500
 _CHUNK = 500  # events folded between two yields to the loop
 _READ_BATCH = 500  # decisions pulled at a time at start: a round trip with the server waits behind one batch at most
 _SETTLE = 0.01  # seconds a change waits for the rest of its burst before planning
@@ -116,31 +109,19 @@ class BgpAgent:
         #: decisions changed since the last plan, each with what it was before (None: there was none)
         self._changed: dict[str, IPDecision | None] = {}
         self._whole = True  # the node or the configuration changed: the plan is made whole anew
-        #: the announced gauge's BGP set (IP → Services), kept IP by IP; the sessions it was built for, and
-        #: whether it changed since last handed to the collector
-        self._gauge: dict[str, tuple[str, ...]] = {}
-        self._gauge_for: frozenset[str] | None = None
-        self._gauge_changed = False
-        self._gauge_pushed = -REPORT_INTERVAL  # loop time it was last handed over
         self.sessions: dict[str, PeerSession] = {}
         self._refused: dict[str, str] = {}
         self._conflicts: tuple[LocalPrefConflict, ...] = ()
         self._collector = collector or bgp_collector()
-        self._announced = announced or announced_collector()
+        self._gauge = AnnouncedGauge(announced or announced_collector(), node, every=REPORT_INTERVAL)
         self._endpoints = BfdEndpoints()
         self._followers: list[Follower] = []
         self._stopping_sessions: set[asyncio.Task[None]] = set()
         self._state_events: asyncio.Queue[BGPSessionChanged] = asyncio.Queue()
-        self._reported: dict[str, IPAnnouncement] = {}
-        self._unreported: set[str] = set()  # IPs whose announcement changed since they were last reported
-        self._report_every = True  # a whole plan: every IP is compared with its report
+        self._reports = BgpReports(bus, node=node, tracer=tracer(__name__))
         self._report_due = asyncio.Event()
         self._dirty = asyncio.Event()
-        #: per IP, the trace of the newest decision not reported yet: (span context, arrival ns, fold number)
-        self._origins: dict[str, tuple[trace.SpanContext, int, int]] = {}
-        self._folds = 0
         self._said_no_configuration = False
-        self._tracer = tracer(__name__)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -260,7 +241,7 @@ class BgpAgent:
         while not stopping.is_set():
             batch = await first_of(follower.fetch(batch=_CHUNK, wait=1.0), stopping.wait())
             while batch:
-                self._remember_origins(batch)
+                self._reports.remember(batch)
                 if self.apply([r.event for r in batch]):
                     self._dirty.set()
                 await asyncio.sleep(0)  # a yield between chunks, not a poll: fetch waits below
@@ -274,13 +255,13 @@ class BgpAgent:
                 return
             await asyncio.sleep(max(_SETTLE, cost))  # the rest of a burst lands in the same plan
             self._dirty.clear()
-            started, folded = loop.time(), self._folds
+            started, folded = loop.time(), self._reports.folds
             try:
                 self._apply_plan(*await self._listening_for(await self._plan()))
             except Exception:
                 self._dirty.set()  # the restarted planner plans again
                 raise
-            self._forget_origins(folded)
+            self._reports.forget(self.plan.announcements, folded)
             self._say_configuration()
             cost = loop.time() - started  # planning takes at most about half of the time during a burst
 
@@ -308,24 +289,6 @@ class BgpAgent:
                         "no BGP peers until ipam puts one in force")  # fmt: skip
         if self.health is not None:
             self.health.set_ready("bgp", True)
-
-    def _remember_origins(self, batch: list[Received]) -> None:
-        """Keep the trace of each decision per IP: the IP's next report joins it."""
-        self._folds += 1
-        for received in batch:
-            event = received.event
-            if isinstance(event, BGPAdvertisementDecided | BGPAdvertisementWithdrawn) and (
-                origin := remote_parent(received.headers)
-            ):
-                self._origins[event.ip] = (origin, time.time_ns(), self._folds)
-
-    def _forget_origins(self, folded: int) -> None:
-        """Drop the traces of decisions the plan just made covers that leave the IP's report as it is."""
-        planned, reported = self.plan.announcements, self._reported
-        for ip in [ip for ip, (_, _, fold) in self._origins.items() if fold <= folded]:
-            if planned.get(ip) != reported.get(ip):
-                continue  # a report is due: it joins the trace
-            del self._origins[ip]
 
     # --- deciding ------------------------------------------------------------------------------------
 
@@ -398,21 +361,8 @@ class BgpAgent:
 
     def _note_announcements(self, changes: PlanChanges | None) -> None:
         """The IPs to report and the announced gauge's set, after a plan: those ``changes`` names, or all."""
-        announcements, sessions = self.plan.announcements, frozenset(self.sessions)
-        if changes is None:
-            self._report_every = True
-        else:
-            self._unreported.update(changes.ips)
-        if changes is None or sessions != self._gauge_for:
-            self._rebuild_gauge()
-            return
-        for ip in changes.ips:
-            announcement = announcements.get(ip)
-            if announcement is not None and sessions.intersection(announcement.peers):
-                self._gauge[ip] = announcement.services
-            elif self._gauge.pop(ip, None) is None:
-                continue
-            self._gauge_changed = True
+        self._reports.note(changes)
+        self._gauge.note(self.plan.announcements, frozenset(self.sessions), None if changes is None else changes.ips)
 
     def _retire(self, session: PeerSession, why: str) -> None:
         log.info("bgp session retired peer=%s reason=%s", session.ref, why)
@@ -470,73 +420,14 @@ class BgpAgent:
                 await first_of(asyncio.sleep(_SETTLE * 10), stopping.wait())
             if not stopping.is_set():
                 self._update_gauge()
-                reported = len(self._reported)
-                await self._flush_reports(self.plan.announcements)
-                if len(self._reported) - reported >= _MANY_REPORTS:
+                if await self._flush_reports(self.plan.announcements) >= _MANY_REPORTS:
                     release_free_heap()  # the start's reads and reports, gone: what they held goes back
 
-    async def _flush_reports(self, announcements: Mapping[str, IPAnnouncement], *, every: bool = False) -> None:
-        """Publish what changed since the last report (of the IPs the plans changed, or ``every`` one), 500 at a
-        time, each compared as its turn comes (a start's 41 677 are not listed first); what failed is retried
-        on the next round."""
+    async def _flush_reports(self, announcements: Mapping[str, IPAnnouncement], *, every: bool = False) -> int:
+        """The session states waiting, then what changed of the IPs' announcements; how many IPs were reported."""
         while not self._state_events.empty():
             await self._publish_state(self._state_events.get_nowait())
-        reported = self._reported
-        if every or self._report_every:
-            candidates = sorted(chain(announcements, (ip for ip in reported if ip not in announcements)))
-        else:
-            candidates = sorted(self._unreported)
-        self._unreported, self._report_every = set(), False
-        published = 0
-        chunk: list[tuple[str, IPAnnouncement | None]] = []
-        for index, ip in enumerate(candidates, start=1):
-            if (now := announcements.get(ip)) != reported.get(ip):
-                chunk.append((ip, now))
-            if chunk and (len(chunk) == _REPORT_BATCH or index == len(candidates)):
-                if not await self._publish_reports(chunk):
-                    self._unreported.update(ip for ip, _ in chunk)
-                    self._unreported.update(candidates[index:])
-                    return
-                published += len(chunk)
-                chunk = []
-        if published:
-            log.info("bgp reported node=%s changed=%d announcing=%d", self.node, published, len(reported))
-
-    async def _publish_reports(self, chunk: list[tuple[str, IPAnnouncement | None]]) -> bool:
-        """Publish the reports of ``chunk`` and remember them; False when that failed (logged)."""
-        reports = [_report_of(self.node, ip, a) for ip, a in chunk]
-        spans = [self._announce_span(report) for report in reports]
-        items = [
-            (announce_subject(self.node, r.ip), r, None, span_headers(span))
-            for r, span in zip(reports, spans, strict=True)
-        ]
-        try:
-            await self.bus.publish_many(items)
-        except (MetalbusError, TimeoutError) as error:
-            for span in spans:
-                span.set_status(trace.StatusCode.ERROR, repr(error))
-            log.warning("bgp report failed node=%s error=%r", self.node, error)
-            return False
-        finally:
-            for span in spans:
-                span.end()
-        for ip, announcement in chunk:
-            if announcement is None:
-                self._reported.pop(ip, None)
-            else:
-                self._reported[ip] = announcement
-        return True
-
-    def _announce_span(self, report: AnnouncementReported) -> trace.Span:
-        origin, since, _ = self._origins.pop(report.ip, (None, None, 0))
-        return self._tracer.start_span(
-            f"announce {report.ip}", context=parent_context(origin), kind=trace.SpanKind.PRODUCER, start_time=since,
-            attributes={
-                "metalbus.ip": report.ip, "metalbus.node": self.node, "metalbus.protocol": report.mode.value,
-                "metalbus.announcing": report.announcing, "metalbus.peer": ",".join(report.peers),
-                "metalbus.service": ",".join(f"{s.namespace}/{s.name}" for s in report.services),
-            },
-        )  # fmt: skip
+        return await self._reports.flush(announcements, every=every)
 
     def _update_metrics(self) -> None:
         self._collector.update(BgpSnapshot(peers={
@@ -546,38 +437,15 @@ class BgpAgent:
             for s in self.sessions.values()
         }, refused_connections=self._listener.refused if self._listener is not None else 0))  # fmt: skip
 
-    def _rebuild_gauge(self) -> None:
-        """The gauge's set of every IP planned for a peer this announcer has a session with."""
-        sessions = self._gauge_for = frozenset(self.sessions)
-        self._gauge = {ip: a.services for ip, a in self.plan.announcements.items()
-                       if sessions.intersection(a.peers)}  # fmt: skip
-        self._gauge_changed = True
-
     def _update_gauge(self, *, now: bool = False) -> None:
-        """Hand the announced gauge its set when it changed: at most once per ``REPORT_INTERVAL`` (the
-        collector copies the whole set, tens of thousands of IPs, and a scrape comes every few seconds at
-        most), or ``now``."""
-        if frozenset(self.sessions) != self._gauge_for:
-            self._rebuild_gauge()
-        time_now = asyncio.get_running_loop().time()
-        if self._gauge_changed and (now or time_now - self._gauge_pushed >= REPORT_INTERVAL):
-            self._gauge_changed, self._gauge_pushed = False, time_now
-            self._announced.update(AnnouncementMode.BGP, self.node, self._gauge)
+        self._gauge.hand_over(self.plan.announcements, frozenset(self.sessions),
+                              now=asyncio.get_running_loop().time(), at_once=now)  # fmt: skip
 
 
 def _ref(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
 
 
-def _report_of(node: str, ip: str, announcement: IPAnnouncement | None) -> AnnouncementReported:
-    """The report of ``ip``, built without validation: every field is this agent's own, typed (a start
-    reports tens of thousands of IPs at once)."""
-    if announcement is None:
-        return AnnouncementReported.model_construct(node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=False)
-    return AnnouncementReported.model_construct(
-        node=node, ip=ip, mode=AnnouncementMode.BGP, announcing=bool(announcement.peers),
-        services=tuple(map(service_id, announcement.services, announcement.uids)), peers=announcement.peers,
-    )  # fmt: skip
 
 
 def release_free_heap() -> None:
