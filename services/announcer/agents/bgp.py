@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import ipaddress
 import logging
 from collections.abc import Mapping
@@ -453,4 +452,4 @@ def release_free_heap() -> None:
     tens of thousands of messages read and reports sent, their memory is free but stays the process's:
     ``malloc`` keeps it for what may come."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # by name: find_library would run ldconfig in a subprocess
