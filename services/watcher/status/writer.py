@@ -7,8 +7,8 @@ folds the event, queues the objects it changed and the Events it calls for, and 
 acked) without waiting on the API. Workers write, one object at a time, the newest desired state, as fast
 as the API server accepts: a window of writes in flight (``pacing.py``) that grows while writes succeed,
 and a ``429 Too Many Requests`` pauses the whole writer for its ``Retry-After`` and halves the window.
-Requests go over the writer's own connections on its loop (``transport.py``); a Service it has seen is
-written without a read first (``shown.py``).
+Requests go over the writer's own aiohttp connections on its loop (``transport.py``); a Service it has
+seen is written without a read first (``shown.py``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class StatusWriterSettings:
     instance: str = ""
     #: compare every known object with Kubernetes at start (one list per kind)
     initial_sync: bool = True
-    #: reads and writes over the writer's own HTTP connections on its loop (``transport.py``), about a tenth
+    #: reads and writes over the writer's own aiohttp session on its loop (``transport.py``), about an eighth
     #: of the CPU of the official client's; False: the official client in threads (lists always are)
     own_transport: bool = True
 
