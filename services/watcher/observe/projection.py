@@ -1,8 +1,9 @@
 """What the ``K8S`` stream should hold for one resource, kept up to date from lists and watch events.
 
-Pure state, no I/O: a projection is told the whole list (``replace``) or one watch event (``apply``)
-and answers which subjects may have changed and what each should now hold (``desired``). The
-reflector compares that with what it knows the stream holds and publishes the difference.
+Pure state, no I/O: a projection is told the whole list (``replace``, or a page at a time: ``begin_list``,
+``folding`` per page, ``ending_list``) or one watch event (``apply``) and answers which subjects may have
+changed and what each should now hold (``desired``). The reflector compares that with what it knows the
+stream holds and publishes the difference.
 """
 
 from __future__ import annotations
@@ -47,16 +48,34 @@ def observed(translate: Translate, obj: RawObject, *, on_error: Callable[[RawObj
 class Projection(ABC):
     def __init__(self, kind: ObjectKind) -> None:
         self.kind = kind
+        self._list_version = ""
 
     def replace(self, items: Sequence[RawObject], list_version: str) -> None:
         """Forget everything and take ``items`` (a full list at ``list_version``) as the world."""
         for _ in self.replacing(items, list_version):
             pass
 
-    @abstractmethod
     def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
         """:meth:`replace`, a step per object: the caller may let the event loop turn between steps (a list
         of 50 000 objects is seconds of work). Nothing else may use the projection until the last step."""
+        self.begin_list(list_version)
+        yield from self.folding(items)
+        yield from self.ending_list()
+
+    def begin_list(self, list_version: str) -> None:
+        """A list at ``list_version`` starts: its pages go to :meth:`folding`, one after the other, and
+        :meth:`ending_list` makes them the world, whatever the list lacks gone. The raw objects of a page are
+        not kept (only what is published is): a page can be let go once folded. Nothing else may use the
+        projection from here to the last step of :meth:`ending_list`."""
+        self._list_version = list_version
+
+    @abstractmethod
+    def folding(self, items: Sequence[RawObject]) -> Iterator[None]:
+        """Take one page of the list begun, a step per object."""
+
+    def ending_list(self) -> Iterator[None]:
+        """The list begun is whole: it becomes the world (a step per piece of work)."""
+        yield from ()
 
     @abstractmethod
     def apply(self, change: str, obj: RawObject) -> list[str]:
@@ -96,17 +115,24 @@ class ObjectProjection(Projection):
         self._translate = translate
         self._on_error = on_error
         self._current: dict[str, Observation] = {}
+        self._listed: dict[str, Observation] = {}  # the list begun, so far
 
     def _observe(self, obj: RawObject) -> Observation | None:
         return observed(self._translate, obj, on_error=self._on_error)
 
-    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
-        current: dict[str, Observation] = {}
+    def begin_list(self, list_version: str) -> None:
+        super().begin_list(list_version)
+        self._listed = {}
+
+    def folding(self, items: Sequence[RawObject]) -> Iterator[None]:
         for obj in items:
             if (observation := self._observe(obj)) is not None:
-                current[observation.subject] = observation
+                self._listed[observation.subject] = observation
             yield
-        self._current = current
+
+    def ending_list(self) -> Iterator[None]:
+        self._current, self._listed = self._listed, {}
+        yield from super().ending_list()
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
         namespace, name, _ = object_key(obj)
@@ -198,24 +224,34 @@ class ServiceProjection(Projection):
         self._on_error = on_error
         self._load_balancers = load_balancers
         self._current: dict[str, PackedObservation] = {}
+        # the list begun, so far: each Service packed as it is folded, its raw object let go with its page
+        self._listed: dict[str, PackedObservation] = {}
+        self._listed_load_balancers: set[ServiceName] = set()
+        self._listed_seen: set[ServiceName] = set()
 
     def _observe(self, obj: RawObject) -> Observation | None:
         return observed(self._translate, obj, on_error=self._on_error)
 
-    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
-        current: dict[str, PackedObservation] = {}
-        names: set[ServiceName] = set()
-        seen: set[ServiceName] = set()
+    def begin_list(self, list_version: str) -> None:
+        super().begin_list(list_version)
+        self._listed, self._listed_load_balancers, self._listed_seen = {}, set(), set()
+
+    def folding(self, items: Sequence[RawObject]) -> Iterator[None]:
         for obj in items:
             if (observation := self._observe(obj)) is not None:
-                current[observation.subject] = PackedObservation.of(observation)
+                self._listed[observation.subject] = PackedObservation.of(observation)
                 if isinstance(event := observation.event, ServiceObserved):
-                    seen.add((event.ref.namespace, event.ref.name))
+                    self._listed_seen.add((event.ref.namespace, event.ref.name))
                 if (name := _load_balancer_name(observation)) is not None:
-                    names.add(name)
+                    self._listed_load_balancers.add(name)
             yield
-        self._current = current
+
+    def ending_list(self) -> Iterator[None]:
+        self._current, self._listed = self._listed, {}
+        names, seen = self._listed_load_balancers, self._listed_seen
+        self._listed_load_balancers, self._listed_seen = set(), set()
         self._load_balancers.replace(names, seen=seen)
+        yield from super().ending_list()
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
         namespace, name, _ = object_key(obj)
@@ -318,6 +354,7 @@ class PeerProjection(ObjectProjection):
         self._references = references
         self._states = states
         self._raw: dict[str, RawObject] = {}
+        self._listed_raw: dict[str, RawObject] = {}
 
     def _observe(self, obj: RawObject) -> Observation | None:
         observation = super()._observe(obj)
@@ -342,9 +379,17 @@ class PeerProjection(ObjectProjection):
                 changed.append(subject)
         return changed
 
-    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
-        yield from super().replacing(items, list_version)
-        self._raw = {k8s_subject(self.kind, *object_key(obj)[:2]): obj for obj in items}
+    def begin_list(self, list_version: str) -> None:
+        super().begin_list(list_version)
+        self._listed_raw = {}
+
+    def folding(self, items: Sequence[RawObject]) -> Iterator[None]:
+        yield from super().folding(items)
+        self._listed_raw.update((k8s_subject(self.kind, *object_key(obj)[:2]), obj) for obj in items)
+
+    def ending_list(self) -> Iterator[None]:
+        yield from super().ending_list()
+        self._raw, self._listed_raw = self._listed_raw, {}
         self._publish_references()
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
@@ -391,12 +436,13 @@ class SecretProjection(ObjectProjection):
     def _wanted(self, subject: str) -> bool:
         return parse_k8s_subject(subject)[2] in self._references.names
 
-    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
-        yield from super().replacing(items, list_version)
+    def ending_list(self) -> Iterator[None]:
+        yield from super().ending_list()
         self._seen_names = self._references.names
         if self._states is not None:
             present = {parse_k8s_subject(subject)[2]: secret_state(o) for subject, o in self._current.items()}
-            self._states.replace({name: state for name, state in present.items() if state is not None}, list_version)
+            self._states.replace({name: state for name, state in present.items() if state is not None},
+                                 self._list_version)
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
         subjects = super().apply(change, obj)
@@ -472,18 +518,24 @@ class EndpointsProjection(Projection):
             self._service_of[subject] = service
         return subject
 
-    def replacing(self, items: Sequence[RawObject], list_version: str) -> Iterator[None]:
+    def begin_list(self, list_version: str) -> None:
+        super().begin_list(list_version)
         self._slices, self._by_service, self._current, self._service_of = {}, {}, {}, {}
         self._early = set()  # listed after the Services: a Service not seen now is gone, not early
+
+    def folding(self, items: Sequence[RawObject]) -> Iterator[None]:
         for obj in items:
             if (summary := self._summary(obj)) is not None:
-                self._add(summary)
+                self._add(summary)  # a summary alone is kept, not the slice
             yield
+
+    def ending_list(self) -> Iterator[None]:
         for service in list(self._by_service):
-            self._refold(service, list_version)
+            self._refold(service, self._list_version)
             yield
         if self._load_balancers is not None:
             self._load_balancers.take_changes()  # the list compares every subject anyway
+        yield from super().ending_list()
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
         namespace, name, version = object_key(obj)

@@ -1,6 +1,8 @@
 """A reflector: list a resource, make the ``K8S`` stream match, then watch and publish every change.
 
-- The list is compared with the last value per subject in the stream: only subjects whose identity
+- The list is folded into the projection a page at a time, each page let go once folded (only what is
+  published is kept, never the raw list: 50 000 Services' raw objects were ~100 MB), then compared with the
+  last value per subject in the stream: only subjects whose identity
   (uid + resourceVersion, or content hash for folds) differs are published, and subjects the stream
   holds but the list lacks get a tombstone — deletions that happened while nobody watched.
 - The watch starts from the list's resourceVersion with bookmarks, remembers the last version it
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -26,7 +29,7 @@ from services.watcher.observe import metrics
 from services.watcher.observe.oversized import WarnOversized
 from services.watcher.observe.projection import Projection
 from services.watcher.observe.publishing import ProjectionPublisher
-from services.watcher.observe.stream import Ended, Line, ListCall, WatchStream, list_all
+from services.watcher.observe.stream import Ended, Line, ListCall, Page, WatchStream, list_pages
 from services.watcher.observe.translate import Observation
 
 log = logging.getLogger(__name__)
@@ -146,30 +149,43 @@ class Reflector:
 
     # --- list and reconcile ---------------------------------------------------------------------
 
-    async def _list(self) -> tuple[ListCall | None, Sequence[dict[str, object]], str]:
+    async def _fold_list(self) -> tuple[ListCall | None, str, int]:
+        """List into the projection, each page folded as it comes (in slices: the loop turns meanwhile) and
+        let go before the next is read; the call that served, the list's version and how many objects."""
         for call in self.spec.calls:
-            try:
-                listed = await list_all(call, page=self.settings.list_page)
-            except ApiException as error:
-                if error.status == NOT_FOUND:
-                    continue
-                raise
-            return call, listed.items, listed.resource_version
+            async with contextlib.aclosing(list_pages(call, page=self.settings.list_page)) as pages:
+                try:
+                    first = await anext(pages)
+                except ApiException as error:
+                    if error.status == NOT_FOUND:
+                        continue
+                    raise
+                self.projection.begin_list(first.resource_version)
+                listed = await self._fold_page(first)
+                version = first.resource_version
+                del first
+                async for page in pages:
+                    listed += await self._fold_page(page)
+                    del page  # not held while the next page is read
+            await in_slices(self.projection.ending_list())
+            return call, version, listed
         log.warning("resource not served, treating it as empty resource=%s", self.spec.name)
-        return None, [], ""
+        self.projection.begin_list("")
+        await in_slices(self.projection.ending_list())
+        return None, "", 0
+
+    async def _fold_page(self, page: Page) -> int:
+        await in_slices(self.projection.folding(page.items))
+        return len(page.items)
 
     async def _list_and_reconcile(self) -> tuple[ListCall | None, str]:
         async with asyncio.TaskGroup() as group:  # the API and the stream are read side by side
-            listing = group.create_task(self._list())
             group.create_task(self._publisher.read_stored())
-        call, items, version = listing.result()
-        # Seconds of work at 50 000 objects: done in slices, the loop turning in between (watches, pings,
-        # the status writer and the lease go on meanwhile).
-        await in_slices(self.projection.replacing(items, version))
+            # Seconds of work at 50 000 objects: done in slices, the loop turning in between (watches, pings,
+            # the status writer and the lease go on meanwhile).
+            call, version, listed = await self._fold_list()
         self._drain_pokes()
         stored = len(self._publisher.stored)
-        listed = len(items)
-        del items, listing  # the raw objects: not kept while comparing and publishing
         # compared and published a part at a time: the events of a whole first list (50 000 Services) are
         # never all models at once (the projection keeps Services packed: ``PackedObservation``)
         subjects, published = self._publisher.all_subjects(), 0

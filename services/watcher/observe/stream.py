@@ -13,7 +13,7 @@ import gc
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,14 +30,17 @@ ListCall = Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Listed:
+class Page:
+    """One page of a list: its objects, as raw JSON, and the list's resourceVersion (the first page's)."""
+
     items: list[RawObject]
     resource_version: str
 
 
-async def list_all(function: ListCall, *, page: int = 500, request_timeout: float = 60.0) -> Listed:
-    """Every object, page by page, as raw JSON; the list's resourceVersion is the first page's."""
-    items: list[RawObject] = []
+async def list_pages(function: ListCall, *, page: int = 500, request_timeout: float = 60.0
+                     ) -> AsyncGenerator[Page, None]:
+    """Every object, a page at a time, each page parsed off the loop: the caller folds a page and lets it go
+    before the next is asked for, so a list of 50 000 objects is never all held at once."""
     token: str | None = None
     version = ""
     while True:
@@ -48,10 +51,13 @@ async def list_all(function: ListCall, *, page: int = 500, request_timeout: floa
         body = await asyncio.to_thread(_json_body, response)
         metadata = body.get("metadata") or {}
         version = version or str(metadata.get("resourceVersion") or "")
-        items.extend(item for item in body.get("items") or () if isinstance(item, dict))
         token = metadata.get("continue") or None
+        items = [item for item in body.get("items") or () if isinstance(item, dict)]
+        del body
+        yield Page(items, version)
+        del items
         if not token:
-            return Listed(items, version)
+            return
 
 
 def _json_body(response: HTTPResponse) -> dict[str, Any]:
@@ -65,9 +71,9 @@ def _json_body(response: HTTPResponse) -> dict[str, Any]:
         metadata = item.get("metadata") if isinstance(item, dict) else None
         if isinstance(metadata, dict):
             metadata.pop("managedFields", None)  # bookkeeping nothing reads, often most of an object's size
-    # A page is a few hundred thousand objects that live until the list is folded: out of the cyclic
-    # collector's reach, or its full collections (each a walk over the whole heap, holding the GIL, the
-    # loop's thread waiting) grow with every page. Reference counting still frees them.
+    # A page is tens of thousands of objects: out of the cyclic collector's reach, or a full collection
+    # (a walk over the whole heap, holding the GIL, the loop's thread waiting) may come while it is folded.
+    # Reference counting still frees them once the page is folded.
     gc.freeze()
     return body
 

@@ -43,3 +43,22 @@ def test_a_packed_observation_is_a_small_part_of_the_model() -> None:
     packed = PackedObservation.of(observation)
     assert packed.unpacked(observation.subject) == observation
     assert len(packed.payload) < 700
+
+
+def test_a_list_folded_a_page_at_a_time_becomes_the_world_when_it_ends() -> None:
+    load_balancers = LoadBalancerServices()
+    projection = ServiceProjection(service_observed, load_balancers=load_balancers, on_error=_fail)
+    projection.replace([_service("web", "5"), _service("old", "6")], "6")
+    projection.begin_list("9")
+    for page in ([_service("web", "7")], [_service("dns", "8", kind="ClusterIP"), _service("api", "9")]):
+        for _ in projection.folding(page):
+            pass
+    # until the list is whole, the world before still answers (nothing else reads it meanwhile)
+    assert sorted(projection.subjects()) == ["k8s.service.default.old", "k8s.service.default.web"]
+    for _ in projection.ending_list():
+        pass
+    assert sorted(projection.subjects()) == [f"k8s.service.default.{name}" for name in ("api", "dns", "web")]
+    assert projection.desired("k8s.service.default.web") == service_observed(_service("web", "7"))
+    assert projection.desired("k8s.service.default.old") is None  # not listed: gone, to be tombstoned
+    assert load_balancers.names == {("default", "web"), ("default", "api")}
+    assert load_balancers.seen == {("default", "web"), ("default", "dns"), ("default", "api")}
