@@ -36,7 +36,10 @@ class ApiTransport:
     """Requests to one API server over at most ``size`` keep-alive connections, ``size`` requests in flight.
 
     ``request_timeout`` bounds a request from asking to its answer read, a wait for a free connection
-    included. The session is made on the first request (aiohttp wants a running loop)."""
+    included. The session is made on the first request (aiohttp wants a running loop). A request on a
+    kept-alive connection the server closed at that moment is sent again by aiohttp for GET and DELETE only;
+    a PATCH or POST fails as a :class:`RetryableError` and the writer writes again (aiohttp closes
+    connections idle for 15 s itself, before the API server's own idle timeout)."""
 
     def __init__(self, configuration: kubernetes.client.Configuration, *, size: int = 16,
                  request_timeout: float = 10.0) -> None:
