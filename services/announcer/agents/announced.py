@@ -2,13 +2,15 @@
 
 MetalLB serves one gauge for both protocols; here the L2 and the BGP agent run in one process, so both
 report into this one collector (a metric name may be registered only once) under their own
-``AnnouncementMode`` (the reports' mode; the ``protocol`` label, ``layer2`` or ``bgp``). Each report
-replaces that mode's whole set (a reference swap: the scrape thread sees the old or the new one).
+``AnnouncementMode`` (the reports' mode; the ``protocol`` label, ``layer2`` or ``bgp``). A mode either hands
+its whole set (:meth:`AnnouncedCollector.update`, a copy swapped in by reference: the scrape thread sees the old
+or the new one) or has it read when scraped (:meth:`AnnouncedCollector.follow`, no copy kept: BGP mode's tens
+of thousands of IPs are read from its plan).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
@@ -22,10 +24,16 @@ Announced = Mapping[str, tuple[str, ...]]
 
 class AnnouncedCollector(Collector):
     def __init__(self) -> None:
-        self._reports: Mapping[AnnouncementMode, tuple[str, Announced]] = {}
+        self._reports: Mapping[AnnouncementMode, tuple[str, Callable[[], Announced]]] = {}
 
     def update(self, mode: AnnouncementMode, node: str, announced: Announced) -> None:
-        self._reports = {**self._reports, mode: (node, dict(announced))}
+        """``mode``'s whole set is now ``announced`` (copied)."""
+        copy = dict(announced)
+        self.follow(mode, node, lambda: copy)
+
+    def follow(self, mode: AnnouncementMode, node: str, read: Callable[[], Announced]) -> None:
+        """``mode``'s set is what ``read`` returns when scraped (called from the scrape thread)."""
+        self._reports = {**self._reports, mode: (node, read)}
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -33,8 +41,8 @@ class AnnouncedCollector(Collector):
             " it does not guarantee that the routing protocols have converged.",
             labels=["ip", "node", "protocol", "service"],
         )  # fmt: skip
-        for mode, (node, announced) in sorted(self._reports.items()):
-            for ip, services in sorted(announced.items()):
+        for mode, (node, read) in sorted(self._reports.items()):
+            for ip, services in sorted(read().items()):
                 for service in services:
                     family.add_metric([ip, node, mode.value, service], 1)
         yield family

@@ -13,7 +13,8 @@
 - A burst of decision changes re-merges only the IPs changed and hands every session only the prefixes
   whose route changed (it still holds the whole desired set: a session established later sends it all); a
   change of the node or of the configuration makes the plan whole anew and hands every session its whole set
-  (the speaker sends the diff). Reports and the announced gauge likewise look at the changed IPs alone.
+  (the speaker sends the diff). Reports likewise look at the changed IPs alone; the announced gauge reads the
+  plan when scraped.
   A peer whose session spec changes (addresses, timers, password, BFD) gets a new session.
 - On stop each session ends with a Cease (the peer withdraws at once), or, for peers with
   ``enableGracefulRestart``, silently so the peer keeps our routes while we restart.
@@ -112,7 +113,7 @@ class BgpAgent:
         self._refused: dict[str, str] = {}
         self._conflicts: tuple[LocalPrefConflict, ...] = ()
         self._collector = collector or bgp_collector()
-        self._gauge = AnnouncedGauge(announced or announced_collector(), node, every=REPORT_INTERVAL)
+        self._gauge = AnnouncedGauge(announced or announced_collector(), node)
         self._endpoints = BfdEndpoints()
         self._followers: list[Follower] = []
         self._stopping_sessions: set[asyncio.Task[None]] = set()
@@ -188,7 +189,7 @@ class BgpAgent:
             return_exceptions=True,
         )
         self._update_metrics()
-        self._update_gauge(now=True)
+        self._gauge.show(self.plan.announcements, frozenset())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._flush_reports({}, every=True), timeout=1.0)
 
@@ -359,9 +360,9 @@ class BgpAgent:
         self._report_due.set()
 
     def _note_announcements(self, changes: PlanChanges | None) -> None:
-        """The IPs to report and the announced gauge's set, after a plan: those ``changes`` names, or all."""
+        """The IPs to report after a plan (those ``changes`` names, or all); the announced gauge's plan and sessions."""
         self._reports.note(changes)
-        self._gauge.note(self.plan.announcements, frozenset(self.sessions), None if changes is None else changes.ips)
+        self._gauge.show(self.plan.announcements, frozenset(self.sessions))
 
     def _retire(self, session: PeerSession, why: str) -> None:
         log.info("bgp session retired peer=%s reason=%s", session.ref, why)
@@ -417,10 +418,8 @@ class BgpAgent:
             while self._dirty.is_set() and asyncio.get_running_loop().time() < quiet_by and not stopping.is_set():
                 # a burst is still being planned: the wire first, the reports once it settled (bounded)
                 await first_of(asyncio.sleep(_SETTLE * 10), stopping.wait())
-            if not stopping.is_set():
-                self._update_gauge()
-                if await self._flush_reports(self.plan.announcements) >= _MANY_REPORTS:
-                    release_free_heap()  # the start's reads and reports, gone: what they held goes back
+            if not stopping.is_set() and await self._flush_reports(self.plan.announcements) >= _MANY_REPORTS:
+                release_free_heap()  # the start's reads and reports, gone: what they held goes back
 
     async def _flush_reports(self, announcements: Mapping[str, IPAnnouncement], *, every: bool = False) -> int:
         """The session states waiting, then what changed of the IPs' announcements; how many IPs were reported."""
@@ -435,10 +434,6 @@ class BgpAgent:
                                            received_prefixes=s.received.prefixes, update_errors=s.received.errors)
             for s in self.sessions.values()
         }, refused_connections=self._listener.refused if self._listener is not None else 0))  # fmt: skip
-
-    def _update_gauge(self, *, now: bool = False) -> None:
-        self._gauge.hand_over(self.plan.announcements, frozenset(self.sessions),
-                              now=asyncio.get_running_loop().time(), at_once=now)  # fmt: skip
 
 
 def _ref(namespace: str | None, name: str) -> str:

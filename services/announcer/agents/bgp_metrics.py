@@ -14,14 +14,14 @@ and what peers send, which is checked and counted but never used (``metalbus_`` 
                                                  OPEN (no label: the sources are anyone's to choose)
 
 (``metallb_speaker_announced``, shared with L2 mode, is in ``announced.py``; :class:`AnnouncedGauge` keeps BGP
-mode's set of it.)
+mode's set of it, read from the plan when scraped.)
 
 The event loop swaps in an immutable snapshot; the scrape thread only reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -93,45 +93,19 @@ def bgp_collector(registry: CollectorRegistry = REGISTRY) -> BgpCollector:
 
 class AnnouncedGauge:
     """BGP mode's set of ``metallb_speaker_announced`` (IP → its Services): every IP planned for a peer this
-    announcer has a session with, kept IP by IP, and handed to the collector when it changed — at most once
-    per ``every`` seconds (the collector copies the whole set, tens of thousands of IPs; a scrape comes every
-    few seconds at most)."""
+    announcer has a session with, read from the plan when scraped — no copy of tens of thousands of IPs kept
+    beside the plan. The loop swaps in the plan's announcements and the sessions by reference (:meth:`show`);
+    the scrape thread copies the announcements in one step (a dict copied under the GIL, while the planner
+    changes it in place) and keeps those for a session."""
 
-    def __init__(self, collector: AnnouncedCollector, node: str, *, every: float) -> None:
-        self._collector, self._node, self._every = collector, node, every
-        self._ips: dict[str, tuple[str, ...]] = {}
-        self._for: frozenset[str] | None = None  # the sessions the set was built for
-        self._changed = False
-        self._handed_at = -every
+    def __init__(self, collector: AnnouncedCollector, node: str) -> None:
+        self._view: tuple[Mapping[str, IPAnnouncement], frozenset[str]] = ({}, frozenset())
+        collector.follow(AnnouncementMode.BGP, node, self.announced)
 
-    def note(
-        self, announcements: Mapping[str, IPAnnouncement], sessions: frozenset[str], ips: Iterable[str] | None
-    ) -> None:
-        """After a plan: ``ips`` are those whose announcement changed (None: any may have)."""
-        if ips is None or sessions != self._for:
-            self._rebuild(announcements, sessions)
-            return
-        for ip in ips:
-            announcement = announcements.get(ip)
-            if announcement is not None and sessions.intersection(announcement.peers):
-                self._ips[ip] = announcement.services
-            elif self._ips.pop(ip, None) is None:
-                continue
-            self._changed = True
+    def show(self, announcements: Mapping[str, IPAnnouncement], sessions: frozenset[str]) -> None:
+        """The plan's announcements (kept current in place) and the BGPPeers this announcer has a session with."""
+        self._view = (announcements, sessions)
 
-    def hand_over(
-        self, announcements: Mapping[str, IPAnnouncement], sessions: frozenset[str], *, now: float,
-        at_once: bool = False,
-    ) -> None:  # fmt: skip
-        """Give the collector the set if it changed and ``every`` seconds have passed (or ``at_once``);
-        ``now``: the loop's time."""
-        if sessions != self._for:
-            self._rebuild(announcements, sessions)
-        if self._changed and (at_once or now - self._handed_at >= self._every):
-            self._changed, self._handed_at = False, now
-            self._collector.update(AnnouncementMode.BGP, self._node, self._ips)
-
-    def _rebuild(self, announcements: Mapping[str, IPAnnouncement], sessions: frozenset[str]) -> None:
-        self._for = sessions
-        self._ips = {ip: a.services for ip, a in announcements.items() if sessions.intersection(a.peers)}
-        self._changed = True
+    def announced(self) -> dict[str, tuple[str, ...]]:
+        announcements, sessions = self._view
+        return {ip: a.services for ip, a in dict(announcements).items() if sessions.intersection(a.peers)}

@@ -60,13 +60,43 @@ def service_id(name: str, uid: str) -> ServiceId:
     return ServiceId.model_construct(namespace=namespace, name=short, uid=uid)
 
 
-@dataclass(frozen=True, slots=True)
-class IPDecision:
-    """ipam's decision for one IP advertised from this node (``nodes`` None, or naming it), as it needs it:
-    plain strings, not a model per IP (its Services as ``namespace/name``, the gauge's very tuple, and uids)."""
+#: strings of an IP's Services, one a Service: most IPs have one Service, whose string stands alone (no tuple
+#: of one per IP: 48 octets each, twice per IP); several are a tuple
+PerService = str | tuple[str, ...]
 
-    services: tuple[str, ...]
-    uids: tuple[str, ...]
+
+def per_service(strings: tuple[str, ...]) -> PerService:
+    return strings[0] if len(strings) == 1 else strings
+
+
+def of_each_service(strings: PerService) -> tuple[str, ...]:
+    return (strings,) if isinstance(strings, str) else strings
+
+
+class _OfServices:
+    """``services`` and ``uids`` as tuples, of a class holding them as :data:`PerService`."""
+
+    __slots__ = ()
+    service_names: PerService
+    service_uids: PerService
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """Its Services as ``namespace/name``."""
+        return of_each_service(self.service_names)
+
+    @property
+    def uids(self) -> tuple[str, ...]:
+        return of_each_service(self.service_uids)
+
+
+@dataclass(frozen=True, slots=True)
+class IPDecision(_OfServices):
+    """ipam's decision for one IP advertised from this node (``nodes`` None, or naming it), as it needs it:
+    plain strings, not a model per IP (its Services as ``namespace/name``, and uids)."""
+
+    service_names: PerService
+    service_uids: PerService
     #: the first route, in slots of its own (most IPs have one: no tuple per route, no tuple of them)
     prefix: Prefix
     terms: RouteTerms
@@ -78,7 +108,7 @@ class IPDecision:
     ) -> IPDecision:
         """The decision of ``routes`` (at least one, as ipam decides them)."""
         (prefix, terms), *more = routes
-        return cls(services, uids, prefix, terms, tuple(more) if more else ())
+        return cls(per_service(services), per_service(uids), prefix, terms, tuple(more) if more else ())
 
     @property
     def routes(self) -> tuple[tuple[Prefix, RouteTerms], ...]:
@@ -129,9 +159,9 @@ class PeerPlan:
 
 
 @dataclass(frozen=True, slots=True)
-class IPAnnouncement:
-    services: tuple[str, ...]  # namespace/name
-    uids: tuple[str, ...]
+class IPAnnouncement(_OfServices):
+    service_names: PerService  # namespace/name: its decision's own
+    service_uids: PerService
     peers: tuple[str, ...]  # BGPPeer names the IP's prefix goes to (one tuple per set of names, shared)
 
 
@@ -273,7 +303,9 @@ class Planner:
         if admitted:
             peers = tuple(sorted(ip_peers))
             peers = self._peer_names.setdefault(peers, peers)
-            self.announcements[ip] = IPAnnouncement(services=decision.services, uids=decision.uids, peers=peers)
+            self.announcements[ip] = IPAnnouncement(
+                service_names=decision.service_names, service_uids=decision.service_uids, peers=peers
+            )
         return admitted
 
     def _route_of(self, terms: RouteTerms) -> Route:

@@ -165,7 +165,9 @@ class PeerSession:
         return self._speaker.session.carried
 
     def start(self, routes: Mapping[Prefix, Route]) -> None:
-        """Dial out with ``routes`` already desired, so the first UPDATEs carry the whole set."""
+        """Dial out with ``routes`` already desired, so the first UPDATEs carry the whole set. A dict
+        ``routes`` is the session's desired set itself, not a copy: its owner (the plan) changes it in place
+        and says so through :meth:`change_routes`."""
         self._routes = routes
         if self._link is None and (self.spec.vrf or self.spec.interface):
             self._link = SessionLink(
@@ -179,7 +181,7 @@ class PeerSession:
             return
         speaker = Speaker(self._config, on_event=lambda event: self._on_event_of(speaker, event))
         self._speaker = speaker
-        self._speaker.session.set_advertisements(routes)
+        self._speaker.session.set_advertisements(routes, shared=True)  # the plan's own map, kept current in place
         self._speaker.start()
         if self._listener is not None:
             self._listener.add(self._speaker)
@@ -191,7 +193,7 @@ class PeerSession:
     def set_routes(self, routes: Mapping[Prefix, Route]) -> None:
         self._routes = routes  # what a session still waiting for its VRF, interface or peer starts with
         if self._speaker is not None and self._speaker.session.desired != routes:
-            self._speaker.set_advertisements(routes)
+            self._speaker.set_advertisements(routes, shared=True)
 
     def change_routes(self, routes: Mapping[Prefix, Route], changed: Iterable[Prefix]) -> None:
         """``routes`` is the whole set, of which only the ``changed`` prefixes differ from the set last given:

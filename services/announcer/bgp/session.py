@@ -209,9 +209,13 @@ class Session:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
-    def set_advertisements(self, routes: Mapping[Prefix, Route], now: float | None = None) -> None:
-        """Declare the whole set the peer should have from us; UPDATEs follow when Established."""
-        self._desired = dict(routes)
+    def set_advertisements(
+        self, routes: Mapping[Prefix, Route], now: float | None = None, *, shared: bool = False
+    ) -> None:
+        """Declare the whole set the peer should have from us; UPDATEs follow when Established. ``shared``: a
+        dict ``routes`` is kept, not copied — its owner changes it in place and hands every change on through
+        :meth:`change_advertisements` (which then writes what is already there)."""
+        self._desired = routes if shared and isinstance(routes, dict) else dict(routes)
         if self.state is State.ESTABLISHED:
             self._converge(now)
 

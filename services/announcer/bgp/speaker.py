@@ -149,12 +149,12 @@ class Speaker:
             self.session.start(self._loop.time(), passive=True)
             self._process()
 
-    def set_advertisements(self, routes: Mapping[Prefix, Route]) -> None:
-        """The whole set this peer should have from us, as of now."""
-        self.session.set_advertisements(routes, self._loop.time())
+    def set_advertisements(self, routes: Mapping[Prefix, Route], *, shared: bool = False) -> None:
+        """The whole set this peer should have from us, as of now (``shared``: see ``Session``)."""
+        self.session.set_advertisements(routes, self._loop.time(), shared=shared)
         self._process()
         if self._pending is not None:
-            self._pending[1].set_advertisements(routes, self._loop.time())
+            self._pending[1].set_advertisements(routes, self._loop.time(), shared=shared)
             self._process_pending()
 
     def change_advertisements(self, changes: Mapping[Prefix, Route | None]) -> None:

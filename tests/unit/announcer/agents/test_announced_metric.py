@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from schemas.events import AnnouncementMode, ServiceId
 from services.announcer.agents.announced import AnnouncedCollector
+from services.announcer.agents.bgp_metrics import AnnouncedGauge
+from services.announcer.agents.bgp_plan import IPAnnouncement
 from services.announcer.agents.layer2_metrics import L2Snapshot
 from services.announcer.agents.layer2_ownership import Answering
 from services.announcer.l2.responder import L2Stats
@@ -39,3 +41,28 @@ def test_both_protocols_in_one_gauge_each_replacing_only_its_own_set() -> None:
     }
     # one family, one HELP/TYPE pair: what a second registration of the name would have broken
     assert generate_latest(registry).decode().count("# TYPE metallb_speaker_announced gauge") == 1
+
+
+def test_bgp_set_is_read_from_the_plan_when_scraped_for_peers_with_a_session() -> None:
+    registry = CollectorRegistry()
+    announced = AnnouncedCollector()
+    registry.register(announced)
+    gauge = AnnouncedGauge(announced, "n1")
+    assert served(registry) == set()
+    plan = {
+        "198.51.100.7": IPAnnouncement(service_names="ns/api", service_uids="u1", peers=("tor",)),
+        "198.51.100.8": IPAnnouncement(service_names=("ns/a", "ns/b"), service_uids=("u2", "u3"), peers=("spine",)),
+    }
+    gauge.show(plan, frozenset({"tor"}))
+    assert served(registry) == {
+        'metallb_speaker_announced{ip="198.51.100.7",node="n1",protocol="bgp",service="ns/api"} 1.0'
+    }
+    # the plan changed in place, a session came: the next scrape shows it, no hand-over needed
+    del plan["198.51.100.7"]
+    gauge.show(plan, frozenset({"tor", "spine"}))
+    assert served(registry) == {
+        'metallb_speaker_announced{ip="198.51.100.8",node="n1",protocol="bgp",service="ns/a"} 1.0',
+        'metallb_speaker_announced{ip="198.51.100.8",node="n1",protocol="bgp",service="ns/b"} 1.0',
+    }
+    gauge.show(plan, frozenset())  # sessions ended
+    assert served(registry) == set()

@@ -79,3 +79,24 @@ def test_a_changed_prefix_the_session_cannot_carry_is_unroutable_until_withdrawn
     pair.a.change_advertisements({net("2001:db8::/64"): None}, pair.now)
     assert pair.a.unroutable == [] and pair.a.carried == 1
     assert set(pair.received_by_b()) == {net("198.51.100.5/32")}
+
+
+def test_a_shared_set_is_the_owners_own_changed_in_place_and_then_named() -> None:
+    pair = Pair.established()
+    owned = {net("198.51.100.5/32"): EDGE}
+    pair.a.set_advertisements(owned, pair.now, shared=True)
+    pair.pump()
+    pair.wire_a_to_b.clear()
+    assert pair.a.desired is owned  # no copy of the owner's map
+
+    owned[net("198.51.100.6/32")] = EDGE  # the owner (the plan) changes its map, then names the change
+    del owned[net("198.51.100.5/32")]
+    pair.a.change_advertisements({net("198.51.100.6/32"): EDGE, net("198.51.100.5/32"): None}, pair.now)
+    pair.pump()
+    assert sent_prefixes(pair) == ({"198.51.100.6/32"}, {"198.51.100.5/32"})
+    assert set(pair.received_by_b()) == {net("198.51.100.6/32")}
+
+    given = {net("198.51.100.9/32"): EDGE}
+    pair.a.set_advertisements(given, pair.now)  # not shared: a copy, the caller's map left alone
+    pair.a.change_advertisements({net("198.51.100.9/32"): None}, pair.now)
+    assert given == {net("198.51.100.9/32"): EDGE} and pair.a.desired == {}
