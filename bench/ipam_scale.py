@@ -215,6 +215,7 @@ async def run(count: int, nodes: int, announcers: int, logs: Path | None) -> dic
                 standby = next(r for r in replicas if r is not active)
                 standby.sample()
                 active.sample()
+                figures["standby_loop_lag_following_s"] = standby.loop_lag_max_s  # before it takes over
                 active.process.send_signal(signal.SIGKILL)
                 killed = time.perf_counter()
                 await publish_encoded(bus, probe_messages)

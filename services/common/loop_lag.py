@@ -10,6 +10,7 @@ goes into ``metalbus_event_loop_lag_seconds`` (a histogram) and the largest seen
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from prometheus_client import Gauge, Histogram
@@ -25,6 +26,12 @@ LAG_MAX = Gauge(
     "The largest event-loop lag seen since the process started",
     ["component"],
 )
+
+log = logging.getLogger(__name__)
+
+#: A wakeup this late (seconds) is logged, with the time it came: a stall can be set beside what the
+#: service was doing then (its other log lines).
+LOGGED_LAG = 0.05
 
 #: How often the probe wakes up (seconds): fine enough to see a 100 ms stall, cheap enough to never matter.
 DEFAULT_INTERVAL = 0.05
@@ -43,6 +50,8 @@ class LoopLagProbe:
     def record(self, lag: float) -> None:
         lag = max(0.0, lag)
         self._histogram.observe(lag)
+        if lag >= LOGGED_LAG:
+            log.info("event loop late component=%s seconds=%.3f", self.component, lag)
         if lag > self.largest:
             self.largest = lag
             self._largest_gauge.set(lag)
