@@ -85,6 +85,12 @@ class Projection(ABC):
     def desired(self, subject: str) -> Observation | None:
         """What ``subject`` should hold now; None when it should hold a tombstone."""
 
+    def desired_identity(self, subject: str) -> Identity | None:
+        """The identity of what ``subject`` should hold now (None: a tombstone), to compare with the stream's
+        without making the value itself."""
+        observation = self.desired(subject)
+        return observation.identity if observation is not None else None
+
     @abstractmethod
     def subjects(self) -> Iterable[str]:
         """Every subject that should hold a value now."""
@@ -268,6 +274,10 @@ class ServiceProjection(Projection):
     def desired(self, subject: str) -> Observation | None:
         packed = self._current.get(subject)
         return packed.unpacked(subject) if packed is not None else None
+
+    def desired_identity(self, subject: str) -> Identity | None:
+        packed = self._current.get(subject)  # kept beside the packed event: compared without unpacking it
+        return packed.identity if packed is not None else None
 
     def subjects(self) -> Iterable[str]:
         return self._current.keys()

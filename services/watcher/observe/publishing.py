@@ -85,8 +85,10 @@ class ProjectionPublisher:
         stream is taken to hold it from now on (a failed publish means re-reading the stream)."""
         batch: list[Observation] = []
         for subject in dict.fromkeys(subjects):
-            want = self.projection.desired(subject)
             have = self.stored.get(subject)
+            if have is not None and have == self.projection.desired_identity(subject):
+                continue  # the stream holds it already: the value is never made (a relist of 50 000 Services)
+            want = self.projection.desired(subject)
             if want is None and have is not None and not have.deleted:
                 want = self.projection.tombstone(subject, have, trigger)
             if want is not None and have != want.identity:
