@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
+import pytest
 from prometheus_client import REGISTRY
 
 from services.common.loop_lag import LoopLagProbe
@@ -36,3 +38,12 @@ async def test_a_blocked_loop_is_seen_as_that_much_lag() -> None:
     )
     assert _sample("metalbus_event_loop_lag_seconds_count", "lag-blocked") - (under or 0.0) == 1
 
+
+
+def test_a_late_wakeup_is_logged_with_how_late_it_came(caplog: pytest.LogCaptureFixture) -> None:
+    probe = LoopLagProbe(component="lag-logged")
+    with caplog.at_level(logging.INFO, logger="services.common.loop_lag"):
+        probe.record(0.004)  # an ordinary turn: not worth a line
+        probe.record(0.12)
+    late = [record.getMessage() for record in caplog.records]
+    assert late == ["event loop late component=lag-logged seconds=0.120"]
