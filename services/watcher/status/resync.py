@@ -41,9 +41,10 @@ async def initial_sync(api: ObjectApi, state: StatusState, *, shown: ShownServic
     """The keys to write: known objects shown wrongly or not at all, and stray status objects. ``shown``:
     told every Service listed, so that writing one needs no read first."""
     namespace = state.namespace
-    services = [key for key in state.object_keys() if key.kind is TargetKind.SERVICE]
+    keys = state.object_keys()  # made and sorted once: ~5 µs a Service (0.1 s at 20 000), three times before
+    services = sum(1 for key in keys if key.kind is TargetKind.SERVICE)
     listed: dict[ObjectKey, Obj] = {}
-    if len(services) > READ_EACH_UP_TO:
+    if services > READ_EACH_UP_TO:
         items = await api.list(SERVICES, None)
         if shown is not None:
             for item in items:
@@ -55,10 +56,10 @@ async def initial_sync(api: ObjectApi, state: StatusState, *, shown: ShownServic
     listed |= _index(await api.list(SERVICE_BGP_STATUSES, namespace, label_selector=selector),
                      TargetKind.BGP_STATUS)
     out: list[ObjectKey] = []
-    for key in state.object_keys():
+    for key in keys:
         desired = target(state, key)
         obj = listed.get(key)
-        if isinstance(desired, ServiceTarget) and len(services) <= READ_EACH_UP_TO:
+        if isinstance(desired, ServiceTarget) and services <= READ_EACH_UP_TO:
             pass  # few: each is read when written, cheaper than listing every Service of the cluster
         elif isinstance(desired, ServiceTarget):
             if obj is None:
@@ -68,6 +69,6 @@ async def initial_sync(api: ObjectApi, state: StatusState, *, shown: ShownServic
         elif isinstance(desired, AnnouncementStatusTarget) and obj is not None and shows(desired, obj):
             continue
         out.append(key)
-    known = set(state.object_keys())
+    known = set(keys)
     out += sorted(key for key in listed if key.kind is not TargetKind.SERVICE and key not in known)
     return out
