@@ -97,6 +97,7 @@ class Ipam:
         )
         self.rss_peak_mb = 0.0
         self.loop_lag_max_s = 0.0
+        self.loop_work_max_s = 0.0  # the loop thread's longest turn in CPU: the lag without the machine's load
         self.cpu_s = 0.0  # user + system, what the machine's other load does not change
 
     def holds(self, holder: str | None) -> bool:
@@ -120,6 +121,8 @@ class Ipam:
         for line in text.splitlines():
             if line.startswith("metalbus_event_loop_lag_max_seconds"):
                 self.loop_lag_max_s = max(self.loop_lag_max_s, float(line.split()[-1]))
+            elif line.startswith("metalbus_event_loop_work_max_seconds"):
+                self.loop_work_max_s = max(self.loop_work_max_s, float(line.split()[-1]))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -208,6 +211,7 @@ async def run(count: int, nodes: int, announcers: int, logs: Path | None) -> dic
                 figures["standby_cpu_s"] = next(r for r in replicas if r is not active).cpu_s
                 figures["active_rss_peak_mb"] = active.rss_peak_mb
                 figures["active_loop_lag_max_s"] = active.loop_lag_max_s
+                figures["active_loop_work_max_s"] = active.loop_work_max_s
 
                 # Takeover: the standby has followed the burst; kill -9 the active one, then a new Service.
                 await asyncio.sleep(3.0)  # the standby finishes following the burst (steady state)
@@ -242,6 +246,7 @@ async def run(count: int, nodes: int, announcers: int, logs: Path | None) -> dic
                 figures["sigterm_exit_code"] = standby.process.poll()
                 figures["standby_rss_peak_mb"] = standby.rss_peak_mb
                 figures["standby_loop_lag_max_s"] = standby.loop_lag_max_s
+                figures["standby_loop_work_max_s"] = standby.loop_work_max_s
                 figures["rss_peak_mb_max"] = max(r.rss_peak_mb for r in replicas)
                 figures["loop_lag_max_s"] = max(r.loop_lag_max_s for r in replicas)
                 figures["slow_consumers"] = slow_consumers((logs or Path(directory)) / "nats.log")

@@ -28,6 +28,12 @@ LAG_MAX = Gauge(
 )
 
 log = logging.getLogger(__name__)
+WORK_MAX = Gauge(
+    "metalbus_event_loop_work_max_seconds",
+    "The most CPU the loop's thread spent between two wakeups of a periodic timer (its own work, without the "
+    "time the machine ran something else)",
+    ["component"],
+)
 
 #: A wakeup this late (seconds) is logged, with the time it came: a stall can be set beside what the
 #: service was doing then (its other log lines).
@@ -66,15 +72,22 @@ class LoopLagProbe:
 
 class LoopThreadWork:
     """The most CPU the loop's thread spent on other work between two wakeups of a periodic timer: the
-    probe's lateness without what a loaded machine adds (time in which nobody ran this process). For tests
-    and benchmarks, whose machine is shared; a service exports the wall-clock lag above."""
+    probe's lateness without what a loaded machine adds (time in which nobody ran this process, or another of
+    its threads held the interpreter). For tests and benchmarks, whose machine is shared; a service exports
+    the wall-clock lag above (ipam exports this figure too: its benchmark runs on a shared machine)."""
 
-    def __init__(self, *, interval: float = 0.005) -> None:
+    def __init__(self, *, interval: float = 0.005, component: str | None = None) -> None:
         self.interval = interval
         self.largest = 0.0
+        #: Given a component, the largest is also exported (``metalbus_event_loop_work_max_seconds``).
+        self._largest_gauge = None if component is None else WORK_MAX.labels(component)
 
     async def run(self) -> None:
         while True:
             before = time.thread_time()
             await asyncio.sleep(self.interval)  # the periodic wakeup; the CPU spent meanwhile is the loop's work
-            self.largest = max(self.largest, time.thread_time() - before)
+            work = time.thread_time() - before
+            if work > self.largest:
+                self.largest = work
+                if self._largest_gauge is not None:
+                    self._largest_gauge.set(work)
