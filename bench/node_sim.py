@@ -1,14 +1,18 @@
 """Simulated nodes for ``bench/scale.py``: the heartbeats of thousands of announcers from one process,
 speaking the liveness protocol of the code tree under test.
 
-    python bench/node_sim.py --tree TREE --nats nats://HOST:PORT --first 3 --count 4997
+    python bench/node_sim.py --tree TREE --nats nats://HOST:PORT --first 3 --count 4997 [--nodes-per-connection 50]
 
 The heartbeat model, its envelope and its interval come from TREE (put first on ``sys.path``), so the same
 simulator drives the tree before and after a change of protocol:
 
 - a heartbeat that names its connection (a field the announcer fills from the server's INFO): one real NATS
   connection per node, speaking the text protocol (CONNECT, PONG to every PING, the heartbeat at once and
-  every interval), so the server sees each node connect and, for a node that stops, disconnect;
+  every interval), so the server sees each node connect and, for a node that stops, disconnect. With
+  ``--nodes-per-connection K``, K nodes share a connection and each heartbeat names the one it is sent on:
+  ipam reads and judges every heartbeat as before (its work per heartbeat is the same), while the server pings
+  K times fewer connections (5 000 connections pinged every 250 ms cost the server and the simulator more
+  than ipam itself); the K nodes die together when that connection closes;
 - otherwise the older protocol: every node's heartbeat every interval (10 Hz) over a few shared connections.
 
 Prints ``ready <nodes>`` on stdout once every node has sent its first heartbeat; runs until SIGTERM.
@@ -153,29 +157,41 @@ class Connection(asyncio.Protocol):
         self._transport.write(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(body), body))
 
 
-async def _beat_one_node(
-    url: str, node: str, heartbeats: Heartbeats, interval: float, started: asyncio.Semaphore, progress: Progress
+async def _beat_one_connection(
+    url: str, nodes: list[str], heartbeats: Heartbeats, interval: float, started: asyncio.Semaphore,
+    progress: Progress,
 ) -> None:
-    """The newer protocol: this node's own connection; its heartbeat at once, then every interval. A lost
-    connection (the server found it stale: this process was too slow to answer its PINGs) is said on stderr
-    and made again, as an announcer would."""
-    subject = _subject(node)
-    phase = (zlib.crc32(node.encode()) % 1000) / 1000 * interval
-    sequence = 0
+    """The newer protocol: these nodes' connection (one node's own, unless nodes share connections); each
+    node's heartbeat at once, then every interval at its own phase. A lost connection (the server found it
+    stale: this process was too slow to answer its PINGs) is said on stderr and made again, as an announcer
+    would."""
+    loop = asyncio.get_running_loop()
+    name = f"announcer-{nodes[0]}" if len(nodes) == 1 else f"announcers-sim-{nodes[0]}+{len(nodes) - 1}"
+    # spread the nodes over the interval, as real ones are: (phase, subject, node), in the order they beat
+    schedule = sorted(((zlib.crc32(node.encode()) % 1000) / 1000 * interval, _subject(node), node) for node in nodes)
+    sequence, first = 0, True
     while True:
         async with started:
-            connection = await Connection.open(url, f"announcer-{node}")
-        before, after = heartbeats.template(node, connection.info)
+            connection = await Connection.open(url, name)
+        templates = {node: heartbeats.template(node, connection.info) for node in nodes}
         try:
-            while True:
+            for _, subject, node in schedule:  # every node's heartbeat at once, after every (re)connect
+                before, after = templates[node]
                 connection.publish(subject, before + str(sequence).encode() + after)
-                if sequence == 0:
-                    progress.first_beat()
-                    await asyncio.sleep(phase)  # spread the nodes over the interval, as real ones are
+            if first:
+                progress.first_beat(len(nodes))
+                first = False
+            sequence += 1
+            start = loop.time()
+            while True:
+                for phase, subject, node in schedule:
+                    await asyncio.sleep(max(0.0, start + phase - loop.time()))
+                    before, after = templates[node]
+                    connection.publish(subject, before + str(sequence).encode() + after)
                 sequence += 1
-                await asyncio.sleep(interval)
+                start += interval
         except OSError as error:
-            print(f"node_sim: {node}: connection lost ({error!r}); connecting again", file=sys.stderr, flush=True)
+            print(f"node_sim: {name}: connection lost ({error!r}); connecting again", file=sys.stderr, flush=True)
 
 
 async def _beat_shared(
@@ -218,13 +234,18 @@ class Progress:
             self.changed.set()
 
 
-async def run(*, url: str, nodes: list[str], interval: float, shared_connections: int) -> None:
+async def run(
+    *, url: str, nodes: list[str], interval: float, shared_connections: int, nodes_per_connection: int
+) -> None:
     heartbeats = Heartbeats()
     progress = Progress(len(nodes))
     if heartbeats.names_connection:
         started = asyncio.Semaphore(_CONNECT_AT_ONCE)
-        tasks = [asyncio.create_task(_beat_one_node(url, n, heartbeats, interval, started, progress)) for n in nodes]
-        protocol = f"one connection per node, every {interval} s"
+        groups = [nodes[i:i + nodes_per_connection] for i in range(0, len(nodes), nodes_per_connection)]
+        tasks = [asyncio.create_task(_beat_one_connection(url, group, heartbeats, interval, started, progress))
+                 for group in groups]
+        protocol = (f"{len(groups)} connections, {nodes_per_connection} nodes to a connection (each heartbeat "
+                    f"naming it), every {interval} s")
     else:
         share = [nodes[i::shared_connections] for i in range(shared_connections)]
         tasks = [asyncio.create_task(_beat_shared(url, s, heartbeats, interval, progress)) for s in share if s]
@@ -255,6 +276,9 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=3, help="index of the first simulated node")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--shared-connections", type=int, default=4, help="older protocol only")
+    parser.add_argument("--nodes-per-connection", type=int, default=1,
+                        help="newer protocol only: nodes whose heartbeats share one connection (default: 1, "
+                        "each node its own, as real announcers)")
     parser.add_argument("--interval", type=float, help="seconds between heartbeats (default: the tree's)")
     args = parser.parse_args()
     from cluster_api import node_name  # beside this file, imported before the tree is put on sys.path
@@ -262,7 +286,8 @@ def main() -> None:
     _use_tree(args.tree.resolve())
     nodes = [node_name(i) for i in range(args.first, args.first + args.count)]
     asyncio.run(run(url=args.nats, nodes=nodes, interval=args.interval or heartbeat_interval(args.tree),
-                    shared_connections=args.shared_connections))
+                    shared_connections=args.shared_connections,
+                    nodes_per_connection=max(1, args.nodes_per_connection)))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,10 @@ REPO = HERE.parent
 DEFAULT_BASELINE = "efc31b2"
 #: ``--quick``: small enough that both trees run in under 2 minutes on 2 shared cores.
 QUICK_NODES, QUICK_SERVICES = 100, 600
+#: Above this many nodes the simulated nodes share connections, ``SHARED_NODES_PER_CONNECTION`` to one (each
+#: heartbeat naming the one it is sent on: ipam's work per heartbeat is the same): 5 000 connections, each
+#: pinged by nats-server every 250 ms, cost the server and the simulator more than the 2 cores.
+OWN_CONNECTION_NODES, SHARED_NODES_PER_CONNECTION = 1000, 50
 
 #: (figure, what it is, unit, target at full size)
 ROWS: list[tuple[str, str, str, str]] = [
@@ -108,7 +112,8 @@ def run_tree(tree: Path, args: argparse.Namespace, label: str) -> dict[str, Any]
         command = [sys.executable, str(HERE / "scale_run.py"), "--tree", str(tree), "--nodes", str(args.nodes),
                    "--services", str(args.services), "--rate", str(args.rate),
                    "--churn-seconds", str(args.churn_seconds), "--idle-seconds", str(args.idle_seconds),
-                   "--status-timeout", str(args.status_timeout), "--out", out.name]
+                   "--status-timeout", str(args.status_timeout),
+                   "--nodes-per-connection", str(args.nodes_per_connection), "--out", out.name]
         if args.keep_logs:
             command += ["--keep-logs", str(args.keep_logs / label)]
         log(f"{label}: {tree} ({args.nodes} nodes, {args.services} Services, {args.rate:.0f} changes/s)")
@@ -171,6 +176,13 @@ def table(columns: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines + notes + (["", "failures:", *failures] if failures else []))
 
 
+def _connections_said(nodes_per_connection: int) -> str:
+    if nodes_per_connection == 1:
+        return "one NATS connection per node (as real announcers)"
+    return (f"{nodes_per_connection} to a NATS connection, each heartbeat naming it (ipam's work per heartbeat "
+            "as with one each; the server pings fewer connections; the older protocol shares 4 in all)")
+
+
 def _interrupted(*_: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
@@ -186,6 +198,9 @@ def main() -> None:
     parser.add_argument("--churn-seconds", type=float)
     parser.add_argument("--idle-seconds", type=float)
     parser.add_argument("--status-timeout", type=float, help="give up waiting for every status after this")
+    parser.add_argument("--nodes-per-connection", type=int,
+                        help=f"simulated nodes sharing one NATS connection (default: 1 up to {OWN_CONNECTION_NODES} "
+                        f"nodes, {SHARED_NODES_PER_CONNECTION} above; each heartbeat names its connection)")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="the commit to compare with")
     parser.add_argument("--no-baseline", action="store_true", help="measure this tree alone")
     parser.add_argument("--tree", type=Path, default=REPO, help="the tree to measure (default: this one)")
@@ -198,6 +213,8 @@ def main() -> None:
     args.churn_seconds = args.churn_seconds or (4.0 if quick else 30.0)
     args.idle_seconds = args.idle_seconds or (3.0 if quick else 20.0)
     args.status_timeout = args.status_timeout or (40.0 if quick else 900.0)
+    args.nodes_per_connection = args.nodes_per_connection or (
+        1 if args.nodes <= OWN_CONNECTION_NODES else SHARED_NODES_PER_CONNECTION)
 
     signal.signal(signal.SIGTERM, _interrupted)
     started = time.monotonic()
@@ -216,8 +233,10 @@ def main() -> None:
         columns[label] = run_tree(args.tree.resolve(), args, "tree")
     print(f"metalbus at scale: {args.nodes} nodes, {args.services} Services, {args.rate:.0f} endpoint "
           f"changes/s for {args.churn_seconds:.0f} s; wall time {time.monotonic() - started:.0f} s")
+    print(f"simulated nodes: {_connections_said(args.nodes_per_connection)}")
     print(table(columns))
-    print(json.dumps({"nodes": args.nodes, "services": args.services, "rate": args.rate, "columns": columns}))
+    print(json.dumps({"nodes": args.nodes, "services": args.services, "rate": args.rate,
+                      "nodes_per_connection": args.nodes_per_connection, "columns": columns}))
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ from recorder import Recorder
 
 HARNESS = Path(__file__).resolve().parent.parent
 OBSERVER = "bench-scale-observer"
-#: Simulated nodes per simulator process: with one connection each, pinged by the server every 250 ms while
-#: silent, a process must answer thousands of PINGs a second, each within the server's ~1 s stale window.
-NODES_PER_SIMULATOR = 1000
+#: Simulated nodes' connections per simulator process: each pinged by the server every 250 ms while silent, a
+#: process must answer thousands of PINGs a second, each within the server's ~1 s stale window.
+CONNECTIONS_PER_SIMULATOR = 1000
 
 
 def _is_liveness(subject: str) -> bool:
@@ -49,6 +49,7 @@ class Sizes:
     churn_seconds: float
     idle_seconds: float
     status_timeout: float
+    nodes_per_connection: int = 1
 
 
 def _use_tree(tree: Path) -> None:
@@ -270,14 +271,17 @@ class Run:
         return wrapper, port
 
     async def _simulate(self, count: int) -> None:
-        """The simulated nodes, ``NODES_PER_SIMULATOR`` to a process (each answers its connections' PINGs in
-        time even on a busy machine), all heartbeating before this returns."""
+        """The simulated nodes, ``CONNECTIONS_PER_SIMULATOR`` connections to a process (each answers its
+        connections' PINGs in time even on a busy machine), all heartbeating before this returns."""
         self.sims: list[subprocess.Popen[str]] = []
-        for first in range(REAL_NODES, REAL_NODES + count, NODES_PER_SIMULATOR):
-            share = min(NODES_PER_SIMULATOR, REAL_NODES + count - first)
+        per_connection = self.sizes.nodes_per_connection
+        per_process = CONNECTIONS_PER_SIMULATOR * per_connection
+        for first in range(REAL_NODES, REAL_NODES + count, per_process):
+            share = min(per_process, REAL_NODES + count - first)
             self.sims.append(subprocess.Popen(
                 [sys.executable, str(HARNESS / "bench" / "node_sim.py"), "--tree", str(self.tree), "--nats",
-                 self.nats_url, "--first", str(first), "--count", str(share)],
+                 self.nats_url, "--first", str(first), "--count", str(share),
+                 "--nodes-per-connection", str(per_connection)],
                 cwd=self.tree, env=self.env, stdout=subprocess.PIPE, text=True, start_new_session=True,
                 stderr=(self.work / f"node_sim-{len(self.sims)}.log").open("wb")))
         for index, sim in enumerate(self.sims):
@@ -472,12 +476,15 @@ def main() -> None:
     parser.add_argument("--churn-seconds", type=float, default=20.0)
     parser.add_argument("--idle-seconds", type=float, default=15.0)
     parser.add_argument("--status-timeout", type=float, default=900.0)
+    parser.add_argument("--nodes-per-connection", type=int, default=1,
+                        help="simulated nodes whose heartbeats share one connection")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--keep-logs", type=Path, help="copy the services' logs here")
     args = parser.parse_args()
     tree = args.tree.resolve()
     _use_tree(tree)
-    sizes = Sizes(args.nodes, args.services, args.rate, args.churn_seconds, args.idle_seconds, args.status_timeout)
+    sizes = Sizes(args.nodes, args.services, args.rate, args.churn_seconds, args.idle_seconds, args.status_timeout,
+                  args.nodes_per_connection)
     with tempfile.TemporaryDirectory(prefix="metalbus-scale-") as work:
         run = Run(tree, sizes, Path(work))
         signal.signal(signal.SIGTERM, _interrupted)
