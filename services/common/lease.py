@@ -2,8 +2,18 @@
 
 One holder at a time: ``try_acquire`` creates the key only if it is absent (or expired, or released);
 ``renew`` rewrites it only at the revision the holder last wrote. The bucket's TTL is the lease
-duration, so a holder that dies loses the lease after at most one TTL. The lease avoids two replicas
-working at once; correctness never rests on it alone (ipam's writes are also fenced by stream sequence).
+duration, so a holder that dies loses the lease after at most one TTL.
+
+The entry names its holder and the connection it was written on (:class:`LeaseEntry`; a plain holder
+name, as earlier releases wrote, still reads). When the server reports that connection closed, a
+rival need not wait for the TTL: ``take_from_closed`` rewrites the entry at the revision that named the
+closed connection, so it fails harmlessly if the holder renewed meanwhile (from a new connection, say).
+
+Safety never rests on the lease alone. A holder deposed that way (its connection closed while the
+process lives on, e.g. cut off from its server) may still believe in its lease for up to a TTL after
+its last renewal; but ipam's writes are fenced by the ``IPAM`` stream's expected last sequence, so once
+the new holder has written, the deposed one cannot append on stale state: its next append is refused.
+The lease avoids two replicas working at once; the fence keeps the stream right if they ever do.
 """
 
 from __future__ import annotations
@@ -12,7 +22,9 @@ import logging
 
 from nats.js import api
 from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.events import BusConnection
 from services.common.bus import Bus
 from services.common.errors import Conflict, ConnectionClosed, MetalbusError, NotFound, RetryableError
 from services.common.nats_errors import translated
@@ -20,6 +32,30 @@ from services.common.subjects import LeaseSpec
 
 log = logging.getLogger(__name__)
 
+
+class LeaseEntry(BaseModel):
+    """What a lease's entry holds: who holds it, and the connection the holder wrote it on."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    holder: str = Field(max_length=256)
+    connection: BusConnection | None = None
+
+    def encoded(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decoded(cls, value: bytes | None) -> LeaseEntry | None:
+        """The entry from its value: None for an empty one, a plain holder name (an earlier release's
+        value) with no connection."""
+        if not value:
+            return None
+        if value.startswith(b"{"):
+            try:
+                return cls.model_validate_json(value)
+            except ValidationError:
+                pass
+        return cls(holder=value.decode(errors="replace")[:256])
 
 
 async def lease_bucket(bus: Bus, lease: LeaseSpec) -> KeyValue:
@@ -57,6 +93,10 @@ class BusLease:
     def held(self) -> bool:
         return self._revision is not None
 
+    def _value(self) -> bytes:
+        """The entry this holder writes: its name and the connection it writes on (as the server names it)."""
+        return LeaseEntry(holder=self._holder, connection=self._bus.connection).encoded()
+
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
             self._kv = await lease_bucket(self._bus, LeaseSpec(self._name, self.ttl))
@@ -69,7 +109,7 @@ class BusLease:
         kv = await self._bucket()
         try:
             with translated(f"take lease {self._name}"):
-                self._revision = await kv.create(self._name, self._holder.encode())
+                self._revision = await kv.create(self._name, self._value())
         except (Conflict, NotFound):
             # Held by someone — or it expired between the client's create and its check: next time.
             return False
@@ -87,7 +127,7 @@ class BusLease:
         kv = await self._bucket()
         try:
             with translated(f"renew lease {self._name}"):
-                self._revision = await kv.update(self._name, self._holder.encode(), last=self._revision)
+                self._revision = await kv.update(self._name, self._value(), last=self._revision)
             return True
         except Conflict:
             # Expired while we were busy (nobody else holds it): take it again. Held by another: lost.
@@ -119,11 +159,31 @@ class BusLease:
         except MetalbusError as error:
             log.warning("lease not released lease=%s error=%r", self._name, error)
 
+    async def take_from_closed(self, closed: BusConnection) -> str | None:
+        """Take the lease from a holder whose connection the server reported closed: rewrite the entry
+        at the revision that names ``closed``. The holder taken from, or None when the entry names
+        another connection (or none, or this holder), or changed meanwhile (renewed, released, taken)."""
+        if self.held:
+            return None
+        kv = await self._bucket()
+        try:
+            with translated(f"read lease {self._name}"):
+                found = await kv.get(self._name)
+            entry = LeaseEntry.decoded(found.value)
+            if entry is None or entry.connection != closed or entry.holder == self._holder or found.revision is None:
+                return None
+            with translated(f"take lease {self._name}"):
+                self._revision = await kv.update(self._name, self._value(), last=found.revision)
+        except (Conflict, NotFound, RetryableError, ConnectionClosed):
+            return None
+        return entry.holder
+
     async def holder(self) -> str | None:
         kv = await self._bucket()
         try:
             with translated(f"read lease {self._name}"):
-                entry = await kv.get(self._name)
+                found = await kv.get(self._name)
         except NotFound:
             return None
-        return entry.value.decode() if entry.value else None
+        entry = LeaseEntry.decoded(found.value)
+        return entry.holder if entry is not None else None

@@ -6,6 +6,14 @@ keeper competes for the lease and renews it every ``interval`` on its own loop. 
 when the lease it would extend runs out anyway (``TTL`` after the last successful renewal was sent):
 no renewal takes longer than the TTL, and the owner never believes in a lease the server may have let
 expire. ``held`` is what the owner checks before each piece of work it writes.
+
+A holder that dies need not cost a whole TTL: the server reports at once that its connection closed
+(``connections.closed``, heard on the keeper's own connection: its user must be allowed to subscribe to
+it, as ipam's is). A competing keeper that hears the connection the lease's entry names reported
+closed takes the lease there and then (:meth:`BusLease.take_from_closed`), logs it and counts it in
+``metalbus_lease_takeovers_total{lease,reason}``; its owner is told as on any acquisition. A connection
+closed because its server shuts down is no death (its client reconnects to another server): that
+report takes nothing.
 """
 
 from __future__ import annotations
@@ -18,13 +26,27 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from nats.aio.msg import Msg
+from prometheus_client import Counter
+
+from schemas.events import BusConnection
+from schemas.refusal import Refused
 from services.common.bus import Bus, BusSettings
 from services.common.errors import MetalbusError
+from services.common.inbound import read_connection_closed
 from services.common.lease import BusLease
+from services.common.subjects import CONNECTIONS_CLOSED
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+TAKEOVERS = Counter(
+    "metalbus_lease_takeovers_total",
+    "Leases taken before their entry expired, because the server reported the holder's connection closed "
+    "(by the reason the server gave)",
+    ["lease", "reason"],
+)
 
 
 class LeaseKeeper:
@@ -95,6 +117,12 @@ class LeaseKeeper:
             self._loop.call_soon_threadsafe(self._loop.stop)
             await asyncio.to_thread(thread.join, 10)
 
+    async def closed_reported(self, data: bytes) -> bool:
+        """Act on a report of a closed connection (the body of a ``connections.closed`` advisory) as if
+        the server had sent it: what the keeper's subscription does with each. True when the lease was
+        taken. For reports no client may publish (a server shutting down, say)."""
+        return await self._call(self._heard_closed(data))
+
     async def _call(self, work: Coroutine[Any, Any, T]) -> T:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
 
@@ -132,6 +160,7 @@ class LeaseKeeper:
         self._turn = asyncio.Lock()
         self._task = asyncio.create_task(self._keep(self._lease, self._wake), name=f"lease {self._name}")
         self._task.add_done_callback(_log_death)
+        await self._bus.subscribe(CONNECTIONS_CLOSED, cb=self._on_connection_closed)
 
     def _wake_up(self) -> None:
         if self._wake is not None:
@@ -182,6 +211,45 @@ class LeaseKeeper:
                     self._tell_owner(held=True)
             elif holding or self._valid_until:
                 self._lost()
+
+    async def _on_connection_closed(self, message: Msg) -> None:
+        try:
+            await self._heard_closed(message.data)
+        except Exception:  # one report's trouble; the rounds go on
+            log.exception("lease takeover failed lease=%s holder=%s", self._name, self._holder)
+
+    async def _heard_closed(self, data: bytes) -> bool:
+        """The server reports a connection closed: the holder's, the lease is taken at once (not at its
+        expiry). True when it was."""
+        if not self._competing or self.held or self._lease is None:
+            return False
+        closed = read_connection_closed(data, component="lease")
+        if isinstance(closed, Refused) or closed.server_shutting_down:
+            return False  # counted; a client of a server going down reconnects to another
+        return await self._take_from_closed(self._lease, closed.connection, reason=closed.reason)
+
+    async def _take_from_closed(self, lease: BusLease, closed: BusConnection, *, reason: str) -> bool:
+        assert self._turn is not None
+        async with self._turn:
+            if not self._competing or lease.held:
+                return False
+            sent = time.monotonic()
+            try:
+                async with asyncio.timeout(self.ttl):
+                    taken_from = await lease.take_from_closed(closed)
+            except (TimeoutError, MetalbusError) as error:
+                lease.forget()
+                log.warning("lease takeover not made lease=%s holder=%s error=%r", self._name, self._holder, error)
+                return False
+            if taken_from is None or not self._competing:  # given up meanwhile: the release deletes the entry
+                return False
+            self._valid_until = sent + self.ttl
+            self.acquisitions += 1
+            TAKEOVERS.labels(lease=self._name, reason=reason).inc()
+            log.warning("lease taken from a closed connection lease=%s holder=%s reason=%r taken_from=%s",
+                        self._name, self._holder, reason, taken_from)
+            self._tell_owner(held=True)
+            return True
 
     def _lost(self) -> None:
         self._valid_until = 0.0

@@ -1,11 +1,13 @@
-"""The NATS lease: one holder, renewal, release and expiry — against a real server."""
+"""The NATS lease: one holder, renewal, release, expiry and the takeover from a closed connection — against a
+real server."""
 
 from __future__ import annotations
 
 import time
 
 from services.common.bus import Bus
-from services.common.lease import BusLease
+from services.common.lease import BusLease, LeaseEntry
+from services.common.subjects import LEASE_BUCKET_PREFIX
 from tests.waiting import async_wait_until
 
 
@@ -54,3 +56,33 @@ async def test_a_new_ttl_applies_to_a_bucket_made_with_another(bus: Bus) -> None
 
 async def _gone(lease: BusLease) -> bool:
     return await lease.holder() is None
+
+
+async def test_the_entry_names_its_holder_and_connection_and_a_plain_holder_still_reads(bus: Bus) -> None:
+    lease = BusLease(bus, name="t-entry", holder="a", ttl=5)
+    assert await lease.try_acquire()
+    kv = await bus.js.key_value(f"{LEASE_BUCKET_PREFIX}t-entry")
+    assert LeaseEntry.decoded((await kv.get("t-entry")).value) == LeaseEntry(holder="a", connection=bus.connection)
+    await kv.put("t-entry", b"written-by-an-earlier-release")
+    assert await lease.holder() == "written-by-an-earlier-release"
+
+
+async def test_a_lease_is_taken_from_a_closed_connection_only_while_the_entry_names_it(bus: Bus) -> None:
+    first = await Bus.connect(bus.settings, producer="test/first-connection")
+    second = await Bus.connect(bus.settings, producer="test/second-connection")
+    try:
+        holder = BusLease(first, name="t-closed", holder="owner", ttl=30)
+        rival = BusLease(bus, name="t-closed", holder="rival", ttl=30)
+        assert await holder.try_acquire()
+        kv = await bus.js.key_value(f"{LEASE_BUCKET_PREFIX}t-closed")
+        # The holder renews from a new connection (as after a reconnection): the old one's close takes nothing.
+        renewed = await kv.update("t-closed", LeaseEntry(holder="owner", connection=second.connection).encoded(),
+                                  last=(await kv.get("t-closed")).revision)
+        assert await rival.take_from_closed(first.connection) is None
+        assert await rival.holder() == "owner" and not rival.held
+        assert await rival.take_from_closed(second.connection) == "owner"
+        assert rival.held and await rival.holder() == "rival"
+        assert (await kv.get("t-closed")).revision == renewed + 1  # written at the revision that named it
+    finally:
+        await first.close()
+        await second.close()

@@ -1,20 +1,31 @@
-"""A lease kept from a thread of its own: work on the owner's loop never costs it, and losing it is
-noticed within the TTL — against a real nats-server."""
+"""A lease kept from a thread of its own: work on the owner's loop never costs it, losing it is noticed
+within the TTL, and a holder whose connection closes loses it at once — against a real nats-server."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from nats.js.kv import KeyValue
+from prometheus_client import REGISTRY
 
+from schemas.events import BusConnection
 from services.common.bus import Bus, BusSettings
+from services.common.lease import LeaseEntry
 from services.common.lease_keeper import LeaseKeeper
 from services.common.nats_server import EmbeddedNats
-from services.common.subjects import LEASE_BUCKET_PREFIX
+from services.common.permissions import BusUser
+from services.common.subjects import LEASE_BUCKET_PREFIX, LEASES, Component
 from tests.integration.ipam.heavy_ipam import work_without_yielding
-from tests.waiting import async_wait_until
+from tests.secured_nats import secured_nats
+from tests.waiting import async_wait_until, wait_until
 
 TTL = 1.0
 INTERVAL = 0.1
@@ -36,14 +47,20 @@ async def keepers(bus: Bus) -> AsyncIterator[list[LeaseKeeper]]:
             await keeper.stop()
 
 
-async def test_the_lease_is_kept_while_the_owners_loop_works_for_four_ttls(
-    bus: Bus, keepers: list[LeaseKeeper]
-) -> None:
+async def held_by_the_first(bus: Bus, keepers: list[LeaseKeeper]) -> KeyValue:
+    """The first keeper holds the lease, the second competes for it: the lease's bucket."""
     owner, rival = keepers
     owner.compete()
     await async_wait_until(lambda: owner.held, what="the owner to hold the lease")
     rival.compete()
-    kv = await bus.js.key_value(f"{LEASE_BUCKET_PREFIX}t-keeper")
+    return await bus.js.key_value(f"{LEASE_BUCKET_PREFIX}t-keeper")
+
+
+async def test_the_lease_is_kept_while_the_owners_loop_works_for_four_ttls(
+    bus: Bus, keepers: list[LeaseKeeper]
+) -> None:
+    owner, rival = keepers
+    kv = await held_by_the_first(bus, keepers)
     before = (await kv.get("t-keeper")).revision
 
     work_without_yielding(4 * TTL)
@@ -57,7 +74,8 @@ async def test_the_lease_is_kept_while_the_owners_loop_works_for_four_ttls(
         entry = await (await after.js.key_value(f"{LEASE_BUCKET_PREFIX}t-keeper")).get("t-keeper")
     finally:
         await after.close()
-    assert entry.value == b"owner"
+    found = LeaseEntry.decoded(entry.value)
+    assert found is not None and found.holder == "owner"
     renewals = (entry.revision or 0) - (before or 0)
     assert renewals >= 4 * TTL / INTERVAL / 4, f"only {renewals} renewals in {4 * TTL} s of work"
 
@@ -100,3 +118,75 @@ async def test_with_the_server_gone_a_renewal_gives_up_within_the_ttl() -> None:
             assert not keeper.held
         finally:
             await keeper.stop()
+
+
+def entry_connection(value: bytes | None) -> BusConnection | None:
+    entry = LeaseEntry.decoded(value)
+    return entry.connection if entry is not None else None
+
+
+def takeovers(lease: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("metalbus_lease_takeovers_total", {"lease": lease, "reason": reason}) or 0.0
+
+
+def advisory(connection: BusConnection, reason: str) -> bytes:
+    """What the server reports on ``connections.closed`` when ``connection`` closes."""
+    return (b'{"type":"io.nats.server.advisory.v1.client_disconnect","server":{"id":"%s"},"client":{"id":%d},'
+            b'"reason":"%s"}') % (connection.server_id.encode(), connection.client_id, reason.encode())
+
+
+async def test_the_holders_closed_connection_hands_the_lease_over_unless_its_server_shuts_down(
+    bus: Bus, keepers: list[LeaseKeeper]
+) -> None:
+    owner, rival = keepers
+    kv = await held_by_the_first(bus, keepers)
+    owners = entry_connection((await kv.get("t-keeper")).value)
+    assert owners is not None and owners.client_id > 0
+    before = takeovers("t-keeper", "Client Closed")
+
+    # A client of a server going down reconnects to another: its holder is not deposed.
+    assert not await rival.closed_reported(advisory(owners, "Server Shutdown"))
+    # Another connection closing takes nothing.
+    assert not await rival.closed_reported(advisory(bus.connection, "Client Closed"))
+    assert owner.held and not rival.held and rival.acquisitions == 0
+
+    assert await rival.closed_reported(advisory(owners, "Client Closed"))
+    assert rival.held and rival.acquisitions == 1
+    assert takeovers("t-keeper", "Client Closed") == before + 1
+    await asyncio.wait_for(owner.lost.wait(), timeout=3 * INTERVAL + 0.5)  # its next renewal finds it taken
+    taken = LeaseEntry.decoded((await kv.get("t-keeper")).value)
+    assert taken is not None and taken.holder == "rival"
+
+
+async def test_a_holder_killed_with_sigkill_hands_the_lease_over_before_its_entry_expires(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ipam's own lease and user on a server with the shipped accounts: the keeper may hear closed
+    connections, and leaving the server fails on any permission it was refused."""
+    spec = LEASES[Component.IPAM]
+    caplog.set_level(logging.WARNING, logger="services.common.lease_keeper")
+    with secured_nats(tmp_path / "nats") as server:
+        url = server.url_for(BusUser.IPAM)
+        child = subprocess.Popen([sys.executable, "-m", "tests.integration.lease_holder", url, spec.name, "active",
+                                  "--ttl", str(spec.ttl)], stdout=subprocess.PIPE, text=True)
+        standby = LeaseKeeper(BusSettings(url=url), name=spec.name, holder="standby", ttl=spec.ttl,
+                              interval=INTERVAL)
+        try:
+            assert child.stdout is not None
+            said: list[str] = []
+            reader = threading.Thread(target=lambda: said.extend(child.stdout or []), daemon=True)
+            reader.start()
+            wait_until(lambda: "held\n" in said, timeout=30, what="the active keeper to hold the lease")
+            await standby.start()
+            standby.compete()
+            before = takeovers(spec.name, "Client Closed")
+            child.kill()
+            await asyncio.wait_for(standby.acquired.wait(), timeout=5 * spec.ttl)
+            # Taken from the closed connection, not after the entry's expiry (which takes nothing from anybody).
+            assert takeovers(spec.name, "Client Closed") == before + 1
+            assert any("lease taken from a closed connection" in r.getMessage() and "reason='Client Closed'"
+                       in r.getMessage() for r in caplog.records)
+        finally:
+            child.kill()
+            child.wait(10)
+            await standby.stop()

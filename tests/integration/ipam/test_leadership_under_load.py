@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nats.js.kv import KV_DEL, KV_PURGE
 
+from services.common import lease
 from services.common.bus import Bus
 from services.common.nats_server import EmbeddedNats
 from services.common.subjects import LEASE_BUCKET_PREFIX
@@ -57,7 +58,8 @@ async def lease_history(bus: Bus) -> AsyncIterator[list[LeaseEntry]]:
     async def record() -> None:
         async for entry in watcher:
             if entry is not None and entry.created is not None:
-                history.append(LeaseEntry((entry.value or b"").decode(), entry.operation, entry.created))
+                stored = lease.LeaseEntry.decoded(entry.value)
+                history.append(LeaseEntry(stored.holder if stored else "", entry.operation, entry.created))
 
     recording = asyncio.create_task(record())
     try:
