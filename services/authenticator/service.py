@@ -12,12 +12,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
 from services.authenticator.identity import Claim, Refusal, check_node_token, read_claim
 from services.authenticator.kubernetes_tokens import TokenReviewer
+from services.common.aio import until_done
 from services.common.nats_jwt import (
     AuthorizationRequest,
     InvalidJwt,
@@ -122,6 +124,10 @@ async def run_authenticator(ctx: ServiceContext, *, issuer: SigningKey, verifier
     """Answer authorization requests until told to stop."""
     authenticator = Authenticator(issuer=issuer, verifiers=verifiers)
     subscription = await ctx.bus.subscribe(AUTH_CALLOUT_SUBJECT, queue=QUEUE_GROUP, cb=authenticator.on_request)
+    # Ready once the server has the subscription: a node connecting before would wait for the callout's
+    # timeout, and the server's pings close a connection still waiting on its authorization after ~1.25 s.
+    await until_done(partial(ctx.bus.flush, within=5), stopping=ctx.stopping, retry_in=0.5,
+                     what="authenticator subscription")
     ctx.health.set_ready("starting", True)
     log.info("authenticator answering issuer=%s node_tokens=%s token_review=%s", issuer.public_key,
              verifiers.node_token_key is not None, verifiers.token_reviewer is not None)

@@ -180,6 +180,7 @@ def shipped_cluster(overlay: str, directory: Path, *, startup_timeout: float = 3
         cluster.authenticator = (_start_authenticator(cluster) if kubeconfig is None
                                  else _start_shipped_authenticator(cluster, kubeconfig))
         _provision(cluster, startup_timeout)
+        _wait_answering(cluster, deadline=time.monotonic() + startup_timeout)
         yield cluster
     finally:
         for process in (cluster.authenticator, *(server.process for server in cluster.servers)):
@@ -199,6 +200,17 @@ def _wait_ready(cluster: ShippedCluster, server: ShippedServer, *, deadline: flo
             raise RuntimeError(f"nats-server {server.index} exited:\n{cluster.log(server.index)[-3000:]}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"nats-server {server.index} not ready:\n{cluster.log(server.index)[-3000:]}")
+        time.sleep(0.05)  # polling a child's log for readiness, with a deadline
+
+
+def _wait_answering(cluster: ShippedCluster, *, deadline: float) -> None:
+    """Until the authenticator says it answers (its subscription reached the server): a node connecting
+    before would wait for the callout's timeout and be closed meanwhile by the server's pings."""
+    log = cluster.directory / "authenticator.log"
+    while 'msg="authenticator answering"' not in log.read_text(errors="replace"):
+        assert cluster.authenticator is not None
+        if cluster.authenticator.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the authenticator does not answer:\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.05)  # polling a child's log for readiness, with a deadline
 
 
