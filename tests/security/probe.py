@@ -79,7 +79,9 @@ class Probe:
             try:
                 await asyncio.wait_for(refusal, ANSWER_TIMEOUT)
             except TimeoutError:
-                return False, {}
+                # JetStream answers every request it is allowed to see, so silence is no success: ask the
+                # server in order (two round trips) whether it refused the request, as for a publish.
+                return await self._refused(subject, before), {}
             return True, {}
         refusal.cancel()
         with contextlib.suppress(asyncio.CancelledError):

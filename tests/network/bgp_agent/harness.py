@@ -131,7 +131,10 @@ class Fabric:
         announcer = self.nodes[name].announcer
         assert announcer is not None
         announcer.proc.terminate()
-        return announcer.proc.wait(timeout)
+        try:
+            return announcer.proc.wait(timeout)
+        except subprocess.TimeoutExpired as slow:  # say what it was doing, not only that it did not end
+            raise AssertionError(f"{name} still running {timeout:.0f} s after SIGTERM:\n{announcer.tail(80)}") from slow
 
     def start_ipam(self) -> Process:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
