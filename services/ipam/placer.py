@@ -313,26 +313,28 @@ class Placer:
     def _move_one(self, cls: frozenset[str], fair: float) -> bool:
         """Move one group of ``cls`` off the most loaded node above ``fair`` + 1 that can give one away.
 
-        The target is the least-loaded node of ``cls``, found once: a source, above ``fair`` + 1, is never
-        among the least loaded (at most ``fair``). Sources go from the most loaded down, so once the room
-        between source and target is one IP no later source can give a group away (a group holds one IP or
-        more). At 5 000 nodes, looking for the target again for each source (every node holding a dual-stack
-        pair is above fair + 1 while fair is below one, and cannot give it away) cost ~5 ms per source per
+        The target is the least-loaded node of ``cls``, looked for once, when a group can move: a source,
+        above ``fair`` + 1, is never among the least loaded (at most ``fair``). Sources go from the most
+        loaded down, so once the room between source and target is one IP no later source can give a group
+        away (a group holds one IP or more). At 5 000 nodes, looking for the target again for each source
+        (every node holding a dual-stack pair is above fair + 1 while fair is below one, and cannot give it
+        away) cost ~5 ms per source per
         solve: minutes for a cold start's endpoints."""
         loads = self._loads
         members = self._members.get(cls, {})
-        target: str | None = None
+        low: int | None = None  # the least-loaded node's load; that node is looked for only to move a group
         for source in sorted(members, key=lambda n: (-loads.get(n, 0), n)):
             load = loads.get(source, 0)
             if load <= fair + 1:
                 return False
-            if target is None:
-                target = self._least_loaded(cls, 0)
-            room = load - loads.get(target, 0)
+            if low is None:
+                low = min(loads.get(n, 0) for n in cls)
+            room = load - low
             if room <= 1:
                 return False
             movable = [k for k in members[source] if self._groups[k].weight < room]
             if movable:
+                target = self._least_loaded(cls, 0)
                 target_hash = self._hash_of(target)
                 self._assign(max(movable, key=lambda k: (self._groups[k].hash ^ target_hash, k)), target)
                 return True
