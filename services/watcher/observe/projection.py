@@ -253,10 +253,12 @@ class ServiceProjection(Projection):
             yield
 
     def ending_list(self) -> Iterator[None]:
-        self._current, self._listed = self._listed, {}
+        self._current, self._listed = self._listed, {}  # the last list's Services are let go: a step of its own
+        yield
         names, seen = self._listed_load_balancers, self._listed_seen
         self._listed_load_balancers, self._listed_seen = set(), set()
         self._load_balancers.replace(names, seen=seen)
+        yield
         yield from super().ending_list()
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
