@@ -163,6 +163,10 @@ ServiceName = tuple[str, str]  # namespace, name
 LOAD_BALANCER = "LoadBalancer"
 
 
+#: Names compared per step when a list's Services replace the known ones.
+REPLACE_STEP = 2000
+
+
 class LoadBalancerServices:
     """The Services that are LoadBalancers now, and every Service seen (listed, or changed since): told by
     the Services' projection, read by the endpoints' one, which publishes the endpoints of the LoadBalancers,
@@ -182,8 +186,17 @@ class LoadBalancerServices:
     def listen(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
-    def replace(self, names: set[ServiceName], *, seen: set[ServiceName]) -> None:
-        self._changed |= (names ^ self.names) | (seen ^ self.seen)
+    def replacing(self, names: set[ServiceName], *, seen: set[ServiceName]) -> Iterator[None]:
+        """A list's Services replace the known ones, the differences found a step per ``REPLACE_STEP`` names
+        (the sets' differences at once held the loop ~50 ms at 50 000 Services)."""
+        changed: set[ServiceName] = set()
+        for new, old in ((names, self.names), (seen, self.seen), (self.names, names), (self.seen, seen)):
+            for count, name in enumerate(new, start=1):
+                if name not in old:
+                    changed.add(name)
+                if count % REPLACE_STEP == 0:
+                    yield
+        self._changed |= changed
         self.names, self.seen, self.known = names, seen, True
         self._tell()
 
@@ -257,8 +270,7 @@ class ServiceProjection(Projection):
         yield
         names, seen = self._listed_load_balancers, self._listed_seen
         self._listed_load_balancers, self._listed_seen = set(), set()
-        self._load_balancers.replace(names, seen=seen)
-        yield
+        yield from self._load_balancers.replacing(names, seen=seen)
         yield from super().ending_list()
 
     def apply(self, change: str, obj: RawObject) -> list[str]:
