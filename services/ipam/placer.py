@@ -318,8 +318,7 @@ class Placer:
         loaded down, so once the room between source and target is one IP no later source can give a group
         away (a group holds one IP or more). At 5 000 nodes, looking for the target again for each source
         (every node holding a dual-stack pair is above fair + 1 while fair is below one, and cannot give it
-        away) cost ~5 ms per source per
-        solve: minutes for a cold start's endpoints."""
+        away) cost ~5 ms per source per solve: minutes for a cold start's endpoints."""
         loads = self._loads
         members = self._members.get(cls, {})
         low: int | None = None  # the least-loaded node's load; that node is looked for only to move a group
