@@ -4,7 +4,8 @@ The rules (``Placer``):
   1. Sticky: a group stays on its node while that node stays eligible.
   2. Otherwise among the eligible nodes with the highest ``preferredNodeSelectors`` weight (the best
      matching advertisement's sum of matched weights; all nodes tie when nobody prefers), the one holding
-     the fewest IPs; ties go to the highest stable hash of the group xor the node, so equal clusters spread alike.
+     the fewest IPs; ties go to the first of them at or after the group's stable hash on a ring of the nodes'
+     stable hashes, so equal clusters spread alike.
   3. Rebalancing, the one exception to stickiness: a group's *candidates* are its preferred nodes plus its
      current node, and their *fair share* is the mean number of IPs they hold. A group moves to its
      least-loaded candidate only when its node holds more than fair share + 1 *and* the move lowers the
@@ -12,19 +13,26 @@ The rules (``Placer``):
      ``solve`` no node holds more than fair share + 1 of the IPs it is eligible for (fair share + the group
      size for the rare two-IP groups), and no IP moves that this bound does not require.
 
-Groups with equal demands share a ``Kind``: a change of their eligibility is applied once per kind.
+Groups with equal demands share a ``Kind``: a change of their eligibility is applied once per kind. A candidate
+set of ``INDEXED_FROM`` nodes or more keeps its nodes by load (``LoadLevels``), so that a placement or a check of
+the bound costs a few steps, not a pass over every node (milliseconds per IP at 5 000 nodes).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import attrgetter
 
+from services.ipam.load_levels import LoadLevels, RingEntry, ring_successor
 from services.ipam.placement import Eligibility
 
 GroupKey = str  # the group's lowest IP (text order)
+
+#: Candidate sets with at least this many nodes keep them by load; smaller ones are scanned (as cheap).
+INDEXED_FROM = 32
 
 
 class Move(StrEnum):
@@ -38,8 +46,6 @@ class Move(StrEnum):
     """Its node held more than fair share + 1."""
     CLEARED = "NoEligibleNode"
     """No node is eligible any more."""
-
-
 
 
 def stable_hash(text: str) -> int:
@@ -86,6 +92,18 @@ class _Group:
         return preferred if self.node is None or self.node in preferred else preferred | {self.node}
 
 
+@dataclass(slots=True, eq=False)
+class _CandidateSet:
+    """The groups on each node whose candidates are ``nodes`` (the rebalancing index); for a large set also
+    every node of it by load (``levels``) and the nodes holding one of those groups by load (``holding``)."""
+
+    nodes: frozenset[str]
+    order: tuple[str, ...]  # the nodes' names sorted: the order in which sets are rebalanced
+    members: dict[str, set[GroupKey]]
+    levels: LoadLevels | None
+    holding: LoadLevels | None
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     group: GroupKey
@@ -101,10 +119,10 @@ class Placer:
     def __init__(self) -> None:
         self._groups: dict[GroupKey, _Group] = {}
         self._loads: dict[str, int] = {}
-        self._node_hash: dict[str, int] = {}
-        #: candidate set → node → groups on that node with that candidate set (for rebalancing)
-        self._members: dict[frozenset[str], dict[str, set[GroupKey]]] = {}
-        self._classes_of: dict[str, set[frozenset[str]]] = {}
+        self._ring_entries: dict[str, RingEntry] = {}
+        #: candidate set → its groups by node (for rebalancing), and the sets each node is a candidate of
+        self._sets: dict[frozenset[str], _CandidateSet] = {}
+        self._sets_of: dict[str, set[_CandidateSet]] = {}
         self._dirty: set[GroupKey] = set()
         self._touched_nodes: set[str] = set()
         self._before: dict[GroupKey, str | None] = {}
@@ -125,7 +143,7 @@ class Placer:
             return
         self._detach(key)
         if group.node is not None:
-            self._add_load(group.node, weight - group.weight)
+            self._add_load(group.node, weight - group.weight)  # touches the node, also when only its kind changed
         group.weight, group.kind = weight, kind
         self._attach(key)
         self._dirty.add(key)
@@ -187,8 +205,7 @@ class Placer:
             group = self._groups[key]
             if group.node is None and group.eligible.preferred:
                 self._assign(key, self._least_loaded(group.eligible.preferred, group.hash))
-        touched = {self._groups[key].candidates for key in dirty}  # few distinct sets: union those
-        self._rebalance(set().union(*touched))
+        self._rebalance()
         changes: list[Change] = []
         for key in sorted(self._before):
             old, group = self._before[key], self._groups[key]
@@ -208,28 +225,35 @@ class Placer:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _hash_of(self, node: str) -> int:
-        value = self._node_hash.get(node)
-        if value is None:
-            value = self._node_hash[node] = stable_hash(node)
-        return value
+    def _entry(self, node: str) -> RingEntry:
+        entry = self._ring_entries.get(node)
+        if entry is None:
+            entry = self._ring_entries[node] = (stable_hash(node), node)
+        return entry
 
-    def _least_loaded(self, nodes: Iterable[str], group_hash: int) -> str:
-        """The node holding the fewest IPs; among equals, the highest hash of (group, node)."""
+    def _least_loaded(self, nodes: frozenset[str], group_hash: int) -> str:
+        """The node holding the fewest IPs; among equals, the first at or after ``group_hash`` on the ring."""
+        kept = self._sets.get(nodes)
+        if kept is not None and kept.levels is not None:
+            return ring_successor(kept.levels.at(kept.levels.lowest()), group_hash)
         loads = self._loads
         low = min(loads.get(n, 0) for n in nodes)
-        ties = [n for n in nodes if loads.get(n, 0) == low]
-        if len(ties) == 1:
-            return ties[0]
-        return max(ties, key=lambda n: (group_hash ^ self._hash_of(n), n))
+        return ring_successor(sorted(self._entry(n) for n in nodes if loads.get(n, 0) == low), group_hash)
 
     def _add_load(self, node: str, delta: int) -> None:
-        load = self._loads.get(node, 0) + delta
+        old = self._loads.get(node, 0)
+        load = old + delta
         if load:
             self._loads[node] = load
         else:
             self._loads.pop(node, None)
         self._touched_nodes.add(node)
+        for kept in self._sets_of.get(node, ()):
+            if kept.levels is not None and kept.holding is not None:
+                entry = self._entry(node)
+                kept.levels.move(entry, old, load)
+                if node in kept.members:
+                    kept.holding.move(entry, old, load)
 
     def _assign(self, key: GroupKey, node: str | None, *, record: bool = True) -> None:
         group = self._groups[key]
@@ -262,79 +286,108 @@ class Placer:
             del group.kind.on[group.node]
         self._unfile(group.candidates, group.node, {key})
 
-    def _file(self, cls: frozenset[str], node: str, keys: set[GroupKey]) -> None:
-        """Record ``keys`` as groups on ``node`` whose candidates are ``cls`` (the rebalancing index)."""
-        members = self._members.get(cls)
-        if members is None:
-            members = self._members[cls] = {}
-            for candidate in cls:
-                self._classes_of.setdefault(candidate, set()).add(cls)
-        members.setdefault(node, set()).update(keys)
+    def _file(self, nodes: frozenset[str], node: str, keys: set[GroupKey]) -> None:
+        """Record ``keys`` as groups on ``node`` whose candidates are ``nodes`` (the rebalancing index)."""
+        kept = self._sets.get(nodes)
+        if kept is None:
+            kept = self._sets[nodes] = self._new_set(nodes)
+        on_node = kept.members.get(node)
+        if on_node is None:
+            on_node = kept.members[node] = set()
+            if kept.holding is not None:
+                kept.holding.add(self._entry(node), self._loads.get(node, 0))
+        on_node.update(keys)
 
-    def _unfile(self, cls: frozenset[str], node: str, keys: set[GroupKey]) -> None:
-        members = self._members[cls]
-        on_node = members[node]
+    def _unfile(self, nodes: frozenset[str], node: str, keys: set[GroupKey]) -> None:
+        kept = self._sets[nodes]
+        on_node = kept.members[node]
         on_node.difference_update(keys)
         if not on_node:
-            del members[node]
-        if not members:
-            del self._members[cls]
-            for candidate in cls:
-                classes = self._classes_of[candidate]
-                classes.discard(cls)
-                if not classes:
-                    del self._classes_of[candidate]
+            del kept.members[node]
+            if kept.holding is not None:
+                kept.holding.remove(self._entry(node), self._loads.get(node, 0))
+        if not kept.members:
+            del self._sets[nodes]
+            for candidate in nodes:
+                sets = self._sets_of[candidate]
+                sets.discard(kept)
+                if not sets:
+                    del self._sets_of[candidate]
 
-    def _rebalance(self, nodes: set[str]) -> None:
+    def _new_set(self, nodes: frozenset[str]) -> _CandidateSet:
+        levels = holding = None
+        if len(nodes) >= INDEXED_FROM:
+            levels = LoadLevels.of((self._entry(n), self._loads.get(n, 0)) for n in nodes)
+            holding = LoadLevels()
+        kept = _CandidateSet(nodes, tuple(sorted(nodes)), {}, levels, holding)
+        for candidate in nodes:
+            self._sets_of.setdefault(candidate, set()).add(kept)
+        return kept
+
+    def _rebalance(self) -> None:
         """Move groups off nodes above fair share + 1, only while a move lowers the imbalance. Only the
-        candidate sets of nodes whose load or membership changed can break the bound, so only those are
-        looked at. Every move lowers the sum of squared loads, so this ends."""
-        nodes |= self._touched_nodes
-        self._touched_nodes = set()
-        while nodes:
-            classes = {cls for node in nodes for cls in self._classes_of.get(node, ())}
-            for cls in sorted(classes, key=sorted):
-                self._rebalance_class(cls)
+        candidate sets of nodes whose load or groups changed can break the bound, so only those are looked
+        at. Every move lowers the sum of squared loads, so this ends."""
+        while self._touched_nodes:
             nodes, self._touched_nodes = self._touched_nodes, set()
+            touched = {kept for node in nodes for kept in self._sets_of.get(node, ())}
+            for kept in sorted(touched, key=attrgetter("order")):
+                if self._sets.get(kept.nodes) is kept:  # not emptied by a move before it
+                    self._rebalance_set(kept)
 
-    def _rebalance_class(self, cls: frozenset[str]) -> None:
-        loads = self._loads
-        if len(cls) < 2:
+    def _rebalance_set(self, kept: _CandidateSet) -> None:
+        size = len(kept.nodes)
+        if size < 2:
             return
-        members = self._members.get(cls)
-        if not members:
-            return
-        fair = sum(loads.get(n, 0) for n in cls) / len(cls)
-        if max(loads.get(n, 0) for n in members) <= fair + 1:
+        if kept.levels is not None and kept.holding is not None:
+            fair = kept.levels.total / size
+            highest = kept.holding.highest()
+        else:
+            loads = self._loads
+            fair = sum(loads.get(n, 0) for n in kept.nodes) / size
+            highest = max(loads.get(n, 0) for n in kept.members)
+        if highest <= fair + 1:
             return  # the common case: nothing to move, nothing to sort
-        while self._move_one(cls, fair):
+        while self._move_one(kept, fair):
             pass
 
-    def _move_one(self, cls: frozenset[str], fair: float) -> bool:
-        """Move one group of ``cls`` off the most loaded node above ``fair`` + 1 that can give one away.
+    def _sources(self, kept: _CandidateSet) -> Iterator[str]:
+        """The nodes holding groups of ``kept``, the most loaded first (then in ring order)."""
+        if kept.holding is not None:
+            for load in kept.holding.loads():
+                for _, node in kept.holding.at(load):
+                    yield node
+            return
+        loads = self._loads
+        yield from sorted(kept.members, key=lambda n: (-loads.get(n, 0), self._entry(n)))
 
-        The target is the least-loaded node of ``cls``, looked for once, when a group can move: a source,
+    def _lowest_load(self, kept: _CandidateSet) -> int:
+        if kept.levels is not None:
+            return kept.levels.lowest()
+        return min(self._loads.get(n, 0) for n in kept.nodes)
+
+    def _move_one(self, kept: _CandidateSet, fair: float) -> bool:
+        """Move one group of ``kept`` off the most loaded node above ``fair`` + 1 that can give one away.
+
+        The target is the least-loaded node of the set, looked for once, when a group can move: a source,
         above ``fair`` + 1, is never among the least loaded (at most ``fair``). Sources go from the most
         loaded down, so once the room between source and target is one IP no later source can give a group
-        away (a group holds one IP or more). At 5 000 nodes, looking for the target again for each source
-        (every node holding a dual-stack pair is above fair + 1 while fair is below one, and cannot give it
-        away) cost ~5 ms per source per solve: minutes for a cold start's endpoints."""
+        away (a group holds one IP or more). Each move returns at once: the order of the sources changed."""
         loads = self._loads
-        members = self._members.get(cls, {})
         low: int | None = None  # the least-loaded node's load; that node is looked for only to move a group
-        for source in sorted(members, key=lambda n: (-loads.get(n, 0), n)):
+        for source in self._sources(kept):
             load = loads.get(source, 0)
             if load <= fair + 1:
                 return False
             if low is None:
-                low = min(loads.get(n, 0) for n in cls)
+                low = self._lowest_load(kept)
             room = load - low
             if room <= 1:
                 return False
-            movable = [k for k in members[source] if self._groups[k].weight < room]
+            movable = [k for k in kept.members[source] if self._groups[k].weight < room]
             if movable:
-                target = self._least_loaded(cls, 0)
-                target_hash = self._hash_of(target)
+                target = self._least_loaded(kept.nodes, 0)
+                target_hash = self._entry(target)[0]
                 self._assign(max(movable, key=lambda k: (self._groups[k].hash ^ target_hash, k)), target)
                 return True
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -17,9 +18,10 @@ from schemas.events import (
     ServicePort,
 )
 from schemas.metallb.rules import EXCLUDE_LABEL
+from services.ipam import placer as placer_module
 from services.ipam.decider import Decider, Outgoing
 from services.ipam.placement import Eligibility
-from services.ipam.placer import Kind, Placer, place
+from services.ipam.placer import Change, Kind, Placer, place
 from tests.builders import pool, service, service_deleted
 from tests.builders_l2 import endpoints, l2, labelled, node
 
@@ -343,6 +345,36 @@ def test_nodes_dying_and_returning_keep_the_bound_incrementally(
         result = {key: placer.node_of(key) for key in sorted(groups)}
         _check_balance(now, result)
         assert place(now, {k: v for k, v in result.items() if v is not None}) == result
+
+
+def _incremental_story(groups: dict[str, tuple[int, Eligibility]], dying: set[str],
+                       returning: set[str]) -> list[tuple[list[Change], dict[str, str | None]]]:
+    """Place ``groups``, then let ``dying`` die and ``returning`` return: what each solve moved and the placement."""
+    placer = Placer()
+    kinds: dict[Eligibility, Kind] = {}
+    for key in sorted(groups):
+        weight, eligible = groups[key]
+        placer.put(key, weight=weight, kind=kinds.setdefault(eligible, Kind(eligible)), current=None)
+    story = [(placer.solve(), {key: placer.node_of(key) for key in sorted(groups)})]
+    for change in (dying, returning):
+        for eligible, kind in kinds.items():
+            nodes = (eligible.nodes - dying) | (eligible.nodes & returning if change is returning else set())
+            placer.retarget(kind, Eligibility(frozenset(nodes), frozenset(nodes)))
+        story.append((placer.solve(), {key: placer.node_of(key) for key in sorted(groups)}))
+    return story
+
+
+@given(placement_inputs(), st.sets(st.sampled_from(NODE_NAMES), max_size=4), st.sets(st.sampled_from(NODE_NAMES)))
+@settings(max_examples=100, deadline=None)
+def test_large_candidate_sets_kept_by_load_place_exactly_as_scanned_ones(
+    groups: dict[str, tuple[int, Eligibility]], dying: set[str], returning: set[str]
+) -> None:
+    """Sets of ``INDEXED_FROM`` nodes or more keep their nodes by load instead of being scanned: with every set
+    kept so, the same story moves the same groups to the same nodes, step by step."""
+    scanned = _incremental_story(groups, dying, returning)
+    with patch.object(placer_module, "INDEXED_FROM", 2):
+        kept = _incremental_story(groups, dying, returning)
+    assert kept == scanned
 
 
 def test_a_death_that_shrinks_a_groups_candidates_rebalances_among_the_rest() -> None:
