@@ -40,7 +40,7 @@ from services.ipam.core.requests import parse_ip
 from services.ipam.layer2 import Layer2
 from services.ipam.ledger import Ledger, apply
 from services.ipam.warm_allocator import WarmAllocator
-from services.ipam.world import World
+from services.ipam.world import Touched, World
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,9 @@ class Decider:
         self._parsed: dict[core.ServiceKey, core.ParsedService] | None = None
         self._configuration_changed = False
         self._configuration_cause: EventId | None = None
+        #: Nodes observed since the last placement (``defer_to_batch``), and the observation that came first.
+        self._nodes_changed = False
+        self._nodes_cause: EventId | None = None
         #: the observed configuration objects last judged, and the part of the verdict that depends on the nodes
         self._judged: tuple[list[ConfigObject], tuple[ValidationProblem, ...]] = ([], ())
         self.layer2 = Layer2()
@@ -146,7 +149,7 @@ class Decider:
     def adopt(self) -> None:
         """The allocation half of ``activate``; its events wait for ``start_placing`` (the shell
         listens to the announcers meanwhile)."""
-        self._configuration_changed = False  # evaluated below with everything observed
+        self._configuration_changed = self._nodes_changed = False  # evaluated below with everything observed
         self.configuration = self._recorded_configuration()
         warm, self._warm_allocator = self._warm_allocator, None
         adopted: dict[core.ServiceKey, core.ServiceRequest] = {}
@@ -185,21 +188,25 @@ class Decider:
         return self._drain()
 
     def observe(
-        self, event: Event, *, cause: EventId | None = None, defer_configuration: bool = False
+        self, event: Event, *, cause: EventId | None = None, defer_to_batch: bool = False
     ) -> list[Outgoing]:
         """Fold one observed event in and decide what it changes (pool usage: see ``report_usage``).
 
-        ``defer_configuration``: a configuration change is decided with the next observation that is not
-        one, or by ``report_usage``, so a burst of thousands of metallb.io objects is evaluated once,
-        not once per object."""
+        ``defer_to_batch``: a configuration change, or a Node's, is decided with the next observation that
+        is not one, or by ``report_usage`` at the batch's end, so a burst of thousands of metallb.io objects
+        or Nodes is evaluated once, not once per object (each Node rebuilds the L2 topology: at 5 000 nodes
+        a list of them decided one by one was minutes of work)."""
         change = self.world.apply(event)
-        if change.nodes and not change.configuration and self._node_verdict_changed():
-            self._configuration_changed = True  # judged again: the nodes advertisements select changed
-            self._configuration_cause = cause
-        if change.configuration and defer_configuration:
+        if change.configuration and defer_to_batch:
             self._configuration_cause = cause
             self._configuration_changed = True
             return []
+        if change.nodes and not change.configuration:
+            if not self._nodes_changed:
+                self._nodes_changed, self._nodes_cause = True, cause
+            self.layer2.touch(change)
+            if defer_to_batch and change == Touched(nodes=change.nodes):
+                return []
         outgoing = self.decide_configuration()
         self._cause = cause
         if change.configuration:
@@ -215,9 +222,18 @@ class Decider:
         return outgoing + self._drain()
 
     def decide_configuration(self) -> list[Outgoing]:
-        """Decide the configuration changes deferred by ``observe`` (nothing if there are none)."""
+        """Decide the configuration and Node changes deferred by ``observe`` (nothing if there are none)."""
+        nodes_changed, self._nodes_changed = self._nodes_changed, False
+        if nodes_changed and not self._configuration_changed and self._node_verdict_changed():
+            self._configuration_changed = True  # judged again: the nodes advertisements select changed
+            self._configuration_cause = self._nodes_cause
         if not self._configuration_changed:
-            return []
+            if not nodes_changed:
+                return []
+            self._cause = self._nodes_cause
+            self._place()
+            self._cause = None
+            return self._drain()
         self._configuration_changed = False
         self._cause = self._configuration_cause
         self._reconfigure(reconcile=True)

@@ -134,14 +134,20 @@ def eligibility(demands: Sequence[Demand], topology: Topology) -> Eligibility | 
     nodes: frozenset[str] | None = None
     wanting = [d for d in demands if d.wants]
     for demand in wanting:
-        own = frozenset().union(*(topology.selected[a] for a in demand.advertisements))
+        # Sets are not copied or walked whole where they need not be: a topology change evaluates every
+        # kind again, thousands at 5 000 nodes (a Local Service's kind is its few serving nodes).
+        selected = [topology.selected[a] for a in demand.advertisements]
         if demand.local:
-            own &= demand.serving
+            own = frozenset(n for n in demand.serving if any(n in s for s in selected))
+        else:
+            own = selected[0] if len(selected) == 1 else frozenset().union(*selected)
         nodes = own if nodes is None else nodes & own
     if not nodes:
         return NOWHERE
-    ads = sorted({a for d in wanting for a in d.advertisements})
-    scores = {n: max((topology.preference[a].get(n, 0) for a in ads), default=0) for n in nodes}
+    preferences = [p for a in sorted({a for d in wanting for a in d.advertisements}) if (p := topology.preference[a])]
+    if not preferences:
+        return Eligibility(nodes, nodes)  # nobody prefers: every eligible node ties
+    scores = {n: max(p.get(n, 0) for p in preferences) for n in nodes}
     best = max(scores.values())
     return Eligibility(nodes, frozenset(n for n, s in scores.items() if s == best))
 

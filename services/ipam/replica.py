@@ -416,7 +416,7 @@ class Replica:
             context=extract_context(received.headers),
             kind=trace.SpanKind.CONSUMER,
         ) as span:
-            decided = self.decider.observe(received.event, cause=received.envelope.event_id, defer_configuration=True)
+            decided = self.decider.observe(received.event, cause=received.envelope.event_id, defer_to_batch=True)
             if span.is_recording():
                 span.set_attributes(decision_attributes(received.event, (out.event for out in decided)))
             headers: dict[str, str] = {}
@@ -426,7 +426,7 @@ class Replica:
 
     def _decide_passing_on(self, received: Received) -> tuple[list[Outgoing], dict[str, str]]:
         """No span recorded here (a tenth of a burst's CPU): the decisions carry the observation's trace."""
-        decided = self.decider.observe(received.event, cause=received.envelope.event_id, defer_configuration=True)
+        decided = self.decider.observe(received.event, cause=received.envelope.event_id, defer_to_batch=True)
         return decided, passed_on(received.headers) if decided else {}
 
     async def _send(

@@ -32,7 +32,6 @@ ConfigKey = tuple[str, str, str]  # (kind, namespace, name)
 class Touched:
     services: frozenset[ServiceKey] = frozenset()
     configuration: bool = False
-    placement: bool = False
     #: Services whose L2 placement inputs changed (the Service itself, or its endpoints).
     placed_services: frozenset[ServiceKey] = frozenset()
     #: Nodes whose labels or conditions may have changed (or that went).
@@ -42,7 +41,6 @@ class Touched:
         return Touched(
             self.services | other.services,
             self.configuration or other.configuration,
-            self.placement or other.placement,
             self.placed_services | other.placed_services,
             self.nodes | other.nodes,
         )
@@ -72,17 +70,17 @@ class World:
             key = service_key(event.ref.namespace, event.ref.name)
             self.services[key] = self.compact(event)
             self.by_namespace.setdefault(event.ref.namespace, set()).add(key)
-            return Touched(services=frozenset({key}), placement=True, placed_services=frozenset({key}))
+            return Touched(services=frozenset({key}), placed_services=frozenset({key}))
         if isinstance(event, EndpointsObserved):
             key = service_key(event.namespace, event.service)
             self.endpoints[key] = self.compact(event)
-            return Touched(placement=True, placed_services=frozenset({key}))
+            return Touched(placed_services=frozenset({key}))
         if isinstance(event, NamespaceObserved):
             self.namespaces[event.ref.name] = dict(event.labels)
             return Touched(services=frozenset(self.by_namespace.get(event.ref.name, ())))
         if isinstance(event, NodeObserved):
             self.nodes[event.ref.name] = event
-            return Touched(placement=True, nodes=frozenset({event.ref.name}))
+            return Touched(nodes=frozenset({event.ref.name}))
         if isinstance(event, ConfigObjectObserved):
             self.config[(event.kind, event.ref.namespace, event.ref.name)] = event
             return Touched(configuration=True)
@@ -97,17 +95,17 @@ class World:
             key = service_key(event.namespace, event.name)
             self.services.pop(key, None)
             self.by_namespace.get(event.namespace, set()).discard(key)
-            return Touched(services=frozenset({key}), placement=True, placed_services=frozenset({key}))
+            return Touched(services=frozenset({key}), placed_services=frozenset({key}))
         if event.kind is ObjectKind.ENDPOINTS:
             key = service_key(event.namespace, event.name)
             self.endpoints.pop(key, None)
-            return Touched(placement=True, placed_services=frozenset({key}))
+            return Touched(placed_services=frozenset({key}))
         if event.kind is ObjectKind.NAMESPACE:
             self.namespaces.pop(event.name, None)
             return Touched(services=frozenset(self.by_namespace.get(event.name, ())))
         if event.kind is ObjectKind.NODE:
             self.nodes.pop(event.name, None)
-            return Touched(placement=True, nodes=frozenset({event.name}))
+            return Touched(nodes=frozenset({event.name}))
         kind = next((name for name, value in CONFIG_KINDS.items() if value is event.kind), None)
         if kind is not None:
             self.config.pop((kind, event.namespace, event.name), None)

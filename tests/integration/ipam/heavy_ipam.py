@@ -39,11 +39,11 @@ def make_work_heavy(*, adopt_seconds: float, decide_seconds: float) -> None:
         adopt(self)
 
     def heavy_observe(
-        self: Decider, event: Event, *, cause: EventId | None = None, defer_configuration: bool = False
+        self: Decider, event: Event, *, cause: EventId | None = None, defer_to_batch: bool = False
     ) -> list[Outgoing]:
         if isinstance(event, ServiceObserved) and event.ref.name.startswith(HEAVY_PREFIX):
             work_without_yielding(decide_seconds)
-        return observe(self, event, cause=cause, defer_configuration=defer_configuration)
+        return observe(self, event, cause=cause, defer_to_batch=defer_to_batch)
 
     Decider.adopt = heavy_adopt  # type: ignore[method-assign]
     Decider.observe = heavy_observe  # type: ignore[method-assign]

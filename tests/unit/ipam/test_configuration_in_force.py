@@ -92,7 +92,7 @@ def test_thousands_of_problems_are_counted_and_only_the_first_listed() -> None:
 
 def test_a_burst_of_configuration_objects_is_evaluated_once() -> None:
     decider, _ = started([])
-    outgoing = [out for obj in LARGE[:500] for out in decider.observe(obj, defer_configuration=True)]
+    outgoing = [out for obj in LARGE[:500] for out in decider.observe(obj, defer_to_batch=True)]
     outgoing += decider.report_usage()
     assert len([o for o in outgoing if isinstance(o.event, ConfigurationEvaluated)]) == 1
 

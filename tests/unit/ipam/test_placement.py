@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from schemas.events import (
     Event,
+    EventId,
     L2PlacementCleared,
     L2PlacementDecided,
     ServicePort,
@@ -195,6 +196,22 @@ def test_preferred_nodes_are_chosen_first_but_an_ip_does_not_return_to_them() ->
     decider.set_live_nodes(frozenset({"a", "c"}))
     assert set(placed(decider).values()) == {"a", "c"}
     assert decider.set_live_nodes(frozenset(NODES)) == []  # sticky: no move back while a and c are eligible
+
+
+def test_nodes_observed_in_one_batch_are_placed_for_at_the_batch_end_caused_by_the_first() -> None:
+    """A list of thousands of Nodes is decided once, at its batch's end, not once per Node; the IP whose node
+    was excluded moves then, and the move names the first Node observation of the batch as its cause."""
+    decider = active(LAN, l2(), WEB, WEB_EVERYWHERE)
+    owner = placed(decider)["192.168.10.0"]
+    others = [n for n in NODES if n != owner]
+    excluded = node(owner, version="2", **{EXCLUDE_LABEL: ""})
+    assert decider.observe(node(others[0], version="2"), cause=EventId("first"), defer_to_batch=True) == []
+    assert decider.observe(excluded, cause=EventId("second"), defer_to_batch=True) == []
+    assert placed(decider)["192.168.10.0"] == owner  # nothing decided yet
+    out = decider.report_usage()
+    [moved] = of_type(out, L2PlacementDecided)
+    assert moved.node in others
+    assert {o.causation_id for o in out if isinstance(o.event, L2PlacementDecided)} == {"first"}
 
 
 def test_a_leaving_node_hands_over_and_a_released_ip_is_cleared() -> None:
