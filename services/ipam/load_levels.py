@@ -9,13 +9,13 @@ lowest and highest load, the nodes at a load, the fair share — cost a few step
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 #: A node as the ring orders it: its stable hash, then its name (two names with one hash still order alike).
 RingEntry = tuple[int, str]
 
 
-def ring_successor(ring: list[RingEntry], point: int) -> str:
+def ring_successor(ring: Sequence[RingEntry], point: int) -> str:
     """The node at or after ``point`` on ``ring`` (sorted, not empty), wrapping around: the tie-break that
     spreads groups of different hashes over equally loaded nodes, alike on every replica."""
     index = bisect_left(ring, (point, ""))
@@ -66,9 +66,9 @@ class LoadLevels:
     def highest(self) -> int:
         return max(self._by_load)
 
-    def at(self, load: int) -> list[RingEntry]:
-        """The nodes holding ``load``, in ring order (do not change it)."""
-        return self._by_load[load]
+    def at(self, load: int) -> Sequence[RingEntry]:
+        """The nodes holding ``load``, in ring order (none when no node holds it)."""
+        return self._by_load.get(load, ())
 
     def loads(self) -> list[int]:
         """The loads held, highest first."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from operator import attrgetter
 
@@ -93,15 +93,26 @@ class _Group:
 
 
 @dataclass(slots=True, eq=False)
+class _ByLoad:
+    """A large candidate set's nodes by load: all of them, those holding a group of the set, and those holding
+    a one-IP group of it — the only group a node two IPs above the least loaded can give away (while fair share
+    is below one IP, every node holding a dual-stack pair is such a node, and cannot)."""
+
+    every: LoadLevels
+    holding: LoadLevels = field(default_factory=LoadLevels)
+    light: LoadLevels = field(default_factory=LoadLevels)
+    singles: dict[str, int] = field(default_factory=dict)  # the one-IP groups of the set on each node
+
+
+@dataclass(slots=True, eq=False)
 class _CandidateSet:
-    """The groups on each node whose candidates are ``nodes`` (the rebalancing index); for a large set also
-    every node of it by load (``levels``) and the nodes holding one of those groups by load (``holding``)."""
+    """The groups on each node whose candidates are ``nodes`` (the rebalancing index), and a large set's
+    nodes by load."""
 
     nodes: frozenset[str]
     order: tuple[str, ...]  # the nodes' names sorted: the order in which sets are rebalanced
     members: dict[str, set[GroupKey]]
-    levels: LoadLevels | None
-    holding: LoadLevels | None
+    by_load: _ByLoad | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +245,9 @@ class Placer:
     def _least_loaded(self, nodes: frozenset[str], group_hash: int) -> str:
         """The node holding the fewest IPs; among equals, the first at or after ``group_hash`` on the ring."""
         kept = self._sets.get(nodes)
-        if kept is not None and kept.levels is not None:
-            return ring_successor(kept.levels.at(kept.levels.lowest()), group_hash)
+        if kept is not None and kept.by_load is not None:
+            every = kept.by_load.every
+            return ring_successor(every.at(every.lowest()), group_hash)
         loads = self._loads
         low = min(loads.get(n, 0) for n in nodes)
         return ring_successor(sorted(self._entry(n) for n in nodes if loads.get(n, 0) == low), group_hash)
@@ -249,11 +261,14 @@ class Placer:
             self._loads.pop(node, None)
         self._touched_nodes.add(node)
         for kept in self._sets_of.get(node, ()):
-            if kept.levels is not None and kept.holding is not None:
+            by_load = kept.by_load
+            if by_load is not None:
                 entry = self._entry(node)
-                kept.levels.move(entry, old, load)
+                by_load.every.move(entry, old, load)
                 if node in kept.members:
-                    kept.holding.move(entry, old, load)
+                    by_load.holding.move(entry, old, load)
+                if node in by_load.singles:
+                    by_load.light.move(entry, old, load)
 
     def _assign(self, key: GroupKey, node: str | None, *, record: bool = True) -> None:
         group = self._groups[key]
@@ -291,21 +306,35 @@ class Placer:
         kept = self._sets.get(nodes)
         if kept is None:
             kept = self._sets[nodes] = self._new_set(nodes)
+        by_load = kept.by_load
         on_node = kept.members.get(node)
         if on_node is None:
             on_node = kept.members[node] = set()
-            if kept.holding is not None:
-                kept.holding.add(self._entry(node), self._loads.get(node, 0))
+            if by_load is not None:
+                by_load.holding.add(self._entry(node), self._loads.get(node, 0))
         on_node.update(keys)
+        if by_load is not None and (singles := self._singles(keys)):
+            before = by_load.singles.get(node, 0)
+            by_load.singles[node] = before + singles
+            if not before:
+                by_load.light.add(self._entry(node), self._loads.get(node, 0))
 
     def _unfile(self, nodes: frozenset[str], node: str, keys: set[GroupKey]) -> None:
         kept = self._sets[nodes]
+        by_load = kept.by_load
         on_node = kept.members[node]
         on_node.difference_update(keys)
+        if by_load is not None and (singles := self._singles(keys)):
+            left = by_load.singles[node] - singles
+            if left:
+                by_load.singles[node] = left
+            else:
+                del by_load.singles[node]
+                by_load.light.remove(self._entry(node), self._loads.get(node, 0))
         if not on_node:
             del kept.members[node]
-            if kept.holding is not None:
-                kept.holding.remove(self._entry(node), self._loads.get(node, 0))
+            if by_load is not None:
+                by_load.holding.remove(self._entry(node), self._loads.get(node, 0))
         if not kept.members:
             del self._sets[nodes]
             for candidate in nodes:
@@ -314,12 +343,14 @@ class Placer:
                 if not sets:
                     del self._sets_of[candidate]
 
+    def _singles(self, keys: set[GroupKey]) -> int:
+        return sum(1 for key in keys if self._groups[key].weight == 1)
+
     def _new_set(self, nodes: frozenset[str]) -> _CandidateSet:
-        levels = holding = None
+        by_load = None
         if len(nodes) >= INDEXED_FROM:
-            levels = LoadLevels.of((self._entry(n), self._loads.get(n, 0)) for n in nodes)
-            holding = LoadLevels()
-        kept = _CandidateSet(nodes, tuple(sorted(nodes)), {}, levels, holding)
+            by_load = _ByLoad(LoadLevels.of((self._entry(n), self._loads.get(n, 0)) for n in nodes))
+        kept = _CandidateSet(nodes, tuple(sorted(nodes)), {}, by_load)
         for candidate in nodes:
             self._sets_of.setdefault(candidate, set()).add(kept)
         return kept
@@ -339,9 +370,9 @@ class Placer:
         size = len(kept.nodes)
         if size < 2:
             return
-        if kept.levels is not None and kept.holding is not None:
-            fair = kept.levels.total / size
-            highest = kept.holding.highest()
+        if kept.by_load is not None:
+            fair = kept.by_load.every.total / size
+            highest = kept.by_load.holding.highest()
         else:
             loads = self._loads
             fair = sum(loads.get(n, 0) for n in kept.nodes) / size
@@ -351,19 +382,22 @@ class Placer:
         while self._move_one(kept, fair):
             pass
 
-    def _sources(self, kept: _CandidateSet) -> Iterator[str]:
-        """The nodes holding groups of ``kept``, the most loaded first (then in ring order)."""
-        if kept.holding is not None:
-            for load in kept.holding.loads():
-                for _, node in kept.holding.at(load):
+    def _sources(self, kept: _CandidateSet, low: int) -> Iterator[str]:
+        """The nodes holding groups of ``kept``, the most loaded first (then in ring order), given the least
+        loaded holds ``low``; a large set leaves out the nodes two IPs above ``low`` without a one-IP group
+        of the set (they have nothing they could give away)."""
+        by_load = kept.by_load
+        if by_load is not None:
+            for load in by_load.holding.loads():
+                for _, node in (by_load.light if load - low == 2 else by_load.holding).at(load):
                     yield node
             return
         loads = self._loads
         yield from sorted(kept.members, key=lambda n: (-loads.get(n, 0), self._entry(n)))
 
     def _lowest_load(self, kept: _CandidateSet) -> int:
-        if kept.levels is not None:
-            return kept.levels.lowest()
+        if kept.by_load is not None:
+            return kept.by_load.every.lowest()
         return min(self._loads.get(n, 0) for n in kept.nodes)
 
     def _move_one(self, kept: _CandidateSet, fair: float) -> bool:
@@ -374,13 +408,11 @@ class Placer:
         loaded down, so once the room between source and target is one IP no later source can give a group
         away (a group holds one IP or more). Each move returns at once: the order of the sources changed."""
         loads = self._loads
-        low: int | None = None  # the least-loaded node's load; that node is looked for only to move a group
-        for source in self._sources(kept):
+        low = self._lowest_load(kept)  # the least-loaded node's load; that node is looked for only to move a group
+        for source in self._sources(kept, low):
             load = loads.get(source, 0)
             if load <= fair + 1:
                 return False
-            if low is None:
-                low = self._lowest_load(kept)
             room = load - low
             if room <= 1:
                 return False
