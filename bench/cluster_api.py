@@ -41,13 +41,13 @@ def service_name(index: int) -> str:
     return f"svc-{index}"
 
 
-def _node(index: int) -> dict[str, Any]:
+def node_object(index: int) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": node_name(index), "labels": {"kubernetes.io/hostname": node_name(index)}},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-def _config() -> list[dict[str, Any]]:
+def config_objects() -> list[dict[str, Any]]:
     meta = {"namespace": CONFIG_NAMESPACE}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONFIG_NAMESPACE}},
@@ -66,7 +66,7 @@ def _config() -> list[dict[str, Any]]:
     ]
 
 
-def _service(index: int) -> dict[str, Any]:
+def service_object(index: int) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
         "selector": {"app": service_name(index)},
@@ -86,7 +86,7 @@ def _pod_ip(index: int, which: int) -> str:
     return f"172.{16 + serial // 65536 % 16}.{serial // 256 % 256}.{serial % 256}"
 
 
-def _slice(index: int, nodes: int, generation: int = 0) -> dict[str, Any]:
+def endpoint_slice(index: int, nodes: int, generation: int = 0) -> dict[str, Any]:
     """The Service's endpoints: one pod on node ``index``, one on node ``index + 7 + generation`` (each
     change reschedules that pod onto the next node: the per-node endpoints the watcher publishes change)."""
     hosts = (node_name(index % nodes), node_name((index + 7 + generation) % nodes))
@@ -113,13 +113,13 @@ class Cluster:
     def start(self, *, nodes: int, services: int, kubeconfig: Path) -> str:
         self.api.start()
         self.nodes, self.services = nodes, services
-        for obj in _config():
+        for obj in config_objects():
             self.api.put_object(obj)
         for index in range(nodes):
-            self.api.put_object(_node(index))
+            self.api.put_object(node_object(index))
         for index in range(services):
-            self.api.put_object(_slice(index, nodes))
-            self.api.put_object(_service(index))
+            self.api.put_object(endpoint_slice(index, nodes))
+            self.api.put_object(service_object(index))
         self.api.kubeconfig(kubeconfig, namespace=CONFIG_NAMESPACE)
         return self.api.url
 
@@ -147,13 +147,13 @@ class Cluster:
                 time.sleep(ahead)  # pacing the writes, not waiting for a condition
             index = done % self.services
             generation = self.generation[index] = self.generation.get(index, 0) + 1
-            self.api.put_object(_slice(index, self.nodes, generation))
+            self.api.put_object(endpoint_slice(index, self.nodes, generation))
             done += 1
         return {"changes": done, "seconds": elapsed}
 
     def add_service(self, index: int) -> dict[str, Any]:
-        self.api.put_object(_slice(index, self.nodes))
-        self.api.put_object(_service(index))
+        self.api.put_object(endpoint_slice(index, self.nodes))
+        self.api.put_object(service_object(index))
         return {"name": service_name(index), "at": time.time()}
 
 
