@@ -204,8 +204,8 @@ class Decider:
         if change.nodes and not change.configuration:
             if not self._nodes_changed:
                 self._nodes_changed, self._nodes_cause = True, cause
-            self.layer2.touch(change)
             if defer_to_batch and change == Touched(nodes=change.nodes):
+                self.layer2.touch(change)
                 return []
         outgoing = self.decide_configuration()
         self._cause = cause

@@ -70,7 +70,8 @@ class Kind:
         return bool(self.on or self.unplaced)
 
 
-def _class(preferred: frozenset[str], node: str) -> frozenset[str]:
+def _candidates(preferred: frozenset[str], node: str) -> frozenset[str]:
+    """The candidate set of a group on ``node``: its preferred nodes and that node."""
     return preferred if node in preferred else preferred | {node}
 
 
@@ -89,7 +90,7 @@ class _Group:
     def candidates(self) -> frozenset[str]:
         """Where it may be, for rebalancing: its preferred nodes and the node it is on."""
         preferred = self.eligible.preferred
-        return preferred if self.node is None or self.node in preferred else preferred | {self.node}
+        return preferred if self.node is None else _candidates(preferred, self.node)
 
 
 @dataclass(slots=True, eq=False)
@@ -165,7 +166,7 @@ class Placer:
         if old == eligible:
             return
         for node, keys in kind.on.items():
-            before, after = _class(old.preferred, node), _class(eligible.preferred, node)
+            before, after = _candidates(old.preferred, node), _candidates(eligible.preferred, node)
             if before != after:  # these groups join another candidate set, which may now be out of balance
                 self._unfile(before, node, keys)
                 self._file(after, node, keys)
