@@ -88,7 +88,7 @@ async def until_done(attempt: Callable[[], Awaitable[object]], *, stopping: asyn
                      what: str) -> bool:
     """Await ``attempt()`` until it completes (True) or ``stopping`` is set (False). A try that fails on the
     bus (a ``MetalbusError`` or a timeout) is logged as ``what`` failed and tried again ``retry_in`` seconds
-    later; anything else is a bug and raised."""
+    later; anything else (a bug, a ``NewerSchema`` stop) is raised."""
     while not stopping.is_set():
         try:
             await attempt()

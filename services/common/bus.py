@@ -35,8 +35,15 @@ from schemas.events.codec import InvalidEvent, encode, wrap
 from schemas.refusal import Refused, bounded
 from services.common.acks import AckInbox
 from services.common.aio import SLICE
-from services.common.errors import Conflict, MessageTooLarge, NotFound, RetryableError, WrongLastSequence
-from services.common.inbound import read_received, read_stream_message
+from services.common.errors import (
+    Conflict,
+    MessageTooLarge,
+    NewerSchema,
+    NotFound,
+    RetryableError,
+    WrongLastSequence,
+)
+from services.common.inbound import read_received, read_stream_message, stop_at_newer_schema
 from services.common.metrics import DEAD_LETTERS
 from services.common.nats_errors import is_wrong_last_sequence, translated
 from services.common.permissions import inbox_prefix
@@ -395,6 +402,7 @@ class Bus:
         received = read_received(subject=raw.subject or subject, sequence=raw.seq or 0, data=raw.data or b"",
                                  headers=raw.headers, component=self.component)
         if isinstance(received, Refused):
+            stop_at_newer_schema(stream, received, subject=subject, sequence=raw.seq or 0, component=self.component)
             raise InvalidEvent(received)
         return received
 
@@ -430,7 +438,7 @@ class Bus:
         end = int(info.state.last_seq)
         if end < start_sequence or info.state.messages == 0:
             return 0
-        state = _Replay(fold, on_invalid, target=end if not filters else None, component=self.component)
+        state = _Replay(stream, fold, on_invalid, target=end if not filters else None, component=self.component)
         config = api.ConsumerConfig(
             deliver_policy=policy,
             opt_start_seq=start_sequence if policy == api.DeliverPolicy.BY_START_SEQUENCE else None,
@@ -478,7 +486,8 @@ class Bus:
     ) -> AsyncIterator[Received]:
         """Every message of ``stream`` (matching ``subjects``) from ``start_sequence`` up to the end
         as it is when the read starts; with ``last_per_subject`` only the newest per subject
-        (the current world of a compacted stream). Invalid bodies go to ``on_invalid``, not the caller.
+        (the current world of a compacted stream). Invalid bodies go to ``on_invalid``, not the caller; an event
+        of a newer schema on a stream that fails closed raises ``NewerSchema`` instead (as ``replay`` does).
 
         ``skim(subject, body)`` first looks at each message: True when it needs nothing of it (see
         ``schemas/events/gist.py``), so the message is not read in full nor yielded — nor is its metadata
@@ -537,6 +546,8 @@ class Bus:
                         continue
                     received = read_stream_message(message, component=self.component)
                     if isinstance(received, Refused):
+                        stop_at_newer_schema(stream, received, subject=message.subject,
+                                             sequence=delivery_position(message).stream, component=self.component)
                         if on_invalid:
                             on_invalid(message, received)
                         continue
@@ -620,8 +631,9 @@ def _outcome_seen(round_trip: asyncio.Future[None]) -> None:
 class _Replay:
     """State of one :meth:`Bus.replay`: folds each message in, notices the end and failures."""
 
-    def __init__(self, fold: Callable[[Received], None], on_invalid: Callable[[Msg, Refused], None] | None,
-                 target: int | None, component: str) -> None:
+    def __init__(self, stream: StreamName, fold: Callable[[Received], None],
+                 on_invalid: Callable[[Msg, Refused], None] | None, target: int | None, component: str) -> None:
+        self.stream = stream
         self.fold = fold
         self.component = component
         self.on_invalid = on_invalid
@@ -644,6 +656,13 @@ class _Replay:
         sequence = metadata.sequence.stream
         received = read_stream_message(message, component=self.component)
         if isinstance(received, Refused):
+            try:
+                stop_at_newer_schema(self.stream, received, subject=message.subject, sequence=sequence,
+                                     component=self.component)
+            except NewerSchema as stop:  # surfaced by replay(): the replay ends before this message
+                self.failure = stop
+                self.done.set()
+                return
             if self.on_invalid:
                 self.on_invalid(message, received)
         else:

@@ -2,7 +2,10 @@
 
 A message whose body is not a valid event goes to the dead-letter stream at once; one whose handler
 keeps failing goes there after ``max_deliver`` attempts. Either way it is terminated so it never
-blocks the stream, and the service keeps running. ``stop()`` lets the message in hand finish,
+blocks the stream, and the service keeps running. An event of a schema version newer than this build's on a
+stream that fails closed is the exception: the consumer stops at it (``NewerSchema``), unacked, for a build that
+reads it; the server redelivers without limit (its ``max_deliver`` is unlimited: the consumer counts a
+handler's failures itself), so no restart of an old build skips it. ``stop()`` lets the message in hand finish,
 naks what was fetched but not started (for immediate redelivery), and returns. While the bus cannot
 answer (a NATS server lost, the durable electing its leader) the consumer waits and binds again, with
 a warning each time, rather than dying of it.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +28,7 @@ from opentelemetry import trace
 from schemas.refusal import Refused
 from services.common.bus import Bus, Received
 from services.common.errors import ConnectionClosed, NotFound, RequestTimeout, RetryableError
-from services.common.inbound import read_stream_message
+from services.common.inbound import read_stream_message, stop_at_newer_schema
 from services.common.nats_errors import translated
 from services.common.subjects import DurableSpec, StreamName
 from services.common.supervision import Backoff
@@ -34,6 +38,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Received], Awaitable[None]]
 
+#: The server's redelivery bound: none (the consumer dead-letters a message whose handler failed ``max_deliver``
+#: times itself; one it stopped at, or never finished, must come again however often the process restarts).
+UNLIMITED = -1
 #: Pauses while the durable cannot be reached (0.1 s doubling to 5 s).
 RETRY_BACKOFF = Backoff(limit=5.0)
 
@@ -52,12 +59,12 @@ class ConsumerSpec:
 
 def durable_config(durable: DurableSpec, *, start_sequence: int) -> api.ConsumerConfig:
     """How a durable consumer is created (by the administrative step, or by its owner when missing):
-    delivering from ``start_sequence``, acked one by one, redelivered at most ``max_deliver`` times."""
+    delivering from ``start_sequence``, acked one by one, redelivered until acked or terminated."""
     spec = ConsumerSpec(durable.stream, durable.name, durable.subjects)
     return api.ConsumerConfig(
         name=durable.name, durable_name=durable.name, ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_sequence,
-        max_deliver=spec.max_deliver, ack_wait=spec.ack_wait, filter_subjects=list(durable.subjects),
+        max_deliver=UNLIMITED, ack_wait=spec.ack_wait, filter_subjects=list(durable.subjects),
         max_ack_pending=max(spec.batch * 10, 1000),
     )
 
@@ -70,6 +77,19 @@ async def durable_ack_floor(bus: Bus, durable: DurableSpec) -> int | None:
     except NotFound:
         return None
     return int(info.ack_floor.stream_seq if info.ack_floor else 0)
+
+
+async def unbound_redelivery(bus: Bus, durable: DurableSpec) -> bool:
+    """Give an existing ``durable`` made by an earlier release (redelivered at most 5 times by the server) the
+    unlimited redelivery this one wants, its position kept; True when it changed it."""
+    with translated(f"consumer info {durable.stream.value}/{durable.name}"):
+        info = await bus.js.consumer_info(durable.stream.value, durable.name)
+    if info.config.max_deliver == UNLIMITED:
+        return False
+    config = dataclasses.replace(info.config, max_deliver=UNLIMITED)
+    with translated(f"update consumer {durable.stream.value}/{durable.name}"):
+        await bus.js.add_consumer(durable.stream.value, config)
+    return True
 
 
 async def create_durable(bus: Bus, durable: DurableSpec, *, start_sequence: int) -> None:
@@ -104,7 +124,7 @@ class Consumer:
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
-            max_deliver=spec.max_deliver,
+            max_deliver=UNLIMITED,
             ack_wait=spec.ack_wait,
             filter_subjects=list(spec.subjects) or None,
             max_ack_pending=max(spec.batch * 10, 1000),
@@ -166,6 +186,9 @@ class Consumer:
         metadata = message.metadata
         received = read_stream_message(message, component=self._bus.component)
         if isinstance(received, Refused):
+            # an event of a newer schema raises NewerSchema: neither acked nor dead-lettered, the consumer stops
+            stop_at_newer_schema(self._spec.stream, received, subject=message.subject,
+                                 sequence=metadata.sequence.stream, component=self._bus.component)
             await self._dead_letter(message, f"invalid event: {received}")
             return
         envelope = received.envelope

@@ -9,6 +9,9 @@
   message too large).
 - :class:`ConnectionClosed`: stop (this process closed its connection: it is shutting down).
 
+Apart from these, :class:`NewerSchema` is handled by no caller: a reader that meets an event this build cannot
+read stops there, and supervision fails the probes with the reason.
+
 Client libraries' errors are mapped to these once, where the client is called: nats-py's in
 :mod:`services.common.nats_errors`, the Kubernetes client's by the watcher's API wrapper
 (:mod:`services.watcher.status.objects`). Callers catch only these.
@@ -72,3 +75,35 @@ class MessageTooLarge(Invalid):
 
 class ConnectionClosed(MetalbusError):
     """This process closed the connection (it is shutting down): stop, nothing on it works again."""
+
+
+class NewerSchema(Exception):
+    """A stream only metalbus's own components write holds an event of a schema version this build does not
+    understand (``StreamSpec.fails_closed``). Not a :class:`MetalbusError` on purpose: nothing retries or skips
+    it. The reader stops at the event (neither skipped nor dead-lettered), and the task that read it fails the
+    probes with this reason (``services.common.supervision``) until a build that reads it replaces this one."""
+
+    def __init__(self, stream: str, sequence: int, subject: str, detail: str) -> None:
+        super().__init__(f"{stream} sequence {sequence} ({subject[:200]}): {detail}: this build stops here "
+                         "rather than skip it; upgrade it")
+        self.stream = stream
+        self.sequence = sequence
+        self.subject = subject
+
+
+def newer_schema_in(error: BaseException) -> NewerSchema | None:
+    """The :class:`NewerSchema` ``error`` is or holds (in an exception group, or as its cause), if any."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NewerSchema):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+    return None

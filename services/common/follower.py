@@ -38,9 +38,9 @@ from prometheus_client import Counter, Gauge
 
 from schemas.refusal import Refused
 from services.common.bus import Bus, Received, delivery_position, filtered_consumer_name
-from services.common.errors import MetalbusError
+from services.common.errors import MetalbusError, NewerSchema
 from services.common.health import Health
-from services.common.inbound import read_stream_message
+from services.common.inbound import read_stream_message, stop_at_newer_schema
 from services.common.nats_errors import translated
 from services.common.subjects import StreamName
 from services.common.subscription import Subscription
@@ -171,6 +171,16 @@ class Follower:
                 continue
             read = read_stream_message(message, component=self._bus.component)
             if isinstance(read, Refused):
+                try:
+                    stop_at_newer_schema(self._stream, read, subject=message.subject, sequence=sequence,
+                                         component=self._bus.component)
+                except NewerSchema:
+                    # stop at it, kept first in line: what came before is handed out, each later fetch raises
+                    self._buffer.appendleft(message)
+                    self.next_sequence = sequence
+                    if not received:
+                        raise
+                    break
                 if self._on_invalid:
                     self._on_invalid(message, read)
                 continue

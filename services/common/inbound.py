@@ -7,8 +7,9 @@
 
 Each answers the value or a ``Refused`` with the reason, never raises, and counts what it refuses in
 ``metalbus_inputs_refused_total{component,reason}``; the caller only chooses between dropping the
-message and dead-lettering it. A refused trace context is counted and ignored: the message is still
-handled, in a trace of its own.
+message and dead-lettering it — except for an event of a newer schema on a stream that fails closed, which
+:func:`stop_at_newer_schema` turns into a stop (every reader calls it first). A refused trace context is
+counted and ignored: the message is still handled, in a trace of its own.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from schemas.advisories import ClientDisconnected
 from schemas.events import AnnouncerHeartbeat
 from schemas.events.codec import read_envelope
 from schemas.refusal import DropReason, Refused
-from services.common.metrics import INPUTS_REFUSED
+from services.common.errors import NewerSchema
+from services.common.metrics import INPUTS_REFUSED, STOPPED_ON_NEWER_SCHEMA
 from services.common.records import Received
-from services.common.subjects import CONNECTIONS_CLOSED, read_heartbeat_subject
+from services.common.subjects import CONNECTIONS_CLOSED, StreamName, read_heartbeat_subject, stream_spec
 from services.common.tracing import TRACE_CONTEXT_HEADERS, read_trace_context
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,20 @@ def read_stream_message(message: Msg, *, component: str) -> Received | Refused:
         num_delivered=metadata.num_delivered,
         time=metadata.timestamp,
     )
+
+
+def stop_at_newer_schema(stream: StreamName, refusal: Refused, *, subject: str, sequence: int,
+                         component: str) -> None:
+    """Raise :class:`NewerSchema` when ``refusal`` is an event of a newer schema than this build's on a stream
+    that fails closed (``StreamSpec.fails_closed``): the reader stops at it, loudly (an error logged, the
+    gauge ``metalbus_stopped_on_newer_schema`` set), rather than skip or dead-letter it. Anything else
+    returns, for the caller to drop or dead-letter as before."""
+    if refusal.reason is not DropReason.NEWER_SCHEMA or not stream_spec(stream).fails_closed:
+        return
+    stop = NewerSchema(stream.value, sequence, subject, refusal.message)
+    STOPPED_ON_NEWER_SCHEMA.labels(component=component, stream=stream.value).set(1)
+    log.error("reader stopped at a newer schema component=%s %s", component, stop)
+    raise stop
 
 
 def read_heartbeat(subject: str, data: bytes, *, component: str) -> AnnouncerHeartbeat | Refused:

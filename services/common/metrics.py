@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar, cast
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import Collector
 
 DEAD_LETTERS = Counter(
@@ -17,6 +17,12 @@ INPUTS_REFUSED = Counter(
     "Inputs a decoder refused (message bodies, subjects, trace headers, Kubernetes objects), by why; "
     "the message or object is dropped or dead-lettered, a refused trace header is ignored",
     ["component", "reason"],
+)
+STOPPED_ON_NEWER_SCHEMA = Gauge(
+    "metalbus_stopped_on_newer_schema",
+    "1 while a reader of this process stands stopped at an event of a schema version this build does not "
+    "understand (it neither skips nor dead-letters it: upgrade the component)",
+    ["component", "stream"],
 )
 
 TASK_FAILURES = Counter(

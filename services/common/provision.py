@@ -12,7 +12,7 @@ import contextlib
 import logging
 
 from services.common.bus import Bus, BusSettings, stream_config
-from services.common.consumer import create_durable, durable_ack_floor
+from services.common.consumer import create_durable, durable_ack_floor, unbound_redelivery
 from services.common.errors import Conflict, RetryableError
 from services.common.health import Health
 from services.common.lease import lease_bucket
@@ -37,6 +37,9 @@ async def provision(bus: Bus) -> None:
         if await durable_ack_floor(bus, durable) is None:
             await create_durable(bus, durable, start_sequence=await bus.last_sequence(durable.stream) + 1)
             log.info("durable consumer created stream=%s durable=%s", durable.stream.value, durable.name)
+        elif await unbound_redelivery(bus, durable):
+            log.info("durable consumer upgraded stream=%s durable=%s redelivery=unlimited", durable.stream.value,
+                     durable.name)
     for lease in LEASES.values():
         await lease_bucket(bus, lease)
 

@@ -144,6 +144,11 @@ class StreamSpec:
     #: No message can be deleted and the stream cannot be purged through the API (decision and
     #: observation logs).
     sealed_history: bool = False
+    #: Written by metalbus's own components alone, and every reader needs every message: a reader meeting an
+    #: event of a schema version it does not understand stops there (``NewerSchema``), never skips it. A
+    #: stream nodes write (``ANNOUNCE``) does not: a node's report of a newer version is refused for that node
+    #: alone, or any one node could stop every reader.
+    fails_closed: bool = False
 
 
 K8S_PREFIX = "k8s"
@@ -167,6 +172,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         per_subject=1,
         max_bytes=256 * MIB,
         sealed_history=True,
+        fails_closed=True,
     ),
     StreamSpec(
         name=StreamName.SECRETS,
@@ -175,6 +181,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         per_subject=1,
         max_bytes=16 * MIB,
         sealed_history=True,
+        fails_closed=True,
     ),
     StreamSpec(
         name=StreamName.IPAM,
@@ -188,6 +195,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         duplicate_window_seconds=5.0,
         max_bytes=512 * MIB,
         sealed_history=True,
+        fails_closed=True,
     ),
     StreamSpec(
         name=StreamName.ANNOUNCE,

@@ -15,6 +15,10 @@ counted in ``metalbus_task_failures_total{component,task}``; then what the site 
 - ``REPORT``: a one-shot job (a check, a dead letter) whose next trigger does the work again; logged and
   counted, nothing else.
 
+A reader stopped at an event of a newer schema (``NewerSchema``, see ``services.common.inbound``) fails the
+probes whatever its task's policy: restarting it would stop at the same event again, and going on without it
+would skip it. The probes say which stream, sequence and event; a build that reads it is the cure.
+
 The process's component, health and stopping event come from ``supervise_process`` (the runtime calls it
 once); tasks created later inherit them through a context variable, so no constructor has to carry them.
 """
@@ -31,6 +35,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Self
 
+from services.common.errors import newer_schema_in
 from services.common.health import Health
 from services.common.metrics import TASK_FAILURES
 
@@ -125,6 +130,8 @@ async def watch(run: Run, *, name: str, on_failure: OnFailure, backoff: Backoff 
         except TaskFailed:
             raise  # a vital task inside already failed the probes: nothing to restart here
         except Exception as error:
+            if newer_schema_in(error) is not None and on_failure is OnFailure.RESTART:
+                on_failure = OnFailure.FAIL_PROBES  # a restart would only stop at the same event again
             if on_failure is OnFailure.RESTART and not process.is_stopping:
                 failures = backoff.failures_in_a_row(failures, ran_for=loop.time() - started)
                 process.report(name, error, on_failure, retry_in=backoff.delay(failures))

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from services.common.errors import NewerSchema
 from services.common.health import Health
 from services.common.supervision import (
     Backoff,
@@ -152,3 +153,31 @@ async def test_nothing_restarts_once_the_service_stops() -> None:
 
     await run_in(in_unit(health, stopping), work)
     assert runs == [1]
+
+
+async def test_a_loop_stopped_at_a_newer_schema_is_not_restarted_but_fails_the_probes_with_the_event() -> None:
+    """Restarting a reader stopped at an event it cannot read would stop at it again (or, worse, skip it): the
+    probes say which stream, sequence and event instead, for the operator to upgrade the component."""
+    health, stopping = Health(), asyncio.Event()
+    health.set_ready("starting", True)
+    runs: list[int] = []
+
+    async def reader() -> None:
+        runs.append(len(runs))
+        stop = NewerSchema("IPAM", 812, "ipam.placement.10%2E0%2E0%2E1", "L2PlacementDecided schema version 9 "
+                           "is newer than the 1 this build understands")
+        async with asyncio.TaskGroup() as group:  # found inside an exception group too
+            group.create_task(asyncio.sleep(0))
+            raise stop
+
+    async def work() -> None:
+        async with Supervisor(backoff=QUICK) as tasks:
+            tasks.start("follow", reader, on_failure=OnFailure.RESTART)
+            await asyncio.Event().wait()
+
+    with pytest.raises(TaskFailed):
+        await run_in(in_unit(health, stopping), work)
+    assert runs == [0]
+    ready, reasons = health.readiness()
+    assert not ready and "IPAM sequence 812" in reasons[0] and "schema version 9" in reasons[0]
+    assert "upgrade it" in reasons[0]

@@ -21,6 +21,7 @@ import watchfiles
 
 from schemas.events import CONFIG_KINDS, ObjectKind
 from services.common.bus import Bus
+from services.common.errors import newer_schema_in
 from services.watcher.files.documents import (
     CONFIG_RESOURCES,
     Document,
@@ -210,6 +211,8 @@ class DirectorySource:
                 ):
                     await self.sync()
             except Exception as error:  # a bus failure: re-read the stream and the directory
+                if (stop := newer_schema_in(error)) is not None:
+                    raise stop from error  # the stream holds what this build cannot read: stop (supervision)
                 log.warning("directory source failed error=%r retry_in_s=%.1f", error, retry)
                 self.synced.clear()
                 with contextlib.suppress(TimeoutError):

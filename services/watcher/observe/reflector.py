@@ -25,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from services.common.aio import in_slices
 from services.common.bus import Bus
+from services.common.errors import newer_schema_in
 from services.watcher.observe import metrics
 from services.watcher.observe.oversized import WarnOversized
 from services.watcher.observe.projection import Projection
@@ -158,6 +159,8 @@ class Reflector:
                 reason = relist.reason
                 log.info("relisting resource=%s reason=%s", self.spec.name, reason)
             except Exception as error:  # any failure: back off and relist
+                if (stop := newer_schema_in(error)) is not None:
+                    raise stop from error  # the stream holds what this build cannot read: stop (supervision)
                 reason = "error"
                 delay = backoff.next()
                 log.warning("reflector failed resource=%s error=%r retry_in_s=%.1f", self.spec.name, error, delay)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -11,8 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from schemas.events import AllocationFailureReason, ConfigurationEvaluated, ObjectKind
+from schemas.events.codec import encode, wrap
 from services.common.bus import Bus, BusSettings
-from services.common.errors import RetryableError
+from services.common.errors import RetryableError, newer_schema_in
 from services.common.follower import Follower
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
@@ -50,11 +52,15 @@ class Running:
         self._task = asyncio.create_task(replica.run(self._stopping))
 
     async def stop(self) -> None:
-        if self._task.done():
-            return
-        self._stopping.set()
-        await asyncio.wait_for(self._task, 10)
+        if not self._task.done():
+            self._stopping.set()
+            await asyncio.wait_for(self._task, 10)
         await self.bus.close()
+
+    async def ended(self) -> BaseException | None:
+        """How ``run`` ended on its own (without ``stop``): None, or what it raised."""
+        await async_wait_until(self._task.done, what="the replica to stop")
+        return self._task.exception()
 
 
 @contextlib.asynccontextmanager
@@ -120,6 +126,37 @@ async def test_malformed_and_invalid_input_fail_alone(bus: Bus, nats_server: Emb
         assert not evaluated.event.valid
         assert any("not-a-cidr" in problem.message for problem in evaluated.event.problems)
         await async_wait_until(lambda: _dead_letters(bus, 1), what="the malformed message dead-lettered")
+
+
+def newer_release(data: bytes) -> bytes:
+    """The same event as a release newer than this build would write it."""
+    body = json.loads(data)
+    return json.dumps({**body, "schema_version": body["schema_version"] + 1}).encode()
+
+
+async def test_a_replica_stops_at_an_event_newer_than_it_reads_rather_than_decide_or_replay_without_it(
+    bus: Bus, nats_server: EmbeddedNats
+) -> None:
+    """A newer release's observation stops the active replica where it stands (nothing observed after it is
+    decided on a world missing it); a newer release's allocation stops the replay that would forget it."""
+    await observe(bus, [pool("lan", "192.168.10.0/24"), service("web")])
+    async with replica(nats_server.url, "a") as active:
+        await async_wait_until(lambda: _count(bus, 1), what="web's allocation")
+        api = service("api")
+        await bus.js.publish(observed_subject(api), newer_release(encode(wrap(api, producer="watcher/next"))))
+        await observe(bus, [service("db")])
+        stopped = newer_schema_in(await active.ended() or RuntimeError("ended cleanly"))
+        assert stopped is not None and stopped.stream == "K8S"
+        assert "ServiceObserved schema version" in str(stopped)
+    assert list(await allocations(bus)) == ["default/web"]
+    # the newest allocation of web as the next release writes it: a replay must not forget it
+    web = await bus.js.get_last_msg(StreamName.IPAM.value, ipam_allocation_subject("default", "web"))
+    assert web.data is not None
+    await bus.js.publish(ipam_allocation_subject("default", "web"), newer_release(web.data))
+    async with replica(nats_server.url, "b") as restarted:
+        stopped = newer_schema_in(await restarted.ended() or RuntimeError("ended cleanly"))
+        assert stopped is not None and stopped.stream == "IPAM" and not restarted.replica.loaded.is_set()
+    assert await _dead_letters(bus, 0)
 
 
 async def test_restart_mid_stream_keeps_every_address(bus: Bus, nats_server: EmbeddedNats) -> None:
