@@ -37,9 +37,11 @@ from schemas.events.decisions import (
 )
 from schemas.events.observed import (
     CONFIG_KINDS,
+    DECISION_KINDS,
     BGPPeerPasswordObserved,
     ConfigObjectObserved,
     EndpointsObserved,
+    KindListed,
     KubeProxyObserved,
     NamespaceObserved,
     NodeAddress,
@@ -70,6 +72,7 @@ AnyEvent = Annotated[
         BGPPeerPasswordObserved,
         KubeProxyObserved,
         ObjectDeleted,
+        KindListed,
         IPAllocated,
         IPReleased,
         AllocationFailed,
@@ -100,6 +103,7 @@ class Envelope(EnvelopeHeader):
 
 __all__ = [
     "CONFIG_KINDS",
+    "DECISION_KINDS",
     "EVENT_TYPES",
     "AllocationFailed",
     "AllocationFailureReason",
@@ -129,6 +133,7 @@ __all__ = [
     "IPAllocated",
     "IPReleased",
     "InForceSlot",
+    "KindListed",
     "KubeProxyObserved",
     "L2PlacementCleared",
     "L2PlacementDecided",

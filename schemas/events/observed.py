@@ -173,3 +173,24 @@ class ObjectDeleted(Event):
     namespace: str = ""
     name: str
     uid: str = ""
+
+
+#: The kinds ipam decides from. Once the ``K8S`` stream carries any list mark (``KindListed``), ipam decides
+#: only while every one of these is marked complete.
+DECISION_KINDS: frozenset[ObjectKind] = frozenset(
+    {ObjectKind.SERVICE, ObjectKind.ENDPOINTS, ObjectKind.NODE, ObjectKind.NAMESPACE, *CONFIG_KINDS.values()}
+)
+
+
+class KindListed(Event):
+    """The watcher's mark on ``K8S`` (its subject ``k8s.listed.<kind>`` keeps the newest). ``complete``: the
+    stream holds the whole list of ``kind`` as of ``resource_version`` — every listed object published, every
+    subject the list lacks tombstoned. Not ``complete``: the stream lost what it held of the kind (a new
+    stream, a purge, a restore) and a list has begun; nothing may be decided from the kind until the mark
+    says complete again."""
+
+    type: Literal["KindListed"] = "KindListed"
+    kind: ObjectKind
+    complete: bool
+    resource_version: str = ""
+    objects: int = Field(default=0, ge=0, description="objects in the list (0 when not complete)")

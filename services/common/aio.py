@@ -35,6 +35,21 @@ async def first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, objec
     return work_task.result()
 
 
+async def cancellable(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` so that a cancellation of the caller always lands. Python 3.11's ``asyncio.wait_for``, which
+    nats-py's requests use, loses a cancellation that comes just as the reply does, and the caller then runs on
+    (a term of leadership over, a reflector that never ends). ``work`` runs as a task of its own behind a
+    shield: a cancelled caller stops waiting at once, and ``work`` finishes unwatched (its outcome dropped)."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_outcome_dropped)
+    return await asyncio.shield(task)
+
+
+def _outcome_dropped(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a caller cancelled meanwhile no longer wants it
+
+
 async def off_loop(work: Callable[[], T], *, name: str) -> T:
     """Run CPU-bound ``work`` on a daemon thread of its own and await its result.
 

@@ -90,7 +90,8 @@ def stop_at_newer_schema(stream: StreamName, refusal: Refused, *, subject: str, 
         return
     stop = NewerSchema(stream.value, sequence, subject, refusal.message)
     STOPPED_ON_NEWER_SCHEMA.labels(component=component, stream=stream.value).set(1)
-    log.error("reader stopped at a newer schema component=%s %s", component, stop)
+    log.error("reader stopped at a newer schema component=%s stream=%s sequence=%d subject=%s detail=%s",
+              component, stream.value, sequence, subject[:200], refusal.message)
     raise stop
 
 

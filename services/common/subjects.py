@@ -22,6 +22,7 @@ from schemas.events import (
     ConfigObjectObserved,
     EndpointsObserved,
     Event,
+    KindListed,
     KubeProxyObserved,
     NamespaceObserved,
     NodeObserved,
@@ -155,6 +156,8 @@ K8S_PREFIX = "k8s"
 IPAM_PREFIX = "ipam"
 ANNOUNCE_PREFIX = "announce"
 DEAD_LETTER_PREFIX = "deadletter"
+#: ``K8S`` subjects of the watcher's list marks (``KindListed``), one per kind: ``k8s.listed.<kind>``.
+K8S_LISTED_PREFIX = f"{K8S_PREFIX}.listed"
 HEARTBEAT_PREFIX = "heartbeat"
 
 DAY = 86400.0
@@ -167,7 +170,8 @@ SECRET_KINDS = frozenset({ObjectKind.SECRET, ObjectKind.BGP_PEER_PASSWORD})
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(
         name=StreamName.K8S,
-        subjects=tuple(f"{K8S_PREFIX}.{kind.value}.>" for kind in ObjectKind if kind not in SECRET_KINDS),
+        subjects=(*(f"{K8S_PREFIX}.{kind.value}.>" for kind in ObjectKind if kind not in SECRET_KINDS),
+                  f"{K8S_LISTED_PREFIX}.*"),
         description="observed Kubernetes state, last value per object, deletions as tombstones",
         per_subject=1,
         max_bytes=256 * MIB,
@@ -284,7 +288,14 @@ def observed_subject(event: Event) -> str:
         return k8s_subject(ObjectKind.KUBE_PROXY, event.ref.namespace, event.ref.name)
     if isinstance(event, ObjectDeleted):
         return k8s_subject(event.kind, event.namespace, event.name)
+    if isinstance(event, KindListed):
+        return k8s_listed_subject(event.kind)
     raise ValueError(f"{type(event).__name__} is not an observed event")
+
+
+def k8s_listed_subject(kind: ObjectKind) -> str:
+    """Where the watcher marks the list of ``kind`` begun or complete (``KindListed``)."""
+    return f"{K8S_LISTED_PREFIX}.{kind.value}"
 
 
 def k8s_kind_filter(kind: ObjectKind) -> str:

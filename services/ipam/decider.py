@@ -40,7 +40,7 @@ from services.ipam.core.requests import parse_ip
 from services.ipam.layer2 import Layer2
 from services.ipam.ledger import Ledger, apply
 from services.ipam.warm_allocator import WarmAllocator
-from services.ipam.world import Touched, World
+from services.ipam.world import Touched, World, incomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,9 @@ class Decider:
         #: observed configuration and the one in force it was built for.
         self._warm_allocator: WarmAllocator | None = None
         self._warm_for: tuple[str, str] = ("", "")
+        #: Why the world cannot be decided on now (``world.incomplete``): while set, observations are folded
+        #: and nothing is decided; the observation that completes the world re-adopts and decides it whole.
+        self.waiting_for: str | None = None
 
     # --- loading (any replica) --------------------------------------------------------------
 
@@ -148,8 +151,15 @@ class Decider:
 
     def adopt(self) -> None:
         """The allocation half of ``activate``; its events wait for ``start_placing`` (the shell
-        listens to the announcers meanwhile)."""
+        listens to the announcers meanwhile). On an incomplete world it does nothing but say so
+        (``waiting_for``): nothing is released, allocated or recorded until the world is complete.
+
+        Services whose status shows addresses are decided before the others, so that after a loss of the
+        decisions (or coming from MetalLB) each keeps what it shows before anything new is allocated."""
         self._configuration_changed = self._nodes_changed = False  # evaluated below with everything observed
+        self.waiting_for = self._incomplete()
+        if self.waiting_for is not None:
+            return
         self.configuration = self._recorded_configuration()
         warm, self._warm_allocator = self._warm_allocator, None
         adopted: dict[core.ServiceKey, core.ServiceRequest] = {}
@@ -168,10 +178,10 @@ class Decider:
         self._parsed = dict[core.ServiceKey, core.ParsedService](adopted)
         try:
             doomed = self._readopt(skip=adopted.keys())
-            for key in doomed:
+            for key in sorted(doomed, key=self._shown_first):
                 self._reconcile(key)
             # a failure whose Service went meanwhile is withdrawn; a quiet adoption would decide nothing
-            for key in sorted(self.world.services.keys() - quiet | self.ledger.failures.keys()):
+            for key in sorted(self.world.services.keys() - quiet | self.ledger.failures.keys(), key=self._shown_first):
                 self._reconcile(key)
         finally:
             self._parsed = None
@@ -181,6 +191,8 @@ class Decider:
         placement, pool usage, and what ``adopt`` decided."""
         if live is not None:
             self.layer2.set_live(live)
+        if self.waiting_for is not None:
+            return []
         self.layer2.activate(self.configuration.objects)
         self.bgp.activate(self.configuration.objects)
         self._place()
@@ -197,6 +209,8 @@ class Decider:
         or Nodes is evaluated once, not once per object (each Node rebuilds the L2 topology: at 5 000 nodes
         a list of them decided one by one was minutes of work)."""
         change = self.world.apply(event)
+        if self.waiting_for is not None or change.listing:
+            return self._while_listing(change)
         if change.configuration and defer_to_batch:
             self._configuration_cause = cause
             self._configuration_changed = True
@@ -221,8 +235,31 @@ class Decider:
         self._cause = None
         return outgoing + self._drain()
 
+    def _while_listing(self, change: Touched) -> list[Outgoing]:
+        """An observation while the world is incomplete, or a list mark: folded; decided only once the
+        world is complete, and then whole (re-adopted and placed, as on taking over)."""
+        self.layer2.touch(change)
+        self.bgp.touch(change)
+        reason = self._incomplete()
+        if reason is not None or self.waiting_for is None:
+            self.waiting_for = reason
+            return []
+        self.adopt()
+        return self.start_placing()
+
+    def _incomplete(self) -> str | None:
+        ledger = self.ledger
+        return incomplete(self.world, decided_before=bool(ledger.allocations or ledger.in_force.objects))
+
+    def _shown_first(self, key: core.ServiceKey) -> tuple[bool, str]:
+        """Services whose status shows addresses first (they keep them), then by key."""
+        service = self.world.services.get(key)
+        return (service is None or not service.ingress_ips, key)
+
     def decide_configuration(self) -> list[Outgoing]:
         """Decide the configuration and Node changes deferred by ``observe`` (nothing if there are none)."""
+        if self.waiting_for is not None:
+            return []
         nodes_changed, self._nodes_changed = self._nodes_changed, False
         if nodes_changed and not self._configuration_changed and self._node_verdict_changed():
             self._configuration_changed = True  # judged again: the nodes advertisements select changed
@@ -243,8 +280,11 @@ class Decider:
         return self._drain()
 
     def set_live_nodes(self, live: frozenset[str]) -> list[Outgoing]:
-        """The nodes whose announcers are live now; placements they change (none before activation)."""
+        """The nodes whose announcers are live now; placements they change (none before activation, nor
+        while the world is incomplete)."""
         self.layer2.set_live(live)
+        if self.waiting_for is not None:
+            return []
         self._place()
         return self._drain()
 
@@ -252,7 +292,8 @@ class Decider:
         """Pool usage where it changed: once per batch of observations, not per event (deferred
         configuration changes are decided first)."""
         outgoing = self.decide_configuration()
-        self._report_usage()
+        if self.waiting_for is None:
+            self._report_usage()
         return outgoing + self._drain()
 
     def observe_many(self, observations: Iterable[tuple[Event, EventId | None]]) -> list[Outgoing]:

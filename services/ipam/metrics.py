@@ -13,6 +13,10 @@ ADDRESSES_IN_USE = Gauge(
 )
 ADDRESSES_TOTAL = Gauge("metallb_allocator_addresses_total", "Number of usable IP addresses, per pool", ["pool"])
 ACTIVE = Gauge("metalbus_ipam_active", "1 while this replica is the one deciding")
+WAITING_FOR_WORLD = Gauge(
+    "metalbus_ipam_waiting_for_world",
+    "1 while the active replica decides nothing because K8S does not hold the watcher's complete lists",
+)
 DECISIONS = Counter("metalbus_ipam_decisions_total", "Decisions appended to the IPAM stream", ["type"])
 INVALID_INPUTS = Counter("metalbus_ipam_invalid_inputs_total", "Observed messages that failed validation")
 DECISION_LATENCY = Histogram(

@@ -106,6 +106,7 @@ class Replica:
         self._stopping = asyncio.Event()  # the one ``run`` is given
         self.liveness = LivenessWatch(bus, backstop=settings.liveness_backstop)
         self._collector = StateCollector()
+        self._waiting_told: str | None = None  # the decider's ``waiting_for`` last told (log, probe, gauge)
         self._warmed = 0.0  # monotonic time of the last ``Decider.warm``
         self._unwarmed = False  # folded or observed something since
         #: Set once the stream history is loaded (readiness) and once active and caught up.
@@ -270,6 +271,7 @@ class Replica:
             live = self.liveness.live
             outgoing = await off_loop(lambda: self.decider.start_placing(live), name="ipam-place")
             placed = time.perf_counter()
+            self._tell_waiting()
             sent = await self._send(outgoing, {})
         if sent is not None and await self._confirm(sent):
             self.activated.set()
@@ -321,6 +323,7 @@ class Replica:
         if batch:
             with self._collector.building():  # what a batch decides is kept (world, ledger, allocator)
                 sent = await self._send(*await off_loop(lambda: self._decide(batch), name="ipam-decide"), batch)
+            self._tell_waiting()
             if sent is None:
                 return
         elif self._unconfirmed is None:
@@ -334,6 +337,20 @@ class Replica:
             await self._step_down("lease lost")
         elif self._world is not None and self._world.not_following_for() > self._settings.follow_patience:
             await self._step_down(f"cannot follow K8S for {self._settings.follow_patience:.0f} s")
+
+    def _tell_waiting(self) -> None:
+        """Say when the decider starts or stops waiting for a complete world: log, readiness, gauge."""
+        reason = self.decider.waiting_for if self.role is Role.ACTIVE else None
+        if reason == self._waiting_told:
+            return
+        self._waiting_told = reason
+        metrics.WAITING_FOR_WORLD.set(0 if reason is None else 1)
+        if self._health is not None:
+            self._health.set_ready("world", reason is None, reason or "")
+        if reason is None:
+            log.info("world complete: deciding again")
+        else:
+            log.warning("deciding nothing reason=%s", reason)
 
     def _following(self) -> bool:
         """Whether both streams are followed live (after the first fetch of each)."""
@@ -479,6 +496,7 @@ class Replica:
         self.role = Role.STANDBY
         metrics.ACTIVE.set(0)
         metrics.report_placements({})
+        self._tell_waiting()  # a standby waits for nothing
         await self._reload()
 
     async def _reload(self) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.events import (
+    DECISION_KINDS,
     ConfigObjectObserved,
     EndpointsObserved,
     Event,
+    KindListed,
     NamespaceObserved,
     NodeObserved,
     ObjectDeleted,
@@ -36,6 +38,8 @@ class Touched:
     placed_services: frozenset[ServiceKey] = frozenset()
     #: Nodes whose labels or conditions may have changed (or that went).
     nodes: frozenset[str] = frozenset()
+    #: A list mark changed: whether the world is complete may have changed.
+    listing: bool = False
 
     def __or__(self, other: Touched) -> Touched:
         return Touched(
@@ -43,10 +47,12 @@ class Touched:
             self.configuration or other.configuration,
             self.placed_services | other.placed_services,
             self.nodes | other.nodes,
+            self.listing or other.listing,
         )
 
 
 NOTHING = Touched()
+LISTING = Touched(listing=True)
 
 
 @dataclass(slots=True)
@@ -56,6 +62,8 @@ class World:
     config: dict[ConfigKey, ConfigObjectObserved] = field(default_factory=dict)
     endpoints: dict[ServiceKey, EndpointsObserved] = field(default_factory=dict)
     nodes: dict[str, NodeObserved] = field(default_factory=dict)
+    #: The watcher's list marks by kind (``KindListed``): how complete the stream says it is.
+    listed: dict[ObjectKind, KindListed] = field(default_factory=dict)
     #: Services per namespace, to find who a namespace label change concerns.
     by_namespace: dict[str, set[ServiceKey]] = field(default_factory=dict)
     #: What is kept is kept compact (repeated values shared): a Service and its endpoints are most of it.
@@ -86,6 +94,9 @@ class World:
             return Touched(configuration=True)
         if isinstance(event, ObjectDeleted):
             return self._delete(event)
+        if isinstance(event, KindListed):
+            self.listed[event.kind] = event
+            return LISTING
         if isinstance(event, SecretObserved):
             return NOTHING
         return NOTHING
@@ -111,3 +122,22 @@ class World:
             self.config.pop((kind, event.namespace, event.name), None)
             return Touched(configuration=True)
         return NOTHING
+
+
+def incomplete(world: World, *, decided_before: bool) -> str | None:
+    """Why deciding on ``world`` now could take back what it merely lacks, or None when it may be decided on.
+
+    Once the stream carries any list mark, every kind ipam decides from (``DECISION_KINDS``) must be marked
+    complete: a mark not complete, or none at all for a kind, is a list under way (after a new stream, a purge
+    or a restore). A stream with no mark at all was written by a watcher that predates them (v0.1.0): it is
+    decided on as that release did — unless it holds nothing while the decisions (``decided_before``) hold
+    allocations or a configuration: the stream was lost, and its watcher has not begun to list it again."""
+    if world.listed:
+        missing = sorted(kind.value for kind in DECISION_KINDS
+                         if (mark := world.listed.get(kind)) is None or not mark.complete)
+        if missing:
+            return f"K8S does not hold the complete lists of {', '.join(missing)} yet (the watcher is listing them)"
+        return None
+    if decided_before and not world.services and not world.config:
+        return "K8S holds no observation while the decisions do: the stream was lost; waiting for the watcher's lists"
+    return None

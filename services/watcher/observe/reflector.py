@@ -27,6 +27,7 @@ from services.common.aio import in_slices
 from services.common.bus import Bus
 from services.common.errors import newer_schema_in
 from services.watcher.observe import metrics
+from services.watcher.observe.marks import mark_complete, marked
 from services.watcher.observe.oversized import WarnOversized
 from services.watcher.observe.projection import Projection
 from services.watcher.observe.publishing import ProjectionPublisher
@@ -110,6 +111,10 @@ class _Poke:
     """Inputs from outside the resource changed (the Secrets BGPPeers reference)."""
 
 
+class _Lost:
+    """The stream lost what it held of the kind (its list mark went): list again."""
+
+
 class Reflector:
     def __init__(
         self,
@@ -130,13 +135,17 @@ class Reflector:
         self._publisher = ProjectionPublisher(
             projection=projection, bus=bus, publish_chunk=settings.publish_chunk, warn=warn
         )
-        self._inbox: asyncio.Queue[Line | Ended | _Poke] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Line | Ended | _Poke | _Lost] = asyncio.Queue()
         self._stream_number = 0
         self._kind = projection.kind.value
 
     def poke(self) -> None:
         """Ask for the projection to be refreshed (callable from the loop, any time)."""
         self._inbox.put_nowait(_Poke())
+
+    def relist(self) -> None:
+        """The stream lost the kind (``marks.watch_marks``): list it again once the watch is read up to here."""
+        self._inbox.put_nowait(_Lost())
 
     async def run(self) -> None:
         """List, reconcile and watch until cancelled; never returns, never raises."""
@@ -208,13 +217,18 @@ class Reflector:
         # compared and published a part at a time: the events of a whole first list (50 000 Services) are
         # never all models at once (the projection keeps Services packed: ``PackedObservation``)
         subjects, published = self._publisher.all_subjects(), 0
+        # A list's publishes carry ids of their own: after a purge or a new stream, the server still remembers
+        # the ids of what was published within its duplicate window and would drop the same ids again.
+        listing = f"list-{time.time_ns():x}"
         await _turn()
         for start in range(0, len(subjects), PUBLISH_PART):
             batch: list[Observation] = []
             await _sliced(self._compare(subjects[start : start + PUBLISH_PART], trigger=version or "absent",
                                         into=batch))
-            await self._publish(batch)
+            await self._publish(batch, msg_id_suffix=listing)
             published += len(batch)
+        if marked(self.projection.kind):
+            await mark_complete(self.bus, self.projection.kind, resource_version=version, objects=listed)
         log.info(
             "listed resource=%s objects=%d stored=%d published=%d version=%s",
             self.spec.name, listed, stored, published, version,
@@ -235,8 +249,8 @@ class Reflector:
     def _changes(self, subjects: Iterable[str], *, trigger: str) -> list[Observation]:
         return self._publisher.changes(subjects, trigger=trigger)
 
-    async def _publish(self, batch: Sequence[Observation]) -> None:
-        await self._publisher.publish(batch)
+    async def _publish(self, batch: Sequence[Observation], *, msg_id_suffix: str = "") -> None:
+        await self._publisher.publish(batch, msg_id_suffix=msg_id_suffix)
 
     # --- watch ----------------------------------------------------------------------------------
 
@@ -293,6 +307,9 @@ class Reflector:
             ended: Ended | None = None
             next_version = version
             for item in items:
+                if isinstance(item, _Lost):
+                    await self._publish(batch)
+                    raise Relist("lost")
                 if isinstance(item, _Poke):
                     # unique per refresh: the references can go back and forth with no change of the resource
                     refresh = f"{next_version}@{time.time_ns():x}"

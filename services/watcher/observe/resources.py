@@ -14,6 +14,7 @@ from services.common.bus import Bus
 from services.common.supervision import OnFailure, Supervisor
 from services.watcher.kube import KubeClients
 from services.watcher.observe import metrics
+from services.watcher.observe.marks import mark_begun, watch_marks
 from services.watcher.observe.oversized import WarnOversized
 from services.watcher.observe.projection import (
     EndpointsProjection,
@@ -71,6 +72,7 @@ class Observers:
     """Every reflector of one leadership term."""
 
     reflectors: list[Reflector]
+    bus: Bus
 
     @property
     def synced(self) -> bool:
@@ -81,12 +83,18 @@ class Observers:
             await reflector.synced.wait()
 
     async def run(self) -> None:
-        """Run every reflector until cancelled. Each RESTARTs (a reflector lists again, then watches), and
-        so does the heap freezer (it waits for the lists again)."""
+        """Mark begun the lists the stream holds no mark of, then run every reflector until cancelled. Each
+        RESTARTs (a reflector lists again, then watches), and so do the heap freezer (it waits for the lists
+        again) and the marks' watch (``marks.py``)."""
+        kinds = [reflector.projection.kind for reflector in self.reflectors]
+        await mark_begun(self.bus, kinds, why="none in the stream at the start of the term")
+        by_kind = {reflector.projection.kind: reflector for reflector in self.reflectors}
         async with Supervisor() as group:
             for reflector in self.reflectors:
                 group.start(f"reflector-{reflector.spec.name}", reflector.run, on_failure=OnFailure.RESTART)
             group.start("observe-freeze", self._freeze_when_synced, on_failure=OnFailure.RESTART)
+            group.start("observe-marks", lambda: watch_marks(self.bus, kinds, lambda kind: by_kind[kind].relist()),
+                        on_failure=OnFailure.RESTART)
 
     async def _freeze_when_synced(self) -> None:
         """Once every initial list is in, move the (long-lived) caches out of the cyclic GC's reach: a
@@ -189,4 +197,4 @@ def build_observers(
     references.listen(secrets.poke)
     states.listen(peers.poke)
     reflectors.append(secrets)
-    return Observers(reflectors)
+    return Observers(reflectors, bus)

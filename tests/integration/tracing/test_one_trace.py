@@ -159,6 +159,9 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
                     # its consumers follow IPAM and ANNOUNCE from here on: what lands later is traced
                     wait_until(lambda: children[WATCHER].logged("status writer running"), timeout=30,
                                what="the watcher's status writer to run")  # fmt: skip
+                    # and every list in: what the test makes next comes by the watches
+                    wait_until(lambda: children[WATCHER].logged('msg="initial lists published"'), timeout=30,
+                               what="the watcher's initial lists")  # fmt: skip
                     yield Pipeline(kube, receiver, children)
                 finally:
                     for name in (WATCHER, IPAM, ANNOUNCER):  # the announcer last: it withdraws while the bus is up
