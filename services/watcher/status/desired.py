@@ -128,6 +128,9 @@ class ServiceTarget:
     pool: str | None = None
     claim: Claim = Claim.SERVED
     strip: tuple[str, ...] = ()
+    #: The allocation's sharing key (``metallb.io/allow-shared-ip``): Services with the same one may show one
+    #: address; two without may not, whatever their decisions say while one of them is on its way.
+    sharing_key: str | None = None
 
     @property
     def forgotten_once_shown(self) -> bool:
@@ -280,7 +283,8 @@ def _allocated(state: StatusState, event: IPAllocated) -> Change:
     ident = (service.namespace, service.name)
     before = state.services.get(ident)
     uid = service.uid or (before.uid if before else "")
-    state.services[ident] = ServiceTarget(service.namespace, service.name, uid, event.ips, event.pool)
+    state.services[ident] = ServiceTarget(service.namespace, service.name, uid, event.ips, event.pool,
+                                          sharing_key=event.sharing_key)
     key = service_key(*ident)
     if before is not None and before.ips == event.ips and before.pool == event.pool:
         return Change(keys=frozenset({key}))  # re-adopted: nothing new to tell

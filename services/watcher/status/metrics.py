@@ -25,6 +25,11 @@ SKIPPED = Counter(
     "Objects that already showed the desired state (no write made)",
     ["kind"],
 )
+HELD_FOR_GIVER = Counter(
+    "metalbus_watcher_status_held_for_giver_total",
+    "Service status writes held back because another Service still shows an address this one takes (the "
+    "giver's status is written first: no two Services that do not share an address ever show it)",
+)
 CONFLICTS = Counter(
     "metalbus_watcher_status_conflicts_total",
     "409 Conflict answers, each followed by a re-read and a retry",

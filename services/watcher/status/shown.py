@@ -54,6 +54,13 @@ def view(obj: Obj) -> ShownService | None:
                         deprecated_pool=annotations.get(DEPRECATED_POOL_ANNOTATION))
 
 
+def shown_ips(shown: ShownService | None) -> list[str]:
+    """The addresses a view shows."""
+    if shown is None:
+        return []
+    return [ip for entry in shown.ingress if isinstance(ip := dict(entry).get("ip"), str) and ip]
+
+
 def _newer(candidate: str, known: str) -> bool:
     """Whether ``candidate`` is a later resourceVersion than ``known``. They are opaque to clients, but
     every API server (etcd's revision) makes them growing integers; anything else counts as newer."""
@@ -67,9 +74,28 @@ class ShownServices:
 
     def __init__(self) -> None:
         self._views: dict[tuple[str, str], ShownService] = {}
+        #: Who shows each address, by the views (an index: the views' ingress IPs).
+        self._showing: dict[str, set[tuple[str, str]]] = {}
 
     def __len__(self) -> int:
         return len(self._views)
+
+    def showing(self, ip: str) -> frozenset[tuple[str, str]]:
+        """The Services (namespace, name) whose view shows ``ip``."""
+        return frozenset(self._showing.get(ip, ()))
+
+    def _put(self, ident: tuple[str, str], shown: ShownService | None) -> None:
+        old = self._views.pop(ident, None)
+        for ip in shown_ips(old):
+            holders = self._showing.get(ip)
+            if holders is not None:
+                holders.discard(ident)
+                if not holders:
+                    del self._showing[ip]
+        if shown is not None:
+            self._views[ident] = shown
+            for ip in shown_ips(shown):
+                self._showing.setdefault(ip, set()).add(ident)
 
     def record(self, obj: Obj) -> None:
         """Remember what ``obj`` (a Service as the API server sent it) shows, unless an older version."""
@@ -78,12 +104,12 @@ class ShownServices:
         shown = view(obj)
         known = self._views.get(ident)
         if shown is None:
-            self._views.pop(ident, None)
+            self._put(ident, None)
         elif known is None or _newer(shown.resource_version, known.resource_version):
-            self._views[ident] = shown
+            self._put(ident, shown)
 
     def forget(self, namespace: str, name: str) -> None:
-        self._views.pop((namespace, name), None)
+        self._put((namespace, name), None)
 
     def get(self, namespace: str, name: str) -> ShownService | None:
         return self._views.get((namespace, name))

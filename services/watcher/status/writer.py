@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -58,6 +59,7 @@ from services.watcher.status.pacing import WriteAnswer, WritePacing
 from services.watcher.status.queueing import WorkQueue, WriteGate
 from services.watcher.status.recorder import EventRecorder
 from services.watcher.status.resync import initial_sync
+from services.watcher.status.shown import shown_ips
 from services.watcher.status.strictarp import log_strict_arp
 from services.watcher.status.transport import transport_for
 
@@ -88,6 +90,8 @@ class StatusWriterSettings:
 
 #: The durable consumers that feed the status writer (defined with every other durable).
 FEEDS = tuple(durable for durable in DURABLES if durable.owner is Component.WATCHER)
+#: How soon a Service held back for another that still shows its new address is looked at again (seconds).
+GIVER_WAIT = 0.05
 
 
 async def run_status_writer(*, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event,
@@ -326,6 +330,32 @@ class StatusWriter:
                 self.queue.done(key)
                 metrics.PENDING.set(len(self.queue))
 
+    def _giver(self, taker: ServiceTarget) -> ObjectKey | None:
+        """A Service Kubernetes shows holding an address ``taker`` is to show, and may not share it with: its
+        status goes first. Either metalbus has decided it no longer holds the address, or the decision saying
+        so is still on its way (both decisions give it the address, without one sharing key). One metalbus
+        has no word on is not waited for."""
+        ident = (taker.namespace, taker.name)
+        for ip in taker.ips:
+            for other in self.converger.shown.showing(ip):
+                theirs = self.state.services.get(other)
+                if other == ident or theirs is None:
+                    continue
+                shares = taker.sharing_key is not None and theirs.sharing_key == taker.sharing_key
+                if ip not in theirs.ips or not shares:
+                    return service_key(*other)
+        return None
+
+    def _giving_only(self, desired: ServiceTarget) -> ServiceTarget | None:
+        """``desired`` without the addresses it is to take: what it shows and keeps; None when that gives
+        nothing away (it would write nothing)."""
+        shown = self.converger.shown.get(desired.namespace, desired.name)
+        showing = set(shown_ips(shown))
+        kept = tuple(ip for ip in desired.ips if ip in showing)
+        if set(kept) == showing:
+            return None
+        return dataclasses.replace(desired, ips=kept, pool=desired.pool if kept else None)
+
     async def write(self, key: ObjectKey, since: float | None) -> None:
         origin = self._origins.pop(key, None)
         desired = target(self.state, key)
@@ -335,6 +365,17 @@ class StatusWriter:
         if key.kind is not TargetKind.SERVICE and self._written.get(key) == desired and key not in self._doubted:
             metrics.SKIPPED.labels(kind).inc()  # Services are always compared: they are the contract
             return
+        if isinstance(desired, ServiceTarget) and (giver := self._giver(desired)) is not None:
+            # another Service still shows an address this one takes: its status is written first, so that no
+            # two Services that do not share an address ever show it, not even for a moment. Meanwhile this
+            # one gives up at once what it gives away (two Services trading addresses wait for nobody).
+            metrics.HELD_FOR_GIVER.inc()
+            self.queue.put(giver)
+            self.queue.put_later(key, since, GIVER_WAIT)
+            held = self._giving_only(desired)
+            if held is None:
+                return
+            desired = held
         self._doubted.discard(key)  # this write reads the object: a change seen from now on doubts it again
         parent = trace.set_span_in_context(trace.NonRecordingSpan(origin)) if origin is not None else None
         await self.gate.acquire()
