@@ -3,7 +3,8 @@
 A candidate takes the Lease when nobody holds it or when the holder's record has not changed for a
 whole lease duration (measured on our own clock from when we saw it change, so clock skew between
 replicas does not matter). The holder renews it every ``renew_every``; when it cannot renew for
-``renew_deadline`` (shorter than the duration) it gives up before anybody else may take over.
+``renew_deadline`` (shorter than the duration) it gives up before anybody else may take over; a renewal the API
+server leaves unanswered is cut off at that deadline, so no renewal outlasts the Lease.
 Every write carries the resourceVersion it read: a 409 Conflict means someone else wrote first.
 A graceful stop releases the Lease (empty holder) so the other replica takes over at once.
 
@@ -195,17 +196,31 @@ class LeaderElector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(term.wait(), self.settings.renew_every)
                 return
-            attempt = await self.try_acquire_or_renew()
-            if attempt is Attempt.FAILED:  # a conflict or an error: read again at once, once
-                attempt = await self.try_acquire_or_renew()
+            attempt = await self._renewal(deadline=last_renewed + self.settings.renew_deadline)
             if attempt is Attempt.HELD:
                 last_renewed = self._clock()
             elif attempt is Attempt.TAKEN:
                 log.warning("lease taken by another replica identity=%s", self.identity)
                 return
-            elif self._clock() - last_renewed > self.settings.renew_deadline:
+            elif self._clock() - last_renewed >= self.settings.renew_deadline:
                 log.warning("lease not renewed in time, stepping down identity=%s", self.identity)
                 return
+
+    async def _renewal(self, *, deadline: float) -> Attempt:
+        """One renewal (after a conflict or an error, read again at once, once), cut off at ``deadline``: however
+        long the API server takes to answer (two calls of up to 5 s each, twice), leadership is given up by the
+        renew deadline, before the Lease can expire for the other replica."""
+        async def renew() -> Attempt:
+            attempt = await self.try_acquire_or_renew()
+            if attempt is Attempt.FAILED:
+                attempt = await self.try_acquire_or_renew()
+            return attempt
+
+        try:
+            return await asyncio.wait_for(renew(), max(0.0, deadline - self._clock()))
+        except TimeoutError:
+            log.warning("lease renewal unanswered by the renew deadline identity=%s", self.identity)
+            return Attempt.FAILED
 
 
 async def _wait_or_stop(stopping: asyncio.Event, seconds: float) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes import client
 
@@ -118,3 +120,51 @@ async def test_a_conflict_on_renewal_is_read_again_and_leadership_kept(kube_api:
             what="a renewal after the conflict",
         )
         assert a.terms == [True] and a.working
+
+
+class Hanging:
+    """The official client's Lease calls, made to hang on demand: an API server that stops answering."""
+
+    def __init__(self, real: client.CoordinationV1Api) -> None:
+        self.real = real
+        self.hang = threading.Event()
+        self.answer = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.real, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.hang.is_set():
+                self.answer.wait(30)
+            return method(*args, **kwargs)
+
+        return call
+
+
+async def test_a_leader_whose_api_server_stops_answering_steps_down_before_its_lease_can_expire(
+    kube_api: KubeApi,
+) -> None:
+    """Renewals that go unanswered (each call may take 5 s, and a failed one is tried again) are cut off at the
+    renew deadline: the leader stops leading before the Lease it last renewed can expire for another."""
+    settings = LeaseSettings(duration=3.0, renew_every=0.2, renew_deadline=1.5, retry_every=0.1, stop_grace=1.0)
+    api = kube_api.api_client()
+    coordination = Hanging(client.CoordinationV1Api(api))
+    elector = LeaderElector(coordination=coordination, namespace=NAMESPACE, identity="a",  # type: ignore[arg-type]
+                            settings=settings)
+    candidate = Candidate("a")
+    task = asyncio.create_task(lead(elector=elector, work=candidate.work, stopping=candidate.stopping,
+                                    on_change=candidate.terms.append))
+    try:
+        await async_wait_until(lambda: candidate.working, what="leading")
+        hung = time.monotonic()  # the last renewal that landed was at most renew_every before this
+        coordination.hang.set()
+        await async_wait_until(lambda: not candidate.working, timeout=10, what="stepping down")
+        stepped_down = time.monotonic() - hung
+        assert stepped_down < settings.duration - settings.renew_every, (
+            f"stepped down {stepped_down:.2f} s after the API server stopped answering: the Lease may have expired")
+    finally:
+        coordination.answer.set()
+        candidate.stopping.set()
+        await asyncio.wait_for(task, 15)
+        elector.close()
+        await asyncio.to_thread(api.close)
