@@ -4,6 +4,8 @@
   any); a round compares those with what was last reported and publishes the differences 500 at a time,
   each compared as its turn comes (a start's tens of thousands are not listed first). What failed is
   retried on the next round.
+- A report unchanged for a week is published again (``report_ages``): ``ANNOUNCE`` keeps 30 days, and a watcher
+  that becomes leader must find every current announcement, whatever its age.
 - Tracing: an IP's report is published inside an ``announce <ip>`` span whose parent is the decision that
   changed it (the trace context of that decision's message, :meth:`BgpReports.remember`), from the
   decision's arrival to the report; a decision that leaves the report as it is lets its trace go.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import chain
 
 from opentelemetry import trace
@@ -25,6 +27,7 @@ from schemas.events import (
     BGPAdvertisementWithdrawn,
 )
 from services.announcer.agents.bgp_plan import IPAnnouncement, PlanChanges, service_id
+from services.announcer.agents.report_ages import ReportAges
 from services.common.bus import Bus, Received
 from services.common.errors import MetalbusError
 from services.common.subjects import announce_subject
@@ -36,9 +39,12 @@ _REPORT_BATCH = 500
 
 
 class BgpReports:
-    def __init__(self, bus: Bus, *, node: str, tracer: trace.Tracer) -> None:
+    def __init__(self, bus: Bus, *, node: str, tracer: trace.Tracer,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.bus, self.node = bus, node
         self.reported: dict[str, IPAnnouncement] = {}
+        self._clock = clock
+        self._ages = ReportAges[str]()  # each report published again before ANNOUNCE forgets it
         self._unreported: set[str] = set()  # IPs whose announcement changed since they were last reported
         self._every = True  # a whole plan: every IP is compared with its report
         #: per IP, the trace of the newest decision not reported yet: (span context, arrival ns, fold number)
@@ -76,15 +82,16 @@ class BgpReports:
         time, each compared as its turn comes (a start's 41 677 are not listed first); what failed is retried
         on the next round. Returns how many were published."""
         reported = self.reported
+        refresh = self._ages.due(self._clock())  # unchanged for a week: published again all the same
         if every or self._every:
             candidates = sorted(chain(announcements, (ip for ip in reported if ip not in announcements)))
         else:
-            candidates = sorted(self._unreported)
+            candidates = sorted(self._unreported | refresh)
         self._unreported, self._every = set(), False
         published = 0
         chunk: list[tuple[str, IPAnnouncement | None]] = []
         for index, ip in enumerate(candidates, start=1):
-            if (now := announcements.get(ip)) != reported.get(ip):
+            if (now := announcements.get(ip)) != reported.get(ip) or (now is not None and ip in refresh):
                 chunk.append((ip, now))
             if chunk and (len(chunk) == _REPORT_BATCH or index == len(candidates)):
                 if not await self._publish(chunk):
@@ -115,11 +122,14 @@ class BgpReports:
         finally:
             for span in spans:
                 span.end()
+        now = self._clock()
         for ip, announcement in chunk:
             if announcement is None:
                 self.reported.pop(ip, None)
+                self._ages.withdrawn(ip)
             else:
                 self.reported[ip] = announcement
+                self._ages.published(ip, now)
         return True
 
     def _span(self, report: AnnouncementReported) -> trace.Span:

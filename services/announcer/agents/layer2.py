@@ -50,6 +50,7 @@ from services.announcer.agents.layer2_ownership import (
     placement_of,
     report_changes,
 )
+from services.announcer.agents.report_ages import ReportAges
 from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
 from services.announcer.l2.links import dump_links
 from services.announcer.l2.responder import AllowedInterfaces, L2Responder, L2Stats, ResponderConfig
@@ -107,6 +108,7 @@ class L2Agent:
         self._needs_resync = False
         self._report_due = asyncio.Event()
         self._reported: dict[IPAddress, Answering] = {}
+        self._report_ages = ReportAges[IPAddress]()  # each report published again before ANNOUNCE forgets it
         self._yields: dict[str, int] = {}
         self._follower: Follower | None = None
         self._list_links = list_links
@@ -372,7 +374,8 @@ class L2Agent:
 
     async def _publish(self, answering: dict[IPAddress, Answering]) -> None:
         newest = {ip: p.epoch for ip in set(answering) | set(self._reported) if (p := self.ownership.newest(ip))}
-        changes = report_changes(node=self.node, reported=self._reported, answering=answering, newest_epoch=newest)
+        changes = report_changes(node=self.node, reported=self._reported, answering=answering, newest_epoch=newest,
+                                 refresh=self._report_ages.due(self._clock()))
         for ip, event in changes:
             origin, since = self._origins.pop(ip, (None, None))
             with self._tracer.start_as_current_span(
@@ -392,8 +395,10 @@ class L2Agent:
                     return  # retried on the next round
             if event.announcing:
                 self._reported[ip] = answering[ip]
+                self._report_ages.published(ip, self._clock())
             else:
                 self._reported.pop(ip, None)
+                self._report_ages.withdrawn(ip)
             log.info("reported ip=%s announcing=%s interfaces=%s epoch=%d", ip, event.announcing,
                      ",".join(event.interfaces), event.placement_epoch)
 

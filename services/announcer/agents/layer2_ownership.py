@@ -174,15 +174,16 @@ def report_changes(
     reported: Mapping[IPAddress, Answering],
     answering: Mapping[IPAddress, Answering],
     newest_epoch: Mapping[IPAddress, int],
+    refresh: Collection[IPAddress] = (),
 ) -> list[tuple[IPAddress, AnnouncementReported]]:
     """The reports that bring `reported` (what the ANNOUNCE stream says) to `answering` (what the wire
-    answers), ordered by IP.
+    answers), ordered by IP; those `refresh` names are published again even when unchanged (``report_ages``).
 
     A withdrawal names the newest epoch known for the IP (the placement that moved it, if any)."""
     changes: list[tuple[IPAddress, AnnouncementReported]] = []
     for ip in sorted(set(reported) | set(answering), key=lambda a: (a.version, a)):
         before, after = reported.get(ip), answering.get(ip)
-        if before == after:
+        if before == after and (after is None or ip not in refresh):
             continue
         if after is not None:
             event = AnnouncementReported(
