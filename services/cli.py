@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
     provision.add_argument("--stream-replicas", type=int, default=_env_int("METALBUS_STREAM_REPLICAS", 1))
     add_logging_arguments(provision)
+    for name, action in (("backup", "back every stream up into DIR (JetStream snapshots, as the admin user)"),
+                         ("restore", "restore the streams in DIR into a NATS holding none of them (as admin)")):
+        backup = bus_commands.add_parser(name, help=action)
+        backup.add_argument("directory", type=Path, metavar="DIR")
+        backup.add_argument("--nats", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+        backup.add_argument("--nats-ca-file", default=os.environ.get("NATS_CA_FILE") or None)
+        add_logging_arguments(backup)
     accounts = bus_commands.add_parser("accounts", help="print the NATS server's accounts.conf")
     accounts.add_argument("--issuer", default="$AUTH_CALLOUT_ISSUER",
                           help="the auth callout issuer's public key (default: the server's environment variable)")
@@ -290,6 +297,12 @@ def _run_bus(args: argparse.Namespace) -> int:
 
         print(node_token(Path(args.key_file).read_text().strip().encode(), args.node))
         return 0
+    if args.bus_command in ("backup", "restore"):
+        from services.common.backup import backup_command
+
+        setup_logging(args.bus_command, level=args.log_level, log_format=args.log_format)
+        return asyncio.run(backup_command(args.nats, args.directory, ca_file=args.nats_ca_file,
+                                          restoring=args.bus_command == "restore"))
     from services.common.provision import provision_command
 
     setup_logging("provision", level=args.log_level, log_format=args.log_format)

@@ -35,6 +35,7 @@ from services.common.subjects import (
     DURABLES,
     HEARTBEATS,
     IPAM_PREFIX,
+    K8S_LISTED_PREFIX,
     K8S_PREFIX,
     LEASES,
     STREAMS,
@@ -213,7 +214,9 @@ _READ_ALL_BUT_SECRETS = (StreamName.K8S, StreamName.IPAM, StreamName.ANNOUNCE, S
 
 PERMISSIONS: dict[BusUser, SubjectPermissions] = {
     BusUser.ADMIN: SubjectPermissions(
-        publish_allow=("$JS.API.>", "$KV.>"),
+        # the JetStream API and key-value buckets; snapshot acknowledgements and restore uploads (``backup.py``);
+        # the K8S list marks a restore sets to begun
+        publish_allow=("$JS.API.>", "$KV.>", "$JS.SNAPSHOT.>", f"{K8S_LISTED_PREFIX}.*"),
         publish_deny=(CONNECTIONS_CLOSED,),
         subscribe_allow=(f"{inbox_prefix(BusUser.ADMIN.value)}.>",),
     ),
