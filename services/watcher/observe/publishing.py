@@ -11,6 +11,7 @@ decision, the announcer's announcement and the watcher's status write.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Sequence
 
 from opentelemetry import context, trace
@@ -23,7 +24,8 @@ from schemas.events import (
     ObjectKind,
 )
 from schemas.refusal import Refused
-from services.common.bus import Bus, PublishItem
+from services.common.bus import Bus, Header, PublishItem
+from services.common.errors import Conflict
 from services.common.inbound import refused
 from services.common.subjects import k8s_kind_filter, observed_stream, read_k8s_subject
 from services.common.tracing import span_headers, tracer
@@ -31,6 +33,8 @@ from services.watcher.observe import metrics
 from services.watcher.observe.oversized import OversizedObject, WarnOversized, oversized, report
 from services.watcher.observe.projection import Projection
 from services.watcher.observe.translate import Identity, Observation, stored_identity
+
+log = logging.getLogger(__name__)
 
 #: Stored values decoded per fetch when reading back (the loop does not turn while a fetch is decoded).
 READ_BATCH = 250
@@ -58,12 +62,17 @@ class ProjectionPublisher:
         self.publish_chunk = publish_chunk
         self._warn = warn
         self.stored: dict[str, Identity] = {}
+        #: The stream sequence of each subject's newest message as this watcher knows it: every publish is fenced
+        #: on it (``Nats-Expected-Last-Subject-Sequence``), so a watcher that lost its leadership cannot overwrite
+        #: what the new leader published since it last read or wrote (0: the subject must not exist).
+        self.sequences: dict[str, int] = {}
         self._kind = projection.kind.value
         self._tracer = tracer(__name__)
 
     async def read_stored(self) -> None:
         """Take what the stream holds now (last value per subject of this kind) as known."""
         stored: dict[str, Identity] = {}
+        sequences: dict[str, int] = {}
         async for received in self.bus.read(
             observed_stream(self.projection.kind), subjects=[k8s_kind_filter(self.projection.kind)],
             last_per_subject=True, batch=READ_BATCH,
@@ -71,10 +80,11 @@ class ProjectionPublisher:
             if isinstance(subject := read_k8s_subject(received.subject), Refused):
                 refused(subject, component=self.bus.component, subject=received.subject)
                 continue  # not a subject the watcher writes: nothing to compare with or tombstone
+            sequences[received.subject] = received.sequence
             identity = stored_identity(received.event)
             if identity is not None:
                 stored[received.subject] = identity
-        self.stored = stored
+        self.stored, self.sequences = stored, sequences
 
     def all_subjects(self) -> list[str]:
         """Every subject the projection wants or the stream holds, sorted. The projection's come in the
@@ -111,23 +121,31 @@ class ProjectionPublisher:
         whose versions can repeat (a file edited back to an earlier content)."""
         if msg_id_suffix:
             batch = [dataclasses.replace(o, msg_id=f"{o.msg_id}@{msg_id_suffix}") for o in batch]
-        for start in range(0, len(batch), self.publish_chunk):
-            await self._publish_chunk(batch[start : start + self.publish_chunk])
+        for part in _fenceable_parts(batch, self.publish_chunk):
+            await self._publish_chunk(part)
 
     async def _publish_chunk(self, part: Sequence[Observation]) -> None:
         spans = [self._span(o) for o in part]
         skipped: list[OversizedObject] = []
         by_subject = {o.subject: o for o in part}
 
+        left_out: set[str] = set()
+
         def too_large(item: PublishItem, size: int, limit: int) -> None:
             skipped.append(oversized(by_subject[item[0]], size, limit))
+            left_out.add(item[0])
 
+        fence = Header.EXPECTED_LAST_SUBJECT_SEQUENCE
         try:
-            await self.bus.publish_many(
-                ((o.subject, o.event, o.msg_id, span_headers(span)) for o, span in zip(part, spans, strict=True)),
+            published = await self.bus.publish_many(
+                ((o.subject, o.event, o.msg_id, {**span_headers(span), fence: str(self.sequences.get(o.subject, 0))})
+                 for o, span in zip(part, spans, strict=True)),
                 too_large=too_large,
             )
         except Exception as error:
+            if isinstance(error, Conflict):
+                log.warning("observations refused kind=%s: the stream moved on since this watcher last read it "
+                            "(another leader wrote); it is read again error=%s", self._kind, error)
             for span in spans:
                 span.record_exception(error)
                 span.set_status(trace.StatusCode.ERROR, repr(error))
@@ -135,6 +153,8 @@ class ProjectionPublisher:
         finally:
             for span in spans:
                 span.end()
+        for observation, landed in zip((o for o in part if o.subject not in left_out), published, strict=True):
+            self.sequences[observation.subject] = landed.sequence
         metrics.EVENTS_PUBLISHED.labels(self._kind).inc(len(part) - len(skipped))
         for found in skipped:
             await self._skip(found)
@@ -151,6 +171,22 @@ class ProjectionPublisher:
         return self._tracer.start_span(
             name, context=context.Context(), kind=trace.SpanKind.PRODUCER, attributes=attributes
         )
+
+
+def _fenceable_parts(batch: Sequence[Observation], size: int) -> list[Sequence[Observation]]:
+    """``batch`` in parts of at most ``size``, none naming a subject twice: each publish is fenced on its subject's
+    sequence, which a second publish of the subject in the same part could only guess (a watch brings two
+    versions of one object together)."""
+    parts: list[Sequence[Observation]] = []
+    start, subjects = 0, set[str]()
+    for index, observation in enumerate(batch):
+        if observation.subject in subjects or index - start == size:
+            parts.append(batch[start:index])
+            start, subjects = index, set()
+        subjects.add(observation.subject)
+    if start < len(batch):
+        parts.append(batch[start:])
+    return parts
 
 
 def observed_span(kind: ObjectKind, observation: Observation) -> tuple[str, dict[str, str | bool]]:
