@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.events import DECISION_KINDS, KindListed
+from services.common.aio import first_of
 from services.common.bus import Bus, BusSettings
 from services.common.errors import Invalid, MetalbusError, NotFound
 from services.common.nats_errors import translated
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: Bytes per chunk, both ways (well under the server's payload limit).
 CHUNK = 128 * 1024
-#: How long a chunk or an answer may take (seconds).
+#: How long an answer, or the next chunk of a snapshot, may take (seconds).
 WAIT = 30.0
 
 
@@ -49,7 +50,7 @@ async def back_up(bus: Bus, directory: Path) -> dict[str, int]:
 async def _snapshot(bus: Bus, stream: StreamName, directory: Path) -> int:
     client = bus.client
     inbox = client.new_inbox()
-    done = asyncio.Event()
+    done, progress = asyncio.Event(), asyncio.Event()
     failure: list[str] = []
     path = directory / f"{stream.value}.snapshot"
     with path.open("wb") as out:
@@ -63,6 +64,7 @@ async def _snapshot(bus: Bus, stream: StreamName, directory: Path) -> int:
                 done.set()  # the end of the snapshot
             else:
                 out.write(message.data)
+                progress.set()
                 if message.reply:  # flow control: the next chunk comes once this one is acknowledged
                     await client.publish(message.reply, b"")
 
@@ -74,7 +76,9 @@ async def _snapshot(bus: Bus, stream: StreamName, directory: Path) -> int:
             meta = json.loads(answer.data)
             if "error" in meta:
                 raise Invalid(f"snapshot of {stream.value}: {meta['error']}")
-            await asyncio.wait_for(done.wait(), WAIT)
+            while not done.is_set():  # however large the stream, as long as chunks keep coming
+                await asyncio.wait_for(first_of(done.wait(), progress.wait()), WAIT)
+                progress.clear()
         finally:
             await subscription.unsubscribe()
     if failure:

@@ -336,8 +336,12 @@ class StatusWriter:
         so is still on its way (both decisions give it the address, without one sharing key). One metalbus
         has no word on is not waited for."""
         ident = (taker.namespace, taker.name)
+        shown = self.converger.shown
+        already = set(shown_ips(shown.get(taker.namespace, taker.name)))  # nothing to wait for: it shows them
         for ip in taker.ips:
-            for other in self.converger.shown.showing(ip):
+            if ip in already:
+                continue
+            for other in shown.showing(ip):
                 theirs = self.state.services.get(other)
                 if other == ident or theirs is None:
                     continue
