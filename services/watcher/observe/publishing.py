@@ -144,8 +144,8 @@ class ProjectionPublisher:
             )
         except Exception as error:
             if isinstance(error, Conflict):
-                log.warning("observations refused kind=%s: the stream moved on since this watcher last read it "
-                            "(another leader wrote); it is read again error=%s", self._kind, error)
+                log.warning("observations refused, another leader wrote since this watcher read the stream "
+                            "kind=%s error=%s", self._kind, error)
             for span in spans:
                 span.record_exception(error)
                 span.set_status(trace.StatusCode.ERROR, repr(error))
