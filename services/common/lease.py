@@ -14,6 +14,10 @@ process lives on, e.g. cut off from its server) may still believe in its lease f
 its last renewal; but ipam's writes are fenced by the ``IPAM`` stream's expected last sequence, so once
 the new holder has written, the deposed one cannot append on stale state: its next append is refused.
 The lease avoids two replicas working at once; the fence keeps the stream right if they ever do.
+
+Which reports depose a holder (:func:`death_reported`) and how a takeover is counted (:data:`TAKEOVERS`) are
+shared with the watcher's Kubernetes Lease (``services/watcher/leader.py``), which names its holder's
+connection the same way.
 """
 
 from __future__ import annotations
@@ -22,15 +26,36 @@ import logging
 
 from nats.js import api
 from nats.js.kv import KeyValue
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.advisories import ClientDisconnected
 from schemas.events import BusConnection
+from schemas.refusal import Refused
 from services.common.bus import Bus
 from services.common.errors import Conflict, ConnectionClosed, MetalbusError, NotFound, RetryableError
+from services.common.inbound import read_connection_closed
 from services.common.nats_errors import translated
 from services.common.subjects import LeaseSpec
 
 log = logging.getLogger(__name__)
+
+TAKEOVERS = Counter(
+    "metalbus_lease_takeovers_total",
+    "Leases taken before their entry expired, because the server reported the holder's connection closed "
+    "(by the reason the server gave)",
+    ["lease", "reason"],
+)
+
+
+def death_reported(data: bytes, *, component: str) -> ClientDisconnected | None:
+    """The report of a closed connection (the body of a ``connections.closed`` advisory) when it may depose
+    the lease holder behind that connection; None when it cannot be read (counted as refused) or when the
+    connection closed because its server shuts down: that is no death, its client reconnects to another."""
+    closed = read_connection_closed(data, component=component)
+    if isinstance(closed, Refused) or closed.server_shutting_down:
+        return None
+    return closed
 
 
 class LeaseEntry(BaseModel):

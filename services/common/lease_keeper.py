@@ -27,27 +27,16 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
-from prometheus_client import Counter
 
 from schemas.events import BusConnection
-from schemas.refusal import Refused
 from services.common.bus import Bus, BusSettings
 from services.common.errors import MetalbusError
-from services.common.inbound import read_connection_closed
-from services.common.lease import BusLease
+from services.common.lease import TAKEOVERS, BusLease, death_reported
 from services.common.subjects import CONNECTIONS_CLOSED
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-TAKEOVERS = Counter(
-    "metalbus_lease_takeovers_total",
-    "Leases taken before their entry expired, because the server reported the holder's connection closed "
-    "(by the reason the server gave)",
-    ["lease", "reason"],
-)
-
 
 class LeaseKeeper:
     """Competes for one lease and renews it from a thread of its own (``start`` … ``stop``)."""
@@ -223,8 +212,8 @@ class LeaseKeeper:
         expiry). True when it was."""
         if not self._competing or self.held or self._lease is None:
             return False
-        closed = read_connection_closed(data, component="lease")
-        if isinstance(closed, Refused) or closed.server_shutting_down:
+        closed = death_reported(data, component="lease")
+        if closed is None:
             return False  # counted; a client of a server going down reconnects to another
         return await self._take_from_closed(self._lease, closed.connection, reason=closed.reason)
 

@@ -11,9 +11,10 @@
 - ``authenticator`` is the auth callout service's own user: it answers the server's questions and
   nothing else.
 - Replies travel on private inboxes: each user subscribes only under its own prefix (:func:`inbox_prefix`).
-- The server itself tells ``ipam`` when a client connection closes (:data:`CONNECTIONS_CLOSED`, imported
-  from the system account ``SYS``); nobody may publish there, admin included: a forged event would
-  declare a node dead.
+- The server itself tells ``ipam`` and ``watcher`` when a client connection closes (:data:`CONNECTIONS_CLOSED`,
+  imported from the system account ``SYS`` into the whole account; each user is allowed to subscribe to it or
+  not); nobody may publish there, admin included: a forged event would declare a node dead, or depose a
+  leader.
 
 :func:`render_accounts` writes the NATS server's ``accounts.conf`` from this module; the Kubernetes
 manifests, compose, the lab and the tests all use it. It also holds the server settings liveness relies
@@ -224,7 +225,8 @@ PERMISSIONS: dict[BusUser, SubjectPermissions] = {
         Component.WATCHER, user=BusUser.WATCHER,
         writes=(f"{K8S_PREFIX}.>", f"{DEAD_LETTER_PREFIX}.>"),
         reads=(StreamName.K8S, StreamName.SECRETS, StreamName.IPAM, StreamName.ANNOUNCE),
-        hears_heartbeats=False,
+        # closed connections: a standby takes the Lease at once from a leader whose connection closed
+        hears_heartbeats=False, hears_closed_connections=True,
     ),
     BusUser.IPAM: _service(
         Component.IPAM, user=BusUser.IPAM,
@@ -279,7 +281,8 @@ def _permission_lines(permissions: SubjectPermissions) -> list[str]:
 
 _COMMENTS = {
     BusUser.ADMIN: "the administrative step only (metalbus bus provision): streams, limits, durables, leases",
-    BusUser.WATCHER: "writes observed Kubernetes state (K8S, SECRETS); reads decisions and reports for status",
+    BusUser.WATCHER: "writes observed Kubernetes state (K8S, SECRETS); reads decisions and reports for status; "
+                     "hears closed connections (a dead leader's Lease is taken at once)",
     BusUser.IPAM: "the only writer of decisions (IPAM); reads K8S, hears heartbeats and closed connections, holds "
                   "the ipam lease",
     BusUser.OPERATOR: "read-only, for metalbus status/explain/history: every stream but SECRETS, heartbeats",

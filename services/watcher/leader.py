@@ -1,4 +1,4 @@
-"""Leader election over a coordination.k8s.io/v1 Lease, as client-go does it.
+"""Leader election over a coordination.k8s.io/v1 Lease, as client-go does it, and a known death taken at once.
 
 A candidate takes the Lease when nobody holds it or when the holder's record has not changed for a
 whole lease duration (measured on our own clock from when we saw it change, so clock skew between
@@ -8,13 +8,42 @@ server leaves unanswered is cut off at that deadline, so no renewal outlasts the
 Every write carries the resourceVersion it read: a 409 Conflict means someone else wrote first.
 A graceful stop releases the Lease (empty holder) so the other replica takes over at once.
 
+A leader that dies without a word (kill -9, a crashed node) need not cost the whole 15 s: every record the
+holder writes names, in the annotation ``metalbus.io/bus-connection``, the NATS connection of its process
+(rewritten at each renewal, and a renewal is made at once after a reconnection). Every replica hears the
+server's reports of closed connections (``connections.closed``). A standby that hears the connection named
+by the Lease it last read reported closed reads the Lease again and, when that record still names the
+closed connection, takes the Lease there and then: a replace at that record's resourceVersion. It logs
+``lease taken from a closed connection`` and counts it in ``metalbus_lease_takeovers_total{lease,reason}``.
+Where death cannot be known (a partition, a frozen process whose connection the server has not closed
+yet) the Lease's duration still rules.
+
+Why this is as safe as the Lease alone:
+
+- Only the server reports a closed connection: every user is denied publishing on ``connections.closed``.
+  A connection closed because its server shuts down is no death (the client reconnects to another server):
+  that report takes nothing (:func:`services.common.lease.death_reported`, the rule ipam's lease keeps).
+- The replace is made at the resourceVersion of the record that named the closed connection. If the holder
+  wrote since (renewed from the connection it reconnected on, released, or another replica took it), the
+  API server refuses it (409) and nothing is taken.
+- A holder that lives on although its connection closed (cut off from its server, or closed as stale while
+  its loop was held) finds the Lease taken at its next renewal, at most ``renew_every`` later (at once when
+  it reconnects to NATS), and steps down; if the API server does not answer it, it steps down by the renew
+  deadline as before. Until then it may still act, but: it cannot publish on the bus it lost, and what it
+  publishes once reconnected (or flushes from its client's buffer) is fenced by the expected last sequence
+  of each ``K8S`` subject, so it cannot overwrite what the new leader observed
+  (``observe/publishing.py``); what it reads to write status comes over that same lost connection, and a
+  status it writes late is put back by the new leader's status writer, which owns status.
+- A report of a connection the standby's last read did not name takes nothing without asking the API
+  server: a leader that reconnected and died again within a read (``retry_every``) of the standby is
+  replaced when its Lease expires, as before.
+
 :func:`lead` runs a piece of work only while this replica leads and stops it when leadership ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
 import logging
@@ -27,12 +56,19 @@ from typing import Any
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
+from schemas.events import BusConnection
+from services.common.lease import TAKEOVERS, death_reported
 from services.watcher.observe.metrics import LEADER
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "metalbus-watcher"
+#: The annotation of the Lease naming the holder's NATS connection (a :class:`BusConnection` as JSON).
+BUS_CONNECTION_ANNOTATION = "metalbus.io/bus-connection"
+#: A connection not (yet) known: named by no record.
+_UNKNOWN = BusConnection()
 CONFLICT = 409
 NOT_FOUND = 404
 
@@ -66,6 +102,19 @@ def _micro_time(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def named_connection(lease: dict[str, Any]) -> BusConnection | None:
+    """The bus connection a Lease record names (its holder's), or None (none, or not one that reads)."""
+    annotations = (lease.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(BUS_CONNECTION_ANNOTATION)
+    if not isinstance(value, str):
+        return None
+    try:
+        connection = BusConnection.model_validate_json(value)
+    except ValidationError:
+        return None
+    return None if connection == _UNKNOWN else connection
+
+
 class LeaderElector:
     def __init__(
         self,
@@ -75,7 +124,10 @@ class LeaderElector:
         identity: str,
         settings: LeaseSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        connection: Callable[[], BusConnection] | None = None,
     ) -> None:
+        """``connection``: this process's bus connection, named in every record it writes (none: a takeover
+        from a closed connection is never made from this holder)."""
         self.coordination = coordination
         self.namespace = namespace
         self.identity = identity
@@ -83,8 +135,17 @@ class LeaderElector:
         self._clock = clock
         # Lease calls get a thread of their own: renewals never queue behind other blocking calls.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
+        self._connection = connection
         self._observed: tuple[str, str] | None = None
         self._observed_at = 0.0
+        #: The holder's connection the Lease named when last read (a report of another takes nothing).
+        self._named: BusConnection | None = None
+        #: Set by :func:`lead` while this replica stands by: only then is a closed connection acted on.
+        self.standing_by = False
+        #: Set when the Lease was taken from a closed connection (the standby's wait ends at once).
+        self.taken = asyncio.Event()
+        #: Set on a bus reconnection: the leader renews at once, naming its new connection.
+        self.renew_now = asyncio.Event()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -106,6 +167,31 @@ class LeaderElector:
             raise
         lease = json.loads(response.data)
         return lease if isinstance(lease, dict) else None
+
+    def _metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """The metadata of a record this replica writes over ``metadata`` (read): its resourceVersion, and the
+        annotations with this process's bus connection named (or none, while not connected)."""
+        annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k != BUS_CONNECTION_ANNOTATION}
+        connection = self._connection() if self._connection is not None else _UNKNOWN
+        if connection != _UNKNOWN:
+            annotations[BUS_CONNECTION_ANNOTATION] = connection.model_dump_json()
+        written: dict[str, Any] = {"name": self.settings.name, "namespace": self.namespace,
+                                   "annotations": annotations}
+        if metadata.get("resourceVersion"):
+            written["resourceVersion"] = metadata["resourceVersion"]
+        return written
+
+    def _taking_over(self, metadata: dict[str, Any], spec: dict[str, Any], *, mine: bool) -> dict[str, Any]:
+        """The record that renews the Lease (``mine``) or takes it from the holder of ``spec``, written at the
+        resourceVersion read."""
+        transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": self._metadata(metadata),
+            "spec": self._spec(acquire_time=str(spec.get("acquireTime") or "") if mine else "",
+                               transitions=transitions),
+        }
 
     def _spec(self, *, acquire_time: str, transitions: int, holder: str | None = None) -> dict[str, Any]:
         now = _micro_time(datetime.now(UTC))
@@ -132,11 +218,12 @@ class LeaderElector:
     async def _attempt(self) -> Attempt:
         lease = await self._read()
         now = self._clock()
+        self._named = named_connection(lease) if lease is not None else None
         if lease is None:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.settings.name, "namespace": self.namespace},
+                "metadata": self._metadata({}),
                 "spec": self._spec(acquire_time="", transitions=0),
             }
             await self._call(self.coordination.create_namespaced_lease, self.namespace, body, _request_timeout=5.0)
@@ -151,15 +238,7 @@ class LeaderElector:
         if holder and holder != self.identity and now < self._observed_at + duration:
             return Attempt.TAKEN
         mine = holder == self.identity
-        transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
-        new_spec = self._spec(acquire_time=str(spec.get("acquireTime") or "") if mine else "", transitions=transitions)
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.settings.name, "namespace": self.namespace,
-                         "resourceVersion": metadata.get("resourceVersion")},
-            "spec": new_spec,
-        }
+        body = self._taking_over(metadata, spec, mine=mine)
         await self._call(
             self.coordination.replace_namespaced_lease, self.settings.name, self.namespace, body,
             _request_timeout=5.0,
@@ -189,12 +268,60 @@ class LeaderElector:
         except Exception as error:  # best effort: the Lease expires anyway
             log.warning("lease release failed error=%r", error)
 
+    async def closed_reported(self, data: bytes) -> bool:
+        """Act on a report of a closed connection (the body of a ``connections.closed`` advisory): while
+        standing by, when it names the holder's connection (as the Lease last read named it) and its server is
+        not shutting down, take the Lease at once. True when it was taken."""
+        if not self.standing_by:
+            return False
+        closed = death_reported(data, component="watcher")
+        if closed is None or self._named is None or closed.connection != self._named:
+            return False
+        try:
+            taken_from = await self._take_from_closed(closed.connection)
+        except ApiException as error:
+            if error.status == CONFLICT:  # the holder wrote since (renewed, say): nothing taken
+                log.info("lease not taken, it changed meanwhile lease=%s identity=%s", self.settings.name,
+                         self.identity)
+            else:
+                log.warning("lease takeover failed lease=%s status=%s reason=%s", self.settings.name,
+                            error.status, error.reason)
+            return False
+        except Exception as error:  # connection errors, timeouts: the Lease expires as before
+            log.warning("lease takeover failed lease=%s error=%r", self.settings.name, error)
+            return False
+        if taken_from is None:
+            return False
+        TAKEOVERS.labels(lease=self.settings.name, reason=closed.reason).inc()
+        log.warning("lease taken from a closed connection lease=%s identity=%s previous=%s reason=%r",
+                    self.settings.name, self.identity, taken_from, closed.reason)
+        self.taken.set()
+        return True
+
+    async def _take_from_closed(self, closed: BusConnection) -> str | None:
+        """Take the Lease when the record read now still names ``closed`` for another holder: a replace at that
+        record's resourceVersion (a 409 if anybody wrote since). The holder taken from, or None."""
+        lease = await self._read()
+        if lease is None:
+            return None
+        self._named = named_connection(lease)
+        metadata, spec = lease.get("metadata") or {}, lease.get("spec") or {}
+        holder = str(spec.get("holderIdentity") or "")
+        if not holder or holder == self.identity or self._named != closed or not self.standing_by:
+            return None
+        await self._call(
+            self.coordination.replace_namespaced_lease, self.settings.name, self.namespace,
+            self._taking_over(metadata, spec, mine=False), _request_timeout=5.0,
+        )
+        return holder
+
     async def keep(self, term: asyncio.Event) -> None:
         """Renew until ``term`` is set (returns) or leadership is lost (returns too)."""
         last_renewed = self._clock()
         while not term.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(term.wait(), self.settings.renew_every)
+            await _wait_any((term, self.renew_now), self.settings.renew_every)
+            self.renew_now.clear()
+            if term.is_set():
                 return
             attempt = await self._renewal(deadline=last_renewed + self.settings.renew_deadline)
             if attempt is Attempt.HELD:
@@ -223,9 +350,18 @@ class LeaderElector:
             return Attempt.FAILED
 
 
+async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
+    """Until one of ``events`` is set, for at most ``seconds``."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 async def _wait_or_stop(stopping: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
+    await _wait_any((stopping,), seconds)
 
 
 async def lead(
@@ -242,30 +378,43 @@ async def lead(
     """
     settings = elector.settings
     standing_by = False
-    while not stopping.is_set():
-        if await elector.try_acquire_or_renew() is not Attempt.HELD:
-            if not standing_by and on_change:
-                on_change(False)
-            standing_by = True
-            await _wait_or_stop(stopping, settings.retry_every)
-            continue
-        standing_by = True  # after the term, trying again is standing by
-        LEADER.set(1)
+    try:
+        while not stopping.is_set():
+            elector.taken.clear()  # a takeover from here on ends the wait below
+            if await elector.try_acquire_or_renew() is not Attempt.HELD:
+                if not standing_by and on_change:
+                    on_change(False)
+                standing_by = elector.standing_by = True
+                await _wait_any((stopping, elector.taken), settings.retry_every)
+                continue
+            elector.standing_by = False
+            standing_by = True  # after the term, trying again is standing by
+            await _one_term(elector, work, stopping, on_change)
+    finally:
+        elector.standing_by = False
+
+
+async def _one_term(
+    elector: LeaderElector, work: Work, stopping: asyncio.Event, on_change: Callable[[bool], None] | None
+) -> None:
+    """Lead (the Lease is held) until the term ends; released on a stop or a failure of the work."""
+    settings = elector.settings
+    LEADER.set(1)
+    if on_change:
+        on_change(True)
+    log.info("leading identity=%s", elector.identity)
+    failed = False
+    try:
+        failed = await _term(elector, work, stopping)
+    finally:
+        LEADER.set(0)
         if on_change:
-            on_change(True)
-        log.info("leading identity=%s", elector.identity)
-        failed = False
-        try:
-            failed = await _term(elector, work, stopping)
-        finally:
-            LEADER.set(0)
-            if on_change:
-                on_change(False)
-            if stopping.is_set() or failed:
-                await asyncio.shield(elector.release())
-        log.info("no longer leading identity=%s", elector.identity)
-        if failed:
-            await _wait_or_stop(stopping, settings.retry_every)
+            on_change(False)
+        if stopping.is_set() or failed:
+            await asyncio.shield(elector.release())
+    log.info("no longer leading identity=%s", elector.identity)
+    if failed:
+        await _wait_or_stop(stopping, settings.retry_every)
 
 
 async def _term(elector: LeaderElector, work: Work, stopping: asyncio.Event) -> bool:

@@ -3,7 +3,8 @@
 Every replica runs for the ``metalbus-watcher`` Lease; while it leads it runs, side by side, the
 observe side (reflectors publishing to ``K8S``) and the status writer (``services/watcher/status``,
 writing Service status, Events and status objects from the IPAM and ANNOUNCE streams). A standby
-replica does nothing but wait for the Lease.
+replica does nothing but wait for the Lease, and listens for the server's reports of closed connections: the
+one its leader's record names takes the Lease over at once (``leader.py``).
 
 Readiness: ready while standing by, and while leading once every initial list is published.
 """
@@ -11,11 +12,16 @@ Readiness: ready while standing by, and while leading once every initial list is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Protocol
 
+from nats.aio.msg import Msg
+
 from services.common.bus import Bus
+from services.common.errors import MetalbusError
 from services.common.runtime import ServiceContext, ServiceMain
+from services.common.subjects import CONNECTIONS_CLOSED
 from services.common.supervision import OnFailure, Supervisor
 from services.watcher.kube import KubeClients, call, load_clients
 from services.watcher.leader import LeaderElector, LeaseSettings, lead
@@ -67,8 +73,16 @@ def watcher_main(
         watch_clients = observe_clients(clients)
         writer = chosen_status_writer(status_writer)
         elector = LeaderElector(
-            coordination=clients.coordination, namespace=namespace, identity=ctx.instance, settings=lease
+            coordination=clients.coordination, namespace=namespace, identity=ctx.instance, settings=lease,
+            connection=lambda: ctx.bus.connection,
         )
+        ctx.bus.on_reconnect(elector.renew_now.set)  # the Lease names the new connection at once
+
+        async def closed(message: Msg) -> None:
+            try:
+                await elector.closed_reported(message.data)
+            except Exception:  # one report's trouble; the Lease expires as before
+                log.exception("closed connection report failed identity=%s", ctx.instance)
 
         async def term(over: asyncio.Event) -> None:
             await _lead_term(
@@ -84,9 +98,12 @@ def watcher_main(
 
         ctx.health.set_ready(READY_CHECK, False, "electing a leader")
         ctx.health.set_ready("starting", True)
+        reports = await ctx.bus.subscribe(CONNECTIONS_CLOSED, cb=closed)
         try:
             await lead(elector=elector, work=term, stopping=ctx.stopping, on_change=leading)
         finally:
+            with contextlib.suppress(MetalbusError):  # the bus may be gone already
+                await reports.close()
             elector.close()
             await asyncio.to_thread(watch_clients.close)
             await asyncio.to_thread(clients.close)

@@ -23,6 +23,7 @@ from services.common.lease_keeper import LeaseKeeper
 from services.common.nats_server import EmbeddedNats
 from services.common.permissions import BusUser
 from services.common.subjects import LEASE_BUCKET_PREFIX, LEASES, Component
+from tests.advisories import closed_advisory
 from tests.integration.ipam.heavy_ipam import work_without_yielding
 from tests.secured_nats import secured_nats
 from tests.waiting import async_wait_until, wait_until
@@ -129,12 +130,6 @@ def takeovers(lease: str, reason: str) -> float:
     return REGISTRY.get_sample_value("metalbus_lease_takeovers_total", {"lease": lease, "reason": reason}) or 0.0
 
 
-def advisory(connection: BusConnection, reason: str) -> bytes:
-    """What the server reports on ``connections.closed`` when ``connection`` closes."""
-    return (b'{"type":"io.nats.server.advisory.v1.client_disconnect","server":{"id":"%s"},"client":{"id":%d},'
-            b'"reason":"%s"}') % (connection.server_id.encode(), connection.client_id, reason.encode())
-
-
 async def test_the_holders_closed_connection_hands_the_lease_over_unless_its_server_shuts_down(
     bus: Bus, keepers: list[LeaseKeeper]
 ) -> None:
@@ -145,12 +140,12 @@ async def test_the_holders_closed_connection_hands_the_lease_over_unless_its_ser
     before = takeovers("t-keeper", "Client Closed")
 
     # A client of a server going down reconnects to another: its holder is not deposed.
-    assert not await rival.closed_reported(advisory(owners, "Server Shutdown"))
+    assert not await rival.closed_reported(closed_advisory(owners, "Server Shutdown"))
     # Another connection closing takes nothing.
-    assert not await rival.closed_reported(advisory(bus.connection, "Client Closed"))
+    assert not await rival.closed_reported(closed_advisory(bus.connection, "Client Closed"))
     assert owner.held and not rival.held and rival.acquisitions == 0
 
-    assert await rival.closed_reported(advisory(owners, "Client Closed"))
+    assert await rival.closed_reported(closed_advisory(owners, "Client Closed"))
     assert rival.held and rival.acquisitions == 1
     assert takeovers("t-keeper", "Client Closed") == before + 1
     await asyncio.wait_for(owner.lost.wait(), timeout=3 * INTERVAL + 0.5)  # its next renewal finds it taken

@@ -149,7 +149,7 @@ async def test_a_node_cannot_speak_for_another(shipped: ShippedCluster) -> None:
 
 async def test_a_node_hears_no_heartbeat_and_cannot_forge_a_closed_connection(shipped: ShippedCluster) -> None:
     async with probe(shipped.node_url(NODE)) as node, probe(shipped.url_for(BusUser.IPAM)) as ipam, \
-            probe(shipped.url_for(BusUser.ADMIN)) as admin:
+            probe(shipped.url_for(BusUser.ADMIN)) as admin, probe(shipped.url_for(BusUser.WATCHER)) as watcher:
         assert await node.subscribe_refused(heartbeat_subject(OTHER_NODE))
         assert await node.subscribe_refused("heartbeat.announcer.*")
         assert await node.subscribe_refused(heartbeat_subject(NODE))  # its liveness is a round trip, not an echo
@@ -158,8 +158,10 @@ async def test_a_node_hears_no_heartbeat_and_cannot_forge_a_closed_connection(sh
         assert await node.publish_refused(CONNECTIONS_CLOSED)
         assert await ipam.publish_refused(CONNECTIONS_CLOSED)
         assert await admin.publish_refused(CONNECTIONS_CLOSED)
-        # control: ipam hears it
+        assert await watcher.publish_refused(CONNECTIONS_CLOSED)  # it would depose a live leader
+        # control: ipam and the watcher (its standby takes a dead leader's Lease) hear it
         assert not await ipam.subscribe_refused(CONNECTIONS_CLOSED)
+        assert not await watcher.subscribe_refused(CONNECTIONS_CLOSED)
 
 
 @pytest.mark.parametrize("credential", ["another node's token", "no token", "a static user's name"])

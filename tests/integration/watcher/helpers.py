@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,3 +107,12 @@ def service(name: str, namespace: str = "default", **annotations: str) -> dict[s
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": name}},
     }
+
+
+def http_ready(port: int) -> bool:
+    """Whether a watcher process serving its probes on ``port`` answers /readyz with 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

@@ -5,7 +5,6 @@ initial lists are stored; SIGTERM releases the Lease."""
 from __future__ import annotations
 
 import asyncio
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -14,17 +13,9 @@ from services.common.bus import Bus
 from services.common.nats_server import EmbeddedNats
 from services.common.permissions import BusUser
 from tests.integration.test_cli import METALBUS, Process
-from tests.integration.watcher.helpers import NAMESPACE, service, stored
+from tests.integration.watcher.helpers import NAMESPACE, http_ready, service, stored
 from tests.kubeapi import KubeApi
 from tests.waiting import async_wait_until
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 async def test_the_watcher_command_observes_and_releases_its_lease_on_sigterm(
@@ -42,7 +33,7 @@ async def test_the_watcher_command_observes_and_releases_its_lease_on_sigterm(
         match = process.find(r"http_port=(\d+)")
         assert match is not None
         port = int(match.group(1))
-        await async_wait_until(lambda: asyncio.to_thread(_ready, port), timeout=20,
+        await async_wait_until(lambda: asyncio.to_thread(http_ready, port), timeout=20,
                                what="ready after the initial lists")
         assert "k8s.service.default.web" in await stored(admin_bus, ObjectKind.SERVICE)
         lease = kube_api.get_object("leases", "metalbus-watcher", NAMESPACE)

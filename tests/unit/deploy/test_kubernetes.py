@@ -271,10 +271,11 @@ def test_nats_users_permissions_separate_the_writers() -> None:
     assert {s for s in node.publish_allow if not s.startswith("$")} == {"heartbeat.announcer.node-1",
                                                                        "announce.node-1.>"}
     assert set(node.subscribe_allow) == {"_INBOX_node_node-1.>"}
-    # closed connections: only the server tells them, to ipam alone; nobody may forge one
+    # closed connections: only the server tells them, to ipam (a dead node's IPs move, a dead holder's lease is
+    # taken) and the watcher (a dead leader's Lease is taken); nobody may forge one
     assert all(CONNECTIONS_CLOSED in permissions.publish_deny for permissions in [*users.values(), node])
     assert {name for name, permissions in users.items() if CONNECTIONS_CLOSED in permissions.subscribe_allow} \
-        == {"ipam"}
+        == {"ipam", "watcher"}
     assert CONNECTIONS_CLOSED not in node.subscribe_allow
     # BGP passwords: only the watcher (their writer) and the announcers may read the SECRETS stream
     readers = {name for name, permissions in users.items()
