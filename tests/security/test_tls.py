@@ -13,6 +13,7 @@ from services.common.permissions import BusUser
 from services.common.subjects import StreamName, observed_subject
 from tests.security.probe import probe, refused_connection
 from tests.security.shipped import ShippedCluster, shipped_cluster
+from tests.waiting import async_wait_until
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,11 @@ async def test_three_servers_with_tls_carry_replicated_streams(production: Shipp
     async with await reader as bus:
         info = await bus.js.stream_info(StreamName.K8S.value)
         assert info.config.num_replicas == 3
-        assert [received.subject async for received in bus.read(StreamName.K8S)] == ["k8s.node._.node-a"]
+
+        async def replicated() -> bool:  # the publish is acknowledged by a quorum; the third server may lag
+            return [received.subject async for received in bus.read(StreamName.K8S)] == ["k8s.node._.node-a"]
+
+        await async_wait_until(replicated, timeout=10, what="the event read through the third server")
 
 
 async def test_a_client_that_does_not_trust_the_servers_ca_is_not_let_in(production: ShippedCluster) -> None:
