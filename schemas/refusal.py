@@ -27,7 +27,7 @@ class DropReason(StrEnum):
     WRONG_EVENT = "wrong_event"  # a valid event of a type this subject does not carry
     BAD_SUBJECT = "bad_subject"  # wrong prefix, wrong number of tokens, too long
     BAD_TOKEN = "bad_token"  # a subject token that is empty, badly escaped or not what encode_token writes
-    NODE_MISMATCH = "node_mismatch"  # a heartbeat speaking for another node than its subject's
+    NODE_MISMATCH = "node_mismatch"  # a heartbeat or data-plane report speaking for another node than its subject's
     BAD_TRACE_CONTEXT = "bad_trace_context"  # a traceparent/tracestate header that is not W3C trace context
     UNTRANSLATABLE = "untranslatable"  # a Kubernetes object without identity or with values events refuse
 

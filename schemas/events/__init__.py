@@ -16,6 +16,7 @@ from schemas.events.announcements import (
     BGPSessionChanged,
     BGPSessionState,
     BusConnection,
+    DataPlaneReported,
 )
 from schemas.events.base import EnvelopeHeader, Event, EventId
 from schemas.events.decisions import (
@@ -86,6 +87,7 @@ AnyEvent = Annotated[
         AnnouncementReported,
         BGPSessionChanged,
         AnnouncerHeartbeat,
+        DataPlaneReported,
     ],
     Field(discriminator="type"),
 ]
@@ -124,6 +126,7 @@ __all__ = [
     "ConfigProblemReason",
     "ConfigurationEvaluated",
     "ConfigurationPart",
+    "DataPlaneReported",
     "EndpointsObserved",
     "Envelope",
     "EnvelopeHeader",

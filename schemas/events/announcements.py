@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +28,31 @@ class AnnouncementReported(Event):
     interfaces: tuple[str, ...] = Field(default=(), description="L2: interfaces answering for the IP")
     peers: tuple[str, ...] = Field(default=(), description="BGP: peers the prefix is advertised to")
     placement_epoch: int = Field(default=0, ge=0, description="IPAM sequence of the placement acted on")
+
+
+#: Linux interface names are at most 15 bytes; a node reports at most this many of them.
+_INTERFACE_NAME = 15
+MAX_REPORTED_INTERFACES = 256
+
+
+class DataPlaneReported(Event):
+    """What node ``node``'s announcer can answer ARP/NDP on, reported when it changes (and once a week
+    unchanged, so ``ANNOUNCE`` always holds it), on its own subject ``announce.<node>.dataplane``.
+
+    ``ready`` is false while the announcer starts (published before its first heartbeat) and stops, and
+    until it has read the placements and opened its L2 ports. ``interfaces`` answer for an IP whose
+    L2Advertisements name none; ``named_only`` answer only where an advertisement names them (the
+    announcer's exclusion patterns leave them out otherwise; pod veths are not listed). ipam places an IP
+    only on a node whose announcer instance reported it can answer for it."""
+
+    type: Literal["DataPlaneReported"] = "DataPlaneReported"
+    node: str
+    instance: str = Field(description="the announcer process (as its heartbeats name it)")
+    ready: bool
+    interfaces: tuple[Annotated[str, Field(max_length=_INTERFACE_NAME)], ...] = Field(
+        default=(), max_length=MAX_REPORTED_INTERFACES)
+    named_only: tuple[Annotated[str, Field(max_length=_INTERFACE_NAME)], ...] = Field(
+        default=(), max_length=MAX_REPORTED_INTERFACES)
 
 
 class BGPSessionState(StrEnum):

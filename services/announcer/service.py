@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 
 from services.announcer.agents.bgp import BgpAgent
+from services.announcer.agents.dataplane import DataPlaneReporter
 from services.announcer.agents.layer2 import L2Agent
 from services.announcer.heartbeat import send_heartbeats
 from services.announcer.l2.interfaces import DEFAULT_POLICY, ExclusionPolicy
@@ -29,6 +30,9 @@ def announcer_main(
         agent = L2Agent(ctx.bus, node=node, config=ResponderConfig(policy=policy), health=ctx.health)
         ctx.health.set_ready("bgp", False, "reading the decisions")
         bgp = BgpAgent(ctx.bus, node=node, health=ctx.health, listen_port=bgp_listen_port)
+        # Not ready before the first heartbeat makes this node live: no IP comes before it can answer.
+        reporter = DataPlaneReporter(ctx.bus, node=node, instance=ctx.instance, policy=policy)
+        await reporter.starting()
         # Heartbeats RESTART (a loop that keeps nothing). The agents FAIL_PROBES: each owns sockets, sessions
         # and what it has announced, which only a fresh process rebuilds cleanly; their death cancels the
         # heartbeats too, so the ipam moves this node's IPs instead of trusting a node that answers nothing.
@@ -39,6 +43,9 @@ def announcer_main(
                 on_failure=OnFailure.RESTART,
             )
             tasks.start("l2-agent", lambda: agent.run(ctx.stopping), on_failure=OnFailure.FAIL_PROBES)
+            # RESTART: it keeps nothing but what it last reported (it reports again if that changed)
+            tasks.start("dataplane-report", lambda: reporter.run(ctx.stopping, agent.answering_ready),
+                        on_failure=OnFailure.RESTART)
             tasks.start("bgp-agent", lambda: bgp.run(ctx.stopping), on_failure=OnFailure.FAIL_PROBES)
 
     return main

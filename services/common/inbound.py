@@ -22,13 +22,19 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from schemas.advisories import ClientDisconnected
-from schemas.events import AnnouncerHeartbeat
+from schemas.events import AnnouncerHeartbeat, DataPlaneReported
 from schemas.events.codec import read_envelope
 from schemas.refusal import DropReason, Refused
 from services.common.errors import NewerSchema
 from services.common.metrics import INPUTS_REFUSED, STOPPED_ON_NEWER_SCHEMA
 from services.common.records import Received
-from services.common.subjects import CONNECTIONS_CLOSED, StreamName, read_heartbeat_subject, stream_spec
+from services.common.subjects import (
+    CONNECTIONS_CLOSED,
+    StreamName,
+    read_dataplane_subject,
+    read_heartbeat_subject,
+    stream_spec,
+)
 from services.common.tracing import TRACE_CONTEXT_HEADERS, read_trace_context
 
 log = logging.getLogger(__name__)
@@ -111,6 +117,21 @@ def read_heartbeat(subject: str, data: bytes, *, component: str) -> AnnouncerHea
     if event.node != node:
         return refused(Refused(DropReason.NODE_MISMATCH, f"node {event.node!r} on {subject!r}"),
                        component=component, subject=subject)
+    return event
+
+
+def read_dataplane_report(received: Received, *, component: str) -> DataPlaneReported | Refused:
+    """A node's data-plane report, on the subject of the node it names (a node may write only its own)."""
+    node = read_dataplane_subject(received.subject)
+    if isinstance(node, Refused):
+        return refused(node, component=component, subject=received.subject)
+    event = received.event
+    if not isinstance(event, DataPlaneReported):
+        return refused(Refused(DropReason.WRONG_EVENT, f"{type(event).__name__} on a data-plane subject"),
+                       component=component, subject=received.subject)
+    if event.node != node:
+        return refused(Refused(DropReason.NODE_MISMATCH, f"node {event.node!r} on {received.subject!r}"),
+                       component=component, subject=received.subject)
     return event
 
 

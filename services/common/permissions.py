@@ -231,7 +231,8 @@ PERMISSIONS: dict[BusUser, SubjectPermissions] = {
     BusUser.IPAM: _service(
         Component.IPAM, user=BusUser.IPAM,
         writes=(f"{IPAM_PREFIX}.>", f"{DEAD_LETTER_PREFIX}.>"),
-        reads=(StreamName.K8S, StreamName.IPAM),
+        # ANNOUNCE: the nodes' data-plane reports (an IP goes only where its node can answer)
+        reads=(StreamName.K8S, StreamName.IPAM, StreamName.ANNOUNCE),
         hears_heartbeats=True, hears_closed_connections=True,
     ),
     BusUser.OPERATOR: _service(
@@ -283,8 +284,8 @@ _COMMENTS = {
     BusUser.ADMIN: "the administrative step only (metalbus bus provision): streams, limits, durables, leases",
     BusUser.WATCHER: "writes observed Kubernetes state (K8S, SECRETS); reads decisions and reports for status; "
                      "hears closed connections (a dead leader's Lease is taken at once)",
-    BusUser.IPAM: "the only writer of decisions (IPAM); reads K8S, hears heartbeats and closed connections, holds "
-                  "the ipam lease",
+    BusUser.IPAM: "the only writer of decisions (IPAM); reads K8S and the nodes' data-plane reports (ANNOUNCE), "
+                  "hears heartbeats and closed connections, holds the ipam lease",
     BusUser.OPERATOR: "read-only, for metalbus status/explain/history: every stream but SECRETS, heartbeats",
     BusUser.AUTHENTICATOR: "the auth callout: answers the server about connecting announcers, nothing else",
 }

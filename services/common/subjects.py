@@ -383,6 +383,30 @@ def announce_subject(node: str, ip: str) -> str:
     return f"{ANNOUNCE_PREFIX}.{encode_token(node)}.ip.{encode_token(ip)}"
 
 
+def dataplane_subject(node: str) -> str:
+    return f"{ANNOUNCE_PREFIX}.{encode_token(node)}.dataplane"
+
+
+#: Every node's data-plane report (``DataPlaneReported``), one subject per node.
+DATAPLANE_REPORTS = f"{ANNOUNCE_PREFIX}.*.dataplane"
+
+
+def read_dataplane_subject(subject: str) -> str | Refused:
+    """The node a data-plane report's subject speaks for, or why it names none. Total."""
+    return _node_of(subject, prefix=ANNOUNCE_PREFIX, node_at=1, word_at=2, word="dataplane",
+                    what="a data-plane report")
+
+
+def _node_of(subject: str, *, prefix: str, node_at: int, word_at: int, word: str, what: str) -> str | Refused:
+    """The node named by a three-token subject ``prefix`` with ``word`` at ``word_at``."""
+    tokens = _tokens(subject, count=3, prefix=prefix)
+    if isinstance(tokens, Refused):
+        return tokens
+    if tokens[word_at] != word:
+        return Refused(DropReason.BAD_SUBJECT, f"{subject!r} is not {what}")
+    return read_token(tokens[node_at])
+
+
 def bgp_session_subject(node: str, peer: str) -> str:
     return f"{ANNOUNCE_PREFIX}.{encode_token(node)}.bgp.{encode_token(peer)}"
 
@@ -401,12 +425,8 @@ CONNECTIONS_CLOSED = "connections.closed"
 
 def read_heartbeat_subject(subject: str) -> str | Refused:
     """The node a heartbeat subject speaks for, or why it names none. Total."""
-    tokens = _tokens(subject, count=3, prefix=HEARTBEAT_PREFIX)
-    if isinstance(tokens, Refused):
-        return tokens
-    if tokens[1] != "announcer":
-        return Refused(DropReason.BAD_SUBJECT, f"{subject!r} is not an announcer's heartbeat")
-    return read_token(tokens[2])
+    return _node_of(subject, prefix=HEARTBEAT_PREFIX, node_at=2, word_at=1, word="announcer",
+                    what="an announcer's heartbeat")
 
 
 def dead_letter_subject(stream: StreamName, consumer: str) -> str:

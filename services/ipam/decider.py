@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from services.ipam.adapters import pool_spec, raw_service
 from services.ipam.bgp import BGPDecisions
 from services.ipam.core.pools import validate_pools
 from services.ipam.core.requests import parse_ip
+from services.ipam.dataplane_rule import Answering
 from services.ipam.layer2 import Layer2
 from services.ipam.ledger import Ledger, apply
 from services.ipam.warm_allocator import WarmAllocator
@@ -116,17 +117,17 @@ class Decider:
         self.layer2.touch(change)
         self.bgp.touch(change)
 
-    def warm(self, live: frozenset[str] | None = None) -> None:
+    def warm(self, live: frozenset[str] | None = None, answering: Mapping[str, Answering] | None = None) -> None:
         """On a standby, as often as it likes (off the loop, while nothing else touches the decider): compare
         the BGP decisions the rules want with the ledger for what changed since the last call, so that taking
         over compares only what changed since, not every IP (``BGPDecisions.warm``); keep the L2 groups and
-        their eligibility (for the announcers ``live`` now, if given) built from the ledger's placements
-        (``Layer2.warm``). Deciding nothing, it appends nothing; the configuration in force is parsed again
-        only when it changes."""
+        their eligibility (for the announcers ``live`` now and what they answer on, ``answering``, if given)
+        built from the ledger's placements (``Layer2.warm``). Deciding nothing, it appends nothing; the
+        configuration in force is parsed again only when it changes."""
         if self._warmed_with is None or self._warmed_with.digest != self.ledger.in_force.generation:
             self._warmed_with = self._recorded_configuration()
         objects = self._warmed_with.objects
-        self.layer2.warm(self.world, self.ledger, objects, self.layer2.live if live is None else live)
+        self.layer2.warm(self.world, self.ledger, objects, self.layer2.live if live is None else live, answering)
         self.bgp.warm(self.world, self.ledger, objects)
         self._warm_allocations()
 
@@ -186,11 +187,12 @@ class Decider:
         finally:
             self._parsed = None
 
-    def start_placing(self, live: frozenset[str] | None = None) -> list[Outgoing]:
-        """The placement half of ``activate`` (for the nodes ``live`` now, if given): every L2
-        placement, pool usage, and what ``adopt`` decided."""
+    def start_placing(self, live: frozenset[str] | None = None,
+                      answering: Mapping[str, Answering] | None = None) -> list[Outgoing]:
+        """The placement half of ``activate`` (for the nodes ``live`` now and what they answer on, if given):
+        every L2 placement, pool usage, and what ``adopt`` decided."""
         if live is not None:
-            self.layer2.set_live(live)
+            self.layer2.set_live(live, answering)
         if self.waiting_for is not None:
             return []
         self.layer2.activate(self.configuration.objects)
@@ -279,10 +281,12 @@ class Decider:
         self._cause = None
         return self._drain()
 
-    def set_live_nodes(self, live: frozenset[str]) -> list[Outgoing]:
-        """The nodes whose announcers are live now; placements they change (none before activation, nor
-        while the world is incomplete)."""
-        self.layer2.set_live(live)
+    def set_live_nodes(self, live: frozenset[str], answering: Mapping[str, Answering] | None = None
+                       ) -> list[Outgoing]:
+        """The nodes whose announcers are live now (and, if given, what they answer on:
+        ``services.ipam.dataplane_rule``); placements they change (none before activation, nor while the world
+        is incomplete)."""
+        self.layer2.set_live(live, answering)
         if self.waiting_for is not None:
             return []
         self._place()

@@ -14,7 +14,7 @@ changed since. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.events import (
@@ -29,6 +29,7 @@ from schemas.metallb.rules import NodeFacts, TrafficPolicy, serving_nodes, traff
 from services.common.subjects import ipam_placement_subject
 from services.ipam.compact import Compactor
 from services.ipam.core import ServiceKey
+from services.ipam.dataplane_rule import Answering
 from services.ipam.holdings import Bookkeeping
 from services.ipam.ledger import Ledger, Placement
 from services.ipam.placement import (
@@ -50,6 +51,7 @@ class Layer2(Bookkeeping):
     def __init__(self) -> None:
         super().__init__()
         self.live: frozenset[str] = frozenset()
+        self.answering: dict[str, Answering] = {}
         self.placer = Placer()
         self._config = EMPTY_CONFIG
         self._topology = EMPTY_TOPOLOGY
@@ -75,9 +77,13 @@ class Layer2(Bookkeeping):
 
     # --- what changed -----------------------------------------------------------------------------
 
-    def set_live(self, live: frozenset[str]) -> None:
+    def set_live(self, live: frozenset[str], answering: Mapping[str, Answering] | None = None) -> None:
+        """The live announcers, and (when given) what those that do not answer anything answer on."""
         if live != self.live:
             self.live = live
+            self._live_changed = True
+        if answering is not None and answering != self.answering:
+            self.answering = dict(answering)
             self._live_changed = True
 
     def _configure(self, objects: tuple[ConfigObject, ...]) -> bool:
@@ -105,14 +111,15 @@ class Layer2(Bookkeeping):
         else:
             self.recorded(event)
 
-    def warm(self, world: World, ledger: Ledger, objects: tuple[ConfigObject, ...], live: frozenset[str]) -> None:
+    def warm(self, world: World, ledger: Ledger, objects: tuple[ConfigObject, ...], live: frozenset[str],
+             answering: Mapping[str, Answering] | None = None) -> None:
         """A standby's hook (off the loop, as often as it likes): bring the groups, demands, kinds and eligibility
         up to date with the ledger and the world (everything the first time, then what changed since), each group
         in the placer on its recorded node, and remember the IPs whose recorded placement differs from what the
         rules say for that node. Nothing is solved or decided: taking over then solves (a group on its recorded
         node stays there while eligible) and compares only those IPs and what changed afterwards."""
         self.set_configuration(objects)
-        self.set_live(live)
+        self.set_live(live, answering)
         if not self._warm:
             self._everything = True
         self._warm = True
@@ -175,7 +182,7 @@ class Layer2(Bookkeeping):
         if not (changed or force or self._live_changed):
             return None
         self._live_changed = False
-        old, self._topology = self._topology, Topology(self._config, self._facts.values(), self.live)
+        old, self._topology = self._topology, Topology(self._config, self._facts.values(), self.live, self.answering)
         if force or old.config is not self._config:
             return set(self._facts) | set(old.usable)
         moved = set(old.usable ^ self._topology.usable)

@@ -12,6 +12,11 @@ The ipam's own troubles must not look like node deaths:
 - while that connection is down, every live node gets a fresh window instead;
 - a majority of the live nodes falling silent at once is believed only after it lasts two more windows.
 A closed connection is the server's word, not our silence: it is believed at once.
+
+Beside liveness it follows the announcers' data-plane reports (``announce.*.dataplane`` on ``ANNOUNCE``, read
+in full and then followed on the same connection) through :mod:`services.ipam.dataplane_rule`: ``answering``
+is what each live announcer can answer on, and ``changed`` is set when that changes too (a report, a new
+instance heard, a hold-down or a starting grace that ended).
 """
 
 from __future__ import annotations
@@ -19,18 +24,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 
 from nats.aio.msg import Msg
 
 from schemas.refusal import Refused
 from services.common.bus import Bus
 from services.common.errors import MetalbusError
+from services.common.follower import Follower
 from services.common.heartbeats import HEARTBEAT_INTERVAL, LIVENESS_BACKSTOP
-from services.common.inbound import read_connection_closed, read_heartbeat
-from services.common.subjects import CONNECTIONS_CLOSED, HEARTBEATS
+from services.common.inbound import read_connection_closed, read_dataplane_report, read_heartbeat
+from services.common.records import Received
+from services.common.subjects import CONNECTIONS_CLOSED, DATAPLANE_REPORTS, HEARTBEATS, StreamName
 from services.common.subscription import Subscription
 from services.common.supervision import OnFailure, current_process, supervised
 from services.ipam import metrics
+from services.ipam.dataplane_rule import Answering, DataPlanes
 from services.ipam.liveness_rule import Liveness
 
 __all__ = ["Liveness", "LivenessWatch"]
@@ -42,6 +51,8 @@ _SLACK = 0.001
 #: What a replica that has not heard the announcers yet waits beyond one heartbeat before placing.
 _LISTEN_SLACK = 0.5
 _TASK = "ipam-liveness"
+_REPORTS_TASK = "ipam-dataplane"
+_RETRY = 1.0
 
 
 class LivenessWatch:
@@ -62,10 +73,18 @@ class LivenessWatch:
         self._first_live = asyncio.Event()
         #: Loop time since which heartbeats have been heard without a break (None: not listening).
         self._listening_since: float | None = None
+        self.dataplanes = DataPlanes()
+        self._answering: Mapping[str, Answering] = {}
+        self._reports_task: asyncio.Task[None] | None = None
 
     @property
     def live(self) -> frozenset[str]:
         return self.tracker.live
+
+    @property
+    def answering(self) -> Mapping[str, Answering]:
+        """What the announcers that cannot answer anything answer on (``DataPlanes.view``)."""
+        return self._answering
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -76,7 +95,12 @@ class LivenessWatch:
         self._subscriptions = [self._heartbeats,
                                await self._bus.subscribe(CONNECTIONS_CLOSED, cb=self._on_connection_closed)]
         self._listening_since = self.now()
+        self.dataplanes.listening(self._listening_since)
         self._bus.on_reconnect(self._heartbeats_missed)
+        reports_bus = self._bus
+        # RESTART: it reads every report again; until then the reports read so far stay in force
+        self._reports_task = supervised(lambda: self._follow_reports(reports_bus), name=_REPORTS_TASK,
+                                        on_failure=OnFailure.RESTART)
         bus, heartbeats = self._bus, self._heartbeats
         # RESTART: the judge keeps nothing the tracker does not hold; a judge that died would silently
         # stop every failover of a cut node.
@@ -84,11 +108,12 @@ class LivenessWatch:
                                 on_failure=OnFailure.RESTART)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._reports_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._reports_task = None
         subscriptions, self._subscriptions, self._heartbeats = self._subscriptions, [], None
         for subscription in subscriptions:
             try:
@@ -177,6 +202,8 @@ class LivenessWatch:
             return  # counted; a message that is not a heartbeat of the node it names says nothing
         node = event.node
         now = self.now()
+        if not event.leaving and self.dataplanes.heard(node, event.instance, now):
+            self._dataplane_changed()
         if self.tracker.heard(node, instance=event.instance, leaving=event.leaving, connection=event.connection,
                               now=now):
             if event.leaving:
@@ -203,3 +230,42 @@ class LivenessWatch:
     def _live_changed(self) -> None:
         metrics.LIVE_ANNOUNCERS.set(len(self.tracker.live))
         self.changed.set()
+
+    # --- data-plane reports ---------------------------------------------------------------------------
+
+    def _dataplane_changed(self) -> None:
+        self._answering = self.dataplanes.view()
+        self.changed.set()
+
+    async def _follow_reports(self, bus: Bus) -> None:
+        """Read every node's newest report, then follow them; wake when a hold-down or grace ends."""
+        while True:
+            try:
+                end = await bus.last_sequence(StreamName.ANNOUNCE)
+                async for received in bus.read(StreamName.ANNOUNCE, subjects=[DATAPLANE_REPORTS],
+                                               last_per_subject=True):
+                    self._fold_report(received)
+                break
+            except MetalbusError as error:  # no ANNOUNCE yet, or the bus away: announcers count as before
+                log.warning("data plane reports not read error=%r retry_in=%s", error, _RETRY)
+                await asyncio.sleep(_RETRY)
+        follower = Follower(bus, StreamName.ANNOUNCE, start_sequence=end + 1, subjects=[DATAPLANE_REPORTS])
+        try:
+            while True:
+                deadline = self.dataplanes.next_change()
+                wait = 1.0 if deadline is None else min(1.0, max(deadline + _SLACK - self.now(), 0.0))
+                for received in await follower.fetch(wait=wait):
+                    self._fold_report(received)
+                if self.dataplanes.tick(self.now()):
+                    self._dataplane_changed()
+        finally:
+            await follower.close()
+
+    def _fold_report(self, received: Received) -> None:
+        report = read_dataplane_report(received, component="ipam")
+        if isinstance(report, Refused):
+            return
+        if self.dataplanes.reported(report, self.now()):
+            log.info("announcer data plane node=%s ready=%s interfaces=%s named_only=%s", report.node,
+                     report.ready, ",".join(report.interfaces), ",".join(report.named_only))
+            self._dataplane_changed()

@@ -4,8 +4,10 @@ The unit of placement is a *group* of IPs that must stay on one node: the IPs of
 dual-stack pair) and every IP shared between Services, closed transitively. The rules:
 
 Eligible nodes (``eligibility``)
-  A node is *usable* when its announcer is live and MetalLB's rules find it usable
-  (``schemas.metallb.rules``: Kubernetes knows it, not ``NetworkUnavailable``, not excluded by label).
+  A node is *usable* when its announcer is live and can answer (``services.ipam.dataplane_rule``: ready,
+  with an interface to answer on) and MetalLB's rules find it usable (``schemas.metallb.rules``: Kubernetes
+  knows it, not ``NetworkUnavailable``, not excluded by label). An advertisement selects a usable node only
+  where the node can answer on the interfaces it names (on any, when it names none).
   A Service *wants* its IPs announced when an L2Advertisement selects its pool (``ipAddressPools`` /
   ``ipAddressPoolSelectors``; neither selects every pool) and the Service (``serviceSelectors``), and it
   has a serving endpoint somewhere. A node is eligible for a Service when it is usable and one of those
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 from schemas.metallb import IPAddressPool, L2Advertisement
 from schemas.metallb.rules import NodeFacts, advertisements_selecting
+from services.ipam.dataplane_rule import Answering
 
 
 class L2Config:
@@ -63,20 +66,28 @@ EMPTY_CONFIG = L2Config((), ())
 class Topology:
     """Which usable nodes each advertisement selects, and how much each prefers them."""
 
-    def __init__(self, config: L2Config, nodes: Iterable[NodeFacts], live: frozenset[str]) -> None:
+    def __init__(self, config: L2Config, nodes: Iterable[NodeFacts], live: frozenset[str],
+                 answering: Mapping[str, Answering] | None = None) -> None:
         self.config = config
         known = {node.name: node for node in nodes}
         self.live = live
+        self.answering: Mapping[str, Answering] = answering or {}
         self.known = frozenset(known)
-        self.usable = frozenset(name for name, node in known.items() if name in live and node.usable)
+        self.usable = frozenset(name for name, node in known.items() if name in live and node.usable
+                                and (name not in self.answering or self.answering[name].anything))
         ordered = sorted(self.usable)
         self.selected: tuple[frozenset[str], ...] = tuple(
-            frozenset(n for n in ordered if ad.spec.selects_node(known[n].labels)) for ad in config.advertisements
+            frozenset(n for n in ordered if ad.spec.selects_node(known[n].labels) and self._answers(n, ad))
+            for ad in config.advertisements
         )
         self.preference: tuple[dict[str, int], ...] = tuple(
             {n: w for n in self.selected[i] if (w := ad.spec.node_preference(known[n].labels))}
             for i, ad in enumerate(config.advertisements)
         )
+
+    def _answers(self, node: str, advertisement: L2Advertisement) -> bool:
+        answering = self.answering.get(node)
+        return answering is None or answering.answers(advertisement.spec.interfaces)
 
     def why_not(self, node: str) -> str:
         """Plain words for why ``node`` cannot answer (for the reason of a failover)."""
@@ -84,8 +95,13 @@ class Topology:
             return f"{node} is not live"
         if node not in self.known:
             return f"{node} is not a known node"
+        answering = self.answering.get(node)
+        if answering is not None and not answering.anything:
+            return f"{node} cannot answer: {answering.why_not()}"
         if node not in self.usable:
             return f"{node} is unavailable or excluded"
+        if answering is not None:
+            return f"{node} is no longer eligible (or cannot answer on the interfaces its advertisements name)"
         return f"{node} is no longer eligible"
 
 

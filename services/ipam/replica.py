@@ -221,8 +221,9 @@ class Replica:
             if self._unwarmed and (not busy or time.monotonic() - self._warmed >= self._settings.warm_every):
                 # kept warm (allocator, BGP decisions) so that taking over does not start from scratch:
                 # once a pause comes, and every ``warm_every`` while changes keep coming
-                live = self.liveness.live  # the L2 groups' eligibility is kept for the announcers heard now
-                await off_loop(lambda: self.decider.warm(live), name="ipam-warm")
+                # the L2 groups' eligibility is kept for the announcers heard now
+                live, answering = self.liveness.live, self.liveness.answering
+                await off_loop(lambda: self.decider.warm(live, answering), name="ipam-warm")
                 self._warmed, self._unwarmed = time.monotonic(), False
         if not folded and not observations:
             self._collector.idle()
@@ -268,8 +269,8 @@ class Replica:
         metrics.ACTIVE.set(1)
         listened = time.perf_counter()
         with self._tracer.start_as_current_span("ipam activate"), self._collector.building():
-            live = self.liveness.live
-            outgoing = await off_loop(lambda: self.decider.start_placing(live), name="ipam-place")
+            live, answering = self.liveness.live, self.liveness.answering
+            outgoing = await off_loop(lambda: self.decider.start_placing(live, answering), name="ipam-place")
             placed = time.perf_counter()
             self._tell_waiting()
             sent = await self._send(outgoing, {})
@@ -396,8 +397,8 @@ class Replica:
         deaths = self.liveness.take_deaths()
         holding = {node for node in deaths if node in self.decider.ledger.placed_per_node}
         with self._tracer.start_as_current_span("ipam liveness"):
-            live = self.liveness.live
-            outgoing = await off_loop(lambda: self.decider.set_live_nodes(live), name="ipam-liveness")
+            live, answering = self.liveness.live, self.liveness.answering
+            outgoing = await off_loop(lambda: self.decider.set_live_nodes(live, answering), name="ipam-liveness")
         if not outgoing:
             return True
         sent = await self._send(outgoing, {})

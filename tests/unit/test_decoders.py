@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import AnnouncerHeartbeat, Envelope, ObjectKind
+from schemas.events import AnnouncerHeartbeat, DataPlaneReported, Envelope, ObjectKind
 from schemas.events.codec import MAX_BODY_BYTES, encode, read_envelope, wrap
 from schemas.refusal import MESSAGE_LIMIT, DropReason, Refused
-from services.common.inbound import read_heartbeat, read_received
+from services.common.inbound import read_dataplane_report, read_heartbeat, read_received
 from services.common.subjects import (
     MAX_SUBJECT_LENGTH,
+    dataplane_subject,
     encode_token,
     heartbeat_subject,
     k8s_subject,
@@ -144,3 +145,22 @@ def test_a_heartbeat_speaks_only_for_the_node_of_its_subject() -> None:
         node="a.b", instance="i", sequence=1)
     refused = read_heartbeat(heartbeat_subject("c"), body, component="test")
     assert isinstance(refused, Refused) and refused.reason is DropReason.NODE_MISMATCH
+
+
+def test_a_data_plane_report_speaks_only_for_the_node_of_its_subject() -> None:
+    report = DataPlaneReported(node="a.b", instance="i", ready=True, interfaces=("eth0",))
+    body = encode(wrap(report, producer="p"))
+
+    def read(subject: str, data: bytes = body) -> DataPlaneReported | Refused:
+        received = read_received(subject=subject, sequence=1, data=data, component="test", headers={})
+        assert not isinstance(received, Refused)
+        return read_dataplane_report(received, component="test")
+
+    assert read(dataplane_subject("a.b")) == report
+    mismatch = read(dataplane_subject("c"))
+    assert isinstance(mismatch, Refused) and mismatch.reason is DropReason.NODE_MISMATCH
+    elsewhere = read("announce.a.ip.x")
+    assert isinstance(elsewhere, Refused) and elsewhere.reason is DropReason.BAD_SUBJECT
+    heartbeat = encode(wrap(AnnouncerHeartbeat(node="a.b", instance="i", sequence=1), producer="p"))
+    wrong = read(dataplane_subject("a.b"), heartbeat)
+    assert isinstance(wrong, Refused) and wrong.reason is DropReason.WRONG_EVENT

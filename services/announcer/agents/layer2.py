@@ -118,6 +118,8 @@ class L2Agent:
         #: per IP, the trace of the newest placement not reported yet, and when it arrived (ns)
         self._origins: dict[IPAddress, tuple[trace.SpanContext, int]] = {}
         self._tracer = tracer(__name__)
+        #: Set while the responder runs on placements read in full: the node can answer (its data-plane report).
+        self.answering_ready = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -137,10 +139,12 @@ class L2Agent:
                 self._converge()
                 if self.health is not None:
                     self.health.set_ready("layer2", True)
+                self.answering_ready.set()
                 log.info("l2 agent started node=%s desired=%d", self.node, len(self.ownership.desired()))
                 async with Supervisor() as tasks:  # both RESTART: see each loop
                     tasks.start("l2-follow", lambda: self._follow(stopping), on_failure=OnFailure.RESTART)
                     tasks.start("l2-report", lambda: self._report(stopping), on_failure=OnFailure.RESTART)
+                self.answering_ready.clear()
                 responder.set_desired({})  # silent at once; the `leaving` heartbeat hands over
                 self._responder = None
                 log.info("l2 agent stopped node=%s", self.node)

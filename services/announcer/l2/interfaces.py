@@ -127,3 +127,21 @@ def ips_by_interface(
         for facts in eligible_interfaces(links, selected=selected, policy=policy):
             result.setdefault(facts.name, set()).update(ips)
     return {name: frozenset(ips) for name, ips in result.items()}
+
+
+def answerable_interfaces(
+    interfaces: Iterable[InterfaceFacts], *, policy: ExclusionPolicy = DEFAULT_POLICY
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a node can answer on, as its data-plane report says it: the interfaces that answer when an
+    advertisement names none, and those that answer only when named (excluded by ``policy`` but up, with
+    carrier, a MAC and no master). Pod veths (veth kind, excluded by name) are in neither: no advertisement
+    names them, and listing them would change the report with every pod."""
+    everywhere: list[str] = []
+    named_only: list[str] = []
+    for facts in sorted(interfaces, key=lambda f: f.index):
+        why = ineligibility(facts, policy=policy)
+        if why is None:
+            everywhere.append(facts.name)
+        elif why in (Ineligible.EXCLUDED_NAME, Ineligible.EXCLUDED_KIND) and facts.kind != "veth":
+            named_only.append(facts.name)
+    return tuple(everywhere), tuple(named_only)

@@ -238,6 +238,18 @@ class Cluster:
 
         return self.bus.call(read())
 
+    def placement_events(self) -> dict[str, L2PlacementDecided | L2PlacementCleared]:
+        """IP → its newest placement event (with its reason)."""
+
+        async def read() -> dict[str, L2PlacementDecided | L2PlacementCleared]:
+            placed: dict[str, L2PlacementDecided | L2PlacementCleared] = {}
+            async for received in self.bus.bus.read(StreamName.IPAM, subjects=[IPAM_PLACEMENTS], last_per_subject=True):
+                if isinstance(received.event, L2PlacementDecided | L2PlacementCleared):
+                    placed[received.event.ip] = received.event
+            return placed
+
+        return self.bus.call(read())
+
     def wait_owner(self, ip: str, match: Callable[[str], bool] = lambda _: True, timeout: float = 10.0) -> str:
         """The node the newest placement of `ip` names, once `match` holds for it."""
 
@@ -371,6 +383,12 @@ class ArpWatch:
     def longest_gap(self) -> float:
         times = [t for t, _ in list(self.replies)]
         return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+
+    def longest_gap_between(self, start: float, end: float) -> float:
+        """The longest time without an answer from ``start`` to ``end`` (their edges count as answers only
+        if one came)."""
+        times = [start, *(t for t, _ in list(self.replies) if start < t < end), end]
+        return max(b - a for a, b in itertools.pairwise(times))
 
     def stop(self) -> None:
         assert self.proc.stdin is not None

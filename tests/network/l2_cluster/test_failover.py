@@ -126,6 +126,33 @@ def test_a_pulled_cable_moves_the_vips_and_the_node_waits_for_a_resync(lab: Clus
         wait_for(_answers(lab, vip), timeout=10, message=f"{vip} answered by its owner alone")
 
 
+def test_a_cut_data_link_with_the_bus_up_moves_the_vips_and_the_node_gets_none_back(lab: Cluster) -> None:
+    before = owners(lab)
+    victim = before[VIP4]
+    lost = [vip for vip, node in before.items() if node == victim]
+    watch = ArpWatch(lab.lab, lab.client, VIP4, interval=0.02)
+    try:
+        watch.first_after(time.monotonic())  # the prober hears the owner
+        cut = time.monotonic()
+        lab.set_data_link(victim, up=False)  # the node's LAN port loses carrier; its bus link stays up
+        answered = watch.first_after(cut, not_mac=lab.mac(victim), timeout=5)
+    finally:
+        watch.stop()
+    print(f"another node answered {(answered - cut) * 1000:.0f} ms after the owner's data link was cut")
+    took = _entries_follow(lab, lost, victim)
+    print(f"client entries followed a cut data link in {took * 1000:.0f} ms")
+    placed = lab.placement_events()
+    assert f"{victim} cannot answer" in placed[VIP4].reason
+    announcer = lab.nodes[victim].announcer
+    assert announcer is not None
+    assert not any("msg=partitioned" in line for line in announcer.log)  # the bus was there all along
+    lab.set_data_link(victim, up=True)
+    announcer.wait_logged(r'msg="data plane reported" .* ready=True interfaces=eth0')
+    for vip in VIPS:  # sticky: what moved stays where it went
+        assert lab.wait_owner(vip) != victim or vip not in lost
+        wait_for(_answers(lab, vip), timeout=10, message=f"{vip} answered by its owner alone")
+
+
 def test_a_partitioned_announcer_yields_when_the_new_owner_claims_the_vip(lab: Cluster) -> None:
     before = owners(lab)
     victim = before[VIP4]
@@ -183,6 +210,36 @@ def test_a_rolling_restart_keeps_every_vip_answering(lab: Cluster) -> None:
     print(f"rolling restart: longest gap in ARP answers {gap * 1000:.0f} ms, answered by {len(macs)} nodes")
     assert gap < 1.0
     assert len(macs) >= 2
+
+
+def test_a_rollout_restarting_every_announcer_1_5_s_apart_keeps_every_vip_answered(lab: Cluster) -> None:
+    """A DaemonSet rollout (one pod at a time: the old one stops, the new one starts), paced 1.5 s apart:
+    every IP goes only to a node whose announcer is ready, so no VIP goes unanswered for long."""
+    watches = {vip: ArpWatch(lab.lab, lab.client, vip, interval=0.05) for vip in (VIP4,)}
+    try:
+        started = time.monotonic()
+        for index, name in enumerate(NODES):
+            _until(started + 1.5 * index)  # the rollout's pace, not a wait for something to happen
+            assert lab.terminate(name) == 0
+            lab.start(name, wait=False)
+        for name in NODES:
+            announcer = lab.nodes[name].announcer
+            assert announcer is not None
+            announcer.wait_started()
+        for vip in VIPS:
+            wait_for(_answers(lab, vip), timeout=10, message=f"{vip} answered by its owner alone")
+        ended = time.monotonic()
+    finally:
+        for watch in watches.values():
+            watch.stop()
+    for vip, watch in watches.items():
+        gap = watch.longest_gap_between(started, ended)
+        print(f"rollout 1.5 s apart: {vip} longest unanswered {gap * 1000:.0f} ms")
+        assert gap <= 0.5  # without readiness: 0.7-0.85 s (an IP handed to an announcer still starting)
+
+
+def _until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.monotonic()))
 
 
 def test_a_nats_restart_keeps_every_vip_answering(lab: Cluster) -> None:

@@ -10,6 +10,7 @@ from services.announcer.l2.interfaces import (
     ExclusionPolicy,
     Ineligible,
     InterfaceFacts,
+    answerable_interfaces,
     eligible_interfaces,
     ineligibility,
     ips_by_interface,
@@ -83,3 +84,17 @@ def test_ips_by_interface() -> None:
         "eth1": frozenset({v4, only1}),
     }
     assert ips_by_interface({}, links) == {}
+
+
+def test_a_data_plane_report_lists_what_answers_and_what_answers_only_when_named() -> None:
+    mac = MAC
+    links = [
+        InterfaceFacts("lo", 1, b"\x00" * 6, up=True),
+        InterfaceFacts("eth0", 2, mac, up=True),
+        InterfaceFacts("eth1", 3, mac, up=True, carrier=False),  # cable out
+        InterfaceFacts("dummy0", 4, mac, up=True, kind="dummy"),  # excluded, may be named
+        InterfaceFacts("cali1234", 5, mac, up=True, kind="veth"),  # a pod's: never listed
+        InterfaceFacts("bond0", 6, mac, up=True, kind="bond"),
+        InterfaceFacts("eth2", 7, mac, up=True, master=6),  # enslaved to bond0
+    ]
+    assert answerable_interfaces(links) == (("eth0", "bond0"), ("dummy0",))
