@@ -161,10 +161,11 @@ class Lab:
             raise RuntimeError(f"{' '.join(cmd)} in {ns} exited {result.returncode}: {result.stderr.strip()}")
         return result
 
-    def popen(self, ns: str, *cmd: str, stdin: int | None = subprocess.PIPE) -> subprocess.Popen[str]:
-        """Start `cmd` inside `ns` with pipes (text, line-buffered) and the repository on PYTHONPATH.
-        The lab kills it on close."""
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    def popen(self, ns: str, *cmd: str, stdin: int | None = subprocess.PIPE, root: Path = REPO
+              ) -> subprocess.Popen[str]:
+        """Start `cmd` inside `ns` with pipes (text, line-buffered), in `root` (the repository, or a release's
+        source tree) and with it on PYTHONPATH. The lab kills it on close."""
+        env = {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, *cmd],
             stdin=stdin,
@@ -172,7 +173,7 @@ class Lab:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
-            cwd=REPO,
+            cwd=root,
             env=env,
         )
         self.processes.append(proc)

@@ -38,15 +38,16 @@ def permission_violations(log_file: Path) -> list[str]:
 
 
 @contextmanager
-def secured_nats(directory: Path, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[EmbeddedNats]:
+def secured_nats(directory: Path, *, host: str = "127.0.0.1", port: int = 0, provision: bool = True
+                 ) -> Iterator[EmbeddedNats]:
     """nats-server with the shipped accounts, the authenticator beside it, the streams provisioned by the
-    admin; ``server.url`` is the admin's URL, ``url_for``/``node_url`` each component's. ``port`` 0 picks a
-    free one. Fails on leaving if any permission was refused meanwhile."""
+    admin (unless not ``provision``); ``server.url`` is the admin's URL, ``url_for``/``node_url`` each
+    component's. ``port`` 0 picks a free one. Fails on leaving if any permission was refused meanwhile."""
     directory.mkdir(parents=True, exist_ok=True)
     log_file = directory / "nats-server.log"
     credentials = BusCredentials.create(directory / "credentials")
     with EmbeddedNats(host=host, port=port, store_dir=directory / "store", log_file=log_file,
-                      credentials=credentials) as server:
+                      credentials=credentials, provision=provision) as server:
         try:
             yield server
         except BaseException:

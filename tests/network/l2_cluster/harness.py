@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -51,7 +52,8 @@ from services.common.subjects import (
 from tests.builders import pool, service
 from tests.builders_l2 import endpoints, l2, node
 from tests.bus_thread import BusThread
-from tests.netlab import REPO, Lab, management_network, wait_for
+from tests.netlab import Lab, management_network, wait_for
+from tests.releases import CURRENT, Release
 from tests.secured_nats import secured_nats
 
 NODES = ("node1", "node2", "node3")
@@ -63,12 +65,14 @@ METRICS_PORT = 7472
 class AnnouncerProcess:
     """One real announcer: its process and the last lines of its log."""
 
-    def __init__(self, lab: Lab, node: Node, url: str, *extra: str) -> None:
+    def __init__(self, lab: Lab, node: Node, url: str, *extra: str, release: Release = CURRENT) -> None:
         self.node = node
+        self.release = release
         self.proc = lab.popen(
-            node.ns, sys.executable, "-m", "services.cli", "announcer", "--node", node.name, "--nats", url,
-            "--http-port", str(METRICS_PORT), "--http-host", node.mgmt_ip, "--exclude-interfaces", "mgmt*",
-            "--log-level", "INFO", *extra, stdin=subprocess.DEVNULL,
+            node.ns, *release.command(
+                "announcer", "--node", node.name, "--nats", url, "--http-port", str(METRICS_PORT), "--http-host",
+                node.mgmt_ip, "--exclude-interfaces", "mgmt*", "--log-level", "INFO", *extra),
+            stdin=subprocess.DEVNULL, root=release.root,
         )  # fmt: skip
         self.log: list[str] = []  # every line of stdout and stderr (a lab run is short)
         for stream in (self.proc.stdout, self.proc.stderr):
@@ -105,11 +109,12 @@ class AnnouncerProcess:
 class IpamProcess:
     """`metalbus ipam` as a child process, its log kept for failure messages."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, release: Release = CURRENT, name: str | None = None) -> None:
+        self.release = release
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "ipam", "--nats", url, "--http-port", "0", "--http-host",
-             "127.0.0.1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            release.command("ipam", "--nats", url, "--http-port", "0", "--http-host", "127.0.0.1"),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=release.root, env=release.env({**os.environ, **({"POD_NAME": name} if name else {})}),
         )  # fmt: skip
         self.log: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -174,16 +179,16 @@ class Cluster:
 
     # --- announcers ---------------------------------------------------------------------------------
 
-    def start(self, name: str, *extra: str, wait: bool = True) -> AnnouncerProcess:
+    def start(self, name: str, *extra: str, wait: bool = True, release: Release = CURRENT) -> AnnouncerProcess:
         node = self.nodes[name]
-        node.announcer = AnnouncerProcess(self.lab, node, self.server.node_url(name), *extra)
+        node.announcer = AnnouncerProcess(self.lab, node, self.server.node_url(name), *extra, release=release)
         if wait:
             node.announcer.wait_started()
         return node.announcer
 
-    def start_all(self) -> None:
+    def start_all(self, release: Release = CURRENT) -> None:
         for name in NODES:
-            self.start(name, wait=False)
+            self.start(name, wait=False, release=release)
         for name in NODES:
             announcer = self.nodes[name].announcer
             assert announcer is not None
@@ -318,9 +323,9 @@ class Cluster:
 
 
 @contextmanager
-def cluster(directory: Path, prefix: str = "mbl2c") -> Iterator[Cluster]:
-    """Build the lab, start NATS (its credentials, store and log under `directory`); announcers are started by
-    the test (`start_all`). Everything is torn down."""
+def cluster(directory: Path, prefix: str = "mbl2c", *, provision: bool = True) -> Iterator[Cluster]:
+    """Build the lab, start NATS (its credentials, store and log under `directory`; the streams provisioned
+    unless not `provision`); announcers are started by the test (`start_all`). Everything is torn down."""
     with Lab(prefix) as lab, management_network(lab) as (mgmt, subnet):
         bridge = lab.namespace("br")
         lab.bridge(bridge)
@@ -334,7 +339,7 @@ def cluster(directory: Path, prefix: str = "mbl2c") -> Iterator[Cluster]:
         lab.link(nodes["node1"].ns, bridge_ns=bridge, ifname="eth1")
         client = lab.namespace("client")
         lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
-        with secured_nats(directory / "nats", host=f"{subnet}.1") as server:
+        with secured_nats(directory / "nats", host=f"{subnet}.1", provision=provision) as server:
             bus = BusThread(server.url, name="l2-lab")
             built: Cluster | None = None
             try:
