@@ -39,7 +39,8 @@ def announcer_main(
         async with Supervisor() as tasks:
             tasks.start(
                 "heartbeats",
-                lambda: send_heartbeats(ctx.bus, node=node, instance=ctx.instance, stopping=ctx.stopping),
+                lambda: send_heartbeats(ctx.bus, node=node, instance=ctx.instance, stopping=ctx.stopping,
+                                        vouching=agent.in_step),
                 on_failure=OnFailure.RESTART,
             )
             tasks.start("l2-agent", lambda: agent.run(ctx.stopping), on_failure=OnFailure.FAIL_PROBES)

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -87,6 +88,20 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterRoutes:
+    """A server's place in a cluster: its name, the port it listens on for routes, every route URL."""
+
+    name: str
+    port: int
+    routes: tuple[str, ...]
+    cluster: str = "metalbus"
+
+    def arguments(self, host: str) -> list[str]:
+        return ["-n", self.name, "--cluster_name", self.cluster, "--cluster", f"nats://{host}:{self.port}",
+                "--routes", ",".join(self.routes)]
+
+
 class EmbeddedNats:
     """A nats-server child process. ``port=0`` picks a free port; ``store_dir=None`` a temporary store."""
 
@@ -100,12 +115,15 @@ class EmbeddedNats:
         startup_timeout: float = 10.0,
         credentials: BusCredentials | None = None,
         provision: bool = True,
+        cluster: ClusterRoutes | None = None,
     ) -> None:
         """With ``credentials`` the server runs metalbus's accounts (:mod:`services.common.permissions`):
         every user limited to its own subjects, announcers authenticated per node by an authenticator
         process started beside it. Unless ``provision`` is False, the administrative step makes the
-        streams, durables and lease buckets once the server is up (as the admin user)."""
+        streams, durables and lease buckets once the server is up (as the admin user). With ``cluster`` the
+        server routes to the others of its cluster (JetStream clustered)."""
         self._provisions = provision
+        self._cluster = cluster
         self.credentials = credentials
         self._authenticator: subprocess.Popen[bytes] | None = None
         self.host = host
@@ -162,6 +180,8 @@ class EmbeddedNats:
             "-sd", str(self._store_dir),
             "-m", "0",
         ]
+        if self._cluster is not None:
+            command += self._cluster.arguments(self.host)
         environment = None
         config_dir = self.store_dir / "config"
         if self.credentials is not None:

@@ -34,6 +34,7 @@ import logging
 from collections.abc import Callable
 
 from services.announcer.agents.layer2_ownership import Connectivity, connectivity
+from services.common.aio import first_of
 from services.common.bus import Bus
 from services.common.errors import MetalbusError
 
@@ -151,14 +152,25 @@ async def keep_in_contact(bus: Bus, contact: BusContact, *, every: float = ROUND
     """A round trip with the server every ``every`` seconds, each answer told to ``contact``; runs until
     cancelled. A round trip that takes long delays the next one: never more than one is in flight."""
     loop = asyncio.get_running_loop()
+    reconnected = asyncio.Event()  # a round trip begun on the lost connection is not waited for
+    bus.on_reconnect(reconnected.set)
     while True:
         started = loop.time()
+        reconnected.clear()
         try:
-            await bus.flush(within=1)
+            answered = await first_of(_round_trip(bus), reconnected.wait()) is not None
         except MetalbusError as error:  # disconnected or unanswered: the timer tells, not this
             log.debug("round trip with the bus failed error=%r", error)
         else:
-            contact.answered()
+            if answered:
+                contact.answered()
+            else:
+                continue  # on the new connection, at once
         due = loop.time() + max(every - (loop.time() - started), 0.0)
         await asyncio.sleep(due - loop.time())  # the round trip's period, not a poll
         contact.loop_was_late(loop.time() - due)
+
+
+async def _round_trip(bus: Bus) -> bool:
+    await bus.flush(within=1)
+    return True

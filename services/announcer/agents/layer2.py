@@ -120,6 +120,10 @@ class L2Agent:
         self._tracer = tracer(__name__)
         #: Set while the responder runs on placements read in full: the node can answer (its data-plane report).
         self.answering_ready = asyncio.Event()
+        #: Set while, besides, the bus answers and nothing needs reading again: what the heartbeats vouch for. A
+        #: node cut off long enough to be declared dead is heard again only once it acts on the newest
+        #: placements, so nothing is placed on it before it answers.
+        self.in_step = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class L2Agent:
             async with responder:
                 self._responder = responder
                 self._converge()
+                self._step_changed()
                 if self.health is not None:
                     self.health.set_ready("layer2", True)
                 self.answering_ready.set()
@@ -145,6 +150,7 @@ class L2Agent:
                     tasks.start("l2-follow", lambda: self._follow(stopping), on_failure=OnFailure.RESTART)
                     tasks.start("l2-report", lambda: self._report(stopping), on_failure=OnFailure.RESTART)
                 self.answering_ready.clear()
+                self.in_step.clear()
                 responder.set_desired({})  # silent at once; the `leaving` heartbeat hands over
                 self._responder = None
                 log.info("l2 agent stopped node=%s", self.node)
@@ -183,6 +189,7 @@ class L2Agent:
         self.ownership.resynced(placements, owned=owned)
         self._read_whole = _subjects_of(self.ownership.held())
         self._needs_resync = False
+        self._step_changed()
         log.info(
             "placements read node=%s read_whole=%d held=%d mine=%d up_to=%d took_ms=%.1f", self.node,
             len(placements), len(self.ownership.held()), len(self.ownership.desired()), end,
@@ -203,6 +210,7 @@ class L2Agent:
                 await self._follow_once(stopping)
         except Exception:
             self._needs_resync = True
+            self._step_changed()
             raise
 
     async def _follow_once(self, stopping: asyncio.Event) -> None:
@@ -261,7 +269,14 @@ class L2Agent:
 
     # --- the bus: liveness -------------------------------------------------------------------------
 
+    def _step_changed(self) -> None:
+        if self._responder is not None and not self._needs_resync and not self._contact.partitioned:
+            self.in_step.set()
+        else:
+            self.in_step.clear()
+
     def _bus_lost(self) -> None:
+        self.in_step.clear()
         if self._responder is not None:
             self._pinned = {name for names in self._responder.announced().values() for name in names}
         self._set_health(False)
@@ -272,6 +287,7 @@ class L2Agent:
 
     def _bus_back(self) -> None:
         self._needs_resync = True
+        self._step_changed()
         self._set_health(True)
         log.warning("bus back node=%s resync=true", self.node)
 
@@ -317,6 +333,7 @@ class L2Agent:
             if self.ownership.conflict(ip, connectivity=Connectivity.PARTITIONED) is ConflictVerdict.YIELD:
                 self._count_yield(ip)
                 self._needs_resync = True
+                self._step_changed()
                 log.warning("yielded ip=%s reason=placement_unverified error=%r", ip, error)
                 self._converge()
             return

@@ -322,23 +322,30 @@ class Cluster:
         return samples
 
 
+def topology(lab: Lab, mgmt: str, subnet: str) -> tuple[str, dict[str, Node], str]:
+    """The data network (a bridge, the three nodes, node1's spare eth1, the client) and each node's port on the
+    management network ``mgmt``: the bridge's namespace, the nodes, the client's namespace."""
+    bridge = lab.namespace("br")
+    lab.bridge(bridge)
+    nodes: dict[str, Node] = {}
+    for index, name in enumerate(NODES, start=1):
+        ns = lab.namespace(name)
+        data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"10.0.0.1{index}/24", f"fd00::1{index}/64"])
+        mgmt_ip = f"{subnet}.1{index}"
+        mgmt_port = lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
+        nodes[name] = Node(name, ns, data_port, mgmt_port, mgmt_ip)
+    lab.link(nodes["node1"].ns, bridge_ns=bridge, ifname="eth1")
+    client = lab.namespace("client")
+    lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
+    return bridge, nodes, client
+
+
 @contextmanager
 def cluster(directory: Path, prefix: str = "mbl2c", *, provision: bool = True) -> Iterator[Cluster]:
     """Build the lab, start NATS (its credentials, store and log under `directory`; the streams provisioned
     unless not `provision`); announcers are started by the test (`start_all`). Everything is torn down."""
     with Lab(prefix) as lab, management_network(lab) as (mgmt, subnet):
-        bridge = lab.namespace("br")
-        lab.bridge(bridge)
-        nodes: dict[str, Node] = {}
-        for index, name in enumerate(NODES, start=1):
-            ns = lab.namespace(name)
-            data_port = lab.link(ns, bridge_ns=bridge, addresses=[f"10.0.0.1{index}/24", f"fd00::1{index}/64"])
-            mgmt_ip = f"{subnet}.1{index}"
-            mgmt_port = lab.link(ns, bridge_ns=mgmt, bridge="mg0", ifname="mgmt0", addresses=[f"{mgmt_ip}/24"])
-            nodes[name] = Node(name, ns, data_port, mgmt_port, mgmt_ip)
-        lab.link(nodes["node1"].ns, bridge_ns=bridge, ifname="eth1")
-        client = lab.namespace("client")
-        lab.link(client, bridge_ns=bridge, addresses=[f"{CLIENT4}/24", f"{CLIENT6}/64"])
+        bridge, nodes, client = topology(lab, mgmt, subnet)
         with secured_nats(directory / "nats", host=f"{subnet}.1", provision=provision) as server:
             bus = BusThread(server.url, name="l2-lab")
             built: Cluster | None = None

@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,56 +31,33 @@ from tests.kubeapi.shipped import WATCHER, running_as
 from tests.netlab import skip_reason, wait_for
 from tests.network.l2.tools import arping, ndisc6
 from tests.network.l2_cluster.harness import NODES, ArpWatch, Cluster, IpamProcess, cluster
+from tests.network.l2_cluster.kube_objects import CONFIG_NAMESPACE, Obj, ServiceSpec, configuration, service_objects
 from tests.releases import CURRENT, Release, built_release, unavailable
 
 _SKIP = skip_reason("arping", "ndisc6", "ping") or unavailable()
 pytestmark = [pytest.mark.network, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
-CONFIG_NAMESPACE = "metallb-system"
-#: Service → (address family, the nodes its endpoints run on, externalTrafficPolicy)
-SERVICES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "web": ("IPv4", NODES, "Cluster"),
-    "api": ("IPv4", ("node2", "node3"), "Local"),
-    "web6": ("IPv6", NODES, "Cluster"),
-}
+SERVICES = (
+    ServiceSpec("web"),
+    ServiceSpec("api", nodes=("node2", "node3"), local=True),
+    ServiceSpec("web6", family="IPv6"),
+)
 #: The longest a VIP may go unanswered: a failover.
 FAILOVER = 1.0
-Obj = dict[str, Any]
 
 
 def objects() -> list[Obj]:
     """The cluster: three Nodes, a pool over the lab's VIPs, an L2Advertisement on eth0, the Services and their
     endpoints."""
-    found: list[Obj] = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}} for name in NODES]
-    found.append({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-                  "metadata": {"name": "lab", "namespace": CONFIG_NAMESPACE},
-                  "spec": {"addresses": ["10.0.0.100-10.0.0.103", "fd00::100-fd00::103"]}})
-    found.append({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
-                  "metadata": {"name": "lab", "namespace": CONFIG_NAMESPACE},
-                  "spec": {"ipAddressPools": ["lab"], "interfaces": ["eth0"]}})
-    for index, (name, (family, nodes, policy)) in enumerate(SERVICES.items()):
-        cluster_ip = f"fd00:96::{index + 10}" if family == "IPv6" else f"10.96.0.{index + 10}"
-        found.append({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": name},
-                     "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "ipFamilies": [family],
-                     "ipFamilyPolicy": "SingleStack", "externalTrafficPolicy": policy},
-        })
-        found.append({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": family,
-            "metadata": {"name": f"{name}-1", "namespace": "default",
-                         "labels": {"kubernetes.io/service-name": name}},
-            "endpoints": [{"addresses": [f"fd00:1::{i}" if family == "IPv6" else f"10.1.0.{i}"], "nodeName": node,
-                           "conditions": {"ready": True, "serving": True, "terminating": False}}
-                          for i, node in enumerate(nodes, start=1)],
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        })
+    found = configuration("lab", "10.0.0.100-10.0.0.103", "fd00::100-fd00::103")
+    for index, spec in enumerate(SERVICES):
+        found += service_objects(spec, index)
     return found
 
 
 def shown(api: KubeApi) -> dict[str, list[str]]:
     """What each Service's status shows."""
-    return {name: [entry.get("ip", "") for entry in ingress(api, name)] for name in SERVICES}
+    return {spec.name: [entry.get("ip", "") for entry in ingress(api, spec.name)] for spec in SERVICES}
 
 
 def every_address_shown(api: KubeApi) -> dict[str, list[str]] | None:
@@ -194,7 +170,7 @@ def test_a_rolling_upgrade_from_the_previous_release_changes_no_address_and_keep
             for name in ("watcher-a", "watcher-b"):
                 components.watcher(name, previous)
             before = wait_for(lambda: every_address_shown(api), timeout=60, message="every Service showing its address")
-            vips4 = [ips[0] for name, ips in before.items() if SERVICES[name][0] == "IPv4"]
+            vips4 = [ips[0] for ips in before.values() if ":" not in ips[0]]
             assert not list_marks(lab), "the previous release's watcher marks no lists"
             for vip in vips4:
                 wait_for(lambda vip=vip: bool(arping(lab.lab, lab.client, vip, count=1)), timeout=10,
