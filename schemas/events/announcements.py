@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -53,6 +54,18 @@ class DataPlaneReported(Event):
         default=(), max_length=MAX_REPORTED_INTERFACES)
     named_only: tuple[Annotated[str, Field(max_length=_INTERFACE_NAME)], ...] = Field(
         default=(), max_length=MAX_REPORTED_INTERFACES)
+
+    def answers(self, listed: Collection[str] = ()) -> bool:
+        """Whether the node can answer for an IP whose L2Advertisements name ``listed`` (none: any interface)."""
+        return self.ready and answers_on(self.interfaces, self.named_only, listed)
+
+
+def answers_on(interfaces: Collection[str], named_only: Collection[str], listed: Collection[str]) -> bool:
+    """Whether a node answering on ``interfaces`` (and on ``named_only`` where named) can answer for an IP
+    whose L2Advertisements name ``listed``: one of ``interfaces`` when they name none, else one of those named."""
+    if not listed:
+        return bool(interfaces)
+    return any(name in interfaces or name in named_only for name in listed)
 
 
 class BGPSessionState(StrEnum):

@@ -212,6 +212,9 @@ class NodeReason(StrEnum):
     NO_LOCAL_SERVING_ENDPOINTS = ServingVerdict.NO_LOCAL_ENDPOINTS.value
     NO_PEER = "NoPeerForNode"
     """BGP: no BGPPeer the routes go to applies to the node (the peers' ``nodeSelectors``)."""
+    CANNOT_ANSWER = "CannotAnswer"
+    """Layer 2: the rules admit the node, but its announcer reports it cannot answer (not ready, or no interface
+    up among those the advertisements name): ipam places the IP elsewhere."""
 
 
 _UNUSABLE: dict[NodeUsability, NodeReason] = {

@@ -27,6 +27,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from schemas.events import DataPlaneReported
+from schemas.events.announcements import answers_on
 
 STARTING_GRACE = 3.0
 HOLD_DOWN = 2.0
@@ -44,9 +45,7 @@ class Answering:
 
     def answers(self, listed: Collection[str]) -> bool:
         """Whether it can answer for an IP whose advertisements list ``listed`` (empty: every interface)."""
-        if not listed:
-            return bool(self.interfaces)
-        return any(name in self.interfaces or name in self.named_only for name in listed)
+        return answers_on(self.interfaces, self.named_only, listed)
 
     @property
     def anything(self) -> bool:

@@ -136,7 +136,8 @@ def _per_node_lines(
     lines = [f"Nodes known: {len(nodes)}."]
     for ip in allocated[0].ips:
         placement = view.placements.get(ip)
-        lines += l2_lines(ip, scope, in_force, nodes, placement.event if placement is not None else None)
+        lines += l2_lines(ip, scope, in_force, nodes, placement.event if placement is not None else None,
+                          view.dataplanes)
         bgp = view.bgp.get(ip)
         lines += bgp_lines(ip, in_force, nodes, bgp[0] if bgp is not None else None)
     return lines

@@ -8,7 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from schemas.events import BGPAdvertisementDecided, BGPAdvertisementWithdrawn, L2PlacementDecided, NodeObserved
+from schemas.events import (
+    BGPAdvertisementDecided,
+    BGPAdvertisementWithdrawn,
+    DataPlaneReported,
+    L2PlacementDecided,
+    NodeObserved,
+)
 from schemas.metallb import BGPAdvertisement, BGPPeer, ConfigObject, IPAddressPool, L2Advertisement
 from schemas.metallb.common import LabelSelector
 from schemas.metallb.rules import (
@@ -18,6 +24,7 @@ from schemas.metallb.rules import (
     advertisements_selecting,
     bgp_peers_of_node,
     l2_node_reason,
+    selectors_admit,
 )
 
 #: How many node names a reason lists before it only counts the others.
@@ -74,9 +81,11 @@ def grouped(verdicts: Iterable[tuple[str, str]], *, indent: str = "  ") -> list[
 
 
 def l2_lines(
-    ip: str, scope: ServiceScope, in_force: InForce, nodes: Sequence[NodeFacts], placement: L2PlacementDecided | None
+    ip: str, scope: ServiceScope, in_force: InForce, nodes: Sequence[NodeFacts], placement: L2PlacementDecided | None,
+    dataplanes: Mapping[str, DataPlaneReported] | None = None,
 ) -> list[str]:
-    """Layer 2: per node, why it answers for ``ip`` or not."""
+    """Layer 2: per node, why it answers for ``ip`` or not; a node the rules admit whose announcer reports that it
+    cannot answer on the interfaces the advertisements name (``dataplanes``) is told so."""
     listed = in_force.l2_advertisements
     ads = advertisements_selecting((a.spec for a in listed), pool=scope.pool,
                                    pool_labels=in_force.pool_labels.get(scope.pool, {}), service_labels=scope.labels)
@@ -84,13 +93,32 @@ def l2_lines(
         return [f"{ip}: layer 2 — no L2Advertisement selects pool {scope.pool} and the Service."]
     selectors = [listed[index].spec.node_selectors for index in ads]
     placed_on = placement.node if placement is not None else None
-    verdicts = (
-        (node.name, l2_node_reason(node, node_selectors=selectors, policy=scope.policy, serving=scope.serving,
-                                   placed_on=placed_on).value)
-        for node in nodes
-    )  # fmt: skip
+
+    def verdict(node: NodeFacts) -> str:
+        reason = l2_node_reason(node, node_selectors=selectors, policy=scope.policy, serving=scope.serving,
+                                placed_on=placed_on)
+        report = (dataplanes or {}).get(node.name)
+        if reason in (NodeReason.ANNOUNCES, NodeReason.STANDBY) and report is not None:
+            names = _interfaces_named(node, [listed[index] for index in ads])
+            if not report.answers(names):
+                why = "not ready" if not report.ready else f"no interface up among {', '.join(names) or 'any'}"
+                return f"{NodeReason.CANNOT_ANSWER.value} ({why})"
+        return reason.value
+
+    verdicts = ((node.name, verdict(node)) for node in nodes)
     names = ", ".join(listed[index].name for index in ads)
     return [f"{ip}: layer 2 by {names}; per node:", *grouped(verdicts)]
+
+
+def _interfaces_named(node: NodeFacts, advertisements: Sequence[L2Advertisement]) -> tuple[str, ...]:
+    """The interfaces the advertisements admitting ``node`` name (none: any interface)."""
+    names: set[str] = set()
+    for advertisement in advertisements:
+        if selectors_admit(advertisement.spec.node_selectors, node.labels):
+            if not advertisement.spec.interfaces:
+                return ()
+            names.update(advertisement.spec.interfaces)
+    return tuple(sorted(names))
 
 
 def bgp_lines(

@@ -17,6 +17,7 @@ from schemas.events import (
     BGPSessionChanged,
     ConfigurationEvaluated,
     ConfigurationPart,
+    DataPlaneReported,
     IPAllocated,
     IPReleased,
     L2PlacementCleared,
@@ -71,6 +72,8 @@ class ClusterView:
     bgp: dict[str, tuple[BGPDecision, At]] = field(default_factory=dict)
     reports: dict[tuple[str, str], Report] = field(default_factory=dict)
     sessions: dict[tuple[str, str], Session] = field(default_factory=dict)
+    #: each node's newest data-plane report: whether it can answer, and on which interfaces
+    dataplanes: dict[str, DataPlaneReported] = field(default_factory=dict)
 
     def fold(self, received: Received) -> None:
         event = received.event
@@ -96,6 +99,8 @@ class ClusterView:
             self.reports[(event.node, event.ip)] = Report(event, at)
         elif isinstance(event, BGPSessionChanged):
             self.sessions[(event.node, event.peer)] = Session(event, at)
+        elif isinstance(event, DataPlaneReported):
+            self.dataplanes[event.node] = event
 
     # --- questions ------------------------------------------------------------------------------
 
