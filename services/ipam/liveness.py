@@ -53,6 +53,7 @@ _LISTEN_SLACK = 0.5
 _TASK = "ipam-liveness"
 _REPORTS_TASK = "ipam-dataplane"
 _RETRY = 1.0
+_RETRY_AT_MOST = 30.0
 
 
 class LivenessWatch:
@@ -74,7 +75,7 @@ class LivenessWatch:
         #: Loop time since which heartbeats have been heard without a break (None: not listening).
         self._listening_since: float | None = None
         self.dataplanes = DataPlanes()
-        self._answering: Mapping[str, Answering] = {}
+        self._answering: Mapping[str, Answering] | None = {}  # None: to be worked out again
         self._reports_task: asyncio.Task[None] | None = None
 
     @property
@@ -83,7 +84,10 @@ class LivenessWatch:
 
     @property
     def answering(self) -> Mapping[str, Answering]:
-        """What the announcers that cannot answer anything answer on (``DataPlanes.view``)."""
+        """What each announcer answers on, for those not answering on anything (``DataPlanes.view``), worked
+        out when asked after a change: a node flooding reports costs one view per decision, not one per report."""
+        if self._answering is None:
+            self._answering = self.dataplanes.view()
         return self._answering
 
     def now(self) -> float:
@@ -234,11 +238,12 @@ class LivenessWatch:
     # --- data-plane reports ---------------------------------------------------------------------------
 
     def _dataplane_changed(self) -> None:
-        self._answering = self.dataplanes.view()
+        self._answering = None
         self.changed.set()
 
     async def _follow_reports(self, bus: Bus) -> None:
         """Read every node's newest report, then follow them; wake when a hold-down or grace ends."""
+        retry_in = _RETRY
         while True:
             try:
                 end = await bus.last_sequence(StreamName.ANNOUNCE)
@@ -246,9 +251,11 @@ class LivenessWatch:
                                                last_per_subject=True):
                     self._fold_report(received)
                 break
-            except MetalbusError as error:  # no ANNOUNCE yet, or the bus away: announcers count as before
-                log.warning("data plane reports not read error=%r retry_in=%s", error, _RETRY)
-                await asyncio.sleep(_RETRY)
+            except MetalbusError as error:  # no ANNOUNCE yet, the bus away, or not allowed (older accounts):
+                # meanwhile an announcer that reports nothing answers anything, as before
+                log.warning("data plane reports not read error=%r retry_in=%s", error, retry_in)
+                await asyncio.sleep(retry_in)
+                retry_in = min(retry_in * 2, _RETRY_AT_MOST)
         follower = Follower(bus, StreamName.ANNOUNCE, start_sequence=end + 1, subjects=[DATAPLANE_REPORTS])
         try:
             while True:
