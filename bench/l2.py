@@ -5,9 +5,12 @@
 In one lab (tests/network/l2_cluster/harness.py: three nodes, a client, NATS on a management network):
 - ARP round trip from the client to a VIP answered by an announcer vs to an address the node's kernel owns;
 - start-up: process spawned → first ARP answer for an IP already placed on its node;
-- failover after kill -9 of the owning announcer, and after a pulled cable (data and bus link down at the
-  switch), seen by a client probing every 10 ms: takeover (event → first answer from the new owner) and gap
-  (last answer before → first answer after), p50/p99;
+- failover after kill -9 of the owning announcer, after a pulled cable (data and bus link down at the
+  switch), and after its data link alone went down (the bus up: the announcer reports it cannot answer), seen
+  by a client probing every 10 ms: takeover (event → first answer from the new owner) and gap (last answer
+  before → first answer after), p50/p99;
+- a rollout: every announcer stopped and started again in turn, 1.5 s apart: the longest time the VIP went
+  unanswered (probed every 50 ms);
 - the same kill -9 with keepalived (VRRP) in two node namespaces: the Debian defaults (advert_int 1) and
   a tuned VRRPv3 (advert_int 0.1), as the reference;
 - the placement figures of bench/l2_placement.py (100 simulated announcers, 5 000 IPs: spread, re-placement;
@@ -162,7 +165,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _failovers(net: Cluster, trials: int, *, cut: bool) -> dict[str, object]:
+def _failovers(net: Cluster, trials: int, *, fault: str) -> dict[str, object]:
+    """``fault``: "kill" (kill -9 of the owner's announcer), "cable" (its data and bus links cut at the switch) or
+    "data_link" (its data link alone: the bus stays up, the announcer reports it cannot answer)."""
     watch = ArpWatch(net.lab, net.client, VIP_FAIL)
     takeovers: list[float] = []
     gaps: list[float] = []
@@ -175,25 +180,53 @@ def _failovers(net: Cluster, trials: int, *, cut: bool) -> dict[str, object]:
             assert announcer is not None
             mark = announcer.mark()
             event = time.monotonic()
-            if cut:
-                net.set_data_link(owner, up=False)
-                net.set_mgmt_link(owner, up=False)
-            else:
+            if fault == "kill":
                 net.kill(owner)
+            else:
+                net.set_data_link(owner, up=False)
+                if fault == "cable":
+                    net.set_mgmt_link(owner, up=False)
             first = watch.first_after(event, not_mac=old_mac)
             before = watch.last_before(first) or event
             takeovers.append(first - event)
             gaps.append(first - before)
-            if cut:
-                net.set_data_link(owner, up=True)
-                net.set_mgmt_link(owner, up=True)
-                announcer.wait_logged("event=placements_read", since=mark, timeout=15)
-            else:
+            if fault == "kill":
                 net.start(owner)
+            else:
+                net.set_data_link(owner, up=True)
+                if fault == "cable":
+                    net.set_mgmt_link(owner, up=True)
+                    announcer.wait_logged('msg="placements read"', since=mark, timeout=15)
+                else:
+                    announcer.wait_logged(r'msg="data plane reported" .* interfaces=eth0', since=mark, timeout=15)
             net.wait_owner(VIP_FAIL, other_than(owner))
     finally:
         watch.stop()
     return {"takeover": summary(takeovers), "gap": summary(gaps)}
+
+
+def rollout(net: Cluster, rounds: int, *, apart: float = 1.5) -> dict[str, object]:
+    """A DaemonSet rollout: every announcer stopped and started again in turn, ``apart`` seconds apart, the VIP
+    probed every 50 ms; the longest time it went unanswered, per round."""
+    gaps: list[float] = []
+    for _ in range(rounds):
+        watch = ArpWatch(net.lab, net.client, VIP_FAIL, interval=0.05)
+        try:
+            watch.first_after(time.monotonic())
+            started = time.monotonic()
+            for index, name in enumerate(net.nodes):
+                time.sleep(max(0.0, started + apart * index - time.monotonic()))  # the rollout's pace
+                net.terminate(name)
+                net.start(name, wait=False)
+            for name in net.nodes:
+                announcer = net.nodes[name].announcer
+                assert announcer is not None
+                announcer.wait_started()
+            ended = watch.first_after(time.monotonic())
+        finally:
+            watch.stop()
+        gaps.append(watch.longest_gap_between(started, ended))
+    return {"longest_gap": summary(gaps), "apart_s": apart}
 
 
 KEEPALIVED = """global_defs {{
@@ -324,10 +357,17 @@ def main() -> None:
         # From here the real ipam places: a Service asking for VIP_FAIL, serving on every node.
         net.observe(*l2_world(lb_service("fail", VIP_FAIL)))
         net.start_ipam()
-        killed = figures["failover_kill9"] = _failovers(net, kill_trials, cut=False)
+        killed = figures["failover_kill9"] = _failovers(net, kill_trials, fault="kill")
         _print_failover("failover after kill -9", killed, "target p99 <= 1000 ms")
-        pulled = figures["failover_cut_link"] = _failovers(net, small, cut=True)
+        pulled = figures["failover_cut_link"] = _failovers(net, small, fault="cable")
         _print_failover("failover after a pulled cable", pulled, "target <= 2000 ms")
+        data_link = figures["failover_data_link_bus_up"] = _failovers(net, small, fault="data_link")
+        _print_failover("failover after the owner's data link went down, its bus up", data_link, "target <= 1000 ms")
+        rolled = figures["rollout"] = rollout(net, 2 if args.quick else 5)
+        gap = rolled["longest_gap"]
+        assert isinstance(gap, dict)
+        print(f"rollout (every announcer restarted in turn, 1.5 s apart): longest unanswered p50 {gap['p50_ms']} ms "
+              f"max {gap['max_ms']} ms over {gap['trials']} rollouts (target <= 500 ms)")
         for advert in (0.1,) if args.quick else (1.0, 0.1):
             key = f"keepalived_kill9_advert_{advert}"
             reference = figures[key] = keepalived(net, small, advert)

@@ -19,6 +19,8 @@ Invariants, checked all along from the outside (the API stand-in, the wire):
 - no address is shown by two Services that do not share it (``shown_twice``);
 - once the faults stop, every Service shows its address and every VIP is answered by the node it is placed on,
   within 30 s (``not_converged``).
+Also printed: the longest silence and multi-MAC answer per VIP, and the standby watcher's takeover after each kill
+-9 of the leading one (target 2 s).
 Prints the faults by kind and the violations by kind (with details); the last line is one JSON object.
 """
 
@@ -50,6 +52,7 @@ from services.common.credentials import BusCredentials
 from services.common.nats_server import ClusterRoutes, EmbeddedNats, provision_command
 from services.common.permissions import BusUser
 from services.common.subjects import IPAM_PLACEMENTS, StreamName
+from services.watcher.leader import LEASE_NAME
 from tests.bus_thread import BusThread
 from tests.integration.test_cli import Process
 from tests.integration.watcher.helpers import http_ready
@@ -107,6 +110,8 @@ class Report:
     #: per VIP: the longest silence and the longest time several MACs answered (seconds)
     longest_gap: dict[str, float] = field(default_factory=dict)
     longest_conflict: dict[str, float] = field(default_factory=dict)
+    #: seconds from kill -9 of the leading watcher to the other holding its Lease
+    watcher_takeovers: list[float] = field(default_factory=list)
 
     def violated(self, kind: Violation, detail: str) -> None:
         self.violations[kind] += 1
@@ -115,7 +120,8 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {"minutes": self.minutes, "seed": self.seed, "faults": {k.value: n for k, n in self.faults.items()},
                 "violations": {k.value: n for k, n in self.violations.items()}, "details": self.details,
-                "longest_gap_s": self.longest_gap, "longest_conflict_s": self.longest_conflict}
+                "longest_gap_s": self.longest_gap, "longest_conflict_s": self.longest_conflict,
+                "watcher_takeovers_s": [round(t, 3) for t in self.watcher_takeovers]}
 
 
 # --- the cluster's objects --------------------------------------------------------------------------------
@@ -236,6 +242,11 @@ class System:
                     if isinstance(r.event, L2PlacementDecided)}
 
         return self.bus.call(read())
+
+    def lease_holder(self) -> str:
+        """The watcher holding the Lease ('' when none)."""
+        lease = self.api.get_object("leases", LEASE_NAME, CONFIG_NAMESPACE) or {}
+        return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
     def mac(self, node: str) -> str:
         return self.lab.mac(self.nodes[node].ns, "eth0")
@@ -418,9 +429,15 @@ class Soak:
             wait_for(_ready(lambda: list(ipam.log)), timeout=60, message=f"{name} ready")
         elif kind is Fault.KILL_WATCHER:
             name = rng.choice(sorted(system.watchers))
-            self.say(f"kill -9 {name}")
+            leading = system.lease_holder() == name
+            self.say(f"kill -9 {name}{' (leading)' if leading else ''}")
+            killed = time.monotonic()
             system.watchers[name].popen.kill()
             system.watchers[name].stop()
+            if leading:
+                wait_for(lambda: system.lease_holder() not in ("", name), timeout=30, message="a new leader",
+                         interval=0.01)
+                self.report.watcher_takeovers.append(time.monotonic() - killed)
             self._pause(rng.uniform(0.5, 2.0))
             system.start_watcher(name)
             watcher = system.watchers[name]
@@ -549,6 +566,8 @@ def main() -> int:
         print(f"  {detail}")
     print("longest unanswered (s):", report.longest_gap)
     print("longest answered by several MACs (s):", report.longest_conflict)
+    print("watcher takeovers after kill -9 of the leader (s):", [round(t, 3) for t in report.watcher_takeovers],
+          "(target <= 2)")
     print(json.dumps(report.as_dict()))
     return 0 if not report.violations else 1
 

@@ -115,6 +115,7 @@ class L2Agent:
         self._pinned: set[str] | None = None  # while partitioned: the interfaces still answering
         self._checking: set[IPAddress] = set()  # IPs whose claim on the wire is being checked
         self._checks: set[asyncio.Task[None]] = set()
+        self._handover_timer: asyncio.TimerHandle | None = None
         #: per IP, the trace of the newest placement not reported yet, and when it arrived (ns)
         self._origins: dict[IPAddress, tuple[trace.SpanContext, int]] = {}
         self._tracer = tracer(__name__)
@@ -156,6 +157,8 @@ class L2Agent:
                 log.info("l2 agent stopped node=%s", self.node)
             await self._withdraw_all()
         finally:
+            if self._handover_timer is not None:
+                self._handover_timer.cancel()
             for check in list(self._checks):
                 check.cancel()
             contact.cancel()
@@ -247,17 +250,37 @@ class L2Agent:
             if not isinstance(event, L2PlacementDecided | L2PlacementCleared):
                 continue
             placement = placement_of(event, epoch=received.sequence, node=self.node)
-            verdict = self.ownership.apply(placement)
+            verdict = self.ownership.apply(placement, now=self._clock())
             if verdict is Applied.NEWER:
                 changed = True
                 if placement is not None:
                     self._remember_origin(placement, received)
+                    if self.ownership.handing_over(placement.ip):
+                        log.info("handing over ip=%s to=%s epoch=%d", placement.ip, placement.node, placement.epoch)
             elif verdict is Applied.INVALID:
                 log.warning("placement invalid subject=%s seq=%d ip=%r", received.subject,
                             received.sequence, event.ip)
         if changed:
             self._held_changed()
+            self._schedule_handovers_end()
         return changed
+
+    def _schedule_handovers_end(self) -> None:
+        """Wake when the next handover ends unclaimed (the IP then goes silent here)."""
+        end = self.ownership.handovers_end()
+        if end is None:
+            return
+        if self._handover_timer is not None:
+            self._handover_timer.cancel()
+        self._handover_timer = asyncio.get_running_loop().call_later(max(0.0, end - self._clock()),
+                                                                     self._end_handovers)
+
+    def _end_handovers(self) -> None:
+        self._handover_timer = None
+        if self.ownership.end_handovers(self._clock()):
+            log.info("handover unclaimed node=%s", self.node)
+            self._converge()
+        self._schedule_handovers_end()
 
     def _remember_origin(self, placement: Placement, received: Received) -> None:
         """Keep the trace of a placement that names this node or moves an IP it reports: the report joins it."""
@@ -308,7 +331,10 @@ class L2Agent:
     def _on_conflict(self, ip: IPAddress, other_mac: bytes, interface: str) -> None:
         connectivity = self._contact.connectivity(connected=self.bus.client.is_connected)
         verdict = self.ownership.conflict(ip, connectivity=connectivity)
-        if verdict is ConflictVerdict.YIELD:
+        if verdict is ConflictVerdict.HANDED_OVER:
+            log.info("handed over ip=%s new_mac=%s interface=%s", ip, other_mac.hex(":"), interface)
+            asyncio.get_running_loop().call_soon(self._converge)  # out of the responder's frame handler
+        elif verdict is ConflictVerdict.YIELD:
             self._count_yield(ip)
             log.warning("yielded ip=%s other_mac=%s interface=%s", ip, other_mac.hex(":"), interface)
             asyncio.get_running_loop().call_soon(self._converge)  # out of the responder's frame handler

@@ -11,6 +11,12 @@ gratuitous schedule wins the neighbour caches back. While partitioned, the ipam 
 IPs already, so a claim on the wire is believed and the IP yielded at once. A resync (re-reading every
 placement after the bus comes back) forgets the yields: the fresh placements decide again.
 
+An IP moved from this node to another live one (rebalanced, its endpoints moved) is handed over, not dropped:
+it is still answered until the new owner claims it on the wire (its takeover's gratuitous ARP/NA, a few ms) or
+for ``HANDOVER`` seconds at most. So a move to a node that cannot answer after all (cut off from the bus just
+as the ipam chose it) leaves the IP answered here until the ipam, noticing, moves it back. A clear drops the
+IP at once.
+
 No I/O, no clock: the shell passes times in.
 """
 
@@ -23,6 +29,10 @@ from ipaddress import ip_address
 
 from schemas.events import AnnouncementMode, AnnouncementReported, L2PlacementCleared, L2PlacementDecided, ServiceId
 from services.announcer.l2.interfaces import IPAddress
+
+#: The longest an IP moved away is still answered while the new owner does not claim it: longer than the ipam
+#: takes to move it back from a new owner that turned out unreachable (the server's stale close, ~1 s).
+HANDOVER = 2.0
 
 
 class Connectivity(enum.Enum):
@@ -45,6 +55,7 @@ class ConflictVerdict(enum.Enum):
     YIELD = "yield"  # partitioned: believe the wire, stop answering at once
     KEEP = "keep"  # connected: the newest placement names us; count it, keep answering
     NOT_OURS = "not_ours"  # we do not answer for it (any more): nothing to do
+    HANDED_OVER = "handed_over"  # moved to another node, which claims it now: stop answering
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +102,12 @@ class Ownership:
         self.node = node
         self._held: dict[IPAddress, Placement] = {}
         self._yielded: dict[IPAddress, int] = {}  # IP -> epoch of the placement yielded
+        #: IPs moved to another node and still answered: the placement answered under, and until when
+        self._handing: dict[IPAddress, tuple[Placement, float]] = {}
 
-    def apply(self, placement: Placement | None) -> Applied:
+    def apply(self, placement: Placement | None, *, now: float | None = None) -> Applied:
+        """Fold one placement in; given ``now``, an IP this node answers that moves to another node is handed
+        over (answered until claimed, ``HANDOVER`` at most)."""
         if placement is None:
             return Applied.INVALID
         held = self._held.get(placement.ip)
@@ -101,14 +116,33 @@ class Ownership:
                 return Applied.ELSEWHERE
         elif held.epoch >= placement.epoch:
             return Applied.STALE
+        answered = self.desired().get(placement.ip)
+        self._handing.pop(placement.ip, None)
+        if now is not None and answered is not None and placement.node not in (None, self.node):
+            self._handing[placement.ip] = (answered, now + HANDOVER)
         self._held[placement.ip] = placement
         return Applied.NEWER
+
+    def handing_over(self, ip: IPAddress) -> bool:
+        return ip in self._handing
+
+    def handovers_end(self) -> float | None:
+        """When the next handover ends unclaimed (None: none under way)."""
+        return min((until for _, until in self._handing.values()), default=None)
+
+    def end_handovers(self, now: float) -> bool:
+        """Stop answering the IPs handed over whose time is up; whether any."""
+        ended = [ip for ip, (_, until) in self._handing.items() if until <= now]
+        for ip in ended:
+            del self._handing[ip]
+        return bool(ended)
 
     def resynced(self, placements: Iterable[Placement], *, owned: Collection[IPAddress] = ()) -> None:
         """Replace everything with a fresh read of the placements; yields are forgotten. ``owned``: IPs this
         node answered for until now, whose newest placement is kept wherever it is (a withdrawal names it)."""
         self._held.clear()
         self._yielded.clear()
+        self._handing.clear()
         for placement in placements:
             if placement.node == self.node or placement.ip in owned:
                 held = self._held.get(placement.ip)
@@ -124,15 +158,21 @@ class Ownership:
         return self._held.keys()
 
     def desired(self) -> dict[IPAddress, Placement]:
-        """The IPs to answer for: the newest placement names this node and it was not yielded."""
-        return {
+        """The IPs to answer for: the newest placement names this node and it was not yielded; and those handed
+        over and not claimed yet (with the placement they were answered under)."""
+        desired = {
             ip: placement
             for ip, placement in self._held.items()
             if placement.node == self.node and self._yielded.get(ip, -1) < placement.epoch
         }
+        for ip, (placement, _) in self._handing.items():
+            desired.setdefault(ip, placement)
+        return desired
 
     def conflict(self, ip: IPAddress, *, connectivity: Connectivity) -> ConflictVerdict:
         """Another station claimed `ip` on the wire; on YIELD it leaves the desired set at once."""
+        if self._handing.pop(ip, None) is not None:
+            return ConflictVerdict.HANDED_OVER
         placement = self._held.get(ip)
         if placement is None or placement.node != self.node or self._yielded.get(ip, -1) >= placement.epoch:
             return ConflictVerdict.NOT_OURS

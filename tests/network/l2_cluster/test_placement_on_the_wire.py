@@ -66,6 +66,25 @@ def test_a_moved_placement_moves_the_answer_and_the_report(lab: Cluster) -> None
     wait_for(lambda: arping(lab.lab, lab.client, VIP4A) == [], timeout=5, message="nobody answers a cleared IP")
 
 
+def test_a_move_to_a_node_that_never_claims_the_ip_leaves_it_answered_for_the_handover(lab: Cluster) -> None:
+    """The new owner was cut off just as it was chosen (here: no announcer runs there): the old owner answers on
+    until the handover ends, time for the ipam to move the IP back; moved back meanwhile, it never goes silent."""
+    lab.place(VIP4A, "node1", "eth0")
+    mac1 = lab.mac("node1")
+    wait_for(lambda: arping(lab.lab, lab.client, VIP4A) == [mac1], timeout=5, message="VIP4A at node1")
+    assert lab.terminate("node3") == 0
+    node1 = lab.nodes["node1"].announcer
+    assert node1 is not None
+    lab.place(VIP4A, "node3")
+    node1.wait_logged(f"msg=\"handing over\" ip={VIP4A} to=node3", timeout=5)
+    assert arping(lab.lab, lab.client, VIP4A, count=2) == [mac1, mac1]  # handed over, not dropped
+    lab.place(VIP4A, "node1", "eth0")  # the ipam moves it back
+    assert arping(lab.lab, lab.client, VIP4A, count=3) == [mac1, mac1, mac1]
+    lab.place(VIP4A, "node3")  # and away again, for good: silent once the handover is over
+    wait_for(lambda: arping(lab.lab, lab.client, VIP4A) == [], timeout=5, message="silent after the handover")
+    assert node1.logged("msg=\"handover unclaimed\"")
+
+
 def test_interface_selection_is_honoured(lab: Cluster) -> None:
     eth0, eth1 = lab.mac("node1", "eth0"), lab.mac("node1", "eth1")
     lab.place(VIP4A, "node1", "eth1")

@@ -9,6 +9,7 @@ import pytest
 
 from schemas.events import AnnouncementMode, L2PlacementCleared, L2PlacementDecided, ServiceId
 from services.announcer.agents.layer2_ownership import (
+    HANDOVER,
     Answering,
     Applied,
     ConflictVerdict,
@@ -159,3 +160,42 @@ def test_a_placement_on_another_node_keeps_only_its_epoch_and_node() -> None:
     assert placement_of(event, epoch=3, node="b") == Placement(
         ip=ip_address("192.0.2.5"), epoch=3, node="b", interfaces=frozenset({"eth0"}), services=(service,))  # fmt: skip
     assert placement_of(event, epoch=3, node="a") == Placement(ip=ip_address("192.0.2.5"), epoch=3, node="b")
+
+
+def test_an_ip_moved_away_is_answered_until_its_new_owner_claims_it_or_the_handover_ends() -> None:
+    own = Ownership("node-a")
+    own.apply(decided(str(V4), "node-a", 1, "eth0"), now=0.0)
+    # rebalanced to node-b: still answered here, under the placement it was answered under
+    assert own.apply(decided(str(V4), "node-b", 2), now=10.0) is Applied.NEWER
+    assert own.desired()[V4].epoch == 1
+    assert own.handovers_end() == 10.0 + HANDOVER
+    # node-b's takeover on the wire: handed over, silent here at once
+    assert own.conflict(V4, connectivity=CONNECTED) is ConflictVerdict.HANDED_OVER
+    assert own.desired() == {}
+    assert own.handovers_end() is None
+
+
+def test_a_handover_nobody_claims_ends_and_a_move_back_keeps_answering() -> None:
+    own = Ownership("node-a")
+    own.apply(decided(str(V4), "node-a", 1, "eth0"), now=0.0)
+    own.apply(decided(str(V4), "node-b", 2), now=10.0)
+    assert not own.end_handovers(10.0 + HANDOVER - 0.1)
+    assert V4 in own.desired()
+    assert own.end_handovers(10.0 + HANDOVER)
+    assert own.desired() == {}
+    # node-b was cut off just as it was chosen: the ipam moves the IP back while it is still answered here
+    own.apply(decided(str(V4), "node-a", 3, "eth0"), now=0.0)
+    own.apply(decided(str(V4), "node-b", 4), now=20.0)
+    assert own.apply(decided(str(V4), "node-a", 5, "eth0"), now=21.0) is Applied.NEWER
+    assert own.desired()[V4].epoch == 5
+    assert own.handovers_end() is None
+
+
+def test_a_clear_or_a_move_without_a_time_drops_the_ip_at_once() -> None:
+    own = Ownership("node-a")
+    own.apply(decided(str(V4), "node-a", 1), now=0.0)
+    own.apply(cleared(str(V4), 2), now=1.0)
+    assert own.desired() == {}
+    own.apply(decided(str(V6), "node-a", 3))
+    own.apply(decided(str(V6), "node-b", 4))  # the claim check's read: another station already answers it
+    assert own.desired() == {}
