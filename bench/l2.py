@@ -124,7 +124,9 @@ def arp_round_trip(net: Cluster, rounds: int, per_round: int) -> dict[str, float
 def _logged_at(announcer: AnnouncerProcess, pattern: str) -> float:
     """Wall-clock time of the first log line matching `pattern` (the log stamps milliseconds, UTC)."""
     line = next(line for line in announcer.log if re.search(pattern, line))
-    stamp = datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    match = re.search(r"time=(\S+)", line)
+    assert match is not None, line
+    stamp = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return stamp.timestamp()
 
 
@@ -146,7 +148,7 @@ def startup(net: Cluster, trials: int) -> dict[str, object]:
             cpu.append(_cpu_seconds(announcer.proc.pid))
             took.append(first - started)
             announcer.wait_started()
-            imports.append(_logged_at(announcer, "msg=starting component=announcer") - wall)
+            imports.append(_logged_at(announcer, "component=announcer .*msg=starting ") - wall)
             service.append((first - started) - imports[-1])
             net.terminate("node3")
     finally:
@@ -190,6 +192,7 @@ def _failovers(net: Cluster, trials: int, *, fault: str) -> dict[str, object]:
             before = watch.last_before(first) or event
             takeovers.append(first - event)
             gaps.append(first - before)
+            print(f"  {fault}: {owner}'s IP answered by another node after {(first - event) * 1000:.0f} ms", flush=True)
             if fault == "kill":
                 net.start(owner)
             else:
@@ -198,8 +201,19 @@ def _failovers(net: Cluster, trials: int, *, fault: str) -> dict[str, object]:
                     net.set_mgmt_link(owner, up=True)
                     announcer.wait_logged('msg="placements read"', since=mark, timeout=15)
                 else:
-                    announcer.wait_logged(r'msg="data plane reported" .* interfaces=eth0', since=mark, timeout=15)
-            net.wait_owner(VIP_FAIL, other_than(owner))
+                    try:
+                        announcer.wait_logged(r'msg="data plane reported" .* interfaces=eth0', since=mark, timeout=15)
+                    except TimeoutError:
+                        print(announcer.tail(40))
+                        raise
+            try:
+                net.wait_owner(VIP_FAIL, other_than(owner))
+            except TimeoutError:
+                Path("/tmp/ipam-debug.log").write_text("".join(net.ipam.log if net.ipam else []))
+                for name, node in net.nodes.items():
+                    if node.announcer is not None:
+                        Path(f"/tmp/ann-{name}.log").write_text("".join(node.announcer.log))
+                raise
     finally:
         watch.stop()
     return {"takeover": summary(takeovers), "gap": summary(gaps)}
@@ -350,7 +364,8 @@ def main() -> None:
     small = 3 if args.quick else 10
     figures: dict[str, object] = {"quick": args.quick}
     started = time.monotonic()
-    with cluster("mbbench") as net:
+    with tempfile.TemporaryDirectory(prefix="metalbus-bench-l2-") as directory, \
+            cluster(Path(directory), "mbbench") as net:
         net.start_all()
         figures["arp_rtt"] = arp_round_trip(net, rounds=2 if args.quick else 5, per_round=100)
         figures["startup"] = startup(net, small)

@@ -14,8 +14,9 @@ A report counts for the announcer instance that sent it, as the heartbeats name 
 - flapping is damped: a report that takes something away is in force at once (an IP must leave a node that
   cannot answer for it); one that gives something back counts at once when nothing was lost in the last
   minute, else after a hold-down of 2 s for one loss in that minute, twice as long for each further one, up
-  to a minute (IPs are sticky: what moved away stays away; the node only takes no new IP meanwhile). A new
-  instance starts afresh.
+  to a minute (IPs are sticky: what moved away stays away). Meanwhile the node is *held down*: it is chosen
+  only for an IP no other node can answer (better a node that flapped than one that cannot answer at all).
+  A new instance starts afresh.
 
 Nodes that answer anything are left out of the view; the view of a node that is not live does not matter.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from schemas.events import DataPlaneReported
 from schemas.events.announcements import answers_on
@@ -42,6 +43,8 @@ class Answering:
     interfaces: frozenset[str] = frozenset()
     named_only: frozenset[str] = frozenset()
     why: str = ""
+    #: It answers again, but lost something within the last minute: chosen only when no other node can answer.
+    held_down: bool = False
 
     def answers(self, listed: Collection[str]) -> bool:
         """Whether it can answer for an IP whose advertisements list ``listed`` (empty: every interface)."""
@@ -166,7 +169,7 @@ class DataPlanes:
         view: dict[str, Answering] = {}
         for name, state in self._nodes.items():
             if state.instance and state.instance_report == state.instance and state.in_force is not None:
-                view[name] = state.in_force
+                view[name] = state.in_force if state.pending is None else replace(state.pending, held_down=True)
             elif state.instance and not state.trusted:
                 view[name] = STARTING
         return view

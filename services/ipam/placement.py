@@ -76,9 +76,16 @@ class Topology:
         self.usable = frozenset(name for name, node in known.items() if name in live and node.usable
                                 and (name not in self.answering or self.answering[name].anything))
         ordered = sorted(self.usable)
-        self.selected: tuple[frozenset[str], ...] = tuple(
+        #: per advertisement, the usable nodes it selects that can answer on its interfaces, held-down ones too
+        self.selected_held_too: tuple[frozenset[str], ...] = tuple(
             frozenset(n for n in ordered if ad.spec.selects_node(known[n].labels) and self._answers(n, ad))
             for ad in config.advertisements
+        )
+        self.held_down = frozenset(n for n, answering in self.answering.items() if answering.held_down)
+        #: ... and without the held-down ones
+        self.selected: tuple[frozenset[str], ...] = (
+            tuple(nodes - self.held_down for nodes in self.selected_held_too) if self.held_down
+            else self.selected_held_too
         )
         self.preference: tuple[dict[str, int], ...] = tuple(
             {n: w for n in self.selected[i] if (w := ad.spec.node_preference(known[n].labels))}
@@ -144,15 +151,24 @@ NOWHERE = Eligibility(frozenset(), frozenset())
 
 
 def eligibility(demands: Sequence[Demand], topology: Topology) -> Eligibility | None:
-    """Where a group may be placed; None when none of its Services is announced over L2."""
+    """Where a group may be placed; None when none of its Services is announced over L2. Nodes held down after
+    flapping count only where no other node is eligible."""
     if not any(d.l2 for d in demands):
         return None
+    found = _eligible(demands, topology, topology.selected)
+    if found is NOWHERE and topology.held_down:
+        return _eligible(demands, topology, topology.selected_held_too)
+    return found
+
+
+def _eligible(demands: Sequence[Demand], topology: Topology, by_advertisement: Sequence[frozenset[str]]
+              ) -> Eligibility:
     nodes: frozenset[str] | None = None
     wanting = [d for d in demands if d.wants]
     for demand in wanting:
         # Sets are not copied or walked whole where they need not be: a topology change evaluates every
         # kind again, thousands at 5 000 nodes (a Local Service's kind is its few serving nodes).
-        selected = [topology.selected[a] for a in demand.advertisements]
+        selected = [by_advertisement[a] for a in demand.advertisements]
         if demand.local:
             own = frozenset(n for n in demand.serving if any(n in s for s in selected))
         else:

@@ -11,7 +11,8 @@ say only that the process lives. The report (``DataPlaneReported`` on ``announce
   unchanged once a week (``ANNOUNCE`` keeps 30 days);
 - ``ready=false`` on a graceful stop, before the ``leaving`` heartbeat.
 
-A report that cannot be sent (the bus is away) is tried again at the next check. The node's own subject only:
+A report that cannot be sent (the bus is away, its acknowledgement lost) is sent again at the next check, even if
+unchanged since: it may or may not have landed. The node's own subject only:
 what it says concerns nobody else's IPs.
 """
 
@@ -80,17 +81,19 @@ class DataPlaneReporter:
         if await first_of(answering.wait(), stopping.wait()) is None:
             return
         events = LinkEvents()
-        woken = asyncio.Event()
+        woken = asyncio.Event()  # a link changed, or the connection came back: report at once
         loop = asyncio.get_running_loop()
+
         def on_link_event() -> None:
             events.drain()
             woken.set()
 
         loop.add_reader(events.fileno(), on_link_event)
+        self.bus.on_reconnect(woken.set)
         try:
             while not stopping.is_set():
                 woken.clear()
-                await self._report(self.now() if answering.is_set() else self._not_ready())
+                await self._report(self.now() if answering.is_set() else self._not_ready(), superseded=woken)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(first_of(woken.wait(), stopping.wait()), RECHECK)
         finally:
@@ -98,11 +101,16 @@ class DataPlaneReporter:
             events.close()
         await self._publish_within(self._not_ready(), "stopping")
 
-    async def _report(self, report: DataPlaneReported) -> None:
+    async def _report(self, report: DataPlaneReported, *, superseded: asyncio.Event) -> None:
+        """Publish ``report`` unless it is what was last acknowledged (and not a week old); a link change or a
+        reconnection meanwhile (``superseded``) abandons it for a fresh one at once, rather than wait for an
+        acknowledgement that may be lost with the old connection."""
         if report == self.reported and self._clock() - self._reported_at < REFRESH_AFTER:
             return
+        self.reported = None  # it may land or not: what ipam holds is unknown until a publish is acknowledged
         try:
-            await self.bus.publish(self._subject, report)
+            if await first_of(self._acknowledged(report), superseded.wait()) is None:
+                return
         except (MetalbusError, TimeoutError) as error:
             log.warning("data plane report failed node=%s error=%r", self.node, error)
             return  # the next check tries again
@@ -110,10 +118,15 @@ class DataPlaneReporter:
         log.info("data plane reported node=%s ready=%s interfaces=%s named_only=%s", self.node, report.ready,
                  ",".join(report.interfaces), ",".join(report.named_only))
 
+    async def _acknowledged(self, report: DataPlaneReported) -> bool:
+        await self.bus.publish(self._subject, report)
+        return True
+
     async def _publish_within(self, report: DataPlaneReported, when: str) -> None:
         try:
             await asyncio.wait_for(self.bus.publish(self._subject, report), EDGE_TIMEOUT)
         except (MetalbusError, TimeoutError) as error:
+            self.reported = None
             log.warning("data plane report failed node=%s when=%s error=%r", self.node, when, error)
             return
         self.reported, self._reported_at = report, self._clock()

@@ -256,7 +256,13 @@ class L2Agent:
                 if placement is not None:
                     self._remember_origin(placement, received)
                     if self.ownership.handing_over(placement.ip):
-                        log.info("handing over ip=%s to=%s epoch=%d", placement.ip, placement.node, placement.epoch)
+                        if self._responder is None or not self._responder.announced().get(placement.ip):
+                            # not answered on any interface now (its link is down): an interface coming back
+                            # must not take the moved IP over again
+                            self.ownership.drop_handover(placement.ip)
+                        else:
+                            log.info("handing over ip=%s to=%s epoch=%d", placement.ip, placement.node,
+                                     placement.epoch)
             elif verdict is Applied.INVALID:
                 log.warning("placement invalid subject=%s seq=%d ip=%r", received.subject,
                             received.sequence, event.ip)

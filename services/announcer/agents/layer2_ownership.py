@@ -126,6 +126,10 @@ class Ownership:
     def handing_over(self, ip: IPAddress) -> bool:
         return ip in self._handing
 
+    def drop_handover(self, ip: IPAddress) -> None:
+        """Stop answering a moved IP at once (no interface answers it here now: nothing to hand over)."""
+        self._handing.pop(ip, None)
+
     def handovers_end(self) -> float | None:
         """When the next handover ends unclaimed (None: none under way)."""
         return min((until for _, until in self._handing.values()), default=None)

@@ -40,13 +40,13 @@ def test_an_announcer_counts_once_ready_and_as_long_as_its_links_answer() -> Non
     # a's data link goes down: at once it answers nothing
     assert rule.reported(report("a"), 10.0)
     assert not rule.view()["a"].anything
-    # it comes back: held down 2 s (it takes no new IP meanwhile; what it held has moved for good)
+    # it comes back: held down 2 s (chosen only where nobody else can answer; what it held has moved for good)
     assert not rule.reported(report("a", "eth0"), 10.5)
-    assert not rule.view()["a"].anything
+    assert rule.view()["a"] == Answering(frozenset({"eth0"}), held_down=True)
     assert rule.next_change() == 10.5 + 2.0
     assert not rule.tick(12.0)
     assert rule.tick(12.5)
-    assert rule.view()["a"].answers(())
+    assert rule.view()["a"] == Answering(frozenset({"eth0"}))
     # it flaps again within the minute: the return is held down twice as long
     assert rule.reported(report("a"), 13.0)
     assert not rule.reported(report("a", "eth0"), 13.2)
@@ -147,3 +147,13 @@ def test_an_advertisement_naming_interfaces_needs_one_of_them_up() -> None:
     decider = active(eth1, answering={"a": Answering(frozenset({"eth0"})), "b": Answering(frozenset({"eth0"})),
                                       "c": Answering(frozenset({"eth0", "eth1"}))})
     assert owners(decider) == {"c"}
+
+
+def test_a_node_held_down_after_flapping_is_chosen_only_where_nobody_else_can_answer() -> None:
+    held = Answering(frozenset({"eth0"}), held_down=True)
+    decider = active(l2(), answering={"a": held})
+    assert "a" not in owners(decider)
+    # b and c lose their links: the held-down node is better than a node that cannot answer at all
+    out = decider.set_live_nodes(LIVE, {"a": held, "b": Answering(), "c": Answering()})
+    assert {o.event.node for o in out if isinstance(o.event, L2PlacementDecided)} == {"a"}
+    assert owners(decider) == {"a"}
