@@ -4,16 +4,16 @@ ipam places an IP only on a node whose announcer can answer for it, and moves it
 longer (a data link down, an interface gone, none eligible) while the bus is still up; the heartbeats alone
 say only that the process lives. The report (``DataPlaneReported`` on ``announce.<node>.dataplane``):
 
-- ``ready=false`` before the first heartbeat (``starting``): a restarted announcer is live at once, but gets no
-  IP before it has read the placements and opened its ports;
+- ``ready=false`` before the first heartbeat (``starting``): a restarted announcer gets no IP before it has read
+  the placements and opened its ports (its heartbeats wait for that too: ``L2Agent.in_step``);
 - ``ready=true`` with the answering interfaces once the L2 agent answers (``L2Agent.answering_ready``), again
   at every change of them (rtnetlink link events wake it at once, a check every second backs them up), and
   unchanged once a week (``ANNOUNCE`` keeps 30 days);
 - ``ready=false`` on a graceful stop, before the ``leaving`` heartbeat.
 
-A report that cannot be sent (the bus is away, its acknowledgement lost) is sent again at the next check, even if
-unchanged since: it may or may not have landed. The node's own subject only:
-what it says concerns nobody else's IPs.
+A report that is not acknowledged (the bus away, the acknowledgement lost) is sent again at the next check, even
+if unchanged since: it may or may not have landed. The node's own subject only: what it says concerns nobody
+else's IPs.
 """
 
 from __future__ import annotations
