@@ -42,6 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,7 @@ class System:
         self.announcers: dict[str, AnnouncerProcess] = {}
         self.ipams: dict[str, IpamProcess] = {}
         self.watchers: dict[str, Process] = {}
+        self.retired: list[tuple[str, Callable[[], str]]] = []  # (file name, log) of every incarnation replaced
         self.bus: BusThread | None = None
 
     def url_for(self, user: BusUser) -> str:
@@ -197,23 +199,34 @@ class System:
         for announcer in self.announcers.values():
             announcer.wait_started()
 
+    def _retire(self, file_name: str, log: Callable[[], str]) -> None:
+        self.retired.append((f"{file_name}.{len(self.retired)}.log", log))
+
     def start_announcer(self, name: str, *, wait: bool = True) -> None:
+        if (old := self.announcers.get(name)) is not None:
+            self._retire(f"announcer-{name}", partial("".join, old.log))
         self.announcers[name] = AnnouncerProcess(self.lab, self.nodes[name], self.node_url(name))
         if wait:
             self.announcers[name].wait_started()
 
     def start_ipam(self, name: str) -> None:
+        if (old := self.ipams.get(name)) is not None:
+            self._retire(name, partial("".join, old.log))
         self.ipams[name] = IpamProcess(self.url_for(BusUser.IPAM), name=name)
 
     def start_watcher(self, name: str) -> None:
+        if (old := self.watchers.get(name)) is not None:
+            self._retire(name, partial("".join, old.lines))
         self.watchers[name] = Process(
             CURRENT.command("watcher", "--nats", self.url_for(BusUser.WATCHER), "--kubeconfig", str(self.kubeconfig),
                             "--namespace", CONFIG_NAMESPACE, "--http-port", "0", "--http-host", "127.0.0.1"),
             env=CURRENT.env({**os.environ, "POD_NAME": name}), cwd=CURRENT.root)
 
     def keep_logs(self, directory: Path) -> None:
-        """Every process's log (as far as it was kept) into ``directory``."""
+        """Every process's log (as far as it was kept), of every incarnation, into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
+        for file_name, log in self.retired:
+            (directory / file_name).write_text(log())
         for name, announcer in self.announcers.items():
             (directory / f"announcer-{name}.log").write_text("".join(announcer.log))
         for name, ipam in self.ipams.items():
