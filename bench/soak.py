@@ -52,7 +52,7 @@ from schemas.events import L2PlacementDecided
 from services.common.credentials import BusCredentials
 from services.common.nats_server import ClusterRoutes, EmbeddedNats, provision_command
 from services.common.permissions import BusUser
-from services.common.subjects import IPAM_PLACEMENTS, StreamName
+from services.common.subjects import IPAM_PLACEMENTS, STREAMS, StreamName
 from services.watcher.leader import LEASE_NAME
 from tests.bus_thread import BusThread
 from tests.integration.test_cli import Process
@@ -187,7 +187,16 @@ class System:
             return done.returncode == 0
 
         wait_for(provisioned, timeout=90, message="the streams provisioned on the NATS cluster", interval=1.0)
-        self.bus = BusThread(admin, name="soak")
+        self.bus = BusThread(admin, name="soak", replicas=SERVERS)
+        bus = self.bus.bus
+
+        async def replicas() -> dict[str, int]:
+            return {spec.name.value: (await bus.js.stream_info(spec.name.value)).config.num_replicas or 1
+                    for spec in STREAMS}
+
+        unreplicated = {name: n for name, n in self.bus.call(replicas()).items() if n != SERVERS}
+        if unreplicated:
+            raise RuntimeError(f"streams not replicated on every server: {unreplicated}")
         for obj in configuration("soak", "10.0.0.100-10.0.0.140", "fd00::100-fd00::140"):
             self.api.put_object(obj)
         for name in NODES:

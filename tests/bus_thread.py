@@ -16,12 +16,15 @@ T = TypeVar("T")
 class BusThread:
     """The test's bus client on an event loop of its own, so blocking lab tools never stall it."""
 
-    def __init__(self, url: str, *, name: str = "lab") -> None:
+    def __init__(self, url: str, *, name: str = "lab", replicas: int = 1) -> None:
+        """Connects to ``url`` and provisions the streams with ``replicas`` (as the cluster's own provisioning
+        did: fewer would scale its streams down)."""
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"{name}-bus", daemon=True)
         self._thread.start()
         self._others: list[Bus] = []
-        self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20), producer=f"test/{name}"))
+        self.bus: Bus = self.call(Bus.connect(BusSettings(url=url, initial_attempts=20, replicas=replicas),
+                                                  producer=f"test/{name}"))
         self.call(provision(self.bus))
 
     def connect(self, url: str, *, name: str) -> Bus:
