@@ -61,6 +61,9 @@ class DataPlaneReporter:
         self._subject = dataplane_subject(node)
         self.reported: DataPlaneReported | None = None
         self._reported_at = 0.0
+        #: a link changed, or the connection came back: report at once (one listener, whatever restarts `run`)
+        self._woken = asyncio.Event()
+        bus.on_reconnect(self._woken.set)
 
     def now(self) -> DataPlaneReported:
         """What this node can answer on now (ready: the L2 agent answers)."""
@@ -81,7 +84,7 @@ class DataPlaneReporter:
         if await first_of(answering.wait(), stopping.wait()) is None:
             return
         events = LinkEvents()
-        woken = asyncio.Event()  # a link changed, or the connection came back: report at once
+        woken = self._woken
         loop = asyncio.get_running_loop()
 
         def on_link_event() -> None:
@@ -89,7 +92,6 @@ class DataPlaneReporter:
             woken.set()
 
         loop.add_reader(events.fileno(), on_link_event)
-        self.bus.on_reconnect(woken.set)
         try:
             while not stopping.is_set():
                 woken.clear()

@@ -228,32 +228,26 @@ class Cluster:
         """Publish observed Kubernetes state on the K8S stream, as the watcher would."""
         self.bus.call(self.as_watcher.publish_many((observed_subject(e), e, None) for e in events))
 
-    def placements(self) -> dict[str, tuple[str | None, int]]:
-        """IP → (node or None when cleared, epoch) of the newest placement per IP."""
+    def _newest_placements(self) -> dict[str, tuple[L2PlacementDecided | L2PlacementCleared, int]]:
+        """IP → its newest placement event and that event's sequence (its epoch)."""
 
-        async def read() -> dict[str, tuple[str | None, int]]:
-            placed: dict[str, tuple[str | None, int]] = {}
+        async def read() -> dict[str, tuple[L2PlacementDecided | L2PlacementCleared, int]]:
+            placed: dict[str, tuple[L2PlacementDecided | L2PlacementCleared, int]] = {}
             async for received in self.bus.bus.read(StreamName.IPAM, subjects=[IPAM_PLACEMENTS], last_per_subject=True):
-                event = received.event
-                if isinstance(event, L2PlacementDecided):
-                    placed[event.ip] = (event.node, received.sequence)
-                elif isinstance(event, L2PlacementCleared):
-                    placed[event.ip] = (None, received.sequence)
+                if isinstance(received.event, L2PlacementDecided | L2PlacementCleared):
+                    placed[received.event.ip] = (received.event, received.sequence)
             return placed
 
         return self.bus.call(read())
+
+    def placements(self) -> dict[str, tuple[str | None, int]]:
+        """IP → (node or None when cleared, epoch) of the newest placement per IP."""
+        return {ip: (event.node if isinstance(event, L2PlacementDecided) else None, sequence)
+                for ip, (event, sequence) in self._newest_placements().items()}
 
     def placement_events(self) -> dict[str, L2PlacementDecided | L2PlacementCleared]:
         """IP → its newest placement event (with its reason)."""
-
-        async def read() -> dict[str, L2PlacementDecided | L2PlacementCleared]:
-            placed: dict[str, L2PlacementDecided | L2PlacementCleared] = {}
-            async for received in self.bus.bus.read(StreamName.IPAM, subjects=[IPAM_PLACEMENTS], last_per_subject=True):
-                if isinstance(received.event, L2PlacementDecided | L2PlacementCleared):
-                    placed[received.event.ip] = received.event
-            return placed
-
-        return self.bus.call(read())
+        return {ip: event for ip, (event, _) in self._newest_placements().items()}
 
     def wait_owner(self, ip: str, match: Callable[[str], bool] = lambda _: True, timeout: float = 10.0) -> str:
         """The node the newest placement of `ip` names, once `match` holds for it."""
