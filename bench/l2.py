@@ -46,8 +46,8 @@ from bench.l2_placement import pure as pure_placement
 from tests.netlab import skip_reason, wait_for
 from tests.network.l2_cluster.harness import (
     AnnouncerProcess,
-    ArpWatch,
     Cluster,
+    NeighborWatch,
     cluster,
     l2_world,
     lb_service,
@@ -135,7 +135,7 @@ def startup(net: Cluster, trials: int) -> dict[str, object]:
     the service's own start (first log line → responder answering: connect, streams, placements)."""
     net.terminate("node3")
     net.place(VIP_START, "node3", "eth0")
-    watch = ArpWatch(net.lab, net.client, VIP_START)
+    watch = NeighborWatch(net.lab, net.client, VIP_START)
     took: list[float] = []
     imports: list[float] = []
     service: list[float] = []
@@ -170,7 +170,7 @@ def _cpu_seconds(pid: int) -> float:
 def _failovers(net: Cluster, trials: int, *, fault: str) -> dict[str, object]:
     """``fault``: "kill" (kill -9 of the owner's announcer), "cable" (its data and bus links cut at the switch) or
     "data_link" (its data link alone: the bus stays up, the announcer reports it cannot answer)."""
-    watch = ArpWatch(net.lab, net.client, VIP_FAIL)
+    watch = NeighborWatch(net.lab, net.client, VIP_FAIL)
     takeovers: list[float] = []
     gaps: list[float] = []
     try:
@@ -224,7 +224,7 @@ def rollout(net: Cluster, rounds: int, *, apart: float = 1.5) -> dict[str, objec
     probed every 50 ms; the longest time it went unanswered, per round."""
     gaps: list[float] = []
     for _ in range(rounds):
-        watch = ArpWatch(net.lab, net.client, VIP_FAIL, interval=0.05)
+        watch = NeighborWatch(net.lab, net.client, VIP_FAIL, interval=0.05)
         try:
             watch.first_after(time.monotonic())
             started = time.monotonic()
@@ -310,7 +310,7 @@ def keepalived(net: Cluster, trials: int, advert: float) -> dict[str, object]:
     gaps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mb-vrrp-") as raw, keepalived_pair(net, advert, Path(raw)) as pair:
         start, running = pair
-        watch = ArpWatch(net.lab, net.client, VIP_VRRP)
+        watch = NeighborWatch(net.lab, net.client, VIP_VRRP)
         try:
             for _ in range(trials):
                 try:

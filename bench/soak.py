@@ -13,8 +13,8 @@ kill -9 of an announcer, an ipam replica or a watcher (started again a moment la
 a node's data link flapped; a node cut from the bus (its management link down); Service churn.
 
 Invariants, checked all along from the outside (the API stand-in, the wire):
-- each IPv4 VIP (ARP, probed every 50 ms) is answered by exactly one MAC, but for failovers of at most 1 s:
-  ``unanswered`` (a longer silence), ``two_answering`` (several MACs for longer);
+- each VIP (ARP or neighbor solicitation, probed every 50 ms) is answered by exactly one MAC, but for failovers of
+  at most 1 s: ``unanswered`` (a longer silence), ``two_answering`` (several MACs for longer);
 - no Service's address changes once shown (``address_changed``) or goes (``address_withdrawn``);
 - no address is shown by two Services that do not share it (``shown_twice``);
 - once the faults stop, every Service shows its address and every VIP is answered by the node it is placed on,
@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -61,12 +62,11 @@ from tests.kubeapi import KubeApi
 from tests.kubeapi.fixtures import BOOKMARK_INTERVAL
 from tests.kubeapi.shipped import WATCHER, running_as
 from tests.netlab import Lab, management_network, wait_for
-from tests.network.l2.tools import arping
 from tests.network.l2_cluster.harness import (
     NODES,
     AnnouncerProcess,
-    ArpWatch,
     IpamProcess,
+    NeighborWatch,
     Node,
     topology,
 )
@@ -504,20 +504,19 @@ class Soak:
                 system.api.delete_object("endpointslices", f"{name}-1", "default")
         self.say(f"healed {kind.value}")
 
-    def converged(self, vips: dict[str, str]) -> None:
-        """After the faults: every Service shows an address, every IPv4 VIP answered by its placed node alone."""
+    def converged(self, vips: dict[str, str], watches: dict[str, NeighborWatch]) -> None:
+        """After the faults: every Service shows an address, every VIP answered by its placed node alone."""
         deadline = time.monotonic() + CONVERGE_WITHIN
         system = self.system
 
         def settled() -> list[str]:
             missing = [f"{name} shows {ips}" for name, ips in self.status.now().items() if len(ips) != 1]
             placed = system.placements()
+            recently = time.monotonic() - 4 * PROBE_INTERVAL
             for name, vip in vips.items():
-                if ":" in vip:
-                    continue
                 node = placed.get(vip)
-                macs = arping(system.lab, system.client, vip, count=2)
-                if node is None or set(macs) != {system.mac(node)}:
+                macs = watches[vip].macs_since(recently)
+                if node is None or macs != {system.mac(node)}:
                     missing.append(f"{name}'s {vip} placed on {node}, answered by {macs}")
             return missing
 
@@ -545,13 +544,13 @@ def run(*, minutes: float, directory: Path, seed: int, log: Callable[[str], None
                 vips = soak.deploy()
                 log(f"deployed: {vips}")
                 soak.status.start()
-                watches = {vip: ArpWatch(lab, system.client, vip, interval=PROBE_INTERVAL)
-                           for vip in sorted(set(vips.values())) if ":" not in vip}
+                watches = {vip: NeighborWatch(lab, system.client, vip, interval=PROBE_INTERVAL)
+                           for vip in sorted(set(vips.values()))}
                 started = soak.started = time.monotonic()
                 try:
                     soak.run(minutes)
                     ended = time.monotonic()
-                    soak.converged(vips)
+                    soak.converged(vips, watches)
                 finally:
                     for watch in watches.values():
                         watch.stop()
@@ -578,6 +577,8 @@ def main() -> int:
                         help="keep the NATS stores and every process's log here (default: a temporary directory)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    # stopped from outside (a timeout, a background job, which ignores SIGINT): undo the lab on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with contextlib.ExitStack() as stack:
         directory = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="metalbus-soak-")))
         report = run(minutes=args.minutes, directory=directory, seed=seed)

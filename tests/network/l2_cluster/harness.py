@@ -355,8 +355,9 @@ def cluster(directory: Path, prefix: str = "mbl2c", *, provision: bool = True) -
                 lab.close()  # announcers go before their bus
 
 
-class ArpWatch:
-    """The ARP prober on the client, read in a thread: (monotonic time, MAC) of every reply for one VIP.
+class NeighborWatch:
+    """The neighbor prober on the client (ARP or NDP), read in a thread: (monotonic time, MAC) of every reply for
+    one VIP.
     Times are CLOCK_MONOTONIC, the same in every process and namespace of the machine."""
 
     def __init__(self, lab: Lab, ns: str, vip: str, *, interval: float = 0.01) -> None:
@@ -382,6 +383,10 @@ class ArpWatch:
 
         return wait_for(found, timeout=timeout, message="an ARP answer", interval=0.005)
 
+    def macs_since(self, since: float) -> set[str]:
+        """The MACs that answered after `since`."""
+        return {m for t, m in list(self.replies) if t > since}
+
     def last_before(self, until: float) -> float | None:
         earlier = [t for t, _ in list(self.replies) if t < until]
         return earlier[-1] if earlier else None
@@ -403,7 +408,7 @@ class ArpWatch:
 
 
 def popen_prober(lab: Lab, ns: str, ip: str, *, interval: float = 0.01) -> subprocess.Popen[str]:
-    """The ARP prober in `ns` (see `prober`); its first line is `{"ready": true}`."""
+    """The neighbor prober in `ns` (see `prober`); its first line is `{"ready": true}`."""
     proc = lab.popen(
         ns, sys.executable, "-m", "tests.network.l2_cluster.prober", "--ip", ip, "--interval", str(interval)
     )

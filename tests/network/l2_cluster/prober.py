@@ -1,11 +1,14 @@
-"""An ARP prober for the client namespace: who answers for an IPv4 address, and when, from a raw socket.
+"""A neighbor prober for the client namespace: who answers for an IP, and when, from a raw socket (ARP for
+IPv4, neighbor solicitation for IPv6).
 
     ip netns exec CLIENT python -m tests.network.l2_cluster.prober --ifname eth0 --ip 10.0.0.100 --interval 0.01
 
-`--interval S`: a broadcast request every S seconds until stdin closes; each reply is printed as a JSON
-line `{"t": monotonic, "mac": "..", "ip": ".."}` (a `{"ready": true}` line comes first).
+`--interval S`: a request every S seconds (an ARP broadcast, or a solicitation to the solicited-node group)
+until stdin closes; each reply is printed as a JSON line `{"t": monotonic, "mac": "..", "ip": ".."}` (a
+`{"ready": true}` line comes first).
 `--rtt N`: N request/reply round trips one after another; prints `{"rtt_ms": [...], "lost": n}` and exits.
-Requests carry the client's own MAC and IP; replies are matched on the sender IP.
+Requests carry the client's own MAC and IP; replies are matched on the IP asked for. Unsolicited
+announcements (gratuitous ARP, unsolicited advertisements) are not replies.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import json
 import os
 import select
 import socket
+import struct
 import sys
 import time
 from collections.abc import Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from services.announcer.l2 import arp
-from services.announcer.l2.ethernet import ETH_P_ARP, build_frame
+from services.announcer.l2 import arp, ndp
+from services.announcer.l2.ethernet import ETH_P_ARP, ETH_P_IPV6, build_frame
 
 BROADCAST = b"\xff" * 6
 
@@ -33,30 +37,49 @@ def request_frame(*, mac: bytes, ip: IPv4Address, target: IPv4Address) -> bytes:
     return build_frame(dst=BROADCAST, src=mac, ethertype=ETH_P_ARP, payload=payload)
 
 
-def _own(ifname: str) -> tuple[bytes, IPv4Address]:
+def solicitation_frame(*, mac: bytes, ip: IPv6Address, target: IPv6Address) -> bytes:
+    """A neighbor solicitation for ``target`` to its solicited-node group, with our link-layer address."""
+    group = ndp.solicited_node_address(target)
+    message = bytearray(struct.pack("!BBHI16sBB6s", ndp.ICMP_NS, 0, 0, 0, target.packed,
+                                    ndp.OPT_SOURCE_LLADDR, 1, mac))  # fmt: skip
+    struct.pack_into("!H", message, 2, ndp.icmpv6_checksum(ip, group, bytes(message)))
+    header = struct.pack("!IHBB16s16s", 6 << 28, len(message), socket.IPPROTO_ICMPV6, ndp.HOP_LIMIT, ip.packed,
+                         group.packed)  # fmt: skip
+    return build_frame(dst=ndp.multicast_mac(group), src=mac, ethertype=ETH_P_IPV6, payload=header + message)
+
+
+def _own(ifname: str, family: int) -> tuple[bytes, IPv4Address | IPv6Address]:
     with open(f"/sys/class/net/{ifname}/address") as handle:
         mac = bytes.fromhex(handle.read().strip().replace(":", ""))
-    out = os.popen(f"ip -4 -o addr show dev {ifname}").read().split()
-    ip = IPv4Address(out[out.index("inet") + 1].split("/")[0])
-    return mac, ip
+    word = "inet" if family == 4 else "inet6"
+    out = os.popen(f"ip -{family} -o addr show dev {ifname} scope global").read().split()
+    return mac, ip_address(out[out.index(word) + 1].split("/")[0])
 
 
-def _replies(sock: socket.socket, target: IPv4Address) -> list[bytes]:
-    """Drain the socket: the sender MACs of ARP replies about `target`."""
+def _answer(frame: bytes, target: IPv4Address | IPv6Address) -> bytes | None:
+    """The MAC a frame says answers for `target`: an ARP reply or a solicited advertisement about it."""
+    if isinstance(target, IPv4Address):
+        packet = arp.parse_arp(frame)
+        if (isinstance(packet, arp.ArpPacket) and packet.op is arp.ArpOp.REPLY and packet.sender_ip == target
+                and not packet.is_gratuitous):  # fmt: skip
+            return packet.sender_mac
+        return None
+    message = ndp.parse_ndp(frame)
+    if isinstance(message, ndp.NeighborAdvertisement) and message.target == target and message.solicited:
+        return message.target_lladdr or message.eth_src
+    return None
+
+
+def _replies(sock: socket.socket, target: IPv4Address | IPv6Address) -> list[bytes]:
+    """Drain the socket: the MACs of the replies about `target`."""
     macs: list[bytes] = []
     while True:
         try:
             frame = sock.recv(2048)
         except BlockingIOError:
             return macs
-        packet = arp.parse_arp(frame)
-        if (
-            isinstance(packet, arp.ArpPacket)
-            and packet.op is arp.ArpOp.REPLY
-            and packet.sender_ip == target
-            and not packet.is_gratuitous
-        ):
-            macs.append(packet.sender_mac)
+        if (mac := _answer(frame, target)) is not None:
+            macs.append(mac)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,12 +89,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--rtt", type=int, default=0)
     args = parser.parse_args(argv)
-    target = IPv4Address(args.ip)
-    mac, own_ip = _own(args.ifname)
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-    sock.bind((args.ifname, ETH_P_ARP))
+    target = ip_address(args.ip)
+    mac, own_ip = _own(args.ifname, target.version)
+    ethertype = ETH_P_ARP if target.version == 4 else ETH_P_IPV6
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+    sock.bind((args.ifname, ethertype))
     sock.setblocking(False)
-    frame = request_frame(mac=mac, ip=own_ip, target=target)
+    if isinstance(target, IPv4Address) and isinstance(own_ip, IPv4Address):
+        frame = request_frame(mac=mac, ip=own_ip, target=target)
+    elif isinstance(target, IPv6Address) and isinstance(own_ip, IPv6Address):
+        frame = solicitation_frame(mac=mac, ip=own_ip, target=target)
+    else:
+        raise SystemExit(f"no address of the family of {target} on {args.ifname}")
     if args.rtt:
         return _rtt(sock, frame, target, args.rtt)
     print(json.dumps({"ready": True}), flush=True)
@@ -93,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps({"t": stamp, "mac": sender.hex(":"), "ip": str(target)}), flush=True)
 
 
-def _rtt(sock: socket.socket, frame: bytes, target: IPv4Address, count: int) -> int:
+def _rtt(sock: socket.socket, frame: bytes, target: IPv4Address | IPv6Address, count: int) -> int:
     rtts: list[float] = []
     lost = 0
     for _ in range(count):

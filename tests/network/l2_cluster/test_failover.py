@@ -21,8 +21,8 @@ from tests.network.l2.tools import arping, ndisc6, neighbor
 from tests.network.l2_cluster.harness import (
     NODES,
     AnnouncerProcess,
-    ArpWatch,
     Cluster,
+    NeighborWatch,
     cluster,
     l2_world,
     lb_service,
@@ -130,7 +130,7 @@ def test_a_cut_data_link_with_the_bus_up_moves_the_vips_and_the_node_gets_none_b
     before = owners(lab)
     victim = before[VIP4]
     lost = [vip for vip, node in before.items() if node == victim]
-    watch = ArpWatch(lab.lab, lab.client, VIP4, interval=0.02)
+    watch = NeighborWatch(lab.lab, lab.client, VIP4, interval=0.02)
     try:
         watch.first_after(time.monotonic())  # the prober hears the owner
         cut = time.monotonic()
@@ -193,7 +193,7 @@ def test_while_partitioned_the_last_vips_keep_answering(lab: Cluster) -> None:
 
 
 def test_a_rolling_restart_keeps_every_vip_answering(lab: Cluster) -> None:
-    watch = ArpWatch(lab.lab, lab.client, VIP4)
+    watch = NeighborWatch(lab.lab, lab.client, VIP4)
     try:
         for name in NODES:
             held = [vip for vip, node in owners(lab).items() if node == name]
@@ -215,7 +215,7 @@ def test_a_rolling_restart_keeps_every_vip_answering(lab: Cluster) -> None:
 def test_a_rollout_restarting_every_announcer_1_5_s_apart_keeps_every_vip_answered(lab: Cluster) -> None:
     """A DaemonSet rollout (one pod at a time: the old one stops, the new one starts), paced 1.5 s apart:
     every IP goes only to a node whose announcer is ready, so no VIP goes unanswered for long."""
-    watches = {vip: ArpWatch(lab.lab, lab.client, vip, interval=0.05) for vip in (VIP4,)}
+    watches = {vip: NeighborWatch(lab.lab, lab.client, vip, interval=0.05) for vip in (VIP4,)}
     try:
         started = time.monotonic()
         for index, name in enumerate(NODES):
@@ -244,7 +244,7 @@ def _until(moment: float) -> None:
 
 def test_a_nats_restart_keeps_every_vip_answering(lab: Cluster) -> None:
     before = owners(lab)
-    watch = ArpWatch(lab.lab, lab.client, VIP4)
+    watch = NeighborWatch(lab.lab, lab.client, VIP4)
     announcers = [a for a in (lab.nodes[n].announcer for n in NODES) if a is not None]
     marks = [a.mark() for a in announcers]
     try:

@@ -30,7 +30,7 @@ from tests.kubeapi.fixtures import BOOKMARK_INTERVAL
 from tests.kubeapi.shipped import WATCHER, running_as
 from tests.netlab import skip_reason, wait_for
 from tests.network.l2.tools import arping, ndisc6
-from tests.network.l2_cluster.harness import NODES, ArpWatch, Cluster, IpamProcess, cluster
+from tests.network.l2_cluster.harness import NODES, Cluster, IpamProcess, NeighborWatch, cluster
 from tests.network.l2_cluster.kube_objects import CONFIG_NAMESPACE, Obj, ServiceSpec, configuration, service_objects
 from tests.releases import CURRENT, Release, built_release, unavailable
 
@@ -175,7 +175,7 @@ def test_a_rolling_upgrade_from_the_previous_release_changes_no_address_and_keep
             for vip in vips4:
                 wait_for(lambda vip=vip: bool(arping(lab.lab, lab.client, vip, count=1)), timeout=10,
                          message=f"{vip} answered")
-            watches = {vip: ArpWatch(lab.lab, lab.client, vip, interval=0.05) for vip in vips4}
+            watches = {vip: NeighborWatch(lab.lab, lab.client, vip, interval=0.05) for vip in vips4}
             started = time.monotonic()
             try:
                 # --- 1. provisioning ----------------------------------------------------------------------
