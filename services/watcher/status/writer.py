@@ -350,6 +350,10 @@ class StatusWriter:
                     return service_key(*other)
         return None
 
+    def _retry_delay(self, failures: int) -> float:
+        """How long after its last failed write an object is tried again (doubling per failure in a row)."""
+        return float(min(self.settings.retry_delay * 2 ** (failures - 1), self.settings.max_retry_delay))
+
     def _giving_only(self, desired: ServiceTarget) -> ServiceTarget | None:
         """``desired`` without the addresses it is to take: what it shows and keeps; None when that gives
         nothing away (it would write nothing)."""
@@ -374,8 +378,12 @@ class StatusWriter:
             # two Services that do not share an address ever show it, not even for a moment. Meanwhile this
             # one gives up at once what it gives away (two Services trading addresses wait for nobody).
             metrics.HELD_FOR_GIVER.inc()
-            self.queue.put(giver)
-            self.queue.put_later(key, since, GIVER_WAIT)
+            if giver_failures := self._failures.get(giver, 0):
+                # the giver's writes fail: it is tried again on its own backoff, and this one waits as long
+                self.queue.put_later(key, since, max(GIVER_WAIT, self._retry_delay(giver_failures)))
+            else:
+                self.queue.put(giver)
+                self.queue.put_later(key, since, GIVER_WAIT)
             held = self._giving_only(desired)
             if held is None:
                 return
@@ -403,7 +411,7 @@ class StatusWriter:
         except MetalbusError as error:
             metrics.ERRORS.labels(kind).inc()
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            delay = min(self.settings.retry_delay * 2 ** (failures - 1), self.settings.max_retry_delay)
+            delay = self._retry_delay(failures)
             log.warning("status write failed kind=%s object=%s/%s attempt=%d retry_in_s=%.1f error=%s",
                         kind, key.namespace, key.name, failures, delay, error)
             self._written.pop(key, None)  # what it shows now is not known: the retry compares

@@ -3,6 +3,7 @@ Service that gives it up is written first, whatever order the decisions reach th
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from schemas.events import IPAllocated, ServiceId
@@ -60,6 +61,32 @@ async def test_two_services_trading_addresses_wait_for_nobody(bus: Bus, kube_api
         await allocate(harness, api, "10.91.1.9")
         await async_wait_until(lambda: (_ips(kube_api, "web"), _ips(kube_api, "api")) == (
             ["10.91.1.10"], ["10.91.1.9"]), what="the addresses traded")
+    assert overlaps(kube_api) == []
+
+
+async def test_a_taker_waiting_for_a_failing_giver_leaves_the_giver_to_its_backoff(
+    bus: Bus, kube_api: KubeApi
+) -> None:
+    web, api = put_service(kube_api, "web"), put_service(kube_api, "api")
+    async with running_writer(bus, kube_api, retry_delay=0.5, max_retry_delay=4.0) as harness:
+        await allocate(harness, web, "10.91.1.9")
+        await async_wait_until(lambda: _ips(kube_api, "web") == ["10.91.1.9"], what="web showing 10.91.1.9")
+
+        def status_writes() -> int:
+            return len(kube_api.requests("patch", "services", subresource="status"))
+
+        before = status_writes()
+        kube_api.fail_next("patch", "services/status", times=3)
+        failing_since = time.monotonic()
+        await allocate(harness, web, "10.91.1.10")
+        await allocate(harness, api, "10.91.1.9")  # held until web gives 10.91.1.9 up
+        await async_wait_until(lambda: status_writes() - before >= 3, what="three failed status writes", timeout=10)
+        # web is tried again on its backoff (its new decision comes at once, then 0.5 s, 1 s): the held taker
+        # does not hurry it along every 50 ms
+        assert time.monotonic() - failing_since >= 0.9
+        await async_wait_until(lambda: _ips(kube_api, "api") == ["10.91.1.9"], what="api showing 10.91.1.9",
+                               timeout=10)
+        assert _ips(kube_api, "web") == ["10.91.1.10"]
     assert overlaps(kube_api) == []
 
 
