@@ -55,6 +55,11 @@ class WrongLastSequence(Conflict):
         self.expected = expected
 
 
+class StreamReplaced(Conflict):
+    """Conflict: a stream followed from a position is not the stream it was (deleted and made again, or lost
+    with a NATS store): what it held before that position is not what was read. Read it again from the start."""
+
+
 class NotFound(MetalbusError):
     """A stream, consumer, message, key or object that does not exist (or no longer does)."""
 

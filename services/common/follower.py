@@ -14,9 +14,11 @@ The follower keeps its own consumer alive. It is made again from the position re
 skipped, nothing handed out twice) when the connection comes back (the server may have lost it), when
 a delivery is missing (a gap), or when neither a message nor a heartbeat came for ``MISSED_HEARTBEATS``
 heartbeats (its server is gone while this connection lives on). A consumer that cannot be made (no
-answer, a stream electing its leader) is tried again with backoff until it is. While it does not follow
-it says so: a warning, ``metalbus_followers_lapsed{component,stream}``, and, given the service's
-``Health``, not ready.
+answer, a stream electing its leader) is tried again with backoff until it is. A stream found made again
+since it was first followed (another creation time, or fewer messages than were read) cannot be followed
+on: ``fetch`` raises :class:`StreamReplaced`, and the reader reads the stream again from the start. While it
+does not follow it says so: a warning, ``metalbus_followers_lapsed{component,stream}``, and, given the
+service's ``Health``, not ready.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import functools
 import logging
 import time
@@ -38,7 +41,7 @@ from prometheus_client import Counter, Gauge
 
 from schemas.refusal import Refused
 from services.common.bus import Bus, Received, delivery_position, filtered_consumer_name
-from services.common.errors import MetalbusError, NewerSchema
+from services.common.errors import MetalbusError, NewerSchema, StreamReplaced
 from services.common.health import Health
 from services.common.inbound import read_stream_message, stop_at_newer_schema
 from services.common.nats_errors import translated
@@ -80,6 +83,7 @@ class Lapse(StrEnum):
     SILENT = "silent"  # neither messages nor heartbeats: the consumer (or its server) is gone
     GAP = "gap"  # a delivery is missing
     REFUSED = "refused"  # the consumer could not be made
+    REPLACED = "replaced"  # the stream was made again: the reader reads it from the start
 
 
 class Follower:
@@ -121,6 +125,7 @@ class Follower:
         self._failures = 0  # attempts to make the consumer that failed in a row
         self._retry_at = 0.0
         self._since = time.monotonic()  # when it stopped following (or was made)
+        self._created: datetime.datetime | None = None  # when the stream followed was made (its identity)
         myself = weakref.ref(self)  # the bus must not keep a closed follower alive
 
         def on_reconnect() -> None:
@@ -228,6 +233,8 @@ class Follower:
         lapsed = self._lapse is not None
         try:
             await self._subscribe()
+        except StreamReplaced:
+            raise
         except MetalbusError as error:
             self._failures += 1
             delay = RESUBSCRIBE_BACKOFF.delay(self._failures)
@@ -244,6 +251,7 @@ class Follower:
     async def _subscribe(self) -> None:
         """A new consumer delivering from ``next_sequence`` to a new inbox (the previous one dropped)."""
         await self._drop()
+        await self._check_same_stream()
         generation = self._generation
         self._delivered = 0
         inbox = self._bus.client.new_inbox()
@@ -274,6 +282,18 @@ class Follower:
         self._heard = time.monotonic()
         self._lapse = None
         self._count_lapsed(False)
+
+    async def _check_same_stream(self) -> None:
+        """Raise :class:`StreamReplaced` when the stream is not the one followed so far."""
+        with translated(f"stream info {self._stream.value}"):
+            info = await self._bus.js.stream_info(self._stream.value)
+        last = int(info.state.last_seq)
+        if self._created is None:
+            self._created = info.created
+        if info.created != self._created or last < self.next_sequence - 1:
+            self._lose(Lapse.REPLACED, f"the stream was made again (it ends at {last})")
+            raise StreamReplaced(f"{self._stream.value} was made again: it ends at {last}, "
+                                 f"{self.next_sequence - 1} were read")
 
     async def _on_message(self, generation: int, message: Msg) -> None:
         if generation != self._generation:

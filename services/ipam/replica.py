@@ -26,7 +26,7 @@ from schemas.refusal import Refused
 from services.common.aio import first_of, off_loop
 from services.common.bus import Append, Bus, PendingAppends, Received
 from services.common.collector import StateCollector
-from services.common.errors import RetryableError, WrongLastSequence
+from services.common.errors import RetryableError, StreamReplaced, WrongLastSequence
 from services.common.follower import Follower
 from services.common.health import Health
 from services.common.heartbeats import LIVENESS_BACKSTOP
@@ -123,7 +123,10 @@ class Replica:
                 # A step cut short by SIGTERM appends nothing more: what it sent is fenced, and the
                 # standby taking over reads it from the stream.
                 step = self._standby_step() if self.role is Role.STANDBY else self._active_step()
-                await first_of(step, stopping.wait())
+                try:
+                    await first_of(step, stopping.wait())
+                except StreamReplaced as error:  # K8S or IPAM made again under this replica: read them anew
+                    await self._read_again(str(error))
         finally:
             if self.role is Role.ACTIVE and self._unconfirmed is not None:
                 # the decider may still be busy on a step cut short: its placements are not read
@@ -499,6 +502,15 @@ class Replica:
         metrics.report_placements({})
         self._tell_waiting()  # a standby waits for nothing
         await self._reload()
+
+    async def _read_again(self, reason: str) -> None:
+        """Load the streams anew (stepping down first when active: its decisions were made on what is gone)."""
+        if self.role is Role.ACTIVE:
+            await self._step_down(reason)  # reloads
+        else:
+            log.warning("reading the streams again reason=%s", reason)
+            await self._stop_fetching()
+            await self._reload()
 
     async def _reload(self) -> None:
         """:meth:`load`, tried again after a pause while the bus cannot answer (a NATS server lost and its

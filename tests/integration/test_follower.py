@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from schemas.events import IPAllocated, ServiceId
 from services.common.bus import Bus, BusSettings, Received
+from services.common.errors import StreamReplaced
 from services.common.follower import HEARTBEAT, MISSED_HEARTBEATS, Follower
 from services.common.health import Health
 from services.common.nats_server import EmbeddedNats
@@ -99,6 +101,35 @@ async def test_a_consumer_that_vanishes_is_made_again_from_where_it_was(bus: Bus
                                what="the message published after the consumer vanished")
         assert names(seen) == ["a", "b"]
         assert follower.following and health.readiness() == (True, [])
+    finally:
+        await follower.close()
+
+
+async def test_a_stream_made_again_under_it_is_not_followed_on_but_said(bus: Bus) -> None:
+    """The stream is deleted and made again (a NATS store lost, a restore) and filled past where the follower
+    was: following on would skip its first messages, so every fetch raises until the reader reads it anew."""
+    await publish(bus, ["a", "b"])
+    health = Health()
+    follower = Follower(bus, StreamName.IPAM, start_sequence=1, health=health)
+    seen: list[Received] = []
+    try:
+        await async_wait_until(lambda: _more(follower, seen, 2), what="the first messages")
+        await bus.js.delete_stream(StreamName.IPAM.value)
+        await provision(bus)
+        await publish(bus, ["c", "d", "e"])
+
+        async def replaced() -> bool:
+            try:
+                seen.extend(await follower.fetch(wait=0.1))
+            except StreamReplaced:
+                return True
+            return False
+
+        await async_wait_until(replaced, timeout=HEARTBEAT * MISSED_HEARTBEATS + 5, what="the stream said replaced")
+        with pytest.raises(StreamReplaced):
+            await follower.fetch(wait=0.1)  # and again: it never follows on
+        assert names(seen) == ["a", "b"]  # nothing of the new stream was handed out as if it followed
+        assert health.readiness()[0] is False
     finally:
         await follower.close()
 

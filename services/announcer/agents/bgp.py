@@ -59,7 +59,7 @@ from services.announcer.bgp.peer_session import BfdEndpoints, PeerSession
 from services.announcer.bgp.peering import Refused, duplicate_peer_addresses
 from services.common.aio import first_of, until_done
 from services.common.bus import Bus, Received
-from services.common.errors import MetalbusError
+from services.common.errors import MetalbusError, StreamReplaced
 from services.common.follower import Follower
 from services.common.health import Health
 from services.common.subjects import (
@@ -116,6 +116,7 @@ class BgpAgent:
         self._gauge = AnnouncedGauge(announced or announced_collector(), node)
         self._endpoints = BfdEndpoints()
         self._followers: list[Follower] = []
+        self._rereading = asyncio.Lock()  # one reading anew at a time, whichever streams were made again
         self._stopping_sessions: set[asyncio.Task[None]] = set()
         self._state_events: asyncio.Queue[BGPSessionChanged] = asyncio.Queue()
         self._reports = BgpReports(bus, node=node, tracer=tracer(__name__))
@@ -139,8 +140,8 @@ class BgpAgent:
             # Every loop RESTARTs: the followers resume from their position (a fold applied twice changes
             # nothing), a restarted planner plans again, reports and states go on from what was sent.
             async with Supervisor() as tasks:
-                for index, follower in enumerate(self._followers):
-                    tasks.start(f"bgp-follow-{index}", partial(self._follow, follower, stopping),
+                for index in range(len(self._followers)):
+                    tasks.start(f"bgp-follow-{index}", partial(self._follow, index, stopping),
                                 on_failure=OnFailure.RESTART)
                 tasks.start("bgp-plan", partial(self._replan, stopping), on_failure=OnFailure.RESTART)
                 tasks.start("bgp-report", partial(self._report, stopping), on_failure=OnFailure.RESTART)
@@ -197,20 +198,26 @@ class BgpAgent:
 
     async def _read(self) -> None:
         """Every current decision and the configuration in force, this node's Node and the BGP passwords,
-        then followers from just after them."""
+        then followers from just after them. What is read is put in force whole once read (a plan is never
+        made on half of it)."""
         k8s_end = await self.bus.last_sequence(StreamName.K8S)
         secrets_end = await self.bus.last_sequence(StreamName.SECRETS)
         ipam_end = await self.bus.last_sequence(StreamName.IPAM)
+        inputs = BgpInputs(self.node)
 
         def fold(received: Received) -> None:
-            self.inputs.apply(received.event)
+            inputs.apply(received.event)
+
+        def take(subject: str, body: bytes) -> bool:
+            """A decision folded from its JSON alone (most of them), or one that changes nothing."""
+            return subject.startswith(_DECISIONS_PREFIX) and inputs.takes(body)
 
         own_node = [k8s_subject(ObjectKind.NODE, "", self.node)]
         ipam_subjects = [IPAM_BGP_DECISIONS, IPAM_CONFIG_SUBJECT, IPAM_CONFIG_PARTS]
 
         async def read_decisions() -> None:  # tens of thousands: pulled in batches, see Bus.read
             async for received in self.bus.read(StreamName.IPAM, subjects=ipam_subjects, last_per_subject=True,
-                                                batch=_READ_BATCH, skim=self._take):  # fmt: skip
+                                                batch=_READ_BATCH, skim=take):  # fmt: skip
                 fold(received)
 
         await asyncio.gather(  # all at once: the folds do not depend on each other's order
@@ -218,6 +225,12 @@ class BgpAgent:
             self.bus.replay(StreamName.SECRETS, fold, last_per_subject=True),
             read_decisions(),
         )
+        again = bool(self._followers)
+        for follower in self._followers:
+            await follower.close()
+        self.inputs, self._changed, self._whole = inputs, {}, True
+        if again:
+            self._dirty.set()  # the planner makes the plan whole anew from what was read
         self._followers = [
             Follower(self.bus, StreamName.K8S, start_sequence=k8s_end + 1, subjects=own_node, health=self.health),
             Follower(self.bus, StreamName.SECRETS, start_sequence=secrets_end + 1, health=self.health),
@@ -227,25 +240,29 @@ class BgpAgent:
         log.info("bgp decisions read node=%s ipam_up_to=%d decisions=%d node_known=%s", self.node, ipam_end,
                  len(self.inputs.decisions), self.inputs.this_node is not None)  # fmt: skip
 
-    def _take(self, subject: str, body: bytes) -> bool:
-        """At the start: a decision folded from its JSON alone (most of them), or one that changes nothing."""
-        return subject.startswith(_DECISIONS_PREFIX) and self.inputs.takes(body)
-
     def _skim(self, subject: str, body: bytes) -> bool:
         """Another node's Local IP that changes nothing here: passed over unread (most of a big cluster's)."""
         return subject.startswith(_DECISIONS_PREFIX) and self.inputs.skims(body)
 
-    async def _follow(self, follower: Follower, stopping: asyncio.Event) -> None:
-        """Fold what arrives, in chunks with the loop free in between (BFD and keepalive timers must keep
-        firing); the planner re-plans once per burst."""
+    async def _follow(self, index: int, stopping: asyncio.Event) -> None:
+        """Fold what the ``index``-th follower brings, in chunks with the loop free in between (BFD and keepalive
+        timers must keep firing); the planner re-plans once per burst. A stream made again under it: every
+        input is read anew (what the old stream held may be gone), and the plan made whole from that."""
         while not stopping.is_set():
-            batch = await first_of(follower.fetch(batch=_CHUNK, wait=1.0), stopping.wait())
-            while batch:
-                self._reports.remember(batch)
-                if self.apply([r.event for r in batch]):
-                    self._dirty.set()
-                await asyncio.sleep(0)  # a yield between chunks, not a poll: fetch waits below
-                batch = await follower.fetch(batch=_CHUNK, wait=0)
+            follower = self._followers[index]
+            try:
+                batch = await first_of(follower.fetch(batch=_CHUNK, wait=1.0), stopping.wait())
+                while batch:
+                    self._reports.remember(batch)
+                    if self.apply([r.event for r in batch]):
+                        self._dirty.set()
+                    await asyncio.sleep(0)  # a yield between chunks, not a poll: fetch waits below
+                    batch = await follower.fetch(batch=_CHUNK, wait=0)
+            except StreamReplaced as error:
+                async with self._rereading:
+                    if self._followers[index] is follower:  # not read anew already for another stream
+                        log.warning("bgp inputs read again node=%s reason=%s", self.node, error)
+                        await self._read()
 
     async def _replan(self, stopping: asyncio.Event) -> None:
         """One planner: after a change, let the burst settle, plan off the loop, apply on it."""

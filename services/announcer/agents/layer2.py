@@ -56,7 +56,7 @@ from services.announcer.l2.links import dump_links
 from services.announcer.l2.responder import AllowedInterfaces, L2Responder, L2Stats, ResponderConfig
 from services.common.aio import first_of, until_done
 from services.common.bus import Bus, Received
-from services.common.errors import MetalbusError
+from services.common.errors import MetalbusError, StreamReplaced
 from services.common.follower import Follower
 from services.common.health import Health
 from services.common.subjects import (
@@ -229,7 +229,13 @@ class L2Agent:
                 await first_of(asyncio.sleep(_RETRY), stopping.wait())  # backoff before the next try
             return
         assert self._follower is not None
-        batch = await first_of(self._follower.fetch(wait=1.0), stopping.wait())
+        try:
+            batch = await first_of(self._follower.fetch(wait=1.0), stopping.wait())
+        except StreamReplaced as error:  # IPAM made again under it: every placement is read anew
+            log.warning("placements read again node=%s reason=%s", self.node, error)
+            self._needs_resync = True
+            self._step_changed()
+            return
         if isinstance(batch, list) and self._apply(batch):
             self._converge()
 

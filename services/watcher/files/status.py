@@ -23,6 +23,7 @@ import yaml
 
 from schemas.events import AnnouncementReported, IPReleased, ReleaseReason
 from services.common.bus import Bus, Received
+from services.common.errors import StreamReplaced
 from services.common.follower import Follower
 from services.common.subjects import StreamName
 from services.watcher.files.source import STATUS_DIR
@@ -143,7 +144,16 @@ def write_services(status: FileStatus, directory: Path, services: Iterable[tuple
 
 
 async def run_file_status(*, bus: Bus, directory: Path, namespace: str, stopping: asyncio.Event) -> None:
-    """Follow IPAM and ANNOUNCE from their start and keep ``directory/status`` up to date."""
+    """Follow IPAM and ANNOUNCE from their start and keep ``directory/status`` up to date; from their start
+    again when one is made again under it."""
+    while not stopping.is_set():
+        try:
+            await _follow_status(bus=bus, directory=directory, namespace=namespace, stopping=stopping)
+        except StreamReplaced as error:
+            log.warning("status files read again reason=%s", error)
+
+
+async def _follow_status(*, bus: Bus, directory: Path, namespace: str, stopping: asyncio.Event) -> None:
     status = FileStatus(StatusState(namespace))
     followers = [Follower(bus, StreamName.IPAM, start_sequence=1),
                  Follower(bus, StreamName.ANNOUNCE, start_sequence=1)]

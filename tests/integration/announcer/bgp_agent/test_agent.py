@@ -31,6 +31,7 @@ from services.announcer.bgp.nlri import Prefix
 from services.announcer.bgp.session import ReceivedRoutes, SessionConfig
 from services.announcer.bgp.speaker import Speaker, SpeakerConfig
 from services.common.bus import Bus
+from services.common.provision import provision
 from services.common.subjects import ANNOUNCE_PREFIX, StreamName
 from tests.bgp_world import (
     bgp_peer,
@@ -212,17 +213,39 @@ async def _not_announcing(bus: Bus) -> bool:
     return isinstance(event, AnnouncementReported) and not event.announcing
 
 
-async def test_peer_removed_from_configuration_closes_its_session(bus: Bus, peer: tuple[PeerView, int]) -> None:
-    view, port = peer
+@contextlib.asynccontextmanager
+async def announcing(bus: Bus, view: PeerView, port: int) -> AsyncIterator[BgpAgent]:
+    """node-a's agent on the world above, once both routes are at the peer; stopped when the block ends."""
     await world(bus, port)
     agent = BgpAgent(bus, node="node-a", collector=BgpCollector())
     stopping = asyncio.Event()
     running = asyncio.create_task(agent.run(stopping))
     try:
         await async_wait_until(lambda: view.prefixes() == {V4, V6}, timeout=10, what="routes at the peer")
-        await publish_decisions(bus, in_force(pool("lan", "198.51.100.0/24", "2001:db8:1::/64")))
-        await async_wait_until(lambda: bool(view.closed), timeout=10, what="the session closed")
-        assert not agent.sessions
+        yield agent
     finally:
         stopping.set()
         await asyncio.wait_for(running, 10)
+
+
+async def test_peer_removed_from_configuration_closes_its_session(bus: Bus, peer: tuple[PeerView, int]) -> None:
+    view, port = peer
+    async with announcing(bus, view, port) as agent:
+        await publish_decisions(bus, in_force(pool("lan", "198.51.100.0/24", "2001:db8:1::/64")))
+        await async_wait_until(lambda: bool(view.closed), timeout=10, what="the session closed")
+        assert not agent.sessions
+
+
+async def test_a_decisions_stream_made_again_is_read_anew_without_dropping_the_session(
+    bus: Bus, peer: tuple[PeerView, int]
+) -> None:
+    """IPAM deleted and made again under the agent (a NATS store lost): what the new stream decides is what is
+    announced — not what the old one held — and the sessions go on."""
+    view, port = peer
+    async with announcing(bus, view, port):
+        await bus.js.delete_stream(StreamName.IPAM.value)
+        await provision(bus)
+        # ipam decides again on the new stream: the IPv6 address is no longer decided
+        await publish_decisions(bus, in_force(pool("lan", "198.51.100.0/24", "2001:db8:1::/64"), tor(port)), web())
+        await async_wait_until(lambda: view.prefixes() == {V4}, timeout=15, what="only what the new stream decides")
+        assert not view.closed, "the session was dropped"

@@ -19,6 +19,7 @@ from services.announcer.agents.layer2_metrics import L2Collector
 from services.announcer.l2 import arp
 from services.announcer.l2.interfaces import InterfaceFacts
 from services.common.bus import Bus
+from services.common.provision import provision
 from services.common.subjects import ANNOUNCE_PREFIX, StreamName, ipam_placement_subject
 from tests.unit.announcer.l2.test_responder import NODE_MAC, OTHER_MAC, Wire
 from tests.waiting import async_wait_until
@@ -172,3 +173,19 @@ async def test_only_the_ips_held_are_kept_and_one_moved_while_partitioned_is_wit
         await async_wait_until(lambda: not agent.partitioned and set(agent.answering()) == {VIP2}, timeout=5,
                                what="VIP2 alone after the resync")  # fmt: skip
         assert VIP2 in agent.ownership.held() and set(agent.ownership.held()) <= {VIP1, VIP2}
+
+
+async def test_placements_made_again_on_a_new_stream_are_what_it_answers(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IPAM deleted and made again under the agent (a NATS store lost): its sequences start over, so the
+    follower cannot go on from its position; the placements are read anew and the new stream's are answered."""
+    await place(bus, VIP1, "a")
+    async with running(bus, monkeypatch) as (agent, _wire, _server):
+        await async_wait_until(lambda: set(agent.answering()) == {VIP1}, what="VIP1 answered")
+        await bus.js.delete_stream(StreamName.IPAM.value)
+        await provision(bus)
+        await place(bus, VIP2, "a")  # ipam's decisions on the new stream: VIP1 is not placed here any more
+        await place(bus, VIP1, "b")
+        await async_wait_until(lambda: set(agent.answering()) == {VIP2}, timeout=15,
+                               what="the new stream's placements answered")
