@@ -5,6 +5,11 @@ holds a few dozen objects — and hands each resource's objects to the same proj
 reflectors use, as a fresh list. :class:`ProjectionPublisher` then publishes what differs from the
 stream: a changed object is a new event, a removed one a tombstone. The ``status/`` subdirectory
 (written by :mod:`services.watcher.files.status`) and files that are not YAML are never read.
+
+It marks its lists on ``K8S`` as the reflectors do (:mod:`services.watcher.observe.marks`): every kind the
+stream holds no mark of is marked begun before the first read, and complete once the directory is in the
+stream. A read that finds a mark gone (the stream deleted and made again under it, a NATS store lost) marks
+the kinds begun and publishes the whole directory again.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from services.watcher.files.documents import (
     load_documents,
     parse_documents,
 )
+from services.watcher.observe.marks import mark_begun, mark_complete, marked, unmarked
 from services.watcher.observe.projection import (
     EndpointsProjection,
     ObjectProjection,
@@ -162,12 +168,20 @@ class DirectorySource:
         self.namespace = namespace
         self.projections = build_projections(namespace)
         self.publishers = [ProjectionPublisher(projection=p, bus=bus) for _, p in self.projections]
+        self.bus = bus
+        #: the kinds whose lists are marked on K8S (each once, in the order of the projections)
+        self.marked_kinds = list(dict.fromkeys(p.kind for _, p in self.projections if marked(p.kind)))
         self.synced = asyncio.Event()
         self.scans = 0
         self._last_good: dict[str, list[Document]] = {}
 
     async def sync(self) -> int:
         """Read the directory and publish what changed; returns how many events were published."""
+        if self.synced.is_set() and (lost := await unmarked(self.bus, self.marked_kinds)):
+            log.warning("directory source lost its lists kinds=%s consequence=%s",
+                        ",".join(kind.value for kind in lost), "the directory published again")
+            self.synced.clear()
+            return await self.start()
         loaded = await asyncio.to_thread(read_directory, self.directory, namespace=self.namespace,
                                          last_good=self._last_good)
         for skipped in loaded.skipped:
@@ -183,18 +197,24 @@ class DirectorySource:
             batch = publisher.changes(publisher.all_subjects(), trigger=token)
             await publisher.publish(batch, msg_id_suffix=token)
             published += len(batch)
+        for kind in self.marked_kinds:
+            listed = sum(len(loaded.objects[resource]) for resource, p in self.projections if p.kind is kind)
+            await mark_complete(self.bus, kind, resource_version=f"directory-{token}", objects=listed)
         self.scans += 1
         log.log(logging.INFO if published or self.scans == 1 else logging.DEBUG,
                 "directory read dir=%s objects=%d published=%d ignored_kinds=%s", self.directory,
                  loaded.count(), published, ",".join(sorted(loaded.ignored_kinds)) or "-")
         return published
 
-    async def start(self) -> None:
-        """Learn what the stream holds, then publish the directory as it is."""
+    async def start(self) -> int:
+        """Mark begun the kinds the stream holds no mark of, learn what it holds, then publish the directory as
+        it is; returns how many events were published."""
+        await mark_begun(self.bus, self.marked_kinds, why="none in the stream at the start of the directory source")
         for publisher in self.publishers:
             await publisher.read_stored()
-        await self.sync()
+        published = await self.sync()
         self.synced.set()
+        return published
 
     async def run(self, stopping: asyncio.Event, *, retry: float = 1.0) -> None:
         """Start, then follow the directory's changes until ``stopping`` is set."""

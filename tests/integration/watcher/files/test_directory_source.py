@@ -11,11 +11,12 @@ from pathlib import Path
 
 import yaml
 
-from schemas.events import ObjectDeleted, ServiceObserved
+from schemas.events import DECISION_KINDS, KindListed, ObjectDeleted, ObjectKind, ServiceObserved
 from services.common.bus import Bus, BusSettings
 from services.common.nats_server import EmbeddedNats
 from services.common.permissions import BusUser
-from services.common.subjects import StreamName
+from services.common.provision import provision
+from services.common.subjects import K8S_LISTED_PREFIX, StreamName
 from services.ipam.replica import ReplicaSettings
 from services.watcher.files.source import DirectorySource
 from services.watcher.files.status import run_file_status, status_path
@@ -128,6 +129,39 @@ async def test_a_restart_on_an_unchanged_directory_publishes_nothing(
     async with watching(secured_server.url_for(BusUser.WATCHER), tmp_path) as source:
         assert source.scans >= 1
         assert await k8s_messages(admin_bus) == first
+
+
+async def complete_marks(bus: Bus) -> set[ObjectKind]:
+    return {r.event.kind async for r in bus.read(StreamName.K8S, subjects=[f"{K8S_LISTED_PREFIX}.>"],
+                                               last_per_subject=True)
+            if isinstance(r.event, KindListed) and r.event.complete}
+
+
+async def test_its_lists_are_marked_and_a_lost_stream_gets_the_directory_again(
+    admin_bus: Bus, secured_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "web.yaml").write_text(service_yaml("web"))
+    ipam = secured_server.url_for(BusUser.IPAM)
+    async with replica(ipam, "a", settings=ReplicaSettings()), watching(
+            secured_server.url_for(BusUser.WATCHER), tmp_path):
+        # every kind ipam decides from is marked complete (ipam decides on nothing less): web gets its address
+        assert await complete_marks(admin_bus) >= DECISION_KINDS
+        await async_wait_until(lambda: ingress_of(tmp_path, "web") != [], timeout=15, what="web's address")
+        address = ingress_of(tmp_path, "web")
+
+        await admin_bus.js.delete_stream(StreamName.K8S.value)  # the stream is lost under the source ...
+        await provision(admin_bus)  # ... and made again, empty
+        (tmp_path / "api.yaml").write_text(service_yaml("api"))  # the next read notices
+
+        async def republished() -> bool:
+            subjects = {subject for subject, _ in await k8s_messages(admin_bus)}
+            return {"k8s.service.default.web", "k8s.service.default.api"} <= subjects
+
+        await async_wait_until(republished, timeout=15, what="the whole directory in the stream again")
+        await async_wait_until(lambda: ingress_of(tmp_path, "api") != [], timeout=15, what="api's address")
+        assert await complete_marks(admin_bus) >= DECISION_KINDS
+        assert ingress_of(tmp_path, "web") == address  # nothing was decided on the emptied stream
 
 
 async def test_metalbus_watcher_source_dir_publishes_the_directory(
