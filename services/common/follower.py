@@ -126,6 +126,7 @@ class Follower:
         self._retry_at = 0.0
         self._since = time.monotonic()  # when it stopped following (or was made)
         self._created: datetime.datetime | None = None  # when the stream followed was made (its identity)
+        self._closed = False
         myself = weakref.ref(self)  # the bus must not keep a closed follower alive
 
         def on_reconnect() -> None:
@@ -150,7 +151,11 @@ class Follower:
         return 0.0 if self.following else time.monotonic() - self._since
 
     async def fetch(self, *, batch: int = 500, wait: float = 0.25) -> list[Received]:
-        """The next messages (up to ``batch``), waiting at most ``wait`` seconds for the first one."""
+        """The next messages (up to ``batch``), waiting at most ``wait`` seconds for the first one. A closed
+        follower hands out nothing (and makes no consumer again)."""
+        if self._closed:
+            await asyncio.sleep(wait)  # as long as a fetch may wait: a reader looping on it does not spin
+            return []
         if not await self._follow():
             with contextlib.suppress(TimeoutError):  # the next attempt, unless told to stop waiting
                 await asyncio.wait_for(self._arrived.wait(), max(0.0, min(wait, self._retry_at - time.monotonic())))
@@ -196,7 +201,8 @@ class Follower:
         return received
 
     async def close(self) -> None:
-        """Stop following (a closed follower holds no readiness back)."""
+        """Stop following for good (a closed follower holds no readiness back)."""
+        self._closed = True
         await self._drop()
         self._lapse = None
         self._count_lapsed(False)
@@ -279,6 +285,9 @@ class Follower:
             raise
         self._subscription = subscription
         self.consumer = info.name
+        if self._closed:  # closed while the consumer was being made: it is given up at once
+            await self._drop()
+            return
         self._heard = time.monotonic()
         self._lapse = None
         self._count_lapsed(False)

@@ -30,7 +30,7 @@ from nats.aio.msg import Msg
 
 from schemas.refusal import Refused
 from services.common.bus import Bus
-from services.common.errors import MetalbusError
+from services.common.errors import MetalbusError, StreamReplaced
 from services.common.follower import Follower
 from services.common.heartbeats import HEARTBEAT_INTERVAL, LIVENESS_BACKSTOP
 from services.common.inbound import read_connection_closed, read_dataplane_report, read_heartbeat
@@ -242,7 +242,15 @@ class LivenessWatch:
         self.changed.set()
 
     async def _follow_reports(self, bus: Bus) -> None:
-        """Read every node's newest report, then follow them; wake when a hold-down or grace ends."""
+        """Read every node's newest report, then follow them; wake when a hold-down or grace ends. ``ANNOUNCE``
+        made again under it: read from its start again (the reports folded so far stay in force meanwhile)."""
+        while True:
+            try:
+                await self._read_and_follow_reports(bus)
+            except StreamReplaced as error:
+                log.warning("data plane reports read again reason=%s", error)
+
+    async def _read_and_follow_reports(self, bus: Bus) -> None:
         retry_in = _RETRY
         while True:
             try:

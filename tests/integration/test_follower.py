@@ -182,3 +182,22 @@ async def test_a_reader_behind_leaves_the_backlog_in_the_stream_not_in_memory(bu
         assert follower.following
     finally:
         await follower.close()
+
+
+async def test_a_closed_follower_makes_no_consumer_again(bus: Bus) -> None:
+    """A reader still looping on a follower it replaced (closed) gets nothing, and leaves no consumer behind."""
+    await publish(bus, ["a"])
+    follower = Follower(bus, StreamName.IPAM, start_sequence=1)
+    seen: list[Received] = []
+    await async_wait_until(lambda: _more(follower, seen, 1), what="the first message")
+    consumers = (await bus.js.stream_info(StreamName.IPAM.value)).state.consumer_count
+    await follower.close()
+    await publish(bus, ["b"])
+    assert await follower.fetch(wait=0.1) == []
+
+    async def given_up() -> bool:
+        return (await bus.js.stream_info(StreamName.IPAM.value)).state.consumer_count == consumers - 1
+
+    await async_wait_until(given_up, what="its consumer deleted, none made again")
+    assert await follower.fetch(wait=0.1) == []
+    assert await given_up()

@@ -22,10 +22,11 @@ from contextlib import asynccontextmanager, contextmanager
 
 import nats
 
-from schemas.events import AnnouncerHeartbeat, BusConnection
+from schemas.events import AnnouncerHeartbeat, BusConnection, DataPlaneReported
 from services.common.bus import Bus
 from services.common.nats_server import EmbeddedNats
-from services.common.subjects import CONNECTIONS_CLOSED, heartbeat_subject
+from services.common.provision import provision
+from services.common.subjects import CONNECTIONS_CLOSED, StreamName, dataplane_subject, heartbeat_subject
 from services.ipam.liveness import LivenessWatch
 from tests.waiting import async_wait_until
 
@@ -171,3 +172,21 @@ async def test_a_frozen_ipam_declares_no_live_node_dead(nats_server: EmbeddedNat
         ipam.signal(signal.SIGCONT)
         await asyncio.sleep(7.0)  # longer than the backstop, on purpose: any wrong death would be printed
         assert not ipam.find(r"dead .*"), ipam.lines
+
+
+async def test_data_plane_reports_are_read_from_an_announce_stream_made_again(bus: Bus) -> None:
+    """ANNOUNCE deleted and made again under a running watch: the reports the new stream holds are read (the
+    follower does not go on from its position in the old one, which would skip them)."""
+
+    async def report(node: str) -> None:
+        await bus.notify(heartbeat_subject(node), AnnouncerHeartbeat(node=node, instance=node, sequence=0,
+                                                                     connection=bus.connection))
+        await bus.publish(dataplane_subject(node), DataPlaneReported(node=node, instance=node, ready=False))
+
+    async with watching(bus) as watch:
+        await report("n1")
+        await async_wait_until(lambda: "n1" in watch.answering, what="n1 reported not ready")
+        await bus.js.delete_stream(StreamName.ANNOUNCE.value)
+        await provision(bus)
+        await report("n2")
+        await async_wait_until(lambda: "n2" in watch.answering, timeout=15, what="n2's report on the new stream")
