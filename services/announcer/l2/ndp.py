@@ -252,14 +252,31 @@ def decide_ndp(message: NdpMessage, *, owned: Container[IPv6Address], own_macs: 
     return NdpAction.REPLY if message.target in owned else NdpAction.IGNORE
 
 
-def _na_frame(
-    *, eth_dst: bytes, mac: bytes, src: IPv6Address, dst: IPv6Address, target: IPv6Address, flags: int
+def _nd_frame(
+    *, kind: int, eth_dst: bytes, mac: bytes, src: IPv6Address, dst: IPv6Address, target: IPv6Address, flags: int,
+    option: int,
 ) -> bytes:
-    option = struct.pack("!BB6s", OPT_TARGET_LLADDR, 1, mac)
-    message = bytearray(_ICMP_HEAD.pack(ICMP_NA, 0, 0, flags, target.packed) + option)
+    """One ND message about ``target`` with our link-layer address in ``option``, checksummed, in an IPv6
+    packet of hop limit 255 from ``src`` to ``dst``, in an Ethernet frame from ``mac`` to ``eth_dst``."""
+    message = bytearray(_ICMP_HEAD.pack(kind, 0, 0, flags, target.packed) + struct.pack("!BB6s", option, 1, mac))
     struct.pack_into("!H", message, 2, icmpv6_checksum(src, dst, bytes(message)))
     ip = _IPV6.pack(6 << 28, len(message), IPPROTO_ICMPV6, HOP_LIMIT, src.packed, dst.packed)
     return build_frame(dst=eth_dst, src=mac, ethertype=ETH_P_IPV6, payload=ip + bytes(message))
+
+
+def _na_frame(
+    *, eth_dst: bytes, mac: bytes, src: IPv6Address, dst: IPv6Address, target: IPv6Address, flags: int
+) -> bytes:
+    return _nd_frame(kind=ICMP_NA, eth_dst=eth_dst, mac=mac, src=src, dst=dst, target=target, flags=flags,
+                     option=OPT_TARGET_LLADDR)
+
+
+def build_solicitation(*, mac: bytes, ip: IPv6Address, target: IPv6Address) -> bytes:
+    """A neighbor solicitation from ``ip`` at ``mac`` for ``target``, to its solicited-node group (what a
+    host asking for ``target`` sends)."""
+    group = solicited_node_address(target)
+    return _nd_frame(kind=ICMP_NS, eth_dst=multicast_mac(group), mac=mac, src=ip, dst=group, target=target,
+                     flags=0, option=OPT_SOURCE_LLADDR)
 
 
 def build_solicited_na(solicitation: NeighborSolicitation, *, mac: bytes) -> bytes:

@@ -18,7 +18,6 @@ import json
 import os
 import select
 import socket
-import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -35,17 +34,6 @@ def request_frame(*, mac: bytes, ip: IPv4Address, target: IPv4Address) -> bytes:
         bytes.fromhex("0001080006040001") + mac + ip.packed + bytes(6) + target.packed
     )
     return build_frame(dst=BROADCAST, src=mac, ethertype=ETH_P_ARP, payload=payload)
-
-
-def solicitation_frame(*, mac: bytes, ip: IPv6Address, target: IPv6Address) -> bytes:
-    """A neighbor solicitation for ``target`` to its solicited-node group, with our link-layer address."""
-    group = ndp.solicited_node_address(target)
-    message = bytearray(struct.pack("!BBHI16sBB6s", ndp.ICMP_NS, 0, 0, 0, target.packed,
-                                    ndp.OPT_SOURCE_LLADDR, 1, mac))  # fmt: skip
-    struct.pack_into("!H", message, 2, ndp.icmpv6_checksum(ip, group, bytes(message)))
-    header = struct.pack("!IHBB16s16s", 6 << 28, len(message), socket.IPPROTO_ICMPV6, ndp.HOP_LIMIT, ip.packed,
-                         group.packed)  # fmt: skip
-    return build_frame(dst=ndp.multicast_mac(group), src=mac, ethertype=ETH_P_IPV6, payload=header + message)
 
 
 def _own(ifname: str, family: int) -> tuple[bytes, IPv4Address | IPv6Address]:
@@ -98,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(target, IPv4Address) and isinstance(own_ip, IPv4Address):
         frame = request_frame(mac=mac, ip=own_ip, target=target)
     elif isinstance(target, IPv6Address) and isinstance(own_ip, IPv6Address):
-        frame = solicitation_frame(mac=mac, ip=own_ip, target=target)
+        frame = ndp.build_solicitation(mac=mac, ip=own_ip, target=target)
     else:
         raise SystemExit(f"no address of the family of {target} on {args.ifname}")
     if args.rtt:

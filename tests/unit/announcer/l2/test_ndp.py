@@ -15,6 +15,7 @@ from services.announcer.l2.ndp import (
     NdpDrop,
     NeighborAdvertisement,
     NeighborSolicitation,
+    build_solicitation,
     build_solicited_na,
     build_unsolicited_na,
     decide_ndp,
@@ -79,6 +80,11 @@ def test_golden_solicitation() -> None:
     )
     scapy = Ether(NS)
     assert scapy[ICMPv6ND_NS].tgt == "fd00::100" and scapy[ICMPv6NDOptSrcLLAddr].lladdr == "02:00:00:00:00:09"
+
+
+def test_solicitation_byte_exact() -> None:
+    """What a client asking for the VIP sends (the network tests' prober builds it so): the golden NS."""
+    assert build_solicitation(mac=CLIENT_MAC, ip=CLIENT, target=VIP) == NS
 
 
 def test_golden_frames_agree_with_scapy() -> None:
