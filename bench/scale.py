@@ -73,6 +73,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("l2_failover_sigstop_p99_s", "L2 failover after SIGSTOP, p99", "s", "≤ 1"),
     ("l2_failover_sigstop_ips", "  IPs moved", "", ""),
     ("ignored_sigterm", "services that ignored SIGTERM for 10 s", "", "none"),
+    ("server_cut_connections", "services' connections the server cut, before the faults²", "", "none"),
     ("peak_rss_mb:watcher", "watcher peak RSS", "MB", "≤ 400"),
     ("peak_rss_mb:ipam-a", "ipam peak RSS (replica a)", "MB", "≤ 400"),
     ("peak_rss_mb:ipam-b", "ipam peak RSS (replica b)", "MB", "≤ 400"),
@@ -113,7 +114,8 @@ def run_tree(tree: Path, args: argparse.Namespace, label: str) -> dict[str, Any]
                    "--services", str(args.services), "--rate", str(args.rate),
                    "--churn-seconds", str(args.churn_seconds), "--idle-seconds", str(args.idle_seconds),
                    "--status-timeout", str(args.status_timeout),
-                   "--nodes-per-connection", str(args.nodes_per_connection), "--out", out.name]
+                   "--nodes-per-connection", str(args.nodes_per_connection), "--out", out.name,
+                   "--log-level", args.log_level]
         if args.keep_logs:
             command += ["--keep-logs", str(args.keep_logs / label)]
         log(f"{label}: {tree} ({args.nodes} nodes, {args.services} Services, {args.rate:.0f} changes/s)")
@@ -172,7 +174,10 @@ def table(columns: dict[str, dict[str, Any]]) -> str:
     failures = [f"{label}: {name}: {value}" for label in labels for name, value in columns[label].items()
                 if isinstance(value, str) and value.startswith("failed")]
     notes = ["", "¹ server /connz out_msgs during the churn, less the idle rate, ÷ changes; connections that read",
-             "  only liveness subjects (ipam's heartbeat readers) and the benchmark's observer left out"]
+             "  only liveness subjects (ipam's heartbeat readers) and the benchmark's observer left out",
+             "² the server's reason for each (a stale connection: its pings unanswered; a slow consumer: not read in",
+             "  time), from its /connz:",
+             *(f"  {label}: {columns[label].get('server_cut_connections')}" for label in labels)]
     return "\n".join(lines + notes + (["", "failures:", *failures] if failures else []))
 
 
@@ -205,7 +210,8 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="measure this tree alone")
     parser.add_argument("--tree", type=Path, default=REPO, help="the tree to measure (default: this one)")
     parser.add_argument("--ref", help="measure this commit (in a temporary worktree) instead of a tree")
-    parser.add_argument("--keep-logs", type=Path, help="keep every service's log under this directory")
+    parser.add_argument("--keep-logs", type=Path, help="keep the services' and nats-server's logs here")
+    parser.add_argument("--log-level", default="WARNING", help="the services' log level (INFO says what each did)")
     args = parser.parse_args()
     quick = args.quick
     args.nodes = args.nodes or (QUICK_NODES if quick else 5000)

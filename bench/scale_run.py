@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -144,8 +145,9 @@ class Decisions(Recorder):
 
 
 class Run:
-    def __init__(self, tree: Path, sizes: Sizes, work: Path) -> None:
+    def __init__(self, tree: Path, sizes: Sizes, work: Path, *, log_level: str = "WARNING") -> None:
         self.tree, self.sizes, self.work = tree, sizes, work
+        self.log_level = log_level
         self.env = _environment(tree)
         self.figures: Figures = {}
         self.children: dict[str, procs.Child] = {}
@@ -157,7 +159,7 @@ class Run:
         host = self.lab.address(netns) if netns is not None else "127.0.0.1"
         port = procs.free_port("127.0.0.1")
         command = [sys.executable, "-m", "services.cli", *arguments, "--nats", self.nats_url,
-                   "--http-port", str(port), "--http-host", host, "--log-level", "WARNING"]
+                   "--http-port", str(port), "--http-host", host, "--log-level", self.log_level]
         if netns is not None:
             command = self.lab.command(netns, command)
         child = procs.Child(name, command, cwd=self.tree, env=self.env, log_dir=self.work)
@@ -250,13 +252,17 @@ class Run:
 
         wrapper, monitor = self._monitored_binary(nats_server.nats_server_binary())
         nats_server.nats_server_binary = lambda: str(wrapper)
-        server = nats_server.EmbeddedNats(host=self.lab.server_host)
+        try:  # its log beside the services' (why a client was cut: a slow consumer, a stale connection)
+            server = nats_server.EmbeddedNats(host=self.lab.server_host, log_file=self.work / "nats-server.log")
+        except TypeError:  # a tree whose server keeps no log
+            server = nats_server.EmbeddedNats(host=self.lab.server_host)
         server.start()
         try:
             self.nats_url, self.server_pid = server.plain_url, server.pid
             self.varz = f"http://{self.lab.server_host}:{monitor}"  # monitoring listens where clients do
             await self._measure(server)
         finally:
+            self._note_cut_connections()
             self._stop_all()
             server.stop()
         procs.log(f"tree {self.tree}: {len(self.figures)} figures")
@@ -338,6 +344,7 @@ class Run:
         await self._idle(s)
         await self._churn(s)
         self._peaks()
+        self._note_cut_connections()  # before the faults below cut some on purpose
         await self._l2_failover("kill9", signal.SIGKILL, "announcer-0")
         await self._l2_failover("sigstop", signal.SIGSTOP, "announcer-1")
         await self._takeover(s)
@@ -437,6 +444,25 @@ class Run:
             await self.decisions.until(lambda: bool(self.decisions.allocated), 60)
             self.figures["ipam_takeover_s"] = next(iter(self.decisions.allocated.values())) - at
 
+    def _note_cut_connections(self) -> None:
+        """The services' connections the server closed itself (not the client) so far, by component and the
+        server's reason (a stale connection: pings unanswered; a slow consumer: not read in time), from its
+        /connz. Taken before the fault tests, whose kills and stops cut connections on purpose."""
+        if "server_cut_connections" in self.figures or not hasattr(self, "varz"):
+            return
+        try:
+            closed = json.loads(procs.http_get(f"{self.varz}/connz?state=closed&limit=100000", timeout=30))
+        except (OSError, ValueError) as error:
+            self.figures["server_cut_connections"] = f"unknown: {error!r}"
+            return
+        cut: collections.Counter[str] = collections.Counter()
+        for connection in closed.get("connections") or ():
+            name, reason = str(connection.get("name", "")), str(connection.get("reason", ""))
+            component = name.split("/", 1)[0]
+            if reason != "Client Closed" and component in {"watcher", "ipam", "announcer"}:  # not the simulated
+                cut[f"{component} ({reason})"] += 1
+        self.figures["server_cut_connections"] = "; ".join(f"{what}: {n}" for what, n in sorted(cut.items())) or "none"
+
     def _stop_all(self) -> None:
         stubborn = [name for name in ("watcher", "ipam-a", "ipam-b", *(f"announcer-{i}" for i in range(REAL_NODES)))
                     if name in self.children and not self.children[name].stop()]
@@ -479,14 +505,15 @@ def main() -> None:
     parser.add_argument("--nodes-per-connection", type=int, default=1,
                         help="simulated nodes whose heartbeats share one connection")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--keep-logs", type=Path, help="copy the services' logs here")
+    parser.add_argument("--keep-logs", type=Path, help="copy the services' and nats-server's logs here")
+    parser.add_argument("--log-level", default="WARNING", help="the services' log level")
     args = parser.parse_args()
     tree = args.tree.resolve()
     _use_tree(tree)
     sizes = Sizes(args.nodes, args.services, args.rate, args.churn_seconds, args.idle_seconds, args.status_timeout,
                   args.nodes_per_connection)
     with tempfile.TemporaryDirectory(prefix="metalbus-scale-") as work:
-        run = Run(tree, sizes, Path(work))
+        run = Run(tree, sizes, Path(work), log_level=args.log_level)
         signal.signal(signal.SIGTERM, _interrupted)
         try:
             figures = asyncio.run(run.run())
