@@ -8,12 +8,15 @@ import gc
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from nats.aio.msg import Msg
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from schemas.advisories import ClientDisconnected
 from schemas.events import (
     IPAllocated,
     ObjectDeleted,
@@ -25,9 +28,11 @@ from schemas.events import (
 from services.common.bus import Append, Bus, BusSettings, Header, Received
 from services.common.consumer import Consumer, ConsumerSpec
 from services.common.errors import RetryableError, WrongLastSequence
+from services.common.inbound import read_connection_closed
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
 from services.common.subjects import (
+    CONNECTIONS_CLOSED,
     IPAM_ALLOCATIONS,
     StreamName,
     dead_letter_subject,
@@ -345,3 +350,51 @@ async def test_replay_folds_history_in_order_and_says_where_it_ended(bus: Bus) -
     assert len(latest) == 10
     assert await bus.replay(StreamName.ANNOUNCE, folded.append) == 0
     assert await bus.replay(StreamName.IPAM, folded.append, subjects=["ipam.placement.>"]) == 0
+
+
+def _stop_reading(client: Any, *, stop: bool = True) -> None:
+    """What the server sends this client from now on waits unread in its socket (a busy process's reading
+    that lags behind its deliveries, the server's PING among them), while its loop turns and it can send.
+    ``stop=False``: it reads again."""
+    transport = client._transport._io_writer.transport
+    if stop:
+        transport.pause_reading()
+    else:
+        transport.resume_reading()
+
+
+async def test_a_client_that_falls_behind_reading_keeps_its_connection(nats_server: EmbeddedNats) -> None:
+    """The server closes as stale a client that leaves its pings unanswered for about 1.25 s. A busy metalbus
+    process whose reading falls that far behind stays connected: it pings the server itself, and the server
+    pings (and judges) only a client it has not heard from. One that does not ping (nats-py's defaults) is
+    closed, and the server says so on ``connections.closed``."""
+    import nats
+
+    watching = await Bus.connect(BusSettings(url=nats_server.url), producer="test/watching")
+    reports: list[ClientDisconnected] = []
+
+    async def on_closed(message: Msg) -> None:
+        report = read_connection_closed(message.data, component="test")
+        if isinstance(report, ClientDisconnected):
+            reports.append(report)
+
+    subscription = await watching.subscribe(CONNECTIONS_CLOSED, cb=on_closed)
+    pinging = await Bus.connect(BusSettings(url=nats_server.url), producer="test/pinging")
+    quiet = await nats.connect(nats_server.url, name="test/quiet", allow_reconnect=False)
+    try:
+        _stop_reading(pinging.client)
+        _stop_reading(quiet)
+        await async_wait_until(lambda: any(r.client.id == quiet.client_id for r in reports), timeout=10,
+                               what="the quiet client closed by the server")
+        assert [r.reason for r in reports if r.client.id == quiet.client_id] == ["Stale Connection"]
+        await asyncio.sleep(1.5)  # the pinging one, unread as long as the quiet one was, and 1.5 s more
+        await watching.flush(within=2)
+        assert not [r for r in reports if r.client.id == pinging.client.client_id]
+        assert pinging.client.is_connected
+    finally:
+        await subscription.close()
+        with contextlib.suppress(Exception):
+            await quiet.close()
+        _stop_reading(pinging.client, stop=False)
+        await pinging.close()
+        await watching.close()
