@@ -1,4 +1,4 @@
-"""The event loop's lag, as every service sees it: how late a periodic wakeup comes.
+"""The event loop's lag, as every service sees it: how late a periodic wakeup comes; and the collector's pauses.
 
 A task sleeps ``interval`` seconds again and again; whatever the loop did meanwhile that did not yield (a
 long decode, a big diff, a collector pause) shows up as the wakeup coming late. The lateness of each wakeup
@@ -10,8 +10,10 @@ goes into ``metalbus_event_loop_lag_seconds`` (a histogram) and the largest seen
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+from typing import Any
 
 from prometheus_client import Gauge, Histogram
 
@@ -25,6 +27,13 @@ LAG_MAX = Gauge(
     "metalbus_event_loop_lag_max_seconds",
     "The largest event-loop lag seen since the process started",
     ["component"],
+)
+
+GC_PAUSE = Histogram(
+    "metalbus_gc_pause_seconds",
+    "How long each cyclic garbage collection held the interpreter (every thread, the event loop's too)",
+    ["component", "generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
 log = logging.getLogger(__name__)
@@ -91,3 +100,35 @@ class LoopThreadWork:
                 self.largest = work
                 if self._largest_gauge is not None:
                     self._largest_gauge.set(work)
+
+
+class CollectorPauses:
+    """Times every cyclic garbage collection (``gc.callbacks``): a full collection of a large heap holds the
+    interpreter, and so the loop, for as long as it walks every tracked object (about a microsecond each). Each
+    goes into ``metalbus_gc_pause_seconds``; one of ``LOGGED_LAG`` or more is logged, so that a stall of the
+    loop (``event loop late``) can be told apart from one the collector made."""
+
+    def __init__(self, *, component: str) -> None:
+        self.component = component
+        self._started: float | None = None
+        self._histograms = {generation: GC_PAUSE.labels(component, str(generation)) for generation in range(3)}
+
+    def __enter__(self) -> CollectorPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        if self._started is None:
+            return
+        pause, self._started = time.perf_counter() - self._started, None
+        generation = int(info.get("generation", 2))
+        self._histograms[min(max(generation, 0), 2)].observe(pause)
+        if pause >= LOGGED_LAG:
+            log.info("garbage collection held the interpreter component=%s generation=%d seconds=%.3f collected=%d",
+                     self.component, generation, pause, int(info.get("collected", 0)))

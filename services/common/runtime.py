@@ -20,7 +20,7 @@ from typing import Any
 from services.common.bus import Bus, BusSettings
 from services.common.health import Health, HealthServer
 from services.common.logs import LogFormat, setup_logging
-from services.common.loop_lag import LoopLagProbe
+from services.common.loop_lag import CollectorPauses, LoopLagProbe
 from services.common.provision import wait_until_provisioned
 from services.common.supervision import OnFailure, TaskFailed, supervise_process, supervised, watch
 from services.common.tracing import setup_tracing, shutdown_tracing
@@ -84,7 +84,10 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
         loop.add_signal_handler(signum, stopping.set)
     # the loop's lag, from the first moment on (a stall while connecting or provisioning counts too)
     lag_probe = supervised(LoopLagProbe(component=component).run, name="loop-lag", on_failure=OnFailure.REPORT)
-    with HealthServer(health, host=options.http_address, port=options.http_port) as server:
+    with (
+        CollectorPauses(component=component),
+        HealthServer(health, host=options.http_address, port=options.http_port) as server,
+    ):
         log.info("starting component=%s instance=%s http_address=%s http_port=%d",
                  component, instance, options.http_address, server.port)
         settings = BusSettings(url=options.nats_url, replicas=options.stream_replicas, user=options.nats_user,

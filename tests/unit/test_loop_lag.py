@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
 import pytest
 from prometheus_client import REGISTRY
 
-from services.common.loop_lag import LoopLagProbe
+from services.common import loop_lag
+from services.common.loop_lag import CollectorPauses, LoopLagProbe
 from tests.waiting import async_wait_until
 
 
@@ -47,3 +49,19 @@ def test_a_late_wakeup_is_logged_with_how_late_it_came(caplog: pytest.LogCapture
         probe.record(0.12)
     late = [record.getMessage() for record in caplog.records]
     assert late == ["event loop late component=lag-logged seconds=0.120"]
+
+
+def test_every_collection_is_timed_and_a_long_one_logged(caplog: pytest.LogCaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full collection walks every tracked object, holding the interpreter meanwhile: each is counted per
+    generation, and one that held it long enough is logged (here every one: the threshold is lowered), so that a
+    stall of the loop can be told from one the collector made."""
+    monkeypatch.setattr(loop_lag, "LOGGED_LAG", 0.0)
+    sample = {"component": "gc-pauses", "generation": "2"}
+    before = REGISTRY.get_sample_value("metalbus_gc_pause_seconds_count", sample) or 0.0
+    with caplog.at_level(logging.INFO, logger="services.common.loop_lag"), CollectorPauses(component="gc-pauses"):
+        gc.collect()
+    assert REGISTRY.get_sample_value("metalbus_gc_pause_seconds_count", sample) == before + 1
+    assert "garbage collection held the interpreter component=gc-pauses generation=2 seconds=" in caplog.text
+    gc.collect()  # after the probe is gone: not counted
+    assert REGISTRY.get_sample_value("metalbus_gc_pause_seconds_count", sample) == before + 1
