@@ -23,6 +23,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +88,22 @@ def _unfrozen() -> int:
     count, net of what was freed) and those that outlived one since the last freeze (few: most are made while
     building, with the collector off)."""
     return gc.get_count()[0] + len(gc.get_objects(generation=1)) + len(gc.get_objects(generation=2))
+
+
+@contextlib.contextmanager
+def survivors_frozen() -> Iterator[None]:
+    """While inside, what outlives each full collection is frozen right after it, so the next one walks only
+    what was made since: state a long-running process keeps building (the watcher's status of 50 000 Services)
+    is walked once, not at every full collection (0.5 to 0.6 s each, the loop held, 19 in a cold start). Cyclic
+    garbage among what was frozen waits for the block's owner to hand the heap back (``gc.unfreeze``) and
+    collect it once."""
+
+    def freeze_after_full(phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop" and info.get("generation") == 2:
+            gc.freeze()
+
+    gc.callbacks.append(freeze_after_full)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(freeze_after_full)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common.collector import StateCollector
+from services.common.collector import StateCollector, survivors_frozen
 
 #: Whatever the suite froze before (gc.freeze is process-wide): these tests are about reclaiming, not the limit.
 NO_LIMIT = 1 << 62
@@ -110,3 +110,26 @@ def test_the_frozen_state_is_counted_without_walking_it() -> None:
         state = [[i] for i in range(10_000)]
     assert collector.frozen >= before + len(state)
     assert abs(collector.frozen - gc.get_freeze_count()) <= gc.get_freeze_count() // 100
+
+
+def test_what_outlives_a_full_collection_is_not_walked_again_until_handed_back() -> None:
+    """The watcher's status state: built for good while it observes. Each full collection walks only what was
+    made since the one before; cyclic garbage among what was frozen is reclaimed once the heap is handed back."""
+    state = [Cyclic() for _ in range(1000)]
+    with survivors_frozen():
+        gc.collect()  # a full collection: the state outlives it and is frozen right after
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(state)
+        made_since = [Cyclic() for _ in range(10)]
+        gc.collect(1)  # not a full collection: nothing more is frozen
+        assert gc.get_freeze_count() == frozen
+        gc.collect()
+        assert gc.get_freeze_count() >= frozen + len(made_since)
+        cycle = weakref.ref(state.pop())  # now garbage, but frozen: no collection sees it
+        gc.collect()
+        assert cycle() is not None
+    gc.collect()
+    assert cycle() is not None  # after the block it stays frozen ...
+    gc.unfreeze()
+    gc.collect()
+    assert cycle() is None  # ... and the heap handed back is collected whole

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from schemas.events import CONFIG_KINDS, ObjectKind
 from services.common.bus import Bus
+from services.common.collector import survivors_frozen
 from services.common.supervision import OnFailure, Supervisor
 from services.watcher.kube import KubeClients
 from services.watcher.observe import metrics
@@ -109,7 +110,8 @@ class Observers:
         gc.freeze()
         log.info("heap frozen after the initial lists")
         try:
-            await asyncio.Event().wait()  # until observing is cancelled
+            with survivors_frozen():  # and, from now on, what outlives each full collection (the status state)
+                await asyncio.Event().wait()  # until observing is cancelled
         finally:
             gc.unfreeze()
             gc.collect()
