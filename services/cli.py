@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.common.logs import add_logging_arguments, setup_logging
+from services.common.records import KEEPALIVE_INTERVAL
 from services.common.runtime import RuntimeOptions, ServiceContext, ServiceMain, run_service
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -210,12 +211,16 @@ def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
         from services.common.permissions import node_user
 
         user = node_user(args.node)
+    keepalive = KEEPALIVE_INTERVAL
+    if args.command == "announcer":
+        from services.announcer.agents.bus_contact import CLIENT_KEEPALIVE as keepalive
     return RuntimeOptions(
         nats_url=args.nats,
         nats_user=user,
         nats_password_file=args.nats_password_file,
         nats_ca_file=args.nats_ca_file,
         needs_streams=args.command != "authenticator",
+        bus_keepalive=keepalive,
         http_address=args.http_address,
         http_port=args.http_port,
         stream_replicas=args.stream_replicas,

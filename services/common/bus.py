@@ -81,12 +81,6 @@ __all__ = [
 SEND_SLICE = 500
 
 
-#: Every client pings its server this often (seconds). The server pings only a client it has heard nothing from
-#: within its own ping interval (250 ms as shipped), and cuts one whose pings go unanswered (about 1.25 s): a
-#: client that pings keeps its connection while it is busy and its reading lags behind what the server sends
-#: (the server's PING waits behind those deliveries), while one that is frozen or dead, and sends nothing, is
-#: cut as before — that is how ipam learns at once that an announcer stopped.
-KEEPALIVE_INTERVAL = 0.1
 #: The client gives its connection up (and connects again) after this long without an answer to its pings.
 KEEPALIVE_PATIENCE = 10.0
 
@@ -168,8 +162,8 @@ class Bus:
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     error_cb=error,
-                    ping_interval=KEEPALIVE_INTERVAL,
-                    max_outstanding_pings=round(KEEPALIVE_PATIENCE / KEEPALIVE_INTERVAL),
+                    ping_interval=settings.keepalive,
+                    max_outstanding_pings=max(round(KEEPALIVE_PATIENCE / settings.keepalive), 1),
                     **connection_options(settings),
                 )
                 client = await asyncio.wait_for(connecting, attempt_timeout)

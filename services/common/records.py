@@ -106,6 +106,14 @@ class Received:
         return self.envelope.event
 
 
+#: Every client pings its server this often (seconds). The server pings only a client it has heard nothing from
+#: within its own ping interval (250 ms as shipped), and cuts one whose pings go unanswered (about 1.25 s): a
+#: client that pings keeps its connection while it is busy and its reading lags behind what the server sends
+#: (the server's PING waits behind those deliveries), while one that is frozen or dead, and sends nothing, is
+#: cut as before — that is how ipam learns at once that an announcer stopped.
+KEEPALIVE_INTERVAL = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class BusSettings:
     url: str
@@ -123,3 +131,5 @@ class BusSettings:
     password_file: str | None = None
     #: CA bundle that signs the server's certificate, for ``tls://`` URLs.
     tls_ca_file: str | None = None
+    #: How often the client pings its server (seconds; ``KEEPALIVE_INTERVAL`` unless told).
+    keepalive: float = KEEPALIVE_INTERVAL

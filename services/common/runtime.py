@@ -22,6 +22,7 @@ from services.common.health import Health, HealthServer
 from services.common.logs import LogFormat, setup_logging
 from services.common.loop_lag import CollectorPauses, LoopLagProbe
 from services.common.provision import wait_until_provisioned
+from services.common.records import KEEPALIVE_INTERVAL
 from services.common.supervision import OnFailure, TaskFailed, supervise_process, supervised, watch
 from services.common.tracing import setup_tracing, shutdown_tracing
 
@@ -38,6 +39,8 @@ class RuntimeOptions:
     nats_ca_file: str | None = None
     #: False for a service that needs no stream (the authenticator): it does not wait for provisioning.
     needs_streams: bool = True
+    #: How often the client pings its server (``BusSettings.keepalive``).
+    bus_keepalive: float = KEEPALIVE_INTERVAL
     http_address: str = "0.0.0.0"
     http_port: int = 0
     stream_replicas: int = 1
@@ -91,7 +94,8 @@ async def run_service(component: str, options: RuntimeOptions, main: ServiceMain
         log.info("starting component=%s instance=%s http_address=%s http_port=%d",
                  component, instance, options.http_address, server.port)
         settings = BusSettings(url=options.nats_url, replicas=options.stream_replicas, user=options.nats_user,
-                               password_file=options.nats_password_file, tls_ca_file=options.nats_ca_file)
+                               password_file=options.nats_password_file, tls_ca_file=options.nats_ca_file,
+                               keepalive=options.bus_keepalive)
         bus = await Bus.connect(
             settings,
             producer=f"{component}/{instance}",
