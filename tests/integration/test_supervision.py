@@ -121,7 +121,9 @@ async def test_a_dead_ipam_replica_fails_the_probes_with_its_reason_until_restar
         async def probes_failed() -> bool:
             return await asyncio.to_thread(_get, port, "/healthz") == (503, f"{reason}\n")
 
-        await async_wait_until(probes_failed, what="/healthz to fail with the reason")
+        # the task is reported failed once the replica has let go of what it held (its lease, the liveness
+        # connection): seconds on a loaded machine
+        await async_wait_until(probes_failed, timeout=30, what="/healthz to fail with the reason")
         status, body = await asyncio.to_thread(_get, port, "/readyz")
         assert status == 503 and f"task replica: {reason}" in body.splitlines()
         scraped = (await asyncio.to_thread(_get, port, "/metrics"))[1]
