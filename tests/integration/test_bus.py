@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 from nats.aio.msg import Msg
 from opentelemetry import trace
@@ -368,8 +369,6 @@ async def test_a_client_that_falls_behind_reading_keeps_its_connection(nats_serv
     process whose reading falls that far behind stays connected: it pings the server itself, and the server
     pings (and judges) only a client it has not heard from. One that does not ping (nats-py's defaults) is
     closed, and the server says so on ``connections.closed``."""
-    import nats
-
     watching = await Bus.connect(BusSettings(url=nats_server.url), producer="test/watching")
     reports: list[ClientDisconnected] = []
 
