@@ -1,7 +1,9 @@
 """Make one Kubernetes object show one desired state: read, compare, write only what differs.
 
 A Service is not read when the writer has seen it already (listed at start, told by the observe side,
-or answered to its own last write: ``shown.py``).
+or answered to its own last write: ``shown.py``). An announcement status not known to exist (listed at start,
+read or made since) is made first, and read only when the API server says it is there already: a cold start
+makes tens of thousands of them, and a read that answers 404 before each would be a third of its requests.
 
 Every write carries the ``resourceVersion`` it was computed from, so a concurrent change answers 409;
 the object is then read again and the comparison redone (bounded, with a growing pause). A missing
@@ -11,6 +13,7 @@ object (404) ends the work quietly: there is nothing to show the state on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,6 +33,7 @@ from services.watcher.status.desired import (
     Absent,
     AnnouncementStatusTarget,
     Claim,
+    ObjectKey,
     PoolTarget,
     ServiceTarget,
     Target,
@@ -73,6 +77,8 @@ class Converger:
         self.ip_mode = True
         #: what each Service shows as last seen: a write computed from it needs no read first (``shown.py``)
         self.shown = ShownServices()
+        #: the announcement statuses known to exist: the others are made before they are read
+        self.existing: set[ObjectKey] = set()
 
     async def converge(self, target: Target) -> Outcome:
         """Write ``target``; retries conflicts, raises a
@@ -160,26 +166,37 @@ class Converger:
     # --- ServiceL2Status / ServiceBGPStatus ---------------------------------------------------
 
     async def _announcement(self, target: AnnouncementStatusTarget) -> Outcome:
-        resource = SERVICE_L2_STATUSES if target.key.kind is TargetKind.L2_STATUS else SERVICE_BGP_STATUSES
-        return await self._ensure_with_status(resource, target.key.namespace, target.key.name,
-                                              announcement_labels(target), announcement_status(target))
+        key = target.key
+        resource = SERVICE_L2_STATUSES if key.kind is TargetKind.L2_STATUS else SERVICE_BGP_STATUSES
+        try:
+            outcome = await self._ensure_with_status(resource, key.namespace, key.name, announcement_labels(target),
+                                                     announcement_status(target), known=key in self.existing)
+        except NotFound:
+            self.existing.discard(key)
+            raise
+        self.existing.add(key)
+        return outcome
 
     async def _ensure_with_status(self, resource: Resource, namespace: str, name: str,
                                   labels: dict[str, str], status: Obj,
-                                  same: Callable[[Obj], bool] | None = None) -> Outcome:
-        """Create the object if missing, then make its labels and status match."""
+                                  same: Callable[[Obj], bool] | None = None, known: bool = True) -> Outcome:
+        """Create the object if missing, then make its labels and status match. ``known`` False: the object is
+        most likely missing, so it is made first and read only if it turns out to be there."""
         written = False
-        try:
-            obj = await self.api.get(resource, namespace, name)
-        except NotFound:
-            metrics.WRITES.labels(resource.kind, "create").inc()
-            body = {"apiVersion": resource.api_version, "kind": resource.kind,
-                    "metadata": {"name": name, "namespace": namespace, "labels": labels}}
-            obj = await self.api.create(resource, namespace, body)
-            written = True
+        obj: Obj | None = None
+        if not known:
+            with contextlib.suppress(Conflict):  # there already: read below
+                obj = await self._create(resource, namespace, name, labels)
+                written = True
+        if obj is None:
+            try:
+                obj = await self.api.get(resource, namespace, name)
+            except NotFound:
+                obj = await self._create(resource, namespace, name, labels)
+                written = True
         current_labels = meta(obj).get("labels") or {}
         if any(current_labels.get(key) != value for key, value in labels.items()):
-            body = {"metadata": {"resourceVersion": resource_version(obj), "labels": labels}}
+            body: Obj = {"metadata": {"resourceVersion": resource_version(obj), "labels": labels}}
             obj = await self._patch(resource, namespace, name, body, status=False)
             written = True
         current = obj.get("status") or {}
@@ -190,12 +207,20 @@ class Converger:
             written = True
         return Outcome.WRITTEN if written else Outcome.UNCHANGED
 
+    async def _create(self, resource: Resource, namespace: str, name: str, labels: dict[str, str]) -> Obj:
+        """Make the object (its status is written by a patch of its own); :class:`Conflict` if it exists."""
+        metrics.WRITES.labels(resource.kind, "create").inc()
+        body = {"apiVersion": resource.api_version, "kind": resource.kind,
+                "metadata": {"name": name, "namespace": namespace, "labels": labels}}
+        return await self.api.create(resource, namespace, body)
+
     async def _absent(self, target: Absent) -> Outcome:
         resource = {TargetKind.L2_STATUS: SERVICE_L2_STATUSES,
                     TargetKind.BGP_STATUS: SERVICE_BGP_STATUSES}.get(target.key.kind)
         if resource is None:
             return Outcome.UNCHANGED
         metrics.WRITES.labels(resource.kind, "delete").inc()
+        self.existing.discard(target.key)
         try:
             await self.api.delete(resource, target.key.namespace, target.key.name)
         except NotFound:

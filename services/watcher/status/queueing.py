@@ -3,7 +3,8 @@ bucket (Events), and a queue that coalesces per object.
 
 The queue holds object keys, not payloads: a worker reads the newest desired state when it starts the
 write, so ten changes to one Service while it waits become one write. An object is written by one
-worker at a time; a change that arrives during its write queues it once more afterwards.
+worker at a time; a change that arrives during its write queues it once more afterwards. Keys the queue is
+told go first are handed out before any other (in the order queued, as the others).
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ class TokenBucket:
 class WorkQueue(Generic[K]):
     """Keys to write, each queued at most once, with the earliest decision time not yet written."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, goes_first: Callable[[K], bool] = lambda key: False) -> None:
+        """``goes_first``: whether a key is handed out before every key for which it is False."""
+        self._goes_first = goes_first
+        self._first: deque[K] = deque()
         self._ready: deque[K] = deque()
         self._queued: dict[K, float | None] = {}
         self._busy: set[K] = set()
@@ -112,7 +116,7 @@ class WorkQueue(Generic[K]):
             self._queued[key] = self._earliest(self._queued[key], since)
             return
         self._queued[key] = since
-        self._ready.append(key)
+        (self._first if self._goes_first(key) else self._ready).append(key)
         self._wakeup.set()
 
     def waiting(self, key: K) -> bool:
@@ -135,12 +139,12 @@ class WorkQueue(Generic[K]):
 
     async def get(self) -> tuple[K, float | None]:
         """The next key to write (marked busy until :meth:`done`)."""
-        while not self._ready:
+        while not (self._first or self._ready):
             if self._closed:
                 raise QueueClosed
             self._wakeup.clear()
             await self._wakeup.wait()
-        key = self._ready.popleft()
+        key = self._first.popleft() if self._first else self._ready.popleft()
         since = self._queued.pop(key)
         self._busy.add(key)
         return key, since

@@ -92,6 +92,15 @@ class StatusWriterSettings:
 FEEDS = tuple(durable for durable in DURABLES if durable.owner is Component.WATCHER)
 #: How soon a Service held back for another that still shows its new address is looked at again (seconds).
 GIVER_WAIT = 0.05
+#: The per-node announcement statuses: one object per node and Service announced, three requests to make one.
+ANNOUNCEMENT_STATUSES = frozenset({TargetKind.L2_STATUS, TargetKind.BGP_STATUS})
+
+
+def _written_first(key: ObjectKey) -> bool:
+    """Services, pools and the configuration state are written before any announcement status: what a Service
+    was given is what users and their tools read, and a cold start has several announcement statuses to make
+    for each Service (one for each node announcing it)."""
+    return key.kind not in ANNOUNCEMENT_STATUSES
 
 
 async def run_status_writer(*, bus: Bus, clients: KubeClients, namespace: str, stopping: asyncio.Event,
@@ -137,7 +146,7 @@ class StatusWriter:
                                           longest_pause=settings.longest_throttled_pause))
         self.recorder = EventRecorder(self.api, component=settings.event_component, instance=settings.instance,
                                       rate=settings.events_per_second, burst=settings.event_burst, gate=self.gate)
-        self.queue: WorkQueue[ObjectKey] = WorkQueue()
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(goes_first=_written_first)
         self._failures: dict[ObjectKey, int] = {}
         #: status objects as last written by this writer: an unchanged report costs no request
         self._written: dict[ObjectKey, Target] = {}
@@ -222,7 +231,8 @@ class StatusWriter:
         await self.rebuild()
         rebuilt = time.monotonic()
         if self.settings.initial_sync:
-            pending = await initial_sync(self.api, self.state, shown=self.converger.shown)
+            pending = await initial_sync(self.api, self.state, shown=self.converger.shown,
+                                         existing=self.converger.existing)
             log.info("status compared with Kubernetes objects=%d to_write=%d rebuild_s=%.2f compare_s=%.2f",
                      len(self.state.services), len(pending), rebuilt - started, time.monotonic() - rebuilt)
             for key in pending:

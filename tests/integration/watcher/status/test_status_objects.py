@@ -18,6 +18,7 @@ from services.common.bus import Bus
 from services.common.subjects import IPAM_CONFIG_SUBJECT, announce_subject, ipam_pool_subject, k8s_subject
 from services.watcher.kube import KubeClients
 from services.watcher.status import STRICT_ARP_FIX, metrics, warn_strict_arp
+from services.watcher.status.desired import status_object_name
 from tests.integration.watcher.status.harness import NAMESPACE, Obj, events, objects, put_service, running_writer
 from tests.kubeapi.handle import KubeApi
 from tests.waiting import async_wait_until
@@ -202,3 +203,25 @@ async def test_an_unchanged_report_costs_no_request(bus: Bus, kube_api: KubeApi)
         await async_wait_until(lambda: metrics.SKIPPED.labels("ServiceL2Status")._value.get() > skipped,
                                what="the repeat skipped")
         assert metrics.WRITES.labels("ServiceL2Status", "patch_status")._value.get() == patches
+
+
+async def test_a_new_announcement_status_is_made_without_a_read_and_one_already_there_is_read(
+        bus: Bus, kube_api: KubeApi) -> None:
+    web = put_service(kube_api, "web")
+    made_by_hand = status_object_name(AnnouncementMode.BGP, "node-b", "default", "web")
+    kube_api.put_object({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceBGPStatus",
+                         "metadata": {"name": made_by_hand, "namespace": NAMESPACE}})
+    async with running_writer(bus, kube_api) as harness:
+        for node in ("node-a", "node-b"):
+            await harness.publish(announce_subject(node, "10.9.0.1"), AnnouncementReported(
+                node=node, ip="10.9.0.1", mode=AnnouncementMode.BGP, announcing=True, services=(web,),
+                peers=("metallb-system/tor-1",)))
+        await async_wait_until(
+            lambda: len([s for s in statuses(kube_api, "servicebgpstatuses") if "status" in s]) == 2,
+            what="one ServiceBGPStatus per node")
+    made = status_object_name(AnnouncementMode.BGP, "node-a", "default", "web")
+    asked = kube_api.requests(resource="servicebgpstatuses")
+    assert sorted(r.code for r in asked if r.verb == "create") == [201, 409]  # one made, one there already
+    assert [(r.name, r.code) for r in asked if r.verb == "get"] == [(made_by_hand, 200)]  # read after the 409 only
+    assert sorted((r.name == made, r.subresource or "") for r in asked if r.verb == "patch") == [
+        (False, ""), (False, "status"), (True, "status")]  # labels and status of the one found, status of the new

@@ -66,3 +66,12 @@ async def test_retry_later_and_close() -> None:
     assert len(queue) == 0
     with pytest.raises(QueueClosed):
         await queue.get()
+
+
+async def test_keys_that_go_first_are_handed_out_before_the_others_each_in_the_order_queued() -> None:
+    queue: WorkQueue[str] = WorkQueue(goes_first=lambda key: key.startswith("svc"))
+    for key in ("status-a", "svc-1", "status-b", "svc-2"):
+        queue.put(key)
+    assert [(await queue.get())[0] for _ in range(3)] == ["svc-1", "svc-2", "status-a"]
+    queue.put("svc-3")  # queued while others wait: still ahead of them
+    assert [(await queue.get())[0] for _ in range(2)] == ["svc-3", "status-b"]
