@@ -106,6 +106,8 @@ class Decider:
         apply(self.ledger, event, sequence)
         self.layer2.followed(event)
         self.bgp.followed(event)
+        if self._warm_allocator is not None and isinstance(event, events.AllocationEvent):
+            self._warm_allocator.changed((core.service_key(event.service.namespace, event.service.name),))
 
     def skip_to(self, sequence: int) -> None:
         """The stream holds messages up to ``sequence`` even if some could not be folded (invalid)."""
@@ -113,9 +115,16 @@ class Decider:
 
     def load_observation(self, event: Event) -> None:
         """Fold one observed event without deciding (the world before activation)."""
-        change = self.world.apply(event)
+        change = self._observed(event)
         self.layer2.touch(change)
         self.bgp.touch(change)
+
+    def _observed(self, event: Event) -> Touched:
+        """``event`` folded into the world; what it touched (told to a standby's allocator too)."""
+        change = self.world.apply(event)
+        if self._warm_allocator is not None and change.services:
+            self._warm_allocator.changed(change.services)
+        return change
 
     def warm(self, live: frozenset[str] | None = None, answering: Mapping[str, Answering] | None = None) -> None:
         """On a standby, as often as it likes (off the loop, while nothing else touches the decider): compare
@@ -210,7 +219,7 @@ class Decider:
         is not one, or by ``report_usage`` at the batch's end, so a burst of thousands of metallb.io objects
         or Nodes is evaluated once, not once per object (each Node rebuilds the L2 topology: at 5 000 nodes
         a list of them decided one by one was minutes of work)."""
-        change = self.world.apply(event)
+        change = self._observed(event)
         if self.waiting_for is not None or change.listing:
             return self._while_listing(change)
         if change.configuration and defer_to_batch:

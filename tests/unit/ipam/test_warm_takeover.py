@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas.events import Event, IPAllocated
+import pytest
+
+from schemas.events import Event, IPAllocated, ServiceObserved
+from services.ipam.core import ParsedService
 from services.ipam.decider import Decider, Outgoing
+from services.ipam.ledger import Ledger
+from services.ipam.warm_allocator import Adopted, WarmAllocator
+from services.ipam.world import World
 from tests.builders import pool, service, service_deleted
 
 CONFIGURATION: list[Event] = [pool("lan", "10.50.0.0/24", "fd00:50::/120")]
@@ -108,3 +114,38 @@ def test_a_prefer_dual_stack_service_gains_its_second_family_on_a_warm_takeover_
     assert decisions(warm.activate()) == decisions(cold.activate())
     assert held(warm) == held(cold)
     assert len(held(warm)["default/both"]) == 2
+
+
+def test_keeping_warm_again_looks_only_at_the_services_that_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    active, standby = Decider(), Decider()
+    world = CONFIGURATION + workload(30)
+    decided = active.observe_many((event, None) for event in world)
+    follow(standby, world, decided)
+    parsed: list[str] = []
+    checked: list[str] = []
+    parse, still = standby._parse_with, WarmAllocator._still
+
+    def parsing(observed: ServiceObserved, labels: dict[str, str]) -> ParsedService:
+        parsed.append(observed.ref.name)
+        return parse(observed, labels)
+
+    def checking(key: str, adopted: Adopted, ledger: Ledger, world: World) -> bool:
+        checked.append(key)
+        return still(key, adopted, ledger, world)
+
+    monkeypatch.setattr(standby, "_parse_with", parsing)
+    monkeypatch.setattr(WarmAllocator, "_still", staticmethod(checking))
+    standby.warm()
+    assert len(parsed) == 30  # the first time, every allocation
+    parsed.clear()
+    standby.warm()
+    assert parsed == [] and checked == []  # nothing changed: nothing looked at (not 50 000 checks a call)
+    changed = [service("svc-4", annotations={"metallb.io/loadBalancerIPs": "10.50.0.201"}), service("late-1")]
+    decided_more = active.observe_many((event, None) for event in changed)
+    follow(standby, changed, decided_more)
+    standby.warm()
+    assert sorted(parsed) == ["late-1", "svc-4"] and checked == ["default/svc-4"]
+    assert standby.ledger.allocations["default/svc-4"].ips == ("10.50.0.201",)
+    cold = Decider()
+    follow(cold, world + changed, decided + decided_more)
+    assert decisions(standby.activate()) == decisions(cold.activate())  # and it takes over as a cold one
