@@ -15,16 +15,17 @@ by `loop_was_late`): a stall in the middle of the window delays the next round t
 though the timer then fires on time.
 Likewise when messages from the server arrived during the window (`heard`, the client's count of messages
 received): the server is talking to this node, and its answer waits behind what it sent (tens of thousands
-of placements read at start, on a loaded machine). A real cut with a free loop is still told `stale_after`
-after the last answer: nothing arrives through a cut.
+of placements and BGP decisions at a cold start, on a loaded machine). That holds however long it lasts:
+nothing arrives through a cut, and a connection that can no longer reach the server falls silent to the server,
+which closes it within 1.5 s (its pings unanswered), after which nothing arrives either. A real cut with a free
+loop is still told `stale_after` after the last answer, or after the last message read.
 
-Putting the judgement off is bounded. Once the silence is longer than `stale_after` + `PUT_OFF_AT_MOST`
-(1.5 s), the window armed is the last: when it ends, the silence is judged however late the loop and whatever
-else arrived (a loop held once, for however long, still reads the waiting answer within that last window).
-So a loop permanently late — every timer more than a third of its window behind, for good — has a real cut
-declared within about 2 s, where before it was put off for ever. A loop that late answers the server's own
-pings no better: the server closes such a connection 1.25 to 1.5 s after it fell silent and the ipam moves
-this node's IPs, so partitioned is then right.
+Putting the judgement off for the loop's delay is bounded. Once the silence is longer than `stale_after` +
+`PUT_OFF_AT_MOST` (1.5 s), the window armed is the last: when it ends, the silence is judged however late the
+loop (a loop held once, for however long, still reads the waiting answer within that last window), unless
+the server's messages arrived during it. So a loop permanently late — every timer more than a third of its
+window behind, for good — with nothing arriving has a real cut declared within about 2 s, where before it was
+put off for ever.
 """
 
 from __future__ import annotations
@@ -122,14 +123,18 @@ class BusContact:
         self._lag_in_window = 0.0
         self._timer = asyncio.get_running_loop().call_later(self.stale_after, self._stale)
 
-    def _put_off(self) -> bool:
-        """Whether the answer may be waiting behind the loop's own delay or the server's messages."""
+    def _loop_was_held(self) -> bool:
+        """Whether the answer may be waiting unread behind the loop's own delay."""
         lag = max(self._clock() - self._due, self._lag_in_window)
-        if lag > self.stale_after * LATE_FRACTION:  # the loop was held: an answer may be waiting unread
+        if lag > self.stale_after * LATE_FRACTION:
             self.late_wakeups += 1
             log.info("round trip judged later lag_ms=%.0f window_ms=%.0f", lag * 1000, self.stale_after * 1000)
             return True
-        if self._heard() != self._heard_when_armed:  # the server talks to us: its answer is behind that
+        return False
+
+    def _server_talked(self) -> bool:
+        """Whether the server's messages arrived during the window: its answer is behind them."""
+        if self._heard() != self._heard_when_armed:
             self.heard_meanwhile += 1
             log.debug("round trip judged later reason=server_messages_arrived")
             return True
@@ -141,7 +146,11 @@ class BusContact:
 
     def _stale(self) -> None:
         self._timer = None
-        if not self._last_window and self._put_off():
+        if self._last_window:
+            if self._server_talked():  # nothing arrives through a cut: the last window again
+                self._arm()
+                return
+        elif self._loop_was_held() or self._server_talked():
             self._last_window = self._past_bound()
             if self._last_window:
                 log.info("round trip judged at the end of a last window silence_ms=%.0f",
