@@ -84,6 +84,12 @@ SEND_SLICE = 500
 #: The client gives its connection up (and connects again) after this long without an answer to its pings.
 KEEPALIVE_PATIENCE = 10.0
 
+#: Closing, the messages already delivered to subscriptions are handled for at most this long (seconds; nats-py
+#: waits 30 s by default) before the connection closes: a process stopping with a backlog (one that was frozen
+#: while its decisions kept coming) is stopped within its grace period; what it leaves, durable consumers give
+#: to the next instance, and followers read again.
+DRAIN_AT_MOST = 2
+
 
 class Bus:
     """A connection to NATS with JetStream, stamping every event it publishes with ``producer``."""
@@ -164,6 +170,7 @@ class Bus:
                     error_cb=error,
                     ping_interval=settings.keepalive,
                     max_outstanding_pings=max(round(KEEPALIVE_PATIENCE / settings.keepalive), 1),
+                    drain_timeout=DRAIN_AT_MOST,
                     **connection_options(settings),
                 )
                 client = await asyncio.wait_for(connecting, attempt_timeout)

@@ -26,7 +26,7 @@ from schemas.events import (
     ServiceId,
     ServiceObserved,
 )
-from services.common.bus import Append, Bus, BusSettings, Header, Received
+from services.common.bus import DRAIN_AT_MOST, Append, Bus, BusSettings, Header, Received
 from services.common.consumer import Consumer, ConsumerSpec
 from services.common.errors import RetryableError, WrongLastSequence
 from services.common.inbound import read_connection_closed
@@ -397,3 +397,34 @@ async def test_a_client_that_falls_behind_reading_keeps_its_connection(nats_serv
         _stop_reading(pinging.client, stop=False)
         await pinging.close()
         await watching.close()
+
+
+async def test_closing_with_a_backlog_of_delivered_messages_ends_within_the_drain_bound(
+        nats_server: EmbeddedNats) -> None:
+    """A process asked to stop while its subscriptions hold a backlog (it was frozen while messages kept
+    coming) closes its connection after handling them for ``DRAIN_AT_MOST`` seconds at most, not the 30 s of
+    nats-py's default: it stops within its grace period."""
+    bus = await Bus.connect(BusSettings(url=nats_server.url), producer="test/backlogged")
+    sender = await Bus.connect(BusSettings(url=nats_server.url), producer="test/sender")
+    handled: list[bytes] = []
+
+    async def slow(message: Msg) -> None:
+        handled.append(message.data)
+        await asyncio.sleep(0.2)  # a handler's work: 100 messages are 20 s of it
+
+    try:
+        await bus.subscribe("test.backlog", cb=slow)
+        await bus.flush(within=2)
+        for index in range(100):
+            await sender.client.publish("test.backlog", str(index).encode())
+        await sender.flush(within=2)
+        await async_wait_until(lambda: bool(handled), what="the first message handled")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(bus.close(), DRAIN_AT_MOST + 5)
+        assert loop.time() - started < DRAIN_AT_MOST + 1.5 and bus.client.is_closed
+        assert len(handled) < 100  # the rest was left, not handled after all
+    finally:
+        with contextlib.suppress(Exception):
+            await bus.close()
+        await sender.close()
