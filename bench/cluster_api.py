@@ -5,7 +5,8 @@ Driven by JSON lines on stdin, answering JSON lines on stdout (one answer per co
 
     {"do": "start", "nodes": N, "services": S, "kubeconfig": PATH}   → {"url": ...}
     {"do": "statuses"}                    → {"written": count of Services whose status holds an ingress IP}
-    {"do": "wait_statuses", "count": C, "timeout": T} → {"written": ..., "at": wall time C were written}
+    {"do": "wait_statuses", "count": C, "timeout": T} → {"written": ..., "at": wall time C were written,
+                                                         "half_at": ..., "in_a_minute": count}
     {"do": "churn", "rate": R, "seconds": T}  → {"changes": done, "seconds": elapsed}   (after it ends)
     {"do": "add_service", "index": I}     → {"name": ..., "at": wall time of the write}
     {"do": "stop"}
@@ -130,12 +131,24 @@ class Cluster:
         return sum(1 for o in objects if (o.get("status") or {}).get("loadBalancer", {}).get("ingress"))
 
     def wait_statuses(self, count: int, timeout: float) -> dict[str, Any]:
+        """Until ``count`` Services show an address or ``timeout``: how many do, when they did, when half of
+        ``count`` did, and how many did a minute after the call (None: not reached)."""
+        started = time.time()
         deadline = time.monotonic() + timeout
-        while (written := self.statuses()) < count and time.monotonic() < deadline:
+        half_at: float | None = None
+        in_a_minute: int | None = None
+        while True:
+            written = self.statuses()
+            now = time.time()
+            if half_at is None and written >= count / 2:
+                half_at = now
+            if in_a_minute is None and now - started >= 60.0:
+                in_a_minute = written
+            if written >= count or time.monotonic() >= deadline:
+                return {"written": written, "at": now, "half_at": half_at, "in_a_minute": in_a_minute}
             # counting is O(Services) under the store lock, which every request needs: a quarter of a second
             # is the figure's resolution, a second at 50 000 Services
             time.sleep(max(0.25, self.services / 50_000))
-        return {"written": written, "at": time.time()}
 
     def churn(self, rate: float, seconds: float) -> dict[str, Any]:
         """Endpoint changes at ``rate`` a second for ``seconds``, round robin over the Services."""
