@@ -35,14 +35,16 @@ import logging
 from collections.abc import Callable
 
 from services.announcer.agents.layer2_ownership import Connectivity, connectivity
-from services.common.aio import first_of
 from services.common.bus import Bus
 from services.common.errors import MetalbusError
 
 log = logging.getLogger(__name__)
 
-#: How often the announcer makes a round trip with its server.
+#: How often the announcer begins a round trip with its server.
 ROUND_TRIP_EVERY = 0.1
+#: How long a round trip's answer is waited for (seconds), and how many may wait at once.
+ANSWER_WITHIN = 1
+MOST_IN_FLIGHT = 20
 
 #: How often the announcer's NATS client pings its server besides (``BusSettings.keepalive``): the round trips
 #: above already tell the server every 100 ms that this node is there, so that the server does not judge it by
@@ -164,28 +166,36 @@ class BusContact:
 
 
 async def keep_in_contact(bus: Bus, contact: BusContact, *, every: float = ROUND_TRIP_EVERY) -> None:
-    """A round trip with the server every ``every`` seconds, each answer told to ``contact``; runs until
-    cancelled. A round trip that takes long delays the next one: never more than one is in flight."""
+    """A round trip with the server begun every ``every`` seconds, each answer told to ``contact``; runs until
+    cancelled. One is begun every period even while earlier ones wait for their answers (at most
+    ``MOST_IN_FLIGHT``, each waited for ``ANSWER_WITHIN`` at most): the PINGs going out every 100 ms tell the
+    server this node is there while the answers wait behind a burst of deliveries. A round trip that waited
+    for the one before sent nothing for as long as that answer took, and the server closes as stale a client
+    it has not heard from while its own pings go unanswered for 1.25 s."""
     loop = asyncio.get_running_loop()
-    reconnected = asyncio.Event()  # a round trip begun on the lost connection is not waited for
-    bus.on_reconnect(reconnected.set)
-    while True:
-        started = loop.time()
-        reconnected.clear()
-        try:
-            answered = await first_of(_round_trip(bus), reconnected.wait()) is not None
-        except MetalbusError as error:  # disconnected or unanswered: the timer tells, not this
+    in_flight: set[asyncio.Future[None]] = set()
+
+    def told(round_trip: asyncio.Future[None]) -> None:
+        in_flight.discard(round_trip)
+        if round_trip.cancelled():
+            return
+        error = round_trip.exception()
+        if error is None:
+            contact.answered()
+        elif isinstance(error, MetalbusError):  # disconnected or unanswered: the timer tells, not this
             log.debug("round trip with the bus failed error=%r", error)
         else:
-            if answered:
-                contact.answered()
-            else:
-                continue  # on the new connection, at once
-        due = loop.time() + max(every - (loop.time() - started), 0.0)
-        await asyncio.sleep(due - loop.time())  # the round trip's period, not a poll
-        contact.loop_was_late(loop.time() - due)
+            log.warning("round trip with the bus failed error=%r", error)
 
-
-async def _round_trip(bus: Bus) -> bool:
-    await bus.flush(within=1)
-    return True
+    try:
+        while True:
+            due = loop.time() + every
+            if len(in_flight) < MOST_IN_FLIGHT:
+                round_trip: asyncio.Future[None] = asyncio.ensure_future(bus.flush(within=ANSWER_WITHIN))
+                in_flight.add(round_trip)
+                round_trip.add_done_callback(told)
+            await asyncio.sleep(max(due - loop.time(), 0.0))  # the round trips' period, not a poll
+            contact.loop_was_late(loop.time() - due)
+    finally:
+        for round_trip in list(in_flight):
+            round_trip.cancel()
