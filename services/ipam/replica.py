@@ -103,6 +103,8 @@ class Replica:
         self._decisions: Follower | None = None
         self._world: Follower | None = None
         self._fetching: asyncio.Task[list[Received]] | None = None
+        #: observations fetched and not decided yet: a batch cut short by a change of live announcers
+        self._undecided: list[Received] = []
         self._stopping = asyncio.Event()  # the one ``run`` is given
         self.liveness = LivenessWatch(bus, backstop=settings.liveness_backstop)
         self._collector = StateCollector()
@@ -326,7 +328,9 @@ class Replica:
         sent: _Sent | None = None
         if batch:
             with self._collector.building():  # what a batch decides is kept (world, ledger, allocator)
-                sent = await self._send(*await off_loop(lambda: self._decide(batch), name="ipam-decide"), batch)
+                outgoing, contexts, decided = await off_loop(lambda: self._decide(batch), name="ipam-decide")
+                self._undecided = batch[decided:]
+                sent = await self._send(outgoing, contexts, batch[:decided])
             self._tell_waiting()
             if sent is None:
                 return
@@ -361,8 +365,12 @@ class Replica:
         return all(follower is not None and follower.following for follower in (self._decisions, self._world))
 
     async def _next_batch(self, *, wait: float) -> list[Received]:
-        """The next observations, or nothing as soon as the live announcers change. A fetch cut short
-        stays pending and is taken up by the next call, so no observation is lost."""
+        """The next observations (first those a batch cut short left), or nothing as soon as the live
+        announcers change. A fetch cut short stays pending and is taken up by the next call, so no
+        observation is lost."""
+        if self._undecided:
+            undecided, self._undecided = self._undecided, []
+            return undecided
         if self._fetching is None:
             self._fetching = asyncio.ensure_future(self._fetch_batch(wait=wait))
         if not self._fetching.done() and not self.liveness.changed.is_set():
@@ -388,6 +396,8 @@ class Replica:
         return fetched
 
     async def _stop_fetching(self) -> None:
+        """Drop what was fetched and not decided (rebuilt from the streams after a step-down)."""
+        self._undecided = []
         fetching, self._fetching = self._fetching, None
         if fetching is not None:
             fetching.cancel()
@@ -418,18 +428,25 @@ class Replica:
                 log.info("failover node=%s seconds=%.3f decisions=%d", node, now - noticed, len(outgoing))
         return True
 
-    def _decide(self, batch: list[Received]) -> tuple[list[Outgoing], dict[int, dict[str, str]]]:
-        """The decisions on a batch of observations, and the trace context each one carries on."""
+    def _decide(self, batch: list[Received]) -> tuple[list[Outgoing], dict[int, dict[str, str]], int]:
+        """The decisions on a batch of observations, the trace context each one carries on, and how many of
+        the observations were decided: a change of live announcers ends the batch early, so that a failover
+        waits for one observation, not for the rest of a batch (seconds, behind a cold start's backlog)."""
         outgoing: list[Outgoing] = []
         contexts: dict[int, dict[str, str]] = {}
         decide = self._decide_in_span if spans_exported() else self._decide_passing_on
+        announcers_changed = self.liveness.changed.is_set  # set on the loop, read here: a flag, no wait
+        decided = 0
         for received in batch:
-            decided, headers = decide(received)
-            for out in decided:
+            answered, headers = decide(received)
+            for out in answered:
                 contexts[out.sequence] = headers
-            outgoing.extend(decided)
+            outgoing.extend(answered)
+            decided += 1
+            if announcers_changed():
+                break
         outgoing.extend(self.decider.report_usage())
-        return outgoing, contexts
+        return outgoing, contexts, decided
 
     def _decide_in_span(self, received: Received) -> tuple[list[Outgoing], dict[str, str]]:
         with self._tracer.start_as_current_span(
