@@ -306,7 +306,11 @@ class StatusWriter:
         metadata = meta(obj)
         namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
         if kind is ObjectKind.SERVICE:
-            self.converger.shown.record(obj)  # its next write needs no read first
+            shown = self.converger.shown
+            shown.record(obj)  # its next write needs no read first
+            known = shown.get(namespace, name)
+            if known is not None and known.resource_version != str(metadata.get("resourceVersion") or ""):
+                return  # older than what the writer has seen since (its own write's answer): judged already
         key = service_key(namespace, name) if kind is ObjectKind.SERVICE else pool_key(self.state.namespace, name)
         desired = target(self.state, key)
         if isinstance(desired, ServiceTarget):

@@ -6,7 +6,7 @@ from schemas.events import IPAllocated, ObjectKind
 from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject
 from services.watcher.status import metrics
-from services.watcher.status.desired import POOL_ANNOTATION
+from services.watcher.status.desired import POOL_ANNOTATION, service_key
 from tests.integration.watcher.status.harness import (
     events,
     ingress,
@@ -64,3 +64,26 @@ async def test_a_service_changed_since_it_was_seen_is_read_again_and_written(bus
     obj = kube_api.get_object("services", "web", "default") or {}
     assert obj["metadata"]["labels"]["team"] == "blue"  # the other change survives ours
     assert len(events(kube_api, "default", reason="IPAllocated")) == 1
+
+
+async def test_a_sighting_older_than_the_writers_own_write_is_not_put_back(bus: Bus, kube_api: KubeApi) -> None:
+    """The observe side reads each version a write makes (the status patch, then the annotation's): one older
+    than the answer the writer already holds is not judged, so its own writes queue nothing again."""
+    web = put_service(kube_api, "web")
+    async with running_writer(bus, kube_api) as harness:
+        before_writes = kube_api.get_object("services", "web", "default") or {}
+        harness.writer.seen(ObjectKind.SERVICE, before_writes)
+        await harness.publish(ipam_allocation_subject("default", "web"), IPAllocated(
+            service=web, ips=("10.0.1.4",), pool="lan", reason="r"))
+        await async_wait_until(lambda: service_annotations(kube_api, "web").get(POOL_ANNOTATION) == "lan",
+                               what="status and annotation written")
+        put_back = metrics.PUT_BACK.labels("Service")._value.get()
+        harness.writer.seen(ObjectKind.SERVICE, before_writes)  # late: the version before the writes
+        assert not harness.writer.queue.waiting(service_key("default", "web"))
+        assert metrics.PUT_BACK.labels("Service")._value.get() == put_back
+        newer = kube_api.get_object("services", "web", "default") or {}
+        newer["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}]}}
+        harness.writer.seen(ObjectKind.SERVICE, kube_api.put_object(newer))  # someone else's, newer: put back
+        await async_wait_until(lambda: ingress(kube_api, "web") == [{"ip": "10.0.1.4", "ipMode": "VIP"}],
+                               what="the status put back")
+        assert metrics.PUT_BACK.labels("Service")._value.get() == put_back + 1
