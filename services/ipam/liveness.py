@@ -154,6 +154,10 @@ class LivenessWatch:
         self._deaths.clear()
         metrics.LIVE_ANNOUNCERS.set(len(self.tracker.live))
 
+    def dying(self) -> bool:
+        """Whether a death noticed waits for ``take_deaths`` (a plain read: callable from the decider's thread)."""
+        return bool(self._deaths)
+
     def take_deaths(self) -> dict[str, float]:
         """Nodes that died since the last call, each with the loop time it was noticed."""
         deaths, self._deaths = self._deaths, {}

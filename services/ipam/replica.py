@@ -103,7 +103,7 @@ class Replica:
         self._decisions: Follower | None = None
         self._world: Follower | None = None
         self._fetching: asyncio.Task[list[Received]] | None = None
-        #: observations fetched and not decided yet: a batch cut short by a change of live announcers
+        #: observations fetched and not decided yet: a batch cut short by an announcer's death
         self._undecided: list[Received] = []
         self._stopping = asyncio.Event()  # the one ``run`` is given
         self.liveness = LivenessWatch(bus, backstop=settings.liveness_backstop)
@@ -430,12 +430,13 @@ class Replica:
 
     def _decide(self, batch: list[Received]) -> tuple[list[Outgoing], dict[int, dict[str, str]], int]:
         """The decisions on a batch of observations, the trace context each one carries on, and how many of
-        the observations were decided: a change of live announcers ends the batch early, so that a failover
-        waits for one observation, not for the rest of a batch (seconds, behind a cold start's backlog)."""
+        the observations were decided: an announcer's death ends the batch early, so that its failover waits
+        for one observation, not for the rest of a batch (seconds, behind a cold start's backlog). Other
+        changes of the live announcers (thousands join in a cold start) wait for the batch's end, as before."""
         outgoing: list[Outgoing] = []
         contexts: dict[int, dict[str, str]] = {}
         decide = self._decide_in_span if spans_exported() else self._decide_passing_on
-        announcers_changed = self.liveness.changed.is_set  # set on the loop, read here: a flag, no wait
+        dying = self.liveness.dying  # set on the loop, read here: a plain read, no wait
         decided = 0
         for received in batch:
             answered, headers = decide(received)
@@ -443,7 +444,7 @@ class Replica:
                 contexts[out.sequence] = headers
             outgoing.extend(answered)
             decided += 1
-            if announcers_changed():
+            if dying():
                 break
         outgoing.extend(self.decider.report_usage())
         return outgoing, contexts, decided
