@@ -7,15 +7,16 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from prometheus_client import REGISTRY
 
-from schemas.events import AnnouncerHeartbeat, Event, L2PlacementDecided
+from schemas.events import AnnouncerHeartbeat, Event, IPAllocated, L2PlacementDecided, ServiceObserved
 from services.announcer.heartbeat import send_heartbeats
 from services.common.bus import Bus, BusSettings
 from services.common.heartbeats import HEARTBEAT_INTERVAL
 from services.common.nats_server import EmbeddedNats
-from services.common.subjects import IPAM_PLACEMENTS, StreamName, heartbeat_subject
+from services.common.subjects import IPAM_ALLOCATIONS, IPAM_PLACEMENTS, StreamName, heartbeat_subject
 from services.ipam.liveness import LivenessWatch
 from services.ipam.replica import Replica, ReplicaSettings
 from tests.builders import pool, service
@@ -246,3 +247,51 @@ async def test_a_stalled_ipam_does_not_mistake_its_own_delay_for_deaths(bus: Bus
         stop.set()
         await watch.stop()
         await asyncio.to_thread(sender.join, 5)
+
+
+async def test_a_death_noticed_mid_batch_is_placed_before_the_rest_of_the_batch_and_nothing_is_lost(
+    bus: Bus, nats_server: EmbeddedNats
+) -> None:
+    """A batch of observations is decided off the loop; an announcer that dies meanwhile has its IPs moved
+    after the observation in hand, not after the whole batch (a cold start's backlog: seconds), and the rest
+    of the batch is decided afterwards, none of it lost."""
+    await observe(bus, world(6))
+    backlog = [service(f"late-{i}") for i in range(200)]  # the /24 holds 250 more
+    async with announcers(bus) as running, replica(nats_server.url, ReplicaSettings(
+            lease_ttl=1.0, lease_interval=0.1, batch=1000)) as active:
+        await async_wait_until(lambda: _placed_everywhere(bus, 6), what="six placements")
+        before = await placements(bus)
+        victim = before["192.168.10.0"][0]
+        owned = [ip for ip, (node, _) in before.items() if node == victim]
+        deciding, observe_one = threading.Event(), active.decider.observe
+
+        def held_until_noticed(event: Event, **options: Any) -> Any:
+            """The first late Service is decided only once the victim's death is noticed (on the loop)."""
+            if isinstance(event, ServiceObserved) and event.ref.name == "late-0":
+                deciding.set()
+                deadline = time.monotonic() + 5
+                while not active.liveness.dying() and time.monotonic() < deadline:
+                    time.sleep(0.005)  # the decider's thread, waiting for the loop to notice the death
+            return observe_one(event, **options)
+
+        active.decider.observe = held_until_noticed  # type: ignore[method-assign]
+        await observe(bus, backlog)
+        await async_wait_until(deciding.is_set, what="the backlog's batch being decided")
+        await running.silence(victim)
+
+        async def decided() -> dict[str, int]:
+            found: dict[str, int] = {}
+            async for received in bus.read(StreamName.IPAM, subjects=[IPAM_ALLOCATIONS]):
+                if isinstance(received.event, IPAllocated) and received.event.service.name.startswith("late-"):
+                    found[received.event.service.name] = received.sequence
+            return found
+
+        async def everything_decided() -> bool:
+            return len(await decided()) == len(backlog) and all(
+                node != victim for node, _ in (await placements(bus)).values())
+
+        await async_wait_until(everything_decided, timeout=15, what="the failover and the whole backlog")
+        after = await placements(bus)
+        moved_at = min(after[ip][1] for ip in owned)
+        late = await decided()
+        assert sorted(name for name, sequence in late.items() if sequence < moved_at) == ["late-0"]
