@@ -76,9 +76,11 @@ class World:
         """Fold one observed event in and say what it touches."""
         if isinstance(event, ServiceObserved):
             key = service_key(event.ref.namespace, event.ref.name)
+            before = self.services.get(key)
             self.services[key] = self.compact(event)
             self.by_namespace.setdefault(event.ref.namespace, set()).add(key)
-            return Touched(services=frozenset({key}), placed_services=frozenset({key}))
+            placed = frozenset() if before is not None and shows_more_only(before, event) else frozenset({key})
+            return Touched(services=frozenset({key}), placed_services=placed)
         if isinstance(event, EndpointsObserved):
             key = service_key(event.namespace, event.service)
             self.endpoints[key] = self.compact(event)
@@ -122,6 +124,15 @@ class World:
             self.config.pop((kind, event.namespace, event.name), None)
             return Touched(configuration=True)
         return NOTHING
+
+
+def shows_more_only(before: ServiceObserved, now: ServiceObserved) -> bool:
+    """Whether ``now`` differs from ``before`` at most in its status's addresses and its resourceVersion: what
+    the status writer's own write of a Service changes. No L2 placement or BGP decision reads those (the
+    allocation does: the Service is still decided again), so its placement need not be looked at again — a
+    cold start writes 50 000 statuses, each observed again by both replicas."""
+    return before.ref.uid == now.ref.uid and before == now.model_copy(
+        update={"ref": before.ref, "ingress_ips": before.ingress_ips})
 
 
 def incomplete(world: World, *, decided_before: bool) -> str | None:
