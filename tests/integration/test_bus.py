@@ -8,7 +8,6 @@ import gc
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
@@ -17,7 +16,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from schemas.advisories import ClientDisconnected
 from schemas.events import (
     IPAllocated,
     ObjectDeleted,
@@ -29,11 +27,9 @@ from schemas.events import (
 from services.common.bus import DRAIN_AT_MOST, Append, Bus, BusSettings, Header, Received
 from services.common.consumer import Consumer, ConsumerSpec
 from services.common.errors import RetryableError, WrongLastSequence
-from services.common.inbound import read_connection_closed
 from services.common.nats_server import EmbeddedNats
 from services.common.provision import provision
 from services.common.subjects import (
-    CONNECTIONS_CLOSED,
     IPAM_ALLOCATIONS,
     StreamName,
     dead_letter_subject,
@@ -41,6 +37,7 @@ from services.common.subjects import (
     k8s_subject,
 )
 from services.common.tracing import setup_tracing
+from tests.integration.connections import pause_reading, server_closures
 from tests.waiting import async_wait_until
 
 
@@ -353,50 +350,29 @@ async def test_replay_folds_history_in_order_and_says_where_it_ended(bus: Bus) -
     assert await bus.replay(StreamName.IPAM, folded.append, subjects=["ipam.placement.>"]) == 0
 
 
-def _stop_reading(client: Any, *, stop: bool = True) -> None:
-    """What the server sends this client from now on waits unread in its socket (a busy process's reading
-    that lags behind its deliveries, the server's PING among them), while its loop turns and it can send.
-    ``stop=False``: it reads again."""
-    transport = client._transport._io_writer.transport
-    if stop:
-        transport.pause_reading()
-    else:
-        transport.resume_reading()
-
-
 async def test_a_client_that_falls_behind_reading_keeps_its_connection(nats_server: EmbeddedNats) -> None:
     """The server closes as stale a client that leaves its pings unanswered for about 1.25 s. A busy metalbus
     process whose reading falls that far behind stays connected: it pings the server itself, and the server
     pings (and judges) only a client it has not heard from. One that does not ping (nats-py's defaults) is
     closed, and the server says so on ``connections.closed``."""
-    watching = await Bus.connect(BusSettings(url=nats_server.url), producer="test/watching")
-    reports: list[ClientDisconnected] = []
-
-    async def on_closed(message: Msg) -> None:
-        report = read_connection_closed(message.data, component="test")
-        if isinstance(report, ClientDisconnected):
-            reports.append(report)
-
-    subscription = await watching.subscribe(CONNECTIONS_CLOSED, cb=on_closed)
-    pinging = await Bus.connect(BusSettings(url=nats_server.url), producer="test/pinging")
-    quiet = await nats.connect(nats_server.url, name="test/quiet", allow_reconnect=False)
-    try:
-        _stop_reading(pinging.client)
-        _stop_reading(quiet)
-        await async_wait_until(lambda: any(r.client.id == quiet.client_id for r in reports), timeout=10,
-                               what="the quiet client closed by the server")
-        assert [r.reason for r in reports if r.client.id == quiet.client_id] == ["Stale Connection"]
-        await asyncio.sleep(1.5)  # the pinging one, unread as long as the quiet one was, and 1.5 s more
-        await watching.flush(within=2)
-        assert not [r for r in reports if r.client.id == pinging.client.client_id]
-        assert pinging.client.is_connected
-    finally:
-        await subscription.close()
-        with contextlib.suppress(Exception):
-            await quiet.close()
-        _stop_reading(pinging.client, stop=False)
-        await pinging.close()
-        await watching.close()
+    async with server_closures(nats_server.url) as (watching, reports):
+        pinging = await Bus.connect(BusSettings(url=nats_server.url), producer="test/pinging")
+        quiet = await nats.connect(nats_server.url, name="test/quiet", allow_reconnect=False)
+        try:
+            pause_reading(pinging.client)
+            pause_reading(quiet)
+            await async_wait_until(lambda: any(r.client.id == quiet.client_id for r in reports), timeout=10,
+                                   what="the quiet client closed by the server")
+            assert [r.reason for r in reports if r.client.id == quiet.client_id] == ["Stale Connection"]
+            await asyncio.sleep(1.5)  # the pinging one, unread as long as the quiet one was, and 1.5 s more
+            await watching.flush(within=2)
+            assert not [r for r in reports if r.client.id == pinging.client.client_id]
+            assert pinging.client.is_connected
+        finally:
+            with contextlib.suppress(Exception):
+                await quiet.close()
+            pause_reading(pinging.client, paused=False)
+            await pinging.close()
 
 
 async def test_closing_with_a_backlog_of_delivered_messages_ends_within_the_drain_bound(
