@@ -5,7 +5,7 @@ Real parts: a nats-server running metalbus's account (closed connections reporte
 ipam's ``LivenessWatch`` in a process of its own (``tests/integration/ipam/liveness_processes.py watch``),
 real announcer processes (``metalbus announcer``) for the kills. Simulated: N nodes, each a real NATS
 connection of this process speaking the text protocol (CONNECT, PONG to every server PING, its heartbeat
-naming its connection at once and every 2 s, as the announcer sends it).
+naming its connection at once and every heartbeat interval, as the announcer sends it).
 
 Figures:
 - ipam CPU (cores) for liveness with N nodes live, over a steady window (user + system time of the watch
@@ -374,7 +374,8 @@ def main() -> None:
           f"after {figures['all_live_after_s']} s")
     print(f"ipam CPU per heartbeat (a burst of 10 from each of {figures['burst_nodes']} nodes): "
           f"{figures['ipam_cpu_per_heartbeat_us']} µs, so "
-          f"{figures['ipam_liveness_cores_projected_at_5000']} cores at 5 000 nodes (one every 2 s each)")
+          f"{figures['ipam_liveness_cores_projected_at_5000']} cores at 5 000 nodes "
+          f"(one every {figures['heartbeat_interval_s']} s each)")
     print(f"ipam liveness CPU: {figures['ipam_liveness_cpu_cores']} cores "
           f"({figures['simulated_connections_closed_in_window']} simulated connections closed by the server meanwhile)")
     for key, what in (("kill9_real_announcer", "kill -9 of a real announcer"),

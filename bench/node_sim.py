@@ -12,7 +12,8 @@ simulator drives the tree before and after a change of protocol:
   ``--nodes-per-connection K``, K nodes share a connection and each heartbeat names the one it is sent on:
   ipam reads and judges every heartbeat as before (its work per heartbeat is the same), while the server pings
   K times fewer connections (5 000 connections pinged every 250 ms cost the server and the simulator more
-  than ipam itself); the K nodes die together when that connection closes;
+  than ipam itself); the K nodes die together when that connection closes; where the tree has roll calls
+  (``ROLL_CALL``), each connection hears them and its nodes answer at once, as announcers do;
 - otherwise the older protocol: every node's heartbeat every interval (10 Hz) over a few shared connections.
 
 Prints ``ready <nodes>`` on stdout once every node has sent its first heartbeat; runs until SIGTERM.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -98,13 +100,27 @@ def _subject(node: str) -> str:
     return str(heartbeat_subject(node))
 
 
+def _roll_call_subject() -> str | None:
+    """Where the tree calls the roll, or None (a tree whose announcers only heartbeat on their own)."""
+    try:
+        from services.common.subjects import ROLL_CALL  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    return str(ROLL_CALL)
+
+
 class Connection(asyncio.Protocol):
     """One NATS text-protocol connection: CONNECT, PONG to every PING, publishes. A protocol, not streams:
     the server pings every silent connection several times a second, and each PING is answered straight from
-    ``data_received`` (no task woken), which is what lets one process keep a thousand connections alive."""
+    ``data_received`` (no task woken), which is what lets one process keep a thousand connections alive. With
+    ``roll_call``, it subscribes there and sets ``called`` when a roll call arrives."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, roll_call: str | None = None) -> None:
         self.name = name
+        self.called = asyncio.Event()
+        self._roll_call = roll_call
+        self._roll_call_mark = b"" if roll_call is None else f"MSG {roll_call} ".encode()
+        self._tail = b""
         self.info: dict[str, Any] = {}
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -112,10 +128,10 @@ class Connection(asyncio.Protocol):
         self._head = b""
 
     @classmethod
-    async def open(cls, url: str, name: str) -> Connection:
+    async def open(cls, url: str, name: str, roll_call: str | None = None) -> Connection:
         parts = urlsplit(url)
         _, connection = await asyncio.get_running_loop().create_connection(
-            lambda: cls(name), parts.hostname or "127.0.0.1", parts.port or 4222
+            lambda: cls(name, roll_call), parts.hostname or "127.0.0.1", parts.port or 4222
         )
         await connection.ready
         return connection
@@ -138,10 +154,16 @@ class Connection(asyncio.Protocol):
             connect = {"verbose": False, "pedantic": False, "lang": "python", "version": "sim", "protocol": 1,
                        "headers": True, "no_responders": True, "name": self.name}
             self._transport.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+            if self._roll_call is not None:
+                self._transport.write(f"SUB {self._roll_call} 1\r\n".encode())
             self.ready.set_result(None)
             data = rest
         if pings := data.count(b"PING\r\n"):
             self._transport.write(b"PONG\r\n" * pings)
+        if self._roll_call_mark:  # looked for across reads too: a MSG line may be split between two
+            if self._roll_call_mark in self._tail + data:
+                self.called.set()
+            self._tail = data[-len(self._roll_call_mark):]
         if b"-ERR" in data:
             print(f"node_sim: {self.name}: {data.decode(errors='replace').strip()[:200]}", file=sys.stderr)
 
@@ -170,14 +192,13 @@ async def _beat_one_connection(
     # spread the nodes over the interval, as real ones are: (phase, subject, node), in the order they beat
     schedule = sorted(((zlib.crc32(node.encode()) % 1000) / 1000 * interval, _subject(node), node) for node in nodes)
     sequence, first = 0, True
+    roll_call = _roll_call_subject()
     while True:
         async with started:
-            connection = await Connection.open(url, name)
+            connection = await Connection.open(url, name, roll_call)
         templates = {node: heartbeats.template(node, connection.info) for node in nodes}
         try:
-            for _, subject, node in schedule:  # every node's heartbeat at once, after every (re)connect
-                before, after = templates[node]
-                connection.publish(subject, before + str(sequence).encode() + after)
+            _beat_all(connection, schedule, templates, sequence)  # (re)connected
             if first:
                 progress.first_beat(len(nodes))
                 first = False
@@ -185,13 +206,26 @@ async def _beat_one_connection(
             start = loop.time()
             while True:
                 for phase, subject, node in schedule:
-                    await asyncio.sleep(max(0.0, start + phase - loop.time()))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(connection.called.wait(), max(0.0, start + phase - loop.time()))
+                    if connection.called.is_set():
+                        connection.called.clear()
+                        _beat_all(connection, schedule, templates, sequence)
+                        sequence += 1
                     before, after = templates[node]
                     connection.publish(subject, before + str(sequence).encode() + after)
                 sequence += 1
                 start += interval
         except OSError as error:
             print(f"node_sim: {name}: connection lost ({error!r}); connecting again", file=sys.stderr, flush=True)
+
+
+def _beat_all(connection: Connection, schedule: list[tuple[float, str, str]],
+              templates: dict[str, tuple[bytes, bytes]], sequence: int) -> None:
+    """Every node's heartbeat at once (after a (re)connect, or the roll called)."""
+    for _, subject, node in schedule:
+        before, after = templates[node]
+        connection.publish(subject, before + str(sequence).encode() + after)
 
 
 async def _beat_shared(

@@ -17,6 +17,7 @@ from schemas.events.announcements import (
     BGPSessionState,
     BusConnection,
     DataPlaneReported,
+    RollCall,
 )
 from schemas.events.base import EnvelopeHeader, Event, EventId
 from schemas.events.decisions import (
@@ -88,6 +89,7 @@ AnyEvent = Annotated[
         BGPSessionChanged,
         AnnouncerHeartbeat,
         DataPlaneReported,
+        RollCall,
     ],
     Field(discriminator="type"),
 ]
@@ -149,6 +151,7 @@ __all__ = [
     "ObjectRef",
     "PoolUsageReported",
     "ReleaseReason",
+    "RollCall",
     "SecretObserved",
     "ServiceId",
     "ServiceObserved",

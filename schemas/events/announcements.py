@@ -102,9 +102,10 @@ def _heartbeat_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class AnnouncerHeartbeat(Event):
-    """Sent every 2 s and at once after every (re)connect, on the connection it names: when the server
-    reports that connection closed, the node is dead at once. ``leaving`` on graceful shutdown so placement
-    hands over at once. Version 2 names the connection; version 1, sent ten times a second, named none."""
+    """Sent every 10 s, at once after every (re)connect and in answer to a :class:`RollCall`, on the connection
+    it names: when the server reports that connection closed, the node is dead at once. ``leaving`` on graceful
+    shutdown so placement hands over at once. Version 2 names the connection; version 1, sent ten times a
+    second, named none."""
 
     version = 2
     upcasters = {1: _heartbeat_v1_to_v2}
@@ -116,3 +117,12 @@ class AnnouncerHeartbeat(Event):
     leaving: bool = False
     connection: BusConnection = Field(default=BusConnection(),
                                       description="the connection this heartbeat is sent on")
+
+
+class RollCall(Event):
+    """Every announcer, heartbeat now: asked by whoever starts listening to heartbeats (an ipam replica, after
+    every (re)connect of its liveness connection; ``metalbus status``), so it need not wait a heartbeat
+    interval to know who is live. An announcer answers at most once a second, whatever it is asked."""
+
+    type: Literal["RollCall"] = "RollCall"
+    caller: str = Field(max_length=128, description="who asks (a component), for the logs")

@@ -1,5 +1,5 @@
-"""Announcer liveness on the bus: a heartbeat every 2 s and at once after every (re)connect, naming the
-connection it is sent on; "leaving" on a graceful stop.
+"""Announcer liveness on the bus: a heartbeat every 10 s, at once after every (re)connect and in answer to a
+roll call (at most once a second), naming the connection it is sent on; "leaving" on a graceful stop.
 
 The ipam declares this node dead when the server reports that connection closed (this process died, or
 stopped answering the server's pings), on "leaving", or after a backstop of 2.5 heartbeats. Heartbeats are sent
@@ -13,41 +13,66 @@ import asyncio
 import contextlib
 import logging
 
+from nats.aio.msg import Msg
+
 from schemas.events import AnnouncerHeartbeat
 from services.common.aio import first_of
 from services.common.bus import Bus
 from services.common.errors import MetalbusError
-from services.common.heartbeats import HEARTBEAT_INTERVAL
-from services.common.subjects import heartbeat_subject
+from services.common.heartbeats import HEARTBEAT_INTERVAL, ROLL_CALL_GAP
+from services.common.subjects import ROLL_CALL, heartbeat_subject
 
 log = logging.getLogger(__name__)
 
 
 async def send_heartbeats(
     bus: Bus, *, node: str, instance: str, stopping: asyncio.Event, interval: float = HEARTBEAT_INTERVAL,
-    vouching: asyncio.Event | None = None,
+    vouching: asyncio.Event | None = None, roll_call_gap: float = ROLL_CALL_GAP,
 ) -> None:
     """Heartbeat until ``stopping`` is set, then send one ``leaving`` heartbeat and flush it. With ``vouching``,
     only while it is set (and at once when it is set again): while the L2 agent is out of step with the bus
     (cut off, reading the placements again) this node is not heard, so the ipam places nothing on it that it
-    would not answer yet."""
+    would not answer yet. A roll call is answered with the next heartbeat, sent at once unless one went out
+    less than ``roll_call_gap`` ago (then at that gap's end): a flood of roll calls is one heartbeat a gap."""
     subject = heartbeat_subject(node)
-    due = asyncio.Event()  # set by a reconnection: the new connection is named at once
+    due = asyncio.Event()  # set by a reconnection (the new connection is named at once) or a roll call
     bus.on_reconnect(due.set)
+    loop = asyncio.get_running_loop()
+    sent_at = -roll_call_gap
+    answer: asyncio.TimerHandle | None = None  # a roll call's answer, waiting for its gap to end
+
+    def answer_now() -> None:
+        nonlocal answer
+        answer = None
+        due.set()
+
+    async def on_roll_call(_: Msg) -> None:  # its content says nothing more: it is not read
+        nonlocal answer
+        if answer is None and not due.is_set():
+            answer = loop.call_at(max(loop.time(), sent_at + roll_call_gap), answer_now)
+
+    roll_calls = await bus.subscribe(ROLL_CALL, cb=on_roll_call)
     sequence = 0
-    while not stopping.is_set():
-        if vouching is not None and not vouching.is_set():
-            await first_of(vouching.wait(), stopping.wait())
-            continue
-        due.clear()
-        try:
-            await bus.notify(subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence,
-                                                         connection=bus.connection))
-        except MetalbusError as error:  # disconnected: keep going, the client reconnects
-            log.debug("heartbeat not sent node=%s error=%r", node, error)
-        sequence += 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_either(stopping, due), timeout=interval)
+    try:
+        while not stopping.is_set():
+            if vouching is not None and not vouching.is_set():
+                await first_of(vouching.wait(), stopping.wait())
+                continue
+            due.clear()
+            sent_at = loop.time()
+            try:
+                await bus.notify(subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence,
+                                                             connection=bus.connection))
+            except MetalbusError as error:  # disconnected: keep going, the client reconnects
+                log.debug("heartbeat not sent node=%s error=%r", node, error)
+            sequence += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_either(stopping, due), timeout=interval)
+    finally:
+        if answer is not None:
+            answer.cancel()
+        with contextlib.suppress(MetalbusError):
+            await roll_calls.close()
     try:
         await bus.notify(subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True,
                                                      connection=bus.connection))

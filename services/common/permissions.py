@@ -7,7 +7,8 @@
   None may create, update, delete or purge a stream, or touch another's durable.
 - Announcers have no static user: each connects as ``node-<its node>`` and the authenticator (an auth
   callout beside the NATS server) checks that it is that node and grants :func:`announcer_permissions`:
-  it may publish only its own heartbeat and its own reports, and read of ``K8S`` only its own Node.
+  it may publish only its own heartbeat and its own reports, and read of ``K8S`` only its own Node; it hears
+  roll calls (:data:`ROLL_CALL`), which ``ipam`` and ``operator`` (the users that hear heartbeats) may make.
 - ``authenticator`` is the auth callout service's own user: it answers the server's questions and
   nothing else.
 - Replies travel on private inboxes: each user subscribes only under its own prefix (:func:`inbox_prefix`).
@@ -39,6 +40,7 @@ from services.common.subjects import (
     K8S_LISTED_PREFIX,
     K8S_PREFIX,
     LEASES,
+    ROLL_CALL,
     STREAMS,
     Component,
     StreamName,
@@ -200,8 +202,9 @@ def _service(
     if component in LEASES:
         publish += _lease(component)
     subscribe = [f"{inbox_prefix(user.value)}.>"]
-    if hears_heartbeats:
+    if hears_heartbeats:  # and may call the roll, so as not to wait a heartbeat interval to hear every node
         subscribe.append(HEARTBEATS)
+        publish.append(ROLL_CALL)
     if hears_closed_connections:
         subscribe.append(CONNECTIONS_CLOSED)
     return SubjectPermissions(publish_allow=tuple(publish),
@@ -254,7 +257,8 @@ def announcer_permissions(node: str) -> SubjectPermissions:
     return SubjectPermissions(
         publish_allow=tuple(publish),
         publish_deny=(CONNECTIONS_CLOSED, *_durable_denials(None)),
-        subscribe_allow=(f"{inbox_prefix(node_user(node))}.>",),
+        # roll calls, which it answers at most once a second (it may not call one)
+        subscribe_allow=(f"{inbox_prefix(node_user(node))}.>", ROLL_CALL),
     )
 
 

@@ -416,6 +416,9 @@ def heartbeat_subject(node: str) -> str:
 
 
 HEARTBEATS = f"{HEARTBEAT_PREFIX}.announcer.*"
+#: Where a listener asks every announcer for a heartbeat at once (``RollCall``): ipam and the operator publish,
+#: announcers subscribe.
+ROLL_CALL = f"{HEARTBEAT_PREFIX}.roll-call"
 
 #: Where the NATS server tells the metalbus account that a client connection closed (its
 #: ``$SYS.ACCOUNT.<account>.DISCONNECT`` advisory, imported from the system account). Only the server

@@ -1,9 +1,11 @@
 """Which announcers are live: the asyncio shell around the pure rule (:mod:`services.ipam.liveness_rule`).
 
-``LivenessWatch`` hears, on a connection of its own, every announcer's heartbeat (every 2 s, naming the
+``LivenessWatch`` hears, on a connection of its own, every announcer's heartbeat (every 10 s, naming the
 connection it is sent on) and the server's reports of closed connections (``connections.closed``), and
 folds both in as they come; one task judges the silent when the next backstop deadline is up (no polling).
-Every replica runs one, the standby too, so a new active replica knows who is alive.
+Every replica runs one, the standby too, so a new active replica knows who is alive. Whenever it starts
+listening (its connection made or made again) it calls the roll: every announcer heartbeats at once, so
+a replica knows the live set a roll call's answers after it starts, not a heartbeat interval.
 
 The ipam's own troubles must not look like node deaths:
 - heartbeats come on a connection of their own, not queued behind a replay or a burst of observations;
@@ -28,14 +30,15 @@ from collections.abc import Mapping
 
 from nats.aio.msg import Msg
 
+from schemas.events import RollCall
 from schemas.refusal import Refused
 from services.common.bus import Bus
 from services.common.errors import MetalbusError, StreamReplaced
 from services.common.follower import Follower
-from services.common.heartbeats import HEARTBEAT_INTERVAL, LIVENESS_BACKSTOP
+from services.common.heartbeats import HEARTBEAT_INTERVAL, LIVENESS_BACKSTOP, ROLL_CALL_LISTEN
 from services.common.inbound import read_connection_closed, read_dataplane_report, read_heartbeat
 from services.common.records import Received
-from services.common.subjects import CONNECTIONS_CLOSED, DATAPLANE_REPORTS, HEARTBEATS, StreamName
+from services.common.subjects import CONNECTIONS_CLOSED, DATAPLANE_REPORTS, HEARTBEATS, ROLL_CALL, StreamName
 from services.common.subscription import Subscription
 from services.common.supervision import OnFailure, current_process, supervised
 from services.ipam import metrics
@@ -52,6 +55,7 @@ _SLACK = 0.001
 _LISTEN_SLACK = 0.5
 _TASK = "ipam-liveness"
 _REPORTS_TASK = "ipam-dataplane"
+_ROLL_CALL_TASK = "ipam-roll-call"
 _RETRY = 1.0
 _RETRY_AT_MOST = 30.0
 
@@ -64,6 +68,9 @@ class LivenessWatch:
         self._bus: Bus | None = None
         self.tracker = Liveness(backstop)
         self.heartbeat_interval = heartbeat_interval
+        #: How long a replica that starts listening listens before it knows who is live: a roll call's answers
+        #: (or a whole heartbeat interval, if that is shorter).
+        self.listen = min(heartbeat_interval + _LISTEN_SLACK, ROLL_CALL_LISTEN)
         #: Set whenever the live set changes; the active replica clears it when it acts.
         self.changed = asyncio.Event()
         self._deaths: dict[str, float] = {}
@@ -77,6 +84,9 @@ class LivenessWatch:
         self.dataplanes = DataPlanes()
         self._answering: Mapping[str, Answering] | None = {}  # None: to be worked out again
         self._reports_task: asyncio.Task[None] | None = None
+        #: Set when the connection was made again: the roll is called (the nodes name their connections anew).
+        self._roll_call_due = asyncio.Event()
+        self._roll_call_task: asyncio.Task[None] | None = None
 
     @property
     def live(self) -> frozenset[str]:
@@ -101,6 +111,11 @@ class LivenessWatch:
         self._listening_since = self.now()
         self.dataplanes.listening(self._listening_since)
         self._bus.on_reconnect(self._heartbeats_missed)
+        await self._call_roll(self._bus)
+        roll_call_bus = self._bus
+        # RESTART: a roll call is a request; one not made leaves the nodes to their periodic heartbeats
+        self._roll_call_task = supervised(lambda: self._call_roll_when_due(roll_call_bus), name=_ROLL_CALL_TASK,
+                                          on_failure=OnFailure.RESTART)
         reports_bus = self._bus
         # RESTART: it reads every report again; until then the reports read so far stay in force
         self._reports_task = supervised(lambda: self._follow_reports(reports_bus), name=_REPORTS_TASK,
@@ -112,12 +127,12 @@ class LivenessWatch:
                                 on_failure=OnFailure.RESTART)
 
     async def stop(self) -> None:
-        for task in (self._task, self._reports_task):
+        for task in (self._task, self._reports_task, self._roll_call_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._reports_task = None
+        self._task = self._reports_task = self._roll_call_task = None
         subscriptions, self._subscriptions, self._heartbeats = self._subscriptions, [], None
         for subscription in subscriptions:
             try:
@@ -130,22 +145,38 @@ class LivenessWatch:
             await bus.close()
 
     def _heartbeats_missed(self) -> None:
-        """The connection was down: what was heard before is no whole window any more."""
+        """The connection was down: what was heard before is no whole window any more; the roll is called."""
         if self._listening_since is not None:
             self._listening_since = self.now()
+            self._roll_call_due.set()
+
+    async def _call_roll_when_due(self, bus: Bus) -> None:
+        while True:
+            await self._roll_call_due.wait()
+            self._roll_call_due.clear()
+            await self._call_roll(bus)
+
+    async def _call_roll(self, bus: Bus) -> None:
+        """Ask every announcer for a heartbeat now (each answers at most once a second). Not made (the bus
+        away): the nodes are heard at their next periodic heartbeat, as the backstop expects."""
+        try:
+            await bus.notify(ROLL_CALL, RollCall(caller=self._producer))
+        except MetalbusError as error:
+            log.warning("roll call not made error=%r", error)
 
     async def fresh_window(self, *, memory: float = 10.0) -> None:
-        """Settle who is live, on taking over. A replica that has heard heartbeats without a break for a
-        whole heartbeat period (a standby following liveness all along) knows at once; otherwise it
-        listens one heartbeat period (and some slack) first. Nodes a busy standby judged dead in the last
-        ``memory`` seconds get that period to speak too, and are dead after all if they do not."""
+        """Settle who is live, on taking over. A replica that has heard heartbeats without a break since its
+        roll call was answered (a standby following liveness all along) knows at once; otherwise it calls the
+        roll and listens ``listen`` first. Nodes a busy standby judged dead in the last ``memory`` seconds get
+        that time to speak too, and are dead after all if they do not."""
         now = self.now()
-        listen = self.heartbeat_interval + _LISTEN_SLACK
-        heard_a_period = self._listening_since is not None and now - self._listening_since > listen
+        heard_a_period = self._listening_since is not None and now - self._listening_since > self.listen
         if not heard_a_period or self.tracker.recently_dead(since=now - memory):
             self.tracker.revive(now, since=now - memory)
             self._first_live.set()
-            await asyncio.sleep(listen)  # one heartbeat period, not a poll
+            if self._bus is not None:
+                await self._call_roll(self._bus)
+            await asyncio.sleep(self.listen)  # the roll call's answers, not a poll
             if self._bus is not None and self._heartbeats is not None:
                 await self._judge(self._bus, self._heartbeats)
             for node in self.tracker.settle():

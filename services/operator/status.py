@@ -21,14 +21,16 @@ from schemas.events import (
     IPAllocated,
     IPReleased,
     PoolUsageReported,
+    RollCall,
 )
 from services.common.bus import Bus, Received
 from services.common.inbound import read_heartbeat
-from services.common.subjects import HEARTBEATS, STREAMS, StreamName
+from services.common.subjects import HEARTBEATS, ROLL_CALL, STREAMS, StreamName
 from services.operator.tables import services_table, sessions_table
 from services.operator.views import connect_operator, read_view
 
-HEARTBEAT_LISTEN_SECONDS = 0.5
+#: How long ``status`` listens for the answers to its roll call.
+HEARTBEAT_LISTEN_SECONDS = 1.0
 
 
 @dataclass
@@ -89,7 +91,7 @@ def configuration_lines(view: IpamView) -> list[str]:
 
 
 async def live_announcers(bus: Bus, seconds: float = HEARTBEAT_LISTEN_SECONDS) -> dict[str, AnnouncerHeartbeat]:
-    """Announcers heard from within ``seconds`` (they heartbeat about every 100 ms)."""
+    """Announcers heard within ``seconds`` of a roll call (each answers it with a heartbeat at once)."""
     heard: dict[str, AnnouncerHeartbeat] = {}
 
     async def on_heartbeat(message: object) -> None:
@@ -98,6 +100,7 @@ async def live_announcers(bus: Bus, seconds: float = HEARTBEAT_LISTEN_SECONDS) -
             heard[event.node] = event
 
     subscription = await bus.subscribe(HEARTBEATS, cb=on_heartbeat)
+    await bus.notify(ROLL_CALL, RollCall(caller=bus.producer))
     await asyncio.sleep(seconds)  # a listening window, not synchronisation
     await subscription.close()
     return heard

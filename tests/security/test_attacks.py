@@ -19,6 +19,7 @@ from services.common.permissions import ACCOUNT_MAX_FILE, BusUser
 from services.common.subjects import (
     CONNECTIONS_CLOSED,
     DURABLES,
+    ROLL_CALL,
     STREAMS,
     StreamName,
     announce_subject,
@@ -162,6 +163,19 @@ async def test_a_node_hears_no_heartbeat_and_cannot_forge_a_closed_connection(sh
         # control: ipam and the watcher (its standby takes a dead leader's Lease) hear it
         assert not await ipam.subscribe_refused(CONNECTIONS_CLOSED)
         assert not await watcher.subscribe_refused(CONNECTIONS_CLOSED)
+
+
+async def test_a_node_cannot_call_the_roll(shipped: ShippedCluster) -> None:
+    """A roll call makes every announcer heartbeat at once: from a node it would be a flood on ipam."""
+    async with probe(shipped.node_url(NODE)) as node, probe(shipped.url_for(BusUser.IPAM)) as ipam, \
+            probe(shipped.node_url(OTHER_NODE)) as other, probe(shipped.url_for(BusUser.WATCHER)) as watcher:
+        assert await node.publish_refused(ROLL_CALL)
+        assert await watcher.publish_refused(ROLL_CALL)  # it hears no heartbeat: nothing to call them for
+        # control: ipam calls the roll and every node hears it
+        calls = await other.client.subscribe(ROLL_CALL)
+        await other.client.flush()
+        assert not await ipam.publish_refused(ROLL_CALL)
+        assert (await calls.next_msg(timeout=5)).subject == ROLL_CALL
 
 
 @pytest.mark.parametrize("credential", ["another node's token", "no token", "a static user's name"])

@@ -18,6 +18,7 @@ import time
 
 from services.announcer.heartbeat import send_heartbeats
 from services.common.bus import Bus, BusSettings
+from services.common.heartbeats import HEARTBEAT_INTERVAL, LIVENESS_BACKSTOP
 from services.ipam.liveness import LivenessWatch
 
 
@@ -54,8 +55,8 @@ if __name__ == "__main__":
     parser.add_argument("role", choices=["heartbeats", "watch"])
     parser.add_argument("url")
     parser.add_argument("node", nargs="?", default="")
-    parser.add_argument("--interval", type=float, default=2.0)
-    parser.add_argument("--backstop", type=float, default=5.0)
+    parser.add_argument("--interval", type=float, default=HEARTBEAT_INTERVAL)
+    parser.add_argument("--backstop", type=float, default=LIVENESS_BACKSTOP)
     args = parser.parse_args()
     if args.role == "heartbeats":
         asyncio.run(heartbeats(args.url, args.node, args.interval))

@@ -93,7 +93,7 @@ async def test_a_node_with_its_token_gets_exactly_its_nodes_permissions() -> Non
     answer = await authenticator.answer(request("node-worker-1", node_token(KEY, "worker-1")))
     permissions = granted_permissions(answer)
     assert permissions["pub"] == announcer_permissions("worker-1").as_jwt_claims()["pub"]
-    assert permissions["sub"]["allow"] == ["_INBOX_node_worker-1.>"]
+    assert permissions["sub"]["allow"] == ["_INBOX_node_worker-1.>", "heartbeat.roll-call"]
 
 
 @pytest.mark.parametrize(("user", "token", "reason"), [

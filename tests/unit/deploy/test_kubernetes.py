@@ -258,8 +258,10 @@ def test_nats_users_permissions_separate_the_writers() -> None:
     users = {user.value: PERMISSIONS[user] for user in BusUser}
     for name, permissions in users.items():
         written = {s for s in permissions.publish_allow if not s.startswith("$") and s != "deadletter.>"}
-        # the admin only marks a restored K8S's lists begun (``backup.restore``): it makes ipam wait, decides nothing
-        assert written == {"watcher": {"k8s.>"}, "ipam": {"ipam.>"}, "operator": set(), "admin": {"k8s.listed.*"},
+        # the admin only marks a restored K8S's lists begun (``backup.restore``): it makes ipam wait, decides nothing;
+        # those who hear heartbeats may call the roll (each announcer answers at most once a second)
+        assert written == {"watcher": {"k8s.>"}, "ipam": {"ipam.>", "heartbeat.roll-call"},
+                           "operator": {"heartbeat.roll-call"}, "admin": {"k8s.listed.*"},
                            "authenticator": set()}[name]
         if name == "admin":
             continue
@@ -270,7 +272,7 @@ def test_nats_users_permissions_separate_the_writers() -> None:
     node = announcer_permissions("node-1")
     assert {s for s in node.publish_allow if not s.startswith("$")} == {"heartbeat.announcer.node-1",
                                                                        "announce.node-1.>"}
-    assert set(node.subscribe_allow) == {"_INBOX_node_node-1.>"}
+    assert set(node.subscribe_allow) == {"_INBOX_node_node-1.>", "heartbeat.roll-call"}
     # closed connections: only the server tells them, to ipam (a dead node's IPs move, a dead holder's lease is
     # taken) and the watcher (a dead leader's Lease is taken); nobody may forge one
     assert all(CONNECTIONS_CLOSED in permissions.publish_deny for permissions in [*users.values(), node])
