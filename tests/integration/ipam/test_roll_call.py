@@ -83,3 +83,19 @@ async def test_an_announcer_answers_at_once_and_a_flood_with_one_heartbeat_a_gap
         answers = len(heard) - 2
         assert answers <= flood / gap + 1, f"{answers} heartbeats for 40 roll calls in {flood:.2f} s"
         assert all(later - earlier >= gap * 0.9 for earlier, later in itertools.pairwise(heard[1:]))
+
+
+async def test_a_replica_whose_connection_came_back_calls_the_roll(bus: Bus) -> None:
+    """After its liveness connection was down (closed reports may have been lost meanwhile), every node names
+    its connection again at once, not at its next periodic heartbeat."""
+    async with heartbeating(bus, NODES, interval=60.0, roll_call_gap=0.1) as heard:
+        await async_wait_until(lambda: len(heard) == len(NODES), what="every node's first heartbeat")
+        watch = LivenessWatch(bus)
+        await watch.start()  # its own roll call: answered too
+        try:
+            await async_wait_until(lambda: len(heard) == 2 * len(NODES), what="the start's roll call answered")
+            await asyncio.sleep(0.1)  # a whole answer gap since
+            watch._heartbeats_missed()  # what its connection's reconnect listener calls
+            await async_wait_until(lambda: len(heard) == 3 * len(NODES), timeout=5, what="the roll called again")
+        finally:
+            await watch.stop()
