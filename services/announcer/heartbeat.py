@@ -2,7 +2,8 @@
 roll call (at most once a second), naming the connection it is sent on; "leaving" on a graceful stop.
 
 The ipam declares this node dead when the server reports that connection closed (this process died, or
-stopped answering the server's pings), on "leaving", or after a backstop of 2.5 heartbeats. Heartbeats are sent
+stopped answering the server's pings), on "leaving" (a graceful stop, or the heartbeats cancelled while the
+process lives on: an agent died), or after a backstop of 2.5 heartbeats. Heartbeats are sent
 only while the L2 agent is in step with the bus (``L2Agent.in_step``): a node that comes back from a cut is
 heard again once it acts on the newest placements.
 """
@@ -68,17 +69,29 @@ async def send_heartbeats(
             sequence += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_either(stopping, due), timeout=interval)
+    except asyncio.CancelledError:
+        # Cancelled while the process lives on (an agent died and the supervisor ends the rest; the process
+        # serves failing probes until it is restarted): this instance vouches for nothing any more. Said at once,
+        # or ipam would trust a node that answers nothing until the backstop.
+        await _leave(bus, subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True,
+                                                      connection=bus.connection))
+        raise
     finally:
         if answer is not None:
             answer.cancel()
         with contextlib.suppress(MetalbusError):
             await roll_calls.close()
+    await _leave(bus, subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True,
+                                                  connection=bus.connection))
+
+
+async def _leave(bus: Bus, subject: str, leaving: AnnouncerHeartbeat) -> None:
+    """Send the ``leaving`` heartbeat and flush it (a second at most)."""
     try:
-        await bus.notify(subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True,
-                                                     connection=bus.connection))
+        await bus.notify(subject, leaving)
         await bus.flush(within=1)
     except MetalbusError as error:
-        log.warning("leaving heartbeat not sent node=%s error=%r", node, error)
+        log.warning("leaving heartbeat not sent node=%s error=%r", leaving.node, error)
 
 
 async def _either(first: asyncio.Event, second: asyncio.Event) -> None:

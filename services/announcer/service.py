@@ -35,7 +35,8 @@ def announcer_main(
         await reporter.starting()
         # Heartbeats RESTART (a loop that keeps nothing). The agents FAIL_PROBES: each owns sockets, sessions
         # and what it has announced, which only a fresh process rebuilds cleanly; their death cancels the
-        # heartbeats too, so the ipam moves this node's IPs instead of trusting a node that answers nothing.
+        # heartbeats too, which then say "leaving", so the ipam moves this node's IPs at once instead of trusting
+        # a node that answers nothing.
         async with Supervisor() as tasks:
             tasks.start(
                 "heartbeats",

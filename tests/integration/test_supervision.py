@@ -16,6 +16,8 @@ import pytest
 from nats.aio.msg import Msg
 
 from schemas.events import AnnouncerHeartbeat
+from services.announcer.agents.layer2 import L2Agent
+from services.announcer.service import announcer_main
 from services.common.bus import Bus
 from services.common.health import Health
 from services.common.nats_server import EmbeddedNats
@@ -134,3 +136,37 @@ async def test_a_dead_ipam_replica_fails_the_probes_with_its_reason_until_restar
     finally:
         if not service.done():
             service.cancel()
+
+
+@pytest.mark.usefixtures("restored_logging_and_signals")
+async def test_an_announcer_whose_agent_died_is_dead_to_ipam_at_once(
+    bus: Bus, nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's death cancels the heartbeats while the process lives on, its connection open (it serves the
+    failing probes until restarted): it says it is leaving, so its IPs move now, not after the 25 s backstop."""
+    watch = LivenessWatch(bus)  # the shipped backstop: only the word can make the node dead within the test
+    await watch.start()
+    live = asyncio.Event()
+
+    async def dies_once_live(self: L2Agent, stopping: asyncio.Event) -> None:
+        self.in_step.set()  # in step with the bus: its heartbeats go out
+        await live.wait()
+        raise RuntimeError("injected into the L2 agent")
+
+    monkeypatch.setattr(L2Agent, "run", dies_once_live)
+    port = _free_port()
+    options = RuntimeOptions(nats_url=nats_server.url, http_address="127.0.0.1", http_port=port, instance="doomed")
+    service = asyncio.create_task(run_service("announcer", options, announcer_main(node="node-x")))
+    try:
+        await async_wait_until(lambda: "node-x" in watch.live, timeout=10, what="node-x live")
+        watch.take_deaths()
+        live.set()
+        await async_wait_until(lambda: "node-x" not in watch.live, timeout=5, what="node-x dead by its word")
+        assert set(watch.take_deaths()) == {"node-x"}
+        assert (await asyncio.to_thread(_get, port, "/healthz"))[0] == 503  # the process is still there
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(service, 20) == 1
+    finally:
+        if not service.done():
+            service.cancel()
+        await watch.stop()

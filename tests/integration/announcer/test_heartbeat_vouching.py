@@ -48,3 +48,28 @@ async def test_heartbeats_wait_until_vouched_for_then_go_out_at_once(bus: Bus) -
             await bus.flush(within=1)
         await subscription.close()
     assert [h.leaving for h in heard] == [False, True]  # a stop says goodbye, vouched for or not
+
+
+async def test_heartbeats_cancelled_while_the_process_lives_on_say_leaving(bus: Bus) -> None:
+    """An agent died: the supervisor cancels the heartbeats while the process lives on (its connection open,
+    serving failing probes). The node says it is leaving, so ipam moves its IPs at once, not after the backstop."""
+    heard: list[AnnouncerHeartbeat] = []
+
+    async def hear(message: Msg) -> None:
+        event = decode(message.data).event
+        assert isinstance(event, AnnouncerHeartbeat)
+        heard.append(event)
+
+    subscription = await bus.subscribe(heartbeat_subject("node-c"), cb=hear)
+    sender = asyncio.create_task(send_heartbeats(bus, node="node-c", instance="i", stopping=asyncio.Event(),
+                                                 interval=INTERVAL))
+    try:
+        await async_wait_until(lambda: len(heard) == 1, timeout=5, what="the first heartbeat")
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(sender, 5)
+        assert sender.cancelled()  # the cancellation goes on after the word
+        await async_wait_until(lambda: len(heard) == 2, timeout=5, what="the leaving heartbeat")
+        assert [h.leaving for h in heard] == [False, True]
+    finally:
+        await subscription.close()

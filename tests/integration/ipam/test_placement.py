@@ -54,12 +54,13 @@ class Announcers:
                               interval=self._interval)
 
     async def silence(self, name: str) -> None:
-        """Stop heartbeating without a word, the connection closed (kill -9)."""
+        """Stop heartbeating without a word, the connection closed (kill -9: the connection goes first, so the
+        sender's cancellation can no longer say ``leaving``)."""
+        await self._buses.pop(name).client.close()
         task = self._tasks.pop(name)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await self._buses.pop(name).client.close()
 
     async def leave(self, name: str) -> None:
         """Stop gracefully: one ``leaving`` heartbeat."""
