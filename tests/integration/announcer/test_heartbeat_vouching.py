@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
 from nats.aio.msg import Msg
 
@@ -20,15 +21,15 @@ from tests.waiting import async_wait_until
 INTERVAL = 60.0
 
 
+async def hear(heard: list[AnnouncerHeartbeat], message: Msg) -> None:
+    event = decode(message.data).event
+    assert isinstance(event, AnnouncerHeartbeat)
+    heard.append(event)
+
+
 async def test_heartbeats_wait_until_vouched_for_then_go_out_at_once(bus: Bus) -> None:
     heard: list[AnnouncerHeartbeat] = []
-
-    async def hear(message: Msg) -> None:
-        event = decode(message.data).event
-        assert isinstance(event, AnnouncerHeartbeat)
-        heard.append(event)
-
-    subscription = await bus.subscribe(heartbeat_subject("node-v"), cb=hear)
+    subscription = await bus.subscribe(heartbeat_subject("node-v"), cb=functools.partial(hear, heard))
     vouching, stopping = asyncio.Event(), asyncio.Event()
     sender = asyncio.create_task(send_heartbeats(bus, node="node-v", instance="i", stopping=stopping,
                                                  interval=INTERVAL, vouching=vouching))
@@ -54,13 +55,7 @@ async def test_heartbeats_cancelled_while_the_process_lives_on_say_leaving(bus: 
     """An agent died: the supervisor cancels the heartbeats while the process lives on (its connection open,
     serving failing probes). The node says it is leaving, so ipam moves its IPs at once, not after the backstop."""
     heard: list[AnnouncerHeartbeat] = []
-
-    async def hear(message: Msg) -> None:
-        event = decode(message.data).event
-        assert isinstance(event, AnnouncerHeartbeat)
-        heard.append(event)
-
-    subscription = await bus.subscribe(heartbeat_subject("node-c"), cb=hear)
+    subscription = await bus.subscribe(heartbeat_subject("node-c"), cb=functools.partial(hear, heard))
     sender = asyncio.create_task(send_heartbeats(bus, node="node-c", instance="i", stopping=asyncio.Event(),
                                                  interval=INTERVAL))
     try:
