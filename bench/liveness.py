@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from schemas.events import AnnouncerHeartbeat, BusConnection
 from schemas.events.codec import encode, wrap
-from services.common.heartbeats import HEARTBEAT_INTERVAL
+from services.common.heartbeats import GRANTED_INTERVAL
 from services.common.nats_server import EmbeddedNats, detach_but_die_with_parent
 from services.common.subjects import heartbeat_subject
 
@@ -160,14 +160,14 @@ async def simulate(host: str, port: int, nodes: list[SimulatedNode], ready: thre
     for start in range(0, count, 200):
         await asyncio.gather(*(node.open(host, port) for node in nodes[start:start + 200]))
     ready.set()
-    spacing = HEARTBEAT_INTERVAL / count
+    spacing = GRANTED_INTERVAL / count
     while not stop.is_set():
         started = loop.time()
         for index, node in enumerate(nodes):  # spread over the interval, as independent nodes are
             node.beat()
             if index % 50 == 49:
                 await asyncio.sleep(max(started + spacing * (index + 1) - loop.time(), 0))
-        await asyncio.sleep(max(started + HEARTBEAT_INTERVAL - loop.time(), 0))
+        await asyncio.sleep(max(started + GRANTED_INTERVAL - loop.time(), 0))
     speaking.cancel()
 
 
@@ -318,7 +318,7 @@ def per_heartbeat(url: str, watch: Watch, *, nodes: int, rounds: int) -> float:
 def measure(*, nodes: int, window: float, kills: int, stops: int, burst_nodes: int = 5000) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * nodes + 1024)), hard))
-    figures: dict[str, Any] = {"nodes": nodes, "burst_nodes": burst_nodes, "heartbeat_interval_s": HEARTBEAT_INTERVAL}
+    figures: dict[str, Any] = {"nodes": nodes, "burst_nodes": burst_nodes, "heartbeat_interval_s": GRANTED_INTERVAL}
     with EmbeddedNats(provision=True) as server:
         watch = Watch(server.url)
         ready, stop = threading.Event(), threading.Event()
@@ -329,13 +329,13 @@ def measure(*, nodes: int, window: float, kills: int, stops: int, burst_nodes: i
             wait_for(lambda: bool(watch.lines), timeout=30, what="the watch to start")
             cost = per_heartbeat(server.url, watch, nodes=burst_nodes, rounds=10)
             figures["ipam_cpu_per_heartbeat_us"] = round(cost * 1e6, 2)
-            figures["ipam_liveness_cores_projected_at_5000"] = round(cost * 5000 / HEARTBEAT_INTERVAL, 4)
+            figures["ipam_liveness_cores_projected_at_5000"] = round(cost * 5000 / GRANTED_INTERVAL, 4)
             connecting = time.monotonic()
             simulator.start()
             wait_for(ready.is_set, timeout=300, what=f"{nodes} connections")
             wait_for(lambda: watch.live_count() >= nodes, timeout=120, what=f"{nodes} nodes live")
             figures["all_live_after_s"] = round(time.monotonic() - connecting, 2)
-            time.sleep(HEARTBEAT_INTERVAL)  # one whole period of steady state before measuring, on purpose
+            time.sleep(GRANTED_INTERVAL)  # one whole period of steady state before measuring, on purpose
             cpu, wall, closed = watch.cpu_seconds(), time.monotonic(), sum(node.closed for node in simulated)
             time.sleep(window)  # the measured window, on purpose
             figures["ipam_liveness_cpu_cores"] = round((watch.cpu_seconds() - cpu) / (time.monotonic() - wall), 4)

@@ -45,14 +45,19 @@ def _use_tree(tree: Path) -> None:
 
 
 def heartbeat_interval(tree: Path) -> float:
-    """The announcers' heartbeat interval in TREE: its ``HEARTBEAT_INTERVAL = <seconds>`` under services/
-    (the announcer's own module before, the liveness protocol's shared numbers since)."""
-    pattern = re.compile(r"^HEARTBEAT_INTERVAL(?:\s*:\s*\w+)?\s*=\s*([0-9.]+)", re.MULTILINE)
-    found = {path: match for path in sorted((tree / "services").rglob("*.py"))
-             if (match := pattern.search(path.read_text()))}
-    if len(found) != 1:
-        raise LookupError(f"{len(found)} HEARTBEAT_INTERVAL under {tree / 'services'}: {sorted(map(str, found))}")
-    return float(next(iter(found.values())).group(1))
+    """The announcers' heartbeat interval in TREE under an active ipam: its ``GRANTED_INTERVAL = <seconds>``
+    where the active replica grants one (the benchmark's ipam is of the same tree), else its
+    ``HEARTBEAT_INTERVAL`` under services/ (the announcer's own module before, the protocol's shared numbers
+    since)."""
+    for name in ("GRANTED_INTERVAL", "HEARTBEAT_INTERVAL"):
+        pattern = re.compile(rf"^{name}(?:\s*:\s*\w+)?\s*=\s*([0-9.]+)", re.MULTILINE)
+        found = {path: match for path in sorted((tree / "services").rglob("*.py"))
+                 if (match := pattern.search(path.read_text()))}
+        if len(found) > 1:
+            raise LookupError(f"{len(found)} {name} under {tree / 'services'}: {sorted(map(str, found))}")
+        if found:
+            return float(next(iter(found.values())).group(1))
+    raise LookupError(f"no HEARTBEAT_INTERVAL under {tree / 'services'}")
 
 
 class Heartbeats:

@@ -102,10 +102,10 @@ def _heartbeat_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class AnnouncerHeartbeat(Event):
-    """Sent every 10 s, at once after every (re)connect and in answer to a :class:`RollCall`, on the connection
-    it names: when the server reports that connection closed, the node is dead at once. ``leaving`` on graceful
-    shutdown so placement hands over at once. Version 2 names the connection; version 1, sent ten times a
-    second, named none."""
+    """Sent every 2 s (10 s while the active ipam grants it), at once after every (re)connect and in answer
+    to a :class:`RollCall`, on the connection it names: when the server reports that connection closed, the
+    node is dead at once. ``leaving`` on graceful shutdown so placement hands over at once. Version 2 names
+    the connection; version 1, sent ten times a second, named none."""
 
     version = 2
     upcasters = {1: _heartbeat_v1_to_v2}
@@ -122,7 +122,10 @@ class AnnouncerHeartbeat(Event):
 class RollCall(Event):
     """Every announcer, heartbeat now: asked by whoever starts listening to heartbeats (an ipam replica, after
     every (re)connect of its liveness connection; ``metalbus status``), so it need not wait a heartbeat
-    interval to know who is live. An announcer answers at most once a second, whatever it is asked."""
+    interval to know who is live. An announcer answers at most once a second, whatever it is asked. The active
+    ipam replica also grants a longer interval (``interval``), which each announcer keeps for a while."""
 
     type: Literal["RollCall"] = "RollCall"
     caller: str = Field(max_length=128, description="who asks (a component), for the logs")
+    interval: float = Field(default=0.0, ge=0.0, le=3600.0,
+                            description="the heartbeat interval granted, seconds (0: none, only answer)")

@@ -1,5 +1,6 @@
-"""Announcer liveness on the bus: a heartbeat every 10 s, at once after every (re)connect and in answer to a
-roll call (at most once a second), naming the connection it is sent on; "leaving" on a graceful stop.
+"""Announcer liveness on the bus: a heartbeat every 2 s (10 s while the active ipam grants it), at once after
+every (re)connect and in answer to a roll call (at most once a second), naming the connection it is sent on;
+"leaving" on a graceful stop.
 
 The ipam declares this node dead when the server reports that connection closed (this process died, or
 stopped answering the server's pings), on "leaving" (a graceful stop, or the heartbeats cancelled while the
@@ -17,10 +18,12 @@ import logging
 from nats.aio.msg import Msg
 
 from schemas.events import AnnouncerHeartbeat
+from schemas.refusal import Refused
 from services.common.aio import first_of
 from services.common.bus import Bus
 from services.common.errors import MetalbusError
-from services.common.heartbeats import HEARTBEAT_INTERVAL, ROLL_CALL_GAP
+from services.common.heartbeats import GRANT_FOR, HEARTBEAT_INTERVAL, LONGEST_GRANT, ROLL_CALL_GAP
+from services.common.inbound import read_roll_call
 from services.common.subjects import ROLL_CALL, heartbeat_subject
 
 log = logging.getLogger(__name__)
@@ -28,27 +31,33 @@ log = logging.getLogger(__name__)
 
 async def send_heartbeats(
     bus: Bus, *, node: str, instance: str, stopping: asyncio.Event, interval: float = HEARTBEAT_INTERVAL,
-    vouching: asyncio.Event | None = None, roll_call_gap: float = ROLL_CALL_GAP,
+    vouching: asyncio.Event | None = None, roll_call_gap: float = ROLL_CALL_GAP, grant_for: float = GRANT_FOR,
 ) -> None:
     """Heartbeat until ``stopping`` is set, then send one ``leaving`` heartbeat and flush it. With ``vouching``,
     only while it is set (and at once when it is set again): while the L2 agent is out of step with the bus
     (cut off, reading the placements again) this node is not heard, so the ipam places nothing on it that it
     would not answer yet. A roll call is answered with the next heartbeat, sent at once unless one went out
-    less than ``roll_call_gap`` ago (then at that gap's end): a flood of roll calls is one heartbeat a gap."""
+    less than ``roll_call_gap`` ago (then at that gap's end): a flood of roll calls is one heartbeat a gap. A
+    roll call that grants an interval (the active ipam's) makes it the interval for ``grant_for`` seconds
+    (never shorter than ``interval``, never longer than ``LONGEST_GRANT``)."""
     subject = heartbeat_subject(node)
     due = asyncio.Event()  # set by a reconnection (the new connection is named at once) or a roll call
     bus.on_reconnect(due.set)
     loop = asyncio.get_running_loop()
     sent_at = -roll_call_gap
     answer: asyncio.TimerHandle | None = None  # a roll call's answer, waiting for its gap to end
+    granted, granted_until = interval, -grant_for  # the interval granted, and until when
 
     def answer_now() -> None:
         nonlocal answer
         answer = None
         due.set()
 
-    async def on_roll_call(_: Msg) -> None:  # its content says nothing more: it is not read
-        nonlocal answer
+    async def on_roll_call(message: Msg) -> None:
+        nonlocal answer, granted, granted_until
+        call = read_roll_call(message.data, component="announcer")
+        if not isinstance(call, Refused) and call.interval > 0:
+            granted, granted_until = min(max(call.interval, interval), LONGEST_GRANT), loop.time() + grant_for
         if answer is None and not due.is_set():
             answer = loop.call_at(max(loop.time(), sent_at + roll_call_gap), answer_now)
 
@@ -67,8 +76,10 @@ async def send_heartbeats(
             except MetalbusError as error:  # disconnected: keep going, the client reconnects
                 log.debug("heartbeat not sent node=%s error=%r", node, error)
             sequence += 1
+            # the grant's interval while it holds, and its own again as soon as the grant lapses
+            wait = max(interval, min(granted, granted_until - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_either(stopping, due), timeout=interval)
+                await asyncio.wait_for(_either(stopping, due), timeout=wait)
     except asyncio.CancelledError:
         # Cancelled while the process lives on (an agent died and the supervisor ends the rest; the process
         # serves failing probes until it is restarted): this instance vouches for nothing any more. Said at once,

@@ -1,22 +1,36 @@
 """The liveness protocol between announcers and ipam, in numbers both sides share.
 
-An announcer heartbeats every ``HEARTBEAT_INTERVAL`` seconds, at once after every (re)connect and in answer
-to a roll call (``ROLL_CALL``, at most once every ``ROLL_CALL_GAP``), on the connection the heartbeat names;
-the NATS server reports that connection closed when the process dies (at once) or stops answering the
-server's pings (about a second). ipam declares a node dead on that report, on its ``leaving`` heartbeat, or
-``LIVENESS_BACKSTOP`` seconds after its last heartbeat.
+An announcer heartbeats every ``HEARTBEAT_INTERVAL`` seconds, or every ``GRANTED_INTERVAL`` while the active
+ipam grants it (a roll call that names that interval, renewed every ``GRANT_RENEW``, lapsing after
+``GRANT_FOR``), at once after every (re)connect and in answer to a roll call (``ROLL_CALL``, at most once every
+``ROLL_CALL_GAP``), on the connection the heartbeat names; the NATS server reports that connection closed when
+the process dies (at once) or stops answering the server's pings (about a second). ipam declares a node dead
+on that report, on its ``leaving`` heartbeat, or ``LIVENESS_BACKSTOP`` seconds after its last heartbeat.
 
 The server's report is what makes failover fast; the periodic heartbeat is only the backstop for a death the
 server cannot report (the server the node was connected to died with it, or the report was lost while ipam's
 own connection was down). So it is rare: what ipam pays to follow liveness grows with nodes / interval (5 000
 nodes every 2 s cost a replica 0.25 cores), and the backstop's 25 s only bounds those rarer deaths. Whoever
 starts listening calls the roll instead of waiting an interval to hear every node.
+
+The long interval is granted, not assumed, so that an ipam of the previous release (a 5 s backstop, no roll
+calls) is never left with announcers it would take for dead: announcers are upgraded before ipam, and they
+heartbeat every 2 s until an upgraded ipam is active and grants 10 s (and again once a grant lapses, say after
+ipam was rolled back).
 """
 
 from __future__ import annotations
 
-HEARTBEAT_INTERVAL = 10.0
-#: Two and a half heartbeats: one lost heartbeat never kills a node.
+#: An announcer's interval without a grant: what the previous release's ipam judges by (its backstop: 5 s).
+HEARTBEAT_INTERVAL = 2.0
+#: The interval the active ipam grants: what following 5 000 nodes costs a replica is a fifth of the above.
+GRANTED_INTERVAL = 10.0
+#: The longest interval an announcer takes from a roll call, whatever it says.
+LONGEST_GRANT = 10.0
+#: How long a grant holds unless renewed, and how often the active replica renews it.
+GRANT_FOR = 600.0
+GRANT_RENEW = 300.0
+#: Two and a half granted heartbeats: one lost heartbeat never kills a node.
 LIVENESS_BACKSTOP = 25.0
 #: How long a roll caller listens for the answers (an announcer busy for a second or two still answers).
 ROLL_CALL_LISTEN = 2.5

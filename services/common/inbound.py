@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from schemas.advisories import ClientDisconnected
-from schemas.events import AnnouncerHeartbeat, DataPlaneReported
+from schemas.events import AnnouncerHeartbeat, DataPlaneReported, Event, RollCall
 from schemas.events.codec import read_envelope
 from schemas.refusal import DropReason, Refused
 from services.common.errors import NewerSchema
@@ -30,6 +31,7 @@ from services.common.metrics import INPUTS_REFUSED, STOPPED_ON_NEWER_SCHEMA
 from services.common.records import Received
 from services.common.subjects import (
     CONNECTIONS_CLOSED,
+    ROLL_CALL,
     StreamName,
     read_dataplane_subject,
     read_heartbeat_subject,
@@ -38,6 +40,8 @@ from services.common.subjects import (
 from services.common.tracing import TRACE_CONTEXT_HEADERS, read_trace_context
 
 log = logging.getLogger(__name__)
+
+_E = TypeVar("_E", bound=Event)
 
 
 def refused(refusal: Refused, *, component: str, subject: str) -> Refused:
@@ -107,15 +111,28 @@ def read_heartbeat(subject: str, data: bytes, *, component: str) -> AnnouncerHea
     node = read_heartbeat_subject(subject)
     if isinstance(node, Refused):
         return refused(node, component=component, subject=subject)
+    event = _read_plain(data, AnnouncerHeartbeat, component=component, subject=subject)
+    if isinstance(event, Refused):
+        return event
+    if event.node != node:
+        return refused(Refused(DropReason.NODE_MISMATCH, f"node {event.node!r} on {subject!r}"),
+                       component=component, subject=subject)
+    return event
+
+
+def read_roll_call(data: bytes, *, component: str) -> RollCall | Refused:
+    """A roll call (only ipam and the operator may publish one; still read as any input)."""
+    return _read_plain(data, RollCall, component=component, subject=ROLL_CALL)
+
+
+def _read_plain(data: bytes, expected: type[_E], *, component: str, subject: str) -> _E | Refused:
+    """A plain (not stored) message's body: an ``expected`` event, or why not (counted)."""
     envelope = read_envelope(data)
     if isinstance(envelope, Refused):
         return refused(envelope, component=component, subject=subject)
     event = envelope.event
-    if not isinstance(event, AnnouncerHeartbeat):
-        return refused(Refused(DropReason.WRONG_EVENT, f"{event.type} on a heartbeat subject"),
-                       component=component, subject=subject)
-    if event.node != node:
-        return refused(Refused(DropReason.NODE_MISMATCH, f"node {event.node!r} on {subject!r}"),
+    if not isinstance(event, expected):
+        return refused(Refused(DropReason.WRONG_EVENT, f"{event.type} on {subject!r}, not {expected.__name__}"),
                        component=component, subject=subject)
     return event
 

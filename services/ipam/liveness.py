@@ -1,11 +1,13 @@
 """Which announcers are live: the asyncio shell around the pure rule (:mod:`services.ipam.liveness_rule`).
 
-``LivenessWatch`` hears, on a connection of its own, every announcer's heartbeat (every 10 s, naming the
-connection it is sent on) and the server's reports of closed connections (``connections.closed``), and
-folds both in as they come; one task judges the silent when the next backstop deadline is up (no polling).
+``LivenessWatch`` hears, on a connection of its own, every announcer's heartbeat (every 10 s while the
+active replica grants it, else every 2 s; naming the connection it is sent on) and the server's reports of
+closed connections (``connections.closed``), and folds both in as they come; one task judges the silent
+when the next backstop deadline is up (no polling).
 Every replica runs one, the standby too, so a new active replica knows who is alive. Whenever it starts
 listening (its connection made or made again) it calls the roll: every announcer heartbeats at once, so
-a replica knows the live set a roll call's answers after it starts, not a heartbeat interval.
+a replica knows the live set a roll call's answers after it starts, not a heartbeat interval. While its
+replica is active (``granting``), its roll calls grant the long interval, renewed every ``GRANT_RENEW``.
 
 The ipam's own troubles must not look like node deaths:
 - heartbeats come on a connection of their own, not queued behind a replay or a burst of observations;
@@ -35,7 +37,13 @@ from schemas.refusal import Refused
 from services.common.bus import Bus
 from services.common.errors import MetalbusError, StreamReplaced
 from services.common.follower import Follower
-from services.common.heartbeats import HEARTBEAT_INTERVAL, LIVENESS_BACKSTOP, ROLL_CALL_LISTEN
+from services.common.heartbeats import (
+    GRANT_RENEW,
+    GRANTED_INTERVAL,
+    HEARTBEAT_INTERVAL,
+    LIVENESS_BACKSTOP,
+    ROLL_CALL_LISTEN,
+)
 from services.common.inbound import read_connection_closed, read_dataplane_report, read_heartbeat
 from services.common.records import Received
 from services.common.subjects import CONNECTIONS_CLOSED, DATAPLANE_REPORTS, HEARTBEATS, ROLL_CALL, StreamName
@@ -87,6 +95,7 @@ class LivenessWatch:
         #: Set when the connection was made again: the roll is called (the nodes name their connections anew).
         self._roll_call_due = asyncio.Event()
         self._roll_call_task: asyncio.Task[None] | None = None
+        self._granting = False
 
     @property
     def live(self) -> frozenset[str]:
@@ -108,6 +117,8 @@ class LivenessWatch:
         self._heartbeats = await self._bus.subscribe(HEARTBEATS, cb=self._on_heartbeat)
         self._subscriptions = [self._heartbeats,
                                await self._bus.subscribe(CONNECTIONS_CLOSED, cb=self._on_connection_closed)]
+        with contextlib.suppress(MetalbusError):  # listening once started (else at the client's next flush)
+            await self._bus.flush(within=1)
         self._listening_since = self.now()
         self.dataplanes.listening(self._listening_since)
         self._bus.on_reconnect(self._heartbeats_missed)
@@ -150,17 +161,29 @@ class LivenessWatch:
             self._listening_since = self.now()
             self._roll_call_due.set()
 
+    def grant(self, granting: bool) -> None:
+        """While ``granting`` (the replica is active), roll calls grant the long heartbeat interval (one at once,
+        then one every ``GRANT_RENEW``): the announcers take it from an active replica of this release only, so
+        a replica of the previous release (its backstop 5 s) is never left with nodes that beat every 10 s."""
+        if granting and not self._granting:
+            self._roll_call_due.set()
+        self._granting = granting
+
     async def _call_roll_when_due(self, bus: Bus) -> None:
         while True:
-            await self._roll_call_due.wait()
-            self._roll_call_due.clear()
-            await self._call_roll(bus)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._roll_call_due.wait(), GRANT_RENEW)
+            if self._roll_call_due.is_set() or self._granting:
+                self._roll_call_due.clear()
+                await self._call_roll(bus)
 
     async def _call_roll(self, bus: Bus) -> None:
-        """Ask every announcer for a heartbeat now (each answers at most once a second). Not made (the bus
-        away): the nodes are heard at their next periodic heartbeat, as the backstop expects."""
+        """Ask every announcer for a heartbeat now (each answers at most once a second), granting the long
+        interval while active. Not made (the bus away): the nodes are heard at their next periodic heartbeat,
+        as the backstop expects."""
         try:
-            await bus.notify(ROLL_CALL, RollCall(caller=self._producer))
+            await bus.notify(ROLL_CALL, RollCall(caller=self._producer,
+                                                 interval=GRANTED_INTERVAL if self._granting else 0.0))
         except MetalbusError as error:
             log.warning("roll call not made error=%r", error)
 

@@ -272,6 +272,7 @@ class Replica:
                 window.cancel()
         self.role = Role.ACTIVE
         metrics.ACTIVE.set(1)
+        self.liveness.grant(True)
         listened = time.perf_counter()
         with self._tracer.start_as_current_span("ipam activate"), self._collector.building():
             live, answering = self.liveness.live, self.liveness.answering
@@ -517,6 +518,7 @@ class Replica:
         await self._lease.release()
         self.role = Role.STANDBY
         metrics.ACTIVE.set(0)
+        self.liveness.grant(False)
         metrics.report_placements({})
         self._tell_waiting()  # a standby waits for nothing
         await self._reload()

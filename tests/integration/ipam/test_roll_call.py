@@ -1,8 +1,11 @@
-"""Roll calls: announcers heartbeat rarely (every 10 s: the server's closed-connection reports make failover
-fast), so whoever starts listening asks every announcer for a heartbeat at once instead of waiting an interval.
+"""Roll calls: announcers heartbeat rarely (every 10 s while the active ipam grants it: the server's
+closed-connection reports make failover fast), so whoever starts listening asks every announcer for a heartbeat
+at once instead of waiting an interval.
 
 - a replica that starts listening knows every live node within its roll call's window, not an interval later;
-- an announcer answers a roll call at once, and a flood of roll calls with one heartbeat a gap at most.
+- an announcer answers a roll call at once, and a flood of roll calls with one heartbeat a gap at most;
+- only the active replica grants the long interval; an announcer keeps a grant for a while, then goes back to
+  its own interval (what an ipam of the previous release expects).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from schemas.events import AnnouncerHeartbeat, RollCall
 from schemas.events.codec import decode
 from services.announcer.heartbeat import send_heartbeats
 from services.common.bus import Bus
-from services.common.heartbeats import HEARTBEAT_INTERVAL
+from services.common.heartbeats import GRANTED_INTERVAL
 from services.common.subjects import HEARTBEATS, ROLL_CALL
 from services.ipam.liveness import LivenessWatch
 from tests.waiting import async_wait_until
@@ -49,16 +52,16 @@ async def heartbeating(bus: Bus, nodes: tuple[str, ...], **options: float) -> As
 
 
 async def test_a_replica_that_starts_listening_knows_every_node_at_once(bus: Bus) -> None:
-    async with heartbeating(bus, NODES, interval=HEARTBEAT_INTERVAL) as heard:
+    async with heartbeating(bus, NODES, interval=60.0) as heard:  # none beats again within the test on its own
         await async_wait_until(lambda: len(heard) == len(NODES), what="every node's first heartbeat")
-        watch = LivenessWatch(bus)  # the shipped interval: no node heartbeats again within this test on its own
+        watch = LivenessWatch(bus)
         await watch.start()
         try:
             started = asyncio.get_running_loop().time()
             await watch.fresh_window()
             took = asyncio.get_running_loop().time() - started
             assert watch.live == set(NODES)  # their first heartbeats went out before it listened: only the roll
-            assert took < HEARTBEAT_INTERVAL / 2, f"{took:.1f} s: it waited for the periodic heartbeats"
+            assert took < GRANTED_INTERVAL / 2, f"{took:.1f} s: it waited for the periodic heartbeats"
         finally:
             await watch.stop()
 
@@ -99,3 +102,41 @@ async def test_a_replica_whose_connection_came_back_calls_the_roll(bus: Bus) -> 
             await async_wait_until(lambda: len(heard) == 3 * len(NODES), timeout=5, what="the roll called again")
         finally:
             await watch.stop()
+
+
+async def test_only_the_active_replica_grants_the_long_interval(bus: Bus) -> None:
+    calls: list[RollCall] = []
+
+    async def hear(message: Msg) -> None:
+        event = decode(message.data).event
+        assert isinstance(event, RollCall)
+        calls.append(event)
+
+    subscription = await bus.subscribe(ROLL_CALL, cb=hear)
+    watch = LivenessWatch(bus)
+    await watch.start()
+    try:
+        await async_wait_until(lambda: len(calls) == 1, what="the start's roll call")
+        assert calls[0].interval == 0  # a standby (or a replica starting) grants nothing
+        watch.grant(True)  # what the replica does once active
+        await async_wait_until(lambda: len(calls) == 2, what="the active replica's grant")
+        assert calls[1].interval == GRANTED_INTERVAL
+    finally:
+        await watch.stop()
+        await subscription.close()
+
+
+async def test_an_announcer_keeps_a_grant_for_a_while_then_beats_at_its_own_interval(bus: Bus) -> None:
+    base, grant_for = 0.2, 1.5
+    loop = asyncio.get_running_loop()
+    async with heartbeating(bus, ("node-a",), interval=base, roll_call_gap=0.1, grant_for=grant_for) as heard:
+        await async_wait_until(lambda: len(heard) >= 3, what="heartbeats at the node's own interval")
+        granted_at = loop.time()
+        await bus.notify(ROLL_CALL, RollCall(caller="test", interval=GRANTED_INTERVAL))
+        await async_wait_until(lambda: heard[-1] > granted_at, what="the roll call answered")
+        answered = len(heard)
+        await async_wait_until(lambda: len(heard) > answered, timeout=GRANTED_INTERVAL, what="a beat after")
+        resumed = heard[answered]
+        # nothing while the grant held (about 7 beats at 0.2 s), then its own interval again once it lapsed
+        assert resumed - granted_at >= grant_for * 0.9, f"beat {resumed - granted_at:.2f} s after the grant"
+        await async_wait_until(lambda: len(heard) >= answered + 3, timeout=2, what="its own interval again")
