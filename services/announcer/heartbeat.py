@@ -48,6 +48,10 @@ async def send_heartbeats(
     answer: asyncio.TimerHandle | None = None  # a roll call's answer, waiting for its gap to end
     granted, granted_until = interval, -grant_for  # the interval granted, and until when
 
+    def leaving() -> AnnouncerHeartbeat:
+        return AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True,
+                                  connection=bus.connection)
+
     def answer_now() -> None:
         nonlocal answer
         answer = None
@@ -79,21 +83,19 @@ async def send_heartbeats(
             # the grant's interval while it holds, and its own again as soon as the grant lapses
             wait = max(interval, min(granted, granted_until - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_either(stopping, due), timeout=wait)
+                await asyncio.wait_for(first_of(due.wait(), stopping.wait()), timeout=wait)
     except asyncio.CancelledError:
         # Cancelled while the process lives on (an agent died and the supervisor ends the rest; the process
         # serves failing probes until it is restarted): this instance vouches for nothing any more. Said at once,
         # or ipam would trust a node that answers nothing until the backstop.
-        await _leave(bus, subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True,
-                                                      connection=bus.connection))
+        await _leave(bus, subject, leaving())
         raise
     finally:
         if answer is not None:
             answer.cancel()
         with contextlib.suppress(MetalbusError):
             await roll_calls.close()
-    await _leave(bus, subject, AnnouncerHeartbeat(node=node, instance=instance, sequence=sequence, leaving=True,
-                                                  connection=bus.connection))
+    await _leave(bus, subject, leaving())
 
 
 async def _leave(bus: Bus, subject: str, leaving: AnnouncerHeartbeat) -> None:
@@ -104,11 +106,3 @@ async def _leave(bus: Bus, subject: str, leaving: AnnouncerHeartbeat) -> None:
     except MetalbusError as error:
         log.warning("leaving heartbeat not sent node=%s error=%r", leaving.node, error)
 
-
-async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
