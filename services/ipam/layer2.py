@@ -26,8 +26,8 @@ from schemas.events import (
 )
 from schemas.metallb import ConfigObject, IPAddressPool, L2Advertisement
 from schemas.metallb.rules import NodeFacts, TrafficPolicy, serving_nodes, traffic_policy
+from services.common.compact import Compactor
 from services.common.subjects import ipam_placement_subject
-from services.ipam.compact import Compactor
 from services.ipam.core import ServiceKey
 from services.ipam.dataplane_rule import Answering
 from services.ipam.holdings import Bookkeeping

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import singledispatch
+from typing import TypeVar
 
 from schemas.events import (
     AllocationFailed,
@@ -27,8 +28,11 @@ from schemas.events import (
     ServiceId,
 )
 from schemas.events.in_force import InForceParts
-from services.ipam.compact import Compactor
+from services.common.compact import Compactor
 from services.ipam.core import ServiceKey, service_key
+
+#: The decisions kept per IP, each naming the Services behind it.
+PerIPDecision = TypeVar("PerIPDecision", L2PlacementDecided, BGPAdvertisementDecided)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ def _(event: L2PlacementCleared, ledger: Ledger, sequence: int) -> None:
     _unplace(ledger, ledger.placements.pop(event.ip, None))
 
 
-def _ids_shared(event: L2PlacementDecided, ledger: Ledger) -> L2PlacementDecided:
+def _ids_shared(event: PerIPDecision, ledger: Ledger) -> PerIPDecision:
     """``event`` (changed in place) naming each Service by the same object as the Service's allocation does,
     when equal: one per Service kept rather than two (about 260 bytes each)."""
     shared = tuple(_allocation_id(ledger, service) for service in event.services)
@@ -141,7 +145,7 @@ def _unplace(ledger: Ledger, placement: Placement | None) -> None:
 
 @_apply.register
 def _(event: BGPAdvertisementDecided, ledger: Ledger, sequence: int) -> None:
-    ledger.bgp[event.ip] = event
+    ledger.bgp[event.ip] = ledger.compact(_ids_shared(event, ledger))
 
 
 @_apply.register

@@ -24,7 +24,7 @@ from schemas.events import (
     ServiceObserved,
 )
 from schemas.events.observed import CONFIG_KINDS
-from services.ipam.compact import Compactor
+from services.common.compact import Compactor
 from services.ipam.core import ServiceKey, service_key
 
 ConfigKey = tuple[str, str, str]  # (kind, namespace, name)

@@ -490,7 +490,8 @@ class SecretProjection(ObjectProjection):
 class EndpointsProjection(Projection):
     """EndpointSlices folded per Service: one subject per Service that has slices — given
     ``load_balancers``, per LoadBalancer Service only: a Service that stops being one has its fold
-    tombstoned, one that becomes one has it published, whichever of the two objects changes first."""
+    tombstoned, one that becomes one has it published, whichever of the two objects changes first. Each
+    fold is kept packed, as the Services are (``PackedObservation``)."""
 
     empties_while_the_object_lives = True  # a fold has no uid of its own
 
@@ -503,7 +504,7 @@ class EndpointsProjection(Projection):
         self._service_of: dict[str, ServiceName] = {}  # subject → its Service
         self._slices: dict[tuple[str, str], SliceSummary] = {}
         self._by_service: dict[tuple[str, str], set[tuple[str, str]]] = {}
-        self._current: dict[str, Observation] = {}
+        self._current: dict[str, PackedObservation] = {}
         self._early: set[ServiceName] = set()  # Services not seen yet whose endpoints a watch brought
 
     def _summary(self, obj: RawObject) -> SliceSummary | None:
@@ -538,7 +539,7 @@ class EndpointsProjection(Projection):
             self._service_of.pop(subject, None)
         else:
             nodes = fold_endpoints(self._slices[k] for k in sorted(keys))
-            self._current[subject] = endpoints_observed(namespace, name, nodes, trigger)
+            self._current[subject] = PackedObservation.of(endpoints_observed(namespace, name, nodes, trigger))
             self._service_of[subject] = service
         return subject
 
@@ -583,7 +584,12 @@ class EndpointsProjection(Projection):
         )
 
     def desired(self, subject: str) -> Observation | None:
-        return self._current.get(subject) if self._wanted(subject) else None
+        packed = self._current.get(subject) if self._wanted(subject) else None
+        return packed.unpacked(subject) if packed is not None else None
+
+    def desired_identity(self, subject: str) -> Identity | None:
+        packed = self._current.get(subject) if self._wanted(subject) else None
+        return packed.identity if packed is not None else None
 
     def subjects(self) -> Iterable[str]:
         if self._load_balancers is None:

@@ -43,6 +43,7 @@ from schemas.events import (
     ReleaseReason,
     ServiceId,
 )
+from services.common.compact import Compactor
 from services.watcher.status.configstate import (
     CONFIG_STATE_NAME,
     ConfigStateTarget,
@@ -190,6 +191,7 @@ class StatusState:
 
     namespace: str
     services: dict[tuple[str, str], ServiceTarget] = field(default_factory=dict)
+    #: every node's reports, compact (``compact``): with BGP, a report per node per IP
     announcements: dict[tuple[str, str, AnnouncementMode], AnnouncementReported] = field(default_factory=dict)
     #: status object key → the (node, ip) announcements it summarises
     by_status: defaultdict[ObjectKey, set[NodeIp]] = field(default_factory=lambda: defaultdict(set))
@@ -198,6 +200,7 @@ class StatusState:
     kube_proxy: KubeProxyObserved | None = None
     #: subject → the last stream sequence folded (a redelivered or older message changes nothing)
     applied: dict[str, int] = field(default_factory=dict)
+    compact: Compactor = field(default_factory=Compactor)
 
     def object_keys(self) -> list[ObjectKey]:
         """Every object this state has an opinion about."""
@@ -354,7 +357,7 @@ def _announced(state: StatusState, event: AnnouncementReported) -> Change:
         keys.add(key_of(previous))
     events: list[KubeEvent] = []
     if event.announcing:
-        state.announcements[where] = event
+        state.announcements[where] = state.compact(event)
         for service in event.services:
             state.by_status[key_of(service)].add((event.node, event.ip))
             keys.add(key_of(service))

@@ -1,7 +1,8 @@
-"""What ipam keeps for good, made compact: one shared object per value that repeats.
+"""What a service keeps for good, made compact: one shared object per value that repeats.
 
-ipam keeps every observed Service, its endpoints, every Node and its newest decisions in memory, as the
-pydantic models they were decoded into. Much of what those models hold repeats from one to the next:
+ipam keeps every observed Service, its endpoints, every Node and its newest decisions in memory, and the
+watcher every node's announcement reports, as the pydantic models they were decoded into. Much of what
+those models hold repeats from one to the next:
 the same short strings (``LoadBalancer``, ``TCP``, a namespace, a node's name, an address family), the
 same ports and endpoint entries, and, in every model, the set of the fields that were given, which is
 the same set for nearly every model of a class. ``Compactor`` turns each repeated value into one shared
@@ -71,8 +72,8 @@ class Compactor:
         object.__setattr__(model, "__pydantic_fields_set__", self._share(frozenset(given), given))
 
     def _value(self, value: object) -> object:
-        if isinstance(value, str):
-            return sys.intern(value) if len(value) <= INTERN_UP_TO else value
+        if isinstance(value, str):  # an enum member is one object already: only plain strings are interned
+            return sys.intern(value) if type(value) is str and len(value) <= INTERN_UP_TO else value
         if isinstance(value, tuple):
             items = tuple(self._value(item) for item in value)
             return self._share(items, items)  # (the tuples kept hold no bools, which equal 0 and 1)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from schemas.events import ServiceObserved
+from schemas.events import AnnouncementMode, AnnouncementReported, ServiceId, ServiceObserved
 from schemas.events.codec import decode, encode, wrap
-from services.ipam.compact import Compactor
+from services.common.compact import Compactor
 from tests.builders import service
 from tests.builders_l2 import endpoints
 
@@ -55,3 +55,17 @@ def test_a_compacted_model_reads_writes_compares_and_hashes_as_before() -> None:
     assert kept.labels == {"tier": "front"} and kept.ref.name == "web"
     assert decode(encode(wrap(kept, producer="test"))).event == decode(written).event
     assert kept.model_copy(update={"load_balancer_ip": "192.0.2.1"}).load_balancer_ip == "192.0.2.1"
+
+
+def test_announcement_reports_of_two_nodes_share_their_repeated_values_and_keep_their_enums() -> None:
+    """The watcher keeps a report per node per IP: their enum values stay members, their field sets are one."""
+    compact = Compactor()
+    shop = ServiceId(namespace="shop", name="web")
+    reports = [compact(AnnouncementReported(node=node, ip="192.0.2.10", mode=AnnouncementMode.BGP,
+                                            announcing=True, services=(shop,), peers=("router",)))
+               for node in ("node-a", "node-b")]
+    assert all(report.mode is AnnouncementMode.BGP for report in reports)
+    assert reports[0].__pydantic_fields_set__ is reports[1].__pydantic_fields_set__
+    assert reports[0].peers is reports[1].peers
+    assert reports[1] == AnnouncementReported(node="node-b", ip="192.0.2.10", mode=AnnouncementMode.BGP,
+                                              announcing=True, services=(shop,), peers=("router",))
