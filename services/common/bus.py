@@ -295,8 +295,9 @@ class Bus:
             for ack, envelope in zip(acks, envelopes, strict=True)
         ]
 
-    async def append_fenced(self, items: Sequence[Append]) -> list[Published]:
-        """Append events in order, each fenced on the sequence before it, and wait until they landed.
+    async def append_fenced(self, items: Sequence[Append]) -> range:
+        """Append events in order, each fenced on the sequence before it, and wait until they landed (the
+        sequences they landed at, in order).
 
         Either all land at the sequences their fences name, or :class:`WrongLastSequence` is raised
         (a refused append makes every later one refused too, so nothing lands out of order).
@@ -315,12 +316,10 @@ class Bus:
         so the last one's ack says that all of them landed, in order, with nothing in between. (The
         first is fenced on the sequence alone and acked: a restarted server forgets the last id.)
         """
-        envelopes: list[Envelope] = []
         acks: list[asyncio.Future[api.PubAck]] = []
         previous_id: str | None = None
         for index, item in enumerate(items):
             envelope = wrap(item.event, producer=self.producer, causation_id=item.causation_id)
-            envelopes.append(envelope)
             headers = {
                 Header.EXPECTED_LAST_SEQUENCE.value: str(item.expected_last_sequence),
                 Header.MSG_ID.value: envelope.event_id,
@@ -336,7 +335,7 @@ class Bus:
             previous_id = envelope.event_id
             if index % SEND_SLICE == SEND_SLICE - 1:  # 90 000 placements encode for seconds: the loop turns
                 await asyncio.sleep(0)
-        return PendingAppends(list(items), envelopes, acks, self.settings.request_timeout)
+        return PendingAppends(items, acks, self.settings.request_timeout)
 
     async def _publish_acked(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[api.PubAck]:
         """Send one JetStream publish now; the future resolves with its ack, or its refusal."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -52,42 +52,39 @@ class Append:
 
 class PendingAppends:
     """Fenced appends sent and not yet confirmed: the acks of the first and the last (see
-    :meth:`Bus.send_fenced`)."""
+    :meth:`Bus.send_fenced`). Only those two appends are kept, not the others nor what was sent: a takeover
+    sends a hundred thousand decisions at once, and their envelopes alone were over 100 MB."""
 
-    def __init__(self, items: list[Append], envelopes: list[Envelope], acks: list[asyncio.Future[api.PubAck]],
-                 timeout: float) -> None:
-        self._items = items
-        self._envelopes = envelopes
+    def __init__(self, items: Sequence[Append], acks: list[asyncio.Future[api.PubAck]], timeout: float) -> None:
+        self._count = len(items)
+        self._ends = [items[0], items[-1]][: len(acks)] if items else []  # one item: one ack
         self._acks = acks
         self._timeout = timeout
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._count
 
-    async def confirmed(self) -> list[Published]:
-        """Wait until every append landed; raise :class:`WrongLastSequence` if a fence was refused."""
-        if not self._items:
-            return []
+    async def confirmed(self) -> range:
+        """Wait until every append landed, and say where (their sequences, in order); raise
+        :class:`WrongLastSequence` if a fence was refused."""
+        if not self._count:
+            return range(0)
         try:
             async with asyncio.timeout(self._timeout):
                 outcomes = await asyncio.gather(*self._acks, return_exceptions=True)
         except TimeoutError as error:
-            raise RetryableError(f"no acknowledgement for {len(self._items)} appends in time") from error
-        acked = [self._items[0], self._items[-1]][: len(outcomes)]  # one item: one ack
+            raise RetryableError(f"no acknowledgement for {self._count} appends in time") from error
         sequences: list[int] = []
-        for item, outcome in zip(acked, outcomes, strict=True):
+        for item, outcome in zip(self._ends, outcomes, strict=True):
             if is_wrong_last_sequence(outcome):
                 raise WrongLastSequence(item.subject, item.expected_last_sequence, outcome.description or "")
             if isinstance(outcome, BaseException):
                 raise RetryableError(f"append to {item.subject} failed: {outcome!r}") from outcome
             sequences.append(outcome.seq)
         first = sequences[0]
-        if sequences[-1] != first + len(self._items) - 1:  # the fences make this impossible
+        if sequences[-1] != first + self._count - 1:  # the fences make this impossible
             raise RetryableError(f"appends landed at {first}..{sequences[-1]}, not one after another")
-        return [
-            Published(sequence=first + offset, duplicate=False, envelope=envelope)
-            for offset, envelope in enumerate(self._envelopes)
-        ]
+        return range(first, first + self._count)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,8 +85,8 @@ async def test_chained_fenced_batches_on_a_replicated_stream(replicated: Bus) ->
     pending = []
     for batch in range(4):  # pipelined: each batch sent before the previous one is confirmed
         pending.append(await bus.send_fenced(_appends(f"b{batch}-", 300, last + batch * 300)))
-    landed = [published for sent in pending for published in await sent.confirmed()]
-    assert [p.sequence for p in landed] == list(range(last + 1, last + 1201))
+    landed = [sequence for sent in pending for sequence in await sent.confirmed()]
+    assert landed == list(range(last + 1, last + 1201))
     assert await bus.last_sequence(StreamName.IPAM) == last + 1200
 
     wrong = _appends("w", 10, last + 1200)

@@ -503,7 +503,8 @@ class EndpointsProjection(Projection):
         self._load_balancers = load_balancers
         self._service_of: dict[str, ServiceName] = {}  # subject → its Service
         self._slices: dict[tuple[str, str], SliceSummary] = {}
-        self._by_service: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        # each Service's slices: a tuple (nearly every Service has one slice; a set is 216 bytes)
+        self._by_service: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._current: dict[str, PackedObservation] = {}
         self._early: set[ServiceName] = set()  # Services not seen yet whose endpoints a watch brought
 
@@ -518,16 +519,20 @@ class EndpointsProjection(Projection):
         key = (summary.namespace, summary.name)
         self._slices[key] = summary
         if summary.service:
-            self._by_service.setdefault((summary.namespace, summary.service), set()).add(key)
+            service = (summary.namespace, summary.service)
+            members = self._by_service.get(service, ())
+            if key not in members:
+                self._by_service[service] = (*members, key)
 
     def _remove(self, key: tuple[str, str]) -> SliceSummary | None:
         old = self._slices.pop(key, None)
         if old is not None and old.service:
-            members = self._by_service.get((old.namespace, old.service))
-            if members is not None:
-                members.discard(key)
-                if not members:
-                    del self._by_service[(old.namespace, old.service)]
+            service = (old.namespace, old.service)
+            rest = tuple(member for member in self._by_service.get(service, ()) if member != key)
+            if rest:
+                self._by_service[service] = rest
+            else:
+                self._by_service.pop(service, None)
         return old
 
     def _refold(self, service: tuple[str, str], trigger: str) -> str:
