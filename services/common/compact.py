@@ -29,8 +29,9 @@ T = TypeVar("T")
 SHARED_MODELS: tuple[type[BaseModel], ...] = (ServicePort, NodeEndpoints)
 #: Strings up to this long are interned (names, kinds, families; not messages).
 INTERN_UP_TO = 64
-#: Distinct shared values kept at most (about a megabyte): values first seen once the table is full are
-#: left as they are, so values that never repeat (a Service's own addresses) cannot grow it for ever.
+#: Distinct shared values (and, apart, value models) kept at most (about a megabyte each): values first seen
+#: once the table is full are left as they are, so values that never repeat (a Service's own addresses)
+#: cannot grow it for ever.
 SHARED_LIMIT = 20_000
 
 
@@ -51,7 +52,15 @@ def _key_sharing(model_type: type[BaseModel]) -> object:
 class Compactor:
     def __init__(self, *, limit: int = SHARED_LIMIT) -> None:
         self._limit = limit
-        self._shared: dict[object, object] = {}
+        #: Values and value models, each table at most ``limit`` long: once one is full, what is first seen
+        #: is kept as it is. Apart, so that values that never repeat (a Service's addresses) cannot take the
+        #: room of the value models that do (a node's endpoint entries).
+        self._values: dict[object, object] = {}
+        self._models: dict[object, object] = {}
+        #: Sets of given fields, one per distinct set: as many as the schema has shapes of models, so never
+        #: limited (when they shared the values' table, a full table left every later model a set of its own:
+        #: over 250 000 of them at 50 000 Services).
+        self._fields_sets: dict[frozenset[str], set[str]] = {}
 
     def __call__(self, model: M) -> M:
         """Compact ``model`` in place (it stays the same object) and return it."""
@@ -60,7 +69,7 @@ class Compactor:
 
     def shared(self, value: T) -> T:
         """The shared object equal to ``value`` (hashable, immutable): ``value`` itself the first time."""
-        return self._share(value, value)  # type: ignore[return-value]
+        return self._share(self._values, value)  # type: ignore[return-value]
 
     def _compact_fields(self, model: BaseModel) -> None:
         fields = _key_sharing(type(model))
@@ -69,31 +78,32 @@ class Compactor:
         object.__setattr__(model, "__dict__", fields.__dict__)
         given = model.__pydantic_fields_set__
         # frozen models never change their set of given fields: one set per distinct set is enough
-        object.__setattr__(model, "__pydantic_fields_set__", self._share(frozenset(given), given))
+        object.__setattr__(model, "__pydantic_fields_set__", self._fields_sets.setdefault(frozenset(given), given))
 
     def _value(self, value: object) -> object:
         if isinstance(value, str):  # an enum member is one object already: only plain strings are interned
             return sys.intern(value) if type(value) is str and len(value) <= INTERN_UP_TO else value
         if isinstance(value, tuple):
-            items = tuple(self._value(item) for item in value)
-            return self._share(items, items)  # (the tuples kept hold no bools, which equal 0 and 1)
+            # (the tuples kept hold no bools, which equal 0 and 1)
+            return self._share(self._values, tuple(self._value(item) for item in value))
         if isinstance(value, dict):
             return {self._value(key): self._value(item) for key, item in value.items()}
         if isinstance(value, SHARED_MODELS):
             self._compact_fields(value)
-            return self._share(value, value)
+            return self._share(self._models, value)
         if isinstance(value, BaseModel):
             self._compact_fields(value)
         return value
 
-    def _share(self, key: object, value: object) -> object:
-        """The shared object equal to ``value`` (``value`` itself the first time, while there is room)."""
+    def _share(self, table: dict[object, object], value: object) -> object:
+        """The shared object equal to ``value`` in ``table`` (``value`` itself the first time, while there is
+        room)."""
         try:
-            shared = self._shared.get(key)
+            shared = table.get(value)
         except TypeError:  # unhashable: kept as it is
             return value
         if shared is not None:
             return shared
-        if len(self._shared) < self._limit:
-            self._shared[key] = value
+        if len(table) < self._limit:
+            table[value] = value
         return value

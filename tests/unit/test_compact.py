@@ -39,7 +39,7 @@ def test_endpoint_entries_on_the_same_node_are_one_object() -> None:
 def test_values_that_never_repeat_do_not_grow_the_table_past_its_limit() -> None:
     compact = Compactor(limit=10)
     kept = [compact(decoded(service(f"svc-{i}", cluster_ips=(f"10.96.0.{i}",)))) for i in range(50)]
-    assert len(compact._shared) <= 10
+    assert len(compact._values) <= 10
     assert [s.cluster_ips for s in kept] == [(f"10.96.0.{i}",) for i in range(50)]
 
 
@@ -69,3 +69,16 @@ def test_announcement_reports_of_two_nodes_share_their_repeated_values_and_keep_
     assert reports[0].peers is reports[1].peers
     assert reports[1] == AnnouncementReported(node="node-b", ip="192.0.2.10", mode=AnnouncementMode.BGP,
                                               announcing=True, services=(shop,), peers=("router",))
+
+
+def test_models_first_seen_after_the_table_filled_up_still_share_their_field_sets_and_entries() -> None:
+    """Values that never repeat (each Service's addresses) fill the table first: the models compacted after
+    them (endpoints, decided later in a cold start) still share their sets of given fields and their entries."""
+    compact = Compactor(limit=10)
+    for i in range(50):
+        compact(decoded(service(f"svc-{i}", cluster_ips=(f"10.96.0.{i}",))))
+    first = compact(endpoints("web", "node-a", "node-b"))
+    second = compact(endpoints("db", "node-b", "node-c"))
+    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
+    assert first.nodes[0].__pydantic_fields_set__ is second.nodes[1].__pydantic_fields_set__
+    assert first.nodes[1] is second.nodes[0]
