@@ -74,8 +74,9 @@ class ShownServices:
 
     def __init__(self) -> None:
         self._views: dict[tuple[str, str], ShownService] = {}
-        #: Who shows each address, by the views (an index: the views' ingress IPs).
-        self._showing: dict[str, set[tuple[str, str]]] = {}
+        #: Who shows each address, by the views (an index: the views' ingress IPs; a tuple, as an address is
+        #: nearly always shown by one Service alone).
+        self._showing: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def __len__(self) -> int:
         return len(self._views)
@@ -87,15 +88,17 @@ class ShownServices:
     def _put(self, ident: tuple[str, str], shown: ShownService | None) -> None:
         old = self._views.pop(ident, None)
         for ip in shown_ips(old):
-            holders = self._showing.get(ip)
-            if holders is not None:
-                holders.discard(ident)
-                if not holders:
-                    del self._showing[ip]
+            rest = tuple(holder for holder in self._showing.get(ip, ()) if holder != ident)
+            if rest:
+                self._showing[ip] = rest
+            else:
+                self._showing.pop(ip, None)
         if shown is not None:
             self._views[ident] = shown
             for ip in shown_ips(shown):
-                self._showing.setdefault(ip, set()).add(ident)
+                holders = self._showing.get(ip, ())
+                if ident not in holders:
+                    self._showing[ip] = (*holders, ident)
 
     def record(self, obj: Obj) -> None:
         """Remember what ``obj`` (a Service as the API server sent it) shows, unless an older version."""
