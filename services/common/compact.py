@@ -24,6 +24,7 @@ from schemas.events import NodeEndpoints, ServicePort
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+K = TypeVar("K")
 
 #: Small value models that repeat across objects: shared whole.
 SHARED_MODELS: tuple[type[BaseModel], ...] = (ServicePort, NodeEndpoints)
@@ -107,3 +108,24 @@ class Compactor:
         if len(table) < self._limit:
             table[value] = value
         return value
+
+
+# --- small sets kept as tuples ---------------------------------------------------------------------------
+# An index whose entries nearly always have one member (an address's holders, a Service's slices) keeps
+# each as a tuple: a set of one costs 216 bytes, a tuple 48.
+
+
+def add_member(index: dict[K, tuple[T, ...]], key: K, member: T) -> None:
+    """Put ``member`` among ``index[key]`` (once)."""
+    members = index.get(key, ())
+    if member not in members:
+        index[key] = (*members, member)
+
+
+def discard_member(index: dict[K, tuple[T, ...]], key: K, member: T) -> None:
+    """Take ``member`` out of ``index[key]``; the key goes with its last member."""
+    rest = tuple(other for other in index.get(key, ()) if other != member)
+    if rest:
+        index[key] = rest
+    else:
+        index.pop(key, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.events import AnnouncementMode, AnnouncementReported, ServiceId, ServiceObserved
 from schemas.events.codec import decode, encode, wrap
-from services.common.compact import Compactor
+from services.common.compact import Compactor, add_member, discard_member
 from tests.builders import service
 from tests.builders_l2 import endpoints
 
@@ -82,3 +82,16 @@ def test_models_first_seen_after_the_table_filled_up_still_share_their_field_set
     assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
     assert first.nodes[0].__pydantic_fields_set__ is second.nodes[1].__pydantic_fields_set__
     assert first.nodes[1] is second.nodes[0]
+
+
+def test_an_index_of_small_sets_kept_as_tuples_adds_once_and_forgets_a_key_with_its_last_member() -> None:
+    holders: dict[str, tuple[str, ...]] = {}
+    add_member(holders, "192.0.2.1", "shop/web")
+    add_member(holders, "192.0.2.1", "shop/web")
+    add_member(holders, "192.0.2.1", "shop/api")
+    assert holders == {"192.0.2.1": ("shop/web", "shop/api")}
+    discard_member(holders, "192.0.2.1", "shop/web")
+    discard_member(holders, "192.0.2.9", "shop/web")  # nothing there: nothing happens
+    assert holders == {"192.0.2.1": ("shop/api",)}
+    discard_member(holders, "192.0.2.1", "shop/api")
+    assert holders == {}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from schemas.events import ObjectKind, SecretObserved, ServiceObserved
 from schemas.metallb import SECRET_PASSWORD_KEY, PasswordSecretProblem, PasswordSecretState, password_secret_problem
+from services.common.compact import add_member, discard_member
 from services.common.subjects import k8s_subject, parse_k8s_subject
 from services.watcher.observe.translate import (
     Identity,
@@ -503,7 +504,7 @@ class EndpointsProjection(Projection):
         self._load_balancers = load_balancers
         self._service_of: dict[str, ServiceName] = {}  # subject → its Service
         self._slices: dict[tuple[str, str], SliceSummary] = {}
-        # each Service's slices: a tuple (nearly every Service has one slice; a set is 216 bytes)
+        # each Service's slices, a small set kept as a tuple (``add_member``)
         self._by_service: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._current: dict[str, PackedObservation] = {}
         self._early: set[ServiceName] = set()  # Services not seen yet whose endpoints a watch brought
@@ -519,20 +520,12 @@ class EndpointsProjection(Projection):
         key = (summary.namespace, summary.name)
         self._slices[key] = summary
         if summary.service:
-            service = (summary.namespace, summary.service)
-            members = self._by_service.get(service, ())
-            if key not in members:
-                self._by_service[service] = (*members, key)
+            add_member(self._by_service, (summary.namespace, summary.service), key)
 
     def _remove(self, key: tuple[str, str]) -> SliceSummary | None:
         old = self._slices.pop(key, None)
         if old is not None and old.service:
-            service = (old.namespace, old.service)
-            rest = tuple(member for member in self._by_service.get(service, ()) if member != key)
-            if rest:
-                self._by_service[service] = rest
-            else:
-                self._by_service.pop(service, None)
+            discard_member(self._by_service, (old.namespace, old.service), key)
         return old
 
     def _refold(self, service: tuple[str, str], trigger: str) -> str:

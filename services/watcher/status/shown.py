@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.compact import add_member, discard_member
 from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 
 Obj = dict[str, Any]
@@ -74,8 +75,7 @@ class ShownServices:
 
     def __init__(self) -> None:
         self._views: dict[tuple[str, str], ShownService] = {}
-        #: Who shows each address, by the views (an index: the views' ingress IPs; a tuple, as an address is
-        #: nearly always shown by one Service alone).
+        #: Who shows each address, by the views (an index: the views' ingress IPs; small sets kept as tuples).
         self._showing: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def __len__(self) -> int:
@@ -88,17 +88,11 @@ class ShownServices:
     def _put(self, ident: tuple[str, str], shown: ShownService | None) -> None:
         old = self._views.pop(ident, None)
         for ip in shown_ips(old):
-            rest = tuple(holder for holder in self._showing.get(ip, ()) if holder != ident)
-            if rest:
-                self._showing[ip] = rest
-            else:
-                self._showing.pop(ip, None)
+            discard_member(self._showing, ip, ident)
         if shown is not None:
             self._views[ident] = shown
             for ip in shown_ips(shown):
-                holders = self._showing.get(ip, ())
-                if ident not in holders:
-                    self._showing[ip] = (*holders, ident)
+                add_member(self._showing, ip, ident)
 
     def record(self, obj: Obj) -> None:
         """Remember what ``obj`` (a Service as the API server sent it) shows, unless an older version."""
