@@ -10,7 +10,8 @@ object: short strings interned, small tuples and value models (ports, endpoint e
 model's set of given fields shared. An observed Service then costs 1.3 KB instead of 2.8 KB.
 
 Every model compacted is frozen and every value is replaced by an equal one, so nothing a reader can see
-changes (equality, hashing, ``model_dump``, ``exclude_unset``). Pure: no I/O.
+changes (equality, hashing, ``model_dump``, ``exclude_unset``). An index whose entries are small sets keeps
+each as a tuple (``add_member``, ``discard_member``). Pure: no I/O.
 """
 
 from __future__ import annotations
