@@ -27,12 +27,26 @@ async def first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, objec
     finally:
         for task in (work_task, stop_task):
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stopped(task)
     if work_task.cancelled() or not work_task.done():
         return None
     return work_task.result()
+
+
+#: How long a task cancelled is given to end before it is cancelled again (``stopped``).
+CANCEL_AGAIN_AFTER = 0.1
+
+
+async def stopped(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended; an error it ended with is raised. A cancellation can be
+    lost (Python 3.11's ``asyncio.wait_for``, which nats-py's requests use, drops one that comes just as the
+    reply does, and the task runs on): the task is cancelled again every ``CANCEL_AGAIN_AFTER`` seconds until
+    it ends, so that whoever stops it is never left waiting on it for good."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN_AFTER)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def cancellable(work: Coroutine[Any, Any, T]) -> T:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from nats.aio.msg import Msg
 
 from schemas.events import BusConnection
+from services.common.aio import stopped
 from services.common.bus import Bus, BusSettings
 from services.common.errors import MetalbusError
 from services.common.lease import TAKEOVERS, BusLease, death_reported
@@ -259,9 +260,7 @@ class LeaseKeeper:
             await self._release()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stopped(task)
         if self._bus is not None:
             await self._bus.close()
 

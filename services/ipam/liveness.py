@@ -34,6 +34,7 @@ from nats.aio.msg import Msg
 
 from schemas.events import RollCall
 from schemas.refusal import Refused
+from services.common.aio import stopped
 from services.common.bus import Bus
 from services.common.errors import MetalbusError, StreamReplaced
 from services.common.follower import Follower
@@ -140,9 +141,7 @@ class LivenessWatch:
     async def stop(self) -> None:
         for task in (self._task, self._reports_task, self._roll_call_task):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stopped(task)
         self._task = self._reports_task = self._roll_call_task = None
         subscriptions, self._subscriptions, self._heartbeats = self._subscriptions, [], None
         for subscription in subscriptions:
