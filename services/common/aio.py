@@ -33,8 +33,9 @@ async def first_of(work: Coroutine[Any, Any, T], stop: Coroutine[Any, Any, objec
     return work_task.result()
 
 
-#: How long a task cancelled is given to end before it is cancelled again (``stopped``).
-CANCEL_AGAIN_AFTER = 0.1
+#: How long a task cancelled is given to end before it is cancelled again (``stopped``): long enough for the
+#: clean-up it does on cancellation, short beside what waiting for good would cost.
+CANCEL_AGAIN_AFTER = 1.0
 
 
 async def stopped(task: asyncio.Future[Any]) -> None:
