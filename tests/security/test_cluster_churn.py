@@ -173,7 +173,15 @@ class Deployment:
         return unready
 
     def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{''.join(process.lines[-40:])}" for name, process in self.processes.items())
+        """The components' last lines, then what each NATS server last said of its cluster (leaders, quorum,
+        warnings; not its attempts to reach the lost server)."""
+        parts = [f"--- {name}\n{''.join(process.lines[-40:])}" for name, process in self.processes.items()]
+        for server in self.nats.servers:
+            said = [line for line in self.nats.log(server.index).splitlines()
+                    if ("[WRN]" in line or "leader" in line or "quorum" in line.lower())
+                    and "connect to route" not in line]
+            parts.append(f"--- {server.name}\n" + "\n".join(said[-25:]))
+        return "\n".join(parts)
 
 
 @pytest.fixture
