@@ -221,7 +221,7 @@ class AddressBook:
             use = uses[a.value]
             use.remove(service)
             keyed = state.keyed[use.key][a.range_index] if use.key.sharing else None
-            if use.users:
+            if use:
                 if keyed is not None:
                     keyed.remove_ports(holding.ports)
                 continue

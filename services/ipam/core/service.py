@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import NamedTuple, NewType
@@ -106,20 +106,23 @@ class ServiceRequest:
     ports: tuple[Port, ...] = ()
     sharing_key: str | None = None
     traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
-    selector: Mapping[str, str] = field(default_factory=_empty)
+    #: Read only for the backend key (``share``): not kept.
+    selector: InitVar[Mapping[str, str] | None] = None
     labels: Mapping[str, str] = field(default_factory=_empty)
     namespace_labels: Mapping[str, str] = field(default_factory=_empty)
     requested_ips: tuple[IPAddress, ...] = ()
     requested_pool: PoolName | None = None
     status_ips: tuple[IPAddress, ...] = ()
     deprecated_annotations: tuple[str, ...] = ()
-    share: ShareKey = field(init=False, repr=False, compare=False)
+    #: The sharing key and the backend key (of ``traffic_policy`` and ``selector``).
+    share: ShareKey = field(init=False)
     port_set: frozenset[Port] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, selector: Mapping[str, str] | None) -> None:
         if not 1 <= len(self.families) <= 2 or len(set(self.families)) != len(self.families):
             raise ValueError(f"{self.key}: families must be one family or two distinct ones")
-        object.__setattr__(self, "share", ShareKey(self.sharing_key or None, self.backend))
+        backend = backend_key(self.traffic_policy, selector or {})
+        object.__setattr__(self, "share", ShareKey(self.sharing_key or None, backend))
         ports, port_set = _shared_ports(self.ports)
         object.__setattr__(self, "ports", ports)
         object.__setattr__(self, "port_set", port_set)
@@ -130,7 +133,7 @@ class ServiceRequest:
 
     @property
     def backend(self) -> str:
-        return backend_key(self.traffic_policy, self.selector)
+        return self.share.backend
 
 
 def families_of(ips: tuple[IPAddress, ...]) -> tuple[IPFamily, ...] | None:

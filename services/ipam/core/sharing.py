@@ -9,7 +9,7 @@ Service. A Service that is the only user of an address may change its key in pla
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -29,16 +29,30 @@ class SharingConflict(Enum):
 class IPUse:
     """The users of one address in use: their ports, and which Service holds each port.
 
-    Which Service holds each port is made when first read or when a second user comes: until then the
-    address has had one user at a time, whose ports are all its own (most addresses are never shared, and
-    at 50 000 Services a dictionary each was 14 MB)."""
+    Most addresses are never shared, so a single user is kept as a (Service, ports) pair and a dictionary is
+    made only when a second one comes; which Service holds each port is made only when first read or when a
+    second user comes, since until then every port is the one user's (at 50 000 Services, a dictionary
+    each for either was 14 MB)."""
 
-    __slots__ = ("_ports", "key", "users")
+    __slots__ = ("_ports", "_users", "key")
 
     def __init__(self, key: ShareKey) -> None:
         self.key = key
-        self.users: dict[ServiceKey, frozenset[Port]] = {}
+        self._users: tuple[ServiceKey, frozenset[Port]] | dict[ServiceKey, frozenset[Port]] | None = None
         self._ports: dict[Port, ServiceKey] | None = None
+
+    def __len__(self) -> int:
+        """How many Services use the address."""
+        users = self._users
+        return 0 if users is None else 1 if isinstance(users, tuple) else len(users)
+
+    @property
+    def users(self) -> Mapping[ServiceKey, frozenset[Port]]:
+        """Each user and its ports."""
+        users = self._users
+        if users is None:
+            return {}
+        return {users[0]: users[1]} if isinstance(users, tuple) else users
 
     @property
     def ports(self) -> dict[Port, ServiceKey]:
@@ -50,14 +64,31 @@ class IPUse:
         return sorted(s for s in self.users if s != service)
 
     def add(self, service: ServiceKey, ports: frozenset[Port]) -> None:
-        held = self.ports if self.users else self._ports  # made now if this is not the only user
-        self.users[service] = ports
+        users = self._users
+        held = self.ports if users is not None else self._ports  # made now if this is not the only user
+        if users is None or (isinstance(users, tuple) and users[0] == service):
+            self._users = (service, ports)
+        else:
+            if isinstance(users, tuple):
+                users = self._users = {users[0]: users[1]}
+            users[service] = ports
         if held is not None:
             for port in ports:
                 held[port] = service
 
     def remove(self, service: ServiceKey) -> None:
-        ports = self.users.pop(service, frozenset())
+        users = self._users
+        if users is None:
+            return
+        if isinstance(users, tuple):
+            if users[0] != service:
+                return
+            ports = users[1]
+            self._users = None
+        else:
+            ports = users.pop(service, frozenset())
+            if len(users) == 1:
+                self._users = next(iter(users.items()))
         if self._ports is not None:
             for port in ports:
                 if self._ports.get(port) == service:

@@ -55,5 +55,5 @@ def test_users_coming_and_going_in_any_order_leave_the_ports_the_rule_says() -> 
                 rule.remove(service)
             if chance.random() < 0.3:
                 assert use.ports == rule.ports
-            assert use.users == rule.users
+            assert use.users == rule.users and len(use) == len(rule.users)
         assert use.ports == rule.ports
