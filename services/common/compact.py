@@ -69,6 +69,11 @@ class Compactor:
         self._compact_fields(model)
         return model
 
+    def compacted(self, value: T) -> T:
+        """``value`` (a string, or a tuple or dictionary of them), its short strings interned and its tuples
+        shared where they repeat."""
+        return self._value(value)  # type: ignore[return-value]
+
     def shared(self, value: T) -> T:
         """The shared object equal to ``value`` (hashable, immutable): ``value`` itself the first time."""
         return self._share(self._values, value)  # type: ignore[return-value]

@@ -76,7 +76,7 @@ class FileStatus:
 def announced_by(state: StatusState, namespace: str, name: str) -> list[dict[str, Any]]:
     out = []
     for (node, ip, mode), report in sorted(state.announcements.items()):
-        if any((s.namespace, s.name) == (namespace, name) for s in report.services):
+        if (namespace, name) in report.services:
             entry: dict[str, Any] = {"node": node, "ip": ip, "mode": mode.value, "epoch": report.placement_epoch}
             if report.interfaces:
                 entry["interfaces"] = list(report.interfaces)

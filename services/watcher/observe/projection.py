@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
-from schemas.events import ObjectKind, SecretObserved, ServiceObserved
+from schemas.events import NodeEndpoints, ObjectKind, SecretObserved, ServiceObserved
 from schemas.metallb import SECRET_PASSWORD_KEY, PasswordSecretProblem, PasswordSecretState, password_secret_problem
 from services.common.compact import add_member, discard_member
 from services.common.subjects import k8s_subject, parse_k8s_subject
@@ -21,6 +22,8 @@ from services.watcher.observe.translate import (
     PackedObservation,
     RawObject,
     SliceSummary,
+    endpoints_hash,
+    endpoints_identity,
     endpoints_observed,
     fold_endpoints,
     object_key,
@@ -488,11 +491,21 @@ class SecretProjection(ObjectProjection):
         return [s for s in super().subjects() if parse_k8s_subject(s)[2] in changed]
 
 
+class _Fold(NamedTuple):
+    """What is kept of a Service's fold between changes: its digest, and enough to make it again from the
+    slices (kept whole, it was ~400 bytes a Service)."""
+
+    service: ServiceName
+    #: the resourceVersion of the change, or list, that made it (part of its id)
+    trigger: str
+    digest: str
+
+
 class EndpointsProjection(Projection):
     """EndpointSlices folded per Service: one subject per Service that has slices — given
     ``load_balancers``, per LoadBalancer Service only: a Service that stops being one has its fold
-    tombstoned, one that becomes one has it published, whichever of the two objects changes first. Each
-    fold is kept packed, as the Services are (``PackedObservation``)."""
+    tombstoned, one that becomes one has it published, whichever of the two objects changes first. A fold is
+    made again from the slices' summaries when it is published; only its digest is kept (``_Fold``)."""
 
     empties_while_the_object_lives = True  # a fold has no uid of its own
 
@@ -502,11 +515,10 @@ class EndpointsProjection(Projection):
         super().__init__(ObjectKind.ENDPOINTS)
         self._on_error = on_error
         self._load_balancers = load_balancers
-        self._service_of: dict[str, ServiceName] = {}  # subject → its Service
         self._slices: dict[tuple[str, str], SliceSummary] = {}
         # each Service's slices, a small set kept as a tuple (``add_member``)
         self._by_service: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
-        self._current: dict[str, PackedObservation] = {}
+        self._folds: dict[str, _Fold] = {}  # by subject
         self._early: set[ServiceName] = set()  # Services not seen yet whose endpoints a watch brought
 
     def _summary(self, obj: RawObject) -> SliceSummary | None:
@@ -528,22 +540,20 @@ class EndpointsProjection(Projection):
             discard_member(self._by_service, (old.namespace, old.service), key)
         return old
 
+    def _nodes(self, service: tuple[str, str]) -> tuple[NodeEndpoints, ...]:
+        return fold_endpoints(self._slices[key] for key in sorted(self._by_service.get(service, ())))
+
     def _refold(self, service: tuple[str, str], trigger: str) -> str:
-        namespace, name = service
-        subject = k8s_subject(self.kind, namespace, name)
-        keys = self._by_service.get(service)
-        if not keys:
-            self._current.pop(subject, None)
-            self._service_of.pop(subject, None)
+        subject = k8s_subject(self.kind, *service)
+        if service not in self._by_service:
+            self._folds.pop(subject, None)
         else:
-            nodes = fold_endpoints(self._slices[k] for k in sorted(keys))
-            self._current[subject] = PackedObservation.of(endpoints_observed(namespace, name, nodes, trigger))
-            self._service_of[subject] = service
+            self._folds[subject] = _Fold(service, trigger, endpoints_hash(self._nodes(service)))
         return subject
 
     def begin_list(self, list_version: str) -> None:
         super().begin_list(list_version)
-        self._slices, self._by_service, self._current, self._service_of = {}, {}, {}, {}
+        self._slices, self._by_service, self._folds = {}, {}, {}
         self._early = set()  # listed after the Services: a Service not seen now is gone, not early
 
     def folding(self, items: Sequence[RawObject]) -> Iterator[None]:
@@ -574,25 +584,27 @@ class EndpointsProjection(Projection):
     def _wanted(self, subject: str) -> bool:
         if self._load_balancers is None:
             return True
-        service = self._service_of.get(subject)
-        if service is None:
+        fold = self._folds.get(subject)
+        if fold is None:
             return False
-        return service in self._load_balancers.names or (
-            service in self._early and service not in self._load_balancers.seen
+        return fold.service in self._load_balancers.names or (
+            fold.service in self._early and fold.service not in self._load_balancers.seen
         )
 
     def desired(self, subject: str) -> Observation | None:
-        packed = self._current.get(subject) if self._wanted(subject) else None
-        return packed.unpacked(subject) if packed is not None else None
+        fold = self._folds.get(subject) if self._wanted(subject) else None
+        if fold is None:
+            return None
+        return endpoints_observed(*fold.service, self._nodes(fold.service), fold.trigger)
 
     def desired_identity(self, subject: str) -> Identity | None:
-        packed = self._current.get(subject) if self._wanted(subject) else None
-        return packed.identity if packed is not None else None
+        fold = self._folds.get(subject) if self._wanted(subject) else None
+        return endpoints_identity(fold.digest) if fold is not None else None
 
     def subjects(self) -> Iterable[str]:
         if self._load_balancers is None:
-            return self._current.keys()
-        return [subject for subject in self._current if self._wanted(subject)]
+            return self._folds.keys()
+        return [subject for subject in self._folds if self._wanted(subject)]
 
     def refresh(self) -> list[str]:
         """Services became LoadBalancers or stopped being ones: their folds' subjects."""

@@ -282,8 +282,13 @@ def endpoints_observed(namespace: str, service: str, nodes: tuple[NodeEndpoints,
         subject=subject,
         event=EndpointsObserved(namespace=namespace, service=service, nodes=nodes),
         msg_id=f"endpoints/{namespace}/{service}/{trigger}/{digest}",
-        identity=Identity("", digest),
+        identity=endpoints_identity(digest),
     )
+
+
+def endpoints_identity(digest: str) -> Identity:
+    """The identity of a fold: no uid of its own, its content hash as its version."""
+    return Identity("", digest)
 
 
 # --- Nodes, Namespaces --------------------------------------------------------------------------
