@@ -54,7 +54,7 @@ from services.announcer.agents.report_ages import ReportAges
 from services.announcer.l2.interfaces import InterfaceFacts, IPAddress
 from services.announcer.l2.links import dump_links
 from services.announcer.l2.responder import AllowedInterfaces, L2Responder, L2Stats, ResponderConfig
-from services.common.aio import first_of, until_done
+from services.common.aio import first_of, stopped, until_done
 from services.common.bus import Bus, Received
 from services.common.errors import MetalbusError, StreamReplaced
 from services.common.follower import Follower
@@ -161,9 +161,7 @@ class L2Agent:
                 self._handover_timer.cancel()
             for check in list(self._checks):
                 check.cancel()
-            contact.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await contact
+            await stopped(contact)
             self._contact.close()
             if self._follower is not None:
                 await self._follower.close()

@@ -15,6 +15,7 @@ from services.announcer.bgp.nlri import IPAddress, Prefix
 from services.announcer.bgp.notification import CeaseSubcode
 from services.announcer.bgp.rib import Route
 from services.announcer.bgp.session import Session, SessionConfig
+from services.common.aio import stopped
 from services.common.supervision import OnFailure, supervised
 
 log = logging.getLogger(__name__)
@@ -181,9 +182,7 @@ class Speaker:
         self._stopping = True
         self._wakeup.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stopped(self._task)
         if self._pending is not None:
             self._drop_pending(self._pending[0])
         connection = self._connection

@@ -26,6 +26,7 @@ from typing import Any
 from opentelemetry import trace
 
 from schemas.events import ObjectKind
+from services.common.aio import stopped
 from services.common.bus import Bus, Received
 from services.common.consumer import Consumer, ConsumerSpec, create_durable, durable_ack_floor
 from services.common.errors import MetalbusError, TooManyRequests
@@ -214,9 +215,8 @@ class StatusWriter:
         finally:
             stop.cancel()
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                with contextlib.suppress(Exception):  # its error is logged below
+                    await stopped(task)
         if task.cancelled():
             return False
         error = task.exception()
