@@ -51,6 +51,13 @@ def _key_sharing(model_type: type[BaseModel]) -> object:
     return fields_type()
 
 
+def interned(text: str) -> str:
+    """The one shared string equal to ``text`` when it is short (a name, uid, version or address), else
+    ``text``: what a process keeps of many objects read apart (an API response, a message) then holds one
+    copy of each, not one per place it was read from."""
+    return sys.intern(text) if type(text) is str and len(text) <= INTERN_UP_TO else text
+
+
 class Compactor:
     def __init__(self, *, limit: int = SHARED_LIMIT) -> None:
         self._limit = limit
@@ -89,7 +96,7 @@ class Compactor:
 
     def _value(self, value: object) -> object:
         if isinstance(value, str):  # an enum member is one object already: only plain strings are interned
-            return sys.intern(value) if type(value) is str and len(value) <= INTERN_UP_TO else value
+            return interned(value)
         if isinstance(value, tuple):
             # (the tuples kept hold no bools, which equal 0 and 1)
             return self._share(self._values, tuple(self._value(item) for item in value))

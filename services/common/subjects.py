@@ -13,6 +13,7 @@ write, and never raise.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -265,7 +266,9 @@ LEASES: dict[Component, LeaseSpec] = {Component.IPAM: LeaseSpec("ipam", ttl=1.5)
 
 
 def k8s_subject(kind: ObjectKind, namespace: str, name: str) -> str:
-    return f"{K8S_PREFIX}.{kind.value}.{encode_token(namespace)}.{encode_token(name)}"
+    """Interned: the watcher keys an object by its subject in several maps (the projection's, the stream's
+    side), one string for all."""
+    return sys.intern(f"{K8S_PREFIX}.{kind.value}.{encode_token(namespace)}.{encode_token(name)}")
 
 
 def observed_subject(event: Event) -> str:

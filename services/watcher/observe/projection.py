@@ -595,7 +595,7 @@ class EndpointsProjection(Projection):
         fold = self._folds.get(subject) if self._wanted(subject) else None
         if fold is None:
             return None
-        return endpoints_observed(*fold.service, self._nodes(fold.service), fold.trigger)
+        return endpoints_observed(*fold.service, self._nodes(fold.service), fold.trigger, fold.digest)
 
     def desired_identity(self, subject: str) -> Identity | None:
         fold = self._folds.get(subject) if self._wanted(subject) else None

@@ -47,6 +47,7 @@ from schemas.metallb import (
     PasswordSecretState,
     inline_password_of,
 )
+from services.common.compact import interned
 from services.common.subjects import k8s_subject
 
 RawObject = dict[str, Any]
@@ -130,7 +131,8 @@ def _is_text(value: Any) -> bool:
 
 
 def _str(value: Any) -> str:
-    return value if _is_text(value) else ""
+    """A text field; short ones interned (names, uids, versions, node names: each kept in several places)."""
+    return interned(value) if _is_text(value) else ""
 
 
 def _one_of(value: Any, allowed: frozenset[str]) -> str | None:
@@ -272,11 +274,12 @@ def endpoints_hash(nodes: Iterable[NodeEndpoints]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def endpoints_observed(namespace: str, service: str, nodes: tuple[NodeEndpoints, ...], trigger: str) -> Observation:
-    """The fold of one Service's slices. Its id is the content hash plus ``trigger``, the
-    resourceVersion of the change (or list) that produced it, so that A → B → A is never mistaken
-    for a duplicate of the first A."""
-    digest = endpoints_hash(nodes)
+def endpoints_observed(namespace: str, service: str, nodes: tuple[NodeEndpoints, ...], trigger: str,
+                       digest: str | None = None) -> Observation:
+    """The fold of one Service's slices. Its id is the content hash (``digest``, when known already) plus
+    ``trigger``, the resourceVersion of the change (or list) that produced it, so that A → B → A is never
+    mistaken for a duplicate of the first A."""
+    digest = digest if digest is not None else endpoints_hash(nodes)
     subject = k8s_subject(ObjectKind.ENDPOINTS, namespace, service)
     return Observation(
         subject=subject,

@@ -266,6 +266,8 @@ def apply(state: StatusState, event: Event, *, subject: str, sequence: int) -> C
         return NO_CHANGE
     if sequence:
         state.applied[subject] = sequence
+    if isinstance(event, IPAllocated | IPReleased | AllocationFailed):
+        state.compact(event)  # what is kept of it (names, uid, addresses, pool) shared with what else holds them
     if isinstance(event, IPAllocated):
         return _allocated(state, event)
     if isinstance(event, IPReleased):

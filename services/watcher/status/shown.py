@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.compact import add_member, discard_member
+from services.common.compact import add_member, discard_member, interned
 from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 
 Obj = dict[str, Any]
@@ -48,11 +48,21 @@ def view(obj: Obj) -> ShownService | None:
     if not ingress and (obj.get("spec") or {}).get("type") != "LoadBalancer" and "spec" in obj:
         return None
     annotations: Obj = metadata.get("annotations") or {}
-    return ShownService(uid=str(metadata.get("uid") or ""),
-                        resource_version=str(metadata.get("resourceVersion") or ""),
-                        ingress=tuple(tuple(entry.items()) for entry in ingress if isinstance(entry, dict)),
-                        pool=annotations.get(POOL_ANNOTATION),
-                        deprecated_pool=annotations.get(DEPRECATED_POOL_ANNOTATION))
+    return ShownService(uid=interned(str(metadata.get("uid") or "")),
+                        resource_version=interned(str(metadata.get("resourceVersion") or "")),
+                        ingress=tuple(_entry(entry) for entry in ingress if isinstance(entry, dict)),
+                        pool=_text(annotations.get(POOL_ANNOTATION)),
+                        deprecated_pool=_text(annotations.get(DEPRECATED_POOL_ANNOTATION)))
+
+
+def _entry(entry: Obj) -> Entry:
+    """An ingress entry's pairs, their short strings interned (``ip``, ``ipMode``, ``VIP``, the address:
+    read from every Service written, they are otherwise a copy each)."""
+    return tuple((interned(key), _text(value)) for key, value in entry.items())
+
+
+def _text(value: Any) -> Any:
+    return interned(value) if isinstance(value, str) else value
 
 
 def shown_ips(shown: ShownService | None) -> list[str]:
@@ -97,7 +107,7 @@ class ShownServices:
     def record(self, obj: Obj) -> None:
         """Remember what ``obj`` (a Service as the API server sent it) shows, unless an older version."""
         metadata: Obj = obj.get("metadata") or {}
-        ident = (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        ident = (interned(str(metadata.get("namespace") or "")), interned(str(metadata.get("name") or "")))
         shown = view(obj)
         known = self._views.get(ident)
         if shown is None:
