@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
@@ -87,23 +88,58 @@ class Observation:
     identity: Identity
 
 
+#: Per type of event, the JSON of the first one packed (if at most this long): every later one is deflated with
+#: it as a preset dictionary, so the field names and values they share take a few bytes each.
+PACKING_DICTIONARY_MAX = 2048
+_packing_dictionaries: dict[type[Event], bytes] = {}
+
+
+def _deflated(data: bytes, dictionary: bytes) -> bytes:
+    packer = zlib.compressobj(1, zlib.DEFLATED, -15, zdict=dictionary)  # raw deflate: no header, no checksum
+    return packer.compress(data) + packer.flush()
+
+
+def _inflated(data: bytes, dictionary: bytes) -> bytes:
+    unpacker = zlib.decompressobj(-15, zdict=dictionary)
+    return unpacker.decompress(data) + unpacker.flush()
+
+
 @dataclass(frozen=True, slots=True)
 class PackedObservation:
-    """An observation as kept between changes: its event as JSON (a Service's is ~500 bytes, its model
-    ~2 900), made a model again only when it is published."""
+    """An observation as kept between changes: its event as JSON deflated against the first of its type
+    (a Service: ~500 bytes of JSON, ~50 deflated; its model ~2 900), made a model again only when it is
+    published. ``msg_id`` is None when it is the usual ``uid/version`` of its identity."""
 
     event_type: type[Event]
     payload: bytes
-    msg_id: str
+    dictionary: bytes | None
+    packed_msg_id: str | None
     identity: Identity
 
     @classmethod
     def of(cls, observation: Observation) -> PackedObservation:
         event = observation.event
-        return cls(type(event), event.model_dump_json().encode(), observation.msg_id, observation.identity)
+        data = event.model_dump_json().encode()
+        dictionary = _packing_dictionaries.get(type(event))
+        if dictionary is None and len(data) <= PACKING_DICTIONARY_MAX:
+            dictionary = _packing_dictionaries[type(event)] = data
+        payload = _deflated(data, dictionary) if dictionary is not None else data
+        identity = observation.identity
+        msg_id = None if observation.msg_id == _usual_msg_id(identity) else observation.msg_id
+        return cls(type(event), payload, dictionary, msg_id, identity)
+
+    @property
+    def msg_id(self) -> str:
+        return self.packed_msg_id if self.packed_msg_id is not None else _usual_msg_id(self.identity)
 
     def unpacked(self, subject: str) -> Observation:
-        return Observation(subject, self.event_type.model_validate_json(self.payload), self.msg_id, self.identity)
+        data = _inflated(self.payload, self.dictionary) if self.dictionary is not None else self.payload
+        return Observation(subject, self.event_type.model_validate_json(data), self.msg_id, self.identity)
+
+
+def _usual_msg_id(identity: Identity) -> str:
+    """An object's message id: its uid and resourceVersion (``_observation``)."""
+    return f"{identity.uid}/{identity.version}"
 
 
 # --- small readers of untrusted JSON -------------------------------------------------------------
@@ -167,12 +203,9 @@ def _ref(obj: RawObject) -> ObjectRef:
 
 
 def _observation(kind: ObjectKind, ref: ObjectRef, event: Event) -> Observation:
-    return Observation(
-        subject=k8s_subject(kind, ref.namespace, ref.name),
-        event=event,
-        msg_id=f"{ref.uid}/{ref.resource_version}",
-        identity=Identity(ref.uid, ref.resource_version),
-    )
+    identity = Identity(ref.uid, ref.resource_version)
+    return Observation(subject=k8s_subject(kind, ref.namespace, ref.name), event=event,
+                       msg_id=_usual_msg_id(identity), identity=identity)
 
 
 # --- Services --------------------------------------------------------------------------------------
