@@ -29,8 +29,9 @@ K = TypeVar("K")
 
 #: Small value models that repeat across objects: shared whole.
 SHARED_MODELS: tuple[type[BaseModel], ...] = (ServicePort, NodeEndpoints)
-#: Strings up to this long are interned (names, kinds, families; not messages).
-INTERN_UP_TO = 64
+#: Strings up to this long are interned (names, kinds, families, uids, placement reasons naming a node; not
+#: messages).
+INTERN_UP_TO = 128
 #: Distinct shared values (and, apart, value models) kept at most (about a megabyte each): values first seen
 #: once the table is full are left as they are, so values that never repeat (a Service's own addresses)
 #: cannot grow it for ever.

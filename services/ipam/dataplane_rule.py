@@ -23,9 +23,8 @@ Nodes that answer anything are left out of the view; the view of a node that is 
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from schemas.events import DataPlaneReported
 from schemas.events.announcements import answers_on
@@ -80,7 +79,9 @@ class _Node:
     in_force: Answering | None = None
     pending: Answering | None = None
     pending_at: float = 0.0
-    losses: collections.deque[float] = field(default_factory=collections.deque)
+    #: when it lost interfaces within the flap window, oldest first (a tuple: nearly always empty, and a deque
+    #: was 760 bytes a node)
+    losses: tuple[float, ...] = ()
 
 
 class DataPlanes:
@@ -110,7 +111,7 @@ class DataPlanes:
         state.trusted = since is None or now < since + self.starting_grace
         if state.instance_report != instance:
             state.in_force, state.pending = None, None
-            state.losses.clear()
+            state.losses = ()
         return True
 
     def reported(self, report: DataPlaneReported, now: float) -> bool:
@@ -121,7 +122,7 @@ class DataPlanes:
         new = answering_of(report)
         if state.instance_report != report.instance or state.in_force is None:
             state.instance_report, state.in_force, state.pending = report.instance, new, None
-            state.losses.clear()
+            state.losses = ()
             return True
         current = state.in_force
         if current.covers(new):  # something taken away (or nothing changed): at once
@@ -129,11 +130,10 @@ class DataPlanes:
             if new == current:
                 return False
             if report.ready and current.anything:
-                state.losses.append(now)
+                state.losses = (*state.losses, now)
             state.in_force = new
             return True
-        while state.losses and state.losses[0] < now - self.flap_window:
-            state.losses.popleft()
+        state.losses = tuple(lost for lost in state.losses if lost >= now - self.flap_window)
         if not state.losses:
             state.in_force, state.pending = new, None
             return True
