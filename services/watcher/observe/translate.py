@@ -108,7 +108,7 @@ def _inflated(data: bytes, dictionary: bytes) -> bytes:
 class PackedObservation:
     """An observation as kept between changes: its event as JSON deflated against the first of its type
     (a Service: ~500 bytes of JSON, ~50 deflated; its model ~2 900), made a model again only when it is
-    published. ``msg_id`` is None when it is the usual ``uid/version`` of its identity."""
+    published. ``packed_msg_id`` is None when the message id is the usual ``uid/version`` of its identity."""
 
     event_type: type[Event]
     payload: bytes

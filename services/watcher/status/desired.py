@@ -429,7 +429,7 @@ def _announcement_target(state: StatusState, key: ObjectKey) -> Target:
     (node, _), first = reports[0]
     namespace, name = next(service for service in first.services
                            if status_object_name(mode, node, *service) == key.name)
-    interfaces = sorted({name for _, report in reports for name in report.interfaces})
+    interfaces = sorted({interface for _, report in reports for interface in report.interfaces})
     peers = sorted({peer for _, report in reports for peer in report.peers})
     return AnnouncementStatusTarget(key, node, namespace, name,
                                     interfaces=tuple(interfaces) if mode is AnnouncementMode.L2 else (),
