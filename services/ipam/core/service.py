@@ -106,7 +106,8 @@ class ServiceRequest:
     ports: tuple[Port, ...] = ()
     sharing_key: str | None = None
     traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
-    #: Read only for the backend key (``share``): not kept.
+    #: Read only for the backend key (``share``), not kept: so a request is never copied with
+    #: ``dataclasses.replace``, which would make it again without its selector.
     selector: InitVar[Mapping[str, str] | None] = None
     labels: Mapping[str, str] = field(default_factory=_empty)
     namespace_labels: Mapping[str, str] = field(default_factory=_empty)
