@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from schemas.events import AnnouncementMode, AnnouncementReported, ServiceId, ServiceObserved
 from schemas.events.codec import decode, encode, wrap
 from services.common.compact import Compactor, add_member, discard_member
@@ -27,6 +29,16 @@ def test_two_services_share_their_repeated_values_and_read_the_same() -> None:
     assert web.__pydantic_fields_set__ is db.__pydantic_fields_set__
     assert (web.model_dump(exclude_unset=True), db.model_dump(exclude_unset=True)) == before
     assert web == decoded(service("web", namespace="shop", selector={"app": "web"}))
+
+
+def test_empty_dictionaries_are_one_that_nobody_can_change() -> None:
+    compact = Compactor()
+    web, db = (compact(decoded(service(name, namespace="shop"))) for name in ("web", "db"))
+    assert web.annotations is db.annotations == {} and web.labels is web.annotations
+    assert web.model_dump_json() == decoded(service("web", namespace="shop")).model_dump_json()
+    with pytest.raises(TypeError):
+        web.labels["app"] = "web"
+    assert db.labels == {}, "a change to one model's empty dictionary reached another"
 
 
 def test_endpoint_entries_on_the_same_node_are_one_object() -> None:
