@@ -84,10 +84,15 @@ class Record:
 
     request: ServiceRequest
     pool: PoolName
-    ips: tuple[IPAddress, ...]
     addrs: tuple[Addr, ...]
     key: ShareKey
     ports: frozenset[Port]
+
+    @property
+    def ips(self) -> tuple[IPAddress, ...]:
+        """The addresses, in decision order: made from ``addrs`` when asked (kept, they were ~150 bytes a
+        Service)."""
+        return tuple([to_address(a.family, a.value) for a in self.addrs])
 
 
 @dataclass(slots=True)
@@ -201,7 +206,6 @@ class AddressBook:
         holding = Record(
             request=request,
             pool=state.spec.name,
-            ips=tuple([to_address(a.family, a.value) for a in addrs]),
             addrs=addrs,
             key=key,
             ports=ports,
