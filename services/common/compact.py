@@ -52,11 +52,13 @@ def _key_sharing(model_type: type[BaseModel]) -> object:
     return fields_type()
 
 
-def interned(text: str) -> str:
-    """The one shared string equal to ``text`` when it is short (a name, uid, version or address), else
-    ``text``: what a process keeps of many objects read apart (an API response, a message) then holds one
-    copy of each, not one per place it was read from."""
-    return sys.intern(text) if type(text) is str and len(text) <= INTERN_UP_TO else text
+def interned(value: T) -> T:
+    """The one shared string equal to ``value`` when it is a short plain string (a name, uid, version or
+    address), else ``value`` itself: what a process keeps of many objects read apart (an API response, a
+    message) then holds one copy of each, not one per place it was read from."""
+    if isinstance(value, str) and type(value) is str and len(value) <= INTERN_UP_TO:  # a plain one: not an enum member
+        return sys.intern(value)  # type: ignore[return-value]
+    return value
 
 
 class _SharedEmpty(dict[object, object]):

@@ -361,21 +361,22 @@ def _announced(state: StatusState, event: AnnouncementReported) -> Change:
     def key_of(namespace: str, name: str) -> ObjectKey:
         return ObjectKey(kind, state.namespace, status_object_name(event.mode, event.node, namespace, name))
 
-    shown_before = {service: key_of(service.namespace, service.name) in state.by_status
-                    for service in event.services}
+    announced = {service: key_of(service.namespace, service.name) for service in event.services}
+    shown_before = {service: key in state.by_status for service, key in announced.items()}
     before = state.announcements.pop(where, None)
     keys: set[ObjectKey] = set()
     for previous in before.services if before else ():
-        discard_member(state.by_status, key_of(*previous), (event.node, event.ip))
-        keys.add(key_of(*previous))
+        key = key_of(*previous)
+        discard_member(state.by_status, key, (event.node, event.ip))
+        keys.add(key)
     events: list[KubeEvent] = []
     if event.announcing:
         state.announcements[where] = Reported(
             state.compact.compacted(tuple((service.namespace, service.name) for service in event.services)),
             state.compact.compacted(event.interfaces), state.compact.compacted(event.peers), event.placement_epoch)
-        for service in event.services:
-            add_member(state.by_status, key_of(service.namespace, service.name), (event.node, event.ip))
-            keys.add(key_of(service.namespace, service.name))
+        for service, key in announced.items():
+            add_member(state.by_status, key, (event.node, event.ip))
+            keys.add(key)
             if not shown_before[service]:
                 events.append(_service_event(
                     service, EventType.NORMAL, Reason.NODE_ASSIGNED,

@@ -51,18 +51,14 @@ def view(obj: Obj) -> ShownService | None:
     return ShownService(uid=interned(str(metadata.get("uid") or "")),
                         resource_version=interned(str(metadata.get("resourceVersion") or "")),
                         ingress=tuple(_entry(entry) for entry in ingress if isinstance(entry, dict)),
-                        pool=_text(annotations.get(POOL_ANNOTATION)),
-                        deprecated_pool=_text(annotations.get(DEPRECATED_POOL_ANNOTATION)))
+                        pool=interned(annotations.get(POOL_ANNOTATION)),
+                        deprecated_pool=interned(annotations.get(DEPRECATED_POOL_ANNOTATION)))
 
 
 def _entry(entry: Obj) -> Entry:
     """An ingress entry's pairs, their short strings interned (``ip``, ``ipMode``, ``VIP``, the address:
     read from every Service written, they are otherwise a copy each)."""
-    return tuple((interned(key), _text(value)) for key, value in entry.items())
-
-
-def _text(value: Any) -> Any:
-    return interned(value) if isinstance(value, str) else value
+    return tuple((interned(key), interned(value)) for key, value in entry.items())
 
 
 def shown_ips(shown: ShownService | None) -> list[str]:
