@@ -182,6 +182,23 @@ async def test_a_closed_connection_the_leader_reconnected_from_takes_nothing(
         assert takeovers("Client Closed") == before + 1
 
 
+async def test_a_closed_connection_the_standby_never_read_named_is_taken_over_at_once(
+    kube_api: KubeApi, nats_server: EmbeddedNats
+) -> None:
+    """The leader reconnected and renewed since the standby last read the Lease (the standby reads it only every
+    60 s here): when the new connection is reported closed, the standby reads the Lease again and takes it. As
+    for a standby whose only read found no Lease, its create having lost the race to the leader's."""
+    async with leader_and_standby(kube_api, nats_server) as pair:
+        pair.reconnect()
+        await async_wait_until(lambda: named_connection(lease(kube_api)) == pair.named, timeout=5,
+                               what="the Lease naming the leader's new connection")
+        before = takeovers("Client Closed")
+        assert await pair.standby_elector.closed_reported(closed_advisory(pair.named, "Client Closed"))
+        assert holder(kube_api) == "b"
+        await async_wait_until(lambda: pair.standby.working, timeout=TAKEOVER_DEADLINE, what="the standby leading")
+        assert takeovers("Client Closed") == before + 1
+
+
 async def test_a_server_shutting_down_takes_nothing_and_a_deposed_leader_steps_down(
     kube_api: KubeApi, nats_server: EmbeddedNats
 ) -> None:
