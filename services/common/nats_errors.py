@@ -30,6 +30,9 @@ WRONG_LAST_SEQUENCE_CODES = frozenset({10070, 10071, 10164})
 STREAM_NAME_IN_USE = 10058
 
 _CONFLICT_CODES = WRONG_LAST_SEQUENCE_CODES | {STREAM_NAME_IN_USE}
+#: JetStream's 400s that pass: "no suitable peers for placement" (a replicated stream or bucket made while a
+#: server of the cluster is not known to be up: one still joining a cluster that is forming, or one down).
+_TRANSIENT_CODES = frozenset({10005})
 
 _CLOSED = (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)
 _TRANSIENT = (
@@ -64,7 +67,9 @@ def project_error(error: BaseException, *, what: str) -> MetalbusError:
         return NotFound(detail)
     if isinstance(error, _TRANSIENT):
         return RetryableError(detail)
-    if isinstance(error, nats.js.errors.APIError) and _code(error, "code") in (429, *range(500, 600)):
+    if isinstance(error, nats.js.errors.APIError) and (
+        _code(error, "code") in (429, *range(500, 600)) or _code(error, "err_code") in _TRANSIENT_CODES
+    ):
         return RetryableError(detail)
     return Invalid(detail)
 

@@ -71,7 +71,8 @@ async def provision_command(url: str, *, replicas: int, ca_file: str | None, pat
                 await provision(bus)
                 break
             except (TimeoutError, RetryableError) as error:
-                # a JetStream cluster still electing its leader answers nothing, or "unavailable"
+                # a JetStream cluster still forming answers nothing, "unavailable", or that a server
+                # a replicated stream needs is not known to be up ("no suitable peers for placement")
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 log.warning("JetStream not available yet error=%r", error)

@@ -27,6 +27,8 @@ def api_error(kind: type[nats.js.errors.APIError], *, code: int, err_code: int) 
         (nats.js.errors.NoStreamResponseError(), errors.RetryableError),
         (api_error(nats.js.errors.ServiceUnavailableError, code=503, err_code=10008), errors.RetryableError),
         (api_error(nats.js.errors.APIError, code=500, err_code=10049), errors.RetryableError),
+        # no suitable peers for placement: a server of a forming cluster not joined yet
+        (api_error(nats.js.errors.BadRequestError, code=400, err_code=10005), errors.RetryableError),
         (ConnectionResetError(), errors.RetryableError),
         # reload and retry
         (api_error(nats.js.errors.BadRequestError, code=400, err_code=10071), errors.Conflict),
