@@ -11,9 +11,9 @@ A graceful stop releases the Lease (empty holder) so the other replica takes ove
 A leader that dies without a word (kill -9, a crashed node) need not cost the whole 15 s: every record the
 holder writes names, in the annotation ``metalbus.io/bus-connection``, the NATS connection of its process
 (rewritten at each renewal, and a renewal is made at once after a reconnection). Every replica hears the
-server's reports of closed connections (``connections.closed``). A standby that hears a watcher's connection
-reported closed reads the Lease and, when that record names the closed connection for another
-holder, takes the Lease there and then: a replace at that record's resourceVersion. It logs
+server's reports of closed connections (``connections.closed``). A standby that hears the connection named
+by the Lease it last read reported closed reads the Lease again and, when that record still names the
+closed connection, takes the Lease there and then: a replace at that record's resourceVersion. It logs
 ``lease taken from a closed connection`` and counts it in ``metalbus_lease_takeovers_total{lease,reason}``.
 Where death cannot be known (a partition, a frozen process whose connection the server has not closed
 yet) the Lease's duration still rules.
@@ -34,11 +34,10 @@ Why this is as safe as the Lease alone:
   of each ``K8S`` subject, so it cannot overwrite what the new leader observed
   (``observe/publishing.py``); what it reads to write status comes over that same lost connection, and a
   status it writes late is put back by the new leader's status writer, which owns status.
-- The standby reads the Lease again on every report of a closed watcher connection, whatever the record it
-  last read named: that record may be older than the holder's connection (the holder reconnected since, or
-  the standby's only read was of no Lease at all, its own create having lost the race to the holder's).
-  Reports of closed watcher connections are rare (a restart of a replica); a report of another
-  component's connection is read no further.
+- A report of a connection the standby's last read did not name takes nothing without asking the API
+  server: a leader that reconnected and died again within a read (``retry_every``) of the standby is
+  replaced when its Lease expires, as before. A standby's last read is never one of no Lease: when both
+  replicas start at once and its create is refused (the other's came first), it reads the record made.
 
 :func:`lead` runs a piece of work only while this replica leads and stops it when leadership ends.
 """
@@ -140,6 +139,8 @@ class LeaderElector:
         self._connection = connection
         self._observed: tuple[str, str] | None = None
         self._observed_at = 0.0
+        #: The holder's connection the Lease named when last read (a report of another takes nothing).
+        self._named: BusConnection | None = None
         #: Set by :func:`lead` while this replica stands by: only then is a closed connection acted on.
         self.standing_by = False
         #: Set when the Lease was taken from a closed connection (the standby's wait ends at once).
@@ -225,9 +226,22 @@ class LeaderElector:
                 "metadata": self._metadata({}),
                 "spec": self._spec(acquire_time="", transitions=0),
             }
-            await self._call(self.coordination.create_namespaced_lease, self.namespace, body, _request_timeout=5.0)
-            self._observed, self._observed_at = None, now
-            return Attempt.HELD
+            try:
+                await self._call(self.coordination.create_namespaced_lease, self.namespace, body,
+                                 _request_timeout=5.0)
+            except ApiException as error:
+                if error.status != CONFLICT:
+                    raise
+                # another replica made it first: what it wrote, and the connection it names, is read now, so
+                # that replica's death is known at once from here on (not only after the next attempt)
+                lease = await self._read()
+                if lease is None:
+                    raise
+            else:
+                self._named = None
+                self._observed, self._observed_at = None, now
+                return Attempt.HELD
+        self._named = named_connection(lease)
         metadata, spec = lease.get("metadata") or {}, lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         record = (holder, str(spec.get("renewTime") or ""))
@@ -269,12 +283,12 @@ class LeaderElector:
 
     async def closed_reported(self, data: bytes) -> bool:
         """Act on a report of a closed connection (the body of a ``connections.closed`` advisory): while
-        standing by, when it names a watcher's connection whose server is not shutting down and the Lease read
-        now names it for the holder, take the Lease at once. True when it was taken."""
+        standing by, when it names the holder's connection (as the Lease last read named it) and its server is
+        not shutting down, take the Lease at once. True when it was taken."""
         if not self.standing_by:
             return False
         closed = death_reported(data, component="watcher")
-        if closed is None:
+        if closed is None or self._named is None or closed.connection != self._named:
             return False
         try:
             taken_from = await self._take_from_closed(closed.connection)
@@ -303,9 +317,10 @@ class LeaderElector:
         lease = await self._read()
         if lease is None:
             return None
+        self._named = named_connection(lease)
         metadata, spec = lease.get("metadata") or {}, lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
-        if not holder or holder == self.identity or named_connection(lease) != closed or not self.standing_by:
+        if not holder or holder == self.identity or self._named != closed or not self.standing_by:
             return None
         await self._call(
             self.coordination.replace_namespaced_lease, self.settings.name, self.namespace,
