@@ -8,7 +8,8 @@ simulator drives the tree before and after a change of protocol:
 
 - a heartbeat that names its connection (a field the announcer fills from the server's INFO): one real NATS
   connection per node, speaking the text protocol (CONNECT, PONG to every PING, the heartbeat at once and
-  every interval), so the server sees each node connect and, for a node that stops, disconnect. With
+  every interval, on the ticks of the tree's shared wall-clock grid where it has one), so the server sees
+  each node connect and, for a node that stops, disconnect. With
   ``--nodes-per-connection K``, K nodes share a connection and each heartbeat names the one it is sent on:
   ipam reads and judges every heartbeat as before (its work per heartbeat is the same), while the server pings
   K times fewer connections (5 000 connections pinged every 250 ms cost the server and the simulator more
@@ -28,7 +29,9 @@ import json
 import re
 import signal
 import sys
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,6 +106,17 @@ def _subject(node: str) -> str:
     from services.common.subjects import heartbeat_subject
 
     return str(heartbeat_subject(node))
+
+
+def _beat_delay() -> Callable[[float], float]:
+    """Seconds until a heartbeat due in ``wait`` seconds leaves: on the first tick after it of the tree's
+    wall-clock grid where it has one (``BEAT_TICK``), as its announcers send them; when due otherwise."""
+    try:
+        from services.common.heartbeats import BEAT_TICK  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return lambda wait: max(0.0, wait)
+    tick = float(BEAT_TICK)
+    return lambda wait: max(0.0, wait) + (-(time.time() + max(0.0, wait))) % tick
 
 
 def _roll_call_subject() -> str | None:
@@ -198,6 +212,7 @@ async def _beat_one_connection(
     schedule = sorted(((zlib.crc32(node.encode()) % 1000) / 1000 * interval, _subject(node), node) for node in nodes)
     sequence, first = 0, True
     roll_call = _roll_call_subject()
+    beat_delay = _beat_delay()
     while True:
         async with started:
             connection = await Connection.open(url, name, roll_call)
@@ -212,7 +227,7 @@ async def _beat_one_connection(
             while True:
                 for phase, subject, node in schedule:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(connection.called.wait(), max(0.0, start + phase - loop.time()))
+                        await asyncio.wait_for(connection.called.wait(), beat_delay(start + phase - loop.time()))
                     if connection.called.is_set():
                         connection.called.clear()
                         _beat_all(connection, schedule, templates, sequence)

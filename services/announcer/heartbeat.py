@@ -1,6 +1,6 @@
-"""Announcer liveness on the bus: a heartbeat every 2 s (10 s while the active ipam grants it), at once after
-every (re)connect and in answer to a roll call (at most once a second), naming the connection it is sent on;
-"leaving" on a graceful stop.
+"""Announcer liveness on the bus: a heartbeat every 2 s (10 s while the active ipam grants it), on a tick of a
+wall-clock grid every node shares (``BEAT_TICK``), at once after every (re)connect and in answer to a roll call
+(at most once a second), naming the connection it is sent on; "leaving" on a graceful stop.
 
 The ipam declares this node dead when the server reports that connection closed (this process died, or
 stopped answering the server's pings), on "leaving" (a graceful stop, or the heartbeats cancelled while the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from nats.aio.msg import Msg
 
@@ -22,7 +23,7 @@ from schemas.refusal import Refused
 from services.common.aio import first_of
 from services.common.bus import Bus
 from services.common.errors import MetalbusError
-from services.common.heartbeats import GRANT_FOR, HEARTBEAT_INTERVAL, LONGEST_GRANT, ROLL_CALL_GAP
+from services.common.heartbeats import GRANT_FOR, HEARTBEAT_INTERVAL, LONGEST_GRANT, ROLL_CALL_GAP, next_beat_in
 from services.common.inbound import read_roll_call
 from services.common.subjects import ROLL_CALL, heartbeat_subject
 
@@ -80,10 +81,11 @@ async def send_heartbeats(
             except MetalbusError as error:  # disconnected: keep going, the client reconnects
                 log.debug("heartbeat not sent node=%s error=%r", node, error)
             sequence += 1
-            # the grant's interval while it holds, and its own again as soon as the grant lapses
+            # the grant's interval while it holds, and its own again as soon as the grant lapses; the next
+            # heartbeat leaves on a tick of the grid every node shares, so ipam reads a tick's together
             wait = max(interval, min(granted, granted_until - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(first_of(due.wait(), stopping.wait()), timeout=wait)
+                await asyncio.wait_for(first_of(due.wait(), stopping.wait()), timeout=next_beat_in(wait, time.time()))
     except asyncio.CancelledError:
         # Cancelled while the process lives on (an agent died and the supervisor ends the rest; the process
         # serves failing probes until it is restarted): this instance vouches for nothing any more. Said at once,
