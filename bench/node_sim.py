@@ -110,13 +110,12 @@ def _subject(node: str) -> str:
 
 def _beat_delay() -> Callable[[float], float]:
     """Seconds until a heartbeat due in ``wait`` seconds leaves: on the first tick after it of the tree's
-    wall-clock grid where it has one (``BEAT_TICK``), as its announcers send them; when due otherwise."""
+    wall-clock grid where it has one (``next_tick_in``), as its announcers send them; when due otherwise."""
     try:
-        from services.common.heartbeats import BEAT_TICK  # type: ignore[attr-defined,unused-ignore]
+        from services.common.heartbeats import next_tick_in  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return lambda wait: max(0.0, wait)
-    tick = float(BEAT_TICK)
-    return lambda wait: max(0.0, wait) + (-(time.time() + max(0.0, wait))) % tick
+    return lambda wait: float(next_tick_in(max(0.0, wait), time.time()))
 
 
 def _roll_call_subject() -> str | None:

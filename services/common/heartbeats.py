@@ -45,10 +45,16 @@ ROLL_CALL_LISTEN = 2.5
 ROLL_CALL_GAP = 1.0
 
 
+def next_tick_in(wait: float, now: float, tick: float = BEAT_TICK) -> float:
+    """Seconds from ``now`` (the wall clock) until the first tick of a grid of ``tick`` seconds at least
+    ``wait`` seconds away."""
+    return wait + (-(now + wait)) % tick
+
+
 def next_beat_in(wait: float, now: float) -> float:
-    """Seconds from ``now`` (the wall clock) until the first tick of the shared grid at least ``wait`` seconds
-    away. The grid is never coarser than a tenth of ``wait``: a short interval (a test's) keeps its length."""
+    """When an announcer's next heartbeat leaves: :func:`next_tick_in` on a grid never coarser than a tenth
+    of ``wait``, so a short interval (a test's) keeps its length."""
     tick = min(BEAT_TICK, wait / 10)
     if tick <= 0:
         return max(wait, 0.0)
-    return wait + (-(now + wait)) % tick
+    return next_tick_in(wait, now, tick)
