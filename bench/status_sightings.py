@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 import kubernetes.client
 
 from schemas.events import FamilyUsage, IPAllocated, ObjectKind, PoolUsageReported, ServiceId
+from services.watcher.annotations import POOL_ANNOTATION
 from services.watcher.kube import KubeClients
-from services.watcher.status.desired import POOL_ANNOTATION, apply
+from services.watcher.status.desired import apply
 from services.watcher.status.writer import StatusWriter, StatusWriterSettings
 
 NAMESPACE = "metallb-system"

@@ -39,6 +39,7 @@ SHARED_LIMIT = 20_000
 
 
 _fields_of: dict[type[BaseModel], type] = {}
+_ABSENT = object()
 
 
 def _key_sharing(model_type: type[BaseModel]) -> object:
@@ -88,9 +89,11 @@ class Compactor:
         #: over 250 000 of them at 50 000 Services).
         self._fields_sets: dict[frozenset[str], set[str]] = {}
 
-    def __call__(self, model: M) -> M:
-        """Compact ``model`` in place (it stays the same object) and return it."""
-        self._compact_fields(model)
+    def __call__(self, model: M, *, like: M | None = None) -> M:
+        """Compact ``model`` in place (it stays the same object) and return it. ``like``: a compacted model of
+        the same kind that ``model`` follows (its previous value): a field equal to ``like``'s takes ``like``'s
+        value, shared, not compacted again (a Service whose status alone changed shares every other field)."""
+        self._compact_fields(model, like)
         return model
 
     def compacted(self, value: T) -> T:
@@ -102,10 +105,12 @@ class Compactor:
         """The shared object equal to ``value`` (hashable, immutable): ``value`` itself the first time."""
         return self._share(self._values, value)  # type: ignore[return-value]
 
-    def _compact_fields(self, model: BaseModel) -> None:
+    def _compact_fields(self, model: BaseModel, like: BaseModel | None = None) -> None:
         fields = _key_sharing(type(model))
+        before = like.__dict__ if like is not None and type(like) is type(model) else {}
         for name, value in model.__dict__.items():
-            setattr(fields, name, self._value(value))
+            previous = before.get(name, _ABSENT)
+            setattr(fields, name, previous if previous is not _ABSENT and previous == value else self._value(value))
         object.__setattr__(model, "__dict__", fields.__dict__)
         given = model.__pydantic_fields_set__
         # frozen models never change their set of given fields: one set per distinct set is enough

@@ -123,7 +123,9 @@ class Decider:
         """``event`` folded into the world; what it touched (told to a standby's allocator too)."""
         change = self.world.apply(event)
         if self._warm_allocator is not None and change.services:
-            self._warm_allocator.changed(change.services)
+            self._warm_allocator.changed(change.services - change.shows_more)
+            for key in change.shows_more:
+                self._warm_allocator.shows_more(key, self.world.services[key])
         return change
 
     def warm(self, live: frozenset[str] | None = None, answering: Mapping[str, Answering] | None = None) -> None:
@@ -237,7 +239,7 @@ class Decider:
         if change.configuration:
             self._configuration_changed = False
             self._reconfigure(reconcile=True)
-        for key in sorted(change.services):
+        for key in sorted(change.services - self._holding_and_shown(change)):
             self._reconcile(key)
         self.layer2.touch(change)
         self.bgp.touch(change)
@@ -245,6 +247,12 @@ class Decider:
         self._place()
         self._cause = None
         return outgoing + self._drain()
+
+    def _holding_and_shown(self, change: Touched) -> set[core.ServiceKey]:
+        """The Services ``change`` shows only more of (the status writer's own write, observed again) that hold
+        addresses: deciding them again would keep what they hold and append nothing (the allocator reads a
+        status's addresses only for a Service holding none), so they are not (50 000 in a cold start, twice)."""
+        return {key for key in change.shows_more if self.allocator.holds(key)}
 
     def _while_listing(self, change: Touched) -> list[Outgoing]:
         """An observation while the world is incomplete, or a list mark: folded; decided only once the

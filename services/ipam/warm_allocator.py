@@ -17,7 +17,7 @@ again. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from schemas.events import IPAllocated, ServiceObserved
 from services.ipam import core
@@ -60,6 +60,15 @@ class WarmAllocator:
         """These Services' allocations, observations or namespace labels changed: looked at again."""
         if self._changed is not None:
             self._changed.update(keys)
+
+    def shows_more(self, key: core.ServiceKey, service: ServiceObserved) -> None:
+        """The Service's newest observation ``service`` shows only more than the one it was adopted from (the
+        status writer's own write): what was adopted holds, and is compared with ``service`` from now on."""
+        adopted = self.adopted.get(key)
+        if adopted is None:
+            self.changed((key,))
+        else:
+            self.adopted[key] = replace(adopted, service=service)
 
     def follow(self, ledger: Ledger, world: World, parse: Parse) -> None:
         """Bring the allocator to what the ledger records now, for the Services observed now."""

@@ -40,15 +40,9 @@ class Touched:
     nodes: frozenset[str] = frozenset()
     #: A list mark changed: whether the world is complete may have changed.
     listing: bool = False
-
-    def __or__(self, other: Touched) -> Touched:
-        return Touched(
-            self.services | other.services,
-            self.configuration or other.configuration,
-            self.placed_services | other.placed_services,
-            self.nodes | other.nodes,
-            self.listing or other.listing,
-        )
+    #: Services among ``services`` whose observation only shows more than before (``shows_more_only``): the
+    #: status writer's own write, observed again.
+    shows_more: frozenset[ServiceKey] = frozenset()
 
 
 NOTHING = Touched()
@@ -77,10 +71,11 @@ class World:
         if isinstance(event, ServiceObserved):
             key = service_key(event.ref.namespace, event.ref.name)
             before = self.services.get(key)
-            self.services[key] = self.compact(event)
+            self.services[key] = self.compact(event, like=before)
             self.by_namespace.setdefault(event.ref.namespace, set()).add(key)
-            placed = frozenset() if before is not None and shows_more_only(before, event) else frozenset({key})
-            return Touched(services=frozenset({key}), placed_services=placed)
+            if before is not None and shows_more_only(before, event):
+                return Touched(services=frozenset({key}), shows_more=frozenset({key}))
+            return Touched(services=frozenset({key}), placed_services=frozenset({key}))
         if isinstance(event, EndpointsObserved):
             key = service_key(event.namespace, event.service)
             self.endpoints[key] = self.compact(event)

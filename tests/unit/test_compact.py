@@ -31,6 +31,18 @@ def test_two_services_share_their_repeated_values_and_read_the_same() -> None:
     assert web == decoded(service("web", namespace="shop", selector={"app": "web"}))
 
 
+def test_a_newer_value_of_a_model_shares_what_did_not_change_with_the_one_before() -> None:
+    compact = Compactor()
+    before = compact(decoded(service("web", selector={"app": "web"}, labels={"tier": "front"})))
+    after = decoded(service("web", version="2", selector={"app": "web"}, labels={"tier": "back"},
+                            ingress_ips=("10.0.0.1",)))
+    expected = after.model_dump(exclude_unset=True)
+    assert compact(after, like=before) is after
+    assert after.selector is before.selector  # equal: the one before's, not a copy
+    assert after.labels == {"tier": "back"} and after.labels is not before.labels
+    assert after.model_dump(exclude_unset=True) == expected and after.ingress_ips == ("10.0.0.1",)
+
+
 def test_empty_dictionaries_are_one_that_nobody_can_change() -> None:
     compact = Compactor()
     web, db = (compact(decoded(service(name, namespace="shop"))) for name in ("web", "db"))

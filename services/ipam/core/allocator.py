@@ -55,6 +55,10 @@ class Allocator:
     def pools(self) -> tuple[PoolSpec, ...]:
         return self._specs
 
+    def holds(self, service: ServiceKey) -> bool:
+        """Whether the Service holds addresses (then its status's addresses are never read: ``allocate``)."""
+        return service in self._book.holdings
+
     def ips(self, service: ServiceKey) -> tuple[IPAddress, ...]:
         holding = self._book.holdings.get(service)
         return holding.ips if holding is not None else ()

@@ -22,6 +22,7 @@ from schemas.events import (
     EndpointsObserved,
     ObjectDeleted,
     ObjectKind,
+    ObjectRef,
 )
 from schemas.refusal import Refused
 from services.common.bus import Bus, Header, PublishItem
@@ -192,10 +193,12 @@ def _fenceable_parts(batch: Sequence[Observation], size: int) -> list[Sequence[O
 def observed_span(kind: ObjectKind, observation: Observation) -> tuple[str, dict[str, str | bool]]:
     """Name (``observe <Kind> <namespace>/<name>``) and attributes of the span of one observed change."""
     event = observation.event
+    ref = getattr(event, "ref", None)
     attributes: dict[str, str | bool] = {
         "messaging.system": "nats",
         "messaging.destination.name": observation.subject,
-        "k8s.resource_version": observation.identity.version,
+        # an object's own; for a fold (endpoints) the identity's content hash
+        "k8s.resource_version": ref.resource_version if isinstance(ref, ObjectRef) else observation.identity.version,
     }
     kind_name = KUBERNETES_KINDS.get(kind, kind.value)
     if isinstance(event, ObjectDeleted):
@@ -204,8 +207,7 @@ def observed_span(kind: ObjectKind, observation: Observation) -> tuple[str, dict
     elif isinstance(event, EndpointsObserved):
         namespace, name = event.namespace, event.service
     else:
-        ref = getattr(event, "ref", None)
-        namespace, name = (ref.namespace, ref.name) if ref is not None else ("", "")
+        namespace, name = (ref.namespace, ref.name) if isinstance(ref, ObjectRef) else ("", "")
         if isinstance(event, ConfigObjectObserved):
             kind_name = event.kind
     attributes.update({"k8s.kind": kind_name, "k8s.namespace.name": namespace, "k8s.object.name": name})

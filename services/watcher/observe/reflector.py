@@ -2,9 +2,10 @@
 
 - The list is folded into the projection a page at a time, each page let go once folded (only what is
   published is kept, never the raw list: 50 000 Services' raw objects were ~100 MB), then compared with the
-  last value per subject in the stream: only subjects whose identity
-  (uid + resourceVersion, or content hash for folds) differs are published, and subjects the stream
-  holds but the list lacks get a tombstone — deletions that happened while nobody watched.
+  last value per subject in the stream: only subjects whose identity (uid + resourceVersion; for Services
+  and metallb.io objects uid + a digest of what is published; a content hash for folds) differs are
+  published, and subjects the stream holds but the list lacks get a tombstone — deletions that happened
+  while nobody watched.
 - The watch starts from the list's resourceVersion with bookmarks, remembers the last version it
   handled (bookmarks too) and resumes from it after a dropped stream; 410 Gone means relist.
 - Any other failure (API errors, bus errors) backs off and relists: the comparison with the stream

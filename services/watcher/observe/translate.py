@@ -50,6 +50,7 @@ from schemas.metallb import (
 )
 from services.common.compact import interned
 from services.common.subjects import k8s_subject
+from services.watcher.annotations import WRITTEN_ANNOTATIONS
 
 RawObject = dict[str, Any]
 
@@ -72,8 +73,8 @@ class Untranslatable(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """What tells two values of one subject apart: uid and version (resourceVersion, or a content
-    hash for folds), or a tombstone of ``uid``."""
+    """What tells two values of one subject apart: uid and version (resourceVersion; a digest of what is
+    published for Services and metallb.io objects; a content hash for folds), or a tombstone of ``uid``."""
 
     uid: str
     version: str
@@ -124,22 +125,21 @@ class PackedObservation:
         if dictionary is None and len(data) <= PACKING_DICTIONARY_MAX:
             dictionary = _packing_dictionaries[type(event)] = data
         payload = _deflated(data, dictionary) if dictionary is not None else data
-        identity = observation.identity
-        msg_id = None if observation.msg_id == _usual_msg_id(identity) else observation.msg_id
-        return cls(type(event), payload, dictionary, msg_id, identity)
-
-    @property
-    def msg_id(self) -> str:
-        return self.packed_msg_id if self.packed_msg_id is not None else _usual_msg_id(self.identity)
+        msg_id = None if observation.msg_id == _usual_msg_id(event) else observation.msg_id
+        return cls(type(event), payload, dictionary, msg_id, observation.identity)
 
     def unpacked(self, subject: str) -> Observation:
         data = _inflated(self.payload, self.dictionary) if self.dictionary is not None else self.payload
-        return Observation(subject, self.event_type.model_validate_json(data), self.msg_id, self.identity)
+        event = self.event_type.model_validate_json(data)
+        msg_id = self.packed_msg_id if self.packed_msg_id is not None else _usual_msg_id(event)
+        return Observation(subject, event, cast(str, msg_id), self.identity)
 
 
-def _usual_msg_id(identity: Identity) -> str:
-    """An object's message id: its uid and resourceVersion (``_observation``)."""
-    return f"{identity.uid}/{identity.version}"
+def _usual_msg_id(event: Event) -> str | None:
+    """An object's message id: its uid and resourceVersion (``_observation``); None for an event without an
+    object's ``ref``."""
+    ref = getattr(event, "ref", None)
+    return f"{ref.uid}/{ref.resource_version}" if isinstance(ref, ObjectRef) else None
 
 
 # --- small readers of untrusted JSON -------------------------------------------------------------
@@ -202,10 +202,11 @@ def _ref(obj: RawObject) -> ObjectRef:
     return ObjectRef(namespace=_str(meta.get("namespace")), name=name, uid=uid, resource_version=rv)
 
 
-def _observation(kind: ObjectKind, ref: ObjectRef, event: Event) -> Observation:
-    identity = Identity(ref.uid, ref.resource_version)
+def _observation(kind: ObjectKind, ref: ObjectRef, event: Event, identity: Identity | None = None) -> Observation:
+    """An object's observation; its identity is its uid and resourceVersion unless given."""
     return Observation(subject=k8s_subject(kind, ref.namespace, ref.name), event=event,
-                       msg_id=_usual_msg_id(identity), identity=identity)
+                       msg_id=f"{ref.uid}/{ref.resource_version}",
+                       identity=identity or Identity(ref.uid, ref.resource_version))
 
 
 # --- Services --------------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def service_observed(obj: RawObject) -> Observation:
     annotations = {
         key: value
         for key, value in _str_map(meta.get("annotations")).items()
-        if key.startswith(METALLB_ANNOTATION_PREFIXES)
+        if key.startswith(METALLB_ANNOTATION_PREFIXES) and key not in WRITTEN_ANNOTATIONS
     }
     event = ServiceObserved(
         ref=ref,
@@ -245,7 +246,16 @@ def service_observed(obj: RawObject) -> Observation:
         selector=_str_map(spec.get("selector")),
         ingress_ips=tuple(ip for entry in ingress if (ip := _str(_dict(entry).get("ip")))),
     )
-    return _observation(ObjectKind.SERVICE, ref, event)
+    return _observation(ObjectKind.SERVICE, ref, event, Identity(ref.uid, service_version(event)))
+
+
+def service_version(event: ServiceObserved) -> str:
+    """What tells two published values of a Service apart: all the event holds but the resourceVersion. A
+    Service changed only where the event does not look (its managed fields, an annotation of another
+    component, the pool annotation metalbus writes itself) is not published again: the status writer's
+    annotation patch of every Service in a cold start reached both ipam replicas as a change of nothing."""
+    content = event.model_dump_json(exclude={"ref": {"resource_version"}})
+    return hashlib.blake2b(content.encode(), digest_size=12).hexdigest()
 
 
 # --- EndpointSlices, folded per Service and node ----------------------------------------------------
@@ -530,6 +540,8 @@ def stored_identity(event: Event) -> Identity | None:
         return Identity("", endpoints_hash(event.nodes))
     if isinstance(event, ConfigObjectObserved):
         return Identity(event.ref.uid, config_version(event.raw))
+    if isinstance(event, ServiceObserved):
+        return Identity(event.ref.uid, service_version(event))
     ref = cast(ObjectRef | None, getattr(event, "ref", None))
     if isinstance(ref, ObjectRef):
         return Identity(ref.uid, ref.resource_version)

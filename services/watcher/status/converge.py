@@ -20,16 +20,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from services.common.errors import Conflict, NotFound
+from services.watcher.annotations import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from services.watcher.status import metrics
 from services.watcher.status.configstate import ConfigStateTarget
 from services.watcher.status.desired import (
-    DEPRECATED_POOL_ANNOTATION,
     LABEL_MANAGED_BY,
     LABEL_NODE,
     LABEL_SERVICE_NAME,
     LABEL_SERVICE_NAMESPACE,
     MANAGED_BY,
-    POOL_ANNOTATION,
     Absent,
     AnnouncementStatusTarget,
     Claim,

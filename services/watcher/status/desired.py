@@ -52,8 +52,6 @@ from services.watcher.status.configstate import (
     strict_arp_missing,
 )
 
-POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
-DEPRECATED_POOL_ANNOTATION = "metallb.universe.tf/ip-allocated-from-pool"
 LABEL_NODE = "metallb.io/node"
 LABEL_SERVICE_NAME = "metallb.io/service-name"
 LABEL_SERVICE_NAMESPACE = "metallb.io/service-namespace"

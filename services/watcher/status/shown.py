@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.compact import add_member, discard_member, interned
-from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
+from services.watcher.annotations import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 
 Obj = dict[str, Any]
 #: one ingress entry as its (key, value) pairs, in the order the API server sent them

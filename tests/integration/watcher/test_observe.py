@@ -8,6 +8,7 @@ import pytest
 from schemas.events import NodeObserved, ObjectDeleted, ObjectKind, ServiceObserved
 from services.common.bus import Bus
 from services.common.subjects import k8s_subject
+from services.watcher.annotations import POOL_ANNOTATION
 from services.watcher.observe import metrics
 from tests.integration.watcher.helpers import observing, recording, service, stored, wait_stored
 from tests.kubeapi import KubeApi
@@ -40,6 +41,29 @@ async def test_initial_list_then_a_change(bus: Bus, kube_api: KubeApi) -> None:
             "the changed service",
         )
         assert len(recorder.on(_svc("web"))) == 2
+
+
+async def test_a_change_of_nothing_published_is_not_published_again(bus: Bus, kube_api: KubeApi) -> None:
+    """The pool annotation the status writer puts on a Service (and annotations of other components) is no
+    input: that change reaches no consumer; the next change that is one is published with its version."""
+    kube_api.put_object(service("web", **{"metallb.io/address-pool": "lan"}))
+    async with recording(bus) as recorder, observing(bus, kube_api):
+        await wait_stored(bus, ObjectKind.SERVICE, "default", "web", lambda e: True, "the service")
+        obj = kube_api.get_object("services", "web", "default")
+        assert obj is not None
+        obj["metadata"]["annotations"].update({POOL_ANNOTATION: "lan", "other.io/x": "y"})
+        kube_api.put_object(obj)
+        obj = kube_api.get_object("services", "web", "default")
+        assert obj is not None
+        obj["metadata"]["labels"] = {"tier": "front"}
+        kube_api.put_object(obj)
+        obj = kube_api.get_object("services", "web", "default")
+        assert obj is not None
+        labelled = obj["metadata"]["resourceVersion"]
+        await wait_stored(bus, ObjectKind.SERVICE, "default", "web",
+                          lambda e: isinstance(e, ServiceObserved) and e.labels == {"tier": "front"}, "the labels")
+        versions = [e.ref.resource_version for e in recorder.on(_svc("web")) if isinstance(e, ServiceObserved)]
+        assert len(versions) == 2 and versions[-1] == labelled, versions
 
 
 @pytest.mark.parametrize("abrupt", [True, False])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from schemas.events import (
     AllocationFailed,
     AllocationFailureReason,
@@ -120,6 +122,30 @@ def test_a_service_migrating_from_metallb_keeps_the_address_its_status_shows() -
     decider = active(pool("lan", "192.168.10.0/24"))
     [allocated] = of_type(decider.observe(service("web", ingress_ips=("192.168.10.77",))), IPAllocated)
     assert allocated.ips == ("192.168.10.77",)
+
+
+def test_a_status_written_is_decided_again_only_for_a_service_holding_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status writer's write comes back as the Service showing its addresses: a Service holding addresses
+    keeps them whatever its status shows, so it is not decided again; one holding none may keep what its
+    status shows (coming from MetalLB), so it is."""
+    decider = active(pool("lan", "192.168.10.0/24"))
+    [allocated] = of_type(decider.observe(service("web")), IPAllocated)
+    assert of_type(decider.observe(service("asks", annotations={"metallb.io/address-pool": "gone"})), AllocationFailed)
+    reconciled: list[str] = []
+    reconcile = decider._reconcile
+
+    def reconciling(key: str) -> None:
+        reconciled.append(key)
+        reconcile(key)
+
+    monkeypatch.setattr(decider, "_reconcile", reconciling)
+    assert decider.observe(service("web", version="2", ingress_ips=allocated.ips)) == []
+    assert reconciled == []
+    assert decider.world.services["default/web"].ingress_ips == allocated.ips
+    decider.observe(service("asks", version="2", annotations={"metallb.io/address-pool": "gone"},
+                            ingress_ips=("192.168.10.77",)))
+    assert reconciled == ["default/asks"]
 
 
 def test_a_namespace_label_change_reaches_pool_selection() -> None:

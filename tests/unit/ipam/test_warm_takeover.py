@@ -149,3 +149,40 @@ def test_keeping_warm_again_looks_only_at_the_services_that_changed(monkeypatch:
     cold = Decider()
     follow(cold, world + changed, decided + decided_more)
     assert decisions(standby.activate()) == decisions(cold.activate())  # and it takes over as a cold one
+
+
+def shown(event: Event, ips: tuple[str, ...]) -> ServiceObserved:
+    """``event`` as the status writer's write of ``ips`` makes it: a new version that shows its addresses."""
+    assert isinstance(event, ServiceObserved)
+    return event.model_copy(update={"ingress_ips": ips, "ref": event.ref.model_copy(update={"resource_version": "9"})})
+
+
+def test_a_status_written_is_not_adopted_again_and_takes_over_as_a_cold_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every status the writer makes comes back as a Service that shows more: what was adopted holds."""
+    active, standby = Decider(), Decider()
+    world = CONFIGURATION + workload(20)
+    decided = active.observe_many((event, None) for event in world)
+    follow(standby, world, decided)
+    standby.warm()
+    parsed: list[str] = []
+    parse = standby._parse_with
+
+    def parsing(observed: ServiceObserved, labels: dict[str, str]) -> ParsedService:
+        parsed.append(observed.ref.name)
+        return parse(observed, labels)
+
+    monkeypatch.setattr(standby, "_parse_with", parsing)
+    echoes = [shown(event, active.ledger.allocations[f"default/{event.ref.name}"].ips)
+              for event in world if isinstance(event, ServiceObserved)]
+    assert active.observe_many((echo, None) for echo in echoes) == []
+    follow(standby, echoes, [])
+    standby.warm()
+    assert parsed == []
+    newest = {f"default/{echo.ref.name}": echo for echo in echoes}
+    warm_allocator = standby._warm_allocator
+    assert warm_allocator is not None
+    assert all(adopted.service is standby.world.services[key] for key, adopted in warm_allocator.adopted.items())
+    assert all(standby.world.services[key].ingress_ips == echo.ingress_ips for key, echo in newest.items())
+    cold = Decider()
+    follow(cold, world + echoes, decided)
+    assert decisions(standby.activate()) == decisions(cold.activate()) == []

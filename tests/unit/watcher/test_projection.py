@@ -40,7 +40,7 @@ def test_object_projection_follows_list_and_watch() -> None:
     assert len(errors) == 1
     assert projection.apply("MODIFIED", _svc("a", "3")) == ["k8s.service.d.a"]
     a = projection.desired("k8s.service.d.a")
-    assert a is not None and a.identity == Identity("u-a", "3")
+    assert a is not None and a.msg_id == "u-a/3" and a.identity.uid == "u-a"
     assert projection.apply("DELETED", _svc("b", "4")) == ["k8s.service.d.b"]
     assert projection.desired("k8s.service.d.b") is None
     assert projection.tombstone("k8s.service.d.b", Identity("u-b", "2"), "4").msg_id == "u-b/deleted"

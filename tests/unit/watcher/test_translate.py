@@ -74,7 +74,7 @@ def test_service_keeps_metallb_annotations_and_ingress_ips() -> None:
     event = observed.event
     assert isinstance(event, ServiceObserved)
     assert observed.subject == "k8s.service.shop.web"
-    assert observed.msg_id == "u-1/7" and observed.identity == Identity("u-1", "7")
+    assert observed.msg_id == "u-1/7" and observed.identity.uid == "u-1"
     assert event.annotations == {
         "metallb.io/loadBalancerIPs": "192.168.10.5",
         "metallb.universe.tf/allow-shared-ip": "k",
@@ -241,3 +241,27 @@ def test_a_status_written_back_on_a_pool_is_no_change_of_configuration() -> None
     labelled = config_observed({**pool, "metadata": {**pool["metadata"], "resourceVersion": "9",
                                                      "labels": {"tier": "public"}}})
     assert labelled.identity != first.identity and labelled.msg_id != first.msg_id  # labels select pools
+
+
+def test_a_pool_annotation_written_back_on_a_service_is_no_change() -> None:
+    """metalbus writes a Service's pool annotation (MetalLB's ``ip-allocated-from-pool``) after its status: that
+    bumps the resourceVersion but changes nothing metalbus reads, so the Service is not published again (both
+    ipam replicas read each as a change in a cold start). Its status's addresses are published: after a loss of
+    the decisions they are what each Service keeps."""
+    shown = service_observed(SERVICE)
+    annotated = {**SERVICE["metadata"], "resourceVersion": "8",
+                 "annotations": {**SERVICE["metadata"]["annotations"], "metallb.io/ip-allocated-from-pool": "lan",
+                                 "metallb.universe.tf/ip-allocated-from-pool": "old", "other.example/x": "y"},
+                 "managedFields": [{"manager": "metalbus"}]}
+    written = service_observed({**SERVICE, "metadata": annotated})
+    event = written.event
+    assert isinstance(event, ServiceObserved) and event.ref.resource_version == "8"
+    assert "metallb.io/ip-allocated-from-pool" not in event.annotations
+    assert written.identity == shown.identity and stored_identity(event) == shown.identity
+    assert written.msg_id == "u-1/8"  # published with the version it was read at, when it is published
+    moved = service_observed({**SERVICE, "metadata": {**annotated, "resourceVersion": "9"},
+                              "status": {"loadBalancer": {"ingress": [{"ip": "192.168.10.6"}]}}})
+    assert moved.identity != shown.identity and stored_identity(moved.event) == moved.identity
+    asked = service_observed({**SERVICE, "metadata": {**annotated, "resourceVersion": "10", "annotations": {
+        "metallb.io/loadBalancerIPs": "192.168.10.7"}}})
+    assert asked.identity != shown.identity

@@ -5,8 +5,9 @@ from __future__ import annotations
 from schemas.events import IPAllocated, ObjectKind
 from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject
+from services.watcher.annotations import POOL_ANNOTATION
 from services.watcher.status import metrics
-from services.watcher.status.desired import POOL_ANNOTATION, service_key
+from services.watcher.status.desired import service_key
 from tests.integration.watcher.status.harness import (
     events,
     ingress,

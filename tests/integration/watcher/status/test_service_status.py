@@ -13,9 +13,9 @@ from schemas.events import AllocationFailed, AllocationFailureReason, IPAllocate
 from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject
 from services.common.tracing import setup_tracing
+from services.watcher.annotations import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from services.watcher.kube import KubeClients
 from services.watcher.status import StatusWriterSettings, metrics, resync, run_status_writer
-from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from tests.integration.watcher.status.harness import (
     events,
     ingress,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from services.watcher.annotations import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from services.watcher.status.configstate import (
     Condition,
     ConditionStatus,
@@ -12,8 +13,6 @@ from services.watcher.status.configstate import (
 )
 from services.watcher.status.converge import config_status, pool_shows, service_changes
 from services.watcher.status.desired import (
-    DEPRECATED_POOL_ANNOTATION,
-    POOL_ANNOTATION,
     Claim,
     PoolTarget,
     ServiceTarget,

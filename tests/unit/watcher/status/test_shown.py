@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.watcher.annotations import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from services.watcher.status.converge import service_changes
-from services.watcher.status.desired import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION, ServiceTarget
+from services.watcher.status.desired import ServiceTarget
 from services.watcher.status.shown import ShownServices
 
 
