@@ -11,7 +11,8 @@ Driven by JSON lines on stdin, answering JSON lines on stdout (one answer per co
     {"do": "add_service", "index": I}     → {"name": ..., "at": wall time of the write}
     {"do": "stop"}
 
-Workload: Nodes ``node-00000``…; Services ``svc-<i>`` in namespace ``scale``: a third
+Workload: Nodes ``node-00000``…; Services ``svc-<i>`` in namespace ``scale`` (labelled with its name, as every
+namespace of a real cluster is): a third
 ``externalTrafficPolicy: Local``, a quarter dual-stack, two in three on the L2 pool and the rest on the BGP pool;
 each with one EndpointSlice holding a ready endpoint on two nodes. An endpoint change moves the second of them to
 another node (a pod rescheduled): a pod IP changing on the same node would not do, the watcher folds endpoints
@@ -48,11 +49,18 @@ def node_object(index: int) -> dict[str, Any]:
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
 
 
+def namespace_object(name: str) -> dict[str, Any]:
+    """A Namespace as a real API server shows it: labelled with its name (``kubernetes.io/metadata.name``, set on
+    every namespace since Kubernetes 1.21), so each Service's namespace has a label, as in a real cluster."""
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}
+
+
 def config_objects() -> list[dict[str, Any]]:
     meta = {"namespace": CONFIG_NAMESPACE}
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONFIG_NAMESPACE}},
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        namespace_object(CONFIG_NAMESPACE),
+        namespace_object(NAMESPACE),
         {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": L2_POOL, **meta},
          "spec": {"addresses": ["10.128.0.0/14", "fd00:10::/104"]}},
         {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": BGP_POOL, **meta},

@@ -36,6 +36,7 @@ from services.watcher.observe.translate import (
     config_observed,
     endpoints_observed,
     fold_endpoints,
+    namespace_observed,
     node_observed,
     service_observed,
     slice_summary,
@@ -72,8 +73,8 @@ def service_events(index: int, nodes: int) -> list[Event]:
 def measure(*, nodes: int, services: int) -> dict[str, Any]:
     decider = Decider()
     for raw in config_objects():
-        if raw["kind"] != "Namespace":
-            decider.load_observation(config_observed(_stamped(raw)).event)
+        translate = namespace_observed if raw["kind"] == "Namespace" else config_observed
+        decider.load_observation(translate(_stamped(raw)).event)
     live = frozenset(node_name(index) for index in range(nodes))
     decider.set_live_nodes(live)
     decider.activate()

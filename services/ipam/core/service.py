@@ -30,9 +30,13 @@ def service_key(namespace: str, name: str) -> ServiceKey:
 
 
 def read_only(mapping: Mapping[str, str]) -> Mapping[str, str]:
-    """A read-only copy of ``mapping``; every empty one is the same shared object (most Services have no
-    labels, and their namespaces none that are observed)."""
-    return MappingProxyType(dict(mapping)) if mapping else _EMPTY
+    """``mapping`` read-only, not copied: a request is made from the world's dictionaries, which are replaced
+    when they change and never changed (a Service's labels, its namespace's: in a real cluster every namespace
+    has at least ``kubernetes.io/metadata.name``, and a copy of each per Service was kept by the allocator).
+    Every empty one is the same shared object."""
+    if not mapping:
+        return _EMPTY
+    return mapping if isinstance(mapping, MappingProxyType) else MappingProxyType(mapping)
 
 
 class Port(NamedTuple):

@@ -63,6 +63,19 @@ class IPUse:
     def others(self, service: ServiceKey) -> list[ServiceKey]:
         return sorted(s for s in self.users if s != service)
 
+    def holding_any(self, ports: Iterable[Port], *, besides: ServiceKey) -> list[ServiceKey]:
+        """The Services other than ``besides`` holding one of ``ports`` here, sorted. A single user is answered
+        from its ports, without making ``ports``: every Service holding an address alone checks it again at
+        each decision, and made a dictionary that it then kept."""
+        users = self._users
+        if self._ports is None and not isinstance(users, dict):  # never shared: every port is the one user's
+            if users is None:
+                return []
+            user, held = users
+            return [user] if user != besides and not held.isdisjoint(ports) else []
+        taken = self.ports
+        return sorted({taken[p] for p in ports if p in taken and taken[p] != besides})
+
     def add(self, service: ServiceKey, ports: frozenset[Port]) -> None:
         users = self._users
         held = self.ports if users is not None else self._ports  # made now if this is not the only user
@@ -116,7 +129,7 @@ def check_sharing(
         others = use.others(service)
         if others:
             return conflict, others
-    clashing = sorted({use.ports[p] for p in ports if p in use.ports and use.ports[p] != service})
+    clashing = use.holding_any(ports, besides=service)
     if clashing:
         return SharingConflict.PORT_CONFLICT, clashing
     return None

@@ -41,7 +41,7 @@ def test_an_address_with_one_user_holds_its_ports_for_it() -> None:
 
 def test_users_coming_and_going_in_any_order_leave_the_ports_the_rule_says() -> None:
     """Whether or not the ports were read in between (they are made only when needed)."""
-    chance = random.Random(7)
+    chance, asking = random.Random(7), random.Random(8)
     for _ in range(300):
         use, rule = IPUse(ShareKey("key", "backend")), EveryPortAtOnce()
         for _ in range(chance.randrange(1, 8)):
@@ -53,7 +53,21 @@ def test_users_coming_and_going_in_any_order_leave_the_ports_the_rule_says() -> 
             else:
                 use.remove(service)
                 rule.remove(service)
+            asked, besides = frozenset(asking.sample(PORTS, asking.randrange(0, 3))), asking.choice(SERVICES)
+            assert use.holding_any(asked, besides=besides) == sorted(
+                {rule.ports[p] for p in asked if p in rule.ports and rule.ports[p] != besides})
             if chance.random() < 0.3:
                 assert use.ports == rule.ports
             assert use.users == rule.users and len(use) == len(rule.users)
         assert use.ports == rule.ports
+
+
+def test_a_service_alone_on_its_address_is_checked_without_a_table_of_its_ports() -> None:
+    """Every Service holding an address alone checks it again at each decision: asking which other Service
+    holds a port answers from its ports, and makes no dictionary that the address would keep."""
+    use = IPUse(ShareKey(None, ""))
+    use.add(SERVICES[0], frozenset(PORTS[:2]))
+    assert use.holding_any(PORTS[:1], besides=SERVICES[0]) == []
+    assert use.holding_any(PORTS[:1], besides=SERVICES[1]) == [SERVICES[0]]
+    assert use.holding_any(PORTS[2:], besides=SERVICES[1]) == []
+    assert use._ports is None
