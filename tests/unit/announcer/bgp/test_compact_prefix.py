@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.announcer.bgp.nlri import Prefix, encode_prefix, hashed_prefix
 from services.announcer.bgp.rib import prefix_key
@@ -40,3 +42,39 @@ def test_a_prefix_ipaddress_refuses_is_refused() -> None:
         hashed_prefix("198.51.100.7/24")  # host bits set
     with pytest.raises(ValueError):
         hashed_prefix("198.51.100.300/32")
+
+
+ODD_TEXTS = ["198.51.100.7/032", "198.51.100.7/+32", "198.51.100.7/ 32", "198.51.100.7/33", "198.51.100.7/",
+             "198.51.100.7", "198.051.100.7/32", "2001:db8::7/129", "::ffff:198.51.100.7/128",
+             "1::2::3/128", "2001:db8::/0", "0.0.0.0/00", "198.51.100.7/٣٢", "/32", "0x1.2.3.4/32", "1.2.3.4/1000"]
+
+
+@pytest.mark.parametrize("text", TEXTS + ODD_TEXTS)
+def test_a_prefix_is_read_as_ipaddress_reads_it(text: str) -> None:
+    """The usual form is read by the C library, anything else by ``ipaddress``: the same prefixes either way,
+    refused alike."""
+    try:
+        network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = ipaddress.ip_network(text)
+    except ValueError:
+        network = None
+    if network is None:
+        with pytest.raises(ValueError):
+            hashed_prefix(text)
+    else:
+        compact = hashed_prefix(text)
+        assert compact == network and hash(compact) == hash(network) and str(compact) == str(network)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 32), st.integers(0, 2**128 - 1), st.integers(0, 128))
+def test_any_prefix_is_read_as_ipaddress_reads_it(v4: int, v4_length: int, v6: int, v6_length: int) -> None:
+    for address, length in ((ipaddress.IPv4Address(v4), v4_length), (ipaddress.IPv6Address(v6), v6_length)):
+        text = f"{address}/{length}"
+        try:
+            network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = ipaddress.ip_network(text)
+        except ValueError:  # host bits set
+            network = None
+        if network is None:
+            with pytest.raises(ValueError):
+                hashed_prefix(text)
+        else:
+            assert hashed_prefix(text) == network and str(hashed_prefix(text)) == text
