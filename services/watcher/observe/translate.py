@@ -136,10 +136,14 @@ class PackedObservation:
 
 
 def _usual_msg_id(event: Event) -> str | None:
-    """An object's message id: its uid and resourceVersion (``_observation``); None for an event without an
-    object's ``ref``."""
+    """An object's message id (``_object_msg_id``); None for an event without an object's ``ref``."""
     ref = getattr(event, "ref", None)
-    return f"{ref.uid}/{ref.resource_version}" if isinstance(ref, ObjectRef) else None
+    return _object_msg_id(ref) if isinstance(ref, ObjectRef) else None
+
+
+def _object_msg_id(ref: ObjectRef) -> str:
+    """An object's message id: its uid and resourceVersion."""
+    return f"{ref.uid}/{ref.resource_version}"
 
 
 # --- small readers of untrusted JSON -------------------------------------------------------------
@@ -205,7 +209,7 @@ def _ref(obj: RawObject) -> ObjectRef:
 def _observation(kind: ObjectKind, ref: ObjectRef, event: Event, identity: Identity | None = None) -> Observation:
     """An object's observation; its identity is its uid and resourceVersion unless given."""
     return Observation(subject=k8s_subject(kind, ref.namespace, ref.name), event=event,
-                       msg_id=f"{ref.uid}/{ref.resource_version}",
+                       msg_id=_object_msg_id(ref),
                        identity=identity or Identity(ref.uid, ref.resource_version))
 
 
