@@ -44,22 +44,21 @@ def initialise(res: Resource, obj: Obj, *, keep_status: bool) -> None:
 def merge_write(res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
     """The object a write of ``new`` over ``old`` leaves.
 
-    A ``/status`` write changes status only; a main write of a kind with a status subresource keeps the old
-    status; immutable metadata always stays.
+    A ``/status`` write of a custom resource changes its status only; one of a built-in kind (Service, Node,
+    Pod, ...) keeps the old spec and takes status and metadata from the write, as the API server's status
+    strategies of those kinds do (they reset only ``spec``). A main write of a kind with a status subresource
+    keeps the old status; immutable metadata always stays.
     """
-    if subresource == "status":
+    if subresource == "status" and res.custom:
         result = copy.deepcopy(old)
-        if "status" in new:
-            result["status"] = copy.deepcopy(new["status"])
-        else:
-            result.pop("status", None)
+        _take_status(result, new)
         return result
-    result = copy.deepcopy(new)
-    if res.status:
-        if "status" in old:
-            result["status"] = copy.deepcopy(old["status"])
-        else:
-            result.pop("status", None)
+    if subresource == "status":
+        result = copy.deepcopy({k: v for k, v in new.items() if k in ("metadata", "status")} | spec_part(old))
+    else:
+        result = copy.deepcopy(new)
+        if res.status:
+            _take_status(result, old)
     result["apiVersion"], result["kind"] = res.api_version, res.kind
     meta = result.setdefault("metadata", {})
     for field in IMMUTABLE_META:
@@ -71,3 +70,11 @@ def merge_write(res: Resource, old: Obj, new: Obj, subresource: str | None) -> O
     if res.defaulter:
         res.defaulter(result)
     return result
+
+
+def _take_status(result: Obj, source: Obj) -> None:
+    """``result``'s status made ``source``'s (absent when ``source`` has none), in place."""
+    if "status" in source:
+        result["status"] = copy.deepcopy(source["status"])
+    else:
+        result.pop("status", None)

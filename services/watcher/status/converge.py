@@ -136,8 +136,13 @@ class Converger:
         written = False
         ingress, annotations = service_changes(target, obj, ip_mode=self.ip_mode)
         if ingress is not None:
-            body = {"metadata": {"resourceVersion": resource_version(obj)},
-                    "status": {"loadBalancer": {"ingress": ingress or None}}}
+            # A Service's status write keeps the metadata it carries (its status strategy resets only spec):
+            # the annotation goes with the status, one request and one change to watch. A server that kept
+            # only the status has the annotation written by a second patch below.
+            written_meta: Obj = {"resourceVersion": resource_version(obj)}
+            if annotations:
+                written_meta["annotations"] = annotations
+            body = {"metadata": written_meta, "status": {"loadBalancer": {"ingress": ingress or None}}}
             obj = await self._patch(SERVICES, target.namespace, target.name, body, status=True)
             self.shown.record(obj)
             written = True

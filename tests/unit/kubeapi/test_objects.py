@@ -108,6 +108,30 @@ def test_status_subresource_is_isolated(core: client.CoreV1Api) -> None:
     assert cleared.spec.ports[0].port == 81
 
 
+def test_status_write_takes_metadata_of_builtin_kinds_only(core: client.CoreV1Api) -> None:
+    """A Service's status strategy resets only its spec: annotations written with its status are kept. A custom
+    resource's status write changes nothing but its status."""
+    core.create_namespaced_service("default", _service("web"))
+    written = core.patch_namespaced_service_status("web", "default", {
+        "metadata": {"annotations": {"note": "kept"}},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.168.10.5"}]}},
+        "spec": {"type": "ClusterIP"},
+    })
+    assert written.metadata.annotations == {"note": "kept"}
+    assert written.spec.type == "LoadBalancer" and written.status.load_balancer.ingress[0].ip == "192.168.10.5"
+    assert core.read_namespaced_service("web", "default").metadata.annotations == {"note": "kept"}
+
+    custom = client.CustomObjectsApi(core.api_client)
+    where = ("metallb.io", "v1beta1", "default", "ipaddresspools")
+    custom.create_namespaced_custom_object(*where, {
+        "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "lan"},
+        "spec": {"addresses": ["192.168.10.0/24"]}})
+    pool = custom.patch_namespaced_custom_object_status(*where, "lan", {
+        "metadata": {"annotations": {"note": "dropped"}}, "status": {"assignedIPv4": 1}})
+    assert pool["status"] == {"assignedIPv4": 1}
+    assert "note" not in (pool["metadata"].get("annotations") or {})
+
+
 def test_status_write_with_stale_version_conflicts(core: client.CoreV1Api) -> None:
     svc = core.create_namespaced_service("default", _service("web"))
     core.patch_namespaced_service("web", "default", {"metadata": {"annotations": {"x": "y"}}})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from services.watcher.annotations import DEPRECATED_POOL_ANNOTATION, POOL_ANNOTATION
 from services.watcher.status.configstate import (
@@ -11,12 +14,13 @@ from services.watcher.status.configstate import (
     ConfigResult,
     ConfigStateTarget,
 )
-from services.watcher.status.converge import config_status, pool_shows, service_changes
+from services.watcher.status.converge import Converger, Outcome, config_status, pool_shows, service_changes
 from services.watcher.status.desired import (
     Claim,
     PoolTarget,
     ServiceTarget,
 )
+from services.watcher.status.objects import ObjectApi, Resource
 
 ALLOCATED = ServiceTarget("default", "web", "u", ("10.0.0.5",), "lan")
 
@@ -92,3 +96,49 @@ def test_a_pool_shows_its_counts_whatever_else_its_status_holds() -> None:
     assert pool_shows(counts, {"status": {**shown, "note": "kept"}})
     assert not pool_shows(counts, {})  # made again under its name: no status yet
     assert not pool_shows(counts, {"status": {**shown, "assignedIPv4": 40}})
+
+
+class OneService:
+    """One Service behind an API whose status writes keep the metadata they carry (as Kubernetes's Service
+    status strategy does) or, ``status_only``, keep nothing but the status (as a custom resource's would)."""
+
+    def __init__(self, *, status_only: bool) -> None:
+        self.status_only = status_only
+        self.obj: dict[str, Any] = {"metadata": {"name": "web", "uid": "u", "resourceVersion": "1",
+                                                 "annotations": {DEPRECATED_POOL_ANNOTATION: "lan"}}}
+        self.writes: list[tuple[bool, dict[str, Any]]] = []
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.obj)
+
+    async def patch(self, resource: Resource, namespace: str, name: str, body: dict[str, Any], *,
+                    status: bool = False) -> dict[str, Any]:
+        self.writes.append((status, body))
+        if status:
+            self.obj["status"] = body["status"]
+        if not (status and self.status_only):
+            annotations = self.obj["metadata"]["annotations"]
+            for key, value in body["metadata"].get("annotations", {}).items():
+                if value is None:
+                    annotations.pop(key, None)
+                else:
+                    annotations[key] = value
+        self.obj["metadata"]["resourceVersion"] = str(int(self.obj["metadata"]["resourceVersion"]) + 1)
+        return copy.deepcopy(self.obj)
+
+
+def test_the_pool_annotation_goes_with_the_status_in_one_write() -> None:
+    server = OneService(status_only=False)
+    converger = Converger(cast(ObjectApi, server), namespace="metalbus")
+    assert asyncio.run(converger.converge(ALLOCATED)) is Outcome.WRITTEN
+    assert [status for status, _ in server.writes] == [True]
+    assert service_changes(ALLOCATED, server.obj) == (None, {})
+
+
+def test_a_server_keeping_only_the_status_gets_the_annotation_in_a_second_write() -> None:
+    server = OneService(status_only=True)
+    converger = Converger(cast(ObjectApi, server), namespace="metalbus")
+    assert asyncio.run(converger.converge(ALLOCATED)) is Outcome.WRITTEN
+    assert [status for status, _ in server.writes] == [True, False]
+    assert service_changes(ALLOCATED, server.obj) == (None, {})
+    assert server.obj["metadata"]["annotations"] == {POOL_ANNOTATION: "lan"}
