@@ -244,6 +244,31 @@ def test_list_pages_and_exact_versions(kube_api: KubeApi, core: client.CoreV1Api
     assert len(core.list_namespaced_config_map("default", resource_version="0").items) == 4
 
 
+def test_list_pages_across_namespaces_show_the_first_pages_version(core: client.CoreV1Api) -> None:
+    """Pages follow (namespace, name), even where one namespace's name begins another's ("a", "a-b"), and
+    every page shows the objects as they were at the first page: added, deleted and changed ones alike."""
+    for namespace in ("a", "a-b", "b"):
+        core.create_namespace({"metadata": {"name": namespace}})
+        for name in ("x", "y", "z"):
+            core.create_namespaced_config_map(namespace, {"metadata": {"name": name}, "data": {"v": "1"}})
+    first = core.list_config_map_for_all_namespaces(limit=2)
+    seen = [(c.metadata.namespace, c.metadata.name, c.data) for c in first.items]
+    core.delete_namespaced_config_map("x", "a-b")
+    core.create_namespaced_config_map("a-b", {"metadata": {"name": "w"}})
+    core.patch_namespaced_config_map("z", "b", {"data": {"v": "2"}})
+    token = first.metadata._continue
+    while token:
+        page = core.list_config_map_for_all_namespaces(limit=2, _continue=token)
+        assert page.metadata.resource_version == first.metadata.resource_version
+        seen += [(c.metadata.namespace, c.metadata.name, c.data) for c in page.items]
+        token = page.metadata._continue
+    assert seen == [(namespace, name, {"v": "1"}) for namespace in ("a", "a-b", "b") for name in ("x", "y", "z")]
+    now = core.list_config_map_for_all_namespaces()
+    assert [(c.metadata.namespace, c.metadata.name) for c in now.items] == [
+        ("a", "x"), ("a", "y"), ("a", "z"), ("a-b", "w"), ("a-b", "y"), ("a-b", "z"), ("b", "x"), ("b", "y"),
+        ("b", "z")]
+
+
 def test_direct_helpers(kube_api: KubeApi, core: client.CoreV1Api) -> None:
     node = kube_api.put_object(
         {
