@@ -37,8 +37,8 @@ CONFLICTS = Counter(
 )
 THROTTLED = Counter(
     "metalbus_watcher_status_throttled_total",
-    "Status writes the API server answered 429 Too Many Requests: the whole writer pauses, the object is "
-    "written again after",
+    "Status writes and Events the API server answered 429 Too Many Requests: the whole writer pauses, the "
+    "object or Event is written again after (kind Event for Events)",
     ["kind"],
 )
 ERRORS = Counter(

@@ -3,8 +3,8 @@
 An Event identical to one recorded before (same object, type, reason and message) bumps that Event's
 ``count`` and ``lastTimestamp`` instead of making a new object, as client-go's recorder does. Events
 are best effort: when the backlog passes ``max_pending`` the oldest are dropped (and counted). Given the
-status writer's gate, Events go through it too: a 429 pauses them with the writes (a refused Event is
-dropped, as client-go's recorder drops it).
+status writer's gate, Events go through it too: a 429 pauses them with the writes, and the refused Event is
+recorded first once the pause is over (the server asked for it later, as client-go's recorder tries again).
 """
 
 from __future__ import annotations
@@ -71,9 +71,11 @@ class EventRecorder:
             try:
                 await self.emit(event)
                 answer = WriteAnswer.ACCEPTED
+            except TooManyRequests as error:
+                answer, retry_after = WriteAnswer.TOO_MANY_REQUESTS, error.retry_after
+                metrics.THROTTLED.labels("Event").inc()
+                self._pending.appendleft(event)  # the gate holds the next one until the pause is over
             except MetalbusError as error:
-                if isinstance(error, TooManyRequests):
-                    answer, retry_after = WriteAnswer.TOO_MANY_REQUESTS, error.retry_after
                 metrics.EVENTS.labels(event.reason.value, "failed").inc()
                 log.warning("event not recorded reason=%s object=%s/%s error=%s", event.reason,
                             event.regarding.namespace, event.regarding.name, error)

@@ -7,7 +7,7 @@ from schemas.events import IPAllocated
 from services.common.bus import Bus
 from services.common.subjects import ipam_allocation_subject
 from services.watcher.status import metrics
-from tests.integration.watcher.status.harness import ingress, put_service, running_writer
+from tests.integration.watcher.status.harness import events, ingress, put_service, running_writer
 from tests.kubeapi.handle import KubeApi
 from tests.waiting import async_wait_until
 
@@ -34,6 +34,9 @@ async def test_a_throttling_api_server_slows_the_writer_down_and_every_status_is
             lambda: all(len(ingress(kube_api, s.name)) == 1 for s in services), timeout=60,
             what="every Service's ingress, through the 429s",
         )
+        # an Event refused is recorded after the pause, not dropped: one IPAllocated per Service
+        await async_wait_until(lambda: len(events(kube_api, "default", reason="IPAllocated")) == SERVICES,
+                               timeout=60, what="every Service's IPAllocated Event, through the 429s")
         pacing = harness.writer.gate.pacing
     refused = [r for r in kube_api.requests() if r.code == 429]
     assert limit.refused == len(refused) > 0  # the server did push back...
