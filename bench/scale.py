@@ -61,7 +61,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("announcer_churn_rss_mb", "announcer RSS, under churn", "MB", "≤ 80"),
     ("announcer_churn_cpu_cores", "announcer CPU, under churn", "cores", "≤ 0.05"),
     ("endpoint_changes_per_s", "endpoint changes a second (achieved)", "/s", ""),
-    ("announcer_ready_s", "announcer ready after start (full world)", "s", "≤ 5"),
+    ("announcer_ready_s", "announcer ready after start (full world, settled)", "s", "≤ 5"),
     ("nats_msgs_per_endpoint_change", "NATS messages delivered per endpoint change¹", "", ""),
     ("nats_idle_msgs_per_s", "NATS messages delivered a second, idle (all)", "/s", ""),
     ("nats_server_idle_cpu_cores", "nats-server CPU, steady, no churn", "cores", ""),
