@@ -26,9 +26,9 @@ from tests.kubeapi.selectors import Filter
 
 Obj = dict[str, Any]
 ObjectKey = tuple[str, str, str]
+"""(storage, namespace or "", name)"""
 Place = tuple[str, str]
 """Where an object is within its storage: (namespace, name); the order lists and continue tokens follow."""
-"""(storage, namespace or "", name)"""
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
