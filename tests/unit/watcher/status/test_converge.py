@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -21,6 +22,9 @@ from services.watcher.status.desired import (
     ServiceTarget,
 )
 from services.watcher.status.objects import ObjectApi, Resource
+from tests.kubeapi.objects import merge_write
+from tests.kubeapi.patching import PatchType, apply_patch
+from tests.kubeapi.resources import ResourceTable
 
 ALLOCATED = ServiceTarget("default", "web", "u", ("10.0.0.5",), "lan")
 
@@ -100,29 +104,24 @@ def test_a_pool_shows_its_counts_whatever_else_its_status_holds() -> None:
 
 class OneService:
     """One Service behind an API whose status writes keep the metadata they carry (as Kubernetes's Service
-    status strategy does) or, ``status_only``, keep nothing but the status (as a custom resource's would)."""
+    status strategy does) or, ``status_only``, keep nothing but the status (as a custom resource's would):
+    the API stand-in's own rules (``tests/kubeapi``)."""
 
     def __init__(self, *, status_only: bool) -> None:
-        self.status_only = status_only
+        services = ResourceTable().by_name("services")
+        self.rules = dataclasses.replace(services, custom=True) if status_only else services
         self.obj: dict[str, Any] = {"metadata": {"name": "web", "uid": "u", "resourceVersion": "1",
                                                  "annotations": {DEPRECATED_POOL_ANNOTATION: "lan"}}}
-        self.writes: list[tuple[bool, dict[str, Any]]] = []
+        self.writes: list[bool] = []  # each write: to the status subresource or not
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.obj)
 
     async def patch(self, resource: Resource, namespace: str, name: str, body: dict[str, Any], *,
                     status: bool = False) -> dict[str, Any]:
-        self.writes.append((status, body))
-        if status:
-            self.obj["status"] = body["status"]
-        if not (status and self.status_only):
-            annotations = self.obj["metadata"]["annotations"]
-            for key, value in body["metadata"].get("annotations", {}).items():
-                if value is None:
-                    annotations.pop(key, None)
-                else:
-                    annotations[key] = value
+        self.writes.append(status)
+        patched = apply_patch(self.obj, PatchType.MERGE, body)
+        self.obj = merge_write(self.rules, self.obj, patched, "status" if status else None)
         self.obj["metadata"]["resourceVersion"] = str(int(self.obj["metadata"]["resourceVersion"]) + 1)
         return copy.deepcopy(self.obj)
 
@@ -131,7 +130,7 @@ def test_the_pool_annotation_goes_with_the_status_in_one_write() -> None:
     server = OneService(status_only=False)
     converger = Converger(cast(ObjectApi, server), namespace="metalbus")
     assert asyncio.run(converger.converge(ALLOCATED)) is Outcome.WRITTEN
-    assert [status for status, _ in server.writes] == [True]
+    assert server.writes == [True]
     assert service_changes(ALLOCATED, server.obj) == (None, {})
 
 
@@ -139,6 +138,6 @@ def test_a_server_keeping_only_the_status_gets_the_annotation_in_a_second_write(
     server = OneService(status_only=True)
     converger = Converger(cast(ObjectApi, server), namespace="metalbus")
     assert asyncio.run(converger.converge(ALLOCATED)) is Outcome.WRITTEN
-    assert [status for status, _ in server.writes] == [True, False]
+    assert server.writes == [True, False]
     assert service_changes(ALLOCATED, server.obj) == (None, {})
     assert server.obj["metadata"]["annotations"] == {POOL_ANNOTATION: "lan"}
